@@ -1,0 +1,48 @@
+//! The declared guard of every server function, in one table.
+//!
+//! Each `#[server]` function names its endpoint and starts with `ssr::guard(ENDPOINT)`, which
+//! enforces the row below; the `/rpc` middleware enforces the same row before the function
+//! runs, so an undeclared endpoint is refused twice over. A test enumerates the registered
+//! server functions and fails if one has no row here.
+
+use super::Permission;
+
+/// The URL prefix of every server function.
+pub const RPC_PREFIX: &str = "/rpc";
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone, signed in or not (sign-in, sign-up, "who am I").
+    Public,
+    /// Any signed-in user; the function only touches the caller's own data.
+    SignedIn,
+    /// A signed-in user holding the permission in the organization the call names; the
+    /// function checks it with `ssr::require_org`.
+    Org(Permission),
+    /// A signed-in user holding the permission in the system organization (instance admin).
+    Instance(Permission),
+}
+
+/// Endpoint name (the part after `/rpc/`) → guard.
+pub const SERVER_FNS: &[(&str, Guard)] = &[
+    ("sign_in", Guard::Public),
+    ("sign_up", Guard::Public),
+    ("current_user", Guard::Public),
+    ("sign_out", Guard::SignedIn),
+    ("my_organizations", Guard::SignedIn),
+    ("organization_members", Guard::Org(Permission::MembersRead)),
+    ("list_users", Guard::Instance(Permission::UsersRead)),
+];
+
+/// The guard declared for an endpoint name, if any.
+pub fn guard_for(endpoint: &str) -> Option<Guard> {
+    SERVER_FNS.iter().find(|(name, _)| *name == endpoint).map(|(_, g)| *g)
+}
+
+/// The guard declared for a request path under [`RPC_PREFIX`], if any.
+pub fn guard_for_path(path: &str) -> Option<Guard> {
+    path.strip_prefix(RPC_PREFIX)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(guard_for)
+}

@@ -1,0 +1,208 @@
+//! The one error type of Keyward.
+//!
+//! Which result type to use where:
+//! - domain code and server functions return `Result<T, AppError>`;
+//! - build errors with the small constructors (`AppError::invalid(..)`, `forbidden(..)`,
+//!   `not_found(..)`), never by hand-writing a code string;
+//! - anything unexpected (database, I/O, a bug) goes through [`AppError::internal`], which logs
+//!   the cause with an error id and returns an opaque message carrying only that id.
+//!
+//! On the wire the error is always `{"error":{"code","message"}}` with a stable `code`: server
+//! functions encode it as JSON through [`FromServerFnError`], and the REST API renders the same
+//! shape through `IntoResponse` (in `ssr`).
+
+use serde::{Deserialize, Serialize};
+use server_fn::{codec::JsonEncoding, error::{FromServerFnError, ServerFnErrorErr}};
+use leptos::server_fn;
+
+/// A stable, machine-readable error code. Clients match on these strings; never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a field is invalid.
+    InvalidInput,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// No valid session or credentials.
+    Unauthenticated,
+    /// Sign-in failed: unknown email, wrong password, disabled or throttled account alike.
+    InvalidCredentials,
+    /// Authenticated, but lacking the permission or the organization membership.
+    Forbidden,
+    /// A state-changing request came from a foreign origin.
+    CsrfRejected,
+    /// The resource does not exist (or is not visible to the caller).
+    NotFound,
+    /// The request conflicts with existing state (e.g. an email already registered).
+    Conflict,
+    /// The operator switched this feature off (e.g. sign-up).
+    Disabled,
+    /// A dependency (the database) is not answering.
+    Unavailable,
+    /// Something went wrong on our side; details are in the server log under the error id.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput => 400,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+/// Keyward's error: a stable code, a message safe to show a user, and optionally the field the
+/// message is about (for forms).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(from = "Envelope", into = "Envelope")]
+#[error("{message}")]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// The wire shape: `{"error":{"code","message","field"?}}`.
+#[derive(Clone, Serialize, Deserialize)]
+struct Envelope {
+    error: Body,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Body {
+    code: ErrorCode,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl From<Envelope> for AppError {
+    fn from(e: Envelope) -> Self {
+        AppError { code: e.error.code, message: e.error.message, field: e.error.field }
+    }
+}
+
+impl From<AppError> for Envelope {
+    fn from(e: AppError) -> Self {
+        Envelope { error: Body { code: e.code, message: e.message, field: e.field } }
+    }
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AppError { code, message: message.into(), field: None }
+    }
+
+    /// A bad value in one field of a form or body.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError { code: ErrorCode::InvalidInput, message: message.into(), field: Some(field.into()) }
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(ErrorCode::Unauthenticated, "sign in to continue")
+    }
+
+    /// The one answer for every failed sign-in, whatever the reason.
+    pub fn invalid_credentials() -> Self {
+        Self::new(ErrorCode::InvalidCredentials, "invalid email or password")
+    }
+
+    /// Names the permission the caller lacks, like Stripe: `missing permission: users:read`.
+    pub fn forbidden(permission: &str) -> Self {
+        Self::new(ErrorCode::Forbidden, format!("missing permission: {permission}"))
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        AppError { code: ErrorCode::Conflict, message: message.into(), field: Some(field.into()) }
+    }
+
+    pub fn csrf() -> Self {
+        Self::new(ErrorCode::CsrfRejected, "cross-site request refused")
+    }
+
+    /// Logs `cause` with a fresh error id and returns an opaque error naming only that id.
+    #[cfg(feature = "ssr")]
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let error_id = crate::ssr::request_id::current();
+        tracing::error!(%error_id, %cause, "internal error");
+        Self::new(ErrorCode::Internal, format!("internal error (id {error_id})"))
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    /// Failures of the server-function machinery itself: bad arguments are the caller's fault
+    /// (400), the rest are ours and stay opaque.
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        let err = match value {
+            ServerFnErrorErr::Args(m)
+            | ServerFnErrorErr::MissingArg(m)
+            | ServerFnErrorErr::Deserialization(m) => {
+                AppError::new(ErrorCode::InvalidInput, format!("malformed request: {m}"))
+            }
+            ServerFnErrorErr::Request(m) => {
+                AppError::new(ErrorCode::Internal, format!("could not reach the server: {m}"))
+            }
+            #[cfg(feature = "ssr")]
+            other => AppError::internal(other),
+            #[cfg(not(feature = "ssr"))]
+            other => AppError::new(ErrorCode::Internal, other.to_string()),
+        };
+        #[cfg(feature = "ssr")]
+        crate::ssr::set_error_status(&err);
+        err
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::internal(e)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        let status = http::StatusCode::from_u16(self.code.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_the_error_envelope() {
+        let e = AppError::forbidden("users:read");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {"code": "forbidden", "message": "missing permission: users:read"}})
+        );
+        let back: AppError = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn malformed_arguments_are_client_errors() {
+        let e = AppError::from_server_fn_error(ServerFnErrorErr::Args("x".into()));
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        assert_eq!(e.code.status(), 400);
+    }
+}

@@ -1,0 +1,392 @@
+//! Identity domain logic and SQL (server only).
+
+use super::SignedInUser;
+use crate::access::{ssr::SYSTEM_ORG_ID, Role};
+use crate::error::AppError;
+use crate::ssr::config::Config;
+use crate::ssr::db::{new_id, now_ms, Db};
+use crate::ssr::events::{self, Event};
+use crate::ssr::{keys, password};
+use sqlx::Row;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Trims and lower-cases an email: the key of case-insensitive uniqueness.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A plausible address: one `@`, something on each side, a dot in the domain, no spaces.
+pub fn validate_email(email: &str) -> Result<(), AppError> {
+    let email = email.trim();
+    let ok = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.contains('@') && domain.contains('.')
+               && !domain.starts_with('.') && !domain.ends_with('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid("email", "enter a valid email address"))
+    }
+}
+
+fn validate_display_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("display_name", "enter a display name"));
+    }
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid("display_name", "display name must be at most 100 printable characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// Creates a user with a personal organization (they own it) and, optionally, a role in the
+/// system organization. Validates everything before writing anything.
+pub async fn create_user(
+    db: &Db,
+    email: &str,
+    display_name: &str,
+    plain_password: &str,
+    system_role: Option<Role>,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    validate_email(email)?;
+    let display_name = validate_display_name(display_name)?;
+    password::validate(plain_password)?;
+    let normalized = normalize_email(email);
+    let taken: Option<String> = sqlx::query_scalar("select user_id from app_user where email_normalized = $1")
+        .bind(&normalized)
+        .fetch_optional(&db.reader)
+        .await?;
+    if taken.is_some() {
+        return Err(AppError::conflict("email", "an account with this email already exists"));
+    }
+    let hash = password::hash(plain_password.to_string()).await?;
+
+    let now = now_ms();
+    let user_id = new_id("usr");
+    let org_id = new_id("org");
+    let mut tx = db.writer.begin().await?;
+    sqlx::query("insert into organization (organization_id, name, slug, kind, created_at) values ($1, $2, $3, 'personal', $4)")
+        .bind(&org_id)
+        .bind(format!("{display_name} (personal)"))
+        .bind(org_id.to_lowercase().replace('_', "-"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let inserted = sqlx::query(
+        "insert into app_user (user_id, email, email_normalized, display_name, password_hash, status, personal_organization_id, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, 'active', $6, $7, $7)",
+    )
+    .bind(&user_id)
+    .bind(email.trim())
+    .bind(&normalized)
+    .bind(&display_name)
+    .bind(&hash)
+    .bind(&org_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(e)) = &inserted {
+        if e.is_unique_violation() {
+            return Err(AppError::conflict("email", "an account with this email already exists"));
+        }
+    }
+    inserted?;
+    grant(&mut tx, &org_id, &user_id, Role::Owner, now).await?;
+    if let Some(role) = system_role {
+        grant(&mut tx, SYSTEM_ORG_ID, &user_id, role, now).await?;
+    }
+    events::record(&mut tx, Event {
+        kind: "user.created",
+        organization_id: Some(&org_id),
+        actor_user_id: None,
+        subject_id: Some(&user_id),
+        source_ip,
+        data: serde_json::json!({ "system_role": system_role.map(Role::as_str) }),
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
+
+async fn grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str, user_id: &str, role: Role, now: i64) -> Result<(), AppError> {
+    sqlx::query("insert into membership (organization_id, user_id, role, created_at) values ($1, $2, $3, $4)")
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    events::record(tx, Event {
+        kind: "membership.granted",
+        organization_id: Some(org_id),
+        actor_user_id: None,
+        subject_id: Some(user_id),
+        source_ip: None,
+        data: serde_json::json!({ "role": role.as_str() }),
+    })
+    .await?;
+    Ok(())
+}
+
+/// Whether any user exists (the run command bootstraps an admin when none does).
+pub async fn any_user(db: &Db) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar("select count(*) from app_user").fetch_one(&db.reader).await?;
+    Ok(n > 0)
+}
+
+/// Checks an email and password. Unknown email, wrong password, disabled account and throttled
+/// account all cost one argon2 verification and give the same error.
+///
+/// Throttling: at most `sign_in_failures_per_hour` failures per account in a sliding hour,
+/// counted separately for each trusted device (a browser holding a valid device cookie for the
+/// account from an earlier sign-in). An attacker who burns the account's allowance from
+/// elsewhere therefore never locks out the owner's own browsers, and the allowance refills as
+/// the hour slides: nobody is locked out for good.
+pub async fn authenticate(
+    db: &Db,
+    config: &Config,
+    email: &str,
+    plain_password: &str,
+    device: Option<&device_cookie::Device>,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    let row = sqlx::query("select user_id, password_hash, status from app_user where email_normalized = $1")
+        .bind(normalize_email(email))
+        .fetch_optional(&db.reader)
+        .await?;
+    let Some(row) = row else {
+        password::verify(plain_password.to_string(), None).await?;
+        return Err(AppError::invalid_credentials());
+    };
+    let user_id: String = row.try_get("user_id")?;
+    let hash: String = row.try_get("password_hash")?;
+    let status: String = row.try_get("status")?;
+    let device_id = device.filter(|d| d.user_id == user_id).map(|d| d.device_id.as_str());
+
+    let since = now_ms() - HOUR_MS;
+    let failures: i64 = match device_id {
+        Some(device_id) => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id = $2 and failed_at > $3")
+            .bind(&user_id)
+            .bind(device_id)
+            .bind(since)
+            .fetch_one(&db.reader)
+            .await?,
+        None => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id is null and failed_at > $2")
+            .bind(&user_id)
+            .bind(since)
+            .fetch_one(&db.reader)
+            .await?,
+    };
+    if failures >= config.sign_in_failures_per_hour {
+        password::verify(plain_password.to_string(), None).await?;
+        tracing::warn!(user_id, "sign-in throttled");
+        return Err(AppError::invalid_credentials());
+    }
+
+    let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
+    let mut tx = db.writer.begin().await?;
+    if valid && status == "active" {
+        events::record(&mut tx, Event {
+            kind: "user.signed_in",
+            organization_id: None,
+            actor_user_id: Some(&user_id),
+            subject_id: Some(&user_id),
+            source_ip,
+            data: serde_json::json!({ "trusted_device": device_id.is_some() }),
+        })
+        .await?;
+        tx.commit().await?;
+        return Ok(user_id);
+    }
+    sqlx::query("insert into sign_in_failure (user_id, device_id, failed_at) values ($1, $2, $3)")
+        .bind(&user_id)
+        .bind(device_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from sign_in_failure where failed_at <= $1").bind(since).execute(&mut *tx).await?;
+    events::record(&mut tx, Event {
+        kind: "user.sign_in_failed",
+        organization_id: None,
+        actor_user_id: None,
+        subject_id: Some(&user_id),
+        source_ip,
+        data: serde_json::json!({ "reason": if valid { "disabled" } else { "password" } }),
+    })
+    .await?;
+    tx.commit().await?;
+    Err(AppError::invalid_credentials())
+}
+
+/// Binds the session to the user under a fresh session id (no fixation).
+pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppError> {
+    let session = crate::ssr::session().await?;
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session.insert(keys::USER_ID, user_id).await.map_err(AppError::internal)?;
+    session.insert(keys::SIGNED_IN_AT, now_ms()).await.map_err(AppError::internal)?;
+    Ok(())
+}
+
+/// The console's view of a user, `None` when the user is gone or disabled.
+pub async fn current_user(db: &Db, user_id: &str) -> Result<Option<SignedInUser>, AppError> {
+    let row = sqlx::query("select user_id, email, display_name from app_user where user_id = $1 and status = 'active'")
+        .bind(user_id)
+        .fetch_optional(&db.reader)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let instance_permissions = crate::access::ssr::instance_permissions(db, user_id)
+        .await?
+        .into_iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    Ok(Some(SignedInUser {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        instance_permissions,
+    }))
+}
+
+/// Device cookies (OWASP "device cookies" against lock-out): after a successful sign-in the
+/// browser gets `<user_id>.<device_id>.<hmac>`; a later attempt carrying a valid one for the
+/// same account is throttled on its own counter.
+pub mod device_cookie {
+    use crate::error::AppError;
+    use crate::ssr::config::Config;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// A verified device cookie.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Device {
+        pub user_id: String,
+        pub device_id: String,
+    }
+
+    const MAX_AGE_SECONDS: i64 = 180 * 24 * 3600;
+
+    fn mac(secret: &[u8; 32], user_id: &str, device_id: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+        mac.update(b"keyward-device-v1\0");
+        mac.update(user_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(device_id.as_bytes());
+        mac
+    }
+
+    pub fn encode(secret: &[u8; 32], user_id: &str, device_id: &str) -> String {
+        let tag = hex::encode(mac(secret, user_id, device_id).finalize().into_bytes());
+        format!("{user_id}.{device_id}.{tag}")
+    }
+
+    /// Parses and verifies (constant-time) a cookie value.
+    pub fn decode(secret: &[u8; 32], value: &str) -> Option<Device> {
+        let mut parts = value.split('.');
+        let (user_id, device_id, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let tag = hex::decode(tag).ok()?;
+        mac(secret, user_id, device_id).verify_slice(&tag).ok()?;
+        Some(Device { user_id: user_id.into(), device_id: device_id.into() })
+    }
+
+    /// The request's device cookie, if present and valid.
+    pub async fn read(config: &Config) -> Option<Device> {
+        let headers = leptos_axum::extract::<http::HeaderMap>().await.ok()?;
+        let name = config.device_cookie_name();
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| decode(&config.secret, v))
+    }
+
+    /// Sets the device cookie for `user_id`, keeping the current device id when it has one.
+    pub fn issue(config: &Config, user_id: &str, current: Option<&Device>) -> Result<(), AppError> {
+        let device_id = match current {
+            Some(d) if d.user_id == user_id => d.device_id.clone(),
+            _ => crate::ssr::db::new_id("dev"),
+        };
+        let secure = if config.secure_cookies() { "; Secure" } else { "" };
+        let cookie = format!(
+            "{}={}; Path=/; Max-Age={MAX_AGE_SECONDS}; HttpOnly; SameSite=Strict{secure}",
+            config.device_cookie_name(),
+            encode(&config.secret, user_id, &device_id)
+        );
+        if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            let value = http::HeaderValue::from_str(&cookie).map_err(AppError::internal)?;
+            options.append_header(http::header::SET_COOKIE, value);
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trip_and_tamper() {
+            let secret = [7u8; 32];
+            let v = encode(&secret, "usr_a", "dev_b");
+            assert_eq!(decode(&secret, &v), Some(Device { user_id: "usr_a".into(), device_id: "dev_b".into() }));
+            assert_eq!(decode(&[8u8; 32], &v), None);
+            assert_eq!(decode(&secret, &v.replace("usr_a", "usr_c")), None);
+            assert_eq!(decode(&secret, "garbage"), None);
+        }
+    }
+}
+
+/// A row of the admin users list.
+pub async fn list_users(db: &Db) -> Result<Vec<crate::admin::UserSummary>, AppError> {
+    let rows = sqlx::query(
+        "select u.user_id, u.email, u.display_name, u.status, u.created_at, m.role as system_role
+         from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1
+         order by u.created_at, u.user_id",
+    )
+    .bind(SYSTEM_ORG_ID)
+    .fetch_all(&db.reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::admin::UserSummary {
+                user_id: r.try_get("user_id")?,
+                email: r.try_get("email")?,
+                display_name: r.try_get("display_name")?,
+                status: r.try_get("status")?,
+                created_at: r.try_get("created_at")?,
+                system_role: r.try_get("system_role")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(validate_email("a@b.co").is_ok());
+        assert!(validate_email(" Ann@Example.org ").is_ok());
+        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co."] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        assert_eq!(normalize_email(" Ann@Example.ORG "), "ann@example.org");
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(validate_display_name("  Ann ").unwrap(), "Ann");
+        assert!(validate_display_name("   ").is_err());
+        assert!(validate_display_name(&"x".repeat(101)).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! Keyward's application: UI, server functions and domain types, shared by the WASM client
+//! (`hydrate`) and the axum host (`ssr`).
+#![recursion_limit = "256"]
+
+pub mod access;
+pub mod admin;
+pub mod error;
+pub mod identity;
+pub mod orgs;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+pub mod ui;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The console.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    ui::provide_auth();
+    ui::mark_hydrated();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/keyward.css" />
+        <Title formatter=|t: String| if t.is_empty() { "Keyward".to_string() } else { format!("{t} · Keyward") } />
+        <Router>
+            <ui::Layout>
+                <Routes fallback=ui::NotFound>
+                    <Route path=path!("/") view=orgs::pages::HomePage />
+                    <Route path=path!("/sign-in") view=identity::pages::SignInPage />
+                    <Route path=path!("/sign-up") view=identity::pages::SignUpPage />
+                    <Route path=path!("/admin/users") view=admin::pages::UsersPage />
+                </Routes>
+            </ui::Layout>
+        </Router>
+    }
+}

@@ -1,0 +1,62 @@
+//! Run-time settings the app needs (the server crate parses flags and `KEYWARD_*` variables
+//! into this).
+
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Config {
+    /// The origin users reach Keyward at, e.g. `http://127.0.0.1:3000`. Decides cookie
+    /// security and is one of the origins accepted by the CSRF check.
+    pub public_origin: url::Url,
+    /// Whether anyone may create an account (off by default for a self-hosted install).
+    pub signup_open: bool,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, whatever the activity.
+    pub session_absolute: Duration,
+    /// Failed sign-ins allowed per account (and per trusted device) in a sliding hour.
+    pub sign_in_failures_per_hour: i64,
+    /// Server-side key for HMACs (device cookies). Never logged.
+    pub secret: [u8; 32],
+}
+
+impl Config {
+    /// Cookies get `Secure` and the `__Host-` prefix when served over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_origin.scheme() == "https"
+    }
+
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies() {
+            "__Host-keyward_session"
+        } else {
+            "keyward_session"
+        }
+    }
+
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.secure_cookies() {
+            "__Host-keyward_device"
+        } else {
+            "keyward_device"
+        }
+    }
+
+    /// `scheme://host[:port]` of the public origin, as browsers send it in `Origin`.
+    pub fn origin_string(&self) -> String {
+        self.public_origin.origin().ascii_serialization()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("public_origin", &self.public_origin.as_str())
+            .field("signup_open", &self.signup_open)
+            .field("session_idle", &self.session_idle)
+            .field("session_absolute", &self.session_absolute)
+            .field("sign_in_failures_per_hour", &self.sign_in_failures_per_hour)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}

@@ -1,0 +1,164 @@
+//! The storage layer: one [`Db`] over SQLite (default, a file) or PostgreSQL (several
+//! instances), chosen at run time from the URL.
+//!
+//! Both backends go through sqlx's `Any` driver so that every query is written once, in the
+//! portable subset: `$1` parameters (SQLite maps `$N` to the N-th argument), lower-case SQL,
+//! explicit columns, TEXT ids, BIGINT unix-millisecond timestamps and BIGINT flags. Where the
+//! backends differ (DDL), the migrations are split per backend under `migrations/`.
+//!
+//! SQLite allows one writer at a time, so it gets a single-connection writer pool (no
+//! `SQLITE_BUSY` storms) plus a reader pool; WAL lets readers run beside the writer. On
+//! PostgreSQL both handles are the same pool.
+
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database handles. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// Use for every statement that writes, and for transactions.
+    pub writer: AnyPool,
+    /// Use for plain reads.
+    pub reader: AnyPool,
+    pub backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). Creates the SQLite file
+    /// and its folder when missing.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            ensure_sqlite_dir(url)?;
+            let url = with_create_mode(url);
+            let options = AnyConnectOptions::from_str(&url)?;
+            let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+            let reader = sqlite_pool(4).connect_with(options).await?;
+            Ok(Db { writer, reader, backend: Backend::Sqlite })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Db { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
+        } else {
+            Err(sqlx::Error::Configuration(
+                "KEYWARD_DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    /// Applies the pending migrations of this backend. Start-up fails when this fails.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.writer).await,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.writer).await,
+        }
+    }
+
+    /// A cheap round trip, for `/healthz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("select 1").execute(&self.reader).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL: readers never block the writer. busy_timeout: wait instead of failing
+                // when the file is locked. foreign_keys: SQLite leaves them off by default.
+                conn.execute("pragma journal_mode = wal").await?;
+                conn.execute("pragma busy_timeout = 5000").await?;
+                conn.execute("pragma foreign_keys = on").await?;
+                conn.execute("pragma synchronous = normal").await?;
+                Ok(())
+            })
+        })
+}
+
+/// `sqlite://data/keyward.db` → adds `mode=rwc` so the file is created on first start.
+fn with_create_mode(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn ensure_sqlite_dir(url: &str) -> Result<(), sqlx::Error> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, UTC: the unit of every `*_at` column.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A new public id: `<prefix>_` + 20 base62 characters (≈119 random bits), Stripe style.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    let body: String = (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}_{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(with_create_mode("sqlite://data/k.db"), "sqlite://data/k.db?mode=rwc");
+        assert_eq!(with_create_mode("sqlite://k.db?x=1"), "sqlite://k.db?x=1&mode=rwc");
+        assert_eq!(with_create_mode("sqlite://k.db?mode=ro"), "sqlite://k.db?mode=ro");
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_random() {
+        let a = new_id("usr");
+        assert!(a.starts_with("usr_") && a.len() == 24);
+        assert_ne!(a, new_id("usr"));
+    }
+}

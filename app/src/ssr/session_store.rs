@@ -1,0 +1,115 @@
+//! tower-sessions store in Keyward's own database (SQLite or PostgreSQL), table `session`.
+//!
+//! Only SHA-256(session id) is stored. The signed-in user's id is lifted into its own column so
+//! sessions can be listed and revoked per user.
+
+use super::db::{now_ms, Db};
+use super::keys;
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+
+#[derive(Clone, Debug)]
+pub struct DbSessionStore {
+    db: Db,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db) -> Self {
+        DbSessionStore { db }
+    }
+}
+
+fn session_hash(id: &Id) -> String {
+    hex::encode(Sha256::digest(id.to_string().as_bytes()))
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+fn expires_ms(record: &Record) -> i64 {
+    (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // Ids are 128 random bits; on the astronomically unlikely collision, draw again.
+        loop {
+            let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            let user_id = record.data.get(keys::USER_ID).and_then(|v| v.as_str()).map(str::to_owned);
+            let inserted = sqlx::query(
+                "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
+                 on conflict (session_hash) do nothing",
+            )
+            .bind(session_hash(&record.id))
+            .bind(user_id)
+            .bind(data)
+            .bind(expires_ms(record))
+            .execute(&self.db.writer)
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let user_id = record.data.get(keys::USER_ID).and_then(|v| v.as_str()).map(str::to_owned);
+        sqlx::query(
+            "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
+             on conflict (session_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",
+        )
+        .bind(session_hash(&record.id))
+        .bind(user_id)
+        .bind(data)
+        .bind(expires_ms(record))
+        .execute(&self.db.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row = sqlx::query("select data, expires_at from session where session_hash = $1 and expires_at > $2")
+            .bind(session_hash(id))
+            .bind(now_ms())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data: String = row.try_get("data").map_err(backend)?;
+        let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
+        let data = serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(expires_at as i128 * 1_000_000)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("delete from session where session_hash = $1")
+            .bind(session_hash(id))
+            .execute(&self.db.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for DbSessionStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        sqlx::query("delete from session where expires_at <= $1")
+            .bind(now_ms())
+            .execute(&self.db.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! Cross-cutting UI: the layout and navigation, the signed-in user's context, error display.
+
+use crate::access::Permission;
+use crate::error::AppError;
+use crate::identity::api::{current_user, SignIn, SignOut, SignUp};
+use crate::identity::SignedInUser;
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+/// The signed-in user (refetched whenever a sign-in, sign-up or sign-out completes) and the
+/// actions that change it.
+#[derive(Clone, Copy)]
+pub struct Auth {
+    pub user: Resource<Result<Option<SignedInUser>, AppError>>,
+    pub sign_in: ServerAction<SignIn>,
+    pub sign_up: ServerAction<SignUp>,
+    pub sign_out: ServerAction<SignOut>,
+}
+
+pub fn provide_auth() {
+    let sign_in = ServerAction::<SignIn>::new();
+    let sign_up = ServerAction::<SignUp>::new();
+    let sign_out = ServerAction::<SignOut>::new();
+    let user = Resource::new(
+        move || (sign_in.version().get(), sign_up.version().get(), sign_out.version().get()),
+        |_| current_user(),
+    );
+    provide_context(Auth { user, sign_in, sign_up, sign_out });
+}
+
+pub fn use_auth() -> Auth {
+    expect_context::<Auth>()
+}
+
+/// Marks `<body data-hydrated>` once the WASM app has taken over the page (effects only run
+/// in the browser). Browser tests wait for it before interacting.
+pub fn mark_hydrated() {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+}
+
+/// Header, navigation (only what the user may use) and the page.
+#[component]
+pub fn Layout(children: Children) -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <header class="topbar">
+            <A href="/" attr:class="brand">"Keyward"</A>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let user = auth.user.await.ok().flatten();
+                    view! { <Nav user /> }
+                })}
+            </Transition>
+        </header>
+        <main class="page">{children()}</main>
+    }
+}
+
+#[component]
+fn Nav(user: Option<SignedInUser>) -> impl IntoView {
+    let auth = use_auth();
+    match user {
+        None => view! {
+            <nav aria-label="Main">
+                <A href="/sign-in">"Sign in"</A>
+                <A href="/sign-up">"Sign up"</A>
+            </nav>
+        }
+        .into_any(),
+        Some(user) => {
+            let admin = user.can(Permission::UsersRead);
+            view! {
+                <nav aria-label="Main">
+                    <A href="/">"Home"</A>
+                    <Show when=move || admin>
+                        <A href="/admin/users">"Users"</A>
+                    </Show>
+                </nav>
+                <div class="whoami">
+                    <span>{user.display_name.clone()}</span>
+                    <ActionForm action=auth.sign_out>
+                        <button type="submit" class="link">"Sign out"</button>
+                    </ActionForm>
+                </div>
+            }
+            .into_any()
+        }
+    }
+}
+
+/// A readable error for the user (never internal details: those stay in the server log).
+#[component]
+pub fn ErrorNote(error: AppError) -> impl IntoView {
+    view! { <p role="alert" class="error">{error.message}</p> }
+}
+
+/// Shows the error of the last run of an action, if it failed.
+pub fn action_error<T: Clone + Send + Sync + 'static>(
+    value: impl Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+) -> impl IntoView {
+    move || value.get().and_then(Result::err).map(|error| view! { <ErrorNote error /> })
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    view! {
+        <h1>"Page not found"</h1>
+        <p><A href="/">"Back to the console"</A></p>
+    }
+}

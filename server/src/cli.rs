@@ -1,0 +1,80 @@
+//! Command line: `keyward serve | migrate | create-admin`. Every flag has a `KEYWARD_*`
+//! environment variable; the README lists them with their defaults.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "keyward", version, about = "Keyward: API keys and access management")]
+pub struct Cli {
+    /// Database URL: `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+    #[arg(long, env = "KEYWARD_DATABASE_URL", default_value = "sqlite://data/keyward.db", global = true)]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply migrations, bootstrap the first admin on an empty database, and serve HTTP.
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create an instance administrator (non-interactive, for automation).
+    CreateAdmin(CreateAdminArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: std::net::SocketAddr,
+
+    /// The origin users reach Keyward at (`https://…` switches on Secure/__Host- cookies).
+    /// Defaults to `http://<listen>`.
+    #[arg(long, env = "KEYWARD_PUBLIC_ORIGIN")]
+    pub public_origin: Option<url::Url>,
+
+    /// Whether anyone may create an account: `open` or `closed`.
+    #[arg(long, env = "KEYWARD_SIGNUP", default_value = "closed", value_parser = ["open", "closed"])]
+    pub signup: String,
+
+    /// Minutes without a request after which a console session ends.
+    #[arg(long, env = "KEYWARD_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_minutes: u64,
+
+    /// Hours after sign-in after which a console session ends, however active.
+    #[arg(long, env = "KEYWARD_SESSION_ABSOLUTE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_absolute_hours: u64,
+
+    /// Failed sign-ins allowed per account (and per trusted browser) in a sliding hour.
+    #[arg(long, env = "KEYWARD_SIGN_IN_FAILURES_PER_HOUR", default_value_t = 100)]
+    pub sign_in_failures_per_hour: i64,
+
+    /// Server secret for HMACs. Default: generated on first start and kept in the database.
+    #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// The site options file (Leptos.toml) naming where the built JS/WASM/CSS live.
+    #[arg(long, env = "KEYWARD_LEPTOS_CONFIG", default_value = "Leptos.toml")]
+    pub leptos_config: String,
+
+    /// Email of the admin created when the database has no user yet.
+    #[arg(long, env = "KEYWARD_ADMIN_EMAIL", default_value = "admin@keyward.local")]
+    pub admin_email: String,
+
+    /// Password of that admin. Default: a random one, printed once.
+    #[arg(long, env = "KEYWARD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateAdminArgs {
+    #[arg(long)]
+    pub email: String,
+    #[arg(long, env = "KEYWARD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// Display name (defaults to the part of the email before `@`).
+    #[arg(long)]
+    pub name: Option<String>,
+}
