@@ -141,7 +141,8 @@ pub async fn rpc_middleware(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = request.uri().path();
-    if !path.starts_with(crate::access::policy::RPC_PREFIX) {
+    // Server functions are served on POST only; let the router answer 405 to anything else.
+    if !path.starts_with(crate::access::policy::RPC_PREFIX) || request.method() != http::Method::POST {
         return next.run(request).await;
     }
     let declared = crate::access::policy::guard_for_path(path);

@@ -1,0 +1,213 @@
+//! Test harness: a fresh, migrated database per test (SQLite file, or a new PostgreSQL
+//! database when `KEYWARD_TEST_DATABASE_URL` points at a server), the real router, and
+//! helpers to call it like a browser would. No socket: requests go through
+//! `tower::ServiceExt::oneshot`.
+#![allow(dead_code)]
+
+use app::ssr::{config::Config, AppState, Db};
+use axum::body::Body;
+use axum::Router;
+use http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use leptos::prelude::LeptosOptions;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+pub const ORIGIN: &str = "http://127.0.0.1:3000";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+    _dir: Option<TempDir>,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    use rand::Rng;
+    format!("{prefix}{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+/// Opens a fresh database on the backend under test and migrates it.
+pub async fn fresh_db() -> (Db, Option<TempDir>) {
+    match std::env::var("KEYWARD_TEST_DATABASE_URL") {
+        Ok(admin_url) if admin_url.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let name = unique("kw_test_");
+            let admin = sqlx::AnyPool::connect(&admin_url).await.expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("create database {name}")).execute(&admin).await.expect("create test database");
+            admin.close().await;
+            let (base, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
+            let db = Db::connect(&format!("{base}/{name}")).await.expect("connect test database");
+            db.migrate().await.expect("migrations");
+            (db, None)
+        }
+        _ => {
+            let dir = std::env::temp_dir().join(unique("keyward-test-"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = Db::connect(&format!("sqlite://{}/keyward.db", dir.display())).await.expect("open sqlite");
+            db.migrate().await.expect("migrations");
+            (db, Some(TempDir(dir)))
+        }
+    }
+}
+
+pub fn test_config() -> Config {
+    Config {
+        public_origin: url::Url::parse(ORIGIN).unwrap(),
+        signup_open: true,
+        session_idle: Duration::from_secs(1800),
+        session_absolute: Duration::from_secs(12 * 3600),
+        sign_in_failures_per_hour: 100,
+        secret: [42u8; 32],
+    }
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let (db, dir) = fresh_db().await;
+    let mut config = test_config();
+    adjust(&mut config);
+    let options = LeptosOptions::builder().output_name("keyward").build();
+    let state = AppState { db, config: Arc::new(config), leptos_options: options };
+    let router = keyward_server::router(state.clone());
+    TestApp { state, router, _dir: dir }
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The `code` of an `{"error":{"code","message"}}` body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// `name=value` of the session cookie this response sets, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_string())
+    }
+
+    pub fn set_cookie_header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+}
+
+/// A cookie jar of one browser.
+#[derive(Default, Clone)]
+pub struct Browser {
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn header(&self) -> Option<String> {
+        if self.cookies.is_empty() {
+            None
+        } else {
+            Some(self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+        }
+    }
+
+    pub fn absorb(&mut self, reply: &Reply) {
+        for v in reply.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            let pair = v.split(';').next().unwrap();
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            let removed = v.to_ascii_lowercase().contains("max-age=0");
+            self.cookies.retain(|(k, _)| k != name);
+            if !removed && !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.expect("infallible router");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    /// Calls a server function the way the hydrated console does: same-origin POST, URL-encoded.
+    pub async fn rpc(&self, browser: &mut Browser, endpoint: &str, form: &[(&str, &str)]) -> Reply {
+        let body = form_body(form);
+        let mut req = Request::post(format!("/rpc/{endpoint}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, ORIGIN)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::ACCEPT, "application/json");
+        if let Some(c) = browser.header() {
+            req = req.header(header::COOKIE, c);
+        }
+        let reply = self.send(req.body(Body::from(body)).unwrap()).await;
+        browser.absorb(&reply);
+        reply
+    }
+
+    pub async fn get(&self, browser: &Browser, path: &str) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(c) = browser.header() {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Creates a user (through the domain, not the UI) and returns their id.
+    pub async fn user(&self, email: &str, role_in_system: Option<app::access::Role>) -> String {
+        app::identity::ssr::create_user(&self.state.db, email, email.split('@').next().unwrap(), PASSWORD, role_in_system, None)
+            .await
+            .expect("create user")
+    }
+
+    /// A browser signed in as `email`.
+    pub async fn signed_in(&self, email: &str) -> Browser {
+        let mut b = Browser::default();
+        let r = self.rpc(&mut b, "sign_in", &[("email", email), ("password", PASSWORD)]).await;
+        assert_eq!(r.status, StatusCode::OK, "sign in: {}", r.body);
+        b
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&self.state.db.reader).await.unwrap()
+    }
+}
+
+pub fn form_body(form: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish()
+}
