@@ -1,0 +1,57 @@
+import { defineConfig } from "@playwright/test";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as fs from "node:fs";
+
+// The server under test: the freshly built `keyward` binary on a throw-away SQLite file, with
+// sign-up open (an operator setting that is off by default) and a known first admin.
+const port = Number(process.env.KEYWARD_E2E_PORT ?? 3199);
+const root = path.resolve(__dirname, "..");
+const bin = process.env.KEYWARD_BIN ?? path.join(root, "target", "debug", "keyward");
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-e2e-"));
+
+export const ADMIN_EMAIL = "admin@keyward.local";
+export const ADMIN_PASSWORD = "e2e admin passphrase";
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [["list"]],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: "retain-on-failure",
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
+    },
+  },
+  webServer: {
+    command: `"${bin}" serve`,
+    cwd: root,
+    url: `http://127.0.0.1:${port}/healthz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    stdout: "pipe",
+    env: {
+      KEYWARD_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
+      KEYWARD_LISTEN: `127.0.0.1:${port}`,
+      KEYWARD_SIGNUP: "open",
+      KEYWARD_ADMIN_EMAIL: ADMIN_EMAIL,
+      KEYWARD_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      KEYWARD_LEPTOS_CONFIG: path.join(root, "Leptos.toml"),
+      KEYWARD_LOG: "info,sqlx=warn",
+    },
+  },
+});
