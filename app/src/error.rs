@@ -11,9 +11,12 @@
 //! functions encode it as JSON through [`FromServerFnError`], and the REST API renders the same
 //! shape through `IntoResponse` (in `ssr`).
 
-use serde::{Deserialize, Serialize};
-use server_fn::{codec::JsonEncoding, error::{FromServerFnError, ServerFnErrorErr}};
 use leptos::server_fn;
+use serde::{Deserialize, Serialize};
+use server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
 
 /// A stable, machine-readable error code. Clients match on these strings; never rename one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,24 +89,42 @@ struct Body {
 
 impl From<Envelope> for AppError {
     fn from(e: Envelope) -> Self {
-        AppError { code: e.error.code, message: e.error.message, field: e.error.field }
+        AppError {
+            code: e.error.code,
+            message: e.error.message,
+            field: e.error.field,
+        }
     }
 }
 
 impl From<AppError> for Envelope {
     fn from(e: AppError) -> Self {
-        Envelope { error: Body { code: e.code, message: e.message, field: e.field } }
+        Envelope {
+            error: Body {
+                code: e.code,
+                message: e.message,
+                field: e.field,
+            },
+        }
     }
 }
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into(), field: None }
+        AppError {
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// A bad value in one field of a form or body.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        AppError { code: ErrorCode::InvalidInput, message: message.into(), field: Some(field.into()) }
+        AppError {
+            code: ErrorCode::InvalidInput,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     pub fn unauthenticated() -> Self {
@@ -117,7 +138,10 @@ impl AppError {
 
     /// Names the permission the caller lacks, like Stripe: `missing permission: users:read`.
     pub fn forbidden(permission: &str) -> Self {
-        Self::new(ErrorCode::Forbidden, format!("missing permission: {permission}"))
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("missing permission: {permission}"),
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -125,7 +149,11 @@ impl AppError {
     }
 
     pub fn conflict(field: &str, message: impl Into<String>) -> Self {
-        AppError { code: ErrorCode::Conflict, message: message.into(), field: Some(field.into()) }
+        AppError {
+            code: ErrorCode::Conflict,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     pub fn csrf() -> Self {
@@ -137,7 +165,10 @@ impl AppError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let error_id = crate::ssr::request_id::current();
         tracing::error!(%error_id, %cause, "internal error");
-        Self::new(ErrorCode::Internal, format!("internal error (id {error_id})"))
+        Self::new(
+            ErrorCode::Internal,
+            format!("internal error (id {error_id})"),
+        )
     }
 }
 
@@ -153,9 +184,10 @@ impl FromServerFnError for AppError {
             | ServerFnErrorErr::Deserialization(m) => {
                 AppError::new(ErrorCode::InvalidInput, format!("malformed request: {m}"))
             }
-            ServerFnErrorErr::Request(m) => {
-                AppError::new(ErrorCode::Internal, format!("could not reach the server: {m}"))
-            }
+            ServerFnErrorErr::Request(m) => AppError::new(
+                ErrorCode::Internal,
+                format!("could not reach the server: {m}"),
+            ),
             #[cfg(feature = "ssr")]
             other => AppError::internal(other),
             #[cfg(not(feature = "ssr"))]

@@ -10,8 +10,12 @@ use std::time::Duration;
 
 /// Connects and applies migrations; any failure stops start-up with the reason.
 pub async fn database(url: &str) -> anyhow_like::Result<Db> {
-    let db = Db::connect(url).await.map_err(|e| format!("cannot open the database: {e}"))?;
-    db.migrate().await.map_err(|e| format!("migrations failed: {e}"))?;
+    let db = Db::connect(url)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    db.migrate()
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
     Ok(db)
 }
 
@@ -54,21 +58,37 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
     })
 }
 
-pub fn leptos_options(path: &str, listen: std::net::SocketAddr) -> anyhow_like::Result<LeptosOptions> {
-    let conf = leptos::config::get_configuration(Some(path)).map_err(|e| format!("cannot read {path}: {e}"))?;
+pub fn leptos_options(
+    path: &str,
+    listen: std::net::SocketAddr,
+) -> anyhow_like::Result<LeptosOptions> {
+    let conf = leptos::config::get_configuration(Some(path))
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
     let mut options = conf.leptos_options;
     options.site_addr = listen;
     Ok(options)
 }
 
 pub fn state(db: Db, config: Config, leptos_options: LeptosOptions) -> AppState {
-    AppState { db, config: Arc::new(config), leptos_options }
+    AppState {
+        db,
+        config: Arc::new(config),
+        leptos_options,
+    }
 }
 
 /// On an empty database, creates the first admin and prints the sign-in once (stdout, never
 /// the log).
-pub async fn bootstrap_admin(db: &Db, email: &str, password: Option<&str>, origin: &str) -> anyhow_like::Result<()> {
-    if app::identity::ssr::any_user(db).await.map_err(|e| e.message)? {
+pub async fn bootstrap_admin(
+    db: &Db,
+    email: &str,
+    password: Option<&str>,
+    origin: &str,
+) -> anyhow_like::Result<()> {
+    if app::identity::ssr::any_user(db)
+        .await
+        .map_err(|e| e.message)?
+    {
         return Ok(());
     }
     let password = match password {
@@ -87,7 +107,9 @@ fn random_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
-    (0..20).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Start-up errors are plain messages: they are printed, and the process exits non-zero.

@@ -4,10 +4,19 @@
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "keyward", version, about = "Keyward: API keys and access management")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Keyward: API keys and access management"
+)]
 pub struct Cli {
     /// Database URL: `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
-    #[arg(long, env = "KEYWARD_DATABASE_URL", default_value = "sqlite://data/keyward.db", global = true)]
+    #[arg(
+        long,
+        env = "KEYWARD_DATABASE_URL",
+        default_value = "sqlite://data/keyward.db",
+        global = true
+    )]
     pub database_url: String,
 
     #[command(subcommand)]
@@ -60,7 +69,11 @@ pub struct ServeArgs {
     pub leptos_config: String,
 
     /// Email of the admin created when the database has no user yet.
-    #[arg(long, env = "KEYWARD_ADMIN_EMAIL", default_value = "admin@keyward.local")]
+    #[arg(
+        long,
+        env = "KEYWARD_ADMIN_EMAIL",
+        default_value = "admin@keyward.local"
+    )]
     pub admin_email: String,
 
     /// Password of that admin. Default: a random one, printed once.

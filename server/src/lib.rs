@@ -26,7 +26,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(config.session_idle.as_secs() as i64)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            config.session_idle.as_secs() as i64,
+        )));
 
     let routes = generate_route_list(App);
     Router::new()
@@ -36,8 +38,14 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn_with_state(state.clone(), app::ssr::rpc_middleware))
-        .layer(middleware::from_fn_with_state(state.clone(), csrf::middleware))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            app::ssr::rpc_middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::middleware,
+        ))
         .layer(sessions)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_id::middleware))

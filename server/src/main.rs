@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("KEYWARD_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")),
+        )
         .init();
     let cli = cli::Cli::parse();
     if let Err(message) = run(cli).await {
@@ -24,25 +27,45 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             println!("migrations applied");
         }
         cli::Command::CreateAdmin(args) => {
-            let name = args.name.unwrap_or_else(|| args.email.split('@').next().unwrap_or("admin").to_string());
-            let user_id = app::identity::ssr::create_user(&db, &args.email, &name, &args.password, Some(app::access::Role::Owner), None)
-                .await
-                .map_err(|e| e.message)?;
+            let name = args
+                .name
+                .unwrap_or_else(|| args.email.split('@').next().unwrap_or("admin").to_string());
+            let user_id = app::identity::ssr::create_user(
+                &db,
+                &args.email,
+                &name,
+                &args.password,
+                Some(app::access::Role::Owner),
+                None,
+            )
+            .await
+            .map_err(|e| e.message)?;
             println!("{user_id}");
         }
         cli::Command::Serve(args) => {
             let secret = boot::secret(&db, args.secret.as_deref()).await?;
             let config = boot::config(&args, secret)?;
             let options = boot::leptos_options(&args.leptos_config, args.listen)?;
-            boot::bootstrap_admin(&db, &args.admin_email, args.admin_password.as_deref(), &config.origin_string()).await?;
+            boot::bootstrap_admin(
+                &db,
+                &args.admin_email,
+                args.admin_password.as_deref(),
+                &config.origin_string(),
+            )
+            .await?;
             let state = boot::state(db.clone(), config, options);
             let sweeper = tokio::spawn(sweep_sessions(db.clone()));
-            let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-            tracing::info!(address = %args.listen, origin = %state.config.origin_string(), "keyward serving");
-            axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown())
+            let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            tracing::info!(address = %args.listen, origin = %state.config.origin_string(), "keyward serving");
+            axum::serve(
+                listener,
+                router(state).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| e.to_string())?;
             sweeper.abort();
             tracing::info!("keyward stopped");
         }
@@ -70,7 +93,8 @@ async fn shutdown() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

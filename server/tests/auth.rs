@@ -11,7 +11,17 @@ const SESSION: &str = "keyward_session";
 async fn sign_up_then_sign_out_then_sign_in() {
     let app = spawn().await;
     let mut b = Browser::default();
-    let r = app.rpc(&mut b, "sign_up", &[("email", "Ann@Example.org"), ("display_name", "Ann"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_up",
+            &[
+                ("email", "Ann@Example.org"),
+                ("display_name", "Ann"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(b.get(SESSION).is_some(), "sign-up signs the user in");
 
@@ -22,12 +32,24 @@ async fn sign_up_then_sign_out_then_sign_in() {
 
     let r = app.rpc(&mut b, "sign_out", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(app.rpc(&mut b, "current_user", &[]).await.json(), serde_json::Value::Null);
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json(),
+        serde_json::Value::Null
+    );
 
     // Email matching is case-insensitive.
-    let r = app.rpc(&mut b, "sign_in", &[("email", "ann@EXAMPLE.org"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@EXAMPLE.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(app.rpc(&mut b, "current_user", &[]).await.json()["display_name"], "Ann");
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json()["display_name"],
+        "Ann"
+    );
 }
 
 #[tokio::test]
@@ -37,7 +59,17 @@ async fn duplicate_email_is_a_conflict_and_writes_nothing() {
     let users = app.count("app_user").await;
     let orgs = app.count("organization").await;
     let mut b = Browser::default();
-    let r = app.rpc(&mut b, "sign_up", &[("email", "ANN@example.org"), ("display_name", "Ann 2"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_up",
+            &[
+                ("email", "ANN@example.org"),
+                ("display_name", "Ann 2"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.error_code(), "conflict");
     assert_eq!(app.count("app_user").await, users);
@@ -48,7 +80,17 @@ async fn duplicate_email_is_a_conflict_and_writes_nothing() {
 async fn sign_up_is_refused_when_closed() {
     let app = spawn_with(|c| c.signup_open = false).await;
     let mut b = Browser::default();
-    let r = app.rpc(&mut b, "sign_up", &[("email", "a@b.co"), ("display_name", "A"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_up",
+            &[
+                ("email", "a@b.co"),
+                ("display_name", "A"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.error_code(), "disabled");
     assert_eq!(app.count("app_user").await, 0);
@@ -62,23 +104,54 @@ async fn session_id_is_rotated_at_sign_in() {
     // An anonymous session exists first (a failed attempt stores nothing in it, so write one
     // through the public current_user call is not enough): plant a pre-login cookie as an
     // attacker would for fixation.
-    let r = app.rpc(&mut b, "sign_in", &[("email", "ann@example.org"), ("password", "wrong password")]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", "wrong password")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let planted = "keyward_session=AAAAAAAAAAAAAAAAAAAAAA".to_string();
-    b.cookies.push((SESSION.into(), "AAAAAAAAAAAAAAAAAAAAAA".into()));
-    let r = app.rpc(&mut b, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    b.cookies
+        .push((SESSION.into(), "AAAAAAAAAAAAAAAAAAAAAA".into()));
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let issued = r.set_cookie(SESSION).expect("sign-in sets a session cookie");
+    let issued = r
+        .set_cookie(SESSION)
+        .expect("sign-in sets a session cookie");
     assert_ne!(issued, planted);
 
     // The first session id stops working after a second sign-in rotates it.
     let first = b.clone();
-    let r = app.rpc(&mut b, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_ne!(b.get(SESSION), first.get(SESSION), "a new id at every sign-in");
+    assert_ne!(
+        b.get(SESSION),
+        first.get(SESSION),
+        "a new id at every sign-in"
+    );
     let mut old = first;
-    assert_eq!(app.rpc(&mut old, "current_user", &[]).await.json(), serde_json::Value::Null);
-    assert_eq!(app.rpc(&mut b, "current_user", &[]).await.json()["email"], "ann@example.org");
+    assert_eq!(
+        app.rpc(&mut old, "current_user", &[]).await.json(),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json()["email"],
+        "ann@example.org"
+    );
 }
 
 #[tokio::test]
@@ -86,25 +159,44 @@ async fn session_cookie_flags() {
     let app = spawn().await;
     app.user("ann@example.org", None).await;
     let mut b = Browser::default();
-    let r = app.rpc(&mut b, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     let cookie = r.set_cookie_header(SESSION).expect("session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain http origin: {cookie}");
 
-    let app = spawn_with(|c| c.public_origin = url::Url::parse("https://keys.example.com").unwrap()).await;
-    assert_eq!(app.state.config.session_cookie_name(), "__Host-keyward_session");
+    let app =
+        spawn_with(|c| c.public_origin = url::Url::parse("https://keys.example.com").unwrap())
+            .await;
+    assert_eq!(
+        app.state.config.session_cookie_name(),
+        "__Host-keyward_session"
+    );
     app.user("ann@example.org", None).await;
     let mut b = Browser::default();
     let req = http::Request::post("/rpc/sign_in")
         .header("content-type", "application/x-www-form-urlencoded")
         .header("origin", "https://keys.example.com")
-        .body(axum::body::Body::from(form_body(&[("email", "ann@example.org"), ("password", PASSWORD)])))
+        .body(axum::body::Body::from(form_body(&[
+            ("email", "ann@example.org"),
+            ("password", PASSWORD),
+        ])))
         .unwrap();
     let r = app.send(req).await;
     b.absorb(&r);
-    let cookie = r.set_cookie_header("__Host-keyward_session").expect("__Host- cookie over https");
-    assert!(cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"), "{cookie}");
+    let cookie = r
+        .set_cookie_header("__Host-keyward_session")
+        .expect("__Host- cookie over https");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +204,10 @@ async fn absolute_timeout_ends_the_session() {
     let app = spawn_with(|c| c.session_absolute = std::time::Duration::ZERO).await;
     app.user("ann@example.org", None).await;
     let mut b = app.signed_in("ann@example.org").await;
-    assert_eq!(app.rpc(&mut b, "current_user", &[]).await.json(), serde_json::Value::Null);
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json(),
+        serde_json::Value::Null
+    );
     let r = app.rpc(&mut b, "my_organizations", &[]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
@@ -122,15 +217,43 @@ async fn failures_look_the_same_for_unknown_wrong_and_disabled() {
     let app = spawn().await;
     app.user("ann@example.org", None).await;
     let bob = app.user("bob@example.org", None).await;
-    sqlx::query("update app_user set status = 'disabled' where user_id = $1").bind(&bob).execute(&app.state.db.writer).await.unwrap();
+    sqlx::query("update app_user set status = 'disabled' where user_id = $1")
+        .bind(&bob)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
 
     let mut b = Browser::default();
-    let unknown = app.rpc(&mut b, "sign_in", &[("email", "nobody@example.org"), ("password", PASSWORD)]).await;
-    let wrong = app.rpc(&mut b, "sign_in", &[("email", "ann@example.org"), ("password", "not the password")]).await;
-    let disabled = app.rpc(&mut b, "sign_in", &[("email", "bob@example.org"), ("password", PASSWORD)]).await;
+    let unknown = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "nobody@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    let wrong = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[
+                ("email", "ann@example.org"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
+    let disabled = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "bob@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     for r in [&unknown, &wrong, &disabled] {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(r.json(), serde_json::json!({"error": {"code": "invalid_credentials", "message": "invalid email or password"}}));
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"error": {"code": "invalid_credentials", "message": "invalid email or password"}})
+        );
     }
     assert!(b.get(SESSION).is_none(), "no session for a failed sign-in");
 }
@@ -143,16 +266,31 @@ async fn throttling_stops_guessing_but_not_the_owners_browser() {
 
     // The owner signed in from this browser before: it holds a device cookie.
     let owner = app.signed_in("ann@example.org").await;
-    let device = owner.get("keyward_device").expect("device cookie after sign-in").to_string();
+    let device = owner
+        .get("keyward_device")
+        .expect("device cookie after sign-in")
+        .to_string();
 
     // An attacker burns the account's allowance.
     let mut attacker = Browser::default();
     for _ in 0..limit {
-        let r = app.rpc(&mut attacker, "sign_in", &[("email", "ann@example.org"), ("password", "guess guess")]).await;
+        let r = app
+            .rpc(
+                &mut attacker,
+                "sign_in",
+                &[("email", "ann@example.org"), ("password", "guess guess")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Now even the right password is refused from an unknown browser, with the same answer.
-    let r = app.rpc(&mut attacker, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut attacker,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.error_code(), "invalid_credentials");
     assert!(attacker.get(SESSION).is_none());
@@ -160,18 +298,41 @@ async fn throttling_stops_guessing_but_not_the_owners_browser() {
     // The owner's browser is counted on its own and still gets in: no lock-out.
     let mut trusted = Browser::default();
     trusted.cookies.push(("keyward_device".into(), device));
-    let r = app.rpc(&mut trusted, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    let r = app
+        .rpc(
+            &mut trusted,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // A forged device cookie does not help the attacker.
     let mut forger = Browser::default();
-    forger.cookies.push(("keyward_device".into(), "usr_x.dev_y.00".into()));
-    let r = app.rpc(&mut forger, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    forger
+        .cookies
+        .push(("keyward_device".into(), "usr_x.dev_y.00".into()));
+    let r = app
+        .rpc(
+            &mut forger,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // The window slides: once the failures are older than an hour, the account opens again.
-    sqlx::query("update sign_in_failure set failed_at = failed_at - 3600001").execute(&app.state.db.writer).await.unwrap();
-    let r = app.rpc(&mut attacker, "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD)]).await;
+    sqlx::query("update sign_in_failure set failed_at = failed_at - 3600001")
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = app
+        .rpc(
+            &mut attacker,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
@@ -179,13 +340,18 @@ async fn throttling_stops_guessing_but_not_the_owners_browser() {
 async fn create_user_records_events_and_personal_org() {
     let app = spawn().await;
     let id = app.user("ann@example.org", None).await;
-    let kinds: Vec<String> = sqlx::query_scalar("select kind from domain_event where subject_id = $1 order by occurred_at, kind")
-        .bind(&id)
-        .fetch_all(&app.state.db.reader)
-        .await
-        .unwrap();
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "select kind from domain_event where subject_id = $1 order by occurred_at, kind",
+    )
+    .bind(&id)
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap();
     assert!(kinds.contains(&"user.created".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"membership.granted".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"membership.granted".to_string()),
+        "{kinds:?}"
+    );
     let mut b = app.signed_in("ann@example.org").await;
     let orgs = app.rpc(&mut b, "my_organizations", &[]).await.json();
     assert_eq!(orgs.as_array().unwrap().len(), 1);

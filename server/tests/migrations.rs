@@ -7,14 +7,41 @@ mod common;
 async fn migrations_apply_and_are_idempotent() {
     let (db, _dir) = common::fresh_db().await;
     db.migrate().await.expect("second run is a no-op");
-    for table in ["organization", "app_user", "membership", "session", "sign_in_failure", "domain_event", "instance_secret"] {
-        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&db.reader).await.unwrap_or_else(|e| panic!("{table}: {e}"));
+    for table in [
+        "organization",
+        "app_user",
+        "membership",
+        "session",
+        "sign_in_failure",
+        "domain_event",
+        "instance_secret",
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&db.reader)
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
         assert!(n >= 0);
     }
-    let system: String = sqlx::query_scalar("select kind from organization where organization_id = 'org_system'").fetch_one(&db.reader).await.unwrap();
+    let system: String =
+        sqlx::query_scalar("select kind from organization where organization_id = 'org_system'")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
     assert_eq!(system, "system");
-    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success = true").fetch_one(&db.reader).await.unwrap();
-    assert_eq!(applied, std::fs::read_dir(format!("{}/../migrations/sqlite", env!("CARGO_MANIFEST_DIR"))).unwrap().count() as i64);
+    let applied: i64 =
+        sqlx::query_scalar("select count(*) from _sqlx_migrations where success = true")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        std::fs::read_dir(format!(
+            "{}/../migrations/sqlite",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .count() as i64
+    );
 }
 
 #[tokio::test]

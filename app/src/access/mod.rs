@@ -115,7 +115,11 @@ impl Role {
 
     /// Every permission the role grants, in catalog order.
     pub fn permissions(self) -> Vec<Permission> {
-        Permission::ALL.iter().copied().filter(|p| self.allows(*p)).collect()
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| self.allows(*p))
+            .collect()
     }
 }
 

@@ -37,7 +37,10 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
 
 /// The guard declared for an endpoint name, if any.
 pub fn guard_for(endpoint: &str) -> Option<Guard> {
-    SERVER_FNS.iter().find(|(name, _)| *name == endpoint).map(|(_, g)| *g)
+    SERVER_FNS
+        .iter()
+        .find(|(name, _)| *name == endpoint)
+        .map(|(_, g)| *g)
 }
 
 /// The guard declared for a request path under [`RPC_PREFIX`], if any.

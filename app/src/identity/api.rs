@@ -13,7 +13,15 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     ssr::respond(async move {
         let state = &caller.state;
         let device = super::ssr::device_cookie::read(&state.config).await;
-        let user_id = super::ssr::authenticate(&state.db, &state.config, &email, &password, device.as_ref(), caller.source_ip.as_deref()).await?;
+        let user_id = super::ssr::authenticate(
+            &state.db,
+            &state.config,
+            &email,
+            &password,
+            device.as_ref(),
+            caller.source_ip.as_deref(),
+        )
+        .await?;
         super::ssr::start_session(&state.config, &user_id).await?;
         super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
         leptos_axum::redirect("/");
@@ -24,15 +32,30 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
 
 /// Creates an account (when the operator allows sign-up) and signs it in.
 #[server(prefix = "/rpc", endpoint = "sign_up")]
-pub async fn sign_up(email: String, display_name: String, password: String) -> Result<(), AppError> {
+pub async fn sign_up(
+    email: String,
+    display_name: String,
+    password: String,
+) -> Result<(), AppError> {
     use crate::ssr;
     let caller = ssr::guard("sign_up").await?;
     ssr::respond(async move {
         let state = &caller.state;
         if !state.config.signup_open {
-            return Err(AppError::new(crate::error::ErrorCode::Disabled, "sign-up is closed on this instance; ask an administrator for an account"));
+            return Err(AppError::new(
+                crate::error::ErrorCode::Disabled,
+                "sign-up is closed on this instance; ask an administrator for an account",
+            ));
         }
-        let user_id = super::ssr::create_user(&state.db, &email, &display_name, &password, None, caller.source_ip.as_deref()).await?;
+        let user_id = super::ssr::create_user(
+            &state.db,
+            &email,
+            &display_name,
+            &password,
+            None,
+            caller.source_ip.as_deref(),
+        )
+        .await?;
         super::ssr::start_session(&state.config, &user_id).await?;
         leptos_axum::redirect("/");
         Ok(())
@@ -46,7 +69,11 @@ pub async fn sign_out() -> Result<(), AppError> {
     use crate::ssr;
     let _caller = ssr::guard("sign_out").await?;
     ssr::respond(async move {
-        ssr::session().await?.flush().await.map_err(AppError::internal)?;
+        ssr::session()
+            .await?
+            .flush()
+            .await
+            .map_err(AppError::internal)?;
         leptos_axum::redirect("/sign-in");
         Ok(())
     })

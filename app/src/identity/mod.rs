@@ -19,6 +19,8 @@ pub struct SignedInUser {
 
 impl SignedInUser {
     pub fn can(&self, permission: crate::access::Permission) -> bool {
-        self.instance_permissions.iter().any(|p| p == permission.as_str())
+        self.instance_permissions
+            .iter()
+            .any(|p| p == permission.as_str())
     }
 }

@@ -37,7 +37,10 @@ fn validate_display_name(name: &str) -> Result<String, AppError> {
         return Err(AppError::invalid("display_name", "enter a display name"));
     }
     if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid("display_name", "display name must be at most 100 printable characters"));
+        return Err(AppError::invalid(
+            "display_name",
+            "display name must be at most 100 printable characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -56,12 +59,16 @@ pub async fn create_user(
     let display_name = validate_display_name(display_name)?;
     password::validate(plain_password)?;
     let normalized = normalize_email(email);
-    let taken: Option<String> = sqlx::query_scalar("select user_id from app_user where email_normalized = $1")
-        .bind(&normalized)
-        .fetch_optional(&db.reader)
-        .await?;
+    let taken: Option<String> =
+        sqlx::query_scalar("select user_id from app_user where email_normalized = $1")
+            .bind(&normalized)
+            .fetch_optional(&db.reader)
+            .await?;
     if taken.is_some() {
-        return Err(AppError::conflict("email", "an account with this email already exists"));
+        return Err(AppError::conflict(
+            "email",
+            "an account with this email already exists",
+        ));
     }
     let hash = password::hash(plain_password.to_string()).await?;
 
@@ -91,7 +98,10 @@ pub async fn create_user(
     .await;
     if let Err(sqlx::Error::Database(e)) = &inserted {
         if e.is_unique_violation() {
-            return Err(AppError::conflict("email", "an account with this email already exists"));
+            return Err(AppError::conflict(
+                "email",
+                "an account with this email already exists",
+            ));
         }
     }
     inserted?;
@@ -99,20 +109,29 @@ pub async fn create_user(
     if let Some(role) = system_role {
         grant(&mut tx, SYSTEM_ORG_ID, &user_id, role, now).await?;
     }
-    events::record(&mut tx, Event {
-        kind: "user.created",
-        organization_id: Some(&org_id),
-        actor_user_id: None,
-        subject_id: Some(&user_id),
-        source_ip,
-        data: serde_json::json!({ "system_role": system_role.map(Role::as_str) }),
-    })
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.created",
+            organization_id: Some(&org_id),
+            actor_user_id: None,
+            subject_id: Some(&user_id),
+            source_ip,
+            data: serde_json::json!({ "system_role": system_role.map(Role::as_str) }),
+        },
+    )
     .await?;
     tx.commit().await?;
     Ok(user_id)
 }
 
-async fn grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str, user_id: &str, role: Role, now: i64) -> Result<(), AppError> {
+async fn grant(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    org_id: &str,
+    user_id: &str,
+    role: Role,
+    now: i64,
+) -> Result<(), AppError> {
     sqlx::query("insert into membership (organization_id, user_id, role, created_at) values ($1, $2, $3, $4)")
         .bind(org_id)
         .bind(user_id)
@@ -120,21 +139,26 @@ async fn grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str, user_id:
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    events::record(tx, Event {
-        kind: "membership.granted",
-        organization_id: Some(org_id),
-        actor_user_id: None,
-        subject_id: Some(user_id),
-        source_ip: None,
-        data: serde_json::json!({ "role": role.as_str() }),
-    })
+    events::record(
+        tx,
+        Event {
+            kind: "membership.granted",
+            organization_id: Some(org_id),
+            actor_user_id: None,
+            subject_id: Some(user_id),
+            source_ip: None,
+            data: serde_json::json!({ "role": role.as_str() }),
+        },
+    )
     .await?;
     Ok(())
 }
 
 /// Whether any user exists (the run command bootstraps an admin when none does).
 pub async fn any_user(db: &Db) -> Result<bool, AppError> {
-    let n: i64 = sqlx::query_scalar("select count(*) from app_user").fetch_one(&db.reader).await?;
+    let n: i64 = sqlx::query_scalar("select count(*) from app_user")
+        .fetch_one(&db.reader)
+        .await?;
     Ok(n > 0)
 }
 
@@ -154,10 +178,12 @@ pub async fn authenticate(
     device: Option<&device_cookie::Device>,
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
-    let row = sqlx::query("select user_id, password_hash, status from app_user where email_normalized = $1")
-        .bind(normalize_email(email))
-        .fetch_optional(&db.reader)
-        .await?;
+    let row = sqlx::query(
+        "select user_id, password_hash, status from app_user where email_normalized = $1",
+    )
+    .bind(normalize_email(email))
+    .fetch_optional(&db.reader)
+    .await?;
     let Some(row) = row else {
         password::verify(plain_password.to_string(), None).await?;
         return Err(AppError::invalid_credentials());
@@ -165,7 +191,9 @@ pub async fn authenticate(
     let user_id: String = row.try_get("user_id")?;
     let hash: String = row.try_get("password_hash")?;
     let status: String = row.try_get("status")?;
-    let device_id = device.filter(|d| d.user_id == user_id).map(|d| d.device_id.as_str());
+    let device_id = device
+        .filter(|d| d.user_id == user_id)
+        .map(|d| d.device_id.as_str());
 
     let since = now_ms() - HOUR_MS;
     let failures: i64 = match device_id {
@@ -190,14 +218,17 @@ pub async fn authenticate(
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" {
-        events::record(&mut tx, Event {
-            kind: "user.signed_in",
-            organization_id: None,
-            actor_user_id: Some(&user_id),
-            subject_id: Some(&user_id),
-            source_ip,
-            data: serde_json::json!({ "trusted_device": device_id.is_some() }),
-        })
+        events::record(
+            &mut tx,
+            Event {
+                kind: "user.signed_in",
+                organization_id: None,
+                actor_user_id: Some(&user_id),
+                subject_id: Some(&user_id),
+                source_ip,
+                data: serde_json::json!({ "trusted_device": device_id.is_some() }),
+            },
+        )
         .await?;
         tx.commit().await?;
         return Ok(user_id);
@@ -208,15 +239,21 @@ pub async fn authenticate(
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-    sqlx::query("delete from sign_in_failure where failed_at <= $1").bind(since).execute(&mut *tx).await?;
-    events::record(&mut tx, Event {
-        kind: "user.sign_in_failed",
-        organization_id: None,
-        actor_user_id: None,
-        subject_id: Some(&user_id),
-        source_ip,
-        data: serde_json::json!({ "reason": if valid { "disabled" } else { "password" } }),
-    })
+    sqlx::query("delete from sign_in_failure where failed_at <= $1")
+        .bind(since)
+        .execute(&mut *tx)
+        .await?;
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.sign_in_failed",
+            organization_id: None,
+            actor_user_id: None,
+            subject_id: Some(&user_id),
+            source_ip,
+            data: serde_json::json!({ "reason": if valid { "disabled" } else { "password" } }),
+        },
+    )
     .await?;
     tx.commit().await?;
     Err(AppError::invalid_credentials())
@@ -226,8 +263,14 @@ pub async fn authenticate(
 pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppError> {
     let session = crate::ssr::session().await?;
     session.cycle_id().await.map_err(AppError::internal)?;
-    session.insert(keys::USER_ID, user_id).await.map_err(AppError::internal)?;
-    session.insert(keys::SIGNED_IN_AT, now_ms()).await.map_err(AppError::internal)?;
+    session
+        .insert(keys::USER_ID, user_id)
+        .await
+        .map_err(AppError::internal)?;
+    session
+        .insert(keys::SIGNED_IN_AT, now_ms())
+        .await
+        .map_err(AppError::internal)?;
     Ok(())
 }
 
@@ -292,7 +335,10 @@ pub mod device_cookie {
         }
         let tag = hex::decode(tag).ok()?;
         mac(secret, user_id, device_id).verify_slice(&tag).ok()?;
-        Some(Device { user_id: user_id.into(), device_id: device_id.into() })
+        Some(Device {
+            user_id: user_id.into(),
+            device_id: device_id.into(),
+        })
     }
 
     /// The request's device cookie, if present and valid.
@@ -315,7 +361,11 @@ pub mod device_cookie {
             Some(d) if d.user_id == user_id => d.device_id.clone(),
             _ => crate::ssr::db::new_id("dev"),
         };
-        let secure = if config.secure_cookies() { "; Secure" } else { "" };
+        let secure = if config.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        };
         let cookie = format!(
             "{}={}; Path=/; Max-Age={MAX_AGE_SECONDS}; HttpOnly; SameSite=Strict{secure}",
             config.device_cookie_name(),
@@ -336,7 +386,13 @@ pub mod device_cookie {
         fn round_trip_and_tamper() {
             let secret = [7u8; 32];
             let v = encode(&secret, "usr_a", "dev_b");
-            assert_eq!(decode(&secret, &v), Some(Device { user_id: "usr_a".into(), device_id: "dev_b".into() }));
+            assert_eq!(
+                decode(&secret, &v),
+                Some(Device {
+                    user_id: "usr_a".into(),
+                    device_id: "dev_b".into()
+                })
+            );
             assert_eq!(decode(&[8u8; 32], &v), None);
             assert_eq!(decode(&secret, &v.replace("usr_a", "usr_c")), None);
             assert_eq!(decode(&secret, "garbage"), None);
@@ -377,7 +433,9 @@ mod tests {
     fn emails() {
         assert!(validate_email("a@b.co").is_ok());
         assert!(validate_email(" Ann@Example.org ").is_ok());
-        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co."] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co.",
+        ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }
         assert_eq!(normalize_email(" Ann@Example.ORG "), "ann@example.org");

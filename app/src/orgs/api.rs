@@ -9,7 +9,8 @@ use leptos::prelude::*;
 pub async fn my_organizations() -> Result<Vec<OrgMembership>, AppError> {
     use crate::ssr;
     let caller = ssr::guard("my_organizations").await?;
-    ssr::respond(async move { super::ssr::memberships(&caller.state.db, caller.user_id()?).await }).await
+    ssr::respond(async move { super::ssr::memberships(&caller.state.db, caller.user_id()?).await })
+        .await
 }
 
 /// The members of an organization the caller may read.

@@ -20,7 +20,12 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<OrgMembership>, A
     for r in rows {
         let role: String = r.try_get("role")?;
         let permissions = Role::parse(&role)
-            .map(|r| r.permissions().into_iter().map(|p| p.as_str().to_string()).collect())
+            .map(|r| {
+                r.permissions()
+                    .into_iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         out.push(OrgMembership {
             organization_id: r.try_get("organization_id")?,

@@ -31,7 +31,9 @@ pub fn allowed(method: &Method, headers: &HeaderMap, public_origin: &str) -> boo
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let Ok(origin) = origin.to_str() else { return false };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
         if origin == public_origin {
             return true;
         }
@@ -47,7 +49,11 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     if request.uri().path().starts_with("/api/v1") {
         return next.run(request).await;
     }
-    if allowed(request.method(), request.headers(), &state.config.origin_string()) {
+    if allowed(
+        request.method(),
+        request.headers(),
+        &state.config.origin_string(),
+    ) {
         next.run(request).await
     } else {
         tracing::warn!(path = %request.uri().path(), "cross-site request refused");
@@ -71,7 +77,11 @@ mod tests {
 
     #[test]
     fn reads_are_never_checked() {
-        assert!(allowed(&Method::GET, &headers(&[("origin", "https://evil.test")]), ORIGIN));
+        assert!(allowed(
+            &Method::GET,
+            &headers(&[("origin", "https://evil.test")]),
+            ORIGIN
+        ));
     }
 
     #[test]
@@ -82,19 +92,38 @@ mod tests {
 
     #[test]
     fn cross_site_fetch_metadata_is_refused() {
-        assert!(!allowed(&Method::POST, &headers(&[("sec-fetch-site", "cross-site")]), ORIGIN));
-        assert!(!allowed(&Method::POST, &headers(&[("sec-fetch-site", "same-site")]), ORIGIN));
+        assert!(!allowed(
+            &Method::POST,
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            ORIGIN
+        ));
+        assert!(!allowed(
+            &Method::POST,
+            &headers(&[("sec-fetch-site", "same-site")]),
+            ORIGIN
+        ));
     }
 
     #[test]
     fn same_origin_passes() {
-        assert!(allowed(&Method::POST, &headers(&[("origin", ORIGIN), ("sec-fetch-site", "same-origin")]), ORIGIN));
-        let h = headers(&[("origin", "http://localhost:3000"), ("host", "localhost:3000")]);
+        assert!(allowed(
+            &Method::POST,
+            &headers(&[("origin", ORIGIN), ("sec-fetch-site", "same-origin")]),
+            ORIGIN
+        ));
+        let h = headers(&[
+            ("origin", "http://localhost:3000"),
+            ("host", "localhost:3000"),
+        ]);
         assert!(allowed(&Method::POST, &h, ORIGIN));
     }
 
     #[test]
     fn origin_null_is_refused() {
-        assert!(!allowed(&Method::POST, &headers(&[("origin", "null"), ("host", "x")]), ORIGIN));
+        assert!(!allowed(
+            &Method::POST,
+            &headers(&[("origin", "null"), ("host", "x")]),
+            ORIGIN
+        ));
     }
 }

@@ -10,7 +10,7 @@
 //! `SQLITE_BUSY` storms) plus a reader pool; WAL lets readers run beside the writer. On
 //! PostgreSQL both handles are the same pool.
 
-use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,14 +45,22 @@ impl Db {
             let options = AnyConnectOptions::from_str(&url)?;
             let writer = sqlite_pool(1).connect_with(options.clone()).await?;
             let reader = sqlite_pool(4).connect_with(options).await?;
-            Ok(Db { writer, reader, backend: Backend::Sqlite })
+            Ok(Db {
+                writer,
+                reader,
+                backend: Backend::Sqlite,
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Ok(Db { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
+            Ok(Db {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+            })
         } else {
             Err(sqlx::Error::Configuration(
                 "KEYWARD_DATABASE_URL must start with sqlite: or postgres:".into(),
@@ -70,7 +78,10 @@ impl Db {
 
     /// A cheap round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("select 1").execute(&self.reader).await.map(|_| ())
+        sqlx::query("select 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -150,9 +161,18 @@ mod tests {
 
     #[test]
     fn sqlite_urls_get_create_mode() {
-        assert_eq!(with_create_mode("sqlite://data/k.db"), "sqlite://data/k.db?mode=rwc");
-        assert_eq!(with_create_mode("sqlite://k.db?x=1"), "sqlite://k.db?x=1&mode=rwc");
-        assert_eq!(with_create_mode("sqlite://k.db?mode=ro"), "sqlite://k.db?mode=ro");
+        assert_eq!(
+            with_create_mode("sqlite://data/k.db"),
+            "sqlite://data/k.db?mode=rwc"
+        );
+        assert_eq!(
+            with_create_mode("sqlite://k.db?x=1"),
+            "sqlite://k.db?x=1&mode=rwc"
+        );
+        assert_eq!(
+            with_create_mode("sqlite://k.db?mode=ro"),
+            "sqlite://k.db?mode=ro"
+        );
     }
 
     #[test]

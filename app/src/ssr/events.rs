@@ -33,6 +33,10 @@ pub async fn record(tx: &mut Transaction<'_, Any>, event: Event<'_>) -> Result<(
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;
-    tracing::info!(kind = event.kind, subject = event.subject_id, "domain event");
+    tracing::info!(
+        kind = event.kind,
+        subject = event.subject_id,
+        "domain event"
+    );
     Ok(())
 }

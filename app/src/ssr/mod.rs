@@ -61,9 +61,17 @@ pub async fn session() -> Result<Session, AppError> {
 }
 
 /// The signed-in user's id, if any, enforcing the absolute session timeout.
-pub async fn session_user_id(session: &Session, config: &Config) -> Result<Option<String>, AppError> {
-    let user_id: Option<String> = session.get(keys::USER_ID).await.map_err(AppError::internal)?;
-    let Some(user_id) = user_id else { return Ok(None) };
+pub async fn session_user_id(
+    session: &Session,
+    config: &Config,
+) -> Result<Option<String>, AppError> {
+    let user_id: Option<String> = session
+        .get(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
     let signed_in_at: i64 = session
         .get(keys::SIGNED_IN_AT)
         .await
@@ -89,7 +97,9 @@ pub struct Caller {
 impl Caller {
     /// The signed-in user's id (guards other than `Public` guarantee one).
     pub fn user_id(&self) -> Result<&str, AppError> {
-        self.user_id.as_deref().ok_or_else(AppError::unauthenticated)
+        self.user_id
+            .as_deref()
+            .ok_or_else(AppError::unauthenticated)
     }
 }
 
@@ -97,9 +107,16 @@ impl Caller {
 /// guard lets the call through. `None` (no declaration) is refused: deny by default. Used both
 /// by [`guard`] (inside the function, which also covers calls made during server rendering)
 /// and by the `/rpc` middleware (before the function runs).
-pub async fn enforce(state: &AppState, declared: Option<Guard>, session: &Session) -> Result<Option<String>, AppError> {
+pub async fn enforce(
+    state: &AppState,
+    declared: Option<Guard>,
+    session: &Session,
+) -> Result<Option<String>, AppError> {
     let Some(declared) = declared else {
-        return Err(AppError::new(crate::error::ErrorCode::Forbidden, "endpoint not declared"));
+        return Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "endpoint not declared",
+        ));
     };
     let user_id = session_user_id(session, &state.config).await?;
     match declared {
@@ -109,7 +126,13 @@ pub async fn enforce(state: &AppState, declared: Option<Guard>, session: &Sessio
         }
         Guard::Instance(permission) => {
             let user_id = user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
-            crate::access::ssr::require(&state.db, user_id, crate::access::ssr::SYSTEM_ORG_ID, permission).await?;
+            crate::access::ssr::require(
+                &state.db,
+                user_id,
+                crate::access::ssr::SYSTEM_ORG_ID,
+                permission,
+            )
+            .await?;
         }
     }
     Ok(user_id)
@@ -127,7 +150,11 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         }
         let user_id = enforce(&state, declared, &session).await?;
         let source_ip = source_ip().await;
-        Ok(Caller { state, user_id, source_ip })
+        Ok(Caller {
+            state,
+            user_id,
+            source_ip,
+        })
     }
     .await;
     result.inspect_err(set_error_status)
@@ -142,7 +169,9 @@ pub async fn rpc_middleware(
     use axum::response::IntoResponse;
     let path = request.uri().path();
     // Server functions are served on POST only; let the router answer 405 to anything else.
-    if !path.starts_with(crate::access::policy::RPC_PREFIX) || request.method() != http::Method::POST {
+    if !path.starts_with(crate::access::policy::RPC_PREFIX)
+        || request.method() != http::Method::POST
+    {
         return next.run(request).await;
     }
     let declared = crate::access::policy::guard_for_path(path);
@@ -158,17 +187,28 @@ pub async fn rpc_middleware(
 /// For [`Guard::Org`] endpoints: checks that the caller holds the endpoint's declared
 /// permission in `organization_id` and returns their role there. The permission comes from
 /// the declaration, so the check cannot drift from it.
-pub async fn require_org(caller: &Caller, endpoint: &str, organization_id: &str) -> Result<Role, AppError> {
+pub async fn require_org(
+    caller: &Caller,
+    endpoint: &str,
+    organization_id: &str,
+) -> Result<Role, AppError> {
     let permission: Permission = match guard_for(endpoint) {
         Some(Guard::Org(p)) => p,
         other => {
-            return Err(AppError::internal(format!("require_org on {endpoint} declared as {other:?}")))
-                .inspect_err(set_error_status)
+            return Err(AppError::internal(format!(
+                "require_org on {endpoint} declared as {other:?}"
+            )))
+            .inspect_err(set_error_status)
         }
     };
-    crate::access::ssr::require(&caller.state.db, caller.user_id()?, organization_id, permission)
-        .await
-        .inspect_err(set_error_status)
+    crate::access::ssr::require(
+        &caller.state.db,
+        caller.user_id()?,
+        organization_id,
+        permission,
+    )
+    .await
+    .inspect_err(set_error_status)
 }
 
 /// Sets the HTTP status of the current server-function response from an error's code.
@@ -181,7 +221,9 @@ pub fn set_error_status(err: &AppError) {
 }
 
 /// Runs a server function body and gives its error, if any, the matching HTTP status.
-pub async fn respond<T>(body: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+pub async fn respond<T>(
+    body: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
     body.await.inspect_err(set_error_status)
 }
 

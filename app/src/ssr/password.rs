@@ -2,7 +2,9 @@
 //! runtime in `spawn_blocking`.
 
 use crate::error::AppError;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
 
@@ -11,10 +13,30 @@ pub const MAX_LEN: usize = 128;
 
 /// A handful of the most common passwords; refused outright.
 const COMMON: &[&str] = &[
-    "password", "password1", "password123", "12345678", "123456789", "1234567890", "qwertyuiop",
-    "qwerty123", "iloveyou", "11111111", "00000000", "abc12345", "letmein1", "welcome1",
-    "sunshine", "princess", "football", "baseball", "superman", "trustno1", "passw0rd",
-    "admin123", "changeme", "keyward1",
+    "password",
+    "password1",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abc12345",
+    "letmein1",
+    "welcome1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "superman",
+    "trustno1",
+    "passw0rd",
+    "admin123",
+    "changeme",
+    "keyward1",
 ];
 
 fn argon2() -> Argon2<'static> {
@@ -26,13 +48,22 @@ fn argon2() -> Argon2<'static> {
 pub fn validate(password: &str) -> Result<(), AppError> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Err(AppError::invalid("password", format!("password must have at least {MIN_LEN} characters")));
+        return Err(AppError::invalid(
+            "password",
+            format!("password must have at least {MIN_LEN} characters"),
+        ));
     }
     if len > MAX_LEN {
-        return Err(AppError::invalid("password", format!("password must have at most {MAX_LEN} characters")));
+        return Err(AppError::invalid(
+            "password",
+            format!("password must have at most {MAX_LEN} characters"),
+        ));
     }
     if COMMON.contains(&password.to_lowercase().as_str()) {
-        return Err(AppError::invalid("password", "this password is too common; choose another"));
+        return Err(AppError::invalid(
+            "password",
+            "this password is too common; choose another",
+        ));
     }
     Ok(())
 }
@@ -59,7 +90,9 @@ pub async fn verify(password: String, phc: Option<String>) -> Result<bool, AppEr
     };
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(AppError::internal)?;
-        Ok(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+        Ok(argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .map_err(AppError::internal)?
@@ -82,7 +115,9 @@ mod tests {
     async fn hash_then_verify() {
         let h = hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
+        assert!(verify("correct horse battery".into(), Some(h.clone()))
+            .await
+            .unwrap());
         assert!(!verify("wrong horse battery".into(), Some(h)).await.unwrap());
         assert!(!verify("anything".into(), None).await.unwrap());
     }

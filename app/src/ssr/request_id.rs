@@ -14,7 +14,9 @@ pub const HEADER: &str = "x-request-id";
 
 /// The id of the request being served, or a fresh one outside a request (background work).
 pub fn current() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| fresh())
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| fresh())
 }
 
 fn fresh() -> String {

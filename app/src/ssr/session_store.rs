@@ -39,8 +39,13 @@ impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // Ids are 128 random bits; on the astronomically unlikely collision, draw again.
         loop {
-            let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-            let user_id = record.data.get(keys::USER_ID).and_then(|v| v.as_str()).map(str::to_owned);
+            let data = serde_json::to_string(&record.data)
+                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+            let user_id = record
+                .data
+                .get(keys::USER_ID)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
             let inserted = sqlx::query(
                 "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
                  on conflict (session_hash) do nothing",
@@ -60,8 +65,13 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let user_id = record.data.get(keys::USER_ID).and_then(|v| v.as_str()).map(str::to_owned);
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let user_id = record
+            .data
+            .get(keys::USER_ID)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         sqlx::query(
             "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
              on conflict (session_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",
@@ -77,19 +87,27 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let row = sqlx::query("select data, expires_at from session where session_hash = $1 and expires_at > $2")
-            .bind(session_hash(id))
-            .bind(now_ms())
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "select data, expires_at from session where session_hash = $1 and expires_at > $2",
+        )
+        .bind(session_hash(id))
+        .bind(now_ms())
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let data: String = row.try_get("data").map_err(backend)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
-        let data = serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(expires_at as i128 * 1_000_000)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        let data =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date =
+            time::OffsetDateTime::from_unix_timestamp_nanos(expires_at as i128 * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {

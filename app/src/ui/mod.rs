@@ -22,10 +22,21 @@ pub fn provide_auth() {
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let user = Resource::new(
-        move || (sign_in.version().get(), sign_up.version().get(), sign_out.version().get()),
+        move || {
+            (
+                sign_in.version().get(),
+                sign_up.version().get(),
+                sign_out.version().get(),
+            )
+        },
         |_| current_user(),
     );
-    provide_context(Auth { user, sign_in, sign_up, sign_out });
+    provide_context(Auth {
+        user,
+        sign_in,
+        sign_up,
+        sign_out,
+    });
 }
 
 pub fn use_auth() -> Auth {
@@ -102,7 +113,12 @@ pub fn ErrorNote(error: AppError) -> impl IntoView {
 pub fn action_error<T: Clone + Send + Sync + 'static>(
     value: impl Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
 ) -> impl IntoView {
-    move || value.get().and_then(Result::err).map(|error| view! { <ErrorNote error /> })
+    move || {
+        value
+            .get()
+            .and_then(Result::err)
+            .map(|error| view! { <ErrorNote error /> })
+    }
 }
 
 #[component]

@@ -38,5 +38,7 @@ pub fn routes() -> Vec<RouteSpec> {
 }
 
 pub fn router() -> Router<AppState> {
-    routes().into_iter().fold(Router::new(), |r, spec| r.route(spec.path, spec.handler))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, spec| r.route(spec.path, spec.handler))
 }

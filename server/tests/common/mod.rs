@@ -43,18 +43,29 @@ pub async fn fresh_db() -> (Db, Option<TempDir>) {
         Ok(admin_url) if admin_url.starts_with("postgres") => {
             sqlx::any::install_default_drivers();
             let name = unique("kw_test_");
-            let admin = sqlx::AnyPool::connect(&admin_url).await.expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("create database {name}")).execute(&admin).await.expect("create test database");
+            let admin = sqlx::AnyPool::connect(&admin_url)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("create database {name}"))
+                .execute(&admin)
+                .await
+                .expect("create test database");
             admin.close().await;
-            let (base, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
-            let db = Db::connect(&format!("{base}/{name}")).await.expect("connect test database");
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("postgres URL with a database");
+            let db = Db::connect(&format!("{base}/{name}"))
+                .await
+                .expect("connect test database");
             db.migrate().await.expect("migrations");
             (db, None)
         }
         _ => {
             let dir = std::env::temp_dir().join(unique("keyward-test-"));
             std::fs::create_dir_all(&dir).unwrap();
-            let db = Db::connect(&format!("sqlite://{}/keyward.db", dir.display())).await.expect("open sqlite");
+            let db = Db::connect(&format!("sqlite://{}/keyward.db", dir.display()))
+                .await
+                .expect("open sqlite");
             db.migrate().await.expect("migrations");
             (db, Some(TempDir(dir)))
         }
@@ -81,9 +92,17 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     adjust(&mut config);
     let options = LeptosOptions::builder().output_name("keyward").build();
-    let state = AppState { db, config: Arc::new(config), leptos_options: options };
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+        leptos_options: options,
+    };
     let router = keyward_server::router(state.clone());
-    TestApp { state, router, _dir: dir }
+    TestApp {
+        state,
+        router,
+        _dir: dir,
+    }
 }
 
 /// A response, read whole.
@@ -100,7 +119,10 @@ impl Reply {
 
     /// The `code` of an `{"error":{"code","message"}}` body.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `name=value` of the session cookie this response sets, if any.
@@ -134,14 +156,27 @@ impl Browser {
         if self.cookies.is_empty() {
             None
         } else {
-            Some(self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+            Some(
+                self.cookies
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         }
     }
 
     pub fn absorb(&mut self, reply: &Reply) {
-        for v in reply.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for v in reply
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
             let pair = v.split(';').next().unwrap();
-            let Some((name, value)) = pair.split_once('=') else { continue };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
             let removed = v.to_ascii_lowercase().contains("max-age=0");
             self.cookies.retain(|(k, _)| k != name);
             if !removed && !value.is_empty() {
@@ -151,17 +186,34 @@ impl Browser {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 impl TestApp {
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(request).await.expect("infallible router");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible router");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
     }
 
     /// Calls a server function the way the hydrated console does: same-origin POST, URL-encoded.
@@ -190,24 +242,42 @@ impl TestApp {
 
     /// Creates a user (through the domain, not the UI) and returns their id.
     pub async fn user(&self, email: &str, role_in_system: Option<app::access::Role>) -> String {
-        app::identity::ssr::create_user(&self.state.db, email, email.split('@').next().unwrap(), PASSWORD, role_in_system, None)
-            .await
-            .expect("create user")
+        app::identity::ssr::create_user(
+            &self.state.db,
+            email,
+            email.split('@').next().unwrap(),
+            PASSWORD,
+            role_in_system,
+            None,
+        )
+        .await
+        .expect("create user")
     }
 
     /// A browser signed in as `email`.
     pub async fn signed_in(&self, email: &str) -> Browser {
         let mut b = Browser::default();
-        let r = self.rpc(&mut b, "sign_in", &[("email", email), ("password", PASSWORD)]).await;
+        let r = self
+            .rpc(
+                &mut b,
+                "sign_in",
+                &[("email", email), ("password", PASSWORD)],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "sign in: {}", r.body);
         b
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&self.state.db.reader).await.unwrap()
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.state.db.reader)
+            .await
+            .unwrap()
     }
 }
 
 pub fn form_body(form: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
 }
