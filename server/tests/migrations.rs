@@ -56,3 +56,36 @@ async fn constraints_hold() {
         .await;
     assert!(bad_kind.is_err());
 }
+
+#[tokio::test]
+async fn runs_on_the_backend_it_was_asked_for() {
+    let (db, _dir) = common::fresh_db().await;
+    let expected = match std::env::var("KEYWARD_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => app::ssr::db::Backend::Postgres,
+        _ => app::ssr::db::Backend::Sqlite,
+    };
+    assert_eq!(db.backend, expected);
+    let version: String = match db.backend {
+        app::ssr::db::Backend::Postgres => sqlx::query_scalar("select version()")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap(),
+        app::ssr::db::Backend::Sqlite => sqlx::query_scalar("select 'SQLite ' || sqlite_version()")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap(),
+    };
+    println!("backend under test: {version}");
+    let journal: Option<String> = match db.backend {
+        app::ssr::db::Backend::Sqlite => Some(
+            sqlx::query_scalar("pragma journal_mode")
+                .fetch_one(&db.reader)
+                .await
+                .unwrap(),
+        ),
+        app::ssr::db::Backend::Postgres => None,
+    };
+    if let Some(mode) = journal {
+        assert_eq!(mode, "wal");
+    }
+}
