@@ -40,6 +40,21 @@ pub enum ErrorCode {
     Conflict,
     /// The operator switched this feature off (e.g. sign-up).
     Disabled,
+    /// No `Authorization: Bearer <key>` header.
+    KeyMissing,
+    /// Not shaped like a Keyward key (rejected before any lookup).
+    KeyMalformed,
+    /// Shaped like a key, but the checksum does not match (rejected before any lookup).
+    KeyBadChecksum,
+    /// No such key.
+    KeyUnknown,
+    KeyDisabled,
+    KeyRevoked,
+    KeyExpired,
+    /// The caller's address is not in the key's IP allow-list.
+    IpNotAllowed,
+    /// The key is restricted to other endpoints.
+    EndpointNotAllowed,
     /// A dependency (the database) is not answering.
     Unavailable,
     /// Something went wrong on our side; details are in the server log under the error id.
@@ -52,7 +67,16 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInput => 400,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::Unauthenticated
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::KeyMissing
+            | ErrorCode::KeyMalformed
+            | ErrorCode::KeyBadChecksum
+            | ErrorCode::KeyUnknown
+            | ErrorCode::KeyDisabled
+            | ErrorCode::KeyRevoked
+            | ErrorCode::KeyExpired => 401,
+            ErrorCode::IpNotAllowed | ErrorCode::EndpointNotAllowed => 403,
             ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
@@ -106,6 +130,16 @@ impl From<AppError> for Envelope {
                 field: e.field,
             },
         }
+    }
+}
+
+impl ErrorCode {
+    /// The stable string form (`key_revoked`…), as in JSON.
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 

@@ -6,6 +6,7 @@ pub mod access;
 pub mod admin;
 pub mod error;
 pub mod identity;
+pub mod keys;
 pub mod orgs;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -74,6 +74,7 @@ pub fn state(db: Db, config: Config, leptos_options: LeptosOptions) -> AppState 
         db,
         config: Arc::new(config),
         leptos_options,
+        keys: Default::default(),
     }
 }
 
@@ -103,6 +104,50 @@ pub async fn bootstrap_admin(
     Ok(())
 }
 
+/// `keyward create-key`: validates like the API does and returns the new secret.
+pub async fn create_key(db: &Db, args: &crate::cli::CreateKeyArgs) -> anyhow_like::Result<String> {
+    use app::keys::{Access, NewKey, Scopes};
+    let org_id: Option<String> = sqlx::query_scalar(
+        "select organization_id from organization where organization_id = $1 or slug = $1",
+    )
+    .bind(&args.org)
+    .fetch_optional(&db.reader)
+    .await
+    .map_err(|e| e.to_string())?;
+    let org_id = org_id.ok_or_else(|| format!("no organization {:?}", args.org))?;
+    let mut scopes = Scopes::new();
+    for s in &args.scopes {
+        let (resource, access) = s
+            .split_once(':')
+            .ok_or_else(|| format!("scope {s:?} must look like resource:read or resource:write"))?;
+        let access = match access {
+            "read" => Access::Read,
+            "write" => Access::Write,
+            _ => return Err(format!("scope {s:?}: access must be read or write")),
+        };
+        scopes.insert(resource.to_string(), access);
+    }
+    let new = NewKey {
+        name: args.name.clone(),
+        environment: Some(args.environment.clone()),
+        scopes: (!scopes.is_empty()).then_some(scopes),
+        expires_at: args.expires_at.clone(),
+        ..Default::default()
+    };
+    // The operator at the console of the machine may grant anything.
+    let settings =
+        app::keys::ssr::validate_new(&new, now_ms(), &|_| true).map_err(|e| e.message)?;
+    let pepper = secret(db, args.secret.as_deref()).await?;
+    let actor = app::keys::ssr::Actor {
+        id: Some("cli"),
+        source_ip: None,
+    };
+    let created = app::keys::ssr::create(db, &pepper, &org_id, None, &settings, actor)
+        .await
+        .map_err(|e| e.message)?;
+    Ok(created.key)
+}
+
 fn random_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -115,4 +160,32 @@ fn random_password() -> String {
 /// Start-up errors are plain messages: they are printed, and the process exits non-zero.
 pub mod anyhow_like {
     pub type Result<T> = std::result::Result<T, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    /// cargo-leptos' `name` (Cargo.toml) and the server's `output-name` (Leptos.toml) must name
+    /// the same bundle, or the server would link scripts that were never built.
+    #[test]
+    fn leptos_settings_agree() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let cargo = std::fs::read_to_string(format!("{root}/Cargo.toml")).unwrap();
+        let name = cargo
+            .lines()
+            .skip_while(|l| !l.starts_with("[[workspace.metadata.leptos]]"))
+            .find_map(|l| l.strip_prefix("name = "))
+            .expect("name in [[workspace.metadata.leptos]]")
+            .trim_matches('"');
+        let options = super::leptos_options(
+            &format!("{root}/Leptos.toml"),
+            "127.0.0.1:3000".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(&*options.output_name, name);
+        assert_eq!(&*options.site_pkg_dir, "pkg");
+        assert!(
+            !cargo.contains("site-root"),
+            "site-root belongs to Leptos.toml only"
+        );
+    }
 }

@@ -31,6 +31,8 @@ pub enum Command {
     Migrate,
     /// Create an instance administrator (non-interactive, for automation).
     CreateAdmin(CreateAdminArgs),
+    /// Create an API key and print it alone on stdout (for automation).
+    CreateKey(CreateKeyArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,4 +92,25 @@ pub struct CreateAdminArgs {
     /// Display name (defaults to the part of the email before `@`).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateKeyArgs {
+    /// Organization id (`org_…`) or slug.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub name: String,
+    /// Scopes as `resource:read|write`, e.g. `keys:write org:read`. Default: the basic preset.
+    #[arg(long, num_args = 1..)]
+    pub scopes: Vec<String>,
+    /// `live` or `test`.
+    #[arg(long, default_value = "live")]
+    pub environment: String,
+    /// RFC 3339 expiry.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Server secret (must match the one `serve` uses).
+    #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
 }

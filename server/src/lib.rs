@@ -32,7 +32,7 @@ pub fn router(state: AppState) -> Router {
 
     let routes = generate_route_list(App);
     Router::new()
-        .merge(rest::router())
+        .merge(rest::router(&state))
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -42,6 +42,10 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             .map_err(|e| e.message)?;
             println!("{user_id}");
         }
+        cli::Command::CreateKey(args) => {
+            let key = boot::create_key(&db, &args).await?;
+            println!("{key}");
+        }
         cli::Command::Serve(args) => {
             let secret = boot::secret(&db, args.secret.as_deref()).await?;
             let config = boot::config(&args, secret)?;

@@ -69,6 +69,18 @@ impl Permission {
     }
 }
 
+/// The resources of the catalog (`org`, `members`, `keys`, …), in catalog order.
+pub fn resources() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in Permission::ALL {
+        let resource = p.as_str().split(':').next().unwrap_or_default();
+        if !out.contains(&resource) {
+            out.push(resource);
+        }
+    }
+    out
+}
+
 /// The built-in roles every organization has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

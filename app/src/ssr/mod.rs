@@ -27,6 +27,8 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
+    /// Recently verified API keys (≤ 1 s old).
+    pub keys: crate::keys::ssr::KeyCache,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -77,7 +79,7 @@ pub async fn session_user_id(
         .await
         .map_err(AppError::internal)?
         .unwrap_or_default();
-    if db::now_ms() - signed_in_at > config.session_absolute.as_millis() as i64 {
+    if db::now_ms() - signed_in_at >= config.session_absolute.as_millis() as i64 {
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);
     }

@@ -10,6 +10,8 @@ use axum::Router;
 use http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use leptos::prelude::LeptosOptions;
+#[allow(unused_imports)]
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -96,6 +98,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         db,
         config: Arc::new(config),
         leptos_options: options,
+        keys: Default::default(),
     };
     let router = keyward_server::router(state.clone());
     TestApp {
@@ -280,4 +283,76 @@ pub fn form_body(form: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish()
+}
+
+impl TestApp {
+    /// The personal organization of a user.
+    pub async fn org_of(&self, user_id: &str) -> String {
+        sqlx::query_scalar("select personal_organization_id from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.state.db.reader)
+            .await
+            .unwrap()
+    }
+
+    /// Issues a key in `org_id` through the domain; returns (key id, secret).
+    pub async fn issue_key(&self, org_id: &str, new: app::keys::NewKey) -> (String, String) {
+        let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &|_| true)
+            .expect("valid key settings");
+        let created = app::keys::ssr::create(
+            &self.state.db,
+            &self.state.config.secret,
+            org_id,
+            None,
+            &settings,
+            Default::default(),
+        )
+        .await
+        .expect("create key");
+        (created.api_key.id, created.key)
+    }
+
+    /// A key with every scope (the admin preset) in `org_id`.
+    pub async fn admin_key(&self, org_id: &str) -> (String, String) {
+        self.issue_key(
+            org_id,
+            app::keys::NewKey {
+                name: "admin".into(),
+                category: Some("admin".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Calls the REST API with a bearer key from `ip`.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+        ip: &str,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let body = match body {
+            Some(json) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut request = req.body(body).unwrap();
+        let addr: std::net::SocketAddr = format!("{ip}:40000")
+            .parse()
+            .or_else(|_| format!("[{ip}]:40000").parse())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        self.send(request).await
+    }
 }

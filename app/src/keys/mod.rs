@@ -1,0 +1,184 @@
+//! API keys: the wire types shared by the console, the REST API and the domain.
+//!
+//! A key belongs to an organization (org key) or to a user within one (personal access token).
+//! Its secret is shown once ([`CreatedKey`]); no other type here carries it.
+
+#[cfg(feature = "ssr")]
+pub mod format;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Stripe-style access to one resource; `write` implies `read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    None,
+    Read,
+    Write,
+}
+
+/// Resource → access, e.g. `{"keys": "write", "org": "read"}`. Resources come from the
+/// permission catalog (`org`, `members`, `keys`, `audit`, `users`).
+pub type Scopes = BTreeMap<String, Access>;
+
+/// The lifecycle state of a key as callers see it (`expired` is derived from the date).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+    Revoked,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+/// Named presets for the scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Read and write keys; read the organization.
+    Basic,
+    /// Read everything the catalog has, write nothing.
+    ReadOnly,
+    /// Write everything the catalog has.
+    Admin,
+    /// Scopes chosen one by one.
+    Custom,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Basic => "basic",
+            Category::ReadOnly => "read_only",
+            Category::Admin => "admin",
+            Category::Custom => "custom",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        [
+            Category::Basic,
+            Category::ReadOnly,
+            Category::Admin,
+            Category::Custom,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// The scopes of a preset (`Custom` has none of its own).
+    pub fn preset(self) -> Option<Scopes> {
+        let all = || crate::access::resources().into_iter();
+        match self {
+            Category::Basic => Some(Scopes::from([
+                ("keys".to_string(), Access::Write),
+                ("org".to_string(), Access::Read),
+            ])),
+            Category::ReadOnly => Some(all().map(|r| (r.to_string(), Access::Read)).collect()),
+            Category::Admin => Some(all().map(|r| (r.to_string(), Access::Write)).collect()),
+            Category::Custom => None,
+        }
+    }
+}
+
+/// A method + path pattern a key may call. `*` in the path matches one segment, a trailing
+/// `/**` any rest; method `*` matches any method.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRule {
+    pub method: String,
+    pub path: String,
+}
+
+/// An API key as shown after creation: no secret, ever.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub organization_id: String,
+    /// Set for a personal access token.
+    pub owner_user_id: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub environment: String,
+    /// Non-secret start of the key, e.g. `kw_live_4eC3`.
+    pub display_prefix: String,
+    pub status: KeyStatus,
+    pub category: Category,
+    pub scopes: Scopes,
+    pub endpoints: Vec<EndpointRule>,
+    pub ip_allowlist: Vec<String>,
+    pub require_signature: bool,
+    pub metadata: serde_json::Value,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    /// The key that replaced this one in a roll.
+    pub rolled_to_key_id: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// A key just created or rolled, with its secret, shown once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    /// The full secret key. Only in this response.
+    pub key: String,
+}
+
+/// What to create. Unset fields take their defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `live` (default) or `test`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// `basic`, `read_only`, `admin` or `custom` (default `custom` when scopes are given,
+    /// `basic` otherwise).
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+    #[serde(default)]
+    pub endpoints: Option<Vec<EndpointRule>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+    /// RFC 3339; must be in the future.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub require_signature: Option<bool>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Make it a personal access token of the caller (console only).
+    #[serde(default)]
+    pub personal: Option<bool>,
+}
+
+/// One entry of a key's status timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEvent {
+    pub kind: String,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    pub source_ip: Option<String>,
+    pub occurred_at: String,
+}

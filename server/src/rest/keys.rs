@@ -1,0 +1,285 @@
+//! `/api/v1/keys…` and `/api/v1/me`: the key lifecycle over HTTP, scoped to the calling key's
+//! organization (another organization's key is always "not found").
+
+use super::auth::{ClientIp, KeyCaller};
+use super::json::ApiJson;
+use app::error::AppError;
+use app::keys::ssr::{self as keys, Actor, Transition};
+use app::keys::{ApiKey, CreatedKey, KeyEvent, NewKey};
+use app::ssr::db::now_ms;
+use app::ssr::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/me`: the calling key.
+#[derive(Serialize)]
+pub struct Me {
+    pub key_id: String,
+    pub organization_id: String,
+    pub environment: String,
+    pub scopes: app::keys::Scopes,
+    pub permissions: Vec<String>,
+}
+
+pub async fn me(Extension(KeyCaller(key)): Extension<KeyCaller>) -> Json<Me> {
+    Json(Me {
+        key_id: key.id.clone(),
+        organization_id: key.organization_id.clone(),
+        environment: key.environment.clone(),
+        scopes: key.scopes.clone(),
+        permissions: keys::scope_permissions(&key.scopes)
+            .into_iter()
+            .map(|p| p.as_str().to_string())
+            .collect(),
+    })
+}
+
+fn actor<'a>(key: &'a KeyCaller, ip: &'a Option<String>) -> Actor<'a> {
+    Actor {
+        id: Some(&key.0.id),
+        source_ip: ip.as_deref(),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+) -> Result<Json<Vec<ApiKey>>, AppError> {
+    Ok(Json(
+        keys::list(&state.db, &caller.0.organization_id).await?,
+    ))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    ApiJson(new): ApiJson<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
+    if new.personal == Some(true) {
+        return Err(AppError::invalid(
+            "personal",
+            "personal access tokens are created in the console by their owner",
+        ));
+    }
+    let key = caller.0.clone();
+    let settings = keys::validate_new(&new, now_ms(), &|p| key.allows(p))?;
+    let created = keys::create(
+        &state.db,
+        &state.config.secret,
+        &key.organization_id,
+        None,
+        &settings,
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, AppError> {
+    Ok(Json(
+        keys::get(&state.db, &caller.0.organization_id, &id).await?,
+    ))
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<KeyEvent>>, AppError> {
+    Ok(Json(
+        keys::history(&state.db, &caller.0.organization_id, &id).await?,
+    ))
+}
+
+/// Optional body of enable / disable / revoke.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+async fn transition(
+    state: AppState,
+    caller: KeyCaller,
+    ip: Option<String>,
+    id: String,
+    t: Transition,
+    body: Bytes,
+) -> Result<Json<ApiKey>, AppError> {
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<ReasonBody>(&body)
+            .map_err(|e| {
+                AppError::new(
+                    app::error::ErrorCode::InvalidInput,
+                    format!("invalid JSON body: {e}"),
+                )
+            })?
+            .reason
+    };
+    let key = keys::transition(
+        &state,
+        &caller.0.organization_id,
+        &id,
+        t,
+        reason.as_deref(),
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok(Json(key))
+}
+
+pub async fn enable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApiKey>, AppError> {
+    transition(state, caller, ip, id, Transition::Enable, body).await
+}
+
+pub async fn disable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApiKey>, AppError> {
+    transition(state, caller, ip, id, Transition::Disable, body).await
+}
+
+/// `DELETE /api/v1/keys/{id}` revokes (final); the row stays for the timeline.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApiKey>, AppError> {
+    transition(state, caller, ip, id, Transition::Revoke, body).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollBody {
+    /// How long the old key keeps working (0 = stops now).
+    pub grace_seconds: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn roll(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RollBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
+    let created = keys::roll(
+        &state,
+        &caller.0.organization_id,
+        &id,
+        body.grace_seconds,
+        body.reason.as_deref(),
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    pub key: String,
+    /// The address the key was presented from, to check the key's IP allow-list.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The method and path it was presented for, to check its endpoint restrictions.
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Verification {
+    pub valid: bool,
+    /// `valid`, or the refusal code (`key_revoked`, `ip_not_allowed`…).
+    pub code: String,
+    pub key_id: Option<String>,
+    pub org_id: Option<String>,
+    pub environment: Option<String>,
+    pub scopes: Option<app::keys::Scopes>,
+    pub permissions: Option<Vec<String>>,
+    pub expires_at: Option<String>,
+}
+
+/// `POST /api/v1/keys/verify`: lets another service check a key Keyward issued. Only keys of
+/// the caller's own organization can be valid; any other is `key_unknown`.
+pub async fn verify(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Json<Verification>, AppError> {
+    let ip = match body.ip.as_deref() {
+        None => None,
+        Some(s) => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| AppError::invalid("ip", "ip must be an IPv4 or IPv6 address"))?,
+        ),
+    };
+    let method = body.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let path = body.path.as_deref().unwrap_or("/");
+    let refused = |code: app::error::ErrorCode| Verification {
+        valid: false,
+        code: code.as_str(),
+        key_id: None,
+        org_id: None,
+        environment: None,
+        scopes: None,
+        permissions: None,
+        expires_at: None,
+    };
+    match keys::verify(
+        &state.db,
+        &state.keys,
+        &state.config.secret,
+        &body.key,
+        ip,
+        &method,
+        path,
+    )
+    .await
+    {
+        Ok(key) if key.organization_id == caller.0.organization_id => Ok(Json(Verification {
+            valid: true,
+            code: "valid".into(),
+            key_id: Some(key.id.clone()),
+            org_id: Some(key.organization_id.clone()),
+            environment: Some(key.environment.clone()),
+            permissions: Some(
+                keys::scope_permissions(&key.scopes)
+                    .into_iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            ),
+            scopes: Some(key.scopes.clone()),
+            expires_at: key.expires_at.map(keys::rfc3339),
+        })),
+        Ok(_) => Ok(Json(refused(app::error::ErrorCode::KeyUnknown))),
+        Err(e) if e.code == app::error::ErrorCode::Internal => Err(e),
+        Err(e) => Ok(Json(refused(e.code))),
+    }
+}

@@ -1,0 +1,712 @@
+//! The `/api/v1` key API: every refusal, the lifecycle, rolls, history, and isolation between
+//! organizations on every route.
+
+mod common;
+
+use app::keys::{Access, NewKey, Scopes};
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+
+const IP: &str = "192.0.2.10";
+
+async fn setup() -> (TestApp, String, String) {
+    let app = spawn().await;
+    let user = app.user("ann@example.org", None).await;
+    let org = app.org_of(&user).await;
+    let (_, key) = app.admin_key(&org).await;
+    (app, org, key)
+}
+
+#[tokio::test]
+async fn me_describes_the_calling_key() {
+    let (app, org, key) = setup().await;
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = r.json();
+    assert_eq!(me["organization_id"], org.as_str());
+    assert_eq!(me["scopes"]["keys"], "write");
+    assert!(me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "keys:write"));
+    assert!(!r.body.contains(&key), "the secret is never echoed");
+}
+
+#[tokio::test]
+async fn each_refusal_has_its_code() {
+    let (app, org, good) = setup().await;
+    let check = |r: &Reply, status: StatusCode, code: &str| {
+        assert_eq!(r.status, status, "{code}: {}", r.body);
+        assert_eq!(r.error_code(), code);
+    };
+    check(
+        &app.api("GET", "/api/v1/me", None, None, IP).await,
+        StatusCode::UNAUTHORIZED,
+        "key_missing",
+    );
+    check(
+        &app.api("GET", "/api/v1/me", Some("kw_live_short"), None, IP)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "key_malformed",
+    );
+    check(
+        &app.api(
+            "GET",
+            "/api/v1/me",
+            Some("sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+            None,
+            IP,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "key_malformed",
+    );
+
+    // One changed character: the checksum catches it before any lookup.
+    let mut typo: Vec<char> = good.chars().collect();
+    typo[10] = if typo[10] == 'A' { 'B' } else { 'A' };
+    let typo: String = typo.into_iter().collect();
+    check(
+        &app.api("GET", "/api/v1/me", Some(&typo), None, IP).await,
+        StatusCode::UNAUTHORIZED,
+        "key_bad_checksum",
+    );
+
+    // Well-formed but never issued.
+    let stranger = app::keys::format::generate(app::keys::format::Environment::Live);
+    check(
+        &app.api("GET", "/api/v1/me", Some(&stranger), None, IP)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "key_unknown",
+    );
+
+    let (id, disabled) = app.admin_key(&org).await;
+    check(
+        &app.api(
+            "POST",
+            &format!("/api/v1/keys/{id}/disable"),
+            Some(&good),
+            None,
+            IP,
+        )
+        .await,
+        StatusCode::OK,
+        "",
+    );
+    check(
+        &app.api("GET", "/api/v1/me", Some(&disabled), None, IP)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "key_disabled",
+    );
+
+    let (id, revoked) = app.admin_key(&org).await;
+    check(
+        &app.api(
+            "DELETE",
+            &format!("/api/v1/keys/{id}"),
+            Some(&good),
+            None,
+            IP,
+        )
+        .await,
+        StatusCode::OK,
+        "",
+    );
+    check(
+        &app.api("GET", "/api/v1/me", Some(&revoked), None, IP).await,
+        StatusCode::UNAUTHORIZED,
+        "key_revoked",
+    );
+
+    let (id, expired) = app.admin_key(&org).await;
+    sqlx::query("update api_key set expires_at = 1 where api_key_id = $1")
+        .bind(&id)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    app.state.keys.clear();
+    check(
+        &app.api("GET", "/api/v1/me", Some(&expired), None, IP).await,
+        StatusCode::UNAUTHORIZED,
+        "key_expired",
+    );
+
+    let (_, fenced) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "fenced".into(),
+                category: Some("admin".into()),
+                ip_allowlist: Some(vec!["10.0.0.0/8".into(), "2001:db8::/32".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    check(
+        &app.api("GET", "/api/v1/me", Some(&fenced), None, "203.0.113.5")
+            .await,
+        StatusCode::FORBIDDEN,
+        "ip_not_allowed",
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&fenced), None, "10.20.30.40")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&fenced), None, "2001:db8::7")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let (_, narrow) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "narrow".into(),
+                category: Some("admin".into()),
+                endpoints: Some(vec![app::keys::EndpointRule {
+                    method: "GET".into(),
+                    path: "/api/v1/me".into(),
+                }]),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&narrow), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    check(
+        &app.api("GET", "/api/v1/keys", Some(&narrow), None, IP)
+            .await,
+        StatusCode::FORBIDDEN,
+        "endpoint_not_allowed",
+    );
+
+    let (_, reader) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "reader".into(),
+                scopes: Some(Scopes::from([("keys".to_string(), Access::Read)])),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        app.api("GET", "/api/v1/keys", Some(&reader), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&reader),
+            Some(json!({"name": "x"})),
+            IP,
+        )
+        .await;
+    check(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "missing permission: keys:write"
+    );
+}
+
+#[tokio::test]
+async fn create_shows_the_secret_once_and_never_again() {
+    let (app, org, admin) = setup().await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&admin),
+            Some(json!({
+                "name": "billing service", "description": "charges cards", "environment": "test",
+                "scopes": {"keys": "read", "org": "read"}, "ip_allowlist": ["10.0.0.0/8"],
+                "expires_at": "2099-01-01T00:00:00Z", "metadata": {"team": "billing"}
+            })),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let created = r.json();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("kw_test_"));
+    assert_eq!(created["organization_id"], org.as_str());
+    assert_eq!(created["category"], "custom");
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(created["display_prefix"].as_str().unwrap(), &secret[..12]);
+    let id = created["id"].as_str().unwrap();
+
+    let r = app
+        .api("GET", &format!("/api/v1/keys/{id}"), Some(&admin), None, IP)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().get("key").is_none());
+    assert!(!r.body.contains(&secret));
+    let list = app.api("GET", "/api/v1/keys", Some(&admin), None, IP).await;
+    assert!(!list.body.contains(&secret));
+    let stored: String = sqlx::query_scalar("select key_hash from api_key where api_key_id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_ne!(stored, secret);
+    assert_eq!(stored.len(), 64);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_writes_nothing() {
+    let (app, _org, admin) = setup().await;
+    let before = app.count("api_key").await;
+    for (body, field) in [
+        (json!({"name": ""}), Some("name")),
+        (
+            json!({"name": "x", "scopes": {"rockets": "write"}}),
+            Some("scopes"),
+        ),
+        (
+            json!({"name": "x", "ip_allowlist": ["999.1.1.1/8"]}),
+            Some("ip_allowlist"),
+        ),
+        (
+            json!({"name": "x", "expires_at": "soon"}),
+            Some("expires_at"),
+        ),
+        (json!({"name": "x", "colour": "blue"}), None),
+        (json!({"name": 42}), None),
+    ] {
+        let r = app
+            .api("POST", "/api/v1/keys", Some(&admin), Some(body.clone()), IP)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.error_code(), "invalid_input");
+        if let Some(field) = field {
+            assert_eq!(r.json()["error"]["field"], field);
+        }
+    }
+    // Not JSON at all.
+    let req = http::Request::post("/api/v1/keys")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{not json"))
+        .unwrap();
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "invalid_input");
+    // Too large.
+    let huge = json!({"name": "x", "description": "y".repeat(keyward_server::MAX_BODY_BYTES)});
+    let r = app
+        .api("POST", "/api/v1/keys", Some(&admin), Some(huge), IP)
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert_eq!(app.count("api_key").await, before);
+}
+
+#[tokio::test]
+async fn disable_takes_effect_at_once_and_enable_restores() {
+    let (app, org, admin) = setup().await;
+    let (id, key) = app.admin_key(&org).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/disable"),
+            Some(&admin),
+            Some(json!({"reason": "leaked in a log"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.json()["status"], "disabled");
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .error_code(),
+        "key_disabled"
+    );
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/disable"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    app.api(
+        "POST",
+        &format!("/api/v1/keys/{id}/enable"),
+        Some(&admin),
+        None,
+        IP,
+    )
+    .await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.api(
+        "DELETE",
+        &format!("/api/v1/keys/{id}"),
+        Some(&admin),
+        None,
+        IP,
+    )
+    .await;
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/enable"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "revocation is final");
+
+    let history = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{id}/history"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await
+        .json();
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["created", "disabled", "enabled", "revoked"]);
+    assert_eq!(history[1]["reason"], "leaked in a log");
+    assert_eq!(history[1]["source_ip"], IP);
+}
+
+#[tokio::test]
+async fn a_change_on_another_instance_is_seen_within_a_second() {
+    let (app, org, _) = setup().await;
+    let (id, key) = app.admin_key(&org).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Another instance revokes it: only the database changes, this instance's cache does not.
+    sqlx::query("update api_key set status = 'revoked' where api_key_id = $1")
+        .bind(&id)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    tokio::time::sleep(app::keys::ssr::CACHE_TTL + std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .error_code(),
+        "key_revoked"
+    );
+}
+
+#[tokio::test]
+async fn roll_with_grace_keeps_both_working_until_the_grace_ends() {
+    let (app, org, admin) = setup().await;
+    let (id, old) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "deploy".into(),
+                category: Some("admin".into()),
+                ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": 3600, "reason": "quarterly rotation"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rolled = r.json();
+    let new = rolled["key"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(
+        rolled["ip_allowlist"],
+        json!(["192.0.2.0/24"]),
+        "same settings"
+    );
+    assert_eq!(rolled["name"], "deploy");
+    for key in [&old, &new] {
+        assert_eq!(
+            app.api("GET", "/api/v1/me", Some(key), None, IP)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let old_view = app
+        .api("GET", &format!("/api/v1/keys/{id}"), Some(&admin), None, IP)
+        .await
+        .json();
+    assert_eq!(old_view["rolled_to_key_id"], rolled["id"]);
+    assert!(old_view["expires_at"].is_string());
+
+    // When the grace ends, the old key stops and the new one goes on.
+    sqlx::query("update api_key set expires_at = $1 where api_key_id = $2")
+        .bind(app::ssr::db::now_ms() - 1)
+        .bind(&id)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    app.state.keys.clear();
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&old), None, IP)
+            .await
+            .error_code(),
+        "key_expired"
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&new), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let kinds: Vec<String> = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{id}/history"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, vec!["created", "rolled", "expired"]);
+
+    // A roll with no grace stops the old key at once; a rolled key cannot be rolled again.
+    let new_id = rolled["id"].as_str().unwrap();
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{new_id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": 0})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&new), None, IP)
+            .await
+            .error_code(),
+        "key_expired"
+    );
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{new_id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": 0})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": -5})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn verify_endpoint_answers_for_the_callers_organization_only() {
+    let (app, org, admin) = setup().await;
+    let (_, key) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "svc".into(),
+                ip_allowlist: Some(vec!["10.0.0.0/8".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&admin),
+            Some(json!({"key": key, "ip": "10.1.1.1"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["code"], "valid");
+    assert_eq!(v["org_id"], org.as_str());
+    assert_eq!(v["scopes"]["keys"], "write");
+    let v = app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&admin),
+            Some(json!({"key": key, "ip": "8.8.8.8"})),
+            IP,
+        )
+        .await
+        .json();
+    assert_eq!(
+        (v["valid"].clone(), v["code"].clone()),
+        (json!(false), json!("ip_not_allowed"))
+    );
+    let v = app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&admin),
+            Some(json!({"key": "kw_live_nope"})),
+            IP,
+        )
+        .await
+        .json();
+    assert_eq!(v["code"], "key_malformed");
+
+    // Another organization's valid key is unknown to this caller.
+    let bob = app.user("bob@example.org", None).await;
+    let (_, bobs) = app.admin_key(&app.org_of(&bob).await).await;
+    let v = app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&admin),
+            Some(json!({"key": bobs})),
+            IP,
+        )
+        .await
+        .json();
+    assert_eq!(
+        (v["valid"].clone(), v["code"].clone()),
+        (json!(false), json!("key_unknown"))
+    );
+    assert!(v["org_id"].is_null());
+}
+
+#[tokio::test]
+async fn organizations_never_see_or_touch_each_others_keys() {
+    let (app, _org, ann) = setup().await;
+    let bob = app.user("bob@example.org", None).await;
+    let bob_org = app.org_of(&bob).await;
+    let (bob_key_id, bob_key) = app.admin_key(&bob_org).await;
+
+    let list = app.api("GET", "/api/v1/keys", Some(&ann), None, IP).await;
+    assert!(!list.body.contains(&bob_key_id));
+    for (method, path, body) in [
+        ("GET", format!("/api/v1/keys/{bob_key_id}"), None),
+        ("GET", format!("/api/v1/keys/{bob_key_id}/history"), None),
+        ("POST", format!("/api/v1/keys/{bob_key_id}/disable"), None),
+        ("POST", format!("/api/v1/keys/{bob_key_id}/enable"), None),
+        (
+            "POST",
+            format!("/api/v1/keys/{bob_key_id}/roll"),
+            Some(json!({"grace_seconds": 0})),
+        ),
+        ("DELETE", format!("/api/v1/keys/{bob_key_id}"), None),
+    ] {
+        let r = app.api(method, &path, Some(&ann), body, IP).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.body
+        );
+        assert_eq!(r.error_code(), "not_found");
+    }
+    // Bob's key is untouched and still works.
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&bob_key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from api_key_event where api_key_id = $1")
+            .bind(&bob_key_id)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    assert_eq!(events, 1, "only its creation");
+}
+
+#[tokio::test]
+async fn a_key_cannot_mint_a_stronger_key() {
+    let (app, org, _) = setup().await;
+    let (_, basic) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "basic".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&basic),
+            Some(json!({"name": "escalate", "category": "admin"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&basic),
+            Some(json!({"name": "same", "category": "basic"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
