@@ -710,3 +710,95 @@ async fn a_key_cannot_mint_a_stronger_key() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+#[tokio::test]
+async fn console_key_functions_check_the_organization() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let bob = app.user("bob@example.org", None).await;
+    let (ann_org, bob_org) = (app.org_of(&ann).await, app.org_of(&bob).await);
+    let (bob_key_id, bob_key) = app.admin_key(&bob_org).await;
+    let mut b = app.signed_in("ann@example.org").await;
+
+    let r = app
+        .rpc(&mut b, "list_keys", &[("organization_id", &bob_org)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "missing permission: keys:read"
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "set_key_status",
+            &[
+                ("organization_id", &bob_org),
+                ("key_id", &bob_key_id),
+                ("action", "revoke"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .rpc(
+            &mut b,
+            "set_key_status",
+            &[
+                ("organization_id", &ann_org),
+                ("key_id", &bob_key_id),
+                ("action", "revoke"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = app
+        .rpc(
+            &mut b,
+            "roll_key",
+            &[
+                ("organization_id", &ann_org),
+                ("key_id", &bob_key_id),
+                ("grace_seconds", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&bob_key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // In her own organization the console creates a key and reveals it in that one answer.
+    let form = [
+        ("organization_id", ann_org.as_str()),
+        ("name", "console key"),
+        ("environment", "test"),
+        ("category", "read_only"),
+        ("ip_allowlist", "10.0.0.0/8, 192.0.2.0/24"),
+        ("expires_in_days", "30"),
+    ];
+    let r = app.rpc(&mut b, "create_key", &form).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let created = r.json();
+    assert!(created["key"].as_str().unwrap().starts_with("kw_test_"));
+    assert_eq!(
+        created["ip_allowlist"],
+        json!(["10.0.0.0/8", "192.0.2.0/24"])
+    );
+    assert_eq!(created["category"], "read_only");
+    let listed = app
+        .rpc(&mut b, "list_keys", &[("organization_id", &ann_org)])
+        .await;
+    assert!(!listed.body.contains(created["key"].as_str().unwrap()));
+
+    let mut bad = form;
+    bad[5] = ("expires_in_days", "soon");
+    let r = app.rpc(&mut b, "create_key", &bad).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["field"], "expires_in_days");
+}

@@ -33,6 +33,11 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("my_organizations", Guard::SignedIn),
     ("organization_members", Guard::Org(Permission::MembersRead)),
     ("list_users", Guard::Instance(Permission::UsersRead)),
+    ("list_keys", Guard::Org(Permission::KeysRead)),
+    ("key_history", Guard::Org(Permission::KeysRead)),
+    ("create_key", Guard::Org(Permission::KeysWrite)),
+    ("set_key_status", Guard::Org(Permission::KeysWrite)),
+    ("roll_key", Guard::Org(Permission::KeysWrite)),
 ];
 
 /// The guard declared for an endpoint name, if any.

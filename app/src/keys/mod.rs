@@ -3,8 +3,10 @@
 //! A key belongs to an organization (org key) or to a user within one (personal access token).
 //! Its secret is shown once ([`CreatedKey`]); no other type here carries it.
 
+pub mod api;
 #[cfg(feature = "ssr")]
 pub mod format;
+pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 

@@ -87,6 +87,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
             view! {
                 <nav aria-label="Main">
                     <A href="/">"Home"</A>
+                    <A href="/keys">"API keys"</A>
                     <Show when=move || admin>
                         <A href="/admin/users">"Users"</A>
                     </Show>

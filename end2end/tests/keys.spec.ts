@@ -1,0 +1,77 @@
+import { test, expect, Page } from "@playwright/test";
+import { freshEmail, signUp, open } from "./helpers";
+
+/** Creates a key in the console and returns the secret from the reveal-once panel. */
+async function createKey(page: Page, name: string, access = "admin") {
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Access").selectOption(access);
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  await expect(reveal).toBeVisible();
+  const secret = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  expect(secret).toMatch(/^kw_live_[0-9A-Za-z]{38}$/);
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  await expect(reveal).toHaveCount(0);
+  await expect(page.getByRole("row", { name: new RegExp(name) })).toBeVisible();
+  return secret;
+}
+
+async function callApi(page: Page, key: string) {
+  return page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });
+}
+
+test.beforeEach(async ({ page }) => {
+  await signUp(page, freshEmail("keys"), "Kim");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "API keys" }).click();
+  await expect(page.getByRole("heading", { name: "API keys" })).toBeVisible();
+});
+
+test("a new key is revealed once, then never shown again", async ({ page }) => {
+  const secret = await createKey(page, "ci pipeline");
+  expect(await page.content()).not.toContain(secret);
+  await expect(page.getByRole("row", { name: /ci pipeline/ }).getByText(secret.slice(0, 12) + "…")).toBeVisible();
+  await open(page, "/keys");
+  await expect(page.getByRole("row", { name: /ci pipeline/ })).toBeVisible();
+  expect(await page.content()).not.toContain(secret);
+  const res = await callApi(page, secret);
+  expect(res.status()).toBe(200);
+});
+
+test("a disabled key is refused by the API", async ({ page }) => {
+  const secret = await createKey(page, "billing");
+  expect((await callApi(page, secret)).status()).toBe(200);
+  await page.getByRole("button", { name: "Disable billing" }).click();
+  await expect(page.getByRole("row", { name: /billing/ }).getByText("disabled")).toBeVisible();
+  const res = await callApi(page, secret);
+  expect(res.status()).toBe(401);
+  expect((await res.json()).error.code).toBe("key_disabled");
+});
+
+test("rolling with a grace period keeps old and new keys working", async ({ page }) => {
+  const old = await createKey(page, "deploy bot");
+  const row = page.getByRole("row", { name: /deploy bot/ }).first();
+  await row.getByRole("button", { name: "Roll" }).click();
+  await row.getByLabel("Old key keeps working for").selectOption("3600");
+  await row.getByRole("button", { name: "Roll key" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const fresh = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  expect(fresh).not.toBe(old);
+  for (const key of [old, fresh]) {
+    expect((await callApi(page, key)).status()).toBe(200);
+  }
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  await expect(page.getByRole("row", { name: /deploy bot/ })).toHaveCount(2);
+});
+
+test("revocation asks for confirmation and is final", async ({ page }) => {
+  const secret = await createKey(page, "old integration");
+  const row = page.getByRole("row", { name: /old integration/ });
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await row.getByRole("button", { name: "Confirm revoke" }).click();
+  await expect(row.getByText("revoked")).toBeVisible();
+  await expect(row.getByRole("button", { name: "Enable" })).toHaveCount(0);
+  const res = await callApi(page, secret);
+  expect((await res.json()).error.code).toBe("key_revoked");
+});
