@@ -802,3 +802,33 @@ async fn console_key_functions_check_the_organization() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"]["field"], "expires_in_days");
 }
+
+#[tokio::test]
+async fn use_is_recorded_off_the_request_path() {
+    let (app, org, _) = setup().await;
+    let (id, key) = app.admin_key(&org).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let mut last_used: Option<i64> = None;
+    for _ in 0..50 {
+        last_used = sqlx::query_scalar("select last_used_at from api_key where api_key_id = $1")
+            .bind(&id)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+        if last_used.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(last_used.is_some(), "last_used_at is written after a use");
+    let view = app
+        .api("GET", &format!("/api/v1/keys/{id}"), Some(&key), None, IP)
+        .await
+        .json();
+    assert!(view["last_used_at"].is_string());
+}

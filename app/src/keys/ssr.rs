@@ -768,6 +768,8 @@ impl VerifiedKey {
 #[derive(Clone, Debug, Default)]
 pub struct KeyCache {
     entries: Arc<Mutex<HashMap<String, CacheEntry>>>,
+    /// When this instance last wrote `last_used_at` for a key.
+    touched: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// When an entry was fetched, and the key (`None`: no such key).
@@ -903,8 +905,24 @@ pub async fn verify(
     Ok(key)
 }
 
-/// Notes the use of a key (at most once a minute per key, off the request path).
-pub fn touch(db: &Db, key_id: &str) {
+/// How often `last_used_at` is written per key and instance.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Notes the use of a key: at most once a minute per key, off the request path, so the hot
+/// path does no database write.
+pub fn touch(db: &Db, cache: &KeyCache, key_id: &str) {
+    if let Ok(mut touched) = cache.touched.lock() {
+        if touched
+            .get(key_id)
+            .is_some_and(|at| at.elapsed() < TOUCH_EVERY)
+        {
+            return;
+        }
+        if touched.len() > 100_000 {
+            touched.retain(|_, at| at.elapsed() < TOUCH_EVERY);
+        }
+        touched.insert(key_id.to_string(), Instant::now());
+    }
     let db = db.clone();
     let key_id = key_id.to_string();
     tokio::spawn(async move {

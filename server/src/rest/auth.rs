@@ -85,7 +85,7 @@ pub async fn require_key(
     .await;
     match outcome {
         Ok(key) => {
-            keys::touch(&state.db, &key.id);
+            keys::touch(&state.db, &state.keys, &key.id);
             request.extensions_mut().insert(KeyCaller(key));
             next.run(request).await
         }

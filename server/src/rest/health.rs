@@ -1,4 +1,5 @@
-//! `GET /healthz`: 200 when the database answers, 503 otherwise (for load balancers).
+//! `GET /healthz`: 200 when the database answers, 503 otherwise (readiness, for load
+//! balancers). `GET /livez`: 200 while the process serves HTTP (liveness; no database).
 
 use app::error::{AppError, ErrorCode};
 use app::ssr::AppState;
@@ -14,4 +15,8 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             AppError::new(ErrorCode::Unavailable, "database unavailable").into_response()
         }
     }
+}
+
+pub async fn livez() -> &'static str {
+    "ok"
 }

@@ -52,6 +52,7 @@ pub fn routes() -> Vec<RouteSpec> {
     use Permission::{KeysRead, KeysWrite};
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz)),
+        spec(Method::GET, "/livez", Public, get(health::livez)),
         spec(Method::GET, "/api/v1/me", Key(KeysRead), get(keys::me)),
         spec(Method::GET, "/api/v1/keys", Key(KeysRead), get(keys::list)),
         spec(
