@@ -8,7 +8,11 @@ pub mod api;
 pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod rules;
+#[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -34,18 +34,24 @@ fn expires_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The stored form of a record: its data as JSON, and the signed-in user lifted out of it.
+fn encode(record: &Record) -> session_store::Result<(String, Option<String>)> {
+    let data = serde_json::to_string(&record.data)
+        .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    let user_id = record
+        .data
+        .get(keys::USER_ID)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok((data, user_id))
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // Ids are 128 random bits; on the astronomically unlikely collision, draw again.
         loop {
-            let data = serde_json::to_string(&record.data)
-                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-            let user_id = record
-                .data
-                .get(keys::USER_ID)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
+            let (data, user_id) = encode(record)?;
             let inserted = sqlx::query(
                 "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
                  on conflict (session_hash) do nothing",
@@ -65,13 +71,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let user_id = record
-            .data
-            .get(keys::USER_ID)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
+        let (data, user_id) = encode(record)?;
         sqlx::query(
             "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
              on conflict (session_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",

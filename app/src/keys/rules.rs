@@ -1,0 +1,490 @@
+//! Pure rules for API keys (server only): scopes and what they grant, IP allow-lists,
+//! endpoint patterns, timestamps on the wire, and the validation of a new key's settings.
+
+use super::format::Environment;
+use super::{Access, Category, EndpointRule, NewKey, Scopes};
+use crate::access::Permission;
+use crate::error::{AppError, ErrorCode};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+// ---------------------------------------------------------------------------------------------
+// Time on the wire.
+
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub fn parse_rfc3339(field: &str, s: &str) -> Result<i64, AppError> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            AppError::invalid(
+                field,
+                format!("{field} must be an RFC 3339 timestamp, e.g. 2027-01-31T12:00:00Z"),
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation (pure).
+
+/// The permissions a set of scopes amounts to.
+pub fn scope_permissions(scopes: &Scopes) -> Vec<Permission> {
+    Permission::ALL
+        .iter()
+        .copied()
+        .filter(|p| scopes_allow(scopes, *p))
+        .collect()
+}
+
+/// Whether the scopes grant `permission` (write implies read).
+pub fn scopes_allow(scopes: &Scopes, permission: Permission) -> bool {
+    let (resource, action) = permission.as_str().split_once(':').unwrap_or_default();
+    match scopes.get(resource) {
+        Some(Access::Write) => true,
+        Some(Access::Read) => action == "read",
+        _ => false,
+    }
+}
+
+/// The checked settings of a key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub name: String,
+    pub description: String,
+    pub environment: Environment,
+    pub category: Category,
+    pub scopes: Scopes,
+    pub endpoints: Vec<EndpointRule>,
+    pub ip_allowlist: Vec<IpNet>,
+    pub expires_at: Option<i64>,
+    pub require_signature: bool,
+    pub metadata: serde_json::Value,
+}
+
+/// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+pub fn parse_cidr(s: &str) -> Result<IpNet, AppError> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            AppError::invalid(
+                "ip_allowlist",
+                format!("not an IP address or CIDR block: {s:?}"),
+            )
+        })
+}
+
+/// Whether `ip` is allowed by the list (empty = any address).
+pub fn ip_allowed(list: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    list.is_empty() || list.iter().any(|net| net.contains(&ip))
+}
+
+const METHODS: &[&str] = &["*", "GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn validate_endpoint(rule: &EndpointRule) -> Result<EndpointRule, AppError> {
+    let method = rule.method.trim().to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        return Err(AppError::invalid(
+            "endpoints",
+            format!(
+                "unknown method {:?}; use one of {}",
+                rule.method,
+                METHODS.join(", ")
+            ),
+        ));
+    }
+    let path = rule.path.trim();
+    if !path.starts_with('/')
+        || path.len() > 200
+        || path.chars().any(|c| c.is_whitespace() || c == '?')
+    {
+        return Err(AppError::invalid(
+            "endpoints",
+            format!(
+                "path pattern must start with / and hold no spaces or query: {:?}",
+                rule.path
+            ),
+        ));
+    }
+    Ok(EndpointRule {
+        method,
+        path: path.to_string(),
+    })
+}
+
+/// Whether a request matches one rule: `*` is one segment, a trailing `/**` any rest.
+pub fn endpoint_matches(rule: &EndpointRule, method: &str, path: &str) -> bool {
+    if rule.method != "*" && !rule.method.eq_ignore_ascii_case(method) {
+        return false;
+    }
+    let mut pattern = rule.path.trim_end_matches('/').split('/');
+    let mut actual = path.trim_end_matches('/').split('/');
+    loop {
+        match (pattern.next(), actual.next()) {
+            (Some("**"), _) => return true,
+            (Some(p), Some(a)) if p == "*" || p == a => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a creation request; `may_grant` says which permissions the creator can hand out
+/// (a key never gets more than its creator has).
+pub fn validate_new(
+    new: &NewKey,
+    now: i64,
+    may_grant: &dyn Fn(Permission) -> bool,
+) -> Result<Settings, AppError> {
+    let name = new.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "name",
+            "name must be 1 to 100 printable characters",
+        ));
+    }
+    let description = new
+        .description
+        .clone()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if description.chars().count() > 1000 {
+        return Err(AppError::invalid(
+            "description",
+            "description must be at most 1000 characters",
+        ));
+    }
+    let environment = match new.environment.as_deref() {
+        None => Environment::Live,
+        Some(e) => Environment::parse(e)
+            .ok_or_else(|| AppError::invalid("environment", "environment must be live or test"))?,
+    };
+    let category = match new.category.as_deref() {
+        None if new.scopes.is_some() => Category::Custom,
+        None => Category::Basic,
+        Some(c) => Category::parse(c).ok_or_else(|| {
+            AppError::invalid(
+                "category",
+                "category must be basic, read_only, admin or custom",
+            )
+        })?,
+    };
+    let scopes = match (category.preset(), &new.scopes) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::invalid(
+                "scopes",
+                "scopes come from the category; use category custom to set them",
+            ))
+        }
+        (Some(preset), None) => preset,
+        (None, Some(scopes)) => scopes.clone(),
+        (None, None) => return Err(AppError::invalid("scopes", "a custom key needs scopes")),
+    };
+    let resources = crate::access::resources();
+    for resource in scopes.keys() {
+        if !resources.contains(&resource.as_str()) {
+            return Err(AppError::invalid(
+                "scopes",
+                format!(
+                    "unknown resource {resource:?}; known: {}",
+                    resources.join(", ")
+                ),
+            ));
+        }
+    }
+    let scopes: Scopes = scopes
+        .into_iter()
+        .filter(|(_, a)| *a != Access::None)
+        .collect();
+    for p in scope_permissions(&scopes) {
+        if !may_grant(p) {
+            return Err(AppError::new(
+                ErrorCode::Forbidden,
+                format!("cannot grant {}: you do not hold it", p.as_str()),
+            ));
+        }
+    }
+    let endpoints = new.endpoints.clone().unwrap_or_default();
+    if endpoints.len() > 50 {
+        return Err(AppError::invalid("endpoints", "at most 50 endpoint rules"));
+    }
+    let endpoints = endpoints
+        .iter()
+        .map(validate_endpoint)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ip_list = new.ip_allowlist.clone().unwrap_or_default();
+    if ip_list.len() > 100 {
+        return Err(AppError::invalid("ip_allowlist", "at most 100 entries"));
+    }
+    let ip_allowlist = ip_list
+        .iter()
+        .map(|s| parse_cidr(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_at = match &new.expires_at {
+        None => None,
+        Some(s) => {
+            let at = parse_rfc3339("expires_at", s)?;
+            if at <= now {
+                return Err(AppError::invalid(
+                    "expires_at",
+                    "expires_at must be in the future",
+                ));
+            }
+            Some(at)
+        }
+    };
+    let metadata = new
+        .metadata
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}));
+    if !metadata.is_object() || metadata.to_string().len() > 8192 {
+        return Err(AppError::invalid(
+            "metadata",
+            "metadata must be a JSON object of at most 8 KiB",
+        ));
+    }
+    Ok(Settings {
+        name,
+        description,
+        environment,
+        category,
+        scopes,
+        endpoints,
+        ip_allowlist,
+        expires_at,
+        require_signature: new.require_signature.unwrap_or(false),
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(pairs: &[(&str, Access)]) -> Scopes {
+        pairs.iter().map(|(r, a)| (r.to_string(), *a)).collect()
+    }
+
+    #[test]
+    fn write_implies_read() {
+        let s = scopes(&[
+            ("keys", Access::Write),
+            ("org", Access::Read),
+            ("audit", Access::None),
+        ]);
+        assert!(scopes_allow(&s, Permission::KeysWrite));
+        assert!(scopes_allow(&s, Permission::KeysRead));
+        assert!(scopes_allow(&s, Permission::OrgRead));
+        assert!(!scopes_allow(&s, Permission::OrgWrite));
+        assert!(!scopes_allow(&s, Permission::AuditRead));
+        assert_eq!(
+            scope_permissions(&s),
+            vec![
+                Permission::OrgRead,
+                Permission::KeysRead,
+                Permission::KeysWrite
+            ]
+        );
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let list = vec![
+            parse_cidr("10.0.0.0/8").unwrap(),
+            parse_cidr("2001:db8::/32").unwrap(),
+            parse_cidr("192.0.2.7").unwrap(),
+        ];
+        assert!(ip_allowed(&list, "10.1.2.3".parse().unwrap()));
+        assert!(!ip_allowed(&list, "11.0.0.1".parse().unwrap()));
+        assert!(ip_allowed(&list, "2001:db8::1".parse().unwrap()));
+        assert!(!ip_allowed(&list, "2001:db9::1".parse().unwrap()));
+        assert!(ip_allowed(&list, "192.0.2.7".parse().unwrap()));
+        assert!(!ip_allowed(&list, "192.0.2.8".parse().unwrap()));
+        assert!(
+            ip_allowed(&list, "::ffff:10.0.0.1".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        assert!(
+            ip_allowed(&[], "203.0.113.1".parse().unwrap()),
+            "empty list: any address"
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("not an ip").is_err());
+    }
+
+    #[test]
+    fn endpoint_patterns() {
+        let rule = |m: &str, p: &str| EndpointRule {
+            method: m.into(),
+            path: p.into(),
+        };
+        assert!(endpoint_matches(
+            &rule("GET", "/api/v1/keys"),
+            "GET",
+            "/api/v1/keys"
+        ));
+        assert!(!endpoint_matches(
+            &rule("GET", "/api/v1/keys"),
+            "POST",
+            "/api/v1/keys"
+        ));
+        assert!(endpoint_matches(
+            &rule("*", "/api/v1/keys/*"),
+            "DELETE",
+            "/api/v1/keys/key_1"
+        ));
+        assert!(!endpoint_matches(
+            &rule("*", "/api/v1/keys/*"),
+            "GET",
+            "/api/v1/keys/key_1/history"
+        ));
+        assert!(endpoint_matches(
+            &rule("GET", "/api/v1/**"),
+            "GET",
+            "/api/v1/keys/key_1/history"
+        ));
+        assert!(!endpoint_matches(
+            &rule("GET", "/api/v1/keys"),
+            "GET",
+            "/api/v1/keysx"
+        ));
+    }
+
+    #[test]
+    fn validation() {
+        let all = |_: Permission| true;
+        let now = 1_000;
+        let ok = validate_new(
+            &NewKey {
+                name: " ci ".into(),
+                ..Default::default()
+            },
+            now,
+            &all,
+        )
+        .unwrap();
+        assert_eq!(ok.name, "ci");
+        assert_eq!(ok.category, Category::Basic);
+        assert_eq!(
+            ok.scopes,
+            scopes(&[("keys", Access::Write), ("org", Access::Read)])
+        );
+
+        let bad = |new: NewKey, field: &str| {
+            let e = validate_new(&new, now, &all).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+        };
+        bad(
+            NewKey {
+                name: "".into(),
+                ..Default::default()
+            },
+            "name",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                environment: Some("prod".into()),
+                ..Default::default()
+            },
+            "environment",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                category: Some("root".into()),
+                ..Default::default()
+            },
+            "category",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                category: Some("custom".into()),
+                ..Default::default()
+            },
+            "scopes",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                scopes: Some(scopes(&[("rockets", Access::Read)])),
+                ..Default::default()
+            },
+            "scopes",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                ip_allowlist: Some(vec!["10.0.0.0/99".into()]),
+                ..Default::default()
+            },
+            "ip_allowlist",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                expires_at: Some("tomorrow".into()),
+                ..Default::default()
+            },
+            "expires_at",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                expires_at: Some("1970-01-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+            "expires_at",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                metadata: Some(serde_json::json!([1])),
+                ..Default::default()
+            },
+            "metadata",
+        );
+        bad(
+            NewKey {
+                name: "k".into(),
+                endpoints: Some(vec![EndpointRule {
+                    method: "FETCH".into(),
+                    path: "/x".into(),
+                }]),
+                ..Default::default()
+            },
+            "endpoints",
+        );
+
+        // A creator cannot hand out what they do not hold.
+        let only_keys = |p: Permission| matches!(p, Permission::KeysRead | Permission::KeysWrite);
+        let e = validate_new(
+            &NewKey {
+                name: "k".into(),
+                category: Some("admin".into()),
+                ..Default::default()
+            },
+            now,
+            &only_keys,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+    }
+}
