@@ -75,3 +75,23 @@ test("revocation asks for confirmation and is final", async ({ page }) => {
   const res = await callApi(page, secret);
   expect((await res.json()).error.code).toBe("key_revoked");
 });
+
+test("bulk disable three keys, each result reported", async ({ page }) => {
+  const names = ["svc one", "svc two", "svc three"];
+  const secrets: string[] = [];
+  for (const name of names) secrets.push(await createKey(page, name));
+  for (const name of names) await page.getByRole("checkbox", { name: `Select ${name}` }).check();
+  const bulk = page.getByRole("group", { name: "Bulk actions" });
+  await expect(bulk.getByText("3 selected")).toBeVisible();
+  await bulk.getByRole("button", { name: "Disable selected" }).click();
+  const results = page.getByRole("status", { name: "Bulk results" });
+  await expect(results.getByRole("listitem")).toHaveCount(3);
+  await expect(results.getByRole("listitem").filter({ hasText: "disabled" })).toHaveCount(3);
+  for (const name of names) {
+    await expect(page.getByRole("row", { name: new RegExp(name) }).getByText("disabled")).toBeVisible();
+  }
+  for (const secret of secrets) {
+    const res = await callApi(page, secret);
+    expect((await res.json()).error.code).toBe("key_disabled");
+  }
+});

@@ -832,3 +832,121 @@ async fn use_is_recorded_off_the_request_path() {
         .json();
     assert!(view["last_used_at"].is_string());
 }
+
+#[tokio::test]
+async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
+    let (app, org, admin) = setup().await;
+    let (a, ka) = app.admin_key(&org).await;
+    let (b, kb) = app.admin_key(&org).await;
+    let (c, _) = app.admin_key(&org).await;
+    app.api(
+        "DELETE",
+        &format!("/api/v1/keys/{c}"),
+        Some(&admin),
+        None,
+        IP,
+    )
+    .await;
+    let bob = app.user("bob@example.org", None).await;
+    let (bobs, _) = app.admin_key(&app.org_of(&bob).await).await;
+
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys/bulk",
+            Some(&admin),
+            Some(json!({"action": "disable", "ids": [a, b, c, bobs], "reason": "incident 42"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let out = r.json();
+    let summary: Vec<(bool, &str)> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["ok"].as_bool().unwrap(),
+                o["code"]
+                    .as_str()
+                    .unwrap_or(o["status"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (true, "disabled"),
+            (true, "disabled"),
+            (false, "conflict"),
+            (false, "not_found")
+        ]
+    );
+    for key in [&ka, &kb] {
+        assert_eq!(
+            app.api("GET", "/api/v1/me", Some(key), None, IP)
+                .await
+                .error_code(),
+            "key_disabled"
+        );
+    }
+    for body in [
+        json!({"action": "explode", "ids": [a]}),
+        json!({"action": "enable", "ids": []}),
+    ] {
+        let r = app
+            .api("POST", "/api/v1/keys/bulk", Some(&admin), Some(body), IP)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+
+    let json_export = app
+        .api("GET", "/api/v1/keys/export", Some(&admin), None, IP)
+        .await;
+    assert_eq!(json_export.status, StatusCode::OK);
+    assert_eq!(json_export.json().as_array().unwrap().len(), 4);
+    let csv = app
+        .api(
+            "GET",
+            "/api/v1/keys/export?format=csv",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(csv.body.lines().count(), 5, "{}", csv.body);
+    assert!(csv
+        .body
+        .starts_with("id,name,description,environment,display_prefix,status"));
+    for export in [&json_export.body, &csv.body] {
+        for secret in [&admin, &ka, &kb] {
+            assert!(!export.contains(secret.as_str()));
+        }
+        assert!(
+            !export.contains(&bobs),
+            "another organization's key is not exported"
+        );
+        let hash: String = sqlx::query_scalar("select key_hash from api_key where api_key_id = $1")
+            .bind(&a)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+        assert!(!export.contains(&hash));
+    }
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/keys/export?format=xml",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -38,6 +38,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("create_key", Guard::Org(Permission::KeysWrite)),
     ("set_key_status", Guard::Org(Permission::KeysWrite)),
     ("roll_key", Guard::Org(Permission::KeysWrite)),
+    ("bulk_keys", Guard::Org(Permission::KeysWrite)),
 ];
 
 /// The guard declared for an endpoint name, if any.

@@ -163,3 +163,24 @@ pub async fn key_history(
     ))
     .await
 }
+
+/// Enables, disables or revokes several keys; each gets its own outcome.
+#[server(prefix = "/rpc", endpoint = "bulk_keys")]
+pub async fn bulk_keys(
+    organization_id: String,
+    key_ids: Vec<String>,
+    action: String,
+) -> Result<Vec<super::BulkOutcome>, AppError> {
+    use crate::ssr;
+    let caller = ssr::guard("bulk_keys").await?;
+    ssr::require_org(&caller, "bulk_keys", &organization_id).await?;
+    ssr::respond(async move {
+        let t = super::ssr::parse_transition(&action)?;
+        let actor = super::ssr::Actor {
+            id: caller.user_id.as_deref(),
+            source_ip: caller.source_ip.as_deref(),
+        };
+        super::ssr::bulk(&caller.state, &organization_id, &key_ids, t, None, actor).await
+    })
+    .await
+}

@@ -188,3 +188,15 @@ pub struct KeyEvent {
     pub source_ip: Option<String>,
     pub occurred_at: String,
 }
+
+/// The outcome of one key in a bulk action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkOutcome {
+    pub id: String,
+    pub ok: bool,
+    /// The key's status after the action, when it succeeded.
+    pub status: Option<KeyStatus>,
+    /// Why it failed (`not_found`, `conflict`…), when it did.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}

@@ -1,7 +1,7 @@
 //! The API keys console: list, create with a reveal-once panel, enable/disable, revoke with
 //! confirmation, roll with a grace period.
 
-use super::api::{list_keys, CreateKey, RollKey, SetKeyStatus};
+use super::api::{list_keys, BulkKeys, CreateKey, RollKey, SetKeyStatus};
 use super::{ApiKey, KeyStatus};
 use crate::orgs::api::my_organizations;
 use crate::orgs::OrgMembership;
@@ -83,6 +83,8 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
     let status = ServerAction::<SetKeyStatus>::new();
     let roll = ServerAction::<RollKey>::new();
+    let bulk = ServerAction::<BulkKeys>::new();
+    let selected = RwSignal::new(Vec::<String>::new());
     let keys = Resource::new(
         move || {
             (
@@ -90,10 +92,21 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                 create.version().get(),
                 status.version().get(),
                 roll.version().get(),
+                bulk.version().get(),
             )
         },
         |(org, ..)| list_keys(org),
     );
+    let run_bulk = move |action: &'static str| {
+        move |_| {
+            bulk.dispatch(BulkKeys {
+                organization_id: org.get_untracked(),
+                key_ids: selected.get_untracked(),
+                action: action.into(),
+            });
+            selected.set(Vec::new());
+        }
+    };
     let secret = RwSignal::new(None::<String>);
     let show_create = RwSignal::new(false);
     // Move a fresh secret into the reveal panel and drop it from the action's memory.
@@ -147,6 +160,35 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                 </ActionForm>
             </section>
         </Show>
+        <Show when=move || !selected.get().is_empty()>
+            <div class="toolbar" role="group" aria-label="Bulk actions">
+                <span>{move || format!("{} selected", selected.get().len())}</span>
+                <button type="button" class="secondary" on:click=run_bulk("disable")>"Disable selected"</button>
+                <button type="button" class="secondary" on:click=run_bulk("enable")>"Enable selected"</button>
+                <button type="button" class="danger" on:click=run_bulk("revoke")>"Revoke selected"</button>
+            </div>
+        </Show>
+        {move || {
+            bulk.value().get().map(|result| match result {
+                Ok(items) => view! {
+                    <ul role="status" aria-label="Bulk results" class="card">
+                        {items
+                            .into_iter()
+                            .map(|o| {
+                                let outcome = if o.ok {
+                                    o.status.map(|s| s.as_str().to_string()).unwrap_or_default()
+                                } else {
+                                    format!("failed: {}", o.message.unwrap_or_default())
+                                };
+                                view! { <li>{format!("{}: {outcome}", o.id)}</li> }
+                            })
+                            .collect_view()}
+                    </ul>
+                }
+                .into_any(),
+                Err(error) => view! { <ErrorNote error /> }.into_any(),
+            })
+        }}
         {action_error(create.value())}
         {action_error(status.value())}
         {action_error(roll.value())}
@@ -158,6 +200,7 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                         <table aria-label="API keys">
                             <thead>
                                 <tr>
+                                    <th scope="col"><span class="sr-only">"Select"</span></th>
                                     <th scope="col">"Name"</th>
                                     <th scope="col">"Key"</th>
                                     <th scope="col">"Status"</th>
@@ -167,7 +210,7 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                                 </tr>
                             </thead>
                             <tbody>
-                                {list.into_iter().map(|k| view! { <KeyRow key=k org status roll /> }).collect_view()}
+                                {list.into_iter().map(|k| view! { <KeyRow key=k org status roll selected /> }).collect_view()}
                             </tbody>
                         </table>
                     }
@@ -185,6 +228,7 @@ fn KeyRow(
     org: RwSignal<String>,
     status: ServerAction<SetKeyStatus>,
     roll: ServerAction<RollKey>,
+    selected: RwSignal<Vec<String>>,
 ) -> impl IntoView {
     let confirming = RwSignal::new(false);
     let rolling = RwSignal::new(false);
@@ -207,6 +251,22 @@ fn KeyRow(
     let name = key.name.clone();
     view! {
         <tr>
+            <td>
+                <input
+                    type="checkbox"
+                    aria-label=format!("Select {}", key.name)
+                    on:change=move |ev| {
+                        let checked = event_target_checked(&ev);
+                        let key_id = id.get_value();
+                        selected.update(|s| {
+                            s.retain(|x| *x != key_id);
+                            if checked {
+                                s.push(key_id);
+                            }
+                        });
+                    }
+                />
+            </td>
             <td>{key.name.clone()}</td>
             <td><code>{format!("{}…", key.display_prefix)}</code></td>
             <td><span class=format!("badge status-{}", key.status.as_str())>{key.status.as_str()}</span></td>

@@ -3,7 +3,7 @@
 //! re-exported here so callers have one path.
 
 use super::format::{self, Environment};
-use super::{ApiKey, Category, CreatedKey, KeyEvent, KeyStatus};
+use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyEvent, KeyStatus};
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use crate::ssr::AppState;
@@ -467,6 +467,94 @@ pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent
         }
     }
     Ok(events)
+}
+
+/// Most keys one bulk request may name.
+pub const BULK_MAX: usize = 100;
+
+/// Applies one transition to many keys, each on its own: one key's refusal does not stop the
+/// others, and every key gets its own outcome.
+pub async fn bulk(
+    state: &AppState,
+    org_id: &str,
+    ids: &[String],
+    t: Transition,
+    reason: Option<&str>,
+    actor: Actor<'_>,
+) -> Result<Vec<BulkOutcome>, AppError> {
+    if ids.is_empty() || ids.len() > BULK_MAX {
+        return Err(AppError::invalid(
+            "ids",
+            format!("name between 1 and {BULK_MAX} keys"),
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let outcome = match transition(state, org_id, id, t, reason, actor).await {
+            Ok(key) => BulkOutcome {
+                id: id.clone(),
+                ok: true,
+                status: Some(key.status),
+                code: None,
+                message: None,
+            },
+            Err(e) if e.code == crate::error::ErrorCode::Internal => return Err(e),
+            Err(e) => BulkOutcome {
+                id: id.clone(),
+                ok: false,
+                status: None,
+                code: Some(e.code.as_str()),
+                message: Some(e.message),
+            },
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// Parses a transition name from the API or a form.
+pub fn parse_transition(action: &str) -> Result<Transition, AppError> {
+    match action {
+        "enable" => Ok(Transition::Enable),
+        "disable" => Ok(Transition::Disable),
+        "revoke" => Ok(Transition::Revoke),
+        _ => Err(AppError::invalid(
+            "action",
+            "action must be enable, disable or revoke",
+        )),
+    }
+}
+
+/// CSV export of keys: settings and state, never a secret or hash.
+pub fn to_csv(keys: &[ApiKey]) -> String {
+    fn cell(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out = String::from("id,name,description,environment,display_prefix,status,category,scopes,ip_allowlist,expires_at,created_at,last_used_at\n");
+    for k in keys {
+        let scopes = serde_json::to_string(&k.scopes).unwrap_or_default();
+        let row = [
+            k.id.as_str(),
+            &k.name,
+            &k.description,
+            &k.environment,
+            &k.display_prefix,
+            k.status.as_str(),
+            k.category.as_str(),
+            &scopes,
+            &k.ip_allowlist.join(" "),
+            k.expires_at.as_deref().unwrap_or(""),
+            &k.created_at,
+            k.last_used_at.as_deref().unwrap_or(""),
+        ];
+        out.push_str(&row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

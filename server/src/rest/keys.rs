@@ -283,3 +283,66 @@ pub async fn verify(
         Err(e) => Ok(Json(refused(e.code))),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    /// `enable`, `disable` or `revoke`.
+    pub action: String,
+    /// 1 to 100 key ids of the caller's organization.
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/keys/bulk`: one action on many keys, with each key's own outcome.
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<Vec<app::keys::BulkOutcome>>, AppError> {
+    let t = keys::parse_transition(&body.action)?;
+    let outcomes = keys::bulk(
+        &state,
+        &caller.0.organization_id,
+        &body.ids,
+        t,
+        body.reason.as_deref(),
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok(Json(outcomes))
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `GET /api/v1/keys/export?format=json|csv`: every key's settings and state, never a secret.
+pub async fn export(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    axum::extract::Query(query): axum::extract::Query<ExportQuery>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let list = keys::list(&state.db, &caller.0.organization_id).await?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(list).into_response()),
+        "csv" => Ok((
+            [
+                (http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"keyward-keys.csv\"",
+                ),
+            ],
+            keys::to_csv(&list),
+        )
+            .into_response()),
+        _ => Err(AppError::invalid("format", "format must be json or csv")),
+    }
+}

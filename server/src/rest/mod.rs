@@ -68,6 +68,18 @@ pub fn routes() -> Vec<RouteSpec> {
             post(keys::verify),
         ),
         spec(
+            Method::POST,
+            "/api/v1/keys/bulk",
+            Key(KeysWrite),
+            post(keys::bulk),
+        ),
+        spec(
+            Method::GET,
+            "/api/v1/keys/export",
+            Key(KeysRead),
+            get(keys::export),
+        ),
+        spec(
             Method::GET,
             "/api/v1/keys/{id}",
             Key(KeysRead),
