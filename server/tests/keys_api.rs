@@ -950,3 +950,124 @@ async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn patch_edits_settings_with_the_same_rules_as_create() {
+    let (app, org, admin) = setup().await;
+    let (id, key) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "edit me".into(),
+                category: Some("admin".into()),
+                expires_at: Some("2099-01-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let path = format!("/api/v1/keys/{id}");
+    let r = app
+        .api(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"name": "edited", "ip_allowlist": ["10.0.0.0/8"], "reason": "lock down"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let view = r.json();
+    assert_eq!(view["name"], "edited");
+    assert_eq!(view["ip_allowlist"], json!(["10.0.0.0/8"]));
+    assert_eq!(view["category"], "admin", "untouched fields stay");
+    assert_eq!(view["expires_at"], "2099-01-01T00:00:00Z");
+    // The new allow-list applies at once.
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .error_code(),
+        "ip_not_allowed"
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, "10.9.8.7")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // null clears the expiry; scopes switch the key to custom.
+    let r = app
+        .api(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"expires_at": null, "scopes": {"keys": "read"}})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.json()["expires_at"].is_null());
+    assert_eq!(r.json()["category"], "custom");
+    assert_eq!(r.json()["scopes"], json!({"keys": "read"}));
+
+    // Bad input changes nothing.
+    let before = app.api("GET", &path, Some(&admin), None, IP).await.body;
+    for body in [
+        json!({"scopes": {"rockets": "write"}}),
+        json!({"name": ""}),
+        json!({}),
+        json!({"status": "active"}),
+    ] {
+        let r = app
+            .api("PATCH", &path, Some(&admin), Some(body.clone()), IP)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    assert_eq!(
+        app.api("GET", &path, Some(&admin), None, IP).await.body,
+        before
+    );
+
+    // A basic key cannot widen another key beyond what it holds.
+    let (_, basic) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "basic".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let r = app
+        .api(
+            "PATCH",
+            &path,
+            Some(&basic),
+            Some(json!({"category": "admin"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Another organization's key is not found; the timeline names what changed.
+    let bob = app.user("bob@example.org", None).await;
+    let (_, bobs) = app.admin_key(&app.org_of(&bob).await).await;
+    assert_eq!(
+        app.api("PATCH", &path, Some(&bobs), Some(json!({"name": "x"})), IP)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let history = app
+        .api("GET", &format!("{path}/history"), Some(&admin), None, IP)
+        .await
+        .json();
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["created", "edited", "edited"]);
+    assert_eq!(history[1]["reason"], "lock down");
+}

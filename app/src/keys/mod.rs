@@ -200,3 +200,40 @@ pub struct BulkOutcome {
     pub code: Option<String>,
     pub message: Option<String>,
 }
+
+/// Changes to a key's settings; absent fields stay as they are. `expires_at: null` removes
+/// the expiry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+    #[serde(default)]
+    pub endpoints: Option<Vec<EndpointRule>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default)]
+    pub require_signature: Option<bool>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Why, for the timeline.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

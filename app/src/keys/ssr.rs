@@ -557,6 +557,128 @@ pub fn to_csv(keys: &[ApiKey]) -> String {
     out
 }
 
+/// Edits a key's settings (not its secret, environment or status), validated like a new
+/// key; records an `edited` event naming the changed fields. Revoked keys are final.
+pub async fn update(
+    state: &AppState,
+    org_id: &str,
+    key_id: &str,
+    patch: &super::KeyPatch,
+    may_grant: &(dyn Fn(crate::access::Permission) -> bool + Sync),
+    actor: Actor<'_>,
+) -> Result<ApiKey, AppError> {
+    let current = row(&state.db, org_id, key_id).await?;
+    if current.status == "revoked" {
+        return Err(AppError::conflict(
+            "status",
+            "the key is revoked; revocation is final",
+        ));
+    }
+    let now = now_ms();
+    let wire = current.to_wire(now);
+    let (category, scopes) = match (&patch.category, &patch.scopes) {
+        (None, None) if wire.category == Category::Custom => {
+            (Some("custom".to_string()), Some(wire.scopes.clone()))
+        }
+        (None, None) => (Some(wire.category.as_str().to_string()), None),
+        (None, Some(s)) => (Some("custom".to_string()), Some(s.clone())),
+        (Some(c), s) => (Some(c.clone()), s.clone()),
+    };
+    let new = super::NewKey {
+        name: patch.name.clone().unwrap_or(wire.name.clone()),
+        description: Some(
+            patch
+                .description
+                .clone()
+                .unwrap_or(wire.description.clone()),
+        ),
+        environment: Some(wire.environment.clone()),
+        category,
+        scopes,
+        endpoints: Some(patch.endpoints.clone().unwrap_or(wire.endpoints.clone())),
+        ip_allowlist: Some(
+            patch
+                .ip_allowlist
+                .clone()
+                .unwrap_or(wire.ip_allowlist.clone()),
+        ),
+        expires_at: patch.expires_at.clone().flatten(),
+        require_signature: Some(patch.require_signature.unwrap_or(wire.require_signature)),
+        metadata: Some(patch.metadata.clone().unwrap_or(wire.metadata.clone())),
+        personal: None,
+    };
+    let mut settings = validate_new(&new, now, may_grant)?;
+    if patch.expires_at.is_none() {
+        // Left unchanged: keep it as it is, even when already past.
+        settings.expires_at = current.expires_at;
+    }
+    let mut changed: Vec<&str> = Vec::new();
+    for (field, sent) in [
+        ("name", patch.name.is_some()),
+        ("description", patch.description.is_some()),
+        ("category", patch.category.is_some()),
+        ("scopes", patch.scopes.is_some()),
+        ("endpoints", patch.endpoints.is_some()),
+        ("ip_allowlist", patch.ip_allowlist.is_some()),
+        ("expires_at", patch.expires_at.is_some()),
+        ("require_signature", patch.require_signature.is_some()),
+        ("metadata", patch.metadata.is_some()),
+    ] {
+        if sent {
+            changed.push(field);
+        }
+    }
+    if changed.is_empty() {
+        return Err(AppError::invalid(
+            "body",
+            "send at least one field to change",
+        ));
+    }
+    let ips: Vec<String> = settings
+        .ip_allowlist
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut tx = state.db.writer.begin().await?;
+    sqlx::query(
+        "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
+            expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10
+         where api_key_id = $11 and organization_id = $12",
+    )
+    .bind(&settings.name)
+    .bind(&settings.description)
+    .bind(settings.category.as_str())
+    .bind(serde_json::to_string(&settings.scopes).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&settings.endpoints).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&ips).map_err(AppError::internal)?)
+    .bind(settings.expires_at)
+    .bind(settings.require_signature as i64)
+    .bind(settings.metadata.to_string())
+    .bind(now)
+    .bind(key_id)
+    .bind(org_id)
+    .execute(&mut *tx)
+    .await?;
+    let reason = patch
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        "edited",
+        reason,
+        actor,
+        serde_json::json!({ "changed": changed }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.keys.clear();
+    get(&state.db, org_id, key_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

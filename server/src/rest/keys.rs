@@ -346,3 +346,25 @@ pub async fn export(
         _ => Err(AppError::invalid("format", "format must be json or csv")),
     }
 }
+
+/// `PATCH /api/v1/keys/{id}`: edit settings; the key can never be given more than the caller
+/// holds.
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<app::keys::KeyPatch>,
+) -> Result<Json<ApiKey>, AppError> {
+    let key = caller.0.clone();
+    let updated = keys::update(
+        &state,
+        &key.organization_id,
+        &id,
+        &patch,
+        &|p| key.allows(p),
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok(Json(updated))
+}

@@ -11,7 +11,7 @@ pub mod keys;
 
 use app::access::Permission;
 use app::ssr::AppState;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
 use http::Method;
 
@@ -78,6 +78,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/keys/export",
             Key(KeysRead),
             get(keys::export),
+        ),
+        spec(
+            Method::PATCH,
+            "/api/v1/keys/{id}",
+            Key(KeysWrite),
+            patch(keys::update),
         ),
         spec(
             Method::GET,
