@@ -2,11 +2,12 @@ import { test, expect, Page } from "@playwright/test";
 import { freshEmail, signUp, open } from "./helpers";
 
 /** Creates a key in the console and returns the secret from the reveal-once panel. */
-async function createKey(page: Page, name: string, access = "admin") {
+async function createKey(page: Page, name: string, access = "admin", ipAllowlist = "") {
   await page.getByRole("button", { name: "Create key" }).click();
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill(name);
   await form.getByLabel("Access").selectOption(access);
+  if (ipAllowlist) await form.getByLabel("IP allow-list").fill(ipAllowlist);
   await form.getByRole("button", { name: "Create" }).click();
   const reveal = page.getByRole("region", { name: "New API key" });
   await expect(reveal).toBeVisible();
@@ -94,4 +95,14 @@ test("bulk disable three keys, each result reported", async ({ page }) => {
     const res = await callApi(page, secret);
     expect((await res.json()).error.code).toBe("key_disabled");
   }
+});
+
+test("an IP allow-list refuses calls from other addresses", async ({ page }) => {
+  // The browser and the test call from 127.0.0.1: outside 10.0.0.0/8, inside 127.0.0.0/8.
+  const fenced = await createKey(page, "office only", "admin", "10.0.0.0/8, 2001:db8::/32");
+  const res = await callApi(page, fenced);
+  expect(res.status()).toBe(403);
+  expect((await res.json()).error.code).toBe("ip_not_allowed");
+  const local = await createKey(page, "loopback", "admin", "127.0.0.0/8");
+  expect((await callApi(page, local)).status()).toBe(200);
 });
