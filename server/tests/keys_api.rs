@@ -1017,6 +1017,7 @@ async fn patch_edits_settings_with_the_same_rules_as_create() {
         json!({"name": ""}),
         json!({}),
         json!({"status": "active"}),
+        json!({"name": "x", "reason": "r".repeat(501)}),
     ] {
         let r = app
             .api("PATCH", &path, Some(&admin), Some(body.clone()), IP)

@@ -61,10 +61,7 @@ pub async fn create_key(
             ..Default::default()
         };
         let settings = super::ssr::validate_new(&new, now, &|p| role.allows(p))?;
-        let actor = super::ssr::Actor {
-            id: caller.user_id.as_deref(),
-            source_ip: caller.source_ip.as_deref(),
-        };
+        let actor = super::ssr::Actor::from(&caller);
         super::ssr::create(
             &caller.state.db,
             &caller.state.config.secret,
@@ -102,10 +99,7 @@ pub async fn set_key_status(
                 ))
             }
         };
-        let actor = super::ssr::Actor {
-            id: caller.user_id.as_deref(),
-            source_ip: caller.source_ip.as_deref(),
-        };
+        let actor = super::ssr::Actor::from(&caller);
         super::ssr::transition(
             &caller.state,
             &organization_id,
@@ -130,10 +124,7 @@ pub async fn roll_key(
     let caller = ssr::guard("roll_key").await?;
     ssr::require_org(&caller, "roll_key", &organization_id).await?;
     ssr::respond(async move {
-        let actor = super::ssr::Actor {
-            id: caller.user_id.as_deref(),
-            source_ip: caller.source_ip.as_deref(),
-        };
+        let actor = super::ssr::Actor::from(&caller);
         super::ssr::roll(
             &caller.state,
             &organization_id,
@@ -176,10 +167,7 @@ pub async fn bulk_keys(
     ssr::require_org(&caller, "bulk_keys", &organization_id).await?;
     ssr::respond(async move {
         let t = super::ssr::parse_transition(&action)?;
-        let actor = super::ssr::Actor {
-            id: caller.user_id.as_deref(),
-            source_ip: caller.source_ip.as_deref(),
-        };
+        let actor = super::ssr::Actor::from(&caller);
         super::ssr::bulk(&caller.state, &organization_id, &key_ids, t, None, actor).await
     })
     .await

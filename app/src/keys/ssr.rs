@@ -18,6 +18,16 @@ pub struct Actor<'a> {
     pub source_ip: Option<&'a str>,
 }
 
+impl<'a> From<&'a crate::ssr::Caller> for Actor<'a> {
+    /// The signed-in console user behind a server function call.
+    fn from(caller: &'a crate::ssr::Caller) -> Self {
+        Actor {
+            id: caller.user_id.as_deref(),
+            source_ip: caller.source_ip.as_deref(),
+        }
+    }
+}
+
 pub use super::rules::*;
 pub use super::verify::*;
 
@@ -307,13 +317,7 @@ pub async fn transition(
         (Transition::Disable, _) => ("disabled", "disabled"),
         (Transition::Revoke, _) => ("revoked", "revoked"),
     };
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(AppError::invalid(
-            "reason",
-            "reason must be at most 500 characters",
-        ));
-    }
+    let reason = clean_reason(reason)?;
     let mut tx = db.writer.begin().await?;
     sqlx::query("update api_key set status = $1, updated_at = $2 where api_key_id = $3 and organization_id = $4")
         .bind(to)
@@ -337,6 +341,19 @@ pub async fn transition(
     get(db, org_id, key_id).await
 }
 
+/// The reason recorded on a timeline entry: trimmed, empty means none, at most 500
+/// characters.
+pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(AppError::invalid(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
+    }
+    Ok(reason)
+}
+
 /// Rolls a key: a new key with the same settings; the old one keeps working for
 /// `grace_seconds` (0 = stops now), then expires. Both timelines record it.
 pub async fn roll(
@@ -348,6 +365,7 @@ pub async fn roll(
     actor: Actor<'_>,
 ) -> Result<CreatedKey, AppError> {
     let (db, cache, pepper) = (&state.db, &state.keys, &state.config.secret);
+    let reason = clean_reason(reason)?;
     if !(0..=90 * 24 * 3600).contains(&grace_seconds) {
         return Err(AppError::invalid(
             "grace_seconds",
@@ -567,6 +585,7 @@ pub async fn update(
     may_grant: &(dyn Fn(crate::access::Permission) -> bool + Sync),
     actor: Actor<'_>,
 ) -> Result<ApiKey, AppError> {
+    let reason = clean_reason(patch.reason.as_deref())?;
     let current = row(&state.db, org_id, key_id).await?;
     if current.status == "revoked" {
         return Err(AppError::conflict(
@@ -659,11 +678,6 @@ pub async fn update(
     .bind(org_id)
     .execute(&mut *tx)
     .await?;
-    let reason = patch
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
     record_event(
         &mut tx,
         key_id,
