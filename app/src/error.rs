@@ -55,6 +55,14 @@ pub enum ErrorCode {
     IpNotAllowed,
     /// The key is restricted to other endpoints.
     EndpointNotAllowed,
+    /// The key requires a `Signature` header and none was sent.
+    SignatureMissing,
+    /// The `Signature` header is malformed or does not match the request.
+    SignatureInvalid,
+    /// The signature's timestamp is more than 300 s from the server clock.
+    SignatureStale,
+    /// This exact signature was already accepted once.
+    SignatureReplayed,
     /// A dependency (the database) is not answering.
     Unavailable,
     /// Something went wrong on our side; details are in the server log under the error id.
@@ -75,7 +83,11 @@ impl ErrorCode {
             | ErrorCode::KeyUnknown
             | ErrorCode::KeyDisabled
             | ErrorCode::KeyRevoked
-            | ErrorCode::KeyExpired => 401,
+            | ErrorCode::KeyExpired
+            | ErrorCode::SignatureMissing
+            | ErrorCode::SignatureInvalid
+            | ErrorCode::SignatureStale
+            | ErrorCode::SignatureReplayed => 401,
             ErrorCode::IpNotAllowed | ErrorCode::EndpointNotAllowed => 403,
             ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
             ErrorCode::NotFound => 404,

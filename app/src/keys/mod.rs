@@ -10,6 +10,8 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod rules;
 #[cfg(feature = "ssr")]
+pub mod signature;
+#[cfg(feature = "ssr")]
 pub mod ssr;
 #[cfg(feature = "ssr")]
 pub mod verify;
@@ -145,6 +147,9 @@ pub struct CreatedKey {
     pub api_key: ApiKey,
     /// The full secret key. Only in this response.
     pub key: String,
+    /// The key's request-signing secret (`kwsig_…`), for the `Signature` header. Only in
+    /// this response; a roll gives the new key a new one.
+    pub signing_secret: String,
 }
 
 /// What to create. Unset fields take their defaults.

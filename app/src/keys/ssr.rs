@@ -3,6 +3,7 @@
 //! re-exported here so callers have one path.
 
 use super::format::{self, Environment};
+use super::signature::SigningSecret;
 use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyEvent, KeyStatus};
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
@@ -180,14 +181,15 @@ async fn insert_key(
     secret: &str,
     pepper: &[u8; 32],
     actor: Actor<'_>,
-) -> Result<String, AppError> {
+) -> Result<(String, SigningSecret), AppError> {
     let id = new_id("key");
     let now = now_ms();
+    let salt = super::signature::new_salt();
     let ips: Vec<String> = s.ip_allowlist.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "insert into api_key (api_key_id, organization_id, owner_user_id, name, description, environment, key_hash, hash_algorithm,
-            display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, 'hmac-sha256', $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+            display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt)
+         values ($1, $2, $3, $4, $5, $6, $7, 'hmac-sha256', $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)",
     )
     .bind(&id)
     .bind(org_id)
@@ -206,9 +208,11 @@ async fn insert_key(
     .bind(s.expires_at)
     .bind(actor.id)
     .bind(now)
+    .bind(&salt)
     .execute(&mut **tx)
     .await?;
-    Ok(id)
+    let signing = super::signature::signing_secret(pepper, &id, &salt);
+    Ok((id, signing))
 }
 
 /// Creates a key in `org_id` (a personal access token of `owner_user_id` when given).
@@ -222,7 +226,7 @@ pub async fn create(
 ) -> Result<CreatedKey, AppError> {
     let secret = format::generate(settings.environment);
     let mut tx = db.writer.begin().await?;
-    let id = insert_key(
+    let (id, signing) = insert_key(
         &mut tx,
         org_id,
         owner_user_id,
@@ -247,6 +251,7 @@ pub async fn create(
     Ok(CreatedKey {
         api_key,
         key: secret,
+        signing_secret: signing.expose().to_string(),
     })
 }
 
@@ -409,7 +414,7 @@ pub async fn roll(
     let secret = format::generate(settings.environment);
     let grace_ends = now + grace_seconds * 1000;
     let mut tx = db.writer.begin().await?;
-    let new_id = insert_key(
+    let (new_id, signing) = insert_key(
         &mut tx,
         org_id,
         old.owner_user_id.as_deref(),
@@ -445,6 +450,7 @@ pub async fn roll(
     Ok(CreatedKey {
         api_key: get(db, org_id, &new_id).await?,
         key: secret,
+        signing_secret: signing.expose().to_string(),
     })
 }
 

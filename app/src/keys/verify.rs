@@ -4,6 +4,7 @@
 
 use super::format::{self, FormatError};
 use super::rules::{endpoint_matches, ip_allowed, scopes_allow};
+use super::signature::{self, SigningSecret};
 use super::ssr::effective_status;
 use super::{EndpointRule, KeyStatus, Scopes};
 use crate::access::Permission;
@@ -29,6 +30,8 @@ pub struct VerifiedKey {
     pub endpoints: Vec<EndpointRule>,
     pub ip_allowlist: Vec<IpNet>,
     pub require_signature: bool,
+    /// Derived from the pepper and the key's salt, to check `Signature` headers.
+    pub signing_secret: SigningSecret,
 }
 
 impl VerifiedKey {
@@ -45,6 +48,8 @@ pub struct KeyCache {
     entries: Arc<Mutex<HashMap<String, CacheEntry>>>,
     /// When this instance last wrote `last_used_at` for a key.
     touched: Arc<Mutex<HashMap<String, Instant>>>,
+    /// When this instance last pruned the seen-signature table.
+    pruned: Arc<Mutex<Option<Instant>>>,
 }
 
 /// When an entry was fetched, and the key (`None`: no such key).
@@ -89,6 +94,16 @@ pub fn refusal(code: ErrorCode) -> AppError {
         ErrorCode::KeyExpired => "the key has expired",
         ErrorCode::IpNotAllowed => "this address is not in the key's IP allow-list",
         ErrorCode::EndpointNotAllowed => "the key may not call this endpoint",
+        ErrorCode::SignatureMissing => {
+            "this key requires a Signature header: t=<unix seconds>,v1=<hex HMAC-SHA256>"
+        }
+        ErrorCode::SignatureInvalid => {
+            "the Signature header is malformed or does not match the request"
+        }
+        ErrorCode::SignatureStale => {
+            "the signature's timestamp is more than 300 s from the server clock"
+        }
+        ErrorCode::SignatureReplayed => "this signature was already used; sign each request anew",
         _ => "refused",
     };
     AppError::new(code, message)
@@ -97,6 +112,7 @@ pub fn refusal(code: ErrorCode) -> AppError {
 async fn lookup(
     db: &Db,
     cache: &KeyCache,
+    pepper: &[u8; 32],
     hash: &str,
     algorithm: &str,
 ) -> Result<Option<Arc<VerifiedKey>>, AppError> {
@@ -105,7 +121,7 @@ async fn lookup(
         return Ok(hit);
     }
     let r = sqlx::query(
-        "select api_key_id, organization_id, owner_user_id, environment, status, expires_at, scopes, endpoints, ip_allowlist, require_signature
+        "select api_key_id, organization_id, owner_user_id, environment, status, expires_at, scopes, endpoints, ip_allowlist, require_signature, signing_salt
          from api_key where key_hash = $1 and hash_algorithm = $2",
     )
     .bind(hash)
@@ -117,8 +133,11 @@ async fn lookup(
         Some(r) => {
             let ips: Vec<String> =
                 serde_json::from_str(&r.try_get::<String, _>("ip_allowlist")?).unwrap_or_default();
+            let id: String = r.try_get("api_key_id")?;
+            let salt: String = r.try_get("signing_salt")?;
             Some(Arc::new(VerifiedKey {
-                id: r.try_get("api_key_id")?,
+                signing_secret: signature::signing_secret(pepper, &id, &salt),
+                id,
                 organization_id: r.try_get("organization_id")?,
                 owner_user_id: r.try_get("owner_user_id")?,
                 environment: r.try_get("environment")?,
@@ -154,9 +173,17 @@ pub async fn verify(
         Err(FormatError::Malformed) => return Err(refusal(ErrorCode::KeyMalformed)),
         Err(FormatError::BadChecksum) => return Err(refusal(ErrorCode::KeyBadChecksum)),
     }
-    let key = match lookup(db, cache, &format::hash(pepper, presented), "hmac-sha256").await? {
+    let key = match lookup(
+        db,
+        cache,
+        pepper,
+        &format::hash(pepper, presented),
+        "hmac-sha256",
+    )
+    .await?
+    {
         Some(k) => k,
-        None => lookup(db, cache, &format::sha256_hex(presented), "sha256")
+        None => lookup(db, cache, pepper, &format::sha256_hex(presented), "sha256")
             .await?
             .ok_or_else(|| refusal(ErrorCode::KeyUnknown))?,
     };
@@ -178,6 +205,76 @@ pub async fn verify(
         return Err(refusal(ErrorCode::EndpointNotAllowed));
     }
     Ok(key)
+}
+
+/// Checks a request's `Signature` header when the key requires one (or one is sent: a
+/// signature a client bothered to send is never ignored), then remembers it so that the same
+/// request cannot be replayed within the tolerance window, on any instance.
+pub async fn check_signature(
+    db: &Db,
+    cache: &KeyCache,
+    key: &VerifiedKey,
+    header: Option<&str>,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Result<(), AppError> {
+    let Some(header) = header else {
+        return match key.require_signature {
+            true => Err(refusal(ErrorCode::SignatureMissing)),
+            false => Ok(()),
+        };
+    };
+    let now = now_ms();
+    let v1 = signature::check(
+        &key.signing_secret,
+        header,
+        method,
+        path_and_query,
+        body,
+        now / 1000,
+    )
+    .map_err(|r| match r {
+        signature::Refusal::Invalid => refusal(ErrorCode::SignatureInvalid),
+        signature::Refusal::Stale => refusal(ErrorCode::SignatureStale),
+    })?;
+    let first_use = sqlx::query(
+        "insert into api_key_signature (api_key_id, signature, seen_at) values ($1, $2, $3) on conflict do nothing",
+    )
+    .bind(&key.id)
+    .bind(&v1)
+    .bind(now)
+    .execute(&db.writer)
+    .await?
+    .rows_affected()
+        == 1;
+    prune_signatures(db, cache);
+    if !first_use {
+        return Err(refusal(ErrorCode::SignatureReplayed));
+    }
+    Ok(())
+}
+
+/// Forgets accepted signatures older than twice the tolerance (by then their timestamps are
+/// stale anyway): at most once a minute per instance, off the request path.
+fn prune_signatures(db: &Db, cache: &KeyCache) {
+    if let Ok(mut last) = cache.pruned.lock() {
+        if last.is_some_and(|at| at.elapsed() < TOUCH_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let db = db.clone();
+    tokio::spawn(async move {
+        let before = now_ms() - 2 * signature::TOLERANCE_SECS * 1000;
+        let result = sqlx::query("delete from api_key_signature where seen_at < $1")
+            .bind(before)
+            .execute(&db.writer)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not prune seen signatures");
+        }
+    });
 }
 
 /// How often `last_used_at` is written per key and instance.

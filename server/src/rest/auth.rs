@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! Authorization: Bearer <key> → format/checksum → lookup (memory, ≤1 s) → status/expiry
-//!   → IP allow-list → endpoint restrictions → route permission (scopes; PAT owner) → handler
+//!   → IP allow-list → endpoint restrictions → route permission (scopes; PAT owner)
+//!   → request signature (when required or sent; buffers the body) → handler
 //! ```
 
 use app::access::Permission;
 use app::error::{AppError, ErrorCode};
 use app::keys::ssr::{self as keys, VerifiedKey};
 use app::ssr::AppState;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -51,7 +53,7 @@ fn bearer(request: &Request) -> Result<&str, AppError> {
 /// Authenticates the key and checks that it holds `permission` in its organization.
 pub async fn require_key(
     State((state, permission)): State<(AppState, Permission)>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     // Owned copies: the request (its body is not Sync) must not be borrowed across awaits.
@@ -61,6 +63,7 @@ pub async fn require_key(
         request.method().to_string(),
         request.uri().path().to_string(),
     );
+    let (mut parts, body) = request.into_parts();
     let outcome = async {
         let presented = presented?;
         let key = keys::verify(
@@ -80,14 +83,46 @@ pub async fn require_key(
         if let Some(owner) = &key.owner_user_id {
             app::access::ssr::require(&state.db, owner, &key.organization_id, permission).await?;
         }
-        Ok(key)
+        let header = match parts.headers.get("signature") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| keys::refusal(ErrorCode::SignatureInvalid))?
+                    .to_string(),
+            ),
+        };
+        if header.is_none() && !key.require_signature {
+            return Ok((key, body));
+        }
+        // The body is part of what is signed: read it (the global body limit applies), check,
+        // and hand the same bytes on to the handler.
+        let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+            })?;
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or(path.as_str(), |pq| pq.as_str());
+        keys::check_signature(
+            &state.db,
+            &state.keys,
+            &key,
+            header.as_deref(),
+            &method,
+            target,
+            &bytes,
+        )
+        .await?;
+        Ok((key, Body::from(bytes)))
     }
     .await;
     match outcome {
-        Ok(key) => {
+        Ok((key, body)) => {
             keys::touch(&state.db, &state.keys, &key.id);
-            request.extensions_mut().insert(KeyCaller(key));
-            next.run(request).await
+            parts.extensions.insert(KeyCaller(key));
+            next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => e.into_response(),
     }

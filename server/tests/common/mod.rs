@@ -334,9 +334,27 @@ impl TestApp {
         body: Option<serde_json::Value>,
         ip: &str,
     ) -> Reply {
+        let body = body.map(|json| json.to_string());
+        self.api_raw(method, path, key, body.as_deref(), ip, &[])
+            .await
+    }
+
+    /// Calls the REST API with a raw JSON body and extra headers.
+    pub async fn api_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+        ip: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(key) = key {
             req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let body = match body {
             Some(json) => {

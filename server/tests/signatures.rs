@@ -1,0 +1,255 @@
+//! Request signatures: a key that requires them refuses unsigned, forged, altered, stale and
+//! replayed requests, each with its own code; a valid signature passes and the handler still
+//! sees the body.
+
+mod common;
+
+use app::keys::signature::{self, SigningSecret};
+use app::keys::NewKey;
+use common::*;
+use http::StatusCode;
+
+const IP: &str = "192.0.2.10";
+
+struct Signed {
+    app: TestApp,
+    key: String,
+    secret: SigningSecret,
+    signing_secret_shown: String,
+}
+
+async fn setup(require: bool) -> Signed {
+    let app = spawn().await;
+    let user = app.user("sig@example.org", None).await;
+    let org = app.org_of(&user).await;
+    let new = NewKey {
+        name: "signed".into(),
+        category: Some("admin".into()),
+        require_signature: Some(require),
+        ..Default::default()
+    };
+    let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &|_| true).unwrap();
+    let created = app::keys::ssr::create(
+        &app.state.db,
+        &app.state.config.secret,
+        &org,
+        None,
+        &settings,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let salt: String = sqlx::query_scalar("select signing_salt from api_key where api_key_id = $1")
+        .bind(&created.api_key.id)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    Signed {
+        secret: signature::signing_secret(&app.state.config.secret, &created.api_key.id, &salt),
+        signing_secret_shown: created.signing_secret,
+        key: created.key,
+        app,
+    }
+}
+
+fn now() -> i64 {
+    app::ssr::db::now_ms() / 1000
+}
+
+fn header(secret: &SigningSecret, t: i64, method: &str, path: &str, body: &str) -> String {
+    let v1 = signature::sign(
+        secret,
+        &signature::payload(t, method, path, body.as_bytes()),
+    );
+    format!("t={t},v1={v1}")
+}
+
+impl Signed {
+    async fn call(&self, method: &str, path: &str, body: Option<&str>, sig: Option<&str>) -> Reply {
+        let headers: Vec<(&str, &str)> = sig.map(|s| ("signature", s)).into_iter().collect();
+        self.app
+            .api_raw(method, path, Some(&self.key), body, IP, &headers)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn the_secret_shown_once_is_the_one_that_signs() {
+    let s = setup(true).await;
+    assert_eq!(s.signing_secret_shown, s.secret.expose());
+    assert!(s.signing_secret_shown.starts_with("kwsig_"));
+    // Never stored: no column holds it.
+    let hits: i64 = sqlx::query_scalar(
+        "select count(*) from api_key where key_hash = $1 or signing_salt = $1 or metadata like $2",
+    )
+    .bind(&s.signing_secret_shown)
+    .bind(format!("%{}%", s.signing_secret_shown))
+    .fetch_one(&s.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(hits, 0);
+    // GET never shows it again.
+    let r = s
+        .call(
+            "GET",
+            "/api/v1/keys",
+            None,
+            Some(&header(&s.secret, now(), "GET", "/api/v1/keys", "")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains(&s.signing_secret_shown));
+}
+
+#[tokio::test]
+async fn each_signature_refusal_has_its_code() {
+    let s = setup(true).await;
+    let check = |r: &Reply, code: &str| {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{code}: {}", r.body);
+        assert_eq!(r.error_code(), code, "{}", r.body);
+    };
+
+    check(
+        &s.call("GET", "/api/v1/me", None, None).await,
+        "signature_missing",
+    );
+    check(
+        &s.call("GET", "/api/v1/me", None, Some("t=1,v1=zz")).await,
+        "signature_invalid",
+    );
+    // Signed with another secret.
+    let other = signature::signing_secret(&[9; 32], "key_x", "salt");
+    check(
+        &s.call(
+            "GET",
+            "/api/v1/me",
+            None,
+            Some(&header(&other, now(), "GET", "/api/v1/me", "")),
+        )
+        .await,
+        "signature_invalid",
+    );
+    // Signed for another path, method or body.
+    let t = now();
+    check(
+        &s.call(
+            "GET",
+            "/api/v1/me",
+            None,
+            Some(&header(&s.secret, t, "GET", "/api/v1/keys", "")),
+        )
+        .await,
+        "signature_invalid",
+    );
+    let body = r#"{"name":"x"}"#;
+    check(
+        &s.call(
+            "POST",
+            "/api/v1/keys",
+            Some(r#"{"name":"y"}"#),
+            Some(&header(&s.secret, t, "POST", "/api/v1/keys", body)),
+        )
+        .await,
+        "signature_invalid",
+    );
+    // Correct, but signed six minutes ago (or ahead).
+    check(
+        &s.call(
+            "GET",
+            "/api/v1/me",
+            None,
+            Some(&header(&s.secret, t - 360, "GET", "/api/v1/me", "")),
+        )
+        .await,
+        "signature_stale",
+    );
+    check(
+        &s.call(
+            "GET",
+            "/api/v1/me",
+            None,
+            Some(&header(&s.secret, t + 360, "GET", "/api/v1/me", "")),
+        )
+        .await,
+        "signature_stale",
+    );
+    // Nothing was created by the refused POST.
+    assert_eq!(s.app.count("api_key").await, 1);
+}
+
+#[tokio::test]
+async fn a_valid_signature_passes_once_and_a_replay_is_refused() {
+    let s = setup(true).await;
+    let body = r#"{"name":"made by a signed request"}"#;
+    let sig = header(&s.secret, now(), "POST", "/api/v1/keys", body);
+    let r = s.call("POST", "/api/v1/keys", Some(body), Some(&sig)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // The handler saw the buffered body.
+    assert_eq!(r.json()["name"], "made by a signed request");
+
+    let again = s.call("POST", "/api/v1/keys", Some(body), Some(&sig)).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    assert_eq!(again.error_code(), "signature_replayed");
+    assert_eq!(s.app.count("api_key").await, 2, "the replay wrote nothing");
+
+    // The query string is signed too.
+    let path = "/api/v1/keys/export?format=csv";
+    let r = s
+        .call(
+            "GET",
+            path,
+            None,
+            Some(&header(&s.secret, now(), "GET", path, "")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_key_without_the_requirement_checks_a_signature_only_when_sent() {
+    let s = setup(false).await;
+    let r = s.call("GET", "/api/v1/me", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s.call("GET", "/api/v1/me", None, Some("t=1,v1=00")).await;
+    assert_eq!(r.error_code(), "signature_invalid");
+    let r = s
+        .call(
+            "GET",
+            "/api/v1/me",
+            None,
+            Some(&header(&s.secret, now(), "GET", "/api/v1/me", "")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn roll_gives_the_new_key_a_new_signing_secret() {
+    let s = setup(true).await;
+    let path = "/api/v1/me";
+    let me = s
+        .call(
+            "GET",
+            path,
+            None,
+            Some(&header(&s.secret, now(), "GET", path, "")),
+        )
+        .await
+        .json();
+    let id = me["key_id"].as_str().unwrap().to_string();
+    let roll_path = format!("/api/v1/keys/{id}/roll");
+    let body = r#"{"grace_seconds":3600}"#;
+    let r = s
+        .call(
+            "POST",
+            &roll_path,
+            Some(body),
+            Some(&header(&s.secret, now(), "POST", &roll_path, body)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rolled = r.json();
+    let new_secret = rolled["signing_secret"].as_str().unwrap();
+    assert_ne!(new_secret, s.signing_secret_shown);
+    assert_eq!(rolled["require_signature"], true);
+}
