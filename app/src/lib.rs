@@ -54,6 +54,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/sign-in") view=identity::pages::SignInPage />
                     <Route path=path!("/sign-up") view=identity::pages::SignUpPage />
                     <Route path=path!("/keys") view=keys::pages::KeysPage />
+                    <Route path=path!("/keys/:org/:id") view=keys::pages::KeyPage />
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
                 </Routes>
             </ui::Layout>

@@ -12,9 +12,12 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
-/// Largest request body accepted anywhere (the console sends small forms; the REST API's
-/// imports will get their own, larger limit).
+/// Largest request body accepted by default: the console sends small forms, the REST API small
+/// JSON documents.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Largest body of a key import (1000 rows fit comfortably), over REST or from the console.
+pub const IMPORT_MAX_BYTES: usize = 1024 * 1024;
 
 /// The whole application: REST routes, server functions, server-rendered pages and static
 /// files, behind request ids, body limits, sessions and the CSRF check.
@@ -31,13 +34,17 @@ pub fn router(state: AppState) -> Router {
         )));
 
     let routes = generate_route_list(App);
-    Router::new()
-        .merge(rest::router(&state))
+    // Pages and server functions take small bodies, except the console's key import.
+    let site = Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(site_body_limit));
+    Router::new()
+        .merge(rest::router(&state))
+        .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             app::ssr::rpc_middleware,
@@ -47,7 +54,37 @@ pub fn router(state: AppState) -> Router {
             csrf::middleware,
         ))
         .layer(sessions)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(IMPORT_MAX_BYTES))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// The body limit of pages and server functions: [`MAX_BODY_BYTES`], or
+/// [`IMPORT_MAX_BYTES`] for the console's key import.
+async fn site_body_limit(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let limit = if request.uri().path() == "/rpc/import_keys" {
+        IMPORT_MAX_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        use axum::response::IntoResponse;
+        return app::error::AppError::new(
+            app::error::ErrorCode::PayloadTooLarge,
+            "the request body is too large",
+        )
+        .into_response();
+    }
+    // A body without a length (chunked) is cut off at the limit while it is read.
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }

@@ -52,6 +52,15 @@ async fn each_refusal_has_its_code() {
         StatusCode::UNAUTHORIZED,
         "key_malformed",
     );
+    // Not ours and not plausibly an imported key of another system (too short, spaces).
+    for junk in ["sk_live_4eC3", "sk live 4eC39HqLyjWDarjtT1zdp7dc"] {
+        check(
+            &app.api("GET", "/api/v1/me", Some(junk), None, IP).await,
+            StatusCode::UNAUTHORIZED,
+            "key_malformed",
+        );
+    }
+    // Plausibly another system's key: looked up among imported keys, and unknown.
     check(
         &app.api(
             "GET",
@@ -62,7 +71,7 @@ async fn each_refusal_has_its_code() {
         )
         .await,
         StatusCode::UNAUTHORIZED,
-        "key_malformed",
+        "key_unknown",
     );
 
     // One changed character: the checksum catches it before any lookup.

@@ -1,17 +1,139 @@
 //! Key server functions for the console. Each: guard, check the organization, validate, call
 //! `keys::ssr`.
 
-use super::{ApiKey, CreatedKey, KeyEvent};
+use super::{ApiKey, CreatedKey, ImportOutcome, KeyEvent, KeyList, KeyQuery};
 use crate::error::AppError;
 use leptos::prelude::*;
 
-/// The organization's keys.
+/// A page of the organization's keys: search, filters, sort.
 #[server(prefix = "/rpc", endpoint = "list_keys")]
-pub async fn list_keys(organization_id: String) -> Result<Vec<ApiKey>, AppError> {
+pub async fn list_keys(
+    organization_id: String,
+    #[server(default)] query: KeyQuery,
+) -> Result<KeyList, AppError> {
     use crate::ssr;
     let caller = ssr::guard("list_keys").await?;
     ssr::require_org(&caller, "list_keys", &organization_id).await?;
-    ssr::respond(super::ssr::list(&caller.state.db, &organization_id)).await
+    ssr::respond(super::ssr::search(
+        &caller.state.db,
+        &organization_id,
+        &query,
+    ))
+    .await
+}
+
+/// One key of the organization.
+#[server(prefix = "/rpc", endpoint = "get_key")]
+pub async fn get_key(organization_id: String, key_id: String) -> Result<ApiKey, AppError> {
+    use crate::ssr;
+    let caller = ssr::guard("get_key").await?;
+    ssr::require_org(&caller, "get_key", &organization_id).await?;
+    ssr::respond(super::ssr::get(&caller.state.db, &organization_id, &key_id)).await
+}
+
+/// Edits a key's settings from the key page. Text fields as the form sends them: the IP
+/// allow-list one entry per line or comma, the expiry as a date (`YYYY-MM-DD`, end of that
+/// day UTC) or empty for never.
+#[server(prefix = "/rpc", endpoint = "update_key")]
+#[allow(clippy::too_many_arguments)]
+pub async fn update_key(
+    organization_id: String,
+    key_id: String,
+    name: String,
+    description: String,
+    category: String,
+    ip_allowlist: String,
+    expires_on: String,
+    #[server(default)] require_signature: Option<String>,
+    reason: String,
+) -> Result<ApiKey, AppError> {
+    use crate::ssr;
+    let caller = ssr::guard("update_key").await?;
+    let role = ssr::require_org(&caller, "update_key", &organization_id).await?;
+    ssr::respond(async move {
+        let current = super::ssr::get(&caller.state.db, &organization_id, &key_id).await?;
+        let expires_at = match expires_on.trim() {
+            "" => None,
+            day => Some(format!("{day}T23:59:59Z")),
+        };
+        let patch = super::KeyPatch {
+            name: Some(name),
+            description: Some(description),
+            // A custom key keeps its scopes; a preset is re-applied.
+            category: (category != current.category.as_str() || category != "custom")
+                .then_some(category),
+            ip_allowlist: Some(split_list(&ip_allowlist)),
+            expires_at: (expires_at != current.expires_at).then_some(expires_at),
+            require_signature: Some(require_signature.is_some_and(|v| !v.is_empty())),
+            reason: Some(reason),
+            ..Default::default()
+        };
+        let actor = super::ssr::Actor::from(&caller);
+        super::ssr::update(
+            &caller.state,
+            &organization_id,
+            &key_id,
+            &patch,
+            &|p| role.allows(p),
+            actor,
+        )
+        .await
+    })
+    .await
+}
+
+/// Splits a list typed one per line or comma-separated.
+#[cfg(feature = "ssr")]
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Exports the organization's keys (`json` or `csv`): settings and state, never a secret.
+#[server(prefix = "/rpc", endpoint = "export_keys")]
+pub async fn export_keys(organization_id: String, format: String) -> Result<String, AppError> {
+    use crate::ssr;
+    let caller = ssr::guard("export_keys").await?;
+    ssr::require_org(&caller, "export_keys", &organization_id).await?;
+    ssr::respond(async move {
+        let list = super::ssr::list(&caller.state.db, &organization_id).await?;
+        match format.as_str() {
+            "json" => serde_json::to_string_pretty(&list).map_err(AppError::internal),
+            "csv" => Ok(super::ssr::to_csv(&list)),
+            _ => Err(AppError::invalid("format", "format must be json or csv")),
+        }
+    })
+    .await
+}
+
+/// Imports keys from a JSON or CSV file's text; `dry_run` previews without writing.
+#[server(prefix = "/rpc", endpoint = "import_keys")]
+pub async fn import_keys(
+    organization_id: String,
+    format: String,
+    data: String,
+    dry_run: bool,
+) -> Result<Vec<ImportOutcome>, AppError> {
+    use crate::ssr;
+    let caller = ssr::guard("import_keys").await?;
+    let role = ssr::require_org(&caller, "import_keys", &organization_id).await?;
+    ssr::respond(async move {
+        let rows = super::import::parse(&format, &data)?;
+        let actor = super::ssr::Actor::from(&caller);
+        super::import::import(
+            &caller.state,
+            &organization_id,
+            &rows,
+            dry_run,
+            &|p| role.allows(p),
+            actor,
+        )
+        .await
+    })
+    .await
 }
 
 /// Creates a key; the answer carries the secret, shown once.
@@ -23,6 +145,8 @@ pub async fn create_key(
     category: String,
     ip_allowlist: String,
     expires_in_days: String,
+    #[server(default)] require_signature: Option<String>,
+    #[server(default)] personal: Option<String>,
 ) -> Result<CreatedKey, AppError> {
     use crate::ssr;
     let caller = ssr::guard("create_key").await?;
@@ -49,24 +173,24 @@ pub async fn create_key(
             name,
             environment: Some(environment),
             category: Some(category),
-            ip_allowlist: Some(
-                ip_allowlist
-                    .split([',', '\n'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            ),
+            ip_allowlist: Some(split_list(&ip_allowlist)),
             expires_at,
+            require_signature: Some(require_signature.is_some_and(|v| !v.is_empty())),
             ..Default::default()
         };
+        // A personal access token belongs to its creator and never exceeds what they hold
+        // (checked again on every request).
+        let owner = personal
+            .is_some_and(|v| !v.is_empty())
+            .then(|| caller.user_id.clone())
+            .flatten();
         let settings = super::ssr::validate_new(&new, now, &|p| role.allows(p))?;
         let actor = super::ssr::Actor::from(&caller);
         super::ssr::create(
             &caller.state.db,
             &caller.state.config.secret,
             &organization_id,
-            None,
+            owner.as_deref(),
             &settings,
             actor,
         )

@@ -107,6 +107,13 @@ pub fn parse(key: &str) -> Result<Environment, FormatError> {
     Ok(env)
 }
 
+/// Whether a presented string that is not a `kw_` key may be an imported key of another
+/// system: 16 to 256 visible ASCII characters. Anything else is malformed, refused before any
+/// lookup.
+pub fn foreign_ok(key: &str) -> bool {
+    (16..=256).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The stored lookup hash: HMAC-SHA-256 under the server pepper, hex. A database copy alone
 /// cannot be used to test guesses offline.
 pub fn hash(pepper: &[u8; 32], key: &str) -> String {

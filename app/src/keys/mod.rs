@@ -6,6 +6,8 @@
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod format;
+#[cfg(feature = "ssr")]
+pub mod import;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod rules;
@@ -202,6 +204,64 @@ pub struct BulkOutcome {
     /// The key's status after the action, when it succeeded.
     pub status: Option<KeyStatus>,
     /// Why it failed (`not_found`, `conflict`…), when it did.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Search, filters, sort and page for a key list. Everything is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    /// Matches name, description or display prefix, case-insensitively.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// `active`, `disabled`, `revoked` or `expired`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `basic`, `read_only`, `admin` or `custom`.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `org` (organization keys) or `personal` (personal access tokens).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Only active keys that expire within this many days.
+    #[serde(default)]
+    pub expiring_within_days: Option<i64>,
+    /// `created_desc` (default), `created_asc`, `name`, `expires_at`, `last_used_desc`.
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// 1-based.
+    #[serde(default)]
+    pub page: Option<i64>,
+    /// 1 to 100, default 25.
+    #[serde(default)]
+    pub per_page: Option<i64>,
+}
+
+/// One page of keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub data: Vec<ApiKey>,
+    /// How many keys match, over all pages.
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// The outcome of one row of an import (or of its preview).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// 1-based, in the order of the file.
+    pub row: usize,
+    pub name: String,
+    pub ok: bool,
+    /// `imported` / `issued` (a new key was drawn for a row without key material), `skipped`,
+    /// `refused`; in a preview `would_import` / `would_issue`.
+    pub action: String,
+    pub id: Option<String>,
+    /// The secret of a newly issued key, shown once.
+    pub key: Option<String>,
+    pub signing_secret: Option<String>,
     pub code: Option<String>,
     pub message: Option<String>,
 }

@@ -125,7 +125,7 @@ pub fn effective_status(stored: &str, expires_at: Option<i64>, now: i64) -> KeyS
     }
 }
 
-async fn record_event(
+pub(crate) async fn record_event(
     tx: &mut Transaction<'_, Any>,
     key_id: &str,
     org_id: &str,
@@ -173,12 +173,33 @@ async fn record_event(
     Ok(())
 }
 
-async fn insert_key(
+/// What identifies a key in storage: its hash, how it was hashed, and what lists show.
+#[derive(Clone, Debug)]
+pub(crate) struct Material {
+    pub hash: String,
+    pub algorithm: &'static str,
+    pub display_prefix: String,
+}
+
+impl Material {
+    /// A key we see in full (issued here, or a plaintext import): peppered HMAC.
+    pub fn from_secret(pepper: &[u8; 32], secret: &str) -> Material {
+        Material {
+            hash: format::hash(pepper, secret),
+            algorithm: "hmac-sha256",
+            display_prefix: format::display_prefix(secret),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_key(
     tx: &mut Transaction<'_, Any>,
     org_id: &str,
     owner_user_id: Option<&str>,
     s: &Settings,
-    secret: &str,
+    material: &Material,
+    status: &str,
     pepper: &[u8; 32],
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
@@ -189,7 +210,7 @@ async fn insert_key(
     sqlx::query(
         "insert into api_key (api_key_id, organization_id, owner_user_id, name, description, environment, key_hash, hash_algorithm,
             display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt)
-         values ($1, $2, $3, $4, $5, $6, $7, 'hmac-sha256', $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)",
+         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)",
     )
     .bind(&id)
     .bind(org_id)
@@ -197,8 +218,8 @@ async fn insert_key(
     .bind(&s.name)
     .bind(&s.description)
     .bind(s.environment.as_str())
-    .bind(format::hash(pepper, secret))
-    .bind(format::display_prefix(secret))
+    .bind(&material.hash)
+    .bind(&material.display_prefix)
     .bind(s.category.as_str())
     .bind(serde_json::to_string(&s.scopes).map_err(AppError::internal)?)
     .bind(serde_json::to_string(&s.endpoints).map_err(AppError::internal)?)
@@ -209,6 +230,8 @@ async fn insert_key(
     .bind(actor.id)
     .bind(now)
     .bind(&salt)
+    .bind(material.algorithm)
+    .bind(status)
     .execute(&mut **tx)
     .await?;
     let signing = super::signature::signing_secret(pepper, &id, &salt);
@@ -231,7 +254,8 @@ pub async fn create(
         org_id,
         owner_user_id,
         settings,
-        &secret,
+        &Material::from_secret(pepper, &secret),
+        "active",
         pepper,
         actor,
     )
@@ -284,6 +308,148 @@ pub async fn list(db: &Db, org_id: &str) -> Result<Vec<ApiKey>, AppError> {
     rows.iter()
         .map(|r| Ok(KeyRow::from_row(r)?.to_wire(now)))
         .collect()
+}
+
+/// A page of the organization's keys matching `query`.
+pub async fn search(
+    db: &Db,
+    org_id: &str,
+    query: &super::KeyQuery,
+) -> Result<super::KeyList, AppError> {
+    enum Arg {
+        Text(String),
+        Int(i64),
+    }
+    let now = now_ms();
+    let mut clauses = vec!["organization_id = $1".to_string()];
+    let mut args = vec![Arg::Text(org_id.to_string())];
+    fn bind(arg: Arg, args: &mut Vec<Arg>) -> String {
+        args.push(arg);
+        format!("${}", args.len())
+    }
+    if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        if q.chars().count() > 100 {
+            return Err(AppError::invalid("q", "search at most 100 characters"));
+        }
+        let pattern = format!(
+            "%{}%",
+            q.to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let p = bind(Arg::Text(pattern), &mut args);
+        clauses.push(format!(
+            "(lower(name) like {p} escape '\\' or lower(description) like {p} escape '\\' or lower(display_prefix) like {p} escape '\\')"
+        ));
+    }
+    if let Some(status) = query.status.as_deref().filter(|s| !s.is_empty()) {
+        let n = bind(Arg::Int(now), &mut args);
+        clauses.push(match status {
+            "active" => format!("(status = 'active' and (expires_at is null or expires_at > {n}))"),
+            "expired" => format!("(status = 'active' and expires_at <= {n})"),
+            "disabled" => "status = 'disabled'".into(),
+            "revoked" => "status = 'revoked'".into(),
+            _ => {
+                return Err(AppError::invalid(
+                    "status",
+                    "status must be active, disabled, revoked or expired",
+                ))
+            }
+        });
+    }
+    if let Some(c) = query.category.as_deref().filter(|s| !s.is_empty()) {
+        let c = Category::parse(c).ok_or_else(|| {
+            AppError::invalid(
+                "category",
+                "category must be basic, read_only, admin or custom",
+            )
+        })?;
+        let p = bind(Arg::Text(c.as_str().into()), &mut args);
+        clauses.push(format!("category = {p}"));
+    }
+    match query.owner.as_deref().filter(|s| !s.is_empty()) {
+        None => {}
+        Some("org") => clauses.push("owner_user_id is null".into()),
+        Some("personal") => clauses.push("owner_user_id is not null".into()),
+        Some(_) => return Err(AppError::invalid("owner", "owner must be org or personal")),
+    }
+    if let Some(days) = query.expiring_within_days {
+        if !(1..=3660).contains(&days) {
+            return Err(AppError::invalid(
+                "expiring_within_days",
+                "expiring_within_days must be between 1 and 3660",
+            ));
+        }
+        let from = bind(Arg::Int(now), &mut args);
+        let to = bind(Arg::Int(now + days * 86_400_000), &mut args);
+        clauses.push(format!(
+            "(status = 'active' and expires_at > {from} and expires_at <= {to})"
+        ));
+    }
+    let order = match query.sort.as_deref().unwrap_or("created_desc") {
+        "" | "created_desc" => "created_at desc, api_key_id",
+        "created_asc" => "created_at asc, api_key_id",
+        "name" => "lower(name) asc, api_key_id",
+        "expires_at" => {
+            "case when expires_at is null then 1 else 0 end, expires_at asc, api_key_id"
+        }
+        "last_used_desc" => {
+            "case when last_used_at is null then 1 else 0 end, last_used_at desc, api_key_id"
+        }
+        _ => {
+            return Err(AppError::invalid(
+                "sort",
+                "sort must be created_desc, created_asc, name, expires_at or last_used_desc",
+            ))
+        }
+    };
+    let per_page = query.per_page.unwrap_or(25);
+    if !(1..=100).contains(&per_page) {
+        return Err(AppError::invalid(
+            "per_page",
+            "per_page must be between 1 and 100",
+        ));
+    }
+    let page = query.page.unwrap_or(1);
+    if !(1..=100_000).contains(&page) {
+        return Err(AppError::invalid("page", "page must be 1 or more"));
+    }
+    let filter = clauses.join(" and ");
+    fn bind_all<'q>(
+        sql: &'q str,
+        args: &'q [Arg],
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let mut q = sqlx::query(sql);
+        for a in args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+    let count_sql = format!("select count(*) as n from api_key where {filter}");
+    let total: i64 = bind_all(&count_sql, &args)
+        .fetch_one(&db.reader)
+        .await?
+        .try_get("n")?;
+    // Only whitelisted text and checked integers are formatted into the SQL; values are bound.
+    let page_sql = format!(
+        "select {COLUMNS} from api_key where {filter} order by {order} limit {per_page} offset {}",
+        (page - 1) * per_page
+    );
+    let rows = bind_all(&page_sql, &args).fetch_all(&db.reader).await?;
+    let data = rows
+        .iter()
+        .map(|r| Ok(KeyRow::from_row(r)?.to_wire(now)))
+        .collect::<Result<Vec<_>, AppError>>()?;
+    Ok(super::KeyList {
+        data,
+        total,
+        page,
+        per_page,
+    })
 }
 
 /// A status transition.
@@ -419,7 +585,8 @@ pub async fn roll(
         org_id,
         old.owner_user_id.as_deref(),
         &settings,
-        &secret,
+        &Material::from_secret(pepper, &secret),
+        "active",
         pepper,
         actor,
     )
@@ -607,6 +774,8 @@ pub async fn update(
         }
         (None, None) => (Some(wire.category.as_str().to_string()), None),
         (None, Some(s)) => (Some("custom".to_string()), Some(s.clone())),
+        // Turning a preset into custom keeps the scopes it had.
+        (Some(c), None) if c == "custom" => (Some(c.clone()), Some(wire.scopes.clone())),
         (Some(c), s) => (Some(c.clone()), s.clone()),
     };
     let new = super::NewKey {

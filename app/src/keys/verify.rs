@@ -168,10 +168,15 @@ pub async fn verify(
     method: &str,
     path: &str,
 ) -> Result<Arc<VerifiedKey>, AppError> {
-    match format::parse(presented) {
-        Ok(_) => {}
-        Err(FormatError::Malformed) => return Err(refusal(ErrorCode::KeyMalformed)),
-        Err(FormatError::BadChecksum) => return Err(refusal(ErrorCode::KeyBadChecksum)),
+    if presented.starts_with("kw_") {
+        match format::parse(presented) {
+            Ok(_) => {}
+            Err(FormatError::Malformed) => return Err(refusal(ErrorCode::KeyMalformed)),
+            Err(FormatError::BadChecksum) => return Err(refusal(ErrorCode::KeyBadChecksum)),
+        }
+    } else if !format::foreign_ok(presented) {
+        // Not ours and not plausibly an imported key of another system.
+        return Err(refusal(ErrorCode::KeyMalformed));
     }
     let key = match lookup(
         db,

@@ -96,7 +96,7 @@ pub async fn require_key(
         }
         // The body is part of what is signed: read it (the global body limit applies), check,
         // and hand the same bytes on to the handler.
-        let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(body, crate::IMPORT_MAX_BYTES)
             .await
             .map_err(|_| {
                 AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large")

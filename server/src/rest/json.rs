@@ -32,3 +32,43 @@ where
         }
     }
 }
+
+/// A query-string extractor whose refusals are Keyward errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::InvalidInput,
+                    format!("invalid query string: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// The raw body, with a Keyward 413 when it is over the route's limit.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|_| AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large"))
+    }
+}

@@ -2,7 +2,7 @@
 //! organization (another organization's key is always "not found").
 
 use super::auth::{ClientIp, KeyCaller};
-use super::json::ApiJson;
+use super::json::{ApiBytes, ApiJson, ApiQuery};
 use app::error::AppError;
 use app::keys::ssr::{self as keys, Actor, Transition};
 use app::keys::{ApiKey, CreatedKey, KeyEvent, NewKey};
@@ -44,12 +44,14 @@ fn actor<'a>(key: &'a KeyCaller, ip: &'a Option<String>) -> Actor<'a> {
     }
 }
 
+/// `GET /api/v1/keys`: search, filter, sort and paginate (see [`app::keys::KeyQuery`]).
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<KeyCaller>,
-) -> Result<Json<Vec<ApiKey>>, AppError> {
+    ApiQuery(query): ApiQuery<app::keys::KeyQuery>,
+) -> Result<Json<app::keys::KeyList>, AppError> {
     Ok(Json(
-        keys::list(&state.db, &caller.0.organization_id).await?,
+        keys::search(&state.db, &caller.0.organization_id, &query).await?,
     ))
 }
 
@@ -326,7 +328,7 @@ pub struct ExportQuery {
 pub async fn export(
     State(state): State<AppState>,
     Extension(caller): Extension<KeyCaller>,
-    axum::extract::Query(query): axum::extract::Query<ExportQuery>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
     let list = keys::list(&state.db, &caller.0.organization_id).await?;
@@ -367,4 +369,75 @@ pub async fn update(
     )
     .await?;
     Ok(Json(updated))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// `true`: check every row and report, write nothing.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// The answer to an import: a count and one outcome per row.
+#[derive(serde::Serialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub rows: Vec<app::keys::ImportOutcome>,
+}
+
+impl ImportReport {
+    pub fn new(dry_run: bool, rows: Vec<app::keys::ImportOutcome>) -> ImportReport {
+        let succeeded = rows.iter().filter(|r| r.ok).count();
+        ImportReport {
+            dry_run,
+            succeeded,
+            failed: rows.len() - succeeded,
+            rows,
+        }
+    }
+}
+
+/// `POST /api/v1/keys/import[?dry_run=true]`: a JSON array (`application/json`) or CSV
+/// (`text/csv`) of keys; each row gets its own outcome.
+pub async fn import(
+    State(state): State<AppState>,
+    Extension(caller): Extension<KeyCaller>,
+    ClientIp(ip): ClientIp,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    headers: http::HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ImportReport>, AppError> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let format = if content_type.starts_with("application/json") {
+        "json"
+    } else if content_type.starts_with("text/csv") {
+        "csv"
+    } else {
+        return Err(AppError::invalid(
+            "content_type",
+            "send application/json or text/csv",
+        ));
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| AppError::invalid("data", "the body must be UTF-8"))?;
+    let rows = app::keys::import::parse(format, text)?;
+    let key = caller.0.clone();
+    let dry_run = query.dry_run.unwrap_or(false);
+    let outcomes = app::keys::import::import(
+        &state,
+        &key.organization_id,
+        &rows,
+        dry_run,
+        &|p| key.allows(p),
+        actor(&caller, &ip),
+    )
+    .await?;
+    Ok(Json(ImportReport::new(dry_run, outcomes)))
 }

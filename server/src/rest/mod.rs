@@ -30,6 +30,8 @@ pub struct RouteSpec {
     pub path: &'static str,
     pub access: Access,
     pub handler: MethodRouter<AppState>,
+    /// Largest body accepted.
+    pub body_limit: usize,
 }
 
 fn spec(
@@ -43,6 +45,7 @@ fn spec(
         path,
         access,
         handler,
+        body_limit: crate::MAX_BODY_BYTES,
     }
 }
 
@@ -79,6 +82,15 @@ pub fn routes() -> Vec<RouteSpec> {
             Key(KeysRead),
             get(keys::export),
         ),
+        RouteSpec {
+            body_limit: crate::IMPORT_MAX_BYTES,
+            ..spec(
+                Method::POST,
+                "/api/v1/keys/import",
+                Key(KeysWrite),
+                post(keys::import),
+            )
+        },
         spec(
             Method::PATCH,
             "/api/v1/keys/{id}",
@@ -136,6 +148,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
                     ))
             }
         };
-        router.route(spec.path, handler)
+        router.route(
+            spec.path,
+            handler.layer(tower_http::limit::RequestBodyLimitLayer::new(
+                spec.body_limit,
+            )),
+        )
     })
 }

@@ -1,0 +1,507 @@
+//! Importing keys (server only): from our own export (JSON or CSV) or from another system.
+//!
+//! Each row is checked and imported on its own and gets its own outcome, so one bad row never
+//! blocks the others. A row brings its key material in one of three ways:
+//!
+//! - `key`: the plaintext key of another system (or a Keyward key). It is stored like ours, as
+//!   a peppered HMAC; the plaintext is not kept;
+//! - `key_hash` (with `hash_algorithm: "sha256"`, the default): the hex SHA-256 another system
+//!   stored. It is stored as is and matched by plain SHA-256 at verification;
+//! - neither (e.g. a row of our own export, which never holds a secret): a new Keyward key is
+//!   issued with the row's settings, and its secret is in that row's outcome, shown once.
+//!
+//! A dry run (`preview`) checks every row, including duplicates, and writes nothing.
+
+use super::format;
+use super::rules::{parse_rfc3339, validate_new, Settings};
+use super::ssr::{insert_key, record_event, Actor, Material};
+use super::{Category, EndpointRule, ImportOutcome, NewKey, Scopes};
+use crate::access::Permission;
+use crate::error::{AppError, ErrorCode};
+use crate::ssr::db::now_ms;
+use crate::ssr::AppState;
+use serde::Deserialize;
+
+/// Most rows one import may hold.
+pub const MAX_ROWS: usize = 1000;
+
+/// One row to import. Unknown fields (`id`, `created_at`… of an export) are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ImportRow {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Scopes>,
+    #[serde(default)]
+    pub endpoints: Option<Vec<EndpointRule>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub require_signature: Option<bool>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// `active` (default), `disabled`; `revoked` rows are skipped, `expired` ones refused.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The plaintext key of another system.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The hex hash another system stored.
+    #[serde(default)]
+    pub key_hash: Option<String>,
+    #[serde(default)]
+    pub hash_algorithm: Option<String>,
+    /// What to show in lists for a pre-hashed key (its real start is unknown).
+    #[serde(default)]
+    pub display_prefix: Option<String>,
+}
+
+/// Parses a JSON import: an array of rows, or an object holding one under `keys` or `data`.
+pub fn parse_json(data: &str) -> Result<Vec<ImportRow>, AppError> {
+    let value: serde_json::Value = serde_json::from_str(data)
+        .map_err(|e| AppError::invalid("data", format!("not valid JSON: {e}")))?;
+    let rows = match value {
+        serde_json::Value::Array(rows) => rows,
+        serde_json::Value::Object(mut o) => match o.remove("keys").or_else(|| o.remove("data")) {
+            Some(serde_json::Value::Array(rows)) => rows,
+            _ => {
+                return Err(AppError::invalid(
+                    "data",
+                    "expected an array of keys, or an object with a \"keys\" array",
+                ))
+            }
+        },
+        _ => return Err(AppError::invalid("data", "expected an array of keys")),
+    };
+    check_count(rows.len())?;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            serde_json::from_value(row)
+                .map_err(|e| AppError::invalid("data", format!("row {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+fn check_count(n: usize) -> Result<(), AppError> {
+    if n == 0 || n > MAX_ROWS {
+        return Err(AppError::invalid(
+            "data",
+            format!("an import holds 1 to {MAX_ROWS} keys; this one has {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Splits CSV (RFC 4180: quoted cells, doubled quotes, CRLF or LF) into records.
+pub fn csv_records(data: &str) -> Result<Vec<Vec<String>>, AppError> {
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = data.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') if cell.is_empty() => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut cell)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut cell));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    if quoted {
+        return Err(AppError::invalid("data", "unterminated quoted cell in CSV"));
+    }
+    if !cell.is_empty() || !record.is_empty() {
+        record.push(cell);
+        records.push(record);
+    }
+    records.retain(|r| !(r.len() == 1 && r[0].trim().is_empty()));
+    Ok(records)
+}
+
+/// Parses a CSV import with a header row. Columns are those of our export (`name`,
+/// `description`, `environment`, `status`, `category`, `scopes` as JSON, `ip_allowlist`
+/// space-separated, `expires_at`) plus `key`, `key_hash`, `hash_algorithm`; others are ignored.
+pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
+    let mut records = csv_records(data)?.into_iter();
+    let header: Vec<String> = records
+        .next()
+        .ok_or_else(|| AppError::invalid("data", "the CSV is empty"))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if !header.iter().any(|h| h == "name") {
+        return Err(AppError::invalid(
+            "data",
+            "the CSV header needs a name column",
+        ));
+    }
+    let rows: Vec<Vec<String>> = records.collect();
+    check_count(rows.len())?;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, cells)| {
+            let get = |col: &str| {
+                header
+                    .iter()
+                    .position(|h| h == col)
+                    .and_then(|at| cells.get(at))
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            };
+            let scopes = match get("scopes") {
+                None => None,
+                Some(s) => Some(serde_json::from_str(&s).map_err(|_| {
+                    AppError::invalid(
+                        "data",
+                        format!(
+                            "row {}: scopes must be JSON, e.g. {{\"keys\":\"read\"}}",
+                            i + 1
+                        ),
+                    )
+                })?),
+            };
+            Ok(ImportRow {
+                name: get("name").unwrap_or_default(),
+                description: get("description"),
+                environment: get("environment"),
+                category: get("category"),
+                scopes,
+                ip_allowlist: get("ip_allowlist")
+                    .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+                expires_at: get("expires_at"),
+                require_signature: get("require_signature").map(|s| s == "true"),
+                status: get("status"),
+                key: get("key"),
+                key_hash: get("key_hash"),
+                hash_algorithm: get("hash_algorithm"),
+                display_prefix: get("display_prefix"),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Parses an import in `format` (`json` or `csv`).
+pub fn parse(format: &str, data: &str) -> Result<Vec<ImportRow>, AppError> {
+    match format {
+        "json" => parse_json(data),
+        "csv" => parse_csv(data),
+        _ => Err(AppError::invalid("format", "format must be json or csv")),
+    }
+}
+
+/// What a row will be stored as.
+struct Planned {
+    settings: Settings,
+    status: &'static str,
+    /// `None`: issue a new key.
+    material: Option<Material>,
+    source: &'static str,
+}
+
+fn plan(
+    row: &ImportRow,
+    pepper: &[u8; 32],
+    now: i64,
+    may_grant: &dyn Fn(Permission) -> bool,
+) -> Result<Option<Planned>, AppError> {
+    let status = match row.status.as_deref().unwrap_or("active") {
+        "active" | "expired" => "active",
+        "disabled" => "disabled",
+        "revoked" => return Ok(None),
+        other => {
+            return Err(AppError::invalid(
+                "status",
+                format!("unknown status {other:?}; use active or disabled"),
+            ))
+        }
+    };
+    // An export carries both a preset category and the scopes it stands for.
+    let preset = row
+        .category
+        .as_deref()
+        .and_then(Category::parse)
+        .is_some_and(|c| c != Category::Custom);
+    let new = NewKey {
+        name: row.name.clone(),
+        description: row.description.clone(),
+        environment: row.environment.clone(),
+        category: row.category.clone(),
+        scopes: if preset { None } else { row.scopes.clone() },
+        endpoints: row.endpoints.clone(),
+        ip_allowlist: row.ip_allowlist.clone(),
+        expires_at: row.expires_at.clone(),
+        require_signature: row.require_signature,
+        metadata: row.metadata.clone(),
+        personal: None,
+    };
+    if let Some(at) = &row.expires_at {
+        parse_rfc3339("expires_at", at)?;
+    }
+    let settings = validate_new(&new, now, may_grant)?;
+    let (material, source) = match (&row.key, &row.key_hash) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::invalid(
+                "key",
+                "give either key or key_hash, not both",
+            ))
+        }
+        (Some(key), None) => (Some(material_from_plaintext(pepper, key)?), "plaintext"),
+        (None, Some(hash)) => (
+            Some(material_from_hash(
+                hash,
+                row.hash_algorithm.as_deref(),
+                row.display_prefix.as_deref(),
+            )?),
+            "hash",
+        ),
+        (None, None) => (None, "issued"),
+    };
+    Ok(Some(Planned {
+        settings,
+        status,
+        material,
+        source,
+    }))
+}
+
+fn material_from_plaintext(pepper: &[u8; 32], key: &str) -> Result<Material, AppError> {
+    let key = key.trim();
+    if key.starts_with("kw_") {
+        format::parse(key)
+            .map_err(|_| AppError::invalid("key", "a kw_ key must be a well-formed Keyward key"))?;
+    } else if !format::foreign_ok(key) {
+        return Err(AppError::invalid(
+            "key",
+            "an imported key must be 16 to 256 visible ASCII characters",
+        ));
+    }
+    Ok(Material::from_secret(pepper, key))
+}
+
+fn material_from_hash(
+    hash: &str,
+    algorithm: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<Material, AppError> {
+    if !matches!(algorithm, None | Some("sha256")) {
+        return Err(AppError::invalid(
+            "hash_algorithm",
+            "only sha256 hashes can be imported",
+        ));
+    }
+    let hash = hash.trim().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::invalid(
+            "key_hash",
+            "key_hash must be a hex SHA-256 (64 characters)",
+        ));
+    }
+    let prefix = prefix
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("imported");
+    Ok(Material {
+        hash,
+        algorithm: "sha256",
+        display_prefix: prefix.to_string(),
+    })
+}
+
+async fn already_registered(state: &AppState, hash: &str) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar("select count(*) from api_key where key_hash = $1")
+        .bind(hash)
+        .fetch_one(&state.db.reader)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Imports rows into `org_id` (or, with `dry_run`, says what would happen and writes nothing).
+pub async fn import(
+    state: &AppState,
+    org_id: &str,
+    rows: &[ImportRow],
+    dry_run: bool,
+    may_grant: &(dyn Fn(Permission) -> bool + Sync),
+    actor: Actor<'_>,
+) -> Result<Vec<ImportOutcome>, AppError> {
+    check_count(rows.len())?;
+    let pepper = &state.config.secret;
+    let now = now_ms();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let mut outcome = ImportOutcome {
+            row: i + 1,
+            name: row.name.clone(),
+            ok: false,
+            action: String::new(),
+            id: None,
+            key: None,
+            signing_secret: None,
+            code: None,
+            message: None,
+        };
+        let planned = async {
+            let Some(p) = plan(row, pepper, now, may_grant)? else {
+                return Ok(None);
+            };
+            if let Some(m) = &p.material {
+                if !seen.insert(m.hash.clone()) || already_registered(state, &m.hash).await? {
+                    return Err(AppError::conflict("key", "this key is already registered"));
+                }
+            }
+            Ok(Some(p))
+        }
+        .await;
+        match planned {
+            Err(e) if e.code == ErrorCode::Internal => return Err(e),
+            Err(e) => {
+                outcome.action = "refused".into();
+                outcome.code = Some(e.code.as_str());
+                outcome.message = Some(e.message);
+            }
+            Ok(None) => {
+                outcome.ok = true;
+                outcome.action = "skipped".into();
+                outcome.message = Some("revoked keys are not imported".into());
+            }
+            Ok(Some(p)) if dry_run => {
+                outcome.ok = true;
+                outcome.action = match p.source {
+                    "issued" => "would_issue",
+                    _ => "would_import",
+                }
+                .into();
+            }
+            Ok(Some(p)) => {
+                let secret = p
+                    .material
+                    .is_none()
+                    .then(|| format::generate(p.settings.environment));
+                let material = match (&p.material, &secret) {
+                    (Some(m), _) => m.clone(),
+                    (None, Some(s)) => Material::from_secret(pepper, s),
+                    (None, None) => unreachable!("a secret is drawn when no material is given"),
+                };
+                let mut tx = state.db.writer.begin().await?;
+                let (id, signing) = insert_key(
+                    &mut tx,
+                    org_id,
+                    None,
+                    &p.settings,
+                    &material,
+                    p.status,
+                    pepper,
+                    actor,
+                )
+                .await?;
+                let detail = serde_json::json!({ "source": p.source, "row": i + 1 });
+                record_event(&mut tx, &id, org_id, "imported", None, actor, detail).await?;
+                tx.commit().await?;
+                outcome.ok = true;
+                outcome.action = match p.source {
+                    "issued" => "issued",
+                    _ => "imported",
+                }
+                .into();
+                outcome.id = Some(id);
+                outcome.signing_secret = secret.as_ref().map(|_| signing.expose().to_string());
+                outcome.key = secret;
+            }
+        }
+        out.push(outcome);
+    }
+    if !dry_run {
+        state.keys.clear();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_line_ends() {
+        let r = csv_records("a,b\r\n\"x, \"\"y\"\"\",\"multi\nline\"\nlast,\n").unwrap();
+        assert_eq!(
+            r,
+            vec![
+                vec!["a".to_string(), "b".into()],
+                vec!["x, \"y\"".into(), "multi\nline".into()],
+                vec!["last".into(), "".into()],
+            ]
+        );
+        assert!(csv_records("\"open").is_err());
+    }
+
+    #[test]
+    fn csv_rows_by_header() {
+        let rows = parse_csv(
+            "id,name,scopes,ip_allowlist,key_hash\nkey_1,ci,\"{\"\"keys\"\":\"\"read\"\"}\",10.0.0.0/8 ::1,abc\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "ci");
+        assert_eq!(
+            rows[0].scopes.as_ref().unwrap()["keys"],
+            super::super::Access::Read
+        );
+        assert_eq!(rows[0].ip_allowlist.as_ref().unwrap().len(), 2);
+        assert_eq!(rows[0].key_hash.as_deref(), Some("abc"));
+        assert!(
+            parse_csv("foo\nbar\n").is_err(),
+            "a name column is required"
+        );
+        assert!(parse_csv("name\n").is_err(), "no rows");
+    }
+
+    #[test]
+    fn json_shapes() {
+        assert_eq!(parse_json(r#"[{"name":"a","id":"x"}]"#).unwrap().len(), 1);
+        assert_eq!(parse_json(r#"{"keys":[{"name":"a"}]}"#).unwrap().len(), 1);
+        assert_eq!(parse_json(r#"{"data":[{"name":"a"}]}"#).unwrap().len(), 1);
+        assert!(parse_json(r#"{"name":"a"}"#).is_err());
+        assert!(parse_json("[]").is_err());
+        assert!(parse_json(r#"[{"name":1}]"#).is_err());
+    }
+
+    #[test]
+    fn key_material() {
+        let pepper = [3u8; 32];
+        assert!(material_from_plaintext(&pepper, "kw_live_typo").is_err());
+        assert!(material_from_plaintext(&pepper, "short").is_err());
+        assert!(material_from_plaintext(&pepper, "has a space in it, sadly").is_err());
+        let m = material_from_plaintext(&pepper, "sk_live_0123456789abcdef").unwrap();
+        assert_eq!(m.algorithm, "hmac-sha256");
+        assert_eq!(m.hash, format::hash(&pepper, "sk_live_0123456789abcdef"));
+        let h = format::sha256_hex("legacy");
+        let m = material_from_hash(&h.to_uppercase(), None, Some("lg_")).unwrap();
+        assert_eq!(
+            (m.hash.as_str(), m.algorithm, m.display_prefix.as_str()),
+            (h.as_str(), "sha256", "lg_")
+        );
+        assert!(material_from_hash(&h, Some("md5"), None).is_err());
+        assert!(material_from_hash("abc", None, None).is_err());
+    }
+}
