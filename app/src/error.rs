@@ -146,6 +146,34 @@ impl From<AppError> for Envelope {
 }
 
 impl ErrorCode {
+    /// Every code, for documentation (a test keeps the list complete).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidInput,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::Forbidden,
+        ErrorCode::CsrfRejected,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Disabled,
+        ErrorCode::KeyMissing,
+        ErrorCode::KeyMalformed,
+        ErrorCode::KeyBadChecksum,
+        ErrorCode::KeyUnknown,
+        ErrorCode::KeyDisabled,
+        ErrorCode::KeyRevoked,
+        ErrorCode::KeyExpired,
+        ErrorCode::IpNotAllowed,
+        ErrorCode::EndpointNotAllowed,
+        ErrorCode::SignatureMissing,
+        ErrorCode::SignatureInvalid,
+        ErrorCode::SignatureStale,
+        ErrorCode::SignatureReplayed,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// The stable string form (`key_revoked`…), as in JSON.
     pub fn as_str(self) -> String {
         serde_json::to_value(self)
@@ -263,6 +291,18 @@ impl axum::response::IntoResponse for AppError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_lists_every_code_once_in_declaration_order() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{code:?} out of place in ErrorCode::ALL");
+        }
+        assert_eq!(
+            ErrorCode::ALL.last(),
+            Some(&ErrorCode::Internal),
+            "declare new codes before Internal, and list them in ALL"
+        );
+    }
+
     use super::*;
 
     #[test]

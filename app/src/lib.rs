@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod docs;
 pub mod error;
 pub mod identity;
 pub mod keys;
@@ -56,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/keys") view=keys::pages::KeysPage />
                     <Route path=path!("/keys/:org/:id") view=keys::pages::KeyPage />
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
+                    <Route path=path!("/docs/api") view=docs::ApiDocsPage />
                 </Routes>
             </ui::Layout>
         </Router>

@@ -6,7 +6,7 @@ async function createKey(page: Page, name: string, access = "admin", ipAllowlist
   await page.getByRole("button", { name: "Create key" }).click();
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill(name);
-  await form.getByLabel("Access").selectOption(access);
+  await form.getByLabel("Access", { exact: true }).selectOption(access);
   if (ipAllowlist) await form.getByLabel("IP allow-list").fill(ipAllowlist);
   await form.getByRole("button", { name: "Create" }).click();
   const reveal = page.getByRole("region", { name: "New API key" });

@@ -29,6 +29,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("sign_in", Guard::Public),
     ("sign_up", Guard::Public),
     ("current_user", Guard::Public),
+    ("api_document", Guard::Public),
     ("sign_out", Guard::SignedIn),
     ("my_organizations", Guard::SignedIn),
     ("organization_members", Guard::Org(Permission::MembersRead)),

@@ -26,7 +26,7 @@ use serde::Deserialize;
 pub const MAX_ROWS: usize = 1000;
 
 /// One row to import. Unknown fields (`id`, `created_at`… of an export) are ignored.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ImportRow {
     #[serde(default)]
     pub name: String,

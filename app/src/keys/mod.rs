@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Stripe-style access to one resource; `write` implies `read`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
@@ -35,6 +36,7 @@ pub enum Access {
 pub type Scopes = BTreeMap<String, Access>;
 
 /// The lifecycle state of a key as callers see it (`expired` is derived from the date).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
@@ -56,6 +58,7 @@ impl KeyStatus {
 }
 
 /// Named presets for the scopes.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -107,6 +110,7 @@ impl Category {
 
 /// A method + path pattern a key may call. `*` in the path matches one segment, a trailing
 /// `/**` any rest; method `*` matches any method.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRule {
     pub method: String,
@@ -114,6 +118,7 @@ pub struct EndpointRule {
 }
 
 /// An API key as shown after creation: no secret, ever.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: String,
@@ -143,6 +148,7 @@ pub struct ApiKey {
 }
 
 /// A key just created or rolled, with its secret, shown once.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreatedKey {
     #[serde(flatten)]
@@ -155,6 +161,7 @@ pub struct CreatedKey {
 }
 
 /// What to create. Unset fields take their defaults.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
@@ -187,6 +194,7 @@ pub struct NewKey {
 }
 
 /// One entry of a key's status timeline.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEvent {
     pub kind: String,
@@ -197,6 +205,7 @@ pub struct KeyEvent {
 }
 
 /// The outcome of one key in a bulk action.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BulkOutcome {
     pub id: String,
@@ -209,6 +218,7 @@ pub struct BulkOutcome {
 }
 
 /// Search, filters, sort and page for a key list. Everything is optional.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyQuery {
@@ -239,6 +249,7 @@ pub struct KeyQuery {
 }
 
 /// One page of keys.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyList {
     pub data: Vec<ApiKey>,
@@ -249,6 +260,7 @@ pub struct KeyList {
 }
 
 /// The outcome of one row of an import (or of its preview).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportOutcome {
     /// 1-based, in the order of the file.
@@ -268,6 +280,7 @@ pub struct ImportOutcome {
 
 /// Changes to a key's settings; absent fields stay as they are. `expires_at: null` removes
 /// the expiry.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPatch {

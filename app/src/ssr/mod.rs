@@ -37,6 +37,19 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// The REST API's OpenAPI document (JSON), built by the host from its route list at start-up,
+/// for `/api/v1/openapi.json` and the in-app API docs pages.
+static API_DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the OpenAPI document (the first call wins: it is the same for the process).
+pub fn set_api_document(document: String) {
+    let _ = API_DOCUMENT.set(document);
+}
+
+pub fn api_document() -> &'static str {
+    API_DOCUMENT.get().map_or("{}", String::as_str)
+}
+
 /// The application state, provided to every server function and page render.
 pub fn state() -> Result<AppState, AppError> {
     use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))

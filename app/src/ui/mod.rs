@@ -77,6 +77,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
     match user {
         None => view! {
             <nav aria-label="Main">
+                <A href="/docs/api">"API docs"</A>
                 <A href="/sign-in">"Sign in"</A>
                 <A href="/sign-up">"Sign up"</A>
             </nav>
@@ -88,6 +89,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/">"Home"</A>
                     <A href="/keys">"API keys"</A>
+                    <A href="/docs/api">"API docs"</A>
                     <Show when=move || admin>
                         <A href="/admin/users">"Users"</A>
                     </Show>

@@ -15,7 +15,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/me`: the calling key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub key_id: String,
     pub organization_id: String,
@@ -102,7 +102,7 @@ pub async fn history(
 }
 
 /// Optional body of enable / disable / revoke.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default)]
@@ -172,7 +172,7 @@ pub async fn revoke(
     transition(state, caller, ip, id, Transition::Revoke, body).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollBody {
     /// How long the old key keeps working (0 = stops now).
@@ -200,7 +200,7 @@ pub async fn roll(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     pub key: String,
@@ -214,7 +214,7 @@ pub struct VerifyBody {
     pub path: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub valid: bool,
     /// `valid`, or the refusal code (`key_revoked`, `ip_not_allowed`…).
@@ -286,7 +286,7 @@ pub async fn verify(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     /// `enable`, `disable` or `revoke`.
@@ -380,7 +380,7 @@ pub struct ImportQuery {
 }
 
 /// The answer to an import: a count and one outcome per row.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub dry_run: bool,
     pub succeeded: usize,

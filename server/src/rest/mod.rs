@@ -8,8 +8,10 @@ pub mod auth;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod openapi;
 
 use app::access::Permission;
+use app::error::ErrorCode;
 use app::ssr::AppState;
 use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
@@ -32,6 +34,51 @@ pub struct RouteSpec {
     pub handler: MethodRouter<AppState>,
     /// Largest body accepted.
     pub body_limit: usize,
+    /// What the OpenAPI document and the API docs pages say about it.
+    pub doc: Doc,
+}
+
+/// The documentation of a route; the permission, path parameters and the refusals of the key
+/// pipeline are added from the route itself.
+pub struct Doc {
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub query: &'static [Param],
+    pub body: Body,
+    /// Success status and body.
+    pub ok: (u16, Out),
+    /// Refusals of the handler itself (invalid input, not found…).
+    pub errors: &'static [ErrorCode],
+}
+
+/// A query-string parameter.
+pub struct Param {
+    pub name: &'static str,
+    /// JSON Schema type: `string`, `integer` or `boolean`.
+    pub kind: &'static str,
+    /// Allowed values, when they are a fixed set.
+    pub values: &'static [&'static str],
+    pub description: &'static str,
+    /// Used in the curl example.
+    pub example: Option<&'static str>,
+}
+
+/// A request body.
+pub enum Body {
+    None,
+    /// JSON of the named schema, with an example for the curl sample.
+    Json(&'static str, &'static str),
+    /// A JSON array of `ImportRow` or CSV.
+    Import,
+}
+
+/// A success body.
+pub enum Out {
+    Json(&'static str),
+    JsonArray(&'static str),
+    Text,
+    /// JSON array of keys or CSV, by `format`.
+    Export,
 }
 
 fn spec(
@@ -39,6 +86,7 @@ fn spec(
     path: &'static str,
     access: Access,
     handler: MethodRouter<AppState>,
+    doc: Doc,
 ) -> RouteSpec {
     RouteSpec {
         method,
@@ -46,6 +94,89 @@ fn spec(
         access,
         handler,
         body_limit: crate::MAX_BODY_BYTES,
+        doc,
+    }
+}
+
+const INVALID: ErrorCode = ErrorCode::InvalidInput;
+const NOT_FOUND: ErrorCode = ErrorCode::NotFound;
+const CONFLICT: ErrorCode = ErrorCode::Conflict;
+
+const LIST_QUERY: &[Param] = &[
+    Param {
+        name: "q",
+        kind: "string",
+        values: &[],
+        description: "Matches name, description or display prefix (case-insensitive).",
+        example: Some("deploy"),
+    },
+    Param {
+        name: "status",
+        kind: "string",
+        values: &["active", "disabled", "revoked", "expired"],
+        description: "Effective status (expired: active but past its date).",
+        example: None,
+    },
+    Param {
+        name: "category",
+        kind: "string",
+        values: &["basic", "read_only", "admin", "custom"],
+        description: "Access preset.",
+        example: None,
+    },
+    Param {
+        name: "owner",
+        kind: "string",
+        values: &["org", "personal"],
+        description: "Organization keys or personal access tokens.",
+        example: None,
+    },
+    Param {
+        name: "expiring_within_days",
+        kind: "integer",
+        values: &[],
+        description: "Only active keys expiring within this many days (1-3660).",
+        example: None,
+    },
+    Param {
+        name: "sort",
+        kind: "string",
+        values: &[
+            "created_desc",
+            "created_asc",
+            "name",
+            "expires_at",
+            "last_used_desc",
+        ],
+        description: "Order; default created_desc.",
+        example: None,
+    },
+    Param {
+        name: "page",
+        kind: "integer",
+        values: &[],
+        description: "1-based page; default 1.",
+        example: None,
+    },
+    Param {
+        name: "per_page",
+        kind: "integer",
+        values: &[],
+        description: "1-100; default 25.",
+        example: None,
+    },
+];
+
+const REASON: Body = Body::Json("ReasonBody", r#"{"reason":"rotating after an incident"}"#);
+
+fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
+    Doc {
+        summary,
+        description,
+        query: &[],
+        body: REASON,
+        ok: (200, Out::Json("ApiKey")),
+        errors: &[INVALID, NOT_FOUND, CONFLICT],
     }
 }
 
@@ -54,86 +185,114 @@ pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Public};
     use Permission::{KeysRead, KeysWrite};
     vec![
-        spec(Method::GET, "/healthz", Public, get(health::healthz)),
-        spec(Method::GET, "/livez", Public, get(health::livez)),
-        spec(Method::GET, "/api/v1/me", Key(KeysRead), get(keys::me)),
-        spec(Method::GET, "/api/v1/keys", Key(KeysRead), get(keys::list)),
-        spec(
-            Method::POST,
-            "/api/v1/keys",
-            Key(KeysWrite),
-            post(keys::create),
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/keys/verify",
-            Key(KeysRead),
-            post(keys::verify),
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/keys/bulk",
-            Key(KeysWrite),
-            post(keys::bulk),
-        ),
-        spec(
-            Method::GET,
-            "/api/v1/keys/export",
-            Key(KeysRead),
-            get(keys::export),
-        ),
+        spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
+            summary: "Readiness",
+            description: "200 when the database answers, 503 (`unavailable`) otherwise. For load balancers.",
+            query: &[], body: Body::None, ok: (200, Out::Json("Health")), errors: &[ErrorCode::Unavailable],
+        }),
+        spec(Method::GET, "/livez", Public, get(health::livez), Doc {
+            summary: "Liveness",
+            description: "200 `ok` while the process serves HTTP; touches no database.",
+            query: &[], body: Body::None, ok: (200, Out::Text), errors: &[],
+        }),
+        spec(Method::GET, "/api/v1/openapi.json", Public, get(openapi_json), Doc {
+            summary: "This OpenAPI document",
+            description: "The OpenAPI 3.1 description of every route, generated from the code.",
+            query: &[], body: Body::None, ok: (200, Out::Text), errors: &[],
+        }),
+        spec(Method::GET, "/api/v1/me", Key(KeysRead), get(keys::me), Doc {
+            summary: "The calling key",
+            description: "The key's id, organization, environment, scopes and the permissions they amount to.",
+            query: &[], body: Body::None, ok: (200, Out::Json("Me")), errors: &[],
+        }),
+        spec(Method::GET, "/api/v1/keys", Key(KeysRead), get(keys::list), Doc {
+            summary: "List keys",
+            description: "The organization's keys, one page at a time, with search, filters and sort. Never a secret.",
+            query: LIST_QUERY, body: Body::None, ok: (200, Out::Json("KeyList")), errors: &[INVALID],
+        }),
+        spec(Method::POST, "/api/v1/keys", Key(KeysWrite), post(keys::create), Doc {
+            summary: "Create a key",
+            description: "Creates a key in the caller's organization. The answer holds the secret (`key`) and the signing secret, **once**. A key can never be given a permission the calling key lacks.",
+            query: &[],
+            body: Body::Json("NewKey", r#"{"name":"billing worker","category":"basic","ip_allowlist":["10.0.0.0/8"],"expires_at":"2027-12-31T00:00:00Z"}"#),
+            ok: (201, Out::Json("CreatedKey")), errors: &[INVALID],
+        }),
+        spec(Method::POST, "/api/v1/keys/verify", Key(KeysRead), post(keys::verify), Doc {
+            summary: "Verify a key",
+            description: "Lets another service check a key Keyward issued: validity, refusal code, scopes. Only keys of the caller's organization can be valid; any other is `key_unknown`. Pass `ip`, `method` and `path` to check allow-lists and endpoint rules too.",
+            query: &[],
+            body: Body::Json("VerifyBody", r#"{"key":"kw_live_…","ip":"203.0.113.7","method":"GET","path":"/api/v1/keys"}"#),
+            ok: (200, Out::Json("Verification")), errors: &[INVALID],
+        }),
+        spec(Method::POST, "/api/v1/keys/bulk", Key(KeysWrite), post(keys::bulk), Doc {
+            summary: "Bulk enable, disable or revoke",
+            description: "One action on 1 to 100 keys; each key gets its own outcome, one refusal does not stop the others.",
+            query: &[],
+            body: Body::Json("BulkBody", r#"{"action":"disable","ids":["key_…","key_…"],"reason":"suspected leak"}"#),
+            ok: (200, Out::JsonArray("BulkOutcome")), errors: &[INVALID],
+        }),
+        spec(Method::GET, "/api/v1/keys/export", Key(KeysRead), get(keys::export), Doc {
+            summary: "Export keys",
+            description: "Every key's settings and state as JSON or CSV. Never a secret or a hash.",
+            query: &[Param { name: "format", kind: "string", values: &["json", "csv"], description: "Default json.", example: Some("csv") }],
+            body: Body::None, ok: (200, Out::Export), errors: &[INVALID],
+        }),
         RouteSpec {
             body_limit: crate::IMPORT_MAX_BYTES,
-            ..spec(
-                Method::POST,
-                "/api/v1/keys/import",
-                Key(KeysWrite),
-                post(keys::import),
-            )
+            ..spec(Method::POST, "/api/v1/keys/import", Key(KeysWrite), post(keys::import), Doc {
+                summary: "Import keys",
+                description: "Up to 1000 keys from JSON (an array of rows) or CSV (a header row). A row may bring another system's plaintext `key` or its hex SHA-256 `key_hash`; a row without either (e.g. from our export) gets a new key, returned in its outcome once. Each row is checked and imported on its own. `dry_run=true` previews and writes nothing. Body up to 1 MiB.",
+                query: &[Param { name: "dry_run", kind: "boolean", values: &[], description: "Check and report every row, write nothing.", example: Some("true") }],
+                body: Body::Import, ok: (200, Out::Json("ImportReport")), errors: &[INVALID],
+            })
         },
-        spec(
-            Method::PATCH,
-            "/api/v1/keys/{id}",
-            Key(KeysWrite),
-            patch(keys::update),
-        ),
-        spec(
-            Method::GET,
-            "/api/v1/keys/{id}",
-            Key(KeysRead),
-            get(keys::get),
-        ),
-        spec(
-            Method::DELETE,
-            "/api/v1/keys/{id}",
-            Key(KeysWrite),
-            delete(keys::revoke),
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/keys/{id}/enable",
-            Key(KeysWrite),
-            post(keys::enable),
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/keys/{id}/disable",
-            Key(KeysWrite),
-            post(keys::disable),
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/keys/{id}/roll",
-            Key(KeysWrite),
-            post(keys::roll),
-        ),
-        spec(
-            Method::GET,
-            "/api/v1/keys/{id}/history",
-            Key(KeysRead),
-            get(keys::history),
-        ),
+        spec(Method::PATCH, "/api/v1/keys/{id}", Key(KeysWrite), patch(keys::update), Doc {
+            summary: "Edit a key",
+            description: "Changes settings (not the secret, environment or status); absent fields stay, `expires_at: null` removes the expiry. Validated like a new key; recorded in the timeline as `edited`.",
+            query: &[],
+            body: Body::Json("KeyPatch", r#"{"ip_allowlist":["192.0.2.0/24"],"reason":"office only"}"#),
+            ok: (200, Out::Json("ApiKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/keys/{id}", Key(KeysRead), get(keys::get), Doc {
+            summary: "Get a key",
+            description: "One key of the caller's organization (another organization's key is not found). Never the secret.",
+            query: &[], body: Body::None, ok: (200, Out::Json("ApiKey")), errors: &[NOT_FOUND],
+        }),
+        spec(Method::DELETE, "/api/v1/keys/{id}", Key(KeysWrite), delete(keys::revoke), transition_doc(
+            "Revoke a key",
+            "Stops the key for good (revocation is final), within a second on every instance. Optional body: a reason for the timeline.",
+        )),
+        spec(Method::POST, "/api/v1/keys/{id}/enable", Key(KeysWrite), post(keys::enable), transition_doc(
+            "Enable a key",
+            "Lets a disabled key work again. Optional body: a reason for the timeline.",
+        )),
+        spec(Method::POST, "/api/v1/keys/{id}/disable", Key(KeysWrite), post(keys::disable), transition_doc(
+            "Disable a key",
+            "Stops the key until it is enabled again, within a second on every instance. Optional body: a reason.",
+        )),
+        spec(Method::POST, "/api/v1/keys/{id}/roll", Key(KeysWrite), post(keys::roll), Doc {
+            summary: "Roll a key",
+            description: "Issues a new key with the same settings; the old one keeps working for `grace_seconds` (0 to 7776000), then stops. Answers with the new secret, once.",
+            query: &[],
+            body: Body::Json("RollBody", r#"{"grace_seconds":86400,"reason":"scheduled rotation"}"#),
+            ok: (201, Out::Json("CreatedKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/keys/{id}/history", Key(KeysRead), get(keys::history), Doc {
+            summary: "Key timeline",
+            description: "Every transition of the key (created, imported, edited, disabled, enabled, rolled, revoked, expired) with actor, time, reason and source IP, oldest first.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("KeyEvent")), errors: &[NOT_FOUND],
+        }),
     ]
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        app::ssr::api_document().to_string(),
+    )
+        .into_response()
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
