@@ -3,7 +3,7 @@
 //! disagree with the API.
 
 use crate::error::AppError;
-use crate::ui::ErrorNote;
+use crate::ui::{CopyButton, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use serde_json::Value;
@@ -133,7 +133,6 @@ fn Operation(doc: StoredValue<Value>, path: String, method: String) -> impl Into
         .as_str()
         .unwrap_or("")
         .to_string();
-    let copied = RwSignal::new(false);
     let to_copy = curl.clone();
     let heading_id = format!("{anchor}-title");
     let labelled_by = heading_id.clone();
@@ -190,17 +189,7 @@ fn Operation(doc: StoredValue<Value>, path: String, method: String) -> impl Into
             </ul>
             <h3>"Example"</h3>
             <pre aria-label=format!("curl example for {title}")><code>{curl}</code></pre>
-            <button
-                type="button"
-                class="secondary"
-                aria-label=format!("Copy curl example for {title}")
-                on:click=move |_| {
-                    let _ = window().navigator().clipboard().write_text(&to_copy);
-                    copied.set(true);
-                }
-            >
-                {move || if copied.get() { "Copied" } else { "Copy" }}
-            </button>
+            <CopyButton label=format!("Copy curl example for {title}") text=to_copy />
         </section>
     }
 }

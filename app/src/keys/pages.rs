@@ -9,7 +9,7 @@ use super::{ApiKey, CreatedKey, ImportOutcome, KeyQuery, KeyStatus};
 use crate::error::AppError;
 use crate::orgs::api::my_organizations;
 use crate::orgs::OrgMembership;
-use crate::ui::{action_error, ErrorNote};
+use crate::ui::{action_error, CopyButton, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -61,21 +61,11 @@ impl From<CreatedKey> for Secrets {
 /// A read-only secret with a Copy button.
 #[component]
 fn CopyField(label: &'static str, value: String) -> impl IntoView {
-    let copied = RwSignal::new(false);
     let to_copy = value.clone();
     view! {
         <div class="password">
             <input readonly aria-label=label value=value />
-            <button
-                type="button"
-                aria-label=format!("Copy {}", label.to_lowercase())
-                on:click=move |_| {
-                    let _ = window().navigator().clipboard().write_text(&to_copy);
-                    copied.set(true);
-                }
-            >
-                {move || if copied.get() { "Copied" } else { "Copy" }}
-            </button>
+            <CopyButton label=format!("Copy {}", label.to_lowercase()) text=to_copy />
         </div>
     }
 }
@@ -289,43 +279,11 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
         <div class="toolbar filters" role="search" aria-label="Filter keys">
             <label for="key-search">"Search"</label>
             <input id="key-search" type="search" placeholder="name, description or prefix" on:input=set_filter(|q, v| q.q = v) />
-            <label for="filter-status">"Status"</label>
-            <select id="filter-status" on:change=set_filter(|q, v| q.status = v)>
-                <option value="">"Any"</option>
-                <option value="active">"Active"</option>
-                <option value="disabled">"Disabled"</option>
-                <option value="expired">"Expired"</option>
-                <option value="revoked">"Revoked"</option>
-            </select>
-            <label for="filter-category">"Access level"</label>
-            <select id="filter-category" on:change=set_filter(|q, v| q.category = v)>
-                <option value="">"Any"</option>
-                <option value="basic">"Basic"</option>
-                <option value="read_only">"Read-only"</option>
-                <option value="admin">"Admin"</option>
-                <option value="custom">"Custom"</option>
-            </select>
-            <label for="filter-owner">"Owner"</label>
-            <select id="filter-owner" on:change=set_filter(|q, v| q.owner = v)>
-                <option value="">"Any"</option>
-                <option value="org">"Organization keys"</option>
-                <option value="personal">"Personal tokens"</option>
-            </select>
-            <label for="filter-expiring">"Expiring within"</label>
-            <select id="filter-expiring" on:change=set_filter(|q, v| q.expiring_within_days = v.and_then(|d| d.parse().ok()))>
-                <option value="">"Any time"</option>
-                <option value="7">"7 days"</option>
-                <option value="30">"30 days"</option>
-                <option value="90">"90 days"</option>
-            </select>
-            <label for="sort">"Sort"</label>
-            <select id="sort" on:change=set_filter(|q, v| q.sort = v)>
-                <option value="created_desc">"Newest first"</option>
-                <option value="created_asc">"Oldest first"</option>
-                <option value="name">"Name"</option>
-                <option value="expires_at">"Expiry"</option>
-                <option value="last_used_desc">"Last used"</option>
-            </select>
+            {filter_select("filter-status", "Status", &[("", "Any"), ("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired"), ("revoked", "Revoked")], set_filter(|q, v| q.status = v))}
+            {filter_select("filter-category", "Access level", &[("", "Any"), ("basic", "Basic"), ("read_only", "Read-only"), ("admin", "Admin"), ("custom", "Custom")], set_filter(|q, v| q.category = v))}
+            {filter_select("filter-owner", "Owner", &[("", "Any"), ("org", "Organization keys"), ("personal", "Personal tokens")], set_filter(|q, v| q.owner = v))}
+            {filter_select("filter-expiring", "Expiring within", &[("", "Any time"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days")], set_filter(|q, v| q.expiring_within_days = v.and_then(|d| d.parse().ok())))}
+            {filter_select("sort", "Sort", &[("created_desc", "Newest first"), ("created_asc", "Oldest first"), ("name", "Name"), ("expires_at", "Expiry"), ("last_used_desc", "Last used")], set_filter(|q, v| q.sort = v))}
         </div>
         <Show when=move || !selected.get().is_empty()>
             <div class="toolbar" role="group" aria-label="Bulk actions">
@@ -385,9 +343,9 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                                 </tbody>
                             </table>
                             <nav class="toolbar" aria-label="Pages">
-                                <button type="button" class="secondary" disabled=page <= 1 on:click=move |_| query.update(|q| q.page = Some(page - 1))>"Previous page"</button>
+                                <button type="button" class="secondary" disabled={page <= 1} on:click=move |_| query.update(|q| q.page = Some(page - 1))>"Previous page"</button>
                                 <span>{format!("Page {page} of {pages} · {} keys", list.total)}</span>
-                                <button type="button" class="secondary" disabled=page >= pages on:click=move |_| query.update(|q| q.page = Some(page + 1))>"Next page"</button>
+                                <button type="button" class="secondary" disabled={page >= pages} on:click=move |_| query.update(|q| q.page = Some(page + 1))>"Next page"</button>
                             </nav>
                         }
                         .into_any()
@@ -396,6 +354,21 @@ fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// A labelled select of the filter bar.
+fn filter_select(
+    id: &'static str,
+    label: &'static str,
+    options: &'static [(&'static str, &'static str)],
+    on_change: impl FnMut(leptos::ev::Event) + 'static,
+) -> impl IntoView {
+    view! {
+        <label for=id>{label}</label>
+        <select id=id on:change=on_change>
+            {options.iter().map(|(value, text)| view! { <option value=*value>{*text}</option> }).collect_view()}
+        </select>
     }
 }
 
@@ -728,7 +701,7 @@ fn KeySettings(
             <ActionForm action=update>
                 <input type="hidden" name="organization_id" prop:value=move || org.get() />
                 <input type="hidden" name="key_id" value=key.id.clone() />
-                <fieldset disabled=!editable>
+                <fieldset disabled={!editable}>
                     <label for="edit-name">"Name"</label>
                     <input id="edit-name" name="name" required maxlength="100" value=key.name.clone() />
                     <label for="edit-description">"Description"</label>

@@ -106,6 +106,25 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
     }
 }
 
+/// A button that copies `text` to the clipboard and says so.
+#[component]
+pub fn CopyButton(#[prop(into)] label: String, text: String) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    view! {
+        <button
+            type="button"
+            class="secondary"
+            aria-label=label
+            on:click=move |_| {
+                let _ = window().navigator().clipboard().write_text(&text);
+                copied.set(true);
+            }
+        >
+            {move || if copied.get() { "Copied" } else { "Copy" }}
+        </button>
+    }
+}
+
 /// A readable error for the user (never internal details: those stay in the server log).
 #[component]
 pub fn ErrorNote(error: AppError) -> impl IntoView {
