@@ -27,7 +27,7 @@ test("the API docs page lists every endpoint of the served OpenAPI document, wit
   await expect(roll.getByRole("table", { name: "Parameters of POST /api/v1/keys/{id}/roll" })).toContainText("id");
   await expect(roll.getByRole("table", { name: /Request body of POST \/api\/v1\/keys\/\{id\}\/roll/ })).toContainText("grace_seconds");
   await expect(roll.getByText("signature_replayed")).toBeVisible();
-  await expect(roll.getByLabel("curl example for POST /api/v1/keys/{id}/roll")).toContainText("curl -X POST");
+  await expect(roll.getByLabel("curl example for POST /api/v1/keys/{id}/roll", { exact: true })).toContainText("curl -X POST");
   await roll.getByRole("button", { name: "Copy curl example for POST /api/v1/keys/{id}/roll" }).click();
   await expect(roll.getByRole("button", { name: "Copy curl example for POST /api/v1/keys/{id}/roll" })).toHaveText("Copied");
 });
