@@ -13,6 +13,7 @@ const IP: &str = "192.0.2.10";
 
 struct Signed {
     app: TestApp,
+    org: String,
     key: String,
     secret: SigningSecret,
     signing_secret_shown: String,
@@ -48,6 +49,7 @@ async fn setup(require: bool) -> Signed {
         secret: signature::signing_secret(&app.state.config.secret, &created.api_key.id, &salt),
         signing_secret_shown: created.signing_secret,
         key: created.key,
+        org,
         app,
     }
 }
@@ -252,4 +254,55 @@ async fn roll_gives_the_new_key_a_new_signing_secret() {
     let new_secret = rolled["signing_secret"].as_str().unwrap();
     assert_ne!(new_secret, s.signing_secret_shown);
     assert_eq!(rolled["require_signature"], true);
+}
+
+#[tokio::test]
+async fn verify_checks_a_forwarded_signature_once() {
+    let s = setup(true).await;
+    let (_, service) = s.app.admin_key(&s.org).await;
+    let verify = |body: serde_json::Value| {
+        let app = &s.app;
+        let service = service.clone();
+        async move {
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/keys/verify",
+                    Some(&service),
+                    Some(body),
+                    IP,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json()
+        }
+    };
+    let body = r#"{"amount":42}"#;
+    let digest = signature::body_digest(body.as_bytes());
+    let sig = header(&s.secret, now(), "POST", "/charges", body);
+    let base = serde_json::json!({"key": s.key, "method": "POST", "path": "/charges", "body_sha256": digest});
+
+    let mut unsigned = base.clone();
+    unsigned.as_object_mut().unwrap().remove("body_sha256");
+    assert_eq!(verify(unsigned).await["code"], "signature_missing");
+    let mut signed = base.clone();
+    signed["signature"] = serde_json::json!(sig);
+    let v = verify(signed.clone()).await;
+    assert_eq!(
+        (v["valid"].as_bool(), v["code"].as_str()),
+        (Some(true), Some("valid")),
+        "{v}"
+    );
+    assert_eq!(verify(signed).await["code"], "signature_replayed");
+    let mut tampered = base.clone();
+    tampered["body_sha256"] = serde_json::json!(signature::body_digest(b"{\"amount\":4200}"));
+    tampered["signature"] = serde_json::json!(header(&s.secret, now(), "POST", "/charges", body));
+    assert_eq!(verify(tampered).await["code"], "signature_invalid");
+    let mut bad = base.clone();
+    bad["body_sha256"] = serde_json::json!("xyz");
+    let r = s
+        .app
+        .api("POST", "/api/v1/keys/verify", Some(&service), Some(bad), IP)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -64,10 +64,20 @@ pub fn signing_secret(pepper: &[u8; 32], key_id: &str, salt: &str) -> SigningSec
 
 /// The exact string that is signed.
 pub fn payload(t: i64, method: &str, path_and_query: &str, body: &[u8]) -> String {
+    payload_for_digest(t, method, path_and_query, &body_digest(body))
+}
+
+/// Hex SHA-256 of a body.
+pub fn body_digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// The signed string from a body's hex SHA-256 (what `/api/v1/keys/verify` is given).
+pub fn payload_for_digest(t: i64, method: &str, path_and_query: &str, body_sha256: &str) -> String {
     format!(
         "{t}.{}.{path_and_query}.{}",
         method.to_ascii_uppercase(),
-        hex::encode(Sha256::digest(body))
+        body_sha256.to_ascii_lowercase()
     )
 }
 
@@ -127,12 +137,15 @@ pub fn check(
     header: &str,
     method: &str,
     path_and_query: &str,
-    body: &[u8],
+    body_sha256: &str,
     now_secs: i64,
 ) -> Result<String, Refusal> {
     use subtle::ConstantTimeEq;
     let h = parse_header(header).ok_or(Refusal::Invalid)?;
-    let expected = sign(secret, &payload(h.t, method, path_and_query, body));
+    let expected = sign(
+        secret,
+        &payload_for_digest(h.t, method, path_and_query, body_sha256),
+    );
     let matched =
         h.v1.iter()
             .find(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
@@ -189,14 +202,37 @@ mod tests {
         let v1 = sign(&s, &payload(1000, "POST", "/api/v1/keys", b"{}"));
         let header = format!("t=1000,v1={v1}");
         assert_eq!(
-            check(&s, &header, "POST", "/api/v1/keys", b"{}", 1000),
+            check(
+                &s,
+                &header,
+                "POST",
+                "/api/v1/keys",
+                &body_digest(b"{}"),
+                1000
+            ),
             Ok(v1.clone())
         );
         // Within tolerance either way; another v1 alongside (rotation) is fine.
-        assert!(check(&s, &header, "POST", "/api/v1/keys", b"{}", 1300).is_ok());
-        assert!(check(&s, &header, "POST", "/api/v1/keys", b"{}", 700).is_ok());
+        assert!(check(
+            &s,
+            &header,
+            "POST",
+            "/api/v1/keys",
+            &body_digest(b"{}"),
+            1300
+        )
+        .is_ok());
+        assert!(check(
+            &s,
+            &header,
+            "POST",
+            "/api/v1/keys",
+            &body_digest(b"{}"),
+            700
+        )
+        .is_ok());
         let two = format!("t=1000, v1={}, v1={v1}", "0".repeat(64));
-        assert!(check(&s, &two, "POST", "/api/v1/keys", b"{}", 1000).is_ok());
+        assert!(check(&s, &two, "POST", "/api/v1/keys", &body_digest(b"{}"), 1000).is_ok());
     }
 
     #[test]
@@ -205,22 +241,63 @@ mod tests {
         let v1 = sign(&s, &payload(1000, "POST", "/api/v1/keys", b"{}"));
         let header = format!("t=1000,v1={v1}");
         let bad = Err(Refusal::Invalid);
-        assert_eq!(check(&s, &header, "GET", "/api/v1/keys", b"{}", 1000), bad);
         assert_eq!(
-            check(&s, &header, "POST", "/api/v1/keys?a", b"{}", 1000),
+            check(
+                &s,
+                &header,
+                "GET",
+                "/api/v1/keys",
+                &body_digest(b"{}"),
+                1000
+            ),
             bad
         );
         assert_eq!(
-            check(&s, &header, "POST", "/api/v1/keys", b"{ }", 1000),
+            check(
+                &s,
+                &header,
+                "POST",
+                "/api/v1/keys?a",
+                &body_digest(b"{}"),
+                1000
+            ),
+            bad
+        );
+        assert_eq!(
+            check(
+                &s,
+                &header,
+                "POST",
+                "/api/v1/keys",
+                &body_digest(b"{ }"),
+                1000
+            ),
             bad
         );
         let other = signing_secret(&[7; 32], "key_2", "salt");
         assert_eq!(
-            check(&other, &header, "POST", "/api/v1/keys", b"{}", 1000),
+            check(
+                &other,
+                &header,
+                "POST",
+                "/api/v1/keys",
+                &body_digest(b"{}"),
+                1000
+            ),
             bad
         );
         let moved = format!("t=1001,v1={v1}");
-        assert_eq!(check(&s, &moved, "POST", "/api/v1/keys", b"{}", 1000), bad);
+        assert_eq!(
+            check(
+                &s,
+                &moved,
+                "POST",
+                "/api/v1/keys",
+                &body_digest(b"{}"),
+                1000
+            ),
+            bad
+        );
     }
 
     #[test]
@@ -229,11 +306,11 @@ mod tests {
         let v1 = sign(&s, &payload(1000, "GET", "/", b""));
         let header = format!("t=1000,v1={v1}");
         assert_eq!(
-            check(&s, &header, "GET", "/", b"", 1301),
+            check(&s, &header, "GET", "/", &body_digest(b""), 1301),
             Err(Refusal::Stale)
         );
         assert_eq!(
-            check(&s, &header, "GET", "/", b"", 699),
+            check(&s, &header, "GET", "/", &body_digest(b""), 699),
             Err(Refusal::Stale)
         );
         for h in [
@@ -245,7 +322,7 @@ mod tests {
             &format!("t=1000;v1={v1}"),
         ] {
             assert_eq!(
-                check(&s, h, "GET", "/", b"", 1000),
+                check(&s, h, "GET", "/", &body_digest(b""), 1000),
                 Err(Refusal::Invalid),
                 "{h}"
             );

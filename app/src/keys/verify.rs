@@ -222,7 +222,7 @@ pub async fn check_signature(
     header: Option<&str>,
     method: &str,
     path_and_query: &str,
-    body: &[u8],
+    body_sha256: &str,
 ) -> Result<(), AppError> {
     let Some(header) = header else {
         return match key.require_signature {
@@ -236,7 +236,7 @@ pub async fn check_signature(
         header,
         method,
         path_and_query,
-        body,
+        body_sha256,
         now / 1000,
     )
     .map_err(|r| match r {

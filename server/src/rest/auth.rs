@@ -112,7 +112,7 @@ pub async fn require_key(
             header.as_deref(),
             &method,
             target,
-            &bytes,
+            &app::keys::signature::body_digest(&bytes),
         )
         .await?;
         Ok((key, Body::from(bytes)))

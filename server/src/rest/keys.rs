@@ -212,6 +212,14 @@ pub struct VerifyBody {
     pub method: Option<String>,
     #[serde(default)]
     pub path: Option<String>,
+    /// The request's `Signature` header, to check it too (required when the key requires
+    /// signatures). Checked against `method`, `path` (with its query string) and
+    /// `body_sha256`; an accepted signature cannot be used again.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// Hex SHA-256 of the request body (default: of the empty body).
+    #[serde(default)]
+    pub body_sha256: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -265,21 +273,51 @@ pub async fn verify(
     )
     .await
     {
-        Ok(key) if key.organization_id == caller.0.organization_id => Ok(Json(Verification {
-            valid: true,
-            code: "valid".into(),
-            key_id: Some(key.id.clone()),
-            org_id: Some(key.organization_id.clone()),
-            environment: Some(key.environment.clone()),
-            permissions: Some(
-                keys::scope_permissions(&key.scopes)
-                    .into_iter()
-                    .map(|p| p.as_str().to_string())
-                    .collect(),
-            ),
-            scopes: Some(key.scopes.clone()),
-            expires_at: key.expires_at.map(keys::rfc3339),
-        })),
+        Ok(key) if key.organization_id == caller.0.organization_id => {
+            let digest = match body.body_sha256.as_deref() {
+                None => app::keys::signature::body_digest(b""),
+                Some(d) if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    d.to_string()
+                }
+                Some(_) => {
+                    return Err(AppError::invalid(
+                        "body_sha256",
+                        "body_sha256 must be a hex SHA-256 (64 characters)",
+                    ))
+                }
+            };
+            if let Err(e) = keys::check_signature(
+                &state.db,
+                &state.keys,
+                &key,
+                body.signature.as_deref(),
+                &method,
+                path,
+                &digest,
+            )
+            .await
+            {
+                return match e.code {
+                    app::error::ErrorCode::Internal => Err(e),
+                    code => Ok(Json(refused(code))),
+                };
+            }
+            Ok(Json(Verification {
+                valid: true,
+                code: "valid".into(),
+                key_id: Some(key.id.clone()),
+                org_id: Some(key.organization_id.clone()),
+                environment: Some(key.environment.clone()),
+                permissions: Some(
+                    keys::scope_permissions(&key.scopes)
+                        .into_iter()
+                        .map(|p| p.as_str().to_string())
+                        .collect(),
+                ),
+                scopes: Some(key.scopes.clone()),
+                expires_at: key.expires_at.map(keys::rfc3339),
+            }))
+        }
         Ok(_) => Ok(Json(refused(app::error::ErrorCode::KeyUnknown))),
         Err(e) if e.code == app::error::ErrorCode::Internal => Err(e),
         Err(e) => Ok(Json(refused(e.code))),
