@@ -209,22 +209,11 @@ pub async fn set_key_status(
     action: String,
     reason: String,
 ) -> Result<ApiKey, AppError> {
-    use super::ssr::Transition;
     use crate::ssr;
     let caller = ssr::guard("set_key_status").await?;
     ssr::require_org(&caller, "set_key_status", &organization_id).await?;
     ssr::respond(async move {
-        let t = match action.as_str() {
-            "enable" => Transition::Enable,
-            "disable" => Transition::Disable,
-            "revoke" => Transition::Revoke,
-            _ => {
-                return Err(AppError::invalid(
-                    "action",
-                    "action must be enable, disable or revoke",
-                ))
-            }
-        };
+        let t = super::ssr::parse_transition(&action)?;
         let actor = super::ssr::Actor::from(&caller);
         super::ssr::transition(
             &caller.state,

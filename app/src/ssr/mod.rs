@@ -41,9 +41,10 @@ impl FromRef<AppState> for LeptosOptions {
 /// for `/api/v1/openapi.json` and the in-app API docs pages.
 static API_DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Records the OpenAPI document (the first call wins: it is the same for the process).
-pub fn set_api_document(document: String) {
-    let _ = API_DOCUMENT.set(document);
+/// Builds the OpenAPI document once per process (every router of the process serves the same
+/// routes; later calls do no work).
+pub fn init_api_document(build: impl FnOnce() -> String) {
+    API_DOCUMENT.get_or_init(build);
 }
 
 pub fn api_document() -> &'static str {
