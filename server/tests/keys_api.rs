@@ -10,17 +10,9 @@ use serde_json::json;
 
 const IP: &str = "192.0.2.10";
 
-async fn setup() -> (TestApp, String, String) {
-    let app = spawn().await;
-    let user = app.user("ann@example.org", None).await;
-    let org = app.org_of(&user).await;
-    let (_, key) = app.admin_key(&org).await;
-    (app, org, key)
-}
-
 #[tokio::test]
 async fn me_describes_the_calling_key() {
-    let (app, org, key) = setup().await;
+    let (app, org, key) = with_admin_key().await;
     let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let me = r.json();
@@ -36,7 +28,7 @@ async fn me_describes_the_calling_key() {
 
 #[tokio::test]
 async fn each_refusal_has_its_code() {
-    let (app, org, good) = setup().await;
+    let (app, org, good) = with_admin_key().await;
     let check = |r: &Reply, status: StatusCode, code: &str| {
         assert_eq!(r.status, status, "{code}: {}", r.body);
         assert_eq!(r.error_code(), code);
@@ -236,7 +228,7 @@ async fn each_refusal_has_its_code() {
 
 #[tokio::test]
 async fn create_shows_the_secret_once_and_never_again() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let r = app
         .api(
             "POST",
@@ -280,7 +272,7 @@ async fn create_shows_the_secret_once_and_never_again() {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
-    let (app, _org, admin) = setup().await;
+    let (app, _org, admin) = with_admin_key().await;
     let before = app.count("api_key").await;
     for (body, field) in [
         (json!({"name": ""}), Some("name")),
@@ -328,7 +320,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn disable_takes_effect_at_once_and_enable_restores() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let (id, key) = app.admin_key(&org).await;
     assert_eq!(
         app.api("GET", "/api/v1/me", Some(&key), None, IP)
@@ -418,7 +410,7 @@ async fn disable_takes_effect_at_once_and_enable_restores() {
 
 #[tokio::test]
 async fn a_change_on_another_instance_is_seen_within_a_second() {
-    let (app, org, _) = setup().await;
+    let (app, org, _) = with_admin_key().await;
     let (id, key) = app.admin_key(&org).await;
     assert_eq!(
         app.api("GET", "/api/v1/me", Some(&key), None, IP)
@@ -443,7 +435,7 @@ async fn a_change_on_another_instance_is_seen_within_a_second() {
 
 #[tokio::test]
 async fn roll_with_grace_keeps_both_working_until_the_grace_ends() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let (id, old) = app
         .issue_key(
             &org,
@@ -568,7 +560,7 @@ async fn roll_with_grace_keeps_both_working_until_the_grace_ends() {
 
 #[tokio::test]
 async fn verify_endpoint_answers_for_the_callers_organization_only() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let (_, key) = app
         .issue_key(
             &org,
@@ -642,7 +634,7 @@ async fn verify_endpoint_answers_for_the_callers_organization_only() {
 
 #[tokio::test]
 async fn organizations_never_see_or_touch_each_others_keys() {
-    let (app, _org, ann) = setup().await;
+    let (app, _org, ann) = with_admin_key().await;
     let bob = app.user("bob@example.org", None).await;
     let bob_org = app.org_of(&bob).await;
     let (bob_key_id, bob_key) = app.admin_key(&bob_org).await;
@@ -688,7 +680,7 @@ async fn organizations_never_see_or_touch_each_others_keys() {
 
 #[tokio::test]
 async fn a_key_cannot_mint_a_stronger_key() {
-    let (app, org, _) = setup().await;
+    let (app, org, _) = with_admin_key().await;
     let (_, basic) = app
         .issue_key(
             &org,
@@ -814,7 +806,7 @@ async fn console_key_functions_check_the_organization() {
 
 #[tokio::test]
 async fn use_is_recorded_off_the_request_path() {
-    let (app, org, _) = setup().await;
+    let (app, org, _) = with_admin_key().await;
     let (id, key) = app.admin_key(&org).await;
     assert_eq!(
         app.api("GET", "/api/v1/me", Some(&key), None, IP)
@@ -844,7 +836,7 @@ async fn use_is_recorded_off_the_request_path() {
 
 #[tokio::test]
 async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let (a, ka) = app.admin_key(&org).await;
     let (b, kb) = app.admin_key(&org).await;
     let (c, _) = app.admin_key(&org).await;
@@ -962,7 +954,7 @@ async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
 
 #[tokio::test]
 async fn patch_edits_settings_with_the_same_rules_as_create() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let (id, key) = app
         .issue_key(
             &org,

@@ -10,32 +10,16 @@ use serde_json::json;
 
 const IP: &str = "192.0.2.10";
 
-async fn setup() -> (TestApp, String, String) {
-    let app = spawn().await;
-    let user = app.user("ann@example.org", None).await;
-    let org = app.org_of(&user).await;
-    let (_, key) = app.admin_key(&org).await;
-    (app, org, key)
-}
-
 async fn import(app: &TestApp, key: &str, body: &str, content_type: &str, dry_run: bool) -> Reply {
     let path = format!("/api/v1/keys/import?dry_run={dry_run}");
-    let mut req = http::Request::post(path)
-        .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(axum::body::Body::from(body.to_string()))
-        .unwrap();
-    req.extensions_mut().insert(axum::extract::ConnectInfo(
-        format!("{IP}:40000")
-            .parse::<std::net::SocketAddr>()
-            .unwrap(),
-    ));
-    app.send(req).await
+    let headers = [("content-type", content_type)];
+    app.api_raw("POST", &path, Some(key), Some(body), IP, &headers)
+        .await
 }
 
 #[tokio::test]
 async fn import_previews_then_imports_each_row_on_its_own() {
-    let (app, _org, admin) = setup().await;
+    let (app, _org, admin) = with_admin_key().await;
     let legacy_plain = "sk_legacy_0123456789abcdefXYZ";
     let legacy_hashed = "pk_old_system_abcdefghijklmnop";
     let rows = json!([
@@ -138,7 +122,7 @@ async fn import_previews_then_imports_each_row_on_its_own() {
 
 #[tokio::test]
 async fn import_refuses_bad_files_and_stronger_keys() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let before = app.count("api_key").await;
     for (body, ctype) in [
         ("not json", "application/json"),
@@ -222,7 +206,7 @@ async fn import_refuses_bad_files_and_stronger_keys() {
 
 #[tokio::test]
 async fn csv_export_imports_into_another_organization() {
-    let (app, _org, admin) = setup().await;
+    let (app, _org, admin) = with_admin_key().await;
     for (name, category) in [("alpha", "basic"), ("beta, with comma", "read_only")] {
         let r = app
             .api(
@@ -268,7 +252,7 @@ async fn csv_export_imports_into_another_organization() {
 
 #[tokio::test]
 async fn list_searches_filters_sorts_and_pages() {
-    let (app, org, admin) = setup().await;
+    let (app, org, admin) = with_admin_key().await;
     let mk = |name: &str, category: &str, expires: Option<&str>| {
         let mut body = json!({"name": name, "category": category});
         if let Some(e) = expires {

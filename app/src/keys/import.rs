@@ -13,7 +13,7 @@
 //! A dry run (`preview`) checks every row, including duplicates, and writes nothing.
 
 use super::format;
-use super::rules::{parse_rfc3339, validate_new, Settings};
+use super::rules::{validate_new, Settings};
 use super::ssr::{insert_key, record_event, Actor, Material};
 use super::{Category, EndpointRule, ImportOutcome, NewKey, Scopes};
 use crate::access::Permission;
@@ -254,9 +254,6 @@ fn plan(
         metadata: row.metadata.clone(),
         personal: None,
     };
-    if let Some(at) = &row.expires_at {
-        parse_rfc3339("expires_at", at)?;
-    }
     let settings = validate_new(&new, now, may_grant)?;
     let (material, source) = match (&row.key, &row.key_hash) {
         (Some(_), Some(_)) => {

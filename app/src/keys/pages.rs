@@ -480,12 +480,6 @@ fn ImportPanel(org: RwSignal<String>, import: ServerAction<ImportKeys>) -> impl 
             true,
         )
     });
-    let run = move |dry_run: bool| ImportKeys {
-        organization_id: org.get_untracked(),
-        format: format.get_untracked(),
-        data: text.get_untracked(),
-        dry_run,
-    };
     view! {
         <section class="card" role="region" aria-label="Import keys">
             <h2>"Import keys"</h2>
@@ -505,7 +499,12 @@ fn ImportPanel(org: RwSignal<String>, import: ServerAction<ImportKeys>) -> impl 
             <div class="toolbar">
                 <button type="button" class="secondary" on:click=move |_| { import.value().set(None); preview.dispatch(()); }>"Preview"</button>
                 <Show when=move || matches!(preview.value().get(), Some(Ok(ref rows)) if rows.iter().any(|r| r.ok))>
-                    <button type="button" on:click=move |_| { import.dispatch(run(false)); preview.value().set(None); }>"Import"</button>
+                    <button type="button" on:click=move |_| { import.dispatch(ImportKeys {
+                        organization_id: org.get_untracked(),
+                        format: format.get_untracked(),
+                        data: text.get_untracked(),
+                        dry_run: false,
+                    }); preview.value().set(None); }>"Import"</button>
                 </Show>
             </div>
             {move || preview.value().get().map(|r| view! { <ImportResults label="Import preview" result=r /> })}

@@ -623,7 +623,7 @@ pub async fn roll(
 
 /// The key's status timeline, oldest first.
 pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent>, AppError> {
-    row(db, org_id, key_id).await?;
+    let key = row(db, org_id, key_id).await?;
     let rows = sqlx::query(
         "select kind, actor, reason, source_ip, occurred_at from api_key_event
          where api_key_id = $1 and organization_id = $2 order by occurred_at, api_key_event_id",
@@ -645,7 +645,6 @@ pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // Expiry happens by date, without a write: show it where it belongs in the timeline.
-    let key = row(db, org_id, key_id).await?;
     if let Some(at) = key.expires_at.filter(|at| *at <= now_ms()) {
         if key.status == "active" {
             events.push(KeyEvent {

@@ -85,6 +85,16 @@ pub fn test_config() -> Config {
     }
 }
 
+/// A fresh app with one user and an admin-preset key in their organization:
+/// (app, organization id, key).
+pub async fn with_admin_key() -> (TestApp, String, String) {
+    let app = spawn().await;
+    let user = app.user("ann@example.org", None).await;
+    let org = app.org_of(&user).await;
+    let (_, key) = app.admin_key(&org).await;
+    (app, org, key)
+}
+
 pub async fn spawn() -> TestApp {
     spawn_with(|_| {}).await
 }
@@ -339,7 +349,8 @@ impl TestApp {
             .await
     }
 
-    /// Calls the REST API with a raw JSON body and extra headers.
+    /// Calls the REST API with a raw body (JSON unless the headers name another
+    /// content type) and extra headers.
     pub async fn api_raw(
         &self,
         method: &str,
@@ -356,10 +367,15 @@ impl TestApp {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         let body = match body {
-            Some(json) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(json.to_string())
+            Some(text) => {
+                if !typed {
+                    req = req.header(header::CONTENT_TYPE, "application/json");
+                }
+                Body::from(text.to_string())
             }
             None => Body::empty(),
         };
