@@ -11,7 +11,7 @@ use serde_json::Value;
 /// The OpenAPI document (JSON text).
 #[server(prefix = "/rpc", endpoint = "api_document")]
 pub async fn api_document() -> Result<String, AppError> {
-    crate::ssr::guard("api_document").await?;
+    crate::access::guard::guard("api_document").await?;
     Ok(crate::ssr::api_document().to_string())
 }
 
@@ -188,7 +188,7 @@ fn Operation(doc: StoredValue<Value>, path: String, method: String) -> impl Into
                 }).collect_view()}
             </ul>
             <h3>"Example"</h3>
-            <pre aria-label=format!("curl example for {title}")><code>{curl}</code></pre>
+            <pre tabindex="0" aria-label=format!("curl example for {title}")><code>{curl}</code></pre>
             <CopyButton label=format!("Copy curl example for {title}") text=to_copy />
         </section>
     }

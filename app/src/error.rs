@@ -55,6 +55,8 @@ pub enum ErrorCode {
     IpNotAllowed,
     /// The key is restricted to other endpoints.
     EndpointNotAllowed,
+    /// The key's stored restrictions cannot be read; it is refused rather than unrestricted.
+    KeyRestrictionsInvalid,
     /// The key requires a `Signature` header and none was sent.
     SignatureMissing,
     /// The `Signature` header is malformed or does not match the request.
@@ -63,6 +65,8 @@ pub enum ErrorCode {
     SignatureStale,
     /// This exact signature was already accepted once.
     SignatureReplayed,
+    /// Too many requests from this client (or for this key): wait `Retry-After` seconds.
+    RateLimited,
     /// A dependency (the database) is not answering.
     Unavailable,
     /// Something went wrong on our side; details are in the server log under the error id.
@@ -88,10 +92,13 @@ impl ErrorCode {
             | ErrorCode::SignatureInvalid
             | ErrorCode::SignatureStale
             | ErrorCode::SignatureReplayed => 401,
-            ErrorCode::IpNotAllowed | ErrorCode::EndpointNotAllowed => 403,
+            ErrorCode::IpNotAllowed
+            | ErrorCode::EndpointNotAllowed
+            | ErrorCode::KeyRestrictionsInvalid => 403,
             ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }
@@ -107,6 +114,9 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// For `rate_limited`: seconds until a retry can succeed, sent as `Retry-After` (a header,
+    /// not part of the body).
+    pub retry_after: Option<u64>,
 }
 
 /// The wire shape: `{"error":{"code","message","field"?}}`.
@@ -129,6 +139,7 @@ impl From<Envelope> for AppError {
             code: e.error.code,
             message: e.error.message,
             field: e.error.field,
+            retry_after: None,
         }
     }
 }
@@ -166,10 +177,12 @@ impl ErrorCode {
         ErrorCode::KeyExpired,
         ErrorCode::IpNotAllowed,
         ErrorCode::EndpointNotAllowed,
+        ErrorCode::KeyRestrictionsInvalid,
         ErrorCode::SignatureMissing,
         ErrorCode::SignatureInvalid,
         ErrorCode::SignatureStale,
         ErrorCode::SignatureReplayed,
+        ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -189,6 +202,7 @@ impl AppError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -198,6 +212,7 @@ impl AppError {
             code: ErrorCode::InvalidInput,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
         }
     }
 
@@ -227,6 +242,21 @@ impl AppError {
             code: ErrorCode::Conflict,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
+        }
+    }
+
+    /// Too many attempts: `Retry-After: retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        AppError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many attempts; try again in {} s",
+                    retry_after_secs.max(1)
+                ),
+            )
         }
     }
 
@@ -285,7 +315,14 @@ impl axum::response::IntoResponse for AppError {
     fn into_response(self) -> axum::response::Response {
         let status = http::StatusCode::from_u16(self.code.status())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self)).into_response()
+        let retry_after = self.retry_after;
+        let mut response = (status, axum::Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

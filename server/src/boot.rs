@@ -2,10 +2,10 @@
 
 use crate::cli::ServeArgs;
 use app::access::Role;
-use app::ssr::{config::Config, db::now_ms, AppState, Db};
+use app::ssr::{config::Config, db::now_ms, AppState, Db, Domains};
 use leptos::prelude::LeptosOptions;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Connects and applies migrations; any failure stops start-up with the reason.
@@ -19,28 +19,138 @@ pub async fn database(url: &str) -> anyhow_like::Result<Db> {
     Ok(db)
 }
 
-/// The HMAC secret: `KEYWARD_SECRET` when set, else one generated once and kept in the
-/// database (so every instance on the same database agrees).
-pub async fn secret(db: &Db, configured: Option<&str>) -> anyhow_like::Result<[u8; 32]> {
+/// Where the secret file goes by default: beside the SQLite database (`data/keyward.secret`
+/// for `sqlite://data/keyward.db`), else `keyward.secret` in the working directory.
+pub fn default_secret_file(database_url: &str) -> PathBuf {
+    let sqlite_path = database_url
+        .strip_prefix("sqlite:")
+        .map(|rest| {
+            rest.trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or_default()
+        })
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    match sqlite_path.and_then(|p| Path::new(p).parent()) {
+        Some(dir) => dir.join("keyward.secret"),
+        None => PathBuf::from("keyward.secret"),
+    }
+}
+
+/// The server secret (the pepper of key hashes, signing secrets and device cookies):
+///
+/// 1. `KEYWARD_SECRET` when given (at least 32 characters);
+/// 2. else the secret file (`--secret-file`, default [`default_secret_file`]), created with
+///    mode 0600 on first start. An install that kept its secret in the database (before this
+///    file existed) has it moved to the file once, and removed from the database, so that a
+///    copy of the database alone cannot forge signatures or test guessed keys.
+///
+/// The database keeps only a check value (an HMAC under the secret): an instance started with
+/// a different secret than the one the database was set up with refuses to start, instead of
+/// refusing every key.
+pub async fn secret(
+    db: &Db,
+    configured: Option<&str>,
+    file: &Path,
+) -> anyhow_like::Result<[u8; 32]> {
     let material = match configured {
         Some(s) if s.len() >= 32 => s.to_string(),
         Some(_) => return Err("KEYWARD_SECRET must be at least 32 characters".into()),
+        None => secret_from_file(db, file).await?,
+    };
+    let secret: [u8; 32] = Sha256::digest(material.as_bytes()).into();
+    check_secret(db, &secret).await?;
+    Ok(secret)
+}
+
+async fn secret_from_file(db: &Db, file: &Path) -> anyhow_like::Result<String> {
+    let stored: Option<String> =
+        sqlx::query_scalar("select value from instance_secret where name = 'hmac'")
+            .fetch_optional(&db.writer)
+            .await
+            .map_err(|e| e.to_string())?;
+    let read = |file: &Path| -> anyhow_like::Result<String> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the secret file {}: {e}", file.display()))?;
+        let text = text.trim().to_string();
+        if text.len() < 32 {
+            return Err(format!(
+                "the secret file {} holds fewer than 32 characters",
+                file.display()
+            ));
+        }
+        Ok(text)
+    };
+    if file.exists() {
+        let material = read(file)?;
+        if stored.is_some() {
+            forget_stored_secret(db).await?;
+        }
+        return Ok(material);
+    }
+    let material = match stored {
+        Some(value) => value,
         None => {
             use rand::Rng;
-            let fresh = hex::encode(rand::thread_rng().gen::<[u8; 32]>());
-            sqlx::query("insert into instance_secret (name, value, created_at) values ('hmac', $1, $2) on conflict (name) do nothing")
-                .bind(&fresh)
-                .bind(now_ms())
-                .execute(&db.writer)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query_scalar::<_, String>("select value from instance_secret where name = 'hmac'")
-                .fetch_one(&db.reader)
-                .await
-                .map_err(|e| e.to_string())?
+            hex::encode(rand::thread_rng().gen::<[u8; 32]>())
         }
     };
-    Ok(Sha256::digest(material.as_bytes()).into())
+    write_secret_file(file, &material)?;
+    forget_stored_secret(db).await?;
+    tracing::info!(file = %file.display(), "server secret written to its file (mode 0600); back it up with the database");
+    Ok(material)
+}
+
+async fn forget_stored_secret(db: &Db) -> anyhow_like::Result<()> {
+    sqlx::query("delete from instance_secret where name = 'hmac'")
+        .execute(&db.writer)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn write_secret_file(file: &Path, material: &str) -> anyhow_like::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(file)
+        .map_err(|e| format!("cannot create the secret file {}: {e}", file.display()))?;
+    writeln!(f, "{material}")
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write the secret file {}: {e}", file.display()))
+}
+
+/// Records the secret's check value on first start, and refuses a different secret later.
+async fn check_secret(db: &Db, secret: &[u8; 32]) -> anyhow_like::Result<()> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(b"keyward-secret-check-v1");
+    let check = hex::encode(mac.finalize().into_bytes());
+    sqlx::query("insert into instance_secret_check (name, check_hmac, created_at) values ('hmac', $1, $2) on conflict (name) do nothing")
+        .bind(&check)
+        .bind(now_ms())
+        .execute(&db.writer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let recorded: String =
+        sqlx::query_scalar("select check_hmac from instance_secret_check where name = 'hmac'")
+            .fetch_one(&db.writer)
+            .await
+            .map_err(|e| e.to_string())?;
+    if recorded != check {
+        return Err("this database was set up with a different server secret: start with the same KEYWARD_SECRET or secret file as the other instances (keys, signatures and device cookies depend on it)".into());
+    }
+    Ok(())
 }
 
 pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config> {
@@ -49,12 +159,14 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         None => url::Url::parse(&format!("http://{}", args.listen)).map_err(|e| e.to_string())?,
     };
     Ok(Config {
-        public_origin,
         signup_open: args.signup == "open",
         session_idle: Duration::from_secs(args.session_idle_minutes * 60),
         session_absolute: Duration::from_secs(args.session_absolute_hours * 3600),
         sign_in_failures_per_hour: args.sign_in_failures_per_hour,
+        auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
+        allowed_hosts: Config::hosts_for(&public_origin, args.listen),
         secret,
+        public_origin,
     })
 }
 
@@ -69,13 +181,13 @@ pub fn leptos_options(
     Ok(options)
 }
 
+/// The one place the domains' in-memory state is composed.
+pub fn domains() -> Domains {
+    Domains::default().with(app::keys::ssr::KeyCache::default())
+}
+
 pub fn state(db: Db, config: Config, leptos_options: LeptosOptions) -> AppState {
-    AppState {
-        db,
-        config: Arc::new(config),
-        leptos_options,
-        keys: Default::default(),
-    }
+    AppState::new(db, config, leptos_options, domains())
 }
 
 /// On an empty database, creates the first admin and prints the sign-in once (stdout, never
@@ -105,7 +217,11 @@ pub async fn bootstrap_admin(
 }
 
 /// `keyward create-key`: validates like the API does and returns the new secret.
-pub async fn create_key(db: &Db, args: &crate::cli::CreateKeyArgs) -> anyhow_like::Result<String> {
+pub async fn create_key(
+    db: &Db,
+    args: &crate::cli::CreateKeyArgs,
+    secret_file: &Path,
+) -> anyhow_like::Result<String> {
     use app::keys::{Access, NewKey, Scopes};
     let org_id: Option<String> = sqlx::query_scalar(
         "select organization_id from organization where organization_id = $1 or slug = $1",
@@ -134,15 +250,12 @@ pub async fn create_key(db: &Db, args: &crate::cli::CreateKeyArgs) -> anyhow_lik
         expires_at: args.expires_at.clone(),
         ..Default::default()
     };
-    // The operator at the console of the machine may grant anything.
-    let settings =
-        app::keys::ssr::validate_new(&new, now_ms(), &|_| true).map_err(|e| e.message)?;
-    let pepper = secret(db, args.secret.as_deref()).await?;
-    let actor = app::keys::ssr::Actor {
-        id: Some("cli"),
-        source_ip: None,
-    };
-    let created = app::keys::ssr::create(db, &pepper, &org_id, None, &settings, actor)
+    // The operator at the console of the machine may grant anything the organization can hold.
+    let grant = app::access::ssr::Grant::operator(&org_id);
+    let settings = app::keys::ssr::validate_new(&new, now_ms(), &grant).map_err(|e| e.message)?;
+    let pepper = secret(db, args.secret.as_deref(), secret_file).await?;
+    let acting = app::keys::ssr::Acting::new(&grant, None);
+    let created = app::keys::ssr::create(db, &pepper, acting, None, &settings)
         .await
         .map_err(|e| e.message)?;
     Ok(created.key)

@@ -19,6 +19,12 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// The file holding the server secret when `KEYWARD_SECRET` is not given; created (mode
+    /// 0600) on first start. Default: `keyward.secret` beside the SQLite database, or in the
+    /// working directory for PostgreSQL (several instances must share one secret).
+    #[arg(long, env = "KEYWARD_SECRET_FILE", global = true)]
+    pub secret_file: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,7 +68,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_SIGN_IN_FAILURES_PER_HOUR", default_value_t = 100)]
     pub sign_in_failures_per_hour: i64,
 
-    /// Server secret for HMACs. Default: generated on first start and kept in the database.
+    /// Sign-in and sign-up attempts allowed per client address (IPv6: per /64) per minute.
+    #[arg(long, env = "KEYWARD_AUTH_ATTEMPTS_PER_IP_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_attempts_per_ip_per_minute: u32,
+
+    /// Server secret for HMACs (at least 32 characters). Default: the secret file.
     #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
 

@@ -4,6 +4,7 @@
 pub mod boot;
 pub mod cli;
 pub mod rest;
+pub mod workers;
 
 use app::ssr::{csrf, request_id, session_store::DbSessionStore, AppState};
 use app::{shell, App};
@@ -50,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            app::ssr::rpc_middleware,
+            app::access::guard::rpc_middleware,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

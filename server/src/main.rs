@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stderr: stdout carries only what a command promises (a key, a user id).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_env("KEYWARD_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")),
@@ -22,6 +24,10 @@ async fn main() {
 
 async fn run(cli: cli::Cli) -> Result<(), String> {
     let db = boot::database(&cli.database_url).await?;
+    let secret_file = cli
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| boot::default_secret_file(&cli.database_url));
     match cli.command {
         cli::Command::Migrate => {
             println!("migrations applied");
@@ -43,11 +49,11 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             println!("{user_id}");
         }
         cli::Command::CreateKey(args) => {
-            let key = boot::create_key(&db, &args).await?;
+            let key = boot::create_key(&db, &args, &secret_file).await?;
             println!("{key}");
         }
         cli::Command::Serve(args) => {
-            let secret = boot::secret(&db, args.secret.as_deref()).await?;
+            let secret = boot::secret(&db, args.secret.as_deref(), &secret_file).await?;
             let config = boot::config(&args, secret)?;
             let options = boot::leptos_options(&args.leptos_config, args.listen)?;
             boot::bootstrap_admin(
@@ -58,7 +64,7 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             )
             .await?;
             let state = boot::state(db.clone(), config, options);
-            let sweeper = tokio::spawn(sweep_sessions(db.clone()));
+            let workers = keyward_server::workers::Workers::start(&state);
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -70,25 +76,13 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| e.to_string())?;
-            sweeper.abort();
+            // Requests have drained: let the workers write what they hold, then stop.
+            workers.shutdown(std::time::Duration::from_secs(10)).await;
             tracing::info!("keyward stopped");
         }
     }
     db.close().await;
     Ok(())
-}
-
-/// Deletes expired sessions every ten minutes.
-async fn sweep_sessions(db: app::ssr::Db) {
-    use tower_sessions::session_store::ExpiredDeletion;
-    let store = app::ssr::session_store::DbSessionStore::new(db);
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.delete_expired().await {
-            tracing::warn!(error = %e, "session sweep failed");
-        }
-    }
 }
 
 async fn shutdown() {

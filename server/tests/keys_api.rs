@@ -130,7 +130,7 @@ async fn each_refusal_has_its_code() {
         .execute(&app.state.db.writer)
         .await
         .unwrap();
-    app.state.keys.clear();
+    app::keys::ssr::KeyCache::of(&app.state).unwrap().clear();
     check(
         &app.api("GET", "/api/v1/me", Some(&expired), None, IP).await,
         StatusCode::UNAUTHORIZED,
@@ -488,7 +488,7 @@ async fn roll_with_grace_keeps_both_working_until_the_grace_ends() {
         .execute(&app.state.db.writer)
         .await
         .unwrap();
-    app.state.keys.clear();
+    app::keys::ssr::KeyCache::of(&app.state).unwrap().clear();
     assert_eq!(
         app.api("GET", "/api/v1/me", Some(&old), None, IP)
             .await
@@ -815,7 +815,8 @@ async fn use_is_recorded_off_the_request_path() {
         StatusCode::OK
     );
     let mut last_used: Option<i64> = None;
-    for _ in 0..50 {
+    // The key-use worker writes every 500 ms.
+    for _ in 0..150 {
         last_used = sqlx::query_scalar("select last_used_at from api_key where api_key_id = $1")
             .bind(&id)
             .fetch_one(&app.state.db.reader)

@@ -603,7 +603,7 @@ async fn a_personal_token_acts_within_its_owners_current_permissions() {
         r.json()["error"]["message"],
         "missing permission: keys:write"
     );
-    // Removed from the organization: nothing at all.
+    // Removed from the organization: the token stops.
     sqlx::query("delete from membership where organization_id = $1 and user_id = $2")
         .bind(&team)
         .bind(&ann)
@@ -611,5 +611,6 @@ async fn a_personal_token_acts_within_its_owners_current_permissions() {
         .await
         .unwrap();
     let r = app.api("GET", "/api/v1/me", Some(&secret), None, IP).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.error_code(), "key_disabled");
 }

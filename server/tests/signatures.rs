@@ -29,14 +29,14 @@ async fn setup(require: bool) -> Signed {
         require_signature: Some(require),
         ..Default::default()
     };
-    let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &|_| true).unwrap();
+    let grant = app::access::ssr::Grant::operator(&org);
+    let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &grant).unwrap();
     let created = app::keys::ssr::create(
         &app.state.db,
         &app.state.config.secret,
-        &org,
+        app::keys::ssr::Acting::new(&grant, None),
         None,
         &settings,
-        Default::default(),
     )
     .await
     .unwrap();

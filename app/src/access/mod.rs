@@ -2,6 +2,8 @@
 //! server function. Deny by default: a permission is granted only by a role that lists it, and
 //! an endpoint with no declared guard is refused.
 
+#[cfg(feature = "ssr")]
+pub mod guard;
 pub mod policy;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -57,6 +59,22 @@ impl Permission {
         Permission::ALL.iter().copied().find(|p| p.as_str() == name)
     }
 
+    /// Instance-wide permissions (`users:*`): meaningful only in the system organization. No
+    /// role of another organization grants them and no key outside it can carry them.
+    pub fn is_instance(self) -> bool {
+        matches!(self, Permission::UsersRead | Permission::UsersWrite)
+    }
+
+    /// Whether the permission changes things (`…:write`), rather than reading them.
+    pub fn is_write(self) -> bool {
+        self.as_str().ends_with(":write")
+    }
+
+    /// The resource part of the name (`keys` for `keys:write`).
+    pub fn resource(self) -> &'static str {
+        self.as_str().split(':').next().unwrap_or_default()
+    }
+
     /// What a permission brings along: write implies read on the same resource.
     pub fn implied(self) -> &'static [Permission] {
         match self {
@@ -71,14 +89,81 @@ impl Permission {
 
 /// The resources of the catalog (`org`, `members`, `keys`, …), in catalog order.
 pub fn resources() -> Vec<&'static str> {
+    resources_where(|_| true)
+}
+
+/// The resources an organization's keys and roles can hold: the instance resources (`users`)
+/// only in the system organization.
+pub fn resources_in(system_org: bool) -> Vec<&'static str> {
+    resources_where(|p| system_org || !p.is_instance())
+}
+
+fn resources_where(keep: impl Fn(Permission) -> bool) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for p in Permission::ALL {
-        let resource = p.as_str().split(':').next().unwrap_or_default();
-        if !out.contains(&resource) {
-            out.push(resource);
+    for p in Permission::ALL.iter().copied().filter(|p| keep(*p)) {
+        if !out.contains(&p.resource()) {
+            out.push(p.resource());
         }
     }
     out
+}
+
+/// A set of permissions (a bit per catalog entry): what a principal holds, its ceiling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Permissions(u32);
+
+impl Permissions {
+    pub const NONE: Permissions = Permissions(0);
+
+    fn bit(p: Permission) -> u32 {
+        let at = Permission::ALL.iter().position(|q| *q == p).unwrap_or(0);
+        1 << at
+    }
+
+    /// Every permission of the catalog that an organization can hold.
+    pub fn all_in(system_org: bool) -> Permissions {
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| system_org || !p.is_instance())
+            .collect()
+    }
+
+    pub fn contains(self, p: Permission) -> bool {
+        self.0 & Self::bit(p) != 0
+    }
+
+    pub fn intersect(self, other: Permissions) -> Permissions {
+        Permissions(self.0 & other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The permissions, in catalog order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(move |p| self.contains(*p))
+    }
+
+    /// The first permission of `wanted` (catalog order) this set lacks.
+    pub fn first_missing(self, wanted: Permissions) -> Option<Permission> {
+        wanted.iter().find(|p| !self.contains(*p))
+    }
+
+    /// The `resource:action` names, in catalog order.
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|p| p.as_str().to_string()).collect()
+    }
+}
+
+impl FromIterator<Permission> for Permissions {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        Permissions(iter.into_iter().fold(0, |acc, p| acc | Permissions::bit(p)))
+    }
 }
 
 /// The built-in roles every organization has.
@@ -133,6 +218,14 @@ impl Role {
             .filter(|p| self.allows(*p))
             .collect()
     }
+
+    /// What the role grants in an organization: instance permissions only in the system one.
+    pub fn permissions_in(self, system_org: bool) -> Permissions {
+        self.permissions()
+            .into_iter()
+            .filter(|p| system_org || !p.is_instance())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +249,42 @@ mod tests {
     fn write_implies_read() {
         assert!(Role::Member.allows(Permission::KeysRead));
         assert!(Role::Admin.allows(Permission::UsersRead));
+    }
+
+    #[test]
+    fn instance_permissions_only_in_the_system_org() {
+        assert!(Role::Owner
+            .permissions_in(true)
+            .contains(Permission::UsersWrite));
+        assert!(!Role::Owner
+            .permissions_in(false)
+            .contains(Permission::UsersWrite));
+        assert!(!Role::Admin
+            .permissions_in(false)
+            .contains(Permission::UsersRead));
+        assert!(Role::Admin
+            .permissions_in(false)
+            .contains(Permission::KeysWrite));
+        assert_eq!(resources_in(false), vec!["org", "members", "keys", "audit"]);
+        assert!(resources_in(true).contains(&"users"));
+    }
+
+    #[test]
+    fn permission_sets() {
+        let a: Permissions = [Permission::KeysRead, Permission::KeysWrite]
+            .into_iter()
+            .collect();
+        let b: Permissions = [Permission::KeysRead, Permission::OrgRead]
+            .into_iter()
+            .collect();
+        assert_eq!(a.intersect(b).names(), vec!["keys:read"]);
+        assert_eq!(b.first_missing(a), Some(Permission::KeysWrite));
+        assert_eq!(a.first_missing(a), None);
+        assert!(Permissions::NONE.is_empty());
+        assert_eq!(
+            Permissions::all_in(true).iter().count(),
+            Permission::ALL.len()
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The declared guard of every server function, in one table.
 //!
-//! Each `#[server]` function names its endpoint and starts with `ssr::guard(ENDPOINT)`, which
+//! Each `#[server]` function names its endpoint and starts with `crate::access::guard::guard(ENDPOINT)`, which
 //! enforces the row below; the `/rpc` middleware enforces the same row before the function
 //! runs, so an undeclared endpoint is refused twice over. A test enumerates the registered
 //! server functions and fails if one has no row here.
@@ -18,7 +18,8 @@ pub enum Guard {
     /// Any signed-in user; the function only touches the caller's own data.
     SignedIn,
     /// A signed-in user holding the permission in the organization the call names; the
-    /// function checks it with `ssr::require_org`.
+    /// function starts with `crate::access::guard::guard_in(endpoint, organization_id)`, which checks it
+    /// through the authorization core and returns the grant.
     Org(Permission),
     /// A signed-in user holding the permission in the system organization (instance admin).
     Instance(Permission),

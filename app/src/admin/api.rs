@@ -8,6 +8,6 @@ use leptos::prelude::*;
 #[server(prefix = "/rpc", endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserSummary>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("list_users").await?;
+    let caller = crate::access::guard::guard("list_users").await?;
     ssr::respond(async move { crate::identity::ssr::list_users(&caller.state.db).await }).await
 }

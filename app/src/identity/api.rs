@@ -9,9 +9,10 @@ use leptos::prelude::*;
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     use crate::ssr;
-    let caller = ssr::guard("sign_in").await?;
+    let caller = crate::access::guard::guard("sign_in").await?;
     ssr::respond(async move {
         let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
         let device = super::ssr::device_cookie::read(&state.config).await;
         let user_id = super::ssr::authenticate(
             &state.db,
@@ -19,7 +20,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             &email,
             &password,
             device.as_ref(),
-            caller.source_ip.as_deref(),
+            caller.source_ip_text().as_deref(),
         )
         .await?;
         super::ssr::start_session(&state.config, &user_id).await?;
@@ -38,7 +39,7 @@ pub async fn sign_up(
     password: String,
 ) -> Result<(), AppError> {
     use crate::ssr;
-    let caller = ssr::guard("sign_up").await?;
+    let caller = crate::access::guard::guard("sign_up").await?;
     ssr::respond(async move {
         let state = &caller.state;
         if !state.config.signup_open {
@@ -47,13 +48,14 @@ pub async fn sign_up(
                 "sign-up is closed on this instance; ask an administrator for an account",
             ));
         }
+        state.check_auth_attempt(caller.source_ip)?;
         let user_id = super::ssr::create_user(
             &state.db,
             &email,
             &display_name,
             &password,
             None,
-            caller.source_ip.as_deref(),
+            caller.source_ip_text().as_deref(),
         )
         .await?;
         super::ssr::start_session(&state.config, &user_id).await?;
@@ -67,7 +69,7 @@ pub async fn sign_up(
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
     use crate::ssr;
-    let _caller = ssr::guard("sign_out").await?;
+    let _caller = crate::access::guard::guard("sign_out").await?;
     ssr::respond(async move {
         ssr::session()
             .await?
@@ -84,7 +86,7 @@ pub async fn sign_out() -> Result<(), AppError> {
 #[server(prefix = "/rpc", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("current_user").await?;
+    let caller = crate::access::guard::guard("current_user").await?;
     ssr::respond(async move {
         match caller.user_id.as_deref() {
             Some(user_id) => super::ssr::current_user(&caller.state.db, user_id).await,

@@ -4,7 +4,7 @@ use super::SignedInUser;
 use crate::access::{ssr::SYSTEM_ORG_ID, Role};
 use crate::error::AppError;
 use crate::ssr::config::Config;
-use crate::ssr::db::{new_id, now_ms, Db};
+use crate::ssr::db::{new_id, now_ms, Backend, Db};
 use crate::ssr::events::{self, Event};
 use crate::ssr::{keys, password};
 use sqlx::Row;
@@ -170,6 +170,12 @@ pub async fn any_user(db: &Db) -> Result<bool, AppError> {
 /// account from an earlier sign-in). An attacker who burns the account's allowance from
 /// elsewhere therefore never locks out the owner's own browsers, and the allowance refills as
 /// the hour slides: nobody is locked out for good.
+///
+/// The allowance is enforced atomically: before any password is hashed, an attempt counts the
+/// hour's failures and *reserves* one (a failure row) in a single transaction that no other
+/// attempt on the account can interleave with, so of N parallel guesses exactly the allowance
+/// go on to check the password, on one instance or several. An attempt that succeeds takes its
+/// reservation back; a failed one leaves it as the failure it is.
 pub async fn authenticate(
     db: &Db,
     config: &Config,
@@ -195,21 +201,45 @@ pub async fn authenticate(
         .filter(|d| d.user_id == user_id)
         .map(|d| d.device_id.as_str());
 
-    let since = now_ms() - HOUR_MS;
-    let failures: i64 = match device_id {
+    let now = now_ms();
+    let since = now - HOUR_MS;
+    let attempt_id = new_id("att");
+    // Count and reserve in one transaction that no other attempt on this account can
+    // interleave with: SQLite has one writer connection; PostgreSQL locks the user's row.
+    let mut tx = db.writer.begin().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query("select user_id from app_user where user_id = $1 for update")
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let attempts: i64 = match device_id {
         Some(device_id) => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id = $2 and failed_at > $3")
             .bind(&user_id)
             .bind(device_id)
             .bind(since)
-            .fetch_one(&db.reader)
+            .fetch_one(&mut *tx)
             .await?,
         None => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id is null and failed_at > $2")
             .bind(&user_id)
             .bind(since)
-            .fetch_one(&db.reader)
+            .fetch_one(&mut *tx)
             .await?,
     };
-    if failures >= config.sign_in_failures_per_hour {
+    let admitted = attempts < config.sign_in_failures_per_hour;
+    if admitted {
+        sqlx::query(
+            "insert into sign_in_failure (user_id, device_id, failed_at, attempt_id) values ($1, $2, $3, $4)",
+        )
+        .bind(&user_id)
+        .bind(device_id)
+        .bind(now)
+        .bind(&attempt_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    if !admitted {
         password::verify(plain_password.to_string(), None).await?;
         tracing::warn!(user_id, "sign-in throttled");
         return Err(AppError::invalid_credentials());
@@ -218,6 +248,10 @@ pub async fn authenticate(
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" {
+        sqlx::query("delete from sign_in_failure where attempt_id = $1")
+            .bind(&attempt_id)
+            .execute(&mut *tx)
+            .await?;
         events::record(
             &mut tx,
             Event {
@@ -233,12 +267,6 @@ pub async fn authenticate(
         tx.commit().await?;
         return Ok(user_id);
     }
-    sqlx::query("insert into sign_in_failure (user_id, device_id, failed_at) values ($1, $2, $3)")
-        .bind(&user_id)
-        .bind(device_id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("delete from sign_in_failure where failed_at <= $1")
         .bind(since)
         .execute(&mut *tx)

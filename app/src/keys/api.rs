@@ -8,6 +8,14 @@ use super::{ApiKey, CreatedKey, ImportOutcome, KeyEvent, KeyList, KeyQuery};
 use crate::error::AppError;
 use leptos::prelude::*;
 
+/// The key operations' view of a console call: the caller's grant and address.
+#[cfg(feature = "ssr")]
+macro_rules! acting {
+    ($caller:ident, $grant:ident) => {
+        super::ssr::Acting::new(&$grant, $caller.source_ip_text().as_deref())
+    };
+}
+
 /// A page of the organization's keys: search, filters, sort.
 #[server(prefix = "/rpc", endpoint = "list_keys")]
 pub async fn list_keys(
@@ -15,11 +23,10 @@ pub async fn list_keys(
     #[server(default)] query: KeyQuery,
 ) -> Result<KeyList, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("list_keys").await?;
-    ssr::require_org(&caller, "list_keys", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("list_keys", &organization_id).await?;
     ssr::respond(super::ssr::search(
         &caller.state.db,
-        &organization_id,
+        &grant.organization_id,
         &query,
     ))
     .await
@@ -29,9 +36,13 @@ pub async fn list_keys(
 #[server(prefix = "/rpc", endpoint = "get_key")]
 pub async fn get_key(organization_id: String, key_id: String) -> Result<ApiKey, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("get_key").await?;
-    ssr::require_org(&caller, "get_key", &organization_id).await?;
-    ssr::respond(super::ssr::get(&caller.state.db, &organization_id, &key_id)).await
+    let (caller, grant) = crate::access::guard::guard_in("get_key", &organization_id).await?;
+    ssr::respond(super::ssr::get(
+        &caller.state.db,
+        &grant.organization_id,
+        &key_id,
+    ))
+    .await
 }
 
 /// Edits a key's settings from the key page. Text fields as the form sends them: the IP
@@ -50,8 +61,7 @@ pub async fn update_key(
     reason: String,
 ) -> Result<ApiKey, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("update_key").await?;
-    let role = ssr::require_org(&caller, "update_key", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("update_key", &organization_id).await?;
     ssr::respond(async move {
         let current = super::ssr::get(&caller.state.db, &organization_id, &key_id).await?;
         let expires_at = match expires_on.trim() {
@@ -70,16 +80,7 @@ pub async fn update_key(
             reason: Some(reason),
             ..Default::default()
         };
-        let actor = super::ssr::Actor::from(&caller);
-        super::ssr::update(
-            &caller.state,
-            &organization_id,
-            &key_id,
-            &patch,
-            &|p| role.allows(p),
-            actor,
-        )
-        .await
+        super::ssr::update(&caller.state, acting!(caller, grant), &key_id, &patch).await
     })
     .await
 }
@@ -98,13 +99,12 @@ fn split_list(s: &str) -> Vec<String> {
 #[server(prefix = "/rpc", endpoint = "export_keys")]
 pub async fn export_keys(organization_id: String, format: String) -> Result<String, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("export_keys").await?;
-    ssr::require_org(&caller, "export_keys", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("export_keys", &organization_id).await?;
     ssr::respond(async move {
-        let list = super::ssr::list(&caller.state.db, &organization_id).await?;
+        let list = super::ssr::list(&caller.state.db, &grant.organization_id).await?;
         match format.as_str() {
             "json" => serde_json::to_string_pretty(&list).map_err(AppError::internal),
-            "csv" => Ok(super::ssr::to_csv(&list)),
+            "csv" => super::ssr::to_csv(&list),
             _ => Err(AppError::invalid("format", "format must be json or csv")),
         }
     })
@@ -120,20 +120,10 @@ pub async fn import_keys(
     dry_run: bool,
 ) -> Result<Vec<ImportOutcome>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("import_keys").await?;
-    let role = ssr::require_org(&caller, "import_keys", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("import_keys", &organization_id).await?;
     ssr::respond(async move {
         let rows = super::import::parse(&format, &data)?;
-        let actor = super::ssr::Actor::from(&caller);
-        super::import::import(
-            &caller.state,
-            &organization_id,
-            &rows,
-            dry_run,
-            &|p| role.allows(p),
-            actor,
-        )
-        .await
+        super::import::import(&caller.state, acting!(caller, grant), &rows, dry_run).await
     })
     .await
 }
@@ -151,8 +141,7 @@ pub async fn create_key(
     #[server(default)] personal: Option<String>,
 ) -> Result<CreatedKey, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("create_key").await?;
-    let role = ssr::require_org(&caller, "create_key", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("create_key", &organization_id).await?;
     ssr::respond(async move {
         let now = ssr::db::now_ms();
         let expires_at = match expires_in_days.trim() {
@@ -186,15 +175,13 @@ pub async fn create_key(
             .is_some_and(|v| !v.is_empty())
             .then(|| caller.user_id.clone())
             .flatten();
-        let settings = super::ssr::validate_new(&new, now, &|p| role.allows(p))?;
-        let actor = super::ssr::Actor::from(&caller);
+        let settings = super::ssr::validate_new(&new, now, &grant)?;
         super::ssr::create(
             &caller.state.db,
             &caller.state.config.secret,
-            &organization_id,
+            acting!(caller, grant),
             owner.as_deref(),
             &settings,
-            actor,
         )
         .await
     })
@@ -210,18 +197,16 @@ pub async fn set_key_status(
     reason: String,
 ) -> Result<ApiKey, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("set_key_status").await?;
-    ssr::require_org(&caller, "set_key_status", &organization_id).await?;
+    let (caller, grant) =
+        crate::access::guard::guard_in("set_key_status", &organization_id).await?;
     ssr::respond(async move {
         let t = super::ssr::parse_transition(&action)?;
-        let actor = super::ssr::Actor::from(&caller);
         super::ssr::transition(
             &caller.state,
-            &organization_id,
+            acting!(caller, grant),
             &key_id,
             t,
             Some(&reason),
-            actor,
         )
         .await
     })
@@ -236,17 +221,14 @@ pub async fn roll_key(
     grace_seconds: i64,
 ) -> Result<CreatedKey, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("roll_key").await?;
-    ssr::require_org(&caller, "roll_key", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("roll_key", &organization_id).await?;
     ssr::respond(async move {
-        let actor = super::ssr::Actor::from(&caller);
         super::ssr::roll(
             &caller.state,
-            &organization_id,
+            acting!(caller, grant),
             &key_id,
             grace_seconds,
             None,
-            actor,
         )
         .await
     })
@@ -260,11 +242,10 @@ pub async fn key_history(
     key_id: String,
 ) -> Result<Vec<KeyEvent>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("key_history").await?;
-    ssr::require_org(&caller, "key_history", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("key_history", &organization_id).await?;
     ssr::respond(super::ssr::history(
         &caller.state.db,
-        &organization_id,
+        &grant.organization_id,
         &key_id,
     ))
     .await
@@ -278,12 +259,10 @@ pub async fn bulk_keys(
     action: String,
 ) -> Result<Vec<super::BulkOutcome>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("bulk_keys").await?;
-    ssr::require_org(&caller, "bulk_keys", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("bulk_keys", &organization_id).await?;
     ssr::respond(async move {
         let t = super::ssr::parse_transition(&action)?;
-        let actor = super::ssr::Actor::from(&caller);
-        super::ssr::bulk(&caller.state, &organization_id, &key_ids, t, None, actor).await
+        super::ssr::bulk(&caller.state, acting!(caller, grant), &key_ids, t, None).await
     })
     .await
 }

@@ -122,6 +122,17 @@ pub fn hash(pepper: &[u8; 32], key: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// What makes a key value unique across the ways it can be stored: an HMAC under the pepper
+/// of the key's plain SHA-256. A plaintext import and a hash import of the same value get the
+/// same fingerprint (we can compute it from either), so a unique index refuses the second,
+/// whichever arrives first and whichever organization brings it.
+pub fn fingerprint(pepper: &[u8; 32], sha256_hex: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper).expect("any key length");
+    mac.update(b"keyward-fingerprint-v1\0");
+    mac.update(sha256_hex.to_ascii_lowercase().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Plain SHA-256, hex: how most other systems store keys, accepted for imported keys.
 pub fn sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))

@@ -14,9 +14,11 @@
 
 use super::format;
 use super::rules::{validate_new, Settings};
-use super::ssr::{insert_key, record_event, Actor, Material};
+use super::ssr::{
+    insert_key, record_event, Acting, KeyCache, KeyEventKind, Material, StoredStatus,
+};
 use super::{Category, EndpointRule, ImportOutcome, NewKey, Scopes};
-use crate::access::Permission;
+use crate::access::ssr::Grant;
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::db::now_ms;
 use crate::ssr::AppState;
@@ -101,40 +103,32 @@ fn check_count(n: usize) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Splits CSV (RFC 4180: quoted cells, doubled quotes, CRLF or LF) into records.
+/// Splits CSV (RFC 4180: quoted cells, doubled quotes, CRLF or LF) into records, with the
+/// `csv` crate. Blank lines are skipped.
 pub fn csv_records(data: &str) -> Result<Vec<Vec<String>>, AppError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data.as_bytes());
     let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = data.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => cell.push(c),
-            (false, '"') if cell.is_empty() => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut cell)),
-            (false, '\r') if chars.peek() == Some(&'\n') => {}
-            (false, '\n') => {
-                record.push(std::mem::take(&mut cell));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => cell.push(c),
+    for record in reader.records() {
+        let record =
+            record.map_err(|e| AppError::invalid("data", format!("not valid CSV: {e}")))?;
+        let cells: Vec<String> = record.iter().map(str::to_owned).collect();
+        if !(cells.len() == 1 && cells[0].trim().is_empty()) {
+            records.push(cells);
         }
     }
-    if quoted {
-        return Err(AppError::invalid("data", "unterminated quoted cell in CSV"));
-    }
-    if !cell.is_empty() || !record.is_empty() {
-        record.push(cell);
-        records.push(record);
-    }
-    records.retain(|r| !(r.len() == 1 && r[0].trim().is_empty()));
     Ok(records)
+}
+
+/// Undoes the formula escaping of our own export ([`super::ssr::to_csv`]): a leading `'`
+/// before `=`, `+`, `-`, `@`, tab or carriage return.
+fn unescape_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(super::ssr::FORMULA_STARTS) => rest,
+        _ => cell,
+    }
 }
 
 /// Parses a CSV import with a header row. Columns are those of our export (`name`,
@@ -164,7 +158,7 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
                     .iter()
                     .position(|h| h == col)
                     .and_then(|at| cells.get(at))
-                    .map(|s| s.trim().to_string())
+                    .map(|s| unescape_cell(s.trim()).to_string())
                     .filter(|s| !s.is_empty())
             };
             let scopes = match get("scopes") {
@@ -212,7 +206,7 @@ pub fn parse(format: &str, data: &str) -> Result<Vec<ImportRow>, AppError> {
 /// What a row will be stored as.
 struct Planned {
     settings: Settings,
-    status: &'static str,
+    status: StoredStatus,
     /// `None`: issue a new key.
     material: Option<Material>,
     source: &'static str,
@@ -222,11 +216,11 @@ fn plan(
     row: &ImportRow,
     pepper: &[u8; 32],
     now: i64,
-    may_grant: &dyn Fn(Permission) -> bool,
+    grant: &Grant,
 ) -> Result<Option<Planned>, AppError> {
     let status = match row.status.as_deref().unwrap_or("active") {
-        "active" | "expired" => "active",
-        "disabled" => "disabled",
+        "active" | "expired" => StoredStatus::Active,
+        "disabled" => StoredStatus::Disabled,
         "revoked" => return Ok(None),
         other => {
             return Err(AppError::invalid(
@@ -254,7 +248,7 @@ fn plan(
         metadata: row.metadata.clone(),
         personal: None,
     };
-    let settings = validate_new(&new, now, may_grant)?;
+    let settings = validate_new(&new, now, grant)?;
     let (material, source) = match (&row.key, &row.key_hash) {
         (Some(_), Some(_)) => {
             return Err(AppError::invalid(
@@ -265,6 +259,7 @@ fn plan(
         (Some(key), None) => (Some(material_from_plaintext(pepper, key)?), "plaintext"),
         (None, Some(hash)) => (
             Some(material_from_hash(
+                pepper,
                 hash,
                 row.hash_algorithm.as_deref(),
                 row.display_prefix.as_deref(),
@@ -296,6 +291,7 @@ fn material_from_plaintext(pepper: &[u8; 32], key: &str) -> Result<Material, App
 }
 
 fn material_from_hash(
+    pepper: &[u8; 32],
     hash: &str,
     algorithm: Option<&str>,
     prefix: Option<&str>,
@@ -318,29 +314,37 @@ fn material_from_hash(
         .filter(|p| !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("imported");
     Ok(Material {
+        fingerprint: format::fingerprint(pepper, &hash),
         hash,
         algorithm: "sha256",
         display_prefix: prefix.to_string(),
     })
 }
 
-async fn already_registered(state: &AppState, hash: &str) -> Result<bool, AppError> {
-    let n: i64 = sqlx::query_scalar("select count(*) from api_key where key_hash = $1")
-        .bind(hash)
-        .fetch_one(&state.db.reader)
-        .await?;
+/// Whether the key value is stored already, in any organization and either form (the
+/// unique index on the fingerprint settles a race; this makes a preview say it too).
+async fn already_registered(state: &AppState, m: &Material) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from api_key where key_hash = $1 or key_fingerprint = $2",
+    )
+    .bind(&m.hash)
+    .bind(&m.fingerprint)
+    .fetch_one(&state.db.reader)
+    .await?;
     Ok(n > 0)
 }
 
 /// Imports rows into `org_id` (or, with `dry_run`, says what would happen and writes nothing).
+///
+/// Every row is validated against the importer's grant like a new key: a row can never
+/// grant more than the importer holds.
 pub async fn import(
     state: &AppState,
-    org_id: &str,
+    acting: Acting<'_>,
     rows: &[ImportRow],
     dry_run: bool,
-    may_grant: &(dyn Fn(Permission) -> bool + Sync),
-    actor: Actor<'_>,
 ) -> Result<Vec<ImportOutcome>, AppError> {
+    let (org_id, actor) = (acting.org(), acting.actor());
     check_count(rows.len())?;
     let pepper = &state.config.secret;
     let now = now_ms();
@@ -359,11 +363,11 @@ pub async fn import(
             message: None,
         };
         let planned = async {
-            let Some(p) = plan(row, pepper, now, may_grant)? else {
+            let Some(p) = plan(row, pepper, now, acting.grant)? else {
                 return Ok(None);
             };
             if let Some(m) = &p.material {
-                if !seen.insert(m.hash.clone()) || already_registered(state, &m.hash).await? {
+                if !seen.insert(m.fingerprint.clone()) || already_registered(state, m).await? {
                     return Err(AppError::conflict("key", "this key is already registered"));
                 }
             }
@@ -401,7 +405,7 @@ pub async fn import(
                     (None, None) => unreachable!("a secret is drawn when no material is given"),
                 };
                 let mut tx = state.db.writer.begin().await?;
-                let (id, signing) = insert_key(
+                let inserted = insert_key(
                     &mut tx,
                     org_id,
                     None,
@@ -411,9 +415,30 @@ pub async fn import(
                     pepper,
                     actor,
                 )
-                .await?;
+                .await;
+                let (id, signing) = match inserted {
+                    Ok(done) => done,
+                    // Registered meanwhile by a concurrent import: this row is refused.
+                    Err(e) if e.code == ErrorCode::Conflict => {
+                        outcome.action = "refused".into();
+                        outcome.code = Some(e.code.as_str());
+                        outcome.message = Some(e.message);
+                        out.push(outcome);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let detail = serde_json::json!({ "source": p.source, "row": i + 1 });
-                record_event(&mut tx, &id, org_id, "imported", None, actor, detail).await?;
+                record_event(
+                    &mut tx,
+                    &id,
+                    org_id,
+                    KeyEventKind::Imported,
+                    None,
+                    actor,
+                    detail,
+                )
+                .await?;
                 tx.commit().await?;
                 outcome.ok = true;
                 outcome.action = match p.source {
@@ -429,7 +454,7 @@ pub async fn import(
         out.push(outcome);
     }
     if !dry_run {
-        state.keys.clear();
+        KeyCache::of(state)?.clear();
     }
     Ok(out)
 }
@@ -449,7 +474,52 @@ mod tests {
                 vec!["last".into(), "".into()],
             ]
         );
-        assert!(csv_records("\"open").is_err());
+        assert!(csv_records("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn export_escaping_round_trips() {
+        let keys = vec![crate::keys::ApiKey {
+            name: "=HYPERLINK(\"http://evil.test\")".into(),
+            description: "-1+2, \"quoted\"\nline".into(),
+            ..sample_key()
+        }];
+        let csv = super::super::ssr::to_csv(&keys).unwrap();
+        assert!(
+            csv.contains("\"'=HYPERLINK(\"\"http://evil.test\"\")\""),
+            "formula escaped: {csv}"
+        );
+        let rows = parse_csv(&csv).unwrap();
+        assert_eq!(rows[0].name, keys[0].name);
+        assert_eq!(
+            rows[0].description.as_deref(),
+            Some(keys[0].description.as_str())
+        );
+    }
+
+    fn sample_key() -> crate::keys::ApiKey {
+        crate::keys::ApiKey {
+            id: "key_1".into(),
+            organization_id: "org_1".into(),
+            owner_user_id: None,
+            name: "k".into(),
+            description: String::new(),
+            environment: "live".into(),
+            display_prefix: "kw_live_abcd".into(),
+            status: crate::keys::KeyStatus::Active,
+            category: Category::Basic,
+            scopes: Scopes::new(),
+            endpoints: vec![],
+            ip_allowlist: vec![],
+            require_signature: false,
+            metadata: serde_json::json!({}),
+            expires_at: None,
+            rolled_to_key_id: None,
+            created_by: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            last_used_at: None,
+        }
     }
 
     #[test]
@@ -493,12 +563,23 @@ mod tests {
         assert_eq!(m.algorithm, "hmac-sha256");
         assert_eq!(m.hash, format::hash(&pepper, "sk_live_0123456789abcdef"));
         let h = format::sha256_hex("legacy");
-        let m = material_from_hash(&h.to_uppercase(), None, Some("lg_")).unwrap();
+        let m = material_from_hash(&pepper, &h.to_uppercase(), None, Some("lg_")).unwrap();
         assert_eq!(
             (m.hash.as_str(), m.algorithm, m.display_prefix.as_str()),
             (h.as_str(), "sha256", "lg_")
         );
-        assert!(material_from_hash(&h, Some("md5"), None).is_err());
-        assert!(material_from_hash("abc", None, None).is_err());
+        assert!(material_from_hash(&pepper, &h, Some("md5"), None).is_err());
+        assert!(material_from_hash(&pepper, "abc", None, None).is_err());
+        // One key value, one fingerprint, whether we saw it in plaintext or as a hash.
+        let plain = material_from_plaintext(&pepper, "legacy-key-0123456789").unwrap();
+        let hashed = material_from_hash(
+            &pepper,
+            &format::sha256_hex("legacy-key-0123456789"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_ne!(plain.hash, hashed.hash);
+        assert_eq!(plain.fingerprint, hashed.fingerprint);
     }
 }

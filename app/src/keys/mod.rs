@@ -93,9 +93,11 @@ impl Category {
         .find(|c| c.as_str() == s)
     }
 
-    /// The scopes of a preset (`Custom` has none of its own).
-    pub fn preset(self) -> Option<Scopes> {
-        let all = || crate::access::resources().into_iter();
+    /// The scopes of a preset for a key of an organization (`Custom` has none of its own).
+    /// "Everything" means every resource that organization can hold: the instance resources
+    /// (`users`) only in the system organization.
+    pub fn preset(self, system_org: bool) -> Option<Scopes> {
+        let all = || crate::access::resources_in(system_org).into_iter();
         match self {
             Category::Basic => Some(Scopes::from([
                 ("keys".to_string(), Access::Write),
@@ -113,7 +115,14 @@ impl Category {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRule {
+    /// `*`, `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    #[cfg_attr(feature = "ssr", schema(pattern = r"^(\*|GET|POST|PUT|PATCH|DELETE)$"))]
     pub method: String,
+    /// Starts with `/`; `*` is a whole segment, `**` only the last one; no spaces or query.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 200, pattern = r"^/[^\s?]*$")
+    )]
     pub path: String,
 }
 
@@ -165,28 +174,46 @@ pub struct CreatedKey {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 printable characters (not only spaces).
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 100, pattern = r"\S")
+    )]
     pub name: String,
+    /// At most 1000 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 1000))]
     pub description: Option<String>,
     /// `live` (default) or `test`.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(pattern = "^(live|test)$"))]
     pub environment: Option<String>,
     /// `basic`, `read_only`, `admin` or `custom` (default `custom` when scopes are given,
-    /// `basic` otherwise).
+    /// `basic` otherwise). A preset category takes no `scopes`.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(pattern = "^(basic|read_only|admin|custom)$"))]
     pub category: Option<String>,
+    /// Resource → access, for category `custom`. Resources: `org`, `members`, `keys`,
+    /// `audit` (and `users` in the system organization only).
     #[serde(default)]
     pub scopes: Option<Scopes>,
+    /// At most 50 rules.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_items = 50))]
     pub endpoints: Option<Vec<EndpointRule>>,
+    /// At most 100 IPv4/IPv6 addresses or CIDR blocks.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_items = 100))]
     pub ip_allowlist: Option<Vec<String>>,
     /// RFC 3339; must be in the future.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(format = DateTime))]
     pub expires_at: Option<String>,
     #[serde(default)]
     pub require_signature: Option<bool>,
+    /// A JSON object of at most 8 KiB.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
     /// Make it a personal access token of the caller (console only).
     #[serde(default)]
@@ -285,25 +312,36 @@ pub struct ImportOutcome {
 #[serde(deny_unknown_fields)]
 pub struct KeyPatch {
     #[serde(default)]
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 100, pattern = r"\S")
+    )]
     pub name: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 1000))]
     pub description: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(pattern = "^(basic|read_only|admin|custom)$"))]
     pub category: Option<String>,
     #[serde(default)]
     pub scopes: Option<Scopes>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_items = 50))]
     pub endpoints: Option<Vec<EndpointRule>>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_items = 100))]
     pub ip_allowlist: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "ssr", schema(format = DateTime))]
     pub expires_at: Option<Option<String>>,
     #[serde(default)]
     pub require_signature: Option<bool>,
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
-    /// Why, for the timeline.
+    /// Why, for the timeline (at most 500 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
     pub reason: Option<String>,
 }
 

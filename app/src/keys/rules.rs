@@ -3,8 +3,9 @@
 
 use super::format::Environment;
 use super::{Access, Category, EndpointRule, NewKey, Scopes};
-use crate::access::Permission;
-use crate::error::{AppError, ErrorCode};
+use crate::access::ssr::Grant;
+use crate::access::{Permission, Permissions};
+use crate::error::AppError;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -121,6 +122,23 @@ fn validate_endpoint(rule: &EndpointRule) -> Result<EndpointRule, AppError> {
             ),
         ));
     }
+    // `*` stands for a whole segment and `**` for the whole rest, so `**` must be the last
+    // segment (anything after it would be silently ignored by the matcher) and neither may
+    // share a segment with other characters.
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let ok = !segment.contains('*') || *segment == "*" || (*segment == "**" && last);
+        if !ok {
+            return Err(AppError::invalid(
+                "endpoints",
+                format!(
+                    "in {:?}: * must be a whole segment, and ** only the last one",
+                    rule.path
+                ),
+            ));
+        }
+    }
     Ok(EndpointRule {
         method,
         path: path.to_string(),
@@ -144,13 +162,10 @@ pub fn endpoint_matches(rule: &EndpointRule, method: &str, path: &str) -> bool {
     }
 }
 
-/// Checks a creation request; `may_grant` says which permissions the creator can hand out
-/// (a key never gets more than its creator has).
-pub fn validate_new(
-    new: &NewKey,
-    now: i64,
-    may_grant: &dyn Fn(Permission) -> bool,
-) -> Result<Settings, AppError> {
+/// Checks a creation request against the creator's grant: a key never gets a permission its
+/// creator does not hold (403 naming it), nor a resource its organization cannot hold.
+pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, AppError> {
+    let system_org = grant.in_system_org();
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -185,7 +200,7 @@ pub fn validate_new(
             )
         })?,
     };
-    let scopes = match (category.preset(), &new.scopes) {
+    let scopes = match (category.preset(system_org), &new.scopes) {
         (Some(_), Some(_)) => {
             return Err(AppError::invalid(
                 "scopes",
@@ -196,7 +211,7 @@ pub fn validate_new(
         (None, Some(scopes)) => scopes.clone(),
         (None, None) => return Err(AppError::invalid("scopes", "a custom key needs scopes")),
     };
-    let resources = crate::access::resources();
+    let resources = crate::access::resources_in(system_org);
     for resource in scopes.keys() {
         if !resources.contains(&resource.as_str()) {
             return Err(AppError::invalid(
@@ -212,14 +227,11 @@ pub fn validate_new(
         .into_iter()
         .filter(|(_, a)| *a != Access::None)
         .collect();
-    for p in scope_permissions(&scopes) {
-        if !may_grant(p) {
-            return Err(AppError::new(
-                ErrorCode::Forbidden,
-                format!("cannot grant {}: you do not hold it", p.as_str()),
-            ));
-        }
-    }
+    grant.require_all(
+        scope_permissions(&scopes)
+            .into_iter()
+            .collect::<Permissions>(),
+    )?;
     let endpoints = new.endpoints.clone().unwrap_or_default();
     if endpoints.len() > 50 {
         return Err(AppError::invalid("endpoints", "at most 50 endpoint rules"));
@@ -367,8 +379,62 @@ mod tests {
     }
 
     #[test]
+    fn double_star_only_last() {
+        let rule = |p: &str| EndpointRule {
+            method: "GET".into(),
+            path: p.into(),
+        };
+        assert!(validate_endpoint(&rule("/api/v1/**")).is_ok());
+        assert!(validate_endpoint(&rule("/api/v1/keys/*/history")).is_ok());
+        for bad in [
+            "/api/v1/keys/**/history",
+            "/api/v1/key*",
+            "/api/**x",
+            "/**/a",
+        ] {
+            let e = validate_endpoint(&rule(bad)).unwrap_err();
+            assert_eq!(e.code, crate::error::ErrorCode::InvalidInput, "{bad}");
+        }
+    }
+
+    fn grant(org: &str, ceiling: &[Permission]) -> Grant {
+        Grant {
+            ceiling: ceiling.iter().copied().collect(),
+            ..Grant::operator(org)
+        }
+    }
+
+    #[test]
+    fn instance_resources_only_in_the_system_org() {
+        let now = 1_000;
+        let new = |category: &str| NewKey {
+            name: "k".into(),
+            category: Some(category.into()),
+            ..Default::default()
+        };
+        let org = Grant::operator("org_a");
+        let admin = validate_new(&new("admin"), now, &org).unwrap();
+        assert!(!admin.scopes.contains_key("users"), "{:?}", admin.scopes);
+        let system = Grant::operator(crate::access::ssr::SYSTEM_ORG_ID);
+        let admin = validate_new(&new("admin"), now, &system).unwrap();
+        assert_eq!(admin.scopes.get("users"), Some(&Access::Write));
+        let users = NewKey {
+            name: "k".into(),
+            scopes: Some(scopes(&[("users", Access::Read)])),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_new(&users, now, &org)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("scopes")
+        );
+    }
+
+    #[test]
     fn validation() {
-        let all = |_: Permission| true;
+        let all = Grant::operator("org_a");
         let now = 1_000;
         let ok = validate_new(
             &NewKey {
@@ -474,7 +540,7 @@ mod tests {
         );
 
         // A creator cannot hand out what they do not hold.
-        let only_keys = |p: Permission| matches!(p, Permission::KeysRead | Permission::KeysWrite);
+        let only_keys = grant("org_a", &[Permission::KeysRead, Permission::KeysWrite]);
         let e = validate_new(
             &NewKey {
                 name: "k".into(),
@@ -485,6 +551,7 @@ mod tests {
             &only_keys,
         )
         .unwrap_err();
-        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert_eq!(e.code, crate::error::ErrorCode::Forbidden);
+        assert_eq!(e.message, "missing permission: org:read");
     }
 }

@@ -150,7 +150,8 @@ pub fn check(
         h.v1.iter()
             .find(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
             .ok_or(Refusal::Invalid)?;
-    if (now_secs - h.t).abs() > TOLERANCE_SECS {
+    // `abs_diff` cannot overflow, whatever timestamp the client sent.
+    if now_secs.abs_diff(h.t) > TOLERANCE_SECS as u64 {
         return Err(Refusal::Stale);
     }
     Ok(matched.clone())
@@ -194,6 +195,17 @@ mod tests {
         assert_ne!(a, signing_secret(&[7; 32], "key_2", "salt"));
         assert_ne!(a, signing_secret(&[7; 32], "key_1", "other"));
         assert_eq!(format!("{a:?}"), "SigningSecret(<redacted>)");
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let s = secret();
+        for t in [i64::MIN, i64::MAX, -1] {
+            let v1 = sign(&s, &payload(t, "GET", "/x", b""));
+            let header = format!("t={t},v1={v1}");
+            let r = check(&s, &header, "GET", "/x", &body_digest(b""), 1_700_000_000);
+            assert_eq!(r, Err(Refusal::Stale), "t={t}");
+        }
     }
 
     #[test]

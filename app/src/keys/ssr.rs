@@ -5,6 +5,8 @@
 use super::format::{self, Environment};
 use super::signature::SigningSecret;
 use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyEvent, KeyStatus};
+use crate::access::ssr::Grant;
+use crate::access::Permissions;
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use crate::ssr::AppState;
@@ -12,19 +14,120 @@ use sqlx::{Any, Row, Transaction};
 
 const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at";
 
-/// Who did something to a key (a user id or a key id) and from where.
+/// The status column of a key (`expired` is not stored: it follows from the date).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredStatus {
+    Active,
+    Disabled,
+    Revoked,
+}
+
+impl StoredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredStatus::Active => "active",
+            StoredStatus::Disabled => "disabled",
+            StoredStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Reads the column; anything unknown is treated as revoked (fail closed).
+    pub fn parse(s: &str) -> StoredStatus {
+        match s {
+            "active" => StoredStatus::Active,
+            "disabled" => StoredStatus::Disabled,
+            _ => StoredStatus::Revoked,
+        }
+    }
+}
+
+/// What happened to a key, as its timeline (`api_key_event.kind`) and the domain events
+/// (`key.created`…) name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyEventKind {
+    Created,
+    Imported,
+    Edited,
+    Disabled,
+    Enabled,
+    Rolled,
+    Revoked,
+}
+
+impl KeyEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyEventKind::Created => "created",
+            KeyEventKind::Imported => "imported",
+            KeyEventKind::Edited => "edited",
+            KeyEventKind::Disabled => "disabled",
+            KeyEventKind::Enabled => "enabled",
+            KeyEventKind::Rolled => "rolled",
+            KeyEventKind::Revoked => "revoked",
+        }
+    }
+
+    /// The domain event the change is recorded as.
+    pub fn event(self) -> &'static str {
+        match self {
+            KeyEventKind::Created => "key.created",
+            KeyEventKind::Imported => "key.imported",
+            KeyEventKind::Edited => "key.edited",
+            KeyEventKind::Disabled => "key.disabled",
+            KeyEventKind::Enabled => "key.enabled",
+            KeyEventKind::Rolled => "key.rolled",
+            KeyEventKind::Revoked => "key.revoked",
+        }
+    }
+}
+
+/// Who did something to a key (a user id or a key id) and from where, as the timeline
+/// records it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Actor<'a> {
     pub id: Option<&'a str>,
     pub source_ip: Option<&'a str>,
 }
 
-impl<'a> From<&'a crate::ssr::Caller> for Actor<'a> {
-    /// The signed-in console user behind a server function call.
-    fn from(caller: &'a crate::ssr::Caller) -> Self {
+/// Who acts on keys: their grant in the organization (whose ceiling bounds what they may
+/// hand out or bring back) and where from. Every key operation takes one, and works in the
+/// grant's organization only.
+#[derive(Clone, Copy, Debug)]
+pub struct Acting<'a> {
+    pub grant: &'a Grant,
+    pub source_ip: Option<&'a str>,
+}
+
+impl<'a> Acting<'a> {
+    pub fn new(grant: &'a Grant, source_ip: Option<&'a str>) -> Acting<'a> {
+        Acting { grant, source_ip }
+    }
+
+    /// The organization the grant is for: the only one the operation touches.
+    pub fn org(&self) -> &'a str {
+        &self.grant.organization_id
+    }
+
+    pub fn actor(&self) -> Actor<'a> {
         Actor {
-            id: caller.user_id.as_deref(),
-            source_ip: caller.source_ip.as_deref(),
+            id: Some(self.grant.principal.actor_id()),
+            source_ip: self.source_ip,
+        }
+    }
+
+    /// Refuses unless the caller could hold everything `key` holds; and a personal token can
+    /// only be taken over (rolled, re-enabled: either way its holder ends up with a working
+    /// secret) by its owner. Nothing is written on a refusal.
+    fn may_take_over(&self, key: &KeyRow) -> Result<(), AppError> {
+        self.grant.require_all(key.permissions())?;
+        match &key.owner_user_id {
+            Some(owner) if self.grant.principal.acting_user() != Some(owner.as_str()) => {
+                Err(AppError::new(
+                    crate::error::ErrorCode::Forbidden,
+                    "only its owner can roll or re-enable a personal access token",
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -43,7 +146,7 @@ struct KeyRow {
     description: String,
     environment: String,
     display_prefix: String,
-    status: String,
+    status: StoredStatus,
     category: String,
     scopes: String,
     endpoints: String,
@@ -68,7 +171,7 @@ impl KeyRow {
             description: r.try_get("description")?,
             environment: r.try_get("environment")?,
             display_prefix: r.try_get("display_prefix")?,
-            status: r.try_get("status")?,
+            status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
             category: r.try_get("category")?,
             scopes: r.try_get("scopes")?,
             endpoints: r.try_get("endpoints")?,
@@ -85,7 +188,13 @@ impl KeyRow {
     }
 
     fn status(&self, now: i64) -> KeyStatus {
-        effective_status(&self.status, self.expires_at, now)
+        effective_status(self.status, self.expires_at, now)
+    }
+
+    /// What the key's scopes amount to (unreadable scopes amount to nothing).
+    fn permissions(&self) -> Permissions {
+        let scopes: super::Scopes = serde_json::from_str(&self.scopes).unwrap_or_default();
+        scope_permissions(&scopes).into_iter().collect()
     }
 
     fn to_wire(&self, now: i64) -> ApiKey {
@@ -116,12 +225,12 @@ impl KeyRow {
 }
 
 /// Stored status plus the date: an active key past its expiry is expired.
-pub fn effective_status(stored: &str, expires_at: Option<i64>, now: i64) -> KeyStatus {
+pub fn effective_status(stored: StoredStatus, expires_at: Option<i64>, now: i64) -> KeyStatus {
     match stored {
-        "revoked" => KeyStatus::Revoked,
-        "disabled" => KeyStatus::Disabled,
+        StoredStatus::Revoked => KeyStatus::Revoked,
+        StoredStatus::Disabled => KeyStatus::Disabled,
         _ if expires_at.is_some_and(|at| at <= now) => KeyStatus::Expired,
-        _ => KeyStatus::Active,
+        StoredStatus::Active => KeyStatus::Active,
     }
 }
 
@@ -129,7 +238,7 @@ pub(crate) async fn record_event(
     tx: &mut Transaction<'_, Any>,
     key_id: &str,
     org_id: &str,
-    kind: &str,
+    kind: KeyEventKind,
     reason: Option<&str>,
     actor: Actor<'_>,
     detail: serde_json::Value,
@@ -141,7 +250,7 @@ pub(crate) async fn record_event(
     .bind(new_id("kev"))
     .bind(key_id)
     .bind(org_id)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(actor.id)
     .bind(reason)
     .bind(actor.source_ip)
@@ -152,16 +261,7 @@ pub(crate) async fn record_event(
     crate::ssr::events::record(
         tx,
         crate::ssr::events::Event {
-            kind: match kind {
-                "created" => "key.created",
-                "imported" => "key.imported",
-                "edited" => "key.edited",
-                "disabled" => "key.disabled",
-                "enabled" => "key.enabled",
-                "rolled" => "key.rolled",
-                "revoked" => "key.revoked",
-                _ => "key.expired",
-            },
+            kind: kind.event(),
             organization_id: Some(org_id),
             actor_user_id: actor.id,
             subject_id: Some(key_id),
@@ -179,6 +279,8 @@ pub(crate) struct Material {
     pub hash: String,
     pub algorithm: &'static str,
     pub display_prefix: String,
+    /// See [`format::fingerprint`]: unique over every stored key.
+    pub fingerprint: String,
 }
 
 impl Material {
@@ -188,6 +290,7 @@ impl Material {
             hash: format::hash(pepper, secret),
             algorithm: "hmac-sha256",
             display_prefix: format::display_prefix(secret),
+            fingerprint: format::fingerprint(pepper, &format::sha256_hex(secret)),
         }
     }
 }
@@ -199,7 +302,7 @@ pub(crate) async fn insert_key(
     owner_user_id: Option<&str>,
     s: &Settings,
     material: &Material,
-    status: &str,
+    status: StoredStatus,
     pepper: &[u8; 32],
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
@@ -209,8 +312,9 @@ pub(crate) async fn insert_key(
     let ips: Vec<String> = s.ip_allowlist.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "insert into api_key (api_key_id, organization_id, owner_user_id, name, description, environment, key_hash, hash_algorithm,
-            display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt)
-         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18)",
+            display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt,
+            key_fingerprint)
+         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $21)",
     )
     .bind(&id)
     .bind(org_id)
@@ -231,22 +335,32 @@ pub(crate) async fn insert_key(
     .bind(now)
     .bind(&salt)
     .bind(material.algorithm)
-    .bind(status)
+    .bind(status.as_str())
+    .bind(&material.fingerprint)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // The same key value, however it was stored and by whichever organization: say so
+        // without saying where.
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            AppError::conflict("key", "this key is already registered")
+        }
+        _ => AppError::from(e),
+    })?;
     let signing = super::signature::signing_secret(pepper, &id, &salt);
     Ok((id, signing))
 }
 
-/// Creates a key in `org_id` (a personal access token of `owner_user_id` when given).
+/// Creates a key in the grant's organization (a personal access token of `owner_user_id` when
+/// given). `settings` were validated against the same grant ([`validate_new`]).
 pub async fn create(
     db: &Db,
     pepper: &[u8; 32],
-    org_id: &str,
+    acting: Acting<'_>,
     owner_user_id: Option<&str>,
     settings: &Settings,
-    actor: Actor<'_>,
 ) -> Result<CreatedKey, AppError> {
+    let (org_id, actor) = (acting.org(), acting.actor());
     let secret = format::generate(settings.environment);
     let mut tx = db.writer.begin().await?;
     let (id, signing) = insert_key(
@@ -255,7 +369,7 @@ pub async fn create(
         owner_user_id,
         settings,
         &Material::from_secret(pepper, &secret),
-        "active",
+        StoredStatus::Active,
         pepper,
         actor,
     )
@@ -264,7 +378,7 @@ pub async fn create(
         &mut tx,
         &id,
         org_id,
-        "created",
+        KeyEventKind::Created,
         None,
         actor,
         serde_json::json!({}),
@@ -280,12 +394,22 @@ pub async fn create(
 }
 
 async fn row(db: &Db, org_id: &str, key_id: &str) -> Result<KeyRow, AppError> {
+    row_from(&db.reader, org_id, key_id).await
+}
+
+/// The row as the writer sees it: on SQLite the reader pool may lag a commit made an instant
+/// ago by the single writer connection; decisions that lead to a write read here.
+async fn row_fresh(db: &Db, org_id: &str, key_id: &str) -> Result<KeyRow, AppError> {
+    row_from(&db.writer, org_id, key_id).await
+}
+
+async fn row_from(pool: &sqlx::AnyPool, org_id: &str, key_id: &str) -> Result<KeyRow, AppError> {
     let r = sqlx::query(&format!(
         "select {COLUMNS} from api_key where api_key_id = $1 and organization_id = $2"
     ))
     .bind(key_id)
     .bind(org_id)
-    .fetch_optional(&db.reader)
+    .fetch_optional(pool)
     .await?;
     match r {
         Some(r) => Ok(KeyRow::from_row(&r)?),
@@ -460,56 +584,80 @@ pub enum Transition {
     Revoke,
 }
 
-/// Applies a transition; refuses what makes no sense (enabling a revoked key…).
+/// Applies a transition; refuses what makes no sense (enabling a revoked key…), and an enable
+/// of a key holding more than the caller (or of someone else's personal token).
+///
+/// The write is conditional on the status that was read (`… where status = <read>`): of two
+/// racing transitions, on one instance or several, only one applies to a given state, and the
+/// other re-reads and decides again. `revoked` is final: nothing moves a key out of it.
 pub async fn transition(
     state: &AppState,
-    org_id: &str,
+    acting: Acting<'_>,
     key_id: &str,
     t: Transition,
     reason: Option<&str>,
-    actor: Actor<'_>,
 ) -> Result<ApiKey, AppError> {
-    let (db, cache) = (&state.db, &state.keys);
-    let current = row(db, org_id, key_id).await?;
-    let (to, kind) = match (t, current.status.as_str()) {
-        (_, "revoked") => {
-            return Err(AppError::conflict(
-                "status",
-                "the key is revoked; revocation is final",
-            ))
-        }
-        (Transition::Enable, "active") => {
-            return Err(AppError::conflict("status", "the key is already active"))
-        }
-        (Transition::Disable, "disabled") => {
-            return Err(AppError::conflict("status", "the key is already disabled"))
-        }
-        (Transition::Enable, _) => ("active", "enabled"),
-        (Transition::Disable, _) => ("disabled", "disabled"),
-        (Transition::Revoke, _) => ("revoked", "revoked"),
-    };
+    let (db, org_id) = (&state.db, acting.org());
     let reason = clean_reason(reason)?;
-    let mut tx = db.writer.begin().await?;
-    sqlx::query("update api_key set status = $1, updated_at = $2 where api_key_id = $3 and organization_id = $4")
-        .bind(to)
+    // A lost race means the state moved under us: decide again from the new state. Each
+    // retry follows a real change, so a few are plenty.
+    for _ in 0..5 {
+        let current = row_fresh(db, org_id, key_id).await?;
+        use StoredStatus::{Active, Disabled, Revoked};
+        let (to, kind) = match (t, current.status) {
+            (_, Revoked) => {
+                return Err(AppError::conflict(
+                    "status",
+                    "the key is revoked; revocation is final",
+                ))
+            }
+            (Transition::Enable, Active) => {
+                return Err(AppError::conflict("status", "the key is already active"))
+            }
+            (Transition::Disable, Disabled) => {
+                return Err(AppError::conflict("status", "the key is already disabled"))
+            }
+            (Transition::Enable, _) => (Active, KeyEventKind::Enabled),
+            (Transition::Disable, _) => (Disabled, KeyEventKind::Disabled),
+            (Transition::Revoke, _) => (Revoked, KeyEventKind::Revoked),
+        };
+        if t == Transition::Enable {
+            acting.may_take_over(&current)?;
+        }
+        let mut tx = db.writer.begin().await?;
+        let applied = sqlx::query(
+            "update api_key set status = $1, updated_at = $2
+             where api_key_id = $3 and organization_id = $4 and status = $5",
+        )
+        .bind(to.as_str())
         .bind(now_ms())
         .bind(key_id)
         .bind(org_id)
+        .bind(current.status.as_str())
         .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if applied == 0 {
+            continue;
+        }
+        record_event(
+            &mut tx,
+            key_id,
+            org_id,
+            kind,
+            reason,
+            acting.actor(),
+            serde_json::json!({ "from": current.status.as_str() }),
+        )
         .await?;
-    record_event(
-        &mut tx,
-        key_id,
-        org_id,
-        kind,
-        reason,
-        actor,
-        serde_json::json!({ "from": current.status }),
-    )
-    .await?;
-    tx.commit().await?;
-    cache.clear();
-    get(db, org_id, key_id).await
+        tx.commit().await?;
+        KeyCache::of(state)?.clear();
+        return get(db, org_id, key_id).await;
+    }
+    Err(AppError::conflict(
+        "status",
+        "the key is changing under concurrent requests; try again",
+    ))
 }
 
 /// The reason recorded on a timeline entry: trimmed, empty means none, at most 500
@@ -527,15 +675,20 @@ pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
 
 /// Rolls a key: a new key with the same settings; the old one keeps working for
 /// `grace_seconds` (0 = stops now), then expires. Both timelines record it.
+///
+/// The new secret carries the old key's scopes, so the caller must hold all of them (and a
+/// personal token can only be rolled by its owner). The old key is marked rolled by a write
+/// conditional on it still being active and not yet rolled, so two racing rolls cannot both
+/// hand out a successor.
 pub async fn roll(
     state: &AppState,
-    org_id: &str,
+    acting: Acting<'_>,
     key_id: &str,
     grace_seconds: i64,
     reason: Option<&str>,
-    actor: Actor<'_>,
 ) -> Result<CreatedKey, AppError> {
-    let (db, cache, pepper) = (&state.db, &state.keys, &state.config.secret);
+    let (db, cache, pepper) = (&state.db, KeyCache::of(state)?, &state.config.secret);
+    let (org_id, actor) = (acting.org(), acting.actor());
     let reason = clean_reason(reason)?;
     if !(0..=90 * 24 * 3600).contains(&grace_seconds) {
         return Err(AppError::invalid(
@@ -543,7 +696,7 @@ pub async fn roll(
             "grace_seconds must be between 0 and 7776000 (90 days)",
         ));
     }
-    let old = row(db, org_id, key_id).await?;
+    let old = row_fresh(db, org_id, key_id).await?;
     let now = now_ms();
     if old.status(now) != KeyStatus::Active {
         return Err(AppError::conflict(
@@ -560,6 +713,7 @@ pub async fn roll(
             "this key was already rolled; roll its successor",
         ));
     }
+    acting.may_take_over(&old)?;
     let wire = old.to_wire(now);
     let settings = Settings {
         name: old.name.clone(),
@@ -586,27 +740,48 @@ pub async fn roll(
         old.owner_user_id.as_deref(),
         &settings,
         &Material::from_secret(pepper, &secret),
-        "active",
+        StoredStatus::Active,
         pepper,
         actor,
     )
     .await?;
     let old_expiry = old.expires_at.map_or(grace_ends, |e| e.min(grace_ends));
-    sqlx::query("update api_key set expires_at = $1, rolled_to_key_id = $2, updated_at = $3 where api_key_id = $4 and organization_id = $5")
-        .bind(old_expiry)
-        .bind(&new_id)
-        .bind(now)
-        .bind(key_id)
-        .bind(org_id)
-        .execute(&mut *tx)
-        .await?;
+    let marked = sqlx::query(
+        "update api_key set expires_at = $1, rolled_to_key_id = $2, updated_at = $3
+         where api_key_id = $4 and organization_id = $5 and status = 'active' and rolled_to_key_id is null
+           and (expires_at is null or expires_at > $3)",
+    )
+    .bind(old_expiry)
+    .bind(&new_id)
+    .bind(now)
+    .bind(key_id)
+    .bind(org_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if marked == 0 {
+        // Dropping the transaction rolls the new key back.
+        return Err(AppError::conflict(
+            "status",
+            "the key changed while it was being rolled (revoked, disabled or rolled meanwhile)",
+        ));
+    }
     let detail = serde_json::json!({ "rolled_to": new_id, "grace_seconds": grace_seconds, "stops_at": rfc3339(old_expiry) });
-    record_event(&mut tx, key_id, org_id, "rolled", reason, actor, detail).await?;
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        KeyEventKind::Rolled,
+        reason,
+        actor,
+        detail,
+    )
+    .await?;
     record_event(
         &mut tx,
         &new_id,
         org_id,
-        "created",
+        KeyEventKind::Created,
         reason,
         actor,
         serde_json::json!({ "rolled_from": key_id }),
@@ -646,7 +821,7 @@ pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // Expiry happens by date, without a write: show it where it belongs in the timeline.
     if let Some(at) = key.expires_at.filter(|at| *at <= now_ms()) {
-        if key.status == "active" {
+        if key.status == StoredStatus::Active {
             events.push(KeyEvent {
                 kind: "expired".into(),
                 actor: None,
@@ -666,11 +841,10 @@ pub const BULK_MAX: usize = 100;
 /// others, and every key gets its own outcome.
 pub async fn bulk(
     state: &AppState,
-    org_id: &str,
+    acting: Acting<'_>,
     ids: &[String],
     t: Transition,
     reason: Option<&str>,
-    actor: Actor<'_>,
 ) -> Result<Vec<BulkOutcome>, AppError> {
     if ids.is_empty() || ids.len() > BULK_MAX {
         return Err(AppError::invalid(
@@ -680,7 +854,7 @@ pub async fn bulk(
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let outcome = match transition(state, org_id, id, t, reason, actor).await {
+        let outcome = match transition(state, acting, id, t, reason).await {
             Ok(key) => BulkOutcome {
                 id: id.clone(),
                 ok: true,
@@ -715,18 +889,41 @@ pub fn parse_transition(action: &str) -> Result<Transition, AppError> {
     }
 }
 
-/// CSV export of keys: settings and state, never a secret or hash.
-pub fn to_csv(keys: &[ApiKey]) -> String {
-    fn cell(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+/// Cell starts that spreadsheets read as a formula (CSV injection).
+pub const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as written to CSV: one that a spreadsheet would run as a formula gets a leading `'`
+/// (OWASP's advice); our import takes it off again.
+fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(FORMULA_STARTS) {
+        format!("'{s}").into()
+    } else {
+        s.into()
     }
-    let mut out = String::from("id,name,description,environment,display_prefix,status,category,scopes,ip_allowlist,expires_at,created_at,last_used_at\n");
+}
+
+/// CSV export of keys: settings and state, never a secret or hash. Written with the `csv`
+/// crate (quoting) and [`csv_cell`] (formula escaping).
+pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "id",
+        "name",
+        "description",
+        "environment",
+        "display_prefix",
+        "status",
+        "category",
+        "scopes",
+        "ip_allowlist",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+    ];
+    w.write_record(header).map_err(AppError::internal)?;
     for k in keys {
         let scopes = serde_json::to_string(&k.scopes).unwrap_or_default();
+        let ips = k.ip_allowlist.join(" ");
         let row = [
             k.id.as_str(),
             &k.name,
@@ -736,30 +933,34 @@ pub fn to_csv(keys: &[ApiKey]) -> String {
             k.status.as_str(),
             k.category.as_str(),
             &scopes,
-            &k.ip_allowlist.join(" "),
+            &ips,
             k.expires_at.as_deref().unwrap_or(""),
             &k.created_at,
             k.last_used_at.as_deref().unwrap_or(""),
         ];
-        out.push_str(&row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
+        w.write_record(row.iter().map(|c| csv_cell(c).into_owned()))
+            .map_err(AppError::internal)?;
     }
-    out
+    let bytes = w.into_inner().map_err(AppError::internal)?;
+    String::from_utf8(bytes).map_err(AppError::internal)
 }
 
 /// Edits a key's settings (not its secret, environment or status), validated like a new
 /// key; records an `edited` event naming the changed fields. Revoked keys are final.
+///
+/// The key after the edit is validated against the caller's ceiling like a new key, so a
+/// caller can neither widen a key past what they hold nor edit one that holds more. The write
+/// is conditional on the key not having been revoked meanwhile.
 pub async fn update(
     state: &AppState,
-    org_id: &str,
+    acting: Acting<'_>,
     key_id: &str,
     patch: &super::KeyPatch,
-    may_grant: &(dyn Fn(crate::access::Permission) -> bool + Sync),
-    actor: Actor<'_>,
 ) -> Result<ApiKey, AppError> {
+    let org_id = acting.org();
     let reason = clean_reason(patch.reason.as_deref())?;
-    let current = row(&state.db, org_id, key_id).await?;
-    if current.status == "revoked" {
+    let current = row_fresh(&state.db, org_id, key_id).await?;
+    if current.status == StoredStatus::Revoked {
         return Err(AppError::conflict(
             "status",
             "the key is revoked; revocation is final",
@@ -800,7 +1001,7 @@ pub async fn update(
         metadata: Some(patch.metadata.clone().unwrap_or(wire.metadata.clone())),
         personal: None,
     };
-    let mut settings = validate_new(&new, now, may_grant)?;
+    let mut settings = validate_new(&new, now, acting.grant)?;
     if patch.expires_at.is_none() {
         // Left unchanged: keep it as it is, even when already past.
         settings.expires_at = current.expires_at;
@@ -833,10 +1034,10 @@ pub async fn update(
         .map(|n| n.to_string())
         .collect();
     let mut tx = state.db.writer.begin().await?;
-    sqlx::query(
+    let applied = sqlx::query(
         "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
             expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10
-         where api_key_id = $11 and organization_id = $12",
+         where api_key_id = $11 and organization_id = $12 and status <> 'revoked'",
     )
     .bind(&settings.name)
     .bind(&settings.description)
@@ -851,19 +1052,26 @@ pub async fn update(
     .bind(key_id)
     .bind(org_id)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if applied == 0 {
+        return Err(AppError::conflict(
+            "status",
+            "the key is revoked; revocation is final",
+        ));
+    }
     record_event(
         &mut tx,
         key_id,
         org_id,
-        "edited",
+        KeyEventKind::Edited,
         reason,
-        actor,
+        acting.actor(),
         serde_json::json!({ "changed": changed }),
     )
     .await?;
     tx.commit().await?;
-    state.keys.clear();
+    KeyCache::of(state)?.clear();
     get(&state.db, org_id, key_id).await
 }
 
@@ -873,13 +1081,22 @@ mod tests {
 
     #[test]
     fn status_by_date() {
-        assert_eq!(effective_status("active", Some(10), 11), KeyStatus::Expired);
-        assert_eq!(effective_status("active", Some(10), 9), KeyStatus::Active);
         assert_eq!(
-            effective_status("disabled", Some(10), 11),
+            effective_status(StoredStatus::Active, Some(10), 11),
+            KeyStatus::Expired
+        );
+        assert_eq!(
+            effective_status(StoredStatus::Active, Some(10), 9),
+            KeyStatus::Active
+        );
+        assert_eq!(
+            effective_status(StoredStatus::Disabled, Some(10), 11),
             KeyStatus::Disabled
         );
-        assert_eq!(effective_status("revoked", None, 0), KeyStatus::Revoked);
+        assert_eq!(
+            effective_status(StoredStatus::Revoked, None, 0),
+            KeyStatus::Revoked
+        );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("x", "1970-01-01T00:00:01Z").unwrap(), 1000);
     }

@@ -3,11 +3,12 @@
 //! endpoint rules; and recording its use off the request path.
 
 use super::format::{self, FormatError};
-use super::rules::{endpoint_matches, ip_allowed, scopes_allow};
+use super::rules::{endpoint_matches, ip_allowed, scope_permissions};
 use super::signature::{self, SigningSecret};
-use super::ssr::effective_status;
+use super::ssr::{effective_status, StoredStatus};
 use super::{EndpointRule, KeyStatus, Scopes};
-use crate::access::Permission;
+use crate::access::ssr::Principal;
+use crate::access::Permissions;
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::db::{now_ms, Db};
 use ipnet::IpNet;
@@ -24,20 +25,42 @@ pub struct VerifiedKey {
     pub organization_id: String,
     pub owner_user_id: Option<String>,
     pub environment: String,
-    pub status: String,
+    pub status: StoredStatus,
     pub expires_at: Option<i64>,
     pub scopes: Scopes,
+    /// What the scopes amount to, computed once per cache fill.
+    pub permissions: Permissions,
     pub endpoints: Vec<EndpointRule>,
     pub ip_allowlist: Vec<IpNet>,
+    /// `false` when a stored restriction (IP allow-list, endpoint rules, scopes) cannot be
+    /// read: the key is then refused, never treated as unrestricted.
+    pub restrictions_readable: bool,
     pub require_signature: bool,
     /// Derived from the pepper and the key's salt, to check `Signature` headers.
     pub signing_secret: SigningSecret,
 }
 
 impl VerifiedKey {
-    pub fn allows(&self, permission: Permission) -> bool {
-        scopes_allow(&self.scopes, permission)
+    /// The key as a principal of the authorization core.
+    pub fn principal(&self) -> Principal {
+        Principal::Key {
+            key_id: self.id.clone(),
+            organization_id: self.organization_id.clone(),
+            owner_user_id: self.owner_user_id.clone(),
+            scopes: self.permissions,
+        }
     }
+}
+
+/// How to look a key up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lookup<'a> {
+    /// Read the database, not the cache: for calls that change keys or hand out secrets, so
+    /// a key disabled a moment ago on another instance cannot act.
+    pub fresh: bool,
+    /// Only keys of this organization exist: any other answers exactly like an unknown key,
+    /// whatever its status or restrictions (no probing of foreign keys).
+    pub organization_id: Option<&'a str>,
 }
 
 /// Recently looked-up keys by hash (and misses), each kept for at most [`CACHE_TTL`]: a hot
@@ -46,10 +69,10 @@ impl VerifiedKey {
 #[derive(Clone, Debug, Default)]
 pub struct KeyCache {
     entries: Arc<Mutex<HashMap<String, CacheEntry>>>,
-    /// When this instance last wrote `last_used_at` for a key.
+    /// When this instance last noted a use of each key.
     touched: Arc<Mutex<HashMap<String, Instant>>>,
-    /// When this instance last pruned the seen-signature table.
-    pruned: Arc<Mutex<Option<Instant>>>,
+    /// Uses noted since the key-use worker's last round: key id → when (ms).
+    pending_use: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// When an entry was fetched, and the key (`None`: no such key).
@@ -58,6 +81,11 @@ type CacheEntry = (Instant, Option<Arc<VerifiedKey>>);
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl KeyCache {
+    /// The keys domain's cache, as boot plugged it into the state.
+    pub fn of(state: &crate::ssr::AppState) -> Result<&KeyCache, AppError> {
+        state.domains.get::<KeyCache>()
+    }
+
     fn get(&self, hash: &str) -> Option<Option<Arc<VerifiedKey>>> {
         let entries = self.entries.lock().ok()?;
         entries
@@ -104,6 +132,9 @@ pub fn refusal(code: ErrorCode) -> AppError {
             "the signature's timestamp is more than 300 s from the server clock"
         }
         ErrorCode::SignatureReplayed => "this signature was already used; sign each request anew",
+        ErrorCode::KeyRestrictionsInvalid => {
+            "the key's stored restrictions cannot be read; an administrator must fix the key"
+        }
         _ => "refused",
     };
     AppError::new(code, message)
@@ -115,39 +146,53 @@ async fn lookup(
     pepper: &[u8; 32],
     hash: &str,
     algorithm: &str,
+    fresh: bool,
 ) -> Result<Option<Arc<VerifiedKey>>, AppError> {
     let cache_key = format!("{algorithm}:{hash}");
-    if let Some(hit) = cache.get(&cache_key) {
-        return Ok(hit);
+    if !fresh {
+        if let Some(hit) = cache.get(&cache_key) {
+            return Ok(hit);
+        }
     }
+    // A fresh read goes to the writer: on SQLite it sees every commit at once.
+    let pool = if fresh { &db.writer } else { &db.reader };
     let r = sqlx::query(
         "select api_key_id, organization_id, owner_user_id, environment, status, expires_at, scopes, endpoints, ip_allowlist, require_signature, signing_salt
          from api_key where key_hash = $1 and hash_algorithm = $2",
     )
     .bind(hash)
     .bind(algorithm)
-    .fetch_optional(&db.reader)
+    .fetch_optional(pool)
     .await?;
     let found = match r {
         None => None,
         Some(r) => {
-            let ips: Vec<String> =
-                serde_json::from_str(&r.try_get::<String, _>("ip_allowlist")?).unwrap_or_default();
             let id: String = r.try_get("api_key_id")?;
             let salt: String = r.try_get("signing_salt")?;
+            let (scopes, endpoints, ip_allowlist, readable) = match restrictions(
+                &r.try_get::<String, _>("scopes")?,
+                &r.try_get::<String, _>("endpoints")?,
+                &r.try_get::<String, _>("ip_allowlist")?,
+            ) {
+                Some((s, e, i)) => (s, e, i, true),
+                None => {
+                    tracing::error!(key_id = %id, "stored key restrictions cannot be read; the key is refused");
+                    Default::default()
+                }
+            };
             Some(Arc::new(VerifiedKey {
                 signing_secret: signature::signing_secret(pepper, &id, &salt),
                 id,
                 organization_id: r.try_get("organization_id")?,
                 owner_user_id: r.try_get("owner_user_id")?,
                 environment: r.try_get("environment")?,
-                status: r.try_get("status")?,
+                status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 expires_at: r.try_get("expires_at")?,
-                scopes: serde_json::from_str(&r.try_get::<String, _>("scopes")?)
-                    .unwrap_or_default(),
-                endpoints: serde_json::from_str(&r.try_get::<String, _>("endpoints")?)
-                    .unwrap_or_default(),
-                ip_allowlist: ips.iter().filter_map(|s| s.parse().ok()).collect(),
+                permissions: scope_permissions(&scopes).into_iter().collect(),
+                scopes,
+                endpoints,
+                ip_allowlist,
+                restrictions_readable: readable,
                 require_signature: r.try_get::<i64, _>("require_signature")? != 0,
             }))
         }
@@ -156,9 +201,28 @@ async fn lookup(
     Ok(found)
 }
 
+/// Parses a key's stored restrictions, all or nothing: `None` when any part cannot be read
+/// (one bad IP entry must not shrink the list, and an unreadable list must not become
+/// "any address").
+pub fn restrictions(
+    scopes: &str,
+    endpoints: &str,
+    ip_allowlist: &str,
+) -> Option<(Scopes, Vec<EndpointRule>, Vec<IpNet>)> {
+    let scopes: Scopes = serde_json::from_str(scopes).ok()?;
+    let endpoints: Vec<EndpointRule> = serde_json::from_str(endpoints).ok()?;
+    let ips: Vec<String> = serde_json::from_str(ip_allowlist).ok()?;
+    let ips = ips
+        .iter()
+        .map(|s| s.parse::<IpNet>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((scopes, endpoints, ips))
+}
+
 /// Verifies a presented key: format and checksum first (no lookup for a typo), then one
-/// indexed lookup by keyed hash (from memory when hot; no password hash, ever), then status,
-/// expiry, IP allow-list and endpoint restrictions.
+/// indexed lookup by keyed hash (from memory when hot, unless `how.fresh`; no password hash,
+/// ever), then organization, status, expiry, IP allow-list and endpoint restrictions.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     db: &Db,
     cache: &KeyCache,
@@ -167,6 +231,7 @@ pub async fn verify(
     ip: Option<IpAddr>,
     method: &str,
     path: &str,
+    how: Lookup<'_>,
 ) -> Result<Arc<VerifiedKey>, AppError> {
     if presented.starts_with("kw_") {
         match format::parse(presented) {
@@ -178,25 +243,30 @@ pub async fn verify(
         // Not ours and not plausibly an imported key of another system.
         return Err(refusal(ErrorCode::KeyMalformed));
     }
-    let key = match lookup(
-        db,
-        cache,
-        pepper,
-        &format::hash(pepper, presented),
-        "hmac-sha256",
-    )
-    .await?
-    {
+    let hmac = format::hash(pepper, presented);
+    let key = match lookup(db, cache, pepper, &hmac, "hmac-sha256", how.fresh).await? {
         Some(k) => k,
-        None => lookup(db, cache, pepper, &format::sha256_hex(presented), "sha256")
-            .await?
-            .ok_or_else(|| refusal(ErrorCode::KeyUnknown))?,
+        None => {
+            let sha = format::sha256_hex(presented);
+            lookup(db, cache, pepper, &sha, "sha256", how.fresh)
+                .await?
+                .ok_or_else(|| refusal(ErrorCode::KeyUnknown))?
+        }
     };
-    match effective_status(&key.status, key.expires_at, now_ms()) {
+    if how
+        .organization_id
+        .is_some_and(|org| org != key.organization_id)
+    {
+        return Err(refusal(ErrorCode::KeyUnknown));
+    }
+    match effective_status(key.status, key.expires_at, now_ms()) {
         KeyStatus::Active => {}
         KeyStatus::Disabled => return Err(refusal(ErrorCode::KeyDisabled)),
         KeyStatus::Revoked => return Err(refusal(ErrorCode::KeyRevoked)),
         KeyStatus::Expired => return Err(refusal(ErrorCode::KeyExpired)),
+    }
+    if !key.restrictions_readable {
+        return Err(refusal(ErrorCode::KeyRestrictionsInvalid));
     }
     if !key.ip_allowlist.is_empty() && !ip.is_some_and(|ip| ip_allowed(&key.ip_allowlist, ip)) {
         return Err(refusal(ErrorCode::IpNotAllowed));
@@ -217,12 +287,33 @@ pub async fn verify(
 /// request cannot be replayed within the tolerance window, on any instance.
 pub async fn check_signature(
     db: &Db,
-    cache: &KeyCache,
     key: &VerifiedKey,
     header: Option<&str>,
     method: &str,
     path_and_query: &str,
     body_sha256: &str,
+) -> Result<(), AppError> {
+    check_signature_at(
+        db,
+        key,
+        header,
+        method,
+        path_and_query,
+        body_sha256,
+        now_ms(),
+    )
+    .await
+}
+
+/// [`check_signature`] at a given time (ms), without pruning: what tests drive.
+pub async fn check_signature_at(
+    db: &Db,
+    key: &VerifiedKey,
+    header: Option<&str>,
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &str,
+    now: i64,
 ) -> Result<(), AppError> {
     let Some(header) = header else {
         return match key.require_signature {
@@ -230,7 +321,6 @@ pub async fn check_signature(
             false => Ok(()),
         };
     };
-    let now = now_ms();
     let v1 = signature::check(
         &key.signing_secret,
         header,
@@ -253,41 +343,36 @@ pub async fn check_signature(
     .await?
     .rows_affected()
         == 1;
-    prune_signatures(db, cache);
     if !first_use {
         return Err(refusal(ErrorCode::SignatureReplayed));
     }
     Ok(())
 }
 
-/// Forgets accepted signatures older than twice the tolerance (by then their timestamps are
-/// stale anyway): at most once a minute per instance, off the request path.
-fn prune_signatures(db: &Db, cache: &KeyCache) {
-    if let Ok(mut last) = cache.pruned.lock() {
-        if last.is_some_and(|at| at.elapsed() < TOUCH_EVERY) {
-            return;
-        }
-        *last = Some(Instant::now());
-    }
-    let db = db.clone();
-    tokio::spawn(async move {
-        let before = now_ms() - 2 * signature::TOLERANCE_SECS * 1000;
-        let result = sqlx::query("delete from api_key_signature where seen_at < $1")
-            .bind(before)
+/// How long an accepted signature is remembered: a signature with a timestamp up to the
+/// tolerance in the future is accepted up to twice the tolerance after it was first seen, and
+/// instances' clocks may differ a little. Remembering it longer than that leaves no gap in
+/// which a replay could be accepted.
+pub const REMEMBER_SIGNATURE_MS: i64 = (2 * signature::TOLERANCE_SECS + 60) * 1000;
+
+/// Forgets the signatures first seen more than [`REMEMBER_SIGNATURE_MS`] before `now`.
+pub async fn prune_signatures_at(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("delete from api_key_signature where seen_at < $1")
+            .bind(now - REMEMBER_SIGNATURE_MS)
             .execute(&db.writer)
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not prune seen signatures");
-        }
-    });
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// How often `last_used_at` is written per key and instance.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// Notes the use of a key: at most once a minute per key, off the request path, so the hot
-/// path does no database write.
-pub fn touch(db: &Db, cache: &KeyCache, key_id: &str) {
+/// Notes the use of a key, at most once a minute per key and instance, in memory: the hot
+/// path does no database write. The `key-use` worker writes what was noted
+/// ([`flush_key_use`]), and flushes it on shutdown.
+pub fn touch(cache: &KeyCache, key_id: &str) {
     if let Ok(mut touched) = cache.touched.lock() {
         if touched
             .get(key_id)
@@ -300,18 +385,29 @@ pub fn touch(db: &Db, cache: &KeyCache, key_id: &str) {
         }
         touched.insert(key_id.to_string(), Instant::now());
     }
-    let db = db.clone();
-    let key_id = key_id.to_string();
-    tokio::spawn(async move {
-        let now = now_ms();
-        let result = sqlx::query("update api_key set last_used_at = $1 where api_key_id = $2 and (last_used_at is null or last_used_at < $3)")
-            .bind(now)
-            .bind(&key_id)
-            .bind(now - 60_000)
-            .execute(&db.writer)
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not record key use");
-        }
-    });
+    if let Ok(mut pending) = cache.pending_use.lock() {
+        pending.insert(key_id.to_string(), now_ms());
+    }
+}
+
+/// Writes the uses noted since the last call, in one transaction; returns how many keys.
+/// Never moves `last_used_at` backwards (another instance may have written a later use).
+pub async fn flush_key_use(db: &Db, cache: &KeyCache) -> Result<usize, sqlx::Error> {
+    let noted: Vec<(String, i64)> = match cache.pending_use.lock() {
+        Ok(mut pending) => pending.drain().collect(),
+        Err(_) => return Ok(0),
+    };
+    if noted.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = db.writer.begin().await?;
+    for (key_id, at) in &noted {
+        sqlx::query("update api_key set last_used_at = $1 where api_key_id = $2 and (last_used_at is null or last_used_at < $1)")
+            .bind(at)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(noted.len())
 }

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 #[server(prefix = "/rpc", endpoint = "my_organizations")]
 pub async fn my_organizations() -> Result<Vec<OrgMembership>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("my_organizations").await?;
+    let caller = crate::access::guard::guard("my_organizations").await?;
     ssr::respond(async move { super::ssr::memberships(&caller.state.db, caller.user_id()?).await })
         .await
 }
@@ -17,7 +17,11 @@ pub async fn my_organizations() -> Result<Vec<OrgMembership>, AppError> {
 #[server(prefix = "/rpc", endpoint = "organization_members")]
 pub async fn organization_members(organization_id: String) -> Result<Vec<Member>, AppError> {
     use crate::ssr;
-    let caller = ssr::guard("organization_members").await?;
-    ssr::require_org(&caller, "organization_members", &organization_id).await?;
-    ssr::respond(async move { super::ssr::members(&caller.state.db, &organization_id).await }).await
+    let (caller, grant) =
+        crate::access::guard::guard_in("organization_members", &organization_id).await?;
+    ssr::respond(super::ssr::members(
+        &caller.state.db,
+        &grant.organization_id,
+    ))
+    .await
 }

@@ -16,6 +16,11 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Failed sign-ins allowed per account (and per trusted device) in a sliding hour.
     pub sign_in_failures_per_hour: i64,
+    /// Sign-in and sign-up attempts allowed per client address (IPv6: per /64) per minute.
+    pub auth_attempts_per_ip_per_minute: u32,
+    /// Host names (with port) requests may be addressed to: the public origin's and the listen
+    /// address's. Anything else is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Server-side key for HMACs (device cookies). Never logged.
     pub secret: [u8; 32],
 }
@@ -42,6 +47,26 @@ impl Config {
         }
     }
 
+    /// The `Host` values a request may carry: the public origin's authority, the listen
+    /// address, and `localhost` when listening on loopback.
+    pub fn hosts_for(public_origin: &url::Url, listen: std::net::SocketAddr) -> Vec<String> {
+        let mut hosts = Vec::new();
+        if let Some(host) = public_origin.host_str() {
+            hosts.push(match public_origin.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            });
+        }
+        if !listen.ip().is_unspecified() {
+            hosts.push(listen.to_string());
+        }
+        if listen.ip().is_loopback() {
+            hosts.push(format!("localhost:{}", listen.port()));
+        }
+        hosts.dedup();
+        hosts
+    }
+
     /// `scheme://host[:port]` of the public origin, as browsers send it in `Origin`.
     pub fn origin_string(&self) -> String {
         self.public_origin.origin().ascii_serialization()
@@ -56,6 +81,11 @@ impl std::fmt::Debug for Config {
             .field("session_idle", &self.session_idle)
             .field("session_absolute", &self.session_absolute)
             .field("sign_in_failures_per_hour", &self.sign_in_failures_per_hour)
+            .field(
+                "auth_attempts_per_ip_per_minute",
+                &self.auth_attempts_per_ip_per_minute,
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("secret", &"<redacted>")
             .finish()
     }

@@ -19,8 +19,33 @@ use axum::{
 };
 use http::{header, HeaderMap, Method};
 
-/// Whether the request may proceed.
-pub fn allowed(method: &Method, headers: &HeaderMap, public_origin: &str) -> bool {
+/// Paths any `Host` may reach: probes of load balancers and orchestrators, which address an
+/// instance by its own IP.
+const ANY_HOST: &[&str] = &["/livez", "/healthz"];
+
+/// The host a request is addressed to: `Host`, or the URI's authority (HTTP/2).
+fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+/// Whether a request is addressed to one of our hosts. A page on another name that resolves
+/// to this instance (DNS rebinding) carries that name in `Host`, and is refused.
+pub fn host_allowed(host: Option<&str>, allowed_hosts: &[String]) -> bool {
+    host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+}
+
+/// Whether a state-changing request may proceed: `Sec-Fetch-Site` when present must be
+/// `same-origin` or `none`, and `Origin` when present must be the public origin or the listen
+/// address (`http://<allowed host>`).
+pub fn allowed(
+    method: &Method,
+    headers: &HeaderMap,
+    public_origin: &str,
+    allowed_hosts: &[String],
+) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return true;
     }
@@ -34,26 +59,41 @@ pub fn allowed(method: &Method, headers: &HeaderMap, public_origin: &str) -> boo
         let Ok(origin) = origin.to_str() else {
             return false;
         };
-        if origin == public_origin {
-            return true;
-        }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-        return matches!((origin_host, host), (Some(o), Some(h)) if o == h);
+        return origin == public_origin
+            || origin
+                .strip_prefix("http://")
+                .is_some_and(|authority| host_allowed(Some(authority), allowed_hosts));
     }
     true
 }
 
-/// Middleware for the console routes (pages and `/rpc`).
+/// Middleware for every route: the `Host` check, then, for the console (pages and `/rpc`),
+/// the cross-site check. The key-authenticated REST API (`/api/v1`) takes no cookies and is
+/// not checked for cross-site requests.
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with("/api/v1") {
-        return next.run(request).await;
+    let path = request.uri().path();
+    let config = &state.config;
+    if !ANY_HOST.contains(&path)
+        && !host_allowed(
+            request_host(request.headers(), request.uri()),
+            &config.allowed_hosts,
+        )
+    {
+        tracing::warn!(path, "request for a foreign host refused");
+        return AppError::new(
+            crate::error::ErrorCode::CsrfRejected,
+            "this instance does not serve that host name",
+        )
+        .into_response();
     }
-    if allowed(
-        request.method(),
-        request.headers(),
-        &state.config.origin_string(),
-    ) {
+    if path.starts_with("/api/v1")
+        || allowed(
+            request.method(),
+            request.headers(),
+            &config.origin_string(),
+            &config.allowed_hosts,
+        )
+    {
         next.run(request).await
     } else {
         tracing::warn!(path = %request.uri().path(), "cross-site request refused");
@@ -74,6 +114,34 @@ mod tests {
     }
 
     const ORIGIN: &str = "http://127.0.0.1:3000";
+
+    fn hosts() -> Vec<String> {
+        vec!["127.0.0.1:3000".into(), "localhost:3000".into()]
+    }
+
+    fn allowed(method: &Method, headers: &HeaderMap, origin: &str) -> bool {
+        super::allowed(method, headers, origin, &hosts())
+    }
+
+    #[test]
+    fn only_our_hosts() {
+        assert!(host_allowed(Some("127.0.0.1:3000"), &hosts()));
+        assert!(host_allowed(Some("LOCALHOST:3000"), &hosts()));
+        assert!(!host_allowed(Some("evil.test:3000"), &hosts()));
+        assert!(!host_allowed(Some("127.0.0.1:3001"), &hosts()));
+        assert!(!host_allowed(None, &hosts()));
+    }
+
+    #[test]
+    fn foreign_host_with_matching_origin_is_refused() {
+        // A rebinding page at evil.test sends Host and Origin of its own name: the origin
+        // matches the host, but neither is ours.
+        let h = headers(&[
+            ("origin", "http://evil.test:3000"),
+            ("host", "evil.test:3000"),
+        ]);
+        assert!(!allowed(&Method::POST, &h, ORIGIN));
+    }
 
     #[test]
     fn reads_are_never_checked() {

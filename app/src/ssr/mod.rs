@@ -1,20 +1,24 @@
 //! Server-only plumbing shared by every domain: the application state, typed accessors that
-//! turn a missing context into a clear error, the session, and the guard each server function
-//! starts with.
+//! turn a missing context into a clear error, the session, and server-function responses.
+//!
+//! The plumbing imports no domain (a test checks it): domains plug their own state into
+//! [`Domains`], composed once at boot. The guard every server function starts with belongs to
+//! the authorization core (`access::guard`).
 
 pub mod config;
 pub mod csrf;
 pub mod db;
 pub mod events;
+pub mod limit;
 pub mod password;
 pub mod request_id;
 pub mod session_store;
 
-use crate::access::policy::{guard_for, Guard};
-use crate::access::{Permission, Role};
 use crate::error::AppError;
 use axum::extract::FromRef;
 use leptos::prelude::*;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tower_sessions::Session;
 
@@ -27,8 +31,73 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
-    /// Recently verified API keys (≤ 1 s old).
-    pub keys: crate::keys::ssr::KeyCache,
+    /// Sign-in and sign-up attempts per client address.
+    pub auth_attempts: Arc<limit::ClientLimiter>,
+    /// What the domains keep in memory (the keys domain's cache…), plugged in at boot.
+    pub domains: Domains,
+}
+
+/// The state domains plug into [`AppState`], one value per type, composed once at boot
+/// (`keyward_server::boot::domains`). The plumbing holds it without knowing the types.
+#[derive(Clone, Default)]
+pub struct Domains(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl Domains {
+    /// Adds a domain's state (at boot, before the state is shared).
+    pub fn with<T: Any + Send + Sync>(self, value: T) -> Domains {
+        let mut map = Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone());
+        map.insert(TypeId::of::<T>(), Arc::new(value));
+        Domains(Arc::new(map))
+    }
+
+    /// A domain's state; a clear internal error when boot did not plug it in.
+    pub fn get<T: Any + Send + Sync>(&self) -> Result<&T, AppError> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .ok_or_else(|| {
+                AppError::internal(format!(
+                    "domain state {} missing: compose it in boot::domains",
+                    std::any::type_name::<T>()
+                ))
+            })
+    }
+}
+
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Domains({} plugged in)", self.0.len())
+    }
+}
+
+impl AppState {
+    pub fn new(
+        db: Db,
+        config: Config,
+        leptos_options: LeptosOptions,
+        domains: Domains,
+    ) -> AppState {
+        AppState {
+            db,
+            auth_attempts: Arc::new(limit::ClientLimiter::new(
+                config.auth_attempts_per_ip_per_minute,
+            )),
+            config: Arc::new(config),
+            leptos_options,
+            domains,
+        }
+    }
+
+    /// Takes one unauthenticated attempt (sign-in, sign-up) from `client`, or refuses with
+    /// `rate_limited` and `Retry-After` before any password is hashed.
+    pub fn check_auth_attempt(&self, client: Option<std::net::IpAddr>) -> Result<(), AppError> {
+        self.auth_attempts
+            .check(client, db::now_ms())
+            .map_err(|secs| {
+                tracing::warn!(client = ?client, "sign-in/sign-up attempts over the allowance");
+                AppError::rate_limited(secs)
+            })
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -67,6 +136,9 @@ pub mod keys {
     pub const USER_ID: &str = "user_id";
     /// When the user signed in (ms): the absolute timeout counts from here.
     pub const SIGNED_IN_AT: &str = "signed_in_at";
+    /// When the session was last used (ms), refreshed at most every [`super::refresh_every`]:
+    /// the idle timeout counts from here.
+    pub const LAST_SEEN_AT: &str = "last_seen_at";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).
@@ -76,162 +148,14 @@ pub async fn session() -> Result<Session, AppError> {
         .map_err(|e| AppError::internal(format!("no session layer: {e}")))
 }
 
-/// The signed-in user's id, if any, enforcing the absolute session timeout.
-pub async fn session_user_id(
-    session: &Session,
-    config: &Config,
-) -> Result<Option<String>, AppError> {
-    let user_id: Option<String> = session
-        .get(keys::USER_ID)
-        .await
-        .map_err(AppError::internal)?;
-    let Some(user_id) = user_id else {
-        return Ok(None);
-    };
-    let signed_in_at: i64 = session
-        .get(keys::SIGNED_IN_AT)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
-    if db::now_ms() - signed_in_at >= config.session_absolute.as_millis() as i64 {
-        session.flush().await.map_err(AppError::internal)?;
-        return Ok(None);
-    }
-    Ok(Some(user_id))
-}
-
-/// The caller of a guarded endpoint.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub state: AppState,
-    /// `None` only for [`Guard::Public`] endpoints called without a session.
-    pub user_id: Option<String>,
-    /// The request's remote address, for events.
-    pub source_ip: Option<String>,
-}
-
-impl Caller {
-    /// The signed-in user's id (guards other than `Public` guarantee one).
-    pub fn user_id(&self) -> Result<&str, AppError> {
-        self.user_id
-            .as_deref()
-            .ok_or_else(AppError::unauthenticated)
-    }
-}
-
-/// Enforces a declared guard for a session: returns the signed-in user's id (if any) when the
-/// guard lets the call through. `None` (no declaration) is refused: deny by default. Used both
-/// by [`guard`] (inside the function, which also covers calls made during server rendering)
-/// and by the `/rpc` middleware (before the function runs).
-pub async fn enforce(
-    state: &AppState,
-    declared: Option<Guard>,
-    session: &Session,
-) -> Result<Option<String>, AppError> {
-    let Some(declared) = declared else {
-        return Err(AppError::new(
-            crate::error::ErrorCode::Forbidden,
-            "endpoint not declared",
-        ));
-    };
-    let user_id = session_user_id(session, &state.config).await?;
-    match declared {
-        Guard::Public => {}
-        Guard::SignedIn | Guard::Org(_) => {
-            user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
-        }
-        Guard::Instance(permission) => {
-            let user_id = user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
-            crate::access::ssr::require(
-                &state.db,
-                user_id,
-                crate::access::ssr::SYSTEM_ORG_ID,
-                permission,
-            )
-            .await?;
-        }
-    }
-    Ok(user_id)
-}
-
-/// Enforces the guard declared for `endpoint` in [`crate::access::policy::SERVER_FNS`]. Every
-/// server function starts with this; an endpoint without a declaration is refused.
-pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
-    let result = async {
-        let state = state()?;
-        let session = session().await?;
-        let declared = guard_for(endpoint);
-        if declared.is_none() {
-            tracing::error!(endpoint, "server function without a declared guard refused");
-        }
-        let user_id = enforce(&state, declared, &session).await?;
-        let source_ip = source_ip().await;
-        Ok(Caller {
-            state,
-            user_id,
-            source_ip,
-        })
-    }
-    .await;
-    result.inspect_err(set_error_status)
-}
-
-/// Middleware for `/rpc/*`: enforces the declared guard before the server function runs.
-pub async fn rpc_middleware(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let path = request.uri().path();
-    // Server functions are served on POST only; let the router answer 405 to anything else.
-    if !path.starts_with(crate::access::policy::RPC_PREFIX)
-        || request.method() != http::Method::POST
-    {
-        return next.run(request).await;
-    }
-    let declared = crate::access::policy::guard_for_path(path);
-    let Some(session) = request.extensions().get::<Session>().cloned() else {
-        return AppError::internal("session layer missing").into_response();
-    };
-    match enforce(&state, declared, &session).await {
-        Ok(_) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// For [`Guard::Org`] endpoints: checks that the caller holds the endpoint's declared
-/// permission in `organization_id` and returns their role there. The permission comes from
-/// the declaration, so the check cannot drift from it.
-pub async fn require_org(
-    caller: &Caller,
-    endpoint: &str,
-    organization_id: &str,
-) -> Result<Role, AppError> {
-    let permission: Permission = match guard_for(endpoint) {
-        Some(Guard::Org(p)) => p,
-        other => {
-            return Err(AppError::internal(format!(
-                "require_org on {endpoint} declared as {other:?}"
-            )))
-            .inspect_err(set_error_status)
-        }
-    };
-    crate::access::ssr::require(
-        &caller.state.db,
-        caller.user_id()?,
-        organization_id,
-        permission,
-    )
-    .await
-    .inspect_err(set_error_status)
-}
-
 /// Sets the HTTP status of the current server-function response from an error's code.
 pub fn set_error_status(err: &AppError) {
     if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
         if let Ok(status) = http::StatusCode::from_u16(err.code.status()) {
             options.set_status(status);
+        }
+        if let Some(secs) = err.retry_after {
+            options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
     }
 }
@@ -241,13 +165,4 @@ pub async fn respond<T>(
     body: impl std::future::Future<Output = Result<T, AppError>>,
 ) -> Result<T, AppError> {
     body.await.inspect_err(set_error_status)
-}
-
-async fn source_ip() -> Option<String> {
-    use axum::extract::ConnectInfo;
-    use std::net::SocketAddr;
-    leptos_axum::extract::<ConnectInfo<SocketAddr>>()
-        .await
-        .ok()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
 }

@@ -1,5 +1,7 @@
 //! Password hashing: argon2id (19 MiB, t=2, p=1, the OWASP minimum), always off the async
-//! runtime in `spawn_blocking`.
+//! runtime in `spawn_blocking`, and never more than [`concurrency`] at once: each computation
+//! holds 19 MiB, so an unbounded flood of sign-ins would otherwise take the server's memory
+//! (and every core) with it. Callers beyond that wait their turn.
 
 use crate::error::AppError;
 use argon2::password_hash::{
@@ -39,6 +41,30 @@ const COMMON: &[&str] = &[
     "keyward1",
 ];
 
+/// How many argon2 computations may run at once: all cores but one (at least one), so that
+/// pages and the API keep a core while sign-ins queue.
+pub fn concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(concurrency()))
+}
+
+/// Runs one argon2 computation under the concurrency bound.
+async fn bounded<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let _permit = permits().acquire().await.map_err(AppError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(AppError::internal)?
+}
+
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 params");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -70,7 +96,7 @@ pub fn validate(password: &str) -> Result<(), AppError> {
 
 /// Hashes a password into PHC format.
 pub async fn hash(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -78,7 +104,6 @@ pub async fn hash(password: String) -> Result<String, AppError> {
             .map_err(AppError::internal)
     })
     .await
-    .map_err(AppError::internal)?
 }
 
 /// Verifies `password` against `phc`. With `phc = None`, verifies against a fixed dummy hash
@@ -88,14 +113,13 @@ pub async fn verify(password: String, phc: Option<String>) -> Result<bool, AppEr
         Some(phc) => phc,
         None => dummy_hash().await?,
     };
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         let parsed = PasswordHash::new(&phc).map_err(AppError::internal)?;
         Ok(argon2()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
     .await
-    .map_err(AppError::internal)?
 }
 
 async fn dummy_hash() -> Result<String, AppError> {

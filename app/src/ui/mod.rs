@@ -146,6 +146,7 @@ pub fn action_error<T: Clone + Send + Sync + 'static>(
 #[component]
 pub fn NotFound() -> impl IntoView {
     view! {
+        <leptos_meta::Title text="Page not found" />
         <h1>"Page not found"</h1>
         <p><A href="/">"Back to the console"</A></p>
     }

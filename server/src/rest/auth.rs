@@ -2,14 +2,16 @@
 //! slot in without touching handlers:
 //!
 //! ```text
-//! Authorization: Bearer <key> → format/checksum → lookup (memory, ≤1 s) → status/expiry
-//!   → IP allow-list → endpoint restrictions → route permission (scopes; PAT owner)
-//!   → request signature (when required or sent; buffers the body) → handler
+//! Authorization: Bearer <key> → format/checksum → lookup (memory ≤1 s; the database for
+//!   routes that change things) → status/expiry → IP allow-list → endpoint restrictions
+//!   → authorization core (scopes; a PAT also bounded by its owner) → request signature (when
+//!   required or sent; buffers the body) → handler, with the key and its grant
 //! ```
 
+use app::access::ssr::{authorize, Grant};
 use app::access::Permission;
 use app::error::{AppError, ErrorCode};
-use app::keys::ssr::{self as keys, VerifiedKey};
+use app::keys::ssr::{self as keys, KeyCache, VerifiedKey};
 use app::ssr::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -64,25 +66,35 @@ pub async fn require_key(
         request.uri().path().to_string(),
     );
     let (mut parts, body) = request.into_parts();
-    let outcome = async {
+    let outcome: Result<_, AppError> = async {
         let presented = presented?;
+        // A call that changes things checks the calling key against the database, not the
+        // cache: a key disabled a moment ago on another instance cannot act (nor re-enable
+        // itself). Reads accept the cache's bound (1 s).
+        let how = keys::Lookup {
+            fresh: permission.is_write(),
+            organization_id: None,
+        };
         let key = keys::verify(
             &state.db,
-            &state.keys,
+            KeyCache::of(&state)?,
             &state.config.secret,
             &presented,
             ip,
             &method,
             &path,
+            how,
         )
         .await?;
-        if !key.allows(permission) {
-            return Err(AppError::forbidden(permission.as_str()));
-        }
-        // A personal access token never exceeds its owner's current permissions.
-        if let Some(owner) = &key.owner_user_id {
-            app::access::ssr::require(&state.db, owner, &key.organization_id, permission).await?;
-        }
+        // The one authorization core: the key's scopes, and for a personal access token its
+        // owner's current permissions too.
+        let grant = authorize(
+            &state.db,
+            &key.principal(),
+            &key.organization_id,
+            permission,
+        )
+        .await?;
         let header = match parts.headers.get("signature") {
             None => None,
             Some(v) => Some(
@@ -92,7 +104,7 @@ pub async fn require_key(
             ),
         };
         if header.is_none() && !key.require_signature {
-            return Ok((key, body));
+            return Ok((key, grant, body));
         }
         // The body is part of what is signed: read it (the global body limit applies), check,
         // and hand the same bytes on to the handler.
@@ -107,7 +119,6 @@ pub async fn require_key(
             .map_or(path.as_str(), |pq| pq.as_str());
         keys::check_signature(
             &state.db,
-            &state.keys,
             &key,
             header.as_deref(),
             &method,
@@ -115,13 +126,16 @@ pub async fn require_key(
             &app::keys::signature::body_digest(&bytes),
         )
         .await?;
-        Ok((key, Body::from(bytes)))
+        Ok((key, grant, Body::from(bytes)))
     }
     .await;
     match outcome {
-        Ok((key, body)) => {
-            keys::touch(&state.db, &state.keys, &key.id);
+        Ok((key, grant, body)) => {
+            if let Ok(cache) = KeyCache::of(&state) {
+                keys::touch(cache, &key.id);
+            }
             parts.extensions.insert(KeyCaller(key));
+            parts.extensions.insert::<Grant>(grant);
             next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => e.into_response(),

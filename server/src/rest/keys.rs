@@ -3,8 +3,9 @@
 
 use super::auth::{ClientIp, KeyCaller};
 use super::json::{ApiBytes, ApiJson, ApiQuery};
+use app::access::ssr::Grant;
 use app::error::AppError;
-use app::keys::ssr::{self as keys, Actor, Transition};
+use app::keys::ssr::{self as keys, Acting, KeyCache, Transition};
 use app::keys::{ApiKey, CreatedKey, KeyEvent, NewKey};
 use app::ssr::db::now_ms;
 use app::ssr::AppState;
@@ -24,40 +25,35 @@ pub struct Me {
     pub permissions: Vec<String>,
 }
 
-pub async fn me(Extension(KeyCaller(key)): Extension<KeyCaller>) -> Json<Me> {
+/// The calling key and what it may do: its grant's ceiling (a personal token's scopes as
+/// bounded by its owner's current permissions).
+pub async fn me(
+    Extension(KeyCaller(key)): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
+) -> Json<Me> {
     Json(Me {
         key_id: key.id.clone(),
         organization_id: key.organization_id.clone(),
         environment: key.environment.clone(),
         scopes: key.scopes.clone(),
-        permissions: keys::scope_permissions(&key.scopes)
-            .into_iter()
-            .map(|p| p.as_str().to_string())
-            .collect(),
+        permissions: grant.ceiling.names(),
     })
-}
-
-fn actor<'a>(key: &'a KeyCaller, ip: &'a Option<String>) -> Actor<'a> {
-    Actor {
-        id: Some(&key.0.id),
-        source_ip: ip.as_deref(),
-    }
 }
 
 /// `GET /api/v1/keys`: search, filter, sort and paginate (see [`app::keys::KeyQuery`]).
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ApiQuery(query): ApiQuery<app::keys::KeyQuery>,
 ) -> Result<Json<app::keys::KeyList>, AppError> {
     Ok(Json(
-        keys::search(&state.db, &caller.0.organization_id, &query).await?,
+        keys::search(&state.db, &grant.organization_id, &query).await?,
     ))
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
@@ -67,15 +63,13 @@ pub async fn create(
             "personal access tokens are created in the console by their owner",
         ));
     }
-    let key = caller.0.clone();
-    let settings = keys::validate_new(&new, now_ms(), &|p| key.allows(p))?;
+    let settings = keys::validate_new(&new, now_ms(), &grant)?;
     let created = keys::create(
         &state.db,
         &state.config.secret,
-        &key.organization_id,
+        Acting::new(&grant, ip.as_deref()),
         None,
         &settings,
-        actor(&caller, &ip),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -83,21 +77,21 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, AppError> {
     Ok(Json(
-        keys::get(&state.db, &caller.0.organization_id, &id).await?,
+        keys::get(&state.db, &grant.organization_id, &id).await?,
     ))
 }
 
 pub async fn history(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<KeyEvent>>, AppError> {
     Ok(Json(
-        keys::history(&state.db, &caller.0.organization_id, &id).await?,
+        keys::history(&state.db, &grant.organization_id, &id).await?,
     ))
 }
 
@@ -105,13 +99,15 @@ pub async fn history(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// Why, for the timeline (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
 async fn transition(
     state: AppState,
-    caller: KeyCaller,
+    grant: Grant,
     ip: Option<String>,
     id: String,
     t: Transition,
@@ -131,11 +127,10 @@ async fn transition(
     };
     let key = keys::transition(
         &state,
-        &caller.0.organization_id,
+        Acting::new(&grant, ip.as_deref()),
         &id,
         t,
         reason.as_deref(),
-        actor(&caller, &ip),
     )
     .await?;
     Ok(Json(key))
@@ -143,58 +138,59 @@ async fn transition(
 
 pub async fn enable(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ApiKey>, AppError> {
-    transition(state, caller, ip, id, Transition::Enable, body).await
+    transition(state, grant, ip, id, Transition::Enable, body).await
 }
 
 pub async fn disable(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ApiKey>, AppError> {
-    transition(state, caller, ip, id, Transition::Disable, body).await
+    transition(state, grant, ip, id, Transition::Disable, body).await
 }
 
 /// `DELETE /api/v1/keys/{id}` revokes (final); the row stays for the timeline.
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ApiKey>, AppError> {
-    transition(state, caller, ip, id, Transition::Revoke, body).await
+    transition(state, grant, ip, id, Transition::Revoke, body).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollBody {
-    /// How long the old key keeps working (0 = stops now).
+    /// How long the old key keeps working (0 = stops now), up to 90 days.
+    #[schema(minimum = 0, maximum = 7776000)]
     pub grace_seconds: i64,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
 pub async fn roll(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RollBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
     let created = keys::roll(
         &state,
-        &caller.0.organization_id,
+        Acting::new(&grant, ip.as_deref()),
         &id,
         body.grace_seconds,
         body.reason.as_deref(),
-        actor(&caller, &ip),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -203,6 +199,7 @@ pub async fn roll(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
+    #[schema(min_length = 1, max_length = 256)]
     pub key: String,
     /// The address the key was presented from, to check the key's IP allow-list.
     #[serde(default)]
@@ -219,6 +216,7 @@ pub struct VerifyBody {
     pub signature: Option<String>,
     /// Hex SHA-256 of the request body (default: of the empty body).
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub body_sha256: Option<String>,
 }
 
@@ -236,10 +234,12 @@ pub struct Verification {
 }
 
 /// `POST /api/v1/keys/verify`: lets another service check a key Keyward issued. Only keys of
-/// the caller's own organization can be valid; any other is `key_unknown`.
+/// the caller's own organization exist here: any other answers exactly like an unknown key,
+/// whatever its status or restrictions. A personal token is reported with its owner's
+/// current bound (and refused when its owner is gone).
 pub async fn verify(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Json<Verification>, AppError> {
     let ip = match body.ip.as_deref() {
@@ -262,18 +262,31 @@ pub async fn verify(
         permissions: None,
         expires_at: None,
     };
+    let how = keys::Lookup {
+        fresh: false,
+        organization_id: Some(&grant.organization_id),
+    };
     match keys::verify(
         &state.db,
-        &state.keys,
+        KeyCache::of(&state)?,
         &state.config.secret,
         &body.key,
         ip,
         &method,
         path,
+        how,
     )
     .await
     {
-        Ok(key) if key.organization_id == caller.0.organization_id => {
+        Ok(key) => {
+            let permissions =
+                match app::access::ssr::ceiling(&state.db, &key.principal(), &key.organization_id)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) if e.code == app::error::ErrorCode::Internal => return Err(e),
+                    Err(e) => return Ok(Json(refused(e.code))),
+                };
             let digest = match body.body_sha256.as_deref() {
                 None => app::keys::signature::body_digest(b""),
                 Some(d) if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -288,7 +301,6 @@ pub async fn verify(
             };
             if let Err(e) = keys::check_signature(
                 &state.db,
-                &state.keys,
                 &key,
                 body.signature.as_deref(),
                 &method,
@@ -308,17 +320,11 @@ pub async fn verify(
                 key_id: Some(key.id.clone()),
                 org_id: Some(key.organization_id.clone()),
                 environment: Some(key.environment.clone()),
-                permissions: Some(
-                    keys::scope_permissions(&key.scopes)
-                        .into_iter()
-                        .map(|p| p.as_str().to_string())
-                        .collect(),
-                ),
+                permissions: Some(permissions.names()),
                 scopes: Some(key.scopes.clone()),
                 expires_at: key.expires_at.map(keys::rfc3339),
             }))
         }
-        Ok(_) => Ok(Json(refused(app::error::ErrorCode::KeyUnknown))),
         Err(e) if e.code == app::error::ErrorCode::Internal => Err(e),
         Err(e) => Ok(Json(refused(e.code))),
     }
@@ -328,28 +334,30 @@ pub async fn verify(
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     /// `enable`, `disable` or `revoke`.
+    #[schema(pattern = "^(enable|disable|revoke)$")]
     pub action: String,
     /// 1 to 100 key ids of the caller's organization.
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
 /// `POST /api/v1/keys/bulk`: one action on many keys, with each key's own outcome.
 pub async fn bulk(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<BulkBody>,
 ) -> Result<Json<Vec<app::keys::BulkOutcome>>, AppError> {
     let t = keys::parse_transition(&body.action)?;
     let outcomes = keys::bulk(
         &state,
-        &caller.0.organization_id,
+        Acting::new(&grant, ip.as_deref()),
         &body.ids,
         t,
         body.reason.as_deref(),
-        actor(&caller, &ip),
     )
     .await?;
     Ok(Json(outcomes))
@@ -365,11 +373,11 @@ pub struct ExportQuery {
 /// `GET /api/v1/keys/export?format=json|csv`: every key's settings and state, never a secret.
 pub async fn export(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
-    let list = keys::list(&state.db, &caller.0.organization_id).await?;
+    let list = keys::list(&state.db, &grant.organization_id).await?;
     match query.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(list).into_response()),
         "csv" => Ok((
@@ -380,7 +388,7 @@ pub async fn export(
                     "attachment; filename=\"keyward-keys.csv\"",
                 ),
             ],
-            keys::to_csv(&list),
+            keys::to_csv(&list)?,
         )
             .into_response()),
         _ => Err(AppError::invalid("format", "format must be json or csv")),
@@ -391,21 +399,12 @@ pub async fn export(
 /// holds.
 pub async fn update(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<app::keys::KeyPatch>,
 ) -> Result<Json<ApiKey>, AppError> {
-    let key = caller.0.clone();
-    let updated = keys::update(
-        &state,
-        &key.organization_id,
-        &id,
-        &patch,
-        &|p| key.allows(p),
-        actor(&caller, &ip),
-    )
-    .await?;
+    let updated = keys::update(&state, Acting::new(&grant, ip.as_deref()), &id, &patch).await?;
     Ok(Json(updated))
 }
 
@@ -442,7 +441,7 @@ impl ImportReport {
 /// (`text/csv`) of keys; each row gets its own outcome.
 pub async fn import(
     State(state): State<AppState>,
-    Extension(caller): Extension<KeyCaller>,
+    Extension(grant): Extension<Grant>,
     ClientIp(ip): ClientIp,
     ApiQuery(query): ApiQuery<ImportQuery>,
     headers: http::HeaderMap,
@@ -466,16 +465,9 @@ pub async fn import(
     let text = std::str::from_utf8(&body)
         .map_err(|_| AppError::invalid("data", "the body must be UTF-8"))?;
     let rows = app::keys::import::parse(format, text)?;
-    let key = caller.0.clone();
     let dry_run = query.dry_run.unwrap_or(false);
-    let outcomes = app::keys::import::import(
-        &state,
-        &key.organization_id,
-        &rows,
-        dry_run,
-        &|p| key.allows(p),
-        actor(&caller, &ip),
-    )
-    .await?;
+    let outcomes =
+        app::keys::import::import(&state, Acting::new(&grant, ip.as_deref()), &rows, dry_run)
+            .await?;
     Ok(Json(ImportReport::new(dry_run, outcomes)))
 }

@@ -12,11 +12,12 @@ use http_body_util::BodyExt;
 use leptos::prelude::LeptosOptions;
 #[allow(unused_imports)]
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
 pub const ORIGIN: &str = "http://127.0.0.1:3000";
+/// The `Host` every test request carries unless it sets its own.
+pub const HOST: &str = "127.0.0.1:3000";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
@@ -81,6 +82,9 @@ pub fn test_config() -> Config {
         session_idle: Duration::from_secs(1800),
         session_absolute: Duration::from_secs(12 * 3600),
         sign_in_failures_per_hour: 100,
+        // Tests sign in many times from one (unknown) address; the limit has its own test.
+        auth_attempts_per_ip_per_minute: 100_000,
+        allowed_hosts: vec![HOST.to_string()],
         secret: [42u8; 32],
     }
 }
@@ -104,13 +108,10 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     adjust(&mut config);
     let options = LeptosOptions::builder().output_name("keyward").build();
-    let state = AppState {
-        db,
-        config: Arc::new(config),
-        leptos_options: options,
-        keys: Default::default(),
-    };
+    let state = AppState::new(db, config, options, keyward_server::boot::domains());
     let router = keyward_server::router(state.clone());
+    // The background workers, as `keyward serve` runs them (they end with the test's runtime).
+    std::mem::forget(keyward_server::workers::Workers::start(&state));
     TestApp {
         state,
         router,
@@ -162,6 +163,8 @@ impl Reply {
 #[derive(Default, Clone)]
 pub struct Browser {
     pub cookies: Vec<(String, String)>,
+    /// The address the browser calls from (none: the request carries no peer address).
+    pub ip: Option<String>,
 }
 
 impl Browser {
@@ -207,7 +210,12 @@ impl Browser {
 }
 
 impl TestApp {
-    pub async fn send(&self, request: Request<Body>) -> Reply {
+    pub async fn send(&self, mut request: Request<Body>) -> Reply {
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, http::HeaderValue::from_static(HOST));
+        }
         let response = self
             .router
             .clone()
@@ -240,7 +248,14 @@ impl TestApp {
         if let Some(c) = browser.header() {
             req = req.header(header::COOKIE, c);
         }
-        let reply = self.send(req.body(Body::from(body)).unwrap()).await;
+        let mut request = req.body(Body::from(body)).unwrap();
+        if let Some(ip) = &browser.ip {
+            let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(addr));
+        }
+        let reply = self.send(request).await;
         browser.absorb(&reply);
         reply
     }
@@ -307,15 +322,15 @@ impl TestApp {
 
     /// Issues a key in `org_id` through the domain; returns (key id, secret).
     pub async fn issue_key(&self, org_id: &str, new: app::keys::NewKey) -> (String, String) {
-        let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &|_| true)
+        let grant = app::access::ssr::Grant::operator(org_id);
+        let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &grant)
             .expect("valid key settings");
         let created = app::keys::ssr::create(
             &self.state.db,
             &self.state.config.secret,
-            org_id,
+            app::keys::ssr::Acting::new(&grant, None),
             None,
             &settings,
-            Default::default(),
         )
         .await
         .expect("create key");
@@ -389,4 +404,158 @@ impl TestApp {
             .insert(axum::extract::ConnectInfo(addr));
         self.send(request).await
     }
+}
+
+impl TestApp {
+    /// Another instance on the same database: its own key cache and limits, as a second
+    /// process behind a load balancer would have.
+    pub fn second_instance(&self) -> TestApp {
+        let state = AppState::new(
+            self.state.db.clone(),
+            (*self.state.config).clone(),
+            self.state.leptos_options.clone(),
+            keyward_server::boot::domains(),
+        );
+        std::mem::forget(keyward_server::workers::Workers::start(&state));
+        TestApp {
+            router: keyward_server::router(state.clone()),
+            state,
+            _dir: None,
+        }
+    }
+
+    /// Makes `user_id` a member of `org_id` with `role`.
+    pub async fn add_member(&self, org_id: &str, user_id: &str, role: &str) {
+        sqlx::query("insert into membership (organization_id, user_id, role, created_at) values ($1, $2, $3, 0)")
+            .bind(org_id)
+            .bind(user_id)
+            .bind(role)
+            .execute(&self.state.db.writer)
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_role(&self, org_id: &str, user_id: &str, role: &str) {
+        sqlx::query("update membership set role = $1 where organization_id = $2 and user_id = $3")
+            .bind(role)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&self.state.db.writer)
+            .await
+            .unwrap();
+    }
+
+    pub async fn remove_member(&self, org_id: &str, user_id: &str) {
+        sqlx::query("delete from membership where organization_id = $1 and user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&self.state.db.writer)
+            .await
+            .unwrap();
+    }
+
+    pub async fn disable_user(&self, user_id: &str) {
+        sqlx::query("update app_user set status = 'disabled' where user_id = $1")
+            .bind(user_id)
+            .execute(&self.state.db.writer)
+            .await
+            .unwrap();
+    }
+
+    /// A personal access token created in the console by the signed-in `browser` in `org_id`
+    /// with `category`: (key id, secret).
+    pub async fn pat(
+        &self,
+        browser: &mut Browser,
+        org_id: &str,
+        category: &str,
+    ) -> (String, String) {
+        let r = self
+            .rpc(
+                browser,
+                "create_key",
+                &[
+                    ("organization_id", org_id),
+                    ("name", "personal token"),
+                    ("environment", "live"),
+                    ("category", category),
+                    ("ip_allowlist", ""),
+                    ("expires_in_days", ""),
+                    ("personal", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "create PAT: {}", r.body);
+        let j = r.json();
+        (
+            j["id"].as_str().unwrap().to_string(),
+            j["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Issues a key with custom scopes: (key id, secret).
+    pub async fn scoped_key(&self, org_id: &str, scopes: serde_json::Value) -> (String, String) {
+        self.issue_key(
+            org_id,
+            serde_json::from_value(json!({"name": "scoped", "scopes": scopes})).unwrap(),
+        )
+        .await
+    }
+
+    /// Everything a refused call must leave as it was: every key row (but `last_used_at`,
+    /// written off the request path), and the row counts of the tables calls write to.
+    pub async fn snapshot(&self) -> String {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "select api_key_id, organization_id, owner_user_id, name, description, status, category, scopes,
+                endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, updated_at
+             from api_key order by api_key_id",
+        )
+        .fetch_all(&self.state.db.writer)
+        .await
+        .unwrap();
+        let mut out = String::new();
+        for r in rows {
+            for i in 0..r.len() {
+                let text: Option<String> = r.try_get(i).ok().flatten();
+                let num: Option<i64> = r.try_get(i).ok().flatten();
+                out.push_str(&format!("{text:?}/{num:?}|"));
+            }
+            out.push('\n');
+        }
+        for table in ["api_key_event", "membership", "app_user", "organization"] {
+            let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
+                .fetch_one(&self.state.db.writer)
+                .await
+                .unwrap();
+            out.push_str(&format!("{table}={n}\n"));
+        }
+        out
+    }
+}
+
+/// Asserts a refusal: the status and code, and that no secret came back.
+pub fn assert_refused(r: &Reply, status: StatusCode, code: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.body);
+    assert_eq!(r.error_code(), code, "{what}: {}", r.body);
+    assert_no_secret(r, what);
+}
+
+/// No key secret or signing secret in a response. (Display prefixes such as `kw_live_4eC3`
+/// are not secrets: a secret has 20 or more characters after the prefix.)
+pub fn assert_no_secret(r: &Reply, what: &str) {
+    for prefix in ["kw_live_", "kw_test_"] {
+        for (at, _) in r.body.match_indices(prefix) {
+            let rest = &r.body[at + prefix.len()..];
+            let run = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .count();
+            assert!(run < 20, "{what}: a secret came back: {}", r.body);
+        }
+    }
+    assert!(
+        !r.body.contains("kwsig_"),
+        "{what}: a signing secret came back"
+    );
 }

@@ -1,0 +1,218 @@
+//! The guard every server function starts with: the session (idle and absolute timeouts, an
+//! active user), the declared guard of the endpoint, and — for organization endpoints — the
+//! authorization core, which returns the caller's grant.
+
+use super::policy::{guard_for, Guard};
+use super::ssr::{authorize, Grant, Principal, SYSTEM_ORG_ID};
+use super::Permission;
+use crate::error::AppError;
+use crate::ssr::config::Config;
+use crate::ssr::db::{self, Db};
+use crate::ssr::{keys, session, set_error_status, state, AppState};
+use tower_sessions::Session;
+
+/// How often a used session's idle deadline is pushed back (and the session row rewritten):
+/// a quarter of the idle limit, at most once a minute, so activity keeps a session alive
+/// without a database write on every request.
+pub fn refresh_every(idle: std::time::Duration) -> i64 {
+    (idle.as_millis() as i64 / 4).min(60_000)
+}
+
+/// The signed-in user's id, if any. Enforces the idle timeout (sliding with activity), the
+/// absolute timeout (from sign-in, however active), and that the user is still active: a
+/// session that fails any of them is ended here.
+pub async fn session_user_id(
+    db: &Db,
+    session: &Session,
+    config: &Config,
+) -> Result<Option<String>, AppError> {
+    let user_id: Option<String> = session
+        .get(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let signed_in_at: i64 = session
+        .get(keys::SIGNED_IN_AT)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or_default();
+    let last_seen_at: i64 = session
+        .get(keys::LAST_SEEN_AT)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or(signed_in_at);
+    let now = db::now_ms();
+    let expired = now - signed_in_at >= config.session_absolute.as_millis() as i64
+        || now - last_seen_at >= config.session_idle.as_millis() as i64;
+    let active = !expired
+        && sqlx::query_scalar::<_, String>("select status from app_user where user_id = $1")
+            .bind(&user_id)
+            .fetch_optional(&db.reader)
+            .await?
+            .is_some_and(|status| status == "active");
+    if !active {
+        session.flush().await.map_err(AppError::internal)?;
+        return Ok(None);
+    }
+    if now - last_seen_at >= refresh_every(config.session_idle) {
+        // Marks the session modified: the layer saves it with a new idle deadline and sends
+        // the cookie again with a fresh Max-Age.
+        session
+            .insert(keys::LAST_SEEN_AT, now)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    Ok(Some(user_id))
+}
+
+/// The caller of a guarded endpoint.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub state: AppState,
+    /// `None` only for [`Guard::Public`] endpoints called without a session.
+    pub user_id: Option<String>,
+    /// The request's remote address, for events and per-client limits.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Caller {
+    /// The signed-in user's id (guards other than `Public` guarantee one).
+    pub fn user_id(&self) -> Result<&str, AppError> {
+        self.user_id
+            .as_deref()
+            .ok_or_else(AppError::unauthenticated)
+    }
+
+    /// The signed-in user as a principal of the authorization core.
+    pub fn principal(&self) -> Result<Principal, AppError> {
+        Ok(Principal::User {
+            user_id: self.user_id()?.to_string(),
+        })
+    }
+
+    /// The source address as text, for timelines and events.
+    pub fn source_ip_text(&self) -> Option<String> {
+        self.source_ip.map(|ip| ip.to_string())
+    }
+}
+
+/// Enforces a declared guard for a session: returns the signed-in user's id (if any) when the
+/// guard lets the call through. `None` (no declaration) is refused: deny by default. Used both
+/// by [`guard`] (inside the function, which also covers calls made during server rendering)
+/// and by the `/rpc` middleware (before the function runs).
+pub async fn enforce(
+    state: &AppState,
+    declared: Option<Guard>,
+    session: &Session,
+) -> Result<Option<String>, AppError> {
+    let Some(declared) = declared else {
+        return Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "endpoint not declared",
+        ));
+    };
+    let user_id = session_user_id(&state.db, session, &state.config).await?;
+    match declared {
+        Guard::Public => {}
+        Guard::SignedIn | Guard::Org(_) => {
+            user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
+        }
+        Guard::Instance(permission) => {
+            let user_id = user_id.clone().ok_or_else(AppError::unauthenticated)?;
+            authorize(
+                &state.db,
+                &Principal::User { user_id },
+                SYSTEM_ORG_ID,
+                permission,
+            )
+            .await?;
+        }
+    }
+    Ok(user_id)
+}
+
+/// Enforces the guard declared for `endpoint` in [`crate::access::policy::SERVER_FNS`]. Every
+/// server function starts with this (or [`guard_in`]); an endpoint without a declaration is
+/// refused.
+pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
+    let result = async {
+        let state = state()?;
+        let session = session().await?;
+        let declared = guard_for(endpoint);
+        if declared.is_none() {
+            tracing::error!(endpoint, "server function without a declared guard refused");
+        }
+        let user_id = enforce(&state, declared, &session).await?;
+        let source_ip = source_ip().await;
+        Ok(Caller {
+            state,
+            user_id,
+            source_ip,
+        })
+    }
+    .await;
+    result.inspect_err(set_error_status)
+}
+
+/// For [`Guard::Org`] endpoints: the guard, then the authorization core for the organization
+/// the call names, with the endpoint's declared permission (so the check cannot drift from the
+/// declaration). Returns the caller and their grant, whose ceiling bounds what the call may
+/// hand out.
+pub async fn guard_in(endpoint: &str, organization_id: &str) -> Result<(Caller, Grant), AppError> {
+    let caller = guard(endpoint).await?;
+    let result = async {
+        let permission: Permission = match guard_for(endpoint) {
+            Some(Guard::Org(p)) => p,
+            other => {
+                return Err(AppError::internal(format!(
+                    "guard_in on {endpoint} declared as {other:?}"
+                )))
+            }
+        };
+        authorize(
+            &caller.state.db,
+            &caller.principal()?,
+            organization_id,
+            permission,
+        )
+        .await
+    }
+    .await
+    .inspect_err(set_error_status)?;
+    Ok((caller, result))
+}
+
+/// Middleware for `/rpc/*`: enforces the declared guard before the server function runs.
+pub async fn rpc_middleware(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    // Server functions are served on POST only; let the router answer 405 to anything else.
+    if !path.starts_with(crate::access::policy::RPC_PREFIX)
+        || request.method() != http::Method::POST
+    {
+        return next.run(request).await;
+    }
+    let declared = crate::access::policy::guard_for_path(path);
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return AppError::internal("session layer missing").into_response();
+    };
+    match enforce(&state, declared, &session).await {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn source_ip() -> Option<std::net::IpAddr> {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+        .await
+        .ok()
+        .map(|ConnectInfo(addr)| addr.ip())
+}

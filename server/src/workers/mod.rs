@@ -1,0 +1,206 @@
+//! Background work, supervised in one place.
+//!
+//! Each worker is a named loop started by [`Workers::start`]. If one panics, the supervisor
+//! logs it and starts it again after a pause; on shutdown every worker is told to stop, does
+//! its last round (the key-use writer flushes what it holds), and [`Workers::shutdown`] waits
+//! for all of them. The usage log writer, mail delivery and webhooks join here.
+//!
+//! Today's workers:
+//! - `key-use`: writes `last_used_at` for keys used since its last round (the request path
+//!   only notes the use in memory), every [`KEY_USE_EVERY`];
+//! - `signature-prune`: forgets accepted request signatures past their replay window, every
+//!   minute;
+//! - `session-sweep`: deletes expired console sessions, every ten minutes.
+
+use app::keys::ssr::{self as keys, KeyCache};
+use app::ssr::AppState;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the key-use writer writes what the request path noted.
+pub const KEY_USE_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a worker that panicked waits before it is started again.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// The running workers.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    handles: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+/// Tells a worker when to stop: `stopped()` resolves once shutdown began.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    pub async fn stopped(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+impl Workers {
+    /// Starts every worker for `state`.
+    pub fn start(state: &AppState) -> Workers {
+        let (stop, rx) = watch::channel(false);
+        let mut workers = Workers {
+            stop,
+            handles: Vec::new(),
+        };
+        let s = state.clone();
+        workers.supervise("key-use", Stop(rx.clone()), move |stop| {
+            every(KEY_USE_EVERY, stop, s.clone(), |state| async move {
+                let cache = KeyCache::of(&state).map_err(|e| e.message)?;
+                keys::flush_key_use(&state.db, cache)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let s = state.clone();
+        workers.supervise("signature-prune", Stop(rx.clone()), move |stop| {
+            every(
+                Duration::from_secs(60),
+                stop,
+                s.clone(),
+                |state| async move {
+                    keys::prune_signatures_at(&state.db, app::ssr::db::now_ms())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                },
+            )
+        });
+        let s = state.clone();
+        workers.supervise("session-sweep", Stop(rx), move |stop| {
+            every(
+                Duration::from_secs(600),
+                stop,
+                s.clone(),
+                |state| async move {
+                    use tower_sessions::session_store::ExpiredDeletion;
+                    app::ssr::session_store::DbSessionStore::new(state.db.clone())
+                        .delete_expired()
+                        .await
+                        .map_err(|e| e.to_string())
+                },
+            )
+        });
+        workers
+    }
+
+    /// Runs `make(stop)` as the worker `name`, starting it again if it panics.
+    fn supervise<F, Fut>(&mut self, name: &'static str, stop: Stop, make: F)
+    where
+        F: Fn(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(async move {
+            loop {
+                match tokio::spawn(make(stop.clone())).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(worker = name, "worker panicked; starting it again");
+                        if stop.is_stopped() {
+                            break;
+                        }
+                        tokio::time::sleep(RESTART_AFTER).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        self.handles.push((name, handle));
+    }
+
+    /// Tells every worker to stop, and waits (up to `grace`) for each to finish its last round.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        for (name, handle) in self.handles {
+            match tokio::time::timeout(grace, handle).await {
+                Ok(_) => tracing::debug!(worker = name, "worker stopped"),
+                Err(_) => tracing::warn!(worker = name, "worker did not stop in time"),
+            }
+        }
+    }
+}
+
+/// A periodic worker body: runs `round` every `period` until stopped, then once more (so what
+/// was noted before shutdown is written). A failed round is logged and retried next period.
+async fn every<R, Fut>(period: Duration, mut stop: Stop, state: AppState, round: R)
+where
+    R: Fn(AppState) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.stopped() => true,
+        };
+        if let Err(error) = round(state.clone()).await {
+            tracing::warn!(%error, "background round failed");
+        }
+        if last {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_started_again_and_shutdown_waits() {
+        let (stop, rx) = watch::channel(false);
+        let mut workers = Workers {
+            stop,
+            handles: Vec::new(),
+        };
+        let starts = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (starts.clone(), finished.clone());
+        workers.supervise("test", Stop(rx), move |mut stop| {
+            let (s, f) = (s.clone(), f.clone());
+            async move {
+                if s.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first run fails");
+                }
+                stop.stopped().await;
+                f.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        for _ in 0..100 {
+            if starts.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            2,
+            "restarted after the panic"
+        );
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "still running until shutdown"
+        );
+        workers.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "its last round ran before shutdown returned"
+        );
+    }
+}

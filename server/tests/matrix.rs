@@ -1,0 +1,516 @@
+//! Generated matrices over the declared route list and the server-function guard table:
+//!
+//! - **permission ceiling**: every mutating operation, called by each weaker principal (a
+//!   read-only key, a basic key against a stronger target, a viewer, a member, a personal token
+//!   whose owner was demoted, removed or disabled), is refused with its code, returns no
+//!   secret, and leaves every key row as it was;
+//! - **isolation and bad input**: another organization's ids, malformed JSON, unknown fields
+//!   and oversize bodies on every route and server function, each refused with its code and
+//!   nothing written.
+//!
+//! A route or server function added without a case here fails the matrix.
+
+mod common;
+
+use app::access::policy::{Guard, SERVER_FNS};
+use common::*;
+use http::{Method, StatusCode};
+use keyward_server::rest::{routes, Access, Body as DocBody};
+use serde_json::{json, Value};
+
+const IP: &str = "192.0.2.10";
+
+/// Everything the matrices act on, in one organization (and a foreign one).
+struct World {
+    app: TestApp,
+    org: String,
+    /// Active key holding everything the organization can hold.
+    strong: String,
+    /// Disabled key holding everything.
+    strong_disabled: String,
+    /// `keys:write` + `org:read`: may write keys, but not hand out what it lacks.
+    basic: String,
+    /// `keys:read` only.
+    read_only: String,
+    /// Personal tokens (basic) whose owners were demoted to viewer, removed, disabled.
+    pat_demoted: String,
+    pat_removed: String,
+    pat_disabled: String,
+    /// Signed-in members of the organization.
+    viewer: Browser,
+    member: Browser,
+    /// Another organization, its admin key and one of its keys.
+    foreign_org: String,
+    foreign_key_id: String,
+}
+
+async fn world() -> World {
+    let app = spawn().await;
+    let owner = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner).await;
+    let (strong, _) = app.admin_key(&org).await;
+    let (strong_disabled, _) = app.admin_key(&org).await;
+    sqlx::query("update api_key set status = 'disabled' where api_key_id = $1")
+        .bind(&strong_disabled)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let (_, basic) = app
+        .scoped_key(&org, json!({"keys": "write", "org": "read"}))
+        .await;
+    let (_, read_only) = app.scoped_key(&org, json!({"keys": "read"})).await;
+
+    let mut pats = Vec::new();
+    for who in ["demoted", "removed", "disabled"] {
+        let user = app.user(&format!("{who}@example.org"), None).await;
+        app.add_member(&org, &user, "admin").await;
+        let mut b = app.signed_in(&format!("{who}@example.org")).await;
+        let (_, secret) = app.pat(&mut b, &org, "basic").await;
+        match who {
+            "demoted" => app.set_role(&org, &user, "viewer").await,
+            "removed" => app.remove_member(&org, &user).await,
+            _ => app.disable_user(&user).await,
+        }
+        pats.push(secret);
+    }
+    let viewer = app.user("viewer@example.org", None).await;
+    app.add_member(&org, &viewer, "viewer").await;
+    let member = app.user("member@example.org", None).await;
+    app.add_member(&org, &member, "member").await;
+    let stranger = app.user("stranger@example.org", None).await;
+    let foreign_org = app.org_of(&stranger).await;
+    let (foreign_key_id, _) = app.admin_key(&foreign_org).await;
+    World {
+        viewer: app.signed_in("viewer@example.org").await,
+        member: app.signed_in("member@example.org").await,
+        app,
+        org,
+        strong,
+        strong_disabled,
+        basic,
+        read_only,
+        pat_disabled: pats.pop().unwrap(),
+        pat_removed: pats.pop().unwrap(),
+        pat_demoted: pats.pop().unwrap(),
+        foreign_org,
+        foreign_key_id,
+    }
+}
+
+/// A call to a mutating REST route that would hand out or bring back power if it were let
+/// through (`power: true`), or an ordinary call for routes that cannot (disable, revoke).
+struct Call {
+    path: String,
+    body: Option<Value>,
+    power: bool,
+}
+
+/// The call for each mutating route. A new mutating route must be added here.
+fn call_for(w: &World, method: &Method, template: &str) -> Call {
+    let on = |id: &str| template.replace("{id}", id);
+    let call = |path: String, body: Option<Value>, power: bool| Call { path, body, power };
+    match (method.as_str(), template) {
+        ("POST", "/api/v1/keys") => call(
+            on(""),
+            Some(json!({"name": "p", "category": "admin"})),
+            true,
+        ),
+        ("POST", "/api/v1/keys/bulk") => call(
+            on(""),
+            Some(json!({"action": "enable", "ids": [w.strong_disabled]})),
+            true,
+        ),
+        ("POST", "/api/v1/keys/import") => call(
+            on(""),
+            Some(json!([{"name": "p", "category": "admin"}])),
+            true,
+        ),
+        ("PATCH", "/api/v1/keys/{id}") => {
+            call(on(&w.strong), Some(json!({"name": "renamed"})), true)
+        }
+        ("POST", "/api/v1/keys/{id}/enable") => call(on(&w.strong_disabled), None, true),
+        ("POST", "/api/v1/keys/{id}/roll") => {
+            call(on(&w.strong), Some(json!({"grace_seconds": 0})), true)
+        }
+        ("DELETE", "/api/v1/keys/{id}") | ("POST", "/api/v1/keys/{id}/disable") => {
+            call(on(&w.strong), None, false)
+        }
+        other => panic!("mutating route {other:?} has no case in the ceiling matrix"),
+    }
+}
+
+/// Whether a reply is a refusal with `code`: the status of that code, or — for routes that
+/// answer one outcome per row (bulk, import) — 200 with every outcome refused with it.
+fn refused_with(r: &Reply, status: StatusCode, code: &str) -> bool {
+    if r.status == status && r.error_code() == code {
+        return true;
+    }
+    if r.status != StatusCode::OK {
+        return false;
+    }
+    let v = r.json();
+    let rows = v.get("rows").cloned().unwrap_or(v);
+    rows.as_array().is_some_and(|rows| {
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|row| row["code"] == code && row["ok"] == false)
+    })
+}
+
+#[tokio::test]
+async fn rest_ceiling_matrix() {
+    let w = world().await;
+    let mut cases = 0;
+    for spec in routes() {
+        let Access::Key(permission) = spec.access else {
+            continue;
+        };
+        if !permission.is_write() {
+            continue;
+        }
+        let principals: [(&str, &str, StatusCode, &str, bool); 5] = [
+            (
+                "read-only key",
+                &w.read_only,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                false,
+            ),
+            (
+                "token of a demoted owner",
+                &w.pat_demoted,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                false,
+            ),
+            (
+                "token of a removed owner",
+                &w.pat_removed,
+                StatusCode::UNAUTHORIZED,
+                "key_disabled",
+                false,
+            ),
+            (
+                "token of a disabled owner",
+                &w.pat_disabled,
+                StatusCode::UNAUTHORIZED,
+                "key_disabled",
+                false,
+            ),
+            (
+                "basic key, stronger target",
+                &w.basic,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                true,
+            ),
+        ];
+        for (who, key, status, code, power_only) in principals {
+            let call = call_for(&w, &spec.method, spec.path);
+            if power_only && !call.power {
+                continue;
+            }
+            let what = format!("{who}: {} {}", spec.method, call.path);
+            let before = w.app.snapshot().await;
+            let r = w
+                .app
+                .api(
+                    spec.method.as_str(),
+                    &call.path,
+                    Some(key),
+                    call.body.clone(),
+                    IP,
+                )
+                .await;
+            assert!(
+                refused_with(&r, status, code),
+                "{what}: expected {code}, got {} {}",
+                r.status,
+                r.body
+            );
+            assert_no_secret(&r, &what);
+            assert_eq!(w.app.snapshot().await, before, "{what}: rows changed");
+            cases += 1;
+        }
+    }
+    assert!(cases >= 30, "only {cases} cases: is the route list empty?");
+}
+
+/// The form of each organization server function: the call that would hand out or bring
+/// back power (or, for reads and non-power writes, an ordinary call), in organization `org`.
+fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, bool) {
+    let f = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let import = json!([{"name": "p", "category": "admin"}]).to_string();
+    match endpoint {
+        "list_keys" | "organization_members" => (f(&[("organization_id", org)]), false),
+        "get_key" | "key_history" => (f(&[("organization_id", org), ("key_id", &w.strong)]), false),
+        "export_keys" => (f(&[("organization_id", org), ("format", "csv")]), false),
+        "update_key" => (
+            f(&[
+                ("organization_id", org),
+                ("key_id", &w.strong),
+                ("name", "renamed"),
+                ("description", ""),
+                ("category", "admin"),
+                ("ip_allowlist", ""),
+                ("expires_on", ""),
+                ("reason", ""),
+            ]),
+            true,
+        ),
+        "import_keys" => (
+            f(&[
+                ("organization_id", org),
+                ("format", "json"),
+                ("data", &import),
+                ("dry_run", "false"),
+            ]),
+            true,
+        ),
+        "create_key" => (
+            f(&[
+                ("organization_id", org),
+                ("name", "p"),
+                ("environment", "live"),
+                ("category", "admin"),
+                ("ip_allowlist", ""),
+                ("expires_in_days", ""),
+            ]),
+            true,
+        ),
+        "set_key_status" => (
+            f(&[
+                ("organization_id", org),
+                ("key_id", &w.strong_disabled),
+                ("action", "enable"),
+                ("reason", ""),
+            ]),
+            true,
+        ),
+        "roll_key" => (
+            f(&[
+                ("organization_id", org),
+                ("key_id", &w.strong),
+                ("grace_seconds", "0"),
+            ]),
+            true,
+        ),
+        "bulk_keys" => (
+            f(&[
+                ("organization_id", org),
+                ("key_ids[0]", &w.strong_disabled),
+                ("action", "enable"),
+            ]),
+            true,
+        ),
+        other => panic!("organization server function {other:?} has no case in the matrix"),
+    }
+}
+
+async fn rpc_form(
+    app: &TestApp,
+    b: &mut Browser,
+    endpoint: &str,
+    form: &[(String, String)],
+) -> Reply {
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.rpc(b, endpoint, &pairs).await
+}
+
+#[tokio::test]
+async fn server_function_ceiling_matrix() {
+    let w = world().await;
+    let mut cases = 0;
+    for (endpoint, guard) in SERVER_FNS {
+        let Guard::Org(permission) = guard else {
+            continue;
+        };
+        let (form, power) = form_for(&w, endpoint, &w.org);
+        // A viewer holds no write at all; a member holds keys:write but not what the strong
+        // key holds.
+        let mut who: Vec<(&str, bool)> = Vec::new();
+        if permission.is_write() {
+            who.push(("viewer", false));
+            if power {
+                who.push(("member", true));
+            }
+        }
+        for (name, _) in who {
+            let before = w.app.snapshot().await;
+            let mut b = if name == "viewer" {
+                w.viewer.clone()
+            } else {
+                w.member.clone()
+            };
+            let r = rpc_form(&w.app, &mut b, endpoint, &form).await;
+            let what = format!("{name}: {endpoint}");
+            assert!(
+                refused_with(&r, StatusCode::FORBIDDEN, "forbidden"),
+                "{what}: got {} {}",
+                r.status,
+                r.body
+            );
+            assert_no_secret(&r, &what);
+            assert_eq!(w.app.snapshot().await, before, "{what}: rows changed");
+            cases += 1;
+        }
+    }
+    assert!(cases >= 12, "only {cases} cases");
+}
+
+#[tokio::test]
+async fn rest_isolation_and_bad_input_sweep() {
+    let w = world().await;
+    let (_, admin) = w.app.admin_key(&w.org).await;
+    let mut cases = 0;
+    for spec in routes() {
+        let Access::Key(_) = spec.access else {
+            continue;
+        };
+        let method = spec.method.as_str();
+        let has_body = !matches!(spec.doc.body, DocBody::None);
+        let check = |r: &Reply, status: StatusCode, code: &str, what: &str| {
+            assert_refused(r, status, code, what);
+        };
+        // Another organization's key id: not found, whatever the route.
+        if spec.path.contains("{id}") {
+            let path = spec.path.replace("{id}", &w.foreign_key_id);
+            let body = match &spec.doc.body {
+                DocBody::Json(_, example) => Some(serde_json::from_str(example).unwrap()),
+                _ => None,
+            };
+            let before = w.app.snapshot().await;
+            let r = w.app.api(method, &path, Some(&admin), body, IP).await;
+            check(
+                &r,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("foreign id: {method} {path}"),
+            );
+            assert_eq!(w.app.snapshot().await, before);
+            cases += 1;
+        }
+        if !has_body {
+            continue;
+        }
+        let path = spec.path.replace("{id}", &w.strong);
+        let json_type = [("content-type", "application/json")];
+        // Malformed JSON.
+        let before = w.app.snapshot().await;
+        let r = w
+            .app
+            .api_raw(
+                method,
+                &path,
+                Some(&admin),
+                Some("{\"name\": "),
+                IP,
+                &json_type,
+            )
+            .await;
+        check(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            &format!("malformed: {method} {path}"),
+        );
+        // Unknown fields (the import takes other systems' extra columns on purpose).
+        if let DocBody::Json(_, example) = &spec.doc.body {
+            let mut body: Value = serde_json::from_str(example).unwrap();
+            body["no_such_field"] = json!(1);
+            let r = w.app.api(method, &path, Some(&admin), Some(body), IP).await;
+            check(
+                &r,
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                &format!("unknown field: {method} {path}"),
+            );
+        }
+        // Oversize.
+        let big = format!("[\"{}\"]", "x".repeat(spec.body_limit + 1));
+        let r = w
+            .app
+            .api_raw(method, &path, Some(&admin), Some(&big), IP, &json_type)
+            .await;
+        check(
+            &r,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("oversize: {method} {path}"),
+        );
+        assert_eq!(
+            w.app.snapshot().await,
+            before,
+            "{method} {path}: rows changed"
+        );
+        cases += 3;
+    }
+    assert!(cases >= 20, "only {cases} cases");
+}
+
+#[tokio::test]
+async fn server_function_isolation_and_bad_input_sweep() {
+    let w = world().await;
+    let mut owner = w.app.signed_in("owner@example.org").await;
+    let mut cases = 0;
+    for (endpoint, guard) in SERVER_FNS {
+        let Guard::Org(_) = guard else { continue };
+        // Another organization: refused as if it did not exist.
+        let (form, _) = form_for(&w, endpoint, &w.foreign_org);
+        let before = w.app.snapshot().await;
+        let r = rpc_form(&w.app, &mut owner, endpoint, &form).await;
+        assert_refused(
+            &r,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("foreign org: {endpoint}"),
+        );
+        // Another organization's key, named in one's own organization: not found.
+        if form.iter().any(|(k, _)| k == "key_id") {
+            let (form, _) = form_for(&w, endpoint, &w.org);
+            let form: Vec<(String, String)> = form
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "key_id" {
+                        (k, w.foreign_key_id.clone())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+            let r = rpc_form(&w.app, &mut owner, endpoint, &form).await;
+            assert_refused(
+                &r,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("foreign key: {endpoint}"),
+            );
+        }
+        // Missing arguments: a clear 400.
+        let r = w
+            .app
+            .rpc(
+                &mut owner,
+                endpoint,
+                &[("organization_id", w.org.as_str()), ("unexpected", "1")],
+            )
+            .await;
+        if endpoint != &"list_keys" && endpoint != &"organization_members" {
+            assert_refused(
+                &r,
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                &format!("bad args: {endpoint}"),
+            );
+        }
+        assert_eq!(w.app.snapshot().await, before, "{endpoint}: rows changed");
+        cases += 1;
+    }
+    assert!(cases >= 10, "only {cases} cases");
+}
