@@ -48,6 +48,9 @@ export default defineConfig({
       KEYWARD_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
       KEYWARD_LISTEN: `127.0.0.1:${port}`,
       KEYWARD_SIGNUP: "open",
+      // Every journey signs up or in from 127.0.0.1; the per-address allowance has its own
+      // HTTP test.
+      KEYWARD_AUTH_ATTEMPTS_PER_IP_PER_MINUTE: "100000",
       KEYWARD_ADMIN_EMAIL: ADMIN_EMAIL,
       KEYWARD_ADMIN_PASSWORD: ADMIN_PASSWORD,
       KEYWARD_LEPTOS_CONFIG: path.join(root, "Leptos.toml"),

@@ -1,4 +1,4 @@
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures";
 import { open } from "./helpers";
 
 test("the API docs page lists every endpoint of the served OpenAPI document, without signing in", async ({ page }) => {

@@ -1,4 +1,4 @@
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures";
 import { open, freshEmail, signUp, signIn, signOut, PASSWORD } from "./helpers";
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
 

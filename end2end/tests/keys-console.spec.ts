@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./fixtures";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import { freshEmail, signUp, open } from "./helpers";

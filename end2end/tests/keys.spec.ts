@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./fixtures";
 import { freshEmail, signUp, open } from "./helpers";
 
 /** Creates a key in the console and returns the secret from the reveal-once panel. */
@@ -23,6 +23,20 @@ async function callApi(page: Page, key: string) {
   return page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });
 }
 
+/** The id of the key that answers `/api/v1/me` for `key` (fails unless it answers 200). */
+async function answeringKeyId(page: Page, key: string): Promise<string> {
+  const res = await callApi(page, key);
+  expect(res.status()).toBe(200);
+  return (await res.json()).key_id;
+}
+
+/** The key ids the list links to for rows named `name`. */
+async function listedKeyIds(page: Page, name: string): Promise<string[]> {
+  const links = page.getByRole("row", { name: new RegExp(name) }).getByRole("link", { name });
+  const hrefs = await links.evaluateAll((as) => as.map((a) => a.getAttribute("href") ?? ""));
+  return hrefs.map((h) => h.split("/").pop() ?? "");
+}
+
 test.beforeEach(async ({ page }) => {
   await signUp(page, freshEmail("keys"), "Kim");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "API keys" }).click();
@@ -36,8 +50,8 @@ test("a new key is revealed once, then never shown again", async ({ page }) => {
   await open(page, "/keys");
   await expect(page.getByRole("row", { name: /ci pipeline/ })).toBeVisible();
   expect(await page.content()).not.toContain(secret);
-  const res = await callApi(page, secret);
-  expect(res.status()).toBe(200);
+  // The key that answers is the one the console lists, not merely some valid key.
+  expect(await listedKeyIds(page, "ci pipeline")).toEqual([await answeringKeyId(page, secret)]);
 });
 
 test("a disabled key is refused by the API", async ({ page }) => {
@@ -59,11 +73,13 @@ test("rolling with a grace period keeps old and new keys working", async ({ page
   const reveal = page.getByRole("region", { name: "New API key" });
   const fresh = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
   expect(fresh).not.toBe(old);
-  for (const key of [old, fresh]) {
-    expect((await callApi(page, key)).status()).toBe(200);
-  }
+  const oldId = await answeringKeyId(page, old);
+  const freshId = await answeringKeyId(page, fresh);
+  expect(freshId).not.toBe(oldId);
   await reveal.getByRole("button", { name: "I have stored it" }).click();
   await expect(page.getByRole("row", { name: /deploy bot/ })).toHaveCount(2);
+  // Newest first: the successor, then the key it replaced.
+  expect(await listedKeyIds(page, "deploy bot")).toEqual([freshId, oldId]);
 });
 
 test("revocation asks for confirmation and is final", async ({ page }) => {

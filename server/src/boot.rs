@@ -170,14 +170,49 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
     })
 }
 
+/// Finds the site options file: the path given, as is; or, for the default `Leptos.toml`
+/// when the working directory has none, the one beside the binary (an installed layout:
+/// `keyward`, `Leptos.toml` and the site in one folder).
+pub fn find_leptos_config(given: &str) -> anyhow_like::Result<PathBuf> {
+    let given_path = PathBuf::from(given);
+    if given_path.is_file() {
+        return Ok(given_path);
+    }
+    if given == "Leptos.toml" {
+        if let Some(beside) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("Leptos.toml")))
+            .filter(|p| p.is_file())
+        {
+            return Ok(beside);
+        }
+    }
+    Err(format!(
+        "cannot find the site options file {given:?} (looked in the working directory and beside the binary); pass --leptos-config /path/to/Leptos.toml"
+    ))
+}
+
+/// The site options, from `Leptos.toml` (see [`find_leptos_config`]). A relative site root is
+/// taken relative to that file's folder, so the binary serves its site from any working
+/// directory.
 pub fn leptos_options(
     path: &str,
     listen: std::net::SocketAddr,
 ) -> anyhow_like::Result<LeptosOptions> {
-    let conf = leptos::config::get_configuration(Some(path))
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let path = find_leptos_config(path)?;
+    let conf = leptos::config::get_configuration(Some(&path.to_string_lossy()))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut options = conf.leptos_options;
     options.site_addr = listen;
+    let root = Path::new(options.site_root.as_ref());
+    if root.is_relative() {
+        let base = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        options.site_root = base.join(root).to_string_lossy().into_owned().into();
+    }
     Ok(options)
 }
 
@@ -277,6 +312,8 @@ pub mod anyhow_like {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     /// cargo-leptos' `name` (Cargo.toml) and the server's `output-name` (Leptos.toml) must name
     /// the same bundle, or the server would link scripts that were never built.
     #[test]
@@ -296,6 +333,20 @@ mod tests {
         .unwrap();
         assert_eq!(&*options.output_name, name);
         assert_eq!(&*options.site_pkg_dir, "pkg");
+        assert!(options.hash_files, "Leptos.toml turns hashed file names on");
+        assert!(
+            cargo.contains("\nhash-files = true"),
+            "cargo-leptos must hash the file names the server expects"
+        );
+        assert!(
+            Path::new(&*options.site_root).is_absolute()
+                && options.site_root.ends_with("target/site"),
+            "site root resolved beside Leptos.toml: {}",
+            options.site_root
+        );
+        let missing =
+            super::leptos_options("no/such/Leptos.toml", "127.0.0.1:3000".parse().unwrap());
+        assert!(missing.unwrap_err().contains("--leptos-config"));
         assert!(
             !cargo.contains("site-root"),
             "site-root belongs to Leptos.toml only"

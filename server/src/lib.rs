@@ -45,9 +45,14 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn(site_body_limit));
+        .layer(middleware::from_fn(site_body_limit))
+        .layer(middleware::from_fn(pages_not_stored));
     Router::new()
         .merge(rest::router(&state))
+        .nest_service(
+            &format!("/{}", state.leptos_options.site_pkg_dir),
+            assets(&state),
+        )
         .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -61,6 +66,70 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(IMPORT_MAX_BYTES))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// The built bundle (`/pkg/…`): a precompressed brotli or gzip file when the browser accepts
+/// it and the build made one (`cargo leptos build --release --precompress`); a year of
+/// immutable caching for names that carry a content hash, revalidation for the rest.
+fn assets(state: &AppState) -> Router {
+    let options = &state.leptos_options;
+    let dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+    let files = tower_http::services::ServeDir::new(dir)
+        .precompressed_br()
+        .precompressed_gzip();
+    Router::new()
+        .fallback_service(files)
+        .layer(middleware::from_fn(asset_cache_control))
+}
+
+async fn asset_cache_control(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let hashed = has_content_hash(request.uri().path());
+    let mut response = next.run(request).await;
+    let cache = if hashed && response.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(cache),
+    );
+    response
+}
+
+/// `keyward.<22 base64url characters>.wasm`: cargo-leptos' content-hashed names.
+pub fn has_content_hash(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 3
+        && parts[1..parts.len() - 1].iter().any(|p| {
+            p.len() == 22
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Pages carry signed-in data: never stored by a browser or proxy cache.
+async fn pages_not_stored(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html && !response.headers().contains_key(http::header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// The body limit of pages and server functions: [`MAX_BODY_BYTES`], or

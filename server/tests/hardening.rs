@@ -324,7 +324,7 @@ async fn revoke_wins_every_race_with_enables_on_two_instances() {
             calls.push(app.api("POST", &path_enable, Some(&admin), None, IP));
         }
         let revoke = b.api("DELETE", &path_revoke, Some(&admin), None, IP);
-        let (revoked, enables) = tokio::join!(revoke, futures_join_all(calls));
+        let (revoked, enables) = tokio::join!(revoke, join_all(calls));
         assert_eq!(
             revoked.status,
             StatusCode::OK,
@@ -344,30 +344,6 @@ async fn revoke_wins_every_race_with_enables_on_two_instances() {
         let r = a.api("POST", &path_enable, Some(&admin), None, IP).await;
         assert_refused(&r, StatusCode::CONFLICT, "conflict", "enable after revoke");
     }
-}
-
-/// Runs the futures concurrently (on this task) and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(Option::unwrap).collect()
 }
 
 #[tokio::test]
@@ -439,7 +415,7 @@ async fn parallel_guesses_get_at_most_the_allowance_of_password_checks() {
             }
         })
         .collect();
-    for r in futures_join_all(guesses).await {
+    for r in join_all(guesses).await {
         assert_refused(&r, StatusCode::UNAUTHORIZED, "invalid_credentials", "guess");
     }
     let checked: i64 = sqlx::query_scalar(

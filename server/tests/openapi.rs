@@ -107,3 +107,49 @@ async fn the_docs_page_is_public_and_server_rendered() {
     );
     assert!(r.body.contains("keys:write"));
 }
+
+/// The schemas state the constraints the server enforces, so that generated clients and
+/// fuzzers build bodies the server accepts (and know which it refuses).
+#[tokio::test]
+async fn schemas_state_the_real_constraints() {
+    let app = spawn().await;
+    let doc = app
+        .get(&Browser::default(), "/api/v1/openapi.json")
+        .await
+        .json();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    let new_key = schema("NewKey");
+    let name = &new_key["properties"]["name"];
+    assert_eq!(
+        (name["minLength"].clone(), name["maxLength"].clone()),
+        (1.into(), 100.into()),
+        "{name}"
+    );
+    assert_eq!(new_key["properties"]["description"]["maxLength"], 1000);
+    assert_eq!(new_key["properties"]["ip_allowlist"]["maxItems"], 100);
+    assert_eq!(new_key["properties"]["endpoints"]["maxItems"], 50);
+    assert_eq!(
+        new_key["properties"]["environment"]["pattern"],
+        "^(live|test)$"
+    );
+    assert_eq!(new_key["properties"]["expires_at"]["format"], "date-time");
+    let rule = schema("EndpointRule");
+    assert_eq!(rule["properties"]["path"]["maxLength"], 200);
+    assert!(rule["properties"]["method"]["pattern"].is_string());
+    let roll = schema("RollBody");
+    assert_eq!(roll["properties"]["grace_seconds"]["minimum"], 0);
+    assert_eq!(roll["properties"]["grace_seconds"]["maximum"], 7776000);
+    let bulk = schema("BulkBody");
+    assert_eq!(
+        (
+            bulk["properties"]["ids"]["minItems"].clone(),
+            bulk["properties"]["ids"]["maxItems"].clone()
+        ),
+        (1.into(), 100.into())
+    );
+    assert_eq!(
+        bulk["properties"]["action"]["pattern"],
+        "^(enable|disable|revoke)$"
+    );
+    assert_eq!(schema("KeyPatch")["properties"]["reason"]["maxLength"], 500);
+}

@@ -306,3 +306,87 @@ async fn verify_checks_a_forwarded_signature_once() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn one_signature_sent_many_times_at_once_passes_exactly_once() {
+    let s = setup(true).await;
+    let b = s.app.second_instance();
+    let sig = header(&s.secret, now(), "GET", "/api/v1/me", "");
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let app = if i % 2 == 0 { &s.app } else { &b };
+            let headers = [("signature", sig.as_str())];
+            let key = s.key.clone();
+            async move {
+                app.api_raw("GET", "/api/v1/me", Some(&key), None, IP, &headers)
+                    .await
+            }
+        })
+        .collect();
+    let replies = join_all(calls).await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "exactly one of the parallel copies passes");
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_refused(r, StatusCode::UNAUTHORIZED, "signature_replayed", "copy");
+    }
+}
+
+/// A signature stamped as far in the future as the tolerance allows stays fresh for twice the
+/// tolerance after it is first seen; pruning at any moment of that window must not forget it.
+#[tokio::test]
+async fn a_replay_is_refused_for_the_whole_window_across_pruning() {
+    let s = setup(true).await;
+    let db = &s.app.state.db;
+    let key = app::keys::ssr::verify(
+        db,
+        app::keys::ssr::KeyCache::of(&s.app.state).unwrap(),
+        &s.app.state.config.secret,
+        &s.key,
+        None,
+        "GET",
+        "/api/v1/me",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let seen_at = app::ssr::db::now_ms();
+    let t = seen_at / 1000 + signature::TOLERANCE_SECS;
+    let sig = header(&s.secret, t, "GET", "/api/v1/me", "");
+    let digest = signature::body_digest(b"");
+    let check = |now: i64| {
+        let (key, sig, digest) = (key.clone(), sig.clone(), digest.clone());
+        async move {
+            app::keys::ssr::check_signature_at(
+                db,
+                &key,
+                Some(&sig),
+                "GET",
+                "/api/v1/me",
+                &digest,
+                now,
+            )
+            .await
+        }
+    };
+    assert!(check(seen_at).await.is_ok(), "first use");
+    // The last moment the timestamp is still within tolerance, after a prune at that moment
+    // (and one a little later, as an instance with a fast clock would run it).
+    let last_fresh = (t + signature::TOLERANCE_SECS) * 1000;
+    for prune_at in [last_fresh, last_fresh + 30_000] {
+        app::keys::ssr::prune_signatures_at(db, prune_at)
+            .await
+            .unwrap();
+        let e = check(last_fresh).await.unwrap_err();
+        assert_eq!(
+            e.code.as_str(),
+            "signature_replayed",
+            "pruned at {prune_at}"
+        );
+    }
+    // Past the window it is stale anyway, and may be forgotten.
+    let e = check(last_fresh + 1000).await.unwrap_err();
+    assert_eq!(e.code.as_str(), "signature_stale");
+}

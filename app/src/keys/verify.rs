@@ -305,7 +305,7 @@ pub async fn check_signature(
     .await
 }
 
-/// [`check_signature`] at a given time (ms), without pruning: what tests drive.
+/// [`check_signature`] at a given time (ms): what tests drive.
 pub async fn check_signature_at(
     db: &Db,
     key: &VerifiedKey,

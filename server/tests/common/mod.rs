@@ -104,10 +104,18 @@ pub async fn spawn() -> TestApp {
 }
 
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_site(
+        adjust,
+        LeptosOptions::builder().output_name("keyward").build(),
+    )
+    .await
+}
+
+/// A fresh app serving its bundle from `options.site_root`.
+pub async fn spawn_site(adjust: impl FnOnce(&mut Config), options: LeptosOptions) -> TestApp {
     let (db, dir) = fresh_db().await;
     let mut config = test_config();
     adjust(&mut config);
-    let options = LeptosOptions::builder().output_name("keyward").build();
     let state = AppState::new(db, config, options, keyward_server::boot::domains());
     let router = keyward_server::router(state.clone());
     // The background workers, as `keyward serve` runs them (they end with the test's runtime).
@@ -558,4 +566,29 @@ pub fn assert_no_secret(r: &Reply, what: &str) {
         !r.body.contains("kwsig_"),
         "{what}: a signing secret came back"
     );
+}
+
+/// Runs the futures concurrently on this task (so they race for real against the same
+/// router) and returns their outputs in order.
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
 }

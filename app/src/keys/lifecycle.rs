@@ -1,0 +1,418 @@
+//! A key's lifecycle (server only): status transitions, roll with grace, bulk actions and
+//! edits, each bounded by the caller's ceiling and written as a conditional statement so that
+//! racing requests, on one instance or several, cannot both apply.
+
+use super::format::{self, Environment};
+use super::ssr::{
+    get, insert_key, record_event, rfc3339, row_fresh, validate_new, Acting, KeyCache,
+    KeyEventKind, Material, Settings, StoredStatus,
+};
+use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyStatus};
+use crate::error::AppError;
+use crate::ssr::db::now_ms;
+use crate::ssr::AppState;
+
+/// A status transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Enable,
+    Disable,
+    Revoke,
+}
+
+/// Applies a transition; refuses what makes no sense (enabling a revoked key…), and an enable
+/// of a key holding more than the caller (or of someone else's personal token).
+///
+/// The write is conditional on the status that was read (`… where status = <read>`): of two
+/// racing transitions, on one instance or several, only one applies to a given state, and the
+/// other re-reads and decides again. `revoked` is final: nothing moves a key out of it.
+pub async fn transition(
+    state: &AppState,
+    acting: Acting<'_>,
+    key_id: &str,
+    t: Transition,
+    reason: Option<&str>,
+) -> Result<ApiKey, AppError> {
+    let (db, org_id) = (&state.db, acting.org());
+    let reason = clean_reason(reason)?;
+    // A lost race means the state moved under us: decide again from the new state. Each
+    // retry follows a real change, so a few are plenty.
+    for _ in 0..5 {
+        let current = row_fresh(db, org_id, key_id).await?;
+        use StoredStatus::{Active, Disabled, Revoked};
+        let (to, kind) = match (t, current.status) {
+            (_, Revoked) => {
+                return Err(AppError::conflict(
+                    "status",
+                    "the key is revoked; revocation is final",
+                ))
+            }
+            (Transition::Enable, Active) => {
+                return Err(AppError::conflict("status", "the key is already active"))
+            }
+            (Transition::Disable, Disabled) => {
+                return Err(AppError::conflict("status", "the key is already disabled"))
+            }
+            (Transition::Enable, _) => (Active, KeyEventKind::Enabled),
+            (Transition::Disable, _) => (Disabled, KeyEventKind::Disabled),
+            (Transition::Revoke, _) => (Revoked, KeyEventKind::Revoked),
+        };
+        if t == Transition::Enable {
+            acting.may_take_over(&current)?;
+        }
+        let mut tx = db.writer.begin().await?;
+        let applied = sqlx::query(
+            "update api_key set status = $1, updated_at = $2
+             where api_key_id = $3 and organization_id = $4 and status = $5",
+        )
+        .bind(to.as_str())
+        .bind(now_ms())
+        .bind(key_id)
+        .bind(org_id)
+        .bind(current.status.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if applied == 0 {
+            continue;
+        }
+        record_event(
+            &mut tx,
+            key_id,
+            org_id,
+            kind,
+            reason,
+            acting.actor(),
+            serde_json::json!({ "from": current.status.as_str() }),
+        )
+        .await?;
+        tx.commit().await?;
+        KeyCache::of(state)?.clear();
+        return get(db, org_id, key_id).await;
+    }
+    Err(AppError::conflict(
+        "status",
+        "the key is changing under concurrent requests; try again",
+    ))
+}
+
+/// The reason recorded on a timeline entry: trimmed, empty means none, at most 500
+/// characters.
+pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(AppError::invalid(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
+    }
+    Ok(reason)
+}
+
+/// Rolls a key: a new key with the same settings; the old one keeps working for
+/// `grace_seconds` (0 = stops now), then expires. Both timelines record it.
+///
+/// The new secret carries the old key's scopes, so the caller must hold all of them (and a
+/// personal token can only be rolled by its owner). The old key is marked rolled by a write
+/// conditional on it still being active and not yet rolled, so two racing rolls cannot both
+/// hand out a successor.
+pub async fn roll(
+    state: &AppState,
+    acting: Acting<'_>,
+    key_id: &str,
+    grace_seconds: i64,
+    reason: Option<&str>,
+) -> Result<CreatedKey, AppError> {
+    let (db, cache, pepper) = (&state.db, KeyCache::of(state)?, &state.config.secret);
+    let (org_id, actor) = (acting.org(), acting.actor());
+    let reason = clean_reason(reason)?;
+    if !(0..=90 * 24 * 3600).contains(&grace_seconds) {
+        return Err(AppError::invalid(
+            "grace_seconds",
+            "grace_seconds must be between 0 and 7776000 (90 days)",
+        ));
+    }
+    let old = row_fresh(db, org_id, key_id).await?;
+    let now = now_ms();
+    if old.status(now) != KeyStatus::Active {
+        return Err(AppError::conflict(
+            "status",
+            format!(
+                "only an active key can be rolled; this one is {}",
+                old.status(now).as_str()
+            ),
+        ));
+    }
+    if old.rolled_to_key_id.is_some() {
+        return Err(AppError::conflict(
+            "status",
+            "this key was already rolled; roll its successor",
+        ));
+    }
+    acting.may_take_over(&old)?;
+    let wire = old.to_wire(now);
+    let settings = Settings {
+        name: old.name.clone(),
+        description: old.description.clone(),
+        environment: Environment::parse(&old.environment).unwrap_or(Environment::Live),
+        category: wire.category,
+        scopes: wire.scopes.clone(),
+        endpoints: wire.endpoints.clone(),
+        ip_allowlist: wire
+            .ip_allowlist
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        expires_at: old.expires_at,
+        require_signature: wire.require_signature,
+        metadata: wire.metadata.clone(),
+    };
+    let secret = format::generate(settings.environment);
+    let grace_ends = now + grace_seconds * 1000;
+    let mut tx = db.writer.begin().await?;
+    let (new_id, signing) = insert_key(
+        &mut tx,
+        org_id,
+        old.owner_user_id.as_deref(),
+        &settings,
+        &Material::from_secret(pepper, &secret),
+        StoredStatus::Active,
+        pepper,
+        actor,
+    )
+    .await?;
+    let old_expiry = old.expires_at.map_or(grace_ends, |e| e.min(grace_ends));
+    let marked = sqlx::query(
+        "update api_key set expires_at = $1, rolled_to_key_id = $2, updated_at = $3
+         where api_key_id = $4 and organization_id = $5 and status = 'active' and rolled_to_key_id is null
+           and (expires_at is null or expires_at > $3)",
+    )
+    .bind(old_expiry)
+    .bind(&new_id)
+    .bind(now)
+    .bind(key_id)
+    .bind(org_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if marked == 0 {
+        // Dropping the transaction rolls the new key back.
+        return Err(AppError::conflict(
+            "status",
+            "the key changed while it was being rolled (revoked, disabled or rolled meanwhile)",
+        ));
+    }
+    let detail = serde_json::json!({ "rolled_to": new_id, "grace_seconds": grace_seconds, "stops_at": rfc3339(old_expiry) });
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        KeyEventKind::Rolled,
+        reason,
+        actor,
+        detail,
+    )
+    .await?;
+    record_event(
+        &mut tx,
+        &new_id,
+        org_id,
+        KeyEventKind::Created,
+        reason,
+        actor,
+        serde_json::json!({ "rolled_from": key_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    cache.clear();
+    Ok(CreatedKey {
+        api_key: get(db, org_id, &new_id).await?,
+        key: secret,
+        signing_secret: signing.expose().to_string(),
+    })
+}
+
+/// Most keys one bulk request may name.
+pub const BULK_MAX: usize = 100;
+
+/// Applies one transition to many keys, each on its own: one key's refusal does not stop the
+/// others, and every key gets its own outcome.
+pub async fn bulk(
+    state: &AppState,
+    acting: Acting<'_>,
+    ids: &[String],
+    t: Transition,
+    reason: Option<&str>,
+) -> Result<Vec<BulkOutcome>, AppError> {
+    if ids.is_empty() || ids.len() > BULK_MAX {
+        return Err(AppError::invalid(
+            "ids",
+            format!("name between 1 and {BULK_MAX} keys"),
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let outcome = match transition(state, acting, id, t, reason).await {
+            Ok(key) => BulkOutcome {
+                id: id.clone(),
+                ok: true,
+                status: Some(key.status),
+                code: None,
+                message: None,
+            },
+            Err(e) if e.code == crate::error::ErrorCode::Internal => return Err(e),
+            Err(e) => BulkOutcome {
+                id: id.clone(),
+                ok: false,
+                status: None,
+                code: Some(e.code.as_str()),
+                message: Some(e.message),
+            },
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// Parses a transition name from the API or a form.
+pub fn parse_transition(action: &str) -> Result<Transition, AppError> {
+    match action {
+        "enable" => Ok(Transition::Enable),
+        "disable" => Ok(Transition::Disable),
+        "revoke" => Ok(Transition::Revoke),
+        _ => Err(AppError::invalid(
+            "action",
+            "action must be enable, disable or revoke",
+        )),
+    }
+}
+
+/// Edits a key's settings (not its secret, environment or status), validated like a new
+/// key; records an `edited` event naming the changed fields. Revoked keys are final.
+///
+/// The key after the edit is validated against the caller's ceiling like a new key, so a
+/// caller can neither widen a key past what they hold nor edit one that holds more. The write
+/// is conditional on the key not having been revoked meanwhile.
+pub async fn update(
+    state: &AppState,
+    acting: Acting<'_>,
+    key_id: &str,
+    patch: &super::KeyPatch,
+) -> Result<ApiKey, AppError> {
+    let org_id = acting.org();
+    let reason = clean_reason(patch.reason.as_deref())?;
+    let current = row_fresh(&state.db, org_id, key_id).await?;
+    if current.status == StoredStatus::Revoked {
+        return Err(AppError::conflict(
+            "status",
+            "the key is revoked; revocation is final",
+        ));
+    }
+    let now = now_ms();
+    let wire = current.to_wire(now);
+    let (category, scopes) = match (&patch.category, &patch.scopes) {
+        (None, None) if wire.category == Category::Custom => {
+            (Some("custom".to_string()), Some(wire.scopes.clone()))
+        }
+        (None, None) => (Some(wire.category.as_str().to_string()), None),
+        (None, Some(s)) => (Some("custom".to_string()), Some(s.clone())),
+        // Turning a preset into custom keeps the scopes it had.
+        (Some(c), None) if c == "custom" => (Some(c.clone()), Some(wire.scopes.clone())),
+        (Some(c), s) => (Some(c.clone()), s.clone()),
+    };
+    let new = super::NewKey {
+        name: patch.name.clone().unwrap_or(wire.name.clone()),
+        description: Some(
+            patch
+                .description
+                .clone()
+                .unwrap_or(wire.description.clone()),
+        ),
+        environment: Some(wire.environment.clone()),
+        category,
+        scopes,
+        endpoints: Some(patch.endpoints.clone().unwrap_or(wire.endpoints.clone())),
+        ip_allowlist: Some(
+            patch
+                .ip_allowlist
+                .clone()
+                .unwrap_or(wire.ip_allowlist.clone()),
+        ),
+        expires_at: patch.expires_at.clone().flatten(),
+        require_signature: Some(patch.require_signature.unwrap_or(wire.require_signature)),
+        metadata: Some(patch.metadata.clone().unwrap_or(wire.metadata.clone())),
+        personal: None,
+    };
+    let mut settings = validate_new(&new, now, acting.grant)?;
+    if patch.expires_at.is_none() {
+        // Left unchanged: keep it as it is, even when already past.
+        settings.expires_at = current.expires_at;
+    }
+    let mut changed: Vec<&str> = Vec::new();
+    for (field, sent) in [
+        ("name", patch.name.is_some()),
+        ("description", patch.description.is_some()),
+        ("category", patch.category.is_some()),
+        ("scopes", patch.scopes.is_some()),
+        ("endpoints", patch.endpoints.is_some()),
+        ("ip_allowlist", patch.ip_allowlist.is_some()),
+        ("expires_at", patch.expires_at.is_some()),
+        ("require_signature", patch.require_signature.is_some()),
+        ("metadata", patch.metadata.is_some()),
+    ] {
+        if sent {
+            changed.push(field);
+        }
+    }
+    if changed.is_empty() {
+        return Err(AppError::invalid(
+            "body",
+            "send at least one field to change",
+        ));
+    }
+    let ips: Vec<String> = settings
+        .ip_allowlist
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut tx = state.db.writer.begin().await?;
+    let applied = sqlx::query(
+        "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
+            expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10
+         where api_key_id = $11 and organization_id = $12 and status <> 'revoked'",
+    )
+    .bind(&settings.name)
+    .bind(&settings.description)
+    .bind(settings.category.as_str())
+    .bind(serde_json::to_string(&settings.scopes).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&settings.endpoints).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&ips).map_err(AppError::internal)?)
+    .bind(settings.expires_at)
+    .bind(settings.require_signature as i64)
+    .bind(settings.metadata.to_string())
+    .bind(now)
+    .bind(key_id)
+    .bind(org_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if applied == 0 {
+        return Err(AppError::conflict(
+            "status",
+            "the key is revoked; revocation is final",
+        ));
+    }
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        KeyEventKind::Edited,
+        reason,
+        acting.actor(),
+        serde_json::json!({ "changed": changed }),
+    )
+    .await?;
+    tx.commit().await?;
+    KeyCache::of(state)?.clear();
+    get(&state.db, org_id, key_id).await
+}
