@@ -44,13 +44,13 @@ def post(path, form, headers=H):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     c.request("POST", path, urllib.parse.urlencode(form), headers)
     r = c.getresponse(); r.read()
-    cookies = r.getheader("Set-Cookie") or ""
+    cookies = [v.split(";")[0] for v in r.headers.get_all("Set-Cookie") or []]
     c.close()
     return r.status, cookies
 
-status, cookie = post("/rpc/sign_in", {"email": "admin@keyward.local", "password": "bench passphrase"})
+status, cookies = post("/rpc/sign_in", {"email": "admin@keyward.local", "password": "bench passphrase"})
 assert status in (200, 302), status
-session = cookie.split(";")[0]
+session = "; ".join(cookies)
 
 def page_ms():
     t = time.perf_counter()
