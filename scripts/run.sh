@@ -8,8 +8,8 @@ cd "$ROOT"
 
 "$ROOT/scripts/bootstrap.sh"
 
-log "building (release)"
-cargo leptos build --release
+log "building (release; bundle precompressed with brotli and gzip)"
+cargo leptos build --release --precompress
 
 export KEYWARD_DATABASE_URL="${KEYWARD_DATABASE_URL:-sqlite://data/keyward.db}"
 log "starting keyward on ${KEYWARD_LISTEN:-127.0.0.1:3000}"
