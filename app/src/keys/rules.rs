@@ -37,7 +37,7 @@ pub fn parse_rfc3339(field: &str, s: &str) -> Result<i64, AppError> {
 // Validation (pure).
 
 /// The permissions a set of scopes amounts to.
-pub fn scope_permissions(scopes: &Scopes) -> Vec<Permission> {
+pub fn scope_permissions(scopes: &Scopes) -> Permissions {
     Permission::ALL
         .iter()
         .copied()
@@ -227,11 +227,7 @@ pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, A
         .into_iter()
         .filter(|(_, a)| *a != Access::None)
         .collect();
-    grant.require_all(
-        scope_permissions(&scopes)
-            .into_iter()
-            .collect::<Permissions>(),
-    )?;
+    grant.require_all(scope_permissions(&scopes))?;
     let endpoints = new.endpoints.clone().unwrap_or_default();
     if endpoints.len() > 50 {
         return Err(AppError::invalid("endpoints", "at most 50 endpoint rules"));
@@ -306,7 +302,7 @@ mod tests {
         assert!(!scopes_allow(&s, Permission::OrgWrite));
         assert!(!scopes_allow(&s, Permission::AuditRead));
         assert_eq!(
-            scope_permissions(&s),
+            scope_permissions(&s).iter().collect::<Vec<_>>(),
             vec![
                 Permission::OrgRead,
                 Permission::KeysRead,

@@ -197,7 +197,7 @@ impl KeyRow {
     /// What the key's scopes amount to (unreadable scopes amount to nothing).
     pub(crate) fn permissions(&self) -> Permissions {
         let scopes: super::Scopes = serde_json::from_str(&self.scopes).unwrap_or_default();
-        scope_permissions(&scopes).into_iter().collect()
+        scope_permissions(&scopes)
     }
 
     pub(crate) fn to_wire(&self, now: i64) -> ApiKey {

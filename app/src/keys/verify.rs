@@ -188,7 +188,7 @@ async fn lookup(
                 environment: r.try_get("environment")?,
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 expires_at: r.try_get("expires_at")?,
-                permissions: scope_permissions(&scopes).into_iter().collect(),
+                permissions: scope_permissions(&scopes),
                 scopes,
                 endpoints,
                 ip_allowlist,
