@@ -5,8 +5,31 @@ use keyward_server::{boot, cli, router};
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(start());
+}
+
+/// glibc's malloc raises its mmap threshold each time a large block is freed, so after the
+/// first sign-in argon2's 19 MiB block comes from a heap arena instead of `mmap`, and every
+/// blocking thread that ever hashed keeps one such block in its own arena: under a sign-in flood
+/// that was 442 MiB of resident memory for one computation at a time. A fixed threshold keeps
+/// large blocks in `mmap` (returned to the system on free), and two arenas bound what threads
+/// can hold on to. Measured by `bench/signin-flood.sh` (numbers in docs/security.md).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+async fn start() {
     // Logs go to stderr: stdout carries only what a command promises (a key, a user id).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
