@@ -316,7 +316,10 @@ impl axum::response::IntoResponse for AppError {
         let status = http::StatusCode::from_u16(self.code.status())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.retry_after;
+        let code = self.code;
         let mut response = (status, axum::Json(self)).into_response();
+        // For the request log, which reads the code from the response.
+        response.extensions_mut().insert(code);
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

@@ -12,6 +12,7 @@ pub mod orgs;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod ui;
+pub mod usage;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
@@ -57,6 +58,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/keys") view=keys::pages::KeysPage />
                     <Route path=path!("/keys/:org/:id") view=keys::pages::KeyPage />
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
+                    <Route path=path!("/plans") view=usage::pages::PlansPage />
                     <Route path=path!("/docs/api") view=docs::ApiDocsPage />
                 </Routes>
             </ui::Layout>

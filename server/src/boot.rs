@@ -165,6 +165,12 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         sign_in_failures_per_hour: args.sign_in_failures_per_hour,
         auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
         allowed_hosts: Config::hosts_for(&public_origin, args.listen),
+        log_retention_days: args.log_retention_days,
+        metrics_allow: args.metrics_allow.clone(),
+        metrics_token: args
+            .metrics_token
+            .clone()
+            .filter(|t| !t.trim().is_empty()),
         secret,
         public_origin,
     })
@@ -217,12 +223,17 @@ pub fn leptos_options(
 }
 
 /// The one place the domains' in-memory state is composed.
-pub fn domains() -> Domains {
-    Domains::default().with(app::keys::ssr::KeyCache::default())
+pub fn domains(db: &Db) -> Domains {
+    Domains::default()
+        .with(app::keys::ssr::KeyCache::default())
+        .with(app::usage::ssr::RateLimiter::new(db.clone()))
+        .with(app::usage::log::RequestLog::new(app::usage::log::CAPACITY))
+        .with(crate::metrics::Metrics::default())
 }
 
 pub fn state(db: Db, config: Config, leptos_options: LeptosOptions) -> AppState {
-    AppState::new(db, config, leptos_options, domains())
+    let domains = domains(&db);
+    AppState::new(db, config, leptos_options, domains)
 }
 
 /// On an empty database, creates the first admin and prints the sign-in once (stdout, never

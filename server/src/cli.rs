@@ -72,6 +72,18 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_AUTH_ATTEMPTS_PER_IP_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_attempts_per_ip_per_minute: u32,
 
+    /// Days the raw request log (and its per-minute rollup) is kept.
+    #[arg(long, env = "KEYWARD_LOG_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub log_retention_days: u32,
+
+    /// Client networks that may read GET /metrics without a token (comma-separated CIDRs).
+    #[arg(long, env = "KEYWARD_METRICS_ALLOW", default_value = "127.0.0.0/8,::1/128", value_delimiter = ',')]
+    pub metrics_allow: Vec<ipnet::IpNet>,
+
+    /// A bearer token that also opens GET /metrics (from any address). Default: none.
+    #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Server secret for HMACs (at least 32 characters). Default: the secret file.
     #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true)]
     pub secret: Option<String>,

@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod metrics;
 pub mod rest;
 pub mod workers;
 

@@ -161,6 +161,14 @@ async fn every_rest_route_is_declared() {
                 spec.method,
                 spec.path
             ),
+            // No peer address and no token: not from an allowed network.
+            Access::Operator => assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{} {}",
+                spec.method,
+                spec.path
+            ),
         }
     }
 }

@@ -135,6 +135,22 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         ("DELETE", "/api/v1/keys/{id}") | ("POST", "/api/v1/keys/{id}/disable") => {
             call(on(&w.strong), None, false)
         }
+        // Like disable: a limit restricts a key, it hands out nothing.
+        ("PUT", "/api/v1/keys/{id}/limit") => call(
+            on(&w.strong),
+            Some(json!({"rate_limit": 1, "rate_window_seconds": 86400})),
+            false,
+        ),
+        // Instance plans: no key of an ordinary organization can hold plans:write.
+        ("POST", "/api/v1/plans") => call(
+            on(""),
+            Some(json!({"name": "mine", "limit": 1000000, "window_seconds": 1})),
+            false,
+        ),
+        ("PATCH", "/api/v1/plans/{id}") => {
+            call(on("plan_free"), Some(json!({"limit": 1000000000})), false)
+        }
+        ("DELETE", "/api/v1/plans/{id}") => call(on("plan_pro"), None, false),
         other => panic!("mutating route {other:?} has no case in the ceiling matrix"),
     }
 }
@@ -309,6 +325,16 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
             ]),
             true,
         ),
+        "set_key_limit" => (
+            f(&[
+                ("organization_id", org),
+                ("key_id", &w.strong),
+                ("plan_id", ""),
+                ("rate_limit", "1"),
+                ("rate_window_seconds", "86400"),
+            ]),
+            false,
+        ),
         other => panic!("organization server function {other:?} has no case in the matrix"),
     }
 }
@@ -367,11 +393,18 @@ async fn server_function_ceiling_matrix() {
 #[tokio::test]
 async fn rest_isolation_and_bad_input_sweep() {
     let w = world().await;
-    let (_, admin) = w.app.admin_key(&w.org).await;
+    let (_, org_admin) = w.app.admin_key(&w.org).await;
+    // Instance routes (plans) are for system-organization keys.
+    let (_, system_admin) = w.app.admin_key(app::access::ssr::SYSTEM_ORG_ID).await;
     let mut cases = 0;
     for spec in routes() {
-        let Access::Key(_) = spec.access else {
+        let Access::Key(permission) = spec.access else {
             continue;
+        };
+        let admin = if permission.is_instance() {
+            system_admin.clone()
+        } else {
+            org_admin.clone()
         };
         let method = spec.method.as_str();
         let has_body = !matches!(spec.doc.body, DocBody::None);

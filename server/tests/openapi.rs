@@ -41,7 +41,7 @@ async fn the_document_lists_every_route_and_resolves_every_schema() {
         );
         assert!(!op["summary"].as_str().unwrap_or("").is_empty());
         match spec.access {
-            Access::Public => assert!(op["x-keyward-permission"].is_null()),
+            Access::Public | Access::Operator => assert!(op["x-keyward-permission"].is_null()),
             Access::Key(p) => {
                 assert_eq!(op["x-keyward-permission"], p.as_str());
                 assert_eq!(op["security"][0]["bearer"], serde_json::json!([]));

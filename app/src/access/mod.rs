@@ -21,9 +21,13 @@ pub enum Permission {
     KeysRead,
     KeysWrite,
     AuditRead,
+    /// The organization's request log, usage and analytics.
+    UsageRead,
     /// Instance-wide user administration; meaningful only in the system organization.
     UsersRead,
     UsersWrite,
+    /// The instance's rate-limit plans (create, edit, delete); system organization only.
+    PlansWrite,
 }
 
 impl Permission {
@@ -36,8 +40,10 @@ impl Permission {
         Permission::KeysRead,
         Permission::KeysWrite,
         Permission::AuditRead,
+        Permission::UsageRead,
         Permission::UsersRead,
         Permission::UsersWrite,
+        Permission::PlansWrite,
     ];
 
     /// The stable `resource:action` name shown to users and in 403 messages.
@@ -50,6 +56,8 @@ impl Permission {
             Permission::KeysRead => "keys:read",
             Permission::KeysWrite => "keys:write",
             Permission::AuditRead => "audit:read",
+            Permission::UsageRead => "usage:read",
+            Permission::PlansWrite => "plans:write",
             Permission::UsersRead => "users:read",
             Permission::UsersWrite => "users:write",
         }
@@ -59,10 +67,14 @@ impl Permission {
         Permission::ALL.iter().copied().find(|p| p.as_str() == name)
     }
 
-    /// Instance-wide permissions (`users:*`): meaningful only in the system organization. No
-    /// role of another organization grants them and no key outside it can carry them.
+    /// Instance-wide permissions (`users:*`, `plans:write`): meaningful only in the system
+    /// organization. No role of another organization grants them and no key outside it can
+    /// carry them.
     pub fn is_instance(self) -> bool {
-        matches!(self, Permission::UsersRead | Permission::UsersWrite)
+        matches!(
+            self,
+            Permission::UsersRead | Permission::UsersWrite | Permission::PlansWrite
+        )
     }
 
     /// Whether the permission changes things (`…:write`), rather than reading them.
@@ -197,9 +209,17 @@ impl Role {
         use Permission::*;
         match self {
             Role::Owner => Permission::ALL,
-            Role::Admin => &[OrgRead, MembersWrite, KeysWrite, AuditRead, UsersWrite],
-            Role::Member => &[OrgRead, MembersRead, KeysWrite],
-            Role::Viewer => &[OrgRead, MembersRead, KeysRead],
+            Role::Admin => &[
+                OrgRead,
+                MembersWrite,
+                KeysWrite,
+                AuditRead,
+                UsageRead,
+                UsersWrite,
+                PlansWrite,
+            ],
+            Role::Member => &[OrgRead, MembersRead, KeysWrite, UsageRead],
+            Role::Viewer => &[OrgRead, MembersRead, KeysRead, UsageRead],
         }
     }
 
@@ -265,8 +285,15 @@ mod tests {
         assert!(Role::Admin
             .permissions_in(false)
             .contains(Permission::KeysWrite));
-        assert_eq!(resources_in(false), vec!["org", "members", "keys", "audit"]);
+        assert_eq!(
+            resources_in(false),
+            vec!["org", "members", "keys", "audit", "usage"]
+        );
         assert!(resources_in(true).contains(&"users"));
+        assert!(resources_in(true).contains(&"plans"));
+        assert!(!Role::Owner
+            .permissions_in(false)
+            .contains(Permission::PlansWrite));
     }
 
     #[test]

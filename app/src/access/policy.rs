@@ -45,6 +45,11 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("set_key_status", Guard::Org(Permission::KeysWrite)),
     ("roll_key", Guard::Org(Permission::KeysWrite)),
     ("bulk_keys", Guard::Org(Permission::KeysWrite)),
+    ("set_key_limit", Guard::Org(Permission::KeysWrite)),
+    ("list_plans", Guard::SignedIn),
+    ("create_plan", Guard::Instance(Permission::PlansWrite)),
+    ("update_plan", Guard::Instance(Permission::PlansWrite)),
+    ("delete_plan", Guard::Instance(Permission::PlansWrite)),
 ];
 
 /// The guard declared for an endpoint name, if any.

@@ -266,3 +266,35 @@ pub async fn bulk_keys(
     })
     .await
 }
+
+/// Puts a key on a plan and sets or clears its own limit, from the key page: empty
+/// `rate_limit` and `rate_window_seconds` follow the plan; an empty plan is the default one.
+#[server(prefix = "/rpc", endpoint = "set_key_limit")]
+pub async fn set_key_limit(
+    organization_id: String,
+    key_id: String,
+    #[server(default)] plan_id: String,
+    #[server(default)] rate_limit: String,
+    #[server(default)] rate_window_seconds: String,
+) -> Result<ApiKey, AppError> {
+    let (caller, grant) =
+        crate::access::guard::guard_in("set_key_limit", &organization_id).await?;
+    crate::ssr::respond(async move {
+        let optional = |field: &str, text: &str| match text.trim() {
+            "" => Ok(None),
+            t => crate::usage::api::number(field, t).map(Some),
+        };
+        let limit = super::KeyLimit {
+            plan_id: Some(plan_id).filter(|p| !p.trim().is_empty()),
+            rate_limit: optional("rate_limit", &rate_limit)?,
+            // The window goes with an own limit only: an empty limit follows the plan.
+            rate_window_seconds: match rate_limit.trim() {
+                "" => None,
+                _ => optional("rate_window_seconds", &rate_window_seconds)?,
+            },
+            reason: None,
+        };
+        super::ssr::set_limit(&caller.state, acting!(caller, grant), &key_id, &limit).await
+    })
+    .await
+}

@@ -519,6 +519,9 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
             last_used_at: None,
+            plan_id: None,
+            rate_limit: None,
+            rate_window_seconds: None,
         }
     }
 

@@ -202,6 +202,16 @@ pub async fn roll(
             "the key changed while it was being rolled (revoked, disabled or rolled meanwhile)",
         ));
     }
+    // The successor keeps the old key's limit.
+    sqlx::query(
+        "update api_key set plan_id = $1, rate_limit = $2, rate_window_seconds = $3 where api_key_id = $4",
+    )
+    .bind(&old.plan_id)
+    .bind(old.rate_limit)
+    .bind(old.rate_window_seconds)
+    .bind(&new_id)
+    .execute(&mut *tx)
+    .await?;
     let detail = serde_json::json!({ "rolled_to": new_id, "grace_seconds": grace_seconds, "stops_at": rfc3339(old_expiry) });
     record_event(
         &mut tx,
@@ -410,6 +420,96 @@ pub async fn update(
         reason,
         acting.actor(),
         serde_json::json!({ "changed": changed }),
+    )
+    .await?;
+    tx.commit().await?;
+    KeyCache::of(state)?.clear();
+    get(&state.db, org_id, key_id).await
+}
+
+/// Puts a key on a plan, and sets or clears its own limit; recorded in the timeline as
+/// `edited`. The new limit applies at once on this instance, within the key cache's bound
+/// (1 s) on others.
+pub async fn set_limit(
+    state: &AppState,
+    acting: Acting<'_>,
+    key_id: &str,
+    limit: &super::KeyLimit,
+) -> Result<ApiKey, AppError> {
+    use crate::usage::{MAX_LIMIT, MAX_WINDOW_SECONDS};
+    let org_id = acting.org();
+    let reason = clean_reason(limit.reason.as_deref())?;
+    let plan_id = limit
+        .plan_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    if let Some(plan_id) = plan_id {
+        crate::usage::ssr::require(&state.db, plan_id).await?;
+    }
+    match (limit.rate_limit, limit.rate_window_seconds) {
+        (None, None) => {}
+        (Some(l), Some(w)) => {
+            if !(1..=MAX_LIMIT).contains(&l) {
+                return Err(AppError::invalid(
+                    "rate_limit",
+                    format!("the limit is a number of requests from 1 to {MAX_LIMIT}"),
+                ));
+            }
+            if !(1..=MAX_WINDOW_SECONDS).contains(&w) {
+                return Err(AppError::invalid(
+                    "rate_window_seconds",
+                    format!("the window is from 1 to {MAX_WINDOW_SECONDS} seconds (a day)"),
+                ));
+            }
+        }
+        _ => {
+            return Err(AppError::invalid(
+                "rate_limit",
+                "an override needs both rate_limit and rate_window_seconds (or neither, to follow the plan)",
+            ))
+        }
+    }
+    let mut tx = state.db.writer.begin().await?;
+    let applied = sqlx::query(
+        "update api_key set plan_id = $1, rate_limit = $2, rate_window_seconds = $3, updated_at = $4
+         where api_key_id = $5 and organization_id = $6 and status <> 'revoked'",
+    )
+    .bind(plan_id)
+    .bind(limit.rate_limit)
+    .bind(limit.rate_window_seconds)
+    .bind(now_ms())
+    .bind(key_id)
+    .bind(org_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if applied == 0 {
+        // Not found in this organization, or revoked: tell which (after releasing the
+        // transaction: on SQLite it holds the only writer connection).
+        drop(tx);
+        let current = row_fresh(&state.db, org_id, key_id).await?;
+        if current.status == StoredStatus::Revoked {
+            return Err(AppError::conflict(
+                "status",
+                "the key is revoked; revocation is final",
+            ));
+        }
+        return Err(AppError::not_found("key"));
+    }
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        KeyEventKind::Edited,
+        reason,
+        acting.actor(),
+        serde_json::json!({
+            "changed": ["limit"],
+            "plan_id": plan_id.unwrap_or(crate::usage::DEFAULT_PLAN_ID),
+            "rate_limit": limit.rate_limit,
+            "rate_window_seconds": limit.rate_window_seconds,
+        }),
     )
     .await?;
     tx.commit().await?;

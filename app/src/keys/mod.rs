@@ -160,6 +160,11 @@ pub struct ApiKey {
     pub created_at: String,
     pub updated_at: String,
     pub last_used_at: Option<String>,
+    /// The key's plan (`null`: the default plan, `plan_free`).
+    pub plan_id: Option<String>,
+    /// The key's own limit, overriding its plan's (with `rate_window_seconds`).
+    pub rate_limit: Option<i64>,
+    pub rate_window_seconds: Option<i64>,
 }
 
 /// A key just created or rolled, with its secret, shown once.
@@ -345,6 +350,28 @@ pub struct KeyPatch {
     #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
+    /// Why, for the timeline (at most 500 characters).
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
+    pub reason: Option<String>,
+}
+
+/// A key's rate limit: a plan, and optionally the key's own limit overriding it (both
+/// `rate_limit` and `rate_window_seconds`, or neither).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimit {
+    /// `null` or absent: the default plan.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 40))]
+    pub plan_id: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000_000))]
+    pub rate_limit: Option<i64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 86_400))]
+    pub rate_window_seconds: Option<i64>,
     /// Why, for the timeline (at most 500 characters).
     #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(max_length = 500))]

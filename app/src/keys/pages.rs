@@ -603,6 +603,7 @@ pub fn KeyPage() -> impl IntoView {
     let status = ServerAction::<SetKeyStatus>::new();
     let roll = ServerAction::<RollKey>::new();
     let update = ServerAction::<UpdateKey>::new();
+    let set_limit = ServerAction::<crate::keys::api::SetKeyLimit>::new();
     let secret = RwSignal::new(None::<Secrets>);
     Effect::new(move |_| {
         if let Some(Ok(rolled)) = roll.value().get() {
@@ -617,6 +618,7 @@ pub fn KeyPage() -> impl IntoView {
             status.version().get(),
             roll.version().get(),
             update.version().get(),
+            set_limit.version().get(),
         )
     };
     let key = Resource::new(versions, |(org, id, ..)| get_key(org, id));
@@ -644,6 +646,7 @@ pub fn KeyPage() -> impl IntoView {
                             {k.rolled_to_key_id.clone().map(|to| view! { <dt>"Rolled to"</dt><dd><A href=format!("/keys/{}/{to}", k.organization_id)>{to.clone()}</A></dd> })}
                         </dl>
                         <div class="actions" role="group" aria-label="Key actions"><KeyActions key=k.clone() org status roll /></div>
+                        <crate::usage::pages::KeyLimitSection key=k.clone() org set_limit />
                         <KeySettings key=k org update />
                     }
                     .into_any(),

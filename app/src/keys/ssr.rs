@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::{Any, Row, Transaction};
 
-pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at";
+pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at, plan_id, rate_limit, rate_window_seconds";
 
 /// The status column of a key (`expired` is not stored: it follows from the date).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +162,9 @@ pub(crate) struct KeyRow {
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) last_used_at: Option<i64>,
+    pub(crate) plan_id: Option<String>,
+    pub(crate) rate_limit: Option<i64>,
+    pub(crate) rate_window_seconds: Option<i64>,
 }
 
 impl KeyRow {
@@ -187,6 +190,9 @@ impl KeyRow {
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
             last_used_at: r.try_get("last_used_at")?,
+            plan_id: r.try_get("plan_id")?,
+            rate_limit: r.try_get("rate_limit")?,
+            rate_window_seconds: r.try_get("rate_window_seconds")?,
         })
     }
 
@@ -223,6 +229,9 @@ impl KeyRow {
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
             last_used_at: self.last_used_at.map(rfc3339),
+            plan_id: self.plan_id.clone(),
+            rate_limit: self.rate_limit,
+            rate_window_seconds: self.rate_window_seconds,
         }
     }
 }

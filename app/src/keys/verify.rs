@@ -38,6 +38,9 @@ pub struct VerifiedKey {
     pub require_signature: bool,
     /// Derived from the pepper and the key's salt, to check `Signature` headers.
     pub signing_secret: SigningSecret,
+    /// The key's rate limit: its own override, else its plan's (the default plan without one).
+    pub rate_limit: u64,
+    pub rate_window_seconds: i64,
 }
 
 impl VerifiedKey {
@@ -157,8 +160,12 @@ async fn lookup(
     // A fresh read goes to the writer: on SQLite it sees every commit at once.
     let pool = if fresh { &db.writer } else { &db.reader };
     let r = sqlx::query(
-        "select api_key_id, organization_id, owner_user_id, environment, status, expires_at, scopes, endpoints, ip_allowlist, require_signature, signing_salt
-         from api_key where key_hash = $1 and hash_algorithm = $2",
+        "select k.api_key_id, k.organization_id, k.owner_user_id, k.environment, k.status, k.expires_at, k.scopes, k.endpoints,
+                k.ip_allowlist, k.require_signature, k.signing_salt,
+                coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
+                coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window
+         from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
+         where k.key_hash = $1 and k.hash_algorithm = $2",
     )
     .bind(hash)
     .bind(algorithm)
@@ -194,6 +201,8 @@ async fn lookup(
                 ip_allowlist,
                 restrictions_readable: readable,
                 require_signature: r.try_get::<i64, _>("require_signature")? != 0,
+                rate_limit: r.try_get::<i64, _>("effective_limit")?.max(1) as u64,
+                rate_window_seconds: r.try_get::<i64, _>("effective_window")?.max(1),
             }))
         }
     };

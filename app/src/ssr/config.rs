@@ -21,6 +21,12 @@ pub struct Config {
     /// Host names (with port) requests may be addressed to: the public origin's and the listen
     /// address's. Anything else is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Days the raw request log is kept (and its per-minute rollup).
+    pub log_retention_days: u32,
+    /// Who may read `GET /metrics`: these client networks, or a bearer token.
+    pub metrics_allow: Vec<ipnet::IpNet>,
+    /// `Authorization: Bearer <token>` for `/metrics` from elsewhere. Never logged.
+    pub metrics_token: Option<String>,
     /// Server-side key for HMACs (device cookies). Never logged.
     pub secret: [u8; 32],
 }
@@ -86,6 +92,9 @@ impl std::fmt::Debug for Config {
                 &self.auth_attempts_per_ip_per_minute,
             )
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("log_retention_days", &self.log_retention_days)
+            .field("metrics_allow", &self.metrics_allow)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
             .field("secret", &"<redacted>")
             .finish()
     }

@@ -21,7 +21,7 @@ use http::{header, HeaderMap, Method};
 
 /// Paths any `Host` may reach: probes of load balancers and orchestrators, which address an
 /// instance by its own IP.
-const ANY_HOST: &[&str] = &["/livez", "/healthz"];
+const ANY_HOST: &[&str] = &["/livez", "/healthz", "/metrics"];
 
 /// The host a request is addressed to: `Host`, or the URI's authority (HTTP/2).
 fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {

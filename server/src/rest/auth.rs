@@ -4,14 +4,20 @@
 //! ```text
 //! Authorization: Bearer <key> → format/checksum → lookup (memory ≤1 s; the database for
 //!   routes that change things) → status/expiry → IP allow-list → endpoint restrictions
-//!   → authorization core (scopes; a PAT also bounded by its owner) → request signature (when
-//!   required or sent; buffers the body) → handler, with the key and its grant
+//!   → rate limit (the key's plan or override; every answer from here on carries the
+//!   `RateLimit-*` headers) → authorization core (scopes; a PAT also bounded by its owner)
+//!   → request signature (when required or sent; buffers the body) → handler, with the key
+//!   and its grant
 //! ```
+//!
+//! The request log (`rest::usage_log`) wraps all of it and reads which key and organization
+//! answered from the response ([`KeyLogged`]).
 
 use app::access::ssr::{authorize, Grant};
 use app::access::Permission;
 use app::error::{AppError, ErrorCode};
 use app::keys::ssr::{self as keys, KeyCache, VerifiedKey};
+use app::usage::ssr::{Decision, Limit, RateLimiter};
 use app::ssr::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -19,6 +25,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+/// On a response: the key the request was made with, for the request log.
+#[derive(Clone, Debug)]
+pub struct KeyLogged {
+    pub key_id: String,
+    pub organization_id: String,
+}
 
 /// The key that authenticated the request, for handlers (`Extension<Caller>`).
 #[derive(Clone, Debug)]
@@ -66,6 +79,8 @@ pub async fn require_key(
         request.uri().path().to_string(),
     );
     let (mut parts, body) = request.into_parts();
+    let mut logged: Option<KeyLogged> = None;
+    let mut rate: Option<Decision> = None;
     let outcome: Result<_, AppError> = async {
         let presented = presented?;
         // A call that changes things checks the calling key against the database, not the
@@ -86,6 +101,17 @@ pub async fn require_key(
             how,
         )
         .await?;
+        logged = Some(KeyLogged {
+            key_id: key.id.clone(),
+            organization_id: key.organization_id.clone(),
+        });
+        // Every request a valid key makes counts against its limit, whatever comes of it.
+        let limit = Limit::new(key.rate_limit, key.rate_window_seconds);
+        let decision = RateLimiter::of(&state)?.check(&key.id, limit).await?;
+        rate = Some(decision);
+        if !decision.admitted {
+            return Err(over_limit(&decision, key.rate_window_seconds));
+        }
         // The one authorization core: the key's scopes, and for a personal access token its
         // owner's current permissions too.
         let grant = authorize(
@@ -129,7 +155,7 @@ pub async fn require_key(
         Ok((key, grant, Body::from(bytes)))
     }
     .await;
-    match outcome {
+    let mut response = match outcome {
         Ok((key, grant, body)) => {
             if let Ok(cache) = KeyCache::of(&state) {
                 keys::touch(cache, &key.id);
@@ -139,6 +165,37 @@ pub async fn require_key(
             next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => e.into_response(),
+    };
+    if let Some(decision) = rate {
+        rate_limit_headers(response.headers_mut(), &decision);
+    }
+    if let Some(logged) = logged {
+        response.extensions_mut().insert(logged);
+    }
+    response
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the count
+/// next goes down).
+pub fn rate_limit_headers(headers: &mut http::HeaderMap, d: &Decision) {
+    use http::HeaderValue;
+    headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(d.reset_secs()));
+}
+
+/// The refusal of a request over the key's limit: 429 `rate_limited` with `Retry-After`.
+fn over_limit(d: &Decision, window_seconds: i64) -> AppError {
+    let secs = d.reset_secs().max(1);
+    AppError {
+        retry_after: Some(secs),
+        ..AppError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this key's rate limit ({}) is used up; try again in {secs} s",
+                app::usage::describe(d.limit as i64, window_seconds)
+            ),
+        )
     }
 }
 

@@ -9,11 +9,13 @@ pub mod health;
 pub mod json;
 pub mod keys;
 pub mod openapi;
+pub mod plans;
+pub mod usage_log;
 
 use app::access::Permission;
 use app::error::ErrorCode;
 use app::ssr::AppState;
-use axum::routing::{delete, get, patch, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
 use http::Method;
 
@@ -24,6 +26,9 @@ pub enum Access {
     Public,
     /// An API key holding this permission in its own organization.
     Key(Permission),
+    /// The operator: a client in `KEYWARD_METRICS_ALLOW`, or the metrics token (the handler
+    /// checks).
+    Operator,
 }
 
 /// One declared route.
@@ -77,6 +82,8 @@ pub enum Out {
     Json(&'static str),
     JsonArray(&'static str),
     Text,
+    /// No body (204).
+    Empty,
     /// JSON array of keys or CSV, by `format`.
     Export,
 }
@@ -182,8 +189,8 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 
 /// Every REST route.
 pub fn routes() -> Vec<RouteSpec> {
-    use Access::{Key, Public};
-    use Permission::{KeysRead, KeysWrite};
+    use Access::{Key, Operator, Public};
+    use Permission::{KeysRead, KeysWrite, PlansWrite};
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
             summary: "Readiness",
@@ -277,6 +284,42 @@ pub fn routes() -> Vec<RouteSpec> {
             body: Body::Json("RollBody", r#"{"grace_seconds":86400,"reason":"scheduled rotation"}"#),
             ok: (201, Out::Json("CreatedKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
         }),
+        spec(Method::PUT, "/api/v1/keys/{id}/limit", Key(KeysWrite), put(plans::set_key_limit), Doc {
+            summary: "Set a key's limit",
+            description: "Puts the key on a plan (`plan_id`; null or absent: the default plan) and sets its own limit (`rate_limit` requests per `rate_window_seconds`, both or neither: neither follows the plan). Applies at once. Recorded in the timeline as `edited`.",
+            query: &[],
+            body: Body::Json("KeyLimit", r#"{"plan_id":"plan_pro","reason":"customer upgraded"}"#),
+            ok: (200, Out::Json("ApiKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/plans", Key(KeysRead), get(plans::list), Doc {
+            summary: "List plans",
+            description: "Every rate-limit plan of the instance, with how many keys follow each. Keys without a plan follow the default plan (`plan_free`, 100 requests per hour unless edited).",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("Plan")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/plans", Key(PlansWrite), post(plans::create), Doc {
+            summary: "Create a plan",
+            description: "A named limit: at most `limit` requests in any rolling window of `window_seconds` (1 to 86400). Needs `plans:write`, which only keys of the system organization can hold.",
+            query: &[],
+            body: Body::Json("PlanInput", r#"{"name":"team","limit":1000,"window_seconds":3600}"#),
+            ok: (201, Out::Json("Plan")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::PATCH, "/api/v1/plans/{id}", Key(PlansWrite), patch(plans::update), Doc {
+            summary: "Edit a plan",
+            description: "Changes a plan's name, description, limit or window; every key on it follows at once (other instances within a second).",
+            query: &[],
+            body: Body::Json("PlanInput", r#"{"limit":2000}"#),
+            ok: (200, Out::Json("Plan")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::DELETE, "/api/v1/plans/{id}", Key(PlansWrite), delete(plans::delete), Doc {
+            summary: "Delete a plan",
+            description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/metrics", Operator, get(crate::metrics::handler), Doc {
+            summary: "Prometheus metrics",
+            description: "Requests by route and status, latency histograms, rate-limit decisions, request-log buffer depth and losses, in the Prometheus text format. From the networks in `KEYWARD_METRICS_ALLOW` (loopback by default) or with `Authorization: Bearer $KEYWARD_METRICS_TOKEN`.",
+            query: &[], body: Body::None, ok: (200, Out::Text), errors: &[],
+        }),
         spec(Method::GET, "/api/v1/keys/{id}/history", Key(KeysRead), get(keys::history), Doc {
             summary: "Key timeline",
             description: "Every transition of the key (created, imported, edited, disabled, enabled, rolled, revoked, expired) with actor, time, reason and source IP, oldest first.",
@@ -298,7 +341,7 @@ async fn openapi_json() -> axum::response::Response {
 pub fn router(state: &AppState) -> Router<AppState> {
     routes().into_iter().fold(Router::new(), |router, spec| {
         let handler = match spec.access {
-            Access::Public => spec.handler,
+            Access::Public | Access::Operator => spec.handler,
             Access::Key(permission) => {
                 spec.handler
                     .route_layer(axum::middleware::from_fn_with_state(
@@ -307,11 +350,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
                     ))
             }
         };
-        router.route(
-            spec.path,
-            handler.layer(tower_http::limit::RequestBodyLimitLayer::new(
-                spec.body_limit,
-            )),
-        )
+        let handler = handler.layer(tower_http::limit::RequestBodyLimitLayer::new(
+            spec.body_limit,
+        ));
+        // Every /api/v1 request is logged, refusals included; the log is the outermost layer
+        // so that it sees the final status and latency.
+        let handler = if spec.path.starts_with("/api/v1/") {
+            handler.layer(axum::middleware::from_fn_with_state(
+                (state.clone(), spec.path),
+                usage_log::middleware,
+            ))
+        } else {
+            handler
+        };
+        router.route(spec.path, handler)
     })
 }

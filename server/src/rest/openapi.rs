@@ -32,6 +32,9 @@ fn schemas() -> Map<String, Value> {
     add::<super::keys::Verification>(&mut all);
     add::<super::keys::BulkBody>(&mut all);
     add::<super::keys::ImportReport>(&mut all);
+    add::<app::usage::Plan>(&mut all);
+    add::<app::usage::PlanInput>(&mut all);
+    add::<app::keys::KeyLimit>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
@@ -78,6 +81,7 @@ fn out_content(out: &Out) -> Value {
             json!({ "application/json": { "schema": { "type": "array", "items": schema_ref(name) } } })
         }
         Out::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
+        Out::Empty => json!({}),
         Out::Export => json!({
             "application/json": { "schema": { "type": "array", "items": schema_ref("ApiKey") } },
             "text/csv": { "schema": { "type": "string" } }
@@ -103,8 +107,12 @@ fn error_codes(spec: &RouteSpec) -> Vec<ErrorCode> {
             ErrorCode::SignatureReplayed,
             ErrorCode::IpNotAllowed,
             ErrorCode::EndpointNotAllowed,
+            ErrorCode::RateLimited,
             ErrorCode::Forbidden,
         ]);
+    }
+    if let Access::Operator = spec.access {
+        codes.push(ErrorCode::Forbidden);
     }
     if !matches!(spec.doc.body, Body::None) {
         codes.push(ErrorCode::PayloadTooLarge);
@@ -150,7 +158,11 @@ fn operation(spec: &RouteSpec, origin: &str) -> Value {
         .map(|name| {
             json!({
                 "name": name, "in": "path", "required": true,
-                "description": "The key's id (`key_…`). Another organization's key is not found.",
+                "description": if spec.path.starts_with("/api/v1/plans") {
+                    "The plan's id (`plan_…`)."
+                } else {
+                    "The key's id (`key_…`). Another organization's key is not found."
+                },
                 "schema": { "type": "string" }
             })
         })
@@ -163,24 +175,26 @@ fn operation(spec: &RouteSpec, origin: &str) -> Value {
         json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": schema })
     }));
     let mut responses = Map::new();
-    responses.insert(
-        doc.ok.0.to_string(),
-        json!({ "description": doc.ok_description(), "content": out_content(&doc.ok.1) }),
-    );
+    let mut ok = json!({ "description": doc.ok_description(), "content": out_content(&doc.ok.1) });
+    if let Access::Key(_) = spec.access {
+        ok["headers"] = rate_limit_headers(false);
+    }
+    responses.insert(doc.ok.0.to_string(), ok);
     let codes = error_codes(spec);
     let mut by_status: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
     for c in &codes {
         by_status.entry(c.status()).or_default().push(c.as_str());
     }
     for (status, names) in by_status {
-        responses.insert(
-            status.to_string(),
-            json!({
-                "description": format!("Refused: {}", names.join(", ")),
-                "content": { "application/json": { "schema": schema_ref("Error") } },
-                "x-error-codes": names
-            }),
-        );
+        let mut refusal = json!({
+            "description": format!("Refused: {}", names.join(", ")),
+            "content": { "application/json": { "schema": schema_ref("Error") } },
+            "x-error-codes": names
+        });
+        if status == 429 {
+            refusal["headers"] = rate_limit_headers(true);
+        }
+        responses.insert(status.to_string(), refusal);
     }
     let operation_id = format!(
         "{}{}",
@@ -201,7 +215,7 @@ fn operation(spec: &RouteSpec, origin: &str) -> Value {
         "operationId": operation_id,
         "summary": doc.summary,
         "description": doc.description,
-        "tags": [if spec.path.starts_with("/api/") { "API keys" } else { "Health" }],
+        "tags": [tag(spec.path)],
         "parameters": parameters,
         "responses": responses,
         "x-error-codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
@@ -215,6 +229,10 @@ fn operation(spec: &RouteSpec, origin: &str) -> Value {
         Access::Key(p) => {
             op["security"] = json!([{ "bearer": [] }]);
             op["x-keyward-permission"] = json!(p.as_str());
+        }
+        Access::Operator => {
+            op["security"] = json!([{}, { "metricsToken": [] }]);
+            op["x-keyward-permission"] = Value::Null;
         }
     }
     match &doc.body {
@@ -256,11 +274,14 @@ pub fn document(origin: &str) -> Value {
         "security": [{ "bearer": [] }],
         "tags": [
             { "name": "API keys", "description": "Create, inspect, change, roll, revoke, import, export and verify keys." },
-            { "name": "Health", "description": "Readiness and liveness probes; no credentials." }
+            { "name": "Plans", "description": "Rate-limit plans and each key's limit. Every key-authenticated answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit the answer is 429 `rate_limited` with `Retry-After`." },
+            { "name": "Health", "description": "Readiness and liveness probes; no credentials." },
+            { "name": "Operations", "description": "Prometheus metrics, for the operator." }
         ],
         "components": {
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "An API key: `kw_live_…` or `kw_test_…`." }
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An API key: `kw_live_…` or `kw_test_…`." },
+                "metricsToken": { "type": "http", "scheme": "bearer", "description": "KEYWARD_METRICS_TOKEN; not needed from the networks in KEYWARD_METRICS_ALLOW." }
             },
             "schemas": schemas()
         },
@@ -272,7 +293,34 @@ impl Doc {
     fn ok_description(&self) -> &'static str {
         match self.ok.0 {
             201 => "Created",
+            204 => "Done; no content",
             _ => "OK",
         }
     }
+}
+
+fn tag(path: &str) -> &'static str {
+    if path.starts_with("/api/v1/plans") || path.ends_with("/limit") {
+        "Plans"
+    } else if path.starts_with("/api/") {
+        "API keys"
+    } else if path == "/metrics" {
+        "Operations"
+    } else {
+        "Health"
+    }
+}
+
+/// The `RateLimit-*` headers of a key-authenticated answer (and `Retry-After` on a 429).
+fn rate_limit_headers(refused: bool) -> Value {
+    let int = |description: &str| json!({ "description": description, "schema": { "type": "integer", "minimum": 0 } });
+    let mut h = json!({
+        "RateLimit-Limit": int("The key's limit: requests allowed in any rolling window of its length."),
+        "RateLimit-Remaining": int("Requests left in the current window."),
+        "RateLimit-Reset": int("Seconds until the count next goes down."),
+    });
+    if refused {
+        h["Retry-After"] = int("Seconds until a retry can succeed.");
+    }
+    h
 }

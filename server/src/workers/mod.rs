@@ -10,9 +10,17 @@
 //!   only notes the use in memory), every [`KEY_USE_EVERY`];
 //! - `signature-prune`: forgets accepted request signatures past their replay window, every
 //!   minute;
-//! - `session-sweep`: deletes expired console sessions, every ten minutes.
+//! - `session-sweep`: deletes expired console sessions, every ten minutes;
+//! - `request-log`: writes the request log in batches as entries arrive, and everything
+//!   still buffered on shutdown (after the server stopped answering);
+//! - `rate-limit`: gives back the unspent rate-limit leases of ended buckets every second
+//!   (all of them on shutdown), and deletes buckets no window can count any more;
+//! - `log-retention`: deletes request-log rows and rollups older than
+//!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
 
 use app::keys::ssr::{self as keys, KeyCache};
+use app::usage::log::RequestLog;
+use app::usage::ssr::RateLimiter;
 use app::ssr::AppState;
 use std::future::Future;
 use std::time::Duration;
@@ -78,6 +86,57 @@ impl Workers {
             )
         });
         let s = state.clone();
+        workers.supervise("request-log", Stop(rx.clone()), move |stop| {
+            write_request_log(stop, s.clone())
+        });
+        let s = state.clone();
+        workers.supervise("rate-limit", Stop(rx.clone()), move |mut stop| {
+            let state = s.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut rounds = 0u64;
+                loop {
+                    let last = tokio::select! {
+                        _ = tick.tick() => false,
+                        _ = stop.stopped() => true,
+                    };
+                    let now = app::ssr::db::now_ms();
+                    if let Ok(limiter) = RateLimiter::of(&state) {
+                        if let Err(e) = limiter.sweep(now, last).await {
+                            tracing::warn!(error = %e.message, "rate-limit sweep failed");
+                        }
+                    }
+                    if rounds % 60 == 0 {
+                        if let Err(error) = app::usage::ssr::prune_buckets(&state.db, now).await {
+                            tracing::warn!(%error, "rate-limit prune failed");
+                        }
+                    }
+                    rounds += 1;
+                    if last {
+                        break;
+                    }
+                }
+            }
+        });
+        let s = state.clone();
+        workers.supervise("log-retention", Stop(rx.clone()), move |stop| {
+            every(
+                Duration::from_secs(3600),
+                stop,
+                s.clone(),
+                |state| async move {
+                    app::usage::log::enforce_retention(
+                        &state.db,
+                        app::ssr::db::now_ms(),
+                        state.config.log_retention_days,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+                },
+            )
+        });
+        let s = state.clone();
         workers.supervise("session-sweep", Stop(rx), move |stop| {
             every(
                 Duration::from_secs(600),
@@ -127,6 +186,22 @@ impl Workers {
                 Ok(_) => tracing::debug!(worker = name, "worker stopped"),
                 Err(_) => tracing::warn!(worker = name, "worker did not stop in time"),
             }
+        }
+    }
+}
+
+/// The request-log writer: batches as they come; on shutdown, everything left.
+async fn write_request_log(stop: Stop, state: AppState) {
+    let Ok(log) = RequestLog::of(&state) else {
+        return;
+    };
+    loop {
+        let mut s = stop.clone();
+        let (_, stopped) = log
+            .write_round(&state.db, async move { s.stopped().await })
+            .await;
+        if stopped {
+            break;
         }
     }
 }

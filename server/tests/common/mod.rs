@@ -85,6 +85,9 @@ pub fn test_config() -> Config {
         // Tests sign in many times from one (unknown) address; the limit has its own test.
         auth_attempts_per_ip_per_minute: 100_000,
         allowed_hosts: vec![HOST.to_string()],
+        log_retention_days: 30,
+        metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
+        metrics_token: Some("test-metrics-token".into()),
         secret: [42u8; 32],
     }
 }
@@ -114,9 +117,16 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 /// A fresh app serving its bundle from `options.site_root`.
 pub async fn spawn_site(adjust: impl FnOnce(&mut Config), options: LeptosOptions) -> TestApp {
     let (db, dir) = fresh_db().await;
+    // Tests call the API many times with one key; the rate-limit tests give their keys their
+    // own limits (an override) and leave this alone.
+    sqlx::query("update plan set request_limit = 1000000 where plan_id = 'plan_free'")
+        .execute(&db.writer)
+        .await
+        .expect("raise the default plan for tests");
     let mut config = test_config();
     adjust(&mut config);
-    let state = AppState::new(db, config, options, keyward_server::boot::domains());
+    let domains = keyward_server::boot::domains(&db);
+    let state = AppState::new(db, config, options, domains);
     let router = keyward_server::router(state.clone());
     // The background workers, as `keyward serve` runs them (they end with the test's runtime).
     std::mem::forget(keyward_server::workers::Workers::start(&state));
@@ -422,7 +432,7 @@ impl TestApp {
             self.state.db.clone(),
             (*self.state.config).clone(),
             self.state.leptos_options.clone(),
-            keyward_server::boot::domains(),
+            keyward_server::boot::domains(&self.state.db),
         );
         std::mem::forget(keyward_server::workers::Workers::start(&state));
         TestApp {
@@ -516,7 +526,8 @@ impl TestApp {
         use sqlx::Row;
         let rows = sqlx::query(
             "select api_key_id, organization_id, owner_user_id, name, description, status, category, scopes,
-                endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, updated_at
+                endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, updated_at,
+                plan_id, rate_limit, rate_window_seconds
              from api_key order by api_key_id",
         )
         .fetch_all(&self.state.db.writer)
@@ -531,6 +542,13 @@ impl TestApp {
             }
             out.push('\n');
         }
+        let plans: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "select plan_id, name, request_limit, window_seconds from plan order by plan_id",
+        )
+        .fetch_all(&self.state.db.writer)
+        .await
+        .unwrap();
+        out.push_str(&format!("plans={plans:?}\n"));
         for table in ["api_key_event", "membership", "app_user", "organization"] {
             let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
                 .fetch_one(&self.state.db.writer)

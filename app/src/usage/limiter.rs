@@ -1,0 +1,287 @@
+//! Each key's rate limit, exact across instances and without a database round trip per
+//! request (server only). The arithmetic lives in [`super::window`]; this is the state.
+//!
+//! The authoritative count is the `rate_bucket` table: admissions (and leased tokens) per key
+//! and bucket. An instance **leases** tokens from the current bucket in one transaction
+//! (PostgreSQL serializes the key with an advisory lock; SQLite has one writer): it reads the
+//! count of every bucket overlapping the window, grants at most what is left, and adds the
+//! grant to the current bucket at once. The instance then spends the lease from memory, **only
+//! while that bucket is current**: tokens counted in bucket *b* are spent inside *b*, which is
+//! what the proof in `window` needs. An unspent lease is given back when its bucket ends.
+//!
+//! - A lease takes a quarter of what is left (at least one), so instances share the rest and
+//!   a busy key costs about log₄(limit) + a few leases per bucket; only the last handful of
+//!   requests before the limit take one each. The count lives in the database, so it
+//!   survives a restart.
+//! - A refusal is remembered until the count can go down, at most a second (another instance
+//!   may give tokens back), so a flood of refused requests costs one database round trip per
+//!   key, instance and second.
+//! - A crash loses only unspent leases, which stay counted until their window passes: the
+//!   error is always toward refusing, never toward admitting.
+
+use super::window::{Counts, Decision, Limit};
+use crate::error::AppError;
+use crate::ssr::db::{now_ms, Backend, Db};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How long a refusal is trusted without asking the database.
+const SHARED_REFUSAL_MS: i64 = 1000;
+
+/// Every key's limiter state on this instance; a domain state plugged in at boot.
+#[derive(Debug)]
+pub struct RateLimiter {
+    db: Db,
+    keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeyState>>>>,
+    pub admitted: AtomicU64,
+    pub refused: AtomicU64,
+    pub leases: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    lease: Option<Lease>,
+    /// The shared count as read at the last lease (our grant included).
+    view: Counts,
+    /// The limit the lease and view were taken under: a plan change retakes them.
+    limit: Option<Limit>,
+    /// Refused without asking the database until then.
+    refused_until: i64,
+    last_used: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    bucket: i64,
+    left: u64,
+}
+
+impl RateLimiter {
+    pub fn new(db: Db) -> RateLimiter {
+        RateLimiter {
+            db,
+            keys: Mutex::default(),
+            admitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            leases: AtomicU64::new(0),
+        }
+    }
+
+    /// The limiter, as boot plugged it into the state.
+    pub fn of(state: &crate::ssr::AppState) -> Result<&RateLimiter, AppError> {
+        state.domains.get::<RateLimiter>()
+    }
+
+    fn state_of(&self, key_id: &str) -> Arc<tokio::sync::Mutex<KeyState>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.entry(key_id.to_string()).or_default().clone()
+    }
+
+    /// Decides one request of `key_id` under `limit`, now.
+    pub async fn check(&self, key_id: &str, limit: Limit) -> Result<Decision, AppError> {
+        self.check_at(key_id, limit, now_ms()).await
+    }
+
+    /// [`RateLimiter::check`] at a given time (ms): what tests drive.
+    pub async fn check_at(
+        &self,
+        key_id: &str,
+        limit: Limit,
+        now: i64,
+    ) -> Result<Decision, AppError> {
+        let state = self.state_of(key_id);
+        let mut st = state.lock().await;
+        st.last_used = now;
+        if st.limit != Some(limit) {
+            // A new key here, or its plan changed: nothing leased under the old limit is spent.
+            st.refused_until = 0;
+            if let Some(lease) = st.lease.take() {
+                self.give_back(key_id, lease).await?;
+            }
+            st.limit = Some(limit);
+        }
+        let bucket = limit.bucket_start(now);
+        if let Some(lease) = st.lease.as_mut() {
+            if lease.bucket == bucket && lease.left > 0 {
+                lease.left -= 1;
+                let left = lease.left;
+                return Ok(self.admit(&mut st, limit, now, left));
+            }
+        }
+        if now < st.refused_until {
+            return Ok(self.refuse(&mut st, limit, now));
+        }
+        // Lease anew; what is left of a lease of an older bucket goes back in the same
+        // transaction.
+        let old = st.lease.take().filter(|l| l.left > 0);
+        let (granted, view) = self.take_lease(key_id, limit, now, old).await?;
+        st.view = view;
+        if granted == 0 {
+            let until = now + st.view.ms_until_at_most(&limit, now, limit.limit - 1).max(1);
+            // Another instance may give tokens back before then: ask again within a second.
+            st.refused_until = until.min(now + SHARED_REFUSAL_MS);
+            return Ok(self.refuse(&mut st, limit, now));
+        }
+        st.refused_until = 0;
+        st.lease = Some(Lease {
+            bucket,
+            left: granted - 1,
+        });
+        Ok(self.admit(&mut st, limit, now, granted - 1))
+    }
+
+    fn admit(&self, st: &mut KeyState, limit: Limit, now: i64, left: u64) -> Decision {
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        let counted = st.view.counted(&limit, now);
+        // Others' use as of the lease, plus what this instance still holds.
+        let remaining = limit.limit.saturating_sub(counted) + left;
+        let reset_ms = st
+            .view
+            .ms_until_at_most(&limit, now, counted.saturating_sub(1));
+        Decision {
+            admitted: true,
+            limit: limit.limit,
+            remaining: remaining.min(limit.limit),
+            reset_ms,
+        }
+    }
+
+    fn refuse(&self, st: &mut KeyState, limit: Limit, now: i64) -> Decision {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Decision {
+            admitted: false,
+            limit: limit.limit,
+            remaining: 0,
+            reset_ms: st
+                .view
+                .ms_until_at_most(&limit, now, limit.limit - 1)
+                .max(st.refused_until - now)
+                .max(1),
+        }
+    }
+
+    /// One transaction: give back an old lease, read the window's count, grant what is left
+    /// (all of it on SQLite, a quarter on PostgreSQL), count the grant in the current bucket.
+    async fn take_lease(
+        &self,
+        key_id: &str,
+        limit: Limit,
+        now: i64,
+        old: Option<Lease>,
+    ) -> Result<(u64, Counts), AppError> {
+        self.leases.fetch_add(1, Ordering::Relaxed);
+        let mut tx = self.db.writer.begin().await?;
+        if self.db.backend == Backend::Postgres {
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(old) = old {
+            sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
+                .bind(old.left as i64)
+                .bind(key_id)
+                .bind(old.bucket)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = sqlx::query(
+            "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3 order by bucket_start",
+        )
+        .bind(key_id)
+        .bind(now - limit.window_ms)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut view = Counts::default();
+        for r in &rows {
+            let start: i64 = r.try_get("bucket_start")?;
+            let n: i64 = r.try_get("admitted")?;
+            view.add(&limit, start, n.max(0) as u64);
+        }
+        let used = view.counted(&limit, now);
+        let left = limit.limit.saturating_sub(used);
+        // A quarter of what is left (at least one): other instances keep a share, and a
+        // crash strands at most a quarter.
+        let granted = left.div_ceil(4);
+        if granted > 0 {
+            let start = limit.bucket_start(now);
+            sqlx::query(
+                "insert into rate_bucket (api_key_id, bucket_start, bucket_end, admitted) values ($1, $2, $3, $4)
+                 on conflict (api_key_id, bucket_start) do update set admitted = rate_bucket.admitted + excluded.admitted",
+            )
+            .bind(key_id)
+            .bind(start)
+            .bind(start + limit.bucket_ms())
+            .bind(granted as i64)
+            .execute(&mut *tx)
+            .await?;
+            view.add(&limit, now, granted);
+        }
+        tx.commit().await?;
+        Ok((granted, view))
+    }
+
+    async fn give_back(&self, key_id: &str, lease: Lease) -> Result<(), AppError> {
+        if lease.left == 0 {
+            return Ok(());
+        }
+        sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
+            .bind(lease.left as i64)
+            .bind(key_id)
+            .bind(lease.bucket)
+            .execute(&self.db.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back the unspent leases of buckets that have ended (or all of them, on
+    /// shutdown), and forgets keys idle for a day. Run by the `rate-limit` worker; returns how
+    /// many leases were given back.
+    pub async fn sweep(&self, now: i64, everything: bool) -> Result<usize, AppError> {
+        let states: Vec<(String, Arc<tokio::sync::Mutex<KeyState>>)> = {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let all = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            keys.retain(|_, st| {
+                st.try_lock()
+                    .map_or(true, |st| now - st.last_used < 86_400_000 || st.lease.is_some())
+            });
+            all
+        };
+        let mut returned = 0;
+        for (key_id, state) in states {
+            let mut st = state.lock().await;
+            let ended = match (st.lease, st.limit) {
+                (Some(lease), Some(limit)) => {
+                    everything || lease.bucket != limit.bucket_start(now)
+                }
+                _ => false,
+            };
+            if ended {
+                if let Some(lease) = st.lease.take() {
+                    self.give_back(&key_id, lease).await?;
+                    returned += 1;
+                }
+            }
+        }
+        Ok(returned)
+    }
+
+    /// Keys with state on this instance.
+    pub fn tracked(&self) -> usize {
+        self.keys.lock().map(|k| k.len()).unwrap_or_default()
+    }
+}
+
+/// Deletes buckets that no window (a day at most) can count any more.
+pub async fn prune_buckets(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("delete from rate_bucket where bucket_end < $1")
+            .bind(now - 86_400_000 - 60_000)
+            .execute(&db.writer)
+            .await?
+            .rows_affected(),
+    )
+}

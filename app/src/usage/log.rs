@@ -1,0 +1,315 @@
+//! The request log (server only): every `/api/v1` request becomes a row, written in batches
+//! off the request path.
+//!
+//! The request path hands its entry to a bounded buffer ([`RequestLog::record`]). When the
+//! buffer is full it **waits up to [`FULL_WAIT`]** for room (backpressure: the client sees a
+//! slightly slower answer, and nothing is lost); past that the entry is dropped, counted in
+//! [`RequestLog::lost`] (`keyward_request_log_lost_total` in `/metrics`, and the console's
+//! usage page) and logged. The `request-log` worker takes up to [`BATCH`] entries at a time and
+//! writes them in one transaction together with the per-minute rollup the charts read; on
+//! shutdown it writes everything still buffered before the process exits.
+
+use crate::error::AppError;
+use crate::ssr::db::Db;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Entries the buffer holds.
+pub const CAPACITY: usize = 65_536;
+/// Entries written per transaction at most.
+pub const BATCH: usize = 4_096;
+/// How long the request path waits for room in a full buffer before the entry is dropped.
+pub const FULL_WAIT: Duration = Duration::from_millis(100);
+/// Rows per insert statement (11 parameters each: under every backend's parameter limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One `/api/v1` request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub request_id: String,
+    /// Unix ms when the request arrived.
+    pub occurred_at: i64,
+    pub organization_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub method: String,
+    /// The route template (`/api/v1/keys/{id}`), never the raw path.
+    pub route: String,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub latency_us: i64,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The chart's split of statuses.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        429 => "429",
+        400..=499 => "4xx",
+        500.. => "5xx",
+        _ => "2xx",
+    }
+}
+
+/// The buffer between the request path and the `request-log` worker; a domain state plugged
+/// in at boot.
+#[derive(Debug)]
+pub struct RequestLog {
+    tx: mpsc::Sender<LogEntry>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<LogEntry>>,
+    capacity: usize,
+    /// Rows written since start.
+    pub written: AtomicU64,
+    /// Entries dropped because the buffer stayed full (see the module doc).
+    pub lost: AtomicU64,
+    /// Batches that failed to write (their rows are counted in `lost`).
+    pub failed_batches: AtomicU64,
+}
+
+impl RequestLog {
+    pub fn new(capacity: usize) -> RequestLog {
+        let (tx, rx) = mpsc::channel(capacity);
+        RequestLog {
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            capacity,
+            written: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+        }
+    }
+
+    /// The log, as boot plugged it into the state.
+    pub fn of(state: &crate::ssr::AppState) -> Result<&RequestLog, AppError> {
+        state.domains.get::<RequestLog>()
+    }
+
+    /// Hands an entry to the writer: at once when there is room, else after waiting up to
+    /// [`FULL_WAIT`]; dropped (counted and logged) past that.
+    pub async fn record(&self, entry: LogEntry) {
+        let entry = match self.tx.try_send(entry) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(entry)) => entry,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.note_loss();
+                return;
+            }
+        };
+        if self.tx.send_timeout(entry, FULL_WAIT).await.is_err() {
+            self.note_loss();
+        }
+    }
+
+    fn note_loss(&self) {
+        let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        // One line per thousand losses: the log must not become the next bottleneck.
+        if lost == 1 || lost % 1000 == 0 {
+            tracing::warn!(lost, "request log buffer full: entries dropped");
+        }
+    }
+
+    /// Entries waiting in the buffer.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// Waits for entries (or `stop`), then writes up to [`BATCH`] of them; on `stop`, writes
+    /// everything buffered. Returns how many rows were written and whether it stopped.
+    pub async fn write_round(
+        &self,
+        db: &Db,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (usize, bool) {
+        let mut rx = self.rx.lock().await;
+        let mut batch = Vec::with_capacity(BATCH);
+        let stopped = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n == 0,
+            _ = stop => true,
+        };
+        if !stopped {
+            // Give a burst a moment to fill the batch: fewer, larger transactions.
+            if batch.len() < BATCH {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let n = self.write(db, &batch).await;
+            return (n, false);
+        }
+        // Shutdown: the server stopped answering before this; write what is left.
+        let mut total = self.write(db, &batch).await;
+        loop {
+            batch.clear();
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return (total, true);
+            }
+            total += self.write(db, &batch).await;
+        }
+    }
+
+    async fn write(&self, db: &Db, batch: &[LogEntry]) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        match write_batch(db, batch).await {
+            Ok(()) => {
+                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.len()
+            }
+            Err(error) => {
+                self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(%error, rows = batch.len(), "request log batch not written");
+                0
+            }
+        }
+    }
+}
+
+/// Writes raw rows and adds them to the per-minute rollup, in one transaction.
+pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
+    let mut tx = db.writer.begin().await?;
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "insert into request_log (request_id, occurred_at, organization_id, api_key_id, method, route, status, error_code, latency_us, client_ip, user_agent) values ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 11;
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9,
+                b + 10,
+                b + 11
+            ));
+        }
+        sql.push_str(" on conflict (request_id) do nothing");
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.request_id)
+                .bind(e.occurred_at)
+                .bind(&e.organization_id)
+                .bind(&e.api_key_id)
+                .bind(&e.method)
+                .bind(&e.route)
+                .bind(e.status as i64)
+                .bind(&e.error_code)
+                .bind(e.latency_us)
+                .bind(&e.client_ip)
+                .bind(&e.user_agent);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let mut rollup: HashMap<(i64, &str, &str, &str, &str), (i64, i64)> = HashMap::new();
+    for e in batch {
+        let slot = rollup
+            .entry((
+                e.occurred_at - e.occurred_at.rem_euclid(60_000),
+                e.organization_id.as_deref().unwrap_or(""),
+                e.api_key_id.as_deref().unwrap_or(""),
+                e.route.as_str(),
+                status_class(e.status),
+            ))
+            .or_default();
+        slot.0 += 1;
+        slot.1 += e.latency_us;
+    }
+    let rows: Vec<_> = rollup.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "insert into usage_minute (minute, organization_id, api_key_id, route, status_class, requests, latency_us_sum) values ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 7;
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        sql.push_str(
+            " on conflict (minute, organization_id, api_key_id, route, status_class) do update
+              set requests = usage_minute.requests + excluded.requests,
+                  latency_us_sum = usage_minute.latency_us_sum + excluded.latency_us_sum",
+        );
+        let mut q = sqlx::query(&sql);
+        for ((minute, org, key, route, class), (n, latency)) in chunk {
+            q = q
+                .bind(*minute)
+                .bind(*org)
+                .bind(*key)
+                .bind(*route)
+                .bind(*class)
+                .bind(*n)
+                .bind(*latency);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Deletes raw rows and rollups older than `days`, a bounded number of rows per statement so
+/// that no transaction holds the log for long. Returns the raw rows deleted.
+pub async fn enforce_retention(db: &Db, now: i64, days: u32) -> Result<u64, sqlx::Error> {
+    let before = now - days as i64 * 86_400_000;
+    let mut total = 0;
+    loop {
+        let n = sqlx::query("delete from request_log where request_id in (select request_id from request_log where occurred_at < $1 limit 10000)")
+            .bind(before)
+            .execute(&db.writer)
+            .await?
+            .rows_affected();
+        total += n;
+        if n < 10_000 {
+            break;
+        }
+    }
+    sqlx::query("delete from usage_minute where minute < $1")
+        .bind(before - before.rem_euclid(60_000))
+        .execute(&db.writer)
+        .await?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_classes() {
+        assert_eq!(super::status_class(200), "2xx");
+        assert_eq!(super::status_class(201), "2xx");
+        assert_eq!(super::status_class(404), "4xx");
+        assert_eq!(super::status_class(429), "429");
+        assert_eq!(super::status_class(503), "5xx");
+    }
+}

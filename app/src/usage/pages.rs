@@ -1,0 +1,263 @@
+//! Plans in the console: the catalog page (everyone signed in reads it; `plans:write` edits
+//! it) and the rate-limit section of a key's page.
+
+use super::api::{list_plans, CreatePlan, DeletePlan, UpdatePlan};
+use super::{describe, Plan};
+use crate::keys::api::SetKeyLimit;
+use crate::keys::{ApiKey, KeyStatus};
+use crate::ui::{action_error, ErrorNote};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn PlansPage() -> impl IntoView {
+    let create = ServerAction::<CreatePlan>::new();
+    let update = ServerAction::<UpdatePlan>::new();
+    let delete = ServerAction::<DeletePlan>::new();
+    let plans = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                update.version().get(),
+                delete.version().get(),
+            )
+        },
+        |_| list_plans(),
+    );
+    let auth = crate::ui::use_auth();
+    let can_edit = Signal::derive(move || {
+        auth.user
+            .get()
+            .and_then(|u| u.ok().flatten())
+            .is_some_and(|u| u.can(crate::access::Permission::PlansWrite))
+    });
+    view! {
+        <Title text="Plans" />
+        <h1>"Plans"</h1>
+        <p class="muted">
+            "A plan limits each of its keys to a number of requests in any rolling window. "
+            "Keys without a plan follow the default one. A key can also carry its own limit (on its page)."
+        </p>
+        {action_error(update.value())}
+        {action_error(delete.value())}
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match plans.await {
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    Ok(plans) => view! {
+                        <table aria-label="Plans">
+                            <thead>
+                                <tr>
+                                    <th scope="col">"Name"</th>
+                                    <th scope="col">"Limit"</th>
+                                    <th scope="col">"Keys"</th>
+                                    <th scope="col">"Description"</th>
+                                    <th scope="col">"Actions"</th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {plans.into_iter().map(|p| view! { <PlanRow plan=p update delete can_edit /> }).collect_view()}
+                            </tbody>
+                        </table>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
+        <Show when=move || can_edit.get()>
+            <section class="card" role="region" aria-label="New plan">
+                <h2>"New plan"</h2>
+                <ActionForm action=create>
+                    <label for="plan-name">"Name"</label>
+                    <input id="plan-name" name="name" required maxlength="40" pattern="[a-z0-9][a-z0-9_\\-]*" />
+                    <label for="plan-limit">"Requests"</label>
+                    <input id="plan-limit" name="limit" type="number" min="1" required />
+                    <label for="plan-window">"Per"</label>
+                    <WindowSelect id="plan-window" selected=3600 />
+                    <label for="plan-description">"Description"</label>
+                    <input id="plan-description" name="description" maxlength="200" />
+                    <button type="submit">"Create plan"</button>
+                </ActionForm>
+                {action_error(create.value())}
+            </section>
+        </Show>
+    }
+}
+
+/// The windows offered in forms (REST takes any number of seconds up to a day).
+const WINDOWS: &[(i64, &str)] = &[
+    (1, "second"),
+    (60, "minute"),
+    (3600, "hour"),
+    (86_400, "day"),
+];
+
+#[component]
+fn WindowSelect(id: &'static str, selected: i64) -> impl IntoView {
+    let name = if id.starts_with("key-") {
+        "rate_window_seconds"
+    } else {
+        "window_seconds"
+    };
+    let mut options: Vec<(i64, String)> = WINDOWS.iter().map(|(s, l)| (*s, l.to_string())).collect();
+    if !WINDOWS.iter().any(|(s, _)| *s == selected) {
+        options.push((selected, format!("{selected} s")));
+    }
+    view! {
+        <select id=id name=name prop:value=selected.to_string()>
+            {options.into_iter().map(|(s, label)| view! { <option value=s.to_string()>{label}</option> }).collect_view()}
+        </select>
+    }
+}
+
+#[component]
+fn PlanRow(
+    plan: Plan,
+    update: ServerAction<UpdatePlan>,
+    delete: ServerAction<DeletePlan>,
+    can_edit: Signal<bool>,
+) -> impl IntoView {
+    let editing = RwSignal::new(false);
+    let Plan {
+        id,
+        name,
+        description,
+        limit,
+        window_seconds,
+        is_default,
+        keys,
+        ..
+    } = plan;
+    let label = if is_default {
+        format!("{name} (default)")
+    } else {
+        name.clone()
+    };
+    let actions = {
+        let (id, name) = (id.clone(), name.clone());
+        move || {
+            let id = id.clone();
+            view! {
+                <button type="button" aria-label=format!("Edit plan {name}") on:click=move |_| editing.update(|e| *e = !*e)>"Edit"</button>
+                {(!is_default).then(|| view! {
+                    <button
+                        type="button"
+                        class="danger"
+                        aria-label=format!("Delete plan {name}")
+                        on:click=move |_| {
+                            delete.dispatch(DeletePlan { plan_id: id.clone() });
+                        }
+                    >
+                        "Delete"
+                    </button>
+                })}
+            }
+        }
+    };
+    let editor = {
+        let description = description.clone();
+        move || {
+            let (id, name, description) = (id.clone(), name.clone(), description.clone());
+            view! {
+                <tr>
+                    <td colspan="5">
+                        <ActionForm action=update>
+                            <input type="hidden" name="plan_id" value=id.clone() />
+                            <label for=format!("edit-{id}-name")>"Name"</label>
+                            <input id=format!("edit-{id}-name") name="name" required value=name />
+                            <label for=format!("edit-{id}-limit")>"Requests"</label>
+                            <input id=format!("edit-{id}-limit") name="limit" type="number" min="1" required value=limit.to_string() />
+                            <label for=format!("edit-{id}-window")>"Per (seconds)"</label>
+                            <input id=format!("edit-{id}-window") name="window_seconds" type="number" min="1" max="86400" required value=window_seconds.to_string() />
+                            <label for=format!("edit-{id}-description")>"Description"</label>
+                            <input id=format!("edit-{id}-description") name="description" maxlength="200" value=description />
+                            <button type="submit">"Save plan"</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        }
+    };
+    view! {
+        <tr>
+            <td>{label}</td>
+            <td>{describe(limit, window_seconds)}</td>
+            <td>{keys}</td>
+            <td>{description}</td>
+            <td>{move || can_edit.get().then(actions.clone())}</td>
+        </tr>
+        {move || editing.get().then(editor.clone())}
+    }
+}
+
+/// The "Rate limit" section of a key's page: its plan and its own limit.
+#[component]
+pub fn KeyLimitSection(
+    key: ApiKey,
+    #[prop(into)] org: Signal<String>,
+    set_limit: ServerAction<SetKeyLimit>,
+) -> impl IntoView {
+    let plans = Resource::new(|| (), |_| list_plans());
+    let editable = key.status != KeyStatus::Revoked;
+    let saved = RwSignal::new(false);
+    Effect::new(move |_| saved.set(matches!(set_limit.value().get(), Some(Ok(_)))));
+    let current_plan = key
+        .plan_id
+        .clone()
+        .unwrap_or_else(|| super::DEFAULT_PLAN_ID.to_string());
+    let override_limit = key.rate_limit.map(|l| l.to_string()).unwrap_or_default();
+    let override_window = key.rate_window_seconds.unwrap_or(3600);
+    let key_id = key.id.clone();
+    view! {
+        <section class="card" role="region" aria-label="Rate limit">
+            <h2>"Rate limit"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || {
+                    let current_plan = current_plan.clone();
+                    let override_limit = override_limit.clone();
+                    let key_id = key_id.clone();
+                    Suspend::new(async move {
+                        match plans.await {
+                            Err(error) => view! { <ErrorNote error /> }.into_any(),
+                            Ok(plans) => {
+                                let effective = match (key.rate_limit, key.rate_window_seconds) {
+                                    (Some(l), Some(w)) => format!("{} (the key's own limit)", describe(l, w)),
+                                    _ => plans
+                                        .iter()
+                                        .find(|p| p.id == current_plan)
+                                        .map(|p| format!("{} (plan {})", describe(p.limit, p.window_seconds), p.name))
+                                        .unwrap_or_default(),
+                                };
+                                view! {
+                                    <p>"In force: " <strong data-testid="effective-limit">{effective}</strong></p>
+                                    <ActionForm action=set_limit>
+                                        <input type="hidden" name="organization_id" prop:value=move || org.get() />
+                                        <input type="hidden" name="key_id" value=key_id.clone() />
+                                        <fieldset disabled={!editable}>
+                                            <label for="key-plan">"Plan"</label>
+                                            <select id="key-plan" name="plan_id" prop:value=current_plan.clone()>
+                                                {plans.iter().map(|p| view! {
+                                                    <option value=p.id.clone()>{format!("{} — {}", p.name, describe(p.limit, p.window_seconds))}</option>
+                                                }).collect_view()}
+                                            </select>
+                                            <label for="key-limit">"Own limit (empty: follow the plan)"</label>
+                                            <input id="key-limit" name="rate_limit" type="number" min="1" value=override_limit.clone() />
+                                            <label for="key-window">"Own limit per"</label>
+                                            <WindowSelect id="key-window" selected=override_window />
+                                            <button type="submit">"Save limit"</button>
+                                        </fieldset>
+                                    </ActionForm>
+                                }
+                                .into_any()
+                            }
+                        }
+                    })
+                }}
+            </Transition>
+            <Show when=move || saved.get()>
+                <p role="status">"Limit saved."</p>
+            </Show>
+            {action_error(set_limit.value())}
+        </section>
+    }
+}

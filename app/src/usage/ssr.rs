@@ -1,0 +1,220 @@
+//! Plans in the database (server only). Every change is one conditional statement: a plan in
+//! use, or the default one, cannot be deleted however two admins interleave.
+
+use super::{Plan, PlanInput, DEFAULT_PLAN_ID, MAX_LIMIT, MAX_WINDOW_SECONDS};
+use crate::error::AppError;
+use crate::ssr::db::{new_id, now_ms, Db};
+use sqlx::Row;
+
+pub use super::limiter::*;
+pub use super::window::{Decision, Limit};
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+const SELECT: &str = "select p.plan_id, p.name, p.description, p.request_limit, p.window_seconds, p.created_at, p.updated_at,
+        (select count(*) from api_key k where coalesce(k.plan_id, 'plan_free') = p.plan_id) as keys
+     from plan p";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Plan, sqlx::Error> {
+    let id: String = r.try_get("plan_id")?;
+    Ok(Plan {
+        is_default: id == DEFAULT_PLAN_ID,
+        id,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        limit: r.try_get("request_limit")?,
+        window_seconds: r.try_get("window_seconds")?,
+        keys: r.try_get("keys")?,
+        created_at: rfc3339(r.try_get("created_at")?),
+        updated_at: rfc3339(r.try_get("updated_at")?),
+    })
+}
+
+/// Every plan, smallest limit first.
+pub async fn list(db: &Db) -> Result<Vec<Plan>, AppError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT} order by p.request_limit * 86400 / p.window_seconds, p.name"
+    ))
+    .fetch_all(&db.reader)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn get(db: &Db, plan_id: &str) -> Result<Plan, AppError> {
+    let r = sqlx::query(&format!("{SELECT} where p.plan_id = $1"))
+        .bind(plan_id)
+        .fetch_optional(&db.writer)
+        .await?;
+    match r {
+        Some(r) => Ok(from_row(&r)?),
+        None => Err(AppError::not_found("plan")),
+    }
+}
+
+/// Checked fields of a plan.
+struct Checked {
+    name: Option<String>,
+    description: Option<String>,
+    limit: Option<i64>,
+    window_seconds: Option<i64>,
+}
+
+fn check(input: &PlanInput) -> Result<Checked, AppError> {
+    let name = match &input.name {
+        None => None,
+        Some(n) => {
+            let n = n.trim();
+            let ok = !n.is_empty()
+                && n.len() <= 40
+                && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && n.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !ok {
+                return Err(AppError::invalid(
+                    "name",
+                    "a plan name has 1 to 40 characters: lower-case letters, digits, - and _, starting with a letter or digit",
+                ));
+            }
+            Some(n.to_string())
+        }
+    };
+    let description = match &input.description {
+        Some(d) if d.chars().count() > 200 => {
+            return Err(AppError::invalid(
+                "description",
+                "the description has at most 200 characters",
+            ))
+        }
+        d => d.as_ref().map(|d| d.trim().to_string()),
+    };
+    if input.limit.is_some_and(|l| !(1..=MAX_LIMIT).contains(&l)) {
+        return Err(AppError::invalid(
+            "limit",
+            format!("the limit is a number of requests from 1 to {MAX_LIMIT}"),
+        ));
+    }
+    if input
+        .window_seconds
+        .is_some_and(|w| !(1..=MAX_WINDOW_SECONDS).contains(&w))
+    {
+        return Err(AppError::invalid(
+            "window_seconds",
+            format!("the window is from 1 to {MAX_WINDOW_SECONDS} seconds (a day)"),
+        ));
+    }
+    Ok(Checked {
+        name,
+        description,
+        limit: input.limit,
+        window_seconds: input.window_seconds,
+    })
+}
+
+fn name_taken(e: sqlx::Error) -> AppError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            AppError::conflict("name", "a plan with this name exists")
+        }
+        _ => AppError::from(e),
+    }
+}
+
+pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
+    let c = check(input)?;
+    let name = c
+        .name
+        .ok_or_else(|| AppError::invalid("name", "a plan needs a name"))?;
+    let limit = c
+        .limit
+        .ok_or_else(|| AppError::invalid("limit", "a plan needs a limit"))?;
+    let window = c.window_seconds.ok_or_else(|| {
+        AppError::invalid("window_seconds", "a plan needs a window in seconds")
+    })?;
+    let id = new_id("plan");
+    let now = now_ms();
+    sqlx::query("insert into plan (plan_id, name, description, request_limit, window_seconds, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $6)")
+        .bind(&id)
+        .bind(&name)
+        .bind(c.description.unwrap_or_default())
+        .bind(limit)
+        .bind(window)
+        .bind(now)
+        .execute(&db.writer)
+        .await
+        .map_err(name_taken)?;
+    get(db, &id).await
+}
+
+/// Changes a plan; its keys follow at once (this instance's key cache is cleared by the
+/// caller; other instances within the cache's bound, 1 s).
+pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, AppError> {
+    let c = check(input)?;
+    if c.name.is_none() && c.description.is_none() && c.limit.is_none() && c.window_seconds.is_none()
+    {
+        return Err(AppError::invalid("body", "send at least one field to change"));
+    }
+    let applied = sqlx::query(
+        "update plan set name = coalesce($1, name), description = coalesce($2, description),
+            request_limit = coalesce($3, request_limit), window_seconds = coalesce($4, window_seconds), updated_at = $5
+         where plan_id = $6",
+    )
+    .bind(c.name)
+    .bind(c.description)
+    .bind(c.limit)
+    .bind(c.window_seconds)
+    .bind(now_ms())
+    .bind(plan_id)
+    .execute(&db.writer)
+    .await
+    .map_err(name_taken)?
+    .rows_affected();
+    if applied == 0 {
+        return Err(AppError::not_found("plan"));
+    }
+    get(db, plan_id).await
+}
+
+/// Deletes a plan that no key uses; the default plan stays.
+pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
+    if plan_id == DEFAULT_PLAN_ID {
+        return Err(AppError::conflict(
+            "plan",
+            "the default plan cannot be deleted (keys without a plan follow it); edit it instead",
+        ));
+    }
+    let deleted = sqlx::query(
+        "delete from plan where plan_id = $1 and not exists (select 1 from api_key where plan_id = $1)",
+    )
+    .bind(plan_id)
+    .execute(&db.writer)
+    .await?
+    .rows_affected();
+    if deleted == 1 {
+        return Ok(());
+    }
+    let plan = get(db, plan_id).await?;
+    Err(AppError::conflict(
+        "plan",
+        format!(
+            "{} key(s) are on the plan {}: move them to another plan first",
+            plan.keys, plan.name
+        ),
+    ))
+}
+
+/// The plan a key may be put on: it must exist.
+pub async fn require(db: &Db, plan_id: &str) -> Result<(), AppError> {
+    get(db, plan_id).await.map(|_| ()).map_err(|e| match e.code {
+        crate::error::ErrorCode::NotFound => AppError::invalid("plan_id", "no such plan"),
+        _ => e,
+    })
+}

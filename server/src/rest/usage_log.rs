@@ -1,0 +1,58 @@
+//! The request log's middleware: wraps every `/api/v1` route, so that every request (refused
+//! ones included) becomes one log entry and one observation in `/metrics`.
+
+use super::auth::{client_ip, KeyLogged};
+use crate::metrics::Metrics;
+use app::error::ErrorCode;
+use app::ssr::{request_id, AppState};
+use app::usage::log::{LogEntry, RequestLog};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::time::Instant;
+
+/// Longest user agent kept.
+const USER_AGENT_MAX: usize = 256;
+
+pub async fn middleware(
+    State((state, route)): State<(AppState, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let occurred_at = app::ssr::db::now_ms();
+    let method = request.method().to_string();
+    let ip = client_ip(&request).map(|ip| ip.to_string());
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(USER_AGENT_MAX).collect::<String>());
+    let response = next.run(request).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let key = response.extensions().get::<KeyLogged>();
+    let entry = LogEntry {
+        request_id: request_id::current(),
+        occurred_at,
+        organization_id: key.map(|k| k.organization_id.clone()),
+        api_key_id: key.map(|k| k.key_id.clone()),
+        method: method.clone(),
+        route: route.to_string(),
+        status,
+        error_code: response
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.as_str()),
+        latency_us: latency.as_micros() as i64,
+        client_ip: ip,
+        user_agent,
+    };
+    if let Ok(metrics) = state.domains.get::<Metrics>() {
+        metrics.observe(route, &method, status, latency);
+    }
+    if let Ok(log) = RequestLog::of(&state) {
+        log.record(entry).await;
+    }
+    response
+}

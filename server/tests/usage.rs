@@ -1,0 +1,481 @@
+//! Usage: exact rate limits (one instance, 64 parallel clients, two instances on one
+//! database), plans and their changes, the request log and its rollup, `/metrics`, and a
+//! SIGTERM under load that loses no log row. Runs on SQLite, and on PostgreSQL when
+//! `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const IP: &str = "192.0.2.20";
+
+/// Gives `key_id` its own limit, through the REST API with `admin`.
+async fn limit_key(app: &TestApp, admin: &str, key_id: &str, limit: i64, window: i64) {
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(admin),
+            Some(json!({"rate_limit": limit, "rate_window_seconds": window})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A system-organization admin key (can hold `plans:write`), and an ordinary org's.
+async fn system_and_org_keys(app: &TestApp) -> (String, String, String) {
+    let root = app
+        .user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+    let _ = root;
+    let (_, system) = app.admin_key(app::access::ssr::SYSTEM_ORG_ID).await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (_, org_admin) = app.admin_key(&org).await;
+    (system, org, org_admin)
+}
+
+fn header(r: &Reply, name: &str) -> Option<String> {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn answers_carry_the_limit_and_refusals_say_when_to_retry() {
+    let (app, org, admin) = with_admin_key().await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    limit_key(&app, &admin, &key_id, 5, 3600).await;
+
+    for expected_remaining in (0..5).rev() {
+        let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(header(&r, "ratelimit-limit").as_deref(), Some("5"));
+        assert_eq!(
+            header(&r, "ratelimit-remaining"),
+            Some(expected_remaining.to_string())
+        );
+        let reset: u64 = header(&r, "ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > 0 && reset <= 3660, "reset {reset}");
+    }
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.error_code(), "rate_limited");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("5 per hour"));
+    let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+    assert!((3590..=3660).contains(&retry), "retry-after {retry}");
+    assert_eq!(header(&r, "ratelimit-remaining").as_deref(), Some("0"));
+    // A refusal for another reason still counts and still carries the headers.
+    let r = app
+        .api("GET", "/api/v1/keys/key_nope", Some(&key), None, IP)
+        .await;
+    assert_eq!(r.status, 429);
+    // Other keys are not affected.
+    let r = app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    assert_eq!(r.status, 200);
+}
+
+/// Runs `per_client` calls of `/api/v1/me` from each of `clients` tasks on the multi-threaded
+/// runtime, against one instance or alternating between two; returns the statuses.
+async fn hammer(apps: Vec<Arc<TestApp>>, key: &str, clients: usize, per_client: usize) -> Vec<u16> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let app = apps[c % apps.len()].clone();
+        let key = key.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for _ in 0..per_client {
+                out.push(app.api("GET", "/api/v1/me", Some(&key), None, IP).await.status.as_u16());
+            }
+            out
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.extend(t.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_parallel_clients_get_exactly_the_limit() {
+    let (app, org, admin) = with_admin_key().await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    limit_key(&app, &admin, &key_id, 50, 3600).await;
+    let statuses = hammer(vec![Arc::new(app)], &key, 64, 3).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(admitted, 50, "{statuses:?}");
+    assert_eq!(refused, 64 * 3 - 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_database_admit_exactly_the_limit_together() {
+    let (app, org, admin) = with_admin_key().await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    limit_key(&app, &admin, &key_id, 40, 3600).await;
+    let other = app.second_instance();
+    let (a, b) = (Arc::new(app), Arc::new(other));
+    let statuses = hammer(vec![a.clone(), b.clone()], &key, 32, 4).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(admitted, 40, "{statuses:?}");
+    // The shared count holds exactly what was admitted once the leases are given back.
+    for app in [&a, &b] {
+        app::usage::ssr::RateLimiter::of(&app.state)
+            .unwrap()
+            .sweep(app::ssr::db::now_ms(), true)
+            .await
+            .unwrap();
+    }
+    let counted: i64 = sqlx::query_scalar(
+        "select coalesce(sum(admitted), 0) from rate_bucket where api_key_id = $1",
+    )
+    .bind(&key_id)
+    .fetch_one(&a.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(counted, 40);
+}
+
+#[tokio::test]
+async fn plans_set_limits_and_a_plan_change_applies_to_its_keys_at_once() {
+    let app = spawn().await;
+    let (system, org, org_admin) = system_and_org_keys(&app).await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&system),
+            Some(json!({"name": "tiny", "limit": 3, "window_seconds": 3600, "description": "for tests"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan_id = r.json()["id"].as_str().unwrap().to_string();
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&org_admin),
+            Some(json!({"plan_id": plan_id, "reason": "downgrade"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["plan_id"], json!(plan_id));
+
+    let calls = |n: usize| {
+        let (app, key) = (&app, key.clone());
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(app.api("GET", "/api/v1/me", Some(&key), None, IP).await.status.as_u16());
+            }
+            statuses
+        }
+    };
+    assert_eq!(calls(4).await, vec![200, 200, 200, 429]);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/plans/{plan_id}"),
+            Some(&system),
+            Some(json!({"limit": 5})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["keys"], json!(1));
+    // At once: two more, then refused again.
+    assert_eq!(calls(3).await, vec![200, 200, 429]);
+
+    // A plan in use cannot be deleted; the answer says how many keys use it.
+    let r = app
+        .api("DELETE", &format!("/api/v1/plans/{plan_id}"), Some(&system), None, IP)
+        .await;
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("1 key(s)"), "{}", r.body);
+    let r = app
+        .api("DELETE", "/api/v1/plans/plan_free", Some(&system), None, IP)
+        .await;
+    assert_eq!(r.status, 409);
+    // Back to the default plan, then the plan can go.
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&org_admin),
+            Some(json!({"plan_id": null})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .api("DELETE", &format!("/api/v1/plans/{plan_id}"), Some(&system), None, IP)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(app.count("plan").await, 2);
+    // The timeline has the change.
+    let r = app
+        .api("GET", &format!("/api/v1/keys/{key_id}/history"), Some(&org_admin), None, IP)
+        .await;
+    assert!(r.body.contains("\"limit\"") || r.body.contains("downgrade"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing() {
+    let app = spawn().await;
+    let (system, org, org_admin) = system_and_org_keys(&app).await;
+    let before = app.count("plan").await;
+    // An organization's admin key cannot hold plans:write.
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&org_admin),
+            Some(json!({"name": "mine", "limit": 1000000, "window_seconds": 1})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("plans:write"), "{}", r.body);
+    let r = app
+        .api("PATCH", "/api/v1/plans/plan_free", Some(&org_admin), Some(json!({"limit": 1000000})), IP)
+        .await;
+    assert_eq!(r.status, 403);
+    let free_limit: i64 = sqlx::query_scalar("select request_limit from plan where plan_id = 'plan_free'")
+        .fetch_one(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(free_limit, 1_000_000, "the test harness's default, unchanged");
+
+    for (body, field) in [
+        (json!({"name": "x", "limit": 0, "window_seconds": 60}), "limit"),
+        (json!({"name": "x", "limit": 10, "window_seconds": 86401}), "window_seconds"),
+        (json!({"name": "Bad Name", "limit": 10, "window_seconds": 60}), "name"),
+        (json!({"limit": 10, "window_seconds": 60}), "name"),
+    ] {
+        let r = app.api("POST", "/api/v1/plans", Some(&system), Some(body), IP).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["error"]["field"], json!(field), "{}", r.body);
+    }
+    let r = app
+        .api("POST", "/api/v1/plans", Some(&system), Some(json!({"name": "pro", "limit": 1, "window_seconds": 1})), IP)
+        .await;
+    assert_eq!(r.status, 409, "a taken name: {}", r.body);
+    assert_eq!(app.count("plan").await, before);
+
+    let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let snapshot = app.snapshot().await;
+    for body in [
+        json!({"rate_limit": 10}),
+        json!({"rate_limit": 0, "rate_window_seconds": 60}),
+        json!({"plan_id": "plan_nope"}),
+    ] {
+        let r = app
+            .api("PUT", &format!("/api/v1/keys/{key_id}/limit"), Some(&org_admin), Some(body), IP)
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    assert_eq!(app.snapshot().await, snapshot, "nothing written");
+}
+
+/// Waits until the request log holds `n` rows (the writer works off the request path).
+async fn wait_for_log_rows(app: &TestApp, n: i64) {
+    for _ in 0..100 {
+        if app.count("request_log").await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the request log has {} rows, expected {n}", app.count("request_log").await);
+}
+
+#[tokio::test]
+async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
+    let (app, _org, admin) = with_admin_key().await;
+    let admin_id: String = sqlx::query_scalar("select api_key_id from api_key")
+        .fetch_one(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(app.api("GET", "/api/v1/me", Some(&admin), None, IP).await.status, 200);
+    assert_eq!(
+        app.api("GET", "/api/v1/keys/key_unknown0000000000000", Some(&admin), None, IP).await.status,
+        404
+    );
+    assert_eq!(app.api("GET", "/api/v1/me", None, None, IP).await.status, 401);
+    wait_for_log_rows(&app, 3).await;
+
+    let rows: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "select route, status, error_code, api_key_id, client_ip from request_log order by occurred_at, status",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    let found = |status: i64| rows.iter().find(|r| r.1 == status).unwrap().clone();
+    let ok = found(200);
+    assert_eq!(ok.0, "/api/v1/me");
+    assert_eq!(ok.2, None);
+    assert_eq!(ok.3.as_deref(), Some(admin_id.as_str()));
+    assert_eq!(ok.4.as_deref(), Some(IP));
+    let missing = found(404);
+    assert_eq!(missing.0, "/api/v1/keys/{id}", "the route template, never the raw path");
+    assert_eq!(missing.2.as_deref(), Some("not_found"));
+    let anonymous = found(401);
+    assert_eq!(anonymous.2.as_deref(), Some("key_missing"));
+    assert_eq!(anonymous.3, None);
+
+    // The rollup counts the same requests, by status class.
+    let by_class: Vec<(String, i64)> = sqlx::query_as(
+        "select status_class, sum(requests) from usage_minute group by status_class order by status_class",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(by_class, vec![("2xx".to_string(), 1), ("4xx".to_string(), 2)]);
+}
+
+#[tokio::test]
+async fn old_log_rows_go_after_the_retention_period() {
+    let (app, _org, admin) = with_admin_key().await;
+    app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    wait_for_log_rows(&app, 1).await;
+    let now = app::ssr::db::now_ms();
+    let deleted = app::usage::log::enforce_retention(&app.state.db, now, 30).await.unwrap();
+    assert_eq!(deleted, 0, "a fresh row stays");
+    let deleted = app::usage::log::enforce_retention(&app.state.db, now + 31 * 86_400_000, 30)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(app.count("request_log").await, 0);
+    assert_eq!(app.count("usage_minute").await, 0);
+}
+
+#[tokio::test]
+async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
+    let (app, _org, admin) = with_admin_key().await;
+    app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    let r = app.api("GET", "/metrics", None, None, "127.0.0.1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(
+        "keyward_http_requests_total{route=\"/api/v1/me\",method=\"GET\",status=\"200\"} 1"
+    ), "{}", r.body);
+    assert!(r.body.contains("keyward_http_request_duration_seconds_bucket{route=\"/api/v1/me\",le=\"+Inf\"} 1"));
+    assert!(r.body.contains("keyward_rate_limit_decisions_total{decision=\"admitted\"} 1"));
+    assert!(r.body.contains("keyward_request_log_lost_total 0"));
+
+    let r = app.api("GET", "/metrics", None, None, "203.0.113.9").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // An API key is not the metrics token.
+    let r = app.api("GET", "/metrics", Some(&admin), None, "203.0.113.9").await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .api("GET", "/metrics", Some("test-metrics-token"), None, "203.0.113.9")
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+/// The real binary under load gets SIGTERM: every request it answered has its log row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_log_row() {
+    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // The binary test runs once, on SQLite; the log writer is the same code on both.
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kw-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}/k.db", dir.display());
+    let bin = env!("CARGO_BIN_EXE_keyward");
+    let leptos = concat!(env!("CARGO_MANIFEST_DIR"), "/../Leptos.toml");
+    let env = |c: &mut std::process::Command| {
+        c.env("KEYWARD_DATABASE_URL", &db)
+            .env("KEYWARD_SECRET", "sigterm-test-secret-sigterm-test-secret")
+            .env("KEYWARD_LOG", "warn")
+            .env("KEYWARD_LEPTOS_CONFIG", leptos);
+    };
+    let mut migrate = std::process::Command::new(bin);
+    env(&mut migrate);
+    assert!(migrate.arg("migrate").status().unwrap().success());
+    let mut create = std::process::Command::new(bin);
+    env(&mut create);
+    let out = create
+        .args(["create-key", "--org", "system", "--name", "load"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = std::process::Command::new(bin);
+    env(&mut serve);
+    let mut child = serve
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-password", "sigterm passphrase"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (addr, key, answered) = (addr.clone(), key.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else { break };
+                let req = format!("GET /api/v1/me HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n");
+                if s.write_all(req.as_bytes()).await.is_err() {
+                    break;
+                }
+                let mut buf = Vec::new();
+                if s.read_to_end(&mut buf).await.is_err() {
+                    break;
+                }
+                if buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 429") {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                } else if buf.is_empty() {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    for c in clients {
+        let _ = c.await;
+    }
+    let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(answered > 50, "the load ran: {answered} answers");
+
+    let db = app::ssr::Db::connect(&db).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from request_log where route = '/api/v1/me'")
+        .fetch_one(&db.reader)
+        .await
+        .unwrap();
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rows as u64, answered, "every answered request has its row");
+}
