@@ -167,10 +167,7 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         allowed_hosts: Config::hosts_for(&public_origin, args.listen),
         log_retention_days: args.log_retention_days,
         metrics_allow: args.metrics_allow.clone(),
-        metrics_token: args
-            .metrics_token
-            .clone()
-            .filter(|t| !t.trim().is_empty()),
+        metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         secret,
         public_origin,
     })

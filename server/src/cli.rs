@@ -77,7 +77,12 @@ pub struct ServeArgs {
     pub log_retention_days: u32,
 
     /// Client networks that may read GET /metrics without a token (comma-separated CIDRs).
-    #[arg(long, env = "KEYWARD_METRICS_ALLOW", default_value = "127.0.0.0/8,::1/128", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "KEYWARD_METRICS_ALLOW",
+        default_value = "127.0.0.0/8,::1/128",
+        value_delimiter = ','
+    )]
     pub metrics_allow: Vec<ipnet::IpNet>,
 
     /// A bearer token that also opens GET /metrics (from any address). Default: none.

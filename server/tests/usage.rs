@@ -93,7 +93,12 @@ async fn hammer(apps: Vec<Arc<TestApp>>, key: &str, clients: usize, per_client: 
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for _ in 0..per_client {
-                out.push(app.api("GET", "/api/v1/me", Some(&key), None, IP).await.status.as_u16());
+                out.push(
+                    app.api("GET", "/api/v1/me", Some(&key), None, IP)
+                        .await
+                        .status
+                        .as_u16(),
+                );
             }
             out
         }));
@@ -179,7 +184,12 @@ async fn plans_set_limits_and_a_plan_change_applies_to_its_keys_at_once() {
         async move {
             let mut statuses = Vec::new();
             for _ in 0..n {
-                statuses.push(app.api("GET", "/api/v1/me", Some(&key), None, IP).await.status.as_u16());
+                statuses.push(
+                    app.api("GET", "/api/v1/me", Some(&key), None, IP)
+                        .await
+                        .status
+                        .as_u16(),
+                );
             }
             statuses
         }
@@ -201,7 +211,13 @@ async fn plans_set_limits_and_a_plan_change_applies_to_its_keys_at_once() {
 
     // A plan in use cannot be deleted; the answer says how many keys use it.
     let r = app
-        .api("DELETE", &format!("/api/v1/plans/{plan_id}"), Some(&system), None, IP)
+        .api(
+            "DELETE",
+            &format!("/api/v1/plans/{plan_id}"),
+            Some(&system),
+            None,
+            IP,
+        )
         .await;
     assert_eq!(r.status, 409);
     assert!(r.body.contains("1 key(s)"), "{}", r.body);
@@ -221,15 +237,31 @@ async fn plans_set_limits_and_a_plan_change_applies_to_its_keys_at_once() {
         .await;
     assert_eq!(r.status, 200);
     let r = app
-        .api("DELETE", &format!("/api/v1/plans/{plan_id}"), Some(&system), None, IP)
+        .api(
+            "DELETE",
+            &format!("/api/v1/plans/{plan_id}"),
+            Some(&system),
+            None,
+            IP,
+        )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(app.count("plan").await, 2);
     // The timeline has the change.
     let r = app
-        .api("GET", &format!("/api/v1/keys/{key_id}/history"), Some(&org_admin), None, IP)
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{key_id}/history"),
+            Some(&org_admin),
+            None,
+            IP,
+        )
         .await;
-    assert!(r.body.contains("\"limit\"") || r.body.contains("downgrade"), "{}", r.body);
+    assert!(
+        r.body.contains("\"limit\"") || r.body.contains("downgrade"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -250,27 +282,54 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("plans:write"), "{}", r.body);
     let r = app
-        .api("PATCH", "/api/v1/plans/plan_free", Some(&org_admin), Some(json!({"limit": 1000000})), IP)
+        .api(
+            "PATCH",
+            "/api/v1/plans/plan_free",
+            Some(&org_admin),
+            Some(json!({"limit": 1000000})),
+            IP,
+        )
         .await;
     assert_eq!(r.status, 403);
-    let free_limit: i64 = sqlx::query_scalar("select request_limit from plan where plan_id = 'plan_free'")
-        .fetch_one(&app.state.db.writer)
-        .await
-        .unwrap();
-    assert_eq!(free_limit, 1_000_000, "the test harness's default, unchanged");
+    let free_limit: i64 =
+        sqlx::query_scalar("select request_limit from plan where plan_id = 'plan_free'")
+            .fetch_one(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(
+        free_limit, 1_000_000,
+        "the test harness's default, unchanged"
+    );
 
     for (body, field) in [
-        (json!({"name": "x", "limit": 0, "window_seconds": 60}), "limit"),
-        (json!({"name": "x", "limit": 10, "window_seconds": 86401}), "window_seconds"),
-        (json!({"name": "Bad Name", "limit": 10, "window_seconds": 60}), "name"),
+        (
+            json!({"name": "x", "limit": 0, "window_seconds": 60}),
+            "limit",
+        ),
+        (
+            json!({"name": "x", "limit": 10, "window_seconds": 86401}),
+            "window_seconds",
+        ),
+        (
+            json!({"name": "Bad Name", "limit": 10, "window_seconds": 60}),
+            "name",
+        ),
         (json!({"limit": 10, "window_seconds": 60}), "name"),
     ] {
-        let r = app.api("POST", "/api/v1/plans", Some(&system), Some(body), IP).await;
+        let r = app
+            .api("POST", "/api/v1/plans", Some(&system), Some(body), IP)
+            .await;
         assert_eq!(r.status, 400, "{}", r.body);
         assert_eq!(r.json()["error"]["field"], json!(field), "{}", r.body);
     }
     let r = app
-        .api("POST", "/api/v1/plans", Some(&system), Some(json!({"name": "pro", "limit": 1, "window_seconds": 1})), IP)
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&system),
+            Some(json!({"name": "pro", "limit": 1, "window_seconds": 1})),
+            IP,
+        )
         .await;
     assert_eq!(r.status, 409, "a taken name: {}", r.body);
     assert_eq!(app.count("plan").await, before);
@@ -283,7 +342,13 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
         json!({"plan_id": "plan_nope"}),
     ] {
         let r = app
-            .api("PUT", &format!("/api/v1/keys/{key_id}/limit"), Some(&org_admin), Some(body), IP)
+            .api(
+                "PUT",
+                &format!("/api/v1/keys/{key_id}/limit"),
+                Some(&org_admin),
+                Some(body),
+                IP,
+            )
             .await;
         assert_eq!(r.status, 400, "{}", r.body);
     }
@@ -298,7 +363,10 @@ async fn wait_for_log_rows(app: &TestApp, n: i64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the request log has {} rows, expected {n}", app.count("request_log").await);
+    panic!(
+        "the request log has {} rows, expected {n}",
+        app.count("request_log").await
+    );
 }
 
 #[tokio::test]
@@ -308,12 +376,28 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
         .fetch_one(&app.state.db.writer)
         .await
         .unwrap();
-    assert_eq!(app.api("GET", "/api/v1/me", Some(&admin), None, IP).await.status, 200);
     assert_eq!(
-        app.api("GET", "/api/v1/keys/key_unknown0000000000000", Some(&admin), None, IP).await.status,
+        app.api("GET", "/api/v1/me", Some(&admin), None, IP)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.api(
+            "GET",
+            "/api/v1/keys/key_unknown0000000000000",
+            Some(&admin),
+            None,
+            IP
+        )
+        .await
+        .status,
         404
     );
-    assert_eq!(app.api("GET", "/api/v1/me", None, None, IP).await.status, 401);
+    assert_eq!(
+        app.api("GET", "/api/v1/me", None, None, IP).await.status,
+        401
+    );
     wait_for_log_rows(&app, 3).await;
 
     let rows: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
@@ -330,7 +414,10 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
     assert_eq!(ok.3.as_deref(), Some(admin_id.as_str()));
     assert_eq!(ok.4.as_deref(), Some(IP));
     let missing = found(404);
-    assert_eq!(missing.0, "/api/v1/keys/{id}", "the route template, never the raw path");
+    assert_eq!(
+        missing.0, "/api/v1/keys/{id}",
+        "the route template, never the raw path"
+    );
     assert_eq!(missing.2.as_deref(), Some("not_found"));
     let anonymous = found(401);
     assert_eq!(anonymous.2.as_deref(), Some("key_missing"));
@@ -343,7 +430,10 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
     .fetch_all(&app.state.db.writer)
     .await
     .unwrap();
-    assert_eq!(by_class, vec![("2xx".to_string(), 1), ("4xx".to_string(), 2)]);
+    assert_eq!(
+        by_class,
+        vec![("2xx".to_string(), 1), ("4xx".to_string(), 2)]
+    );
 }
 
 #[tokio::test]
@@ -352,7 +442,9 @@ async fn old_log_rows_go_after_the_retention_period() {
     app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
     wait_for_log_rows(&app, 1).await;
     let now = app::ssr::db::now_ms();
-    let deleted = app::usage::log::enforce_retention(&app.state.db, now, 30).await.unwrap();
+    let deleted = app::usage::log::enforce_retention(&app.state.db, now, 30)
+        .await
+        .unwrap();
     assert_eq!(deleted, 0, "a fresh row stays");
     let deleted = app::usage::log::enforce_retention(&app.state.db, now + 31 * 86_400_000, 30)
         .await
@@ -368,20 +460,36 @@ async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
     app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
     let r = app.api("GET", "/metrics", None, None, "127.0.0.1").await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains(
+            "keyward_http_requests_total{route=\"/api/v1/me\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains(
-        "keyward_http_requests_total{route=\"/api/v1/me\",method=\"GET\",status=\"200\"} 1"
-    ), "{}", r.body);
-    assert!(r.body.contains("keyward_http_request_duration_seconds_bucket{route=\"/api/v1/me\",le=\"+Inf\"} 1"));
-    assert!(r.body.contains("keyward_rate_limit_decisions_total{decision=\"admitted\"} 1"));
+        "keyward_http_request_duration_seconds_bucket{route=\"/api/v1/me\",le=\"+Inf\"} 1"
+    ));
+    assert!(r
+        .body
+        .contains("keyward_rate_limit_decisions_total{decision=\"admitted\"} 1"));
     assert!(r.body.contains("keyward_request_log_lost_total 0"));
 
     let r = app.api("GET", "/metrics", None, None, "203.0.113.9").await;
     assert_eq!(r.status, 403, "{}", r.body);
     // An API key is not the metrics token.
-    let r = app.api("GET", "/metrics", Some(&admin), None, "203.0.113.9").await;
+    let r = app
+        .api("GET", "/metrics", Some(&admin), None, "203.0.113.9")
+        .await;
     assert_eq!(r.status, 403);
     let r = app
-        .api("GET", "/metrics", Some("test-metrics-token"), None, "203.0.113.9")
+        .api(
+            "GET",
+            "/metrics",
+            Some("test-metrics-token"),
+            None,
+            "203.0.113.9",
+        )
         .await;
     assert_eq!(r.status, 200);
 }
@@ -414,14 +522,28 @@ async fn sigterm_under_load_loses_no_log_row() {
         .args(["create-key", "--org", "system", "--name", "load"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut serve = std::process::Command::new(bin);
     env(&mut serve);
     let mut child = serve
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-password", "sigterm passphrase"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-password",
+            "sigterm passphrase",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -462,7 +584,10 @@ async fn sigterm_under_load_loses_no_log_row() {
         .status()
         .unwrap()
         .success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
     for c in clients {
         let _ = c.await;
@@ -471,10 +596,11 @@ async fn sigterm_under_load_loses_no_log_row() {
     assert!(answered > 50, "the load ran: {answered} answers");
 
     let db = app::ssr::Db::connect(&db).await.unwrap();
-    let rows: i64 = sqlx::query_scalar("select count(*) from request_log where route = '/api/v1/me'")
-        .fetch_one(&db.reader)
-        .await
-        .unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from request_log where route = '/api/v1/me'")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rows as u64, answered, "every answered request has its row");

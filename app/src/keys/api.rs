@@ -277,8 +277,7 @@ pub async fn set_key_limit(
     #[server(default)] rate_limit: String,
     #[server(default)] rate_window_seconds: String,
 ) -> Result<ApiKey, AppError> {
-    let (caller, grant) =
-        crate::access::guard::guard_in("set_key_limit", &organization_id).await?;
+    let (caller, grant) = crate::access::guard::guard_in("set_key_limit", &organization_id).await?;
     crate::ssr::respond(async move {
         let optional = |field: &str, text: &str| match text.trim() {
             "" => Ok(None),

@@ -94,7 +94,10 @@ impl std::fmt::Debug for Config {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("log_retention_days", &self.log_retention_days)
             .field("metrics_allow", &self.metrics_allow)
-            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("secret", &"<redacted>")
             .finish()
     }

@@ -119,7 +119,10 @@ impl RateLimiter {
         let (granted, view) = self.take_lease(key_id, limit, now, old).await?;
         st.view = view;
         if granted == 0 {
-            let until = now + st.view.ms_until_at_most(&limit, now, limit.limit - 1).max(1);
+            let until = now
+                + st.view
+                    .ms_until_at_most(&limit, now, limit.limit - 1)
+                    .max(1);
             // Another instance may give tokens back before then: ask again within a second.
             st.refused_until = until.min(now + SHARED_REFUSAL_MS);
             return Ok(self.refuse(&mut st, limit, now));
@@ -245,8 +248,9 @@ impl RateLimiter {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             let all = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             keys.retain(|_, st| {
-                st.try_lock()
-                    .map_or(true, |st| now - st.last_used < 86_400_000 || st.lease.is_some())
+                st.try_lock().map_or(true, |st| {
+                    now - st.last_used < 86_400_000 || st.lease.is_some()
+                })
             });
             all
         };
@@ -254,9 +258,7 @@ impl RateLimiter {
         for (key_id, state) in states {
             let mut st = state.lock().await;
             let ended = match (st.lease, st.limit) {
-                (Some(lease), Some(limit)) => {
-                    everything || lease.bucket != limit.bucket_start(now)
-                }
+                (Some(lease), Some(limit)) => everything || lease.bucket != limit.bucket_start(now),
                 _ => false,
             };
             if ended {
@@ -277,11 +279,9 @@ impl RateLimiter {
 
 /// Deletes buckets that no window (a day at most) can count any more.
 pub async fn prune_buckets(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("delete from rate_bucket where bucket_end < $1")
-            .bind(now - 86_400_000 - 60_000)
-            .execute(&db.writer)
-            .await?
-            .rows_affected(),
-    )
+    Ok(sqlx::query("delete from rate_bucket where bucket_end < $1")
+        .bind(now - 86_400_000 - 60_000)
+        .execute(&db.writer)
+        .await?
+        .rows_affected())
 }

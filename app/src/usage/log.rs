@@ -165,7 +165,8 @@ impl RequestLog {
         }
         match write_batch(db, batch).await {
             Ok(()) => {
-                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.len()
             }
             Err(error) => {

@@ -99,7 +99,8 @@ fn WindowSelect(id: &'static str, selected: i64) -> impl IntoView {
     } else {
         "window_seconds"
     };
-    let mut options: Vec<(i64, String)> = WINDOWS.iter().map(|(s, l)| (*s, l.to_string())).collect();
+    let mut options: Vec<(i64, String)> =
+        WINDOWS.iter().map(|(s, l)| (*s, l.to_string())).collect();
     if !WINDOWS.iter().any(|(s, _)| *s == selected) {
         options.push((selected, format!("{selected} s")));
     }

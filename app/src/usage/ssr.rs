@@ -74,7 +74,9 @@ fn check(input: &PlanInput) -> Result<Checked, AppError> {
             let n = n.trim();
             let ok = !n.is_empty()
                 && n.len() <= 40
-                && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && n.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 && n.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
                 });
@@ -136,9 +138,9 @@ pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
     let limit = c
         .limit
         .ok_or_else(|| AppError::invalid("limit", "a plan needs a limit"))?;
-    let window = c.window_seconds.ok_or_else(|| {
-        AppError::invalid("window_seconds", "a plan needs a window in seconds")
-    })?;
+    let window = c
+        .window_seconds
+        .ok_or_else(|| AppError::invalid("window_seconds", "a plan needs a window in seconds"))?;
     let id = new_id("plan");
     let now = now_ms();
     sqlx::query("insert into plan (plan_id, name, description, request_limit, window_seconds, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $6)")
@@ -158,9 +160,15 @@ pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
 /// caller; other instances within the cache's bound, 1 s).
 pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, AppError> {
     let c = check(input)?;
-    if c.name.is_none() && c.description.is_none() && c.limit.is_none() && c.window_seconds.is_none()
+    if c.name.is_none()
+        && c.description.is_none()
+        && c.limit.is_none()
+        && c.window_seconds.is_none()
     {
-        return Err(AppError::invalid("body", "send at least one field to change"));
+        return Err(AppError::invalid(
+            "body",
+            "send at least one field to change",
+        ));
     }
     let applied = sqlx::query(
         "update plan set name = coalesce($1, name), description = coalesce($2, description),
@@ -213,8 +221,11 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
 
 /// The plan a key may be put on: it must exist.
 pub async fn require(db: &Db, plan_id: &str) -> Result<(), AppError> {
-    get(db, plan_id).await.map(|_| ()).map_err(|e| match e.code {
-        crate::error::ErrorCode::NotFound => AppError::invalid("plan_id", "no such plan"),
-        _ => e,
-    })
+    get(db, plan_id)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e.code {
+            crate::error::ErrorCode::NotFound => AppError::invalid("plan_id", "no such plan"),
+            _ => e,
+        })
 }

@@ -152,9 +152,7 @@ impl Counts {
                 admitted: false,
                 limit: limit.limit,
                 remaining: 0,
-                reset_ms: self
-                    .ms_until_at_most(limit, now, limit.limit - 1)
-                    .max(1),
+                reset_ms: self.ms_until_at_most(limit, now, limit.limit - 1).max(1),
             }
         }
     }

@@ -40,10 +40,7 @@ pub async fn middleware(
         method: method.clone(),
         route: route.to_string(),
         status,
-        error_code: response
-            .extensions()
-            .get::<ErrorCode>()
-            .map(|c| c.as_str()),
+        error_code: response.extensions().get::<ErrorCode>().map(|c| c.as_str()),
         latency_us: latency.as_micros() as i64,
         client_ip: ip,
         user_agent,

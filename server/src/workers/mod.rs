@@ -19,9 +19,9 @@
 //!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
 
 use app::keys::ssr::{self as keys, KeyCache};
+use app::ssr::AppState;
 use app::usage::log::RequestLog;
 use app::usage::ssr::RateLimiter;
-use app::ssr::AppState;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
