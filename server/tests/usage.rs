@@ -141,7 +141,7 @@ async fn two_instances_on_one_database_admit_exactly_the_limit_together() {
             .unwrap();
     }
     let counted: i64 = sqlx::query_scalar(
-        "select coalesce(sum(admitted), 0) from rate_bucket where api_key_id = $1",
+        "select cast(coalesce(sum(admitted), 0) as bigint) from rate_bucket where api_key_id = $1",
     )
     .bind(&key_id)
     .fetch_one(&a.state.db.writer)
@@ -425,7 +425,7 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
 
     // The rollup counts the same requests, by status class.
     let by_class: Vec<(String, i64)> = sqlx::query_as(
-        "select status_class, sum(requests) from usage_minute group by status_class order by status_class",
+        "select status_class, cast(sum(requests) as bigint) from usage_minute group by status_class order by status_class",
     )
     .fetch_all(&app.state.db.writer)
     .await
