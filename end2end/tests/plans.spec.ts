@@ -17,14 +17,14 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
   // Bad input: a readable message, nothing created.
   const form = page.getByRole("region", { name: "New plan" });
   const name = `e2e-${Date.now()}`;
-  await form.getByLabel("Name").fill(name);
-  await form.getByLabel("Requests").fill("2000000000");
+  await form.getByLabel("Name", { exact: true }).fill(name);
+  await form.getByLabel("Requests", { exact: true }).fill("2000000000");
   await form.getByRole("button", { name: "Create plan" }).click();
   await expect(form.getByRole("alert")).toContainText("from 1 to 1000000000");
   await expect(plans.getByRole("row", { name: new RegExp(name) })).toHaveCount(0);
 
-  await form.getByLabel("Requests").fill("2");
-  await form.getByLabel("Per").selectOption("3600");
+  await form.getByLabel("Requests", { exact: true }).fill("2");
+  await form.getByLabel("Per", { exact: true }).selectOption("3600");
   await form.getByRole("button", { name: "Create plan" }).click();
   await expect(plans.getByRole("row", { name: new RegExp(`${name}.*2 per hour`) })).toBeVisible();
 
@@ -41,7 +41,7 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
   await page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "planned key" }).click();
   const limit = page.getByRole("region", { name: "Rate limit" });
   await expect(limit.getByTestId("effective-limit")).toContainText("100 per hour (plan free)");
-  await limit.getByLabel("Plan").selectOption({ label: `${name} — 2 per hour` });
+  await limit.getByLabel("Plan", { exact: true }).selectOption({ label: `${name} — 2 per hour` });
   await limit.getByRole("button", { name: "Save limit" }).click();
   await expect(limit.getByRole("status")).toHaveText("Limit saved.");
   await expect(limit.getByTestId("effective-limit")).toContainText(`2 per hour (plan ${name})`);
@@ -56,7 +56,7 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
   // Raise the plan: the key gets one more request at once.
   await open(page, "/plans");
   await page.getByRole("button", { name: `Edit plan ${name}` }).click();
-  await page.getByLabel("Requests").last().fill("3");
+  await plans.getByLabel("Requests", { exact: true }).fill("3");
   await page.getByRole("button", { name: "Save plan" }).click();
   await expect(plans.getByRole("row", { name: new RegExp(`${name}.*3 per hour`) })).toBeVisible();
   expect(await me(page, key)).toBe(200);

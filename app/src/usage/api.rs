@@ -2,7 +2,9 @@
 //! page shows the plans to choose from); changing it needs `plans:write` in the system
 //! organization.
 
-use super::{Plan, PlanInput};
+use super::Plan;
+#[cfg(feature = "ssr")]
+use super::PlanInput;
 use crate::error::AppError;
 use leptos::prelude::*;
 

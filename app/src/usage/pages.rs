@@ -25,12 +25,6 @@ pub fn PlansPage() -> impl IntoView {
         |_| list_plans(),
     );
     let auth = crate::ui::use_auth();
-    let can_edit = Signal::derive(move || {
-        auth.user
-            .get()
-            .and_then(|u| u.ok().flatten())
-            .is_some_and(|u| u.can(crate::access::Permission::PlansWrite))
-    });
     view! {
         <Title text="Plans" />
         <h1>"Plans"</h1>
@@ -42,6 +36,13 @@ pub fn PlansPage() -> impl IntoView {
         {action_error(delete.value())}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
+                // Both awaited here, so the server and the browser render the same thing.
+                let can_edit = auth
+                    .user
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| u.can(crate::access::Permission::PlansWrite));
                 match plans.await {
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
                     Ok(plans) => view! {
@@ -59,28 +60,33 @@ pub fn PlansPage() -> impl IntoView {
                                 {plans.into_iter().map(|p| view! { <PlanRow plan=p update delete can_edit /> }).collect_view()}
                             </tbody>
                         </table>
+                        {can_edit.then(|| view! { <NewPlan create /> })}
                     }
                     .into_any(),
                 }
             })}
         </Transition>
-        <Show when=move || can_edit.get()>
-            <section class="card" role="region" aria-label="New plan">
-                <h2>"New plan"</h2>
-                <ActionForm action=create>
-                    <label for="plan-name">"Name"</label>
-                    <input id="plan-name" name="name" required maxlength="40" pattern="[a-z0-9][a-z0-9_\\-]*" />
-                    <label for="plan-limit">"Requests"</label>
-                    <input id="plan-limit" name="limit" type="number" min="1" required />
-                    <label for="plan-window">"Per"</label>
-                    <WindowSelect id="plan-window" selected=3600 />
-                    <label for="plan-description">"Description"</label>
-                    <input id="plan-description" name="description" maxlength="200" />
-                    <button type="submit">"Create plan"</button>
-                </ActionForm>
-                {action_error(create.value())}
-            </section>
-        </Show>
+    }
+}
+
+#[component]
+fn NewPlan(create: ServerAction<CreatePlan>) -> impl IntoView {
+    view! {
+        <section class="card" role="region" aria-label="New plan">
+            <h2>"New plan"</h2>
+            <ActionForm action=create>
+                <label for="plan-name">"Name"</label>
+                <input id="plan-name" name="name" required maxlength="40" pattern="[a-z0-9][a-z0-9_\\-]*" />
+                <label for="plan-limit">"Requests"</label>
+                <input id="plan-limit" name="limit" type="number" min="1" required />
+                <label for="plan-window">"Per"</label>
+                <WindowSelect id="plan-window" selected=3600 />
+                <label for="plan-description">"Description"</label>
+                <input id="plan-description" name="description" maxlength="200" />
+                <button type="submit">"Create plan"</button>
+            </ActionForm>
+            {action_error(create.value())}
+        </section>
     }
 }
 
@@ -116,7 +122,7 @@ fn PlanRow(
     plan: Plan,
     update: ServerAction<UpdatePlan>,
     delete: ServerAction<DeletePlan>,
-    can_edit: Signal<bool>,
+    can_edit: bool,
 ) -> impl IntoView {
     let editing = RwSignal::new(false);
     let Plan {
@@ -185,7 +191,7 @@ fn PlanRow(
             <td>{describe(limit, window_seconds)}</td>
             <td>{keys}</td>
             <td>{description}</td>
-            <td>{move || can_edit.get().then(actions.clone())}</td>
+            <td>{can_edit.then(actions)}</td>
         </tr>
         {move || editing.get().then(editor.clone())}
     }
