@@ -48,7 +48,17 @@ if ! command -v wasm-opt >/dev/null 2>&1; then
   npm install --prefix "$KEYWARD_CACHE/tools" --no-audit --no-fund --silent binaryen@132 >/dev/null
 fi
 
-# 6. Test tools: Playwright and axe from npm (browsers are Debian's Chromium, not downloaded).
+# 6. Browser libraries served by Keyward itself (ECharts, pinned in vendor/package-lock.json),
+#    copied into public/ so that every site build carries them.
+echarts_file="$ROOT/public/vendor/echarts-5.5.1.common.min.js"
+if [ ! -f "$echarts_file" ] || [ "$ROOT/vendor/package-lock.json" -nt "$echarts_file" ]; then
+  log "installing ECharts (npm, pinned)"
+  (cd "$ROOT/vendor" && npm ci --no-audit --no-fund --silent)
+  mkdir -p "$ROOT/public/vendor"
+  cp "$ROOT/vendor/node_modules/echarts/dist/echarts.common.min.js" "$echarts_file"
+fi
+
+# 7. Test tools: Playwright and axe from npm (browsers are Debian's Chromium, not downloaded).
 if [ $with_test -eq 1 ]; then
   if [ ! -d "$ROOT/end2end/node_modules/@playwright/test" ] || [ "$ROOT/end2end/package-lock.json" -nt "$ROOT/end2end/node_modules/.package-lock.json" ]; then
     log "installing end-to-end test packages"

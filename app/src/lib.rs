@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/keys/:org/:id") view=keys::pages::KeyPage />
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
                     <Route path=path!("/plans") view=usage::pages::PlansPage />
+                    <Route path=path!("/usage") view=usage::pages::UsagePage />
                     <Route path=path!("/docs/api") view=docs::ApiDocsPage />
                 </Routes>
             </ui::Layout>

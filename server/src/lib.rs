@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod live;
 pub mod metrics;
 pub mod rest;
 pub mod workers;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             &format!("/{}", state.leptos_options.site_pkg_dir),
             assets(&state),
         )
+        .route("/events/usage", axum::routing::get(live::usage_events))
         .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),

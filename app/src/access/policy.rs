@@ -47,6 +47,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("bulk_keys", Guard::Org(Permission::KeysWrite)),
     ("set_key_limit", Guard::Org(Permission::KeysWrite)),
     ("list_plans", Guard::SignedIn),
+    ("usage_series", Guard::Org(Permission::UsageRead)),
     ("create_plan", Guard::Instance(Permission::PlansWrite)),
     ("update_plan", Guard::Instance(Permission::PlansWrite)),
     ("delete_plan", Guard::Instance(Permission::PlansWrite)),

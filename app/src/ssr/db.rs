@@ -22,13 +22,24 @@ pub enum Backend {
 }
 
 /// The database handles. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     /// Use for every statement that writes, and for transactions.
     pub writer: AnyPool,
     /// Use for plain reads.
     pub reader: AnyPool,
     pub backend: Backend,
+    /// The URL it was opened with (PostgreSQL's `LISTEN` needs its own connection). Never
+    /// logged: it may hold a password.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -49,6 +60,7 @@ impl Db {
                 writer,
                 reader,
                 backend: Backend::Sqlite,
+                url,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -60,6 +72,7 @@ impl Db {
                 writer: pool.clone(),
                 reader: pool,
                 backend: Backend::Postgres,
+                url: url.to_string(),
             })
         } else {
             Err(sqlx::Error::Configuration(

@@ -89,6 +89,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/">"Home"</A>
                     <A href="/keys">"API keys"</A>
+                    <A href="/usage">"Usage"</A>
                     <A href="/plans">"Plans"</A>
                     <A href="/docs/api">"API docs"</A>
                     <Show when=move || admin>

@@ -2,9 +2,9 @@
 //! page shows the plans to choose from); changing it needs `plans:write` in the system
 //! organization.
 
-use super::Plan;
 #[cfg(feature = "ssr")]
 use super::PlanInput;
+use super::{Plan, RequestSeries};
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -72,4 +72,36 @@ pub fn number(field: &str, text: &str) -> Result<i64, AppError> {
     text.trim()
         .parse::<i64>()
         .map_err(|_| AppError::invalid(field, format!("{field} must be a whole number")))
+}
+
+/// Requests over time in the organization for a range (`1h`, `24h`, `7d`, `30d`), split by
+/// status class, optionally for one key or route; buckets aligned in the viewer's time zone
+/// (`tz_offset_minutes` east of UTC).
+#[server(prefix = "/rpc", endpoint = "usage_series")]
+pub async fn usage_series(
+    organization_id: String,
+    range: String,
+    #[server(default)] key_id: String,
+    #[server(default)] route: String,
+    #[server(default)] tz_offset_minutes: i32,
+) -> Result<RequestSeries, AppError> {
+    let (caller, grant) = crate::access::guard::guard_in("usage_series", &organization_id).await?;
+    crate::ssr::respond(async move {
+        let range = super::Range::parse(&range)
+            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?;
+        let filter = super::stats::Filter {
+            key_id: Some(key_id.as_str()).filter(|k| !k.is_empty()),
+            route: Some(route.as_str()).filter(|r| !r.is_empty()),
+        };
+        super::stats::series(
+            &caller.state.db,
+            &grant.organization_id,
+            range,
+            &filter,
+            crate::ssr::db::now_ms(),
+            tz_offset_minutes,
+        )
+        .await
+    })
+    .await
 }

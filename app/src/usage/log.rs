@@ -10,7 +10,7 @@
 //! shutdown it writes everything still buffered before the process exits.
 
 use crate::error::AppError;
-use crate::ssr::db::Db;
+use crate::ssr::db::{Backend, Db};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -66,6 +66,8 @@ pub struct RequestLog {
     pub lost: AtomicU64,
     /// Batches that failed to write (their rows are counted in `lost`).
     pub failed_batches: AtomicU64,
+    /// Organizations whose requests were just written, for live charts (see [`RequestLog::subscribe`]).
+    written_for: tokio::sync::broadcast::Sender<String>,
 }
 
 impl RequestLog {
@@ -78,7 +80,19 @@ impl RequestLog {
             written: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
+            written_for: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Tells live charts of `organization_id` that new requests were written (on PostgreSQL
+    /// the `usage-notify` worker calls this for every instance's writes, from `LISTEN`).
+    pub fn publish(&self, organization_id: String) {
+        let _ = self.written_for.send(organization_id);
+    }
+
+    /// Organizations with newly written requests, as they are written.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.written_for.subscribe()
     }
 
     /// The log, as boot plugged it into the state.
@@ -105,7 +119,7 @@ impl RequestLog {
     fn note_loss(&self) {
         let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
         // One line per thousand losses: the log must not become the next bottleneck.
-        if lost == 1 || lost % 1000 == 0 {
+        if lost == 1 || lost.is_multiple_of(1000) {
             tracing::warn!(lost, "request log buffer full: entries dropped");
         }
     }
@@ -167,6 +181,13 @@ impl RequestLog {
             Ok(()) => {
                 self.written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if db.backend == Backend::Sqlite {
+                    // One instance: tell this one's live charts directly. PostgreSQL's NOTIFY
+                    // (sent in the batch's transaction) reaches every instance, this one too.
+                    for org in organizations(batch) {
+                        self.publish(org);
+                    }
+                }
                 batch.len()
             }
             Err(error) => {
@@ -178,6 +199,23 @@ impl RequestLog {
         }
     }
 }
+
+/// (minute, organization, key, route, status class) of a rollup row.
+type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+
+/// The organizations a batch has rows for.
+fn organizations(batch: &[LogEntry]) -> Vec<String> {
+    let mut orgs: Vec<String> = batch
+        .iter()
+        .filter_map(|e| e.organization_id.clone())
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    orgs
+}
+
+/// The PostgreSQL channel that carries "requests written for organization X".
+pub const NOTIFY_CHANNEL: &str = "keyward_usage";
 
 /// Writes raw rows and adds them to the per-minute rollup, in one transaction.
 pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
@@ -224,7 +262,7 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
         }
         q.execute(&mut *tx).await?;
     }
-    let mut rollup: HashMap<(i64, &str, &str, &str, &str), (i64, i64)> = HashMap::new();
+    let mut rollup: HashMap<RollupKey, (i64, i64)> = HashMap::new();
     for e in batch {
         let slot = rollup
             .entry((
@@ -276,6 +314,15 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
                 .bind(*latency);
         }
         q.execute(&mut *tx).await?;
+    }
+    if db.backend == Backend::Postgres {
+        for org in organizations(batch) {
+            sqlx::query("select 1 as sent from (select pg_notify($1, $2)) as n")
+                .bind(NOTIFY_CHANNEL)
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     tx.commit().await
 }

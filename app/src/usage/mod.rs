@@ -5,6 +5,8 @@
 //! `docs/rate-limits.md` the semantics and cost).
 
 pub mod api;
+#[cfg(feature = "hydrate")]
+pub mod chart;
 #[cfg(feature = "ssr")]
 pub mod limiter;
 #[cfg(feature = "ssr")]
@@ -12,6 +14,8 @@ pub mod log;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+pub mod stats;
 #[cfg(feature = "ssr")]
 pub mod window;
 
@@ -58,6 +62,83 @@ pub struct PlanInput {
     pub limit: Option<i64>,
     #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 86_400))]
     pub window_seconds: Option<i64>,
+}
+
+/// The ranges of the usage charts and the bucket each is drawn with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Range {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "30d")]
+    Month,
+}
+
+impl Range {
+    pub const ALL: &'static [Range] = &[Range::Hour, Range::Day, Range::Week, Range::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Range::Hour => "1h",
+            Range::Day => "24h",
+            Range::Week => "7d",
+            Range::Month => "30d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Range> {
+        Range::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Range::Hour => "Last hour",
+            Range::Day => "Last 24 hours",
+            Range::Week => "Last 7 days",
+            Range::Month => "Last 30 days",
+        }
+    }
+
+    /// Bucket length: a minute, 15 minutes, an hour, 6 hours.
+    pub fn bucket_ms(self) -> i64 {
+        match self {
+            Range::Hour => 60_000,
+            Range::Day => 15 * 60_000,
+            Range::Week => 3_600_000,
+            Range::Month => 6 * 3_600_000,
+        }
+    }
+
+    /// Buckets drawn: the range divided by the bucket (60, 96, 168, 120).
+    pub fn buckets(self) -> i64 {
+        match self {
+            Range::Hour => 60,
+            Range::Day => 96,
+            Range::Week => 168,
+            Range::Month => 120,
+        }
+    }
+}
+
+/// Requests over time: one count per bucket and status class, every bucket present.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestSeries {
+    pub range: String,
+    pub bucket_ms: i64,
+    /// Start of each bucket (Unix ms), aligned to the bucket length in the viewer's time zone.
+    pub starts: Vec<i64>,
+    /// Requests per bucket answered 2xx (and 3xx), 4xx other than 429, 429, and 5xx.
+    pub ok: Vec<i64>,
+    pub client_errors: Vec<i64>,
+    pub rate_limited: Vec<i64>,
+    pub server_errors: Vec<i64>,
+    /// Sum of every bucket: the requests logged in the range.
+    pub total: i64,
+    /// The routes seen in the range, for the filter.
+    pub routes: Vec<String>,
 }
 
 /// A limit in words: `100 per hour`, `10 per 30 s`.

@@ -268,3 +268,160 @@ pub fn KeyLimitSection(
         </section>
     }
 }
+
+/// Usage: requests over time for an organization, by status class, with range, key and route
+/// filters, drawn with charming and kept live by server push.
+#[component]
+pub fn UsagePage() -> impl IntoView {
+    let orgs = Resource::new(|| (), |_| crate::orgs::api::my_organizations());
+    view! {
+        <Title text="Usage" />
+        <h1>"Usage"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match orgs.await {
+                    Ok(orgs) => {
+                        let orgs: Vec<crate::orgs::OrgMembership> = orgs
+                            .into_iter()
+                            .filter(|o| o.permissions.iter().any(|p| p == "usage:read"))
+                            .collect();
+                        if orgs.is_empty() {
+                            view! { <p>"You cannot see the usage of any organization."</p> }.into_any()
+                        } else {
+                            view! { <OrgUsage orgs /> }.into_any()
+                        }
+                    }
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+const CHART_ID: &str = "requests-chart";
+
+#[component]
+fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
+    use super::api::usage_series;
+    use super::Range;
+    let org = RwSignal::new(orgs[0].organization_id.clone());
+    let range = RwSignal::new("1h".to_string());
+    let key = RwSignal::new(String::new());
+    let route = RwSignal::new(String::new());
+    // UTC on the server and during hydration (both render the same), the viewer's zone after.
+    let tz = RwSignal::new(0i32);
+    let refresh = RwSignal::new(0u64);
+    let series = Resource::new(
+        move || {
+            (
+                org.get(),
+                range.get(),
+                key.get(),
+                route.get(),
+                tz.get(),
+                refresh.get(),
+            )
+        },
+        |(org, range, key, route, tz, _)| usage_series(org, range, key, route, tz),
+    );
+    let keys = Resource::new(
+        move || org.get(),
+        |org| {
+            crate::keys::api::list_keys(
+                org,
+                crate::keys::KeyQuery {
+                    per_page: Some(100),
+                    sort: Some("name".into()),
+                    ..Default::default()
+                },
+            )
+        },
+    );
+    #[cfg(feature = "hydrate")]
+    {
+        tz.set(super::chart::tz_offset_minutes());
+        // Redraw whenever a new series arrives.
+        Effect::new(move |_| {
+            if let Some(Ok(s)) = series.get() {
+                leptos::task::spawn_local(async move {
+                    if let Err(e) = super::chart::draw(CHART_ID, &s).await {
+                        leptos::logging::warn!("chart not drawn: {e:?}");
+                    }
+                });
+            }
+        });
+        // Live: refetch when the server says new requests were written (at most every 500 ms).
+        Effect::new(
+            move |previous: Option<send_wrapper::SendWrapper<Option<super::chart::LiveFeed>>>| {
+                drop(previous);
+                let pending = std::rc::Rc::new(std::cell::Cell::new(false));
+                let feed = super::chart::LiveFeed::open(&org.get(), move || {
+                    if pending.replace(true) {
+                        return;
+                    }
+                    let pending = pending.clone();
+                    leptos::prelude::set_timeout(
+                        move || {
+                            pending.set(false);
+                            refresh.update(|n| *n += 1);
+                        },
+                        std::time::Duration::from_millis(500),
+                    );
+                });
+                send_wrapper::SendWrapper::new(feed)
+            },
+        );
+    }
+    let on_select =
+        |signal: RwSignal<String>| move |ev: leptos::ev::Event| signal.set(event_target_value(&ev));
+    view! {
+        <section class="filters" role="search" aria-label="Usage filters">
+            <label for="usage-org">"Organization"</label>
+            <select id="usage-org" on:change=move |ev| { org.set(event_target_value(&ev)); key.set(String::new()); route.set(String::new()); }>
+                {orgs.iter().map(|o| view! { <option value=o.organization_id.clone()>{o.name.clone()}</option> }).collect_view()}
+            </select>
+            <label for="usage-range">"Range"</label>
+            <select id="usage-range" on:change=on_select(range)>
+                {Range::ALL.iter().map(|r| view! { <option value=r.as_str()>{r.label()}</option> }).collect_view()}
+            </select>
+            <label for="usage-key">"Key"</label>
+            <select id="usage-key" on:change=on_select(key) prop:value=move || key.get()>
+                <option value="">"All keys"</option>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        keys.await.map(|list| list.data.into_iter().map(|k| view! { <option value=k.id.clone()>{k.name.clone()}</option> }).collect_view()).ok()
+                    })}
+                </Transition>
+            </select>
+            <label for="usage-route">"Route"</label>
+            <select id="usage-route" on:change=on_select(route) prop:value=move || route.get()>
+                <option value="">"All routes"</option>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        series.await.map(|s| s.routes.into_iter().map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view()).ok()
+                    })}
+                </Transition>
+            </select>
+        </section>
+        <section class="card" role="region" aria-label="Requests over time">
+            <h2>"Requests over time"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match series.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(s) => {
+                            let minutes = s.bucket_ms / 60_000;
+                            let bucket = if minutes >= 60 { format!("{} h", minutes / 60) } else { format!("{minutes} min") };
+                            view! {
+                                <p role="status" data-testid="requests-total">{format!("{} requests", s.total)}</p>
+                                <p class="muted" data-testid="requests-buckets">{format!("{} buckets of {bucket}, in your time zone; updates live", s.starts.len())}</p>
+                            }
+                            .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+            <div id=CHART_ID class="chart" role="img" aria-label="Requests over time, stacked by status class"></div>
+        </section>
+    }
+}

@@ -15,6 +15,8 @@
 //!   still buffered on shutdown (after the server stopped answering);
 //! - `rate-limit`: gives back the unspent rate-limit leases of ended buckets every second
 //!   (all of them on shutdown), and deletes buckets no window can count any more;
+//! - `usage-notify` (PostgreSQL): relays every instance's "requests written" notifications
+//!   to this instance's live charts (`live::listen`);
 //! - `log-retention`: deletes request-log rows and rollups older than
 //!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
 
@@ -117,6 +119,10 @@ impl Workers {
                     }
                 }
             }
+        });
+        let s = state.clone();
+        workers.supervise("usage-notify", Stop(rx.clone()), move |stop| {
+            crate::live::listen(s.clone(), stop)
         });
         let s = state.clone();
         workers.supervise("log-retention", Stop(rx.clone()), move |stop| {

@@ -1,0 +1,183 @@
+//! Drawing the usage charts in the browser with charming's `WasmRenderer` over ECharts (our
+//! own copy, `ECHARTS_SRC`, loaded on the first chart page only), and the live feed that tells
+//! an open chart to refetch. Browser only (`hydrate`).
+//!
+//! charming's `update` merges the new option into the old one, which would leave a series
+//! drawn after it disappeared; a redraw here replaces the whole option instead
+//! (`setOption(option, true)`, ECharts' `notMerge`).
+
+use super::RequestSeries;
+use charming::component::{Axis, Legend};
+use charming::element::{AxisType, Tooltip, Trigger};
+use charming::series::Bar;
+use charming::{Chart, WasmRenderer};
+use std::cell::RefCell;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// ECharts 5.5.1 (`echarts.common`: line, bar, grid, tooltip, legend, title), from npm,
+/// pinned in `vendor/package-lock.json`, served by Keyward itself.
+pub const ECHARTS_SRC: &str = "/vendor/echarts-5.5.1.common.min.js";
+
+thread_local! {
+    /// The element a chart was drawn in, and its ECharts instance.
+    static DRAWN: RefCell<Option<(web_sys::Element, JsValue)>> = const { RefCell::new(None) };
+}
+
+fn js_error(e: impl std::fmt::Debug) -> JsValue {
+    JsValue::from_str(&format!("{e:?}"))
+}
+
+/// Loads ECharts once (a `<script>` in the head) and waits until its global exists.
+pub async fn ensure_echarts() -> Result<(), JsValue> {
+    let window = web_sys::window().ok_or_else(|| js_error("no window"))?;
+    if js_sys::Reflect::has(&window, &JsValue::from_str("echarts"))? {
+        return Ok(());
+    }
+    let document = window.document().ok_or_else(|| js_error("no document"))?;
+    let script = match document.get_element_by_id("echarts-script") {
+        Some(script) => script,
+        None => {
+            let script = document.create_element("script")?;
+            script.set_id("echarts-script");
+            script.set_attribute("src", ECHARTS_SRC)?;
+            document
+                .head()
+                .ok_or_else(|| js_error("no head"))?
+                .append_child(&script)?;
+            script
+        }
+    };
+    let loaded = js_sys::Promise::new(&mut |resolve, reject| {
+        let on_load = Closure::once_into_js(move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let on_error = Closure::once_into_js(move || {
+            let _ = reject.call1(&JsValue::NULL, &JsValue::from_str("ECharts did not load"));
+        });
+        let _ = script.add_event_listener_with_callback("load", on_load.unchecked_ref());
+        let _ = script.add_event_listener_with_callback("error", on_error.unchecked_ref());
+    });
+    // Loaded between the check and the listener: nothing would fire, so look again first.
+    if js_sys::Reflect::has(&window, &JsValue::from_str("echarts"))? {
+        return Ok(());
+    }
+    wasm_bindgen_futures::JsFuture::from(loaded).await?;
+    Ok(())
+}
+
+/// `HH:MM` (short ranges) or `DD/MM HH:MM` (days) in the viewer's time zone.
+fn label(ms: i64, with_day: bool) -> String {
+    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    let time = format!("{:02}:{:02}", d.get_hours(), d.get_minutes());
+    if with_day {
+        format!("{:02}/{:02} {time}", d.get_date(), d.get_month() + 1)
+    } else {
+        time
+    }
+}
+
+/// The chart of a series: stacked bars by status class.
+pub fn chart_of(s: &RequestSeries) -> Chart {
+    let with_day = s.bucket_ms >= 3_600_000;
+    let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day)).collect();
+    Chart::new()
+        .tooltip(Tooltip::new().trigger(Trigger::Axis))
+        .legend(Legend::new())
+        .x_axis(Axis::new().type_(AxisType::Category).data(labels))
+        .y_axis(Axis::new().type_(AxisType::Value).min_interval(1))
+        .series(Bar::new().name("2xx").stack("requests").data(s.ok.clone()))
+        .series(
+            Bar::new()
+                .name("4xx")
+                .stack("requests")
+                .data(s.client_errors.clone()),
+        )
+        .series(
+            Bar::new()
+                .name("429")
+                .stack("requests")
+                .data(s.rate_limited.clone()),
+        )
+        .series(
+            Bar::new()
+                .name("5xx")
+                .stack("requests")
+                .data(s.server_errors.clone()),
+        )
+}
+
+/// Draws `series` in the element `id`: a new ECharts instance the first time (or when the
+/// element was replaced), the whole option replaced afterwards.
+pub async fn draw(id: &str, series: &RequestSeries) -> Result<(), JsValue> {
+    ensure_echarts().await?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| js_error("no document"))?;
+    let Some(element) = document.get_element_by_id(id) else {
+        return Ok(()); // The page moved on.
+    };
+    let chart = chart_of(series);
+    DRAWN.with(|drawn| {
+        let mut drawn = drawn.borrow_mut();
+        if let Some((old, instance)) = drawn.as_ref() {
+            if old == &element {
+                let option =
+                    js_sys::JSON::parse(&serde_json::to_string(&chart).map_err(js_error)?)?;
+                let set_option: js_sys::Function =
+                    js_sys::Reflect::get(instance, &JsValue::from_str("setOption"))?.dyn_into()?;
+                set_option.call2(instance, &option, &JsValue::TRUE)?;
+                return Ok(());
+            }
+        }
+        if let Some((_, instance)) = drawn.take() {
+            if let Ok(dispose) = js_sys::Reflect::get(&instance, &JsValue::from_str("dispose"))
+                .and_then(|f| f.dyn_into::<js_sys::Function>())
+            {
+                let _ = dispose.call0(&instance);
+            }
+        }
+        let width = element.client_width().max(320) as u32;
+        let instance = WasmRenderer::new(width, 320)
+            .render(id, &chart)
+            .map_err(js_error)?;
+        *drawn = Some((element, instance.into()));
+        Ok(())
+    })
+}
+
+/// The viewer's offset from UTC in minutes (east positive), for aligning buckets.
+pub fn tz_offset_minutes() -> i32 {
+    -(js_sys::Date::new_0().get_timezone_offset() as i32)
+}
+
+/// Opens the live feed of `organization_id`'s usage; `on_usage` runs on each "requests
+/// written" event. Dropping the returned value closes it.
+pub struct LiveFeed {
+    source: web_sys::EventSource,
+    _listener: Closure<dyn FnMut(web_sys::MessageEvent)>,
+}
+
+impl LiveFeed {
+    pub fn open(organization_id: &str, mut on_usage: impl FnMut() + 'static) -> Option<LiveFeed> {
+        let url = format!(
+            "/events/usage?organization_id={}",
+            js_sys::encode_uri_component(organization_id)
+        );
+        let source = web_sys::EventSource::new(&url).ok()?;
+        let listener = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| on_usage());
+        source
+            .add_event_listener_with_callback("usage", listener.as_ref().unchecked_ref())
+            .ok()?;
+        Some(LiveFeed {
+            source,
+            _listener: listener,
+        })
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}

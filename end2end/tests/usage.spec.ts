@@ -1,0 +1,53 @@
+import { test, expect, Page } from "./fixtures";
+import { freshEmail, open, signUp } from "./helpers";
+
+/** Creates a key in the console's key list; returns its secret. */
+async function createKey(page: Page, name: string): Promise<string> {
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Access", { exact: true }).selectOption("read_only");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  return key;
+}
+
+test("the requests chart shows a request made now within 2 s, and follows range and key filters", async ({ page }) => {
+  await signUp(page, freshEmail("usage"), "Uma");
+  const first = await createKey(page, "first key");
+  await createKey(page, "second key");
+
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
+  await expect(page.getByRole("heading", { name: "Usage", level: 1 })).toBeVisible();
+  const chart = page.getByRole("region", { name: "Requests over time" });
+  await expect(chart.getByTestId("requests-total")).toHaveText("0 requests");
+  await expect(chart.getByTestId("requests-buckets")).toContainText("60 buckets of 1 min");
+  // charming drew into the element (ECharts' canvas).
+  await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
+
+  // Live: no reload, the request shows up within 2 s.
+  const res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${first}` } });
+  expect(res.status()).toBe(200);
+  await expect(chart.getByTestId("requests-total")).toHaveText("1 requests", { timeout: 2000 });
+  const refused = await page.request.get("/api/v1/keys/key_nope", { headers: { Authorization: `Bearer ${first}` } });
+  expect(refused.status()).toBe(404);
+  await expect(chart.getByTestId("requests-total")).toHaveText("2 requests", { timeout: 2000 });
+
+  const filters = page.getByRole("search", { name: "Usage filters" });
+  await filters.getByLabel("Range").selectOption("24h");
+  await expect(chart.getByTestId("requests-buckets")).toContainText("96 buckets of 15 min");
+  await expect(chart.getByTestId("requests-total")).toHaveText("2 requests");
+  await filters.getByLabel("Range").selectOption("30d");
+  await expect(chart.getByTestId("requests-buckets")).toContainText("120 buckets of 6 h");
+
+  await filters.getByLabel("Key").selectOption({ label: "second key" });
+  await expect(chart.getByTestId("requests-total")).toHaveText("0 requests");
+  await filters.getByLabel("Key").selectOption({ label: "first key" });
+  await expect(chart.getByTestId("requests-total")).toHaveText("2 requests");
+  await filters.getByLabel("Route").selectOption("/api/v1/me");
+  await expect(chart.getByTestId("requests-total")).toHaveText("1 requests");
+  await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
+});

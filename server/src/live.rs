@@ -1,0 +1,122 @@
+//! `GET /events/usage?organization_id=…`: Server-Sent Events telling an open usage chart that
+//! new requests of the organization were written, so it redraws within a second or two without
+//! a reload. Console only: the session's user must hold `usage:read` in the organization.
+//!
+//! One instance (SQLite): the request-log writer announces its own writes. Several instances
+//! (PostgreSQL): the writer sends `NOTIFY keyward_usage` in the batch's transaction and every
+//! instance's `usage-notify` worker relays what it hears ([`listen`]), so a viewer on any
+//! instance sees requests served by any other.
+
+use app::access::guard::session_user_id;
+use app::access::ssr::{authorize, Principal};
+use app::access::Permission;
+use app::error::AppError;
+use app::ssr::AppState;
+use app::usage::log::RequestLog;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+use tower_sessions::Session;
+
+#[derive(serde::Deserialize)]
+pub struct UsageEventsQuery {
+    organization_id: String,
+}
+
+pub async fn usage_events(
+    State(state): State<AppState>,
+    session: Session,
+    query: Result<Query<UsageEventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return AppError::invalid(
+            "organization_id",
+            "name the organization: ?organization_id=org_…",
+        )
+        .into_response();
+    };
+    let user_id = match session_user_id(&state.db, &session, &state.config).await {
+        Ok(Some(user_id)) => user_id,
+        Ok(None) => return AppError::unauthenticated().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let grant = match authorize(
+        &state.db,
+        &Principal::User { user_id },
+        &query.organization_id,
+        Permission::UsageRead,
+    )
+    .await
+    {
+        Ok(grant) => grant,
+        Err(e) => return e.into_response(),
+    };
+    let rx = match RequestLog::of(&state) {
+        Ok(log) => log.subscribe(),
+        Err(e) => return e.into_response(),
+    };
+    // The stream ends when the session could have idled out; the browser reconnects, and the
+    // reconnection is authorized again.
+    let deadline = tokio::time::Instant::now() + state.config.session_idle;
+    let org = grant.organization_id;
+    let stream = futures::stream::unfold((rx, org), move |(mut rx, org)| async move {
+        loop {
+            let next = tokio::time::timeout_at(deadline, rx.recv()).await;
+            let event = match next {
+                Err(_) => return None,
+                Ok(Ok(written)) if written == org => Event::default().event("usage").data(&written),
+                Ok(Ok(_)) => continue,
+                // Missed some: the chart refetches anyway.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    Event::default().event("usage").data(&org)
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+            };
+            return Some((Ok::<_, std::convert::Infallible>(event), (rx, org)));
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// PostgreSQL: relays `NOTIFY keyward_usage` from every instance to this one's live charts,
+/// until `stop`. Reconnects after a pause when the connection drops.
+pub async fn listen(state: AppState, mut stop: crate::workers::Stop) {
+    use app::ssr::db::Backend;
+    if state.db.backend != Backend::Postgres {
+        return;
+    }
+    let Ok(log) = RequestLog::of(&state) else {
+        return;
+    };
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&state.db.url).await {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::warn!(%error, "usage-notify: cannot connect; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    _ = stop.stopped() => return,
+                }
+            }
+        };
+        if let Err(error) = listener.listen(app::usage::log::NOTIFY_CHANNEL).await {
+            tracing::warn!(%error, "usage-notify: LISTEN failed; retrying");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(n) => log.publish(n.payload().to_string()),
+                    Err(error) => {
+                        tracing::warn!(%error, "usage-notify: connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = stop.stopped() => return,
+            }
+        }
+    }
+}
