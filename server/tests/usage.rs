@@ -605,3 +605,277 @@ async fn sigterm_under_load_loses_no_log_row() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rows as u64, answered, "every answered request has its row");
 }
+
+fn entry(at: i64, org: &str, key: &str, route: &str, status: u16) -> app::usage::log::LogEntry {
+    use rand::Rng;
+    app::usage::log::LogEntry {
+        request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+        occurred_at: at,
+        organization_id: Some(org.to_string()),
+        api_key_id: Some(key.to_string()),
+        method: "GET".into(),
+        route: route.into(),
+        status,
+        error_code: None,
+        latency_us: 1000,
+        client_ip: None,
+        user_agent: None,
+    }
+}
+
+#[tokio::test]
+async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_range() {
+    use app::usage::stats::{series, Filter};
+    use app::usage::Range;
+    let app = spawn().await;
+    let db = &app.state.db;
+    let now = app::ssr::db::now_ms();
+    let org = "org_chart";
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        rows.push(entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 200));
+    }
+    rows.push(entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 429));
+    rows.push(entry(now - 30 * 60_000, org, "key_b", "/api/v1/keys", 500));
+    rows.push(entry(now - 30 * 60_000, org, "key_b", "/api/v1/keys", 404));
+    rows.push(entry(now - 2 * 3_600_000, org, "key_a", "/api/v1/me", 200));
+    rows.push(entry(now - 60_000, "org_other", "key_c", "/api/v1/me", 200));
+    app::usage::log::write_batch(db, &rows).await.unwrap();
+
+    let hour = series(db, org, Range::Hour, &Filter::default(), now, 0)
+        .await
+        .unwrap();
+    assert_eq!(hour.starts.len(), 60);
+    assert_eq!(hour.ok.len(), 60);
+    assert_eq!(
+        hour.total, 6,
+        "the row two hours ago and the other org's are out"
+    );
+    let sum: i64 = [
+        &hour.ok,
+        &hour.client_errors,
+        &hour.rate_limited,
+        &hour.server_errors,
+    ]
+    .iter()
+    .flat_map(|v| v.iter())
+    .sum();
+    assert_eq!(sum, hour.total);
+    let (start, end) = (hour.starts[0], hour.starts[59] + hour.bucket_ms);
+    let logged: i64 = sqlx::query_scalar(
+        "select count(*) from request_log where organization_id = $1 and occurred_at >= $2 and occurred_at < $3",
+    )
+    .bind(org)
+    .bind(start)
+    .bind(end)
+    .fetch_one(&db.writer)
+    .await
+    .unwrap();
+    assert_eq!(
+        hour.total, logged,
+        "buckets sum to the logged requests in the range, exactly"
+    );
+    let at = |t: i64| ((t - start) / hour.bucket_ms) as usize;
+    let five = at(now - 5 * 60_000);
+    assert_eq!((hour.ok[five], hour.rate_limited[five]), (3, 1));
+    let thirty = at(now - 30 * 60_000);
+    assert_eq!(
+        (hour.server_errors[thirty], hour.client_errors[thirty]),
+        (1, 1)
+    );
+    let busy: Vec<usize> = (0..60)
+        .filter(|i| {
+            hour.ok[*i] + hour.client_errors[*i] + hour.rate_limited[*i] + hour.server_errors[*i]
+                > 0
+        })
+        .collect();
+    assert_eq!(busy, vec![thirty, five], "every other bucket is a zero");
+
+    let day = series(db, org, Range::Day, &Filter::default(), now, 0)
+        .await
+        .unwrap();
+    assert_eq!((day.starts.len(), day.total), (96, 7));
+    let month = series(db, org, Range::Month, &Filter::default(), now, 120)
+        .await
+        .unwrap();
+    assert_eq!((month.starts.len(), month.total), (120, 7));
+    assert_eq!(
+        (month.starts[0] + 120 * 60_000) % (6 * 3_600_000),
+        0,
+        "6-hour buckets start at local midnight"
+    );
+
+    let only_b = series(
+        db,
+        org,
+        Range::Hour,
+        &Filter {
+            key_id: Some("key_b"),
+            route: None,
+        },
+        now,
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(only_b.total, 2);
+    let only_me = series(
+        db,
+        org,
+        Range::Day,
+        &Filter {
+            key_id: None,
+            route: Some("/api/v1/me"),
+        },
+        now,
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(only_me.total, 5);
+    assert_eq!(
+        hour.routes,
+        vec!["/api/v1/keys".to_string(), "/api/v1/me".to_string()]
+    );
+
+    let bad = series(db, org, Range::Hour, &Filter::default(), now, 10_000).await;
+    assert_eq!(bad.unwrap_err().code, app::error::ErrorCode::InvalidInput);
+}
+
+#[tokio::test]
+async fn the_chart_of_another_organization_is_refused() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let bob = app.user("bob@example.org", None).await;
+    let bob_org = app.org_of(&bob).await;
+    let ann_org = app.org_of(&ann).await;
+    let mut browser = app.signed_in("ann@example.org").await;
+    let r = app
+        .rpc(
+            &mut browser,
+            "usage_series",
+            &[("organization_id", &bob_org), ("range", "1h")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .rpc(
+            &mut browser,
+            "usage_series",
+            &[("organization_id", &ann_org), ("range", "2h")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], json!("range"));
+    let r = app
+        .rpc(
+            &mut browser,
+            "usage_series",
+            &[("organization_id", &ann_org), ("range", "7d")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["starts"].as_array().unwrap().len(), 168);
+}
+
+/// Opens `/events/usage` for `org` as `browser`; the response (its body is the stream).
+async fn open_events(app: &TestApp, browser: &Browser, org: &str) -> axum::response::Response {
+    use tower::ServiceExt;
+    let mut req = http::Request::get(format!("/events/usage?organization_id={org}"))
+        .header(http::header::HOST, HOST);
+    if let Some(c) = browser.header() {
+        req = req.header(http::header::COOKIE, c);
+    }
+    app.router
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Waits up to `within` for a `usage` event naming `org` on an open stream.
+async fn next_usage_event(response: axum::response::Response, org: &str, within: Duration) -> bool {
+    use http_body_util::BodyExt;
+    let mut body = response.into_body();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = String::new();
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Some(data) = frame.data_ref() {
+            seen.push_str(&String::from_utf8_lossy(data));
+            if seen.contains(&format!("event: usage\ndata: {org}")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn live_events_need_a_session_with_usage_read_and_announce_new_requests() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let bob = app.user("bob@example.org", None).await;
+    let (ann_org, bob_org) = (app.org_of(&ann).await, app.org_of(&bob).await);
+    let (_, key) = app.admin_key(&ann_org).await;
+
+    let r = open_events(&app, &Browser::default(), &ann_org).await;
+    assert_eq!(r.status(), 401);
+    let browser = app.signed_in("ann@example.org").await;
+    let r = open_events(&app, &browser, &bob_org).await;
+    assert_eq!(r.status(), 403, "another organization's feed");
+
+    let stream = open_events(&app, &browser, &ann_org).await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()[http::header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let waiting = tokio::spawn({
+        let org = ann_org.clone();
+        async move { next_usage_event(stream, &org, Duration::from_secs(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        waiting.await.unwrap(),
+        "the open feed heard of the request within 2 s"
+    );
+}
+
+#[tokio::test]
+async fn live_events_reach_viewers_on_another_instance() {
+    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // Several instances means PostgreSQL (LISTEN/NOTIFY); SQLite serves one instance.
+        return;
+    }
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (_, key) = app.admin_key(&org).await;
+    let other = app.second_instance();
+    let browser = app.signed_in("ann@example.org").await;
+    // Let the other instance's listener connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stream = open_events(&other, &browser, &org).await;
+    assert_eq!(stream.status(), 200);
+    let waiting = tokio::spawn({
+        let org = org.clone();
+        async move { next_usage_event(stream, &org, Duration::from_secs(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.api("GET", "/api/v1/me", Some(&key), None, IP)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        waiting.await.unwrap(),
+        "a request served by one instance reaches the other's viewer"
+    );
+}
