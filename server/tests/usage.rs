@@ -369,6 +369,9 @@ async fn wait_for_log_rows(app: &TestApp, n: i64) {
     );
 }
 
+/// route, status, error code, key, client IP.
+type LogRow = (String, i64, Option<String>, Option<String>, Option<String>);
+
 #[tokio::test]
 async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
     let (app, _org, admin) = with_admin_key().await;
@@ -400,7 +403,7 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
     );
     wait_for_log_rows(&app, 3).await;
 
-    let rows: Vec<(String, i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<LogRow> = sqlx::query_as(
         "select route, status, error_code, api_key_id, client_ip from request_log order by occurred_at, status",
     )
     .fetch_all(&app.state.db.writer)

@@ -108,7 +108,7 @@ impl Workers {
                             tracing::warn!(error = %e.message, "rate-limit sweep failed");
                         }
                     }
-                    if rounds % 60 == 0 {
+                    if rounds.is_multiple_of(60) {
                         if let Err(error) = app::usage::ssr::prune_buckets(&state.db, now).await {
                             tracing::warn!(%error, "rate-limit prune failed");
                         }
