@@ -9,6 +9,9 @@ const port = Number(process.env.KEYWARD_E2E_PORT ?? 3199);
 const root = path.resolve(__dirname, "..");
 const bin = process.env.KEYWARD_BIN ?? path.join(root, "target", "debug", "keyward");
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-e2e-"));
+// The SMTP server the journeys read email from (end2end/smtp_sink.py): one file per message.
+const smtpPort = Number(process.env.KEYWARD_E2E_SMTP_PORT ?? 3198);
+export const MAIL_DIR = path.join(dataDir, "mail");
 
 export const ADMIN_EMAIL = "admin@keyward.local";
 export const ADMIN_PASSWORD = "e2e admin passphrase";
@@ -37,7 +40,14 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
+  webServer: [
+  {
+    command: `python3 "${path.join(__dirname, "smtp_sink.py")}" ${smtpPort} "${MAIL_DIR}"`,
+    port: smtpPort,
+    timeout: 20_000,
+    reuseExistingServer: false,
+  },
+  {
     command: `"${bin}" serve`,
     cwd: root,
     url: `http://127.0.0.1:${port}/healthz`,
@@ -55,6 +65,9 @@ export default defineConfig({
       KEYWARD_ADMIN_PASSWORD: ADMIN_PASSWORD,
       KEYWARD_LEPTOS_CONFIG: path.join(root, "Leptos.toml"),
       KEYWARD_LOG: "info,sqlx=warn",
+      KEYWARD_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      KEYWARD_MAIL_FROM: "Keyward <keyward@e2e.invalid>",
     },
   },
+  ],
 });

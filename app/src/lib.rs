@@ -8,6 +8,7 @@ pub mod docs;
 pub mod error;
 pub mod identity;
 pub mod keys;
+pub mod notify;
 pub mod orgs;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -45,6 +46,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     ui::provide_auth();
+    notify::pages::provide_notifications();
     ui::mark_hydrated();
 
     view! {
@@ -60,6 +62,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
                     <Route path=path!("/plans") view=usage::pages::PlansPage />
                     <Route path=path!("/usage") view=usage::pages::UsagePage />
+                    <Route path=path!("/notifications") view=notify::pages::NotificationsPage />
+                    <Route path=path!("/admin/outbox") view=notify::pages::OutboxPage />
                     <Route path=path!("/docs/api") view=docs::ApiDocsPage />
                 </Routes>
             </ui::Layout>

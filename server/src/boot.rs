@@ -166,6 +166,8 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
         allowed_hosts: Config::hosts_for(&public_origin, args.listen),
         log_retention_days: args.log_retention_days,
+        smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
+        mail_from: args.mail_from.clone(),
         metrics_allow: args.metrics_allow.clone(),
         metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         secret,
@@ -219,18 +221,25 @@ pub fn leptos_options(
     Ok(options)
 }
 
-/// The one place the domains' in-memory state is composed.
-pub fn domains(db: &Db) -> Domains {
-    Domains::default()
+/// The one place the domains' in-memory state is composed. Fails on an unusable mail setting.
+pub fn domains(db: &Db, config: &Config) -> anyhow_like::Result<Domains> {
+    let mailer = app::notify::mail::Mailer::new(config.smtp_url.as_deref(), &config.mail_from)?;
+    Ok(Domains::default()
+        .with(mailer)
+        .with(app::notify::ssr::UsageAlerts::default())
         .with(app::keys::ssr::KeyCache::default())
         .with(app::usage::ssr::RateLimiter::new(db.clone()))
         .with(app::usage::log::RequestLog::new(app::usage::log::CAPACITY))
-        .with(crate::metrics::Metrics::default())
+        .with(crate::metrics::Metrics::default()))
 }
 
-pub fn state(db: Db, config: Config, leptos_options: LeptosOptions) -> AppState {
-    let domains = domains(&db);
-    AppState::new(db, config, leptos_options, domains)
+pub fn state(
+    db: Db,
+    config: Config,
+    leptos_options: LeptosOptions,
+) -> anyhow_like::Result<AppState> {
+    let domains = domains(&db, &config)?;
+    Ok(AppState::new(db, config, leptos_options, domains))
 }
 
 /// On an empty database, creates the first admin and prints the sign-in once (stdout, never

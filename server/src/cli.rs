@@ -89,6 +89,19 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// Where email goes: `smtp://host:25`, `smtp://user:pass@host:587?tls=required` (STARTTLS)
+    /// or `smtps://user:pass@host:465`. Default: none (email stays queued in the outbox).
+    #[arg(long, env = "KEYWARD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of Keyward's email.
+    #[arg(
+        long,
+        env = "KEYWARD_MAIL_FROM",
+        default_value = "Keyward <keyward@localhost>"
+    )]
+    pub mail_from: String,
+
     /// Server secret for HMACs (at least 32 characters). Default: the secret file.
     #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true)]
     pub secret: Option<String>,

@@ -86,7 +86,7 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
                 &config.origin_string(),
             )
             .await?;
-            let state = boot::state(db.clone(), config, options);
+            let state = boot::state(db.clone(), config, options)?;
             let workers = keyward_server::workers::Workers::start(&state);
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

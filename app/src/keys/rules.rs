@@ -12,15 +12,7 @@ use std::net::IpAddr;
 // ---------------------------------------------------------------------------------------------
 // Time on the wire.
 
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::ssr::db::rfc3339;
 
 pub fn parse_rfc3339(field: &str, s: &str) -> Result<i64, AppError> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

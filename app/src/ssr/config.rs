@@ -27,6 +27,11 @@ pub struct Config {
     pub metrics_allow: Vec<ipnet::IpNet>,
     /// `Authorization: Bearer <token>` for `/metrics` from elsewhere. Never logged.
     pub metrics_token: Option<String>,
+    /// Where email goes (lettre's URL form, see `notify::mail`); `None`: not configured.
+    /// Never logged: it may hold a password.
+    pub smtp_url: Option<String>,
+    /// The sender of Keyward's email.
+    pub mail_from: String,
     /// Server-side key for HMACs (device cookies). Never logged.
     pub secret: [u8; 32],
 }
@@ -93,6 +98,8 @@ impl std::fmt::Debug for Config {
             )
             .field("allowed_hosts", &self.allowed_hosts)
             .field("log_retention_days", &self.log_retention_days)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("mail_from", &self.mail_from)
             .field("metrics_allow", &self.metrics_allow)
             .field(
                 "metrics_token",

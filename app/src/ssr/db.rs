@@ -157,6 +157,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// Unix milliseconds as RFC 3339 UTC (`2026-11-25T21:19:01.123Z`): every time on the wire.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// A new public id: `<prefix>_` + 20 base62 characters (≈119 random bits), Stripe style.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;

@@ -94,9 +94,11 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                     <A href="/docs/api">"API docs"</A>
                     <Show when=move || admin>
                         <A href="/admin/users">"Users"</A>
+                        <A href="/admin/outbox">"Email outbox"</A>
                     </Show>
                 </nav>
                 <div class="whoami">
+                    <crate::notify::pages::Bell />
                     <span>{user.display_name.clone()}</span>
                     <ActionForm action=auth.sign_out>
                         <button type="submit" class="link">"Sign out"</button>

@@ -9,15 +9,7 @@ use sqlx::Row;
 pub use super::limiter::*;
 pub use super::window::{Decision, Limit};
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+use crate::ssr::db::rfc3339;
 
 const SELECT: &str = "select p.plan_id, p.name, p.description, p.request_limit, p.window_seconds, p.created_at, p.updated_at,
         (select count(*) from api_key k where coalesce(k.plan_id, 'plan_free') = p.plan_id) as keys

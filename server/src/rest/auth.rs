@@ -112,6 +112,7 @@ pub async fn require_key(
         if !decision.admitted {
             return Err(over_limit(&decision, key.rate_window_seconds));
         }
+        tell_usage_thresholds(&state, &key, &decision);
         // The one authorization core: the key's scopes, and for a personal access token its
         // owner's current permissions too.
         let grant = authorize(
@@ -182,6 +183,37 @@ pub fn rate_limit_headers(headers: &mut http::HeaderMap, d: &Decision) {
     headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(d.reset_secs()));
+}
+
+/// Tells the key's owners, off the request path, when this request took it to 80, 90 or
+/// 100 % of its limit (once per threshold and window).
+fn tell_usage_thresholds(state: &AppState, key: &VerifiedKey, d: &Decision) {
+    let Ok(alerts) = app::notify::ssr::UsageAlerts::of(state) else {
+        return;
+    };
+    let used = d.limit - d.remaining;
+    let window = app::ssr::db::now_ms() / (key.rate_window_seconds * 1000);
+    let Some(threshold) = alerts.crossed(&key.id, window, used, d.limit) else {
+        return;
+    };
+    let (db, origin) = (state.db.clone(), state.config.origin_string());
+    let (key_id, org) = (key.id.clone(), key.organization_id.clone());
+    let limit_text = app::usage::describe(d.limit as i64, key.rate_window_seconds);
+    tokio::spawn(async move {
+        if let Err(e) = app::notify::ssr::usage_threshold(
+            &db,
+            &origin,
+            &key_id,
+            &org,
+            threshold,
+            &limit_text,
+            window,
+        )
+        .await
+        {
+            tracing::warn!(error = %e.message, key_id, "usage notification not recorded");
+        }
+    });
 }
 
 /// The refusal of a request over the key's limit: 429 `rate_limited` with `Retry-After`.

@@ -17,6 +17,8 @@
 //!   (all of them on shutdown), and deletes buckets no window can count any more;
 //! - `usage-notify` (PostgreSQL): relays every instance's "requests written" notifications
 //!   to this instance's live charts (`live::listen`);
+//! - `mail`: delivers due outbox email over SMTP every second, with retries and backoff;
+//! - `expiry-reminders`: tells key owners 30, 7 and 1 day(s) before a key expires, hourly;
 //! - `log-retention`: deletes request-log rows and rollups older than
 //!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
 
@@ -123,6 +125,39 @@ impl Workers {
         let s = state.clone();
         workers.supervise("usage-notify", Stop(rx.clone()), move |stop| {
             crate::live::listen(s.clone(), stop)
+        });
+        let s = state.clone();
+        workers.supervise("mail", Stop(rx.clone()), move |stop| {
+            every(
+                Duration::from_secs(1),
+                stop,
+                s.clone(),
+                |state| async move {
+                    let mailer = app::notify::mail::Mailer::of(&state).map_err(|e| e.message)?;
+                    app::notify::mail::deliver_due(&state.db, mailer, app::ssr::db::now_ms())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                },
+            )
+        });
+        let s = state.clone();
+        workers.supervise("expiry-reminders", Stop(rx.clone()), move |stop| {
+            every(
+                Duration::from_secs(3600),
+                stop,
+                s.clone(),
+                |state| async move {
+                    app::notify::ssr::expiry_reminders(
+                        &state.db,
+                        &state.config.origin_string(),
+                        app::ssr::db::now_ms(),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message)
+                },
+            )
         });
         let s = state.clone();
         workers.supervise("log-retention", Stop(rx.clone()), move |stop| {

@@ -88,6 +88,8 @@ pub fn test_config() -> Config {
         log_retention_days: 30,
         metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
         metrics_token: Some("test-metrics-token".into()),
+        smtp_url: None,
+        mail_from: "Keyward <keyward@test.invalid>".into(),
         secret: [42u8; 32],
     }
 }
@@ -125,7 +127,7 @@ pub async fn spawn_site(adjust: impl FnOnce(&mut Config), options: LeptosOptions
         .expect("raise the default plan for tests");
     let mut config = test_config();
     adjust(&mut config);
-    let domains = keyward_server::boot::domains(&db);
+    let domains = keyward_server::boot::domains(&db, &config).expect("domains");
     let state = AppState::new(db, config, options, domains);
     let router = keyward_server::router(state.clone());
     // The background workers, as `keyward serve` runs them (they end with the test's runtime).
@@ -432,7 +434,7 @@ impl TestApp {
             self.state.db.clone(),
             (*self.state.config).clone(),
             self.state.leptos_options.clone(),
-            keyward_server::boot::domains(&self.state.db),
+            keyward_server::boot::domains(&self.state.db, &self.state.config).expect("domains"),
         );
         std::mem::forget(keyward_server::workers::Workers::start(&state));
         TestApp {
@@ -609,4 +611,89 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     })
     .await;
     out.into_iter().map(Option::unwrap).collect()
+}
+
+/// A real SMTP server on loopback for the tests: accepts every message and keeps what arrived
+/// (the DATA of each, with its envelope recipients). Mail really travels over SMTP to it.
+pub struct SmtpSink {
+    pub url: String,
+    pub messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    let mut envelope = String::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
+                            b"250 sink\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            envelope.push_str(&line);
+                            envelope.push('\n');
+                            b"250 ok\r\n"
+                        } else if upper.starts_with("DATA") {
+                            let _ = write.write_all(b"354 go ahead\r\n").await;
+                            let mut data = envelope.clone();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(&l);
+                                data.push('\n');
+                            }
+                            store.lock().unwrap().push(data);
+                            envelope.clear();
+                            b"250 queued\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SmtpSink { url, messages }
+    }
+
+    /// Waits up to `within` for a message containing `needle`.
+    pub async fn wait_for(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(m) = self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.contains(needle))
+            {
+                return Some(m.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
 }

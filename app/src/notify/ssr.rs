@@ -1,0 +1,342 @@
+//! Notifications in the database (server only), and the events that raise them.
+
+use super::{Notification, OutboxEmail};
+use crate::error::AppError;
+use crate::ssr::db::{new_id, now_ms, Db};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::ssr::db::rfc3339;
+
+/// What to tell.
+pub struct Message<'a> {
+    pub kind: &'a str,
+    pub title: String,
+    pub body: String,
+    /// A path in the console (`/keys/org_…/key_…`); emails carry it as an absolute link.
+    pub link: Option<String>,
+    /// Tells an event once: the same key (per user) is never told twice.
+    pub dedupe: String,
+}
+
+/// Tells `users`, in the app and by email, in one transaction; an event already told (same
+/// dedupe key) is skipped. `origin` makes email links absolute. Returns how many users were
+/// told now.
+pub async fn notify(
+    db: &Db,
+    users: &[String],
+    message: &Message<'_>,
+    origin: &str,
+) -> Result<usize, AppError> {
+    let now = now_ms();
+    let mut told = 0;
+    let mut tx = db.writer.begin().await?;
+    for user_id in users {
+        let dedupe = format!("{}:{user_id}", message.dedupe);
+        let inserted = sqlx::query(
+            "insert into notification (notification_id, user_id, kind, title, body, link, dedupe_key, created_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (dedupe_key) do nothing",
+        )
+        .bind(new_id("ntf"))
+        .bind(user_id)
+        .bind(message.kind)
+        .bind(&message.title)
+        .bind(&message.body)
+        .bind(&message.link)
+        .bind(&dedupe)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            continue;
+        }
+        told += 1;
+        let email: Option<String> = sqlx::query_scalar(
+            "select email from app_user where user_id = $1 and status = 'active'",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(email) = email else { continue };
+        let mut text = format!("{}\n\n{}\n", message.title, message.body);
+        if let Some(link) = &message.link {
+            text.push_str(&format!("\nOpen it in Keyward:\n{origin}{link}\n"));
+        }
+        sqlx::query(
+            "insert into outbox_email (outbox_email_id, to_address, subject, body_text, next_attempt_at, dedupe_key, created_at)
+             values ($1, $2, $3, $4, $5, $6, $5) on conflict (dedupe_key) do nothing",
+        )
+        .bind(new_id("eml"))
+        .bind(&email)
+        .bind(&message.title)
+        .bind(&text)
+        .bind(now)
+        .bind(&dedupe)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(told)
+}
+
+/// Who is told about a key: a personal token's owner; for an organization key, the
+/// organization's owners and admins.
+pub async fn key_recipients(db: &Db, key_id: &str) -> Result<Vec<String>, AppError> {
+    let r = sqlx::query("select organization_id, owner_user_id from api_key where api_key_id = $1")
+        .bind(key_id)
+        .fetch_optional(&db.reader)
+        .await?;
+    let Some(r) = r else { return Ok(Vec::new()) };
+    if let Some(owner) = r.try_get::<Option<String>, _>("owner_user_id")? {
+        return Ok(vec![owner]);
+    }
+    let org: String = r.try_get("organization_id")?;
+    Ok(sqlx::query_scalar(
+        "select user_id from membership where organization_id = $1 and role in ('owner', 'admin') order by user_id",
+    )
+    .bind(org)
+    .fetch_all(&db.reader)
+    .await?)
+}
+
+/// The signed-in user's notifications, newest first (at most 100).
+pub async fn list(db: &Db, user_id: &str) -> Result<Vec<Notification>, AppError> {
+    let rows = sqlx::query(
+        "select notification_id, kind, title, body, link, created_at, read_at from notification
+         where user_id = $1 order by created_at desc, notification_id limit 100",
+    )
+    .bind(user_id)
+    .fetch_all(&db.reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Notification {
+                id: r.try_get("notification_id")?,
+                kind: r.try_get("kind")?,
+                title: r.try_get("title")?,
+                body: r.try_get("body")?,
+                link: r.try_get("link")?,
+                created_at: rfc3339(r.try_get("created_at")?),
+                read: r.try_get::<Option<i64>, _>("read_at")?.is_some(),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+pub async fn unread(db: &Db, user_id: &str) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar(
+        "select count(*) from notification where user_id = $1 and read_at is null",
+    )
+    .bind(user_id)
+    .fetch_one(&db.reader)
+    .await?)
+}
+
+/// Marks one notification of the user (or all of them) read.
+pub async fn mark_read(db: &Db, user_id: &str, id: Option<&str>) -> Result<(), AppError> {
+    let n = sqlx::query(
+        "update notification set read_at = $1 where user_id = $2 and read_at is null and ($3 = '' or notification_id = $3)",
+    )
+    .bind(now_ms())
+    .bind(user_id)
+    .bind(id.unwrap_or(""))
+    .execute(&db.writer)
+    .await?
+    .rows_affected();
+    if n == 0 && id.is_some() {
+        let exists: i64 = sqlx::query_scalar(
+            "select count(*) from notification where user_id = $1 and notification_id = $2",
+        )
+        .bind(user_id)
+        .bind(id.unwrap_or(""))
+        .fetch_one(&db.writer)
+        .await?;
+        if exists == 0 {
+            return Err(AppError::not_found("notification"));
+        }
+    }
+    Ok(())
+}
+
+/// The outbox, newest first (at most 200), for admins.
+pub async fn outbox(db: &Db) -> Result<Vec<OutboxEmail>, AppError> {
+    let rows = sqlx::query(
+        "select outbox_email_id, to_address, subject, status, attempts, next_attempt_at, last_error, created_at, sent_at
+         from outbox_email order by created_at desc, outbox_email_id limit 200",
+    )
+    .fetch_all(&db.reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxEmail {
+                id: r.try_get("outbox_email_id")?,
+                to: r.try_get("to_address")?,
+                subject: r.try_get("subject")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                next_attempt_at: rfc3339(r.try_get("next_attempt_at")?),
+                last_error: r.try_get("last_error")?,
+                created_at: rfc3339(r.try_get("created_at")?),
+                sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(rfc3339),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+/// The usage thresholds a key's owners hear about, in percent of its limit.
+pub const USAGE_THRESHOLDS: [u64; 3] = [80, 90, 100];
+
+/// Remembers, per key, the last threshold told in each window, so the request path asks the
+/// database only when a key crosses a new threshold; the database's dedupe key keeps it to
+/// once per threshold and window across instances. A domain state plugged in at boot.
+#[derive(Debug, Default)]
+pub struct UsageAlerts {
+    told: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl UsageAlerts {
+    pub fn of(state: &crate::ssr::AppState) -> Result<&UsageAlerts, AppError> {
+        state.domains.get::<UsageAlerts>()
+    }
+
+    /// The threshold a request just reached, if it is new for this key and window: `used` of
+    /// `limit` in the window numbered `window`.
+    pub fn crossed(&self, key_id: &str, window: i64, used: u64, limit: u64) -> Option<u64> {
+        let reached = USAGE_THRESHOLDS
+            .iter()
+            .copied()
+            .filter(|t| used * 100 >= t * limit)
+            .max()?;
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        match told.get(key_id) {
+            Some((w, t)) if *w == window && *t >= reached => None,
+            _ => {
+                if told.len() > 100_000 {
+                    told.retain(|_, (w, _)| *w == window);
+                }
+                told.insert(key_id.to_string(), (window, reached));
+                Some(reached)
+            }
+        }
+    }
+}
+
+/// Tells a key's owners it reached `threshold` % of its limit in window `window`.
+pub async fn usage_threshold(
+    db: &Db,
+    origin: &str,
+    key_id: &str,
+    organization_id: &str,
+    threshold: u64,
+    limit_text: &str,
+    window: i64,
+) -> Result<usize, AppError> {
+    let users = key_recipients(db, key_id).await?;
+    let name: String = sqlx::query_scalar("select name from api_key where api_key_id = $1")
+        .bind(key_id)
+        .fetch_optional(&db.reader)
+        .await?
+        .unwrap_or_else(|| key_id.to_string());
+    let title = if threshold >= 100 {
+        format!("Key \"{name}\" reached its rate limit")
+    } else {
+        format!("Key \"{name}\" used {threshold} % of its rate limit")
+    };
+    let body = if threshold >= 100 {
+        format!("The key {key_id} used its whole limit ({limit_text}); further requests are refused with 429 until the window moves on. Raise its limit or move it to another plan if this is expected.")
+    } else {
+        format!("The key {key_id} used {threshold} % of its limit ({limit_text}) in the current window.")
+    };
+    notify(
+        db,
+        &users,
+        &Message {
+            kind: "usage",
+            title,
+            body,
+            link: Some(format!("/keys/{organization_id}/{key_id}")),
+            dedupe: format!("usage:{key_id}:{window}:{threshold}"),
+        },
+        origin,
+    )
+    .await
+}
+
+/// Reminders sent before a key expires, in days.
+pub const EXPIRY_REMINDERS: [i64; 3] = [30, 7, 1];
+
+/// Tells the owners of active keys expiring within 30, 7 and 1 day(s), each reminder once
+/// (the smallest that applies: a key created 5 days before expiry gets the 7-day one, not the
+/// 30-day one as well). Run hourly by the `expiry-reminders` worker; returns users told.
+pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, AppError> {
+    let rows = sqlx::query(
+        "select api_key_id, organization_id, name, expires_at from api_key
+         where status = 'active' and expires_at is not null and expires_at > $1 and expires_at <= $2
+           and rolled_to_key_id is null",
+    )
+    .bind(now)
+    .bind(now + 30 * 86_400_000)
+    .fetch_all(&db.reader)
+    .await?;
+    let mut told = 0;
+    for r in rows {
+        let key_id: String = r.try_get("api_key_id")?;
+        let org: String = r.try_get("organization_id")?;
+        let name: String = r.try_get("name")?;
+        let expires_at: i64 = r.try_get("expires_at")?;
+        let left = expires_at - now;
+        let Some(days) = EXPIRY_REMINDERS
+            .iter()
+            .copied()
+            .filter(|d| left <= d * 86_400_000)
+            .min()
+        else {
+            continue;
+        };
+        let users = key_recipients(db, &key_id).await?;
+        let when = if days == 1 {
+            "a day".to_string()
+        } else {
+            format!("{days} days")
+        };
+        told += notify(
+            db,
+            &users,
+            &Message {
+                kind: "expiry",
+                title: format!("Key \"{name}\" expires within {when}"),
+                body: format!(
+                    "The key {key_id} stops working at {}. Roll it (its successor keeps its settings) or extend its expiry on its page.",
+                    rfc3339(expires_at)
+                ),
+                link: Some(format!("/keys/{org}/{key_id}")),
+                dedupe: format!("expiry:{key_id}:{expires_at}:{days}"),
+            },
+            origin,
+        )
+        .await?;
+    }
+    Ok(told)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threshold_is_crossed_once_per_window() {
+        let alerts = UsageAlerts::default();
+        assert_eq!(alerts.crossed("k", 1, 7, 10), None);
+        assert_eq!(alerts.crossed("k", 1, 8, 10), Some(80));
+        assert_eq!(alerts.crossed("k", 1, 8, 10), None);
+        assert_eq!(alerts.crossed("k", 1, 9, 10), Some(90));
+        assert_eq!(alerts.crossed("k", 1, 10, 10), Some(100));
+        assert_eq!(alerts.crossed("k", 1, 10, 10), None);
+        assert_eq!(alerts.crossed("k", 2, 8, 10), Some(80), "a new window");
+        assert_eq!(alerts.crossed("other", 2, 100, 100), Some(100));
+    }
+}

@@ -1,0 +1,64 @@
+import { test, expect, Page } from "./fixtures";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { MAIL_DIR } from "../playwright.config";
+import { freshEmail, open, signUp } from "./helpers";
+
+/** Waits for an email to `to` whose text contains `needle`; returns its text. */
+async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(MAIL_DIR)) {
+      for (const name of fs.readdirSync(MAIL_DIR).filter((n) => n.endsWith(".eml"))) {
+        const text = fs.readFileSync(path.join(MAIL_DIR, name), "utf8");
+        if (text.includes(to) && text.includes(needle)) return text;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no email to ${to} containing "${needle}" within ${timeoutMs} ms`);
+}
+
+async function createKey(page: Page, name: string): Promise<string> {
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Access", { exact: true }).selectOption("read_only");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  return key;
+}
+
+test("a key at 80 % of its limit: the email arrives over SMTP and the bell shows it", async ({ page }) => {
+  const email = freshEmail("notify");
+  await signUp(page, email, "Nora");
+  const key = await createKey(page, "busy key");
+  await page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "busy key" }).click();
+  const limit = page.getByRole("region", { name: "Rate limit" });
+  await limit.getByLabel("Own limit (empty: follow the plan)").fill("5");
+  await limit.getByLabel("Own limit per").selectOption("3600");
+  await limit.getByRole("button", { name: "Save limit" }).click();
+  await expect(limit.getByTestId("effective-limit")).toContainText("5 per hour (the key's own limit)");
+
+  for (let i = 0; i < 4; i++) {
+    const res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status()).toBe(200);
+  }
+  const mail = await waitForMail(email, "used 80 % of its rate limit");
+  expect(mail).toContain("busy key");
+  expect(mail).toMatch(/\/keys\/org_[0-9A-Za-z]+\/key_[0-9A-Za-z]+/);
+
+  await open(page, "/");
+  const bell = page.getByRole("link", { name: "Notifications (1 unread)" });
+  await expect(bell).toBeVisible();
+  await bell.click();
+  await expect(page.getByRole("heading", { name: "Notifications", level: 1 })).toBeVisible();
+  const list = page.getByRole("list", { name: "Notifications" });
+  await expect(list.getByRole("listitem")).toHaveCount(1);
+  await expect(list).toContainText("used 80 % of its rate limit");
+  await list.getByRole("button", { name: /Mark .* as read/ }).click();
+  await expect(page.getByRole("link", { name: "Notifications", exact: true })).toBeVisible();
+});
