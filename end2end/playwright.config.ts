@@ -8,7 +8,10 @@ import * as fs from "node:fs";
 const port = Number(process.env.KEYWARD_E2E_PORT ?? 3199);
 const root = path.resolve(__dirname, "..");
 const bin = process.env.KEYWARD_BIN ?? path.join(root, "target", "debug", "keyward");
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-e2e-"));
+// Made once by the main process; the test workers load this file again and inherit it, so
+// they read email from the same folder the SMTP sink writes to.
+process.env.KEYWARD_E2E_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), "keyward-e2e-"));
+const dataDir = process.env.KEYWARD_E2E_DIR;
 // The SMTP server the journeys read email from (end2end/smtp_sink.py): one file per message.
 const smtpPort = Number(process.env.KEYWARD_E2E_SMTP_PORT ?? 3198);
 export const MAIL_DIR = path.join(dataDir, "mail");

@@ -6,34 +6,41 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
-/// The bell in the navigation: a link to the notifications with the unread count, refreshed
-/// every 20 seconds and whenever notifications are marked read.
+/// The bell in the navigation: a link to the notifications with the unread count. The count
+/// is fetched by the browser after hydration (every 20 seconds, and whenever notifications are
+/// marked read), so the server and the browser render the same first frame.
 #[component]
 pub fn Bell() -> impl IntoView {
-    let tick = RwSignal::new(0u64);
+    let count = RwSignal::new(0i64);
     let marked = expect_context::<ServerAction<MarkNotificationsRead>>();
-    let unread = Resource::new(
-        move || (tick.get(), marked.version().get()),
-        |_| unread_notifications(),
-    );
     #[cfg(feature = "hydrate")]
     {
-        let handle = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(20),
-        );
-        if let Ok(handle) = handle {
+        let refresh = move || {
+            leptos::task::spawn_local(async move {
+                if let Ok(n) = unread_notifications().await {
+                    count.set(n);
+                }
+            })
+        };
+        Effect::new(move |_| {
+            marked.version().get();
+            refresh();
+        });
+        if let Ok(handle) = set_interval_with_handle(refresh, std::time::Duration::from_secs(20)) {
             on_cleanup(move || handle.clear());
         }
     }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (marked, unread_notifications);
     view! {
-        <Transition fallback=|| view! { <A href="/notifications">"Notifications"</A> }>
-            {move || Suspend::new(async move {
-                let n = unread.await.unwrap_or(0);
-                let label = if n == 0 { "Notifications".to_string() } else { format!("Notifications ({n} unread)") };
-                view! { <A href="/notifications" attr:aria-label=label.clone()>{if n == 0 { "🔔".to_string() } else { format!("🔔 {n}") }}</A> }
-            })}
-        </Transition>
+        <a href="/notifications" class="bell">
+            <span aria-hidden="true">"🔔 "</span>
+            "Notifications"
+            {move || match count.get() {
+                0 => String::new(),
+                n => format!(" ({n} unread)"),
+            }}
+        </a>
     }
 }
 
