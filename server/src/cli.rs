@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Apply migrations, bootstrap the first admin on an empty database, and serve HTTP.
     Serve(ServeArgs),
