@@ -35,6 +35,10 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   const refused = await page.request.get("/api/v1/keys/key_nope", { headers: { Authorization: `Bearer ${first}` } });
   expect(refused.status()).toBe(404);
   await expect(chart.getByTestId("requests-total")).toHaveText("2 requests", { timeout: 2000 });
+  const summary = page.getByRole("region", { name: "Summary" });
+  await expect(summary.getByTestId("summary-requests")).toHaveText("2");
+  await expect(summary.getByTestId("summary-errors")).toHaveText("1 (50.0 %)");
+  await expect(summary.getByRole("table", { name: "Recent errors" }).getByRole("row", { name: /404.*not_found/ })).toBeVisible();
 
   const filters = page.getByRole("search", { name: "Usage filters" });
   await filters.getByLabel("Range").selectOption("24h");

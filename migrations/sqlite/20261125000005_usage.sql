@@ -37,9 +37,11 @@ create table rate_bucket (
 create index rate_bucket_end_idx on rate_bucket (bucket_end);
 
 -- Every /api/v1 request, written in batches off the request path. Kept for
--- KEYWARD_LOG_RETENTION_DAYS (default 30).
+-- KEYWARD_LOG_RETENTION_DAYS (default 30). No primary key: rows arrive in time order and are
+-- only ever read by time range, so every index below grows at its end; a random request id as
+-- a key would scatter each batch over the whole index (it made the writer 5x slower).
 create table request_log (
-    request_id      text primary key,
+    request_id      text not null,
     occurred_at     bigint not null,
     organization_id text,
     api_key_id      text,

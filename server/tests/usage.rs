@@ -882,3 +882,101 @@ async fn live_events_reach_viewers_on_another_instance() {
         "a request served by one instance reaches the other's viewer"
     );
 }
+
+#[tokio::test]
+async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_percentiles() {
+    use app::usage::stats::{summary, Filter};
+    use app::usage::Range;
+    let app = spawn().await;
+    let db = &app.state.db;
+    let now = app::ssr::db::now_ms();
+    let org = "org_sum";
+    let mut rows = Vec::new();
+    for i in 0..100i64 {
+        let mut e = entry(
+            now - 10 * 60_000,
+            org,
+            if i < 70 { "key_a" } else { "key_b" },
+            "/api/v1/me",
+            200,
+        );
+        e.latency_us = (i + 1) * 1000; // 1..100 ms
+        if i >= 90 {
+            e.status = 429;
+            e.error_code = Some("rate_limited".into());
+            e.route = "/api/v1/keys".into();
+        }
+        rows.push(e);
+    }
+    app::usage::log::write_batch(db, &rows).await.unwrap();
+    let s = summary(db, org, Range::Hour, &Filter::default(), now)
+        .await
+        .unwrap();
+    assert_eq!((s.requests, s.errors), (100, 10));
+    assert!((s.error_rate - 0.1).abs() < 1e-9);
+    assert_eq!(
+        (s.p50_ms, s.p95_ms, s.p99_ms),
+        (50.0, 95.0, 99.0),
+        "nearest rank"
+    );
+    assert_eq!(s.top_keys[0].name, "key_a");
+    assert_eq!((s.top_keys[0].requests, s.top_keys[1].requests), (70, 30));
+    assert_eq!(s.top_routes[0].name, "/api/v1/me");
+    assert_eq!(s.top_error_codes[0].name, "rate_limited");
+    assert_eq!(s.top_error_codes[0].requests, 10);
+    assert_eq!(s.recent_errors.len(), 10);
+    assert!(s.recent_errors.iter().all(|e| e.status == 429));
+    let b = summary(
+        db,
+        org,
+        Range::Hour,
+        &Filter {
+            key_id: Some("key_b"),
+            route: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!((b.requests, b.errors), (30, 10));
+    let other = summary(db, "org_nothing", Range::Hour, &Filter::default(), now)
+        .await
+        .unwrap();
+    assert_eq!((other.requests, other.p99_ms), (0, 0.0));
+}
+
+#[tokio::test]
+async fn usage_is_readable_over_rest_for_the_key_s_own_organization() {
+    let (app, _org, admin) = with_admin_key().await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.api("GET", "/api/v1/me", Some(&admin), None, IP)
+                .await
+                .status,
+            200
+        );
+    }
+    wait_for_log_rows(&app, 3).await;
+    let r = app
+        .api("GET", "/api/v1/usage?range=1h", Some(&admin), None, IP)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["series"]["starts"].as_array().unwrap().len(), 60);
+    assert_eq!(v["series"]["total"], json!(3));
+    assert_eq!(v["summary"]["requests"], json!(3));
+    let r = app
+        .api("GET", "/api/v1/usage?range=2d", Some(&admin), None, IP)
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["field"], json!("range"));
+    // Another organization's key sees only its own organization's requests.
+    let bob = app.user("bob@example.org", None).await;
+    let bob_org = app.org_of(&bob).await;
+    let (_, bob_key) = app.admin_key(&bob_org).await;
+    let r = app
+        .api("GET", "/api/v1/usage?range=1h", Some(&bob_key), None, IP)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["summary"]["requests"], json!(0), "{}", r.body);
+}

@@ -52,6 +52,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("mark_notifications_read", Guard::SignedIn),
     ("list_outbox", Guard::Instance(Permission::UsersRead)),
     ("usage_series", Guard::Org(Permission::UsageRead)),
+    ("usage_overview", Guard::Org(Permission::UsageRead)),
     ("create_plan", Guard::Instance(Permission::PlansWrite)),
     ("update_plan", Guard::Instance(Permission::PlansWrite)),
     ("delete_plan", Guard::Instance(Permission::PlansWrite)),

@@ -4,7 +4,7 @@
 
 #[cfg(feature = "ssr")]
 use super::PlanInput;
-use super::{Plan, RequestSeries};
+use super::{Plan, RequestSeries, UsageSummary};
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -100,6 +100,36 @@ pub async fn usage_series(
             &filter,
             crate::ssr::db::now_ms(),
             tz_offset_minutes,
+        )
+        .await
+    })
+    .await
+}
+
+/// The summary of the same range and filters as the chart: totals, error rate, latency
+/// percentiles, top keys, routes and error codes, recent errors.
+#[server(prefix = "/rpc", endpoint = "usage_overview")]
+pub async fn usage_overview(
+    organization_id: String,
+    range: String,
+    #[server(default)] key_id: String,
+    #[server(default)] route: String,
+) -> Result<UsageSummary, AppError> {
+    let (caller, grant) =
+        crate::access::guard::guard_in("usage_overview", &organization_id).await?;
+    crate::ssr::respond(async move {
+        let range = super::Range::parse(&range)
+            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?;
+        let filter = super::stats::Filter {
+            key_id: Some(key_id.as_str()).filter(|k| !k.is_empty()),
+            route: Some(route.as_str()).filter(|r| !r.is_empty()),
+        };
+        super::stats::summary(
+            &caller.state.db,
+            &grant.organization_id,
+            range,
+            &filter,
+            crate::ssr::db::now_ms(),
         )
         .await
     })

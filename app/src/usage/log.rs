@@ -244,7 +244,6 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
                 b + 11
             ));
         }
-        sql.push_str(" on conflict (request_id) do nothing");
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
@@ -333,7 +332,8 @@ pub async fn enforce_retention(db: &Db, now: i64, days: u32) -> Result<u64, sqlx
     let before = now - days as i64 * 86_400_000;
     let mut total = 0;
     loop {
-        let n = sqlx::query("delete from request_log where request_id in (select request_id from request_log where occurred_at < $1 limit 10000)")
+        // The 10 000 oldest rows (by the time index), a bounded statement at a time.
+        let n = sqlx::query("delete from request_log where occurred_at < $1 and occurred_at <= (select max(occurred_at) from (select occurred_at from request_log where occurred_at < $1 order by occurred_at limit 10000) as oldest)")
             .bind(before)
             .execute(&db.writer)
             .await?

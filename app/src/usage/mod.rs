@@ -124,6 +124,7 @@ impl Range {
 }
 
 /// Requests over time: one count per bucket and status class, every bucket present.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestSeries {
     pub range: String,
@@ -139,6 +140,58 @@ pub struct RequestSeries {
     pub total: i64,
     /// The routes seen in the range, for the filter.
     pub routes: Vec<String>,
+}
+
+/// A count by name (a key, a route, an error code).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Count {
+    pub name: String,
+    /// A readable label where the name is an id (a key's name).
+    pub label: String,
+    pub requests: i64,
+}
+
+/// One failed request, for the recent-errors list.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentError {
+    pub request_id: String,
+    /// RFC 3339.
+    pub at: String,
+    pub key_id: Option<String>,
+    pub method: String,
+    pub route: String,
+    pub status: i64,
+    pub code: Option<String>,
+}
+
+/// What the usage page and `GET /api/v1/usage` summarize for a range and filters.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    pub range: String,
+    pub requests: i64,
+    /// Answers 4xx and 5xx (429 included).
+    pub errors: i64,
+    /// errors / requests, 0 when there were none.
+    pub error_rate: f64,
+    /// Latency percentiles in milliseconds over the range's logged requests.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub top_keys: Vec<Count>,
+    pub top_routes: Vec<Count>,
+    pub top_error_codes: Vec<Count>,
+    pub recent_errors: Vec<RecentError>,
+}
+
+/// `GET /api/v1/usage`: the chart's series and the summary of the same range and filters.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub series: RequestSeries,
+    pub summary: UsageSummary,
 }
 
 /// A limit in words: `100 per hour`, `10 per 30 s`.

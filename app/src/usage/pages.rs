@@ -423,5 +423,97 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
             </Transition>
             <div id=CHART_ID class="chart" role="img" aria-label="Requests over time, stacked by status class"></div>
         </section>
+        <UsageSummarySection org range key route refresh />
+    }
+}
+
+/// Totals, error rate, latency percentiles, top lists and the latest errors of the same range
+/// and filters as the chart.
+#[component]
+fn UsageSummarySection(
+    org: RwSignal<String>,
+    range: RwSignal<String>,
+    key: RwSignal<String>,
+    route: RwSignal<String>,
+    refresh: RwSignal<u64>,
+) -> impl IntoView {
+    let summary = Resource::new(
+        move || {
+            (
+                org.get(),
+                range.get(),
+                key.get(),
+                route.get(),
+                refresh.get(),
+            )
+        },
+        |(org, range, key, route, _)| super::api::usage_overview(org, range, key, route),
+    );
+    let counts = |title: &'static str, items: Vec<super::Count>| {
+        view! {
+            <div>
+                <h3>{title}</h3>
+                {if items.is_empty() {
+                    view! { <p class="muted">"None"</p> }.into_any()
+                } else {
+                    view! {
+                        <ol aria-label=title>
+                            {items.into_iter().map(|c| view! { <li>{format!("{} — {}", c.label, c.requests)}</li> }).collect_view()}
+                        </ol>
+                    }
+                    .into_any()
+                }}
+            </div>
+        }
+    };
+    view! {
+        <section class="card" role="region" aria-label="Summary">
+            <h2>"Summary"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match summary.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(s) => view! {
+                            <dl class="facts">
+                                <dt>"Requests"</dt><dd data-testid="summary-requests">{s.requests}</dd>
+                                <dt>"Errors"</dt><dd data-testid="summary-errors">{format!("{} ({:.1} %)", s.errors, s.error_rate * 100.0)}</dd>
+                                <dt>"Latency p50 / p95 / p99"</dt><dd>{format!("{:.1} / {:.1} / {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms)}</dd>
+                            </dl>
+                            <div class="columns">
+                                {counts("Top keys", s.top_keys)}
+                                {counts("Top routes", s.top_routes)}
+                                {counts("Top error codes", s.top_error_codes)}
+                            </div>
+                            <h3>"Recent errors"</h3>
+                            <table aria-label="Recent errors">
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"Time"</th>
+                                        <th scope="col">"Request"</th>
+                                        <th scope="col">"Status"</th>
+                                        <th scope="col">"Code"</th>
+                                        <th scope="col">"Route"</th>
+                                        <th scope="col">"Request id"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {s.recent_errors.into_iter().map(|e| view! {
+                                        <tr>
+                                            <td>{e.at}</td>
+                                            <td>{e.method}</td>
+                                            <td>{e.status}</td>
+                                            <td>{e.code.unwrap_or_default()}</td>
+                                            <td><code>{e.route}</code></td>
+                                            <td><code>{e.request_id}</code></td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                        .into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }

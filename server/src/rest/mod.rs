@@ -174,6 +174,38 @@ const LIST_QUERY: &[Param] = &[
     },
 ];
 
+const USAGE_QUERY: &[Param] = &[
+    Param {
+        name: "range",
+        kind: "string",
+        values: &["1h", "24h", "7d", "30d"],
+        description: "Default 24h: 1-minute, 15-minute, 1-hour or 6-hour buckets.",
+        example: Some("24h"),
+    },
+    Param {
+        name: "key_id",
+        kind: "string",
+        values: &[],
+        description: "Only this key's requests.",
+        example: None,
+    },
+    Param {
+        name: "route",
+        kind: "string",
+        values: &[],
+        description: "Only this route template, e.g. `/api/v1/keys/{id}`.",
+        example: None,
+    },
+    Param {
+        name: "tz_offset_minutes",
+        kind: "integer",
+        values: &[],
+        description:
+            "Align buckets to this time zone (minutes east of UTC, -840 to 840); default 0.",
+        example: None,
+    },
+];
+
 const REASON: Body = Body::Json("ReasonBody", r#"{"reason":"rotating after an incident"}"#);
 
 fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
@@ -190,7 +222,7 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 /// Every REST route.
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
-    use Permission::{KeysRead, KeysWrite, PlansWrite};
+    use Permission::{KeysRead, KeysWrite, PlansWrite, UsageRead};
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
             summary: "Readiness",
@@ -314,6 +346,11 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Delete a plan",
             description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/usage", Key(UsageRead), get(plans::usage), Doc {
+            summary: "Usage of the organization",
+            description: "Requests over time for a range (every bucket present, split 2xx/4xx/429/5xx) and its summary: totals, error rate, latency p50/p95/p99, top keys, routes and error codes, the 20 latest errors. Filter by key and route. Read from the request log (kept `KEYWARD_LOG_RETENTION_DAYS`).",
+            query: USAGE_QUERY, body: Body::None, ok: (200, Out::Json("UsageReport")), errors: &[INVALID],
         }),
         spec(Method::GET, "/metrics", Operator, get(crate::metrics::handler), Doc {
             summary: "Prometheus metrics",

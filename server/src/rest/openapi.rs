@@ -35,6 +35,7 @@ fn schemas() -> Map<String, Value> {
     add::<app::usage::Plan>(&mut all);
     add::<app::usage::PlanInput>(&mut all);
     add::<app::keys::KeyLimit>(&mut all);
+    add::<app::usage::UsageReport>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
@@ -275,6 +276,7 @@ pub fn document(origin: &str) -> Value {
         "tags": [
             { "name": "API keys", "description": "Create, inspect, change, roll, revoke, import, export and verify keys." },
             { "name": "Plans", "description": "Rate-limit plans and each key's limit. Every key-authenticated answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit the answer is 429 `rate_limited` with `Retry-After`." },
+            { "name": "Usage", "description": "Requests over time and their summary, from the request log." },
             { "name": "Health", "description": "Readiness and liveness probes; no credentials." },
             { "name": "Operations", "description": "Prometheus metrics, for the operator." }
         ],
@@ -302,6 +304,8 @@ impl Doc {
 fn tag(path: &str) -> &'static str {
     if path.starts_with("/api/v1/plans") || path.ends_with("/limit") {
         "Plans"
+    } else if path.starts_with("/api/v1/usage") {
+        "Usage"
     } else if path.starts_with("/api/") {
         "API keys"
     } else if path == "/metrics" {

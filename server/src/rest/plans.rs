@@ -54,3 +54,48 @@ pub async fn set_key_limit(
     let key = keys::set_limit(&state, Acting::new(&grant, ip.as_deref()), &id, &limit).await?;
     Ok(Json(key))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    #[serde(default)]
+    range: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    tz_offset_minutes: Option<i32>,
+}
+
+/// `GET /api/v1/usage`: the calling key's organization only.
+pub async fn usage(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    super::json::ApiQuery(q): super::json::ApiQuery<UsageQuery>,
+) -> Result<Json<app::usage::UsageReport>, AppError> {
+    use app::usage::{stats, Range};
+    let range = match q.range.as_deref() {
+        None => Range::Day,
+        Some(r) => Range::parse(r)
+            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?,
+    };
+    let filter = stats::Filter {
+        key_id: q.key_id.as_deref().filter(|k| !k.is_empty()),
+        route: q.route.as_deref().filter(|r| !r.is_empty()),
+    };
+    let now = app::ssr::db::now_ms();
+    let org = &grant.organization_id;
+    Ok(Json(app::usage::UsageReport {
+        series: stats::series(
+            &state.db,
+            org,
+            range,
+            &filter,
+            now,
+            q.tz_offset_minutes.unwrap_or(0),
+        )
+        .await?,
+        summary: stats::summary(&state.db, org, range, &filter, now).await?,
+    }))
+}
