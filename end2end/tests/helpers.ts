@@ -35,3 +35,17 @@ export async function signOut(page: Page) {
   await page.getByRole("button", { name: "Sign out" }).click();
   await expect(page.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
 }
+
+/** Creates a read-only key from the console's key list; returns its secret (shown once). */
+export async function createReadOnlyKey(page: Page, name: string): Promise<string> {
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Access", { exact: true }).selectOption("read_only");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  return key;
+}

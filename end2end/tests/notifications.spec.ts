@@ -1,8 +1,8 @@
-import { test, expect, Page } from "./fixtures";
+import { test, expect } from "./fixtures";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MAIL_DIR } from "../playwright.config";
-import { freshEmail, open, signUp } from "./helpers";
+import { createReadOnlyKey as createKey, freshEmail, open, signUp } from "./helpers";
 
 /** Waits for an email to `to` whose text contains `needle`; returns its text. */
 async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Promise<string> {
@@ -17,19 +17,6 @@ async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Prom
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`no email to ${to} containing "${needle}" within ${timeoutMs} ms`);
-}
-
-async function createKey(page: Page, name: string): Promise<string> {
-  await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
-  const form = page.getByRole("region", { name: "Create an API key" });
-  await form.getByLabel("Name").fill(name);
-  await form.getByLabel("Access", { exact: true }).selectOption("read_only");
-  await form.getByRole("button", { name: "Create" }).click();
-  const reveal = page.getByRole("region", { name: "New API key" });
-  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
-  await reveal.getByRole("button", { name: "I have stored it" }).click();
-  return key;
 }
 
 test("a key at 80 % of its limit: the email arrives over SMTP and the bell shows it", async ({ page }) => {

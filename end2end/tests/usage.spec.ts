@@ -1,19 +1,5 @@
-import { test, expect, Page } from "./fixtures";
-import { freshEmail, open, signUp } from "./helpers";
-
-/** Creates a key in the console's key list; returns its secret. */
-async function createKey(page: Page, name: string): Promise<string> {
-  await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
-  const form = page.getByRole("region", { name: "Create an API key" });
-  await form.getByLabel("Name").fill(name);
-  await form.getByLabel("Access", { exact: true }).selectOption("read_only");
-  await form.getByRole("button", { name: "Create" }).click();
-  const reveal = page.getByRole("region", { name: "New API key" });
-  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
-  await reveal.getByRole("button", { name: "I have stored it" }).click();
-  return key;
-}
+import { test, expect } from "./fixtures";
+import { createReadOnlyKey as createKey, freshEmail, open, signUp } from "./helpers";
 
 test("the requests chart shows a request made now within 2 s, and follows range and key filters", async ({ page }) => {
   await signUp(page, freshEmail("usage"), "Uma");

@@ -87,12 +87,7 @@ pub async fn usage_series(
 ) -> Result<RequestSeries, AppError> {
     let (caller, grant) = crate::access::guard::guard_in("usage_series", &organization_id).await?;
     crate::ssr::respond(async move {
-        let range = super::Range::parse(&range)
-            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?;
-        let filter = super::stats::Filter {
-            key_id: Some(key_id.as_str()).filter(|k| !k.is_empty()),
-            route: Some(route.as_str()).filter(|r| !r.is_empty()),
-        };
+        let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
         super::stats::series(
             &caller.state.db,
             &grant.organization_id,
@@ -118,12 +113,7 @@ pub async fn usage_overview(
     let (caller, grant) =
         crate::access::guard::guard_in("usage_overview", &organization_id).await?;
     crate::ssr::respond(async move {
-        let range = super::Range::parse(&range)
-            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?;
-        let filter = super::stats::Filter {
-            key_id: Some(key_id.as_str()).filter(|k| !k.is_empty()),
-            route: Some(route.as_str()).filter(|r| !r.is_empty()),
-        };
+        let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
         super::stats::summary(
             &caller.state.db,
             &grant.organization_id,

@@ -200,6 +200,19 @@ impl RequestLog {
     }
 }
 
+/// `($1,$2,…),($n+1,…)…`: the placeholders of a multi-row insert.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", cells.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// (minute, organization, key, route, status class) of a rollup row.
 type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
@@ -221,29 +234,10 @@ pub const NOTIFY_CHANNEL: &str = "keyward_usage";
 pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error> {
     let mut tx = db.writer.begin().await?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "insert into request_log (request_id, occurred_at, organization_id, api_key_id, method, route, status, error_code, latency_us, client_ip, user_agent) values ",
+        let sql = format!(
+            "insert into request_log (request_id, occurred_at, organization_id, api_key_id, method, route, status, error_code, latency_us, client_ip, user_agent) values {}",
+            placeholders(chunk.len(), 11)
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let b = i * 11;
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10,
-                b + 11
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
@@ -277,25 +271,10 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
     }
     let rows: Vec<_> = rollup.into_iter().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "insert into usage_minute (minute, organization_id, api_key_id, route, status_class, requests, latency_us_sum) values ",
+        let mut sql = format!(
+            "insert into usage_minute (minute, organization_id, api_key_id, route, status_class, requests, latency_us_sum) values {}",
+            placeholders(chunk.len(), 7)
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let b = i * 7;
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
         sql.push_str(
             " on conflict (minute, organization_id, api_key_id, route, status_class) do update
               set requests = usage_minute.requests + excluded.requests,
@@ -352,6 +331,11 @@ pub async fn enforce_retention(db: &Db, now: i64, days: u32) -> Result<u64, sqlx
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn multi_row_placeholders() {
+        assert_eq!(super::placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+    }
+
     #[test]
     fn status_classes() {
         assert_eq!(super::status_class(200), "2xx");

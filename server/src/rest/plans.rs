@@ -74,16 +74,12 @@ pub async fn usage(
     Extension(grant): Extension<Grant>,
     super::json::ApiQuery(q): super::json::ApiQuery<UsageQuery>,
 ) -> Result<Json<app::usage::UsageReport>, AppError> {
-    use app::usage::{stats, Range};
-    let range = match q.range.as_deref() {
-        None => Range::Day,
-        Some(r) => Range::parse(r)
-            .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?,
-    };
-    let filter = stats::Filter {
-        key_id: q.key_id.as_deref().filter(|k| !k.is_empty()),
-        route: q.route.as_deref().filter(|r| !r.is_empty()),
-    };
+    use app::usage::stats;
+    let (range, filter) = stats::parse_view(
+        q.range.as_deref().unwrap_or("24h"),
+        q.key_id.as_deref().unwrap_or(""),
+        q.route.as_deref().unwrap_or(""),
+    )?;
     let now = app::ssr::db::now_ms();
     let org = &grant.organization_id;
     Ok(Json(app::usage::UsageReport {
