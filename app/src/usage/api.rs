@@ -25,12 +25,7 @@ pub async fn create_plan(
 ) -> Result<Plan, AppError> {
     let caller = crate::access::guard::guard("create_plan").await?;
     crate::ssr::respond(async move {
-        let input = PlanInput {
-            name: Some(name),
-            description: Some(description),
-            limit: Some(number("limit", &limit)?),
-            window_seconds: Some(number("window_seconds", &window_seconds)?),
-        };
+        let input = form_input(name, description, &limit, &window_seconds)?;
         super::ssr::create(&caller.state.db, &input).await
     })
     .await
@@ -47,15 +42,8 @@ pub async fn update_plan(
 ) -> Result<Plan, AppError> {
     let caller = crate::access::guard::guard("update_plan").await?;
     crate::ssr::respond(async move {
-        let input = PlanInput {
-            name: Some(name),
-            description: Some(description),
-            limit: Some(number("limit", &limit)?),
-            window_seconds: Some(number("window_seconds", &window_seconds)?),
-        };
-        let plan = super::ssr::update(&caller.state.db, &plan_id, &input).await?;
-        crate::keys::ssr::KeyCache::of(&caller.state)?.clear();
-        Ok(plan)
+        let input = form_input(name, description, &limit, &window_seconds)?;
+        super::ssr::update_applied(&caller.state, &plan_id, &input).await
     })
     .await
 }
@@ -65,6 +53,22 @@ pub async fn update_plan(
 pub async fn delete_plan(plan_id: String) -> Result<(), AppError> {
     let caller = crate::access::guard::guard("delete_plan").await?;
     crate::ssr::respond(super::ssr::delete(&caller.state.db, &plan_id)).await
+}
+
+/// The plan form's fields, numbers checked.
+#[cfg(feature = "ssr")]
+fn form_input(
+    name: String,
+    description: String,
+    limit: &str,
+    window_seconds: &str,
+) -> Result<PlanInput, AppError> {
+    Ok(PlanInput {
+        name: Some(name),
+        description: Some(description),
+        limit: Some(number("limit", limit)?),
+        window_seconds: Some(number("window_seconds", window_seconds)?),
+    })
 }
 
 /// A whole number from a form field, or a clear error naming the field.

@@ -183,6 +183,18 @@ pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, A
     get(db, plan_id).await
 }
 
+/// [`update`], then this instance's key cache is cleared so that the plan's keys follow at
+/// once (other instances within the cache's bound). The console and REST both call this.
+pub async fn update_applied(
+    state: &crate::ssr::AppState,
+    plan_id: &str,
+    input: &PlanInput,
+) -> Result<Plan, AppError> {
+    let plan = update(&state.db, plan_id, input).await?;
+    crate::keys::ssr::KeyCache::of(state)?.clear();
+    Ok(plan)
+}
+
 /// Deletes a plan that no key uses; the default plan stays.
 pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
     if plan_id == DEFAULT_PLAN_ID {

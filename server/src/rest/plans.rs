@@ -4,7 +4,7 @@ use super::auth::ClientIp;
 use super::json::ApiJson;
 use app::access::ssr::Grant;
 use app::error::AppError;
-use app::keys::ssr::{self as keys, Acting, KeyCache};
+use app::keys::ssr::{self as keys, Acting};
 use app::keys::{ApiKey, KeyLimit};
 use app::ssr::AppState;
 use app::usage::{ssr as plans, Plan, PlanInput};
@@ -30,10 +30,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PlanInput>,
 ) -> Result<Json<Plan>, AppError> {
-    let plan = plans::update(&state.db, &id, &input).await?;
-    // The plan's keys follow at once here, within the cache's bound elsewhere.
-    KeyCache::of(&state)?.clear();
-    Ok(Json(plan))
+    Ok(Json(plans::update_applied(&state, &id, &input).await?))
 }
 
 pub async fn delete(
