@@ -3,7 +3,10 @@
 //! stops the writer the way SIGTERM does (it drains the buffer), and prints rows written per
 //! second, rows lost, and rows found in the database. Used by `bench/usage.sh`.
 //!
-//!   cargo run --release -p keyward-server --example log_writer -- [rows] [database URL]
+//! With a rate, the four tasks offer that many entries per second between them, paced every
+//! 10 ms (a sustained load rather than a flood): whether the writer keeps up with nothing lost.
+//!
+//!   cargo run --release -p keyward-server --example log_writer -- [rows] [rows/s, 0: flood] [database URL]
 
 use app::usage::log::{LogEntry, RequestLog, CAPACITY};
 use std::sync::atomic::Ordering;
@@ -14,6 +17,7 @@ use std::time::Instant;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let rows: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(500_000);
+    let rate: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("kw-log-bench-{}", std::process::id()));
     let url = args
         .next()
@@ -44,7 +48,13 @@ async fn main() {
             let log = log.clone();
             tokio::spawn(async move {
                 let now = app::ssr::db::now_ms();
+                // Entries per 10 ms tick for this task (0: no pacing).
+                let per_tick = rate / 4 / 100;
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
                 for i in 0..rows / 4 {
+                    if per_tick > 0 && i % per_tick == 0 {
+                        tick.tick().await;
+                    }
                     log.record(LogEntry {
                         request_id: format!("{p:02}{i:014x}"),
                         occurred_at: now + (i as i64 % 60_000),
@@ -54,6 +64,7 @@ async fn main() {
                         route: "/api/v1/me".into(),
                         status: if i % 50 == 0 { 429 } else { 200 },
                         error_code: None,
+                        error_message: None,
                         latency_us: 800,
                         client_ip: Some("127.0.0.1".into()),
                         user_agent: Some("bench".into()),
@@ -76,8 +87,12 @@ async fn main() {
         .fetch_one(&db.reader)
         .await
         .unwrap();
+    let offered = match rate {
+        0 => "flood".to_string(),
+        r => format!("offered {r}/s"),
+    };
     println!(
-        "log writer: {written} rows in {:.2} s = {:.0} rows/s (handed over in {:.2} s); lost {lost}; rows in the database {in_db}",
+        "log writer ({offered}): {written} rows in {:.2} s = {:.0} rows/s (handed over in {:.2} s); lost {lost}; rows in the database {in_db}",
         elapsed.as_secs_f64(),
         written as f64 / elapsed.as_secs_f64(),
         handed.as_secs_f64()
