@@ -310,6 +310,18 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// The message an error answered with, as the client saw it (internal errors are opaque by
+/// then), carried on the response for the request log.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug)]
+pub struct LoggedMessage(pub String);
+
+#[cfg(feature = "ssr")]
+impl LoggedMessage {
+    /// Characters kept.
+    pub const MAX: usize = 200;
+}
+
 #[cfg(feature = "ssr")]
 impl axum::response::IntoResponse for AppError {
     fn into_response(self) -> axum::response::Response {
@@ -317,9 +329,11 @@ impl axum::response::IntoResponse for AppError {
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.retry_after;
         let code = self.code;
+        let message = LoggedMessage(self.message.chars().take(LoggedMessage::MAX).collect());
         let mut response = (status, axum::Json(self)).into_response();
-        // For the request log, which reads the code from the response.
+        // For the request log, which reads the code and message from the response.
         response.extensions_mut().insert(code);
+        response.extensions_mut().insert(message);
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

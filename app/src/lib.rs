@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/users") view=admin::pages::UsersPage />
                     <Route path=path!("/plans") view=usage::pages::PlansPage />
                     <Route path=path!("/usage") view=usage::pages::UsagePage />
+                    <Route path=path!("/usage/errors") view=usage::pages::ErrorsPage />
                     <Route path=path!("/notifications") view=notify::pages::NotificationsPage />
                     <Route path=path!("/admin/outbox") view=notify::pages::OutboxPage />
                     <Route path=path!("/docs/api") view=docs::ApiDocsPage />

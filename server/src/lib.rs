@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod rest;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             assets(&state),
         )
         .route("/events/usage", axum::routing::get(live::usage_events))
+        .route("/usage/export", axum::routing::get(export::console))
         .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),

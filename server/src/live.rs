@@ -24,6 +24,27 @@ pub struct UsageEventsQuery {
     organization_id: String,
 }
 
+/// The signed-in user's grant of `permission` in `organization_id`, through the one
+/// authorization core: what the console's plain axum routes (this feed, the usage export)
+/// check before they answer.
+pub async fn session_grant(
+    state: &AppState,
+    session: &Session,
+    organization_id: &str,
+    permission: Permission,
+) -> Result<app::access::ssr::Grant, AppError> {
+    let user_id = session_user_id(&state.db, session, &state.config)
+        .await?
+        .ok_or_else(AppError::unauthenticated)?;
+    authorize(
+        &state.db,
+        &Principal::User { user_id },
+        organization_id,
+        permission,
+    )
+    .await
+}
+
 pub async fn usage_events(
     State(state): State<AppState>,
     session: Session,
@@ -36,14 +57,9 @@ pub async fn usage_events(
         )
         .into_response();
     };
-    let user_id = match session_user_id(&state.db, &session, &state.config).await {
-        Ok(Some(user_id)) => user_id,
-        Ok(None) => return AppError::unauthenticated().into_response(),
-        Err(e) => return e.into_response(),
-    };
-    let grant = match authorize(
-        &state.db,
-        &Principal::User { user_id },
+    let grant = match session_grant(
+        &state,
+        &session,
         &query.organization_id,
         Permission::UsageRead,
     )

@@ -265,7 +265,8 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
     let import = json!([{"name": "p", "category": "admin"}]).to_string();
     match endpoint {
         "list_keys" | "organization_members" => (f(&[("organization_id", org)]), false),
-        "usage_series" | "usage_overview" => {
+        "key_usage" => (f(&[("organization_id", org), ("key_id", &w.strong)]), false),
+        "usage_series" | "usage_overview" | "usage_errors" => {
             (f(&[("organization_id", org), ("range", "1h")]), false)
         }
         "get_key" | "key_history" => (f(&[("organization_id", org), ("key_id", &w.strong)]), false),

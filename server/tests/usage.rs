@@ -620,6 +620,7 @@ fn entry(at: i64, org: &str, key: &str, route: &str, status: u16) -> app::usage:
         route: route.into(),
         status,
         error_code: None,
+        error_message: None,
         latency_us: 1000,
         client_ip: None,
         user_agent: None,

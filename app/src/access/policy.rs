@@ -53,6 +53,12 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("list_outbox", Guard::Instance(Permission::UsersRead)),
     ("usage_series", Guard::Org(Permission::UsageRead)),
     ("usage_overview", Guard::Org(Permission::UsageRead)),
+    ("usage_errors", Guard::Org(Permission::UsageRead)),
+    ("key_usage", Guard::Org(Permission::UsageRead)),
+    (
+        "usage_by_organization",
+        Guard::Instance(Permission::UsersRead),
+    ),
     ("create_plan", Guard::Instance(Permission::PlansWrite)),
     ("update_plan", Guard::Instance(Permission::PlansWrite)),
     ("delete_plan", Guard::Instance(Permission::PlansWrite)),

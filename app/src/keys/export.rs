@@ -9,7 +9,7 @@ pub const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
 
 /// A cell as written to CSV: one that a spreadsheet would run as a formula gets a leading `'`
 /// (OWASP's advice); our import takes it off again.
-fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
     if s.starts_with(FORMULA_STARTS) {
         format!("'{s}").into()
     } else {

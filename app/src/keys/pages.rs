@@ -646,6 +646,7 @@ pub fn KeyPage() -> impl IntoView {
                             {k.rolled_to_key_id.clone().map(|to| view! { <dt>"Rolled to"</dt><dd><A href=format!("/keys/{}/{to}", k.organization_id)>{to.clone()}</A></dd> })}
                         </dl>
                         <div class="actions" role="group" aria-label="Key actions"><KeyActions key=k.clone() org status roll /></div>
+                        <crate::usage::pages::KeyUsageSection key_id=k.id.clone() org refresh=Signal::derive(move || set_limit.version().get()) />
                         <crate::usage::pages::KeyLimitSection key=k.clone() org set_limit />
                         <KeySettings key=k org update />
                     }

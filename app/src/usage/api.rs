@@ -4,7 +4,7 @@
 
 #[cfg(feature = "ssr")]
 use super::PlanInput;
-use super::{Plan, RequestSeries, UsageSummary};
+use super::{ErrorReport, KeyLimitUsage, OrgTotal, Plan, RequestSeries, UsageSummary};
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -127,5 +127,54 @@ pub async fn usage_overview(
         )
         .await
     })
+    .await
+}
+
+/// The errors page: errors over time (with each bucket's error rate), top error codes, failing
+/// keys and routes, and the latest errors with their messages, for a range and filters.
+#[server(prefix = "/rpc", endpoint = "usage_errors")]
+pub async fn usage_errors(
+    organization_id: String,
+    range: String,
+    #[server(default)] key_id: String,
+    #[server(default)] route: String,
+    #[server(default)] tz_offset_minutes: i32,
+) -> Result<ErrorReport, AppError> {
+    let (caller, grant) = crate::access::guard::guard_in("usage_errors", &organization_id).await?;
+    crate::ssr::respond(async move {
+        let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
+        super::stats::errors(
+            &caller.state.db,
+            &grant.organization_id,
+            range,
+            &filter,
+            crate::ssr::db::now_ms(),
+            tz_offset_minutes,
+        )
+        .await
+    })
+    .await
+}
+
+/// Every organization's totals over a range: instance admins only.
+#[server(prefix = "/rpc", endpoint = "usage_by_organization")]
+pub async fn usage_by_organization(range: String) -> Result<Vec<OrgTotal>, AppError> {
+    let caller = crate::access::guard::guard("usage_by_organization").await?;
+    crate::ssr::respond(async move {
+        let (range, _) = super::stats::parse_view(&range, "", "")?;
+        super::stats::org_totals(&caller.state.db, range, crate::ssr::db::now_ms()).await
+    })
+    .await
+}
+
+/// A key's use of its limit now, and its traffic in the last 24 hours.
+#[server(prefix = "/rpc", endpoint = "key_usage")]
+pub async fn key_usage(organization_id: String, key_id: String) -> Result<KeyLimitUsage, AppError> {
+    let (caller, grant) = crate::access::guard::guard_in("key_usage", &organization_id).await?;
+    crate::ssr::respond(super::ssr::key_usage(
+        &caller.state,
+        &grant.organization_id,
+        &key_id,
+    ))
     .await
 }

@@ -6,10 +6,10 @@
 //! drawn after it disappeared; a redraw here replaces the whole option instead
 //! (`setOption(option, true)`, ECharts' `notMerge`).
 
-use super::RequestSeries;
+use super::{ErrorReport, RequestSeries};
 use charming::component::{Axis, Legend};
 use charming::element::{AxisType, Tooltip, Trigger};
-use charming::series::Bar;
+use charming::series::{Bar, Line};
 use charming::{Chart, WasmRenderer};
 use std::cell::RefCell;
 use wasm_bindgen::closure::Closure;
@@ -107,9 +107,60 @@ pub fn chart_of(s: &RequestSeries) -> Chart {
         )
 }
 
+/// The errors chart: failed requests stacked by class, and the error rate (percent, right axis).
+pub fn errors_chart_of(r: &ErrorReport) -> Chart {
+    let s = &r.series;
+    let with_day = s.bucket_ms >= 3_600_000;
+    let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day)).collect();
+    Chart::new()
+        .tooltip(Tooltip::new().trigger(Trigger::Axis))
+        .legend(Legend::new())
+        .x_axis(Axis::new().type_(AxisType::Category).data(labels))
+        .y_axis(
+            Axis::new()
+                .type_(AxisType::Value)
+                .min_interval(1)
+                .name("failed"),
+        )
+        .y_axis(Axis::new().type_(AxisType::Value).min(0).max(100).name("%"))
+        .series(
+            Bar::new()
+                .name("4xx")
+                .stack("errors")
+                .data(s.client_errors.clone()),
+        )
+        .series(
+            Bar::new()
+                .name("429")
+                .stack("errors")
+                .data(s.rate_limited.clone()),
+        )
+        .series(
+            Bar::new()
+                .name("5xx")
+                .stack("errors")
+                .data(s.server_errors.clone()),
+        )
+        .series(
+            Line::new()
+                .name("error rate %")
+                .y_axis_index(1)
+                .data(r.error_rate.clone()),
+        )
+}
+
 /// Draws `series` in the element `id`: a new ECharts instance the first time (or when the
 /// element was replaced), the whole option replaced afterwards.
 pub async fn draw(id: &str, series: &RequestSeries) -> Result<(), JsValue> {
+    draw_chart(id, chart_of(series)).await
+}
+
+/// Draws the errors chart of `report` in the element `id` (see [`draw`]).
+pub async fn draw_errors(id: &str, report: &ErrorReport) -> Result<(), JsValue> {
+    draw_chart(id, errors_chart_of(report)).await
+}
+
+async fn draw_chart(id: &str, chart: Chart) -> Result<(), JsValue> {
     ensure_echarts().await?;
     let document = web_sys::window()
         .and_then(|w| w.document())
@@ -117,7 +168,6 @@ pub async fn draw(id: &str, series: &RequestSeries) -> Result<(), JsValue> {
     let Some(element) = document.get_element_by_id(id) else {
         return Ok(()); // The page moved on.
     };
-    let chart = chart_of(series);
     DRAWN.with(|drawn| {
         let mut drawn = drawn.borrow_mut();
         if let Some((old, instance)) = drawn.as_ref() {
@@ -180,4 +230,81 @@ impl Drop for LiveFeed {
     fn drop(&mut self) {
         self.source.close();
     }
+}
+
+/// Fetches an export from `url`, reporting (rows received, rows in all) as the body arrives
+/// (the server sends the count in `X-Keyward-Rows`; both formats end each row with a line
+/// break), then hands the file to the browser as a download named `file`. Returns the rows.
+pub async fn download(
+    url: &str,
+    file: &str,
+    json: bool,
+    mut on_progress: impl FnMut(i64, i64),
+) -> Result<i64, JsValue> {
+    use wasm_bindgen_futures::JsFuture;
+    let window = web_sys::window().ok_or_else(|| js_error("no window"))?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await?
+        .dyn_into()?;
+    if !response.ok() {
+        let text = JsFuture::from(response.text()?)
+            .await?
+            .as_string()
+            .unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("the server answered {}", response.status()));
+        return Err(JsValue::from_str(&message));
+    }
+    let all: i64 = response
+        .headers()
+        .get("x-keyward-rows")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    on_progress(0, all);
+    let body = response.body().ok_or_else(|| js_error("no body"))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().dyn_into()?;
+    let chunks = js_sys::Array::new();
+    let mut lines = 0i64;
+    // Lines before the first row: CSV's header; JSON's rows each start on a new line.
+    let before = if json { 0 } else { 1 };
+    loop {
+        let step = JsFuture::from(reader.read()).await?;
+        if js_sys::Reflect::get(&step, &JsValue::from_str("done"))?.is_truthy() {
+            break;
+        }
+        let chunk: js_sys::Uint8Array =
+            js_sys::Reflect::get(&step, &JsValue::from_str("value"))?.dyn_into()?;
+        lines += chunk.to_vec().iter().filter(|b| **b == b'\n').count() as i64;
+        chunks.push(&chunk);
+        on_progress((lines - before).clamp(0, all), all);
+    }
+    let kind = response
+        .headers()
+        .get("content-type")?
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(&kind);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&chunks, &options)?;
+    let href = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let document = window.document().ok_or_else(|| js_error("no document"))?;
+    let link: web_sys::HtmlAnchorElement = document.create_element("a")?.dyn_into()?;
+    link.set_href(&href);
+    link.set_download(file);
+    document
+        .body()
+        .ok_or_else(|| js_error("no body"))?
+        .append_child(&link)?;
+    link.click();
+    link.remove();
+    // Give the browser a moment to start the download before the URL goes.
+    leptos::prelude::set_timeout(
+        move || {
+            let _ = web_sys::Url::revoke_object_url(&href);
+        },
+        std::time::Duration::from_secs(60),
+    );
+    on_progress(all, all);
+    Ok(all)
 }

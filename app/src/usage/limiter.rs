@@ -135,6 +135,50 @@ impl RateLimiter {
         Ok(self.admit(&mut st, limit, now, granted - 1))
     }
 
+    /// How much of `limit` the key has used in the window ending `now`, without spending
+    /// anything: the shared count less what this instance leased and has not spent (another
+    /// instance's unspent lease counts until it is given back, within one bucket). `remaining`
+    /// and `reset_ms` mean what the `RateLimit-*` headers mean.
+    pub async fn usage(&self, key_id: &str, limit: Limit, now: i64) -> Result<Decision, AppError> {
+        let rows = sqlx::query(
+            "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3 order by bucket_start",
+        )
+        .bind(key_id)
+        .bind(now - limit.window_ms)
+        .bind(now)
+        .fetch_all(&self.db.reader)
+        .await?;
+        let mut view = Counts::default();
+        for r in &rows {
+            let start: i64 = r.try_get("bucket_start")?;
+            let n: i64 = r.try_get("admitted")?;
+            view.add(&limit, start, n.max(0) as u64);
+        }
+        let state = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.get(key_id).cloned()
+        };
+        if let Some(state) = state {
+            let st = state.lock().await;
+            if let (Some(lease), Some(held)) = (st.lease, st.limit) {
+                if held == limit && lease.bucket == limit.bucket_start(now) {
+                    view.give_back(lease.bucket, lease.left);
+                }
+            }
+        }
+        let used = view.counted(&limit, now);
+        Ok(Decision {
+            admitted: used < limit.limit,
+            limit: limit.limit,
+            remaining: limit.limit.saturating_sub(used),
+            reset_ms: if used == 0 {
+                0
+            } else {
+                view.ms_until_at_most(&limit, now, used - 1)
+            },
+        })
+    }
+
     fn admit(&self, st: &mut KeyState, limit: Limit, now: i64, left: u64) -> Decision {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         let counted = st.view.counted(&limit, now);

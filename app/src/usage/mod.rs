@@ -8,6 +8,8 @@ pub mod api;
 #[cfg(feature = "hydrate")]
 pub mod chart;
 #[cfg(feature = "ssr")]
+pub mod export;
+#[cfg(feature = "ssr")]
 pub mod limiter;
 #[cfg(feature = "ssr")]
 pub mod log;
@@ -164,6 +166,59 @@ pub struct RecentError {
     pub route: String,
     pub status: i64,
     pub code: Option<String>,
+    /// The message the client was answered with.
+    pub message: Option<String>,
+}
+
+/// The errors page (and `GET /api/v1/usage/errors`): errors over time and where they come from.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    /// The requests of the range, split by status class, every bucket present.
+    pub series: RequestSeries,
+    /// Per bucket: answers 4xx and 5xx (429 included) as a percentage of its requests (0 when
+    /// it had none).
+    pub error_rate: Vec<f64>,
+    pub requests: i64,
+    pub errors: i64,
+    pub top_codes: Vec<Count>,
+    /// Keys and routes by number of failed requests.
+    pub top_keys: Vec<Count>,
+    pub top_routes: Vec<Count>,
+    /// The latest failed requests (at most 50), newest first.
+    pub recent: Vec<RecentError>,
+}
+
+/// One organization's requests over a range, for instance admins.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgTotal {
+    pub organization_id: String,
+    pub name: String,
+    pub requests: i64,
+    pub errors: i64,
+    /// Keys that made at least one request in the range.
+    pub keys: i64,
+}
+
+/// A key's use of its rate limit in the window ending now, and its recent traffic.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyLimitUsage {
+    pub key_id: String,
+    /// The limit in force (the key's own, else its plan's).
+    pub limit: i64,
+    pub window_seconds: i64,
+    /// Requests counted against the limit in the window ending now. With several instances
+    /// this includes tokens another instance has reserved but not spent yet (they are given
+    /// back within one bucket, 1/60 of the window).
+    pub used: i64,
+    pub remaining: i64,
+    /// Seconds until the count goes down (0 when nothing is counted).
+    pub reset_seconds: i64,
+    /// Requests and failed requests logged in the last 24 hours.
+    pub requests_24h: i64,
+    pub errors_24h: i64,
 }
 
 /// What the usage page and `GET /api/v1/usage` summarize for a range and filters.

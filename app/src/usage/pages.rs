@@ -1,13 +1,15 @@
-//! Plans in the console: the catalog page (everyone signed in reads it; `plans:write` edits
-//! it) and the rate-limit section of a key's page.
+//! Usage in the console: the plans catalog (everyone signed in reads it; `plans:write` edits
+//! it), a key's limit and its use on the key's page, the usage page (chart, summary, export,
+//! per-organization totals for instance admins) and the errors page.
 
 use super::api::{list_plans, CreatePlan, DeletePlan, UpdatePlan};
-use super::{describe, Plan};
+use super::{describe, Plan, RequestSeries};
 use crate::keys::api::SetKeyLimit;
 use crate::keys::{ApiKey, KeyStatus};
 use crate::ui::{action_error, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::A;
 
 #[component]
 pub fn PlansPage() -> impl IntoView {
@@ -273,10 +275,31 @@ pub fn KeyLimitSection(
 /// filters, drawn with charming and kept live by server push.
 #[component]
 pub fn UsagePage() -> impl IntoView {
-    let orgs = Resource::new(|| (), |_| crate::orgs::api::my_organizations());
     view! {
         <Title text="Usage" />
         <h1>"Usage"</h1>
+        <p><A href="/usage/errors">"Errors"</A></p>
+        <WithUsageOrgs render=|orgs| view! { <OrgUsage orgs /> }.into_any() />
+    }
+}
+
+/// Errors: failed requests over time with the error rate, top error codes, failing keys and
+/// routes, and the latest errors with their messages; the same filters as the usage page.
+#[component]
+pub fn ErrorsPage() -> impl IntoView {
+    view! {
+        <Title text="Errors" />
+        <h1>"Errors"</h1>
+        <p><A href="/usage">"Usage"</A></p>
+        <WithUsageOrgs render=|orgs| view! { <OrgErrors orgs /> }.into_any() />
+    }
+}
+
+/// Renders `render` with the organizations whose usage the user may read.
+#[component]
+fn WithUsageOrgs(render: fn(Vec<crate::orgs::OrgMembership>) -> AnyView) -> impl IntoView {
+    let orgs = Resource::new(|| (), |_| crate::orgs::api::my_organizations());
+    view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match orgs.await {
@@ -288,7 +311,7 @@ pub fn UsagePage() -> impl IntoView {
                         if orgs.is_empty() {
                             view! { <p>"You cannot see the usage of any organization."</p> }.into_any()
                         } else {
-                            view! { <OrgUsage orgs /> }.into_any()
+                            render(orgs)
                         }
                     }
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
@@ -303,7 +326,6 @@ const CHART_ID: &str = "requests-chart";
 #[component]
 fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
     use super::api::usage_series;
-    use super::Range;
     let org = RwSignal::new(orgs[0].organization_id.clone());
     let range = RwSignal::new("1h".to_string());
     let key = RwSignal::new(String::new());
@@ -324,19 +346,7 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
         },
         |(org, range, key, route, tz, _)| usage_series(org, range, key, route, tz),
     );
-    let keys = Resource::new(
-        move || org.get(),
-        |org| {
-            crate::keys::api::list_keys(
-                org,
-                crate::keys::KeyQuery {
-                    per_page: Some(100),
-                    sort: Some("name".into()),
-                    ..Default::default()
-                },
-            )
-        },
-    );
+    let keys = keys_of(org);
     #[cfg(feature = "hydrate")]
     {
         tz.set(super::chart::tz_offset_minutes());
@@ -350,59 +360,10 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
                 });
             }
         });
-        // Live: refetch when the server says new requests were written (at most every 500 ms).
-        Effect::new(
-            move |previous: Option<send_wrapper::SendWrapper<Option<super::chart::LiveFeed>>>| {
-                drop(previous);
-                let pending = std::rc::Rc::new(std::cell::Cell::new(false));
-                let feed = super::chart::LiveFeed::open(&org.get(), move || {
-                    if pending.replace(true) {
-                        return;
-                    }
-                    let pending = pending.clone();
-                    leptos::prelude::set_timeout(
-                        move || {
-                            pending.set(false);
-                            refresh.update(|n| *n += 1);
-                        },
-                        std::time::Duration::from_millis(500),
-                    );
-                });
-                send_wrapper::SendWrapper::new(feed)
-            },
-        );
+        live_refresh(org, refresh);
     }
-    let on_select =
-        |signal: RwSignal<String>| move |ev: leptos::ev::Event| signal.set(event_target_value(&ev));
     view! {
-        <section class="filters" role="search" aria-label="Usage filters">
-            <label for="usage-org">"Organization"</label>
-            <select id="usage-org" on:change=move |ev| { org.set(event_target_value(&ev)); key.set(String::new()); route.set(String::new()); }>
-                {orgs.iter().map(|o| view! { <option value=o.organization_id.clone()>{o.name.clone()}</option> }).collect_view()}
-            </select>
-            <label for="usage-range">"Range"</label>
-            <select id="usage-range" on:change=on_select(range)>
-                {Range::ALL.iter().map(|r| view! { <option value=r.as_str()>{r.label()}</option> }).collect_view()}
-            </select>
-            <label for="usage-key">"Key"</label>
-            <select id="usage-key" on:change=on_select(key) prop:value=move || key.get()>
-                <option value="">"All keys"</option>
-                <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        keys.await.map(|list| list.data.into_iter().map(|k| view! { <option value=k.id.clone()>{k.name.clone()}</option> }).collect_view()).ok()
-                    })}
-                </Transition>
-            </select>
-            <label for="usage-route">"Route"</label>
-            <select id="usage-route" on:change=on_select(route) prop:value=move || route.get()>
-                <option value="">"All routes"</option>
-                <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        series.await.map(|s| s.routes.into_iter().map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view()).ok()
-                    })}
-                </Transition>
-            </select>
-        </section>
+        <UsageFilters orgs org range key route keys series />
         <section class="card" role="region" aria-label="Requests over time">
             <h2>"Requests over time"</h2>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -424,6 +385,74 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
             <div id=CHART_ID class="chart" role="img" aria-label="Requests over time, stacked by status class"></div>
         </section>
         <UsageSummarySection org range key route refresh />
+        <ExportSection org range key route tz />
+        <OrgTotalsSection range />
+    }
+}
+
+/// The keys of an organization, for a filter.
+fn keys_of(
+    org: RwSignal<String>,
+) -> Resource<Result<crate::keys::KeyList, crate::error::AppError>> {
+    Resource::new(
+        move || org.get(),
+        |org| {
+            crate::keys::api::list_keys(
+                org,
+                crate::keys::KeyQuery {
+                    per_page: Some(100),
+                    sort: Some("name".into()),
+                    ..Default::default()
+                },
+            )
+        },
+    )
+}
+
+/// Organization, range, key and route: the filters of the usage and errors pages.
+#[component]
+fn UsageFilters(
+    orgs: Vec<crate::orgs::OrgMembership>,
+    org: RwSignal<String>,
+    range: RwSignal<String>,
+    key: RwSignal<String>,
+    route: RwSignal<String>,
+    keys: Resource<Result<crate::keys::KeyList, crate::error::AppError>>,
+    /// Whose routes fill the route filter.
+    series: Resource<Result<RequestSeries, crate::error::AppError>>,
+) -> impl IntoView {
+    use super::Range;
+    let on_select =
+        |signal: RwSignal<String>| move |ev: leptos::ev::Event| signal.set(event_target_value(&ev));
+    view! {
+        <section class="filters" role="search" aria-label="Usage filters">
+            <label for="usage-org">"Organization"</label>
+            <select id="usage-org" on:change=move |ev| { org.set(event_target_value(&ev)); key.set(String::new()); route.set(String::new()); }>
+                {orgs.iter().map(|o| view! { <option value=o.organization_id.clone()>{o.name.clone()}</option> }).collect_view()}
+            </select>
+            <label for="usage-range">"Range"</label>
+            <select id="usage-range" on:change=on_select(range) prop:value=move || range.get()>
+                {Range::ALL.iter().map(|r| view! { <option value=r.as_str()>{r.label()}</option> }).collect_view()}
+            </select>
+            <label for="usage-key">"Key"</label>
+            <select id="usage-key" on:change=on_select(key) prop:value=move || key.get()>
+                <option value="">"All keys"</option>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        keys.await.map(|list| list.data.into_iter().map(|k| view! { <option value=k.id.clone()>{k.name.clone()}</option> }).collect_view()).ok()
+                    })}
+                </Transition>
+            </select>
+            <label for="usage-route">"Route"</label>
+            <select id="usage-route" on:change=on_select(route) prop:value=move || route.get()>
+                <option value="">"All routes"</option>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        series.await.map(|s| s.routes.into_iter().map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view()).ok()
+                    })}
+                </Transition>
+            </select>
+        </section>
     }
 }
 
@@ -449,23 +478,6 @@ fn UsageSummarySection(
         },
         |(org, range, key, route, _)| super::api::usage_overview(org, range, key, route),
     );
-    let counts = |title: &'static str, items: Vec<super::Count>| {
-        view! {
-            <div>
-                <h3>{title}</h3>
-                {if items.is_empty() {
-                    view! { <p class="muted">"None"</p> }.into_any()
-                } else {
-                    view! {
-                        <ol aria-label=title>
-                            {items.into_iter().map(|c| view! { <li>{format!("{} — {}", c.label, c.requests)}</li> }).collect_view()}
-                        </ol>
-                    }
-                    .into_any()
-                }}
-            </div>
-        }
-    };
     view! {
         <section class="card" role="region" aria-label="Summary">
             <h2>"Summary"</h2>
@@ -480,40 +492,349 @@ fn UsageSummarySection(
                                 <dt>"Latency p50 / p95 / p99"</dt><dd>{format!("{:.1} / {:.1} / {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms)}</dd>
                             </dl>
                             <div class="columns">
-                                {counts("Top keys", s.top_keys)}
-                                {counts("Top routes", s.top_routes)}
-                                {counts("Top error codes", s.top_error_codes)}
+                                {count_list("Top keys", s.top_keys)}
+                                {count_list("Top routes", s.top_routes)}
+                                {count_list("Top error codes", s.top_error_codes)}
                             </div>
                             <h3>"Recent errors"</h3>
-                            <table aria-label="Recent errors">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"Time"</th>
-                                        <th scope="col">"Request"</th>
-                                        <th scope="col">"Status"</th>
-                                        <th scope="col">"Code"</th>
-                                        <th scope="col">"Route"</th>
-                                        <th scope="col">"Request id"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {s.recent_errors.into_iter().map(|e| view! {
-                                        <tr>
-                                            <td>{e.at}</td>
-                                            <td>{e.method}</td>
-                                            <td>{e.status}</td>
-                                            <td>{e.code.unwrap_or_default()}</td>
-                                            <td><code>{e.route}</code></td>
-                                            <td><code>{e.request_id}</code></td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
+                            {errors_table("Recent errors", s.recent_errors)}
                         }
                         .into_any(),
                     }
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// Live: bumps `refresh` when the server says new requests of `org` were written (at most every
+/// 500 ms), so the page refetches without a reload.
+#[cfg(feature = "hydrate")]
+fn live_refresh(org: RwSignal<String>, refresh: RwSignal<u64>) {
+    Effect::new(
+        move |previous: Option<send_wrapper::SendWrapper<Option<super::chart::LiveFeed>>>| {
+            drop(previous);
+            let pending = std::rc::Rc::new(std::cell::Cell::new(false));
+            let feed = super::chart::LiveFeed::open(&org.get(), move || {
+                if pending.replace(true) {
+                    return;
+                }
+                let pending = pending.clone();
+                leptos::prelude::set_timeout(
+                    move || {
+                        pending.set(false);
+                        refresh.update(|n| *n += 1);
+                    },
+                    std::time::Duration::from_millis(500),
+                );
+            });
+            send_wrapper::SendWrapper::new(feed)
+        },
+    );
+}
+
+/// A list of counts under a heading ("None" when empty).
+fn count_list(title: &'static str, items: Vec<super::Count>) -> impl IntoView {
+    view! {
+        <div>
+            <h3>{title}</h3>
+            {if items.is_empty() {
+                view! { <p class="muted">"None"</p> }.into_any()
+            } else {
+                view! {
+                    <ol aria-label=title>
+                        {items.into_iter().map(|c| view! { <li>{format!("{} — {}", c.label, c.requests)}</li> }).collect_view()}
+                    </ol>
+                }
+                .into_any()
+            }}
+        </div>
+    }
+}
+
+/// The latest failed requests, with their messages.
+fn errors_table(label: &'static str, errors: Vec<super::RecentError>) -> impl IntoView {
+    view! {
+        <table aria-label=label>
+            <thead>
+                <tr>
+                    <th scope="col">"Time"</th>
+                    <th scope="col">"Request"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Code"</th>
+                    <th scope="col">"Message"</th>
+                    <th scope="col">"Route"</th>
+                    <th scope="col">"Request id"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {errors.into_iter().map(|e| view! {
+                    <tr>
+                        <td>{e.at}</td>
+                        <td>{e.method}</td>
+                        <td>{e.status}</td>
+                        <td>{e.code.unwrap_or_default()}</td>
+                        <td>{e.message.unwrap_or_default()}</td>
+                        <td><code>{e.route}</code></td>
+                        <td><code>{e.request_id}</code></td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+const ERRORS_CHART_ID: &str = "errors-chart";
+
+#[component]
+fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
+    use super::api::{usage_errors, usage_series};
+    let org = RwSignal::new(orgs[0].organization_id.clone());
+    let range = RwSignal::new("24h".to_string());
+    let key = RwSignal::new(String::new());
+    let route = RwSignal::new(String::new());
+    let tz = RwSignal::new(0i32);
+    let refresh = RwSignal::new(0u64);
+    let report = Resource::new(
+        move || {
+            (
+                org.get(),
+                range.get(),
+                key.get(),
+                route.get(),
+                tz.get(),
+                refresh.get(),
+            )
+        },
+        |(org, range, key, route, tz, _)| usage_errors(org, range, key, route, tz),
+    );
+    // The route filter lists every route of the range, failing or not.
+    let series = Resource::new(
+        move || (org.get(), range.get(), refresh.get()),
+        |(org, range, _)| usage_series(org, range, String::new(), String::new(), 0),
+    );
+    let keys = keys_of(org);
+    #[cfg(feature = "hydrate")]
+    {
+        tz.set(super::chart::tz_offset_minutes());
+        Effect::new(move |_| {
+            if let Some(Ok(r)) = report.get() {
+                leptos::task::spawn_local(async move {
+                    if let Err(e) = super::chart::draw_errors(ERRORS_CHART_ID, &r).await {
+                        leptos::logging::warn!("chart not drawn: {e:?}");
+                    }
+                });
+            }
+        });
+        live_refresh(org, refresh);
+    }
+    view! {
+        <UsageFilters orgs org range key route keys series />
+        <section class="card" role="region" aria-label="Error rate over time">
+            <h2>"Error rate over time"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match report.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(r) => {
+                            let rate = if r.requests > 0 { r.errors as f64 * 100.0 / r.requests as f64 } else { 0.0 };
+                            view! {
+                                <p role="status" data-testid="errors-total">{format!("{} failed of {} requests ({rate:.1} %)", r.errors, r.requests)}</p>
+                            }
+                            .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+            <div id=ERRORS_CHART_ID class="chart" role="img" aria-label="Failed requests by status class, and the error rate"></div>
+        </section>
+        <section class="card" role="region" aria-label="Where errors come from">
+            <h2>"Where errors come from"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match report.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(r) => view! {
+                            <div class="columns">
+                                {count_list("Top error codes", r.top_codes)}
+                                {count_list("Failing keys", r.top_keys)}
+                                {count_list("Failing routes", r.top_routes)}
+                            </div>
+                            <h3>"Latest errors"</h3>
+                            {errors_table("Latest errors", r.recent)}
+                        }
+                        .into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// A key's use of its limit now and its last 24 hours, on the key's page.
+#[component]
+pub fn KeyUsageSection(
+    key_id: String,
+    #[prop(into)] org: Signal<String>,
+    /// Changes when the key's limit was saved.
+    #[prop(into)]
+    refresh: Signal<usize>,
+) -> impl IntoView {
+    let usage = Resource::new(
+        move || (org.get(), key_id.clone(), refresh.get()),
+        |(org, key, _)| super::api::key_usage(org, key),
+    );
+    view! {
+        <section class="card" role="region" aria-label="Usage against the limit">
+            <h2>"Usage"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match usage.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(u) => {
+                            let reset = if u.reset_seconds > 0 { format!("; the count goes down in {} s", u.reset_seconds) } else { String::new() };
+                            view! {
+                                <p data-testid="key-usage">{format!("{} of {} used in the current window ({}), {} left{reset}", u.used, u.limit, describe(u.limit, u.window_seconds), u.remaining)}</p>
+                                <meter aria-label="Share of the limit used" min="0" max=u.limit value=u.used high=u.limit * 8 / 10 optimum="0"></meter>
+                                <p>{format!("Last 24 hours: {} requests, {} failed", u.requests_24h, u.errors_24h)}</p>
+                            }
+                            .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// CSV and JSON export of the range and filters, streamed, with a progress bar.
+#[component]
+fn ExportSection(
+    org: RwSignal<String>,
+    range: RwSignal<String>,
+    key: RwSignal<String>,
+    route: RwSignal<String>,
+    tz: RwSignal<i32>,
+) -> impl IntoView {
+    // (rows received, rows in all) while an export runs or after it ended.
+    let progress = RwSignal::new(None::<(i64, i64)>);
+    let message = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let start = move |format: &'static str| {
+        let url = format!(
+            "/usage/export?organization_id={}&range={}&key_id={}&route={}&tz_offset_minutes={}&format={format}",
+            urlencode(&org.get_untracked()),
+            urlencode(&range.get_untracked()),
+            urlencode(&key.get_untracked()),
+            urlencode(&route.get_untracked()),
+            tz.get_untracked()
+        );
+        let file = format!(
+            "usage-{}-{}.{format}",
+            org.get_untracked(),
+            range.get_untracked()
+        );
+        busy.set(true);
+        progress.set(Some((0, 0)));
+        message.set("Exporting…".into());
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let outcome = super::chart::download(&url, &file, format == "json", move |got, all| {
+                progress.set(Some((got, all)))
+            })
+            .await;
+            busy.set(false);
+            match outcome {
+                Ok(rows) => message.set(format!("Exported {rows} rows to {file}.")),
+                Err(e) => message.set(format!(
+                    "The export failed: {}",
+                    e.as_string().unwrap_or_else(|| "network error".into())
+                )),
+            }
+        });
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (url, file);
+    };
+    view! {
+        <section class="card" role="region" aria-label="Export">
+            <h2>"Export"</h2>
+            <p class="muted">"The per-minute statistics of the range and filters above (requests and mean latency per minute, key, route and status class)."</p>
+            <div class="actions">
+                <button type="button" on:click=move |_| start("csv") disabled=move || busy.get()>"Export CSV"</button>
+                <button type="button" on:click=move |_| start("json") disabled=move || busy.get()>"Export JSON"</button>
+            </div>
+            <Show when=move || progress.get().is_some()>
+                <progress aria-label="Export progress" max=move || progress.get().map_or(1, |(_, all)| all.max(1)) value=move || progress.get().map_or(0, |(got, _)| got)></progress>
+                <p role="status" data-testid="export-status">{move || {
+                    let (got, all) = progress.get().unwrap_or_default();
+                    if busy.get() { format!("{} — {got} of {all} rows", message.get()) } else { message.get() }
+                }}</p>
+            </Show>
+        </section>
+    }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every organization's totals over the range: instance admins only (others never see it,
+/// and the server refuses them). One resource, created with the page on both sides, that
+/// asks the server only for admins.
+#[component]
+fn OrgTotalsSection(range: RwSignal<String>) -> impl IntoView {
+    let auth = crate::ui::use_auth();
+    let totals = Resource::new(
+        move || range.get(),
+        move |range| async move {
+            let admin = auth
+                .user
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|u| u.can(crate::access::Permission::UsersRead));
+            if admin {
+                super::api::usage_by_organization(range).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match totals.await {
+                    Ok(None) => ().into_any(),
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    Ok(Some(rows)) => view! {
+                        <section class="card" role="region" aria-label="Organizations">
+                            <h2>"All organizations"</h2>
+                            <table aria-label="Requests by organization">
+                                <thead><tr>
+                                    <th scope="col">"Organization"</th>
+                                    <th scope="col">"Requests"</th>
+                                    <th scope="col">"Failed"</th>
+                                    <th scope="col">"Active keys"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {rows.into_iter().map(|o| view! {
+                                        <tr><td>{o.name}</td><td>{o.requests}</td><td>{o.errors}</td><td>{o.keys}</td></tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </section>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
     }
 }

@@ -233,3 +233,45 @@ pub async fn require(db: &Db, plan_id: &str) -> Result<(), AppError> {
             _ => e,
         })
 }
+
+/// `key_id`'s use of its limit now (see [`super::limiter::RateLimiter::usage`]) and its
+/// traffic in the last 24 hours; `not_found` unless the key belongs to `organization_id`.
+pub async fn key_usage(
+    state: &crate::ssr::AppState,
+    organization_id: &str,
+    key_id: &str,
+) -> Result<super::KeyLimitUsage, AppError> {
+    let row = sqlx::query(
+        "select coalesce(k.rate_limit, p.request_limit, 100) as l,
+                coalesce(k.rate_window_seconds, p.window_seconds, 3600) as w
+         from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, $3)
+         where k.api_key_id = $1 and k.organization_id = $2",
+    )
+    .bind(key_id)
+    .bind(organization_id)
+    .bind(super::DEFAULT_PLAN_ID)
+    .fetch_optional(&state.db.reader)
+    .await?
+    .ok_or_else(|| AppError::not_found("key"))?;
+    let (limit, window): (i64, i64) = (row.try_get("l")?, row.try_get("w")?);
+    let now = now_ms();
+    let decision = super::limiter::RateLimiter::of(state)?
+        .usage(
+            key_id,
+            super::window::Limit::new(limit.max(1) as u64, window.max(1)),
+            now,
+        )
+        .await?;
+    let (requests_24h, errors_24h) =
+        super::stats::key_traffic(&state.db, key_id, now - 86_400_000).await?;
+    Ok(super::KeyLimitUsage {
+        key_id: key_id.to_string(),
+        limit,
+        window_seconds: window,
+        used: (decision.limit - decision.remaining) as i64,
+        remaining: decision.remaining as i64,
+        reset_seconds: (decision.reset_ms.max(0) + 999) / 1000,
+        requests_24h,
+        errors_24h,
+    })
+}

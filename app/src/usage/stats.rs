@@ -1,7 +1,7 @@
 //! What the charts draw, read from the per-minute rollup (server only): never a scan of the
 //! raw log.
 
-use super::{Range, RequestSeries};
+use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
 use crate::ssr::db::Db;
 use sqlx::Row;
@@ -127,73 +127,93 @@ fn scoped<'q>(
         .bind(route)
 }
 
-/// Totals, error rate, latency percentiles, top keys, routes and error codes, and the latest
-/// errors of `organization_id` over `range` (the same window as the chart, in UTC).
-pub async fn summary(
-    db: &Db,
-    organization_id: &str,
-    range: Range,
-    filter: &Filter<'_>,
-    now: i64,
-) -> Result<super::UsageSummary, AppError> {
-    use super::{Count, RecentError, UsageSummary};
-    let (start, size, count) = buckets(range, now, 0);
-    let end = start + size * count;
-    let (key, route) = (filter.key_id.unwrap_or(""), filter.route.unwrap_or(""));
-    // Totals and top lists from the rollup.
-    const WHERE: &str = "organization_id = $1 and minute >= $2 and minute < $3 and ($4 = '' or api_key_id = $4) and ($5 = '' or route = $5)";
-    let totals = scoped(&format!(
-        "select cast(coalesce(sum(requests), 0) as bigint) as n,
-                cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
-         from usage_minute where {WHERE}"
-    ), organization_id, (start, end), key, route)
-    .fetch_one(&db.reader)
-    .await?;
-    let requests: i64 = totals.try_get("n")?;
-    let errors: i64 = totals.try_get("e")?;
-    let top = |column: &'static str| {
+/// The raw log's rows of an organization, window, key and route (`$1`–`$5` of [`scoped`]).
+const RAW: &str = "organization_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4 = '' or api_key_id = $4) and ($5 = '' or route = $5)";
+/// The rollup's rows of the same.
+const ROLLUP: &str = "organization_id = $1 and minute >= $2 and minute < $3 and ($4 = '' or api_key_id = $4) and ($5 = '' or route = $5)";
+/// Rollup rows of failed requests.
+const FAILED: &str = " and status_class <> '2xx'";
+
+/// One organization, window and filters: the top lists and recent errors read from it.
+struct View<'a> {
+    db: &'a Db,
+    organization_id: &'a str,
+    window: (i64, i64),
+    key: &'a str,
+    route: &'a str,
+}
+
+impl View<'_> {
+    fn query<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        scoped(sql, self.organization_id, self.window, self.key, self.route)
+    }
+
+    /// The five largest `column` values by requests in the rollup (`extra`: more conditions).
+    async fn top(&self, column: &str, extra: &str) -> Result<Vec<Count>, AppError> {
         let sql = format!(
-            "select {column} as name, cast(sum(requests) as bigint) as n from usage_minute where {WHERE}
+            "select {column} as name, cast(sum(requests) as bigint) as n from usage_minute where {ROLLUP}{extra}
              group by {column} order by n desc, name limit 5"
         );
-        async move {
-            let rows = scoped(&sql, organization_id, (start, end), key, route)
-                .fetch_all(&db.reader)
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    let name: String = r.try_get("name")?;
-                    Ok(Count {
-                        label: name.clone(),
-                        name,
-                        requests: r.try_get("n")?,
-                    })
-                })
-                .collect::<Result<Vec<Count>, sqlx::Error>>()
-        }
-    };
-    let mut top_keys = top("api_key_id").await?;
-    top_keys.retain(|c| !c.name.is_empty());
-    for k in &mut top_keys {
-        if let Some(name) =
-            sqlx::query_scalar::<_, String>("select name from api_key where api_key_id = $1")
-                .bind(&k.name)
-                .fetch_optional(&db.reader)
-                .await?
-        {
-            k.label = name;
-        }
+        counts(self.query(&sql).fetch_all(&self.db.reader).await?)
     }
-    let top_routes = top("route").await?;
-    // Error codes, latency and recent errors from the raw log (kept for the retention period).
-    const RAW: &str = "organization_id = $1 and occurred_at >= $2 and occurred_at < $3 and ($4 = '' or api_key_id = $4) and ($5 = '' or route = $5)";
-    let codes = scoped(&format!(
-        "select error_code as name, count(*) as n from request_log where {RAW} and error_code is not null
-         group by error_code order by n desc, name limit 5"
-    ), organization_id, (start, end), key, route)
-    .fetch_all(&db.reader)
-    .await?;
-    let top_error_codes = codes
+
+    /// [`View::top`] by key, labelled with the keys' names (requests without a key left out).
+    async fn top_keys(&self, extra: &str) -> Result<Vec<Count>, AppError> {
+        let mut keys = self.top("api_key_id", extra).await?;
+        keys.retain(|c| !c.name.is_empty());
+        for k in &mut keys {
+            if let Some(name) =
+                sqlx::query_scalar::<_, String>("select name from api_key where api_key_id = $1")
+                    .bind(&k.name)
+                    .fetch_optional(&self.db.reader)
+                    .await?
+            {
+                k.label = name;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The most frequent error codes, from the raw log.
+    async fn top_codes(&self, n: i64) -> Result<Vec<Count>, AppError> {
+        let sql = format!(
+            "select error_code as name, count(*) as n from request_log where {RAW} and error_code is not null
+             group by error_code order by n desc, name limit $6"
+        );
+        counts(self.query(&sql).bind(n).fetch_all(&self.db.reader).await?)
+    }
+
+    /// The latest failed requests, newest first.
+    async fn recent_errors(&self, n: i64) -> Result<Vec<RecentError>, AppError> {
+        let sql = format!(
+            "select request_id, occurred_at, api_key_id, method, route, status, error_code, error_message from request_log
+             where {RAW} and status >= 400 order by occurred_at desc, request_id limit $6"
+        );
+        let rows = self.query(&sql).bind(n).fetch_all(&self.db.reader).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(RecentError {
+                    request_id: r.try_get("request_id")?,
+                    at: crate::ssr::db::rfc3339(r.try_get("occurred_at")?),
+                    key_id: r.try_get("api_key_id")?,
+                    method: r.try_get("method")?,
+                    route: r.try_get("route")?,
+                    status: r.try_get("status")?,
+                    code: r.try_get("error_code")?,
+                    message: r.try_get("error_message")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+}
+
+/// `name`, `n` rows as counts labelled with their names.
+fn counts(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<Count>, AppError> {
+    Ok(rows
         .iter()
         .map(|r| {
             let name: String = r.try_get("name")?;
@@ -203,7 +223,132 @@ pub async fn summary(
                 requests: r.try_get("n")?,
             })
         })
-        .collect::<Result<Vec<Count>, sqlx::Error>>()?;
+        .collect::<Result<Vec<Count>, sqlx::Error>>()?)
+}
+
+/// The errors page of `organization_id` over `range`: the chart's series with each bucket's
+/// error rate, totals, top error codes, failing keys and routes, and the latest errors.
+pub async fn errors(
+    db: &Db,
+    organization_id: &str,
+    range: Range,
+    filter: &Filter<'_>,
+    now: i64,
+    tz_offset_minutes: i32,
+) -> Result<ErrorReport, AppError> {
+    let series = series(db, organization_id, range, filter, now, tz_offset_minutes).await?;
+    let error_rate: Vec<f64> = (0..series.starts.len())
+        .map(|i| {
+            let errors = series.client_errors[i] + series.rate_limited[i] + series.server_errors[i];
+            let all = errors + series.ok[i];
+            if all == 0 {
+                0.0
+            } else {
+                (errors as f64 * 1000.0 / all as f64).round() / 10.0
+            }
+        })
+        .collect();
+    let errors: i64 = series.client_errors.iter().sum::<i64>()
+        + series.rate_limited.iter().sum::<i64>()
+        + series.server_errors.iter().sum::<i64>();
+    let end = series.starts.last().map_or(0, |s| s + series.bucket_ms);
+    let view = View {
+        db,
+        organization_id,
+        window: (series.starts.first().copied().unwrap_or(0), end),
+        key: filter.key_id.unwrap_or(""),
+        route: filter.route.unwrap_or(""),
+    };
+    Ok(ErrorReport {
+        requests: series.total,
+        errors,
+        error_rate,
+        top_codes: view.top_codes(10).await?,
+        top_keys: view.top_keys(FAILED).await?,
+        top_routes: view.top("route", FAILED).await?,
+        recent: view.recent_errors(50).await?,
+        series,
+    })
+}
+
+/// Every organization's requests, errors and active keys over `range` (UTC), busiest first:
+/// what instance admins see.
+pub async fn org_totals(db: &Db, range: Range, now: i64) -> Result<Vec<OrgTotal>, AppError> {
+    let (start, size, count) = buckets(range, now, 0);
+    let rows = sqlx::query(
+        "select u.organization_id, coalesce(o.name, u.organization_id) as name,
+                cast(sum(u.requests) as bigint) as n,
+                cast(sum(case when u.status_class <> '2xx' then u.requests else 0 end) as bigint) as e,
+                count(distinct nullif(u.api_key_id, '')) as k
+         from usage_minute u left join organization o on o.organization_id = u.organization_id
+         where u.minute >= $1 and u.minute < $2 and u.organization_id <> ''
+         group by u.organization_id, o.name order by n desc, u.organization_id limit 200",
+    )
+    .bind(start)
+    .bind(start + size * count)
+    .fetch_all(&db.reader)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            Ok(OrgTotal {
+                organization_id: r.try_get("organization_id")?,
+                name: r.try_get("name")?,
+                requests: r.try_get("n")?,
+                errors: r.try_get("e")?,
+                keys: r.try_get("k")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?)
+}
+
+/// A key's requests and failed requests logged from `since` (from the rollup: whole minutes).
+pub async fn key_traffic(db: &Db, key_id: &str, since: i64) -> Result<(i64, i64), AppError> {
+    let r = sqlx::query(
+        "select cast(coalesce(sum(requests), 0) as bigint) as n,
+                cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
+         from usage_minute where api_key_id = $1 and minute >= $2",
+    )
+    .bind(key_id)
+    .bind(since - since.rem_euclid(60_000))
+    .fetch_one(&db.reader)
+    .await?;
+    Ok((r.try_get("n")?, r.try_get("e")?))
+}
+
+/// Totals, error rate, latency percentiles, top keys, routes and error codes, and the latest
+/// errors of `organization_id` over `range` (the same window as the chart, in UTC).
+pub async fn summary(
+    db: &Db,
+    organization_id: &str,
+    range: Range,
+    filter: &Filter<'_>,
+    now: i64,
+) -> Result<super::UsageSummary, AppError> {
+    use super::UsageSummary;
+    let (start, size, count) = buckets(range, now, 0);
+    let end = start + size * count;
+    let (key, route) = (filter.key_id.unwrap_or(""), filter.route.unwrap_or(""));
+    // Totals and top lists from the rollup.
+    let totals = scoped(&format!(
+        "select cast(coalesce(sum(requests), 0) as bigint) as n,
+                cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
+         from usage_minute where {ROLLUP}"
+    ), organization_id, (start, end), key, route)
+    .fetch_one(&db.reader)
+    .await?;
+    let requests: i64 = totals.try_get("n")?;
+    let errors: i64 = totals.try_get("e")?;
+    let view = View {
+        db,
+        organization_id,
+        window: (start, end),
+        key,
+        route,
+    };
+    let top_keys = view.top_keys("").await?;
+    let top_routes = view.top("route", "").await?;
+    let top_error_codes = view.top_codes(5).await?;
     let logged: i64 = scoped(
         &format!("select count(*) from request_log where {RAW}"),
         organization_id,
@@ -229,26 +374,7 @@ pub async fn summary(
             *slot = us as f64 / 1000.0;
         }
     }
-    let recent = scoped(&format!(
-        "select request_id, occurred_at, api_key_id, method, route, status, error_code from request_log
-         where {RAW} and status >= 400 order by occurred_at desc, request_id limit 20"
-    ), organization_id, (start, end), key, route)
-    .fetch_all(&db.reader)
-    .await?;
-    let recent_errors = recent
-        .iter()
-        .map(|r| {
-            Ok(RecentError {
-                request_id: r.try_get("request_id")?,
-                at: crate::ssr::db::rfc3339(r.try_get("occurred_at")?),
-                key_id: r.try_get("api_key_id")?,
-                method: r.try_get("method")?,
-                route: r.try_get("route")?,
-                status: r.try_get("status")?,
-                code: r.try_get("error_code")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let recent_errors = view.recent_errors(20).await?;
     Ok(UsageSummary {
         range: range.as_str().to_string(),
         requests,

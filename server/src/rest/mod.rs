@@ -57,6 +57,7 @@ pub struct Doc {
 }
 
 /// A query-string parameter.
+#[derive(Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
     /// JSON Schema type: `string`, `integer` or `boolean`.
@@ -84,8 +85,8 @@ pub enum Out {
     Text,
     /// No body (204).
     Empty,
-    /// JSON array of keys or CSV, by `format`.
-    Export,
+    /// A JSON array of this schema, or CSV, by `format`.
+    Export(&'static str),
 }
 
 fn spec(
@@ -206,6 +207,20 @@ const USAGE_QUERY: &[Param] = &[
     },
 ];
 
+const USAGE_EXPORT_QUERY: &[Param] = &[
+    USAGE_QUERY[0],
+    USAGE_QUERY[1],
+    USAGE_QUERY[2],
+    USAGE_QUERY[3],
+    Param {
+        name: "format",
+        kind: "string",
+        values: &["csv", "json"],
+        description: "Default csv.",
+        example: Some("csv"),
+    },
+];
+
 const REASON: Body = Body::Json("ReasonBody", r#"{"reason":"rotating after an incident"}"#);
 
 fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
@@ -274,7 +289,7 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Export keys",
             description: "Every key's settings and state as JSON or CSV. Never a secret or a hash.",
             query: &[Param { name: "format", kind: "string", values: &["json", "csv"], description: "Default json.", example: Some("csv") }],
-            body: Body::None, ok: (200, Out::Export), errors: &[INVALID],
+            body: Body::None, ok: (200, Out::Export("ApiKey")), errors: &[INVALID],
         }),
         RouteSpec {
             body_limit: crate::IMPORT_MAX_BYTES,
@@ -351,6 +366,21 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Usage of the organization",
             description: "Requests over time for a range (every bucket present, split 2xx/4xx/429/5xx) and its summary: totals, error rate, latency p50/p95/p99, top keys, routes and error codes, the 20 latest errors. Filter by key and route. Read from the request log (kept `KEYWARD_LOG_RETENTION_DAYS`).",
             query: USAGE_QUERY, body: Body::None, ok: (200, Out::Json("UsageReport")), errors: &[INVALID],
+        }),
+        spec(Method::GET, "/api/v1/usage/errors", Key(UsageRead), get(plans::errors), Doc {
+            summary: "Errors of the organization",
+            description: "Failed requests over time (every bucket present, with each bucket's error rate in percent), the top error codes, the keys and routes with the most failed requests, and the 50 latest errors with request id, code and message. Same range and filters as `GET /api/v1/usage`.",
+            query: USAGE_QUERY, body: Body::None, ok: (200, Out::Json("ErrorReport")), errors: &[INVALID],
+        }),
+        spec(Method::GET, "/api/v1/usage/export", Key(UsageRead), get(plans::export), Doc {
+            summary: "Export usage statistics",
+            description: "The per-minute statistics of a range and filters (requests and mean latency per minute, key, route and status class), streamed as CSV or JSON (one row per line). `X-Keyward-Rows` gives the number of rows before the body starts, for a progress bar.",
+            query: USAGE_EXPORT_QUERY, body: Body::None, ok: (200, Out::Export("ExportRow")), errors: &[INVALID],
+        }),
+        spec(Method::GET, "/api/v1/keys/{id}/usage", Key(UsageRead), get(plans::key_usage), Doc {
+            summary: "A key's usage",
+            description: "The key's limit in force (its own, else its plan's), what it used of it in the window ending now, what remains and when the count goes down (what the `RateLimit-*` headers say), and its requests and failed requests in the last 24 hours.",
+            query: &[], body: Body::None, ok: (200, Out::Json("KeyLimitUsage")), errors: &[NOT_FOUND],
         }),
         spec(Method::GET, "/metrics", Operator, get(crate::metrics::handler), Doc {
             summary: "Prometheus metrics",

@@ -36,6 +36,9 @@ fn schemas() -> Map<String, Value> {
     add::<app::usage::PlanInput>(&mut all);
     add::<app::keys::KeyLimit>(&mut all);
     add::<app::usage::UsageReport>(&mut all);
+    add::<app::usage::ErrorReport>(&mut all);
+    add::<app::usage::KeyLimitUsage>(&mut all);
+    add::<app::usage::export::ExportRow>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
@@ -83,8 +86,8 @@ fn out_content(out: &Out) -> Value {
         }
         Out::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
         Out::Empty => json!({}),
-        Out::Export => json!({
-            "application/json": { "schema": { "type": "array", "items": schema_ref("ApiKey") } },
+        Out::Export(name) => json!({
+            "application/json": { "schema": { "type": "array", "items": schema_ref(name) } },
             "text/csv": { "schema": { "type": "string" } }
         }),
     }

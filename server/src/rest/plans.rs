@@ -92,3 +92,54 @@ pub async fn usage(
         summary: stats::summary(&state.db, org, range, &filter, now).await?,
     }))
 }
+
+/// `GET /api/v1/usage/errors`: the calling key's organization only.
+pub async fn errors(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    super::json::ApiQuery(q): super::json::ApiQuery<UsageQuery>,
+) -> Result<Json<app::usage::ErrorReport>, AppError> {
+    use app::usage::stats;
+    let (range, filter) = stats::parse_view(
+        q.range.as_deref().unwrap_or("24h"),
+        q.key_id.as_deref().unwrap_or(""),
+        q.route.as_deref().unwrap_or(""),
+    )?;
+    Ok(Json(
+        stats::errors(
+            &state.db,
+            &grant.organization_id,
+            range,
+            &filter,
+            app::ssr::db::now_ms(),
+            q.tz_offset_minutes.unwrap_or(0),
+        )
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/usage/export`: the calling key's organization only.
+pub async fn export(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    super::json::ApiQuery(q): super::json::ApiQuery<crate::export::ExportQuery>,
+) -> Result<axum::response::Response, AppError> {
+    if q.organization_id.is_some() {
+        return Err(AppError::invalid(
+            "organization_id",
+            "a key exports its own organization's usage; leave organization_id out",
+        ));
+    }
+    crate::export::stream(&state, grant.organization_id, &q).await
+}
+
+/// `GET /api/v1/keys/{id}/usage`: a key of the calling key's organization.
+pub async fn key_usage(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    Path(id): Path<String>,
+) -> Result<Json<app::usage::KeyLimitUsage>, AppError> {
+    Ok(Json(
+        plans::key_usage(&state, &grant.organization_id, &id).await?,
+    ))
+}

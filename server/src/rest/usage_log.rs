@@ -3,7 +3,7 @@
 
 use super::auth::{client_ip, KeyLogged};
 use crate::metrics::Metrics;
-use app::error::ErrorCode;
+use app::error::{ErrorCode, LoggedMessage};
 use app::ssr::{request_id, AppState};
 use app::usage::log::{LogEntry, RequestLog};
 use axum::extract::{Request, State};
@@ -41,6 +41,10 @@ pub async fn middleware(
         route: route.to_string(),
         status,
         error_code: response.extensions().get::<ErrorCode>().map(|c| c.as_str()),
+        error_message: response
+            .extensions()
+            .get::<LoggedMessage>()
+            .map(|m| m.0.clone()),
         latency_us: latency.as_micros() as i64,
         client_ip: ip,
         user_agent,

@@ -1,0 +1,72 @@
+import { test, expect } from "./fixtures";
+import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
+import { createReadOnlyKey, freshEmail, open, signIn, signUp } from "./helpers";
+import { readFileSync } from "node:fs";
+
+test("the errors page, a key's usage against its limit, and a streamed export with progress", async ({ page }) => {
+  await signUp(page, freshEmail("analytics"), "Ada");
+  const key = await createReadOnlyKey(page, "analytics key");
+  const call = async (path: string) =>
+    (await page.request.get(path, { headers: { Authorization: `Bearer ${key}` } })).status();
+  expect(await call("/api/v1/me")).toBe(200);
+  expect(await call("/api/v1/me")).toBe(200);
+  expect(await call("/api/v1/keys/key_nope")).toBe(404);
+
+  // Errors: the rate, where errors come from, and the latest with their messages.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
+  await page.getByRole("link", { name: "Errors", exact: true }).click();
+  await expect(page.getByRole("heading", { name: "Errors", level: 1 })).toBeVisible();
+  const rate = page.getByRole("region", { name: "Error rate over time" });
+  await expect(rate.getByTestId("errors-total")).toHaveText("1 failed of 3 requests (33.3 %)", { timeout: 5000 });
+  await expect(page.locator("#errors-chart canvas")).toHaveCount(1);
+  const origin = page.getByRole("region", { name: "Where errors come from" });
+  await expect(origin.getByRole("list", { name: "Top error codes" })).toContainText("not_found — 1");
+  await expect(origin.getByRole("list", { name: "Failing routes" })).toContainText("/api/v1/keys/{id} — 1");
+  await expect(
+    origin.getByRole("table", { name: "Latest errors" }).getByRole("row", { name: /404.*not_found.*not found/ }),
+  ).toBeVisible();
+
+  // Export: the progress bar runs, then the file holds the rows.
+  await page.getByRole("link", { name: "Usage", exact: true }).first().click();
+  await expect(page.getByRole("heading", { name: "Usage", level: 1 })).toBeVisible();
+  const exportRegion = page.getByRole("region", { name: "Export" });
+  const downloading = page.waitForEvent("download");
+  await exportRegion.getByRole("button", { name: "Export CSV" }).click();
+  const download = await downloading;
+  expect(download.suggestedFilename()).toMatch(/^usage-org_.*-1h\.csv$/);
+  await expect(exportRegion.getByRole("progressbar", { name: "Export progress" })).toBeVisible();
+  await expect(exportRegion.getByTestId("export-status")).toHaveText(/^Exported 2 rows to usage-.*\.csv\.$/);
+  const lines = readFileSync((await download.path())!, "utf8").trim().split("\n");
+  expect(lines[0]).toBe("minute,api_key_id,key_name,route,status_class,requests,latency_ms_avg");
+  expect(lines.length).toBe(3);
+  const requests = lines.slice(1).map((l) => Number(l.split(",")[5]));
+  expect(requests.reduce((a, b) => a + b, 0)).toBe(3);
+  expect(lines.slice(1).every((l) => l.includes("analytics key"))).toBe(true);
+
+  const downloadingJson = page.waitForEvent("download");
+  await exportRegion.getByRole("button", { name: "Export JSON" }).click();
+  const json = JSON.parse(readFileSync((await (await downloadingJson).path())!, "utf8"));
+  expect(json.length).toBe(2);
+
+  // The key's page: what it used of its limit.
+  await open(page, "/keys");
+  await page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "analytics key" }).click();
+  const usage = page.getByRole("region", { name: "Usage against the limit" });
+  await expect(usage.getByTestId("key-usage")).toContainText("3 of 100 used in the current window (100 per hour), 97 left");
+  await expect(usage.getByRole("meter", { name: "Share of the limit used" })).toHaveAttribute("value", "3");
+  await expect(usage).toContainText("Last 24 hours: 3 requests, 1 failed");
+  // Not an instance admin: no all-organizations table.
+  await open(page, "/usage");
+  await expect(page.getByRole("region", { name: "Summary" })).toBeVisible();
+  await expect(page.getByRole("table", { name: "Requests by organization" })).toHaveCount(0);
+});
+
+test("an instance admin sees every organization's totals", async ({ page }) => {
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
+  const table = page.getByRole("table", { name: "Requests by organization" });
+  await expect(table).toBeVisible();
+  await expect(table.getByRole("columnheader", { name: "Active keys" })).toBeVisible();
+  await page.getByRole("search", { name: "Usage filters" }).getByLabel("Range").selectOption("30d");
+  await expect(table).toBeVisible();
+});

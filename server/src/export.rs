@@ -1,0 +1,154 @@
+//! Streaming the usage export (`app::usage::export`) as an HTTP body, for the console's
+//! `GET /usage/export` (session, `usage:read` in the organization) and the REST API's
+//! `GET /api/v1/usage/export` (a key with `usage:read`, its own organization).
+//!
+//! The row count goes first, in `X-Keyward-Rows`, so the console can draw a progress bar as
+//! the body arrives; then the rows, one page at a time, in constant memory.
+
+use app::access::Permission;
+use app::error::AppError;
+use app::ssr::{AppState, Db};
+use app::usage::export::{self, Cursor, Format, Scope};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+/// The header carrying the number of rows the body will hold.
+pub const ROWS_HEADER: &str = "x-keyward-rows";
+
+/// The query string of both routes (`organization_id` only on the console's).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub range: Option<String>,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub tz_offset_minutes: Option<i32>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `GET /usage/export?organization_id=…&range=…&format=csv|json`: the console's export.
+pub async fn console(
+    State(state): State<AppState>,
+    session: Session,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return AppError::invalid("query", "unknown or malformed query parameters").into_response();
+    };
+    let org = q.organization_id.clone().unwrap_or_default();
+    let grant =
+        match crate::live::session_grant(&state, &session, &org, Permission::UsageRead).await {
+            Ok(grant) => grant,
+            Err(e) => return e.into_response(),
+        };
+    stream(&state, grant.organization_id, &q)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The export of `organization_id` (already authorized) for the query's range and filters.
+pub async fn stream(
+    state: &AppState,
+    organization_id: String,
+    q: &ExportQuery,
+) -> Result<Response, AppError> {
+    let format = Format::parse(q.format.as_deref().unwrap_or(""))?;
+    let range = q.range.as_deref().unwrap_or("24h");
+    let (range, filter) = app::usage::stats::parse_view(
+        range,
+        q.key_id.as_deref().unwrap_or(""),
+        q.route.as_deref().unwrap_or(""),
+    )?;
+    let tz = q.tz_offset_minutes.unwrap_or(0);
+    if !(-840..=840).contains(&tz) {
+        return Err(AppError::invalid(
+            "tz_offset_minutes",
+            "the time zone offset is between -840 and 840 minutes",
+        ));
+    }
+    let file = format!(
+        "usage-{}-{}.{}",
+        organization_id,
+        range.as_str(),
+        format.extension()
+    );
+    let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
+    let rows = export::count(&state.db, &scope).await?;
+    let head = export::head(format)?;
+    let body = Body::from_stream(pages(state.db.clone(), scope, format, head));
+    Ok((
+        [
+            (
+                http::header::CONTENT_TYPE,
+                format.content_type().to_string(),
+            ),
+            (
+                http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+            (http::header::CACHE_CONTROL, "no-store".to_string()),
+            (http::HeaderName::from_static(ROWS_HEADER), rows.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The body: the head, then a chunk per page until a page comes back empty, then the tail. A
+/// database error mid-stream ends the body early (logged); the client sees fewer rows than
+/// `X-Keyward-Rows` promised.
+fn pages(
+    db: Db,
+    scope: Scope,
+    format: Format,
+    head: Vec<u8>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    enum Step {
+        Head(Vec<u8>),
+        Rows { cursor: Cursor, first: bool },
+        Done,
+    }
+    futures::stream::unfold(Step::Head(head), move |step| {
+        let (db, scope) = (db.clone(), scope.clone());
+        async move {
+            match step {
+                Step::Head(head) => Some((
+                    Ok(Bytes::from(head)),
+                    Step::Rows {
+                        cursor: Cursor::default(),
+                        first: true,
+                    },
+                )),
+                Step::Rows { cursor, first } => match export::page(&db, &scope, &cursor).await {
+                    Ok((rows, _)) if rows.is_empty() => {
+                        Some((Ok(Bytes::from_static(export::tail(format))), Step::Done))
+                    }
+                    Ok((rows, cursor)) => match export::encode(format, &rows, first) {
+                        Ok(bytes) => Some((
+                            Ok(Bytes::from(bytes)),
+                            Step::Rows {
+                                cursor,
+                                first: false,
+                            },
+                        )),
+                        Err(e) => Some((Err(std::io::Error::other(e.message)), Step::Done)),
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e.message, "usage export stopped");
+                        Some((Err(std::io::Error::other("export failed")), Step::Done))
+                    }
+                },
+                Step::Done => None,
+            }
+        }
+    })
+}

@@ -1,0 +1,403 @@
+//! Usage analytics: the errors report, a key's use of its limit, the streamed export (REST
+//! and console) and the per-organization totals of instance admins. Runs on SQLite, and on
+//! PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const IP: &str = "192.0.2.30";
+
+async fn wait_for_log_rows(app: &TestApp, n: i64) {
+    for _ in 0..100 {
+        if app.count("request_log").await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the request log has fewer than {n} rows");
+}
+
+fn entry(at: i64, org: &str, key: &str, status: u16) -> app::usage::log::LogEntry {
+    use rand::Rng;
+    app::usage::log::LogEntry {
+        request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+        occurred_at: at,
+        organization_id: Some(org.to_string()),
+        api_key_id: Some(key.to_string()),
+        method: "GET".into(),
+        route: "/api/v1/me".into(),
+        status,
+        error_code: None,
+        error_message: None,
+        latency_us: 2000,
+        client_ip: None,
+        user_agent: None,
+    }
+}
+
+#[tokio::test]
+async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
+    let (app, _org, admin) = with_admin_key().await;
+    for _ in 0..2 {
+        let r = app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+        assert_eq!(r.status, 200);
+    }
+    let missing = app
+        .api(
+            "GET",
+            "/api/v1/keys/key_unknown0000000000000",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let message = missing.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/keys/key_unknown0000000000001",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    wait_for_log_rows(&app, 4).await;
+
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage/errors?range=1h",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (v["requests"].as_i64(), v["errors"].as_i64()),
+        (Some(4), Some(2))
+    );
+    let rates = v["error_rate"].as_array().unwrap();
+    assert_eq!(rates.len(), 60, "one rate per bucket");
+    let busy: Vec<f64> = rates
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .filter(|r| *r > 0.0)
+        .collect();
+    assert_eq!(
+        busy,
+        vec![50.0],
+        "2 of 4 failed, in the one bucket that had requests"
+    );
+    assert_eq!(v["top_codes"][0]["name"], json!("not_found"));
+    assert_eq!(v["top_codes"][0]["requests"], json!(2));
+    assert_eq!(v["top_routes"][0]["name"], json!("/api/v1/keys/{id}"));
+    assert_eq!(
+        v["top_routes"].as_array().unwrap().len(),
+        1,
+        "only failing routes"
+    );
+    let recent = v["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        recent[0]["message"],
+        json!(message),
+        "the message the client saw"
+    );
+
+    // Another organization's key sees none of it.
+    let bob = app.user("bob@example.org", None).await;
+    let (_, bob_key) = app.admin_key(&app.org_of(&bob).await).await;
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage/errors?range=1h",
+            Some(&bob_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["errors"], json!(0));
+    // Bad input is refused.
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage/errors?range=5m",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        http::StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "bad range",
+    );
+}
+
+#[tokio::test]
+async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
+    let (app, org, admin) = with_admin_key().await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&admin),
+            Some(json!({"rate_limit": 10, "rate_window_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Two requests: the first leases 3 tokens (a quarter of 10, rounded up), so one is
+    // leased but unspent and must not count as used.
+    for _ in 0..2 {
+        assert_eq!(
+            app.api("GET", "/api/v1/me", Some(&key), None, IP)
+                .await
+                .status,
+            200
+        );
+    }
+    wait_for_log_rows(&app, 3).await;
+    let r = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{key_id}/usage"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["limit"], json!(10));
+    assert_eq!(v["window_seconds"], json!(3600));
+    assert_eq!(v["used"], json!(2), "{v}");
+    assert_eq!(v["remaining"], json!(8));
+    assert!(v["reset_seconds"].as_i64().unwrap() > 0);
+    assert_eq!(v["requests_24h"], json!(2));
+    assert_eq!(v["errors_24h"], json!(0));
+    // The same through the console, for a member of the organization.
+    let ann_browser = &mut app.signed_in("ann@example.org").await;
+    let r = app
+        .rpc(
+            ann_browser,
+            "key_usage",
+            &[("organization_id", &org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["used"], json!(2));
+
+    // Another organization: its key gets 404 for our key; its member 403 for our organization
+    // and 404 for our key under theirs.
+    let bob = app.user("bob@example.org", None).await;
+    let bob_org = app.org_of(&bob).await;
+    let (_, bob_key) = app.admin_key(&bob_org).await;
+    let r = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{key_id}/usage"),
+            Some(&bob_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(&r, http::StatusCode::NOT_FOUND, "not_found", "foreign key");
+    let bob_browser = &mut app.signed_in("bob@example.org").await;
+    let r = app
+        .rpc(
+            bob_browser,
+            "key_usage",
+            &[("organization_id", &org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .rpc(
+            bob_browser,
+            "key_usage",
+            &[("organization_id", &bob_org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_export_streams_every_rollup_row_with_the_count_first() {
+    let (app, org, admin) = with_admin_key().await;
+    let db = &app.state.db;
+    let now = app::ssr::db::now_ms();
+    let minute = now - now.rem_euclid(60_000);
+    // 50 keys × 50 minutes = 2 500 rollup rows (more than one page of the export), two
+    // requests each (one 2xx, one 5xx: a second row per key and minute).
+    let mut rows = Vec::new();
+    for k in 0..50 {
+        for m in 1..=50 {
+            let at = minute - m * 60_000 + 1;
+            rows.push(entry(at, &org, &format!("key_{k:02}"), 200));
+            if k == 0 {
+                rows.push(entry(at, &org, "key_00", 503));
+            }
+        }
+    }
+    rows.push(entry(minute - 60_000, "org_other", "key_x", 200));
+    app::usage::log::write_batch(db, &rows).await.unwrap();
+    let expected_rows = 50 * 50 + 50;
+
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage/export?range=1h&format=csv",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.headers.get("x-keyward-rows").unwrap().to_str().unwrap(),
+        expected_rows.to_string()
+    );
+    assert!(r.headers[http::header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains(".csv"));
+    let mut reader = csv::Reader::from_reader(r.body.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        app::usage::export::CSV_HEADER
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), expected_rows);
+    let distinct: std::collections::HashSet<(String, String, String)> = records
+        .iter()
+        .map(|r| (r[0].to_string(), r[1].to_string(), r[4].to_string()))
+        .collect();
+    assert_eq!(distinct.len(), expected_rows, "no row twice across pages");
+    let total: i64 = records.iter().map(|r| r[5].parse::<i64>().unwrap()).sum();
+    assert_eq!(
+        total,
+        (rows.len() - 1) as i64,
+        "every request of the organization"
+    );
+
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage/export?range=1h&format=json&key_id=key_00",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(parsed.len(), 100, "key_00: 50 minutes × 2 classes");
+    assert!(parsed.iter().all(|v| v["api_key_id"] == json!("key_00")));
+    assert_eq!(r.headers.get("x-keyward-rows").unwrap(), "100");
+
+    for bad in [
+        "/api/v1/usage/export?range=1h&format=xml",
+        "/api/v1/usage/export?range=9h",
+        "/api/v1/usage/export?organization_id=org_other",
+        "/api/v1/usage/export?nonsense=1",
+    ] {
+        let r = app.api("GET", bad, Some(&admin), None, IP).await;
+        assert_refused(&r, http::StatusCode::BAD_REQUEST, "invalid_input", bad);
+    }
+
+    // The console's export needs a session with usage:read in the organization.
+    let path = format!("/usage/export?organization_id={org}&range=1h&format=csv");
+    let r = app.get(&Browser::default(), &path).await;
+    assert_eq!(r.status, 401);
+    let bob = app.user("bob@example.org", None).await;
+    let _ = bob;
+    let r = app
+        .get(&app.signed_in("bob@example.org").await, &path)
+        .await;
+    assert_eq!(r.status, 403, "another organization's export");
+    let r = app
+        .get(&app.signed_in("ann@example.org").await, &path)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The REST calls above were logged too (the admin key's own rows in this minute).
+    let promised: usize = r.headers["x-keyward-rows"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(promised >= expected_rows, "{promised}");
+    assert_eq!(
+        r.body.lines().count(),
+        promised + 1,
+        "header and every promised row"
+    );
+}
+
+#[tokio::test]
+async fn per_organization_totals_are_for_instance_admins_only() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let now = app::ssr::db::now_ms();
+    let rows = vec![
+        entry(now - 120_000, &org, "key_a", 200),
+        entry(now - 120_000, &org, "key_b", 500),
+        entry(now - 120_000, &org, "key_b", 200),
+    ];
+    app::usage::log::write_batch(&app.state.db, &rows)
+        .await
+        .unwrap();
+
+    let r = app
+        .rpc(
+            &mut app.signed_in("ann@example.org").await,
+            "usage_by_organization",
+            &[("range", "1h")],
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "an organization owner is not an instance admin"
+    );
+    let root = &mut app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(root, "usage_by_organization", &[("range", "1h")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let totals = r.json();
+    let ours = totals
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["organization_id"] == json!(org))
+        .expect("the organization is listed");
+    assert_eq!(
+        (
+            ours["requests"].as_i64(),
+            ours["errors"].as_i64(),
+            ours["keys"].as_i64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    let r = app
+        .rpc(root, "usage_by_organization", &[("range", "1y")])
+        .await;
+    assert_eq!(r.status, 400);
+}
