@@ -230,7 +230,8 @@ pub fn domains(db: &Db, config: &Config) -> anyhow_like::Result<Domains> {
         .with(app::keys::ssr::KeyCache::default())
         .with(app::usage::ssr::RateLimiter::new(db.clone()))
         .with(app::usage::log::RequestLog::new(app::usage::log::CAPACITY))
-        .with(crate::metrics::Metrics::default()))
+        .with(crate::metrics::Metrics::default())
+        .with(crate::export::ExportSlots::default()))
 }
 
 pub fn state(

@@ -17,6 +17,23 @@ use tower_sessions::Session;
 /// The header carrying the number of rows the body will hold.
 pub const ROWS_HEADER: &str = "x-keyward-rows";
 
+/// Exports streaming at once on this instance. Each reads a page at a time from the reader
+/// pool, which key lookups and charts share: a few long exports must not crowd them out.
+/// Past this, an export is refused with 429 and `Retry-After`.
+pub const CONCURRENT_EXPORTS: usize = 2;
+
+/// The export slots of this instance; a domain state plugged in at boot.
+#[derive(Debug)]
+pub struct ExportSlots(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for ExportSlots {
+    fn default() -> ExportSlots {
+        ExportSlots(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            CONCURRENT_EXPORTS,
+        )))
+    }
+}
+
 /// The query string of both routes (`organization_id` only on the console's).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,10 +98,17 @@ pub async fn stream(
         range.as_str(),
         format.extension()
     );
+    let permit = state
+        .domains
+        .get::<ExportSlots>()?
+        .0
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::rate_limited(5))?;
     let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
     let rows = export::count(&state.db, &scope).await?;
     let head = export::head(format)?;
-    let body = Body::from_stream(pages(state.db.clone(), scope, format, head));
+    let body = Body::from_stream(pages(state.db.clone(), scope, format, head, permit));
     Ok((
         [
             (
@@ -111,6 +135,8 @@ fn pages(
     scope: Scope,
     format: Format,
     head: Vec<u8>,
+    // Released when the body is dropped: finished, failed or abandoned by the client.
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     enum Step {
         Head(Vec<u8>),
@@ -118,6 +144,7 @@ fn pages(
         Done,
     }
     futures::stream::unfold(Step::Head(head), move |step| {
+        let _held = &permit;
         let (db, scope) = (db.clone(), scope.clone());
         async move {
             match step {

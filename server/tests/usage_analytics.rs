@@ -189,6 +189,47 @@ async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     assert!(v["reset_seconds"].as_i64().unwrap() > 0);
     assert_eq!(v["requests_24h"], json!(2));
     assert_eq!(v["errors_24h"], json!(0));
+    // Lowered below what was used: the real count shows, over the limit, and the leased but
+    // unspent token still does not count.
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&admin),
+            Some(json!({"rate_limit": 1, "rate_window_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{key_id}/usage"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(
+        (
+            v["limit"].as_i64(),
+            v["used"].as_i64(),
+            v["remaining"].as_i64()
+        ),
+        (Some(1), Some(2), Some(0)),
+        "{v}"
+    );
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&admin),
+            Some(json!({"rate_limit": 10, "rate_window_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // The same through the console, for a member of the organization.
     let ann_browser = &mut app.signed_in("ann@example.org").await;
     let r = app
@@ -400,4 +441,35 @@ async fn per_organization_totals_are_for_instance_admins_only() {
         .rpc(root, "usage_by_organization", &[("range", "1y")])
         .await;
     assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn at_most_two_exports_stream_at_once() {
+    use tower::ServiceExt;
+    let (app, _org, admin) = with_admin_key().await;
+    let open = || {
+        let mut req = http::Request::get("/api/v1/usage/export?range=1h")
+            .header(http::header::HOST, HOST)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{IP}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        app.router.clone().oneshot(req)
+    };
+    // Two responses whose bodies nobody has read yet hold the two slots.
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key(http::header::RETRY_AFTER));
+    // A slot comes back when a body is done with (read to the end, or dropped).
+    drop(first);
+    let fourth = open().await.unwrap();
+    assert_eq!(fourth.status(), 200);
 }

@@ -137,9 +137,25 @@ impl RateLimiter {
 
     /// How much of `limit` the key has used in the window ending `now`, without spending
     /// anything: the shared count less what this instance leased and has not spent (another
-    /// instance's unspent lease counts until it is given back, within one bucket). `remaining`
-    /// and `reset_ms` mean what the `RateLimit-*` headers mean.
-    pub async fn usage(&self, key_id: &str, limit: Limit, now: i64) -> Result<Decision, AppError> {
+    /// instance's unspent lease counts until it is given back, within one bucket). Returns the
+    /// count (above the limit when the limit was lowered) and what the `RateLimit-*` headers
+    /// would say.
+    pub async fn usage(
+        &self,
+        key_id: &str,
+        limit: Limit,
+        now: i64,
+    ) -> Result<(u64, Decision), AppError> {
+        let state = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.get(key_id).cloned()
+        };
+        // Held across the read: a lease taken in between would otherwise be subtracted from a
+        // count that does not hold it yet.
+        let st = match &state {
+            Some(state) => Some(state.lock().await),
+            None => None,
+        };
         let rows = sqlx::query(
             "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3 order by bucket_start",
         )
@@ -154,29 +170,26 @@ impl RateLimiter {
             let n: i64 = r.try_get("admitted")?;
             view.add(&limit, start, n.max(0) as u64);
         }
-        let state = {
-            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            keys.get(key_id).cloned()
-        };
-        if let Some(state) = state {
-            let st = state.lock().await;
-            if let (Some(lease), Some(held)) = (st.lease, st.limit) {
-                if held == limit && lease.bucket == limit.bucket_start(now) {
-                    view.give_back(lease.bucket, lease.left);
-                }
-            }
+        // Whatever this instance holds unspent is still in the shared count (an old bucket's
+        // lease until the sweep gives it back, or one taken under a limit since changed).
+        if let Some(lease) = st.as_ref().and_then(|st| st.lease) {
+            view.give_back(limit.bucket_start(lease.bucket), lease.left);
         }
+        drop(st);
         let used = view.counted(&limit, now);
-        Ok(Decision {
-            admitted: used < limit.limit,
-            limit: limit.limit,
-            remaining: limit.limit.saturating_sub(used),
-            reset_ms: if used == 0 {
-                0
-            } else {
-                view.ms_until_at_most(&limit, now, used - 1)
+        Ok((
+            used,
+            Decision {
+                admitted: used < limit.limit,
+                limit: limit.limit,
+                remaining: limit.limit.saturating_sub(used),
+                reset_ms: if used == 0 {
+                    0
+                } else {
+                    view.ms_until_at_most(&limit, now, used - 1)
+                },
             },
-        })
+        ))
     }
 
     fn admit(&self, st: &mut KeyState, limit: Limit, now: i64, left: u64) -> Decision {

@@ -255,7 +255,7 @@ pub async fn key_usage(
     .ok_or_else(|| AppError::not_found("key"))?;
     let (limit, window): (i64, i64) = (row.try_get("l")?, row.try_get("w")?);
     let now = now_ms();
-    let decision = super::limiter::RateLimiter::of(state)?
+    let (used, decision) = super::limiter::RateLimiter::of(state)?
         .usage(
             key_id,
             super::window::Limit::new(limit.max(1) as u64, window.max(1)),
@@ -268,7 +268,7 @@ pub async fn key_usage(
         key_id: key_id.to_string(),
         limit,
         window_seconds: window,
-        used: (decision.limit - decision.remaining) as i64,
+        used: used as i64,
         remaining: decision.remaining as i64,
         reset_seconds: (decision.reset_ms.max(0) + 999) / 1000,
         requests_24h,
