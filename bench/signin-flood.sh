@@ -16,7 +16,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"
 bin="${KEYWARD_BIN:-$CARGO_TARGET_DIR/release/keyward}"
-[ -x "$bin" ] || { log "building release"; cargo leptos build --release --precompress; }
+[ -x "$bin" ] || { log "building release"; cargo leptos build --release --precompress --split; }
 
 round() { # name, extra serve args...
   local name="$1"; shift

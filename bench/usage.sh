@@ -19,7 +19,7 @@ apt_install wrk
 bin="$CARGO_TARGET_DIR/release/keyward"
 [ -x "$bin" ] && [ "$bin" -nt "$ROOT/server/src/rest/auth.rs" ] || {
   log "building release"
-  cargo leptos build --release --precompress
+  cargo leptos build --release --precompress --split
 }
 
 work="$(mktemp -d)"

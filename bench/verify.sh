@@ -16,7 +16,7 @@ cd "$ROOT"
 duration="${1:-10}"
 apt_install wrk
 bin="$CARGO_TARGET_DIR/release/keyward"
-[ -x "$bin" ] || { log "building release"; cargo leptos build --release --precompress; }
+[ -x "$bin" ] || { log "building release"; cargo leptos build --release --precompress --split; }
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -9,7 +9,7 @@ cd "$ROOT"
 "$ROOT/scripts/bootstrap.sh"
 
 log "building (release; bundle precompressed with brotli and gzip)"
-cargo leptos build --release --precompress
+cargo leptos build --release --precompress --split
 
 export KEYWARD_DATABASE_URL="${KEYWARD_DATABASE_URL:-sqlite://data/keyward.db}"
 log "starting keyward on ${KEYWARD_LISTEN:-127.0.0.1:3000}"

@@ -35,7 +35,7 @@ KEYWARD_TEST_DATABASE_URL="$pg_url" cargo test -p keyward-server -p keyward-app 
 "$ROOT/scripts/pg.sh" stop "$work/pg"
 
 log "build the site (server + WASM)"
-cargo leptos build
+cargo leptos build --split
 
 log "browser journeys (Playwright, Chromium)"
 export KEYWARD_BIN="$CARGO_TARGET_DIR/debug/keyward"

@@ -19,8 +19,41 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    lazy_route, path, Lazy, LazyRoute,
 };
+
+/// Pages whose code the browser fetches when they are first visited (cargo-leptos `--split`
+/// cuts each into its own WASM chunk), so the first load of the console carries only the
+/// shell, sign-in and the home page. The server renders them like any other page.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:path),* $(,)?) => {$(
+        #[doc = concat!("The lazily loaded route of `", stringify!($page), "`.")]
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    KeysRoute => keys::pages::KeysPage,
+    KeyRoute => keys::pages::KeyPage,
+    UsersRoute => admin::pages::UsersPage,
+    PlansRoute => usage::pages::PlansPage,
+    UsageRoute => usage::pages::UsagePage,
+    ErrorsRoute => usage::pages::ErrorsPage,
+    NotificationsRoute => notify::pages::NotificationsPage,
+    OutboxRoute => notify::pages::OutboxPage,
+    ApiDocsRoute => docs::ApiDocsPage,
+}
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -57,15 +90,15 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=orgs::pages::HomePage />
                     <Route path=path!("/sign-in") view=identity::pages::SignInPage />
                     <Route path=path!("/sign-up") view=identity::pages::SignUpPage />
-                    <Route path=path!("/keys") view=keys::pages::KeysPage />
-                    <Route path=path!("/keys/:org/:id") view=keys::pages::KeyPage />
-                    <Route path=path!("/admin/users") view=admin::pages::UsersPage />
-                    <Route path=path!("/plans") view=usage::pages::PlansPage />
-                    <Route path=path!("/usage") view=usage::pages::UsagePage />
-                    <Route path=path!("/usage/errors") view=usage::pages::ErrorsPage />
-                    <Route path=path!("/notifications") view=notify::pages::NotificationsPage />
-                    <Route path=path!("/admin/outbox") view=notify::pages::OutboxPage />
-                    <Route path=path!("/docs/api") view=docs::ApiDocsPage />
+                    <Route path=path!("/keys") view={Lazy::<KeysRoute>::new()} />
+                    <Route path=path!("/keys/:org/:id") view={Lazy::<KeyRoute>::new()} />
+                    <Route path=path!("/admin/users") view={Lazy::<UsersRoute>::new()} />
+                    <Route path=path!("/plans") view={Lazy::<PlansRoute>::new()} />
+                    <Route path=path!("/usage") view={Lazy::<UsageRoute>::new()} />
+                    <Route path=path!("/usage/errors") view={Lazy::<ErrorsRoute>::new()} />
+                    <Route path=path!("/notifications") view={Lazy::<NotificationsRoute>::new()} />
+                    <Route path=path!("/admin/outbox") view={Lazy::<OutboxRoute>::new()} />
+                    <Route path=path!("/docs/api") view={Lazy::<ApiDocsRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>
