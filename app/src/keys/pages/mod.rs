@@ -1,0 +1,171 @@
+//! The API keys console, one file per concern: the list (search, filters, sort, pages, bulk
+//! actions, create with a reveal-once panel) in `list`, import and export in `transfer`, the
+//! key page (settings editor, timeline, actions) in `key`; what several of them show is here.
+
+mod key;
+mod list;
+mod transfer;
+
+pub use key::KeyPage;
+pub use list::KeysPage;
+use transfer::*;
+
+use super::api::{
+    export_keys, get_key, key_history, list_keys, BulkKeys, CreateKey, ImportKeys, RollKey,
+    SetKeyStatus, UpdateKey,
+};
+use super::{ApiKey, CreatedKey, ImportOutcome, KeyQuery, KeyStatus};
+use crate::error::AppError;
+use crate::orgs::api::my_organizations;
+use crate::orgs::OrgMembership;
+use crate::ui::{action_error, CopyButton, ErrorNote};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+
+/// A secret and its signing secret, shown once.
+#[derive(Clone, Debug, PartialEq)]
+struct Secrets {
+    key: String,
+    signing_secret: String,
+}
+
+impl From<CreatedKey> for Secrets {
+    fn from(c: CreatedKey) -> Self {
+        Secrets {
+            key: c.key,
+            signing_secret: c.signing_secret,
+        }
+    }
+}
+
+/// A read-only secret with a Copy button.
+#[component]
+fn CopyField(label: &'static str, value: String) -> impl IntoView {
+    let to_copy = value.clone();
+    view! {
+        <div class="password">
+            <input readonly aria-label=label value=value />
+            <CopyButton label=format!("Copy {}", label.to_lowercase()) text=to_copy />
+        </div>
+    }
+}
+
+/// Shows a new key once, with copy buttons and a warning; closing forgets it.
+#[component]
+fn Reveal(secret: RwSignal<Option<Secrets>>) -> impl IntoView {
+    move || {
+        secret.get().map(|s| {
+            view! {
+                <section class="card reveal" role="region" aria-label="New API key">
+                    <h2>"Copy your new key now"</h2>
+                    <p class="warning">"This is the only time the key is shown. Store it in a secret manager; Keyward keeps only a hash."</p>
+                    <CopyField label="New API key" value=s.key />
+                    <p class="hint">"Signing secret, for the optional Signature header (also shown only now):"</p>
+                    <CopyField label="Signing secret" value=s.signing_secret />
+                    <button type="button" class="secondary" on:click=move |_| secret.set(None)>
+                        "I have stored it"
+                    </button>
+                </section>
+            }
+        })
+    }
+}
+
+/// The status, enable/disable, roll and revoke controls of one key (list row and key page).
+#[component]
+fn KeyActions(
+    key: ApiKey,
+    #[prop(into)] org: Signal<String>,
+    status: ServerAction<SetKeyStatus>,
+    roll: ServerAction<RollKey>,
+) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let rolling = RwSignal::new(false);
+    let grace = RwSignal::new("3600".to_string());
+    let custom_hours = RwSignal::new(String::new());
+    let id = StoredValue::new(key.id.clone());
+    let dispatch = move |action: &'static str| {
+        move |_| {
+            status.dispatch(SetKeyStatus {
+                organization_id: org.get_untracked(),
+                key_id: id.get_value(),
+                action: action.into(),
+                reason: String::new(),
+            });
+        }
+    };
+    let active = key.status == KeyStatus::Active;
+    let disabled = key.status == KeyStatus::Disabled;
+    let revocable = key.status != KeyStatus::Revoked;
+    let rollable = active && key.rolled_to_key_id.is_none();
+    let grace_id = format!("grace-{}", key.id);
+    let hours_id = StoredValue::new(format!("grace-hours-{}", key.id));
+    let name = key.name.clone();
+    view! {
+        <Show when=move || active>
+            <button type="button" class="secondary" aria-label=format!("Disable {name}") on:click=dispatch("disable")>"Disable"</button>
+        </Show>
+        <Show when=move || disabled>
+            <button type="button" class="secondary" on:click=dispatch("enable")>"Enable"</button>
+        </Show>
+        <Show when=move || rollable>
+            <button type="button" class="secondary" on:click=move |_| rolling.update(|r| *r = !*r)>"Roll"</button>
+        </Show>
+        <Show when=move || revocable && !confirming.get()>
+            <button type="button" class="danger" on:click=move |_| confirming.set(true)>"Revoke"</button>
+        </Show>
+        <Show when=move || confirming.get()>
+            <span role="group" aria-label="Confirm revocation">
+                "Revoke for good? "
+                <button type="button" class="danger" on:click=dispatch("revoke")>"Confirm revoke"</button>
+                <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+            </span>
+        </Show>
+        <Show when=move || rolling.get()>
+            <span role="group" aria-label="Roll key">
+                <label for=grace_id.clone()>"Old key keeps working for"</label>
+                <select id=grace_id.clone() on:change=move |ev| grace.set(event_target_value(&ev))>
+                    <option value="0">"Stop now"</option>
+                    <option value="3600" selected>"1 hour"</option>
+                    <option value="86400">"24 hours"</option>
+                    <option value="604800">"7 days"</option>
+                    <option value="custom">"Custom…"</option>
+                </select>
+                <Show when=move || grace.get() == "custom">
+                    <label for=hours_id.get_value()>"Hours"</label>
+                    <input id=hours_id.get_value() type="number" min="0" max="2160" on:input=move |ev| custom_hours.set(event_target_value(&ev)) />
+                </Show>
+                <button
+                    type="button"
+                    on:click=move |_| {
+                        let grace_seconds = match grace.get_untracked().as_str() {
+                            // Out-of-range or empty input is sent as is and refused by the server
+                            // with a readable message.
+                            "custom" => custom_hours.get_untracked().trim().parse::<i64>().map_or(-1, |h| h * 3600),
+                            g => g.parse().unwrap_or(3600),
+                        };
+                        roll.dispatch(RollKey { organization_id: org.get_untracked(), key_id: id.get_value(), grace_seconds });
+                        rolling.set(false);
+                    }
+                >
+                    "Roll key"
+                </button>
+            </span>
+        </Show>
+    }
+}
+
+/// `data:` URL of a text file, for a download link (no server round trip, no secret in it).
+fn data_url(mime: &str, text: &str) -> String {
+    let mut out = format!("data:{mime};charset=utf-8,");
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
