@@ -77,14 +77,19 @@ fn label(ms: i64, with_day: bool) -> String {
     }
 }
 
-/// The chart of a series: stacked bars by status class.
-pub fn chart_of(s: &RequestSeries) -> Chart {
+/// A chart over the buckets of `s`: tooltip, legend, and the time axis in the viewer's zone.
+fn over_time(s: &RequestSeries) -> Chart {
     let with_day = s.bucket_ms >= 3_600_000;
     let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day)).collect();
     Chart::new()
         .tooltip(Tooltip::new().trigger(Trigger::Axis))
         .legend(Legend::new())
         .x_axis(Axis::new().type_(AxisType::Category).data(labels))
+}
+
+/// The chart of a series: stacked bars by status class.
+pub fn chart_of(s: &RequestSeries) -> Chart {
+    over_time(s)
         .y_axis(Axis::new().type_(AxisType::Value).min_interval(1))
         .series(Bar::new().name("2xx").stack("requests").data(s.ok.clone()))
         .series(
@@ -110,12 +115,7 @@ pub fn chart_of(s: &RequestSeries) -> Chart {
 /// The errors chart: failed requests stacked by class, and the error rate (percent, right axis).
 pub fn errors_chart_of(r: &ErrorReport) -> Chart {
     let s = &r.series;
-    let with_day = s.bucket_ms >= 3_600_000;
-    let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day)).collect();
-    Chart::new()
-        .tooltip(Tooltip::new().trigger(Trigger::Axis))
-        .legend(Legend::new())
-        .x_axis(Axis::new().type_(AxisType::Category).data(labels))
+    over_time(s)
         .y_axis(
             Axis::new()
                 .type_(AxisType::Value)

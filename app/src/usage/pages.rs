@@ -321,29 +321,63 @@ fn WithUsageOrgs(render: fn(Vec<crate::orgs::OrgMembership>) -> AnyView) -> impl
     }
 }
 
+/// What the usage and errors pages show: the organization, range and filters, the viewer's
+/// time zone, and a counter the live feed bumps.
+#[derive(Clone, Copy)]
+struct UsageView {
+    org: RwSignal<String>,
+    range: RwSignal<String>,
+    key: RwSignal<String>,
+    route: RwSignal<String>,
+    /// UTC on the server and during hydration (both render the same), the viewer's zone after.
+    tz: RwSignal<i32>,
+    refresh: RwSignal<u64>,
+}
+
+/// (organization, range, key, route, time zone) as a resource's source.
+type ViewArgs = (String, String, String, String, i32, u64);
+
+impl UsageView {
+    fn new(orgs: &[crate::orgs::OrgMembership], range: &str) -> UsageView {
+        UsageView {
+            org: RwSignal::new(orgs[0].organization_id.clone()),
+            range: RwSignal::new(range.to_string()),
+            key: RwSignal::new(String::new()),
+            route: RwSignal::new(String::new()),
+            tz: RwSignal::new(0),
+            refresh: RwSignal::new(0),
+        }
+    }
+
+    /// Everything a fetch depends on, tracked.
+    fn args(self) -> ViewArgs {
+        (
+            self.org.get(),
+            self.range.get(),
+            self.key.get(),
+            self.route.get(),
+            self.tz.get(),
+            self.refresh.get(),
+        )
+    }
+}
+
 const CHART_ID: &str = "requests-chart";
 
 #[component]
 fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
     use super::api::usage_series;
-    let org = RwSignal::new(orgs[0].organization_id.clone());
-    let range = RwSignal::new("1h".to_string());
-    let key = RwSignal::new(String::new());
-    let route = RwSignal::new(String::new());
-    // UTC on the server and during hydration (both render the same), the viewer's zone after.
-    let tz = RwSignal::new(0i32);
-    let refresh = RwSignal::new(0u64);
+    let view = UsageView::new(&orgs, "1h");
+    let UsageView {
+        org,
+        range,
+        key,
+        route,
+        tz,
+        refresh,
+    } = view;
     let series = Resource::new(
-        move || {
-            (
-                org.get(),
-                range.get(),
-                key.get(),
-                route.get(),
-                tz.get(),
-                refresh.get(),
-            )
-        },
+        move || view.args(),
         |(org, range, key, route, tz, _)| usage_series(org, range, key, route, tz),
     );
     let keys = keys_of(org);
@@ -589,23 +623,17 @@ const ERRORS_CHART_ID: &str = "errors-chart";
 #[component]
 fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
     use super::api::{usage_errors, usage_series};
-    let org = RwSignal::new(orgs[0].organization_id.clone());
-    let range = RwSignal::new("24h".to_string());
-    let key = RwSignal::new(String::new());
-    let route = RwSignal::new(String::new());
-    let tz = RwSignal::new(0i32);
-    let refresh = RwSignal::new(0u64);
+    let view = UsageView::new(&orgs, "24h");
+    let UsageView {
+        org,
+        range,
+        key,
+        route,
+        refresh,
+        ..
+    } = view;
     let report = Resource::new(
-        move || {
-            (
-                org.get(),
-                range.get(),
-                key.get(),
-                route.get(),
-                tz.get(),
-                refresh.get(),
-            )
-        },
+        move || view.args(),
         |(org, range, key, route, tz, _)| usage_errors(org, range, key, route, tz),
     );
     // The route filter lists every route of the range, failing or not.
@@ -616,7 +644,7 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
     let keys = keys_of(org);
     #[cfg(feature = "hydrate")]
     {
-        tz.set(super::chart::tz_offset_minutes());
+        view.tz.set(super::chart::tz_offset_minutes());
         Effect::new(move |_| {
             if let Some(Ok(r)) = report.get() {
                 leptos::task::spawn_local(async move {
