@@ -104,3 +104,29 @@ pub fn App() -> impl IntoView {
         </Router>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The first load stays small as pages are added (`bench/bundle.sh`: 248 KB of a 300 KB
+    /// budget): every route but the few the first visit needs is lazy, so a new page cannot
+    /// join the main module by accident.
+    #[test]
+    fn every_page_but_the_first_visit_s_is_a_lazy_route() {
+        const EAGER: &[&str] = &["\"/\"", "\"/sign-in\"", "\"/sign-up\""];
+        let source = include_str!("lib.rs");
+        let routes: Vec<&str> = source
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("<Route path="))
+            .collect();
+        assert!(routes.len() >= 12, "routes not found: {routes:?}");
+        for route in routes {
+            let eager = EAGER.iter().any(|p| route.contains(&format!("path!({p})")));
+            assert_eq!(
+                route.contains("view={Lazy::<"),
+                !eager,
+                "{route}: only the first visit's pages are eager; add others to lazy_pages!"
+            );
+        }
+    }
+}
