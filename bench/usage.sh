@@ -17,10 +17,10 @@ cd "$ROOT"
 duration="${1:-8}"
 apt_install wrk
 bin="$CARGO_TARGET_DIR/release/keyward"
-[ -x "$bin" ] && [ "$bin" -nt "$ROOT/server/src/rest/auth.rs" ] || {
-  log "building release"
-  cargo leptos build --release --precompress --split
-}
+# Always through cargo (a no-op when nothing changed): a binary left by another build or an
+# experiment must not be measured by mistake.
+log "building release"
+cargo leptos build --release --precompress --split
 
 work="$(mktemp -d)"
 servers=()
