@@ -120,6 +120,9 @@ mod tests {
             .filter(|l| l.starts_with("<Route path="))
             .collect();
         assert!(routes.len() >= 12, "routes not found: {routes:?}");
+        // Every route is on one line of its own, so none escapes the check below.
+        let app = source.split("#[cfg(test)]").next().unwrap_or_default();
+        assert_eq!(app.matches("path!(").count(), routes.len(), "{routes:?}");
         for route in routes {
             let eager = EAGER.iter().any(|p| route.contains(&format!("path!({p})")));
             assert_eq!(

@@ -69,6 +69,7 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
         )
         .await;
     assert_eq!(r.status, 404);
+    let newest_id = r.headers["x-request-id"].to_str().unwrap().to_string();
     wait_for_log_rows(&app, 4).await;
 
     let r = app
@@ -88,16 +89,22 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
     );
     let rates = v["error_rate"].as_array().unwrap();
     assert_eq!(rates.len(), 60, "one rate per bucket");
-    let busy: Vec<f64> = rates
-        .iter()
-        .map(|r| r.as_f64().unwrap())
-        .filter(|r| *r > 0.0)
-        .collect();
-    assert_eq!(
-        busy,
-        vec![50.0],
-        "2 of 4 failed, in the one bucket that had requests"
-    );
+    // Each bucket's rate is its failed share of its own requests (the four requests may
+    // straddle a minute).
+    let s = &v["series"];
+    let at = |name: &str, i: usize| s[name][i].as_i64().unwrap();
+    for (i, rate) in rates.iter().enumerate() {
+        let failed = at("client_errors", i) + at("rate_limited", i) + at("server_errors", i);
+        let all = failed + at("ok", i);
+        let expected = if all == 0 {
+            0.0
+        } else {
+            (failed as f64 * 1000.0 / all as f64).round() / 10.0
+        };
+        assert_eq!(rate.as_f64().unwrap(), expected, "bucket {i}");
+    }
+    assert_eq!(s["total"], json!(4));
+    assert_eq!(v["top_codes"].as_array().unwrap().len(), 1);
     assert_eq!(v["top_codes"][0]["name"], json!("not_found"));
     assert_eq!(v["top_codes"][0]["requests"], json!(2));
     assert_eq!(v["top_routes"][0]["name"], json!("/api/v1/keys/{id}"));
@@ -108,6 +115,7 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
     );
     let recent = v["recent"].as_array().unwrap();
     assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0]["request_id"], json!(newest_id), "newest first");
     assert_eq!(
         recent[0]["message"],
         json!(message),
@@ -127,7 +135,10 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["errors"], json!(0));
+    let theirs = r.json();
+    assert_eq!(theirs["errors"], json!(0));
+    assert_eq!(theirs["recent"], json!([]));
+    assert_eq!(theirs["top_codes"], json!([]));
     // Bad input is refused.
     let r = app
         .api(
@@ -186,7 +197,12 @@ async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     assert_eq!(v["window_seconds"], json!(3600));
     assert_eq!(v["used"], json!(2), "{v}");
     assert_eq!(v["remaining"], json!(8));
-    assert!(v["reset_seconds"].as_i64().unwrap() > 0);
+    // The oldest bucket counts in full until it leaves the window: at most the window plus one
+    // bucket (1/60 of it) away.
+    assert!(
+        (1..=3660).contains(&v["reset_seconds"].as_i64().unwrap()),
+        "{v}"
+    );
     assert_eq!(v["requests_24h"], json!(2));
     assert_eq!(v["errors_24h"], json!(0));
     // Lowered below what was used: the real count shows, over the limit, and the leased but
@@ -288,9 +304,9 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
     for k in 0..50 {
         for m in 1..=50 {
             let at = minute - m * 60_000 + 1;
-            rows.push(entry(at, &org, &format!("key_{k:02}"), 200));
+            rows.push(entry(at, &org, &format!("seed_{k:02}"), 200));
             if k == 0 {
-                rows.push(entry(at, &org, "key_00", 503));
+                rows.push(entry(at, &org, "seed_00", 503));
             }
         }
     }
@@ -322,7 +338,13 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
         headers.iter().collect::<Vec<_>>(),
         app::usage::export::CSV_HEADER
     );
-    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    // The export's own request may be logged (in the current minute) while the body streams:
+    // count the seeded keys' rows.
+    let records: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[1].starts_with("seed_"))
+        .collect();
     assert_eq!(records.len(), expected_rows);
     let distinct: std::collections::HashSet<(String, String, String)> = records
         .iter()
@@ -339,7 +361,7 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
     let r = app
         .api(
             "GET",
-            "/api/v1/usage/export?range=1h&format=json&key_id=key_00",
+            "/api/v1/usage/export?range=1h&format=json&key_id=seed_00",
             Some(&admin),
             None,
             IP,
@@ -347,8 +369,8 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let parsed: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(parsed.len(), 100, "key_00: 50 minutes × 2 classes");
-    assert!(parsed.iter().all(|v| v["api_key_id"] == json!("key_00")));
+    assert_eq!(parsed.len(), 100, "seed_00: 50 minutes × 2 classes");
+    assert!(parsed.iter().all(|v| v["api_key_id"] == json!("seed_00")));
     assert_eq!(r.headers.get("x-keyward-rows").unwrap(), "100");
 
     for bad in [
@@ -382,9 +404,10 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
         .parse()
         .unwrap();
     assert!(promised >= expected_rows, "{promised}");
-    assert_eq!(
-        r.body.lines().count(),
-        promised + 1,
+    let seeded = r.body.lines().filter(|l| l.contains(",seed_")).count();
+    assert_eq!(seeded, expected_rows, "every seeded row");
+    assert!(
+        r.body.lines().count() > promised,
         "header and every promised row"
     );
 }
@@ -401,6 +424,9 @@ async fn per_organization_totals_are_for_instance_admins_only() {
         entry(now - 120_000, &org, "key_a", 200),
         entry(now - 120_000, &org, "key_b", 500),
         entry(now - 120_000, &org, "key_b", 200),
+        // Another organization's request, and one older than the range.
+        entry(now - 120_000, "org_other", "key_c", 200),
+        entry(now - 3 * 3_600_000, &org, "key_a", 200),
     ];
     app::usage::log::write_batch(&app.state.db, &rows)
         .await
@@ -423,6 +449,16 @@ async fn per_organization_totals_are_for_instance_admins_only() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let totals = r.json();
+    let list = totals.as_array().unwrap();
+    assert_eq!(list.len(), 2, "one row per organization: {totals}");
+    assert_eq!(list[0]["organization_id"], json!(org), "busiest first");
+    assert_ne!(list[0]["name"], json!(org), "named, not just the id");
+    assert_eq!(list[1]["organization_id"], json!("org_other"));
+    assert_eq!(
+        list[1]["name"],
+        json!("org_other"),
+        "unknown organizations keep their id"
+    );
     let ours = totals
         .as_array()
         .unwrap()
@@ -467,6 +503,7 @@ async fn at_most_two_exports_stream_at_once() {
     );
     let third = open().await.unwrap();
     assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()[http::header::RETRY_AFTER], "5");
     assert!(third.headers().contains_key(http::header::RETRY_AFTER));
     // A slot comes back when a body is done with (read to the end, or dropped).
     drop(first);

@@ -278,7 +278,7 @@ pub async fn download(
             js_sys::Reflect::get(&step, &JsValue::from_str("value"))?.dyn_into()?;
         lines += chunk.to_vec().iter().filter(|b| **b == b'\n').count() as i64;
         chunks.push(&chunk);
-        on_progress((lines - before).clamp(0, all), all);
+        on_progress((lines - before).max(0), all);
     }
     let kind = response
         .headers()
@@ -305,6 +305,9 @@ pub async fn download(
         },
         std::time::Duration::from_secs(60),
     );
-    on_progress(all, all);
-    Ok(all)
+    // The rows that arrived, counted from the body (what the header promised may differ by the
+    // requests logged while the export streamed).
+    let received = (lines - before).max(0);
+    on_progress(received, all.max(received));
+    Ok(received)
 }
