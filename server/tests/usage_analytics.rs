@@ -59,6 +59,8 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
         .as_str()
         .unwrap()
         .to_string();
+    // Apart in time: the log orders by arrival (ms), then by request id.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let r = app
         .api(
             "GET",
