@@ -12,20 +12,6 @@ use std::time::Duration;
 
 const IP: &str = "192.0.2.20";
 
-/// Gives `key_id` its own limit, through the REST API with `admin`.
-async fn limit_key(app: &TestApp, admin: &str, key_id: &str, limit: i64, window: i64) {
-    let r = app
-        .api(
-            "PUT",
-            &format!("/api/v1/keys/{key_id}/limit"),
-            Some(admin),
-            Some(json!({"rate_limit": limit, "rate_window_seconds": window})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
 /// A system-organization admin key (can hold `plans:write`), and an ordinary org's.
 async fn system_and_org_keys(app: &TestApp) -> (String, String, String) {
     let root = app
@@ -50,7 +36,7 @@ fn header(r: &Reply, name: &str) -> Option<String> {
 async fn answers_carry_the_limit_and_refusals_say_when_to_retry() {
     let (app, org, admin) = with_admin_key().await;
     let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    limit_key(&app, &admin, &key_id, 5, 3600).await;
+    app.limit_key(IP, &admin, &key_id, 5, 3600).await;
 
     for expected_remaining in (0..5).rev() {
         let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
@@ -114,7 +100,7 @@ async fn hammer(apps: Vec<Arc<TestApp>>, key: &str, clients: usize, per_client: 
 async fn sixty_four_parallel_clients_get_exactly_the_limit() {
     let (app, org, admin) = with_admin_key().await;
     let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    limit_key(&app, &admin, &key_id, 50, 3600).await;
+    app.limit_key(IP, &admin, &key_id, 50, 3600).await;
     let statuses = hammer(vec![Arc::new(app)], &key, 64, 3).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
@@ -126,7 +112,7 @@ async fn sixty_four_parallel_clients_get_exactly_the_limit() {
 async fn two_instances_on_one_database_admit_exactly_the_limit_together() {
     let (app, org, admin) = with_admin_key().await;
     let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    limit_key(&app, &admin, &key_id, 40, 3600).await;
+    app.limit_key(IP, &admin, &key_id, 40, 3600).await;
     let other = app.second_instance();
     let (a, b) = (Arc::new(app), Arc::new(other));
     let statuses = hammer(vec![a.clone(), b.clone()], &key, 32, 4).await;
@@ -355,20 +341,6 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
     assert_eq!(app.snapshot().await, snapshot, "nothing written");
 }
 
-/// Waits until the request log holds `n` rows (the writer works off the request path).
-async fn wait_for_log_rows(app: &TestApp, n: i64) {
-    for _ in 0..100 {
-        if app.count("request_log").await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the request log has {} rows, expected {n}",
-        app.count("request_log").await
-    );
-}
-
 /// route, status, error code, key, client IP.
 type LogRow = (String, i64, Option<String>, Option<String>, Option<String>);
 
@@ -401,7 +373,7 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
         app.api("GET", "/api/v1/me", None, None, IP).await.status,
         401
     );
-    wait_for_log_rows(&app, 3).await;
+    app.wait_for_log_rows(3).await;
 
     let rows: Vec<LogRow> = sqlx::query_as(
         "select route, status, error_code, api_key_id, client_ip from request_log order by occurred_at, status",
@@ -443,7 +415,7 @@ async fn every_api_request_is_logged_with_its_key_route_status_and_code() {
 async fn old_log_rows_go_after_the_retention_period() {
     let (app, _org, admin) = with_admin_key().await;
     app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
-    wait_for_log_rows(&app, 1).await;
+    app.wait_for_log_rows(1).await;
     let now = app::ssr::db::now_ms();
     let deleted = app::usage::log::enforce_retention(&app.state.db, now, 30)
         .await
@@ -609,24 +581,6 @@ async fn sigterm_under_load_loses_no_log_row() {
     assert_eq!(rows as u64, answered, "every answered request has its row");
 }
 
-fn entry(at: i64, org: &str, key: &str, route: &str, status: u16) -> app::usage::log::LogEntry {
-    use rand::Rng;
-    app::usage::log::LogEntry {
-        request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
-        occurred_at: at,
-        organization_id: Some(org.to_string()),
-        api_key_id: Some(key.to_string()),
-        method: "GET".into(),
-        route: route.into(),
-        status,
-        error_code: None,
-        error_message: None,
-        latency_us: 1000,
-        client_ip: None,
-        user_agent: None,
-    }
-}
-
 #[tokio::test]
 async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_range() {
     use app::usage::stats::{series, Filter};
@@ -637,13 +591,37 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
     let org = "org_chart";
     let mut rows = Vec::new();
     for _ in 0..3 {
-        rows.push(entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 200));
+        rows.push(log_entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 200));
     }
-    rows.push(entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 429));
-    rows.push(entry(now - 30 * 60_000, org, "key_b", "/api/v1/keys", 500));
-    rows.push(entry(now - 30 * 60_000, org, "key_b", "/api/v1/keys", 404));
-    rows.push(entry(now - 2 * 3_600_000, org, "key_a", "/api/v1/me", 200));
-    rows.push(entry(now - 60_000, "org_other", "key_c", "/api/v1/me", 200));
+    rows.push(log_entry(now - 5 * 60_000, org, "key_a", "/api/v1/me", 429));
+    rows.push(log_entry(
+        now - 30 * 60_000,
+        org,
+        "key_b",
+        "/api/v1/keys",
+        500,
+    ));
+    rows.push(log_entry(
+        now - 30 * 60_000,
+        org,
+        "key_b",
+        "/api/v1/keys",
+        404,
+    ));
+    rows.push(log_entry(
+        now - 2 * 3_600_000,
+        org,
+        "key_a",
+        "/api/v1/me",
+        200,
+    ));
+    rows.push(log_entry(
+        now - 60_000,
+        "org_other",
+        "key_c",
+        "/api/v1/me",
+        200,
+    ));
     app::usage::log::write_batch(db, &rows).await.unwrap();
 
     let hour = series(db, org, Range::Hour, &Filter::default(), now, 0)
@@ -894,7 +872,7 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
     let org = "org_sum";
     let mut rows = Vec::new();
     for i in 0..100i64 {
-        let mut e = entry(
+        let mut e = log_entry(
             now - 10 * 60_000,
             org,
             if i < 70 { "key_a" } else { "key_b" },
@@ -957,7 +935,7 @@ async fn usage_is_readable_over_rest_for_the_key_s_own_organization() {
             200
         );
     }
-    wait_for_log_rows(&app, 3).await;
+    app.wait_for_log_rows(3).await;
     let r = app
         .api("GET", "/api/v1/usage?range=1h", Some(&admin), None, IP)
         .await;

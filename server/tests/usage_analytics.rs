@@ -10,34 +10,6 @@ use std::time::Duration;
 
 const IP: &str = "192.0.2.30";
 
-async fn wait_for_log_rows(app: &TestApp, n: i64) {
-    for _ in 0..100 {
-        if app.count("request_log").await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the request log has fewer than {n} rows");
-}
-
-fn entry(at: i64, org: &str, key: &str, status: u16) -> app::usage::log::LogEntry {
-    use rand::Rng;
-    app::usage::log::LogEntry {
-        request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
-        occurred_at: at,
-        organization_id: Some(org.to_string()),
-        api_key_id: Some(key.to_string()),
-        method: "GET".into(),
-        route: "/api/v1/me".into(),
-        status,
-        error_code: None,
-        error_message: None,
-        latency_us: 2000,
-        client_ip: None,
-        user_agent: None,
-    }
-}
-
 #[tokio::test]
 async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
     let (app, _org, admin) = with_admin_key().await;
@@ -72,7 +44,7 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
         .await;
     assert_eq!(r.status, 404);
     let newest_id = r.headers["x-request-id"].to_str().unwrap().to_string();
-    wait_for_log_rows(&app, 4).await;
+    app.wait_for_log_rows(4).await;
 
     let r = app
         .api(
@@ -163,16 +135,7 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
 async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     let (app, org, admin) = with_admin_key().await;
     let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    let r = app
-        .api(
-            "PUT",
-            &format!("/api/v1/keys/{key_id}/limit"),
-            Some(&admin),
-            Some(json!({"rate_limit": 10, "rate_window_seconds": 3600})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    app.limit_key(IP, &admin, &key_id, 10, 3600).await;
     // Two requests: the first leases 3 tokens (a quarter of 10, rounded up), so one is
     // leased but unspent and must not count as used.
     for _ in 0..2 {
@@ -183,7 +146,7 @@ async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
             200
         );
     }
-    wait_for_log_rows(&app, 3).await;
+    app.wait_for_log_rows(3).await;
     let r = app
         .api(
             "GET",
@@ -209,16 +172,7 @@ async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     assert_eq!(v["errors_24h"], json!(0));
     // Lowered below what was used: the real count shows, over the limit, and the leased but
     // unspent token still does not count.
-    let r = app
-        .api(
-            "PUT",
-            &format!("/api/v1/keys/{key_id}/limit"),
-            Some(&admin),
-            Some(json!({"rate_limit": 1, "rate_window_seconds": 3600})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    app.limit_key(IP, &admin, &key_id, 1, 3600).await;
     let r = app
         .api(
             "GET",
@@ -238,16 +192,7 @@ async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
         (Some(1), Some(2), Some(0)),
         "{v}"
     );
-    let r = app
-        .api(
-            "PUT",
-            &format!("/api/v1/keys/{key_id}/limit"),
-            Some(&admin),
-            Some(json!({"rate_limit": 10, "rate_window_seconds": 3600})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    app.limit_key(IP, &admin, &key_id, 10, 3600).await;
     // The same through the console, for a member of the organization.
     let ann_browser = &mut app.signed_in("ann@example.org").await;
     let r = app
@@ -306,13 +251,25 @@ async fn the_export_streams_every_rollup_row_with_the_count_first() {
     for k in 0..50 {
         for m in 1..=50 {
             let at = minute - m * 60_000 + 1;
-            rows.push(entry(at, &org, &format!("seed_{k:02}"), 200));
+            rows.push(log_entry(
+                at,
+                &org,
+                &format!("seed_{k:02}"),
+                "/api/v1/me",
+                200,
+            ));
             if k == 0 {
-                rows.push(entry(at, &org, "seed_00", 503));
+                rows.push(log_entry(at, &org, "seed_00", "/api/v1/me", 503));
             }
         }
     }
-    rows.push(entry(minute - 60_000, "org_other", "key_x", 200));
+    rows.push(log_entry(
+        minute - 60_000,
+        "org_other",
+        "key_x",
+        "/api/v1/me",
+        200,
+    ));
     app::usage::log::write_batch(db, &rows).await.unwrap();
     let expected_rows = 50 * 50 + 50;
 
@@ -423,12 +380,12 @@ async fn per_organization_totals_are_for_instance_admins_only() {
     let org = app.org_of(&ann).await;
     let now = app::ssr::db::now_ms();
     let rows = vec![
-        entry(now - 120_000, &org, "key_a", 200),
-        entry(now - 120_000, &org, "key_b", 500),
-        entry(now - 120_000, &org, "key_b", 200),
+        log_entry(now - 120_000, &org, "key_a", "/api/v1/me", 200),
+        log_entry(now - 120_000, &org, "key_b", "/api/v1/me", 500),
+        log_entry(now - 120_000, &org, "key_b", "/api/v1/me", 200),
         // Another organization's request, and one older than the range.
-        entry(now - 120_000, "org_other", "key_c", 200),
-        entry(now - 3 * 3_600_000, &org, "key_a", 200),
+        log_entry(now - 120_000, "org_other", "key_c", "/api/v1/me", 200),
+        log_entry(now - 3 * 3_600_000, &org, "key_a", "/api/v1/me", 200),
     ];
     app::usage::log::write_batch(&app.state.db, &rows)
         .await

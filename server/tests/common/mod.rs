@@ -697,3 +697,59 @@ impl SmtpSink {
         self.messages.lock().unwrap().len()
     }
 }
+
+impl TestApp {
+    /// Gives `key_id` its own limit, through the REST API with `admin`.
+    pub async fn limit_key(&self, ip: &str, admin: &str, key_id: &str, limit: i64, window: i64) {
+        let r = self
+            .api(
+                "PUT",
+                &format!("/api/v1/keys/{key_id}/limit"),
+                Some(admin),
+                Some(json!({"rate_limit": limit, "rate_window_seconds": window})),
+                ip,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Waits until the request log holds `n` rows (the writer works off the request path).
+    pub async fn wait_for_log_rows(&self, n: i64) {
+        for _ in 0..100 {
+            if self.count("request_log").await >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the request log has {} rows, expected {n}",
+            self.count("request_log").await
+        );
+    }
+}
+
+/// A request-log entry of `key` in `org` at `at` (Unix ms), 1 ms latency, for writing straight
+/// to the log with `app::usage::log::write_batch`.
+pub fn log_entry(
+    at: i64,
+    org: &str,
+    key: &str,
+    route: &str,
+    status: u16,
+) -> app::usage::log::LogEntry {
+    use rand::Rng;
+    app::usage::log::LogEntry {
+        request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+        occurred_at: at,
+        organization_id: Some(org.to_string()),
+        api_key_id: Some(key.to_string()),
+        method: "GET".into(),
+        route: route.into(),
+        status,
+        error_code: None,
+        error_message: None,
+        latency_us: 1000,
+        client_ip: None,
+        user_agent: None,
+    }
+}
