@@ -15,6 +15,8 @@ const dataDir = process.env.KEYWARD_E2E_DIR;
 // The SMTP server the journeys read email from (end2end/smtp_sink.py): one file per message.
 const smtpPort = Number(process.env.KEYWARD_E2E_SMTP_PORT ?? 3198);
 export const MAIL_DIR = path.join(dataDir, "mail");
+// The server's log, which the fixture reads: an internal error fails the journey it happened in.
+export const SERVER_LOG = path.join(dataDir, "server.log");
 
 export const ADMIN_EMAIL = "admin@keyward.local";
 export const ADMIN_PASSWORD = "e2e admin passphrase";
@@ -51,7 +53,8 @@ export default defineConfig({
     reuseExistingServer: false,
   },
   {
-    command: `"${bin}" serve`,
+    // The log still reaches the reporter (stderr), and a copy goes to SERVER_LOG.
+    command: `bash -c 'exec "${bin}" serve 2> >(tee -a "${SERVER_LOG}" >&2)'`,
     cwd: root,
     url: `http://127.0.0.1:${port}/healthz`,
     timeout: 60_000,

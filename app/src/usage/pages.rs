@@ -279,7 +279,7 @@ pub fn UsagePage() -> impl IntoView {
         <Title text="Usage" />
         <h1>"Usage"</h1>
         <p><A href="/usage/errors">"Errors"</A></p>
-        <WithUsageOrgs render=|orgs| view! { <OrgUsage orgs /> }.into_any() />
+        <WithUsageOrgs render=|orgs, admin| view! { <OrgUsage orgs admin /> }.into_any() />
     }
 }
 
@@ -291,17 +291,25 @@ pub fn ErrorsPage() -> impl IntoView {
         <Title text="Errors" />
         <h1>"Errors"</h1>
         <p><A href="/usage">"Usage"</A></p>
-        <WithUsageOrgs render=|orgs| view! { <OrgErrors orgs /> }.into_any() />
+        <WithUsageOrgs render=|orgs, _| view! { <OrgErrors orgs /> }.into_any() />
     }
 }
 
-/// Renders `render` with the organizations whose usage the user may read.
+/// Renders `render` with the organizations whose usage the user may read, and whether the
+/// user is an instance admin (who also sees every organization's totals).
 #[component]
-fn WithUsageOrgs(render: fn(Vec<crate::orgs::OrgMembership>) -> AnyView) -> impl IntoView {
+fn WithUsageOrgs(render: fn(Vec<crate::orgs::OrgMembership>, bool) -> AnyView) -> impl IntoView {
+    let auth = crate::ui::use_auth();
     let orgs = Resource::new(|| (), |_| crate::orgs::api::my_organizations());
     view! {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let admin = auth
+                    .user
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| u.can(crate::access::Permission::UsersRead));
                 match orgs.await {
                     Ok(orgs) => {
                         let orgs: Vec<crate::orgs::OrgMembership> = orgs
@@ -311,7 +319,7 @@ fn WithUsageOrgs(render: fn(Vec<crate::orgs::OrgMembership>) -> AnyView) -> impl
                         if orgs.is_empty() {
                             view! { <p>"You cannot see the usage of any organization."</p> }.into_any()
                         } else {
-                            render(orgs)
+                            render(orgs, admin)
                         }
                     }
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
@@ -365,7 +373,7 @@ impl UsageView {
 const CHART_ID: &str = "requests-chart";
 
 #[component]
-fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
+fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView {
     use super::api::usage_series;
     let view = UsageView::new(&orgs, "1h");
     let UsageView {
@@ -420,7 +428,7 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
         </section>
         <UsageSummarySection org range key route refresh />
         <ExportSection org range key route tz />
-        <OrgTotalsSection range />
+        <OrgTotalsSection range admin />
     }
 }
 
@@ -816,19 +824,15 @@ fn urlencode(s: &str) -> String {
 
 /// Every organization's totals over the range: instance admins only (others never see it,
 /// and the server refuses them). One resource, created with the page on both sides, that
-/// asks the server only for admins.
+/// asks the server only for admins. Whether the user is one is known before the resource is
+/// made: a fetcher that awaited the user first ran the server function, during server
+/// rendering, after its owner had lost the request's context ("AppState missing"), and the
+/// page then failed to hydrate, in about one load out of six.
 #[component]
-fn OrgTotalsSection(range: RwSignal<String>) -> impl IntoView {
-    let auth = crate::ui::use_auth();
+fn OrgTotalsSection(range: RwSignal<String>, admin: bool) -> impl IntoView {
     let totals = Resource::new(
         move || range.get(),
         move |range| async move {
-            let admin = auth
-                .user
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|u| u.can(crate::access::Permission::UsersRead));
             if admin {
                 super::api::usage_by_organization(range).await.map(Some)
             } else {
