@@ -39,6 +39,11 @@ struct World {
     /// Signed-in members of the organization.
     viewer: Browser,
     member: Browser,
+    /// An admin: holds `roles:write`, but not `org:write` (the owner's).
+    admin: Browser,
+    member_id: String,
+    /// A custom role of the organization (inherits the viewer).
+    custom_role: String,
     /// Another organization, its admin key and one of its keys.
     foreign_org: String,
     foreign_key_id: String,
@@ -77,12 +82,27 @@ async fn world() -> World {
     app.add_member(&org, &viewer, "viewer").await;
     let member = app.user("member@example.org", None).await;
     app.add_member(&org, &member, "member").await;
+    let admin = app.user("roleadmin@example.org", None).await;
+    app.add_member(&org, &admin, "admin").await;
+    let custom_role = app::access::roles::create_role(
+        &app.state.db,
+        &app::access::ssr::Grant::operator(&org),
+        "support",
+        "",
+        &["viewer".to_string()],
+    )
+    .await
+    .unwrap()
+    .id;
     let stranger = app.user("stranger@example.org", None).await;
     let foreign_org = app.org_of(&stranger).await;
     let (foreign_key_id, _) = app.admin_key(&foreign_org).await;
     World {
         viewer: app.signed_in("viewer@example.org").await,
         member: app.signed_in("member@example.org").await,
+        admin: app.signed_in("roleadmin@example.org").await,
+        member_id: member,
+        custom_role,
         app,
         org,
         strong,
@@ -339,6 +359,50 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
             ]),
             false,
         ),
+        "list_roles" => (f(&[("organization_id", org)]), false),
+        // A role inheriting the owner: everything, org:write included.
+        "create_role" => (
+            f(&[
+                ("organization_id", org),
+                ("name", "escalate"),
+                ("parents[0]", "owner"),
+            ]),
+            true,
+        ),
+        "set_role_parents" => (
+            f(&[
+                ("organization_id", org),
+                ("role_id", &w.custom_role),
+                ("parents[0]", "owner"),
+            ]),
+            true,
+        ),
+        "set_role_permission" => (
+            f(&[
+                ("organization_id", org),
+                ("role_id", &w.custom_role),
+                ("permission", "org:write"),
+                ("granted", "true"),
+            ]),
+            true,
+        ),
+        "delete_role" => (
+            f(&[("organization_id", org), ("role_id", &w.custom_role)]),
+            false,
+        ),
+        "create_permission" => (
+            f(&[("organization_id", org), ("name", "invoices:read")]),
+            false,
+        ),
+        "assign_role" => (
+            f(&[
+                ("organization_id", org),
+                ("role_id", &w.custom_role),
+                ("user_ids[0]", &w.member_id),
+                ("assign", "true"),
+            ]),
+            false,
+        ),
         other => panic!("organization server function {other:?} has no case in the matrix"),
     }
 }
@@ -370,13 +434,18 @@ async fn server_function_ceiling_matrix() {
             if power {
                 who.push(("member", true));
             }
+            // Role management: an admin holds roles:write, yet cannot make or change a role
+            // into more than they hold (the owner's org:write).
+            if power && *permission == app::access::Permission::RolesWrite {
+                who.push(("admin", true));
+            }
         }
         for (name, _) in who {
             let before = w.app.snapshot().await;
-            let mut b = if name == "viewer" {
-                w.viewer.clone()
-            } else {
-                w.member.clone()
+            let mut b = match name {
+                "viewer" => w.viewer.clone(),
+                "admin" => w.admin.clone(),
+                _ => w.member.clone(),
             };
             let r = rpc_form(&w.app, &mut b, endpoint, &form).await;
             let what = format!("{name}: {endpoint}");
@@ -538,7 +607,8 @@ async fn server_function_isolation_and_bad_input_sweep() {
                 &[("organization_id", w.org.as_str()), ("unexpected", "1")],
             )
             .await;
-        if endpoint != &"list_keys" && endpoint != &"organization_members" {
+        // Those that take nothing but the organization have no argument to get wrong.
+        if !["list_keys", "organization_members", "list_roles"].contains(endpoint) {
             assert_refused(
                 &r,
                 StatusCode::BAD_REQUEST,

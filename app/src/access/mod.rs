@@ -2,9 +2,13 @@
 //! server function. Deny by default: a permission is granted only by a role that lists it, and
 //! an endpoint with no declared guard is refused.
 
+pub mod api;
 #[cfg(feature = "ssr")]
 pub mod guard;
+pub mod model;
 pub mod policy;
+#[cfg(feature = "ssr")]
+pub mod roles;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
@@ -28,6 +32,10 @@ pub enum Permission {
     UsersWrite,
     /// The instance's rate-limit plans (create, edit, delete); system organization only.
     PlansWrite,
+    /// The organization's roles, permission groups, dynamic permissions and dependencies.
+    RolesRead,
+    /// Create, edit and delete custom roles, groups and permissions; assign roles.
+    RolesWrite,
 }
 
 impl Permission {
@@ -44,6 +52,8 @@ impl Permission {
         Permission::UsersRead,
         Permission::UsersWrite,
         Permission::PlansWrite,
+        Permission::RolesRead,
+        Permission::RolesWrite,
     ];
 
     /// The stable `resource:action` name shown to users and in 403 messages.
@@ -60,6 +70,8 @@ impl Permission {
             Permission::PlansWrite => "plans:write",
             Permission::UsersRead => "users:read",
             Permission::UsersWrite => "users:write",
+            Permission::RolesRead => "roles:read",
+            Permission::RolesWrite => "roles:write",
         }
     }
 
@@ -94,6 +106,7 @@ impl Permission {
             Permission::MembersWrite => &[Permission::MembersRead],
             Permission::KeysWrite => &[Permission::KeysRead],
             Permission::UsersWrite => &[Permission::UsersRead],
+            Permission::RolesWrite => &[Permission::RolesRead],
             _ => &[],
         }
     }
@@ -118,6 +131,66 @@ fn resources_where(keep: impl Fn(Permission) -> bool) -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// An effective permission of a role, with every source it comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectivePermission {
+    pub name: String,
+    pub sources: Vec<model::Source>,
+}
+
+/// A role as the console and the REST API show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Declared in code, the same in every organization, read-only.
+    pub builtin: bool,
+    /// Role ids it inherits from.
+    pub parents: Vec<String>,
+    /// Granted directly.
+    pub permissions: Vec<String>,
+    /// Permission group ids granted as a unit.
+    pub groups: Vec<String>,
+    pub effective: Vec<EffectivePermission>,
+}
+
+/// A permission of the catalog (built-in) or of the organization (dynamic).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionView {
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    /// What granting it grants too.
+    pub requires: Vec<String>,
+}
+
+/// A named set of permissions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+/// Everything about an organization's roles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleCatalog {
+    pub roles: Vec<RoleView>,
+    pub groups: Vec<GroupView>,
+    pub permissions: Vec<PermissionView>,
+}
+
+/// The outcome of a bulk role assignment for one user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignResult {
+    pub user_id: String,
+    pub ok: bool,
+    /// Whether anything changed (already assigned, or not assigned, changes nothing).
+    pub changed: bool,
+    pub error: Option<String>,
 }
 
 /// A set of permissions (a bit per catalog entry): what a principal holds, its ceiling.
@@ -205,7 +278,7 @@ impl Role {
     }
 
     /// The permissions the role grants directly (before implication).
-    fn grants(self) -> &'static [Permission] {
+    pub(crate) fn grants(self) -> &'static [Permission] {
         use Permission::*;
         match self {
             Role::Owner => Permission::ALL,
@@ -217,9 +290,10 @@ impl Role {
                 UsageRead,
                 UsersWrite,
                 PlansWrite,
+                RolesWrite,
             ],
-            Role::Member => &[OrgRead, MembersRead, KeysWrite, UsageRead],
-            Role::Viewer => &[OrgRead, MembersRead, KeysRead, UsageRead],
+            Role::Member => &[OrgRead, MembersRead, KeysWrite, UsageRead, RolesRead],
+            Role::Viewer => &[OrgRead, MembersRead, KeysRead, UsageRead, RolesRead],
         }
     }
 
@@ -287,7 +361,7 @@ mod tests {
             .contains(Permission::KeysWrite));
         assert_eq!(
             resources_in(false),
-            vec!["org", "members", "keys", "audit", "usage"]
+            vec!["org", "members", "keys", "audit", "usage", "roles"]
         );
         assert!(resources_in(true).contains(&"users"));
         assert!(resources_in(true).contains(&"plans"));

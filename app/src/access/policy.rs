@@ -62,6 +62,13 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("create_plan", Guard::Instance(Permission::PlansWrite)),
     ("update_plan", Guard::Instance(Permission::PlansWrite)),
     ("delete_plan", Guard::Instance(Permission::PlansWrite)),
+    ("list_roles", Guard::Org(Permission::RolesRead)),
+    ("create_role", Guard::Org(Permission::RolesWrite)),
+    ("set_role_parents", Guard::Org(Permission::RolesWrite)),
+    ("set_role_permission", Guard::Org(Permission::RolesWrite)),
+    ("delete_role", Guard::Org(Permission::RolesWrite)),
+    ("create_permission", Guard::Org(Permission::RolesWrite)),
+    ("assign_role", Guard::Org(Permission::RolesWrite)),
 ];
 
 /// The guard declared for an endpoint name, if any.

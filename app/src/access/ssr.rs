@@ -10,9 +10,14 @@
 //! - a personal access token: its scopes **intersected with its owner's current ceiling**, so
 //!   a demoted owner's tokens shrink with them, and a disabled or removed owner's tokens stop.
 
+use super::model::{AccessModel, GroupDef, RoleDef};
 use super::{Permission, Permissions, Role};
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::Db;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The instance organization: roles held here make instance administrators.
 pub const SYSTEM_ORG_ID: &str = "org_system";
@@ -91,21 +96,233 @@ impl Grant {
     }
 }
 
-/// The user's role in the organization, if they are an active member.
+/// How long an instance serves an organization's role graph from memory. A change made on
+/// this instance clears its copy at once; other instances see it within this bound.
+pub const MODEL_TTL: Duration = Duration::from_secs(2);
+
+/// Each organization's [`AccessModel`], as last loaded (one per database handle).
+#[derive(Default)]
+pub struct AccessCache {
+    entries: Mutex<HashMap<String, (Instant, Arc<AccessModel>)>>,
+}
+
+impl AccessCache {
+    /// Forgets the organization's model: the next check loads it again.
+    pub fn invalidate(&self, organization_id: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(organization_id);
+        }
+    }
+
+    fn get(&self, organization_id: &str) -> Option<Arc<AccessModel>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(organization_id)
+            .filter(|(at, _)| at.elapsed() < MODEL_TTL)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn put(&self, organization_id: &str, model: Arc<AccessModel>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (at, _)| at.elapsed() < MODEL_TTL);
+            }
+            entries.insert(organization_id.to_string(), (Instant::now(), model));
+        }
+    }
+}
+
+/// The organization's role graph: the built-in roles and dependencies (code) and its own
+/// roles, groups and dependencies (rows), from memory within [`MODEL_TTL`].
+pub async fn model(db: &Db, organization_id: &str) -> Result<Arc<AccessModel>, AppError> {
+    let cache = db.caches.get::<AccessCache>();
+    if let Some(m) = cache.get(organization_id) {
+        return Ok(m);
+    }
+    let m = Arc::new(load_model(db, organization_id).await?);
+    cache.put(organization_id, m.clone());
+    Ok(m)
+}
+
+/// Reads the organization's role graph (no cache).
+pub async fn load_model(db: &Db, organization_id: &str) -> Result<AccessModel, AppError> {
+    let mut conn = db.reader.acquire().await?;
+    load_model_in(&mut conn, organization_id).await
+}
+
+/// Reads the organization's role graph on this connection (inside a transaction: what the
+/// transaction sees).
+pub async fn load_model_in(
+    conn: &mut sqlx::AnyConnection,
+    organization_id: &str,
+) -> Result<AccessModel, AppError> {
+    let mut m = AccessModel::builtin();
+    let roles =
+        sqlx::query("select role_id, name from role where organization_id = $1 order by name")
+            .bind(organization_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    for r in roles {
+        let id: String = r.try_get("role_id")?;
+        m.roles.insert(
+            id.clone(),
+            RoleDef {
+                id,
+                name: r.try_get("name")?,
+                ..Default::default()
+            },
+        );
+    }
+    let custom = |table: &str, column: &str| {
+        format!(
+            "select t.role_id, t.{column} as item from {table} t join role r on r.role_id = t.role_id
+             where r.organization_id = $1 order by t.{column}"
+        )
+    };
+    for (table, column) in [
+        ("role_parent", "parent_id"),
+        ("role_permission", "permission"),
+        ("role_group", "group_id"),
+    ] {
+        let rows = sqlx::query(&custom(table, column))
+            .bind(organization_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            let role: String = r.try_get("role_id")?;
+            let item: String = r.try_get("item")?;
+            if let Some(def) = m.roles.get_mut(&role) {
+                match column {
+                    "parent_id" => def.parents.push(item),
+                    "permission" => def.permissions.push(item),
+                    _ => def.groups.push(item),
+                }
+            }
+        }
+    }
+    let groups = sqlx::query(
+        "select g.group_id, g.name, i.permission from permission_group g
+         left join permission_group_item i on i.group_id = g.group_id
+         where g.organization_id = $1 order by g.name, i.permission",
+    )
+    .bind(organization_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in groups {
+        let id: String = r.try_get("group_id")?;
+        let group = m.groups.entry(id.clone()).or_insert_with(|| GroupDef {
+            id,
+            name: String::new(),
+            permissions: Vec::new(),
+        });
+        group.name = r.try_get("name")?;
+        if let Some(p) = r.try_get::<Option<String>, _>("permission")? {
+            group.permissions.push(p);
+        }
+    }
+    let deps = sqlx::query(
+        "select permission, requires from permission_dependency where organization_id = $1
+         order by permission, requires",
+    )
+    .bind(organization_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in deps {
+        let p: String = r.try_get("permission")?;
+        let q: String = r.try_get("requires")?;
+        let list = m.requires.entry(p).or_default();
+        if !list.contains(&q) {
+            list.push(q);
+        }
+    }
+    Ok(m)
+}
+
+/// The roles an active member holds in the organization: their membership's base role first,
+/// then the roles assigned to them. `None` when they are disabled or not a member.
+pub async fn roles_in(
+    db: &Db,
+    user_id: &str,
+    organization_id: &str,
+) -> Result<Option<Vec<String>>, AppError> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select m.role, a.role_id from membership m
+         join app_user u on u.user_id = m.user_id
+         left join role_assignment a on a.organization_id = m.organization_id and a.user_id = m.user_id
+         where m.user_id = $1 and m.organization_id = $2 and u.status = 'active'
+         order by a.role_id",
+    )
+    .bind(user_id)
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    let Some((base, _)) = rows.first() else {
+        return Ok(None);
+    };
+    let mut roles = vec![base.clone()];
+    roles.extend(rows.iter().filter_map(|(_, a)| a.clone()));
+    Ok(Some(roles))
+}
+
+/// The user's built-in base role in the organization, if they are an active member.
 pub async fn role_in(
     db: &Db,
     user_id: &str,
     organization_id: &str,
 ) -> Result<Option<Role>, AppError> {
-    let role: Option<String> = sqlx::query_scalar(
-        "select m.role from membership m join app_user u on u.user_id = m.user_id
-         where m.user_id = $1 and m.organization_id = $2 and u.status = 'active'",
-    )
-    .bind(user_id)
-    .bind(organization_id)
-    .fetch_optional(&db.reader)
-    .await?;
-    Ok(role.as_deref().and_then(Role::parse))
+    Ok(roles_in(db, user_id, organization_id)
+        .await?
+        .and_then(|r| Role::parse(&r[0])))
+}
+
+/// What the roles grant in an organization, as a ceiling: the built-in catalog's permissions
+/// among their effective ones (instance permissions only in the system organization).
+fn ceiling_of(model: &AccessModel, roles: &[String], organization_id: &str) -> Permissions {
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let system = organization_id == SYSTEM_ORG_ID;
+    model
+        .names(&roles)
+        .iter()
+        .filter_map(|n| Permission::parse(n))
+        .filter(|p| system || !p.is_instance())
+        .collect()
+}
+
+/// Every permission name a member holds in an organization through all their roles, dynamic
+/// ones included, in name order (instance permissions only in the system organization).
+/// `None`: not an active member.
+pub async fn effective_names(
+    db: &Db,
+    user_id: &str,
+    organization_id: &str,
+) -> Result<Option<Vec<String>>, AppError> {
+    let Some(roles) = roles_in(db, user_id, organization_id).await? else {
+        return Ok(None);
+    };
+    let model = model(db, organization_id).await?;
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let system = organization_id == SYSTEM_ORG_ID;
+    Ok(Some(
+        model
+            .names(&roles)
+            .into_iter()
+            .filter(|n| system || !Permission::parse(n).is_some_and(Permission::is_instance))
+            .collect(),
+    ))
+}
+
+/// What a member holds in an organization through all their roles (`None`: not an active
+/// member).
+async fn member_ceiling(
+    db: &Db,
+    user_id: &str,
+    organization_id: &str,
+) -> Result<Option<Permissions>, AppError> {
+    let Some(roles) = roles_in(db, user_id, organization_id).await? else {
+        return Ok(None);
+    };
+    let model = model(db, organization_id).await?;
+    Ok(Some(ceiling_of(&model, &roles, organization_id)))
 }
 
 /// What a user holds in an organization (nothing when disabled or not a member).
@@ -114,10 +331,9 @@ pub async fn user_ceiling(
     user_id: &str,
     organization_id: &str,
 ) -> Result<Permissions, AppError> {
-    let system = organization_id == SYSTEM_ORG_ID;
-    Ok(role_in(db, user_id, organization_id)
+    Ok(member_ceiling(db, user_id, organization_id)
         .await?
-        .map_or(Permissions::NONE, |r| r.permissions_in(system)))
+        .unwrap_or(Permissions::NONE))
 }
 
 /// The principal's ceiling in `organization_id`. A personal token whose owner is no longer an
@@ -142,10 +358,8 @@ pub async fn ceiling(
             let in_org = scopes.intersect(Permissions::all_in(key_org == SYSTEM_ORG_ID));
             match owner_user_id {
                 None => Ok(in_org),
-                Some(owner) => match role_in(db, owner, key_org).await? {
-                    Some(role) => {
-                        Ok(in_org.intersect(role.permissions_in(key_org == SYSTEM_ORG_ID)))
-                    }
+                Some(owner) => match member_ceiling(db, owner, key_org).await? {
+                    Some(owner_ceiling) => Ok(in_org.intersect(owner_ceiling)),
                     None => Err(AppError::new(
                         ErrorCode::KeyDisabled,
                         "the token's owner is no longer an active member of its organization",

@@ -1,7 +1,6 @@
 //! Organization SQL (server only).
 
 use super::{Member, OrgMembership};
-use crate::access::Role;
 use crate::error::AppError;
 use crate::ssr::Db;
 use sqlx::Row;
@@ -19,16 +18,14 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<OrgMembership>, A
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let role: String = r.try_get("role")?;
-        let permissions = Role::parse(&role)
-            .map(|r| {
-                r.permissions()
-                    .into_iter()
-                    .map(|p| p.as_str().to_string())
-                    .collect()
-            })
+        let organization_id: String = r.try_get("organization_id")?;
+        // What the authorization core would decide: every role, inherited and required
+        // permissions included.
+        let permissions = crate::access::ssr::effective_names(db, user_id, &organization_id)
+            .await?
             .unwrap_or_default();
         out.push(OrgMembership {
-            organization_id: r.try_get("organization_id")?,
+            organization_id,
             name: r.try_get("name")?,
             kind: r.try_get("kind")?,
             role,

@@ -32,6 +32,35 @@ pub struct Db {
     /// The URL it was opened with (PostgreSQL's `LISTEN` needs its own connection). Never
     /// logged: it may hold a password.
     pub url: String,
+    /// Caches that domains keep beside this database (one of each type), dropped with it:
+    /// tests that open several databases in one process never share them.
+    pub caches: std::sync::Arc<Caches>,
+}
+
+/// One value of each type, made on first use (a domain's cache of what it reads often).
+#[derive(Default)]
+pub struct Caches(
+    std::sync::Mutex<
+        std::collections::HashMap<
+            std::any::TypeId,
+            std::sync::Arc<dyn std::any::Any + Send + Sync>,
+        >,
+    >,
+);
+
+impl Caches {
+    /// The cache of type `T`, made with `T::default()` the first time.
+    pub fn get<T: Default + Send + Sync + 'static>(&self) -> std::sync::Arc<T> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let any = map
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| std::sync::Arc::new(T::default()))
+            .clone();
+        any.downcast::<T>().expect("one value per type id")
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -63,6 +92,7 @@ impl Db {
                 reader,
                 backend: Backend::Sqlite,
                 url,
+                caches: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -75,6 +105,7 @@ impl Db {
                 reader: pool,
                 backend: Backend::Postgres,
                 url: url.to_string(),
+                caches: Default::default(),
             })
         } else {
             Err(sqlx::Error::Configuration(

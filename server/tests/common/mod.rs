@@ -551,7 +551,19 @@ impl TestApp {
         .await
         .unwrap();
         out.push_str(&format!("plans={plans:?}\n"));
-        for table in ["api_key_event", "membership", "app_user", "organization"] {
+        for table in [
+            "api_key_event",
+            "membership",
+            "app_user",
+            "organization",
+            "role",
+            "role_parent",
+            "role_permission",
+            "custom_permission",
+            "permission_dependency",
+            "permission_group",
+            "role_assignment",
+        ] {
             let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
                 .fetch_one(&self.state.db.writer)
                 .await

@@ -1,0 +1,612 @@
+//! Managing an organization's roles, dynamic permissions and assignments (server only).
+//!
+//! Every change runs in one writer transaction that first takes the organization's role lock
+//! (PostgreSQL: `select … for update` on the organization row; SQLite has one writer), reads
+//! the role graph **inside** that transaction, checks, then writes: two admins re-parenting at
+//! once on two instances cannot build a cycle between them. The change clears this instance's
+//! cached graph at once; other instances reload within [`super::ssr::MODEL_TTL`].
+//!
+//! **Ceiling.** A caller can never make a role grant, nor assign a role that grants, a
+//! built-in permission they do not hold in the organization themselves (a 403 naming it):
+//! `roles:write` alone cannot be turned into `org:write`. Dynamic permissions carry no power
+//! inside Keyward; `roles:write` is enough to grant them.
+
+use super::model::{valid_permission_name, AccessModel};
+use super::ssr::{load_model_in, Grant, SYSTEM_ORG_ID};
+use super::{
+    AssignResult, EffectivePermission, GroupView, Permission, PermissionView, RoleCatalog, RoleView,
+};
+use crate::error::AppError;
+use crate::ssr::db::{new_id, now_ms, Backend};
+use crate::ssr::events::{self, Event};
+use crate::ssr::Db;
+use sqlx::{Any, Transaction};
+
+/// Longest role name.
+const NAME_MAX: usize = 64;
+
+/// The organization's roles (built-in ones first), groups and permissions, each role with its
+/// effective permissions and their sources.
+pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppError> {
+    let model = super::ssr::model(db, organization_id).await?;
+    let descriptions: Vec<(String, String)> = sqlx::query_as(
+        "select role_id, description from role where organization_id = $1 or organization_id is null",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    let custom: Vec<(String, String)> = sqlx::query_as(
+        "select name, description from custom_permission where organization_id = $1 order by name",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    let system = organization_id == SYSTEM_ORG_ID;
+    let here = |n: &String| system || !Permission::parse(n).is_some_and(Permission::is_instance);
+    let mut roles: Vec<RoleView> = model
+        .roles
+        .values()
+        .map(|r| RoleView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            description: descriptions
+                .iter()
+                .find(|(id, _)| *id == r.id)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default(),
+            builtin: r.builtin,
+            parents: r.parents.clone(),
+            permissions: r.permissions.iter().filter(|n| here(n)).cloned().collect(),
+            groups: r.groups.clone(),
+            effective: model
+                .effective(&[r.id.as_str()])
+                .into_iter()
+                .filter(|(n, _)| here(n))
+                .map(|(name, sources)| EffectivePermission {
+                    name,
+                    sources: sources.into_iter().collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    roles.sort_by(|a, b| b.builtin.cmp(&a.builtin).then(a.name.cmp(&b.name)));
+    let mut permissions: Vec<PermissionView> = Permission::ALL
+        .iter()
+        .filter(|p| system || !p.is_instance())
+        .map(|p| PermissionView {
+            name: p.as_str().into(),
+            description: String::new(),
+            builtin: true,
+            requires: model.requires.get(p.as_str()).cloned().unwrap_or_default(),
+        })
+        .collect();
+    permissions.extend(
+        custom
+            .into_iter()
+            .map(|(name, description)| PermissionView {
+                requires: model.requires.get(&name).cloned().unwrap_or_default(),
+                name,
+                description,
+                builtin: false,
+            }),
+    );
+    Ok(RoleCatalog {
+        roles,
+        groups: model
+            .groups
+            .values()
+            .map(|g| GroupView {
+                id: g.id.clone(),
+                name: g.name.clone(),
+                permissions: g.permissions.clone(),
+            })
+            .collect(),
+        permissions,
+    })
+}
+
+/// Opens the change's transaction, takes the organization's role lock and reads its graph.
+async fn begin(
+    db: &Db,
+    organization_id: &str,
+) -> Result<(Transaction<'static, Any>, AccessModel), AppError> {
+    let mut tx = db.writer.begin().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query(
+            "select organization_id from organization where organization_id = $1 for update",
+        )
+        .bind(organization_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let model = load_model_in(&mut tx, organization_id).await?;
+    Ok((tx, model))
+}
+
+/// Commits, then clears this instance's cached graph of the organization.
+async fn commit(
+    db: &Db,
+    tx: Transaction<'static, Any>,
+    organization_id: &str,
+) -> Result<(), AppError> {
+    tx.commit().await?;
+    db.caches
+        .get::<super::ssr::AccessCache>()
+        .invalidate(organization_id);
+    Ok(())
+}
+
+/// Refuses unless every built-in permission the roles would grant is in the caller's ceiling.
+fn within_ceiling(grant: &Grant, model: &AccessModel, roles: &[&str]) -> Result<(), AppError> {
+    let wanted: super::Permissions = model
+        .names(roles)
+        .iter()
+        .filter_map(|n| Permission::parse(n))
+        .filter(|p| grant.in_system_org() || !p.is_instance())
+        .collect();
+    grant.require_all(wanted)
+}
+
+/// The organization's own (custom) role, or not found: built-in roles are read-only and
+/// another organization's roles do not exist here.
+fn own_role<'a>(
+    model: &'a AccessModel,
+    role_id: &str,
+) -> Result<&'a super::model::RoleDef, AppError> {
+    match model.roles.get(role_id) {
+        Some(r) if !r.builtin => Ok(r),
+        Some(_) => Err(AppError::invalid(
+            "role_id",
+            "built-in roles are read-only; create a role that inherits it instead",
+        )),
+        None => Err(AppError::not_found("role")),
+    }
+}
+
+/// Whether `name` is a permission of the organization: the built-in catalog (instance
+/// permissions only in the system organization) or one of its dynamic permissions.
+async fn permission_exists(
+    tx: &mut Transaction<'static, Any>,
+    organization_id: &str,
+    name: &str,
+) -> Result<bool, AppError> {
+    if let Some(p) = Permission::parse(name) {
+        return Ok(organization_id == SYSTEM_ORG_ID || !p.is_instance());
+    }
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from custom_permission where organization_id = $1 and name = $2",
+    )
+    .bind(organization_id)
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n > 0)
+}
+
+fn check_parents(model: &AccessModel, parents: &[String]) -> Result<(), AppError> {
+    for p in parents {
+        if !model.roles.contains_key(p) {
+            return Err(AppError::invalid(
+                "parents",
+                format!("no role {p:?} in this organization"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cycle_message(model: &AccessModel, cycle: &[String]) -> AppError {
+    let names: Vec<&str> = cycle.iter().map(|r| model.role_name(r)).collect();
+    AppError::invalid(
+        "parents",
+        format!("that would make a cycle: {}", names.join(" → ")),
+    )
+}
+
+async fn record(
+    tx: &mut Transaction<'static, Any>,
+    grant: &Grant,
+    kind: &'static str,
+    subject: &str,
+    data: serde_json::Value,
+) -> Result<(), AppError> {
+    events::record(
+        tx,
+        Event {
+            kind,
+            organization_id: Some(&grant.organization_id),
+            actor_user_id: grant.principal.acting_user(),
+            subject_id: Some(subject),
+            source_ip: None,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates a custom role with these parents (and nothing of its own yet).
+pub async fn create_role(
+    db: &Db,
+    grant: &Grant,
+    name: &str,
+    description: &str,
+    parents: &[String],
+) -> Result<RoleView, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX {
+        return Err(AppError::invalid(
+            "name",
+            format!("a role needs a name of 1 to {NAME_MAX} characters"),
+        ));
+    }
+    if super::Role::parse(name).is_some() {
+        return Err(AppError::conflict(
+            "name",
+            format!("{name:?} is a built-in role"),
+        ));
+    }
+    let org = grant.organization_id.as_str();
+    let (mut tx, mut model) = begin(db, org).await?;
+    if model.roles.values().any(|r| r.name == name) {
+        return Err(AppError::conflict(
+            "name",
+            format!("a role named {name:?} exists"),
+        ));
+    }
+    check_parents(&model, parents)?;
+    let id = new_id("rol");
+    model.roles.insert(
+        id.clone(),
+        super::model::RoleDef {
+            id: id.clone(),
+            name: name.into(),
+            parents: parents.to_vec(),
+            ..Default::default()
+        },
+    );
+    within_ceiling(grant, &model, &[id.as_str()])?;
+    sqlx::query(
+        "insert into role (role_id, organization_id, name, description, builtin, created_at)
+         values ($1, $2, $3, $4, 0, $5)",
+    )
+    .bind(&id)
+    .bind(org)
+    .bind(name)
+    .bind(description.trim())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    for p in parents {
+        sqlx::query("insert into role_parent (role_id, parent_id) values ($1, $2)")
+            .bind(&id)
+            .bind(p)
+            .execute(&mut *tx)
+            .await?;
+    }
+    record(
+        &mut tx,
+        grant,
+        "role.created",
+        &id,
+        serde_json::json!({ "name": name, "parents": parents }),
+    )
+    .await?;
+    commit(db, tx, org).await?;
+    role_view(db, org, &id).await
+}
+
+/// Replaces a custom role's parents. Refuses a cycle (naming it) and any parent set that
+/// would take the role past the caller's ceiling.
+pub async fn set_parents(
+    db: &Db,
+    grant: &Grant,
+    role_id: &str,
+    parents: &[String],
+) -> Result<RoleView, AppError> {
+    let org = grant.organization_id.as_str();
+    let (mut tx, mut model) = begin(db, org).await?;
+    let before = own_role(&model, role_id)?.parents.clone();
+    check_parents(&model, parents)?;
+    if let Some(cycle) = model.cycle_with(role_id, parents) {
+        return Err(cycle_message(&model, &cycle));
+    }
+    if let Some(r) = model.roles.get_mut(role_id) {
+        r.parents = parents.to_vec();
+    }
+    within_ceiling(grant, &model, &[role_id])?;
+    sqlx::query("delete from role_parent where role_id = $1")
+        .bind(role_id)
+        .execute(&mut *tx)
+        .await?;
+    for p in parents {
+        sqlx::query("insert into role_parent (role_id, parent_id) values ($1, $2)")
+            .bind(role_id)
+            .bind(p)
+            .execute(&mut *tx)
+            .await?;
+    }
+    record(
+        &mut tx,
+        grant,
+        "role.parents_changed",
+        role_id,
+        serde_json::json!({ "before": before, "after": parents }),
+    )
+    .await?;
+    commit(db, tx, org).await?;
+    role_view(db, org, role_id).await
+}
+
+/// Grants a permission to a custom role, or takes it away. Taking away a permission that
+/// another permission the role lists requires is refused, naming those, unless `cascade`
+/// (then they go too).
+pub async fn set_permission(
+    db: &Db,
+    grant: &Grant,
+    role_id: &str,
+    permission: &str,
+    granted: bool,
+    cascade: bool,
+) -> Result<RoleView, AppError> {
+    let org = grant.organization_id.as_str();
+    let (mut tx, mut model) = begin(db, org).await?;
+    let held = own_role(&model, role_id)?.permissions.clone();
+    if !permission_exists(&mut tx, org, permission).await? {
+        return Err(AppError::invalid(
+            "permission",
+            format!("no permission {permission:?} in this organization"),
+        ));
+    }
+    let mut removed: Vec<String> = Vec::new();
+    if granted {
+        if let Some(r) = model.roles.get_mut(role_id) {
+            if !r.permissions.iter().any(|p| p == permission) {
+                r.permissions.push(permission.into());
+            }
+        }
+        within_ceiling(grant, &model, &[role_id])?;
+        sqlx::query(
+            "insert into role_permission (role_id, permission) values ($1, $2)
+             on conflict (role_id, permission) do nothing",
+        )
+        .bind(role_id)
+        .bind(permission)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        // What the role lists that needs `permission`, to any depth.
+        let mut queue = vec![permission.to_string()];
+        while let Some(p) = queue.pop() {
+            if removed.contains(&p) {
+                continue;
+            }
+            for d in model.dependents(&p, &held) {
+                queue.push(d.to_string());
+            }
+            removed.push(p);
+        }
+        let dependents: Vec<&String> = removed.iter().skip(1).collect();
+        if !dependents.is_empty() && !cascade {
+            let names: Vec<&str> = dependents.iter().map(|s| s.as_str()).collect();
+            return Err(AppError::conflict(
+                "permission",
+                format!(
+                    "{} of this role require {permission}; remove them first, or remove them with it",
+                    names.join(", ")
+                ),
+            ));
+        }
+        for p in &removed {
+            sqlx::query("delete from role_permission where role_id = $1 and permission = $2")
+                .bind(role_id)
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    record(
+        &mut tx,
+        grant,
+        if granted {
+            "role.permission_granted"
+        } else {
+            "role.permission_revoked"
+        },
+        role_id,
+        serde_json::json!({ "permission": permission, "removed": removed }),
+    )
+    .await?;
+    commit(db, tx, org).await?;
+    role_view(db, org, role_id).await
+}
+
+/// Deletes a custom role (its assignments and its children's inheritance of it go with it).
+pub async fn delete_role(db: &Db, grant: &Grant, role_id: &str) -> Result<(), AppError> {
+    let org = grant.organization_id.as_str();
+    let (mut tx, model) = begin(db, org).await?;
+    let name = own_role(&model, role_id)?.name.clone();
+    sqlx::query("delete from role where role_id = $1 and organization_id = $2")
+        .bind(role_id)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+    record(
+        &mut tx,
+        grant,
+        "role.deleted",
+        role_id,
+        serde_json::json!({ "name": name }),
+    )
+    .await?;
+    commit(db, tx, org).await
+}
+
+/// Defines a dynamic permission for the organization's own services, with the permissions it
+/// requires.
+pub async fn create_permission(
+    db: &Db,
+    grant: &Grant,
+    name: &str,
+    description: &str,
+    requires: &[String],
+) -> Result<PermissionView, AppError> {
+    let name = name.trim();
+    if !valid_permission_name(name) {
+        return Err(AppError::invalid(
+            "name",
+            "a permission is named resource:action (lower-case letters, digits, - and _; at most 64 characters)",
+        ));
+    }
+    if Permission::parse(name).is_some() {
+        return Err(AppError::conflict(
+            "name",
+            format!("{name} is a built-in permission"),
+        ));
+    }
+    let org = grant.organization_id.as_str();
+    let (mut tx, _) = begin(db, org).await?;
+    for r in requires {
+        if r == name || !permission_exists(&mut tx, org, r).await? {
+            return Err(AppError::invalid(
+                "requires",
+                format!("no permission {r:?} to require"),
+            ));
+        }
+    }
+    let inserted = sqlx::query(
+        "insert into custom_permission (organization_id, name, description, created_at)
+         values ($1, $2, $3, $4) on conflict (organization_id, name) do nothing",
+    )
+    .bind(org)
+    .bind(name)
+    .bind(description.trim())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(AppError::conflict("name", format!("{name} exists")));
+    }
+    for r in requires {
+        sqlx::query(
+            "insert into permission_dependency (organization_id, permission, requires) values ($1, $2, $3)
+             on conflict (organization_id, permission, requires) do nothing",
+        )
+        .bind(org)
+        .bind(name)
+        .bind(r)
+        .execute(&mut *tx)
+        .await?;
+    }
+    record(
+        &mut tx,
+        grant,
+        "permission.created",
+        name,
+        serde_json::json!({ "requires": requires }),
+    )
+    .await?;
+    commit(db, tx, org).await?;
+    Ok(PermissionView {
+        name: name.into(),
+        description: description.trim().into(),
+        builtin: false,
+        requires: requires.to_vec(),
+    })
+}
+
+/// Assigns a custom role to members, or takes it from them, with a result per user. The
+/// whole call is refused (403) when the role grants more than the caller holds.
+pub async fn assign(
+    db: &Db,
+    grant: &Grant,
+    role_id: &str,
+    user_ids: &[String],
+    assign: bool,
+) -> Result<Vec<AssignResult>, AppError> {
+    if user_ids.is_empty() || user_ids.len() > 500 {
+        return Err(AppError::invalid("user_ids", "name 1 to 500 users"));
+    }
+    let org = grant.organization_id.as_str();
+    let (mut tx, model) = begin(db, org).await?;
+    own_role(&model, role_id).map_err(|e| match e.code {
+        crate::error::ErrorCode::InvalidInput => AppError::invalid(
+            "role_id",
+            "a built-in role is a member's base role; change it on the members page",
+        ),
+        _ => e,
+    })?;
+    if assign {
+        within_ceiling(grant, &model, &[role_id])?;
+    }
+    let mut out = Vec::with_capacity(user_ids.len());
+    for user in user_ids {
+        let n = if assign {
+            sqlx::query(
+                "insert into role_assignment (organization_id, user_id, role_id, created_at)
+                 select organization_id, user_id, $3, $4 from membership
+                 where organization_id = $1 and user_id = $2
+                 on conflict (organization_id, user_id, role_id) do nothing",
+            )
+            .bind(org)
+            .bind(user)
+            .bind(role_id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        } else {
+            sqlx::query(
+                "delete from role_assignment where organization_id = $1 and user_id = $2 and role_id = $3",
+            )
+            .bind(org)
+            .bind(user)
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        let member: i64 = sqlx::query_scalar(
+            "select count(*) from membership where organization_id = $1 and user_id = $2",
+        )
+        .bind(org)
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+        out.push(AssignResult {
+            user_id: user.clone(),
+            ok: member > 0,
+            changed: n > 0,
+            error: (member == 0).then(|| "not a member of this organization".to_string()),
+        });
+    }
+    let changed: Vec<&str> = out
+        .iter()
+        .filter(|r| r.changed)
+        .map(|r| r.user_id.as_str())
+        .collect();
+    record(
+        &mut tx,
+        grant,
+        if assign {
+            "role.assigned"
+        } else {
+            "role.unassigned"
+        },
+        role_id,
+        serde_json::json!({ "users": changed }),
+    )
+    .await?;
+    commit(db, tx, org).await?;
+    Ok(out)
+}
+
+async fn role_view(db: &Db, organization_id: &str, role_id: &str) -> Result<RoleView, AppError> {
+    catalog(db, organization_id)
+        .await?
+        .roles
+        .into_iter()
+        .find(|r| r.id == role_id)
+        .ok_or_else(|| AppError::not_found("role"))
+}

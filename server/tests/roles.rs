@@ -1,0 +1,417 @@
+//! Roles and permissions as data: custom roles with parents, dynamic permissions and their
+//! dependencies, bulk assignment, and the authorization core deciding from all of it at once
+//! (no stale cache on this instance). Runs on SQLite, and on PostgreSQL when
+//! `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use app::access::ssr::{authorize, Principal};
+use app::access::Permission;
+use common::*;
+use http::StatusCode;
+
+struct Org {
+    app: TestApp,
+    org: String,
+    owner: Browser,
+    member_id: String,
+    viewer_id: String,
+}
+
+async fn org() -> Org {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner_id).await;
+    let member_id = app.user("member@example.org", None).await;
+    app.add_member(&org, &member_id, "member").await;
+    let viewer_id = app.user("viewer@example.org", None).await;
+    app.add_member(&org, &viewer_id, "viewer").await;
+    Org {
+        owner: app.signed_in("owner@example.org").await,
+        app,
+        org,
+        member_id,
+        viewer_id,
+    }
+}
+
+async fn can(o: &Org, user: &str, p: Permission) -> bool {
+    let who = Principal::User {
+        user_id: user.into(),
+    };
+    authorize(&o.app.state.db, &who, &o.org, p).await.is_ok()
+}
+
+/// A server function call by the organization's owner.
+async fn call(o: &Org, endpoint: &str, form: &[(&str, &str)]) -> Reply {
+    let mut owner = o.owner.clone();
+    let mut pairs = vec![("organization_id", o.org.as_str())];
+    pairs.extend_from_slice(form);
+    o.app.rpc(&mut owner, endpoint, &pairs).await
+}
+
+/// What the authorization core says about a personal token holding keys:write.
+async fn token_grant(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+) -> Result<app::access::ssr::Grant, app::error::AppError> {
+    let db = &app.state.db;
+    let key = app::keys::ssr::verify(
+        db,
+        app::keys::ssr::KeyCache::of(&app.state).unwrap(),
+        &app.state.config.secret,
+        token,
+        None,
+        "GET",
+        "/api/v1/me",
+        app::keys::ssr::Lookup {
+            fresh: true,
+            organization_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    authorize(db, &key.principal(), org, Permission::KeysWrite).await
+}
+
+#[tokio::test]
+async fn a_three_level_hierarchy_grants_inherited_and_required_permissions_at_once() {
+    let o = org().await;
+    // tickets:write requires tickets:read.
+    let r = call(&o, "create_permission", &[("name", "tickets:read")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &o,
+        "create_permission",
+        &[("name", "tickets:write"), ("requires[0]", "tickets:read")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let support = call(
+        &o,
+        "create_role",
+        &[("name", "support"), ("parents[0]", "viewer")],
+    )
+    .await;
+    let support = support.json()["id"].as_str().unwrap().to_string();
+    let lead = call(
+        &o,
+        "create_role",
+        &[("name", "lead"), ("parents[0]", &support)],
+    )
+    .await;
+    let lead = lead.json()["id"].as_str().unwrap().to_string();
+    let r = call(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &lead),
+            ("permission", "members:write"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &support),
+            ("permission", "tickets:write"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let manager = call(
+        &o,
+        "create_role",
+        &[("name", "manager"), ("parents[0]", &lead)],
+    )
+    .await;
+    assert_eq!(manager.status, StatusCode::OK, "{}", manager.body);
+    let effective = &manager.json()["effective"];
+    let sources = |name: &str| {
+        effective
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["sources"].clone())
+    };
+    // Three levels up: the viewer's keys:read; two: support's tickets:write and what it
+    // requires; one: lead's members:write and its members:read.
+    assert_eq!(
+        sources("keys:read").unwrap(),
+        serde_json::json!([{"kind": "inherited", "role": "viewer", "group": null}])
+    );
+    assert_eq!(
+        sources("tickets:read").unwrap(),
+        serde_json::json!([{"kind": "dependency", "of": "tickets:write"}])
+    );
+    assert_eq!(
+        sources("members:read").unwrap(),
+        serde_json::json!([
+            {"kind": "inherited", "role": "viewer", "group": null},
+            {"kind": "dependency", "of": "members:write"}
+        ])
+    );
+    assert!(sources("keys:write").is_none());
+    let manager = manager.json()["id"].as_str().unwrap().to_string();
+
+    // The viewer holds none of it until assigned; then at once (no stale cache).
+    assert!(!can(&o, &o.viewer_id, Permission::MembersWrite).await);
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &manager),
+            ("user_ids[0]", &o.viewer_id),
+            ("user_ids[1]", &o.member_id),
+            ("user_ids[2]", "usr_nobody"),
+            ("assign", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let results = r.json();
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(results[0]["changed"], true);
+    assert_eq!(results[1]["ok"], true);
+    assert_eq!(results[2]["ok"], false);
+    assert_eq!(results[2]["error"], "not a member of this organization");
+    assert!(can(&o, &o.viewer_id, Permission::MembersWrite).await);
+    // The member's own base role still counts: keys:write and the manager's grants.
+    assert!(can(&o, &o.member_id, Permission::KeysWrite).await);
+    assert!(can(&o, &o.member_id, Permission::MembersWrite).await);
+    // The console's view of the organization shows the dynamic permissions too.
+    let mut viewer = o.app.signed_in("viewer@example.org").await;
+    let mine = o.app.rpc(&mut viewer, "my_organizations", &[]).await.json();
+    let here = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["organization_id"] == o.org.as_str())
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = here["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"tickets:read") && names.contains(&"members:write"),
+        "{names:?}"
+    );
+
+    // Taking the role away (bulk) takes the permissions away at once.
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &manager),
+            ("user_ids[0]", &o.viewer_id),
+            ("assign", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!can(&o, &o.viewer_id, Permission::MembersWrite).await);
+    // Deleting a parent takes its grants from the children at once.
+    let r = call(&o, "delete_role", &[("role_id", &lead)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!can(&o, &o.member_id, Permission::MembersWrite).await);
+}
+
+#[tokio::test]
+async fn a_cycle_is_refused_naming_it_and_nothing_is_written() {
+    let o = org().await;
+    let a = call(&o, "create_role", &[("name", "a")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = call(&o, "create_role", &[("name", "b"), ("parents[0]", &a)])
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = call(&o, "create_role", &[("name", "c"), ("parents[0]", &b)])
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = o.app.snapshot().await;
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("parents[0]", &c)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("that would make a cycle: a → c → b → a"),
+        "{}",
+        r.body
+    );
+    assert_eq!(o.app.snapshot().await, before);
+    // Unknown parents and built-in roles are refused too, nothing written.
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("parents[0]", "rol_nope")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", "admin"), ("parents[0]", "owner")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("built-in roles are read-only"),
+        "{}",
+        r.body
+    );
+    assert_eq!(o.app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn removing_a_required_permission_names_what_needs_it_or_cascades() {
+    let o = org().await;
+    let role = call(&o, "create_role", &[("name", "keys person")])
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for p in ["keys:read", "keys:write"] {
+        let r = call(
+            &o,
+            "set_role_permission",
+            &[("role_id", &role), ("permission", p), ("granted", "true")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let before = o.app.snapshot().await;
+    let take = |cascade: &'static str| {
+        vec![
+            ("role_id", role.clone()),
+            ("permission", "keys:read".to_string()),
+            ("granted", "false".to_string()),
+            ("cascade", cascade.to_string()),
+        ]
+    };
+    let form = take("false");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = call(&o, "set_role_permission", &pairs).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        r.body.contains("keys:write of this role require keys:read"),
+        "{}",
+        r.body
+    );
+    assert_eq!(o.app.snapshot().await, before);
+    let form = take("true");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = call(&o, "set_role_permission", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["permissions"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn bad_names_and_unknown_permissions_are_refused_and_nothing_is_written() {
+    let o = org().await;
+    let before = o.app.snapshot().await;
+    for (endpoint, form) in [
+        ("create_permission", vec![("name", "Invoices")]),
+        ("create_permission", vec![("name", "keys:read")]),
+        (
+            "create_permission",
+            vec![("name", "a:b"), ("requires[0]", "nope:nope")],
+        ),
+        ("create_role", vec![("name", "admin")]),
+        ("create_role", vec![("name", "  ")]),
+        (
+            "create_role",
+            vec![("name", "x"), ("parents[0]", "rol_missing")],
+        ),
+        (
+            "set_role_permission",
+            vec![
+                ("role_id", "rol_missing"),
+                ("permission", "keys:read"),
+                ("granted", "true"),
+            ],
+        ),
+        (
+            "assign_role",
+            vec![
+                ("role_id", "viewer"),
+                ("user_ids[0]", "usr_x"),
+                ("assign", "true"),
+            ],
+        ),
+    ] {
+        let r = call(&o, endpoint, &form).await;
+        assert!(
+            r.status.is_client_error() && r.json()["error"]["message"].as_str().is_some(),
+            "{endpoint} {form:?}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    assert_eq!(o.app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_personal_token_shrinks_when_its_owner_loses_a_custom_role() {
+    let o = org().await;
+    // A viewer given a role with keys:write creates a personal token with write access.
+    let writer = call(&o, "create_role", &[("name", "writer")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for p in ["keys:write"] {
+        let r = call(
+            &o,
+            "set_role_permission",
+            &[("role_id", &writer), ("permission", p), ("granted", "true")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &writer),
+            ("user_ids[0]", &o.viewer_id),
+            ("assign", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut viewer = o.app.signed_in("viewer@example.org").await;
+    let (_, token) = o.app.pat(&mut viewer, &o.org, "basic").await;
+    assert!(token_grant(&o.app, &token, &o.org).await.is_ok());
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &writer),
+            ("user_ids[0]", &o.viewer_id),
+            ("assign", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let refused = token_grant(&o.app, &token, &o.org).await.unwrap_err();
+    assert_eq!(refused.message, "missing permission: keys:write");
+}
