@@ -53,6 +53,7 @@ lazy_pages! {
     NotificationsRoute => notify::pages::NotificationsPage,
     OutboxRoute => notify::pages::OutboxPage,
     ApiDocsRoute => docs::ApiDocsPage,
+    RolesRoute => access::pages::RolesPage,
 }
 
 /// The HTML document the server renders around the app.
@@ -99,6 +100,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/notifications") view={Lazy::<NotificationsRoute>::new()} />
                     <Route path=path!("/admin/outbox") view={Lazy::<OutboxRoute>::new()} />
                     <Route path=path!("/docs/api") view={Lazy::<ApiDocsRoute>::new()} />
+                    <Route path=path!("/roles") view={Lazy::<RolesRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>

@@ -14,6 +14,9 @@ struct Org {
     app: TestApp,
     org: String,
     owner: Browser,
+    /// An admin of the organization: roles:write, but not the owner's org:write.
+    admin: Browser,
+    admin_id: String,
     member_id: String,
     viewer_id: String,
 }
@@ -26,8 +29,12 @@ async fn org() -> Org {
     app.add_member(&org, &member_id, "member").await;
     let viewer_id = app.user("viewer@example.org", None).await;
     app.add_member(&org, &viewer_id, "viewer").await;
+    let admin_id = app.user("admin@example.org", None).await;
+    app.add_member(&org, &admin_id, "admin").await;
     Org {
         owner: app.signed_in("owner@example.org").await,
+        admin: app.signed_in("admin@example.org").await,
+        admin_id,
         app,
         org,
         member_id,
@@ -414,4 +421,195 @@ async fn a_personal_token_shrinks_when_its_owner_loses_a_custom_role() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let refused = token_grant(&o.app, &token, &o.org).await.unwrap_err();
     assert_eq!(refused.message, "missing permission: keys:write");
+}
+
+/// A server function call by the organization's admin.
+async fn as_admin(o: &Org, endpoint: &str, form: &[(&str, &str)]) -> Reply {
+    let mut admin = o.admin.clone();
+    let mut pairs = vec![("organization_id", o.org.as_str())];
+    pairs.extend_from_slice(form);
+    o.app.rpc(&mut admin, endpoint, &pairs).await
+}
+
+fn id(r: &Reply) -> String {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_admin_manages_roles_within_their_own_ceiling_only() {
+    let o = org().await;
+    let role = id(&as_admin(
+        &o,
+        "create_role",
+        &[("name", "keys team"), ("parents[0]", "member")],
+    )
+    .await);
+    // Within the ceiling: allowed.
+    let r = as_admin(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &role),
+            ("permission", "members:write"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = o.app.snapshot().await;
+    // Beyond it: refused, naming the permission, nothing written.
+    for (endpoint, form) in [
+        (
+            "set_role_permission",
+            vec![
+                ("role_id", role.as_str()),
+                ("permission", "org:write"),
+                ("granted", "true"),
+            ],
+        ),
+        (
+            "set_role_parents",
+            vec![("role_id", role.as_str()), ("parents[0]", "owner")],
+        ),
+        (
+            "create_role",
+            vec![("name", "deputy"), ("parents[0]", "owner")],
+        ),
+    ] {
+        let r = as_admin(&o, endpoint, &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{endpoint}: {}", r.body);
+        assert_eq!(
+            r.json()["error"]["message"],
+            "missing permission: org:write",
+            "{endpoint}"
+        );
+    }
+    // A role the owner made with more than an admin holds: the admin can neither strip,
+    // delete, assign nor unassign it.
+    let deputy = id(&call(
+        &o,
+        "create_role",
+        &[("name", "deputy"), ("parents[0]", "owner")],
+    )
+    .await);
+    let before_owner_role = o.app.snapshot().await;
+    for (endpoint, form) in [
+        ("set_role_parents", vec![("role_id", deputy.as_str())]),
+        ("delete_role", vec![("role_id", deputy.as_str())]),
+        (
+            "assign_role",
+            vec![
+                ("role_id", deputy.as_str()),
+                ("user_ids[0]", o.admin_id.as_str()),
+                ("assign", "true"),
+            ],
+        ),
+        (
+            "assign_role",
+            vec![
+                ("role_id", deputy.as_str()),
+                ("user_ids[0]", o.member_id.as_str()),
+                ("assign", "false"),
+            ],
+        ),
+    ] {
+        let r = as_admin(&o, endpoint, &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{endpoint}: {}", r.body);
+    }
+    assert_eq!(o.app.snapshot().await, before_owner_role);
+    assert_ne!(before, before_owner_role, "the owner's role was written");
+    // A dynamic permission cannot require a built-in one (granting it would grant org:write
+    // to whoever holds it).
+    let r = as_admin(
+        &o,
+        "create_permission",
+        &[("name", "billing:view"), ("requires[0]", "org:write")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("only other dynamic permissions"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_grant_checked_a_moment_ago_is_checked_again_inside_the_change() {
+    // The guard decides from what it read; the change re-reads the caller's roles under the
+    // organization's lock, so a caller demoted in between cannot act on the old answer.
+    let o = org().await;
+    let who = Principal::User {
+        user_id: o.admin_id.clone(),
+    };
+    let stale = authorize(&o.app.state.db, &who, &o.org, Permission::RolesWrite)
+        .await
+        .unwrap();
+    o.app.set_role(&o.org, &o.admin_id, "viewer").await;
+    let refused = app::access::roles::create_role(&o.app.state.db, &stale, "late", "", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message, "missing permission: roles:write");
+}
+
+#[tokio::test]
+async fn another_organizations_roles_do_not_exist_here_and_repeats_are_harmless() {
+    let o = org().await;
+    let stranger = o.app.user("stranger@example.org", None).await;
+    let elsewhere = o.app.org_of(&stranger).await;
+    let foreign = app::access::roles::create_role(
+        &o.app.state.db,
+        &app::access::ssr::Grant::operator(&elsewhere),
+        "theirs",
+        "",
+        &[],
+    )
+    .await
+    .unwrap()
+    .id;
+    let before = o.app.snapshot().await;
+    let r = call(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &foreign),
+            ("permission", "keys:read"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = call(
+        &o,
+        "create_role",
+        &[("name", "mine"), ("parents[0]", &foreign)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &foreign),
+            ("user_ids[0]", &o.member_id),
+            ("assign", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before);
+    // The same parent twice is one parent, not a database error.
+    let r = call(
+        &o,
+        "create_role",
+        &[
+            ("name", "twice"),
+            ("parents[0]", "viewer"),
+            ("parents[1]", "viewer"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["parents"], serde_json::json!(["viewer"]));
 }

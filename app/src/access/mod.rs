@@ -6,6 +6,7 @@ pub mod api;
 #[cfg(feature = "ssr")]
 pub mod guard;
 pub mod model;
+pub mod pages;
 pub mod policy;
 #[cfg(feature = "ssr")]
 pub mod roles;

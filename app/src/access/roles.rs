@@ -12,9 +12,10 @@
 //! inside Keyward; `roles:write` is enough to grant them.
 
 use super::model::{valid_permission_name, AccessModel};
-use super::ssr::{load_model_in, Grant, SYSTEM_ORG_ID};
+use super::ssr::{ceiling_of, load_model_in, roles_in_conn, Grant, Principal, SYSTEM_ORG_ID};
 use super::{
-    AssignResult, EffectivePermission, GroupView, Permission, PermissionView, RoleCatalog, RoleView,
+    AssignResult, EffectivePermission, GroupView, Permission, PermissionView, Permissions,
+    RoleCatalog, RoleView,
 };
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Backend};
@@ -24,6 +25,8 @@ use sqlx::{Any, Transaction};
 
 /// Longest role name.
 const NAME_MAX: usize = 64;
+/// Longest description of a role or permission.
+const DESCRIPTION_MAX: usize = 200;
 
 /// The organization's roles (built-in ones first), groups and permissions, each role with its
 /// effective permissions and their sources.
@@ -105,11 +108,19 @@ pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppE
     })
 }
 
-/// Opens the change's transaction, takes the organization's role lock and reads its graph.
-async fn begin(
-    db: &Db,
-    organization_id: &str,
-) -> Result<(Transaction<'static, Any>, AccessModel), AppError> {
+/// A change's transaction, holding the organization's role lock: the graph and the caller's
+/// ceiling as that transaction sees them.
+struct Change {
+    tx: Transaction<'static, Any>,
+    model: AccessModel,
+    /// What the caller holds now (not what the guard saw a moment ago, nor a cached graph).
+    ceiling: Permissions,
+}
+
+/// Opens the change's transaction, takes the organization's role lock, reads the graph and
+/// the caller's current ceiling, and refuses unless the caller still holds `roles:write`.
+async fn begin(db: &Db, grant: &Grant) -> Result<Change, AppError> {
+    let organization_id = grant.organization_id.as_str();
     let mut tx = db.writer.begin().await?;
     if db.backend == Backend::Postgres {
         sqlx::query(
@@ -120,7 +131,35 @@ async fn begin(
         .await?;
     }
     let model = load_model_in(&mut tx, organization_id).await?;
-    Ok((tx, model))
+    let system = organization_id == SYSTEM_ORG_ID;
+    let holder = |roles: Option<Vec<String>>| {
+        roles.map_or(Permissions::NONE, |r| {
+            ceiling_of(&model, &r, organization_id)
+        })
+    };
+    let ceiling = match &grant.principal {
+        _ if grant.principal.is_operator() => grant.ceiling,
+        Principal::User { user_id } => {
+            holder(roles_in_conn(&mut tx, user_id, organization_id).await?)
+        }
+        Principal::Key {
+            scopes,
+            owner_user_id,
+            ..
+        } => {
+            let own = scopes.intersect(Permissions::all_in(system));
+            match owner_user_id {
+                None => own,
+                Some(owner) => own.intersect(holder(
+                    roles_in_conn(&mut tx, owner, organization_id).await?,
+                )),
+            }
+        }
+    };
+    if !ceiling.contains(Permission::RolesWrite) {
+        return Err(AppError::forbidden(Permission::RolesWrite.as_str()));
+    }
+    Ok(Change { tx, model, ceiling })
 }
 
 /// Commits, then clears this instance's cached graph of the organization.
@@ -136,15 +175,39 @@ async fn commit(
     Ok(())
 }
 
-/// Refuses unless every built-in permission the roles would grant is in the caller's ceiling.
-fn within_ceiling(grant: &Grant, model: &AccessModel, roles: &[&str]) -> Result<(), AppError> {
-    let wanted: super::Permissions = model
+/// Refuses unless every built-in permission the roles grant (in `change.model`) is in the
+/// caller's current ceiling.
+fn within_ceiling(
+    ceiling: Permissions,
+    model: &AccessModel,
+    organization_id: &str,
+    roles: &[&str],
+) -> Result<(), AppError> {
+    let system = organization_id == SYSTEM_ORG_ID;
+    let wanted: Permissions = model
         .names(roles)
         .iter()
         .filter_map(|n| Permission::parse(n))
-        .filter(|p| grant.in_system_org() || !p.is_instance())
+        .filter(|p| system || !p.is_instance())
         .collect();
-    grant.require_all(wanted)
+    match ceiling.first_missing(wanted) {
+        None => Ok(()),
+        Some(p) => Err(AppError::forbidden(p.as_str())),
+    }
+}
+
+/// The organization's own role, which the caller may change: a custom role that grants
+/// nothing beyond the caller's ceiling (an admin cannot strip or delete a role the owner made
+/// with more than an admin holds).
+fn changeable<'a>(
+    ceiling: Permissions,
+    model: &'a AccessModel,
+    organization_id: &str,
+    role_id: &str,
+) -> Result<&'a super::model::RoleDef, AppError> {
+    let role = own_role(model, role_id)?;
+    within_ceiling(ceiling, model, organization_id, &[role_id])?;
+    Ok(role)
 }
 
 /// The organization's own (custom) role, or not found: built-in roles are read-only and
@@ -181,6 +244,17 @@ async fn permission_exists(
     .fetch_one(&mut **tx)
     .await?;
     Ok(n > 0)
+}
+
+/// The named parents without blanks and repeats (a form's empty "no parent" choice).
+fn clean(parents: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in parents.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if !out.iter().any(|q| q == p) {
+            out.push(p.to_string());
+        }
+    }
+    out
 }
 
 fn check_parents(model: &AccessModel, parents: &[String]) -> Result<(), AppError> {
@@ -240,14 +314,25 @@ pub async fn create_role(
             format!("a role needs a name of 1 to {NAME_MAX} characters"),
         ));
     }
+    if description.chars().count() > DESCRIPTION_MAX {
+        return Err(AppError::invalid(
+            "description",
+            format!("at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
     if super::Role::parse(name).is_some() {
         return Err(AppError::conflict(
             "name",
             format!("{name:?} is a built-in role"),
         ));
     }
+    let parents = &clean(parents);
     let org = grant.organization_id.as_str();
-    let (mut tx, mut model) = begin(db, org).await?;
+    let Change {
+        mut tx,
+        mut model,
+        ceiling,
+    } = begin(db, grant).await?;
     if model.roles.values().any(|r| r.name == name) {
         return Err(AppError::conflict(
             "name",
@@ -265,7 +350,7 @@ pub async fn create_role(
             ..Default::default()
         },
     );
-    within_ceiling(grant, &model, &[id.as_str()])?;
+    within_ceiling(ceiling, &model, org, &[id.as_str()])?;
     sqlx::query(
         "insert into role (role_id, organization_id, name, description, builtin, created_at)
          values ($1, $2, $3, $4, 0, $5)",
@@ -304,9 +389,14 @@ pub async fn set_parents(
     role_id: &str,
     parents: &[String],
 ) -> Result<RoleView, AppError> {
+    let parents = &clean(parents);
     let org = grant.organization_id.as_str();
-    let (mut tx, mut model) = begin(db, org).await?;
-    let before = own_role(&model, role_id)?.parents.clone();
+    let Change {
+        mut tx,
+        mut model,
+        ceiling,
+    } = begin(db, grant).await?;
+    let before = changeable(ceiling, &model, org, role_id)?.parents.clone();
     check_parents(&model, parents)?;
     if let Some(cycle) = model.cycle_with(role_id, parents) {
         return Err(cycle_message(&model, &cycle));
@@ -314,7 +404,7 @@ pub async fn set_parents(
     if let Some(r) = model.roles.get_mut(role_id) {
         r.parents = parents.to_vec();
     }
-    within_ceiling(grant, &model, &[role_id])?;
+    within_ceiling(ceiling, &model, org, &[role_id])?;
     sqlx::query("delete from role_parent where role_id = $1")
         .bind(role_id)
         .execute(&mut *tx)
@@ -350,8 +440,14 @@ pub async fn set_permission(
     cascade: bool,
 ) -> Result<RoleView, AppError> {
     let org = grant.organization_id.as_str();
-    let (mut tx, mut model) = begin(db, org).await?;
-    let held = own_role(&model, role_id)?.permissions.clone();
+    let Change {
+        mut tx,
+        mut model,
+        ceiling,
+    } = begin(db, grant).await?;
+    let held = changeable(ceiling, &model, org, role_id)?
+        .permissions
+        .clone();
     if !permission_exists(&mut tx, org, permission).await? {
         return Err(AppError::invalid(
             "permission",
@@ -365,7 +461,7 @@ pub async fn set_permission(
                 r.permissions.push(permission.into());
             }
         }
-        within_ceiling(grant, &model, &[role_id])?;
+        within_ceiling(ceiling, &model, org, &[role_id])?;
         sqlx::query(
             "insert into role_permission (role_id, permission) values ($1, $2)
              on conflict (role_id, permission) do nothing",
@@ -424,8 +520,12 @@ pub async fn set_permission(
 /// Deletes a custom role (its assignments and its children's inheritance of it go with it).
 pub async fn delete_role(db: &Db, grant: &Grant, role_id: &str) -> Result<(), AppError> {
     let org = grant.organization_id.as_str();
-    let (mut tx, model) = begin(db, org).await?;
-    let name = own_role(&model, role_id)?.name.clone();
+    let Change {
+        mut tx,
+        model,
+        ceiling,
+    } = begin(db, grant).await?;
+    let name = changeable(ceiling, &model, org, role_id)?.name.clone();
     sqlx::query("delete from role where role_id = $1 and organization_id = $2")
         .bind(role_id)
         .bind(org)
@@ -464,9 +564,24 @@ pub async fn create_permission(
             format!("{name} is a built-in permission"),
         ));
     }
+    if description.chars().count() > DESCRIPTION_MAX {
+        return Err(AppError::invalid(
+            "description",
+            format!("at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    let requires = &clean(requires);
     let org = grant.organization_id.as_str();
-    let (mut tx, _) = begin(db, org).await?;
+    let Change { mut tx, .. } = begin(db, grant).await?;
     for r in requires {
+        // A built-in requirement would hand Keyward's own power to whoever is granted this
+        // dynamic permission, which `roles:write` alone may grant.
+        if Permission::parse(r).is_some() {
+            return Err(AppError::invalid(
+                "requires",
+                format!("a dynamic permission can require only other dynamic permissions, not {r}"),
+            ));
+        }
         if r == name || !permission_exists(&mut tx, org, r).await? {
             return Err(AppError::invalid(
                 "requires",
@@ -529,7 +644,11 @@ pub async fn assign(
         return Err(AppError::invalid("user_ids", "name 1 to 500 users"));
     }
     let org = grant.organization_id.as_str();
-    let (mut tx, model) = begin(db, org).await?;
+    let Change {
+        mut tx,
+        model,
+        ceiling,
+    } = begin(db, grant).await?;
     own_role(&model, role_id).map_err(|e| match e.code {
         crate::error::ErrorCode::InvalidInput => AppError::invalid(
             "role_id",
@@ -537,9 +656,8 @@ pub async fn assign(
         ),
         _ => e,
     })?;
-    if assign {
-        within_ceiling(grant, &model, &[role_id])?;
-    }
+    // Giving it, or taking it away: only a role within the caller's ceiling.
+    within_ceiling(ceiling, &model, org, &[role_id])?;
     let mut out = Vec::with_capacity(user_ids.len());
     for user in user_ids {
         let n = if assign {

@@ -19,6 +19,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The actor id of the operator at the machine's console (never a user id: those are
+/// `usr_…`).
+pub const OPERATOR_ID: &str = "cli";
+
 /// The instance organization: roles held here make instance administrators.
 pub const SYSTEM_ORG_ID: &str = "org_system";
 
@@ -38,6 +42,12 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The operator at the machine's console ([`Grant::operator`]): not a member of anything,
+    /// bounded by the organization itself.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Principal::User { user_id } if user_id == OPERATOR_ID)
+    }
+
     /// The id recorded as the actor of a change: a user id or a key id.
     pub fn actor_id(&self) -> &str {
         match self {
@@ -88,7 +98,7 @@ impl Grant {
     pub fn operator(organization_id: &str) -> Grant {
         Grant {
             principal: Principal::User {
-                user_id: "cli".into(),
+                user_id: OPERATOR_ID.into(),
             },
             organization_id: organization_id.into(),
             ceiling: Permissions::all_in(organization_id == SYSTEM_ORG_ID),
@@ -104,14 +114,27 @@ pub const MODEL_TTL: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct AccessCache {
     entries: Mutex<HashMap<String, (Instant, Arc<AccessModel>)>>,
+    /// Bumped by every invalidation: a load that began before a change is not kept after it.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl AccessCache {
-    /// Forgets the organization's model: the next check loads it again.
+    /// Forgets the organization's model: the next check loads it again, and a load already
+    /// under way is not kept.
     pub fn invalidate(&self, organization_id: &str) {
+        if let Ok(mut generations) = self.generations.lock() {
+            *generations.entry(organization_id.to_string()).or_default() += 1;
+        }
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(organization_id);
         }
+    }
+
+    fn generation(&self, organization_id: &str) -> u64 {
+        self.generations
+            .lock()
+            .map(|g| g.get(organization_id).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     fn get(&self, organization_id: &str) -> Option<Arc<AccessModel>> {
@@ -122,8 +145,12 @@ impl AccessCache {
             .map(|(_, m)| m.clone())
     }
 
-    fn put(&self, organization_id: &str, model: Arc<AccessModel>) {
+    /// Keeps `model` unless the organization changed since its load began (`generation`).
+    fn put(&self, organization_id: &str, model: Arc<AccessModel>, generation: u64) {
         if let Ok(mut entries) = self.entries.lock() {
+            if self.generation(organization_id) != generation {
+                return;
+            }
             if entries.len() > 10_000 {
                 entries.retain(|_, (at, _)| at.elapsed() < MODEL_TTL);
             }
@@ -139,15 +166,24 @@ pub async fn model(db: &Db, organization_id: &str) -> Result<Arc<AccessModel>, A
     if let Some(m) = cache.get(organization_id) {
         return Ok(m);
     }
+    let generation = cache.generation(organization_id);
     let m = Arc::new(load_model(db, organization_id).await?);
-    cache.put(organization_id, m.clone());
+    cache.put(organization_id, m.clone(), generation);
     Ok(m)
 }
 
-/// Reads the organization's role graph (no cache).
+/// Reads the organization's role graph (no cache), in one read transaction: one committed
+/// state, never half of a change (PostgreSQL: repeatable read; SQLite: one snapshot).
 pub async fn load_model(db: &Db, organization_id: &str) -> Result<AccessModel, AppError> {
-    let mut conn = db.reader.acquire().await?;
-    load_model_in(&mut conn, organization_id).await
+    let mut tx = db.reader.begin().await?;
+    if db.backend == crate::ssr::db::Backend::Postgres {
+        sqlx::query("set transaction isolation level repeatable read")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let m = load_model_in(&mut tx, organization_id).await?;
+    tx.commit().await?;
+    Ok(m)
 }
 
 /// Reads the organization's role graph on this connection (inside a transaction: what the
@@ -245,6 +281,16 @@ pub async fn roles_in(
     user_id: &str,
     organization_id: &str,
 ) -> Result<Option<Vec<String>>, AppError> {
+    let mut conn = db.reader.acquire().await?;
+    roles_in_conn(&mut conn, user_id, organization_id).await
+}
+
+/// [`roles_in`] on this connection (inside a transaction: what it sees).
+pub async fn roles_in_conn(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    organization_id: &str,
+) -> Result<Option<Vec<String>>, AppError> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "select m.role, a.role_id from membership m
          join app_user u on u.user_id = m.user_id
@@ -254,7 +300,7 @@ pub async fn roles_in(
     )
     .bind(user_id)
     .bind(organization_id)
-    .fetch_all(&db.reader)
+    .fetch_all(&mut *conn)
     .await?;
     let Some((base, _)) = rows.first() else {
         return Ok(None);
@@ -277,7 +323,7 @@ pub async fn role_in(
 
 /// What the roles grant in an organization, as a ceiling: the built-in catalog's permissions
 /// among their effective ones (instance permissions only in the system organization).
-fn ceiling_of(model: &AccessModel, roles: &[String], organization_id: &str) -> Permissions {
+pub fn ceiling_of(model: &AccessModel, roles: &[String], organization_id: &str) -> Permissions {
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
     let system = organization_id == SYSTEM_ORG_ID;
     model

@@ -91,6 +91,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                     <A href="/keys">"API keys"</A>
                     <A href="/usage">"Usage"</A>
                     <A href="/plans">"Plans"</A>
+                    <A href="/roles">"Roles"</A>
                     <A href="/docs/api">"API docs"</A>
                     <Show when=move || admin>
                         <A href="/admin/users">"Users"</A>

@@ -551,18 +551,37 @@ impl TestApp {
         .await
         .unwrap();
         out.push_str(&format!("plans={plans:?}\n"));
+        // The role graph and memberships in full: a change that swapped one row for another
+        // keeps the counts.
+        for (table, columns) in [
+            ("membership", "organization_id, user_id, role"),
+            ("role", "role_id, organization_id, name, description"),
+            ("role_parent", "role_id, parent_id"),
+            ("role_permission", "role_id, permission"),
+            ("custom_permission", "organization_id, name, description"),
+            (
+                "permission_dependency",
+                "organization_id, permission, requires",
+            ),
+            ("role_assignment", "organization_id, user_id, role_id"),
+        ] {
+            let rows = sqlx::query(&format!("select {columns} from {table} order by {columns}"))
+                .fetch_all(&self.state.db.writer)
+                .await
+                .unwrap();
+            out.push_str(table);
+            for r in rows {
+                let cells: Vec<Option<String>> =
+                    (0..r.len()).map(|i| r.try_get(i).ok().flatten()).collect();
+                out.push_str(&format!(" {cells:?}"));
+            }
+            out.push('\n');
+        }
         for table in [
             "api_key_event",
-            "membership",
             "app_user",
             "organization",
-            "role",
-            "role_parent",
-            "role_permission",
-            "custom_permission",
-            "permission_dependency",
             "permission_group",
-            "role_assignment",
         ] {
             let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
                 .fetch_one(&self.state.db.writer)

@@ -1,0 +1,51 @@
+import { test, expect, Page } from "./fixtures";
+import { freshEmail, signUp } from "./helpers";
+
+/** Creates a role inheriting `parent` from the "Create a role" form. */
+async function createRole(page: Page, name: string, parent: string) {
+  const form = page.getByRole("region", { name: "Create a role" });
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Inherits from").selectOption({ label: parent });
+  await form.getByRole("button", { name: "Create role" }).click();
+  // A new role is selected at once.
+  await expect(page.getByRole("region", { name: `Role ${name}` })).toBeVisible();
+}
+
+test("a three-level hierarchy built in the editor shows effective permissions and where each comes from", async ({ page }) => {
+  await signUp(page, freshEmail("roles"), "Rhea");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Roles" }).click();
+  const tree = page.getByRole("region", { name: "Role hierarchy" });
+  await expect(tree.getByRole("button", { name: "viewer" })).toBeVisible();
+
+  await createRole(page, "support", "viewer");
+  await createRole(page, "lead", "support");
+  // lead grants members:write directly (which requires members:read).
+  const lead = page.getByRole("region", { name: "Role lead" });
+  await lead.getByLabel("Permission", { exact: true }).selectOption("members:write");
+  await lead.getByRole("button", { name: "Grant" }).click();
+  await expect(lead.getByRole("table", { name: "Permissions granted directly by lead" }).getByRole("cell", { name: "members:write", exact: true })).toBeVisible();
+  await createRole(page, "manager", "lead");
+
+  // The tree: viewer → support → lead → manager, nested.
+  await expect(tree.getByRole("listitem").filter({ hasText: "viewer" }).getByRole("listitem").filter({ hasText: "support" }).getByRole("listitem").filter({ hasText: "lead" }).getByRole("button", { name: "manager" })).toBeVisible();
+
+  const effective = page.getByRole("region", { name: "Role manager" }).getByRole("table", { name: "Effective permissions of manager" });
+  await expect(effective.getByRole("row", { name: "members:write inherited from lead" })).toBeVisible();
+  await expect(effective.getByRole("row", { name: "keys:read inherited from viewer" })).toBeVisible();
+  await expect(effective.getByRole("row", { name: "members:read inherited from viewer; required by members:write" })).toBeVisible();
+  await expect(effective.getByRole("row", { name: /keys:write/ })).toHaveCount(0);
+
+  // Re-parenting support under manager would make a cycle: refused, named, nothing changes.
+  await tree.getByRole("button", { name: "support" }).click();
+  const support = page.getByRole("region", { name: "Role support" });
+  await support.getByLabel("Parent role").selectOption({ label: "manager" });
+  await support.getByRole("button", { name: "Save parent" }).click();
+  await expect(page.getByRole("alert")).toContainText("that would make a cycle: support → manager → lead → support");
+  await expect(support.getByRole("table", { name: "Effective permissions of support" }).getByRole("row", { name: "keys:read inherited from viewer" })).toBeVisible();
+
+  // Removing lead's members:write takes it from manager at once.
+  await tree.getByRole("button", { name: "lead" }).click();
+  await page.getByRole("region", { name: "Role lead" }).getByRole("button", { name: "Remove members:write" }).click();
+  await tree.getByRole("button", { name: "manager" }).click();
+  await expect(page.getByRole("region", { name: "Role manager" }).getByRole("table", { name: "Effective permissions of manager" }).getByRole("row", { name: /members:write/ })).toHaveCount(0);
+});
