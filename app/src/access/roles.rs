@@ -277,6 +277,21 @@ fn cycle_message(model: &AccessModel, cycle: &[String]) -> AppError {
     )
 }
 
+async fn add_parents(
+    tx: &mut Transaction<'static, Any>,
+    role_id: &str,
+    parents: &[String],
+) -> Result<(), AppError> {
+    for p in parents {
+        sqlx::query("insert into role_parent (role_id, parent_id) values ($1, $2)")
+            .bind(role_id)
+            .bind(p)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn record(
     tx: &mut Transaction<'static, Any>,
     grant: &Grant,
@@ -362,13 +377,7 @@ pub async fn create_role(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
-    for p in parents {
-        sqlx::query("insert into role_parent (role_id, parent_id) values ($1, $2)")
-            .bind(&id)
-            .bind(p)
-            .execute(&mut *tx)
-            .await?;
-    }
+    add_parents(&mut tx, &id, parents).await?;
     record(
         &mut tx,
         grant,
@@ -409,13 +418,7 @@ pub async fn set_parents(
         .bind(role_id)
         .execute(&mut *tx)
         .await?;
-    for p in parents {
-        sqlx::query("insert into role_parent (role_id, parent_id) values ($1, $2)")
-            .bind(role_id)
-            .bind(p)
-            .execute(&mut *tx)
-            .await?;
-    }
+    add_parents(&mut tx, role_id, parents).await?;
     record(
         &mut tx,
         grant,
