@@ -12,7 +12,9 @@
 //! inside Keyward; `roles:write` is enough to grant them.
 
 use super::model::{valid_permission_name, AccessModel};
-use super::ssr::{ceiling_of, load_model_in, roles_in_conn, Grant, Principal, SYSTEM_ORG_ID};
+use super::ssr::{
+    ceiling_of, holdable_in, load_model_in, roles_in_conn, Grant, Principal, SYSTEM_ORG_ID,
+};
 use super::{
     AssignResult, EffectivePermission, GroupView, Permission, PermissionView, Permissions,
     RoleCatalog, RoleView,
@@ -44,8 +46,7 @@ pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppE
     .bind(organization_id)
     .fetch_all(&db.reader)
     .await?;
-    let system = organization_id == SYSTEM_ORG_ID;
-    let here = |n: &String| system || !Permission::parse(n).is_some_and(Permission::is_instance);
+    let here = |n: &String| holdable_in(n, organization_id);
     let mut roles: Vec<RoleView> = model
         .roles
         .values()
@@ -75,7 +76,7 @@ pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppE
     roles.sort_by(|a, b| b.builtin.cmp(&a.builtin).then(a.name.cmp(&b.name)));
     let mut permissions: Vec<PermissionView> = Permission::ALL
         .iter()
-        .filter(|p| system || !p.is_instance())
+        .filter(|p| holdable_in(p.as_str(), organization_id))
         .map(|p| PermissionView {
             name: p.as_str().into(),
             description: String::new(),
@@ -183,14 +184,7 @@ fn within_ceiling(
     organization_id: &str,
     roles: &[&str],
 ) -> Result<(), AppError> {
-    let system = organization_id == SYSTEM_ORG_ID;
-    let wanted: Permissions = model
-        .names(roles)
-        .iter()
-        .filter_map(|n| Permission::parse(n))
-        .filter(|p| system || !p.is_instance())
-        .collect();
-    match ceiling.first_missing(wanted) {
+    match ceiling.first_missing(ceiling_of(model, roles, organization_id)) {
         None => Ok(()),
         Some(p) => Err(AppError::forbidden(p.as_str())),
     }
@@ -233,8 +227,8 @@ async fn permission_exists(
     organization_id: &str,
     name: &str,
 ) -> Result<bool, AppError> {
-    if let Some(p) = Permission::parse(name) {
-        return Ok(organization_id == SYSTEM_ORG_ID || !p.is_instance());
+    if Permission::parse(name).is_some() {
+        return Ok(holdable_in(name, organization_id));
     }
     let n: i64 = sqlx::query_scalar(
         "select count(*) from custom_permission where organization_id = $1 and name = $2",

@@ -11,7 +11,7 @@
 //!   a demoted owner's tokens shrink with them, and a disabled or removed owner's tokens stop.
 
 use super::model::{AccessModel, GroupDef, RoleDef};
-use super::{Permission, Permissions, Role};
+use super::{Permission, Permissions};
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::Db;
 use sqlx::Row;
@@ -310,27 +310,26 @@ pub async fn roles_in_conn(
     Ok(Some(roles))
 }
 
-/// The user's built-in base role in the organization, if they are an active member.
-pub async fn role_in(
-    db: &Db,
-    user_id: &str,
-    organization_id: &str,
-) -> Result<Option<Role>, AppError> {
-    Ok(roles_in(db, user_id, organization_id)
-        .await?
-        .and_then(|r| Role::parse(&r[0])))
+/// Whether a permission can be held in the organization: every dynamic one, and the built-in
+/// ones except instance permissions outside the system organization.
+pub fn holdable_in(name: &str, organization_id: &str) -> bool {
+    organization_id == SYSTEM_ORG_ID
+        || !Permission::parse(name).is_some_and(Permission::is_instance)
 }
 
 /// What the roles grant in an organization, as a ceiling: the built-in catalog's permissions
-/// among their effective ones (instance permissions only in the system organization).
-pub fn ceiling_of(model: &AccessModel, roles: &[String], organization_id: &str) -> Permissions {
-    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    let system = organization_id == SYSTEM_ORG_ID;
+/// among their effective ones that can be held there.
+pub fn ceiling_of<S: AsRef<str>>(
+    model: &AccessModel,
+    roles: &[S],
+    organization_id: &str,
+) -> Permissions {
+    let roles: Vec<&str> = roles.iter().map(AsRef::as_ref).collect();
     model
         .names(&roles)
         .iter()
+        .filter(|n| holdable_in(n, organization_id))
         .filter_map(|n| Permission::parse(n))
-        .filter(|p| system || !p.is_instance())
         .collect()
 }
 
@@ -347,12 +346,11 @@ pub async fn effective_names(
     };
     let model = model(db, organization_id).await?;
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    let system = organization_id == SYSTEM_ORG_ID;
     Ok(Some(
         model
             .names(&roles)
             .into_iter()
-            .filter(|n| system || !Permission::parse(n).is_some_and(Permission::is_instance))
+            .filter(|n| holdable_in(n, organization_id))
             .collect(),
     ))
 }
