@@ -50,12 +50,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn(site_body_limit))
         .layer(middleware::from_fn(pages_not_stored));
-    Router::new()
-        .merge(rest::router(&state))
-        .nest_service(
-            &format!("/{}", state.leptos_options.site_pkg_dir),
-            assets(&state),
-        )
+    // The console (pages, server functions, its event stream and export) is what sessions
+    // serve; the key-authenticated REST API and the bundle never read a cookie, so their hot
+    // path skips the session layer and the server-function guard.
+    let console = Router::new()
         .route("/events/usage", axum::routing::get(live::usage_events))
         .route("/usage/export", axum::routing::get(export::console))
         .merge(site)
@@ -63,11 +61,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             app::access::guard::rpc_middleware,
         ))
+        .layer(sessions);
+    Router::new()
+        .merge(rest::router(&state))
+        .nest_service(
+            &format!("/{}", state.leptos_options.site_pkg_dir),
+            assets(&state),
+        )
+        .merge(console)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             csrf::middleware,
         ))
-        .layer(sessions)
         .layer(RequestBodyLimitLayer::new(IMPORT_MAX_BYTES))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)

@@ -38,14 +38,20 @@ struct Histogram {
 /// Request counters and latency histograms; a domain state plugged in at boot.
 #[derive(Default, Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, std::borrow::Cow<'static, str>, u16), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl Metrics {
-    pub fn observe(&self, route: &'static str, method: &str, status: u16, latency: Duration) {
+    pub fn observe(
+        &self,
+        route: &'static str,
+        method: &std::borrow::Cow<'static, str>,
+        status: u16,
+        latency: Duration,
+    ) {
         if let Ok(mut r) = self.requests.lock() {
-            *r.entry((route, method.to_string(), status)).or_default() += 1;
+            *r.entry((route, method.clone(), status)).or_default() += 1;
         }
         if let Ok(mut l) = self.latency.lock() {
             let h = l.entry(route).or_default();

@@ -33,9 +33,10 @@ pub struct LogEntry {
     pub occurred_at: i64,
     pub organization_id: Option<String>,
     pub api_key_id: Option<String>,
-    pub method: String,
+    /// Static for the standard methods: no allocation on the request path.
+    pub method: std::borrow::Cow<'static, str>,
     /// The route template (`/api/v1/keys/{id}`), never the raw path.
-    pub route: String,
+    pub route: std::borrow::Cow<'static, str>,
     pub status: u16,
     pub error_code: Option<String>,
     /// The error's message as the client saw it (at most 200 characters).
@@ -255,8 +256,8 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
                 .bind(e.occurred_at)
                 .bind(&e.organization_id)
                 .bind(&e.api_key_id)
-                .bind(&e.method)
-                .bind(&e.route)
+                .bind(e.method.as_ref())
+                .bind(e.route.as_ref())
                 .bind(e.status as i64)
                 .bind(&e.error_code)
                 .bind(&e.error_message)
@@ -273,7 +274,7 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
                 e.occurred_at - e.occurred_at.rem_euclid(60_000),
                 e.organization_id.as_deref().unwrap_or(""),
                 e.api_key_id.as_deref().unwrap_or(""),
-                e.route.as_str(),
+                e.route.as_ref(),
                 status_class(e.status),
             ))
             .or_default();

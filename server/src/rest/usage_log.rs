@@ -21,7 +21,7 @@ pub async fn middleware(
 ) -> Response {
     let started = Instant::now();
     let occurred_at = app::ssr::db::now_ms();
-    let method = request.method().to_string();
+    let method = method_name(request.method());
     let ip = client_ip(&request).map(|ip| ip.to_string());
     let user_agent = request
         .headers()
@@ -38,7 +38,7 @@ pub async fn middleware(
         organization_id: key.map(|k| k.organization_id.clone()),
         api_key_id: key.map(|k| k.key_id.clone()),
         method: method.clone(),
-        route: route.to_string(),
+        route: std::borrow::Cow::Borrowed(route),
         status,
         error_code: response.extensions().get::<ErrorCode>().map(|c| c.as_str()),
         error_message: response
@@ -56,4 +56,20 @@ pub async fn middleware(
         log.record(entry).await;
     }
     response
+}
+
+/// The method's name, borrowed for the standard ones.
+fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return std::borrow::Cow::Owned(method.to_string()),
+    };
+    std::borrow::Cow::Borrowed(name)
 }
