@@ -54,6 +54,8 @@ lazy_pages! {
     OutboxRoute => notify::pages::OutboxPage,
     ApiDocsRoute => docs::ApiDocsPage,
     RolesRoute => access::pages::RolesPage,
+    MembersRoute => orgs::pages::MembersPage,
+    InviteRoute => orgs::pages::InvitePage,
 }
 
 /// The HTML document the server renders around the app.
@@ -101,6 +103,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/outbox") view={Lazy::<OutboxRoute>::new()} />
                     <Route path=path!("/docs/api") view={Lazy::<ApiDocsRoute>::new()} />
                     <Route path=path!("/roles") view={Lazy::<RolesRoute>::new()} />
+                    <Route path=path!("/members") view={Lazy::<MembersRoute>::new()} />
+                    <Route path=path!("/invite") view={Lazy::<InviteRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>

@@ -1,4 +1,33 @@
 import { expect, Page } from "@playwright/test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { MAIL_DIR } from "../playwright.config";
+
+/** A message as a mail client shows it: a quoted-printable body (which lettre picks for lines
+ * longer than 76 characters, such as a long link) decoded. */
+function readable(message: string): string {
+  if (!/^Content-Transfer-Encoding: quoted-printable/im.test(message)) return message;
+  const bytes = message
+    .replace(/=\r?\n/g, "")
+    .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+  return Buffer.from(bytes, "latin1").toString("utf8");
+}
+
+/** Waits for an email to `to` whose text contains `needle` (read from the SMTP sink's
+ * folder); returns its decoded text. */
+export async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(MAIL_DIR)) {
+      for (const name of fs.readdirSync(MAIL_DIR).filter((n) => n.endsWith(".eml"))) {
+        const text = readable(fs.readFileSync(path.join(MAIL_DIR, name), "utf8"));
+        if (text.includes(to) && text.includes(needle)) return text;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no email to ${to} containing "${needle}" within ${timeoutMs} ms`);
+}
 
 /** Opens a page and waits until the WASM app has hydrated it. */
 export async function open(page: Page, path: string) {

@@ -1,23 +1,5 @@
 import { test, expect } from "./fixtures";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { MAIL_DIR } from "../playwright.config";
-import { createReadOnlyKey as createKey, freshEmail, open, signUp } from "./helpers";
-
-/** Waits for an email to `to` whose text contains `needle`; returns its text. */
-async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (fs.existsSync(MAIL_DIR)) {
-      for (const name of fs.readdirSync(MAIL_DIR).filter((n) => n.endsWith(".eml"))) {
-        const text = fs.readFileSync(path.join(MAIL_DIR, name), "utf8");
-        if (text.includes(to) && text.includes(needle)) return text;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`no email to ${to} containing "${needle}" within ${timeoutMs} ms`);
-}
+import { createReadOnlyKey as createKey, freshEmail, open, signUp, waitForMail } from "./helpers";
 
 test("a key at 80 % of its limit: the email arrives over SMTP and the bell shows it", async ({ page }) => {
   const email = freshEmail("notify");

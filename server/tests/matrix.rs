@@ -403,6 +403,38 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
             ]),
             false,
         ),
+        "switch_organization" | "leave_organization" | "list_invitations" => {
+            (f(&[("organization_id", org)]), false)
+        }
+        // Inviting as admin, making a member admin, handing over the organization.
+        "invite_member" => (
+            f(&[
+                ("organization_id", org),
+                ("email", "newcomer@example.org"),
+                ("role", "admin"),
+            ]),
+            true,
+        ),
+        "set_member_role" => (
+            f(&[
+                ("organization_id", org),
+                ("user_id", &w.member_id),
+                ("role", "admin"),
+            ]),
+            true,
+        ),
+        "transfer_ownership" => (
+            f(&[("organization_id", org), ("user_id", &w.member_id)]),
+            true,
+        ),
+        "revoke_invitation" => (
+            f(&[("organization_id", org), ("invitation_id", "inv_none")]),
+            false,
+        ),
+        "remove_member" => (
+            f(&[("organization_id", org), ("user_id", &w.member_id)]),
+            false,
+        ),
         other => panic!("organization server function {other:?} has no case in the matrix"),
     }
 }
@@ -435,8 +467,13 @@ async fn server_function_ceiling_matrix() {
                 who.push(("member", true));
             }
             // Role management: an admin holds roles:write, yet cannot make or change a role
-            // into more than they hold (the owner's org:write).
-            if power && *permission == app::access::Permission::RolesWrite {
+            // into more than they hold (the owner's org:write); nor hand over the organization.
+            if power
+                && matches!(
+                    permission,
+                    app::access::Permission::RolesWrite | app::access::Permission::OrgWrite
+                )
+            {
                 who.push(("admin", true));
             }
         }
@@ -608,7 +645,16 @@ async fn server_function_isolation_and_bad_input_sweep() {
             )
             .await;
         // Those that take nothing but the organization have no argument to get wrong.
-        if !["list_keys", "organization_members", "list_roles"].contains(endpoint) {
+        if ![
+            "list_keys",
+            "organization_members",
+            "list_roles",
+            "list_invitations",
+            "switch_organization",
+            "leave_organization",
+        ]
+        .contains(endpoint)
+        {
             assert_refused(
                 &r,
                 StatusCode::BAD_REQUEST,

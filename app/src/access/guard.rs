@@ -75,6 +75,10 @@ pub struct Caller {
     pub user_id: Option<String>,
     /// The request's remote address, for events and per-client limits.
     pub source_ip: Option<std::net::IpAddr>,
+    /// The console session, taken from the request before anything else: during server
+    /// rendering a server function runs in a task of its own, and reading the request's
+    /// context again after an await can find it gone.
+    pub session: Session,
 }
 
 impl Caller {
@@ -150,6 +154,7 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
             state,
             user_id,
             source_ip,
+            session,
         })
     }
     .await;

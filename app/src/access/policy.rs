@@ -69,6 +69,18 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("delete_role", Guard::Org(Permission::RolesWrite)),
     ("create_permission", Guard::Org(Permission::RolesWrite)),
     ("assign_role", Guard::Org(Permission::RolesWrite)),
+    ("create_organization", Guard::SignedIn),
+    ("switch_organization", Guard::Org(Permission::OrgRead)),
+    ("invite_member", Guard::Org(Permission::MembersWrite)),
+    ("list_invitations", Guard::Org(Permission::MembersRead)),
+    ("revoke_invitation", Guard::Org(Permission::MembersWrite)),
+    ("remove_member", Guard::Org(Permission::MembersWrite)),
+    ("set_member_role", Guard::Org(Permission::MembersWrite)),
+    ("leave_organization", Guard::Org(Permission::OrgRead)),
+    ("transfer_ownership", Guard::Org(Permission::OrgWrite)),
+    // The link's signature is the credential; accepting signs in or creates the invited account.
+    ("open_invitation", Guard::Public),
+    ("accept_invitation", Guard::Public),
 ];
 
 /// The guard declared for an endpoint name, if any.

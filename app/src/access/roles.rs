@@ -111,16 +111,17 @@ pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppE
 
 /// A change's transaction, holding the organization's role lock: the graph and the caller's
 /// ceiling as that transaction sees them.
-struct Change {
-    tx: Transaction<'static, Any>,
-    model: AccessModel,
+pub(crate) struct Change {
+    pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) model: AccessModel,
     /// What the caller holds now (not what the guard saw a moment ago, nor a cached graph).
-    ceiling: Permissions,
+    pub(crate) ceiling: Permissions,
 }
 
 /// Opens the change's transaction, takes the organization's role lock, reads the graph and
-/// the caller's current ceiling, and refuses unless the caller still holds `roles:write`.
-async fn begin(db: &Db, grant: &Grant) -> Result<Change, AppError> {
+/// the caller's current ceiling, and refuses unless the caller still holds `needed`. Membership
+/// changes (`crate::orgs::members`) run under the same lock.
+pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<Change, AppError> {
     let organization_id = grant.organization_id.as_str();
     let mut tx = db.writer.begin().await?;
     if db.backend == Backend::Postgres {
@@ -157,8 +158,8 @@ async fn begin(db: &Db, grant: &Grant) -> Result<Change, AppError> {
             }
         }
     };
-    if !ceiling.contains(Permission::RolesWrite) {
-        return Err(AppError::forbidden(Permission::RolesWrite.as_str()));
+    if !ceiling.contains(needed) {
+        return Err(AppError::forbidden(needed.as_str()));
     }
     Ok(Change { tx, model, ceiling })
 }
@@ -178,7 +179,7 @@ async fn commit(
 
 /// Refuses unless every built-in permission the roles grant (in `change.model`) is in the
 /// caller's current ceiling.
-fn within_ceiling(
+pub(crate) fn within_ceiling(
     ceiling: Permissions,
     model: &AccessModel,
     organization_id: &str,
@@ -286,7 +287,7 @@ async fn add_parents(
     Ok(())
 }
 
-async fn record(
+pub(crate) async fn record(
     tx: &mut Transaction<'static, Any>,
     grant: &Grant,
     kind: &'static str,
@@ -341,7 +342,7 @@ pub async fn create_role(
         mut tx,
         mut model,
         ceiling,
-    } = begin(db, grant).await?;
+    } = begin(db, grant, Permission::RolesWrite).await?;
     if model.roles.values().any(|r| r.name == name) {
         return Err(AppError::conflict(
             "name",
@@ -398,7 +399,7 @@ pub async fn set_parents(
         mut tx,
         mut model,
         ceiling,
-    } = begin(db, grant).await?;
+    } = begin(db, grant, Permission::RolesWrite).await?;
     let before = changeable(ceiling, &model, org, role_id)?.parents.clone();
     check_parents(&model, parents)?;
     if let Some(cycle) = model.cycle_with(role_id, parents) {
@@ -441,7 +442,7 @@ pub async fn set_permission(
         mut tx,
         mut model,
         ceiling,
-    } = begin(db, grant).await?;
+    } = begin(db, grant, Permission::RolesWrite).await?;
     let held = changeable(ceiling, &model, org, role_id)?
         .permissions
         .clone();
@@ -521,7 +522,7 @@ pub async fn delete_role(db: &Db, grant: &Grant, role_id: &str) -> Result<(), Ap
         mut tx,
         model,
         ceiling,
-    } = begin(db, grant).await?;
+    } = begin(db, grant, Permission::RolesWrite).await?;
     let name = changeable(ceiling, &model, org, role_id)?.name.clone();
     sqlx::query("delete from role where role_id = $1 and organization_id = $2")
         .bind(role_id)
@@ -569,7 +570,7 @@ pub async fn create_permission(
     }
     let requires = &clean(requires);
     let org = grant.organization_id.as_str();
-    let Change { mut tx, .. } = begin(db, grant).await?;
+    let Change { mut tx, .. } = begin(db, grant, Permission::RolesWrite).await?;
     for r in requires {
         // A built-in requirement would hand Keyward's own power to whoever is granted this
         // dynamic permission, which `roles:write` alone may grant.
@@ -645,7 +646,7 @@ pub async fn assign(
         mut tx,
         model,
         ceiling,
-    } = begin(db, grant).await?;
+    } = begin(db, grant, Permission::RolesWrite).await?;
     own_role(&model, role_id).map_err(|e| match e.code {
         crate::error::ErrorCode::InvalidInput => AppError::invalid(
             "role_id",

@@ -89,7 +89,10 @@ pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
     let caller = crate::access::guard::guard("current_user").await?;
     ssr::respond(async move {
         match caller.user_id.as_deref() {
-            Some(user_id) => super::ssr::current_user(&caller.state.db, user_id).await,
+            Some(user_id) => {
+                let active = crate::orgs::ssr::active(&caller.session).await?;
+                super::ssr::current_user(&caller.state.db, user_id, active.as_deref()).await
+            }
             None => Ok(None),
         }
     })

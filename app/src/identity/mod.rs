@@ -15,9 +15,25 @@ pub struct SignedInUser {
     pub display_name: String,
     /// Permissions held in the system organization (`users:read`…): decides the admin menus.
     pub instance_permissions: Vec<String>,
+    /// The organizations the user belongs to, for the switcher (the active one first).
+    pub organizations: Vec<OrgChoice>,
+    /// Effective permissions in the active organization: decide the organization menus.
+    pub active_permissions: Vec<String>,
+}
+
+/// One of the user's organizations, as the switcher lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgChoice {
+    pub organization_id: String,
+    pub name: String,
 }
 
 impl SignedInUser {
+    /// Whether the user holds `permission` (a name) in the active organization.
+    pub fn may(&self, permission: &str) -> bool {
+        self.active_permissions.iter().any(|p| p == permission)
+    }
+
     pub fn can(&self, permission: crate::access::Permission) -> bool {
         self.instance_permissions
             .iter()

@@ -303,7 +303,13 @@ pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppErr
 }
 
 /// The console's view of a user, `None` when the user is gone or disabled.
-pub async fn current_user(db: &Db, user_id: &str) -> Result<Option<SignedInUser>, AppError> {
+/// The signed-in user as the console sees them, with `active` (the session's choice, when
+/// still a membership; else the first) as the active organization.
+pub async fn current_user(
+    db: &Db,
+    user_id: &str,
+    active: Option<&str>,
+) -> Result<Option<SignedInUser>, AppError> {
     let row = sqlx::query("select user_id, email, display_name from app_user where user_id = $1 and status = 'active'")
         .bind(user_id)
         .fetch_optional(&db.reader)
@@ -314,11 +320,40 @@ pub async fn current_user(db: &Db, user_id: &str) -> Result<Option<SignedInUser>
         .into_iter()
         .map(|p| p.as_str().to_string())
         .collect();
+    let organizations: Vec<(String, String)> = sqlx::query_as(
+        "select o.organization_id, o.name
+         from membership m join organization o on o.organization_id = m.organization_id
+         where m.user_id = $1
+         order by case o.kind when 'personal' then 0 when 'system' then 2 else 1 end, o.name",
+    )
+    .bind(user_id)
+    .fetch_all(&db.reader)
+    .await?;
+    let mut organizations: Vec<super::OrgChoice> = organizations
+        .into_iter()
+        .map(|(organization_id, name)| super::OrgChoice {
+            organization_id,
+            name,
+        })
+        .collect();
+    if let Some(i) = active.and_then(|a| organizations.iter().position(|o| o.organization_id == a))
+    {
+        let chosen = organizations.remove(i);
+        organizations.insert(0, chosen);
+    }
+    let active_permissions = match organizations.first() {
+        Some(o) => crate::access::ssr::effective_names(db, user_id, &o.organization_id)
+            .await?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(Some(SignedInUser {
         user_id: row.try_get("user_id")?,
         email: row.try_get("email")?,
         display_name: row.try_get("display_name")?,
         instance_permissions,
+        organizations,
+        active_permissions,
     }))
 }
 

@@ -64,21 +64,35 @@ pub async fn notify(
         if let Some(link) = &message.link {
             text.push_str(&format!("\nOpen it in Keyward:\n{origin}{link}\n"));
         }
-        sqlx::query(
-            "insert into outbox_email (outbox_email_id, to_address, subject, body_text, next_attempt_at, dedupe_key, created_at)
-             values ($1, $2, $3, $4, $5, $6, $5) on conflict (dedupe_key) do nothing",
-        )
-        .bind(new_id("eml"))
-        .bind(&email)
-        .bind(&message.title)
-        .bind(&text)
-        .bind(now)
-        .bind(&dedupe)
-        .execute(&mut *tx)
-        .await?;
+        enqueue_email(&mut tx, &email, &message.title, &text, &dedupe, now).await?;
     }
     tx.commit().await?;
     Ok(told)
+}
+
+/// Puts an email in the outbox inside the caller's transaction (the delivery worker sends it
+/// after commit, with retries); an email with a `dedupe` key already queued is not queued again.
+pub async fn enqueue_email(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    to: &str,
+    subject: &str,
+    text: &str,
+    dedupe: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "insert into outbox_email (outbox_email_id, to_address, subject, body_text, next_attempt_at, dedupe_key, created_at)
+         values ($1, $2, $3, $4, $5, $6, $5) on conflict (dedupe_key) do nothing",
+    )
+    .bind(new_id("eml"))
+    .bind(to)
+    .bind(subject)
+    .bind(text)
+    .bind(now)
+    .bind(dedupe)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Who is told about a key: a personal token's owner; for an organization key, the

@@ -1,16 +1,19 @@
 //! Organization server functions.
 
-use super::{Member, OrgMembership};
+use super::{Invitation, InvitationPreview, Member, OrgMembership};
 use crate::error::AppError;
 use leptos::prelude::*;
 
-/// The caller's organizations and their role in each.
+/// The caller's organizations and their role in each, the active one first.
 #[server(prefix = "/rpc", endpoint = "my_organizations")]
 pub async fn my_organizations() -> Result<Vec<OrgMembership>, AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("my_organizations").await?;
-    ssr::respond(async move { super::ssr::memberships(&caller.state.db, caller.user_id()?).await })
-        .await
+    ssr::respond(async move {
+        let active = super::ssr::active(&caller.session).await?;
+        super::ssr::memberships(&caller.state.db, caller.user_id()?, active.as_deref()).await
+    })
+    .await
 }
 
 /// The members of an organization the caller may read.
@@ -19,9 +22,222 @@ pub async fn organization_members(organization_id: String) -> Result<Vec<Member>
     use crate::ssr;
     let (caller, grant) =
         crate::access::guard::guard_in("organization_members", &organization_id).await?;
-    ssr::respond(super::ssr::members(
+    ssr::respond(super::members::members(
         &caller.state.db,
         &grant.organization_id,
     ))
+    .await
+}
+
+/// Creates a team organization owned by the caller and makes it the active one.
+#[server(prefix = "/rpc", endpoint = "create_organization")]
+pub async fn create_organization(name: String) -> Result<String, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("create_organization").await?;
+    ssr::respond(async move {
+        let id = super::members::create_organization(
+            &caller.state.db,
+            caller.user_id()?,
+            &name,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        super::ssr::set_active(&caller.session, &id).await?;
+        Ok(id)
+    })
+    .await
+}
+
+/// Makes one of the caller's organizations the active one: the menus follow what the caller
+/// may do there, and every list and chart opens on it.
+#[server(prefix = "/rpc", endpoint = "switch_organization")]
+pub async fn switch_organization(organization_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("switch_organization", &organization_id).await?;
+    ssr::respond(
+        async move { super::ssr::set_active(&caller.session, &grant.organization_id).await },
+    )
+    .await
+}
+
+/// Invites a person by email with a base role; the link goes out through the outbox.
+#[server(prefix = "/rpc", endpoint = "invite_member")]
+pub async fn invite_member(
+    organization_id: String,
+    email: String,
+    role: String,
+) -> Result<Invitation, AppError> {
+    use crate::ssr;
+    let (caller, grant) = crate::access::guard::guard_in("invite_member", &organization_id).await?;
+    ssr::respond(async move {
+        let config = &caller.state.config;
+        super::members::invite(
+            &caller.state.db,
+            &grant,
+            &config.secret,
+            config.public_origin.as_str().trim_end_matches('/'),
+            &email,
+            &role,
+        )
+        .await
+    })
+    .await
+}
+
+/// The organization's pending invitations.
+#[server(prefix = "/rpc", endpoint = "list_invitations")]
+pub async fn list_invitations(organization_id: String) -> Result<Vec<Invitation>, AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("list_invitations", &organization_id).await?;
+    ssr::respond(super::members::invitations(
+        &caller.state.db,
+        &grant.organization_id,
+    ))
+    .await
+}
+
+/// Revokes a pending invitation.
+#[server(prefix = "/rpc", endpoint = "revoke_invitation")]
+pub async fn revoke_invitation(
+    organization_id: String,
+    invitation_id: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("revoke_invitation", &organization_id).await?;
+    ssr::respond(async move {
+        super::members::revoke_invitation(&caller.state.db, &grant, &invitation_id).await
+    })
+    .await
+}
+
+/// Removes a member from the organization.
+#[server(prefix = "/rpc", endpoint = "remove_member")]
+pub async fn remove_member(organization_id: String, user_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) = crate::access::guard::guard_in("remove_member", &organization_id).await?;
+    ssr::respond(
+        async move { super::members::remove_member(&caller.state.db, &grant, &user_id).await },
+    )
+    .await
+}
+
+/// Changes a member's base role (admin, member, viewer).
+#[server(prefix = "/rpc", endpoint = "set_member_role")]
+pub async fn set_member_role(
+    organization_id: String,
+    user_id: String,
+    role: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("set_member_role", &organization_id).await?;
+    ssr::respond(async move {
+        super::members::set_member_role(&caller.state.db, &grant, &user_id, &role).await
+    })
+    .await
+}
+
+/// Leaves the organization (never the last owner, never one's personal organization).
+#[server(prefix = "/rpc", endpoint = "leave_organization")]
+pub async fn leave_organization(organization_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("leave_organization", &organization_id).await?;
+    ssr::respond(async move {
+        super::members::leave(&caller.state.db, &grant).await?;
+        super::ssr::clear_active(&caller.session, &grant.organization_id).await
+    })
+    .await
+}
+
+/// Makes another member the owner; the caller becomes an admin.
+#[server(prefix = "/rpc", endpoint = "transfer_ownership")]
+pub async fn transfer_ownership(organization_id: String, user_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("transfer_ownership", &organization_id).await?;
+    ssr::respond(async move {
+        super::members::transfer_ownership(&caller.state.db, &grant, &user_id).await
+    })
+    .await
+}
+
+/// What an invitation link offers (for the page that accepts it).
+#[server(prefix = "/rpc", endpoint = "open_invitation")]
+pub async fn open_invitation(token: String) -> Result<InvitationPreview, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("open_invitation").await?;
+    ssr::respond(async move {
+        super::members::preview(
+            &caller.state.db,
+            &caller.state.config.secret,
+            &token,
+            caller.user_id.as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Accepts an invitation. Signed in as the invited address: joins. Not signed in: signs in
+/// with the account's password, or — when the address has no account — creates one (even when
+/// open sign-up is off: the link proves the address), then joins. The joined organization
+/// becomes the active one.
+#[server(prefix = "/rpc", endpoint = "accept_invitation")]
+pub async fn accept_invitation(
+    token: String,
+    display_name: Option<String>,
+    password: Option<String>,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("accept_invitation").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        let secret = &state.config.secret;
+        let user_id = match caller.user_id.clone() {
+            Some(user_id) => user_id,
+            None => {
+                let preview = super::members::preview(&state.db, secret, &token, None).await?;
+                if preview.status != "pending" {
+                    return Err(AppError::new(
+                        crate::error::ErrorCode::Conflict,
+                        format!("this invitation was {}; ask for a new one", preview.status),
+                    ));
+                }
+                state.check_auth_attempt(caller.source_ip)?;
+                let password = password.unwrap_or_default();
+                let user_id = if preview.account_exists {
+                    crate::identity::ssr::authenticate(
+                        &state.db,
+                        &state.config,
+                        &preview.email,
+                        &password,
+                        None,
+                        caller.source_ip_text().as_deref(),
+                    )
+                    .await?
+                } else {
+                    crate::identity::ssr::create_user(
+                        &state.db,
+                        &preview.email,
+                        display_name.as_deref().unwrap_or_default(),
+                        &password,
+                        None,
+                        caller.source_ip_text().as_deref(),
+                    )
+                    .await?
+                };
+                crate::identity::ssr::start_session(&state.config, &user_id).await?;
+                user_id
+            }
+        };
+        let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
+        super::ssr::set_active(&caller.session, &org).await?;
+        leptos_axum::redirect("/members");
+        Ok(())
+    })
     .await
 }

@@ -2,6 +2,8 @@
 //! belong to and their role in each.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod members;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -24,5 +26,34 @@ pub struct Member {
     pub user_id: String,
     pub email: String,
     pub display_name: String,
+    /// The base (built-in) role.
     pub role: String,
+    /// Names of the custom roles assigned in this organization.
+    pub roles: Vec<String>,
+}
+
+/// A pending invitation, as the organization's admins see it (never its link).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub invited_by: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// What an invitation link offers, for the page that accepts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationPreview {
+    pub organization_name: String,
+    pub email: String,
+    pub role: String,
+    pub invited_by: Option<String>,
+    /// `pending`, `used`, `revoked` or `expired`.
+    pub status: String,
+    /// Whether the invited address has an account (accepting then asks for its password).
+    pub account_exists: bool,
+    /// The signed-in user's address, if any.
+    pub signed_in_as: Option<String>,
 }

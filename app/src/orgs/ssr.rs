@@ -1,11 +1,18 @@
-//! Organization SQL (server only).
+//! Organization SQL (server only), and the session's active organization.
 
-use super::{Member, OrgMembership};
+use super::OrgMembership;
 use crate::error::AppError;
 use crate::ssr::Db;
 use sqlx::Row;
+use tower_sessions::Session;
 
-pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<OrgMembership>, AppError> {
+/// The user's organizations (personal first, then teams by name, the system one last), the
+/// `active` one moved to the front, each with the user's base role and effective permissions.
+pub async fn memberships(
+    db: &Db,
+    user_id: &str,
+    active: Option<&str>,
+) -> Result<Vec<OrgMembership>, AppError> {
     let rows = sqlx::query(
         "select o.organization_id, o.name, o.kind, m.role
          from membership m join organization o on o.organization_id = m.organization_id
@@ -32,27 +39,41 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<OrgMembership>, A
             permissions,
         });
     }
+    if let Some(i) = active.and_then(|a| out.iter().position(|o| o.organization_id == a)) {
+        let active = out.remove(i);
+        out.insert(0, active);
+    }
     Ok(out)
 }
 
-pub async fn members(db: &Db, organization_id: &str) -> Result<Vec<Member>, AppError> {
-    let rows = sqlx::query(
-        "select u.user_id, u.email, u.display_name, m.role
-         from membership m join app_user u on u.user_id = m.user_id
-         where m.organization_id = $1 order by u.email",
-    )
-    .bind(organization_id)
-    .fetch_all(&db.reader)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Member {
-                user_id: r.try_get("user_id")?,
-                email: r.try_get("email")?,
-                display_name: r.try_get("display_name")?,
-                role: r.try_get("role")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
+/// The session's active organization, as last chosen (it may since have been left: callers
+/// fall back to the first membership).
+pub async fn active(session: &Session) -> Result<Option<String>, AppError> {
+    session
+        .get(crate::ssr::keys::ACTIVE_ORG)
+        .await
+        .map_err(AppError::internal)
+}
+
+/// Makes `organization_id` the session's active organization (the caller checked membership).
+pub async fn set_active(session: &Session, organization_id: &str) -> Result<(), AppError> {
+    session
+        .insert(crate::ssr::keys::ACTIVE_ORG, organization_id)
+        .await
+        .map_err(AppError::internal)
+}
+
+/// Forgets the active organization if it is `organization_id` (after leaving it).
+pub async fn clear_active(session: &Session, organization_id: &str) -> Result<(), AppError> {
+    let current: Option<String> = session
+        .get(crate::ssr::keys::ACTIVE_ORG)
+        .await
+        .map_err(AppError::internal)?;
+    if current.as_deref() == Some(organization_id) {
+        session
+            .remove::<String>(crate::ssr::keys::ACTIVE_ORG)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    Ok(())
 }

@@ -153,6 +153,8 @@ pub mod keys {
     /// When the session was last used (ms), refreshed at most every [`super::refresh_every`]:
     /// the idle timeout counts from here.
     pub const LAST_SEEN_AT: &str = "last_seen_at";
+    /// The organization the console shows (menus, lists and charts follow it).
+    pub const ACTIVE_ORG: &str = "active_org";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).

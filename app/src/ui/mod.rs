@@ -84,20 +84,32 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
         }
         .into_any(),
         Some(user) => {
+            // Exactly what the user may use: organization menus follow their effective
+            // permissions in the active organization, admin menus the system organization's.
+            // The server refuses everything else regardless.
             let admin = user.can(Permission::UsersRead);
+            let may = |p: &str| user.may(p);
+            let (keys, usage, members, roles) = (
+                may("keys:read"),
+                may("usage:read"),
+                may("members:read"),
+                may("roles:read"),
+            );
             view! {
                 <nav aria-label="Main">
                     <A href="/">"Home"</A>
-                    <A href="/keys">"API keys"</A>
-                    <A href="/usage">"Usage"</A>
+                    {keys.then(|| view! { <A href="/keys">"API keys"</A> })}
+                    {usage.then(|| view! { <A href="/usage">"Usage"</A> })}
+                    {members.then(|| view! { <A href="/members">"Members"</A> })}
+                    {roles.then(|| view! { <A href="/roles">"Roles"</A> })}
                     <A href="/plans">"Plans"</A>
-                    <A href="/roles">"Roles"</A>
                     <A href="/docs/api">"API docs"</A>
-                    <Show when=move || admin>
+                    {admin.then(|| view! {
                         <A href="/admin/users">"Users"</A>
                         <A href="/admin/outbox">"Email outbox"</A>
-                    </Show>
+                    })}
                 </nav>
+                <OrgSwitcher organizations=user.organizations.clone() />
                 <div class="whoami">
                     <crate::notify::pages::Bell />
                     <span>{user.display_name.clone()}</span>
@@ -109,6 +121,37 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
             .into_any()
         }
     }
+}
+
+/// The active organization, switchable: the page reloads so that menus, lists and charts all
+/// follow the new one.
+#[component]
+fn OrgSwitcher(organizations: Vec<crate::identity::OrgChoice>) -> impl IntoView {
+    let switch = ServerAction::<crate::orgs::api::SwitchOrganization>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = switch.value().get() {
+            let _ = window().location().reload();
+        }
+    });
+    (organizations.len() > 1).then(|| {
+        view! {
+            <select
+                class="org-switcher"
+                aria-label="Active organization"
+                on:change=move |ev| {
+                    switch.dispatch(crate::orgs::api::SwitchOrganization {
+                        organization_id: event_target_value(&ev),
+                    });
+                }
+            >
+                {organizations
+                    .into_iter()
+                    .map(|o| view! { <option value=o.organization_id>{o.name}</option> })
+                    .collect_view()}
+            </select>
+            {action_error(switch.value())}
+        }
+    })
 }
 
 /// A button that copies `text` to the clipboard and says so.

@@ -564,6 +564,10 @@ impl TestApp {
                 "organization_id, permission, requires",
             ),
             ("role_assignment", "organization_id, user_id, role_id"),
+            (
+                "invitation",
+                "invitation_id, organization_id, email, role, accepted_by, cast(revoked_at as text)",
+            ),
         ] {
             let rows = sqlx::query(&format!("select {columns} from {table} order by {columns}"))
                 .fetch_all(&self.state.db.writer)
@@ -582,6 +586,7 @@ impl TestApp {
             "app_user",
             "organization",
             "permission_group",
+            "outbox_email",
         ] {
             let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
                 .fetch_one(&self.state.db.writer)
@@ -775,7 +780,7 @@ pub fn log_entry(
         organization_id: Some(org.to_string()),
         api_key_id: Some(key.to_string()),
         method: "GET".into(),
-        route: route.into(),
+        route: route.to_string().into(),
         status,
         error_code: None,
         error_message: None,

@@ -1,0 +1,133 @@
+import { test, expect, Page } from "./fixtures";
+import { Browser } from "@playwright/test";
+import { freshEmail, open, PASSWORD, signUp, waitForMail } from "./helpers";
+
+/** Creates a team organization from the members page; it becomes the active one. */
+async function createOrganization(page: Page, name: string) {
+  await open(page, "/members");
+  const form = page.getByRole("region", { name: "Create an organization" });
+  await form.getByLabel("Organization name").fill(name);
+  await form.getByRole("button", { name: "Create organization" }).click();
+  // The page reloads with the new organization active.
+  await expect(page.getByRole("combobox", { name: "Active organization" })).toHaveValue(/org_/);
+  await expect(page.getByRole("combobox", { name: "Active organization" }).locator("option:checked")).toHaveText(name);
+}
+
+/** Invites `email` with `role` from the members page of the active organization. */
+async function invite(page: Page, email: string, role: string) {
+  const form = page.getByRole("region", { name: "Invite a member" });
+  await form.getByLabel("Email").fill(email);
+  await form.getByLabel("Role").selectOption(role);
+  await form.getByRole("button", { name: "Send invitation" }).click();
+  await expect(form.getByRole("status")).toHaveText(`Invitation sent to ${email}.`);
+  await expect(page.getByRole("table", { name: "Pending invitations" }).getByRole("cell", { name: email, exact: true })).toBeVisible();
+}
+
+/** The invitation link from the email sent to `email`. */
+async function invitationLink(email: string, org: string): Promise<string> {
+  const mail = await waitForMail(email, `join ${org}`);
+  const link = mail.match(/https?:\/\/\S+\/invite\?token=\S+/);
+  expect(link, mail).not.toBeNull();
+  return link![0];
+}
+
+/** Accepts an invitation in a browser of its own, creating the account. */
+async function acceptAsNewcomer(browser: Browser, link: string, name: string): Promise<Page> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(link);
+  await expect(page.locator("body[data-hydrated]")).toBeAttached();
+  await page.getByLabel("Display name").fill(name);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account and accept" }).click();
+  await expect(page.getByRole("heading", { name: "Members" })).toBeVisible();
+  return page;
+}
+
+test("invite a member through the emailed link, accept, and transfer ownership", async ({ page, browser }) => {
+  const org = `Acme ${Date.now()}`;
+  await signUp(page, freshEmail("owner"), "Olive");
+  await createOrganization(page, org);
+  const newcomer = freshEmail("newcomer");
+  await invite(page, newcomer, "admin");
+
+  const link = await invitationLink(newcomer, org);
+  const theirs = await acceptAsNewcomer(browser, link, "Nico");
+  // They joined as admin, with the organization active.
+  const members = theirs.getByRole("table", { name: "Members" });
+  await expect(members.getByRole("row", { name: /Nico/ })).toContainText("admin");
+  // The link works once.
+  const again = await (await browser.newContext()).newPage();
+  await again.goto(link);
+  await expect(again.getByRole("alert")).toContainText("This invitation was used");
+
+  // The owner sees the new member and hands the organization over.
+  await open(page, "/members");
+  await expect(page.getByRole("table", { name: "Pending invitations" })).toHaveCount(0);
+  const transfer = page.getByRole("region", { name: "Transfer ownership" });
+  await transfer.getByLabel("New owner").selectOption({ label: newcomer });
+  await transfer.getByRole("button", { name: "Transfer ownership" }).click();
+  await expect(page.getByRole("table", { name: "Members" }).getByRole("row", { name: /Nico/ })).toContainText("owner");
+  await expect(page.getByRole("table", { name: "Members" }).getByRole("row", { name: /Olive/ })).toContainText("admin");
+  await expect(page.getByRole("region", { name: "Transfer ownership" })).toHaveCount(0);
+  // The used link, opened by the former owner: refused, readably (and checked by axe).
+  await open(page, link);
+  await expect(page.getByRole("alert")).toContainText("This invitation was used");
+});
+
+test("assign a custom role to two members in bulk; a viewer sees only viewer menus and is refused on a direct call", async ({ page, browser }) => {
+  const org = `Bulk ${Date.now()}`;
+  await signUp(page, freshEmail("lead"), "Lena");
+  await createOrganization(page, org);
+  const [a, b] = [freshEmail("ava"), freshEmail("ben")];
+  await invite(page, a, "viewer");
+  await invite(page, b, "viewer");
+  const ava = await acceptAsNewcomer(browser, await invitationLink(a, org), "Ava");
+  await acceptAsNewcomer(browser, await invitationLink(b, org), "Ben");
+
+  // A custom role in the organization (the roles page opens on the active one).
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Roles" }).click();
+  const create = page.getByRole("region", { name: "Create a role" });
+  await create.getByLabel("Name").fill("support");
+  await create.getByLabel("Inherits from").selectOption({ label: "viewer" });
+  await create.getByRole("button", { name: "Create role" }).click();
+  await expect(page.getByRole("region", { name: "Role support" })).toBeVisible();
+
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Members" }).click();
+  const table = page.getByRole("table", { name: "Members" });
+  await table.getByRole("checkbox", { name: `Select ${a}` }).check();
+  await table.getByRole("checkbox", { name: `Select ${b}` }).check();
+  const bulk = page.getByRole("region", { name: "Assign a custom role" });
+  await bulk.getByLabel("Custom role").selectOption({ label: "support" });
+  await bulk.getByRole("button", { name: "Assign to selected" }).click();
+  const results = bulk.getByRole("table", { name: "Assignment results" });
+  await expect(results.getByRole("row", { name: `${a} assigned` })).toBeVisible();
+  await expect(results.getByRole("row", { name: `${b} assigned` })).toBeVisible();
+  await expect(table.getByRole("row", { name: /Ava/ })).toContainText("support");
+  await expect(table.getByRole("row", { name: /Ben/ })).toContainText("support");
+
+  // Ava is a viewer here: her menus are a viewer's, and the page offers no change.
+  await ava.reload();
+  await expect(ava.locator("body[data-hydrated]")).toBeAttached();
+  const nav = ava.getByRole("navigation", { name: "Main" });
+  for (const link of ["Home", "API keys", "Usage", "Members", "Roles", "Plans", "API docs"]) {
+    await expect(nav.getByRole("link", { name: link, exact: true })).toBeVisible();
+  }
+  for (const link of ["Users", "Email outbox"]) {
+    await expect(nav.getByRole("link", { name: link, exact: true })).toHaveCount(0);
+  }
+  await expect(ava.getByRole("region", { name: "Invite a member" })).toHaveCount(0);
+  await expect(ava.getByRole("region", { name: "Assign a custom role" })).toHaveCount(0);
+  await expect(ava.getByRole("table", { name: "Members" }).getByRole("button", { name: /Remove/ })).toHaveCount(0);
+  // Calling the server directly anyway: refused.
+  const orgId = await ava.getByRole("combobox", { name: "Active organization" }).inputValue();
+  const status = await ava.evaluate(async (organization_id) => {
+    const r = await fetch("/rpc/invite_member", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ organization_id, email: "sneaky@example.org", role: "admin" }),
+    });
+    return r.status;
+  }, orgId);
+  expect(status).toBe(403);
+});

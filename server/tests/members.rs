@@ -1,0 +1,454 @@
+//! Organizations and their members: creating one, invitations (signed, expiring, single use,
+//! sent through the outbox) and accepting them, removing, leaving, changing roles, transferring
+//! ownership, the last-owner rule under concurrency, and the active organization. Runs on
+//! SQLite, and on PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+
+/// A team organization owned by owner@, with an admin and a viewer.
+struct Team {
+    app: TestApp,
+    org: String,
+    owner: Browser,
+    owner_id: String,
+    admin: Browser,
+    admin_id: String,
+    viewer: Browser,
+    viewer_id: String,
+}
+
+async fn team() -> Team {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", None).await;
+    let mut owner = app.signed_in("owner@example.org").await;
+    let r = app
+        .rpc(&mut owner, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let org: String = r.json().as_str().unwrap().to_string();
+    let admin_id = app.user("admin@example.org", None).await;
+    app.add_member(&org, &admin_id, "admin").await;
+    let viewer_id = app.user("viewer@example.org", None).await;
+    app.add_member(&org, &viewer_id, "viewer").await;
+    Team {
+        admin: app.signed_in("admin@example.org").await,
+        viewer: app.signed_in("viewer@example.org").await,
+        app,
+        org,
+        owner,
+        owner_id,
+        admin_id,
+        viewer_id,
+    }
+}
+
+async fn call(t: &Team, who: &Browser, endpoint: &str, form: &[(&str, &str)]) -> Reply {
+    let mut b = who.clone();
+    let mut pairs = vec![("organization_id", t.org.as_str())];
+    pairs.extend_from_slice(form);
+    t.app.rpc(&mut b, endpoint, &pairs).await
+}
+
+async fn role_of(t: &Team, user_id: &str) -> Option<String> {
+    sqlx::query_scalar("select role from membership where organization_id = $1 and user_id = $2")
+        .bind(&t.org)
+        .bind(user_id)
+        .fetch_optional(&t.app.state.db.reader)
+        .await
+        .unwrap()
+}
+
+/// The invitation link's token from the last email queued to `to`.
+async fn emailed_token(app: &TestApp, to: &str) -> String {
+    let body: String = sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = $1 order by created_at desc, outbox_email_id desc limit 1",
+    )
+    .bind(to)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    let start = body.find("/invite?token=").expect("a link") + "/invite?token=".len();
+    body[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_invited_person_without_an_account_joins_through_the_emailed_link_once() {
+    let t = team().await;
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "New.Person@Example.org"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_no_secret(&r, "invite");
+    assert!(
+        !r.body.contains("token"),
+        "the link never reaches the inviter: {}",
+        r.body
+    );
+    let token = emailed_token(&t.app, "new.person@example.org").await;
+    // The link is signed: no column of the invitation row holds it.
+    let stored: i64 = sqlx::query_scalar(
+        "select count(*) from invitation where invitation_id || email || role like '%' || $1 || '%'",
+    )
+    .bind(token.split('.').nth(1).unwrap())
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+
+    // The page's preview, before signing in (sign-up is closed on this instance).
+    let mut anon = Browser::default();
+    let r = t
+        .app
+        .rpc(&mut anon, "open_invitation", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let p = r.json();
+    assert_eq!(p["organization_name"], "Acme");
+    assert_eq!(p["email"], "new.person@example.org");
+    assert_eq!(p["status"], "pending");
+    assert_eq!(p["account_exists"], false);
+
+    // A forged token (another signature) is not found, and writes nothing.
+    let forged = format!("{}.{}", token.split('.').next().unwrap(), "00".repeat(32));
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[
+                ("token", &forged),
+                ("display_name", "New"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "forged token");
+    assert_eq!(t.app.snapshot().await, before, "forged token: rows changed");
+
+    // Accepting creates the account and the membership, and signs in.
+    let users = t.app.count("app_user").await;
+    let r = t
+        .app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[
+                ("token", &token),
+                ("display_name", "New"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(t.app.count("app_user").await, users + 1);
+    let new_id: String = sqlx::query_scalar(
+        "select user_id from app_user where email_normalized = 'new.person@example.org'",
+    )
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(role_of(&t, &new_id).await.as_deref(), Some("member"));
+    // Signed in, with the joined organization active and first.
+    let r = t.app.rpc(&mut anon, "my_organizations", &[]).await;
+    assert_eq!(r.json()[0]["organization_id"], t.org.as_str(), "{}", r.body);
+    let r = t.app.rpc(&mut anon, "current_user", &[]).await;
+    let me = r.json();
+    assert_eq!(me["organizations"][0]["organization_id"], t.org.as_str());
+    assert!(me["active_permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "keys:write"));
+
+    // Single use: the same link again is refused, and nothing changes.
+    let before = t.app.snapshot().await;
+    let mut other = Browser::default();
+    let r = t
+        .app
+        .rpc(
+            &mut other,
+            "accept_invitation",
+            &[
+                ("token", &token),
+                ("display_name", "Again"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "second use");
+    assert!(r.body.contains("used"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "second use: rows changed");
+}
+
+#[tokio::test]
+async fn revoked_expired_and_misaddressed_invitations_are_refused() {
+    let t = team().await;
+    for email in ["a@example.org", "b@example.org"] {
+        let r = call(
+            &t,
+            &t.admin,
+            "invite_member",
+            &[("email", email), ("role", "viewer")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let a = emailed_token(&t.app, "a@example.org").await;
+    let b = emailed_token(&t.app, "b@example.org").await;
+    let r = call(&t, &t.owner, "list_invitations", &[]).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2, "{}", r.body);
+    let a_id = a.split('.').next().unwrap();
+    let users = t.app.count("app_user").await;
+    // A viewer cannot revoke; the owner can.
+    let r = call(
+        &t,
+        &t.viewer,
+        "revoke_invitation",
+        &[("invitation_id", a_id)],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "viewer revokes");
+    let r = call(
+        &t,
+        &t.owner,
+        "revoke_invitation",
+        &[("invitation_id", a_id)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut anon = Browser::default();
+    let r = t
+        .app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[("token", &a), ("display_name", "A"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "revoked");
+    assert!(r.body.contains("revoked"), "{}", r.body);
+
+    // Expired: the clock is the database's expiry column.
+    sqlx::query("update invitation set expires_at = 1 where email = 'b@example.org'")
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    let r = t
+        .app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[("token", &b), ("display_name", "B"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "expired");
+    assert_eq!(
+        t.app.count("app_user").await,
+        users,
+        "no account was created"
+    );
+
+    // Signed in as someone else: refused, naming the invited address.
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "c@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let c = emailed_token(&t.app, "c@example.org").await;
+    let mut viewer = t.viewer.clone();
+    let r = t
+        .app
+        .rpc(&mut viewer, "accept_invitation", &[("token", &c)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "another account");
+    assert!(r.body.contains("c@example.org"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn nobody_hands_out_more_than_they_hold_and_the_last_owner_stays() {
+    let t = team().await;
+    // An admin may invite admins, never owners.
+    let r = call(
+        &t,
+        &t.admin,
+        "invite_member",
+        &[("email", "x@example.org"), ("role", "owner")],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "invite as owner",
+    );
+    // An admin cannot remove or re-role the owner.
+    let before = t.app.snapshot().await;
+    let r = call(&t, &t.admin, "remove_member", &[("user_id", &t.owner_id)]).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    let r = call(
+        &t,
+        &t.admin,
+        "set_member_role",
+        &[("user_id", &t.owner_id), ("role", "viewer")],
+    )
+    .await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    // Nor transfer ownership (org:write is the owner's).
+    let r = call(
+        &t,
+        &t.admin,
+        "transfer_ownership",
+        &[("user_id", &t.admin_id)],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "admin transfers");
+    // The last owner cannot leave.
+    let r = call(&t, &t.owner, "leave_organization", &[]).await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "last owner leaves");
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+
+    // A personal organization takes no invitations.
+    let personal = t.app.org_of(&t.owner_id).await;
+    let mut owner = t.owner.clone();
+    let r = t
+        .app
+        .rpc(
+            &mut owner,
+            "invite_member",
+            &[
+                ("organization_id", &personal),
+                ("email", "y@example.org"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "personal invite",
+    );
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+
+    // The owner changes the viewer's role, then hands the organization to the admin.
+    let r = call(
+        &t,
+        &t.owner,
+        "set_member_role",
+        &[("user_id", &t.viewer_id), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(role_of(&t, &t.viewer_id).await.as_deref(), Some("member"));
+    let r = call(
+        &t,
+        &t.owner,
+        "transfer_ownership",
+        &[("user_id", &t.admin_id)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(role_of(&t, &t.admin_id).await.as_deref(), Some("owner"));
+    assert_eq!(role_of(&t, &t.owner_id).await.as_deref(), Some("admin"));
+    // Now the former owner may leave; the new one may remove the member.
+    let r = call(&t, &t.owner, "leave_organization", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(role_of(&t, &t.owner_id).await, None);
+    let r = call(&t, &t.admin, "remove_member", &[("user_id", &t.viewer_id)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(role_of(&t, &t.viewer_id).await, None);
+}
+
+#[tokio::test]
+async fn two_owners_leaving_at_once_leave_one_owner_behind() {
+    for _ in 0..5 {
+        let t = team().await;
+        sqlx::query(
+            "update membership set role = 'owner' where organization_id = $1 and user_id = $2",
+        )
+        .bind(&t.org)
+        .bind(&t.admin_id)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+        let (a, b) = tokio::join!(
+            call(&t, &t.owner, "leave_organization", &[]),
+            call(&t, &t.admin, "leave_organization", &[]),
+        );
+        let ok = [&a, &b]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        assert_eq!(ok, 1, "exactly one leaves: {} / {}", a.body, b.body);
+        let owners: i64 = sqlx::query_scalar(
+            "select count(*) from membership where organization_id = $1 and role = 'owner'",
+        )
+        .bind(&t.org)
+        .fetch_one(&t.app.state.db.reader)
+        .await
+        .unwrap();
+        assert_eq!(owners, 1);
+    }
+}
+
+#[tokio::test]
+async fn the_active_organization_is_one_of_mine_and_the_menus_follow_it() {
+    let t = team().await;
+    let mut viewer = t.viewer.clone();
+    // The viewer's personal organization is active at first: they own it.
+    let r = t.app.rpc(&mut viewer, "current_user", &[]).await;
+    assert!(r.json()["active_permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "org:write"));
+    let r = t
+        .app
+        .rpc(
+            &mut viewer,
+            "switch_organization",
+            &[("organization_id", &t.org)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = t.app.rpc(&mut viewer, "current_user", &[]).await;
+    let perms: Vec<String> =
+        serde_json::from_value(r.json()["active_permissions"].clone()).unwrap();
+    assert!(perms.contains(&"keys:read".to_string()), "{perms:?}");
+    assert!(
+        !perms.iter().any(|p| p.ends_with(":write")),
+        "a viewer writes nothing: {perms:?}"
+    );
+    // Another organization cannot be made active.
+    let stranger = t.app.user("stranger@example.org", None).await;
+    let foreign = t.app.org_of(&stranger).await;
+    let r = t
+        .app
+        .rpc(
+            &mut viewer,
+            "switch_organization",
+            &[("organization_id", &foreign)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "foreign switch");
+    // And a direct call the menus do not offer is refused by the server.
+    let r = call(
+        &t,
+        &t.viewer,
+        "invite_member",
+        &[("email", "z@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "viewer invites");
+}
