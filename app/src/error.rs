@@ -67,6 +67,8 @@ pub enum ErrorCode {
     SignatureReplayed,
     /// Too many requests from this client (or for this key): wait `Retry-After` seconds.
     RateLimited,
+    /// The key is valid but lacks permissions a verifying service required.
+    InsufficientPermissions,
     /// A dependency (the database) is not answering.
     Unavailable,
     /// Something went wrong on our side; details are in the server log under the error id.
@@ -94,7 +96,8 @@ impl ErrorCode {
             | ErrorCode::SignatureReplayed => 401,
             ErrorCode::IpNotAllowed
             | ErrorCode::EndpointNotAllowed
-            | ErrorCode::KeyRestrictionsInvalid => 403,
+            | ErrorCode::KeyRestrictionsInvalid
+            | ErrorCode::InsufficientPermissions => 403,
             ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
@@ -183,6 +186,7 @@ impl ErrorCode {
         ErrorCode::SignatureStale,
         ErrorCode::SignatureReplayed,
         ErrorCode::RateLimited,
+        ErrorCode::InsufficientPermissions,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];

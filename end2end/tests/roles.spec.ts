@@ -1,5 +1,5 @@
 import { test, expect, Page } from "./fixtures";
-import { freshEmail, signUp } from "./helpers";
+import { createReadOnlyKey, freshEmail, open, signUp } from "./helpers";
 
 /** Creates a role inheriting `parent` from the "Create a role" form. */
 async function createRole(page: Page, name: string, parent: string) {
@@ -48,4 +48,45 @@ test("a three-level hierarchy built in the editor shows effective permissions an
   await page.getByRole("region", { name: "Role lead" }).getByRole("button", { name: "Remove members:write" }).click();
   await tree.getByRole("button", { name: "manager" }).click();
   await expect(page.getByRole("region", { name: "Role manager" }).getByRole("table", { name: "Effective permissions of manager" }).getByRole("row", { name: /members:write/ })).toHaveCount(0);
+});
+
+test("a service permission made on the roles page goes on a key, and verify checks it", async ({ page }) => {
+  await signUp(page, freshEmail("svc"), "Sam");
+  await open(page, "/roles");
+  const perm = page.getByRole("region", { name: "New permission" });
+  await perm.getByLabel("Name").fill("invoices:read");
+  await perm.getByRole("button", { name: "Create permission" }).click();
+  await expect(perm.getByRole("status")).toHaveText("Created invoices:read");
+
+  // A key for the billing service, carrying it.
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill("billing service");
+  await form.getByLabel("Service permissions").fill("invoices:read");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  await page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "billing service" }).click();
+  await expect(page.getByRole("definition").filter({ hasText: "invoices:read" })).toBeVisible();
+
+  // The billing service verifies what a request needs.
+  const verifier = await createReadOnlyKey(page, "verifier");
+  const verify = async (permissions: string[]) =>
+    (await page.request.post("/api/v1/keys/verify", {
+      headers: { Authorization: `Bearer ${verifier}` },
+      data: { key, permissions },
+    })).json();
+  expect(await verify(["invoices:read"])).toMatchObject({ valid: true, code: "valid" });
+  expect(await verify(["invoices:refund"])).toMatchObject({ valid: false, code: "insufficient_permissions", missing: ["invoices:refund"] });
+
+  // Asking for one that does not exist is refused readably, and no key is made.
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await form.getByLabel("Name").fill("ghost");
+  await form.getByLabel("Service permissions").fill("ghost:read");
+  await form.getByRole("button", { name: "Create" }).click();
+  await expect(page.getByRole("alert")).toContainText("ghost:read is not a permission of this organization");
+  await expect(page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "ghost" })).toHaveCount(0);
 });

@@ -1,6 +1,6 @@
 -- Invitations into an organization (the Access domain).
 --
--- The link an invitee receives is signed (an HMAC of the invitation's id, address and expiry
+-- The link an invitee receives is signed (an HMAC of the invitation's id and address
 -- under the instance secret), so nothing here can be replayed as a link; it is single use
 -- (`accepted_at`, set by one conditional update) and expires (`expires_at`). Inviting the same
 -- address again revokes the pending invitation and sends a new link.

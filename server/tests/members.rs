@@ -452,3 +452,218 @@ async fn the_active_organization_is_one_of_mine_and_the_menus_follow_it() {
     .await;
     assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "viewer invites");
 }
+
+/// A custom role of the organization granting `permissions` on top of the viewer, assigned to
+/// `user_id` (all through the owner's server functions).
+async fn grant_custom(t: &Team, name: &str, permissions: &[&str], user_id: &str) {
+    let r = call(
+        &t,
+        &t.owner,
+        "create_role",
+        &[("name", name), ("parents[0]", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let role = r.json()["id"].as_str().unwrap().to_string();
+    for p in permissions {
+        let r = call(
+            &t,
+            &t.owner,
+            "set_role_permission",
+            &[("role_id", &role), ("permission", p), ("granted", "true")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = call(
+        &t,
+        &t.owner,
+        "assign_role",
+        &[
+            ("role_id", &role),
+            ("user_ids[0]", user_id),
+            ("assign", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_disabled_member_is_not_a_weaker_one_and_does_not_count_as_an_owner() {
+    let t = team().await;
+    let co_owner = t.app.user("co@example.org", None).await;
+    t.app.add_member(&t.org, &co_owner, "owner").await;
+    t.app.disable_user(&co_owner).await;
+    let before = t.app.snapshot().await;
+    // The admin cannot remove a disabled owner.
+    let r = call(&t, &t.admin, "remove_member", &[("user_id", &co_owner)]).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "admin removes disabled owner",
+    );
+    // The active owner is the last one who can act: they cannot leave, nor hand over to the
+    // disabled one.
+    let r = call(&t, &t.owner, "leave_organization", &[]).await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "last active owner leaves",
+    );
+    let r = call(
+        &t,
+        &t.owner,
+        "transfer_ownership",
+        &[("user_id", &co_owner)],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "transfer to disabled",
+    );
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+}
+
+#[tokio::test]
+async fn an_invitation_does_not_outlive_its_sender_s_power_nor_keep_its_link() {
+    let t = team().await;
+    let r = call(
+        &t,
+        &t.admin,
+        "invite_member",
+        &[("email", "alt@example.org"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = emailed_token(&t.app, "alt@example.org").await;
+    // The admin is removed: their pending invitation goes with them, link included.
+    let r = call(&t, &t.owner, "remove_member", &[("user_id", &t.admin_id)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut anon = Browser::default();
+    let r = t
+        .app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[
+                ("token", &token),
+                ("display_name", "Alt"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "accept after the sender left",
+    );
+    let links: i64 =
+        sqlx::query_scalar("select count(*) from outbox_email where body_text like '%token=%'")
+            .fetch_one(&t.app.state.db.reader)
+            .await
+            .unwrap();
+    assert_eq!(links, 0, "no working link stays in the outbox");
+
+    // Accepting also takes the link out; revoking an accepted invitation is a conflict.
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "b@example.org"), ("role", "viewer")],
+    )
+    .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let token = emailed_token(&t.app, "b@example.org").await;
+    let r = t
+        .app
+        .rpc(
+            &mut Browser::default(),
+            "accept_invitation",
+            &[
+                ("token", &token),
+                ("display_name", "B"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(&t, &t.owner, "revoke_invitation", &[("invitation_id", &id)]).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    let links: i64 =
+        sqlx::query_scalar("select count(*) from outbox_email where body_text like '%token=%'")
+            .fetch_one(&t.app.state.db.reader)
+            .await
+            .unwrap();
+    assert_eq!(links, 0);
+}
+
+#[tokio::test]
+async fn re_inviting_cannot_replace_a_stronger_invitation_and_invitations_are_bounded() {
+    let t = team().await;
+    // The viewer may invite (a custom role with members:write), but holds a viewer's power.
+    grant_custom(&t, "inviter", &["members:write"], &t.viewer_id).await;
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "boss@example.org"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = t.app.snapshot().await;
+    let r = call(
+        &t,
+        &t.viewer,
+        "invite_member",
+        &[("email", "boss@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "replace an admin invitation",
+    );
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    // And they cannot invite beyond themselves.
+    let r = call(
+        &t,
+        &t.viewer,
+        "invite_member",
+        &[("email", "x@example.org"), ("role", "member")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "invite a member");
+
+    // Re-inviting one address over and over stops at the hourly bound.
+    let mut refused = 0;
+    for _ in 0..60 {
+        let r = call(
+            &t,
+            &t.owner,
+            "invite_member",
+            &[("email", "spam@example.org"), ("role", "viewer")],
+        )
+        .await;
+        if r.status == StatusCode::CONFLICT {
+            refused += 1;
+        } else {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+    }
+    // One invitation (boss@) was sent before the loop: 49 more fit in the hour.
+    assert_eq!(refused, 11);
+    let mails: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = 'spam@example.org'",
+    )
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(mails, 49);
+}

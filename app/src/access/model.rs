@@ -176,6 +176,19 @@ impl AccessModel {
         self.effective(roles).into_keys().collect()
     }
 
+    /// These permissions and everything they require, to any depth (a cycle of dependencies
+    /// ends where it started).
+    pub fn with_requirements(&self, names: &[String]) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = names.to_vec();
+        while let Some(n) = todo.pop() {
+            if out.insert(n.clone()) {
+                todo.extend(self.requires.get(&n).cloned().unwrap_or_default());
+            }
+        }
+        out
+    }
+
     /// The cycle that giving `role` these `parents` would make, as role ids from `role` back
     /// to itself; `None` when there is none.
     pub fn cycle_with(&self, role: &str, parents: &[String]) -> Option<Vec<String>> {
@@ -399,5 +412,25 @@ mod tests {
         ] {
             assert!(!valid_permission_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn requirements_are_added_to_any_depth_and_a_cycle_ends() {
+        let mut m = AccessModel::default();
+        m.requires
+            .insert("invoices:refund".into(), vec!["invoices:write".into()]);
+        m.requires
+            .insert("invoices:write".into(), vec!["invoices:read".into()]);
+        m.requires
+            .insert("invoices:read".into(), vec!["invoices:refund".into()]);
+        let all = m.with_requirements(&["invoices:refund".to_string()]);
+        assert_eq!(
+            all.into_iter().collect::<Vec<_>>(),
+            ["invoices:read", "invoices:refund", "invoices:write"]
+        );
+        assert!(m
+            .with_requirements(&["tickets:read".to_string()])
+            .contains("tickets:read"));
+        assert!(m.with_requirements(&[]).is_empty());
     }
 }

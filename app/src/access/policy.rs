@@ -72,7 +72,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("create_organization", Guard::SignedIn),
     ("switch_organization", Guard::Org(Permission::OrgRead)),
     ("invite_member", Guard::Org(Permission::MembersWrite)),
-    ("list_invitations", Guard::Org(Permission::MembersRead)),
+    ("list_invitations", Guard::Org(Permission::MembersWrite)),
     ("revoke_invitation", Guard::Org(Permission::MembersWrite)),
     ("remove_member", Guard::Org(Permission::MembersWrite)),
     ("set_member_role", Guard::Org(Permission::MembersWrite)),

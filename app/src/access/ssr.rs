@@ -15,7 +15,7 @@ use super::{Permission, Permissions};
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::Db;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub enum Principal {
         owner_user_id: Option<String>,
         /// What its scopes amount to.
         scopes: Permissions,
+        /// Its dynamic permissions (`invoices:read`), as stored on the key.
+        dynamic: Vec<String>,
     },
 }
 
@@ -411,6 +413,89 @@ pub async fn ceiling(
                 },
             }
         }
+    }
+}
+
+/// The dynamic permissions (the organization's own, such as `invoices:read`) a principal
+/// holds in `organization_id`; `None` for the operator, who is bounded by nothing but the
+/// catalog. A user holds those their roles grant (an owner: all of them); a key those stored on
+/// it, with everything they require; a personal token no more than its owner holds now.
+pub async fn dynamic_held(
+    db: &Db,
+    principal: &Principal,
+    organization_id: &str,
+) -> Result<Option<BTreeSet<String>>, AppError> {
+    if principal.is_operator() {
+        return Ok(None);
+    }
+    let dynamic = |names: Vec<String>| -> BTreeSet<String> {
+        names
+            .into_iter()
+            .filter(|n| Permission::parse(n).is_none())
+            .collect()
+    };
+    match principal {
+        Principal::User { user_id } => {
+            let Some(roles) = roles_in(db, user_id, organization_id).await? else {
+                return Ok(Some(BTreeSet::new()));
+            };
+            // The owner holds everything in the organization, its own permissions included.
+            if roles.iter().any(|r| r == "owner") {
+                let all: Vec<String> = sqlx::query_scalar(
+                    "select name from custom_permission where organization_id = $1",
+                )
+                .bind(organization_id)
+                .fetch_all(&db.reader)
+                .await?;
+                return Ok(Some(all.into_iter().collect()));
+            }
+            let model = model(db, organization_id).await?;
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            Ok(Some(dynamic(model.names(&roles).into_iter().collect())))
+        }
+        Principal::Key {
+            organization_id: key_org,
+            owner_user_id,
+            dynamic: stored,
+            ..
+        } => {
+            if key_org != organization_id || stored.is_empty() {
+                return Ok(Some(BTreeSet::new()));
+            }
+            let model = model(db, organization_id).await?;
+            let mut held = dynamic(model.with_requirements(stored).into_iter().collect());
+            if let Some(owner) = owner_user_id {
+                if roles_in(db, owner, organization_id).await?.is_none() {
+                    return Err(AppError::new(
+                        ErrorCode::KeyDisabled,
+                        "the token's owner is no longer an active member of its organization",
+                    ));
+                }
+                let user = Principal::User {
+                    user_id: owner.clone(),
+                };
+                let owner_holds = Box::pin(dynamic_held(db, &user, organization_id))
+                    .await?
+                    .unwrap_or_default();
+                held.retain(|n| owner_holds.contains(n));
+            }
+            Ok(Some(held))
+        }
+    }
+}
+
+/// Refuses (a 403 naming the first one) unless the grant's principal holds every one of these
+/// dynamic permissions: nobody puts on a key a permission they do not hold.
+pub async fn require_dynamic(db: &Db, grant: &Grant, names: &[String]) -> Result<(), AppError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let Some(held) = dynamic_held(db, &grant.principal, &grant.organization_id).await? else {
+        return Ok(());
+    };
+    match names.iter().find(|n| !held.contains(*n)) {
+        None => Ok(()),
+        Some(missing) => Err(AppError::forbidden(missing)),
     }
 }
 

@@ -139,6 +139,7 @@ pub async fn create_key(
     expires_in_days: String,
     #[server(default)] require_signature: Option<String>,
     #[server(default)] personal: Option<String>,
+    #[server(default)] permissions: Option<String>,
 ) -> Result<CreatedKey, AppError> {
     use crate::ssr;
     let (caller, grant) = crate::access::guard::guard_in("create_key", &organization_id).await?;
@@ -167,6 +168,7 @@ pub async fn create_key(
             ip_allowlist: Some(split_list(&ip_allowlist)),
             expires_at,
             require_signature: Some(require_signature.is_some_and(|v| !v.is_empty())),
+            permissions: Some(split_list(&permissions.unwrap_or_default())),
             ..Default::default()
         };
         // A personal access token belongs to its creator and never exceeds what they hold

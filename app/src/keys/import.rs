@@ -241,6 +241,8 @@ fn plan(
         environment: row.environment.clone(),
         category: row.category.clone(),
         scopes: if preset { None } else { row.scopes.clone() },
+        // Imported keys carry no dynamic permissions: the importer grants them afterwards.
+        permissions: None,
         endpoints: row.endpoints.clone(),
         ip_allowlist: row.ip_allowlist.clone(),
         expires_at: row.expires_at.clone(),
@@ -509,6 +511,7 @@ mod tests {
             status: crate::keys::KeyStatus::Active,
             category: Category::Basic,
             scopes: Scopes::new(),
+            permissions: vec![],
             endpoints: vec![],
             ip_allowlist: vec![],
             require_signature: false,

@@ -58,7 +58,7 @@ pub async fn transition(
             (Transition::Revoke, _) => (Revoked, KeyEventKind::Revoked),
         };
         if t == Transition::Enable {
-            acting.may_take_over(&current)?;
+            acting.may_take_over(db, &current).await?;
         }
         let mut tx = db.writer.begin().await?;
         let applied = sqlx::query(
@@ -149,7 +149,7 @@ pub async fn roll(
             "this key was already rolled; roll its successor",
         ));
     }
-    acting.may_take_over(&old)?;
+    acting.may_take_over(db, &old).await?;
     let wire = old.to_wire(now);
     let settings = Settings {
         name: old.name.clone(),
@@ -157,6 +157,7 @@ pub async fn roll(
         environment: Environment::parse(&old.environment).unwrap_or(Environment::Live),
         category: wire.category,
         scopes: wire.scopes.clone(),
+        permissions: wire.permissions.clone(),
         endpoints: wire.endpoints.clone(),
         ip_allowlist: wire
             .ip_allowlist
@@ -341,6 +342,8 @@ pub async fn update(
         environment: Some(wire.environment.clone()),
         category,
         scopes,
+        // Set when the key is created; an update keeps them.
+        permissions: Some(wire.permissions.clone()),
         endpoints: Some(patch.endpoints.clone().unwrap_or(wire.endpoints.clone())),
         ip_allowlist: Some(
             patch

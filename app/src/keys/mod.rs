@@ -148,6 +148,9 @@ pub struct ApiKey {
     pub status: KeyStatus,
     pub category: Category,
     pub scopes: Scopes,
+    /// Dynamic permissions of the organization the key carries (`invoices:read`), for other
+    /// services to check through `POST /api/v1/keys/verify`.
+    pub permissions: Vec<String>,
     pub endpoints: Vec<EndpointRule>,
     pub ip_allowlist: Vec<String>,
     pub require_signature: bool,
@@ -208,6 +211,12 @@ pub struct NewKey {
     /// `audit` (and `users` in the system organization only).
     #[serde(default)]
     pub scopes: Option<Scopes>,
+    /// Dynamic permissions of the organization (created on the roles page or over REST, such
+    /// as `invoices:read`), at most 50. The caller must hold each one; they are checked by other
+    /// services through `POST /api/v1/keys/verify`. Built-in permissions go in `scopes`.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_items = 50))]
+    pub permissions: Option<Vec<String>>,
     /// At most 50 rules.
     #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(max_items = 50))]

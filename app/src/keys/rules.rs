@@ -55,11 +55,42 @@ pub struct Settings {
     pub environment: Environment,
     pub category: Category,
     pub scopes: Scopes,
+    /// Dynamic permissions, sorted and without duplicates (existence and the caller's hold on
+    /// each are checked against the database when the key is written).
+    pub permissions: Vec<String>,
     pub endpoints: Vec<EndpointRule>,
     pub ip_allowlist: Vec<IpNet>,
     pub expires_at: Option<i64>,
     pub require_signature: bool,
     pub metadata: serde_json::Value,
+}
+
+/// A key's dynamic permissions, checked for shape: at most 50 `resource:action` names, none
+/// of them built-in (those are scopes). Sorted, duplicates removed.
+pub fn dynamic_permissions(names: &[String]) -> Result<Vec<String>, AppError> {
+    if names.len() > 50 {
+        return Err(AppError::invalid("permissions", "at most 50 permissions"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim();
+        if Permission::parse(name).is_some() {
+            return Err(AppError::invalid(
+                "permissions",
+                format!("{name} is built in: grant it with scopes"),
+            ));
+        }
+        if !crate::access::model::valid_permission_name(name) {
+            return Err(AppError::invalid(
+                "permissions",
+                format!("not a permission name: {name:?} (resource:action, lower case)"),
+            ));
+        }
+        out.push(name.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
@@ -259,12 +290,14 @@ pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, A
             "metadata must be a JSON object of at most 8 KiB",
         ));
     }
+    let permissions = dynamic_permissions(new.permissions.as_deref().unwrap_or_default())?;
     Ok(Settings {
         name,
         description,
         environment,
         category,
         scopes,
+        permissions,
         endpoints,
         ip_allowlist,
         expires_at,

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::{Any, Row, Transaction};
 
-pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at, plan_id, rate_limit, rate_window_seconds";
+pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at, plan_id, rate_limit, rate_window_seconds, permissions";
 
 /// The status column of a key (`expired` is not stored: it follows from the date).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +118,9 @@ impl<'a> Acting<'a> {
     /// Refuses unless the caller could hold everything `key` holds; and a personal token can
     /// only be taken over (rolled, re-enabled: either way its holder ends up with a working
     /// secret) by its owner. Nothing is written on a refusal.
-    pub(crate) fn may_take_over(&self, key: &KeyRow) -> Result<(), AppError> {
+    pub(crate) async fn may_take_over(&self, db: &Db, key: &KeyRow) -> Result<(), AppError> {
         self.grant.require_all(key.permissions())?;
+        crate::access::ssr::require_dynamic(db, self.grant, &key.dynamic_permissions()).await?;
         match &key.owner_user_id {
             Some(owner) if self.grant.principal.acting_user() != Some(owner.as_str()) => {
                 Err(AppError::new(
@@ -152,6 +153,8 @@ pub(crate) struct KeyRow {
     pub(crate) status: StoredStatus,
     pub(crate) category: String,
     pub(crate) scopes: String,
+    /// JSON array of dynamic permission names.
+    pub(crate) dynamic: String,
     pub(crate) endpoints: String,
     pub(crate) ip_allowlist: String,
     pub(crate) require_signature: i64,
@@ -180,6 +183,7 @@ impl KeyRow {
             status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
             category: r.try_get("category")?,
             scopes: r.try_get("scopes")?,
+            dynamic: r.try_get("permissions")?,
             endpoints: r.try_get("endpoints")?,
             ip_allowlist: r.try_get("ip_allowlist")?,
             require_signature: r.try_get("require_signature")?,
@@ -206,6 +210,11 @@ impl KeyRow {
         scope_permissions(&scopes)
     }
 
+    /// The key's dynamic permissions (unreadable ones amount to none: they only add).
+    pub(crate) fn dynamic_permissions(&self) -> Vec<String> {
+        serde_json::from_str(&self.dynamic).unwrap_or_default()
+    }
+
     pub(crate) fn to_wire(&self, now: i64) -> ApiKey {
         ApiKey {
             id: self.id.clone(),
@@ -218,6 +227,7 @@ impl KeyRow {
             status: self.status(now),
             category: Category::parse(&self.category).unwrap_or(Category::Custom),
             scopes: serde_json::from_str(&self.scopes).unwrap_or_default(),
+            permissions: self.dynamic_permissions(),
             endpoints: serde_json::from_str(&self.endpoints).unwrap_or_default(),
             ip_allowlist: serde_json::from_str(&self.ip_allowlist).unwrap_or_default(),
             require_signature: self.require_signature != 0,
@@ -307,6 +317,30 @@ impl Material {
     }
 }
 
+/// Refuses (400, naming it) a dynamic permission that is not one of the organization's.
+pub(crate) async fn check_known(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    names: &[String],
+) -> Result<(), AppError> {
+    for name in names {
+        let known: Option<String> = sqlx::query_scalar(
+            "select name from custom_permission where organization_id = $1 and name = $2",
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if known.is_none() {
+            return Err(AppError::invalid(
+                "permissions",
+                format!("{name} is not a permission of this organization: create it on the roles page first"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_key(
     tx: &mut Transaction<'_, Any>,
@@ -318,6 +352,8 @@ pub(crate) async fn insert_key(
     pepper: &[u8; 32],
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
+    // Only the organization's own dynamic permissions, whichever path writes the key.
+    check_known(&mut **tx, org_id, &s.permissions).await?;
     let id = new_id("key");
     let now = now_ms();
     let salt = super::signature::new_salt();
@@ -325,8 +361,8 @@ pub(crate) async fn insert_key(
     sqlx::query(
         "insert into api_key (api_key_id, organization_id, owner_user_id, name, description, environment, key_hash, hash_algorithm,
             display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt,
-            key_fingerprint)
-         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $21)",
+            key_fingerprint, permissions)
+         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $21, $22)",
     )
     .bind(&id)
     .bind(org_id)
@@ -349,6 +385,7 @@ pub(crate) async fn insert_key(
     .bind(material.algorithm)
     .bind(status.as_str())
     .bind(&material.fingerprint)
+    .bind(serde_json::to_string(&s.permissions).map_err(AppError::internal)?)
     .execute(&mut **tx)
     .await
     .map_err(|e| match &e {
@@ -373,6 +410,16 @@ pub async fn create(
     settings: &Settings,
 ) -> Result<CreatedKey, AppError> {
     let (org_id, actor) = (acting.org(), acting.actor());
+    if !settings.permissions.is_empty() {
+        // What is asked must exist (a clear 400) before whether the caller holds it (a 403).
+        check_known(
+            &mut *db.reader.acquire().await?,
+            org_id,
+            &settings.permissions,
+        )
+        .await?;
+        crate::access::ssr::require_dynamic(db, acting.grant, &settings.permissions).await?;
+    }
     let secret = format::generate(settings.environment);
     let mut tx = db.writer.begin().await?;
     let (id, signing) = insert_key(

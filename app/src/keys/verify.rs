@@ -28,6 +28,9 @@ pub struct VerifiedKey {
     pub status: StoredStatus,
     pub expires_at: Option<i64>,
     pub scopes: Scopes,
+    /// Its dynamic permissions, as stored (their requirements are added by the authorization
+    /// core).
+    pub dynamic: Vec<String>,
     /// What the scopes amount to, computed once per cache fill.
     pub permissions: Permissions,
     pub endpoints: Vec<EndpointRule>,
@@ -51,6 +54,7 @@ impl VerifiedKey {
             organization_id: self.organization_id.clone(),
             owner_user_id: self.owner_user_id.clone(),
             scopes: self.permissions,
+            dynamic: self.dynamic.clone(),
         }
     }
 }
@@ -161,7 +165,7 @@ async fn lookup(
     let pool = if fresh { &db.writer } else { &db.reader };
     let r = sqlx::query(
         "select k.api_key_id, k.organization_id, k.owner_user_id, k.environment, k.status, k.expires_at, k.scopes, k.endpoints,
-                k.ip_allowlist, k.require_signature, k.signing_salt,
+                k.ip_allowlist, k.permissions, k.require_signature, k.signing_salt,
                 coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
                 coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window
          from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
@@ -196,6 +200,9 @@ async fn lookup(
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 expires_at: r.try_get("expires_at")?,
                 permissions: scope_permissions(&scopes),
+                // Unreadable dynamic permissions amount to none: they only ever add.
+                dynamic: serde_json::from_str(&r.try_get::<String, _>("permissions")?)
+                    .unwrap_or_default(),
                 scopes,
                 endpoints,
                 ip_allowlist,

@@ -104,7 +104,10 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
         };
         match outcome {
             Ok(()) => {
-                sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null where outbox_email_id = $3")
+                // A sent invitation's link is not kept (its holder alone should have it).
+                sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
+                     body_text = case when dedupe_key like 'invitation:%' then 'Sent. The invitation link is not kept.' else body_text end
+                     where outbox_email_id = $3")
                     .bind(now_ms())
                     .bind(attempts + 1)
                     .bind(&id)

@@ -28,6 +28,8 @@ use sqlx::{Any, Row, Transaction};
 pub const INVITATION_DAYS: i64 = 7;
 /// Pending invitations an organization may hold at once (a bound on outgoing mail).
 const PENDING_MAX: i64 = 100;
+/// Invitations an organization may send in an hour, replaced and revoked ones included.
+const PER_HOUR_MAX: i64 = 50;
 /// Organizations one user may own (a bound on what one account can create).
 const OWNED_MAX: i64 = 100;
 /// Longest organization name.
@@ -50,8 +52,9 @@ pub async fn create_organization(
     let now = now_ms();
     let org_id = new_id("org");
     let mut tx = db.writer.begin().await?;
-    // One statement decides the bound: no count read before a write that another request
-    // could slip between.
+    // The bound is decided in the statement that writes (under PostgreSQL's read committed,
+    // two creations at the very same moment may both pass: a bound against abuse, not an
+    // invariant).
     let inserted = sqlx::query(
         "insert into organization (organization_id, name, slug, kind, created_at)
          select $1, $2, $3, 'team', $4
@@ -190,25 +193,89 @@ async fn member_roles(
     .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| AppError::not_found("member"))?;
-    let mut roles = crate::access::ssr::roles_in_conn(&mut **tx, user_id, organization_id)
-        .await?
-        .unwrap_or_default();
+    // Every role the member holds, whatever their account's status: a disabled member is not
+    // a weaker one (the authorization core's own query skips disabled accounts).
+    let mut roles: Vec<String> = sqlx::query_scalar(
+        "select role_id from role_assignment where organization_id = $1 and user_id = $2",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    roles.push(base.clone());
     roles.sort();
     Ok((base, roles))
 }
 
-/// Owners of the organization, inside the change.
+/// Active owners of the organization, inside the change (a disabled owner cannot act).
 async fn owners(
     tx: &mut Transaction<'static, Any>,
     organization_id: &str,
 ) -> Result<i64, AppError> {
     Ok(sqlx::query_scalar(
-        "select count(*) from membership where organization_id = $1 and role = 'owner'",
+        "select count(*) from membership m join app_user u on u.user_id = m.user_id
+         where m.organization_id = $1 and m.role = 'owner' and u.status = 'active'",
     )
     .bind(organization_id)
     .fetch_one(&mut **tx)
     .await?)
 }
+
+/// Revokes the pending invitations `user_id` sent in the organization: what they could hand
+/// out when they sent them, they may no longer hold (removed, left, re-roled).
+async fn revoke_sent_by(
+    tx: &mut Transaction<'static, Any>,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<(), AppError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "select invitation_id from invitation
+         where organization_id = $1 and invited_by = $2 and accepted_at is null and revoked_at is null",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in ids {
+        withdraw(tx, &id).await?;
+    }
+    Ok(())
+}
+
+/// Marks an invitation revoked (if still pending) and takes its link out of the outbox.
+/// Returns whether it was pending.
+async fn withdraw(
+    tx: &mut Transaction<'static, Any>,
+    invitation_id: &str,
+) -> Result<bool, AppError> {
+    let n = sqlx::query(
+        "update invitation set revoked_at = $2
+         where invitation_id = $1 and accepted_at is null and revoked_at is null",
+    )
+    .bind(invitation_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    forget_link(tx, invitation_id).await?;
+    Ok(n == 1)
+}
+
+/// The outbox keeps no working link of an invitation that is no longer pending.
+async fn forget_link(
+    tx: &mut Transaction<'static, Any>,
+    invitation_id: &str,
+) -> Result<(), AppError> {
+    sqlx::query("update outbox_email set body_text = $2 where dedupe_key = $1")
+        .bind(format!("invitation:{invitation_id}"))
+        .bind(LINK_GONE)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What an invitation email says once its link is used, revoked or replaced.
+const LINK_GONE: &str = "This invitation is no longer valid. Ask for a new one.\n";
 
 fn last_owner() -> AppError {
     AppError::conflict(
@@ -331,22 +398,30 @@ pub async fn invite(
         ));
     }
     let now = now_ms();
-    sqlx::query(
-        "update invitation set revoked_at = $3
+    // Inviting again replaces the pending invitation: only one the caller could have sent.
+    let pending: Option<(String, String)> = sqlx::query_as(
+        "select invitation_id, role from invitation
          where organization_id = $1 and email = $2 and accepted_at is null and revoked_at is null",
     )
     .bind(org)
     .bind(&email)
-    .bind(now)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some((old, old_role)) = pending {
+        within_ceiling(ceiling, &model, org, &[old_role.as_str()])?;
+        withdraw(&mut tx, &old).await?;
+    }
     let id = new_id("inv");
     let expires_at = now + INVITATION_DAYS * 24 * 3600 * 1000;
+    // Both bounds in the statement that writes: pending invitations, and invitations sent in
+    // the last hour (revoked and replaced ones included, so that re-inviting cannot turn the
+    // instance into a mail relay).
     let inserted = sqlx::query(
         "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at)
          select $1, $2, $3, $4, $5, $6, $7
          where (select count(*) from invitation where organization_id = $2
-                and accepted_at is null and revoked_at is null and expires_at > $6) < $8",
+                and accepted_at is null and revoked_at is null and expires_at > $6) < $8
+           and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9",
     )
     .bind(&id)
     .bind(org)
@@ -356,13 +431,14 @@ pub async fn invite(
     .bind(now)
     .bind(expires_at)
     .bind(PENDING_MAX)
+    .bind(PER_HOUR_MAX)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 0 {
         return Err(AppError::new(
             ErrorCode::Conflict,
-            "this organization has 100 pending invitations; revoke some first",
+            "this organization sent as many invitations as it may for now (100 pending, 50 an hour); try again later",
         ));
     }
     let (org_name, inviter): (String, Option<String>) = sqlx::query_as(
@@ -461,13 +537,13 @@ pub async fn revoke_invitation(
     let role = role.ok_or_else(|| AppError::not_found("invitation"))?;
     // An admin cannot revoke what only an owner could have sent.
     within_ceiling(ceiling, &model, org, &[role.as_str()])?;
-    sqlx::query(
-        "update invitation set revoked_at = $2 where invitation_id = $1 and revoked_at is null",
-    )
-    .bind(invitation_id)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
+    // Conditional: an acceptance that commits first wins, and the revocation says so.
+    if !withdraw(&mut tx, invitation_id).await? {
+        return Err(AppError::conflict(
+            "invitation_id",
+            "this invitation was just accepted or revoked",
+        ));
+    }
     record(
         &mut tx,
         grant,
@@ -588,6 +664,7 @@ pub async fn accept(
             "you are already a member of this organization",
         ));
     }
+    forget_link(&mut tx, &id).await?;
     events::record(
         &mut tx,
         Event {
@@ -626,6 +703,7 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    revoke_sent_by(&mut tx, org, user_id).await?;
     record(
         &mut tx,
         grant,
@@ -638,20 +716,16 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Leaves an organization. The last owner cannot leave (transfer first); nobody leaves their
-/// personal organization.
+/// Leaves a team organization. The last owner cannot leave (transfer first); nobody leaves
+/// their personal organization, and the system organization's members are managed on the
+/// users page.
 pub async fn leave(db: &Db, grant: &Grant) -> Result<(), AppError> {
     let org = grant.organization_id.as_str();
     let Some(user_id) = grant.principal.acting_user().map(str::to_string) else {
         return Err(AppError::unauthenticated());
     };
     let Change { mut tx, .. } = begin(db, grant, Permission::OrgRead).await?;
-    if kind(&mut tx, org).await? == "personal" {
-        return Err(AppError::invalid(
-            "organization_id",
-            "you cannot leave your personal organization",
-        ));
-    }
+    team_only(&mut tx, org).await?;
     let (base, _) = member_roles(&mut tx, org, &user_id).await?;
     if base == "owner" && owners(&mut tx, org).await? <= 1 {
         return Err(last_owner());
@@ -661,6 +735,7 @@ pub async fn leave(db: &Db, grant: &Grant) -> Result<(), AppError> {
         .bind(&user_id)
         .execute(&mut *tx)
         .await?;
+    revoke_sent_by(&mut tx, org, &user_id).await?;
     record(
         &mut tx,
         grant,
@@ -705,6 +780,7 @@ pub async fn set_member_role(
         .bind(role.as_str())
         .execute(&mut *tx)
         .await?;
+    revoke_sent_by(&mut tx, org, user_id).await?;
     record(
         &mut tx,
         grant,
@@ -737,6 +813,17 @@ pub async fn transfer_ownership(db: &Db, grant: &Grant, to_user_id: &str) -> Res
         ));
     }
     let (theirs, _) = member_roles(&mut tx, org, to_user_id).await?;
+    let active: Option<String> =
+        sqlx::query_scalar("select user_id from app_user where user_id = $1 and status = 'active'")
+            .bind(to_user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if active.is_none() {
+        return Err(AppError::invalid(
+            "user_id",
+            "that member's account is disabled: choose an active member",
+        ));
+    }
     sqlx::query("update membership set role = 'owner' where organization_id = $1 and user_id = $2")
         .bind(org)
         .bind(to_user_id)

@@ -191,7 +191,14 @@ fn MembersEditor(membership: OrgMembership, me: String) -> impl IntoView {
     );
     let invitations = Resource::new(
         move || (invite.version().get(), revoke.version().get()),
-        move |_| list_invitations(org.get_value()),
+        move |_| async move {
+            // Only those who may invite see who was invited.
+            if manage {
+                list_invitations(org.get_value()).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
     );
     let roles = Resource::new(
         || (),

@@ -218,6 +218,12 @@ pub struct VerifyBody {
     #[serde(default)]
     #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub body_sha256: Option<String>,
+    /// Permissions the key must hold for this request, built-in (`keys:read`) or the
+    /// organization's own (`invoices:read`), at most 50. When one is missing the answer is
+    /// `valid: false`, code `insufficient_permissions`, with the missing ones in `missing`.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub permissions: Option<Vec<String>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -229,8 +235,12 @@ pub struct Verification {
     pub org_id: Option<String>,
     pub environment: Option<String>,
     pub scopes: Option<app::keys::Scopes>,
+    /// Everything the key holds now: built-in permissions and the organization's own.
     pub permissions: Option<Vec<String>>,
     pub expires_at: Option<String>,
+    /// With `insufficient_permissions`: the required permissions the key lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/keys/verify`: lets another service check a key Keyward issued. Only keys of
@@ -261,7 +271,21 @@ pub async fn verify(
         scopes: None,
         permissions: None,
         expires_at: None,
+        missing: None,
     };
+    let required = body.permissions.clone().unwrap_or_default();
+    if required.len() > 50 {
+        return Err(AppError::invalid("permissions", "at most 50 permissions"));
+    }
+    if let Some(bad) = required
+        .iter()
+        .find(|p| !app::access::model::valid_permission_name(p))
+    {
+        return Err(AppError::invalid(
+            "permissions",
+            format!("not a permission name: {bad:?} (resource:action, lower case)"),
+        ));
+    }
     let how = keys::Lookup {
         fresh: false,
         organization_id: Some(&grant.organization_id),
@@ -279,14 +303,22 @@ pub async fn verify(
     .await
     {
         Ok(key) => {
-            let permissions =
-                match app::access::ssr::ceiling(&state.db, &key.principal(), &key.organization_id)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) if e.code == app::error::ErrorCode::Internal => return Err(e),
-                    Err(e) => return Ok(Json(refused(e.code))),
-                };
+            let principal = key.principal();
+            let held = async {
+                let builtin =
+                    app::access::ssr::ceiling(&state.db, &principal, &key.organization_id).await?;
+                let dynamic =
+                    app::access::ssr::dynamic_held(&state.db, &principal, &key.organization_id)
+                        .await?
+                        .unwrap_or_default();
+                Ok::<_, AppError>((builtin, dynamic))
+            }
+            .await;
+            let permissions: Vec<String> = match held {
+                Ok((builtin, dynamic)) => builtin.names().into_iter().chain(dynamic).collect(),
+                Err(e) if e.code == app::error::ErrorCode::Internal => return Err(e),
+                Err(e) => return Ok(Json(refused(e.code))),
+            };
             let digest = match body.body_sha256.as_deref() {
                 None => app::keys::signature::body_digest(b""),
                 Some(d) if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -314,15 +346,29 @@ pub async fn verify(
                     code => Ok(Json(refused(code))),
                 };
             }
+            let missing: Vec<String> = required
+                .iter()
+                .filter(|p| !permissions.contains(p))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Ok(Json(Verification {
+                    key_id: Some(key.id.clone()),
+                    org_id: Some(key.organization_id.clone()),
+                    missing: Some(missing),
+                    ..refused(app::error::ErrorCode::InsufficientPermissions)
+                }));
+            }
             Ok(Json(Verification {
                 valid: true,
                 code: "valid".into(),
                 key_id: Some(key.id.clone()),
                 org_id: Some(key.organization_id.clone()),
                 environment: Some(key.environment.clone()),
-                permissions: Some(permissions.names()),
                 scopes: Some(key.scopes.clone()),
                 expires_at: key.expires_at.map(keys::rfc3339),
+                missing: None,
+                permissions: Some(permissions),
             }))
         }
         Err(e) if e.code == app::error::ErrorCode::Internal => Err(e),

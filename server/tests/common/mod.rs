@@ -529,7 +529,7 @@ impl TestApp {
         let rows = sqlx::query(
             "select api_key_id, organization_id, owner_user_id, name, description, status, category, scopes,
                 endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, updated_at,
-                plan_id, rate_limit, rate_window_seconds
+                plan_id, rate_limit, rate_window_seconds, permissions
              from api_key order by api_key_id",
         )
         .fetch_all(&self.state.db.writer)

@@ -49,6 +49,7 @@ pub fn KeyPage() -> impl IntoView {
                             <dt>"Environment"</dt><dd>{k.environment.clone()}</dd>
                             <dt>"Owner"</dt><dd>{k.owner_user_id.clone().map_or("organization".to_string(), |u| format!("personal token of {u}"))}</dd>
                             <dt>"Scopes"</dt><dd>{k.scopes.iter().map(|(r, a)| format!("{r}: {}", serde_json::to_string(a).unwrap_or_default().trim_matches('"'))).collect::<Vec<_>>().join(", ")}</dd>
+                            <dt>"Service permissions"</dt><dd>{if k.permissions.is_empty() { "none".to_string() } else { k.permissions.join(", ") }}</dd>
                             <dt>"Created"</dt><dd>{k.created_at.clone()}</dd>
                             <dt>"Last used"</dt><dd>{k.last_used_at.clone().unwrap_or_else(|| "never".into())}</dd>
                             {k.rolled_to_key_id.clone().map(|to| view! { <dt>"Rolled to"</dt><dd><A href=format!("/keys/{}/{to}", k.organization_id)>{to.clone()}</A></dd> })}

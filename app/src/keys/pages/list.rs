@@ -235,6 +235,9 @@ pub(super) fn CreateForm(org: RwSignal<String>, create: ServerAction<CreateKey>)
                 </select>
                 <label for="key-ips">"IP allow-list"</label>
                 <textarea id="key-ips" name="ip_allowlist" rows="2" placeholder="10.0.0.0/8, 2001:db8::/32 (empty: any address)"></textarea>
+                <label for="key-permissions">"Service permissions"</label>
+                <input id="key-permissions" name="permissions" type="text" aria-describedby="key-permissions-hint" placeholder="invoices:read, invoices:write" />
+                <p id="key-permissions-hint" class="hint">"Your organization's own permissions (from the roles page) that your services check with POST /api/v1/keys/verify. You can give only those you hold."</p>
                 <label for="key-expiry">"Expires in (days)"</label>
                 <input id="key-expiry" name="expires_in_days" type="number" min="1" max="3660" placeholder="never" />
                 <label class="check">

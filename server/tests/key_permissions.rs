@@ -1,0 +1,284 @@
+//! Dynamic permissions on keys: an organization's own permissions (`invoices:read`) put on keys
+//! by those who hold them, checked by other services through `POST /api/v1/keys/verify` with
+//! the permissions a request needs (requirements included, a personal token bounded by its
+//! owner). Runs on SQLite, and on PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+
+const IP: &str = "192.0.2.20";
+
+struct Org {
+    app: TestApp,
+    org: String,
+    owner: Browser,
+    member: Browser,
+    member_id: String,
+    /// An admin-preset key of the organization: verifies, creates keys (but holds no dynamic
+    /// permission itself).
+    admin_key: String,
+}
+
+async fn org() -> Org {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner_id).await;
+    let member_id = app.user("member@example.org", None).await;
+    app.add_member(&org, &member_id, "member").await;
+    let (_, admin_key) = app.admin_key(&org).await;
+    let mut owner = app.signed_in("owner@example.org").await;
+    for form in [
+        vec![("name", "invoices:read")],
+        vec![("name", "invoices:write"), ("requires[0]", "invoices:read")],
+        vec![("name", "invoices:refund")],
+    ] {
+        let mut pairs = vec![("organization_id", org.as_str())];
+        pairs.extend(form);
+        let r = app.rpc(&mut owner, "create_permission", &pairs).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    Org {
+        member: app.signed_in("member@example.org").await,
+        app,
+        org,
+        owner,
+        member_id,
+        admin_key,
+    }
+}
+
+/// Creates a key from the console as `who` with these service permissions.
+async fn console_key(o: &Org, who: &Browser, permissions: &str, personal: bool) -> Reply {
+    let mut b = who.clone();
+    let mut form = vec![
+        ("organization_id", o.org.as_str()),
+        ("name", "service key"),
+        ("environment", "live"),
+        ("category", "basic"),
+        ("ip_allowlist", ""),
+        ("expires_in_days", ""),
+        ("permissions", permissions),
+    ];
+    if personal {
+        form.push(("personal", "on"));
+    }
+    o.app.rpc(&mut b, "create_key", &form).await
+}
+
+async fn verify(o: &Org, key: &str, required: &[&str]) -> serde_json::Value {
+    let r = o
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&o.admin_key),
+            Some(json!({"key": key, "permissions": required})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+#[tokio::test]
+async fn a_key_carries_the_organization_s_permissions_and_verify_checks_them() {
+    let o = org().await;
+    // The owner holds every permission of the organization.
+    let r = console_key(&o, &o.owner, "invoices:write", false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let created = r.json();
+    assert_eq!(created["permissions"], json!(["invoices:write"]));
+    let key = created["key"].as_str().unwrap().to_string();
+
+    // What it needs, requirements included: valid, with everything it holds.
+    let v = verify(&o, &key, &["invoices:read", "keys:read"]).await;
+    assert_eq!(v["valid"], true, "{v}");
+    let held: Vec<String> = serde_json::from_value(v["permissions"].clone()).unwrap();
+    for p in ["invoices:read", "invoices:write", "keys:read"] {
+        assert!(held.contains(&p.to_string()), "{p} in {held:?}");
+    }
+    assert!(!held.contains(&"invoices:refund".to_string()));
+    // Something it lacks: not valid, and the answer names what is missing.
+    let v = verify(
+        &o,
+        &key,
+        &["audit:read", "invoices:read", "invoices:refund"],
+    )
+    .await;
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["code"], "insufficient_permissions");
+    assert_eq!(v["missing"], json!(["audit:read", "invoices:refund"]));
+    // A malformed requirement is a clear 400.
+    let r = o
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&o.admin_key),
+            Some(json!({"key": key, "permissions": ["Not A Name"]})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "bad requirement",
+    );
+}
+
+#[tokio::test]
+async fn nobody_puts_on_a_key_a_permission_they_do_not_hold() {
+    let o = org().await;
+    let before = o.app.snapshot().await;
+    // A member holds none of the organization's own permissions.
+    let r = console_key(&o, &o.member, "invoices:read", false).await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "member");
+    assert!(r.body.contains("invoices:read"), "{}", r.body);
+    // An admin-preset key holds no dynamic permission either.
+    let r = o
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&o.admin_key),
+            Some(json!({"name": "k", "permissions": ["invoices:read"]})),
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "admin key");
+    // Unknown and built-in names are refused as input, even for the owner.
+    let r = console_key(&o, &o.owner, "ghost:read", false).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "unknown permission",
+    );
+    let r = console_key(&o, &o.owner, "keys:write", false).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "built-in permission",
+    );
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+
+    // A key with a dynamic permission cannot be rolled (its secret taken over) by a caller who
+    // lacks it.
+    let r = console_key(&o, &o.owner, "invoices:refund", false).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let before = o.app.snapshot().await;
+    let mut member = o.member.clone();
+    let r = o
+        .app
+        .rpc(
+            &mut member,
+            "roll_key",
+            &[
+                ("organization_id", &o.org),
+                ("key_id", &id),
+                ("grace_seconds", "0"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "member rolls");
+    let r = o
+        .app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/roll"),
+            Some(&o.admin_key),
+            Some(json!({"grace_seconds": 0})),
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "admin key rolls");
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+    // The owner may, and the successor keeps the permission.
+    let mut owner = o.owner.clone();
+    let r = o
+        .app
+        .rpc(
+            &mut owner,
+            "roll_key",
+            &[
+                ("organization_id", &o.org),
+                ("key_id", &id),
+                ("grace_seconds", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["permissions"],
+        json!(["invoices:refund"]),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_personal_token_holds_no_more_than_its_owner_holds_now() {
+    let o = org().await;
+    // The member gets invoices:read through a custom role, and puts it on a personal token.
+    let mut owner = o.owner.clone();
+    let r = o
+        .app
+        .rpc(
+            &mut owner,
+            "create_role",
+            &[
+                ("organization_id", &o.org),
+                ("name", "billing"),
+                ("parents[0]", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let role = r.json()["id"].as_str().unwrap().to_string();
+    let r = o
+        .app
+        .rpc(
+            &mut owner,
+            "set_role_permission",
+            &[
+                ("organization_id", &o.org),
+                ("role_id", &role),
+                ("permission", "invoices:read"),
+                ("granted", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let assign = |on: &'static str| {
+        let mut owner = owner.clone();
+        let (org, role, member) = (o.org.clone(), role.clone(), o.member_id.clone());
+        let app = &o.app;
+        async move {
+            app.rpc(
+                &mut owner,
+                "assign_role",
+                &[
+                    ("organization_id", &org),
+                    ("role_id", &role),
+                    ("user_ids[0]", &member),
+                    ("assign", on),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(assign("true").await.status, StatusCode::OK);
+    let r = console_key(&o, &o.member, "invoices:read", true).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.json()["key"].as_str().unwrap().to_string();
+    assert_eq!(verify(&o, &token, &["invoices:read"]).await["valid"], true);
+    // The role is taken away: the token loses the permission at once.
+    assert_eq!(assign("false").await.status, StatusCode::OK);
+    let v = verify(&o, &token, &["invoices:read"]).await;
+    assert_eq!(v["code"], "insufficient_permissions", "{v}");
+}
