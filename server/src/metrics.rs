@@ -35,23 +35,23 @@ struct Histogram {
     sum: f64,
 }
 
+/// A method's name, borrowed for the standard ones.
+pub type MethodName = std::borrow::Cow<'static, str>;
+
+/// Route template, method, status.
+type RequestKey = (&'static str, MethodName, u16);
+
 /// Request counters and latency histograms; a domain state plugged in at boot.
 #[derive(Default, Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, std::borrow::Cow<'static, str>, u16), u64>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl Metrics {
-    pub fn observe(
-        &self,
-        route: &'static str,
-        method: &std::borrow::Cow<'static, str>,
-        status: u16,
-        latency: Duration,
-    ) {
+    pub fn observe(&self, route: &'static str, method: MethodName, status: u16, latency: Duration) {
         if let Ok(mut r) = self.requests.lock() {
-            *r.entry((route, method.clone(), status)).or_default() += 1;
+            *r.entry((route, method, status)).or_default() += 1;
         }
         if let Ok(mut l) = self.latency.lock() {
             let h = l.entry(route).or_default();

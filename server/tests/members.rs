@@ -457,7 +457,7 @@ async fn the_active_organization_is_one_of_mine_and_the_menus_follow_it() {
 /// `user_id` (all through the owner's server functions).
 async fn grant_custom(t: &Team, name: &str, permissions: &[&str], user_id: &str) {
     let r = call(
-        &t,
+        t,
         &t.owner,
         "create_role",
         &[("name", name), ("parents[0]", "viewer")],
@@ -467,7 +467,7 @@ async fn grant_custom(t: &Team, name: &str, permissions: &[&str], user_id: &str)
     let role = r.json()["id"].as_str().unwrap().to_string();
     for p in permissions {
         let r = call(
-            &t,
+            t,
             &t.owner,
             "set_role_permission",
             &[("role_id", &role), ("permission", p), ("granted", "true")],
@@ -476,7 +476,7 @@ async fn grant_custom(t: &Team, name: &str, permissions: &[&str], user_id: &str)
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
     let r = call(
-        &t,
+        t,
         &t.owner,
         "assign_role",
         &[

@@ -353,7 +353,7 @@ pub(crate) async fn insert_key(
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
     // Only the organization's own dynamic permissions, whichever path writes the key.
-    check_known(&mut **tx, org_id, &s.permissions).await?;
+    check_known(tx, org_id, &s.permissions).await?;
     let id = new_id("key");
     let now = now_ms();
     let salt = super::signature::new_salt();

@@ -605,7 +605,7 @@ pub async fn accept(
     user_id: &str,
 ) -> Result<String, AppError> {
     let mut tx = db.writer.begin().await?;
-    let row = verified(&mut *tx, secret, token)
+    let row = verified(&mut tx, secret, token)
         .await?
         .ok_or_else(not_valid)?;
     if let Some(why) = unusable(&row, now_ms())? {

@@ -50,7 +50,7 @@ pub async fn middleware(
         user_agent,
     };
     if let Ok(metrics) = state.domains.get::<Metrics>() {
-        metrics.observe(route, &method, status, latency);
+        metrics.observe(route, method, status, latency);
     }
     if let Ok(log) = RequestLog::of(&state) {
         log.record(entry).await;
