@@ -56,6 +56,8 @@ lazy_pages! {
     RolesRoute => access::pages::RolesPage,
     MembersRoute => orgs::pages::MembersPage,
     InviteRoute => orgs::pages::InvitePage,
+    ProfileRoute => identity::pages::ProfilePage,
+    ConfirmEmailRoute => identity::pages::ConfirmEmailPage,
 }
 
 /// The HTML document the server renders around the app.
@@ -105,6 +107,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/roles") view={Lazy::<RolesRoute>::new()} />
                     <Route path=path!("/members") view={Lazy::<MembersRoute>::new()} />
                     <Route path=path!("/invite") view={Lazy::<InviteRoute>::new()} />
+                    <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} />
+                    <Route path=path!("/confirm-email") view={Lazy::<ConfirmEmailRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>

@@ -282,3 +282,61 @@ async fn a_personal_token_holds_no_more_than_its_owner_holds_now() {
     let v = verify(&o, &token, &["invoices:read"]).await;
     assert_eq!(v["code"], "insufficient_permissions", "{v}");
 }
+
+#[tokio::test]
+async fn editing_a_key_that_holds_more_is_refused() {
+    let o = org().await;
+    let r = console_key(&o, &o.owner, "invoices:refund", false).await;
+    let created = r.json();
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    // Rolled with no grace: the old secret stops now.
+    let mut owner = o.owner.clone();
+    let r = o
+        .app
+        .rpc(
+            &mut owner,
+            "roll_key",
+            &[
+                ("organization_id", &o.org),
+                ("key_id", &id),
+                ("grace_seconds", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = o.app.snapshot().await;
+    // Moving its expiry would bring the stopped secret back: refused to a caller who lacks
+    // the key's permission, as is loosening its restrictions.
+    let r = o
+        .app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&o.admin_key),
+            Some(json!({"expires_at": "2030-01-01T00:00:00Z"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "admin key moves expiry",
+    );
+    let r = o
+        .app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&o.admin_key),
+            Some(json!({"ip_allowlist": []})),
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "admin key edits");
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+    assert_eq!(verify(&o, &secret, &[]).await["valid"], false);
+}

@@ -81,6 +81,11 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     // The link's signature is the credential; accepting signs in or creates the invited account.
     ("open_invitation", Guard::Public),
     ("accept_invitation", Guard::Public),
+    ("update_profile", Guard::SignedIn),
+    ("change_password", Guard::SignedIn),
+    ("request_email_change", Guard::SignedIn),
+    // The link's signature is the credential.
+    ("confirm_email_change", Guard::Public),
 ];
 
 /// The guard declared for an endpoint name, if any.

@@ -98,3 +98,78 @@ pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
     })
     .await
 }
+
+/// Changes the caller's display name; returns it as stored.
+#[server(prefix = "/rpc", endpoint = "update_profile")]
+pub async fn update_profile(display_name: String) -> Result<String, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("update_profile").await?;
+    ssr::respond(async move {
+        super::profile::update_display_name(&caller.state.db, caller.user_id()?, &display_name)
+            .await
+    })
+    .await
+}
+
+/// Changes the caller's password (re-authenticating with the current one); every other
+/// session of theirs ends, and this one continues under a new id.
+#[server(prefix = "/rpc", endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("change_password").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        super::profile::change_password(
+            &state.db,
+            &state.config,
+            caller.user_id()?,
+            &current_password,
+            &new_password,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        caller.session.cycle_id().await.map_err(AppError::internal)
+    })
+    .await
+}
+
+/// Sends a confirmation link to a new address (re-authenticating with the password) and a
+/// notice to the current one.
+#[server(prefix = "/rpc", endpoint = "request_email_change")]
+pub async fn request_email_change(
+    new_email: String,
+    current_password: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("request_email_change").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        super::profile::request_email_change(
+            &state.db,
+            &state.config,
+            caller.user_id()?,
+            &new_email,
+            &current_password,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Applies an email change from its emailed link; returns the new address.
+#[server(prefix = "/rpc", endpoint = "confirm_email_change")]
+pub async fn confirm_email_change(token: String) -> Result<String, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("confirm_email_change").await?;
+    ssr::respond(async move {
+        super::profile::confirm_email_change(&caller.state.db, &caller.state.config.secret, &token)
+            .await
+    })
+    .await
+}

@@ -3,6 +3,8 @@
 pub mod api;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod profile;
+#[cfg(feature = "ssr")]
 pub mod ssr;
 
 use serde::{Deserialize, Serialize};

@@ -75,3 +75,90 @@ pub fn SignUpPage() -> impl IntoView {
         </section>
     }
 }
+
+/// The user's own profile: display name, password, email address.
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let auth = use_auth();
+    let name = ServerAction::<super::api::UpdateProfile>::new();
+    let password = ServerAction::<super::api::ChangePassword>::new();
+    let email = ServerAction::<super::api::RequestEmailChange>::new();
+    // A new name shows in the top bar at once.
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = name.value().get() {
+            auth.user.refetch();
+        }
+    });
+    view! {
+        <Title text="Profile" />
+        <h1>"Your profile"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(user)) => view! {
+                        <section class="card" role="region" aria-label="Profile">
+                            <h2>"Profile"</h2>
+                            <p>"Signed in as " <strong>{user.email.clone()}</strong></p>
+                            <ActionForm action=name>
+                                <label for="profile-name">"Display name"</label>
+                                <input id="profile-name" name="display_name" type="text" autocomplete="name" required maxlength="100" value=user.display_name.clone() />
+                                {action_error(name.value())}
+                                {move || name.value().get().and_then(Result::ok).map(|n| view! { <p role="status">{format!("Saved: {n}")}</p> })}
+                                <button type="submit">"Save name"</button>
+                            </ActionForm>
+                        </section>
+                    }
+                    .into_any(),
+                    Ok(None) => view! { <leptos_router::components::Redirect path="/sign-in" /> }.into_any(),
+                    Err(error) => view! { <crate::ui::ErrorNote error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <section class="card" role="region" aria-label="Change password">
+            <h2>"Change password"</h2>
+            <p class="muted">"Your other sessions are signed out."</p>
+            <ActionForm action=password>
+                <label for="pw-current">"Current password"</label>
+                <input id="pw-current" name="current_password" type="password" autocomplete="current-password" required maxlength="128" />
+                <label for="pw-new">"New password"</label>
+                <input id="pw-new" name="new_password" type="password" autocomplete="new-password" required minlength="8" maxlength="128" />
+                {action_error(password.value())}
+                {move || password.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Password changed. Your other sessions were signed out."</p> })}
+                <button type="submit">"Change password"</button>
+            </ActionForm>
+        </section>
+        <section class="card" role="region" aria-label="Change email">
+            <h2>"Change email"</h2>
+            <p class="muted">"We send a link to the new address; nothing changes until you open it. Your current address is told."</p>
+            <ActionForm action=email>
+                <label for="email-new">"New email"</label>
+                <input id="email-new" name="new_email" type="email" autocomplete="email" required maxlength="254" />
+                <label for="email-password">"Current password"</label>
+                <input id="email-password" name="current_password" type="password" autocomplete="current-password" required maxlength="128" />
+                {action_error(email.value())}
+                {move || email.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Check the new address for a confirmation link."</p> })}
+                <button type="submit">"Send confirmation link"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// Confirming a new email address from its emailed link (`/confirm-email?token=…`).
+#[component]
+pub fn ConfirmEmailPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let token = move || query.with(|q| q.get("token").unwrap_or_default());
+    let confirm = ServerAction::<super::api::ConfirmEmailChange>::new();
+    view! {
+        <Title text="Confirm your email" />
+        <section class="card narrow">
+            <h1>"Confirm your new email address"</h1>
+            <ActionForm action=confirm>
+                <input type="hidden" name="token" value=token />
+                {action_error(confirm.value())}
+                {move || confirm.value().get().and_then(Result::ok).map(|e| view! { <p role="status">{format!("Your address is now {e}. Use it to sign in.")}</p> })}
+                <button type="submit">"Confirm new email address"</button>
+            </ActionForm>
+        </section>
+    }
+}

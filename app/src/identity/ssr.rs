@@ -31,7 +31,7 @@ pub fn validate_email(email: &str) -> Result<(), AppError> {
     }
 }
 
-fn validate_display_name(name: &str) -> Result<String, AppError> {
+pub(crate) fn validate_display_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(AppError::invalid("display_name", "enter a display name"));

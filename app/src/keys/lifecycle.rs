@@ -313,6 +313,18 @@ pub async fn update(
     let org_id = acting.org();
     let reason = clean_reason(patch.reason.as_deref())?;
     let current = row_fresh(&state.db, org_id, key_id).await?;
+    // Editing a key that holds more than the caller is refused, its own permissions
+    // included; moving its expiry can bring a stopped secret back, which is taking it over.
+    if patch.expires_at.is_some() {
+        acting.may_take_over(&state.db, &current).await?;
+    } else {
+        crate::access::ssr::require_dynamic(
+            &state.db,
+            acting.grant,
+            &current.dynamic_permissions(),
+        )
+        .await?;
+    }
     if current.status == StoredStatus::Revoked {
         return Err(AppError::conflict(
             "status",
@@ -342,8 +354,8 @@ pub async fn update(
         environment: Some(wire.environment.clone()),
         category,
         scopes,
-        // Set when the key is created; an update keeps them.
-        permissions: Some(wire.permissions.clone()),
+        // Set when the key is created; an update keeps them (and does not write them).
+        permissions: None,
         endpoints: Some(patch.endpoints.clone().unwrap_or(wire.endpoints.clone())),
         ip_allowlist: Some(
             patch

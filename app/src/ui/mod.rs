@@ -112,7 +112,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                 <OrgSwitcher organizations=user.organizations.clone() />
                 <div class="whoami">
                     <crate::notify::pages::Bell />
-                    <span>{user.display_name.clone()}</span>
+                    <A href="/profile">{user.display_name.clone()}</A>
                     <ActionForm action=auth.sign_out>
                         <button type="submit" class="link">"Sign out"</button>
                     </ActionForm>

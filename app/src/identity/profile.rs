@@ -1,0 +1,325 @@
+//! The user's own profile (server only): display name, password change, email change.
+//!
+//! - **Password change** re-authenticates with the current password (the sign-in throttle
+//!   counts a wrong one), then ends every other session of the user in the same transaction
+//!   that stores the new hash; the old address is told.
+//! - **Email change** re-authenticates, then sends a confirmation link to the new address and
+//!   a notice to the old one. The link is signed (HMAC under the instance secret over the user,
+//!   the current and the new address, and the expiry), expires after 24 hours, and works once:
+//!   after the change the current address differs, so the same link no longer verifies. The new
+//!   address is checked for uniqueness when the link is used, so asking reveals nothing.
+
+use super::ssr::{authenticate, normalize_email, validate_display_name, validate_email};
+use crate::error::{AppError, ErrorCode};
+use crate::ssr::config::Config;
+use crate::ssr::db::{new_id, now_ms, Db};
+use crate::ssr::events::{self, Event};
+use crate::ssr::password;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+
+/// How long an email-change link works.
+pub const EMAIL_LINK_HOURS: i64 = 24;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Changes the user's display name.
+pub async fn update_display_name(db: &Db, user_id: &str, name: &str) -> Result<String, AppError> {
+    let name = validate_display_name(name)?;
+    let mut tx = db.writer.begin().await?;
+    sqlx::query("update app_user set display_name = $2, updated_at = $3 where user_id = $1")
+        .bind(user_id)
+        .bind(&name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.profile_changed",
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(name)
+}
+
+async fn record(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    kind: &'static str,
+    data: serde_json::Value,
+) -> Result<(), AppError> {
+    events::record(
+        tx,
+        Event {
+            kind,
+            organization_id: None,
+            actor_user_id: Some(user_id),
+            subject_id: Some(user_id),
+            source_ip: None,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The user's current (normalized) address, if the account is active.
+async fn current_email(db: &Db, user_id: &str) -> Result<String, AppError> {
+    sqlx::query_scalar(
+        "select email_normalized from app_user where user_id = $1 and status = 'active'",
+    )
+    .bind(user_id)
+    .fetch_optional(&db.writer)
+    .await?
+    .ok_or_else(AppError::unauthenticated)
+}
+
+/// Re-authentication: the current password, through the sign-in throttle.
+async fn reauthenticate(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    password: &str,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    let email = current_email(db, user_id).await?;
+    let who = authenticate(db, config, &email, password, None, source_ip)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::InvalidCredentials => {
+                AppError::invalid("current_password", "the current password is not right")
+            }
+            _ => e,
+        })?;
+    if who != user_id {
+        return Err(AppError::unauthenticated());
+    }
+    Ok(email)
+}
+
+/// Changes the password after re-authentication, and ends every session of the user (the
+/// caller then gives its own session a new id, so it alone stays signed in).
+pub async fn change_password(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    current: &str,
+    new: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    password::validate(new).map_err(|e| AppError::invalid("new_password", e.message))?;
+    if current == new {
+        return Err(AppError::invalid(
+            "new_password",
+            "choose a password different from the current one",
+        ));
+    }
+    let email = reauthenticate(db, config, user_id, current, source_ip).await?;
+    let hash = password::hash(new.to_string()).await?;
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    sqlx::query("update app_user set password_hash = $2, updated_at = $3 where user_id = $1")
+        .bind(user_id)
+        .bind(&hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let ended = sqlx::query("delete from session where user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    crate::notify::ssr::enqueue_email(
+        &mut tx,
+        &email,
+        "Your Keyward password was changed",
+        "The password of your Keyward account was just changed, and your other sessions were signed out.\n\nIf this was not you, reset your password and tell your administrator.\n",
+        &format!("password-changed:{}", new_id("evt")),
+        now,
+    )
+    .await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.password_changed",
+        serde_json::json!({ "sessions_ended": ended }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn email_mac(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(b"keyward-email-change-v1\0");
+    for part in [user_id, old, new, &expires.to_string()] {
+        mac.update(part.as_bytes());
+        mac.update(b"\0");
+    }
+    mac
+}
+
+/// The link's token: `<user id>.<expiry ms>.<new address, base64url>.<HMAC>`.
+pub fn email_token(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> String {
+    let tag = hex::encode(
+        email_mac(secret, user_id, old, new, expires)
+            .finalize()
+            .into_bytes(),
+    );
+    format!("{user_id}.{expires}.{}.{tag}", B64.encode(new))
+}
+
+/// Sends a confirmation link to `new_email` and a notice to the current address, after
+/// re-authentication. Nothing changes until the link is used.
+pub async fn request_email_change(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    new_email: &str,
+    current_password: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    validate_email(new_email).map_err(|e| AppError::invalid("new_email", e.message))?;
+    let new = normalize_email(new_email);
+    let old = current_email(db, user_id).await?;
+    if new == old {
+        return Err(AppError::invalid(
+            "new_email",
+            "that is already your address",
+        ));
+    }
+    reauthenticate(db, config, user_id, current_password, source_ip).await?;
+    let now = now_ms();
+    let expires = now + EMAIL_LINK_HOURS * 3_600_000;
+    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let link = format!(
+        "{origin}/confirm-email?token={}",
+        email_token(&config.secret, user_id, &old, &new, expires)
+    );
+    let mut tx = db.writer.begin().await?;
+    let request = new_id("evt");
+    crate::notify::ssr::enqueue_email(
+        &mut tx,
+        &new,
+        "Confirm your new Keyward email address",
+        &format!(
+            "Confirm that this is the new address of your Keyward account (the link works once, for {EMAIL_LINK_HOURS} hours):\n{link}\n\nIf you did not ask for this, ignore this email.\n"
+        ),
+        &format!("email-change:{request}"),
+        now,
+    )
+    .await?;
+    crate::notify::ssr::enqueue_email(
+        &mut tx,
+        &old,
+        "An email change was asked for your Keyward account",
+        &format!(
+            "Someone signed in to your Keyward account asked to change its address to {new}. Nothing changes until the new address is confirmed.\n\nIf this was not you, change your password now.\n"
+        ),
+        &format!("email-change-notice:{request}"),
+        now,
+    )
+    .await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.email_change_requested",
+        serde_json::json!({ "new_email": new }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies an email change from its link; returns the new address. A malformed, forged,
+/// expired or already used link is refused without detail beyond "expired".
+pub async fn confirm_email_change(
+    db: &Db,
+    secret: &[u8; 32],
+    token: &str,
+) -> Result<String, AppError> {
+    let invalid = || {
+        AppError::invalid(
+            "token",
+            "this link is not valid; ask for a new one from your profile",
+        )
+    };
+    let mut parts = token.trim().splitn(4, '.');
+    let (Some(user_id), Some(expires), Some(new), Some(tag)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let expires: i64 = expires.parse().map_err(|_| invalid())?;
+    let new = B64
+        .decode(new)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let tag = hex::decode(tag).map_err(|_| invalid())?;
+    let row = sqlx::query(
+        "select email_normalized from app_user where user_id = $1 and status = 'active'",
+    )
+    .bind(user_id)
+    .fetch_optional(&db.writer)
+    .await?
+    .ok_or_else(invalid)?;
+    let old: String = row.try_get("email_normalized")?;
+    email_mac(secret, user_id, &old, &new, expires)
+        .verify_slice(&tag)
+        .map_err(|_| invalid())?;
+    if expires <= now_ms() {
+        return Err(AppError::invalid(
+            "token",
+            "this link expired; ask for a new one from your profile",
+        ));
+    }
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    // Conditional on the address the link was made for: a second use changes nothing.
+    let changed = sqlx::query(
+        "update app_user set email = $3, email_normalized = $3, updated_at = $4
+         where user_id = $1 and email_normalized = $2",
+    )
+    .bind(user_id)
+    .bind(&old)
+    .bind(&new)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    let changed = match changed {
+        Ok(r) => r.rows_affected(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(AppError::conflict(
+                "new_email",
+                "another account uses that address now",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if changed == 0 {
+        return Err(invalid());
+    }
+    crate::notify::ssr::enqueue_email(
+        &mut tx,
+        &old,
+        "Your Keyward email address was changed",
+        &format!("The address of your Keyward account is now {new}. This address no longer signs in.\n\nIf this was not you, tell your administrator now.\n"),
+        &format!("email-changed:{}", new_id("evt")),
+        now,
+    )
+    .await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.email_changed",
+        serde_json::json!({ "before": old, "after": new }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(new)
+}

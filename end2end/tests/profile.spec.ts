@@ -1,0 +1,52 @@
+import { test, expect } from "./fixtures";
+import { freshEmail, open, PASSWORD, signIn, signUp, waitForMail } from "./helpers";
+
+const NEW_PASSWORD = "another long e2e passphrase";
+
+test("change the display name, the password (the other session ends) and the email from the profile", async ({ page, browser }) => {
+  const email = freshEmail("pro");
+  await signUp(page, email, "Pia");
+  // A second session of the same account, elsewhere.
+  const other = await (await browser.newContext()).newPage();
+  await signIn(other, email, PASSWORD);
+  await expect(other.getByRole("heading", { name: "Welcome, Pia" })).toBeVisible();
+
+  await page.getByRole("link", { name: "Pia" }).click();
+  await expect(page.getByRole("heading", { name: "Your profile" })).toBeVisible();
+  const profile = page.getByRole("region", { name: "Profile" });
+  await profile.getByLabel("Display name").fill("Pia Park");
+  await profile.getByRole("button", { name: "Save name" }).click();
+  await expect(profile.getByRole("status")).toHaveText("Saved: Pia Park");
+  await expect(page.getByRole("link", { name: "Pia Park" })).toBeVisible();
+
+  // Password: a wrong current one is refused readably; the right one ends the other session.
+  const pw = page.getByRole("region", { name: "Change password" });
+  await pw.getByLabel("Current password").fill("not my password");
+  await pw.getByLabel("New password").fill(NEW_PASSWORD);
+  await pw.getByRole("button", { name: "Change password" }).click();
+  await expect(pw.getByRole("alert")).toHaveText("the current password is not right");
+  await pw.getByLabel("Current password").fill(PASSWORD);
+  await pw.getByRole("button", { name: "Change password" }).click();
+  await expect(pw.getByRole("status")).toHaveText("Password changed. Your other sessions were signed out.");
+  await other.reload();
+  await expect(other.getByRole("link", { name: "Sign in" })).toBeVisible();
+
+  // Email: a link goes to the new address; opening it makes it the one to sign in with.
+  const newEmail = freshEmail("pro-new");
+  const em = page.getByRole("region", { name: "Change email" });
+  await em.getByLabel("New email").fill(newEmail);
+  await em.getByLabel("Current password").fill(NEW_PASSWORD);
+  await em.getByRole("button", { name: "Send confirmation link" }).click();
+  await expect(em.getByRole("status")).toHaveText("Check the new address for a confirmation link.");
+  await waitForMail(email, "asked to change its address");
+  const mail = await waitForMail(newEmail, "Confirm that this is the new address");
+  const link = mail.match(/https?:\/\/\S+\/confirm-email\?token=\S+/)![0];
+  await open(page, link);
+  await page.getByRole("button", { name: "Confirm new email address" }).click();
+  await expect(page.getByRole("status")).toHaveText(`Your address is now ${newEmail}. Use it to sign in.`);
+
+  // Signed out, the new address and the new password sign in.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await signIn(page, newEmail, NEW_PASSWORD);
+  await expect(page.getByRole("heading", { name: "Welcome, Pia Park" })).toBeVisible();
+});

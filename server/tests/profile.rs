@@ -1,0 +1,282 @@
+//! The user's own profile: display name, password change (re-authentication, other sessions
+//! end, this one continues), email change (re-authentication, a signed single-use link to the
+//! new address, a notice to the old). Runs on SQLite, and on PostgreSQL when
+//! `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+async fn signed_in_as(app: &TestApp, b: &mut Browser) -> Option<String> {
+    let r = app.rpc(b, "current_user", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["email"].as_str().map(str::to_string)
+}
+
+/// The last email queued to `to` whose subject contains `subject`.
+async fn mail(app: &TestApp, to: &str, subject: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = $1 and subject like '%' || $2 || '%'
+         order by created_at desc, outbox_email_id desc limit 1",
+    )
+    .bind(to)
+    .bind(subject)
+    .fetch_optional(&app.state.db.reader)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_password_change_re_authenticates_and_ends_the_other_sessions() {
+    let app = spawn().await;
+    app.user("pat@example.org", None).await;
+    let mut here = app.signed_in("pat@example.org").await;
+    let mut laptop = app.signed_in("pat@example.org").await;
+
+    // A wrong current password changes nothing and signs nobody out.
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut here,
+            "change_password",
+            &[
+                ("current_password", "not it at all"),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "wrong current password",
+    );
+    assert_eq!(app.snapshot().await, before);
+    assert!(signed_in_as(&app, &mut laptop).await.is_some());
+    // Too short a new password: a clear error.
+    let r = app
+        .rpc(
+            &mut here,
+            "change_password",
+            &[("current_password", PASSWORD), ("new_password", "short")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "short password",
+    );
+
+    let r = app
+        .rpc(
+            &mut here,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // This session continues (under a new id); the other one is over.
+    assert_eq!(
+        signed_in_as(&app, &mut here).await.as_deref(),
+        Some("pat@example.org")
+    );
+    assert_eq!(signed_in_as(&app, &mut laptop).await, None);
+    // The new password signs in, the old one no longer does; the address was told.
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "pat@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "old password",
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "pat@example.org"), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(mail(&app, "pat@example.org", "password was changed")
+        .await
+        .is_some());
+}
+
+#[tokio::test]
+async fn an_email_change_takes_a_confirmed_link_used_once() {
+    let app = spawn().await;
+    let id = app.user("old@example.org", None).await;
+    app.user("taken@example.org", None).await;
+    let mut b = app.signed_in("old@example.org").await;
+
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut b,
+            "request_email_change",
+            &[
+                ("new_email", "new@example.org"),
+                ("current_password", "wrong wrong"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "wrong password",
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "request_email_change",
+            &[
+                ("new_email", "not an address"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "bad address");
+    assert_eq!(app.snapshot().await, before, "rows changed");
+
+    let r = app
+        .rpc(
+            &mut b,
+            "request_email_change",
+            &[
+                ("new_email", "New@Example.org"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Nothing changes yet; the old address is told, the new one gets the link.
+    assert_eq!(
+        signed_in_as(&app, &mut b).await.as_deref(),
+        Some("old@example.org")
+    );
+    assert!(mail(&app, "old@example.org", "email change was asked")
+        .await
+        .unwrap()
+        .contains("new@example.org"));
+    let body = mail(&app, "new@example.org", "Confirm your new")
+        .await
+        .unwrap();
+    let token = body
+        .split("confirm-email?token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A tampered link is refused and changes nothing.
+    let mut anon = Browser::default();
+    let tampered = format!("{}0", &token[..token.len() - 1]);
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &tampered)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "tampered link",
+    );
+    assert_eq!(
+        signed_in_as(&app, &mut b).await.as_deref(),
+        Some("old@example.org")
+    );
+
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json(), "new@example.org");
+    assert_eq!(
+        signed_in_as(&app, &mut b).await.as_deref(),
+        Some("new@example.org")
+    );
+    assert!(mail(&app, "old@example.org", "address was changed")
+        .await
+        .is_some());
+    // Once only.
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "second use");
+
+    // A link to an address someone else took meanwhile is a conflict, and nothing changes.
+    let token = app::identity::profile::email_token(
+        &app.state.config.secret,
+        &id,
+        "new@example.org",
+        "taken@example.org",
+        app::ssr::db::now_ms() + 60_000,
+    );
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "taken address");
+    assert_eq!(
+        signed_in_as(&app, &mut b).await.as_deref(),
+        Some("new@example.org")
+    );
+    // An expired link is refused.
+    let token = app::identity::profile::email_token(
+        &app.state.config.secret,
+        &id,
+        "new@example.org",
+        "later@example.org",
+        app::ssr::db::now_ms() - 1,
+    );
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "expired");
+}
+
+#[tokio::test]
+async fn the_display_name_changes_and_a_blank_one_is_refused() {
+    let app = spawn().await;
+    app.user("dee@example.org", None).await;
+    let mut b = app.signed_in("dee@example.org").await;
+    let r = app
+        .rpc(&mut b, "update_profile", &[("display_name", "   ")])
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "blank name");
+    let r = app
+        .rpc(&mut b, "update_profile", &[("display_name", "  Dee Dee ")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.rpc(&mut b, "current_user", &[]).await;
+    assert_eq!(r.json()["display_name"], "Dee Dee");
+    // Signed out: refused.
+    let r = app
+        .rpc(
+            &mut Browser::default(),
+            "update_profile",
+            &[("display_name", "X")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "signed out",
+    );
+}
