@@ -90,3 +90,26 @@ test("a service permission made on the roles page goes on a key, and verify chec
   await expect(page.getByRole("alert")).toContainText("ghost:read is not a permission of this organization");
   await expect(page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "ghost" })).toHaveCount(0);
 });
+
+test("a permission group granted to a role shows in its effective permissions, by name", async ({ page }) => {
+  await signUp(page, freshEmail("groups"), "Gus");
+  await open(page, "/roles");
+  const group = page.getByRole("region", { name: "New group" });
+  await group.getByLabel("Name").fill("auditors");
+  await group.getByLabel("Permissions").fill("audit:read, usage:read");
+  await group.getByRole("button", { name: "Create group" }).click();
+  await expect(group.getByRole("status")).toHaveText("Created group auditors");
+  await expect(page.getByRole("table", { name: "Groups" }).getByRole("row", { name: /auditors audit:read, usage:read/ })).toBeVisible();
+
+  await createRole(page, "support", "viewer");
+  const support = page.getByRole("region", { name: "Role support" });
+  await support.getByLabel("Group", { exact: true }).selectOption({ label: "auditors" });
+  await support.getByRole("button", { name: "Grant group" }).click();
+  const effective = support.getByRole("table", { name: "Effective permissions of support" });
+  await expect(effective.getByRole("row", { name: "audit:read group auditors" })).toBeVisible();
+
+  // Taken away again: audit:read goes with it (usage:read stays, from the viewer).
+  await support.getByRole("table", { name: "Groups granted to support" }).getByRole("button", { name: "Remove group auditors" }).click();
+  await expect(effective.getByRole("row", { name: /audit:read/ })).toHaveCount(0);
+  await expect(effective.getByRole("row", { name: "usage:read inherited from viewer" })).toBeVisible();
+});

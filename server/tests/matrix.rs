@@ -44,6 +44,10 @@ struct World {
     member_id: String,
     /// A custom role of the organization (inherits the viewer).
     custom_role: String,
+    /// An empty permission group the custom role holds, and one holding `org:write` that no
+    /// role holds.
+    group_held: String,
+    group_powers: String,
     /// Another organization, its admin key and one of its keys.
     foreign_org: String,
     foreign_key_id: String,
@@ -94,6 +98,23 @@ async fn world() -> World {
     .await
     .unwrap()
     .id;
+    let operator = app::access::ssr::Grant::operator(&org);
+    let group_held = app::access::groups::create_group(&app.state.db, &operator, "ops", &[])
+        .await
+        .unwrap()
+        .id;
+    app::access::groups::set_role_group(&app.state.db, &operator, &custom_role, &group_held, true)
+        .await
+        .unwrap();
+    let group_powers = app::access::groups::create_group(
+        &app.state.db,
+        &operator,
+        "powers",
+        &["org:write".to_string()],
+    )
+    .await
+    .unwrap()
+    .id;
     let stranger = app.user("stranger@example.org", None).await;
     let foreign_org = app.org_of(&stranger).await;
     let (foreign_key_id, _) = app.admin_key(&foreign_org).await;
@@ -103,6 +124,8 @@ async fn world() -> World {
         admin: app.signed_in("roleadmin@example.org").await,
         member_id: member,
         custom_role,
+        group_held,
+        group_powers,
         app,
         org,
         strong,
@@ -433,6 +456,38 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
         ),
         "remove_member" => (
             f(&[("organization_id", org), ("user_id", &w.member_id)]),
+            false,
+        ),
+        // A group grants nothing by itself.
+        "create_group" => (
+            f(&[
+                ("organization_id", org),
+                ("name", "g"),
+                ("permissions", "org:write"),
+            ]),
+            false,
+        ),
+        // Every role holding the group would grant org:write.
+        "set_group_permission" => (
+            f(&[
+                ("organization_id", org),
+                ("group_id", &w.group_held),
+                ("permission", "org:write"),
+                ("included", "true"),
+            ]),
+            true,
+        ),
+        "set_role_group" => (
+            f(&[
+                ("organization_id", org),
+                ("role_id", &w.custom_role),
+                ("group_id", &w.group_powers),
+                ("granted", "true"),
+            ]),
+            true,
+        ),
+        "delete_group" => (
+            f(&[("organization_id", org), ("group_id", &w.group_held)]),
             false,
         ),
         other => panic!("organization server function {other:?} has no case in the matrix"),

@@ -613,3 +613,145 @@ async fn another_organizations_roles_do_not_exist_here_and_repeats_are_harmless(
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["parents"], serde_json::json!(["viewer"]));
 }
+
+/// A server function call by the organization's admin (roles:write, not org:write).
+async fn call_as_admin(o: &Org, endpoint: &str, form: &[(&str, &str)]) -> Reply {
+    let mut admin = o.admin.clone();
+    let mut pairs = vec![("organization_id", o.org.as_str())];
+    pairs.extend_from_slice(form);
+    o.app.rpc(&mut admin, endpoint, &pairs).await
+}
+
+#[tokio::test]
+async fn a_permission_group_is_granted_as_a_unit_and_its_changes_follow_at_once() {
+    let o = org().await;
+    let r = call(
+        &o,
+        "create_group",
+        &[
+            ("name", "auditors"),
+            ("permissions", "audit:read, usage:read"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let group = r.json()["id"].as_str().unwrap().to_string();
+    let r = call(
+        &o,
+        "create_role",
+        &[("name", "support"), ("parents[0]", "viewer")],
+    )
+    .await;
+    let role = r.json()["id"].as_str().unwrap().to_string();
+    let r = call(
+        &o,
+        "set_role_group",
+        &[
+            ("role_id", &role),
+            ("group_id", &group),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Provenance: the group is named.
+    let effective = r.json()["effective"].clone();
+    let audit = effective
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "audit:read")
+        .expect("audit:read is effective");
+    assert!(audit["sources"].to_string().contains(&group), "{audit}");
+    let r = call(
+        &o,
+        "assign_role",
+        &[
+            ("role_id", &role),
+            ("user_ids[0]", &o.member_id),
+            ("assign", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(can(&o, &o.member_id, Permission::AuditRead).await);
+    // Taking audit:read out of the group takes it from the member at once.
+    let r = call(
+        &o,
+        "set_group_permission",
+        &[
+            ("group_id", &group),
+            ("permission", "audit:read"),
+            ("included", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!can(&o, &o.member_id, Permission::AuditRead).await);
+
+    // The admin may make a group of anything (it grants nothing by itself)…
+    let r = call_as_admin(
+        &o,
+        "create_group",
+        &[("name", "powers"), ("permissions", "org:write")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let powers = r.json()["id"].as_str().unwrap().to_string();
+    // …but not put it on a role, nor grow a held group past what they hold.
+    let before = o.app.snapshot().await;
+    let r = call_as_admin(
+        &o,
+        "set_role_group",
+        &[
+            ("role_id", &role),
+            ("group_id", &powers),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "admin grants org:write by group",
+    );
+    let r = call_as_admin(
+        &o,
+        "set_group_permission",
+        &[
+            ("group_id", &group),
+            ("permission", "org:write"),
+            ("included", "true"),
+        ],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "admin grows a held group",
+    );
+    // Bad input: an unknown permission, a duplicate name.
+    let r = call(
+        &o,
+        "create_group",
+        &[("name", "x"), ("permissions", "nope:nope")],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "unknown permission",
+    );
+    let r = call(&o, "create_group", &[("name", "auditors")]).await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "duplicate name");
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+
+    // Deleting the group takes what it held from the role.
+    let r = call(&o, "delete_group", &[("group_id", &group)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(&o, "list_roles", &[]).await;
+    assert!(!r.body.contains(&group), "the group is gone: {}", r.body);
+}

@@ -2,7 +2,7 @@
 //! `access::policy::SERVER_FNS` guards; the rules (ceiling, cycles, dependencies, locking)
 //! are in `access::roles`.
 
-use super::{AssignResult, PermissionView, RoleCatalog, RoleView};
+use super::{AssignResult, GroupView, PermissionView, RoleCatalog, RoleView};
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -110,6 +110,74 @@ pub async fn assign_role(
     let (caller, grant) = super::guard::guard_in("assign_role", &organization_id).await?;
     crate::ssr::respond(async move {
         super::roles::assign(&caller.state.db, &grant, &role_id, &user_ids, assign).await
+    })
+    .await
+}
+
+/// Creates a permission group (granting nothing until a role holds it).
+#[server(prefix = "/rpc", endpoint = "create_group")]
+pub async fn create_group(
+    organization_id: String,
+    name: String,
+    #[server(default)] permissions: String,
+) -> Result<GroupView, AppError> {
+    let (caller, grant) = super::guard::guard_in("create_group", &organization_id).await?;
+    crate::ssr::respond(async move {
+        // A form's comma- or line-separated list.
+        let permissions: Vec<String> = permissions
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        super::groups::create_group(&caller.state.db, &grant, &name, &permissions).await
+    })
+    .await
+}
+
+/// Adds a permission to a group (`included = true`) or takes it out.
+#[server(prefix = "/rpc", endpoint = "set_group_permission")]
+pub async fn set_group_permission(
+    organization_id: String,
+    group_id: String,
+    permission: String,
+    included: bool,
+) -> Result<GroupView, AppError> {
+    let (caller, grant) = super::guard::guard_in("set_group_permission", &organization_id).await?;
+    crate::ssr::respond(async move {
+        super::groups::set_group_permission(
+            &caller.state.db,
+            &grant,
+            &group_id,
+            &permission,
+            included,
+        )
+        .await
+    })
+    .await
+}
+
+/// Grants a group to a custom role (`granted = true`) or takes it away.
+#[server(prefix = "/rpc", endpoint = "set_role_group")]
+pub async fn set_role_group(
+    organization_id: String,
+    role_id: String,
+    group_id: String,
+    granted: bool,
+) -> Result<RoleView, AppError> {
+    let (caller, grant) = super::guard::guard_in("set_role_group", &organization_id).await?;
+    crate::ssr::respond(async move {
+        super::groups::set_role_group(&caller.state.db, &grant, &role_id, &group_id, granted).await
+    })
+    .await
+}
+
+/// Deletes a group.
+#[server(prefix = "/rpc", endpoint = "delete_group")]
+pub async fn delete_group(organization_id: String, group_id: String) -> Result<(), AppError> {
+    let (caller, grant) = super::guard::guard_in("delete_group", &organization_id).await?;
+    crate::ssr::respond(async move {
+        super::groups::delete_group(&caller.state.db, &grant, &group_id).await
     })
     .await
 }

@@ -4,6 +4,8 @@
 
 pub mod api;
 #[cfg(feature = "ssr")]
+pub mod groups;
+#[cfg(feature = "ssr")]
 pub mod guard;
 pub mod model;
 pub mod pages;

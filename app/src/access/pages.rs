@@ -2,7 +2,10 @@
 //! re-parent with a keyboard-usable control, grant and remove permissions, delete), dynamic
 //! permissions, and each role's effective permissions with where each comes from.
 
-use super::api::{CreatePermission, CreateRole, DeleteRole, SetRoleParents, SetRolePermission};
+use super::api::{
+    CreateGroup, CreatePermission, CreateRole, DeleteGroup, DeleteRole, SetRoleGroup,
+    SetRoleParents, SetRolePermission,
+};
 use super::model::Source;
 use super::{RoleCatalog, RoleView};
 use crate::ui::{action_error, ErrorNote};
@@ -64,6 +67,9 @@ fn RolesEditor(org: String, can_edit: bool) -> impl IntoView {
     let grant = ServerAction::<SetRolePermission>::new();
     let delete = ServerAction::<DeleteRole>::new();
     let permission = ServerAction::<CreatePermission>::new();
+    let role_group = ServerAction::<SetRoleGroup>::new();
+    let new_group = ServerAction::<CreateGroup>::new();
+    let del_group = ServerAction::<DeleteGroup>::new();
     let selected = RwSignal::new(None::<String>);
     // A new role is selected as soon as it exists.
     Effect::new(move |_| {
@@ -81,6 +87,11 @@ fn RolesEditor(org: String, can_edit: bool) -> impl IntoView {
                     grant.version().get(),
                     delete.version().get(),
                     permission.version().get(),
+                    (
+                        role_group.version().get(),
+                        new_group.version().get(),
+                        del_group.version().get(),
+                    ),
                 )
             },
             move |_| super::api::list_roles(org.clone()),
@@ -91,6 +102,8 @@ fn RolesEditor(org: String, can_edit: bool) -> impl IntoView {
         {action_error(parents.value())}
         {action_error(grant.value())}
         {action_error(delete.value())}
+        {action_error(role_group.value())}
+        {action_error(del_group.value())}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match catalog.await {
@@ -105,8 +118,9 @@ fn RolesEditor(org: String, can_edit: bool) -> impl IntoView {
                             {move || {
                                 let id = selected.get()?;
                                 let role = cat.with_value(|c| c.roles.iter().find(|r| r.id == id).cloned())?;
-                                Some(view! { <RoleDetail role cat=cat.get_value() org=org.get_value() can_edit parents grant delete /> })
+                                Some(view! { <RoleDetail role cat=cat.get_value() org=org.get_value() can_edit parents grant delete role_group /> })
                             }}
+                            <Groups cat=cat.get_value() org=org.get_value() can_edit del_group />
                         }
                         .into_any()
                     }
@@ -116,6 +130,7 @@ fn RolesEditor(org: String, can_edit: bool) -> impl IntoView {
         {can_edit.then(|| view! {
             <NewRole org=org.get_value() catalog create />
             <NewPermission org=org.get_value() permission />
+            <NewGroup org=org.get_value() new_group />
         })}
     }
 }
@@ -195,8 +210,21 @@ fn RoleDetail(
     parents: ServerAction<SetRoleParents>,
     grant: ServerAction<SetRolePermission>,
     delete: ServerAction<DeleteRole>,
+    role_group: ServerAction<SetRoleGroup>,
 ) -> impl IntoView {
     let name = role.name.clone();
+    let held_groups: Vec<(String, String)> = cat
+        .groups
+        .iter()
+        .filter(|g| role.groups.contains(&g.id))
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect();
+    let other_groups: Vec<(String, String)> = cat
+        .groups
+        .iter()
+        .filter(|g| !role.groups.contains(&g.id))
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect();
     let org = StoredValue::new(org);
     let role_id = StoredValue::new(role.id.clone());
     let direct = role.permissions.clone();
@@ -271,6 +299,39 @@ fn RoleDetail(
                         }).collect_view()}
                     </tbody>
                 </table>
+                {(!other_groups.is_empty()).then(|| view! {
+                    <ActionForm action=role_group>
+                        <input type="hidden" name="organization_id" value=org.get_value() />
+                        <input type="hidden" name="role_id" value=role_id.get_value() />
+                        <input type="hidden" name="granted" value="true" />
+                        <label for="role-group">"Group"</label>
+                        <select id="role-group" name="group_id">
+                            {other_groups.iter().map(|(id, n)| view! { <option value=id.clone()>{n.clone()}</option> }).collect_view()}
+                        </select>
+                        <button type="submit">"Grant group"</button>
+                    </ActionForm>
+                })}
+                {(!held_groups.is_empty()).then(|| view! {
+                    <table aria-label=format!("Groups granted to {title}")>
+                        <thead><tr><th scope="col">"Group"</th><th scope="col">"Actions"</th></tr></thead>
+                        <tbody>
+                            {held_groups.into_iter().map(|(id, n)| view! {
+                                <tr>
+                                    <td>{n.clone()}</td>
+                                    <td>
+                                        <ActionForm action=role_group>
+                                            <input type="hidden" name="organization_id" value=org.get_value() />
+                                            <input type="hidden" name="role_id" value=role_id.get_value() />
+                                            <input type="hidden" name="group_id" value=id />
+                                            <input type="hidden" name="granted" value="false" />
+                                            <button type="submit" class="secondary">{format!("Remove group {n}")}</button>
+                                        </ActionForm>
+                                    </td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                })}
                 <ActionForm action=delete>
                     <input type="hidden" name="organization_id" value=org.get_value() />
                     <input type="hidden" name="role_id" value=role_id.get_value() />
@@ -334,6 +395,67 @@ fn NewPermission(org: String, permission: ServerAction<CreatePermission>) -> imp
             </ActionForm>
             {action_error(permission.value())}
             {move || permission.value().get().and_then(Result::ok).map(|p| view! { <p role="status">{format!("Created {}", p.name)}</p> })}
+        </section>
+    }
+}
+
+/// The organization's permission groups: named sets of permissions granted to roles as a unit.
+#[component]
+fn Groups(
+    cat: RoleCatalog,
+    org: String,
+    can_edit: bool,
+    del_group: ServerAction<DeleteGroup>,
+) -> impl IntoView {
+    let org = StoredValue::new(org);
+    view! {
+        <section class="card" role="region" aria-label="Permission groups">
+            <h2>"Permission groups"</h2>
+            {if cat.groups.is_empty() {
+                view! { <p class="muted">"No groups yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table aria-label="Groups">
+                        <thead><tr><th scope="col">"Group"</th><th scope="col">"Permissions"</th><th scope="col">"Actions"</th></tr></thead>
+                        <tbody>
+                            {cat.groups.into_iter().map(|g| view! {
+                                <tr>
+                                    <td>{g.name.clone()}</td>
+                                    <td>{g.permissions.join(", ")}</td>
+                                    <td>
+                                        {can_edit.then(|| view! {
+                                            <ActionForm action=del_group>
+                                                <input type="hidden" name="organization_id" value=org.get_value() />
+                                                <input type="hidden" name="group_id" value=g.id.clone() />
+                                                <button type="submit" class="danger">{format!("Delete group {}", g.name)}</button>
+                                            </ActionForm>
+                                        })}
+                                    </td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn NewGroup(org: String, new_group: ServerAction<CreateGroup>) -> impl IntoView {
+    view! {
+        <section class="card" role="region" aria-label="New group">
+            <h2>"New group"</h2>
+            <ActionForm action=new_group>
+                <input type="hidden" name="organization_id" value=org />
+                <label for="new-group-name">"Name"</label>
+                <input id="new-group-name" name="name" required maxlength="64" />
+                <label for="new-group-permissions">"Permissions"</label>
+                <input id="new-group-permissions" name="permissions" placeholder="audit:read, usage:read" />
+                <button type="submit">"Create group"</button>
+            </ActionForm>
+            {action_error(new_group.value())}
+            {move || new_group.value().get().and_then(Result::ok).map(|g| view! { <p role="status">{format!("Created group {}", g.name)}</p> })}
         </section>
     }
 }

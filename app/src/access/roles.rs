@@ -9,7 +9,8 @@
 //! **Ceiling.** A caller can never make a role grant, nor assign a role that grants, a
 //! built-in permission they do not hold in the organization themselves (a 403 naming it):
 //! `roles:write` alone cannot be turned into `org:write`. Dynamic permissions carry no power
-//! inside Keyward; `roles:write` is enough to grant them.
+//! inside Keyward and `roles:write` holders administer them (they may grant any of them to a
+//! role); putting one on a key still needs the caller to hold it (`access::ssr::require_dynamic`).
 
 use super::model::{valid_permission_name, AccessModel};
 use super::ssr::{
@@ -165,7 +166,7 @@ pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<
 }
 
 /// Commits, then clears this instance's cached graph of the organization.
-async fn commit(
+pub(crate) async fn commit(
     db: &Db,
     tx: Transaction<'static, Any>,
     organization_id: &str,
@@ -194,7 +195,7 @@ pub(crate) fn within_ceiling(
 /// The organization's own role, which the caller may change: a custom role that grants
 /// nothing beyond the caller's ceiling (an admin cannot strip or delete a role the owner made
 /// with more than an admin holds).
-fn changeable<'a>(
+pub(crate) fn changeable<'a>(
     ceiling: Permissions,
     model: &'a AccessModel,
     organization_id: &str,
@@ -223,7 +224,7 @@ fn own_role<'a>(
 
 /// Whether `name` is a permission of the organization: the built-in catalog (instance
 /// permissions only in the system organization) or one of its dynamic permissions.
-async fn permission_exists(
+pub(crate) async fn permission_exists(
     tx: &mut Transaction<'static, Any>,
     organization_id: &str,
     name: &str,
@@ -718,7 +719,11 @@ pub async fn assign(
     Ok(out)
 }
 
-async fn role_view(db: &Db, organization_id: &str, role_id: &str) -> Result<RoleView, AppError> {
+pub(crate) async fn role_view(
+    db: &Db,
+    organization_id: &str,
+    role_id: &str,
+) -> Result<RoleView, AppError> {
     catalog(db, organization_id)
         .await?
         .roles

@@ -241,7 +241,8 @@ fn plan(
         environment: row.environment.clone(),
         category: row.category.clone(),
         scopes: if preset { None } else { row.scopes.clone() },
-        // Imported keys carry no dynamic permissions: the importer grants them afterwards.
+        // Imported keys carry no dynamic permissions (an export does not list them either): a
+        // key that needs them is created with them.
         permissions: None,
         endpoints: row.endpoints.clone(),
         ip_allowlist: row.ip_allowlist.clone(),

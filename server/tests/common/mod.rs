@@ -564,6 +564,9 @@ impl TestApp {
                 "organization_id, permission, requires",
             ),
             ("role_assignment", "organization_id, user_id, role_id"),
+            ("permission_group", "group_id, organization_id, name"),
+            ("permission_group_item", "group_id, permission"),
+            ("role_group", "role_id, group_id"),
             (
                 "invitation",
                 "invitation_id, organization_id, email, role, accepted_by, cast(revoked_at as text)",
@@ -581,13 +584,7 @@ impl TestApp {
             }
             out.push('\n');
         }
-        for table in [
-            "api_key_event",
-            "app_user",
-            "organization",
-            "permission_group",
-            "outbox_email",
-        ] {
+        for table in ["api_key_event", "app_user", "organization", "outbox_email"] {
             let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
                 .fetch_one(&self.state.db.writer)
                 .await
