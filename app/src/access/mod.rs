@@ -78,6 +78,32 @@ impl Permission {
         }
     }
 
+    /// What the permission allows, in a few words (the generated reference in
+    /// `docs/permissions.md`).
+    pub fn description(self) -> &'static str {
+        match self {
+            Permission::OrgRead => "see the organization",
+            Permission::OrgWrite => "change the organization, transfer its ownership",
+            Permission::MembersRead => "list members",
+            Permission::MembersWrite => {
+                "invite, remove and re-role members; see pending invitations"
+            }
+            Permission::KeysRead => "list API keys, verify keys for other services",
+            Permission::KeysWrite => {
+                "create, edit, roll, enable, disable, revoke and import API keys"
+            }
+            Permission::AuditRead => "read the audit log",
+            Permission::UsageRead => "the organization's usage, errors, analytics and exports",
+            Permission::UsersRead => "list the instance's users and the email outbox",
+            Permission::UsersWrite => "administer the instance's users",
+            Permission::PlansWrite => "create, edit and delete the instance's rate-limit plans",
+            Permission::RolesRead => "see custom roles, groups and dynamic permissions",
+            Permission::RolesWrite => {
+                "manage custom roles, groups, dynamic permissions and role assignments"
+            }
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Permission> {
         Permission::ALL.iter().copied().find(|p| p.as_str() == name)
     }
