@@ -50,3 +50,27 @@ test("change the display name, the password (the other session ends) and the ema
   await signIn(page, newEmail, NEW_PASSWORD);
   await expect(page.getByRole("heading", { name: "Welcome, Pia Park" })).toBeVisible();
 });
+
+test("the home dashboard shows my keys with their usage against the limit, and those expiring soon", async ({ page }) => {
+  await signUp(page, freshEmail("dash"), "Dana");
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill("short-lived");
+  await form.getByLabel("Expires in (days)").fill("7");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = page.getByRole("region", { name: "New API key" });
+  const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  for (let i = 0; i < 2; i++) {
+    expect((await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } })).status()).toBe(200);
+  }
+  // The usage log is written off the request path: reload until the dashboard counts both.
+  await expect(async () => {
+    await open(page, "/");
+    const row = page.getByRole("table", { name: "Your keys and their usage" }).getByRole("row", { name: /short-lived/ });
+    await expect(row).toContainText(/^.*2 \/ \d+ per (hour|minute|day)/, { timeout: 1000 });
+  }).toPass({ timeout: 15_000 });
+  await expect(page.getByRole("region", { name: "Expiring soon" }).getByRole("link", { name: "short-lived" })).toBeVisible();
+  await expect(page.getByRole("region", { name: "Recent activity" }).getByRole("link", { name: "0 unread notifications" })).toBeVisible();
+});

@@ -280,3 +280,75 @@ async fn the_display_name_changes_and_a_blank_one_is_refused() {
         "signed out",
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_my_keys_with_usage_against_limits_and_nobody_else_s() {
+    let app = spawn().await;
+    let me = app.user("dash@example.org", None).await;
+    let org = app.org_of(&me).await;
+    let mut b = app.signed_in("dash@example.org").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "create_key",
+            &[
+                ("organization_id", org.as_str()),
+                ("name", "soon"),
+                ("environment", "live"),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_in_days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (id, secret) = (
+        r.json()["id"].as_str().unwrap().to_string(),
+        r.json()["key"].as_str().unwrap().to_string(),
+    );
+    // Someone else's key in the same organization is not mine.
+    let (other_id, _) = app.admin_key(&org).await;
+    for _ in 0..3 {
+        let r = app
+            .api("GET", "/api/v1/me", Some(&secret), None, "192.0.2.30")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    app.wait_for_log_rows(3).await;
+    let mut d = serde_json::Value::Null;
+    for _ in 0..50 {
+        d = app.rpc(&mut b, "my_dashboard", &[]).await.json();
+        if d["keys"][0]["used"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let keys = d["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{d}");
+    assert_eq!(keys[0]["id"], id.as_str());
+    assert_ne!(keys[0]["id"], other_id.as_str());
+    assert_eq!(keys[0]["used"], 3, "{d}");
+    // The free plan's limit (tests raise it out of the way).
+    let (limit, window): (i64, i64) = sqlx::query_as(
+        "select request_limit, window_seconds from plan where plan_id = 'plan_free'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(keys[0]["limit"], limit);
+    assert_eq!(keys[0]["window_seconds"], window);
+    assert_eq!(keys[0]["expires_soon"], true);
+    // A stranger's dashboard holds none of it.
+    app.user("stranger@example.org", None).await;
+    let mut s = app.signed_in("stranger@example.org").await;
+    let d = app.rpc(&mut s, "my_dashboard", &[]).await.json();
+    assert_eq!(d["keys"], serde_json::json!([]), "{d}");
+    // Signed out: refused.
+    let r = app.rpc(&mut Browser::default(), "my_dashboard", &[]).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "signed out",
+    );
+}

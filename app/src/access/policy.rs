@@ -86,6 +86,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("open_invitation", Guard::Public),
     ("accept_invitation", Guard::Public),
     ("update_profile", Guard::SignedIn),
+    ("my_dashboard", Guard::SignedIn),
     ("change_password", Guard::SignedIn),
     ("request_email_change", Guard::SignedIn),
     // The link's signature is the credential.

@@ -173,3 +173,15 @@ pub async fn confirm_email_change(token: String) -> Result<String, AppError> {
     })
     .await
 }
+
+/// The caller's dashboard: their keys and usage against limits, keys expiring soon, recent
+/// activity, unread notifications.
+#[server(prefix = "/rpc", endpoint = "my_dashboard")]
+pub async fn my_dashboard() -> Result<super::Dashboard, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("my_dashboard").await?;
+    ssr::respond(
+        async move { super::dashboard::dashboard(&caller.state.db, caller.user_id()?).await },
+    )
+    .await
+}

@@ -1,6 +1,8 @@
 //! Identity: users, sign-up, sign-in, sign-out, and who the current user is.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod dashboard;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod profile;
@@ -41,4 +43,41 @@ impl SignedInUser {
             .iter()
             .any(|p| p == permission.as_str())
     }
+}
+
+/// The signed-in user's dashboard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dashboard {
+    /// Active keys they created or own, newest first.
+    pub keys: Vec<DashboardKey>,
+    /// Their latest actions.
+    pub activity: Vec<DashboardEvent>,
+    pub unread_notifications: i64,
+}
+
+/// One of the user's keys, with its usage in its current window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardKey {
+    pub id: String,
+    pub organization_id: String,
+    pub organization_name: String,
+    pub name: String,
+    pub display_prefix: String,
+    /// A personal access token.
+    pub personal: bool,
+    /// Requests in the last `window_seconds` (from the per-minute rollup).
+    pub used: i64,
+    pub limit: i64,
+    pub window_seconds: i64,
+    pub expires_at: Option<String>,
+    /// Expires within 30 days.
+    pub expires_soon: bool,
+}
+
+/// One of the user's recent actions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardEvent {
+    pub kind: String,
+    pub at: String,
+    pub organization_name: Option<String>,
 }

@@ -12,11 +12,15 @@ use crate::access::AssignResult;
 use crate::ui::{action_error, use_auth, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Redirect;
+use leptos_router::components::{Redirect, A};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
     let auth = use_auth();
+    // Created here, beside the user, not after awaiting it: during server rendering a server
+    // function called from a resource made later can find its request gone.
+    let dashboard = Resource::new(|| (), |_| crate::identity::api::my_dashboard());
+    let orgs = Resource::new(|| (), |_| my_organizations());
     view! {
         <Title text="Home" />
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -24,7 +28,8 @@ pub fn HomePage() -> impl IntoView {
                 match auth.user.await {
                     Ok(Some(user)) => view! {
                         <h1>"Welcome, " {user.display_name}</h1>
-                        <Organizations />
+                        <DashboardView dashboard />
+                        <Organizations orgs />
                     }
                     .into_any(),
                     Ok(None) => view! { <Redirect path="/sign-in" /> }.into_any(),
@@ -35,9 +40,100 @@ pub fn HomePage() -> impl IntoView {
     }
 }
 
+/// A key's usage against its limit, in words ("12 / 100 per hour").
+fn usage_text(k: &crate::identity::DashboardKey) -> String {
+    let per = match k.window_seconds {
+        60 => "per minute".to_string(),
+        3600 => "per hour".to_string(),
+        86_400 => "per day".to_string(),
+        s => format!("per {s} s"),
+    };
+    format!("{} / {} {per}", k.used, k.limit)
+}
+
 #[component]
-fn Organizations() -> impl IntoView {
-    let orgs = Resource::new(|| (), |_| my_organizations());
+fn DashboardView(
+    dashboard: Resource<Result<crate::identity::Dashboard, crate::error::AppError>>,
+) -> impl IntoView {
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match dashboard.await {
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    Ok(d) => {
+                        let expiring: Vec<_> = d.keys.iter().filter(|k| k.expires_soon).cloned().collect();
+                        view! {
+                            <section class="card" role="region" aria-label="Your keys">
+                                <h2>"Your keys"</h2>
+                                {if d.keys.is_empty() {
+                                    view! { <p class="muted">"You have no active keys. " <A href="/keys">"Create one"</A></p> }.into_any()
+                                } else {
+                                    view! {
+                                        <table aria-label="Your keys and their usage">
+                                            <thead><tr><th scope="col">"Key"</th><th scope="col">"Organization"</th><th scope="col">"Used in its window"</th><th scope="col">"Expires"</th></tr></thead>
+                                            <tbody>
+                                                {d.keys.iter().map(|k| {
+                                                    let (href, name, org, usage) = (format!("/keys/{}/{}", k.organization_id, k.id), k.name.clone(), k.organization_name.clone(), usage_text(k));
+                                                    let expires = k.expires_at.clone().unwrap_or_else(|| "never".into());
+                                                    let personal = k.personal.then_some(" (personal)");
+                                                    view! {
+                                                        <tr>
+                                                            <td><A href=href>{name}</A> {personal}</td>
+                                                            <td>{org}</td>
+                                                            <td>{usage}</td>
+                                                            <td>{expires}</td>
+                                                        </tr>
+                                                    }
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    }.into_any()
+                                }}
+                            </section>
+                            <section class="card" role="region" aria-label="Expiring soon">
+                                <h2>"Expiring within 30 days"</h2>
+                                {if expiring.is_empty() {
+                                    view! { <p class="muted">"None of your keys expires within 30 days."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul>
+                                            {expiring.into_iter().map(|k| {
+                                                let href = format!("/keys/{}/{}", k.organization_id, k.id);
+                                                let when = format!(" expires {}", k.expires_at.unwrap_or_default());
+                                                view! { <li><A href=href>{k.name}</A> {when}</li> }
+                                            }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }}
+                            </section>
+                            <section class="card" role="region" aria-label="Recent activity">
+                                <h2>"Recent activity"</h2>
+                                <p><A href="/notifications">{format!("{} unread notifications", d.unread_notifications)}</A></p>
+                                {if d.activity.is_empty() {
+                                    view! { <p class="muted">"Nothing yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul>
+                                            {d.activity.into_iter().map(|e| view! {
+                                                <li><time>{e.at}</time> " " {e.kind} {e.organization_name.map(|o| format!(" in {o}"))}</li>
+                                            }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }}
+                            </section>
+                        }
+                        .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Organizations(
+    orgs: Resource<Result<Vec<OrgMembership>, crate::error::AppError>>,
+) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Your organizations"</h2>
