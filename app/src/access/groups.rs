@@ -7,7 +7,10 @@
 //! it on a role, or changing a group that roles hold, is checked against every such role.
 
 use super::model::AccessModel;
-use super::roles::{begin, changeable, commit, permission_exists, record, within_ceiling, Change};
+use super::roles::{
+    add_to_role, begin, changeable, commit, permission_exists, record, within_ceiling, Change,
+    RoleList,
+};
 use super::ssr::Grant;
 use super::{GroupView, Permission, Permissions, RoleView};
 use crate::error::AppError;
@@ -219,19 +222,15 @@ pub async fn set_role_group(
     changeable(ceiling, &model, org, role_id)?;
     view(&model, group_id)?;
     if granted {
-        if let Some(r) = model.roles.get_mut(role_id) {
-            if !r.groups.iter().any(|g| g == group_id) {
-                r.groups.push(group_id.to_string());
-            }
-        }
-        within_ceiling(ceiling, &model, org, &[role_id])?;
-        sqlx::query(
-            "insert into role_group (role_id, group_id) values ($1, $2)
-             on conflict (role_id, group_id) do nothing",
+        add_to_role(
+            &mut tx,
+            &mut model,
+            ceiling,
+            org,
+            role_id,
+            RoleList::Groups,
+            group_id,
         )
-        .bind(role_id)
-        .bind(group_id)
-        .execute(&mut *tx)
         .await?;
     } else {
         sqlx::query("delete from role_group where role_id = $1 and group_id = $2")

@@ -178,6 +178,52 @@ pub(crate) async fn commit(
     Ok(())
 }
 
+/// What a role lists: its own permissions, or the groups it holds.
+#[derive(Clone, Copy)]
+pub(crate) enum RoleList {
+    Permissions,
+    Groups,
+}
+
+/// Adds `item` to a role's list: first in `model` (as the change will leave it), refused unless
+/// the role then stays within the caller's ceiling, then in the database.
+pub(crate) async fn add_to_role(
+    tx: &mut Transaction<'static, Any>,
+    model: &mut AccessModel,
+    ceiling: Permissions,
+    organization_id: &str,
+    role_id: &str,
+    list: RoleList,
+    item: &str,
+) -> Result<(), AppError> {
+    if let Some(r) = model.roles.get_mut(role_id) {
+        let items = match list {
+            RoleList::Permissions => &mut r.permissions,
+            RoleList::Groups => &mut r.groups,
+        };
+        if !items.iter().any(|i| i == item) {
+            items.push(item.to_string());
+        }
+    }
+    within_ceiling(ceiling, model, organization_id, &[role_id])?;
+    let sql = match list {
+        RoleList::Permissions => {
+            "insert into role_permission (role_id, permission) values ($1, $2)
+             on conflict (role_id, permission) do nothing"
+        }
+        RoleList::Groups => {
+            "insert into role_group (role_id, group_id) values ($1, $2)
+             on conflict (role_id, group_id) do nothing"
+        }
+    };
+    sqlx::query(sql)
+        .bind(role_id)
+        .bind(item)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Refuses unless every built-in permission the roles grant (in `change.model`) is in the
 /// caller's current ceiling.
 pub(crate) fn within_ceiling(
@@ -455,19 +501,15 @@ pub async fn set_permission(
     }
     let mut removed: Vec<String> = Vec::new();
     if granted {
-        if let Some(r) = model.roles.get_mut(role_id) {
-            if !r.permissions.iter().any(|p| p == permission) {
-                r.permissions.push(permission.into());
-            }
-        }
-        within_ceiling(ceiling, &model, org, &[role_id])?;
-        sqlx::query(
-            "insert into role_permission (role_id, permission) values ($1, $2)
-             on conflict (role_id, permission) do nothing",
+        add_to_role(
+            &mut tx,
+            &mut model,
+            ceiling,
+            org,
+            role_id,
+            RoleList::Permissions,
+            permission,
         )
-        .bind(role_id)
-        .bind(permission)
-        .execute(&mut *tx)
         .await?;
     } else {
         // What the role lists that needs `permission`, to any depth.
