@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use keyward_server::{boot, cli, router};
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
@@ -92,21 +93,50 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             tracing::info!(address = %args.listen, origin = %state.config.origin_string(), "keyward serving");
-            axum::serve(
+            // The first SIGTERM or Ctrl-C starts a graceful stop; a second one exits at once.
+            let (stopping, mut stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown().await;
+                tracing::info!("stopping: draining requests (a second signal exits at once)");
+                let _ = stopping.send(true);
+                shutdown().await;
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            });
+            let mut drained = stop.clone();
+            let serve = axum::serve(
                 listener,
                 router(state).into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| e.to_string())?;
+            .with_graceful_shutdown(async move {
+                let _ = drained.wait_for(|s| *s).await;
+            });
+            // A client that never finishes its request (or a live chart's event stream) cannot
+            // hold the stop hostage: after DRAIN the remaining connections are dropped.
+            tokio::select! {
+                served = serve.into_future() => served.map_err(|e| e.to_string())?,
+                _ = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                    tokio::time::sleep(DRAIN).await;
+                } => tracing::warn!(seconds = DRAIN.as_secs(), "connections still open after the drain: closed"),
+            }
             // Requests have drained: let the workers write what they hold, then stop.
             workers.shutdown(std::time::Duration::from_secs(10)).await;
             tracing::info!("keyward stopped");
         }
     }
-    db.close().await;
+    // A database that stopped answering must not keep the process alive.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections did not close within 5 s");
+    }
     Ok(())
 }
+
+/// How long a stop waits for open requests before dropping them.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown() {
     let ctrl_c = async {

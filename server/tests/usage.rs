@@ -469,14 +469,17 @@ async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
     assert_eq!(r.status, 200);
 }
 
-/// The real binary under load gets SIGTERM: every request it answered has its log row.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_loses_no_log_row() {
-    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
-        // The binary test runs once, on SQLite; the log writer is the same code on both.
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("kw-sigterm-{}", std::process::id()));
+/// The real binary, serving on a free port with its own SQLite file, and a system key.
+struct Binary {
+    child: std::process::Child,
+    addr: String,
+    db: String,
+    dir: std::path::PathBuf,
+    key: String,
+}
+
+async fn start_binary(name: &str) -> Binary {
+    let dir = std::env::temp_dir().join(format!("kw-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}/k.db", dir.display());
@@ -503,7 +506,6 @@ async fn sigterm_under_load_loses_no_log_row() {
         String::from_utf8_lossy(&out.stderr)
     );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -511,7 +513,7 @@ async fn sigterm_under_load_loses_no_log_row() {
         .port();
     let mut serve = std::process::Command::new(bin);
     env(&mut serve);
-    let mut child = serve
+    let child = serve
         .args([
             "serve",
             "--listen",
@@ -529,6 +531,88 @@ async fn sigterm_under_load_loses_no_log_row() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Binary {
+        child,
+        addr,
+        db,
+        dir,
+        key,
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A client that never finishes its request cannot hold a stop hostage: the binary exits
+/// after the drain; and a second signal exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_cannot_hold_the_stop_and_a_second_signal_exits_at_once() {
+    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        return;
+    }
+    use tokio::io::AsyncWriteExt;
+    for twice in [false, true] {
+        let Binary {
+            mut child,
+            addr,
+            dir,
+            ..
+        } = start_binary(if twice { "twice" } else { "stuck" }).await;
+        // Headers promise a body that never comes.
+        let mut stuck = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!(
+            "POST /rpc/sign_in HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nemail="
+        );
+        stuck.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        signal(&child, "-TERM");
+        if twice {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            signal(&child, "-TERM");
+        }
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed();
+        let _ = std::fs::remove_dir_all(&dir);
+        if twice {
+            assert!(
+                took < Duration::from_secs(5),
+                "a second signal exits at once: {took:?}"
+            );
+            assert_eq!(status.code(), Some(130), "{status:?}");
+        } else {
+            assert!(
+                took >= Duration::from_secs(9) && took < Duration::from_secs(30),
+                "the stop waited for the drain, then went on: {took:?}"
+            );
+            assert!(status.success(), "{status:?}");
+        }
+        drop(stuck);
+    }
+}
+
+/// The real binary under load gets SIGTERM: every request it answered has its log row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_log_row() {
+    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // The binary test runs once, on SQLite; the log writer is the same code on both.
+        return;
+    }
+    let Binary {
+        mut child,
+        addr,
+        db,
+        dir,
+        key,
+    } = start_binary("sigterm").await;
     let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut clients = Vec::new();
     for _ in 0..16 {
@@ -554,11 +638,7 @@ async fn sigterm_under_load_loses_no_log_row() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    signal(&child, "-TERM");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -219,11 +219,13 @@ impl Workers {
         self.handles.push((name, handle));
     }
 
-    /// Tells every worker to stop, and waits (up to `grace`) for each to finish its last round.
+    /// Tells every worker to stop, and waits up to `grace` in all for them to finish their
+    /// last round (a worker stuck on a database that stopped answering is left behind).
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
         for (name, handle) in self.handles {
-            match tokio::time::timeout(grace, handle).await {
+            match tokio::time::timeout_at(deadline, handle).await {
                 Ok(_) => tracing::debug!(worker = name, "worker stopped"),
                 Err(_) => tracing::warn!(worker = name, "worker did not stop in time"),
             }
