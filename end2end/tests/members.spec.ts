@@ -113,7 +113,7 @@ test("assign a custom role to two members in bulk; a viewer sees only viewer men
   for (const link of ["Home", "API keys", "Usage", "Members", "Roles", "Plans", "API docs"]) {
     await expect(nav.getByRole("link", { name: link, exact: true })).toBeVisible();
   }
-  for (const link of ["Users", "Email outbox"]) {
+  for (const link of ["Users", "Email outbox", "Settings"]) {
     await expect(nav.getByRole("link", { name: link, exact: true })).toHaveCount(0);
   }
   await expect(ava.getByRole("region", { name: "Invite a member" })).toHaveCount(0);
@@ -130,4 +130,25 @@ test("assign a custom role to two members in bulk; a viewer sees only viewer men
     return r.status;
   }, orgId);
   expect(status).toBe(403);
+});
+
+test("an owner limits key lifetime in the settings; a key without expiry is then refused", async ({ page }) => {
+  const org = `Policy ${Date.now()}`;
+  await signUp(page, freshEmail("pol"), "Polly");
+  await createOrganization(page, org);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
+  const policies = page.getByRole("region", { name: "Policies" });
+  await policies.getByLabel("Maximum key lifetime (days)").fill("30");
+  await policies.getByRole("button", { name: "Save policies" }).click();
+  await expect(policies.getByRole("status")).toHaveText("Policies saved.");
+
+  await open(page, "/keys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill("forever");
+  await form.getByRole("button", { name: "Create" }).click();
+  await expect(page.getByRole("alert")).toContainText("this organization's keys must expire within 30 days");
+  await form.getByLabel("Expires in (days)").fill("30");
+  await form.getByRole("button", { name: "Create" }).click();
+  await expect(page.getByRole("region", { name: "New API key" })).toBeVisible();
 });

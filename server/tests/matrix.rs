@@ -426,7 +426,7 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
             ]),
             false,
         ),
-        "switch_organization" | "leave_organization" | "list_invitations" => {
+        "switch_organization" | "leave_organization" | "list_invitations" | "get_org_policy" => {
             (f(&[("organization_id", org)]), false)
         }
         // Inviting as admin, making a member admin, handing over the organization.
@@ -449,6 +449,14 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
         "transfer_ownership" => (
             f(&[("organization_id", org), ("user_id", &w.member_id)]),
             true,
+        ),
+        "set_org_policy" => (
+            f(&[
+                ("organization_id", org),
+                ("max_key_lifetime_days", ""),
+                ("require_two_factor", ""),
+            ]),
+            false,
         ),
         "revoke_invitation" => (
             f(&[("organization_id", org), ("invitation_id", "inv_none")]),
@@ -707,6 +715,7 @@ async fn server_function_isolation_and_bad_input_sweep() {
             "list_invitations",
             "switch_organization",
             "leave_organization",
+            "get_org_policy",
         ]
         .contains(endpoint)
         {

@@ -667,3 +667,111 @@ async fn re_inviting_cannot_replace_a_stronger_invitation_and_invitations_are_bo
     .unwrap();
     assert_eq!(mails, 49);
 }
+
+#[tokio::test]
+async fn the_key_lifetime_policy_bounds_every_new_expiry() {
+    let t = team().await;
+    // Only org:write sets policies; bad input is refused and writes nothing.
+    let before = t.app.snapshot().await;
+    let r = call(
+        &t,
+        &t.admin,
+        "set_org_policy",
+        &[("max_key_lifetime_days", "30")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "admin sets policy");
+    for bad in ["abc", "0", "99999"] {
+        let r = call(
+            &t,
+            &t.owner,
+            "set_org_policy",
+            &[("max_key_lifetime_days", bad)],
+        )
+        .await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", bad);
+    }
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    let r = call(
+        &t,
+        &t.owner,
+        "set_org_policy",
+        &[
+            ("max_key_lifetime_days", "30"),
+            ("require_two_factor", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(&t, &t.viewer, "get_org_policy", &[]).await;
+    assert_eq!(r.json()["max_key_lifetime_days"], 30, "{}", r.body);
+    assert_eq!(r.json()["require_two_factor"], true);
+
+    let create = |days: &'static str| {
+        let (app, org, mut owner) = (&t.app, t.org.clone(), t.owner.clone());
+        async move {
+            app.rpc(
+                &mut owner,
+                "create_key",
+                &[
+                    ("organization_id", org.as_str()),
+                    ("name", "k"),
+                    ("environment", "live"),
+                    ("category", "basic"),
+                    ("ip_allowlist", ""),
+                    ("expires_in_days", days),
+                ],
+            )
+            .await
+        }
+    };
+    let before = t.app.snapshot().await;
+    for days in ["", "31"] {
+        let r = create(days).await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", days);
+        assert!(r.body.contains("within 30 days"), "{}", r.body);
+    }
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    let r = create("7").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // Over REST too: a key without expiry, an edit past the limit, an import row without one.
+    let (_, admin_key) = t.app.admin_key_expiring(&t.org, 1).await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&admin_key),
+            Some(serde_json::json!({"name": "r"})),
+            "192.0.2.40",
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "REST create");
+    let r = t
+        .app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&admin_key),
+            Some(serde_json::json!({"expires_at": "2099-01-01T00:00:00Z"})),
+            "192.0.2.40",
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "REST edit");
+    // An import is one transaction: refused whole, naming the policy, nothing written.
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin_key),
+            Some(serde_json::json!([{"name": "i"}])),
+            "192.0.2.40",
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "REST import");
+    assert!(r.body.contains("within 30 days"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+}

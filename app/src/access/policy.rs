@@ -82,6 +82,8 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("set_member_role", Guard::Org(Permission::MembersWrite)),
     ("leave_organization", Guard::Org(Permission::OrgRead)),
     ("transfer_ownership", Guard::Org(Permission::OrgWrite)),
+    ("get_org_policy", Guard::Org(Permission::OrgRead)),
+    ("set_org_policy", Guard::Org(Permission::OrgWrite)),
     // The link's signature is the credential; accepting signs in or creates the invited account.
     ("open_invitation", Guard::Public),
     ("accept_invitation", Guard::Public),

@@ -401,6 +401,10 @@ pub async fn update(
         .map(|n| n.to_string())
         .collect();
     let mut tx = state.db.writer.begin().await?;
+    if patch.expires_at.is_some() {
+        // A new expiry follows the organization's key lifetime policy.
+        crate::orgs::policy::check_key_expiry(&mut tx, org_id, settings.expires_at).await?;
+    }
     let applied = sqlx::query(
         "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
             expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10

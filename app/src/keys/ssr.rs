@@ -352,8 +352,10 @@ pub(crate) async fn insert_key(
     pepper: &[u8; 32],
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
-    // Only the organization's own dynamic permissions, whichever path writes the key.
+    // Only the organization's own dynamic permissions, and an expiry its policy allows,
+    // whichever path writes the key (create, import, roll).
     check_known(tx, org_id, &s.permissions).await?;
+    crate::orgs::policy::check_key_expiry(tx, org_id, s.expires_at).await?;
     let id = new_id("key");
     let now = now_ms();
     let salt = super::signature::new_salt();

@@ -241,3 +241,42 @@ pub async fn accept_invitation(
     })
     .await
 }
+
+/// The organization's policies.
+#[server(prefix = "/rpc", endpoint = "get_org_policy")]
+pub async fn get_org_policy(organization_id: String) -> Result<super::OrgPolicy, AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("get_org_policy", &organization_id).await?;
+    ssr::respond(super::policy::get(&caller.state.db, &grant.organization_id)).await
+}
+
+/// Sets the organization's policies (`max_key_lifetime_days` empty: no limit).
+#[server(prefix = "/rpc", endpoint = "set_org_policy")]
+pub async fn set_org_policy(
+    organization_id: String,
+    max_key_lifetime_days: String,
+    #[server(default)] require_two_factor: Option<String>,
+) -> Result<super::OrgPolicy, AppError> {
+    use crate::ssr;
+    let (caller, grant) =
+        crate::access::guard::guard_in("set_org_policy", &organization_id).await?;
+    ssr::respond(async move {
+        let days = match max_key_lifetime_days.trim() {
+            "" => None,
+            d => Some(d.parse::<i64>().map_err(|_| {
+                AppError::invalid(
+                    "max_key_lifetime_days",
+                    "a whole number of days, or empty for no limit",
+                )
+            })?),
+        };
+        let policy = super::OrgPolicy {
+            max_key_lifetime_days: days,
+            require_two_factor: require_two_factor.is_some_and(|v| !v.is_empty()),
+        };
+        super::policy::set(&caller.state.db, &grant, &policy).await?;
+        Ok(policy)
+    })
+    .await
+}

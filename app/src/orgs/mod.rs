@@ -6,6 +6,8 @@ pub mod api;
 pub mod members;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod policy;
+#[cfg(feature = "ssr")]
 pub mod ssr;
 
 use serde::{Deserialize, Serialize};
@@ -56,4 +58,13 @@ pub struct InvitationPreview {
     pub account_exists: bool,
     /// The signed-in user's address, if any.
     pub signed_in_as: Option<String>,
+}
+
+/// An organization's policies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPolicy {
+    /// New keys must expire within this many days (`None`: no limit).
+    pub max_key_lifetime_days: Option<i64>,
+    /// Members must use two-factor authentication (enforced once it exists).
+    pub require_two_factor: bool,
 }

@@ -2,9 +2,9 @@
 //! the page that accepts an invitation.
 
 use super::api::{
-    list_invitations, my_organizations, open_invitation, organization_members, AcceptInvitation,
-    CreateOrganization, InviteMember, LeaveOrganization, RemoveMember, RevokeInvitation,
-    SetMemberRole, TransferOwnership,
+    get_org_policy, list_invitations, my_organizations, open_invitation, organization_members,
+    AcceptInvitation, CreateOrganization, InviteMember, LeaveOrganization, RemoveMember,
+    RevokeInvitation, SetMemberRole, SetOrgPolicy, TransferOwnership,
 };
 use super::OrgMembership;
 use crate::access::api::AssignRole;
@@ -595,6 +595,80 @@ pub fn InvitePage() -> impl IntoView {
                             };
                             view! { <h1>{heading}</h1> <p>{intro}</p> {body} }.into_any()
                         }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// The active organization's settings: its policies (owners: `org:write`).
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let orgs = Resource::new(|| (), |_| my_organizations());
+    view! {
+        <Title text="Organization settings" />
+        <h1>"Organization settings"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match orgs.await {
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    Ok(orgs) => {
+                        let orgs: Vec<OrgMembership> = orgs
+                            .into_iter()
+                            .filter(|o| o.permissions.iter().any(|p| p == "org:write"))
+                            .collect();
+                        match orgs.first().cloned() {
+                            None => view! { <p>"You cannot change the settings of any organization."</p> }.into_any(),
+                            Some(first) => {
+                                let org = RwSignal::new(first.organization_id.clone());
+                                view! {
+                                    <label for="settings-org">"Organization"</label>
+                                    <select id="settings-org" on:change=move |ev| org.set(event_target_value(&ev))>
+                                        {orgs.iter().map(|o| view! { <option value=o.organization_id.clone()>{o.name.clone()}</option> }).collect_view()}
+                                    </select>
+                                    {move || view! { <PolicyForm org=org.get() /> }}
+                                }
+                                .into_any()
+                            }
+                        }
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn PolicyForm(org: String) -> impl IntoView {
+    let save = ServerAction::<SetOrgPolicy>::new();
+    let policy = {
+        let org = org.clone();
+        Resource::new(|| (), move |_| get_org_policy(org.clone()))
+    };
+    let org = StoredValue::new(org);
+    view! {
+        <section class="card" role="region" aria-label="Policies">
+            <h2>"Policies"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match policy.await {
+                        Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        Ok(p) => view! {
+                            <ActionForm action=save>
+                                <input type="hidden" name="organization_id" value=org.get_value() />
+                                <label for="policy-lifetime">"Maximum key lifetime (days)"</label>
+                                <input id="policy-lifetime" name="max_key_lifetime_days" type="number" min="1" max="3660" placeholder="no limit" aria-describedby="policy-lifetime-hint" value=p.max_key_lifetime_days.map(|d| d.to_string()).unwrap_or_default() />
+                                <p id="policy-lifetime-hint" class="hint">"New keys, rolls and new expiry dates must fall within it. GitHub allows 366."</p>
+                                <label class="check">
+                                    <input type="checkbox" name="require_two_factor" value="on" checked=p.require_two_factor />
+                                    "Require two-factor authentication for members (enforced at sign-in once two-factor authentication is available)"
+                                </label>
+                                {action_error(save.value())}
+                                {move || save.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Policies saved."</p> })}
+                                <button type="submit">"Save policies"</button>
+                            </ActionForm>
+                        }.into_any(),
                     }
                 })}
             </Transition>

@@ -89,11 +89,12 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
             // The server refuses everything else regardless.
             let admin = user.can(Permission::UsersRead);
             let may = |p: &str| user.may(p);
-            let (keys, usage, members, roles) = (
+            let (keys, usage, members, roles, settings) = (
                 may("keys:read"),
                 may("usage:read"),
                 may("members:read"),
                 may("roles:read"),
+                may("org:write"),
             );
             view! {
                 <nav aria-label="Main">
@@ -102,6 +103,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                     {usage.then(|| view! { <A href="/usage">"Usage"</A> })}
                     {members.then(|| view! { <A href="/members">"Members"</A> })}
                     {roles.then(|| view! { <A href="/roles">"Roles"</A> })}
+                    {settings.then(|| view! { <A href="/settings">"Settings"</A> })}
                     <A href="/plans">"Plans"</A>
                     <A href="/docs/api">"API docs"</A>
                     {admin.then(|| view! {

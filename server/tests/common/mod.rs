@@ -370,6 +370,21 @@ impl TestApp {
         .await
     }
 
+    /// An admin-preset key that expires in `days` (for organizations that limit key lifetime).
+    pub async fn admin_key_expiring(&self, org_id: &str, days: i64) -> (String, String) {
+        let at = app::ssr::db::now_ms() + days * 86_400_000;
+        self.issue_key(
+            org_id,
+            app::keys::NewKey {
+                name: "admin".into(),
+                category: Some("admin".into()),
+                expires_at: Some(app::keys::ssr::rfc3339(at)),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// Calls the REST API with a bearer key from `ip`.
     pub async fn api(
         &self,
@@ -565,6 +580,10 @@ impl TestApp {
             ),
             ("role_assignment", "organization_id, user_id, role_id"),
             ("permission_group", "group_id, organization_id, name"),
+            (
+                "organization_policy",
+                "organization_id, cast(max_key_lifetime_days as text), cast(require_two_factor as text)",
+            ),
             ("permission_group_item", "group_id, permission"),
             ("role_group", "role_id, group_id"),
             (
