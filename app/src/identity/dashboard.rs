@@ -39,7 +39,7 @@ pub async fn dashboard(db: &Db, user_id: &str) -> Result<Dashboard, AppError> {
         let window: i64 = r.try_get("effective_window")?;
         // The per-minute rollup over the key's window (to the minute).
         let used: i64 = sqlx::query_scalar(
-            "select coalesce(sum(requests), 0) from usage_minute where api_key_id = $1 and minute >= $2",
+            "select cast(coalesce(sum(requests), 0) as bigint) from usage_minute where api_key_id = $1 and minute >= $2",
         )
         .bind(&id)
         .bind(now - window * 1000 - (now - window * 1000).rem_euclid(60_000))
