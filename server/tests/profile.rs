@@ -323,7 +323,7 @@ async fn the_dashboard_shows_my_keys_with_usage_against_limits_and_nobody_else_s
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let keys = d["keys"].as_array().expect(&d.to_string());
+    let keys = d["keys"].as_array().unwrap_or_else(|| panic!("{d}"));
     assert_eq!(keys.len(), 1, "{d}");
     assert_eq!(keys[0]["id"], id.as_str());
     assert_ne!(keys[0]["id"], other_id.as_str());
