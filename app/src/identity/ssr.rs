@@ -320,27 +320,15 @@ pub async fn current_user(
         .into_iter()
         .map(|p| p.as_str().to_string())
         .collect();
-    let organizations: Vec<(String, String)> = sqlx::query_as(
-        "select o.organization_id, o.name
-         from membership m join organization o on o.organization_id = m.organization_id
-         where m.user_id = $1
-         order by case o.kind when 'personal' then 0 when 'system' then 2 else 1 end, o.name",
-    )
-    .bind(user_id)
-    .fetch_all(&db.reader)
-    .await?;
-    let mut organizations: Vec<super::OrgChoice> = organizations
-        .into_iter()
-        .map(|(organization_id, name)| super::OrgChoice {
-            organization_id,
-            name,
-        })
-        .collect();
-    if let Some(i) = active.and_then(|a| organizations.iter().position(|o| o.organization_id == a))
-    {
-        let chosen = organizations.remove(i);
-        organizations.insert(0, chosen);
-    }
+    let organizations: Vec<super::OrgChoice> =
+        crate::orgs::ssr::organizations_of(db, user_id, active)
+            .await?
+            .into_iter()
+            .map(|o| super::OrgChoice {
+                organization_id: o.organization_id,
+                name: o.name,
+            })
+            .collect();
     let active_permissions = match organizations.first() {
         Some(o) => crate::access::ssr::effective_names(db, user_id, &o.organization_id)
             .await?

@@ -6,13 +6,22 @@ use crate::ssr::Db;
 use sqlx::Row;
 use tower_sessions::Session;
 
-/// The user's organizations (personal first, then teams by name, the system one last), the
-/// `active` one moved to the front, each with the user's base role and effective permissions.
-pub async fn memberships(
+/// One of a user's organizations, as [`organizations_of`] lists them.
+pub struct Joined {
+    pub organization_id: String,
+    pub name: String,
+    pub kind: String,
+    /// The user's base role there.
+    pub role: String,
+}
+
+/// The user's organizations: personal first, then teams by name, the system one last, with
+/// the `active` one moved to the front.
+pub async fn organizations_of(
     db: &Db,
     user_id: &str,
     active: Option<&str>,
-) -> Result<Vec<OrgMembership>, AppError> {
+) -> Result<Vec<Joined>, AppError> {
     let rows = sqlx::query(
         "select o.organization_id, o.name, o.kind, m.role
          from membership m join organization o on o.organization_id = m.organization_id
@@ -22,26 +31,44 @@ pub async fn memberships(
     .bind(user_id)
     .fetch_all(&db.reader)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let role: String = r.try_get("role")?;
-        let organization_id: String = r.try_get("organization_id")?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(Joined {
+                organization_id: r.try_get("organization_id")?,
+                name: r.try_get("name")?,
+                kind: r.try_get("kind")?,
+                role: r.try_get("role")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if let Some(i) = active.and_then(|a| out.iter().position(|o| o.organization_id == a)) {
+        let chosen = out.remove(i);
+        out.insert(0, chosen);
+    }
+    Ok(out)
+}
+
+/// [`organizations_of`], each with the user's effective permissions there.
+pub async fn memberships(
+    db: &Db,
+    user_id: &str,
+    active: Option<&str>,
+) -> Result<Vec<OrgMembership>, AppError> {
+    let mut out = Vec::new();
+    for o in organizations_of(db, user_id, active).await? {
         // What the authorization core would decide: every role, inherited and required
         // permissions included.
-        let permissions = crate::access::ssr::effective_names(db, user_id, &organization_id)
+        let permissions = crate::access::ssr::effective_names(db, user_id, &o.organization_id)
             .await?
             .unwrap_or_default();
         out.push(OrgMembership {
-            organization_id,
-            name: r.try_get("name")?,
-            kind: r.try_get("kind")?,
-            role,
+            organization_id: o.organization_id,
+            name: o.name,
+            kind: o.kind,
+            role: o.role,
             permissions,
         });
-    }
-    if let Some(i) = active.and_then(|a| out.iter().position(|o| o.organization_id == a)) {
-        let active = out.remove(i);
-        out.insert(0, active);
     }
     Ok(out)
 }
