@@ -58,6 +58,7 @@ lazy_pages! {
     InviteRoute => orgs::pages::InvitePage,
     ProfileRoute => identity::pages::ProfilePage,
     ConfirmEmailRoute => identity::pages::ConfirmEmailPage,
+    SetPasswordRoute => admin::pages::SetPasswordPage,
     SettingsRoute => orgs::pages::SettingsPage,
 }
 
@@ -110,6 +111,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/invite") view={Lazy::<InviteRoute>::new()} />
                     <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} />
                     <Route path=path!("/confirm-email") view={Lazy::<ConfirmEmailRoute>::new()} />
+                    <Route path=path!("/set-password") view={Lazy::<SetPasswordRoute>::new()} />
                     <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} />
                 </Routes>
             </ui::Layout>

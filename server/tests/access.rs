@@ -32,13 +32,15 @@ async fn member_is_refused_admin_functions_and_admin_is_allowed() {
     let r = app.rpc(&mut admin, "list_users", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let users = r.json();
-    let emails: Vec<&str> = users
+    assert_eq!(users["total"], 2);
+    let emails: Vec<&str> = users["users"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| u["email"].as_str().unwrap())
         .collect();
-    assert_eq!(emails, vec!["admin@example.org", "member@example.org"]);
+    // Newest first.
+    assert_eq!(emails, vec!["member@example.org", "admin@example.org"]);
     assert!(!r.body.contains("argon2"), "no password hash on the wire");
     let me = app.rpc(&mut admin, "current_user", &[]).await.json();
     assert!(me["instance_permissions"]

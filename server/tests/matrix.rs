@@ -194,6 +194,19 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
             call(on("plan_free"), Some(json!({"limit": 1000000000})), false)
         }
         ("DELETE", "/api/v1/plans/{id}") => call(on("plan_pro"), None, false),
+        ("POST", "/api/v1/users") => call(
+            on(""),
+            Some(
+                json!({"email": "made@example.org", "display_name": "Made", "system_role": "owner"}),
+            ),
+            true,
+        ),
+        ("PATCH", "/api/v1/users/{id}") => {
+            call(on(&w.member_id), Some(json!({"status": "disabled"})), false)
+        }
+        ("POST", "/api/v1/users/{id}/password-reset") | ("DELETE", "/api/v1/users/{id}") => {
+            call(on(&w.member_id), None, false)
+        }
         other => panic!("mutating route {other:?} has no case in the ceiling matrix"),
     }
 }

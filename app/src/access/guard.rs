@@ -96,6 +96,18 @@ impl Caller {
         })
     }
 
+    /// The caller's grant in the system organization for an instance endpoint (its guard has
+    /// already checked `permission`; this re-checks and returns the ceiling).
+    pub async fn instance_grant(&self, permission: Permission) -> Result<Grant, AppError> {
+        authorize(
+            &self.state.db,
+            &self.principal()?,
+            SYSTEM_ORG_ID,
+            permission,
+        )
+        .await
+    }
+
     /// The source address as text, for timelines and events.
     pub fn source_ip_text(&self) -> Option<String> {
         self.source_ip.map(|ip| ip.to_string())

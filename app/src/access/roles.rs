@@ -238,6 +238,59 @@ pub(crate) fn within_ceiling(
     }
 }
 
+/// Every role `user_id` holds in the organization (the membership's built-in role first, then
+/// the assigned ones), **whatever their account's status**: a disabled member is not a weaker
+/// one (the authorization core's own [`roles_in_conn`] skips disabled accounts). `None` when
+/// they are not a member.
+pub(crate) async fn held_roles(
+    tx: &mut Transaction<'static, Any>,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, Vec<String>)>, AppError> {
+    let Some(base): Option<String> = sqlx::query_scalar(
+        "select role from membership where organization_id = $1 and user_id = $2",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let mut roles: Vec<String> = sqlx::query_scalar(
+        "select role_id from role_assignment where organization_id = $1 and user_id = $2",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    roles.push(base.clone());
+    roles.sort();
+    Ok(Some((base, roles)))
+}
+
+/// Whether the change's caller may act on another user's account as an instance administrator
+/// (disable, enable, reset the password, delete): never on their own account (that is the
+/// profile's business), and never on someone holding, in the system organization, a built-in
+/// permission the caller lacks there — an admin cannot lock the owner out.
+pub(crate) async fn may_administer_user(
+    change: &mut Change,
+    caller: &Principal,
+    target_user_id: &str,
+) -> Result<(), AppError> {
+    if caller.acting_user() == Some(target_user_id) {
+        return Err(AppError::invalid(
+            "user_id",
+            "you cannot do this to your own account; use your profile instead",
+        ));
+    }
+    if let Some((_, roles)) = held_roles(&mut change.tx, SYSTEM_ORG_ID, target_user_id).await? {
+        let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+        within_ceiling(change.ceiling, &change.model, SYSTEM_ORG_ID, &roles)?;
+    }
+    Ok(())
+}
+
 /// The organization's own role, which the caller may change: a custom role that grants
 /// nothing beyond the caller's ceiling (an admin cannot strip or delete a role the owner made
 /// with more than an admin holds).

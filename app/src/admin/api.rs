@@ -1,13 +1,174 @@
-//! Admin server functions.
+//! Admin server functions: the instance's users.
 
-use super::UserSummary;
+use super::{UserPage, UserSummary};
 use crate::error::AppError;
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
-/// Every user of the instance. Requires `users:read` in the system organization.
+/// One page of the instance's users, searched and filtered. Requires `users:read` in the
+/// system organization.
 #[server(prefix = "/rpc", endpoint = "list_users")]
-pub async fn list_users() -> Result<Vec<UserSummary>, AppError> {
+pub async fn list_users(
+    q: Option<String>,
+    status: Option<String>,
+    role: Option<String>,
+    page: Option<u32>,
+) -> Result<UserPage, AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("list_users").await?;
-    ssr::respond(async move { crate::identity::ssr::list_users(&caller.state.db).await }).await
+    ssr::respond(async move {
+        let query = super::UserQuery {
+            q: q.unwrap_or_default(),
+            status: status.unwrap_or_default(),
+            role: role.unwrap_or_default(),
+            page,
+        };
+        super::ssr::list(&caller.state.db, &query).await
+    })
+    .await
+}
+
+/// Creates an account; the person gets an emailed link to choose a password.
+#[server(prefix = "/rpc", endpoint = "create_user")]
+pub async fn create_user(
+    email: String,
+    display_name: String,
+    system_role: Option<String>,
+) -> Result<UserSummary, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("create_user").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        let input = super::NewUser {
+            email,
+            display_name,
+            system_role,
+        };
+        super::ssr::create(
+            &caller.state.db,
+            &caller.state.config,
+            &grant,
+            &input,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Disables (`active=false`) or re-enables an account.
+#[server(prefix = "/rpc", endpoint = "set_user_status")]
+pub async fn set_user_status(user_id: String, active: bool) -> Result<UserSummary, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("set_user_status").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        let user = super::ssr::set_status(
+            &caller.state.db,
+            &grant,
+            &user_id,
+            active,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        Ok(user)
+    })
+    .await
+}
+
+/// Emails the user a link to choose a new password.
+#[server(prefix = "/rpc", endpoint = "send_password_reset")]
+pub async fn send_password_reset(user_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("send_password_reset").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        super::ssr::send_password_reset(
+            &caller.state.db,
+            &caller.state.config,
+            &grant,
+            &user_id,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Deletes an account (anonymized; refused while the user is an organization's only owner).
+#[server(prefix = "/rpc", endpoint = "delete_user")]
+pub async fn delete_user(user_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("delete_user").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        super::ssr::delete(
+            &caller.state,
+            &grant,
+            &user_id,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// What a password link is for, shown before the person chooses a password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordLinkView {
+    pub email: String,
+    /// `setup` (a new account) or `reset`.
+    pub purpose: String,
+}
+
+/// Checks an emailed password link (public: the person is not signed in).
+#[server(prefix = "/rpc", endpoint = "open_password_link")]
+pub async fn open_password_link(token: String) -> Result<PasswordLinkView, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("open_password_link").await?;
+    ssr::respond(async move {
+        caller.state.check_auth_attempt(caller.source_ip)?;
+        let link = crate::identity::password_link::verify(
+            &caller.state.db,
+            &caller.state.config.secret,
+            &token,
+        )
+        .await?;
+        Ok(PasswordLinkView {
+            email: link.email,
+            purpose: link.purpose.as_str().to_string(),
+        })
+    })
+    .await
+}
+
+/// Chooses a password through an emailed link; returns the address to sign in with. Every
+/// session of the account ends.
+#[server(prefix = "/rpc", endpoint = "set_password_from_link")]
+pub async fn set_password_from_link(
+    token: String,
+    new_password: String,
+) -> Result<String, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("set_password_from_link").await?;
+    ssr::respond(async move {
+        caller.state.check_auth_attempt(caller.source_ip)?;
+        crate::identity::password_link::set_password(
+            &caller.state.db,
+            &caller.state.config.secret,
+            &token,
+            &new_password,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
 }

@@ -5,6 +5,8 @@ pub mod api;
 pub mod dashboard;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod password_link;
+#[cfg(feature = "ssr")]
 pub mod profile;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -71,17 +71,42 @@ pub async fn create_user(
         ));
     }
     let hash = password::hash(plain_password.to_string()).await?;
+    let mut tx = db.writer.begin().await?;
+    let user_id = insert_user(
+        &mut tx,
+        email,
+        &display_name,
+        &hash,
+        system_role,
+        None,
+        source_ip,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
 
+/// Inserts a user (validated by the caller) with their personal organization and, optionally,
+/// a role in the system organization, in the caller's transaction. A taken address is a 409.
+pub(crate) async fn insert_user(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    email: &str,
+    display_name: &str,
+    hash: &str,
+    system_role: Option<Role>,
+    actor_user_id: Option<&str>,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    let normalized = normalize_email(email);
     let now = now_ms();
     let user_id = new_id("usr");
     let org_id = new_id("org");
-    let mut tx = db.writer.begin().await?;
     sqlx::query("insert into organization (organization_id, name, slug, kind, created_at) values ($1, $2, $3, 'personal', $4)")
         .bind(&org_id)
         .bind(format!("{display_name} (personal)"))
         .bind(org_id.to_lowercase().replace('_', "-"))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let inserted = sqlx::query(
         "insert into app_user (user_id, email, email_normalized, display_name, password_hash, status, personal_organization_id, created_at, updated_at)
@@ -90,11 +115,11 @@ pub async fn create_user(
     .bind(&user_id)
     .bind(email.trim())
     .bind(&normalized)
-    .bind(&display_name)
-    .bind(&hash)
+    .bind(display_name)
+    .bind(hash)
     .bind(&org_id)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await;
     if let Err(sqlx::Error::Database(e)) = &inserted {
         if e.is_unique_violation() {
@@ -105,23 +130,22 @@ pub async fn create_user(
         }
     }
     inserted?;
-    grant(&mut tx, &org_id, &user_id, Role::Owner, now).await?;
+    grant(tx, &org_id, &user_id, Role::Owner, now).await?;
     if let Some(role) = system_role {
-        grant(&mut tx, SYSTEM_ORG_ID, &user_id, role, now).await?;
+        grant(tx, SYSTEM_ORG_ID, &user_id, role, now).await?;
     }
     events::record(
-        &mut tx,
+        tx,
         Event {
             kind: "user.created",
             organization_id: Some(&org_id),
-            actor_user_id: None,
+            actor_user_id,
             subject_id: Some(&user_id),
             source_ip,
             data: serde_json::json!({ "system_role": system_role.map(Role::as_str) }),
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(user_id)
 }
 
@@ -449,31 +473,6 @@ pub mod device_cookie {
             assert_eq!(decode(&secret, "garbage"), None);
         }
     }
-}
-
-/// A row of the admin users list.
-pub async fn list_users(db: &Db) -> Result<Vec<crate::admin::UserSummary>, AppError> {
-    let rows = sqlx::query(
-        "select u.user_id, u.email, u.display_name, u.status, u.created_at, m.role as system_role
-         from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1
-         order by u.created_at, u.user_id",
-    )
-    .bind(SYSTEM_ORG_ID)
-    .fetch_all(&db.reader)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(crate::admin::UserSummary {
-                user_id: r.try_get("user_id")?,
-                email: r.try_get("email")?,
-                display_name: r.try_get("display_name")?,
-                status: r.try_get("status")?,
-                created_at: r.try_get("created_at")?,
-                system_role: r.try_get("system_role")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
 }
 
 #[cfg(test)]

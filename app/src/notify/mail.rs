@@ -104,9 +104,11 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
         };
         match outcome {
             Ok(()) => {
-                // A sent invitation's link is not kept (its holder alone should have it).
+                // A sent link that acts (an invitation, a password link) is not kept: its
+                // holder alone should have it.
                 sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
-                     body_text = case when dedupe_key like 'invitation:%' then 'Sent. The invitation link is not kept.' else body_text end
+                     body_text = case when dedupe_key like 'invitation:%' or dedupe_key like 'password-link:%'
+                                      then 'Sent. The link is not kept.' else body_text end
                      where outbox_email_id = $3")
                     .bind(now_ms())
                     .bind(attempts + 1)

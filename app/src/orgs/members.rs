@@ -185,26 +185,9 @@ async fn member_roles(
     organization_id: &str,
     user_id: &str,
 ) -> Result<(String, Vec<String>), AppError> {
-    let base: String = sqlx::query_scalar(
-        "select role from membership where organization_id = $1 and user_id = $2",
-    )
-    .bind(organization_id)
-    .bind(user_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| AppError::not_found("member"))?;
-    // Every role the member holds, whatever their account's status: a disabled member is not
-    // a weaker one (the authorization core's own query skips disabled accounts).
-    let mut roles: Vec<String> = sqlx::query_scalar(
-        "select role_id from role_assignment where organization_id = $1 and user_id = $2",
-    )
-    .bind(organization_id)
-    .bind(user_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    roles.push(base.clone());
-    roles.sort();
-    Ok((base, roles))
+    crate::access::roles::held_roles(tx, organization_id, user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("member"))
 }
 
 /// Active owners of the organization, inside the change (a disabled owner cannot act).

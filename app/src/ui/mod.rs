@@ -201,3 +201,18 @@ pub fn NotFound() -> impl IntoView {
         <p><A href="/">"Back to the console"</A></p>
     }
 }
+
+/// A labelled `<select>` for a list's filter bar.
+pub fn filter_select(
+    id: &'static str,
+    label: &'static str,
+    options: &'static [(&'static str, &'static str)],
+    on_change: impl FnMut(leptos::ev::Event) + 'static,
+) -> impl IntoView {
+    view! {
+        <label for=id>{label}</label>
+        <select id=id on:change=on_change>
+            {options.iter().map(|(value, text)| view! { <option value=*value>{*text}</option> }).collect_view()}
+        </select>
+    }
+}

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod openapi;
 pub mod plans;
 pub mod usage_log;
+pub mod users;
 
 use app::access::Permission;
 use app::error::ErrorCode;
@@ -109,6 +110,37 @@ fn spec(
 const INVALID: ErrorCode = ErrorCode::InvalidInput;
 const NOT_FOUND: ErrorCode = ErrorCode::NotFound;
 const CONFLICT: ErrorCode = ErrorCode::Conflict;
+
+const USERS_QUERY: &[Param] = &[
+    Param {
+        name: "q",
+        kind: "string",
+        values: &[],
+        description: "Matches the email or display name (case-insensitive).",
+        example: Some("ann"),
+    },
+    Param {
+        name: "status",
+        kind: "string",
+        values: &["active", "disabled", "deleted"],
+        description: "Leave out for every account not deleted.",
+        example: None,
+    },
+    Param {
+        name: "role",
+        kind: "string",
+        values: &["owner", "admin", "member", "viewer", "none"],
+        description: "Role in the system organization (`none`: not an instance administrator).",
+        example: None,
+    },
+    Param {
+        name: "page",
+        kind: "integer",
+        values: &[],
+        description: "Page number, from 1 (25 users per page).",
+        example: None,
+    },
+];
 
 const LIST_QUERY: &[Param] = &[
     Param {
@@ -237,7 +269,7 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 /// Every REST route.
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
-    use Permission::{KeysRead, KeysWrite, PlansWrite, UsageRead};
+    use Permission::{KeysRead, KeysWrite, PlansWrite, UsageRead, UsersRead, UsersWrite};
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
             summary: "Readiness",
@@ -360,6 +392,40 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::DELETE, "/api/v1/plans/{id}", Key(PlansWrite), delete(plans::delete), Doc {
             summary: "Delete a plan",
             description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/users", Key(UsersRead), get(users::list), Doc {
+            summary: "List users",
+            description: "The instance's users, newest first, 25 per page, with `total` over every page. Needs `users:read`, which only keys of the system organization can hold.",
+            query: USERS_QUERY, body: Body::None, ok: (200, Out::Json("UserPage")), errors: &[INVALID],
+        }),
+        spec(Method::POST, "/api/v1/users", Key(UsersWrite), post(users::create), Doc {
+            summary: "Create a user",
+            description: "Creates an account and emails the person a single-use link (72 hours) to choose their password. `system_role` (owner, admin, member or viewer) makes them an instance administrator; the key cannot give a role that grants more than it holds. A taken address is 409 `conflict`.",
+            query: &[],
+            body: Body::Json("NewUser", r#"{"email":"ann@example.org","display_name":"Ann"}"#),
+            ok: (201, Out::Json("UserSummary")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/users/{id}", Key(UsersRead), get(users::get), Doc {
+            summary: "Get a user",
+            description: "One user, deleted ones included (status `deleted`).",
+            query: &[], body: Body::None, ok: (200, Out::Json("UserSummary")), errors: &[NOT_FOUND],
+        }),
+        spec(Method::PATCH, "/api/v1/users/{id}", Key(UsersWrite), patch(users::set_status), Doc {
+            summary: "Disable or enable a user",
+            description: "`disabled` ends the user's sessions and stops their personal access tokens at once; `active` lets them sign in again. Refused (403) on a user holding an instance permission the key lacks, and on the key owner's own account; 409 when the account already has that status.",
+            query: &[],
+            body: Body::Json("UserStatusChange", r#"{"status":"disabled"}"#),
+            ok: (200, Out::Json("UserSummary")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::POST, "/api/v1/users/{id}/password-reset", Key(UsersWrite), post(users::password_reset), Doc {
+            summary: "Send a password reset",
+            description: "Emails the user a single-use link (24 hours) to choose a new password; the current one keeps working until the link is used. 409 for a disabled account.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::DELETE, "/api/v1/users/{id}", Key(UsersWrite), delete(users::delete), Doc {
+            summary: "Delete a user",
+            description: "Anonymizes and disables the account (audit entries keep its id), ends its sessions, removes its memberships and revokes its personal organization's keys and its personal access tokens. 409 `conflict` while the user is the only owner of an organization, naming it.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
         }),
         spec(Method::GET, "/api/v1/usage", Key(UsageRead), get(plans::usage), Doc {

@@ -39,6 +39,10 @@ fn schemas() -> Map<String, Value> {
     add::<app::usage::ErrorReport>(&mut all);
     add::<app::usage::KeyLimitUsage>(&mut all);
     add::<app::usage::export::ExportRow>(&mut all);
+    add::<app::admin::UserSummary>(&mut all);
+    add::<app::admin::UserPage>(&mut all);
+    add::<app::admin::NewUser>(&mut all);
+    add::<app::admin::UserStatusChange>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))

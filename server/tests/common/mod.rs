@@ -590,6 +590,11 @@ impl TestApp {
                 "invitation",
                 "invitation_id, organization_id, email, role, accepted_by, cast(revoked_at as text)",
             ),
+            (
+                "app_user",
+                "user_id, email_normalized, display_name, password_hash, status, cast(deleted_at as text)",
+            ),
+            ("session", "session_hash, user_id"),
         ] {
             let rows = sqlx::query(&format!("select {columns} from {table} order by {columns}"))
                 .fetch_all(&self.state.db.writer)

@@ -198,21 +198,6 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
     }
 }
 
-/// A labelled select of the filter bar.
-pub(super) fn filter_select(
-    id: &'static str,
-    label: &'static str,
-    options: &'static [(&'static str, &'static str)],
-    on_change: impl FnMut(leptos::ev::Event) + 'static,
-) -> impl IntoView {
-    view! {
-        <label for=id>{label}</label>
-        <select id=id on:change=on_change>
-            {options.iter().map(|(value, text)| view! { <option value=*value>{*text}</option> }).collect_view()}
-        </select>
-    }
-}
-
 #[component]
 pub(super) fn CreateForm(org: RwSignal<String>, create: ServerAction<CreateKey>) -> impl IntoView {
     view! {

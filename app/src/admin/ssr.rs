@@ -1,0 +1,435 @@
+//! Instance user administration (server only): list, create, disable and enable, send a
+//! password reset, delete. The console's Users page and `/api/v1/users` call the same
+//! functions.
+//!
+//! Every change runs under the system organization's role lock (`access::roles::begin`, which
+//! re-reads the caller's ceiling inside the transaction) and goes through the authorization
+//! core's rule for acting on another account ([`may_administer_user`]): never one's own, never
+//! someone holding an instance permission the caller lacks. Status changes are one conditional
+//! statement each, so two administrators (or two instances) racing cannot both act.
+//!
+//! **Deleting** keeps the row, anonymized: the address becomes a placeholder (so it is free to
+//! be used again), the name "Deleted user", the password an unknown random one, the status
+//! `disabled` with `deleted_at` set; memberships, role assignments, sessions and notifications
+//! go, and the keys of the personal organization and every
+//! personal access token are revoked. Audit entries keep pointing at the same id. Refused while
+//! the user is the only active owner of an organization other than their personal one.
+
+use super::{NewUser, UserPage, UserQuery, UserSummary, USERS_PER_PAGE};
+use crate::access::roles::{begin, commit, may_administer_user, within_ceiling};
+use crate::access::ssr::{Grant, SYSTEM_ORG_ID};
+use crate::access::{Permission, Role};
+use crate::error::AppError;
+use crate::identity::password_link::{self, Purpose};
+use crate::identity::ssr::{insert_user, normalize_email, validate_display_name, validate_email};
+use crate::ssr::config::Config;
+use crate::ssr::db::{now_ms, Db};
+use crate::ssr::events::{self, Event};
+use crate::ssr::password;
+use sqlx::{Any, Row, Transaction};
+
+const SUMMARY: &str = "select u.user_id, u.email, u.display_name,
+        case when u.deleted_at is not null then 'deleted' else u.status end as status,
+        u.created_at, m.role as system_role
+     from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1";
+
+fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
+    Ok(UserSummary {
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        display_name: r.try_get("display_name")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        system_role: r.try_get("system_role")?,
+    })
+}
+
+/// `%`, `_` and `\` taken literally in a `like` pattern (with `escape '\'`).
+fn like_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// One page of users matching the search and filters, newest first.
+pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
+    let q = query.q.trim();
+    if q.chars().count() > 100 {
+        return Err(AppError::invalid("q", "search at most 100 characters"));
+    }
+    let status = match query.status.as_str() {
+        "" => "u.deleted_at is null",
+        "active" => "u.deleted_at is null and u.status = 'active'",
+        "disabled" => "u.deleted_at is null and u.status = 'disabled'",
+        "deleted" => "u.deleted_at is not null",
+        _ => {
+            return Err(AppError::invalid(
+                "status",
+                "status is active, disabled or deleted",
+            ))
+        }
+    };
+    match query.role.as_str() {
+        "" | "none" => {}
+        r if Role::parse(r).is_some() => {}
+        _ => {
+            return Err(AppError::invalid(
+                "role",
+                "role is owner, admin, member, viewer or none",
+            ))
+        }
+    }
+    let page = query.page.unwrap_or(1);
+    if page == 0 || page > 100_000 {
+        return Err(AppError::invalid("page", "page counts from 1"));
+    }
+    let filter = format!(
+        " where {status} and ($3 = '' or ($3 = 'none' and m.role is null) or m.role = $3) and (lower(u.email) like $2 escape '\\' or lower(u.display_name) like $2 escape '\\')"
+    );
+    let pattern = like_pattern(q);
+    let total: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1{filter}"
+    ))
+    .bind(SYSTEM_ORG_ID)
+    .bind(&pattern)
+    .bind(&query.role)
+    .fetch_one(&db.reader)
+    .await?;
+    let rows = sqlx::query(&format!(
+        "{SUMMARY}{filter} order by u.created_at desc, u.user_id limit {USERS_PER_PAGE} offset {}",
+        (page - 1) * USERS_PER_PAGE
+    ))
+    .bind(SYSTEM_ORG_ID)
+    .bind(&pattern)
+    .bind(&query.role)
+    .fetch_all(&db.reader)
+    .await?;
+    Ok(UserPage {
+        users: rows.iter().map(summary).collect::<Result<_, _>>()?,
+        total: total as u64,
+        page,
+        per_page: USERS_PER_PAGE,
+    })
+}
+
+/// One user (deleted ones included); not found when there is none.
+pub async fn get(db: &Db, user_id: &str) -> Result<UserSummary, AppError> {
+    let row = sqlx::query(&format!("{SUMMARY} where u.user_id = $2"))
+        .bind(SYSTEM_ORG_ID)
+        .bind(user_id)
+        .fetch_optional(&db.writer)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    Ok(summary(&row)?)
+}
+
+async fn record(
+    tx: &mut Transaction<'static, Any>,
+    grant: &Grant,
+    kind: &'static str,
+    user_id: &str,
+    source_ip: Option<&str>,
+    data: serde_json::Value,
+) -> Result<(), AppError> {
+    events::record(
+        tx,
+        Event {
+            kind,
+            organization_id: Some(SYSTEM_ORG_ID),
+            actor_user_id: grant.principal.acting_user(),
+            subject_id: Some(user_id),
+            source_ip,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Opens an administrative change on `user_id`: the caller still holds `users:write`, the
+/// account exists and is not deleted, and the caller may act on it.
+async fn change_on(
+    db: &Db,
+    grant: &Grant,
+    user_id: &str,
+) -> Result<(crate::access::roles::Change, String, String), AppError> {
+    if grant.organization_id != SYSTEM_ORG_ID {
+        return Err(AppError::forbidden(Permission::UsersWrite.as_str()));
+    }
+    let mut change = begin(db, grant, Permission::UsersWrite).await?;
+    let row = sqlx::query(
+        "select email, password_hash from app_user where user_id = $1 and deleted_at is null",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *change.tx)
+    .await?
+    .ok_or_else(|| AppError::not_found("user"))?;
+    may_administer_user(&mut change, &grant.principal, user_id).await?;
+    Ok((change, row.try_get("email")?, row.try_get("password_hash")?))
+}
+
+/// Creates an account; the person gets an emailed link to choose their password. The caller
+/// cannot give a system role that grants more than they hold.
+pub async fn create(
+    db: &Db,
+    config: &Config,
+    grant: &Grant,
+    input: &NewUser,
+    source_ip: Option<&str>,
+) -> Result<UserSummary, AppError> {
+    validate_email(&input.email)?;
+    let display_name = validate_display_name(&input.display_name)?;
+    let role = match input.system_role.as_deref().unwrap_or("") {
+        "" => None,
+        r => Some(Role::parse(r).ok_or_else(|| {
+            AppError::invalid(
+                "system_role",
+                "choose owner, admin, member or viewer, or none",
+            )
+        })?),
+    };
+    if grant.organization_id != SYSTEM_ORG_ID {
+        return Err(AppError::forbidden(Permission::UsersWrite.as_str()));
+    }
+    // An unknown random password until the person chooses theirs through the link.
+    let hash = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
+    let mut change = begin(db, grant, Permission::UsersWrite).await?;
+    if let Some(role) = role {
+        within_ceiling(
+            change.ceiling,
+            &change.model,
+            SYSTEM_ORG_ID,
+            &[role.as_str()],
+        )?;
+    }
+    let user_id = insert_user(
+        &mut change.tx,
+        &input.email,
+        &display_name,
+        &hash,
+        role,
+        grant.principal.acting_user(),
+        source_ip,
+    )
+    .await?;
+    password_link::send(
+        &mut change.tx,
+        config,
+        &user_id,
+        &normalize_email(&input.email),
+        &hash,
+        Purpose::Setup,
+        now_ms(),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    get(db, &user_id).await
+}
+
+/// Disables (`active: false`) or re-enables an account. Disabling ends the user's sessions in
+/// the same transaction; their personal access tokens stop at once (the authorization core
+/// refuses a token whose owner is not active).
+pub async fn set_status(
+    db: &Db,
+    grant: &Grant,
+    user_id: &str,
+    active: bool,
+    source_ip: Option<&str>,
+) -> Result<UserSummary, AppError> {
+    let (mut change, _, _) = change_on(db, grant, user_id).await?;
+    let (from, to) = if active {
+        ("disabled", "active")
+    } else {
+        ("active", "disabled")
+    };
+    let changed = sqlx::query(
+        "update app_user set status = $3, updated_at = $4 where user_id = $1 and status = $2 and deleted_at is null",
+    )
+    .bind(user_id)
+    .bind(from)
+    .bind(to)
+    .bind(now_ms())
+    .execute(&mut *change.tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(AppError::conflict(
+            "status",
+            format!("the account is not {from}"),
+        ));
+    }
+    let mut ended = 0;
+    if !active {
+        ended = sqlx::query("delete from session where user_id = $1")
+            .bind(user_id)
+            .execute(&mut *change.tx)
+            .await?
+            .rows_affected();
+    }
+    let kind = if active {
+        "user.enabled"
+    } else {
+        "user.disabled"
+    };
+    record(
+        &mut change.tx,
+        grant,
+        kind,
+        user_id,
+        source_ip,
+        serde_json::json!({ "sessions_ended": ended }),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    get(db, user_id).await
+}
+
+/// Emails the user a link to choose a new password (their current one keeps working until
+/// they use it).
+pub async fn send_password_reset(
+    db: &Db,
+    config: &Config,
+    grant: &Grant,
+    user_id: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    let (mut change, email, hash) = change_on(db, grant, user_id).await?;
+    let active: Option<String> =
+        sqlx::query_scalar("select user_id from app_user where user_id = $1 and status = 'active'")
+            .bind(user_id)
+            .fetch_optional(&mut *change.tx)
+            .await?;
+    if active.is_none() {
+        return Err(AppError::conflict(
+            "status",
+            "the account is disabled; enable it first",
+        ));
+    }
+    password_link::send(
+        &mut change.tx,
+        config,
+        user_id,
+        &email,
+        &hash,
+        Purpose::Reset,
+        now_ms(),
+    )
+    .await?;
+    record(
+        &mut change.tx,
+        grant,
+        "user.password_reset_sent",
+        user_id,
+        source_ip,
+        serde_json::json!({}),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await
+}
+
+/// Deletes an account as an administrator (see the module doc).
+pub async fn delete(
+    state: &crate::ssr::AppState,
+    grant: &Grant,
+    user_id: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    let hash = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
+    let db = &state.db;
+    let (mut change, _, _) = change_on(db, grant, user_id).await?;
+    let revoked = erase(&mut change.tx, user_id, &hash).await?;
+    record(
+        &mut change.tx,
+        grant,
+        "user.deleted",
+        user_id,
+        source_ip,
+        serde_json::json!({ "keys_revoked": revoked }),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    // The revoked keys stop on this instance now, on others within the key cache's TTL.
+    crate::keys::ssr::KeyCache::of(state)?.clear();
+    Ok(())
+}
+
+/// The organizations (other than their personal one) whose only active owner is `user_id`.
+pub(crate) async fn solely_owned(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+) -> Result<Vec<String>, AppError> {
+    Ok(sqlx::query_scalar(
+        "select o.name from organization o
+         join membership m on m.organization_id = o.organization_id and m.user_id = $1 and m.role = 'owner'
+         where o.kind <> 'personal' and not exists (
+             select 1 from membership other join app_user u on u.user_id = other.user_id
+             where other.organization_id = o.organization_id and other.role = 'owner'
+               and other.user_id <> $1 and u.status = 'active' and u.deleted_at is null)
+         order by o.name",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Anonymizes and disables the account in the caller's transaction (the module doc lists what
+/// goes). `random_hash` is a hash of a password nobody knows. Returns how many keys it revoked.
+pub(crate) async fn erase(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    random_hash: &str,
+) -> Result<u64, AppError> {
+    let sole = solely_owned(tx, user_id).await?;
+    if !sole.is_empty() {
+        return Err(AppError::conflict(
+            "user_id",
+            format!(
+                "the user is the only owner of {}; transfer ownership first",
+                sole.join(", ")
+            ),
+        ));
+    }
+    let now = now_ms();
+    let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
+    let personal: Option<String> = sqlx::query_scalar(
+        "update app_user set email = $2, email_normalized = $2, display_name = 'Deleted user',
+             password_hash = $3, status = 'disabled', deleted_at = $4, updated_at = $4
+         where user_id = $1 and deleted_at is null
+         returning personal_organization_id",
+    )
+    .bind(user_id)
+    .bind(&placeholder)
+    .bind(random_hash)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(personal) = personal else {
+        return Err(AppError::not_found("user"));
+    };
+    let revoked = sqlx::query(
+        "update api_key set status = 'revoked', updated_at = $3
+         where (owner_user_id = $1 or organization_id = $2) and status <> 'revoked'",
+    )
+    .bind(user_id)
+    .bind(&personal)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    for sql in [
+        "delete from role_assignment where user_id = $1",
+        "delete from membership where user_id = $1",
+        "delete from session where user_id = $1",
+        "delete from notification where user_id = $1",
+        "delete from sign_in_failure where user_id = $1",
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
+    }
+    Ok(revoked)
+}

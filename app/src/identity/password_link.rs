@@ -1,0 +1,251 @@
+//! Emailed links that set a password (server only): the first password of an account an
+//! administrator created, and a password reset an administrator sent.
+//!
+//! The token is `<user id>.<purpose>.<expiry ms>.<HMAC>`, the HMAC (SHA-256 under the instance
+//! secret) covering the user, the purpose, the expiry **and the account's current password
+//! hash**. Nothing is stored: setting a password changes the hash, so the link works once, and
+//! a link sent before a later password change no longer works either. A link is refused for a
+//! disabled or deleted account.
+
+use crate::error::AppError;
+use crate::ssr::config::Config;
+use crate::ssr::db::{new_id, now_ms, Db};
+use crate::ssr::events::{self, Event};
+use crate::ssr::password;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+
+/// Why the link was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The first password of an account an administrator created.
+    Setup,
+    /// A reset an administrator sent.
+    Reset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Setup => "setup",
+            Purpose::Reset => "reset",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Purpose> {
+        match s {
+            "setup" => Some(Purpose::Setup),
+            "reset" => Some(Purpose::Reset),
+            _ => None,
+        }
+    }
+
+    /// How long the link works.
+    pub fn hours(self) -> i64 {
+        match self {
+            Purpose::Setup => 72,
+            Purpose::Reset => 24,
+        }
+    }
+}
+
+/// The outbox key prefix of these emails: the mail worker does not keep their body once sent.
+pub const DEDUPE_PREFIX: &str = "password-link:";
+
+fn mac(
+    secret: &[u8; 32],
+    user_id: &str,
+    purpose: Purpose,
+    expires: i64,
+    hash: &str,
+) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(b"keyward-password-link-v1\0");
+    for part in [user_id, purpose.as_str(), &expires.to_string(), hash] {
+        mac.update(part.as_bytes());
+        mac.update(b"\0");
+    }
+    mac
+}
+
+/// The link's token for the account's current password hash.
+pub fn token(
+    secret: &[u8; 32],
+    user_id: &str,
+    purpose: Purpose,
+    expires: i64,
+    hash: &str,
+) -> String {
+    let tag = hex::encode(
+        mac(secret, user_id, purpose, expires, hash)
+            .finalize()
+            .into_bytes(),
+    );
+    format!("{user_id}.{}.{expires}.{tag}", purpose.as_str())
+}
+
+/// Queues the email with the link, in the caller's transaction. `hash` is the account's
+/// password hash as that transaction leaves it.
+pub async fn send(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    config: &Config,
+    user_id: &str,
+    email: &str,
+    hash: &str,
+    purpose: Purpose,
+    now: i64,
+) -> Result<(), AppError> {
+    let expires = now + purpose.hours() * 3_600_000;
+    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let link = format!(
+        "{origin}/set-password?token={}",
+        token(&config.secret, user_id, purpose, expires, hash)
+    );
+    let hours = purpose.hours();
+    let (subject, text) = match purpose {
+        Purpose::Setup => (
+            "Your Keyward account is ready",
+            format!("An administrator created a Keyward account for {email}. Choose your password (the link works once, for {hours} hours):\n{link}\n"),
+        ),
+        Purpose::Reset => (
+            "Reset your Keyward password",
+            format!("An administrator sent you a link to choose a new Keyward password (it works once, for {hours} hours):\n{link}\n\nIf you did not expect this, tell your administrator.\n"),
+        ),
+    };
+    crate::notify::ssr::enqueue_email(
+        tx,
+        email,
+        subject,
+        &text,
+        &format!("{DEDUPE_PREFIX}{}", new_id("evt")),
+        now,
+    )
+    .await
+}
+
+/// A verified link: whose account, and why it was sent.
+pub struct Verified {
+    pub user_id: String,
+    pub email: String,
+    pub purpose: Purpose,
+    hash: String,
+}
+
+/// Checks a token against the account as it is now. A malformed, forged, used or superseded
+/// link, or one for a disabled account, gets one answer; an expired one says so.
+pub async fn verify(db: &Db, secret: &[u8; 32], token: &str) -> Result<Verified, AppError> {
+    let invalid = || {
+        AppError::invalid(
+            "token",
+            "this link is not valid (it may have been used already); ask your administrator for a new one",
+        )
+    };
+    let mut parts = token.trim().splitn(4, '.');
+    let (Some(user_id), Some(purpose), Some(expires), Some(tag)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let purpose = Purpose::parse(purpose).ok_or_else(invalid)?;
+    let expires: i64 = expires.parse().map_err(|_| invalid())?;
+    let tag = hex::decode(tag).map_err(|_| invalid())?;
+    let row = sqlx::query(
+        "select email, password_hash from app_user where user_id = $1 and status = 'active' and deleted_at is null",
+    )
+    .bind(user_id)
+    .fetch_optional(&db.writer)
+    .await?
+    .ok_or_else(invalid)?;
+    let hash: String = row.try_get("password_hash")?;
+    mac(secret, user_id, purpose, expires, &hash)
+        .verify_slice(&tag)
+        .map_err(|_| invalid())?;
+    if expires <= now_ms() {
+        return Err(AppError::invalid(
+            "token",
+            "this link expired; ask your administrator for a new one",
+        ));
+    }
+    Ok(Verified {
+        user_id: user_id.to_string(),
+        email: row.try_get("email")?,
+        purpose,
+        hash,
+    })
+}
+
+/// Sets the password from a link, ends every session of the account, and returns the address
+/// to sign in with. Two uses at once: the update is conditional on the hash the link was made
+/// for, so only one of them changes anything.
+pub async fn set_password(
+    db: &Db,
+    secret: &[u8; 32],
+    token: &str,
+    new_password: &str,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    password::validate(new_password).map_err(|e| AppError::invalid("new_password", e.message))?;
+    let link = verify(db, secret, token).await?;
+    let hash = password::hash(new_password.to_string()).await?;
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    let changed = sqlx::query(
+        "update app_user set password_hash = $3, updated_at = $4
+         where user_id = $1 and password_hash = $2 and status = 'active' and deleted_at is null",
+    )
+    .bind(&link.user_id)
+    .bind(&link.hash)
+    .bind(&hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(AppError::invalid(
+            "token",
+            "this link is not valid (it may have been used already); ask your administrator for a new one",
+        ));
+    }
+    sqlx::query("delete from session where user_id = $1")
+        .bind(&link.user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from sign_in_failure where user_id = $1")
+        .bind(&link.user_id)
+        .execute(&mut *tx)
+        .await?;
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.password_set",
+            organization_id: None,
+            actor_user_id: Some(&link.user_id),
+            subject_id: Some(&link.user_id),
+            source_ip,
+            data: serde_json::json!({ "by_link": link.purpose.as_str() }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(link.email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_binds_user_purpose_expiry_and_hash() {
+        let secret = [7u8; 32];
+        let t = token(&secret, "usr_1", Purpose::Setup, 1000, "hash-a");
+        assert!(t.starts_with("usr_1.setup.1000."));
+        assert_ne!(t, token(&secret, "usr_1", Purpose::Setup, 1000, "hash-b"));
+        assert_ne!(t, token(&secret, "usr_1", Purpose::Reset, 1000, "hash-a"));
+        assert_ne!(t, token(&secret, "usr_2", Purpose::Setup, 1000, "hash-a"));
+        assert_ne!(
+            t,
+            token(&[8u8; 32], "usr_1", Purpose::Setup, 1000, "hash-a")
+        );
+    }
+}

@@ -1,0 +1,714 @@
+//! Instance user administration: create with an emailed set-password link, disable and enable
+//! (sessions and personal tokens stop at once), password reset by link, delete (refused while
+//! sole owner; anonymized otherwise), search, filters and pages; the console's server functions
+//! and `/api/v1/users`. Runs on SQLite, and on PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is
+//! set.
+
+mod common;
+
+use app::access::ssr::SYSTEM_ORG_ID;
+use app::access::Role;
+use app::identity::password_link::{self, Purpose};
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+
+const CHOSEN: &str = "my own chosen passphrase";
+const IP: &str = "192.0.2.30";
+
+/// The token of the last password link emailed to `to`.
+async fn link_token(app: &TestApp, to: &str) -> String {
+    let body: String = sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = $1 and dedupe_key like 'password-link:%'
+         order by created_at desc, outbox_email_id desc limit 1",
+    )
+    .bind(to)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .expect("a password link was queued");
+    let start = body.find("/set-password?token=").expect("a link") + "/set-password?token=".len();
+    body[start..].split_whitespace().next().unwrap().to_string()
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Reply, Browser) {
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", email), ("password", password)],
+        )
+        .await;
+    (r, b)
+}
+
+async fn signed_in_as(app: &TestApp, b: &mut Browser) -> Option<String> {
+    let r = app.rpc(b, "current_user", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["email"].as_str().map(str::to_string)
+}
+
+/// An instance with its owner and an instance admin (both signed in) and a plain member.
+struct Instance {
+    app: TestApp,
+    owner_id: String,
+    owner: Browser,
+    admin_id: String,
+    admin: Browser,
+    member_id: String,
+}
+
+async fn instance() -> Instance {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", Some(Role::Owner)).await;
+    let admin_id = app.user("admin@example.org", Some(Role::Admin)).await;
+    let member_id = app.user("member@example.org", None).await;
+    Instance {
+        owner: app.signed_in("owner@example.org").await,
+        admin: app.signed_in("admin@example.org").await,
+        app,
+        owner_id,
+        admin_id,
+        member_id,
+    }
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_user_who_chooses_a_password_through_the_emailed_link() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut member = app.signed_in("member@example.org").await;
+
+    // Bad input: a clear error, nothing written.
+    let before = app.snapshot().await;
+    for (form, field) in [
+        (
+            [
+                ("email", "not an address"),
+                ("display_name", "Ann"),
+                ("system_role", ""),
+            ],
+            "email",
+        ),
+        (
+            [
+                ("email", "ann@example.org"),
+                ("display_name", " "),
+                ("system_role", ""),
+            ],
+            "display_name",
+        ),
+        (
+            [
+                ("email", "ann@example.org"),
+                ("display_name", "Ann"),
+                ("system_role", "god"),
+            ],
+            "system_role",
+        ),
+    ] {
+        let r = app.rpc(&mut i.admin, "create_user", &form).await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", field);
+    }
+    // An admin cannot make an instance owner (more than they hold).
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "create_user",
+            &[
+                ("email", "ann@example.org"),
+                ("display_name", "Ann"),
+                ("system_role", "owner"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "owner by an admin");
+    // A plain member holds no users:write.
+    let r = app
+        .rpc(
+            &mut member,
+            "create_user",
+            &[("email", "ann@example.org"), ("display_name", "Ann")],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "member creates");
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "create_user",
+            &[
+                ("email", "Ann@Example.org"),
+                ("display_name", "Ann"),
+                ("system_role", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ann = r.json();
+    assert_eq!(ann["email"], "Ann@Example.org");
+    assert_eq!(ann["status"], "active");
+    assert_eq!(ann["system_role"], "viewer");
+    assert_no_secret(&r, "created user");
+    // The same address again: 409.
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "create_user",
+            &[("email", "ann@example.org"), ("display_name", "Ann 2")],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "taken address");
+
+    let token = link_token(app, "ann@example.org").await;
+    let mut visitor = Browser::default();
+    let r = app
+        .rpc(&mut visitor, "open_password_link", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"email": "Ann@Example.org", "purpose": "setup"})
+    );
+    // Too short a password: refused, the link still works afterwards.
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[("token", &token), ("new_password", "short")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "short password",
+    );
+    // A tampered link: refused.
+    let tampered = format!("{}0", &token[..token.len() - 1]);
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[("token", &tampered), ("new_password", CHOSEN)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "tampered link",
+    );
+    assert_eq!(app.snapshot().await, before);
+
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[("token", &token), ("new_password", CHOSEN)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json(), json!("Ann@Example.org"));
+    let (r, _) = sign_in(app, "ann@example.org", CHOSEN).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "signs in with the chosen password: {}",
+        r.body
+    );
+    // The link worked once.
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[
+                ("token", &token),
+                ("new_password", "another passphrase here"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "second use");
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn an_admin_cannot_act_on_a_stronger_user_nor_on_themselves() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let before = app.snapshot().await;
+    for (endpoint, extra) in [
+        ("set_user_status", Some(("active", "false"))),
+        ("send_password_reset", None),
+        ("delete_user", None),
+    ] {
+        let mut form = vec![("user_id", i.owner_id.as_str())];
+        form.extend(extra);
+        let r = app.rpc(&mut i.admin, endpoint, &form).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", endpoint);
+
+        let mut form = vec![("user_id", i.admin_id.as_str())];
+        form.extend(extra);
+        let r = app.rpc(&mut i.admin, endpoint, &form).await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", endpoint);
+
+        let mut form = vec![("user_id", "usr_nobody")];
+        form.extend(extra);
+        let r = app.rpc(&mut i.owner, endpoint, &form).await;
+        assert_refused(&r, StatusCode::NOT_FOUND, "not_found", endpoint);
+    }
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+    // The owner may act on the admin.
+    let r = app
+        .rpc(
+            &mut i.owner,
+            "set_user_status",
+            &[("user_id", &i.admin_id), ("active", "false")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "disabled");
+    assert_eq!(
+        signed_in_as(app, &mut i.admin).await,
+        None,
+        "the admin's session ended"
+    );
+}
+
+#[tokio::test]
+async fn disabling_stops_sessions_and_tokens_at_once_and_enabling_restores_sign_in() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut member = app.signed_in("member@example.org").await;
+    let personal = app.org_of(&i.member_id).await;
+    let (_, pat) = app.pat(&mut member, &personal, "basic").await;
+    let r = app.api("GET", "/api/v1/me", Some(&pat), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Two administrators disabling at once: exactly one does.
+    let mut owner2 = app.signed_in("owner@example.org").await;
+    let form = [("user_id", i.member_id.as_str()), ("active", "false")];
+    let (a, b) = tokio::join!(
+        app.rpc(&mut i.owner, "set_user_status", &form),
+        app.rpc(&mut owner2, "set_user_status", &form),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{} / {}",
+        a.body,
+        b.body
+    );
+    let events: i64 = sqlx::query_scalar(
+        "select count(*) from domain_event where kind = 'user.disabled' and subject_id = $1",
+    )
+    .bind(&i.member_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+
+    assert_eq!(signed_in_as(app, &mut member).await, None, "session ended");
+    let r = app.api("GET", "/api/v1/me", Some(&pat), None, IP).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "key_disabled",
+        "token of a disabled user",
+    );
+    let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+
+    let r = app
+        .rpc(
+            &mut i.owner,
+            "set_user_status",
+            &[("user_id", &i.member_id), ("active", "true")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "active");
+    let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.api("GET", "/api/v1/me", Some(&pat), None, IP).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the token works again: {}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut member = app.signed_in("member@example.org").await;
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The current password keeps working until the link is used.
+    assert!(signed_in_as(app, &mut member).await.is_some());
+    let token = link_token(app, "member@example.org").await;
+
+    // An expired link (made with the instance secret, the right hash, a past expiry).
+    let hash: String = sqlx::query_scalar("select password_hash from app_user where user_id = $1")
+        .bind(&i.member_id)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    let expired = password_link::token(
+        &app.state.config.secret,
+        &i.member_id,
+        Purpose::Reset,
+        app::ssr::db::now_ms() - 1,
+        &hash,
+    );
+    let mut visitor = Browser::default();
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[("token", &expired), ("new_password", CHOSEN)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "expired");
+    assert!(r.body.contains("expired"), "{}", r.body);
+
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[("token", &token), ("new_password", CHOSEN)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(signed_in_as(app, &mut member).await, None, "sessions ended");
+    let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the old password is gone"
+    );
+    let (r, _) = sign_in(app, "member@example.org", CHOSEN).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .rpc(
+            &mut visitor,
+            "set_password_from_link",
+            &[
+                ("token", &token),
+                ("new_password", "yet another passphrase"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "used link");
+
+    // A disabled account gets no reset link, and an earlier link stops working.
+    app.rpc(
+        &mut i.admin,
+        "send_password_reset",
+        &[("user_id", &i.member_id)],
+    )
+    .await;
+    let pending = link_token(app, "member@example.org").await;
+    app.rpc(
+        &mut i.admin,
+        "set_user_status",
+        &[("user_id", &i.member_id), ("active", "false")],
+    )
+    .await;
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "reset for a disabled user",
+    );
+    let r = app
+        .rpc(&mut visitor, "open_password_link", &[("token", &pending)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "link of a disabled user",
+    );
+}
+
+#[tokio::test]
+async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwise() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut member = app.signed_in("member@example.org").await;
+    let r = app
+        .rpc(&mut member, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let acme = r.json().as_str().unwrap().to_string();
+    let personal = app.org_of(&i.member_id).await;
+    let (_, pat) = app.pat(&mut member, &acme, "basic").await;
+    let (_, personal_key) = app.admin_key(&personal).await;
+
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(&mut i.admin, "delete_user", &[("user_id", &i.member_id)])
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "sole owner");
+    assert!(
+        r.body.contains("Acme"),
+        "names the organization: {}",
+        r.body
+    );
+    assert_eq!(app.snapshot().await, before);
+
+    let other = app.user("other@example.org", None).await;
+    app.add_member(&acme, &other, "owner").await;
+    let r = app
+        .rpc(&mut i.admin, "delete_user", &[("user_id", &i.member_id)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let r = app
+        .rpc(&mut i.admin, "list_users", &[("status", "deleted")])
+        .await;
+    let page = r.json();
+    assert_eq!(page["total"], 1, "{page}");
+    let gone = &page["users"][0];
+    assert_eq!(gone["user_id"], i.member_id.as_str());
+    assert_eq!(gone["display_name"], "Deleted user");
+    assert_eq!(gone["status"], "deleted");
+    assert!(!gone["email"].as_str().unwrap().contains("member@"));
+    assert_eq!(signed_in_as(app, &mut member).await, None, "session ended");
+    let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    for (key, what) in [
+        (&pat, "personal token"),
+        (&personal_key, "personal org key"),
+    ] {
+        let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
+    }
+    let memberships: i64 = sqlx::query_scalar("select count(*) from membership where user_id = $1")
+        .bind(&i.member_id)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(memberships, 0);
+    // Deleted accounts cannot be acted on again, and the address is free.
+    let r = app
+        .rpc(&mut i.admin, "delete_user", &[("user_id", &i.member_id)])
+        .await;
+    assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "deleted twice");
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "create_user",
+            &[
+                ("email", "member@example.org"),
+                ("display_name", "Member again"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The system organization's only owner cannot be deleted even by themselves through the
+    // admin path (it is their own account) nor by anyone weaker.
+    let r = app
+        .rpc(&mut i.owner, "delete_user", &[("user_id", &i.owner_id)])
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "own account");
+}
+
+#[tokio::test]
+async fn the_list_searches_filters_and_pages() {
+    let mut i = instance().await;
+    let app = &i.app;
+    for n in 0..27 {
+        app.user(&format!("bulk{n:02}@example.org"), None).await;
+    }
+    app.user("percent%sign@example.org", None).await;
+    let owner = &mut i.owner;
+    // 3 + 27 + 1 users.
+    let r = app.rpc(owner, "list_users", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let first = r.json();
+    assert_eq!(first["total"], 31);
+    assert_eq!(first["users"].as_array().unwrap().len(), 25);
+    assert_eq!(
+        first["users"][0]["email"], "percent%sign@example.org",
+        "newest first"
+    );
+    let second = app.rpc(owner, "list_users", &[("page", "2")]).await.json();
+    assert_eq!(second["users"].as_array().unwrap().len(), 6);
+    assert_eq!(second["users"][5]["email"], "owner@example.org");
+
+    let total = |r: Reply| r.json()["total"].clone();
+    let r = app.rpc(owner, "list_users", &[("q", "BULK1")]).await;
+    assert_eq!(total(r), 10, "bulk10..bulk19");
+    // `%` is a character, not a wildcard.
+    let r = app.rpc(owner, "list_users", &[("q", "%")]).await;
+    assert_eq!(total(r), 1);
+    let r = app
+        .rpc(owner, "list_users", &[("role", "admin")])
+        .await
+        .json();
+    assert_eq!(r["users"][0]["email"], "admin@example.org");
+    assert_eq!(r["total"], 1);
+    let r = app.rpc(owner, "list_users", &[("role", "none")]).await;
+    assert_eq!(total(r), 29);
+    app.disable_user(&i.member_id).await;
+    let r = app
+        .rpc(owner, "list_users", &[("status", "disabled")])
+        .await
+        .json();
+    assert_eq!(r["total"], 1);
+    assert_eq!(r["users"][0]["email"], "member@example.org");
+    for (field, value) in [("status", "gone"), ("role", "god"), ("page", "0")] {
+        let r = app.rpc(owner, "list_users", &[(field, value)]).await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", field);
+    }
+}
+
+#[tokio::test]
+async fn the_rest_api_administers_users_with_the_same_rules() {
+    let i = instance().await;
+    let app = &i.app;
+    let (_, admin_key) = app.admin_key(SYSTEM_ORG_ID).await;
+    // users:write (and what it requires) but no org:write: weaker than the instance owner.
+    let (_, weak_key) = app
+        .scoped_key(SYSTEM_ORG_ID, json!({"users": "write"}))
+        .await;
+    let team = app.org_of(&i.member_id).await;
+    let (_, org_key) = app.admin_key(&team).await;
+
+    let r = app
+        .api("GET", "/api/v1/users", Some(&org_key), None, IP)
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "organization key");
+
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/users",
+            Some(&admin_key),
+            Some(json!({"email": "rest@example.org", "display_name": "Rest"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.json()["user_id"].as_str().unwrap().to_string();
+    assert!(link_token(app, "rest@example.org").await.contains('.'));
+
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/users?q=rest&status=active",
+            Some(&weak_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["total"], 1);
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/users?status=nope",
+            Some(&weak_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "bad filter");
+
+    let before = app.snapshot().await;
+    let owner_path = format!("/api/v1/users/{}", i.owner_id);
+    let r = app
+        .api(
+            "PATCH",
+            &owner_path,
+            Some(&weak_key),
+            Some(json!({"status": "disabled"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "weaker key on the owner",
+    );
+    let r = app
+        .api("DELETE", &owner_path, Some(&weak_key), None, IP)
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "weaker key deletes the owner",
+    );
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(&weak_key),
+            Some(json!({"status": "gone"})),
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "bad status");
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+
+    let path = format!("/api/v1/users/{id}");
+    let r = app
+        .api(
+            "PATCH",
+            &path,
+            Some(&weak_key),
+            Some(json!({"status": "disabled"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "disabled");
+    let r = app
+        .api(
+            "PATCH",
+            &path,
+            Some(&weak_key),
+            Some(json!({"status": "active"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.json()["status"], "active");
+    let r = app
+        .api(
+            "POST",
+            &format!("{path}/password-reset"),
+            Some(&weak_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.api("DELETE", &path, Some(&weak_key), None, IP).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.api("GET", &path, Some(&weak_key), None, IP).await;
+    assert_eq!(r.json()["status"], "deleted");
+}
