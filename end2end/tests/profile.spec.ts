@@ -74,3 +74,19 @@ test("the home dashboard shows my keys with their usage against the limit, and t
   await expect(page.getByRole("region", { name: "Expiring soon" }).getByRole("link", { name: "short-lived" })).toBeVisible();
   await expect(page.getByRole("region", { name: "Recent activity" }).getByRole("link", { name: "0 unread notifications" })).toBeVisible();
 });
+
+test("delete my account: re-authentication, then signed out for good", async ({ page }) => {
+  const email = freshEmail("leaver");
+  await signUp(page, email, "Leaver");
+  await open(page, "/profile");
+  const zone = page.getByRole("region", { name: "Delete account" });
+  await zone.getByLabel("Current password").fill("not my password at all");
+  await zone.getByRole("button", { name: "Delete my account" }).click();
+  await expect(zone.getByRole("alert")).toHaveText("the current password is not right");
+  await zone.getByLabel("Current password").fill(PASSWORD);
+  await zone.getByRole("button", { name: "Delete my account" }).click();
+  await expect(page.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
+  await signIn(page, email, PASSWORD);
+  await expect(page.getByRole("alert")).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
+});

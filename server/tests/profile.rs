@@ -352,3 +352,85 @@ async fn the_dashboard_shows_my_keys_with_usage_against_limits_and_nobody_else_s
         "signed out",
     );
 }
+
+#[tokio::test]
+async fn deleting_one_s_account_re_authenticates_and_is_refused_while_sole_owner() {
+    let app = spawn().await;
+    let me = app.user("leaver@example.org", None).await;
+    let mut b = app.signed_in("leaver@example.org").await;
+    let mut laptop = app.signed_in("leaver@example.org").await;
+    let personal = app.org_of(&me).await;
+    let (_, token) = app.pat(&mut b, &personal, "basic").await;
+    let r = app
+        .rpc(&mut b, "create_organization", &[("name", "Solo Ltd")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let solo = r.json().as_str().unwrap().to_string();
+
+    let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut b,
+            "delete_account",
+            &[("current_password", "not it at all")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "wrong password",
+    );
+    let r = app
+        .rpc(&mut b, "delete_account", &[("current_password", PASSWORD)])
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "sole owner");
+    assert!(
+        r.body.contains("Solo Ltd"),
+        "names the organization: {}",
+        r.body
+    );
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+
+    let heir = app.user("heir@example.org", None).await;
+    app.add_member(&solo, &heir, "owner").await;
+    let r = app
+        .rpc(&mut b, "delete_account", &[("current_password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(signed_in_as(&app, &mut b).await, None, "this session ended");
+    assert_eq!(
+        signed_in_as(&app, &mut laptop).await,
+        None,
+        "every session ended"
+    );
+    let mut fresh = Browser::default();
+    let r = app
+        .rpc(
+            &mut fresh,
+            "sign_in",
+            &[("email", "leaver@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = app
+        .api("GET", "/api/v1/me", Some(&token), None, "192.0.2.40")
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "token revoked: {}",
+        r.body
+    );
+    let (name, status): (String, String) = sqlx::query_as(
+        "select display_name, status from app_user where user_id = $1 and deleted_at is not null",
+    )
+    .bind(&me)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        (name.as_str(), status.as_str()),
+        ("Deleted user", "disabled")
+    );
+}

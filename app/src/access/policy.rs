@@ -99,6 +99,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("update_profile", Guard::SignedIn),
     ("my_dashboard", Guard::SignedIn),
     ("change_password", Guard::SignedIn),
+    ("delete_account", Guard::SignedIn),
     ("request_email_change", Guard::SignedIn),
     // The link's signature is the credential.
     ("confirm_email_change", Guard::Public),

@@ -137,6 +137,28 @@ pub async fn change_password(
     .await
 }
 
+/// Deletes the caller's own account (re-authenticating with the password); the session ends.
+#[server(prefix = "/rpc", endpoint = "delete_account")]
+pub async fn delete_account(current_password: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("delete_account").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        super::profile::delete_account(
+            &state.db,
+            &state.config,
+            caller.user_id()?,
+            &current_password,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        crate::keys::ssr::KeyCache::of(state)?.clear();
+        caller.session.flush().await.map_err(AppError::internal)
+    })
+    .await
+}
+
 /// Sends a confirmation link to a new address (re-authenticating with the password) and a
 /// notice to the current one.
 #[server(prefix = "/rpc", endpoint = "request_email_change")]

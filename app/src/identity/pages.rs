@@ -83,6 +83,13 @@ pub fn ProfilePage() -> impl IntoView {
     let name = ServerAction::<super::api::UpdateProfile>::new();
     let password = ServerAction::<super::api::ChangePassword>::new();
     let email = ServerAction::<super::api::RequestEmailChange>::new();
+    let delete = ServerAction::<super::api::DeleteAccount>::new();
+    // A deleted account is signed out: the whole console starts over at the sign-in page.
+    Effect::new(move |_| {
+        if let Some(Ok(())) = delete.value().get() {
+            let _ = window().location().set_href("/sign-in");
+        }
+    });
     // A new name shows in the top bar at once.
     Effect::new(move |_| {
         if let Some(Ok(_)) = name.value().get() {
@@ -138,6 +145,16 @@ pub fn ProfilePage() -> impl IntoView {
                 {action_error(email.value())}
                 {move || email.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Check the new address for a confirmation link."</p> })}
                 <button type="submit">"Send confirmation link"</button>
+            </ActionForm>
+        </section>
+        <section class="card danger-zone" role="region" aria-label="Delete account">
+            <h2>"Delete account"</h2>
+            <p class="muted">"Your account is anonymized and signed out everywhere; your personal organization's keys and your personal tokens are revoked. Transfer the ownership of any organization you alone own first. This cannot be undone."</p>
+            <ActionForm action=delete>
+                <label for="delete-password">"Current password"</label>
+                <input id="delete-password" name="current_password" type="password" autocomplete="current-password" required maxlength="128" />
+                {action_error(delete.value())}
+                <button type="submit" class="danger">"Delete my account"</button>
             </ActionForm>
         </section>
     }

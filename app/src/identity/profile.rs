@@ -3,6 +3,8 @@
 //! - **Password change** re-authenticates with the current password (the sign-in throttle
 //!   counts a wrong one), then ends every other session of the user in the same transaction
 //!   that stores the new hash; the old address is told.
+//! - **Delete account** re-authenticates, is refused while the user is the only owner of an
+//!   organization, and otherwise anonymizes the account as an administrator's delete does.
 //! - **Email change** re-authenticates, then sends a confirmation link to the new address and
 //!   a notice to the old one. The link is signed (HMAC under the instance secret over the user,
 //!   the current and the new address, and the expiry), expires after 24 hours, and works once:
@@ -322,4 +324,29 @@ pub async fn confirm_email_change(
     .await?;
     tx.commit().await?;
     Ok(new)
+}
+
+/// Deletes the user's own account after re-authentication: refused while they are the only
+/// owner of an organization (naming it); otherwise anonymized exactly as an administrator's
+/// delete (`crate::admin::ssr::erase`), every session ends and their keys are revoked.
+pub async fn delete_account(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    current: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    reauthenticate(db, config, user_id, current, source_ip).await?;
+    let random = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
+    let mut tx = db.writer.begin().await?;
+    let revoked = crate::admin::ssr::erase(&mut tx, user_id, &random).await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.deleted",
+        serde_json::json!({ "keys_revoked": revoked, "by": "self" }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
