@@ -362,18 +362,14 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
     assert!(signed_in_as(app, &mut member).await.is_some());
     let token = link_token(app, "member@example.org").await;
 
-    // An expired link (made with the instance secret, the right hash, a past expiry).
-    let hash: String = sqlx::query_scalar("select password_hash from app_user where user_id = $1")
-        .bind(&i.member_id)
-        .fetch_one(&app.state.db.reader)
-        .await
-        .unwrap();
+    // An expired link (made with the instance secret, the account as it is, a past expiry).
+    let state = account_state(app, &i.member_id).await;
     let expired = password_link::token(
         &app.state.config.secret,
         &i.member_id,
         Purpose::Reset,
         app::ssr::db::now_ms() - 1,
-        &hash,
+        &state,
     );
     let mut visitor = Browser::default();
     let r = app
@@ -415,20 +411,79 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         .await;
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "used link");
 
-    // A disabled account gets no reset link, and an earlier link stops working.
-    app.rpc(
-        &mut i.admin,
-        "send_password_reset",
-        &[("user_id", &i.member_id)],
-    )
-    .await;
+    // An address change voids a link sent to the old address.
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let to_old_address = link_token(app, "member@example.org").await;
+    let r = app
+        .rpc(
+            &mut visitor,
+            "open_password_link",
+            &[("token", &to_old_address)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the link works before the change: {}",
+        r.body
+    );
+    for (email, when) in [
+        ("moved@example.org", "moved"),
+        ("member@example.org", "moved back"),
+    ] {
+        sqlx::query("update app_user set email = $2, email_normalized = $2 where user_id = $1")
+            .bind(&i.member_id)
+            .bind(email)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+        if when == "moved" {
+            let r = app
+                .rpc(
+                    &mut visitor,
+                    "open_password_link",
+                    &[("token", &to_old_address)],
+                )
+                .await;
+            assert_refused(
+                &r,
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "after an address change",
+            );
+        }
+    }
+
+    // A disabled account gets no reset link, and an earlier link stops working, for good.
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let pending = link_token(app, "member@example.org").await;
-    app.rpc(
-        &mut i.admin,
-        "set_user_status",
-        &[("user_id", &i.member_id), ("active", "false")],
-    )
-    .await;
+    assert_ne!(pending, to_old_address);
+    let r = app
+        .rpc(&mut visitor, "open_password_link", &[("token", &pending)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "set_user_status",
+            &[("user_id", &i.member_id), ("active", "false")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = app
         .rpc(
             &mut i.admin,
@@ -451,6 +506,31 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         "invalid_input",
         "link of a disabled user",
     );
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "set_user_status",
+            &[("user_id", &i.member_id), ("active", "true")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .rpc(&mut visitor, "open_password_link", &[("token", &pending)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "link after re-enabling",
+    );
+}
+
+async fn account_state(app: &TestApp, user_id: &str) -> password_link::AccountState {
+    let mut conn = app.state.db.writer.acquire().await.unwrap();
+    password_link::AccountState::read(&mut conn, user_id)
+        .await
+        .unwrap()
+        .expect("an active account")
 }
 
 #[tokio::test]
@@ -466,8 +546,26 @@ async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwi
     let personal = app.org_of(&i.member_id).await;
     let (_, pat) = app.pat(&mut member, &acme, "basic").await;
     let (_, personal_key) = app.admin_key(&personal).await;
+    // Both keys work, and are in the key cache, before the delete.
+    for key in [&pat, &personal_key] {
+        let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
 
     let before = app.snapshot().await;
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "set_user_status",
+            &[("user_id", &i.member_id), ("active", "false")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "disabling a sole owner",
+    );
     let r = app
         .rpc(&mut i.admin, "delete_user", &[("user_id", &i.member_id)])
         .await;
@@ -504,8 +602,17 @@ async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwi
         (&personal_key, "personal org key"),
     ] {
         let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
+        assert_refused(&r, StatusCode::UNAUTHORIZED, "key_revoked", what);
     }
+    let revoked: i64 = sqlx::query_scalar(
+        "select count(*) from api_key where status = 'revoked' and (owner_user_id = $1 or organization_id = $2)",
+    )
+    .bind(&i.member_id)
+    .bind(&personal)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(revoked, 2);
     let memberships: i64 = sqlx::query_scalar("select count(*) from membership where user_id = $1")
         .bind(&i.member_id)
         .fetch_one(&app.state.db.reader)
@@ -674,6 +781,62 @@ async fn the_rest_api_administers_users_with_the_same_rules() {
         )
         .await;
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "bad status");
+    // Nor on an instance admin (who holds org:read, keys:write… the key lacks), nor make one.
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/users/{}", i.admin_id),
+            Some(&weak_key),
+            Some(json!({"status": "disabled"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "weaker key on an admin",
+    );
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/users",
+            Some(&weak_key),
+            Some(json!({"email": "boss@example.org", "display_name": "Boss", "system_role": "admin"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "weaker key makes an admin",
+    );
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+    // A key acts for whoever made it: the admin's own key cannot act on the admin.
+    let (made_by_admin, made_secret) = app.admin_key(SYSTEM_ORG_ID).await;
+    sqlx::query("update api_key set created_by = $2 where api_key_id = $1")
+        .bind(&made_by_admin)
+        .bind(&i.admin_id)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let before = app.snapshot().await;
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/users/{}", i.admin_id),
+            Some(&made_secret),
+            Some(json!({"status": "disabled"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a key on its maker",
+    );
     assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
 
     let path = format!("/api/v1/users/{id}");

@@ -278,7 +278,18 @@ pub(crate) async fn may_administer_user(
     caller: &Principal,
     target_user_id: &str,
 ) -> Result<(), AppError> {
-    if caller.acting_user() == Some(target_user_id) {
+    // A key acts for the person who made it: a key an admin made cannot re-enable them.
+    let creator: Option<String> = match caller {
+        Principal::Key { key_id, .. } => {
+            sqlx::query_scalar("select created_by from api_key where api_key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&mut *change.tx)
+                .await?
+                .flatten()
+        }
+        Principal::User { .. } => None,
+    };
+    if caller.acting_user() == Some(target_user_id) || creator.as_deref() == Some(target_user_id) {
         return Err(AppError::invalid(
             "user_id",
             "you cannot do this to your own account; use your profile instead",

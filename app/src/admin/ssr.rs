@@ -21,7 +21,7 @@ use crate::access::ssr::{Grant, SYSTEM_ORG_ID};
 use crate::access::{Permission, Role};
 use crate::error::AppError;
 use crate::identity::password_link::{self, Purpose};
-use crate::identity::ssr::{insert_user, normalize_email, validate_display_name, validate_email};
+use crate::identity::ssr::{insert_user, validate_display_name, validate_email};
 use crate::ssr::config::Config;
 use crate::ssr::db::{now_ms, Db};
 use crate::ssr::events::{self, Event};
@@ -44,12 +44,13 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
     })
 }
 
-/// `%`, `_` and `\` taken literally in a `like` pattern (with `escape '\'`).
+/// `%`, `_` and `!` taken literally in a `like` pattern (with `escape '!'`, which reads the
+/// same on SQLite and on PostgreSQL whatever `standard_conforming_strings` says).
 fn like_pattern(text: &str) -> String {
     let mut out = String::from("%");
     for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
         }
         out.push(c);
     }
@@ -90,7 +91,7 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
         return Err(AppError::invalid("page", "page counts from 1"));
     }
     let filter = format!(
-        " where {status} and ($3 = '' or ($3 = 'none' and m.role is null) or m.role = $3) and (lower(u.email) like $2 escape '\\' or lower(u.display_name) like $2 escape '\\')"
+        " where {status} and ($3 = '' or ($3 = 'none' and m.role is null) or m.role = $3) and (u.email_normalized like $2 escape '!' or lower(u.display_name) like $2 escape '!')"
     );
     let pattern = like_pattern(q);
     let total: i64 = sqlx::query_scalar(&format!(
@@ -158,20 +159,20 @@ async fn change_on(
     db: &Db,
     grant: &Grant,
     user_id: &str,
-) -> Result<(crate::access::roles::Change, String, String), AppError> {
+) -> Result<crate::access::roles::Change, AppError> {
     if grant.organization_id != SYSTEM_ORG_ID {
         return Err(AppError::forbidden(Permission::UsersWrite.as_str()));
     }
     let mut change = begin(db, grant, Permission::UsersWrite).await?;
-    let row = sqlx::query(
-        "select email, password_hash from app_user where user_id = $1 and deleted_at is null",
+    let found: Option<String> = sqlx::query_scalar(
+        "select user_id from app_user where user_id = $1 and deleted_at is null",
     )
     .bind(user_id)
     .fetch_optional(&mut *change.tx)
-    .await?
-    .ok_or_else(|| AppError::not_found("user"))?;
+    .await?;
+    found.ok_or_else(|| AppError::not_found("user"))?;
     may_administer_user(&mut change, &grant.principal, user_id).await?;
-    Ok((change, row.try_get("email")?, row.try_get("password_hash")?))
+    Ok(change)
 }
 
 /// Creates an account; the person gets an emailed link to choose their password. The caller
@@ -218,16 +219,7 @@ pub async fn create(
         source_ip,
     )
     .await?;
-    password_link::send(
-        &mut change.tx,
-        config,
-        &user_id,
-        &normalize_email(&input.email),
-        &hash,
-        Purpose::Setup,
-        now_ms(),
-    )
-    .await?;
+    password_link::send(&mut change.tx, config, &user_id, Purpose::Setup, now_ms()).await?;
     commit(db, change.tx, SYSTEM_ORG_ID).await?;
     get(db, &user_id).await
 }
@@ -242,14 +234,20 @@ pub async fn set_status(
     active: bool,
     source_ip: Option<&str>,
 ) -> Result<UserSummary, AppError> {
-    let (mut change, _, _) = change_on(db, grant, user_id).await?;
+    let mut change = change_on(db, grant, user_id).await?;
+    if !active {
+        refuse_if_sole_owner(&mut change.tx, user_id, "disable").await?;
+    }
     let (from, to) = if active {
         ("disabled", "active")
     } else {
         ("active", "disabled")
     };
     let changed = sqlx::query(
-        "update app_user set status = $3, updated_at = $4 where user_id = $1 and status = $2 and deleted_at is null",
+        // `updated_at` always moves (password links are bound to it, see `password_link`).
+        "update app_user set status = $3,
+             updated_at = case when $4 > updated_at then $4 else updated_at + 1 end
+         where user_id = $1 and status = $2 and deleted_at is null",
     )
     .bind(user_id)
     .bind(from)
@@ -271,6 +269,8 @@ pub async fn set_status(
             .execute(&mut *change.tx)
             .await?
             .rows_affected();
+        // What they handed out goes with them.
+        crate::orgs::members::revoke_all_sent_by(&mut change.tx, user_id).await?;
     }
     let kind = if active {
         "user.enabled"
@@ -299,28 +299,8 @@ pub async fn send_password_reset(
     user_id: &str,
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
-    let (mut change, email, hash) = change_on(db, grant, user_id).await?;
-    let active: Option<String> =
-        sqlx::query_scalar("select user_id from app_user where user_id = $1 and status = 'active'")
-            .bind(user_id)
-            .fetch_optional(&mut *change.tx)
-            .await?;
-    if active.is_none() {
-        return Err(AppError::conflict(
-            "status",
-            "the account is disabled; enable it first",
-        ));
-    }
-    password_link::send(
-        &mut change.tx,
-        config,
-        user_id,
-        &email,
-        &hash,
-        Purpose::Reset,
-        now_ms(),
-    )
-    .await?;
+    let mut change = change_on(db, grant, user_id).await?;
+    password_link::send(&mut change.tx, config, user_id, Purpose::Reset, now_ms()).await?;
     record(
         &mut change.tx,
         grant,
@@ -342,7 +322,7 @@ pub async fn delete(
 ) -> Result<(), AppError> {
     let hash = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
     let db = &state.db;
-    let (mut change, _, _) = change_on(db, grant, user_id).await?;
+    let mut change = change_on(db, grant, user_id).await?;
     let revoked = erase(&mut change.tx, user_id, &hash).await?;
     record(
         &mut change.tx,
@@ -378,6 +358,39 @@ pub(crate) async fn solely_owned(
     .await?)
 }
 
+/// Refuses (409, naming them) while the user is the only active owner of an organization
+/// other than their personal one. On PostgreSQL it first locks those organizations (in id
+/// order), the lock membership changes take: a co-owner leaving at the same moment on another
+/// instance waits, then sees this user gone, and refuses.
+async fn refuse_if_sole_owner(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    what: &str,
+) -> Result<(), AppError> {
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query(
+            "select o.organization_id from organization o
+             join membership m on m.organization_id = o.organization_id
+             where m.user_id = $1 and m.role = 'owner' and o.kind <> 'personal'
+             order by o.organization_id for update of o",
+        )
+        .bind(user_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    }
+    let sole = solely_owned(tx, user_id).await?;
+    if sole.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::conflict(
+        "user_id",
+        format!(
+            "cannot {what}: the user is the only owner of {}; transfer ownership first",
+            sole.join(", ")
+        ),
+    ))
+}
+
 /// Anonymizes and disables the account in the caller's transaction (the module doc lists what
 /// goes). `random_hash` is a hash of a password nobody knows. Returns how many keys it revoked.
 pub(crate) async fn erase(
@@ -385,16 +398,7 @@ pub(crate) async fn erase(
     user_id: &str,
     random_hash: &str,
 ) -> Result<u64, AppError> {
-    let sole = solely_owned(tx, user_id).await?;
-    if !sole.is_empty() {
-        return Err(AppError::conflict(
-            "user_id",
-            format!(
-                "the user is the only owner of {}; transfer ownership first",
-                sole.join(", ")
-            ),
-        ));
-    }
+    refuse_if_sole_owner(tx, user_id, "delete").await?;
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
     let personal: Option<String> = sqlx::query_scalar(
@@ -422,6 +426,13 @@ pub(crate) async fn erase(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    sqlx::query(
+        "update organization set name = 'Deleted user (personal)' where organization_id = $1",
+    )
+    .bind(&personal)
+    .execute(&mut **tx)
+    .await?;
+    crate::orgs::members::revoke_all_sent_by(tx, user_id).await?;
     for sql in [
         "delete from role_assignment where user_id = $1",
         "delete from membership where user_id = $1",

@@ -53,54 +53,95 @@ impl Purpose {
 /// The outbox key prefix of these emails: the mail worker does not keep their body once sent.
 pub const DEDUPE_PREFIX: &str = "password-link:";
 
+/// What a link is bound to besides its purpose and expiry: the account as it is now. A change
+/// of the password, the address or the status (disable, enable: each also moves `updated_at`)
+/// voids every link sent before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountState {
+    pub password_hash: String,
+    pub email_normalized: String,
+    pub updated_at: i64,
+}
+
+impl AccountState {
+    /// The account's state as `conn` sees it; `None` unless it is active and not deleted.
+    pub async fn read(
+        conn: &mut sqlx::AnyConnection,
+        user_id: &str,
+    ) -> Result<Option<AccountState>, AppError> {
+        let row = sqlx::query(
+            "select password_hash, email_normalized, updated_at from app_user
+             where user_id = $1 and status = 'active' and deleted_at is null",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(AccountState {
+            password_hash: r.try_get("password_hash")?,
+            email_normalized: r.try_get("email_normalized")?,
+            updated_at: r.try_get("updated_at")?,
+        }))
+    }
+}
+
 fn mac(
     secret: &[u8; 32],
     user_id: &str,
     purpose: Purpose,
     expires: i64,
-    hash: &str,
+    state: &AccountState,
 ) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    mac.update(b"keyward-password-link-v1\0");
-    for part in [user_id, purpose.as_str(), &expires.to_string(), hash] {
+    mac.update(b"keyward-password-link-v2\0");
+    for part in [
+        user_id,
+        purpose.as_str(),
+        &expires.to_string(),
+        &state.password_hash,
+        &state.email_normalized,
+        &state.updated_at.to_string(),
+    ] {
         mac.update(part.as_bytes());
         mac.update(b"\0");
     }
     mac
 }
 
-/// The link's token for the account's current password hash.
+/// The link's token for the account in `state`.
 pub fn token(
     secret: &[u8; 32],
     user_id: &str,
     purpose: Purpose,
     expires: i64,
-    hash: &str,
+    state: &AccountState,
 ) -> String {
     let tag = hex::encode(
-        mac(secret, user_id, purpose, expires, hash)
+        mac(secret, user_id, purpose, expires, state)
             .finalize()
             .into_bytes(),
     );
     format!("{user_id}.{}.{expires}.{tag}", purpose.as_str())
 }
 
-/// Queues the email with the link, in the caller's transaction. `hash` is the account's
-/// password hash as that transaction leaves it.
+/// Queues the email with the link in the caller's transaction, for the account as that
+/// transaction leaves it; a conflict when the account is not active.
 pub async fn send(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     config: &Config,
     user_id: &str,
-    email: &str,
-    hash: &str,
     purpose: Purpose,
     now: i64,
 ) -> Result<(), AppError> {
+    let state = AccountState::read(tx, user_id)
+        .await?
+        .ok_or_else(|| AppError::conflict("status", "the account is disabled; enable it first"))?;
+    let email = state.email_normalized.as_str();
     let expires = now + purpose.hours() * 3_600_000;
     let origin = config.public_origin.as_str().trim_end_matches('/');
     let link = format!(
         "{origin}/set-password?token={}",
-        token(&config.secret, user_id, purpose, expires, hash)
+        token(&config.secret, user_id, purpose, expires, &state)
     );
     let hours = purpose.hours();
     let (subject, text) = match purpose {
@@ -129,7 +170,7 @@ pub struct Verified {
     pub user_id: String,
     pub email: String,
     pub purpose: Purpose,
-    hash: String,
+    state: AccountState,
 }
 
 /// Checks a token against the account as it is now. A malformed, forged, used or superseded
@@ -150,15 +191,16 @@ pub async fn verify(db: &Db, secret: &[u8; 32], token: &str) -> Result<Verified,
     let purpose = Purpose::parse(purpose).ok_or_else(invalid)?;
     let expires: i64 = expires.parse().map_err(|_| invalid())?;
     let tag = hex::decode(tag).map_err(|_| invalid())?;
-    let row = sqlx::query(
-        "select email, password_hash from app_user where user_id = $1 and status = 'active' and deleted_at is null",
-    )
-    .bind(user_id)
-    .fetch_optional(&db.writer)
-    .await?
-    .ok_or_else(invalid)?;
-    let hash: String = row.try_get("password_hash")?;
-    mac(secret, user_id, purpose, expires, &hash)
+    let mut conn = db.writer.acquire().await?;
+    let state = AccountState::read(&mut conn, user_id)
+        .await?
+        .ok_or_else(invalid)?;
+    let email: String = sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    drop(conn);
+    mac(secret, user_id, purpose, expires, &state)
         .verify_slice(&tag)
         .map_err(|_| invalid())?;
     if expires <= now_ms() {
@@ -169,9 +211,9 @@ pub async fn verify(db: &Db, secret: &[u8; 32], token: &str) -> Result<Verified,
     }
     Ok(Verified {
         user_id: user_id.to_string(),
-        email: row.try_get("email")?,
+        email,
         purpose,
-        hash,
+        state,
     })
 }
 
@@ -190,14 +232,19 @@ pub async fn set_password(
     let hash = password::hash(new_password.to_string()).await?;
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
+    // Conditional on the account as the link was made for it: two uses at once, or a use
+    // racing a change of address or status, change it once at most.
     let changed = sqlx::query(
         "update app_user set password_hash = $3, updated_at = $4
-         where user_id = $1 and password_hash = $2 and status = 'active' and deleted_at is null",
+         where user_id = $1 and password_hash = $2 and email_normalized = $5 and updated_at = $6
+           and status = 'active' and deleted_at is null",
     )
     .bind(&link.user_id)
-    .bind(&link.hash)
+    .bind(&link.state.password_hash)
     .bind(&hash)
-    .bind(now)
+    .bind(now.max(link.state.updated_at + 1))
+    .bind(&link.state.email_normalized)
+    .bind(link.state.updated_at)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -236,16 +283,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_token_binds_user_purpose_expiry_and_hash() {
+    fn the_token_binds_user_purpose_expiry_and_account_state() {
         let secret = [7u8; 32];
-        let t = token(&secret, "usr_1", Purpose::Setup, 1000, "hash-a");
+        let state = AccountState {
+            password_hash: "hash-a".into(),
+            email_normalized: "a@example.org".into(),
+            updated_at: 5,
+        };
+        let t = token(&secret, "usr_1", Purpose::Setup, 1000, &state);
         assert!(t.starts_with("usr_1.setup.1000."));
-        assert_ne!(t, token(&secret, "usr_1", Purpose::Setup, 1000, "hash-b"));
-        assert_ne!(t, token(&secret, "usr_1", Purpose::Reset, 1000, "hash-a"));
-        assert_ne!(t, token(&secret, "usr_2", Purpose::Setup, 1000, "hash-a"));
-        assert_ne!(
-            t,
-            token(&[8u8; 32], "usr_1", Purpose::Setup, 1000, "hash-a")
-        );
+        for changed in [
+            AccountState {
+                password_hash: "hash-b".into(),
+                ..state.clone()
+            },
+            AccountState {
+                email_normalized: "b@example.org".into(),
+                ..state.clone()
+            },
+            AccountState {
+                updated_at: 6,
+                ..state.clone()
+            },
+        ] {
+            assert_ne!(t, token(&secret, "usr_1", Purpose::Setup, 1000, &changed));
+        }
+        assert_ne!(t, token(&secret, "usr_1", Purpose::Reset, 1000, &state));
+        assert_ne!(t, token(&secret, "usr_1", Purpose::Setup, 1001, &state));
+        assert_ne!(t, token(&secret, "usr_2", Purpose::Setup, 1000, &state));
+        assert_ne!(t, token(&[8u8; 32], "usr_1", Purpose::Setup, 1000, &state));
     }
 }

@@ -23,7 +23,9 @@ pub fn validate_email(email: &str) -> Result<(), AppError> {
         && !email.chars().any(char::is_whitespace)
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty() && !domain.contains('@') && domain.contains('.')
-               && !domain.starts_with('.') && !domain.ends_with('.'));
+               && !domain.starts_with('.') && !domain.ends_with('.')
+               // `.invalid` (RFC 2606) never receives mail; deleted accounts' placeholders use it.
+               && !domain.to_lowercase().ends_with(".invalid"));
     if ok {
         Ok(())
     } else {
@@ -484,7 +486,15 @@ mod tests {
         assert!(validate_email("a@b.co").is_ok());
         assert!(validate_email(" Ann@Example.org ").is_ok());
         for bad in [
-            "", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co.",
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@.co",
+            "a b@c.co",
+            "a@b@c.co",
+            "a@b.co.",
+            "x@deleted.invalid",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }

@@ -164,7 +164,11 @@ async fn lookup(
     // A fresh read goes to the writer: on SQLite it sees every commit at once.
     let pool = if fresh { &db.writer } else { &db.reader };
     let r = sqlx::query(
-        "select k.api_key_id, k.organization_id, k.owner_user_id, k.environment, k.status, k.expires_at, k.scopes, k.endpoints,
+        // A personal organization's keys stop while its user is disabled or deleted.
+        "select k.api_key_id, k.organization_id, k.owner_user_id, k.environment,
+                case when k.status = 'active' and exists (select 1 from app_user u where u.personal_organization_id = k.organization_id
+                     and (u.status <> 'active' or u.deleted_at is not null)) then 'disabled' else k.status end as status,
+                k.expires_at, k.scopes, k.endpoints,
                 k.ip_allowlist, k.permissions, k.require_signature, k.signing_salt,
                 coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
                 coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window

@@ -225,6 +225,25 @@ async fn revoke_sent_by(
     Ok(())
 }
 
+/// Withdraws every pending invitation `user_id` sent, in any organization (their account is
+/// disabled or deleted: what they handed out goes with them).
+pub(crate) async fn revoke_all_sent_by(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+) -> Result<(), AppError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "select invitation_id from invitation
+         where invited_by = $1 and accepted_at is null and revoked_at is null",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in ids {
+        withdraw(tx, &id).await?;
+    }
+    Ok(())
+}
+
 /// Marks an invitation revoked (if still pending) and takes its link out of the outbox.
 /// Returns whether it was pending.
 async fn withdraw(

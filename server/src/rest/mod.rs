@@ -413,7 +413,7 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::PATCH, "/api/v1/users/{id}", Key(UsersWrite), patch(users::set_status), Doc {
             summary: "Disable or enable a user",
-            description: "`disabled` ends the user's sessions and stops their personal access tokens at once; `active` lets them sign in again. Refused (403) on a user holding an instance permission the key lacks, and on the key owner's own account; 409 when the account already has that status.",
+            description: "`disabled` ends the user's sessions and stops their personal access tokens at once; `active` lets them sign in again. Refused with 403 on a user holding an instance permission the key lacks, with 400 on the account of the key's owner or maker, and with 409 when the account already has that status or is the only owner of an organization.",
             query: &[],
             body: Body::Json("UserStatusChange", r#"{"status":"disabled"}"#),
             ok: (200, Out::Json("UserSummary")), errors: &[INVALID, NOT_FOUND, CONFLICT],
