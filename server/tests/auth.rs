@@ -358,3 +358,39 @@ async fn create_user_records_events_and_personal_org() {
     assert_eq!(orgs[0]["kind"], "personal");
     assert_eq!(orgs[0]["role"], "owner");
 }
+
+/// A session ended while a request that loaded it was in flight (a password change, the user
+/// disabled) is not written back when that request saves it.
+#[tokio::test]
+async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::SessionStore;
+    let app = spawn().await;
+    let user = app.user("inflight@example.org", None).await;
+    let store = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
+    let mut record = Record {
+        id: Id::default(),
+        data: Default::default(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    record
+        .data
+        .insert("user_id".into(), serde_json::json!(user));
+    store.create(&mut record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_some());
+    // Saving an existing session updates it.
+    record.data.insert("seen".into(), serde_json::json!(1));
+    store.save(&record).await.unwrap();
+    let loaded = store.load(&record.id).await.unwrap().expect("still there");
+    assert_eq!(loaded.data.get("seen"), Some(&serde_json::json!(1)));
+    // Ended elsewhere (what a password change or a disable does), then saved by the request
+    // that had loaded it: it stays ended.
+    sqlx::query("delete from session where user_id = $1")
+        .bind(&user)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    store.save(&record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none());
+    assert_eq!(app.count("session").await, 0);
+}

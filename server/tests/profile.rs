@@ -10,12 +10,6 @@ use http::StatusCode;
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
-async fn signed_in_as(app: &TestApp, b: &mut Browser) -> Option<String> {
-    let r = app.rpc(b, "current_user", &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.json()["email"].as_str().map(str::to_string)
-}
-
 /// The last email queued to `to` whose subject contains `subject`.
 async fn mail(app: &TestApp, to: &str, subject: &str) -> Option<String> {
     sqlx::query_scalar(
@@ -55,7 +49,7 @@ async fn a_password_change_re_authenticates_and_ends_the_other_sessions() {
         "wrong current password",
     );
     assert_eq!(app.snapshot().await, before);
-    assert!(signed_in_as(&app, &mut laptop).await.is_some());
+    assert!(app.signed_in_as(&mut laptop).await.is_some());
     // Too short a new password: a clear error.
     let r = app
         .rpc(
@@ -84,10 +78,10 @@ async fn a_password_change_re_authenticates_and_ends_the_other_sessions() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // This session continues (under a new id); the other one is over.
     assert_eq!(
-        signed_in_as(&app, &mut here).await.as_deref(),
+        app.signed_in_as(&mut here).await.as_deref(),
         Some("pat@example.org")
     );
-    assert_eq!(signed_in_as(&app, &mut laptop).await, None);
+    assert_eq!(app.signed_in_as(&mut laptop).await, None);
     // The new password signs in, the old one no longer does; the address was told.
     let mut b = Browser::default();
     let r = app
@@ -166,7 +160,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // Nothing changes yet; the old address is told, the new one gets the link.
     assert_eq!(
-        signed_in_as(&app, &mut b).await.as_deref(),
+        app.signed_in_as(&mut b).await.as_deref(),
         Some("old@example.org")
     );
     assert!(mail(&app, "old@example.org", "email change was asked")
@@ -198,7 +192,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
         "tampered link",
     );
     assert_eq!(
-        signed_in_as(&app, &mut b).await.as_deref(),
+        app.signed_in_as(&mut b).await.as_deref(),
         Some("old@example.org")
     );
 
@@ -208,7 +202,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json(), "new@example.org");
     assert_eq!(
-        signed_in_as(&app, &mut b).await.as_deref(),
+        app.signed_in_as(&mut b).await.as_deref(),
         Some("new@example.org")
     );
     assert!(mail(&app, "old@example.org", "address was changed")
@@ -233,7 +227,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
         .await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "taken address");
     assert_eq!(
-        signed_in_as(&app, &mut b).await.as_deref(),
+        app.signed_in_as(&mut b).await.as_deref(),
         Some("new@example.org")
     );
     // An expired link is refused.
@@ -398,9 +392,9 @@ async fn deleting_one_s_account_re_authenticates_and_is_refused_while_sole_owner
         .rpc(&mut b, "delete_account", &[("current_password", PASSWORD)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(signed_in_as(&app, &mut b).await, None, "this session ended");
+    assert_eq!(app.signed_in_as(&mut b).await, None, "this session ended");
     assert_eq!(
-        signed_in_as(&app, &mut laptop).await,
+        app.signed_in_as(&mut laptop).await,
         None,
         "every session ended"
     );

@@ -42,12 +42,6 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Reply, Browser)
     (r, b)
 }
 
-async fn signed_in_as(app: &TestApp, b: &mut Browser) -> Option<String> {
-    let r = app.rpc(b, "current_user", &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.json()["email"].as_str().map(str::to_string)
-}
-
 /// An instance with its owner and an instance admin (both signed in) and a plain member.
 struct Instance {
     app: TestApp,
@@ -273,7 +267,7 @@ async fn an_admin_cannot_act_on_a_stronger_user_nor_on_themselves() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["status"], "disabled");
     assert_eq!(
-        signed_in_as(app, &mut i.admin).await,
+        app.signed_in_as(&mut i.admin).await,
         None,
         "the admin's session ended"
     );
@@ -314,7 +308,7 @@ async fn disabling_stops_sessions_and_tokens_at_once_and_enabling_restores_sign_
     .unwrap();
     assert_eq!(events, 1);
 
-    assert_eq!(signed_in_as(app, &mut member).await, None, "session ended");
+    assert_eq!(app.signed_in_as(&mut member).await, None, "session ended");
     let r = app.api("GET", "/api/v1/me", Some(&pat), None, IP).await;
     assert_refused(
         &r,
@@ -359,7 +353,7 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // The current password keeps working until the link is used.
-    assert!(signed_in_as(app, &mut member).await.is_some());
+    assert!(app.signed_in_as(&mut member).await.is_some());
     let token = link_token(app, "member@example.org").await;
 
     // An expired link (made with the instance secret, the account as it is, a past expiry).
@@ -390,7 +384,7 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(signed_in_as(app, &mut member).await, None, "sessions ended");
+    assert_eq!(app.signed_in_as(&mut member).await, None, "sessions ended");
     let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
     assert_eq!(
         r.status,
@@ -594,7 +588,7 @@ async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwi
     assert_eq!(gone["display_name"], "Deleted user");
     assert_eq!(gone["status"], "deleted");
     assert!(!gone["email"].as_str().unwrap().contains("member@"));
-    assert_eq!(signed_in_as(app, &mut member).await, None, "session ended");
+    assert_eq!(app.signed_in_as(&mut member).await, None, "session ended");
     let (r, _) = sign_in(app, "member@example.org", PASSWORD).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     for (key, what) in [

@@ -70,11 +70,14 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates a session that still exists, and only that: tower-sessions saves a session it
+    /// loaded at the start of a request, and a session ended meanwhile (sign-out elsewhere, a
+    /// password set or changed, the user disabled or deleted) must not be written back by a
+    /// request that was in flight. New sessions go through [`Self::create`].
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (data, user_id) = encode(record)?;
         sqlx::query(
-            "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
-             on conflict (session_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",
+            "update session set user_id = $2, data = $3, expires_at = $4 where session_hash = $1",
         )
         .bind(session_hash(&record.id))
         .bind(user_id)

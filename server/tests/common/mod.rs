@@ -316,6 +316,13 @@ impl TestApp {
         b
     }
 
+    /// Who the browser is signed in as (their email), if anyone.
+    pub async fn signed_in_as(&self, browser: &mut Browser) -> Option<String> {
+        let r = self.rpc(browser, "current_user", &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.json()["email"].as_str().map(str::to_string)
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.state.db.reader)
