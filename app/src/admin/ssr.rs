@@ -23,7 +23,7 @@ use crate::error::AppError;
 use crate::identity::password_link::{self, Purpose};
 use crate::identity::ssr::{insert_user, validate_display_name, validate_email};
 use crate::ssr::config::Config;
-use crate::ssr::db::{now_ms, Db};
+use crate::ssr::db::{now_ms, Backend, Db};
 use crate::ssr::events::{self, Event};
 use crate::ssr::password;
 use sqlx::{Any, Row, Transaction};
@@ -236,7 +236,7 @@ pub async fn set_status(
 ) -> Result<UserSummary, AppError> {
     let mut change = change_on(db, grant, user_id).await?;
     if !active {
-        refuse_if_sole_owner(&mut change.tx, user_id, "disable").await?;
+        refuse_if_sole_owner(&mut change.tx, db.backend, user_id, "disable").await?;
     }
     let (from, to) = if active {
         ("disabled", "active")
@@ -323,7 +323,7 @@ pub async fn delete(
     let hash = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
     let db = &state.db;
     let mut change = change_on(db, grant, user_id).await?;
-    let revoked = erase(&mut change.tx, user_id, &hash).await?;
+    let revoked = erase(&mut change.tx, db.backend, user_id, &hash).await?;
     record(
         &mut change.tx,
         grant,
@@ -364,10 +364,11 @@ pub(crate) async fn solely_owned(
 /// instance waits, then sees this user gone, and refuses.
 async fn refuse_if_sole_owner(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     user_id: &str,
     what: &str,
 ) -> Result<(), AppError> {
-    if tx.backend_name() == "PostgreSQL" {
+    if backend == Backend::Postgres {
         sqlx::query(
             "select o.organization_id from organization o
              join membership m on m.organization_id = o.organization_id
@@ -395,10 +396,11 @@ async fn refuse_if_sole_owner(
 /// goes). `random_hash` is a hash of a password nobody knows. Returns how many keys it revoked.
 pub(crate) async fn erase(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     user_id: &str,
     random_hash: &str,
 ) -> Result<u64, AppError> {
-    refuse_if_sole_owner(tx, user_id, "delete").await?;
+    refuse_if_sole_owner(tx, backend, user_id, "delete").await?;
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
     let personal: Option<String> = sqlx::query_scalar(

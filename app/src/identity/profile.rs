@@ -339,7 +339,7 @@ pub async fn delete_account(
     reauthenticate(db, config, user_id, current, source_ip).await?;
     let random = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
     let mut tx = db.writer.begin().await?;
-    let revoked = crate::admin::ssr::erase(&mut tx, user_id, &random).await?;
+    let revoked = crate::admin::ssr::erase(&mut tx, db.backend, user_id, &random).await?;
     record(
         &mut tx,
         user_id,
