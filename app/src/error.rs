@@ -51,6 +51,8 @@ pub enum ErrorCode {
     KeyDisabled,
     KeyRevoked,
     KeyExpired,
+    /// The key waits for approval (its organization requires approval of new keys).
+    KeyPendingApproval,
     /// The caller's address is not in the key's IP allow-list.
     IpNotAllowed,
     /// The key is restricted to other endpoints.
@@ -90,6 +92,7 @@ impl ErrorCode {
             | ErrorCode::KeyDisabled
             | ErrorCode::KeyRevoked
             | ErrorCode::KeyExpired
+            | ErrorCode::KeyPendingApproval
             | ErrorCode::SignatureMissing
             | ErrorCode::SignatureInvalid
             | ErrorCode::SignatureStale
@@ -178,6 +181,7 @@ impl ErrorCode {
         ErrorCode::KeyDisabled,
         ErrorCode::KeyRevoked,
         ErrorCode::KeyExpired,
+        ErrorCode::KeyPendingApproval,
         ErrorCode::IpNotAllowed,
         ErrorCode::EndpointNotAllowed,
         ErrorCode::KeyRestrictionsInvalid,

@@ -152,3 +152,51 @@ test("an owner limits key lifetime in the settings; a key without expiry is then
   await form.getByRole("button", { name: "Create" }).click();
   await expect(page.getByRole("region", { name: "New API key" })).toBeVisible();
 });
+
+test("with approval required, a member's new key waits until an admin approves it", async ({ page, browser }) => {
+  const org = `Approvals ${Date.now()}`;
+  await signUp(page, freshEmail("appr"), "Abe");
+  await createOrganization(page, org);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
+  const policies = page.getByRole("region", { name: "Policies" });
+  await policies.getByLabel(/Require approval of new keys/).check();
+  await policies.getByRole("button", { name: "Save policies" }).click();
+  await expect(policies.getByRole("status")).toHaveText("Policies saved.");
+
+  await open(page, "/members");
+  const newcomer = freshEmail("maker");
+  await invite(page, newcomer, "member");
+  const member = await acceptAsNewcomer(browser, await invitationLink(newcomer, org), "Mia");
+
+  // The member creates a key: shown once, with word that it waits.
+  await open(member, "/keys");
+  await member.getByLabel("Organization", { exact: true }).selectOption({ label: org });
+  await member.getByRole("button", { name: "Create key" }).click();
+  const form = member.getByRole("region", { name: "Create an API key" });
+  await form.getByLabel("Name").fill("mia's worker");
+  await form.getByRole("button", { name: "Create" }).click();
+  const reveal = member.getByRole("region", { name: "New API key" });
+  await expect(reveal.getByRole("note")).toContainText("works once an owner or admin approves it");
+  const secret = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  const row = member.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker/ });
+  await expect(row).toContainText("pending");
+  // She cannot approve it herself: the page offers no such control.
+  await expect(row.getByRole("button", { name: /Approve/ })).toHaveCount(0);
+  // The key does not work yet.
+  const refused = await member.request.get("/api/v1/keys", { headers: { Authorization: `Bearer ${secret}` } });
+  expect(refused.status()).toBe(401);
+  expect((await refused.json()).error.code).toBe("key_pending_approval");
+
+  // The owner finds it under "Pending approval" and approves it.
+  await open(page, "/keys");
+  await page.getByLabel("Organization", { exact: true }).selectOption({ label: org });
+  await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Pending approval");
+  const pending = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker/ });
+  await pending.getByRole("button", { name: "Approve mia's worker" }).click();
+  await expect(page.getByText("No keys match.")).toBeVisible();
+  await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Active");
+  await expect(page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker/ })).toContainText("active");
+  const accepted = await member.request.get("/api/v1/keys", { headers: { Authorization: `Bearer ${secret}` } });
+  expect(accepted.status()).toBe(200);
+});

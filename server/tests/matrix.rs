@@ -28,6 +28,8 @@ struct World {
     strong: String,
     /// Disabled key holding everything.
     strong_disabled: String,
+    /// A key holding everything that awaits approval.
+    strong_pending: String,
     /// `keys:write` + `org:read`: may write keys, but not hand out what it lacks.
     basic: String,
     /// `keys:read` only.
@@ -61,6 +63,12 @@ async fn world() -> World {
     let (strong_disabled, _) = app.admin_key(&org).await;
     sqlx::query("update api_key set status = 'disabled' where api_key_id = $1")
         .bind(&strong_disabled)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let (strong_pending, _) = app.admin_key(&org).await;
+    sqlx::query("update api_key set approval = 'pending' where api_key_id = $1")
+        .bind(&strong_pending)
         .execute(&app.state.db.writer)
         .await
         .unwrap();
@@ -130,6 +138,7 @@ async fn world() -> World {
         org,
         strong,
         strong_disabled,
+        strong_pending,
         basic,
         read_only,
         pat_disabled: pats.pop().unwrap(),
@@ -172,6 +181,9 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
             call(on(&w.strong), Some(json!({"name": "renamed"})), true)
         }
         ("POST", "/api/v1/keys/{id}/enable") => call(on(&w.strong_disabled), None, true),
+        // Approving hands the key's power out; rejecting only takes it away.
+        ("POST", "/api/v1/keys/{id}/approve") => call(on(&w.strong_pending), None, true),
+        ("POST", "/api/v1/keys/{id}/reject") => call(on(&w.strong_pending), None, false),
         ("POST", "/api/v1/keys/{id}/roll") => {
             call(on(&w.strong), Some(json!({"grace_seconds": 0})), true)
         }
@@ -369,6 +381,15 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
             ]),
             true,
         ),
+        "review_key" => (
+            f(&[
+                ("organization_id", org),
+                ("key_id", &w.strong_pending),
+                ("decision", "approve"),
+                ("reason", ""),
+            ]),
+            true,
+        ),
         "roll_key" => (
             f(&[
                 ("organization_id", org),
@@ -547,7 +568,9 @@ async fn server_function_ceiling_matrix() {
             if power
                 && matches!(
                     permission,
-                    app::access::Permission::RolesWrite | app::access::Permission::OrgWrite
+                    app::access::Permission::RolesWrite
+                        | app::access::Permission::OrgWrite
+                        | app::access::Permission::ApprovalsWrite
                 )
             {
                 who.push(("admin", true));

@@ -27,6 +27,8 @@ pub enum Permission {
     MembersWrite,
     KeysRead,
     KeysWrite,
+    /// Approve or reject keys awaiting approval (the organization's "approve new keys" policy).
+    ApprovalsWrite,
     AuditRead,
     /// The organization's request log, usage and analytics.
     UsageRead,
@@ -50,6 +52,7 @@ impl Permission {
         Permission::MembersWrite,
         Permission::KeysRead,
         Permission::KeysWrite,
+        Permission::ApprovalsWrite,
         Permission::AuditRead,
         Permission::UsageRead,
         Permission::UsersRead,
@@ -68,6 +71,7 @@ impl Permission {
             Permission::MembersWrite => "members:write",
             Permission::KeysRead => "keys:read",
             Permission::KeysWrite => "keys:write",
+            Permission::ApprovalsWrite => "approvals:write",
             Permission::AuditRead => "audit:read",
             Permission::UsageRead => "usage:read",
             Permission::PlansWrite => "plans:write",
@@ -91,6 +95,9 @@ impl Permission {
             Permission::KeysRead => "list API keys, verify keys for other services",
             Permission::KeysWrite => {
                 "create, edit, roll, enable, disable, revoke and import API keys"
+            }
+            Permission::ApprovalsWrite => {
+                "approve or reject new keys awaiting approval (never beyond what one holds)"
             }
             Permission::AuditRead => "read the audit log",
             Permission::UsageRead => "the organization's usage, errors, analytics and exports",
@@ -134,6 +141,7 @@ impl Permission {
             Permission::OrgWrite => &[Permission::OrgRead],
             Permission::MembersWrite => &[Permission::MembersRead],
             Permission::KeysWrite => &[Permission::KeysRead],
+            Permission::ApprovalsWrite => &[Permission::KeysRead],
             Permission::UsersWrite => &[Permission::UsersRead],
             Permission::RolesWrite => &[Permission::RolesRead],
             _ => &[],
@@ -315,6 +323,7 @@ impl Role {
                 OrgRead,
                 MembersWrite,
                 KeysWrite,
+                ApprovalsWrite,
                 AuditRead,
                 UsageRead,
                 UsersWrite,
@@ -390,7 +399,15 @@ mod tests {
             .contains(Permission::KeysWrite));
         assert_eq!(
             resources_in(false),
-            vec!["org", "members", "keys", "audit", "usage", "roles"]
+            vec![
+                "org",
+                "members",
+                "keys",
+                "approvals",
+                "audit",
+                "usage",
+                "roles"
+            ]
         );
         assert!(resources_in(true).contains(&"users"));
         assert!(resources_in(true).contains(&"plans"));

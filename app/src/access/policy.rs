@@ -53,6 +53,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("create_key", Guard::Org(Permission::KeysWrite)),
     ("set_key_status", Guard::Org(Permission::KeysWrite)),
     ("roll_key", Guard::Org(Permission::KeysWrite)),
+    ("review_key", Guard::Org(Permission::ApprovalsWrite)),
     ("bulk_keys", Guard::Org(Permission::KeysWrite)),
     ("set_key_limit", Guard::Org(Permission::KeysWrite)),
     ("list_plans", Guard::SignedIn),

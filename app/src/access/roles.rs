@@ -269,6 +269,27 @@ pub(crate) async fn held_roles(
     Ok(Some((base, roles)))
 }
 
+/// Everyone `caller` acts for: itself, the user behind a personal token, and whoever made the
+/// key it is (a key is its maker's hand). Rules that forbid acting on oneself (administering
+/// one's own account, reviewing one's own key) compare against all of them.
+pub async fn acts_for(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Principal,
+) -> Result<Vec<String>, AppError> {
+    let mut who = vec![caller.actor_id().to_string()];
+    who.extend(caller.acting_user().map(str::to_string));
+    if let Principal::Key { key_id, .. } = caller {
+        let creator: Option<String> =
+            sqlx::query_scalar("select created_by from api_key where api_key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        who.extend(creator);
+    }
+    Ok(who)
+}
+
 /// Whether the change's caller may act on another user's account as an instance administrator
 /// (disable, enable, reset the password, delete): never on their own account (that is the
 /// profile's business), and never on someone holding, in the system organization, a built-in
@@ -279,17 +300,11 @@ pub(crate) async fn may_administer_user(
     target_user_id: &str,
 ) -> Result<(), AppError> {
     // A key acts for the person who made it: a key an admin made cannot re-enable them.
-    let creator: Option<String> = match caller {
-        Principal::Key { key_id, .. } => {
-            sqlx::query_scalar("select created_by from api_key where api_key_id = $1")
-                .bind(key_id)
-                .fetch_optional(&mut *change.tx)
-                .await?
-                .flatten()
-        }
-        Principal::User { .. } => None,
-    };
-    if caller.acting_user() == Some(target_user_id) || creator.as_deref() == Some(target_user_id) {
+    if acts_for(&mut change.tx, caller)
+        .await?
+        .iter()
+        .any(|who| who == target_user_id)
+    {
         return Err(AppError::invalid(
             "user_id",
             "you cannot do this to your own account; use your profile instead",

@@ -178,14 +178,16 @@ pub async fn create_key(
             .then(|| caller.user_id.clone())
             .flatten();
         let settings = super::ssr::validate_new(&new, now, &grant)?;
-        super::ssr::create(
+        let created = super::ssr::create(
             &caller.state.db,
             &caller.state.config.secret,
             acting!(caller, grant),
             owner.as_deref(),
             &settings,
         )
-        .await
+        .await?;
+        super::ssr::announce_pending(&caller.state, &created.api_key).await;
+        Ok(created)
     })
     .await
 }
@@ -208,6 +210,30 @@ pub async fn set_key_status(
             acting!(caller, grant),
             &key_id,
             t,
+            Some(&reason),
+        )
+        .await
+    })
+    .await
+}
+
+/// Approves or rejects a key awaiting approval (`decision`: `approve` or `reject`).
+#[server(prefix = "/rpc", endpoint = "review_key")]
+pub async fn review_key(
+    organization_id: String,
+    key_id: String,
+    decision: String,
+    #[server(default)] reason: String,
+) -> Result<ApiKey, AppError> {
+    use crate::ssr;
+    let (caller, grant) = crate::access::guard::guard_in("review_key", &organization_id).await?;
+    ssr::respond(async move {
+        let decision = super::ssr::Decision::parse(&decision)?;
+        super::ssr::review(
+            &caller.state,
+            acting!(caller, grant),
+            &key_id,
+            decision,
             Some(&reason),
         )
         .await

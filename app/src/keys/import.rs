@@ -408,13 +408,14 @@ pub async fn import(
                     (None, None) => unreachable!("a secret is drawn when no material is given"),
                 };
                 let mut tx = state.db.writer.begin().await?;
+                let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
                 let inserted = insert_key(
                     &mut tx,
                     org_id,
                     None,
                     &p.settings,
                     &material,
-                    p.status,
+                    (p.status, approval),
                     pepper,
                     actor,
                 )
@@ -449,6 +450,12 @@ pub async fn import(
                     _ => "imported",
                 }
                 .into();
+                if approval == crate::keys::ssr::Approval::Pending {
+                    outcome.message = Some("awaits approval".into());
+                    if let Ok(key) = crate::keys::ssr::get(&state.db, org_id, &id).await {
+                        crate::keys::ssr::announce_pending(state, &key).await;
+                    }
+                }
                 outcome.id = Some(id);
                 outcome.signing_secret = secret.as_ref().map(|_| signing.expose().to_string());
                 outcome.key = secret;

@@ -177,7 +177,8 @@ pub async fn roll(
         old.owner_user_id.as_deref(),
         &settings,
         &Material::from_secret(pepper, &secret),
-        StoredStatus::Active,
+        // Only an active, hence approved, key rolls: its successor is approved too.
+        (StoredStatus::Active, super::ssr::Approval::Approved),
         pepper,
         actor,
     )
@@ -241,6 +242,147 @@ pub async fn roll(
         key: secret,
         signing_secret: signing.expose().to_string(),
     })
+}
+
+/// Tells the organization's approvers about a key that awaits approval (nothing for any other
+/// key). Best effort, after the key's commit: the key exists either way.
+pub async fn announce_pending(state: &AppState, key: &ApiKey) {
+    if key.status != KeyStatus::Pending {
+        return;
+    }
+    let origin = state.config.public_origin.as_str().trim_end_matches('/');
+    if let Err(e) = crate::notify::ssr::key_awaits_approval(
+        &state.db,
+        origin,
+        &key.organization_id,
+        &key.id,
+        &key.name,
+        key.created_by.as_deref(),
+    )
+    .await
+    {
+        tracing::error!(error = %e, key_id = %key.id, "could not tell the approvers about a pending key");
+    }
+}
+
+/// A reviewer's decision on a key awaiting approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn parse(s: &str) -> Result<Decision, AppError> {
+        match s {
+            "approve" => Ok(Decision::Approve),
+            "reject" => Ok(Decision::Reject),
+            _ => Err(AppError::invalid(
+                "decision",
+                "decision must be approve or reject",
+            )),
+        }
+    }
+}
+
+/// Approves or rejects a key awaiting approval (the guard checked `approvals:write`).
+///
+/// Approving hands the key's power out, so the reviewer must hold everything the key holds,
+/// its own permissions included; and nobody reviews a key they created (four eyes), whether
+/// they act as themselves, through a token, or through a key they made. Rejecting revokes the key in the same statement.
+/// The write is conditional on the key still pending, not revoked, and unchanged since it was
+/// read: of two racing reviews (on any instances) one applies, and an edit made while the
+/// reviewer looked sends them back to look again.
+pub async fn review(
+    state: &AppState,
+    acting: Acting<'_>,
+    key_id: &str,
+    decision: Decision,
+    reason: Option<&str>,
+) -> Result<ApiKey, AppError> {
+    use super::ssr::Approval;
+    let (db, org_id) = (&state.db, acting.org());
+    let reason = clean_reason(reason)?;
+    let current = row_fresh(db, org_id, key_id).await?;
+    if current.approval != Approval::Pending || current.status == StoredStatus::Revoked {
+        return Err(AppError::conflict(
+            "approval",
+            "the key is not awaiting approval",
+        ));
+    }
+    let principal = &acting.grant.principal;
+    let reviewer =
+        crate::access::roles::acts_for(&mut *db.reader.acquire().await?, principal).await?;
+    if current
+        .created_by
+        .as_deref()
+        .is_some_and(|by| reviewer.iter().any(|r| r == by))
+    {
+        return Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "someone else must review a key you created",
+        ));
+    }
+    if decision == Decision::Approve {
+        acting.grant.require_all(current.permissions())?;
+        crate::access::ssr::require_dynamic(db, acting.grant, &current.dynamic_permissions())
+            .await?;
+    }
+    let (approval, kind) = match decision {
+        Decision::Approve => (Approval::Approved, KeyEventKind::Approved),
+        Decision::Reject => (Approval::Rejected, KeyEventKind::Rejected),
+    };
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    let applied = sqlx::query(
+        "update api_key set approval = $1, status = case when $1 = 'rejected' then 'revoked' else status end,
+            reviewed_by = $2, reviewed_at = $3, updated_at = $3
+         where api_key_id = $4 and organization_id = $5 and approval = 'pending' and status <> 'revoked' and updated_at = $6",
+    )
+    .bind(approval.as_str())
+    .bind(principal.actor_id())
+    .bind(now)
+    .bind(key_id)
+    .bind(org_id)
+    .bind(current.updated_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if applied == 0 {
+        return Err(AppError::conflict(
+            "approval",
+            "the key changed while you reviewed it (edited, revoked or reviewed by someone else); look again",
+        ));
+    }
+    record_event(
+        &mut tx,
+        key_id,
+        org_id,
+        kind,
+        reason,
+        acting.actor(),
+        serde_json::json!({ "decision": approval.as_str() }),
+    )
+    .await?;
+    tx.commit().await?;
+    KeyCache::of(state)?.clear();
+    if let Some(creator) = current.created_by.as_deref() {
+        // Telling the creator is best effort: the decision stands either way.
+        if let Err(e) = crate::notify::ssr::key_reviewed(
+            db,
+            state.config.public_origin.as_str().trim_end_matches('/'),
+            org_id,
+            key_id,
+            &current.name,
+            creator,
+            decision == Decision::Approve,
+        )
+        .await
+        {
+            tracing::error!(error = %e, key_id, "could not tell the key's creator about the review");
+        }
+    }
+    get(db, org_id, key_id).await
 }
 
 /// Most keys one bulk request may name.
@@ -401,6 +543,25 @@ pub async fn update(
         .map(|n| n.to_string())
         .collect();
     let mut tx = state.db.writer.begin().await?;
+    // Where new keys need approval, what an approver approved (access, restrictions, expiry)
+    // changes only through an approver; the creator may still shape a key that waits.
+    let access_changed = settings.scopes != wire.scopes
+        || settings.endpoints != wire.endpoints
+        || ips != wire.ip_allowlist
+        || settings.expires_at != current.expires_at
+        || settings.require_signature != wire.require_signature;
+    if access_changed
+        && current.approval == super::ssr::Approval::Approved
+        && !acting
+            .grant
+            .allows(crate::access::Permission::ApprovalsWrite)
+        && crate::orgs::policy::requires_key_approval(&mut tx, org_id).await?
+    {
+        return Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "this organization requires approval of keys: only someone with approvals:write can change an approved key's access, restrictions or expiry",
+        ));
+    }
     if patch.expires_at.is_some() {
         // A new expiry follows the organization's key lifetime policy.
         crate::orgs::policy::check_key_expiry(&mut tx, org_id, settings.expires_at).await?;

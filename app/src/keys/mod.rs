@@ -50,6 +50,9 @@ pub enum KeyStatus {
     Disabled,
     Revoked,
     Expired,
+    /// Waits for an approver (the organization requires approval of new keys); does not
+    /// verify.
+    Pending,
 }
 
 impl KeyStatus {
@@ -59,6 +62,7 @@ impl KeyStatus {
             KeyStatus::Disabled => "disabled",
             KeyStatus::Revoked => "revoked",
             KeyStatus::Expired => "expired",
+            KeyStatus::Pending => "pending",
         }
     }
 }

@@ -41,16 +41,23 @@ pub async fn search(
         ));
     }
     if let Some(status) = query.status.as_deref().filter(|s| !s.is_empty()) {
-        let n = bind(Arg::Int(now), &mut args);
+        // As `effective_status` ranks them: revoked, then pending approval, then the rest.
         clauses.push(match status {
-            "active" => format!("(status = 'active' and (expires_at is null or expires_at > {n}))"),
-            "expired" => format!("(status = 'active' and expires_at <= {n})"),
-            "disabled" => "status = 'disabled'".into(),
+            "active" => {
+                let n = bind(Arg::Int(now), &mut args);
+                format!("(status = 'active' and approval <> 'pending' and (expires_at is null or expires_at > {n}))")
+            }
+            "expired" => {
+                let n = bind(Arg::Int(now), &mut args);
+                format!("(status = 'active' and approval <> 'pending' and expires_at <= {n})")
+            }
+            "disabled" => "(status = 'disabled' and approval <> 'pending')".into(),
             "revoked" => "status = 'revoked'".into(),
+            "pending" => "(status <> 'revoked' and approval = 'pending')".into(),
             _ => {
                 return Err(AppError::invalid(
                     "status",
-                    "status must be active, disabled, revoked or expired",
+                    "status must be active, disabled, revoked, expired or pending",
                 ))
             }
         });
@@ -81,7 +88,7 @@ pub async fn search(
         let from = bind(Arg::Int(now), &mut args);
         let to = bind(Arg::Int(now + days * 86_400_000), &mut args);
         clauses.push(format!(
-            "(status = 'active' and expires_at > {from} and expires_at <= {to})"
+            "(status = 'active' and approval <> 'pending' and expires_at > {from} and expires_at <= {to})"
         ));
     }
     let order = match query.sort.as_deref().unwrap_or("created_desc") {

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::{Any, Row, Transaction};
 
-pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at, plan_id, rate_limit, rate_window_seconds, permissions";
+pub(crate) const COLUMNS: &str = "api_key_id, organization_id, owner_user_id, name, description, environment, display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, created_by, created_at, updated_at, last_used_at, plan_id, rate_limit, rate_window_seconds, permissions, approval";
 
 /// The status column of a key (`expired` is not stored: it follows from the date).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,36 @@ impl StoredStatus {
     }
 }
 
+/// Where a key stands with its organization's approval policy (`api_key.approval`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approval {
+    /// Waits for an approver; refused by verification whatever its status.
+    Pending,
+    /// Approved, or never needed approval.
+    Approved,
+    /// Rejected (and revoked in the same statement).
+    Rejected,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Pending => "pending",
+            Approval::Approved => "approved",
+            Approval::Rejected => "rejected",
+        }
+    }
+
+    /// Reads the column; anything unknown is treated as pending (fail closed).
+    pub fn parse(s: &str) -> Approval {
+        match s {
+            "approved" => Approval::Approved,
+            "rejected" => Approval::Rejected,
+            _ => Approval::Pending,
+        }
+    }
+}
+
 /// What happened to a key, as its timeline (`api_key_event.kind`) and the domain events
 /// (`key.created`…) name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +82,8 @@ pub enum KeyEventKind {
     Enabled,
     Rolled,
     Revoked,
+    Approved,
+    Rejected,
 }
 
 impl KeyEventKind {
@@ -64,6 +96,8 @@ impl KeyEventKind {
             KeyEventKind::Enabled => "enabled",
             KeyEventKind::Rolled => "rolled",
             KeyEventKind::Revoked => "revoked",
+            KeyEventKind::Approved => "approved",
+            KeyEventKind::Rejected => "rejected",
         }
     }
 
@@ -77,6 +111,8 @@ impl KeyEventKind {
             KeyEventKind::Enabled => "key.enabled",
             KeyEventKind::Rolled => "key.rolled",
             KeyEventKind::Revoked => "key.revoked",
+            KeyEventKind::Approved => "key.approved",
+            KeyEventKind::Rejected => "key.rejected",
         }
     }
 }
@@ -168,6 +204,7 @@ pub(crate) struct KeyRow {
     pub(crate) plan_id: Option<String>,
     pub(crate) rate_limit: Option<i64>,
     pub(crate) rate_window_seconds: Option<i64>,
+    pub(crate) approval: Approval,
 }
 
 impl KeyRow {
@@ -197,11 +234,17 @@ impl KeyRow {
             plan_id: r.try_get("plan_id")?,
             rate_limit: r.try_get("rate_limit")?,
             rate_window_seconds: r.try_get("rate_window_seconds")?,
+            approval: Approval::parse(&r.try_get::<String, _>("approval")?),
         })
     }
 
     pub(crate) fn status(&self, now: i64) -> KeyStatus {
-        effective_status(self.status, self.expires_at, now)
+        effective_status(
+            self.status,
+            self.approval == Approval::Pending,
+            self.expires_at,
+            now,
+        )
     }
 
     /// What the key's scopes amount to (unreadable scopes amount to nothing).
@@ -246,10 +289,17 @@ impl KeyRow {
     }
 }
 
-/// Stored status plus the date: an active key past its expiry is expired.
-pub fn effective_status(stored: StoredStatus, expires_at: Option<i64>, now: i64) -> KeyStatus {
+/// Stored status plus approval and the date: revoked is final, then a key awaiting approval is
+/// pending (whatever else), and an active key past its expiry is expired.
+pub fn effective_status(
+    stored: StoredStatus,
+    pending: bool,
+    expires_at: Option<i64>,
+    now: i64,
+) -> KeyStatus {
     match stored {
         StoredStatus::Revoked => KeyStatus::Revoked,
+        _ if pending => KeyStatus::Pending,
         StoredStatus::Disabled => KeyStatus::Disabled,
         _ if expires_at.is_some_and(|at| at <= now) => KeyStatus::Expired,
         StoredStatus::Active => KeyStatus::Active,
@@ -348,7 +398,7 @@ pub(crate) async fn insert_key(
     owner_user_id: Option<&str>,
     s: &Settings,
     material: &Material,
-    status: StoredStatus,
+    (status, approval): (StoredStatus, Approval),
     pepper: &[u8; 32],
     actor: Actor<'_>,
 ) -> Result<(String, SigningSecret), AppError> {
@@ -363,8 +413,8 @@ pub(crate) async fn insert_key(
     sqlx::query(
         "insert into api_key (api_key_id, organization_id, owner_user_id, name, description, environment, key_hash, hash_algorithm,
             display_prefix, status, category, scopes, endpoints, ip_allowlist, require_signature, metadata, expires_at, created_by, created_at, updated_at, signing_salt,
-            key_fingerprint, permissions)
-         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $21, $22)",
+            key_fingerprint, permissions, approval)
+         values ($1, $2, $3, $4, $5, $6, $7, $19, $8, $20, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $21, $22, $23)",
     )
     .bind(&id)
     .bind(org_id)
@@ -388,6 +438,7 @@ pub(crate) async fn insert_key(
     .bind(status.as_str())
     .bind(&material.fingerprint)
     .bind(serde_json::to_string(&s.permissions).map_err(AppError::internal)?)
+    .bind(approval.as_str())
     .execute(&mut **tx)
     .await
     .map_err(|e| match &e {
@@ -424,13 +475,14 @@ pub async fn create(
     }
     let secret = format::generate(settings.environment);
     let mut tx = db.writer.begin().await?;
+    let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
     let (id, signing) = insert_key(
         &mut tx,
         org_id,
         owner_user_id,
         settings,
         &Material::from_secret(pepper, &secret),
-        StoredStatus::Active,
+        (StoredStatus::Active, approval),
         pepper,
         actor,
     )
@@ -442,7 +494,7 @@ pub async fn create(
         KeyEventKind::Created,
         None,
         actor,
-        serde_json::json!({}),
+        serde_json::json!({ "approval": approval.as_str() }),
     )
     .await?;
     tx.commit().await?;
@@ -540,19 +592,32 @@ mod tests {
     #[test]
     fn status_by_date() {
         assert_eq!(
-            effective_status(StoredStatus::Active, Some(10), 11),
+            effective_status(StoredStatus::Active, false, Some(10), 11),
             KeyStatus::Expired
         );
         assert_eq!(
-            effective_status(StoredStatus::Active, Some(10), 9),
+            effective_status(StoredStatus::Active, false, Some(10), 9),
             KeyStatus::Active
         );
         assert_eq!(
-            effective_status(StoredStatus::Disabled, Some(10), 11),
+            effective_status(StoredStatus::Disabled, false, Some(10), 11),
             KeyStatus::Disabled
         );
         assert_eq!(
-            effective_status(StoredStatus::Revoked, None, 0),
+            effective_status(StoredStatus::Revoked, false, None, 0),
+            KeyStatus::Revoked
+        );
+        // Awaiting approval outranks disabled and expired; revocation outranks it.
+        assert_eq!(
+            effective_status(StoredStatus::Disabled, true, Some(10), 11),
+            KeyStatus::Pending
+        );
+        assert_eq!(
+            effective_status(StoredStatus::Active, true, None, 0),
+            KeyStatus::Pending
+        );
+        assert_eq!(
+            effective_status(StoredStatus::Revoked, true, None, 0),
             KeyStatus::Revoked
         );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

@@ -26,6 +26,8 @@ pub struct VerifiedKey {
     pub owner_user_id: Option<String>,
     pub environment: String,
     pub status: StoredStatus,
+    /// Waits for an approver: refused whatever its status.
+    pub pending_approval: bool,
     pub expires_at: Option<i64>,
     pub scopes: Scopes,
     /// Its dynamic permissions, as stored (their requirements are added by the authorization
@@ -127,6 +129,9 @@ pub fn refusal(code: ErrorCode) -> AppError {
         ErrorCode::KeyDisabled => "the key is disabled",
         ErrorCode::KeyRevoked => "the key is revoked",
         ErrorCode::KeyExpired => "the key has expired",
+        ErrorCode::KeyPendingApproval => {
+            "the key awaits approval by an administrator of its organization"
+        }
         ErrorCode::IpNotAllowed => "this address is not in the key's IP allow-list",
         ErrorCode::EndpointNotAllowed => "the key may not call this endpoint",
         ErrorCode::SignatureMissing => {
@@ -168,7 +173,7 @@ async fn lookup(
         "select k.api_key_id, k.organization_id, k.owner_user_id, k.environment,
                 case when k.status = 'active' and exists (select 1 from app_user u where u.personal_organization_id = k.organization_id
                      and (u.status <> 'active' or u.deleted_at is not null)) then 'disabled' else k.status end as status,
-                k.expires_at, k.scopes, k.endpoints,
+                k.approval, k.expires_at, k.scopes, k.endpoints,
                 k.ip_allowlist, k.permissions, k.require_signature, k.signing_salt,
                 coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
                 coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window
@@ -202,6 +207,8 @@ async fn lookup(
                 owner_user_id: r.try_get("owner_user_id")?,
                 environment: r.try_get("environment")?,
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
+                pending_approval: super::ssr::Approval::parse(&r.try_get::<String, _>("approval")?)
+                    == super::ssr::Approval::Pending,
                 expires_at: r.try_get("expires_at")?,
                 permissions: scope_permissions(&scopes),
                 // Unreadable dynamic permissions amount to none: they only ever add.
@@ -279,8 +286,9 @@ pub async fn verify(
     {
         return Err(refusal(ErrorCode::KeyUnknown));
     }
-    match effective_status(key.status, key.expires_at, now_ms()) {
+    match effective_status(key.status, key.pending_approval, key.expires_at, now_ms()) {
         KeyStatus::Active => {}
+        KeyStatus::Pending => return Err(refusal(ErrorCode::KeyPendingApproval)),
         KeyStatus::Disabled => return Err(refusal(ErrorCode::KeyDisabled)),
         KeyStatus::Revoked => return Err(refusal(ErrorCode::KeyRevoked)),
         KeyStatus::Expired => return Err(refusal(ErrorCode::KeyExpired)),

@@ -280,6 +280,80 @@ pub async fn usage_threshold(
     .await
 }
 
+/// Tells an organization's owners and admins that a key awaits their approval (its creator,
+/// if one of them, is not told: they cannot review it).
+pub async fn key_awaits_approval(
+    db: &Db,
+    origin: &str,
+    organization_id: &str,
+    key_id: &str,
+    name: &str,
+    creator: Option<&str>,
+) -> Result<usize, AppError> {
+    let mut users: Vec<String> = sqlx::query_scalar(
+        "select user_id from membership where organization_id = $1 and role in ('owner', 'admin') order by user_id",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    users.retain(|u| Some(u.as_str()) != creator);
+    notify(
+        db,
+        &users,
+        &Message {
+            kind: "approval",
+            title: format!("Key \"{name}\" awaits your approval"),
+            body: format!("The key {key_id} was created in an organization that requires approval of new keys. It does not work until someone with approvals:write approves it."),
+            link: Some(format!("/keys/{organization_id}/{key_id}")),
+            dedupe: format!("approval:{key_id}"),
+        },
+        origin,
+    )
+    .await
+}
+
+/// Tells a key's creator (when a user) that it was approved or rejected.
+pub async fn key_reviewed(
+    db: &Db,
+    origin: &str,
+    organization_id: &str,
+    key_id: &str,
+    name: &str,
+    creator: &str,
+    approved: bool,
+) -> Result<usize, AppError> {
+    let is_user: Option<String> =
+        sqlx::query_scalar("select user_id from app_user where user_id = $1")
+            .bind(creator)
+            .fetch_optional(&db.reader)
+            .await?;
+    let Some(user) = is_user else { return Ok(0) };
+    let (verb, body) = if approved {
+        (
+            "approved",
+            format!("The key {key_id} was approved and works from now on."),
+        )
+    } else {
+        (
+            "rejected",
+            format!("The key {key_id} was rejected and is revoked."),
+        )
+    };
+    notify(
+        db,
+        &[user],
+        &Message {
+            kind: "approval",
+            title: format!("Key \"{name}\" was {verb}"),
+            body,
+            link: Some(format!("/keys/{organization_id}/{key_id}")),
+            dedupe: format!("reviewed:{key_id}"),
+        },
+        origin,
+    )
+    .await
+}
+
 /// Reminders sent before a key expires, in days.
 pub const EXPIRY_REMINDERS: [i64; 3] = [30, 7, 1];
 

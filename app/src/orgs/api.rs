@@ -257,6 +257,7 @@ pub async fn set_org_policy(
     organization_id: String,
     max_key_lifetime_days: String,
     #[server(default)] require_two_factor: Option<String>,
+    #[server(default)] require_key_approval: Option<String>,
 ) -> Result<super::OrgPolicy, AppError> {
     use crate::ssr;
     let (caller, grant) =
@@ -274,6 +275,7 @@ pub async fn set_org_policy(
         let policy = super::OrgPolicy {
             max_key_lifetime_days: days,
             require_two_factor: require_two_factor.is_some_and(|v| !v.is_empty()),
+            require_key_approval: require_key_approval.is_some_and(|v| !v.is_empty()),
         };
         super::policy::set(&caller.state.db, &grant, &policy).await?;
         Ok(policy)

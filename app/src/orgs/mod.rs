@@ -67,4 +67,8 @@ pub struct OrgPolicy {
     pub max_key_lifetime_days: Option<i64>,
     /// Members must use two-factor authentication (enforced once it exists).
     pub require_two_factor: bool,
+    /// Keys created (or imported) by someone without `approvals:write` wait for an approver,
+    /// and do not verify until approved.
+    #[serde(default)]
+    pub require_key_approval: bool,
 }

@@ -661,6 +661,10 @@ fn PolicyForm(org: String) -> impl IntoView {
                                 <input id="policy-lifetime" name="max_key_lifetime_days" type="number" min="1" max="3660" placeholder="no limit" aria-describedby="policy-lifetime-hint" value=p.max_key_lifetime_days.map(|d| d.to_string()).unwrap_or_default() />
                                 <p id="policy-lifetime-hint" class="hint">"New keys, rolls and new expiry dates must fall within it. GitHub allows 366."</p>
                                 <label class="check">
+                                    <input type="checkbox" name="require_key_approval" value="on" checked=p.require_key_approval />
+                                    "Require approval of new keys (keys created by members without approvals:write wait for an owner or admin, and do not work until approved)"
+                                </label>
+                                <label class="check">
                                     <input type="checkbox" name="require_two_factor" value="on" checked=p.require_two_factor />
                                     "Require two-factor authentication for members (enforced at sign-in once two-factor authentication is available)"
                                 </label>

@@ -1,7 +1,8 @@
-//! Organization policies (server only): the longest lifetime of a new key, and whether members
-//! must use two-factor authentication (stored now; enforced at sign-in once two-factor
-//! authentication exists). Key creation, import, roll and edits of an expiry all go through
-//! [`check_key_expiry`] inside their transaction.
+//! Organization policies (server only): the longest lifetime of a new key, whether new keys
+//! wait for an approver, and whether members must use two-factor authentication (stored now;
+//! enforced at sign-in once two-factor authentication exists). Key creation, import, roll and
+//! edits of an expiry all go through [`check_key_expiry`] inside their transaction; creation
+//! and import ask [`new_key_approval`] whether the key starts pending.
 
 use super::OrgPolicy;
 use crate::access::ssr::Grant;
@@ -16,16 +17,19 @@ pub const MAX_DAYS: i64 = 3660;
 
 /// The organization's policy (defaults when it set none).
 pub async fn get(db: &Db, organization_id: &str) -> Result<OrgPolicy, AppError> {
-    let row: Option<(Option<i64>, i64)> = sqlx::query_as(
-        "select max_key_lifetime_days, require_two_factor from organization_policy where organization_id = $1",
+    let row: Option<(Option<i64>, i64, i64)> = sqlx::query_as(
+        "select max_key_lifetime_days, require_two_factor, require_key_approval from organization_policy where organization_id = $1",
     )
     .bind(organization_id)
     .fetch_optional(&db.reader)
     .await?;
-    Ok(row.map_or(OrgPolicy::default(), |(days, two)| OrgPolicy {
-        max_key_lifetime_days: days,
-        require_two_factor: two != 0,
-    }))
+    Ok(
+        row.map_or(OrgPolicy::default(), |(days, two, approval)| OrgPolicy {
+            max_key_lifetime_days: days,
+            require_two_factor: two != 0,
+            require_key_approval: approval != 0,
+        }),
+    )
 }
 
 /// Sets the organization's policy.
@@ -41,14 +45,16 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
     sqlx::query(
-        "insert into organization_policy (organization_id, max_key_lifetime_days, require_two_factor, updated_at)
-         values ($1, $2, $3, $4)
+        "insert into organization_policy (organization_id, max_key_lifetime_days, require_two_factor, require_key_approval, updated_at)
+         values ($1, $2, $3, $4, $5)
          on conflict (organization_id) do update set max_key_lifetime_days = excluded.max_key_lifetime_days,
-             require_two_factor = excluded.require_two_factor, updated_at = excluded.updated_at",
+             require_two_factor = excluded.require_two_factor, require_key_approval = excluded.require_key_approval,
+             updated_at = excluded.updated_at",
     )
     .bind(&grant.organization_id)
     .bind(policy.max_key_lifetime_days)
     .bind(policy.require_two_factor as i64)
+    .bind(policy.require_key_approval as i64)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -63,6 +69,7 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
             data: serde_json::json!({
                 "max_key_lifetime_days": policy.max_key_lifetime_days,
                 "require_two_factor": policy.require_two_factor,
+                "require_key_approval": policy.require_key_approval,
             }),
         },
     )
@@ -95,4 +102,38 @@ pub async fn check_key_expiry(
             format!("this organization's keys must expire within {days} days"),
         )),
     }
+}
+
+/// Whether a key `grant` creates (or imports) now in its organization starts pending: when the
+/// organization requires approval and the grant cannot approve keys itself. Read inside the
+/// key's transaction, so a policy switched on a moment ago applies.
+pub async fn new_key_approval(
+    tx: &mut Transaction<'_, Any>,
+    grant: &Grant,
+) -> Result<crate::keys::ssr::Approval, AppError> {
+    use crate::keys::ssr::Approval;
+    if grant.allows(crate::access::Permission::ApprovalsWrite) {
+        return Ok(Approval::Approved);
+    }
+    Ok(
+        if requires_key_approval(tx, &grant.organization_id).await? {
+            Approval::Pending
+        } else {
+            Approval::Approved
+        },
+    )
+}
+
+/// Whether the organization requires approval of new keys (read inside a transaction).
+pub async fn requires_key_approval(
+    tx: &mut Transaction<'_, Any>,
+    organization_id: &str,
+) -> Result<bool, AppError> {
+    let required: Option<i64> = sqlx::query_scalar(
+        "select require_key_approval from organization_policy where organization_id = $1",
+    )
+    .bind(organization_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(required.unwrap_or(0) != 0)
 }

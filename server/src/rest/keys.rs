@@ -72,6 +72,7 @@ pub async fn create(
         &settings,
     )
     .await?;
+    keys::announce_pending(&state, &created.api_key).await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -113,18 +114,7 @@ async fn transition(
     t: Transition,
     body: Bytes,
 ) -> Result<Json<ApiKey>, AppError> {
-    let reason = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<ReasonBody>(&body)
-            .map_err(|e| {
-                AppError::new(
-                    app::error::ErrorCode::InvalidInput,
-                    format!("invalid JSON body: {e}"),
-                )
-            })?
-            .reason
-    };
+    let reason = reason_from(&body)?;
     let key = keys::transition(
         &state,
         Acting::new(&grant, ip.as_deref()),
@@ -134,6 +124,63 @@ async fn transition(
     )
     .await?;
     Ok(Json(key))
+}
+
+/// The optional `{"reason": …}` body of a status change (empty: none).
+fn reason_from(body: &[u8]) -> Result<Option<String>, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice::<ReasonBody>(body)
+        .map_err(|e| {
+            AppError::new(
+                app::error::ErrorCode::InvalidInput,
+                format!("invalid JSON body: {e}"),
+            )
+        })?
+        .reason)
+}
+
+async fn review(
+    state: AppState,
+    grant: Grant,
+    ip: Option<String>,
+    id: String,
+    decision: keys::Decision,
+    body: Bytes,
+) -> Result<Json<ApiKey>, AppError> {
+    let reason = reason_from(&body)?;
+    let key = keys::review(
+        &state,
+        Acting::new(&grant, ip.as_deref()),
+        &id,
+        decision,
+        reason.as_deref(),
+    )
+    .await?;
+    Ok(Json(key))
+}
+
+/// `POST /api/v1/keys/{id}/approve`: a key awaiting approval starts working.
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ApiKey>, AppError> {
+    review(state, grant, ip, id, keys::Decision::Approve, body).await
+}
+
+/// `POST /api/v1/keys/{id}/reject`: a key awaiting approval is revoked.
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ApiKey>, AppError> {
+    review(state, grant, ip, id, keys::Decision::Reject, body).await
 }
 
 pub async fn enable(

@@ -269,7 +269,9 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 /// Every REST route.
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
-    use Permission::{KeysRead, KeysWrite, PlansWrite, UsageRead, UsersRead, UsersWrite};
+    use Permission::{
+        ApprovalsWrite, KeysRead, KeysWrite, PlansWrite, UsageRead, UsersRead, UsersWrite,
+    };
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
             summary: "Readiness",
@@ -355,6 +357,14 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/keys/{id}/disable", Key(KeysWrite), post(keys::disable), transition_doc(
             "Disable a key",
             "Stops the key until it is enabled again, within a second on every instance. Optional body: a reason.",
+        )),
+        spec(Method::POST, "/api/v1/keys/{id}/approve", Key(ApprovalsWrite), post(keys::approve), transition_doc(
+            "Approve a key",
+            "A key awaiting approval (status `pending`, where the organization requires approval of new keys) starts working. Needs `approvals:write` and every permission the key holds; nobody approves a key they created. `409` once the key was reviewed, revoked or edited meanwhile. Optional body: a reason.",
+        )),
+        spec(Method::POST, "/api/v1/keys/{id}/reject", Key(ApprovalsWrite), post(keys::reject), transition_doc(
+            "Reject a key",
+            "A key awaiting approval is rejected and revoked for good. Needs `approvals:write`; nobody rejects a key they created. Optional body: a reason.",
         )),
         spec(Method::POST, "/api/v1/keys/{id}/roll", Key(KeysWrite), post(keys::roll), Doc {
             summary: "Roll a key",

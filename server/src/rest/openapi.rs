@@ -109,6 +109,7 @@ fn error_codes(spec: &RouteSpec) -> Vec<ErrorCode> {
             ErrorCode::KeyDisabled,
             ErrorCode::KeyRevoked,
             ErrorCode::KeyExpired,
+            ErrorCode::KeyPendingApproval,
             ErrorCode::SignatureMissing,
             ErrorCode::SignatureInvalid,
             ErrorCode::SignatureStale,

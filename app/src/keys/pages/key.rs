@@ -10,6 +10,7 @@ pub fn KeyPage() -> impl IntoView {
     let key_id = Signal::derive(move || params.read().get("id").unwrap_or_default());
     let status = ServerAction::<SetKeyStatus>::new();
     let roll = ServerAction::<RollKey>::new();
+    let review = ServerAction::<ReviewKey>::new();
     let update = ServerAction::<UpdateKey>::new();
     let set_limit = ServerAction::<crate::keys::api::SetKeyLimit>::new();
     let secret = RwSignal::new(None::<Secrets>);
@@ -25,19 +26,25 @@ pub fn KeyPage() -> impl IntoView {
             key_id.get(),
             status.version().get(),
             roll.version().get(),
+            review.version().get(),
             update.version().get(),
             set_limit.version().get(),
         )
     };
     let key = Resource::new(versions, |(org, id, ..)| get_key(org, id));
     let history = Resource::new(versions, |(org, id, ..)| key_history(org, id));
+    let memberships = Resource::new(|| (), |_| my_organizations());
     view! {
         <p><A href="/keys">"← All keys"</A></p>
         <Reveal secret />
         {action_error(status.value())}
         {action_error(roll.value())}
+        {action_error(review.value())}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let can_review = memberships
+                    .await
+                    .is_ok_and(|m| may_review(&m, &org.get_untracked()));
                 match key.await {
                     Err(error) => view! { <h1>"Key"</h1> <ErrorNote error /> }.into_any(),
                     Ok(k) => view! {
@@ -54,7 +61,10 @@ pub fn KeyPage() -> impl IntoView {
                             <dt>"Last used"</dt><dd>{k.last_used_at.clone().unwrap_or_else(|| "never".into())}</dd>
                             {k.rolled_to_key_id.clone().map(|to| view! { <dt>"Rolled to"</dt><dd><A href=format!("/keys/{}/{to}", k.organization_id)>{to.clone()}</A></dd> })}
                         </dl>
-                        <div class="actions" role="group" aria-label="Key actions"><KeyActions key=k.clone() org status roll /></div>
+                        <div class="actions" role="group" aria-label="Key actions">
+                            {(can_review && k.status == KeyStatus::Pending).then(|| view! { <ReviewActions key=k.clone() org review /> })}
+                            <KeyActions key=k.clone() org status roll />
+                        </div>
                         <crate::usage::pages::KeyUsageSection key_id=k.id.clone() org refresh=Signal::derive(move || set_limit.version().get()) />
                         <crate::usage::pages::KeyLimitSection key=k.clone() org set_limit />
                         <KeySettings key=k org update />

@@ -40,9 +40,11 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
             })
         }
     };
+    let memberships = StoredValue::new(orgs.clone());
     let create = ServerAction::<CreateKey>::new();
     let status = ServerAction::<SetKeyStatus>::new();
     let roll = ServerAction::<RollKey>::new();
+    let review = ServerAction::<ReviewKey>::new();
     let bulk = ServerAction::<BulkKeys>::new();
     let import = ServerAction::<ImportKeys>::new();
     let selected = RwSignal::new(Vec::<String>::new());
@@ -55,6 +57,7 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                 create.version().get(),
                 status.version().get(),
                 roll.version().get(),
+                review.version().get(),
                 bulk.version().get(),
                 import.version().get(),
             )
@@ -120,7 +123,7 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
         <div class="toolbar filters" role="search" aria-label="Filter keys">
             <label for="key-search">"Search"</label>
             <input id="key-search" type="search" placeholder="name, description or prefix" on:input=set_filter(|q, v| q.q = v) />
-            {filter_select("filter-status", "Status", &[("", "Any"), ("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired"), ("revoked", "Revoked")], set_filter(|q, v| q.status = v))}
+            {filter_select("filter-status", "Status", &[("", "Any"), ("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired"), ("revoked", "Revoked"), ("pending", "Pending approval")], set_filter(|q, v| q.status = v))}
             {filter_select("filter-category", "Access level", &[("", "Any"), ("basic", "Basic"), ("read_only", "Read-only"), ("admin", "Admin"), ("custom", "Custom")], set_filter(|q, v| q.category = v))}
             {filter_select("filter-owner", "Owner", &[("", "Any"), ("org", "Organization keys"), ("personal", "Personal tokens")], set_filter(|q, v| q.owner = v))}
             {filter_select("filter-expiring", "Expiring within", &[("", "Any time"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days")], set_filter(|q, v| q.expiring_within_days = v.and_then(|d| d.parse().ok())))}
@@ -158,11 +161,13 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
         {action_error(create.value())}
         {action_error(status.value())}
         {action_error(roll.value())}
+        {action_error(review.value())}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match keys.await {
                     Ok(list) if list.total == 0 => view! { <p class="muted">"No keys match."</p> }.into_any(),
                     Ok(list) => {
+                        let can_review = memberships.with_value(|m| may_review(m, &org.get_untracked()));
                         let pages = (list.total + list.per_page - 1) / list.per_page;
                         let page = list.page;
                         view! {
@@ -180,7 +185,7 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                                     </tr>
                                 </thead>
                                 <tbody>
-                                    {list.data.into_iter().map(|k| view! { <KeyRow key=k org status roll selected /> }).collect_view()}
+                                    {list.data.into_iter().map(|k| view! { <KeyRow key=k org status roll review can_review selected /> }).collect_view()}
                                 </tbody>
                             </table>
                             <nav class="toolbar" aria-label="Pages">
@@ -245,8 +250,11 @@ pub(super) fn KeyRow(
     org: RwSignal<String>,
     status: ServerAction<SetKeyStatus>,
     roll: ServerAction<RollKey>,
+    review: ServerAction<ReviewKey>,
+    can_review: bool,
     selected: RwSignal<Vec<String>>,
 ) -> impl IntoView {
+    let reviewable = can_review && key.status == KeyStatus::Pending;
     let id = StoredValue::new(key.id.clone());
     let href = format!("/keys/{}/{}", key.organization_id, key.id);
     let name = key.name.clone();
@@ -278,7 +286,10 @@ pub(super) fn KeyRow(
             <td>{key.category.as_str()}</td>
             <td>{key.expires_at.clone().unwrap_or_else(|| "never".into())}</td>
             <td>{key.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
-            <td class="actions"><KeyActions key org status roll /></td>
+            <td class="actions">
+                {reviewable.then(|| view! { <ReviewActions key=key.clone() org review /> })}
+                <KeyActions key org status roll />
+            </td>
         </tr>
     }
 }

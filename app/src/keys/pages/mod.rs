@@ -11,8 +11,8 @@ pub use list::KeysPage;
 use transfer::*;
 
 use super::api::{
-    export_keys, get_key, key_history, list_keys, BulkKeys, CreateKey, ImportKeys, RollKey,
-    SetKeyStatus, UpdateKey,
+    export_keys, get_key, key_history, list_keys, BulkKeys, CreateKey, ImportKeys, ReviewKey,
+    RollKey, SetKeyStatus, UpdateKey,
 };
 use super::{ApiKey, CreatedKey, ImportOutcome, KeyQuery, KeyStatus};
 use crate::error::AppError;
@@ -29,11 +29,14 @@ use leptos_router::hooks::use_params_map;
 struct Secrets {
     key: String,
     signing_secret: String,
+    /// The key waits for approval before it works.
+    pending: bool,
 }
 
 impl From<CreatedKey> for Secrets {
     fn from(c: CreatedKey) -> Self {
         Secrets {
+            pending: c.api_key.status == KeyStatus::Pending,
             key: c.key,
             signing_secret: c.signing_secret,
         }
@@ -61,6 +64,7 @@ fn Reveal(secret: RwSignal<Option<Secrets>>) -> impl IntoView {
                 <section class="card reveal" role="region" aria-label="New API key">
                     <h2>"Copy your new key now"</h2>
                     <p class="warning">"This is the only time the key is shown. Store it in a secret manager; Keyward keeps only a hash."</p>
+                    {s.pending.then(|| view! { <p role="note" class="hint">"This organization requires approval of new keys: this key works once an owner or admin approves it."</p> })}
                     <CopyField label="New API key" value=s.key />
                     <p class="hint">"Signing secret, for the optional Signature header (also shown only now):"</p>
                     <CopyField label="Signing secret" value=s.signing_secret />
@@ -155,6 +159,36 @@ fn KeyActions(
             </span>
         </Show>
     }
+}
+
+/// Approve and Reject for a key awaiting approval, shown to those who may review keys.
+#[component]
+fn ReviewActions(
+    key: ApiKey,
+    #[prop(into)] org: Signal<String>,
+    review: ServerAction<ReviewKey>,
+) -> impl IntoView {
+    let id = StoredValue::new(key.id.clone());
+    let decide = move |decision: &'static str| {
+        move |_| {
+            review.dispatch(ReviewKey {
+                organization_id: org.get_untracked(),
+                key_id: id.get_value(),
+                decision: decision.into(),
+                reason: String::new(),
+            });
+        }
+    };
+    view! {
+        <button type="button" aria-label=format!("Approve {}", key.name) on:click=decide("approve")>"Approve"</button>
+        <button type="button" class="danger" aria-label=format!("Reject {}", key.name) on:click=decide("reject")>"Reject"</button>
+    }
+}
+
+/// Whether the user may review keys in `org` (holds `approvals:write` there).
+fn may_review(orgs: &[OrgMembership], org: &str) -> bool {
+    orgs.iter()
+        .any(|o| o.organization_id == org && o.permissions.iter().any(|p| p == "approvals:write"))
 }
 
 /// `data:` URL of a text file, for a download link (no server round trip, no secret in it).

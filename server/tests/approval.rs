@@ -1,0 +1,478 @@
+//! Approval of new keys: where an organization requires it, keys created or imported by
+//! someone without `approvals:write` wait (status `pending`) and do not verify; an approver
+//! who holds what the key holds approves it (never their own), or rejects it (revoked); edits
+//! of an approved key's access by a non-approver are refused; racing reviews apply once.
+//! Runs on SQLite, and on PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+
+const IP: &str = "192.0.2.40";
+
+/// An organization that requires approval: its owner, an admin and a member (signed in).
+struct Team {
+    app: TestApp,
+    org: String,
+    owner: Browser,
+    admin: Browser,
+    member: Browser,
+    member_id: String,
+}
+
+async fn team() -> Team {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner_id).await;
+    let admin_id = app.user("admin@example.org", None).await;
+    app.add_member(&org, &admin_id, "admin").await;
+    let member_id = app.user("member@example.org", None).await;
+    app.add_member(&org, &member_id, "member").await;
+    let mut owner = app.signed_in("owner@example.org").await;
+    let r = app
+        .rpc(
+            &mut owner,
+            "set_org_policy",
+            &[
+                ("organization_id", org.as_str()),
+                ("max_key_lifetime_days", ""),
+                ("require_key_approval", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["require_key_approval"], true);
+    Team {
+        admin: app.signed_in("admin@example.org").await,
+        member: app.signed_in("member@example.org").await,
+        owner,
+        app,
+        org,
+        member_id,
+    }
+}
+
+/// Creates a basic key in the console; answers (id, secret, status).
+async fn create(t: &Team, b: &mut Browser, name: &str) -> (String, String, String) {
+    let r = t
+        .app
+        .rpc(
+            b,
+            "create_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("name", name),
+                ("environment", "live"),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+        v["status"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn review(app: &TestApp, org: &str, b: &mut Browser, key_id: &str, decision: &str) -> Reply {
+    app.rpc(
+        b,
+        "review_key",
+        &[
+            ("organization_id", org),
+            ("key_id", key_id),
+            ("decision", decision),
+            ("reason", ""),
+        ],
+    )
+    .await
+}
+
+/// What `POST /api/v1/keys/verify` says about `secret`, asked with an approved key.
+async fn verification(t: &Team, checker: &str, secret: &str) -> serde_json::Value {
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(checker),
+            Some(json!({ "key": secret })),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()
+}
+
+#[tokio::test]
+async fn a_members_key_waits_does_not_verify_and_works_once_approved() {
+    let mut t = team().await;
+    let (_, checker) = t.app.admin_key(&t.org).await;
+    // An approver's own keys never wait.
+    let mut admin = t.admin.clone();
+    let (_, _, status) = create(&t, &mut admin, "admin's key").await;
+    assert_eq!(status, "active");
+    let mut member = t.member.clone();
+    let (id, secret, status) = create(&t, &mut member, "member's key").await;
+    assert_eq!(status, "pending");
+
+    // Refused everywhere with its own code.
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&secret), None, IP)
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "key_pending_approval",
+        "pending key",
+    );
+    let v = verification(&t, &checker, &secret).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["code"], "key_pending_approval", "{v}");
+    // Listed under its filter; not as active.
+    let r = t
+        .app
+        .api(
+            "GET",
+            "/api/v1/keys?status=pending",
+            Some(&checker),
+            None,
+            IP,
+        )
+        .await;
+    let ids: Vec<String> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![id.clone()]);
+    let r = t
+        .app
+        .api(
+            "GET",
+            "/api/v1/keys?status=active",
+            Some(&checker),
+            None,
+            IP,
+        )
+        .await;
+    assert!(!r.body.contains(&id), "a pending key is not active");
+    // The approvers were told; the creator was not.
+    let told: Vec<String> = sqlx::query_scalar(
+        "select u.email from notification n join app_user u on u.user_id = n.user_id
+         where n.kind = 'approval' order by u.email",
+    )
+    .fetch_all(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, ["admin@example.org", "owner@example.org"]);
+
+    // Bad input writes nothing.
+    let before = t.app.snapshot().await;
+    let r = review(&t.app, &t.org, &mut t.admin, &id, "maybe").await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "bad decision");
+    // The member can neither approve (no approvals:write) nor edit its access meanwhile
+    // past what they hold.
+    let r = review(&t.app, &t.org, &mut member, &id, "approve").await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "member approves");
+    assert_eq!(t.app.snapshot().await, before, "refusals wrote nothing");
+
+    // The admin approves: the key works at once, the timeline says who.
+    let r = review(&t.app, &t.org, &mut t.admin, &id, "approve").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "active");
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&secret), None, IP)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(verification(&t, &checker, &secret).await["valid"], true);
+    let r = t
+        .app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{id}/history"),
+            Some(&checker),
+            None,
+            IP,
+        )
+        .await;
+    let kinds: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "approved"]);
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from notification where user_id = $1 and kind = 'approval' and title like '%was approved'",
+    )
+    .bind(&t.member_id)
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, 1, "the creator is told");
+    // Reviewed once: a second decision is a conflict.
+    let r = review(&t.app, &t.org, &mut t.admin, &id, "reject").await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "second review");
+}
+
+#[tokio::test]
+async fn a_rejected_key_is_revoked_and_nobody_reviews_their_own() {
+    let mut t = team().await;
+    let mut member = t.member.clone();
+    let (mine, secret, _) = create(&t, &mut member, "mine").await;
+    // The member becomes an admin: still not the reviewer of the key they created.
+    t.app.set_role(&t.org, &t.member_id, "admin").await;
+    let before = t.app.snapshot().await;
+    let r = review(&t.app, &t.org, &mut member, &mine, "approve").await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "own key");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("someone else"));
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    // Nor through a key they made (a key is its maker's hand).
+    let (their_key_id, their_key) = t
+        .app
+        .scoped_key(
+            &t.org,
+            json!({"keys": "write", "approvals": "write", "org": "read"}),
+        )
+        .await;
+    sqlx::query("update api_key set created_by = $1 where api_key_id = $2")
+        .bind(&t.member_id)
+        .bind(&their_key_id)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{mine}/approve"),
+            Some(&their_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "own key, through a key",
+    );
+    assert!(r.body.contains("someone else"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    // Someone else rejects it: revoked, and so it stays.
+    let r = review(&t.app, &t.org, &mut t.owner, &mine, "reject").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "revoked");
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&secret), None, IP)
+        .await;
+    assert_refused(&r, StatusCode::UNAUTHORIZED, "key_revoked", "rejected key");
+    let r = t
+        .app
+        .rpc(
+            &mut t.owner,
+            "set_key_status",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", mine.as_str()),
+                ("action", "enable"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "enable a rejected key",
+    );
+}
+
+#[tokio::test]
+async fn enabling_a_pending_key_does_not_approve_it() {
+    let mut t = team().await;
+    let mut member = t.member.clone();
+    let (id, secret, _) = create(&t, &mut member, "sneaky").await;
+    for action in ["disable", "enable"] {
+        let r = t
+            .app
+            .rpc(
+                &mut member,
+                "set_key_status",
+                &[
+                    ("organization_id", t.org.as_str()),
+                    ("key_id", id.as_str()),
+                    ("action", action),
+                    ("reason", ""),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+        assert_eq!(r.json()["status"], "pending", "{action}");
+    }
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&secret), None, IP)
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "key_pending_approval",
+        "after enable",
+    );
+    // Nor does a roll hand out a working successor.
+    let r = t
+        .app
+        .rpc(
+            &mut member,
+            "roll_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", id.as_str()),
+                ("grace_seconds", "0"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "roll a pending key");
+    let _ = &mut t;
+}
+
+#[tokio::test]
+async fn an_approved_keys_access_changes_only_through_an_approver() {
+    let mut t = team().await;
+    let mut member = t.member.clone();
+    let (id, _, _) = create(&t, &mut member, "worker").await;
+    let r = review(&t.app, &t.org, &mut t.admin, &id, "approve").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let edit = |ips: &'static str, name: &'static str| {
+        vec![
+            ("organization_id", t.org.clone()),
+            ("key_id", id.clone()),
+            ("name", name.to_string()),
+            ("description", String::new()),
+            ("category", "basic".to_string()),
+            ("ip_allowlist", ips.to_string()),
+            ("expires_on", String::new()),
+            ("reason", String::new()),
+        ]
+    };
+    // Renaming is fine; dropping to another IP allow-list is the approver's call.
+    let form = edit("", "renamed");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = t.app.rpc(&mut member, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = t.app.snapshot().await;
+    let form = edit("10.0.0.0/8", "renamed");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = t.app.rpc(&mut member, "update_key", &pairs).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "member edits access",
+    );
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let r = t.app.rpc(&mut t.admin, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "an approver may: {}", r.body);
+}
+
+#[tokio::test]
+async fn racing_reviews_apply_once() {
+    let t = team().await;
+    let mut member = t.member.clone();
+    let (id, _, _) = create(&t, &mut member, "contested").await;
+    let (_, approver_a) = t.app.admin_key(&t.org).await;
+    let (_, approver_b) = t.app.admin_key(&t.org).await;
+    let calls = [("approve", approver_a), ("reject", approver_b)]
+        .into_iter()
+        .map(|(decision, key)| {
+            let app = &t.app;
+            let path = format!("/api/v1/keys/{id}/{decision}");
+            async move { app.api("POST", &path, Some(&key), None, IP).await }
+        })
+        .collect();
+    let replies = join_all(calls).await;
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    let events: i64 = sqlx::query_scalar(
+        "select count(*) from api_key_event where api_key_id = $1 and kind in ('approved', 'rejected')",
+    )
+    .bind(&id)
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn without_the_policy_nothing_waits_and_imports_follow_it() {
+    let mut t = team().await;
+    // Imported by someone who cannot approve: waits too.
+    let (_, basic) = t
+        .app
+        .scoped_key(&t.org, json!({"keys": "write", "org": "read"}))
+        .await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&basic),
+            Some(json!([{"name": "imported", "category": "basic"}])),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let row = &r.json()["rows"][0];
+    assert_eq!(row["message"], "awaits approval", "{row}");
+    let id = row["id"].as_str().unwrap().to_string();
+    let status: String = sqlx::query_scalar("select approval from api_key where api_key_id = $1")
+        .bind(&id)
+        .fetch_one(&t.app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending");
+    // Policy off: a member's new key works at once.
+    let r = t
+        .app
+        .rpc(
+            &mut t.owner,
+            "set_org_policy",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("max_key_lifetime_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.json()["require_key_approval"], false, "{}", r.body);
+    let mut member = t.member.clone();
+    let (_, secret, status) = create(&t, &mut member, "later").await;
+    assert_eq!(status, "active");
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&secret), None, IP)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
