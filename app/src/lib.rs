@@ -12,6 +12,7 @@ pub mod notify;
 pub mod orgs;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod teams;
 pub mod ui;
 pub mod usage;
 
@@ -58,6 +59,7 @@ lazy_pages! {
     InviteRoute => orgs::pages::InvitePage,
     ProfileRoute => identity::pages::ProfilePage,
     ConfirmEmailRoute => identity::pages::ConfirmEmailPage,
+    VerifyEmailRoute => identity::pages::VerifyEmailPage,
     SetPasswordRoute => admin::pages::SetPasswordPage,
     SettingsRoute => orgs::pages::SettingsPage,
 }
@@ -111,6 +113,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/invite") view={Lazy::<InviteRoute>::new()} />
                     <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} />
                     <Route path=path!("/confirm-email") view={Lazy::<ConfirmEmailRoute>::new()} />
+                    <Route path=path!("/verify-email") view={Lazy::<VerifyEmailRoute>::new()} />
                     <Route path=path!("/set-password") view={Lazy::<SetPasswordRoute>::new()} />
                     <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} />
                 </Routes>

@@ -44,12 +44,30 @@ export function freshEmail(who: string) {
 
 export const PASSWORD = "a long e2e passphrase";
 
-export async function signUp(page: Page, email: string, name: string) {
+/** Fills and sends the sign-up form; the page then asks to check the inbox. */
+export async function requestSignUp(page: Page, email: string, name: string, password = PASSWORD) {
   await open(page, "/sign-up");
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Display name").fill(name);
-  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("status")).toContainText("Check your inbox");
+}
+
+/** The address-confirmation link emailed to `email` after a sign-up. */
+export async function confirmationLink(email: string): Promise<string> {
+  const mail = await waitForMail(email, "Confirm the address");
+  const link = mail.match(/https?:\/\/\S+\/verify-email\?token=\S+/);
+  expect(link, mail).not.toBeNull();
+  return link![0];
+}
+
+/** Signs up, confirms the address through the emailed link, and lands signed in. */
+export async function signUp(page: Page, email: string, name: string) {
+  await requestSignUp(page, email, name);
+  await open(page, await confirmationLink(email));
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByRole("button", { name: "Confirm and sign in" }).click();
   await expect(page.getByRole("heading", { name: `Welcome, ${name}` })).toBeVisible();
 }
 

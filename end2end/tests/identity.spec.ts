@@ -1,5 +1,5 @@
 import { test, expect } from "./fixtures";
-import { open, freshEmail, signUp, signIn, signOut, PASSWORD } from "./helpers";
+import { open, freshEmail, signUp, signIn, signOut, PASSWORD, requestSignUp, confirmationLink, waitForMail } from "./helpers";
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
 
 test("sign up, sign out, sign in again", async ({ page }) => {
@@ -78,4 +78,29 @@ test("the bootstrapped admin sees the Users menu and the user list", async ({ pa
   // The list is paged, newest first: other journeys' users may fill the first page.
   await page.getByRole("search", { name: "Filter users" }).getByLabel("Search").fill(ADMIN_EMAIL);
   await expect(page.getByRole("row", { name: new RegExp(`${ADMIN_EMAIL}.*owner`) })).toBeVisible();
+});
+
+test("sign-up confirms the address by link, and answers alike for a registered address", async ({ page }) => {
+  const email = freshEmail("cara");
+  await requestSignUp(page, email, "Cara");
+  // Not usable before the link: the right password is told to confirm first.
+  await signIn(page, email, PASSWORD);
+  await expect(page.getByRole("alert")).toContainText("confirm your email address first");
+  // The link wants the password chosen at sign-up.
+  const link = await confirmationLink(email);
+  await open(page, link);
+  await page.getByLabel("Password", { exact: true }).fill("not the password at all");
+  await page.getByRole("button", { name: "Confirm and sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("invalid email or password");
+  await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await page.getByRole("button", { name: "Confirm and sign in" }).click();
+  await expect(page.getByRole("heading", { name: "Welcome, Cara" })).toBeVisible();
+  await signOut(page);
+
+  // Signing up again with the same address: the very same answer, and nothing changes; the
+  // owner of the address is told by email instead.
+  await requestSignUp(page, email, "Impostor", "another long passphrase");
+  await waitForMail(email, "already has one");
+  await signIn(page, email, PASSWORD);
+  await expect(page.getByRole("heading", { name: "Welcome, Cara" })).toBeVisible();
 });

@@ -200,3 +200,50 @@ test("with approval required, a member's new key waits until an admin approves i
   const accepted = await member.request.get("/api/v1/keys", { headers: { Authorization: `Bearer ${secret}` } });
   expect(accepted.status()).toBe(200);
 });
+
+test("a team gives its members a role at once, and taking them out takes it away", async ({ page, browser }) => {
+  const org = `Teams ${Date.now()}`;
+  await signUp(page, freshEmail("tlead"), "Tara");
+  await createOrganization(page, org);
+  // A custom role that may invite.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Roles" }).click();
+  const create = page.getByRole("region", { name: "Create a role" });
+  await create.getByLabel("Name").fill("recruiter");
+  await create.getByLabel("Inherits from").selectOption({ label: "viewer" });
+  await create.getByRole("button", { name: "Create role" }).click();
+  const recruiter = page.getByRole("region", { name: "Role recruiter" });
+  await recruiter.getByLabel("Permission", { exact: true }).selectOption("members:write");
+  await recruiter.getByRole("button", { name: "Grant" }).click();
+  await expect(recruiter.getByRole("table", { name: "Permissions granted directly by recruiter" }).getByRole("cell", { name: "members:write", exact: true })).toBeVisible();
+
+  await open(page, "/members");
+  const newcomer = freshEmail("teamie");
+  await invite(page, newcomer, "viewer");
+  const theirs = await acceptAsNewcomer(browser, await invitationLink(newcomer, org), "Theo");
+  // A viewer: no invitation form.
+  await expect(theirs.getByRole("region", { name: "Invite a member" })).toHaveCount(0);
+
+  // The owner makes a team holding the role, and puts Theo in it.
+  await page.reload();
+  const teams = page.getByRole("region", { name: "Teams" });
+  await teams.getByLabel("Team name").fill("Hiring");
+  await teams.getByRole("button", { name: "Create team" }).click();
+  const hiring = page.getByRole("region", { name: "Team Hiring" });
+  await hiring.getByLabel("Role for Hiring").selectOption({ label: "recruiter" });
+  await hiring.getByRole("button", { name: "Give role" }).click();
+  await expect(hiring.getByRole("list", { name: "Roles of Hiring" })).toContainText("recruiter");
+  await hiring.getByLabel("Add to Hiring").selectOption({ label: newcomer });
+  await hiring.getByRole("button", { name: "Add to team" }).click();
+  await expect(hiring.getByRole("list", { name: "Members of Hiring" })).toContainText(newcomer);
+
+  // Theo may invite now, without signing in again.
+  await theirs.reload();
+  await expect(theirs.getByRole("region", { name: "Invite a member" })).toBeVisible();
+
+  // Out of the team: the form is gone again.
+  await hiring.getByRole("button", { name: `Remove ${newcomer} from Hiring` }).click();
+  await expect(hiring.getByRole("list", { name: "Members of Hiring" })).not.toContainText(newcomer);
+  await theirs.reload();
+  await expect(theirs.getByRole("heading", { name: "Members", level: 1 })).toBeVisible();
+  await expect(theirs.getByRole("region", { name: "Invite a member" })).toHaveCount(0);
+});

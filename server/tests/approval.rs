@@ -350,6 +350,36 @@ async fn enabling_a_pending_key_does_not_approve_it() {
         )
         .await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "roll a pending key");
+    // Only its creator (or an approver) reshapes a key that waits.
+    let other = t.app.user("other@example.org", None).await;
+    t.app.add_member(&t.org, &other, "member").await;
+    let mut other = t.app.signed_in("other@example.org").await;
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .rpc(
+            &mut other,
+            "update_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", id.as_str()),
+                ("name", "hijacked"),
+                ("description", ""),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_on", ""),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "another member edits",
+    );
+    assert!(r.body.contains("creator or an approver"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
     let _ = &mut t;
 }
 
@@ -390,6 +420,33 @@ async fn an_approved_keys_access_changes_only_through_an_approver() {
     assert_eq!(t.app.snapshot().await, before, "nothing written");
     let r = t.app.rpc(&mut t.admin, "update_key", &pairs).await;
     assert_eq!(r.status, StatusCode::OK, "an approver may: {}", r.body);
+    // A roll by someone who cannot approve hands out a successor that waits; the old key
+    // works through its grace meanwhile.
+    let r = t
+        .app
+        .rpc(
+            &mut member,
+            "roll_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", id.as_str()),
+                ("grace_seconds", "3600"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "pending", "{}", r.body);
+    let successor = r.json()["key"].as_str().unwrap().to_string();
+    let r = t
+        .app
+        .api("GET", "/api/v1/keys", Some(&successor), None, IP)
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "key_pending_approval",
+        "successor",
+    );
 }
 
 #[tokio::test]

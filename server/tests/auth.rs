@@ -7,8 +7,36 @@ use http::StatusCode;
 
 const SESSION: &str = "keyward_session";
 
+/// The confirmation link last emailed to `to`, as its token.
+async fn confirmation_token(app: &TestApp, to: &str) -> String {
+    let body: String = sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = $1 and body_text like '%/verify-email?token=%'
+         order by created_at desc, outbox_email_id desc limit 1",
+    )
+    .bind(to)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .expect("a confirmation link was queued");
+    let start = body.find("/verify-email?token=").unwrap() + "/verify-email?token=".len();
+    body[start..].split_whitespace().next().unwrap().to_string()
+}
+
+async fn sign_up(app: &TestApp, email: &str, name: &str, password: &str) -> Reply {
+    let mut b = Browser::default();
+    app.rpc(
+        &mut b,
+        "sign_up",
+        &[
+            ("email", email),
+            ("display_name", name),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
-async fn sign_up_then_sign_out_then_sign_in() {
+async fn sign_up_confirms_the_address_by_link_then_signs_in() {
     let app = spawn().await;
     let mut b = Browser::default();
     let r = app
@@ -23,20 +51,97 @@ async fn sign_up_then_sign_out_then_sign_in() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(b.get(SESSION).is_some(), "sign-up signs the user in");
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json(),
+        serde_json::Value::Null,
+        "not signed in before the address is confirmed"
+    );
+    // The right password is told to confirm first; the throttle does not count it.
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "email_unverified", "unconfirmed");
+    assert_eq!(app.count("sign_in_failure").await, 0);
+    // A wrong one gets the usual answer.
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[
+                ("email", "ann@example.org"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong password",
+    );
 
+    // The link needs the password chosen at sign-up, then signs in.
+    let token = confirmation_token(&app, "ann@example.org").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
+            &[("token", &token), ("password", "not the password")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "link, wrong password",
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
+            &[("token", &token), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(b.get(SESSION).is_some(), "confirming signs the user in");
     let me = app.rpc(&mut b, "current_user", &[]).await.json();
     assert_eq!(me["email"], "Ann@Example.org");
     assert_eq!(me["display_name"], "Ann");
     assert_eq!(me["instance_permissions"], serde_json::json!([]));
+    // Once only.
+    let mut other = Browser::default();
+    let r = app
+        .rpc(
+            &mut other,
+            "confirm_sign_up",
+            &[("token", &token), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "second use");
+    // Nor does a confirmation link set a password.
+    let r = app
+        .rpc(
+            &mut other,
+            "set_password_from_link",
+            &[
+                ("token", &token),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "verify link as reset",
+    );
 
     let r = app.rpc(&mut b, "sign_out", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        app.rpc(&mut b, "current_user", &[]).await.json(),
-        serde_json::Value::Null
-    );
-
     // Email matching is case-insensitive.
     let r = app
         .rpc(
@@ -53,27 +158,108 @@ async fn sign_up_then_sign_out_then_sign_in() {
 }
 
 #[tokio::test]
-async fn duplicate_email_is_a_conflict_and_writes_nothing() {
+async fn sign_up_answers_alike_for_a_registered_address_and_changes_nothing() {
     let app = spawn().await;
     app.user("ann@example.org", None).await;
     let users = app.count("app_user").await;
     let orgs = app.count("organization").await;
+    let fresh = sign_up(&app, "new@example.org", "New", PASSWORD).await;
+    let taken = sign_up(&app, "ANN@example.org", "Ann 2", "another long passphrase").await;
+    assert_eq!(
+        (taken.status, &taken.body),
+        (fresh.status, &fresh.body),
+        "the same answer"
+    );
+    assert_eq!(
+        app.count("app_user").await,
+        users + 1,
+        "only the new address made an account"
+    );
+    assert_eq!(app.count("organization").await, orgs + 1);
+    // The owner is told, once an hour at most; their password still works.
+    sign_up(&app, "ann@example.org", "Ann 3", "yet another passphrase").await;
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = $1 and subject = 'You already have a Keyward account'",
+    )
+    .bind("ANN@example.org")
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
     let mut b = Browser::default();
     let r = app
         .rpc(
             &mut b,
-            "sign_up",
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_later_sign_up_of_an_unconfirmed_address_wins_and_voids_earlier_links() {
+    let app = spawn().await;
+    // Someone signs up with an address that is not theirs…
+    sign_up(
+        &app,
+        "victim@example.org",
+        "Squatter",
+        "the squatter's passphrase",
+    )
+    .await;
+    let squatter_link = confirmation_token(&app, "victim@example.org").await;
+    // …the owner signs up too: their password and name win, the first link is void.
+    sign_up(&app, "victim@example.org", "Vic", PASSWORD).await;
+    let owner_link = confirmation_token(&app, "victim@example.org").await;
+    assert_ne!(squatter_link, owner_link);
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
             &[
-                ("email", "ANN@example.org"),
-                ("display_name", "Ann 2"),
-                ("password", PASSWORD),
+                ("token", &squatter_link),
+                ("password", "the squatter's passphrase"),
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(r.error_code(), "conflict");
-    assert_eq!(app.count("app_user").await, users);
-    assert_eq!(app.count("organization").await, orgs);
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "superseded link",
+    );
+    // The owner's link with the squatter's password: refused too.
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
+            &[
+                ("token", &owner_link),
+                ("password", "the squatter's passphrase"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "squatter's password",
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
+            &[("token", &owner_link), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json()["display_name"],
+        "Vic"
+    );
+    assert_eq!(app.count("app_user").await, 1);
 }
 
 #[tokio::test]

@@ -34,6 +34,8 @@ struct World {
     basic: String,
     /// `keys:read` only.
     read_only: String,
+    /// `keys:write` + `approvals:write`: may review keys, but not approve one holding more.
+    approver: String,
     /// Personal tokens (basic) whose owners were demoted to viewer, removed, disabled.
     pat_demoted: String,
     pat_removed: String,
@@ -50,9 +52,13 @@ struct World {
     /// role holds.
     group_held: String,
     group_powers: String,
+    /// A team, and a custom role inheriting the owner (everything, `org:write` included).
+    team: String,
+    owner_like_role: String,
     /// Another organization, its admin key and one of its keys.
     foreign_org: String,
     foreign_key_id: String,
+    foreign_team: String,
 }
 
 async fn world() -> World {
@@ -76,6 +82,9 @@ async fn world() -> World {
         .scoped_key(&org, json!({"keys": "write", "org": "read"}))
         .await;
     let (_, read_only) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let (_, approver) = app
+        .scoped_key(&org, json!({"keys": "write", "approvals": "write"}))
+        .await;
 
     let mut pats = Vec::new();
     for who in ["demoted", "removed", "disabled"] {
@@ -123,9 +132,32 @@ async fn world() -> World {
     .await
     .unwrap()
     .id;
+    let owner_like_role = app::access::roles::create_role(
+        &app.state.db,
+        &operator,
+        "deputy",
+        "",
+        &["owner".to_string()],
+    )
+    .await
+    .unwrap()
+    .id;
+    let team = app::teams::ssr::create(&app.state.db, &operator, "ops", "")
+        .await
+        .unwrap()
+        .id;
     let stranger = app.user("stranger@example.org", None).await;
     let foreign_org = app.org_of(&stranger).await;
     let (foreign_key_id, _) = app.admin_key(&foreign_org).await;
+    let foreign_team = app::teams::ssr::create(
+        &app.state.db,
+        &app::access::ssr::Grant::operator(&foreign_org),
+        "theirs",
+        "",
+    )
+    .await
+    .unwrap()
+    .id;
     World {
         viewer: app.signed_in("viewer@example.org").await,
         member: app.signed_in("member@example.org").await,
@@ -134,6 +166,8 @@ async fn world() -> World {
         custom_role,
         group_held,
         group_powers,
+        team,
+        owner_like_role,
         app,
         org,
         strong,
@@ -141,11 +175,13 @@ async fn world() -> World {
         strong_pending,
         basic,
         read_only,
+        approver,
         pat_disabled: pats.pop().unwrap(),
         pat_removed: pats.pop().unwrap(),
         pat_demoted: pats.pop().unwrap(),
         foreign_org,
         foreign_key_id,
+        foreign_team,
     }
 }
 
@@ -219,6 +255,19 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         ("POST", "/api/v1/users/{id}/password-reset") | ("DELETE", "/api/v1/users/{id}") => {
             call(on(&w.member_id), None, false)
         }
+        ("POST", "/api/v1/teams") => call(on(""), Some(json!({"name": "new"})), false),
+        ("DELETE", "/api/v1/teams/{id}") => call(on(&w.team), None, false),
+        ("PUT", "/api/v1/teams/{id}/members") => call(
+            on(&w.team),
+            Some(json!({"user_id": w.member_id, "member": true})),
+            false,
+        ),
+        // Every member of the team would hold the owner's permissions.
+        ("PUT", "/api/v1/teams/{id}/roles") => call(
+            on(&w.team),
+            Some(json!({"role_id": w.owner_like_role, "held": true})),
+            true,
+        ),
         other => panic!("mutating route {other:?} has no case in the ceiling matrix"),
     }
 }
@@ -253,7 +302,7 @@ async fn rest_ceiling_matrix() {
         if !permission.is_write() {
             continue;
         }
-        let principals: [(&str, &str, StatusCode, &str, bool); 5] = [
+        let principals: [(&str, &str, StatusCode, &str, bool); 6] = [
             (
                 "read-only key",
                 &w.read_only,
@@ -285,6 +334,13 @@ async fn rest_ceiling_matrix() {
             (
                 "basic key, stronger target",
                 &w.basic,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                true,
+            ),
+            (
+                "approver key, stronger target",
+                &w.approver,
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 true,
@@ -450,6 +506,28 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
         "create_permission" => (
             f(&[("organization_id", org), ("name", "invoices:read")]),
             false,
+        ),
+        "list_teams" => (f(&[("organization_id", org)]), false),
+        "create_team" => (f(&[("organization_id", org), ("name", "new")]), false),
+        "delete_team" => (f(&[("organization_id", org), ("team_id", &w.team)]), false),
+        "set_team_member" => (
+            f(&[
+                ("organization_id", org),
+                ("team_id", &w.team),
+                ("user_id", &w.member_id),
+                ("add", "true"),
+            ]),
+            false,
+        ),
+        // Every member of the team would hold the owner's permissions.
+        "set_team_role" => (
+            f(&[
+                ("organization_id", org),
+                ("team_id", &w.team),
+                ("role_id", &w.owner_like_role),
+                ("add", "true"),
+            ]),
+            true,
         ),
         "assign_role" => (
             f(&[
@@ -713,25 +791,35 @@ async fn server_function_isolation_and_bad_input_sweep() {
             "forbidden",
             &format!("foreign org: {endpoint}"),
         );
-        // Another organization's key, named in one's own organization: not found.
-        if form.iter().any(|(k, _)| k == "key_id") {
+        // Another organization's key or team, named in one's own organization: not found,
+        // and nothing written.
+        for (field, foreign) in [("key_id", &w.foreign_key_id), ("team_id", &w.foreign_team)] {
+            if !form.iter().any(|(k, _)| k == field) {
+                continue;
+            }
             let (form, _) = form_for(&w, endpoint, &w.org);
             let form: Vec<(String, String)> = form
                 .into_iter()
                 .map(|(k, v)| {
-                    if k == "key_id" {
-                        (k, w.foreign_key_id.clone())
+                    if k == field {
+                        (k, foreign.clone())
                     } else {
                         (k, v)
                     }
                 })
                 .collect();
+            let before = w.app.snapshot().await;
             let r = rpc_form(&w.app, &mut owner, endpoint, &form).await;
             assert_refused(
                 &r,
                 StatusCode::NOT_FOUND,
                 "not_found",
-                &format!("foreign key: {endpoint}"),
+                &format!("foreign {field}: {endpoint}"),
+            );
+            assert_eq!(
+                w.app.snapshot().await,
+                before,
+                "foreign {field}: {endpoint}"
             );
         }
         // Missing arguments: a clear 400.
@@ -749,6 +837,7 @@ async fn server_function_isolation_and_bad_input_sweep() {
             "organization_members",
             "list_roles",
             "list_invitations",
+            "list_teams",
             "switch_organization",
             "leave_organization",
             "get_org_policy",

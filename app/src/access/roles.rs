@@ -25,6 +25,7 @@ use crate::ssr::db::{new_id, now_ms, Backend};
 use crate::ssr::events::{self, Event};
 use crate::ssr::Db;
 use sqlx::{Any, Transaction};
+use std::collections::BTreeSet;
 
 /// Longest role name.
 const NAME_MAX: usize = 64;
@@ -238,10 +239,10 @@ pub(crate) fn within_ceiling(
     }
 }
 
-/// Every role `user_id` holds in the organization (the membership's built-in role first, then
-/// the assigned ones), **whatever their account's status**: a disabled member is not a weaker
-/// one (the authorization core's own [`roles_in_conn`] skips disabled accounts). `None` when
-/// they are not a member.
+/// Every role `user_id` holds in the organization (the membership's built-in role, the
+/// assigned ones and those of their teams), **whatever their account's status**: a disabled
+/// member is not a weaker one (the authorization core's own [`roles_in_conn`] skips disabled
+/// accounts). `None` when they are not a member.
 pub(crate) async fn held_roles(
     tx: &mut Transaction<'static, Any>,
     organization_id: &str,
@@ -258,7 +259,10 @@ pub(crate) async fn held_roles(
         return Ok(None);
     };
     let mut roles: Vec<String> = sqlx::query_scalar(
-        "select role_id from role_assignment where organization_id = $1 and user_id = $2",
+        "select role_id from role_assignment where organization_id = $1 and user_id = $2
+         union
+         select tr.role_id from team_member tm join team_role tr on tr.team_id = tm.team_id
+         where tm.organization_id = $1 and tm.user_id = $2",
     )
     .bind(organization_id)
     .bind(user_id)
@@ -266,28 +270,58 @@ pub(crate) async fn held_roles(
     .await?;
     roles.push(base.clone());
     roles.sort();
+    roles.dedup();
     Ok(Some((base, roles)))
 }
 
 /// Everyone `caller` acts for: itself, the user behind a personal token, and whoever made the
-/// key it is (a key is its maker's hand). Rules that forbid acting on oneself (administering
-/// one's own account, reviewing one's own key) compare against all of them.
+/// key it is (a key is its maker's hand), followed through keys that made keys. Rules that
+/// forbid acting on oneself (administering one's own account, reviewing one's own key)
+/// compare against all of them.
 pub async fn acts_for(
     conn: &mut sqlx::AnyConnection,
     caller: &Principal,
-) -> Result<Vec<String>, AppError> {
-    let mut who = vec![caller.actor_id().to_string()];
-    who.extend(caller.acting_user().map(str::to_string));
-    if let Principal::Key { key_id, .. } = caller {
-        let creator: Option<String> =
-            sqlx::query_scalar("select created_by from api_key where api_key_id = $1")
-                .bind(key_id)
+) -> Result<BTreeSet<String>, AppError> {
+    let mut start = vec![caller.actor_id().to_string()];
+    start.extend(caller.acting_user().map(str::to_string));
+    makers(conn, start).await
+}
+
+/// The users and keys behind `ids`: each id itself and, for a key, its owner and its maker,
+/// followed through keys that made keys (at most eight steps). Pseudo-actors such as `cli`
+/// are left out: they stand for no one in particular.
+pub async fn makers(
+    conn: &mut sqlx::AnyConnection,
+    ids: Vec<String>,
+) -> Result<BTreeSet<String>, AppError> {
+    let mut seen = BTreeSet::new();
+    let mut frontier = ids;
+    for _ in 0..8 {
+        let mut next = Vec::new();
+        for id in frontier.drain(..) {
+            let is_key = id.starts_with("key_");
+            if !(is_key || id.starts_with("usr_")) || !seen.insert(id.clone()) {
+                continue;
+            }
+            if is_key {
+                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                    "select owner_user_id, created_by from api_key where api_key_id = $1",
+                )
+                .bind(&id)
                 .fetch_optional(&mut *conn)
-                .await?
-                .flatten();
-        who.extend(creator);
+                .await?;
+                if let Some((owner, maker)) = row {
+                    next.extend(owner);
+                    next.extend(maker);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
     }
-    Ok(who)
+    Ok(seen)
 }
 
 /// Whether the change's caller may act on another user's account as an instance administrator
@@ -302,8 +336,7 @@ pub(crate) async fn may_administer_user(
     // A key acts for the person who made it: a key an admin made cannot re-enable them.
     if acts_for(&mut change.tx, caller)
         .await?
-        .iter()
-        .any(|who| who == target_user_id)
+        .contains(target_user_id)
     {
         return Err(AppError::invalid(
             "user_id",
@@ -333,7 +366,7 @@ pub(crate) fn changeable<'a>(
 
 /// The organization's own (custom) role, or not found: built-in roles are read-only and
 /// another organization's roles do not exist here.
-fn own_role<'a>(
+pub(crate) fn own_role<'a>(
     model: &'a AccessModel,
     role_id: &str,
 ) -> Result<&'a super::model::RoleDef, AppError> {

@@ -293,12 +293,18 @@ pub async fn roles_in_conn(
     user_id: &str,
     organization_id: &str,
 ) -> Result<Option<Vec<String>>, AppError> {
+    // Assigned roles, and the roles of every team the member is in.
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "select m.role, a.role_id from membership m
          join app_user u on u.user_id = m.user_id
          left join role_assignment a on a.organization_id = m.organization_id and a.user_id = m.user_id
          where m.user_id = $1 and m.organization_id = $2 and u.status = 'active'
-         order by a.role_id",
+         union all
+         select m.role, tr.role_id from membership m
+         join app_user u on u.user_id = m.user_id
+         join team_member tm on tm.organization_id = m.organization_id and tm.user_id = m.user_id
+         join team_role tr on tr.team_id = tm.team_id
+         where m.user_id = $1 and m.organization_id = $2 and u.status = 'active'",
     )
     .bind(user_id)
     .bind(organization_id)
@@ -307,8 +313,11 @@ pub async fn roles_in_conn(
     let Some((base, _)) = rows.first() else {
         return Ok(None);
     };
+    let mut held: Vec<String> = rows.iter().filter_map(|(_, a)| a.clone()).collect();
+    held.sort();
+    held.dedup();
     let mut roles = vec![base.clone()];
-    roles.extend(rows.iter().filter_map(|(_, a)| a.clone()));
+    roles.extend(held);
     Ok(Some(roles))
 }
 

@@ -31,7 +31,8 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     .await
 }
 
-/// Creates an account (when the operator allows sign-up) and signs it in.
+/// Open sign-up (when the operator allows it): emails a link that confirms the address. The
+/// answer is the same whether or not the address already has an account.
 #[server(prefix = "/rpc", endpoint = "sign_up")]
 pub async fn sign_up(
     email: String,
@@ -49,17 +50,37 @@ pub async fn sign_up(
             ));
         }
         state.check_auth_attempt(caller.source_ip)?;
-        let user_id = super::ssr::create_user(
+        super::ssr::sign_up(
             &state.db,
+            &state.config,
             &email,
             &display_name,
             &password,
-            None,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Confirms a sign-up's address through its emailed link, with the account's password, and
+/// signs in.
+#[server(prefix = "/rpc", endpoint = "confirm_sign_up")]
+pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("confirm_sign_up").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let user_id = super::password_link::confirm_email(
+            &state.db,
+            &state.config.secret,
+            &token,
+            &password,
             caller.source_ip_text().as_deref(),
         )
         .await?;
         super::ssr::start_session(&state.config, &user_id).await?;
-        leptos_axum::redirect("/");
         Ok(())
     })
     .await

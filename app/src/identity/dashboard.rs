@@ -24,7 +24,7 @@ pub async fn dashboard(db: &Db, user_id: &str) -> Result<Dashboard, AppError> {
          join organization o on o.organization_id = k.organization_id
          join membership m on m.organization_id = k.organization_id and m.user_id = $1
          left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
-         where (k.created_by = $1 or k.owner_user_id = $1) and k.status = 'active'
+         where (k.created_by = $1 or k.owner_user_id = $1) and k.status = 'active' and k.approval <> 'pending'
            and (k.expires_at is null or k.expires_at > $2)
          order by k.created_at desc, k.api_key_id limit $3",
     )

@@ -69,6 +69,9 @@ pub fn SignUpPage() -> impl IntoView {
                 <PasswordField autocomplete="new-password" />
                 <p class="hint">"At least 8 characters. Long passphrases are best."</p>
                 {action_error(auth.sign_up.value())}
+                {move || auth.sign_up.value().get().and_then(Result::ok).map(|_| view! {
+                    <p role="status">"Check your inbox: we sent you a link to confirm your email address. Open it to finish creating your account."</p>
+                })}
                 <button type="submit" disabled=move || pending.get()>"Create account"</button>
             </ActionForm>
             <p class="muted">"Already have an account? " <A href="/sign-in">"Sign in"</A></p>
@@ -175,6 +178,34 @@ pub fn ConfirmEmailPage() -> impl IntoView {
                 {action_error(confirm.value())}
                 {move || confirm.value().get().and_then(Result::ok).map(|e| view! { <p role="status">{format!("Your address is now {e}. Use it to sign in.")}</p> })}
                 <button type="submit">"Confirm new email address"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// Confirming a sign-up's address from its emailed link (`/verify-email?token=…`), with the
+/// password chosen at sign-up; signs in.
+#[component]
+pub fn VerifyEmailPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let token = move || query.with(|q| q.get("token").unwrap_or_default());
+    let confirm = ServerAction::<super::api::ConfirmSignUp>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = confirm.value().get() {
+            // Signed in: the whole console starts over, menus and all.
+            let _ = window().location().set_href("/");
+        }
+    });
+    view! {
+        <Title text="Confirm your email" />
+        <section class="card narrow">
+            <h1>"Confirm your email address"</h1>
+            <p>"Enter the password you chose when you signed up."</p>
+            <ActionForm action=confirm>
+                <input type="hidden" name="token" value=token />
+                <PasswordField autocomplete="current-password" />
+                {action_error(confirm.value())}
+                <button type="submit">"Confirm and sign in"</button>
             </ActionForm>
         </section>
     }

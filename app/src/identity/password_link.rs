@@ -1,5 +1,6 @@
-//! Emailed links that set a password (server only): the first password of an account an
-//! administrator created, and a password reset an administrator sent.
+//! Emailed links (server only) that set a password (the first password of an account an
+//! administrator created, a password reset an administrator sent) or confirm the address of
+//! an account made by open sign-up.
 //!
 //! The token is `<user id>.<purpose>.<expiry ms>.<HMAC>`, the HMAC (SHA-256 under the instance
 //! secret) covering the user, the purpose, the expiry **and the account's current password
@@ -23,6 +24,8 @@ pub enum Purpose {
     Setup,
     /// A reset an administrator sent.
     Reset,
+    /// The address of an account made by sign-up (confirmed with the account's password).
+    Verify,
 }
 
 impl Purpose {
@@ -30,6 +33,7 @@ impl Purpose {
         match self {
             Purpose::Setup => "setup",
             Purpose::Reset => "reset",
+            Purpose::Verify => "verify",
         }
     }
 
@@ -37,6 +41,7 @@ impl Purpose {
         match s {
             "setup" => Some(Purpose::Setup),
             "reset" => Some(Purpose::Reset),
+            "verify" => Some(Purpose::Verify),
             _ => None,
         }
     }
@@ -45,7 +50,7 @@ impl Purpose {
     pub fn hours(self) -> i64 {
         match self {
             Purpose::Setup => 72,
-            Purpose::Reset => 24,
+            Purpose::Reset | Purpose::Verify => 24,
         }
     }
 }
@@ -139,8 +144,12 @@ pub async fn send(
     let email = state.email_normalized.as_str();
     let expires = now + purpose.hours() * 3_600_000;
     let origin = config.public_origin.as_str().trim_end_matches('/');
+    let page = match purpose {
+        Purpose::Verify => "verify-email",
+        Purpose::Setup | Purpose::Reset => "set-password",
+    };
     let link = format!(
-        "{origin}/set-password?token={}",
+        "{origin}/{page}?token={}",
         token(&config.secret, user_id, purpose, expires, &state)
     );
     let hours = purpose.hours();
@@ -152,6 +161,10 @@ pub async fn send(
         Purpose::Reset => (
             "Reset your Keyward password",
             format!("An administrator sent you a link to choose a new Keyward password (it works once, for {hours} hours):\n{link}\n\nIf you did not expect this, tell your administrator.\n"),
+        ),
+        Purpose::Verify => (
+            "Confirm your email address for Keyward",
+            format!("Someone, hopefully you, created a Keyward account for {email}. Confirm the address with the password you chose (the link works once, for {hours} hours):\n{link}\n\nIf it was not you, ignore this email: the account cannot be used without this link.\n"),
         ),
     };
     crate::notify::ssr::enqueue_email(
@@ -229,6 +242,13 @@ pub async fn set_password(
 ) -> Result<String, AppError> {
     password::validate(new_password).map_err(|e| AppError::invalid("new_password", e.message))?;
     let link = verify(db, secret, token).await?;
+    if link.purpose == Purpose::Verify {
+        // A confirmation link confirms; it never sets a password.
+        return Err(AppError::invalid(
+            "token",
+            "this link confirms an email address; open it as it was sent",
+        ));
+    }
     let hash = password::hash(new_password.to_string()).await?;
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
@@ -276,6 +296,70 @@ pub async fn set_password(
     .await?;
     tx.commit().await?;
     Ok(link.email)
+}
+
+/// Confirms a sign-up's address through its emailed link, given the account's password (the
+/// link alone, which the address's owner holds, is not enough: nor is the password alone,
+/// which whoever signed up holds; so nobody can pre-register someone else's address and wait
+/// for them to confirm it). Returns the user to sign in. Conditional on the account as the
+/// link was made for it: a second use changes nothing.
+pub async fn confirm_email(
+    db: &Db,
+    secret: &[u8; 32],
+    token: &str,
+    plain_password: &str,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    let link = verify(db, secret, token).await?;
+    if link.purpose != Purpose::Verify {
+        return Err(AppError::invalid(
+            "token",
+            "this link sets a password; open it as it was sent",
+        ));
+    }
+    if !password::verify(
+        plain_password.to_string(),
+        Some(link.state.password_hash.clone()),
+    )
+    .await?
+    {
+        return Err(AppError::invalid_credentials());
+    }
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    let changed = sqlx::query(
+        "update app_user set email_verified_at = $4, updated_at = $5
+         where user_id = $1 and password_hash = $2 and updated_at = $3 and email_verified_at is null
+           and status = 'active' and deleted_at is null",
+    )
+    .bind(&link.user_id)
+    .bind(&link.state.password_hash)
+    .bind(link.state.updated_at)
+    .bind(now)
+    .bind(now.max(link.state.updated_at + 1))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(AppError::invalid(
+            "token",
+            "this link is not valid (it may have been used already); sign in, or sign up again for a new one",
+        ));
+    }
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.email_verified",
+            organization_id: None,
+            actor_user_id: Some(&link.user_id),
+            subject_id: Some(&link.user_id),
+            source_ip,
+            data: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(link.user_id)
 }
 
 #[cfg(test)]

@@ -88,6 +88,107 @@ pub async fn create_user(
     Ok(user_id)
 }
 
+/// Open sign-up. Answers the same whether or not the address has an account (nothing tells
+/// an outsider which addresses are registered), and creates nothing usable by itself:
+///
+/// - a new address gets an unconfirmed account and an emailed confirmation link;
+/// - an address whose account is still unconfirmed gets the new password and name (the last
+///   sign-up wins, and every link sent before is void) and a new link;
+/// - an address with a confirmed (or disabled) account gets an email saying so, at most one
+///   an hour, and nothing changes.
+pub async fn sign_up(
+    db: &Db,
+    config: &Config,
+    email: &str,
+    display_name: &str,
+    plain_password: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    validate_email(email)?;
+    let display_name = validate_display_name(display_name)?;
+    password::validate(plain_password)?;
+    let normalized = normalize_email(email);
+    // Hashed on every path: the answer takes as long whether or not the address is taken.
+    let hash = password::hash(plain_password.to_string()).await?;
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    let existing: Option<(String, Option<i64>)> = sqlx::query_as(
+        "select user_id, email_verified_at from app_user where email_normalized = $1",
+    )
+    .bind(&normalized)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        None => {
+            let user_id = match insert_user(
+                &mut tx,
+                email,
+                &display_name,
+                &hash,
+                None,
+                None,
+                source_ip,
+            )
+            .await
+            {
+                Ok(id) => id,
+                // Registered by a racing sign-up a moment ago: the same answer as ever.
+                Err(e) if e.code == crate::error::ErrorCode::Conflict => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            sqlx::query("update app_user set email_verified_at = null where user_id = $1")
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+            super::password_link::send(
+                &mut tx,
+                config,
+                &user_id,
+                super::password_link::Purpose::Verify,
+                now,
+            )
+            .await?;
+        }
+        Some((user_id, None)) => {
+            let changed = sqlx::query(
+                "update app_user set password_hash = $2, display_name = $3, updated_at = $4
+                 where user_id = $1 and email_verified_at is null and status = 'active' and deleted_at is null",
+            )
+            .bind(&user_id)
+            .bind(&hash)
+            .bind(&display_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                super::password_link::send(
+                    &mut tx,
+                    config,
+                    &user_id,
+                    super::password_link::Purpose::Verify,
+                    now,
+                )
+                .await?;
+            }
+        }
+        Some((user_id, Some(_))) => {
+            let origin = config.public_origin.as_str().trim_end_matches('/');
+            crate::notify::ssr::enqueue_email(
+                &mut tx,
+                email.trim(),
+                "You already have a Keyward account",
+                &format!("Someone, hopefully you, tried to create a Keyward account for this address, which already has one. Sign in at {origin}/sign-in; if you forgot your password, ask an administrator for a reset link.\n\nIf it was not you, you can ignore this email.\n"),
+                &format!("signup-exists:{user_id}:{}", now / 3_600_000),
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Inserts a user (validated by the caller) with their personal organization and, optionally,
 /// a role in the system organization, in the caller's transaction. A taken address is a 409.
 pub(crate) async fn insert_user(
@@ -111,8 +212,8 @@ pub(crate) async fn insert_user(
         .execute(&mut **tx)
         .await?;
     let inserted = sqlx::query(
-        "insert into app_user (user_id, email, email_normalized, display_name, password_hash, status, personal_organization_id, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, 'active', $6, $7, $7)",
+        "insert into app_user (user_id, email, email_normalized, display_name, password_hash, status, personal_organization_id, created_at, updated_at, email_verified_at)
+         values ($1, $2, $3, $4, $5, 'active', $6, $7, $7, $7)",
     )
     .bind(&user_id)
     .bind(email.trim())
@@ -211,7 +312,7 @@ pub async fn authenticate(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     let row = sqlx::query(
-        "select user_id, password_hash, status from app_user where email_normalized = $1",
+        "select user_id, password_hash, status, email_verified_at from app_user where email_normalized = $1",
     )
     .bind(normalize_email(email))
     .fetch_optional(&db.reader)
@@ -223,6 +324,9 @@ pub async fn authenticate(
     let user_id: String = row.try_get("user_id")?;
     let hash: String = row.try_get("password_hash")?;
     let status: String = row.try_get("status")?;
+    let verified = row
+        .try_get::<Option<i64>, _>("email_verified_at")?
+        .is_some();
     let device_id = device
         .filter(|d| d.user_id == user_id)
         .map(|d| d.device_id.as_str());
@@ -273,6 +377,19 @@ pub async fn authenticate(
 
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
+    if valid && status == "active" && !verified {
+        // The right password for an address nobody confirmed yet: not a guess, so not
+        // counted; said plainly, since only who chose the password learns it.
+        sqlx::query("delete from sign_in_failure where attempt_id = $1")
+            .bind(&attempt_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Err(AppError::new(
+            crate::error::ErrorCode::EmailUnverified,
+            "confirm your email address first: open the link we emailed you (sign up again for a new one)",
+        ));
+    }
     if valid && status == "active" {
         sqlx::query("delete from sign_in_failure where attempt_id = $1")
             .bind(&attempt_id)

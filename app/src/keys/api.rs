@@ -71,9 +71,9 @@ pub async fn update_key(
         let patch = super::KeyPatch {
             name: Some(name),
             description: Some(description),
-            // A custom key keeps its scopes; a preset is re-applied.
-            category: (category != current.category.as_str() || category != "custom")
-                .then_some(category),
+            // An unchanged category keeps the key's scopes as they are (a preset is not
+            // re-derived: the catalog may have grown since).
+            category: (category != current.category.as_str()).then_some(category),
             ip_allowlist: Some(split_list(&ip_allowlist)),
             expires_at: (expires_at != current.expires_at).then_some(expires_at),
             require_signature: Some(require_signature.is_some_and(|v| !v.is_empty())),

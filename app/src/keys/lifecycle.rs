@@ -171,14 +171,16 @@ pub async fn roll(
     let secret = format::generate(settings.environment);
     let grace_ends = now + grace_seconds * 1000;
     let mut tx = db.writer.begin().await?;
+    let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
     let (new_id, signing) = insert_key(
         &mut tx,
         org_id,
         old.owner_user_id.as_deref(),
         &settings,
         &Material::from_secret(pepper, &secret),
-        // Only an active, hence approved, key rolls: its successor is approved too.
-        (StoredStatus::Active, super::ssr::Approval::Approved),
+        // A successor is a new working secret: where new keys need approval, it waits for one
+        // unless the roller may approve (the old key works through its grace meanwhile).
+        (StoredStatus::Active, approval),
         pepper,
         actor,
     )
@@ -311,13 +313,13 @@ pub async fn review(
         ));
     }
     let principal = &acting.grant.principal;
-    let reviewer =
-        crate::access::roles::acts_for(&mut *db.reader.acquire().await?, principal).await?;
-    if current
-        .created_by
-        .as_deref()
-        .is_some_and(|by| reviewer.iter().any(|r| r == by))
-    {
+    let mut conn = db.writer.acquire().await?;
+    let reviewer = crate::access::roles::acts_for(&mut conn, principal).await?;
+    let makers =
+        crate::access::roles::makers(&mut conn, current.created_by.iter().cloned().collect())
+            .await?;
+    drop(conn);
+    if !reviewer.is_disjoint(&makers) {
         return Err(AppError::new(
             crate::error::ErrorCode::Forbidden,
             "someone else must review a key you created",
@@ -479,7 +481,9 @@ pub async fn update(
         (None, None) if wire.category == Category::Custom => {
             (Some("custom".to_string()), Some(wire.scopes.clone()))
         }
-        (None, None) => (Some(wire.category.as_str().to_string()), None),
+        // A preset key keeps the scopes it has: re-deriving them would widen old keys whenever
+        // the catalog grows.
+        (None, None) => (Some("custom".to_string()), Some(wire.scopes.clone())),
         (None, Some(s)) => (Some("custom".to_string()), Some(s.clone())),
         // Turning a preset into custom keeps the scopes it had.
         (Some(c), None) if c == "custom" => (Some(c.clone()), Some(wire.scopes.clone())),
@@ -511,6 +515,9 @@ pub async fn update(
         personal: None,
     };
     let mut settings = validate_new(&new, now, acting.grant)?;
+    if patch.category.is_none() && patch.scopes.is_none() {
+        settings.category = wire.category;
+    }
     if patch.expires_at.is_none() {
         // Left unchanged: keep it as it is, even when already past.
         settings.expires_at = current.expires_at;
@@ -550,17 +557,31 @@ pub async fn update(
         || ips != wire.ip_allowlist
         || settings.expires_at != current.expires_at
         || settings.require_signature != wire.require_signature;
+    let approver = acting
+        .grant
+        .allows(crate::access::Permission::ApprovalsWrite);
     if access_changed
         && current.approval == super::ssr::Approval::Approved
-        && !acting
-            .grant
-            .allows(crate::access::Permission::ApprovalsWrite)
+        && !approver
         && crate::orgs::policy::requires_key_approval(&mut tx, org_id).await?
     {
         return Err(AppError::new(
             crate::error::ErrorCode::Forbidden,
             "this organization requires approval of keys: only someone with approvals:write can change an approved key's access, restrictions or expiry",
         ));
+    }
+    if current.approval == super::ssr::Approval::Pending && !approver {
+        let me = crate::access::roles::acts_for(&mut tx, &acting.grant.principal).await?;
+        if !current
+            .created_by
+            .as_ref()
+            .is_some_and(|by| me.contains(by))
+        {
+            return Err(AppError::new(
+                crate::error::ErrorCode::Forbidden,
+                "only its creator or an approver can change a key awaiting approval",
+            ));
+        }
     }
     if patch.expires_at.is_some() {
         // A new expiry follows the organization's key lifetime policy.
@@ -569,7 +590,8 @@ pub async fn update(
     let applied = sqlx::query(
         "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
             expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10
-         where api_key_id = $11 and organization_id = $12 and status <> 'revoked'",
+         where api_key_id = $11 and organization_id = $12 and status <> 'revoked'
+           and updated_at = $13 and approval = $14",
     )
     .bind(&settings.name)
     .bind(&settings.description)
@@ -583,13 +605,16 @@ pub async fn update(
     .bind(now)
     .bind(key_id)
     .bind(org_id)
+    .bind(current.updated_at)
+    .bind(current.approval.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if applied == 0 {
+        // Revoked, reviewed or edited since it was read: what was checked no longer holds.
         return Err(AppError::conflict(
             "status",
-            "the key is revoked; revocation is final",
+            "the key changed meanwhile (revoked, reviewed or edited); reload it and try again",
         ));
     }
     record_event(

@@ -363,7 +363,7 @@ pub const EXPIRY_REMINDERS: [i64; 3] = [30, 7, 1];
 pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, AppError> {
     let rows = sqlx::query(
         "select api_key_id, organization_id, name, expires_at from api_key
-         where status = 'active' and expires_at is not null and expires_at > $1 and expires_at <= $2
+         where status = 'active' and approval <> 'pending' and expires_at is not null and expires_at > $1 and expires_at <= $2
            and rolled_to_key_id is null",
     )
     .bind(now)

@@ -465,6 +465,7 @@ fn MembersEditor(membership: OrgMembership, me: String) -> impl IntoView {
                 })}
             </section>
         })}
+        {team.then(|| view! { <crate::teams::pages::TeamsSection org=org.get_value() manage assign_roles /> })}
         {(manage && team).then(|| view! {
             <section class="card" role="region" aria-label="Invite a member">
                 <h2>"Invite a member"</h2>

@@ -10,6 +10,7 @@ pub mod json;
 pub mod keys;
 pub mod openapi;
 pub mod plans;
+pub mod teams;
 pub mod usage_log;
 pub mod users;
 
@@ -270,7 +271,8 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
     use Permission::{
-        ApprovalsWrite, KeysRead, KeysWrite, PlansWrite, UsageRead, UsersRead, UsersWrite,
+        ApprovalsWrite, KeysRead, KeysWrite, MembersRead, MembersWrite, PlansWrite, RolesWrite,
+        UsageRead, UsersRead, UsersWrite,
     };
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
@@ -437,6 +439,42 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Delete a user",
             description: "Anonymizes and disables the account (audit entries keep its id), ends its sessions, removes its memberships and revokes its personal organization's keys and its personal access tokens. 409 `conflict` while the user is the only owner of an organization, naming it.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/teams", Key(MembersRead), get(teams::list), Doc {
+            summary: "List teams",
+            description: "The organization's teams, by name, each with its members and the custom roles it holds. A team's members hold its roles beside their own.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("Team")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/teams", Key(MembersWrite), post(teams::create), Doc {
+            summary: "Create a team",
+            description: "An empty team holding no role. Names are unique in the organization (409 `conflict`), 1 to 100 characters.",
+            query: &[],
+            body: Body::Json("NewTeam", r#"{"name":"support","description":"first-line support"}"#),
+            ok: (201, Out::Json("Team")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/teams/{id}", Key(MembersRead), get(teams::get), Doc {
+            summary: "Get a team",
+            description: "One team of the organization (another organization's is not found).",
+            query: &[], body: Body::None, ok: (200, Out::Json("Team")), errors: &[NOT_FOUND],
+        }),
+        spec(Method::DELETE, "/api/v1/teams/{id}", Key(MembersWrite), delete(teams::delete), Doc {
+            summary: "Delete a team",
+            description: "Its members lose the roles they held through it. Refused (403) when a role the team holds grants more than the key holds.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND],
+        }),
+        spec(Method::PUT, "/api/v1/teams/{id}/members", Key(MembersWrite), put(teams::set_member), Doc {
+            summary: "Put a member in a team, or take them out",
+            description: "`member: true` adds a member of the organization (400 for anyone else), `false` takes them out; either applies at once. Refused (403) when a role the team holds grants more than the key holds.",
+            query: &[],
+            body: Body::Json("TeamMembership", r#"{"user_id":"usr_…","member":true}"#),
+            ok: (200, Out::Json("Team")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::PUT, "/api/v1/teams/{id}/roles", Key(RolesWrite), put(teams::set_role), Doc {
+            summary: "Give a team a role, or take it",
+            description: "`held: true` gives the team one of the organization's custom roles (built-in roles are a member's base role: 400), `false` takes it; every member holds it, or not, at once. Refused (403) for a role granting more than the key holds.",
+            query: &[],
+            body: Body::Json("TeamRoleChange", r#"{"role_id":"role_…","held":true}"#),
+            ok: (200, Out::Json("Team")), errors: &[INVALID, NOT_FOUND],
         }),
         spec(Method::GET, "/api/v1/usage", Key(UsageRead), get(plans::usage), Doc {
             summary: "Usage of the organization",

@@ -43,6 +43,10 @@ fn schemas() -> Map<String, Value> {
     add::<app::admin::UserPage>(&mut all);
     add::<app::admin::NewUser>(&mut all);
     add::<app::admin::UserStatusChange>(&mut all);
+    add::<app::teams::Team>(&mut all);
+    add::<app::teams::NewTeam>(&mut all);
+    add::<app::teams::TeamMembership>(&mut all);
+    add::<app::teams::TeamRoleChange>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))

@@ -551,7 +551,7 @@ impl TestApp {
         let rows = sqlx::query(
             "select api_key_id, organization_id, owner_user_id, name, description, status, category, scopes,
                 endpoints, ip_allowlist, require_signature, metadata, expires_at, rolled_to_key_id, updated_at,
-                plan_id, rate_limit, rate_window_seconds, permissions
+                plan_id, rate_limit, rate_window_seconds, permissions, approval, reviewed_by
              from api_key order by api_key_id",
         )
         .fetch_all(&self.state.db.writer)
@@ -589,8 +589,11 @@ impl TestApp {
             ("permission_group", "group_id, organization_id, name"),
             (
                 "organization_policy",
-                "organization_id, cast(max_key_lifetime_days as text), cast(require_two_factor as text)",
+                "organization_id, cast(max_key_lifetime_days as text), cast(require_two_factor as text), cast(require_key_approval as text)",
             ),
+            ("team", "team_id, organization_id, name, description"),
+            ("team_member", "team_id, organization_id, user_id"),
+            ("team_role", "team_id, role_id"),
             ("permission_group_item", "group_id, permission"),
             ("role_group", "role_id, group_id"),
             (
