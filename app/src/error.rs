@@ -32,8 +32,6 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// Authenticated, but lacking the permission or the organization membership.
     Forbidden,
-    /// The right password, for an account whose email address is not confirmed yet.
-    EmailUnverified,
     /// A state-changing request came from a foreign origin.
     CsrfRejected,
     /// The resource does not exist (or is not visible to the caller).
@@ -103,10 +101,7 @@ impl ErrorCode {
             | ErrorCode::EndpointNotAllowed
             | ErrorCode::KeyRestrictionsInvalid
             | ErrorCode::InsufficientPermissions => 403,
-            ErrorCode::Forbidden
-            | ErrorCode::CsrfRejected
-            | ErrorCode::Disabled
-            | ErrorCode::EmailUnverified => 403,
+            ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::RateLimited => 429,
@@ -175,7 +170,6 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
-        ErrorCode::EmailUnverified,
         ErrorCode::CsrfRejected,
         ErrorCode::NotFound,
         ErrorCode::Conflict,

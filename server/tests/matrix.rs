@@ -255,6 +255,19 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         ("POST", "/api/v1/users/{id}/password-reset") | ("DELETE", "/api/v1/users/{id}") => {
             call(on(&w.member_id), None, false)
         }
+        // Making a member an admin; inviting one.
+        ("PATCH", "/api/v1/members/{id}") => {
+            call(on(&w.member_id), Some(json!({"role": "admin"})), true)
+        }
+        ("DELETE", "/api/v1/members/{id}") => call(on(&w.member_id), None, false),
+        ("POST", "/api/v1/invitations") => call(
+            on(""),
+            Some(json!({"email": "newcomer@example.org", "role": "admin"})),
+            true,
+        ),
+        ("DELETE", "/api/v1/invitations/{id}") => call(on("inv_none"), None, false),
+        // Listing who was invited needs members:write, like inviting; it changes nothing.
+        ("GET", "/api/v1/invitations") => call(on(""), None, false),
         ("POST", "/api/v1/teams") => call(on(""), Some(json!({"name": "new"})), false),
         ("DELETE", "/api/v1/teams/{id}") => call(on(&w.team), None, false),
         ("PUT", "/api/v1/teams/{id}/members") => call(

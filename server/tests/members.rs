@@ -775,3 +775,128 @@ async fn the_key_lifetime_policy_bounds_every_new_expiry() {
     assert!(r.body.contains("within 30 days"), "{}", r.body);
     assert_eq!(t.app.snapshot().await, before, "rows changed");
 }
+
+#[tokio::test]
+async fn members_and_invitations_over_rest_follow_the_same_rules() {
+    let t = team().await;
+    const IP: &str = "192.0.2.60";
+    // A key that may manage members but holds no more than an admin's member powers.
+    let (_, manager) = t
+        .app
+        .scoped_key(
+            &t.org,
+            serde_json::json!({"members": "write", "org": "read", "keys": "read", "usage": "read", "roles": "read"}),
+        )
+        .await;
+    let r = t
+        .app
+        .api("GET", "/api/v1/members", Some(&manager), None, IP)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let emails: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            "admin@example.org",
+            "owner@example.org",
+            "viewer@example.org"
+        ]
+    );
+    // Inviting as viewer works; as admin (more than the key holds) is refused, nothing sent.
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/invitations",
+            Some(&manager),
+            Some(serde_json::json!({"email": "new@example.org", "role": "viewer"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let invitation = r.json()["id"].as_str().unwrap().to_string();
+    assert!(!r.body.contains("token"), "never the link: {}", r.body);
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/invitations",
+            Some(&manager),
+            Some(serde_json::json!({"email": "boss@example.org", "role": "admin"})),
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "invite as admin");
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let r = t
+        .app
+        .api("GET", "/api/v1/invitations", Some(&manager), None, IP)
+        .await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/invitations/{invitation}"),
+            Some(&manager),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // The admin holds more than the key: neither demoted nor removed by it.
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .api(
+            "PATCH",
+            &format!("/api/v1/members/{}", t.admin_id),
+            Some(&manager),
+            Some(serde_json::json!({"role": "viewer"})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "demote a stronger member",
+    );
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/members/{}", t.admin_id),
+            Some(&manager),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "remove a stronger member",
+    );
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    // The viewer is within reach: removed.
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/members/{}", t.viewer_id),
+            Some(&manager),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(role_of(&t, &t.viewer_id).await, None);
+}

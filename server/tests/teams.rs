@@ -1,5 +1,5 @@
-//! Teams: a team's members hold its roles at once (and lose them at once), for their sessions
-//! and their personal tokens alike; nobody gives, through a team, more than they hold; bad
+//! Teams: a team's members hold its roles at once (and lose them at once); nobody gives,
+//! through a team, more than they hold (the organization's own permissions included); bad
 //! input writes nothing; leaving the organization leaves its teams. Runs on SQLite, and on
 //! PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
 
@@ -85,9 +85,7 @@ async fn a_teams_roles_come_and_go_with_membership() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json(), true);
-    // A personal token of the member, made while they hold only their base role.
     let mut member = o.member.clone();
-    let (_, pat) = o.app.pat(&mut member, &o.org, "basic").await;
 
     // Not in the team yet: no members:write.
     let r = call(&o, &mut member, "list_invitations", &[]).await;
@@ -115,9 +113,6 @@ async fn a_teams_roles_come_and_go_with_membership() {
     assert_eq!(teams[0]["name"], "recruiting");
     assert_eq!(teams[0]["members"][0]["email"], "member@example.org");
     assert_eq!(teams[0]["roles"][0]["name"], "inviter");
-    // The personal token stays within its scopes (keys, org), whatever the team adds.
-    let r = o.app.api("GET", "/api/v1/keys", Some(&pat), None, IP).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // Out of the team: gone at once.
     let r = call(
@@ -433,4 +428,68 @@ async fn over_rest_a_weaker_key_cannot_hand_out_more_through_a_team() {
         "{}",
         r.body
     );
+}
+
+#[tokio::test]
+async fn members_write_alone_cannot_spread_the_organizations_own_permissions() {
+    let o = org().await;
+    let operator = Grant::operator(&o.org);
+    let db = &o.app.state.db;
+    // A role granting only a permission of the organization's own, held by a team.
+    app::access::roles::create_permission(db, &operator, "refunds:issue", "", &[])
+        .await
+        .unwrap();
+    let finance = app::access::roles::create_role(db, &operator, "finance", "", &[])
+        .await
+        .unwrap()
+        .id;
+    app::access::roles::set_permission(db, &operator, &finance, "refunds:issue", true, false)
+        .await
+        .unwrap();
+    let team = app::teams::ssr::create(db, &operator, "finance", "")
+        .await
+        .unwrap()
+        .id;
+    app::teams::ssr::set_role(db, &operator, &team, &finance, true)
+        .await
+        .unwrap();
+    // A key holding members:write (and every built-in permission the role grants) but not
+    // refunds:issue may not put anyone in that team.
+    let (_, recruiter) = o
+        .app
+        .scoped_key(&o.org, json!({"members": "write", "org": "read"}))
+        .await;
+    let before = o.app.snapshot().await;
+    let r = o
+        .app
+        .api(
+            "PUT",
+            &format!("/api/v1/teams/{team}/members"),
+            Some(&recruiter),
+            Some(json!({"user_id": o.member_id, "member": true})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "spread refunds:issue",
+    );
+    assert!(r.body.contains("refunds:issue"), "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+    // The owner holds everything, the organization's own permissions included.
+    let mut owner = o.owner.clone();
+    let r = call(
+        &o,
+        &mut owner,
+        "set_team_member",
+        &[
+            ("team_id", &team),
+            ("user_id", &o.member_id),
+            ("add", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

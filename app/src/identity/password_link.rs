@@ -55,6 +55,9 @@ impl Purpose {
     }
 }
 
+/// Most confirmation links one account is sent in ten minutes.
+pub const VERIFY_LINKS_PER_10_MIN: i64 = 3;
+
 /// The outbox key prefix of these emails: the mail worker does not keep their body once sent.
 pub const DEDUPE_PREFIX: &str = "password-link:";
 
@@ -167,15 +170,27 @@ pub async fn send(
             format!("Someone, hopefully you, created a Keyward account for {email}. Confirm the address with the password you chose (the link works once, for {hours} hours):\n{link}\n\nIf it was not you, ignore this email: the account cannot be used without this link.\n"),
         ),
     };
-    crate::notify::ssr::enqueue_email(
-        tx,
-        email,
-        subject,
-        &text,
-        &format!("{DEDUPE_PREFIX}{}", new_id("evt")),
-        now,
-    )
-    .await
+    // Confirmation links go out at most VERIFY_LINKS_PER_10_MIN times per ten minutes per
+    // account (sign-up and sign-in can both ask): nobody floods an address by signing up with
+    // it again and again.
+    let dedupe = match purpose {
+        Purpose::Verify => {
+            let prefix = format!("{DEDUPE_PREFIX}verify:{user_id}:");
+            let recent: i64 = sqlx::query_scalar(
+                "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
+            )
+            .bind(format!("{prefix}%"))
+            .bind(now - 600_000)
+            .fetch_one(&mut **tx)
+            .await?;
+            if recent >= VERIFY_LINKS_PER_10_MIN {
+                return Ok(());
+            }
+            format!("{prefix}{}", new_id("evt"))
+        }
+        Purpose::Setup | Purpose::Reset => format!("{DEDUPE_PREFIX}{}", new_id("evt")),
+    };
+    crate::notify::ssr::enqueue_email(tx, email, subject, &text, &dedupe, now).await
 }
 
 /// A verified link: whose account, and why it was sent.

@@ -93,7 +93,8 @@ pub async fn create_user(
 ///
 /// - a new address gets an unconfirmed account and an emailed confirmation link;
 /// - an address whose account is still unconfirmed gets the new password and name (the last
-///   sign-up wins, and every link sent before is void) and a new link;
+///   sign-up wins, and every link sent before is void) and a new link (at most one per ten
+///   minutes: an address cannot be flooded);
 /// - an address with a confirmed (or disabled) account gets an email saying so, at most one
 ///   an hour, and nothing changes.
 pub async fn sign_up(
@@ -112,8 +113,8 @@ pub async fn sign_up(
     let hash = password::hash(plain_password.to_string()).await?;
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
-    let existing: Option<(String, Option<i64>)> = sqlx::query_as(
-        "select user_id, email_verified_at from app_user where email_normalized = $1",
+    let existing: Option<(String, Option<i64>, String)> = sqlx::query_as(
+        "select user_id, email_verified_at, email from app_user where email_normalized = $1",
     )
     .bind(&normalized)
     .fetch_optional(&mut *tx)
@@ -149,7 +150,7 @@ pub async fn sign_up(
             )
             .await?;
         }
-        Some((user_id, None)) => {
+        Some((user_id, None, _)) => {
             let changed = sqlx::query(
                 "update app_user set password_hash = $2, display_name = $3, updated_at = $4
                  where user_id = $1 and email_verified_at is null and status = 'active' and deleted_at is null",
@@ -172,11 +173,11 @@ pub async fn sign_up(
                 .await?;
             }
         }
-        Some((user_id, Some(_))) => {
+        Some((user_id, Some(_), stored)) => {
             let origin = config.public_origin.as_str().trim_end_matches('/');
             crate::notify::ssr::enqueue_email(
                 &mut tx,
-                email.trim(),
+                &stored,
                 "You already have a Keyward account",
                 &format!("Someone, hopefully you, tried to create a Keyward account for this address, which already has one. Sign in at {origin}/sign-in; if you forgot your password, ask an administrator for a reset link.\n\nIf it was not you, you can ignore this email.\n"),
                 &format!("signup-exists:{user_id}:{}", now / 3_600_000),
@@ -379,16 +380,23 @@ pub async fn authenticate(
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" && !verified {
         // The right password for an address nobody confirmed yet: not a guess, so not
-        // counted; said plainly, since only who chose the password learns it.
+        // counted. The answer is the usual one (a distinct one would tell whoever just signed
+        // up with someone else's address that it had no account); the address's owner gets
+        // the confirmation link again, at most one per ten minutes.
         sqlx::query("delete from sign_in_failure where attempt_id = $1")
             .bind(&attempt_id)
             .execute(&mut *tx)
             .await?;
+        super::password_link::send(
+            &mut tx,
+            config,
+            &user_id,
+            super::password_link::Purpose::Verify,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        return Err(AppError::new(
-            crate::error::ErrorCode::EmailUnverified,
-            "confirm your email address first: open the link we emailed you (sign up again for a new one)",
-        ));
+        return Err(AppError::invalid_credentials());
     }
     if valid && status == "active" {
         sqlx::query("delete from sign_in_failure where attempt_id = $1")

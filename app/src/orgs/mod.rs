@@ -23,6 +23,7 @@ pub struct OrgMembership {
 }
 
 /// A member of an organization.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub user_id: String,
@@ -35,6 +36,7 @@ pub struct Member {
 }
 
 /// A pending invitation, as the organization's admins see it (never its link).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
     pub id: String,
@@ -71,4 +73,21 @@ pub struct OrgPolicy {
     /// and do not verify until approved.
     #[serde(default)]
     pub require_key_approval: bool,
+}
+
+/// `PATCH /api/v1/members/{id}`: a member's new base role (`admin`, `member` or `viewer`).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRoleChange {
+    pub role: String,
+}
+
+/// `POST /api/v1/invitations`: invite an address with a base role.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    pub email: String,
+    pub role: String,
 }

@@ -4,9 +4,11 @@
 //! more than its editors could give.
 
 use super::{Team, TeamMember, TeamRole, NAME_MAX};
+use crate::access::model::AccessModel;
 use crate::access::roles::{begin, commit, own_role, record, within_ceiling};
 use crate::access::ssr::Grant;
 use crate::access::Permission;
+use crate::access::Permissions;
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::{Any, Transaction};
@@ -94,10 +96,14 @@ pub async fn create(
 ) -> Result<Team, AppError> {
     let name = clean_name(name)?;
     let description = description.trim();
-    if description.chars().count() > DESCRIPTION_MAX {
+    if description.chars().count() > DESCRIPTION_MAX
+        || description.chars().any(|c| c.is_control() && c != '\n')
+    {
         return Err(AppError::invalid(
             "description",
-            format!("a description is at most {DESCRIPTION_MAX} characters"),
+            format!(
+                "a description is at most {DESCRIPTION_MAX} characters, without control characters"
+            ),
         ));
     }
     let org = grant.organization_id.as_str();
@@ -156,6 +162,24 @@ async fn team_roles(
     )
 }
 
+/// Refuses unless the caller holds everything `roles` grant: the built-in permissions (the
+/// ceiling, as the change re-read it) and the organization's own ones (`refunds:issue`…),
+/// which a ceiling does not count.
+async fn within_reach(
+    db: &Db,
+    (ceiling, model): (Permissions, &AccessModel),
+    grant: &Grant,
+    roles: &[&str],
+) -> Result<(), AppError> {
+    within_ceiling(ceiling, model, &grant.organization_id, roles)?;
+    let dynamic: Vec<String> = model
+        .names(roles)
+        .into_iter()
+        .filter(|n| Permission::parse(n).is_none())
+        .collect();
+    crate::access::ssr::require_dynamic(db, grant, &dynamic).await
+}
+
 /// Deletes a team. Like taking its roles from each member, it is refused when a role it holds
 /// grants more than the caller holds.
 pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppError> {
@@ -163,7 +187,7 @@ pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppErro
     let mut change = begin(db, grant, Permission::MembersWrite).await?;
     let roles = team_roles(&mut change.tx, org, team_id).await?;
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_ceiling(change.ceiling, &change.model, org, &roles)?;
+    within_reach(db, (change.ceiling, &change.model), grant, &roles).await?;
     sqlx::query("delete from team where team_id = $1 and organization_id = $2")
         .bind(team_id)
         .bind(org)
@@ -181,7 +205,8 @@ pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppErro
 }
 
 /// Adds a member to a team, or takes them out: refused when the team holds a role granting
-/// more than the caller holds (either way: adding hands it out, removing takes it away).
+/// more than the caller holds, its own permissions included (either way: adding hands it out,
+/// removing takes it away).
 pub async fn set_member(
     db: &Db,
     grant: &Grant,
@@ -193,7 +218,7 @@ pub async fn set_member(
     let mut change = begin(db, grant, Permission::MembersWrite).await?;
     let roles = team_roles(&mut change.tx, org, team_id).await?;
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_ceiling(change.ceiling, &change.model, org, &roles)?;
+    within_reach(db, (change.ceiling, &change.model), grant, &roles).await?;
     let changed = if add {
         let n = sqlx::query(
             "insert into team_member (team_id, organization_id, user_id, created_at)
@@ -270,7 +295,7 @@ pub async fn set_role(
         ),
         _ => e,
     })?;
-    within_ceiling(change.ceiling, &change.model, org, &[role_id])?;
+    within_reach(db, (change.ceiling, &change.model), grant, &[role_id]).await?;
     let changed = if add {
         sqlx::query(
             "insert into team_role (team_id, role_id, created_at) values ($1, $2, $3)

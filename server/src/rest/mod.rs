@@ -8,6 +8,7 @@ pub mod auth;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod members;
 pub mod openapi;
 pub mod plans;
 pub mod teams;
@@ -439,6 +440,40 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Delete a user",
             description: "Anonymizes and disables the account (audit entries keep its id), ends its sessions, removes its memberships and revokes its personal organization's keys and its personal access tokens. 409 `conflict` while the user is the only owner of an organization, naming it.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/members", Key(MembersRead), get(members::list), Doc {
+            summary: "List members",
+            description: "The organization's members by email, each with their base role and the custom roles assigned to them.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("Member")), errors: &[],
+        }),
+        spec(Method::PATCH, "/api/v1/members/{id}", Key(MembersWrite), patch(members::set_role), Doc {
+            summary: "Change a member's base role",
+            description: "`admin`, `member` or `viewer` (ownership moves only by transfer, in the console). Refused (403) when the member or the new role holds more than the key.",
+            query: &[],
+            body: Body::Json("MemberRoleChange", r#"{"role":"viewer"}"#),
+            ok: (200, Out::Json("Member")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::DELETE, "/api/v1/members/{id}", Key(MembersWrite), delete(members::remove), Doc {
+            summary: "Remove a member",
+            description: "They lose every role in the organization, their teams included, and their personal tokens there stop. The last owner cannot be removed; nor can anyone holding more than the key.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/invitations", Key(MembersWrite), get(members::invitations), Doc {
+            summary: "List pending invitations",
+            description: "Who was invited, with which role, by whom, until when. Never the link. Needs `members:write`, like inviting.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("Invitation")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/invitations", Key(MembersWrite), post(members::invite), Doc {
+            summary: "Invite a member",
+            description: "Emails a signed, single-use link (7 days) to join with the role (`admin`, `member` or `viewer`; not above the key). Accepting creates the account when needed, even with sign-up closed.",
+            query: &[],
+            body: Body::Json("NewInvitation", r#"{"email":"ann@example.org","role":"member"}"#),
+            ok: (201, Out::Json("Invitation")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::DELETE, "/api/v1/invitations/{id}", Key(MembersWrite), delete(members::revoke_invitation), Doc {
+            summary: "Revoke an invitation",
+            description: "Its link stops working at once.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND],
         }),
         spec(Method::GET, "/api/v1/teams", Key(MembersRead), get(teams::list), Doc {
             summary: "List teams",

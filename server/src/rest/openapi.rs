@@ -43,6 +43,10 @@ fn schemas() -> Map<String, Value> {
     add::<app::admin::UserPage>(&mut all);
     add::<app::admin::NewUser>(&mut all);
     add::<app::admin::UserStatusChange>(&mut all);
+    add::<app::orgs::Member>(&mut all);
+    add::<app::orgs::Invitation>(&mut all);
+    add::<app::orgs::MemberRoleChange>(&mut all);
+    add::<app::orgs::NewInvitation>(&mut all);
     add::<app::teams::Team>(&mut all);
     add::<app::teams::NewTeam>(&mut all);
     add::<app::teams::TeamMembership>(&mut all);
