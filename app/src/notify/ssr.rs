@@ -107,10 +107,15 @@ pub async fn key_recipients(db: &Db, key_id: &str) -> Result<Vec<String>, AppErr
         return Ok(vec![owner]);
     }
     let org: String = r.try_get("organization_id")?;
+    org_admins(db, &org).await
+}
+
+/// An organization's owners and admins (by base role), by id.
+async fn org_admins(db: &Db, organization_id: &str) -> Result<Vec<String>, AppError> {
     Ok(sqlx::query_scalar(
         "select user_id from membership where organization_id = $1 and role in ('owner', 'admin') order by user_id",
     )
-    .bind(org)
+    .bind(organization_id)
     .fetch_all(&db.reader)
     .await?)
 }
@@ -290,12 +295,7 @@ pub async fn key_awaits_approval(
     name: &str,
     creator: Option<&str>,
 ) -> Result<usize, AppError> {
-    let mut users: Vec<String> = sqlx::query_scalar(
-        "select user_id from membership where organization_id = $1 and role in ('owner', 'admin') order by user_id",
-    )
-    .bind(organization_id)
-    .fetch_all(&db.reader)
-    .await?;
+    let mut users = org_admins(db, organization_id).await?;
     users.retain(|u| Some(u.as_str()) != creator);
     notify(
         db,
