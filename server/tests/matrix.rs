@@ -36,6 +36,9 @@ struct World {
     read_only: String,
     /// `keys:write` + `approvals:write`: may review keys, but not approve one holding more.
     approver: String,
+    /// `roles:write` and everything the viewer holds (so the custom role, built on the viewer,
+    /// is within its reach): may edit roles, but not build one granting more than it holds.
+    roles_key: String,
     /// Personal tokens (basic) whose owners were demoted to viewer, removed, disabled.
     pat_demoted: String,
     pat_removed: String,
@@ -59,6 +62,8 @@ struct World {
     foreign_org: String,
     foreign_key_id: String,
     foreign_team: String,
+    foreign_role: String,
+    foreign_group: String,
 }
 
 async fn world() -> World {
@@ -84,6 +89,12 @@ async fn world() -> World {
     let (_, read_only) = app.scoped_key(&org, json!({"keys": "read"})).await;
     let (_, approver) = app
         .scoped_key(&org, json!({"keys": "write", "approvals": "write"}))
+        .await;
+    let (_, roles_key) = app
+        .scoped_key(
+            &org,
+            json!({"roles": "write", "org": "read", "members": "read", "keys": "read", "usage": "read"}),
+        )
         .await;
 
     let mut pats = Vec::new();
@@ -158,6 +169,17 @@ async fn world() -> World {
     .await
     .unwrap()
     .id;
+    let their_operator = app::access::ssr::Grant::operator(&foreign_org);
+    let foreign_role =
+        app::access::roles::create_role(&app.state.db, &their_operator, "theirs", "", &[])
+            .await
+            .unwrap()
+            .id;
+    let foreign_group =
+        app::access::groups::create_group(&app.state.db, &their_operator, "theirs", &[])
+            .await
+            .unwrap()
+            .id;
     World {
         viewer: app.signed_in("viewer@example.org").await,
         member: app.signed_in("member@example.org").await,
@@ -182,6 +204,9 @@ async fn world() -> World {
         foreign_org,
         foreign_key_id,
         foreign_team,
+        foreign_role,
+        foreign_group,
+        roles_key,
     }
 }
 
@@ -281,6 +306,50 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
             Some(json!({"role_id": w.owner_like_role, "held": true})),
             true,
         ),
+        // A role inheriting the owner, granting org:write, holding a group that grants it.
+        ("POST", "/api/v1/roles") => call(
+            on(""),
+            Some(json!({"name": "mine", "parents": ["owner"]})),
+            true,
+        ),
+        ("PUT", "/api/v1/roles/{id}/parents") => call(
+            on(&w.custom_role),
+            Some(json!({"parents": ["owner"]})),
+            true,
+        ),
+        ("PUT", "/api/v1/roles/{id}/permissions") => call(
+            on(&w.custom_role),
+            Some(json!({"permission": "org:write", "granted": true})),
+            true,
+        ),
+        ("PUT", "/api/v1/roles/{id}/groups") => call(
+            on(&w.custom_role),
+            Some(json!({"group_id": w.group_powers, "granted": true})),
+            true,
+        ),
+        // Members would hold the owner's permissions.
+        ("PUT", "/api/v1/roles/{id}/members") => call(
+            on(&w.owner_like_role),
+            Some(json!({"user_ids": [w.member_id], "assigned": true})),
+            true,
+        ),
+        ("DELETE", "/api/v1/roles/{id}") => call(on(&w.custom_role), None, false),
+        // A permission and a group by themselves grant nothing.
+        ("POST", "/api/v1/permissions") => {
+            call(on(""), Some(json!({"name": "invoices:read"})), false)
+        }
+        ("POST", "/api/v1/permission-groups") => call(
+            on(""),
+            Some(json!({"name": "more", "permissions": ["org:write"]})),
+            false,
+        ),
+        // The custom role holds this group: org:write would reach it.
+        ("PUT", "/api/v1/permission-groups/{id}/permissions") => call(
+            on(&w.group_held),
+            Some(json!({"permission": "org:write", "included": true})),
+            true,
+        ),
+        ("DELETE", "/api/v1/permission-groups/{id}") => call(on(&w.group_held), None, false),
         other => panic!("mutating route {other:?} has no case in the ceiling matrix"),
     }
 }
@@ -315,7 +384,7 @@ async fn rest_ceiling_matrix() {
         if !permission.is_write() {
             continue;
         }
-        let principals: [(&str, &str, StatusCode, &str, bool); 6] = [
+        let principals: [(&str, &str, StatusCode, &str, bool); 7] = [
             (
                 "read-only key",
                 &w.read_only,
@@ -354,6 +423,13 @@ async fn rest_ceiling_matrix() {
             (
                 "approver key, stronger target",
                 &w.approver,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                true,
+            ),
+            (
+                "roles key, stronger target",
+                &w.roles_key,
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 true,
@@ -711,9 +787,18 @@ async fn rest_isolation_and_bad_input_sweep() {
         let check = |r: &Reply, status: StatusCode, code: &str, what: &str| {
             assert_refused(r, status, code, what);
         };
-        // Another organization's key id: not found, whatever the route.
+        // Another organization's id of the route's kind: not found, whatever the route.
         if spec.path.contains("{id}") {
-            let path = spec.path.replace("{id}", &w.foreign_key_id);
+            let foreign = if spec.path.starts_with("/api/v1/teams") {
+                &w.foreign_team
+            } else if spec.path.starts_with("/api/v1/roles") {
+                &w.foreign_role
+            } else if spec.path.starts_with("/api/v1/permission-groups") {
+                &w.foreign_group
+            } else {
+                &w.foreign_key_id
+            };
+            let path = spec.path.replace("{id}", foreign);
             let body = match &spec.doc.body {
                 DocBody::Json(_, example) => Some(serde_json::from_str(example).unwrap()),
                 _ => None,
@@ -804,9 +889,14 @@ async fn server_function_isolation_and_bad_input_sweep() {
             "forbidden",
             &format!("foreign org: {endpoint}"),
         );
-        // Another organization's key or team, named in one's own organization: not found,
+        // Another organization's key, team, role or group, named in one's own organization: not found,
         // and nothing written.
-        for (field, foreign) in [("key_id", &w.foreign_key_id), ("team_id", &w.foreign_team)] {
+        for (field, foreign) in [
+            ("key_id", &w.foreign_key_id),
+            ("team_id", &w.foreign_team),
+            ("role_id", &w.foreign_role),
+            ("group_id", &w.foreign_group),
+        ] {
             if !form.iter().any(|(k, _)| k == field) {
                 continue;
             }

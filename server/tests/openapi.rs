@@ -63,6 +63,24 @@ async fn the_document_lists_every_route_and_resolves_every_schema() {
                 .iter()
                 .any(|p| p["name"] == "id" && p["in"] == "path" && p["required"] == true));
         }
+        // Each operation sits under a declared tag, and only key routes under "API keys".
+        let tag = op["tags"][0].as_str().unwrap();
+        assert!(
+            doc["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == tag),
+            "{} has the undeclared tag {tag}",
+            spec.path
+        );
+        if tag == "API keys" {
+            assert!(
+                spec.path.starts_with("/api/v1/keys") || spec.path == "/api/v1/me",
+                "{} is not a key route",
+                spec.path
+            );
+        }
         let curl = op["x-codeSamples"][0]["source"].as_str().unwrap();
         assert!(curl.starts_with(&format!("curl -X {}", spec.method)));
     }

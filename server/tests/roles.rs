@@ -755,3 +755,251 @@ async fn a_permission_group_is_granted_as_a_unit_and_its_changes_follow_at_once(
     let r = call(&o, "list_roles", &[]).await;
     assert!(!r.body.contains(&group), "the group is gone: {}", r.body);
 }
+
+/// The same model over REST: a service defines its permissions, groups them, builds a role
+/// on a built-in one, assigns it in bulk, and another service checks a key scoped with it.
+/// Every refusal is the console's (cycle named, dependency named, built-in read-only, the
+/// key's own ceiling), with nothing written.
+#[tokio::test]
+async fn roles_permissions_and_groups_are_managed_over_rest() {
+    let o = org().await;
+    let (_, admin_key) = o.app.admin_key(&o.org).await;
+    // roles:write and everything the viewer holds: the roles built on the viewer are within
+    // its reach, so its refusals below are the ceiling's, not a stronger target's.
+    let (_, roles_key) = o
+        .app
+        .scoped_key(
+            &o.org,
+            serde_json::json!({"roles": "write", "org": "read", "members": "read", "keys": "read", "usage": "read"}),
+        )
+        .await;
+    let api = |method: &'static str, path: String, key: String, body: Option<serde_json::Value>| {
+        let app = &o.app;
+        async move { app.api(method, &path, Some(&key), body, "192.0.2.80").await }
+    };
+    let admin = || admin_key.clone();
+
+    // Dynamic permissions with a dependency.
+    let r = api(
+        "POST",
+        "/api/v1/permissions".into(),
+        admin(),
+        Some(serde_json::json!({"name": "invoices:read"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api(
+        "POST",
+        "/api/v1/permissions".into(),
+        admin(),
+        Some(serde_json::json!({"name": "invoices:write", "description": "issue invoices", "requires": ["invoices:read"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["requires"], serde_json::json!(["invoices:read"]));
+    let r = api("GET", "/api/v1/permissions".into(), admin(), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let names: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"invoices:write".to_string()) && names.contains(&"keys:read".to_string()),
+        "{names:?}"
+    );
+
+    // A group and a role holding it, built on the viewer.
+    let r = api(
+        "POST",
+        "/api/v1/permission-groups".into(),
+        admin(),
+        Some(serde_json::json!({"name": "billing", "permissions": ["invoices:write"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let group = r.json()["id"].as_str().unwrap().to_string();
+    let r = api(
+        "POST",
+        "/api/v1/roles".into(),
+        admin(),
+        Some(serde_json::json!({"name": "billing", "parents": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let role = r.json()["id"].as_str().unwrap().to_string();
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{role}/groups"),
+        admin(),
+        Some(serde_json::json!({"group_id": group, "granted": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api("GET", format!("/api/v1/roles/{role}"), admin(), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let effective = r.json()["effective"].clone();
+    let source = |name: &str| {
+        effective
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["sources"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(source("invoices:write").contains(&group), "{effective}");
+    assert!(
+        source("invoices:read").contains("dependency"),
+        "{effective}"
+    );
+    assert!(source("keys:read").contains("inherited"), "{effective}");
+
+    // Bulk assignment: a result per user; a stranger is not assigned.
+    let stranger = o.app.user("stranger@example.org", None).await;
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{role}/members"),
+        admin(),
+        Some(serde_json::json!({"user_ids": [o.member_id, stranger], "assigned": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let results = r.json();
+    assert_eq!(results[0]["ok"], true, "{results}");
+    assert_eq!(results[0]["changed"], true, "{results}");
+    assert_eq!(results[1]["ok"], false, "{results}");
+    let invoices_write = |user: String| {
+        let db = o.app.state.db.clone();
+        let org = o.org.clone();
+        async move {
+            app::access::ssr::dynamic_held(&db, &Principal::User { user_id: user }, &org)
+                .await
+                .unwrap()
+                .unwrap_or_default()
+                .contains("invoices:write")
+        }
+    };
+    assert!(invoices_write(o.member_id.clone()).await);
+    assert!(!invoices_write(stranger.clone()).await);
+
+    // Refusals, each with nothing written.
+    let before = o.app.snapshot().await;
+    let r = api(
+        "POST",
+        "/api/v1/roles".into(),
+        admin(),
+        Some(serde_json::json!({"name": "child", "parents": [role]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let child = r.json()["id"].as_str().unwrap().to_string();
+    let after_child = o.app.snapshot().await;
+    assert_ne!(before, after_child);
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{role}/parents"),
+        admin(),
+        Some(serde_json::json!({"parents": [child]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("billing") && r.body.contains("child"),
+        "the cycle is named: {}",
+        r.body
+    );
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{child}/permissions"),
+        admin(),
+        Some(serde_json::json!({"permission": "invoices:write", "granted": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Within its reach, the roles key may change the role…
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{child}/permissions"),
+        roles_key.clone(),
+        Some(serde_json::json!({"permission": "usage:read", "granted": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let with_grant = o.app.snapshot().await;
+    let r = api("DELETE", "/api/v1/roles/owner".into(), admin(), None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // …but not past what it holds (the console's ceiling).
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{child}/permissions"),
+        roles_key.clone(),
+        Some(serde_json::json!({"permission": "keys:write", "granted": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body.contains("keys:write"),
+        "names what it lacks: {}",
+        r.body
+    );
+    let r = api(
+        "POST",
+        "/api/v1/roles".into(),
+        roles_key.clone(),
+        Some(serde_json::json!({"name": "up", "parents": ["admin"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("missing permission"), "{}", r.body);
+    let r = api(
+        "POST",
+        "/api/v1/permissions".into(),
+        admin(),
+        Some(serde_json::json!({"name": "Not A Name"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.error_code(), "invalid_input");
+    let r = api(
+        "PUT",
+        format!("/api/v1/roles/{role}/members"),
+        admin(),
+        Some(serde_json::json!({"user_ids": [], "assigned": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(o.app.snapshot().await, with_grant, "refusals wrote nothing");
+
+    // Cleanup: the group, then the roles; the member loses invoices:write at once.
+    let r = api(
+        "DELETE",
+        format!("/api/v1/permission-groups/{group}"),
+        admin(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert!(!invoices_write(o.member_id.clone()).await);
+    let r = api("GET", "/api/v1/permission-groups".into(), admin(), None).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    for id in [&child, &role] {
+        let r = api("DELETE", format!("/api/v1/roles/{id}"), admin(), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let r = api("GET", "/api/v1/roles".into(), admin(), None).await;
+    let ids: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["admin", "member", "owner", "viewer"],
+        "built-in ones, by name"
+    );
+}

@@ -171,6 +171,7 @@ fn resources_where(keep: impl Fn(Permission) -> bool) -> Vec<&'static str> {
 }
 
 /// An effective permission of a role, with every source it comes from.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectivePermission {
     pub name: String,
@@ -178,6 +179,7 @@ pub struct EffectivePermission {
 }
 
 /// A role as the console and the REST API show it.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleView {
     pub id: String,
@@ -195,6 +197,7 @@ pub struct RoleView {
 }
 
 /// A permission of the catalog (built-in) or of the organization (dynamic).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionView {
     pub name: String,
@@ -205,6 +208,7 @@ pub struct PermissionView {
 }
 
 /// A named set of permissions.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupView {
     pub id: String,
@@ -213,6 +217,7 @@ pub struct GroupView {
 }
 
 /// Everything about an organization's roles.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleCatalog {
     pub roles: Vec<RoleView>,
@@ -221,6 +226,7 @@ pub struct RoleCatalog {
 }
 
 /// The outcome of a bulk role assignment for one user.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignResult {
     pub user_id: String,
@@ -228,6 +234,90 @@ pub struct AssignResult {
     /// Whether anything changed (already assigned, or not assigned, changes nothing).
     pub changed: bool,
     pub error: Option<String>,
+}
+
+/// `POST /api/v1/roles`: a custom role inheriting `parents` (role ids, built-in ones
+/// included), granting nothing of its own yet.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+/// `PUT /api/v1/roles/{id}/parents`: the role's parents, replacing the current ones.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleParents {
+    pub parents: Vec<String>,
+}
+
+/// `PUT /api/v1/roles/{id}/permissions`: grant a permission (`granted: true`) or take it away
+/// (`cascade: true` takes what the role lists that requires it along).
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePermissionChange {
+    pub permission: String,
+    pub granted: bool,
+    #[serde(default)]
+    pub cascade: bool,
+}
+
+/// `PUT /api/v1/roles/{id}/groups`: grant a permission group as a unit, or take it away.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGroupChange {
+    pub group_id: String,
+    pub granted: bool,
+}
+
+/// `PUT /api/v1/roles/{id}/members`: assign the role to members in bulk (`assigned: true`) or
+/// take it from them; one result per user.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleAssignment {
+    pub user_ids: Vec<String>,
+    pub assigned: bool,
+}
+
+/// `POST /api/v1/permissions`: a dynamic permission (`invoices:read`) and what it requires.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPermission {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+/// `POST /api/v1/permission-groups`: a named set of the organization's permissions.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub name: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// `PUT /api/v1/permission-groups/{id}/permissions`: put a permission in the group
+/// (`included: true`) or take it out; every role holding the group follows.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPermissionChange {
+    pub permission: String,
+    pub included: bool,
 }
 
 /// A set of permissions (a bit per catalog entry): what a principal holds, its ceiling.

@@ -35,6 +35,7 @@ pub struct GroupDef {
 
 /// Where an effective permission comes from. A permission can have several sources; the
 /// console lists them all.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {

@@ -451,8 +451,12 @@ pub(crate) async fn record(
     grant: &Grant,
     kind: &'static str,
     subject: &str,
-    data: serde_json::Value,
+    mut data: serde_json::Value,
 ) -> Result<(), AppError> {
+    // The acting key (or user) by id: a change made over REST names its key.
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("actor".into(), grant.principal.actor_id().into());
+    }
     events::record(
         tx,
         Event {
@@ -873,7 +877,7 @@ pub async fn assign(
     Ok(out)
 }
 
-pub(crate) async fn role_view(
+pub async fn role_view(
     db: &Db,
     organization_id: &str,
     role_id: &str,

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod members;
 pub mod openapi;
 pub mod plans;
+pub mod roles;
 pub mod teams;
 pub mod usage_log;
 pub mod users;
@@ -272,8 +273,8 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
     use Permission::{
-        ApprovalsWrite, KeysRead, KeysWrite, MembersRead, MembersWrite, PlansWrite, RolesWrite,
-        UsageRead, UsersRead, UsersWrite,
+        ApprovalsWrite, KeysRead, KeysWrite, MembersRead, MembersWrite, PlansWrite, RolesRead,
+        RolesWrite, UsageRead, UsersRead, UsersWrite,
     };
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
@@ -510,6 +511,92 @@ pub fn routes() -> Vec<RouteSpec> {
             query: &[],
             body: Body::Json("TeamRoleChange", r#"{"role_id":"role_…","held":true}"#),
             ok: (200, Out::Json("Team")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::GET, "/api/v1/roles", Key(RolesRead), get(roles::list), Doc {
+            summary: "List roles",
+            description: "The organization's roles: the built-in ones (owner, admin, member, viewer; read-only, the same everywhere) then its own, each set by name, each with its parents, what it grants directly, its permission groups, and its **effective** permissions with every source (`direct`, `group`, `inherited` from which role, `dependency` of which permission).",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("RoleView")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/roles", Key(RolesWrite), post(roles::create), Doc {
+            summary: "Create a role",
+            description: "A custom role of the organization inheriting every permission of `parents` (built-in or custom role ids), granting nothing of its own yet. Names are unique in the organization (409 `conflict`). Refused (403) when the role would grant a built-in permission the key does not hold.",
+            query: &[],
+            body: Body::Json("NewRole", r#"{"name":"support","description":"first-line support","parents":["viewer"]}"#),
+            ok: (201, Out::Json("RoleView")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/roles/{id}", Key(RolesRead), get(roles::get), Doc {
+            summary: "Get a role",
+            description: "One role with its effective permissions and where each comes from. Another organization's role is not found.",
+            query: &[], body: Body::None, ok: (200, Out::Json("RoleView")), errors: &[NOT_FOUND],
+        }),
+        spec(Method::DELETE, "/api/v1/roles/{id}", Key(RolesWrite), delete(roles::delete), Doc {
+            summary: "Delete a role",
+            description: "Deletes a custom role: its members and teams lose it, and roles inheriting it stop inheriting it, at once. Built-in roles cannot be deleted (400); nor can a role granting more than the key holds (403).",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::PUT, "/api/v1/roles/{id}/parents", Key(RolesWrite), put(roles::set_parents), Doc {
+            summary: "Re-parent a role",
+            description: "Replaces a custom role's parents. A cycle is refused (400) with a message naming it (`a → b → a`); so is a parent set that would make the role grant more than the key holds (403).",
+            query: &[],
+            body: Body::Json("RoleParents", r#"{"parents":["member"]}"#),
+            ok: (200, Out::Json("RoleView")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::PUT, "/api/v1/roles/{id}/permissions", Key(RolesWrite), put(roles::set_permission), Doc {
+            summary: "Grant or take a permission",
+            description: "`granted: true` grants a permission (built-in or dynamic) to a custom role, with what it requires; `false` takes it away. Taking away a permission that another one the role lists requires is refused (409) naming those, unless `cascade: true` takes them too. Refused (403) for a built-in permission the key does not hold; the organization's dynamic permissions are administered by every `roles:write` holder (see the permissions guide).",
+            query: &[],
+            body: Body::Json("RolePermissionChange", r#"{"permission":"keys:write","granted":true}"#),
+            ok: (200, Out::Json("RoleView")), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::PUT, "/api/v1/roles/{id}/groups", Key(RolesWrite), put(roles::set_group), Doc {
+            summary: "Grant or take a permission group",
+            description: "`granted: true` grants every permission of the group to the role as a unit (and whatever the group later gains); `false` takes the group away. Refused (403) when the group holds more than the key.",
+            query: &[],
+            body: Body::Json("RoleGroupChange", r#"{"group_id":"grp_…","granted":true}"#),
+            ok: (200, Out::Json("RoleView")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::PUT, "/api/v1/roles/{id}/members", Key(RolesWrite), put(roles::assign), Doc {
+            summary: "Assign a role in bulk",
+            description: "`assigned: true` gives the custom role to each member in `user_ids` (1 to 500), `false` takes it from them, with one result per user (`ok`, `changed`, and the reason when not ok, e.g. not a member). The whole call is refused (403) when the role grants more than the key holds.",
+            query: &[],
+            body: Body::Json("RoleAssignment", r#"{"user_ids":["usr_…"],"assigned":true}"#),
+            ok: (200, Out::JsonArray("AssignResult")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::GET, "/api/v1/permissions", Key(RolesRead), get(roles::permissions), Doc {
+            summary: "List permissions",
+            description: "The permission catalog: the built-in permissions (read-only; instance permissions only in the system organization) and the organization's dynamic ones, each with what granting it grants too.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("PermissionView")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/permissions", Key(RolesWrite), post(roles::create_permission), Doc {
+            summary: "Define a dynamic permission",
+            description: "A permission for the organization's own services, named `resource:action` (e.g. `invoices:read`), requiring others of the organization. Grantable to roles and key scopes; other services check it with `POST /api/v1/keys/verify` and `permissions`. A built-in or taken name is 409 `conflict`.",
+            query: &[],
+            body: Body::Json("NewPermission", r#"{"name":"invoices:write","description":"issue invoices","requires":["invoices:read"]}"#),
+            ok: (201, Out::Json("PermissionView")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/permission-groups", Key(RolesRead), get(roles::list_groups), Doc {
+            summary: "List permission groups",
+            description: "The organization's permission groups: named sets of permissions granted to roles as a unit.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("GroupView")), errors: &[],
+        }),
+        spec(Method::POST, "/api/v1/permission-groups", Key(RolesWrite), post(roles::create_group), Doc {
+            summary: "Create a permission group",
+            description: "A named set (at most 100) of the organization's permissions. A group grants nothing until a role holds it. Names are unique in the organization (409 `conflict`).",
+            query: &[],
+            body: Body::Json("NewGroup", r#"{"name":"billing","permissions":["usage:read"]}"#),
+            ok: (201, Out::Json("GroupView")), errors: &[INVALID, CONFLICT],
+        }),
+        spec(Method::PUT, "/api/v1/permission-groups/{id}/permissions", Key(RolesWrite), put(roles::set_group_permission), Doc {
+            summary: "Put a permission in a group, or take it out",
+            description: "`included: true` adds a permission to the group, `false` takes it out; every role holding the group follows at once. Refused (403) when a role holding the group grants more than the key, or would after the change.",
+            query: &[],
+            body: Body::Json("GroupPermissionChange", r#"{"permission":"keys:read","included":true}"#),
+            ok: (200, Out::Json("GroupView")), errors: &[INVALID, NOT_FOUND],
+        }),
+        spec(Method::DELETE, "/api/v1/permission-groups/{id}", Key(RolesWrite), delete(roles::delete_group), Doc {
+            summary: "Delete a permission group",
+            description: "Every role holding it loses what it granted through it, at once. Refused (403) when a role holding it grants more than the key.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND],
         }),
         spec(Method::GET, "/api/v1/usage", Key(UsageRead), get(plans::usage), Doc {
             summary: "Usage of the organization",

@@ -51,6 +51,18 @@ fn schemas() -> Map<String, Value> {
     add::<app::teams::NewTeam>(&mut all);
     add::<app::teams::TeamMembership>(&mut all);
     add::<app::teams::TeamRoleChange>(&mut all);
+    add::<app::access::RoleView>(&mut all);
+    add::<app::access::PermissionView>(&mut all);
+    add::<app::access::GroupView>(&mut all);
+    add::<app::access::AssignResult>(&mut all);
+    add::<app::access::NewRole>(&mut all);
+    add::<app::access::RoleParents>(&mut all);
+    add::<app::access::RolePermissionChange>(&mut all);
+    add::<app::access::RoleGroupChange>(&mut all);
+    add::<app::access::RoleAssignment>(&mut all);
+    add::<app::access::NewPermission>(&mut all);
+    add::<app::access::NewGroup>(&mut all);
+    add::<app::access::GroupPermissionChange>(&mut all);
     let mut map: Map<String, Value> = all
         .into_iter()
         .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
@@ -293,8 +305,11 @@ pub fn document(origin: &str) -> Value {
             { "name": "API keys", "description": "Create, inspect, change, roll, revoke, import, export and verify keys." },
             { "name": "Plans", "description": "Rate-limit plans and each key's limit. Every key-authenticated answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit the answer is 429 `rate_limited` with `Retry-After`." },
             { "name": "Usage", "description": "Requests over time and their summary, from the request log." },
+            { "name": "Users", "description": "The instance's user accounts, for keys of the system organization." },
+            { "name": "Organization", "description": "The key's organization: members, invitations and teams." },
+            { "name": "Roles and permissions", "description": "Custom roles and their hierarchy, dynamic permissions and their dependencies, permission groups, and role assignment." },
             { "name": "Health", "description": "Readiness and liveness probes; no credentials." },
-            { "name": "Operations", "description": "Prometheus metrics, for the operator." }
+            { "name": "Operations", "description": "This document, and Prometheus metrics for the operator." }
         ],
         "components": {
             "securitySchemes": {
@@ -322,9 +337,21 @@ fn tag(path: &str) -> &'static str {
         "Plans"
     } else if path.starts_with("/api/v1/usage") {
         "Usage"
-    } else if path.starts_with("/api/") {
+    } else if path.starts_with("/api/v1/users") {
+        "Users"
+    } else if ["/api/v1/members", "/api/v1/invitations", "/api/v1/teams"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        "Organization"
+    } else if ["/api/v1/roles", "/api/v1/permission"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        "Roles and permissions"
+    } else if path.starts_with("/api/v1/keys") || path == "/api/v1/me" {
         "API keys"
-    } else if path == "/metrics" {
+    } else if path == "/metrics" || path == "/api/v1/openapi.json" {
         "Operations"
     } else {
         "Health"
