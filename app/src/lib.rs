@@ -68,7 +68,7 @@ lazy_pages! {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang="en" data-theme=theme_of_request()>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -83,10 +83,37 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The theme the request's cookie names (`system` without one), so that the page arrives in
+/// the user's colours before the app has loaded.
+fn theme_of_request() -> &'static str {
+    #[cfg(feature = "ssr")]
+    {
+        let cookies = use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::COOKIE)
+                    .and_then(|v| v.to_str().ok().map(str::to_owned))
+            })
+            .unwrap_or_default();
+        let wanted = cookies.split(';').find_map(|c| {
+            c.trim()
+                .strip_prefix(identity::THEME_COOKIE)
+                .and_then(|v| v.strip_prefix('='))
+                .and_then(identity::Theme::parse)
+        });
+        wanted.unwrap_or_default().as_str()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        identity::Theme::System.as_str()
+    }
+}
+
 /// The console.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    ui::time::provide_clock();
     ui::provide_auth();
     notify::pages::provide_notifications();
     ui::mark_hydrated();

@@ -533,3 +533,50 @@ async fn without_the_policy_nothing_waits_and_imports_follow_it() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// Everyone who may review keys is told a key waits: owners and admins, and a member holding
+/// `approvals:write` through a custom role; a member whose custom role lacks it is not.
+#[tokio::test]
+async fn members_approving_through_a_custom_role_are_told_a_key_waits() {
+    let t = team().await;
+    let operator = app::access::ssr::Grant::operator(&t.org);
+    let db = &t.app.state.db;
+    let reviewers =
+        app::access::roles::create_role(db, &operator, "reviewers", "", &["member".to_string()])
+            .await
+            .unwrap()
+            .id;
+    app::access::roles::set_permission(db, &operator, &reviewers, "approvals:write", true, false)
+        .await
+        .unwrap();
+    let helpers =
+        app::access::roles::create_role(db, &operator, "helpers", "", &["member".to_string()])
+            .await
+            .unwrap()
+            .id;
+    for (email, role) in [
+        ("rev@example.org", &reviewers),
+        ("help@example.org", &helpers),
+    ] {
+        let user = t.app.user(email, None).await;
+        t.app.add_member(&t.org, &user, "member").await;
+        let results = app::access::roles::assign(db, &operator, role, &[user], true)
+            .await
+            .unwrap();
+        assert!(results[0].ok, "{results:?}");
+    }
+    let mut member = t.member.clone();
+    let (_, _, status) = create(&t, &mut member, "worker").await;
+    assert_eq!(status, "pending");
+    let told: Vec<String> = sqlx::query_scalar(
+        "select u.email from notification n join app_user u on u.user_id = n.user_id
+         where n.kind = 'approval' order by u.email",
+    )
+    .fetch_all(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        told,
+        ["admin@example.org", "owner@example.org", "rev@example.org"]
+    );
+}

@@ -671,3 +671,223 @@ async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
     assert!(store.load(&record.id).await.unwrap().is_none());
     assert_eq!(app.count("session").await, 0);
 }
+
+/// The unconfirmed sign-up holding `email`: its user id and personal organization.
+async fn unconfirmed(app: &TestApp, email: &str) -> (String, String) {
+    sqlx::query_as(
+        "select user_id, personal_organization_id from app_user
+         where email_normalized = $1 and email_verified_at is null",
+    )
+    .bind(email)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .expect("an unconfirmed sign-up")
+}
+
+/// Whether the account and its personal organization are gone.
+async fn gone(app: &TestApp, (user_id, org_id): &(String, String)) -> bool {
+    let left: i64 = sqlx::query_scalar(
+        "select (select count(*) from app_user where user_id = $1)
+              + (select count(*) from organization where organization_id = $2)",
+    )
+    .bind(user_id)
+    .bind(org_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    left == 0
+}
+
+/// The only account of `email`: its id, and whether it is confirmed.
+async fn account_of(app: &TestApp, email: &str) -> (String, bool) {
+    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "select user_id, email_verified_at from app_user where email_normalized = $1",
+    )
+    .bind(email)
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "{email}: {rows:?}");
+    (rows[0].0.clone(), rows[0].1.is_some())
+}
+
+/// An address nobody confirmed belongs to nobody: an administrator can create the account,
+/// an invitation can be accepted and an email change confirmed for it (a squatter blocks none
+/// of them), and the sweep deletes unconfirmed sign-ups a day after their last link, and
+/// nothing else.
+#[tokio::test]
+async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
+    let app = spawn().await;
+    let root = app
+        .user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+
+    // 1. An administrator creates the account.
+    sign_up(
+        &app,
+        "squatted@example.org",
+        "Squatter",
+        "the squatter's pass",
+    )
+    .await;
+    let squatter = unconfirmed(&app, "squatted@example.org").await;
+    let squatter_link = confirmation_token(&app, "squatted@example.org").await;
+    let grant = app::access::ssr::Grant::operator(app::access::ssr::SYSTEM_ORG_ID);
+    let created = app::admin::ssr::create(
+        &app.state.db,
+        &app.state.config,
+        &grant,
+        &app::admin::NewUser {
+            email: "squatted@example.org".into(),
+            display_name: "Sam".into(),
+            system_role: None,
+        },
+        None,
+    )
+    .await
+    .expect("the administrator's account takes the unconfirmed address");
+    assert!(gone(&app, &squatter).await);
+    assert_eq!(
+        account_of(&app, "squatted@example.org").await,
+        (created.user_id.clone(), true)
+    );
+    // The squatter's link died with their account.
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "confirm_sign_up",
+            &[
+                ("token", &squatter_link),
+                ("password", "the squatter's pass"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "dead link");
+
+    // 2. An invitation is accepted for a squatted address.
+    sign_up(
+        &app,
+        "invitee@example.org",
+        "Squatter",
+        "the squatter's pass",
+    )
+    .await;
+    let squatter = unconfirmed(&app, "invitee@example.org").await;
+    let mut owner = app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(&mut owner, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let root_org = r.json().as_str().unwrap().to_string();
+    let r = app
+        .rpc(
+            &mut owner,
+            "invite_member",
+            &[
+                ("organization_id", &root_org),
+                ("email", "invitee@example.org"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mail: String = sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = 'invitee@example.org' and body_text like '%/invite?token=%'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    let start = mail.find("/invite?token=").unwrap() + "/invite?token=".len();
+    let token = mail[start..].split_whitespace().next().unwrap().to_string();
+    let mut anon = Browser::default();
+    let preview = app
+        .rpc(&mut anon, "open_invitation", &[("token", &token)])
+        .await;
+    assert_eq!(preview.json()["account_exists"], false, "{}", preview.body);
+    let r = app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[
+                ("token", &token),
+                ("display_name", "Ivy"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(gone(&app, &squatter).await);
+    let (ivy, confirmed) = account_of(&app, "invitee@example.org").await;
+    assert!(confirmed);
+    assert_ne!(ivy, squatter.0);
+
+    // 3. A confirmed email change takes a squatted address.
+    sign_up(
+        &app,
+        "wanted@example.org",
+        "Squatter",
+        "the squatter's pass",
+    )
+    .await;
+    let squatter = unconfirmed(&app, "wanted@example.org").await;
+    let r = app
+        .rpc(
+            &mut owner,
+            "request_email_change",
+            &[
+                ("new_email", "wanted@example.org"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mail: String = sqlx::query_scalar(
+        "select body_text from outbox_email where to_address = 'wanted@example.org' and body_text like '%/confirm-email?token=%'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    let start = mail.find("/confirm-email?token=").unwrap() + "/confirm-email?token=".len();
+    let token = mail[start..].split_whitespace().next().unwrap().to_string();
+    let r = app
+        .rpc(&mut owner, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(gone(&app, &squatter).await);
+    assert_eq!(
+        account_of(&app, "wanted@example.org").await,
+        (root.clone(), true)
+    );
+
+    // 4. The sweep: a stale unconfirmed sign-up goes with its personal organization; a fresh
+    // one, and confirmed accounts however old, stay.
+    sign_up(&app, "stale@example.org", "Stale", PASSWORD).await;
+    sign_up(&app, "fresh@example.org", "Fresh", PASSWORD).await;
+    let stale = unconfirmed(&app, "stale@example.org").await;
+    let now = app::ssr::db::now_ms();
+    let long_ago = now - app::identity::ssr::UNCONFIRMED_KEPT_MS - 1;
+    sqlx::query(
+        "update app_user set updated_at = $1, verify_sent_at = $1, created_at = $1
+         where email_normalized in ('stale@example.org', 'wanted@example.org', 'squatted@example.org')",
+    )
+    .bind(long_ago)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let users = app.count("app_user").await;
+    let purged = app::identity::ssr::purge_unconfirmed(&app.state.db, now)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(gone(&app, &stale).await);
+    assert_eq!(app.count("app_user").await, users - 1);
+    assert!(account_of(&app, "fresh@example.org").await.1 == false);
+    // Nothing stale left: the sweep again deletes nothing.
+    assert_eq!(
+        app::identity::ssr::purge_unconfirmed(&app.state.db, now)
+            .await
+            .unwrap(),
+        0
+    );
+}

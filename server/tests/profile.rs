@@ -431,3 +431,112 @@ async fn deleting_one_s_account_re_authenticates_and_is_refused_while_sole_owner
         ("Deleted user", "disabled")
     );
 }
+
+#[tokio::test]
+async fn preferences_hold_a_known_time_zone_and_a_theme_and_bad_ones_write_nothing() {
+    let app = spawn().await;
+    app.user("tia@example.org", None).await;
+    let mut b = app.signed_in("tia@example.org").await;
+    let me = |b: &mut Browser| {
+        let mut b = b.clone();
+        let app = &app;
+        async move { app.rpc(&mut b, "current_user", &[]).await.json() }
+    };
+    // The defaults: the browser's zone, the system's theme.
+    let user = me(&mut b).await;
+    assert_eq!(user["time_zone"], serde_json::Value::Null, "{user}");
+    assert_eq!(user["theme"], "system", "{user}");
+
+    let r = app
+        .rpc(
+            &mut b,
+            "set_preferences",
+            &[("time_zone", " asia/kolkata "), ("theme", "dark")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let user = me(&mut b).await;
+    assert_eq!(
+        user["time_zone"], "Asia/Kolkata",
+        "stored as the database spells it: {user}"
+    );
+    assert_eq!(user["theme"], "dark", "{user}");
+
+    // Unknown zones and themes: refused, naming the field, and nothing changes.
+    for (zone, theme, field) in [
+        ("Mars/Olympus_Mons", "light", "time_zone"),
+        ("UTC+2", "light", "time_zone"),
+        ("Europe/Paris", "purple", "theme"),
+        ("Europe/Paris", "", "theme"),
+    ] {
+        let r = app
+            .rpc(
+                &mut b,
+                "set_preferences",
+                &[("time_zone", zone), ("theme", theme)],
+            )
+            .await;
+        assert_refused(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            &format!("{zone} / {theme}"),
+        );
+        assert!(r.body.contains(field), "{}", r.body);
+        let user = me(&mut b).await;
+        assert_eq!(
+            (user["time_zone"].clone(), user["theme"].clone()),
+            (serde_json::json!("Asia/Kolkata"), serde_json::json!("dark"))
+        );
+    }
+    // Empty: back to the browser's zone.
+    let r = app
+        .rpc(
+            &mut b,
+            "set_preferences",
+            &[("time_zone", ""), ("theme", "light")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(me(&mut b).await["time_zone"], serde_json::Value::Null);
+    // Signed out: refused.
+    let r = app
+        .rpc(
+            &mut Browser::default(),
+            "set_preferences",
+            &[("time_zone", "UTC"), ("theme", "dark")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "signed out",
+    );
+}
+
+#[tokio::test]
+async fn the_server_renders_the_page_in_the_theme_its_cookie_names() {
+    let app = spawn().await;
+    for (cookie, theme) in [
+        (Some("dark"), "dark"),
+        (Some("light"), "light"),
+        (Some("<script>"), "system"),
+        (None, "system"),
+    ] {
+        let b = Browser {
+            cookies: cookie
+                .map(|c| vec![("keyward_theme".to_string(), c.to_string())])
+                .unwrap_or_default(),
+            ip: None,
+        };
+        let r = app.get(&b, "/sign-in").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            r.body
+                .contains(&format!("<html lang=\"en\" data-theme=\"{theme}\"")),
+            "{cookie:?}: {}",
+            &r.body[..r.body.len().min(300)]
+        );
+    }
+}

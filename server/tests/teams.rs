@@ -113,6 +113,19 @@ async fn a_teams_roles_come_and_go_with_membership() {
     assert_eq!(teams[0]["name"], "recruiting");
     assert_eq!(teams[0]["members"][0]["email"], "member@example.org");
     assert_eq!(teams[0]["roles"][0]["name"], "inviter");
+    // The members list shows the power a team gives, and through which team.
+    let r = call(&o, &mut owner, "organization_members", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let members = r.json();
+    let row = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "member@example.org")
+        .unwrap()
+        .clone();
+    assert_eq!(row["team_roles"], json!(["inviter (recruiting)"]), "{row}");
+    assert_eq!(row["roles"], json!([]), "{row}");
 
     // Out of the team: gone at once.
     let r = call(

@@ -104,6 +104,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("open_invitation", Guard::Public),
     ("accept_invitation", Guard::Public),
     ("update_profile", Guard::SignedIn),
+    ("set_preferences", Guard::SignedIn),
     ("my_dashboard", Guard::SignedIn),
     ("change_password", Guard::SignedIn),
     ("delete_account", Guard::SignedIn),

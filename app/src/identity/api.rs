@@ -132,6 +132,22 @@ pub async fn update_profile(display_name: String) -> Result<String, AppError> {
     .await
 }
 
+/// Stores the caller's display preferences (time zone: an IANA name, empty for the
+/// browser's; theme: system, light or dark).
+#[server(prefix = "/rpc", endpoint = "set_preferences")]
+pub async fn set_preferences(
+    #[server(default)] time_zone: String,
+    theme: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("set_preferences").await?;
+    ssr::respond(async move {
+        super::profile::set_preferences(&caller.state.db, caller.user_id()?, &time_zone, &theme)
+            .await
+    })
+    .await
+}
+
 /// Changes the caller's password (re-authenticating with the current one); every other
 /// session of theirs ends, and this one continues under a new id.
 #[server(prefix = "/rpc", endpoint = "change_password")]

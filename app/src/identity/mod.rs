@@ -25,7 +25,48 @@ pub struct SignedInUser {
     pub organizations: Vec<OrgChoice>,
     /// Effective permissions in the active organization: decide the organization menus.
     pub active_permissions: Vec<String>,
+    /// The time zone every date and chart is shown in (an IANA name); `None`: the browser's.
+    pub time_zone: Option<String>,
+    pub theme: Theme,
 }
+
+/// The console's colours: the operating system's choice, or always light or dark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+impl Theme {
+    pub const ALL: [Theme; 3] = [Theme::System, Theme::Light, Theme::Dark];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Theme::System => "system",
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Theme> {
+        Theme::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Theme::System => "Same as the system",
+            Theme::Light => "Light",
+            Theme::Dark => "Dark",
+        }
+    }
+}
+
+/// The name of the cookie that carries the theme, so that the server renders the page in it
+/// before the app has loaded (not a secret: a colour scheme).
+pub const THEME_COOKIE: &str = "keyward_theme";
 
 /// One of the user's organizations, as the switcher lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,6 +80,68 @@ pub fn SignUpPage() -> impl IntoView {
 }
 
 /// The user's own profile: display name, password, email address.
+/// The time zone every date and chart is shown in, and the theme.
+#[component]
+fn Preferences(time_zone: Option<String>, theme: super::Theme) -> impl IntoView {
+    let auth = use_auth();
+    let save = auth.preferences;
+    // The browser's list of zones, for suggestions (the server checks the name either way).
+    let zones = RwSignal::new(Vec::<String>::new());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let list = js_sys::Reflect::get(&js_sys::global(), &"Intl".into())
+            .and_then(|intl| {
+                js_sys::Reflect::get(&intl, &"supportedValuesOf".into()).map(|f| (intl, f))
+            })
+            .ok()
+            .and_then(|(intl, f)| {
+                use wasm_bindgen::JsCast;
+                f.dyn_into::<js_sys::Function>()
+                    .ok()?
+                    .call1(&intl, &"timeZone".into())
+                    .ok()
+            })
+            .map(|v| {
+                js_sys::Array::from(&v)
+                    .iter()
+                    .filter_map(|z| z.as_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        zones.set(list);
+    });
+    let now = move || {
+        // Re-rendered after each save, so the sample shows the zone just chosen.
+        save.version().get();
+        crate::ui::time::now_rfc3339()
+    };
+    view! {
+        <section class="card" role="region" aria-label="Preferences">
+            <h2>"Preferences"</h2>
+            <ActionForm action=save>
+                <label for="pref-zone">"Time zone"</label>
+                <input id="pref-zone" name="time_zone" type="text" list="time-zones" maxlength="64" autocomplete="off"
+                    placeholder="Your browser's time zone" value=time_zone.unwrap_or_default() />
+                <datalist id="time-zones">
+                    {move || zones.get().into_iter().map(|z| view! { <option value=z></option> }).collect_view()}
+                </datalist>
+                <p class="hint">"An IANA name such as Europe/Paris; empty: your browser's. Every date and chart follows it. Now: "
+                    {move || view! { <crate::ui::time::Time at=now() /> }}
+                </p>
+                <label for="pref-theme">"Theme"</label>
+                <select id="pref-theme" name="theme">
+                    {super::Theme::ALL.into_iter().map(|t| view! {
+                        <option value=t.as_str() selected=t == theme>{t.label()}</option>
+                    }).collect_view()}
+                </select>
+                {action_error(save.value())}
+                {move || save.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Preferences saved."</p> })}
+                <button type="submit">"Save preferences"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = use_auth();
@@ -117,6 +179,7 @@ pub fn ProfilePage() -> impl IntoView {
                                 <button type="submit">"Save name"</button>
                             </ActionForm>
                         </section>
+                        <Preferences time_zone=user.time_zone.clone() theme=user.theme />
                     }
                     .into_any(),
                     Ok(None) => view! { <leptos_router::components::Redirect path="/sign-in" /> }.into_any(),

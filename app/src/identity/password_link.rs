@@ -186,6 +186,12 @@ pub async fn send(
             if recent >= VERIFY_LINKS_PER_10_MIN {
                 return Ok(());
             }
+            // The unconfirmed-account sweep counts a day from the last link.
+            sqlx::query("update app_user set verify_sent_at = $2 where user_id = $1")
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
             format!("{prefix}{}", new_id("evt"))
         }
         Purpose::Setup | Purpose::Reset => format!("{DEDUPE_PREFIX}{}", new_id("evt")),

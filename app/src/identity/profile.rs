@@ -48,6 +48,56 @@ pub async fn update_display_name(db: &Db, user_id: &str, name: &str) -> Result<S
     Ok(name)
 }
 
+/// Longest time-zone name accepted (the IANA database's longest is 32).
+const TIME_ZONE_MAX: usize = 64;
+
+/// Stores the user's display preferences: `time_zone` an IANA name such as `Europe/Paris`
+/// (empty: the browser's own), `theme` one of system, light, dark. An unknown zone or theme
+/// is refused and nothing is written.
+pub async fn set_preferences(
+    db: &Db,
+    user_id: &str,
+    time_zone: &str,
+    theme: &str,
+) -> Result<(), AppError> {
+    let time_zone = time_zone.trim();
+    let unknown = || {
+        AppError::invalid(
+            "time_zone",
+            "not a known time zone: use a name such as Europe/Paris or America/New_York, or leave it empty for your browser's",
+        )
+    };
+    let time_zone = if time_zone.is_empty() {
+        None
+    } else if time_zone.len() > TIME_ZONE_MAX {
+        return Err(unknown());
+    } else {
+        // Stored as the database spells it (names match case-insensitively).
+        let zone = jiff::tz::TimeZone::get(time_zone).map_err(|_| unknown())?;
+        Some(zone.iana_name().unwrap_or(time_zone).to_string())
+    };
+    let theme = super::Theme::parse(theme)
+        .ok_or_else(|| AppError::invalid("theme", "choose system, light or dark"))?;
+    let mut tx = db.writer.begin().await?;
+    // Not `updated_at`: links in flight are signed over it, and a colour is no reason to void
+    // them.
+    sqlx::query("update app_user set time_zone = $2, theme = $3 where user_id = $1")
+        .bind(user_id)
+        .bind(&time_zone)
+        .bind(theme.as_str())
+        .execute(&mut *tx)
+        .await?;
+    record(
+        &mut tx,
+        user_id,
+        "user.preferences_changed",
+        serde_json::json!({ "time_zone": time_zone, "theme": theme.as_str() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn record(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
@@ -282,6 +332,8 @@ pub async fn confirm_email_change(
     }
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
+    // The link proves the mailbox: an unconfirmed sign-up of that address gives way.
+    super::ssr::release_unconfirmed(&mut tx, &new).await?;
     // Conditional on the address the link was made for: a second use changes nothing.
     let changed = sqlx::query(
         "update app_user set email = $3, email_normalized = $3, updated_at = $4

@@ -61,11 +61,13 @@ pub async fn create_user(
     let display_name = validate_display_name(display_name)?;
     password::validate(plain_password)?;
     let normalized = normalize_email(email);
-    let taken: Option<String> =
-        sqlx::query_scalar("select user_id from app_user where email_normalized = $1")
-            .bind(&normalized)
-            .fetch_optional(&db.reader)
-            .await?;
+    // An unconfirmed sign-up does not hold the address (see `insert_user`).
+    let taken: Option<String> = sqlx::query_scalar(
+        "select user_id from app_user where email_normalized = $1 and email_verified_at is not null",
+    )
+    .bind(&normalized)
+    .fetch_optional(&db.reader)
+    .await?;
     if taken.is_some() {
         return Err(AppError::conflict(
             "email",
@@ -119,6 +121,24 @@ pub async fn sign_up(
     .bind(&normalized)
     .fetch_optional(&mut *tx)
     .await?;
+    // An unconfirmed account the sweep deleted a moment ago is a new address again.
+    let existing = match existing {
+        Some((user_id, None, email)) => {
+            let renewed = sqlx::query(&format!(
+                "update app_user set password_hash = $2, display_name = $3, updated_at = $4
+                 where user_id = $1 and {UNCONFIRMED}"
+            ))
+            .bind(&user_id)
+            .bind(&hash)
+            .bind(&display_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            (renewed > 0).then_some((user_id, None, email))
+        }
+        other => other,
+    };
     match existing {
         None => {
             let user_id = match insert_user(
@@ -151,27 +171,14 @@ pub async fn sign_up(
             .await?;
         }
         Some((user_id, None, _)) => {
-            let changed = sqlx::query(
-                "update app_user set password_hash = $2, display_name = $3, updated_at = $4
-                 where user_id = $1 and email_verified_at is null and status = 'active' and deleted_at is null",
+            super::password_link::send(
+                &mut tx,
+                config,
+                &user_id,
+                super::password_link::Purpose::Verify,
+                now,
             )
-            .bind(&user_id)
-            .bind(&hash)
-            .bind(&display_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed > 0 {
-                super::password_link::send(
-                    &mut tx,
-                    config,
-                    &user_id,
-                    super::password_link::Purpose::Verify,
-                    now,
-                )
-                .await?;
-            }
+            .await?;
         }
         Some((user_id, Some(_), stored)) => {
             let origin = config.public_origin.as_str().trim_end_matches('/');
@@ -190,8 +197,109 @@ pub async fn sign_up(
     Ok(())
 }
 
+/// How long an unconfirmed sign-up is kept after its last link was sent (the link's life).
+pub const UNCONFIRMED_KEPT_MS: i64 = 24 * 3_600_000;
+
+/// The condition that makes an account an unconfirmed sign-up (never a disabled or deleted
+/// account, whatever its `email_verified_at`).
+const UNCONFIRMED: &str = "email_verified_at is null and status = 'active' and deleted_at is null";
+
+/// Deletes the unconfirmed sign-up holding `normalized`, if any, with its personal
+/// organization: an address nobody confirmed belongs to nobody, so an administrator's account,
+/// an accepted invitation or a confirmed email change takes it (and a squatter who signed up
+/// with someone else's address cannot block them). One conditional statement: a confirmation
+/// racing it wins or loses whole.
+pub(crate) async fn release_unconfirmed(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    normalized: &str,
+) -> Result<(), AppError> {
+    let held: Option<(String, String)> = sqlx::query_as(&format!(
+        "select user_id, personal_organization_id from app_user where email_normalized = $1 and {UNCONFIRMED}"
+    ))
+    .bind(normalized)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((user_id, org_id)) = held {
+        delete_unconfirmed(tx, &user_id, &org_id, None, "user.unconfirmed_released").await?;
+    }
+    Ok(())
+}
+
+/// Deletes an unconfirmed account (sent its last link before `sent_before`, when given) and
+/// its personal organization; everything else it could hold cascades. Nothing when it was
+/// confirmed or renewed meanwhile. Returns whether it was deleted.
+async fn delete_unconfirmed(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    org_id: &str,
+    sent_before: Option<i64>,
+    kind: &'static str,
+) -> Result<bool, AppError> {
+    let gone = sqlx::query(&format!(
+        "delete from app_user where user_id = $1 and {UNCONFIRMED}
+           and ($2 = 0 or coalesce(verify_sent_at, updated_at) < $2)"
+    ))
+    .bind(user_id)
+    .bind(sent_before.unwrap_or(0))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if gone == 0 {
+        return Ok(false);
+    }
+    sqlx::query("delete from organization where organization_id = $1 and kind = 'personal'")
+        .bind(org_id)
+        .execute(&mut **tx)
+        .await?;
+    events::record(
+        tx,
+        Event {
+            kind,
+            organization_id: None,
+            actor_user_id: None,
+            subject_id: Some(user_id),
+            source_ip: None,
+            data: serde_json::json!({}),
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Deletes the sign-ups nobody confirmed within [`UNCONFIRMED_KEPT_MS`] of their last link
+/// (a worker runs it hourly), 500 at a time. Returns how many went.
+pub async fn purge_unconfirmed(db: &Db, now: i64) -> Result<u64, AppError> {
+    let before = now - UNCONFIRMED_KEPT_MS;
+    let stale: Vec<(String, String)> = sqlx::query_as(&format!(
+        "select user_id, personal_organization_id from app_user
+         where {UNCONFIRMED} and coalesce(verify_sent_at, updated_at) < $1 limit 500"
+    ))
+    .bind(before)
+    .fetch_all(&db.reader)
+    .await?;
+    let mut purged = 0;
+    for (user_id, org_id) in stale {
+        let mut tx = db.writer.begin().await?;
+        // The delete re-checks everything: a sign-up a moment ago renewed it.
+        if delete_unconfirmed(
+            &mut tx,
+            &user_id,
+            &org_id,
+            Some(before),
+            "user.unconfirmed_purged",
+        )
+        .await?
+        {
+            purged += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(purged)
+}
+
 /// Inserts a user (validated by the caller) with their personal organization and, optionally,
-/// a role in the system organization, in the caller's transaction. A taken address is a 409.
+/// a role in the system organization, in the caller's transaction. A taken address is a 409;
+/// one held only by an unconfirmed sign-up is released first.
 pub(crate) async fn insert_user(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     email: &str,
@@ -202,6 +310,7 @@ pub(crate) async fn insert_user(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     let normalized = normalize_email(email);
+    release_unconfirmed(tx, &normalized).await?;
     let now = now_ms();
     let user_id = new_id("usr");
     let org_id = new_id("org");
@@ -461,7 +570,7 @@ pub async fn current_user(
     user_id: &str,
     active: Option<&str>,
 ) -> Result<Option<SignedInUser>, AppError> {
-    let row = sqlx::query("select user_id, email, display_name from app_user where user_id = $1 and status = 'active'")
+    let row = sqlx::query("select user_id, email, display_name, time_zone, theme from app_user where user_id = $1 and status = 'active'")
         .bind(user_id)
         .fetch_optional(&db.reader)
         .await?;
@@ -493,6 +602,8 @@ pub async fn current_user(
         instance_permissions,
         organizations,
         active_permissions,
+        time_zone: row.try_get("time_zone")?,
+        theme: super::Theme::parse(&row.try_get::<String, _>("theme")?).unwrap_or_default(),
     }))
 }
 

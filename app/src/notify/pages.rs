@@ -74,7 +74,7 @@ pub fn NotificationsPage() -> impl IntoView {
                                         {(!n.read).then(|| view! { <span class="badge">"new"</span> })}
                                         <div>{n.body.clone()}</div>
                                         <div class="muted">
-                                            <time>{n.created_at.clone()}</time>
+                                            <crate::ui::time::Time at=n.created_at.clone() />
                                             {n.link.clone().map(|l| view! { " · " <A href=l>"Open"</A> })}
                                         </div>
                                         {(!n.read).then(|| view! {
@@ -123,7 +123,7 @@ pub fn OutboxPage() -> impl IntoView {
                                         <td><span class=format!("badge status-{}", e.status)>{e.status.clone()}</span></td>
                                         <td>{e.attempts}</td>
                                         <td>{e.last_error.unwrap_or_default()}</td>
-                                        <td>{e.created_at}</td>
+                                        <td><crate::ui::time::Time at=e.created_at /></td>
                                     </tr>
                                 }).collect_view()}
                             </tbody>

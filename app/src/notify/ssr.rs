@@ -120,6 +120,29 @@ async fn org_admins(db: &Db, organization_id: &str) -> Result<Vec<String>, AppEr
     .await?)
 }
 
+/// The organization's members who may review keys: those holding `approvals:write` through
+/// their base role, an assigned role or a team, by id.
+async fn approvers(db: &Db, organization_id: &str) -> Result<Vec<String>, AppError> {
+    // Only these can hold it: base owners and admins, and members with more roles.
+    let candidates: Vec<String> = sqlx::query_scalar(
+        "select user_id from membership where organization_id = $1 and role in ('owner', 'admin')
+         union select user_id from role_assignment where organization_id = $1
+         union select user_id from team_member where organization_id = $1
+         order by 1",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    let mut out = Vec::new();
+    for user_id in candidates {
+        let held = crate::access::ssr::user_ceiling(db, &user_id, organization_id).await?;
+        if held.contains(crate::access::Permission::ApprovalsWrite) {
+            out.push(user_id);
+        }
+    }
+    Ok(out)
+}
+
 /// The signed-in user's notifications, newest first (at most 100).
 pub async fn list(db: &Db, user_id: &str) -> Result<Vec<Notification>, AppError> {
     let rows = sqlx::query(
@@ -285,8 +308,9 @@ pub async fn usage_threshold(
     .await
 }
 
-/// Tells an organization's owners and admins that a key awaits their approval (its creator,
-/// if one of them, is not told: they cannot review it).
+/// Tells everyone who may review keys in the organization (owners, admins, and members holding
+/// `approvals:write` through a custom role or a team) that a key awaits their approval. Its
+/// creator, if one of them, is not told: they cannot review it.
 pub async fn key_awaits_approval(
     db: &Db,
     origin: &str,
@@ -295,7 +319,7 @@ pub async fn key_awaits_approval(
     name: &str,
     creator: Option<&str>,
 ) -> Result<usize, AppError> {
-    let mut users = org_admins(db, organization_id).await?;
+    let mut users = approvers(db, organization_id).await?;
     users.retain(|u| Some(u.as_str()) != creator);
     notify(
         db,

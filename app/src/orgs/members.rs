@@ -117,6 +117,16 @@ pub async fn members(db: &Db, organization_id: &str) -> Result<Vec<Member>, AppE
     .bind(organization_id)
     .fetch_all(&db.reader)
     .await?;
+    let through_teams: Vec<(String, String, String)> = sqlx::query_as(
+        "select tm.user_id, r.name, t.name from team_member tm
+         join team t on t.team_id = tm.team_id
+         join team_role tr on tr.team_id = tm.team_id
+         join role r on r.role_id = tr.role_id
+         where tm.organization_id = $1 order by r.name, t.name",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
     rows.iter()
         .map(|r| {
             let user_id: String = r.try_get("user_id")?;
@@ -125,6 +135,11 @@ pub async fn members(db: &Db, organization_id: &str) -> Result<Vec<Member>, AppE
                     .iter()
                     .filter(|(u, _)| *u == user_id)
                     .map(|(_, name)| name.clone())
+                    .collect(),
+                team_roles: through_teams
+                    .iter()
+                    .filter(|(u, _, _)| *u == user_id)
+                    .map(|(_, role, team)| format!("{role} ({team})"))
                     .collect(),
                 user_id,
                 email: r.try_get("email")?,
@@ -572,7 +587,11 @@ pub async fn preview(
         .ok_or_else(not_valid)?;
     let email: String = row.try_get("email")?;
     let account_exists: bool =
-        sqlx::query_scalar::<_, String>("select user_id from app_user where email_normalized = $1")
+        // An unconfirmed sign-up does not own the address: accepting creates the account
+        // (and releases the unconfirmed one, `identity::ssr::insert_user`).
+        sqlx::query_scalar::<_, String>(
+            "select user_id from app_user where email_normalized = $1 and email_verified_at is not null",
+        )
             .bind(&email)
             .fetch_optional(&mut *conn)
             .await?

@@ -33,6 +33,9 @@ pub struct Member {
     pub role: String,
     /// Names of the custom roles assigned in this organization.
     pub roles: Vec<String>,
+    /// The custom roles held through teams, as `role (team)`.
+    #[serde(default)]
+    pub team_roles: Vec<String>,
 }
 
 /// A pending invitation, as the organization's admins see it (never its link).

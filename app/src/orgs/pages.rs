@@ -74,14 +74,14 @@ fn DashboardView(
                                             <tbody>
                                                 {d.keys.iter().map(|k| {
                                                     let (href, name, org, usage) = (format!("/keys/{}/{}", k.organization_id, k.id), k.name.clone(), k.organization_name.clone(), usage_text(k));
-                                                    let expires = k.expires_at.clone().unwrap_or_else(|| "never".into());
+                                                    let expires = k.expires_at.clone();
                                                     let personal = k.personal.then_some(" (personal)");
                                                     view! {
                                                         <tr>
                                                             <td><A href=href>{name}</A> {personal}</td>
                                                             <td>{org}</td>
                                                             <td>{usage}</td>
-                                                            <td>{expires}</td>
+                                                            <td><crate::ui::time::MaybeTime at=expires none="never" /></td>
                                                         </tr>
                                                     }
                                                 }).collect_view()}
@@ -99,8 +99,8 @@ fn DashboardView(
                                         <ul>
                                             {expiring.into_iter().map(|k| {
                                                 let href = format!("/keys/{}/{}", k.organization_id, k.id);
-                                                let when = format!(" expires {}", k.expires_at.unwrap_or_default());
-                                                view! { <li><A href=href>{k.name}</A> {when}</li> }
+                                                let when = k.expires_at.unwrap_or_default();
+                                                view! { <li><A href=href>{k.name}</A> " expires " <crate::ui::time::Time at=when /></li> }
                                             }).collect_view()}
                                         </ul>
                                     }.into_any()
@@ -115,7 +115,7 @@ fn DashboardView(
                                     view! {
                                         <ul>
                                             {d.activity.into_iter().map(|e| view! {
-                                                <li><time>{e.at}</time> " " {e.kind} {e.organization_name.map(|o| format!(" in {o}"))}</li>
+                                                <li><crate::ui::time::Time at=e.at /> " " {e.kind} {e.organization_name.map(|o| format!(" in {o}"))}</li>
                                             }).collect_view()}
                                         </ul>
                                     }.into_any()
@@ -367,7 +367,10 @@ fn MembersEditor(membership: OrgMembership, me: String) -> impl IntoView {
                                             view! { <span class="badge">{m.role.clone()}</span> }.into_any()
                                         }}
                                     </td>
-                                    <td>{if m.roles.is_empty() { "—".to_string() } else { m.roles.join(", ") }}</td>
+                                    <td>
+                                        {if m.roles.is_empty() && m.team_roles.is_empty() { "—".to_string() } else { m.roles.join(", ") }}
+                                        {(!m.team_roles.is_empty()).then(|| view! { <span class="muted">{format!(" through teams: {}", m.team_roles.join(", "))}</span> })}
+                                    </td>
                                     <td>
                                         {changeable.then(|| view! {
                                             <ActionForm action=remove attr:class="inline">
@@ -497,7 +500,7 @@ fn MembersEditor(membership: OrgMembership, me: String) -> impl IntoView {
                                                 <td>{i.email.clone()}</td>
                                                 <td>{i.role.clone()}</td>
                                                 <td>{i.invited_by.clone().unwrap_or_default()}</td>
-                                                <td><time>{i.expires_at.clone()}</time></td>
+                                                <td><crate::ui::time::Time at=i.expires_at.clone() /></td>
                                                 <td>
                                                     <ActionForm action=revoke attr:class="inline">
                                                         <input type="hidden" name="organization_id" value=org.get_value() />

@@ -1,42 +1,89 @@
 //! Cross-cutting UI: the layout and navigation, the signed-in user's context, error display.
 
+pub mod time;
+
 use crate::access::Permission;
 use crate::error::AppError;
-use crate::identity::api::{current_user, SignIn, SignOut, SignUp};
-use crate::identity::SignedInUser;
+use crate::identity::api::{current_user, SetPreferences, SignIn, SignOut, SignUp};
+use crate::identity::{SignedInUser, Theme};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-/// The signed-in user (refetched whenever a sign-in, sign-up or sign-out completes) and the
-/// actions that change it.
+/// The signed-in user (refetched whenever a sign-in, sign-up, sign-out or change of
+/// preferences completes) and the actions that change it.
 #[derive(Clone, Copy)]
 pub struct Auth {
     pub user: Resource<Result<Option<SignedInUser>, AppError>>,
     pub sign_in: ServerAction<SignIn>,
     pub sign_up: ServerAction<SignUp>,
     pub sign_out: ServerAction<SignOut>,
+    pub preferences: ServerAction<SetPreferences>,
 }
 
+/// Provides [`Auth`], and applies the signed-in user's preferences: their time zone to every
+/// [`time::Time`] and chart, their theme to the page (and its cookie, so that the server
+/// renders the next page in it).
 pub fn provide_auth() {
     let sign_in = ServerAction::<SignIn>::new();
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
+    let preferences = ServerAction::<SetPreferences>::new();
     let user = Resource::new(
         move || {
             (
                 sign_in.version().get(),
                 sign_up.version().get(),
                 sign_out.version().get(),
+                preferences.version().get(),
             )
         },
         |_| current_user(),
     );
+    let clock = time::use_clock();
+    Effect::new(move |_| {
+        if let Some(Ok(user)) = user.get() {
+            clock
+                .zone
+                .set(user.as_ref().and_then(|u| u.time_zone.clone()));
+            if let Some(u) = user {
+                apply_theme(u.theme);
+            }
+        }
+    });
     provide_context(Auth {
         user,
         sign_in,
         sign_up,
         sign_out,
+        preferences,
     });
+}
+
+/// Puts `theme` on `<html data-theme>` (the stylesheet follows it) and in its cookie.
+pub fn apply_theme(theme: Theme) {
+    if let Some(root) = document().document_element() {
+        let _ = root.set_attribute("data-theme", theme.as_str());
+    }
+    let cookie = format!(
+        "{}={}; path=/; max-age=31536000; samesite=lax",
+        crate::identity::THEME_COOKIE,
+        theme.as_str()
+    );
+    let _ = js_sys_set_cookie(&cookie);
+}
+
+#[cfg(feature = "hydrate")]
+fn js_sys_set_cookie(cookie: &str) -> Result<bool, wasm_bindgen::JsValue> {
+    js_sys::Reflect::set(
+        &document(),
+        &wasm_bindgen::JsValue::from_str("cookie"),
+        &wasm_bindgen::JsValue::from_str(cookie),
+    )
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn js_sys_set_cookie(_cookie: &str) -> Result<bool, ()> {
+    Ok(false)
 }
 
 pub fn use_auth() -> Auth {

@@ -66,21 +66,33 @@ pub async fn ensure_echarts() -> Result<(), JsValue> {
     Ok(())
 }
 
-/// `HH:MM` (short ranges) or `DD/MM HH:MM` (days) in the viewer's time zone.
-fn label(ms: i64, with_day: bool) -> String {
-    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
-    let time = format!("{:02}:{:02}", d.get_hours(), d.get_minutes());
+/// `HH:MM` (short ranges) or `DD/MM HH:MM` (days) in the viewer's time zone (`zone`: their
+/// preference; `None`: the browser's).
+fn label(ms: i64, with_day: bool, zone: Option<&str>) -> String {
+    let (day, month, hour, minute) = match crate::ui::time::browser::parts(ms as f64, zone) {
+        Some(p) => (p.day, p.month, p.hour, p.minute),
+        None => {
+            let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+            (
+                d.get_date(),
+                d.get_month() + 1,
+                d.get_hours(),
+                d.get_minutes(),
+            )
+        }
+    };
+    let time = format!("{hour:02}:{minute:02}");
     if with_day {
-        format!("{:02}/{:02} {time}", d.get_date(), d.get_month() + 1)
+        format!("{day:02}/{month:02} {time}")
     } else {
         time
     }
 }
 
 /// A chart over the buckets of `s`: tooltip, legend, and the time axis in the viewer's zone.
-fn over_time(s: &RequestSeries) -> Chart {
+fn over_time(s: &RequestSeries, zone: Option<&str>) -> Chart {
     let with_day = s.bucket_ms >= 3_600_000;
-    let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day)).collect();
+    let labels: Vec<String> = s.starts.iter().map(|t| label(*t, with_day, zone)).collect();
     Chart::new()
         .tooltip(Tooltip::new().trigger(Trigger::Axis))
         .legend(Legend::new())
@@ -88,8 +100,8 @@ fn over_time(s: &RequestSeries) -> Chart {
 }
 
 /// The chart of a series: stacked bars by status class.
-pub fn chart_of(s: &RequestSeries) -> Chart {
-    over_time(s)
+pub fn chart_of(s: &RequestSeries, zone: Option<&str>) -> Chart {
+    over_time(s, zone)
         .y_axis(Axis::new().type_(AxisType::Value).min_interval(1))
         .series(Bar::new().name("2xx").stack("requests").data(s.ok.clone()))
         .series(
@@ -113,9 +125,9 @@ pub fn chart_of(s: &RequestSeries) -> Chart {
 }
 
 /// The errors chart: failed requests stacked by class, and the error rate (percent, right axis).
-pub fn errors_chart_of(r: &ErrorReport) -> Chart {
+pub fn errors_chart_of(r: &ErrorReport, zone: Option<&str>) -> Chart {
     let s = &r.series;
-    over_time(s)
+    over_time(s, zone)
         .y_axis(
             Axis::new()
                 .type_(AxisType::Value)
@@ -151,13 +163,17 @@ pub fn errors_chart_of(r: &ErrorReport) -> Chart {
 
 /// Draws `series` in the element `id`: a new ECharts instance the first time (or when the
 /// element was replaced), the whole option replaced afterwards.
-pub async fn draw(id: &str, series: &RequestSeries) -> Result<(), JsValue> {
-    draw_chart(id, chart_of(series)).await
+pub async fn draw(id: &str, series: &RequestSeries, zone: Option<&str>) -> Result<(), JsValue> {
+    draw_chart(id, chart_of(series, zone)).await
 }
 
 /// Draws the errors chart of `report` in the element `id` (see [`draw`]).
-pub async fn draw_errors(id: &str, report: &ErrorReport) -> Result<(), JsValue> {
-    draw_chart(id, errors_chart_of(report)).await
+pub async fn draw_errors(
+    id: &str,
+    report: &ErrorReport,
+    zone: Option<&str>,
+) -> Result<(), JsValue> {
+    draw_chart(id, errors_chart_of(report, zone)).await
 }
 
 async fn draw_chart(id: &str, chart: Chart) -> Result<(), JsValue> {
@@ -194,11 +210,6 @@ async fn draw_chart(id: &str, chart: Chart) -> Result<(), JsValue> {
         *drawn = Some((element, instance.into()));
         Ok(())
     })
-}
-
-/// The viewer's offset from UTC in minutes (east positive), for aligning buckets.
-pub fn tz_offset_minutes() -> i32 {
-    -(js_sys::Date::new_0().get_timezone_offset() as i32)
 }
 
 /// Opens the live feed of `organization_id`'s usage; `on_usage` runs on each "requests

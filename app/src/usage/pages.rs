@@ -391,12 +391,15 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView
     let keys = keys_of(org);
     #[cfg(feature = "hydrate")]
     {
-        tz.set(super::chart::tz_offset_minutes());
-        // Redraw whenever a new series arrives.
+        // Buckets start at midnight (and on the hour) in the viewer's zone.
+        let clock = crate::ui::time::use_clock();
+        Effect::new(move |_| clock.follow(tz));
+        // Redraw whenever a new series arrives, or the zone changes.
         Effect::new(move |_| {
             if let Some(Ok(s)) = series.get() {
+                let zone = clock.zone.get();
                 leptos::task::spawn_local(async move {
-                    if let Err(e) = super::chart::draw(CHART_ID, &s).await {
+                    if let Err(e) = super::chart::draw(CHART_ID, &s, zone.as_deref()).await {
                         leptos::logging::warn!("chart not drawn: {e:?}");
                     }
                 });
@@ -612,7 +615,7 @@ fn errors_table(label: &'static str, errors: Vec<super::RecentError>) -> impl In
             <tbody>
                 {errors.into_iter().map(|e| view! {
                     <tr>
-                        <td>{e.at}</td>
+                        <td><crate::ui::time::Time at=e.at /></td>
                         <td>{e.method}</td>
                         <td>{e.status}</td>
                         <td>{e.code.unwrap_or_default()}</td>
@@ -652,11 +655,16 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
     let keys = keys_of(org);
     #[cfg(feature = "hydrate")]
     {
-        view.tz.set(super::chart::tz_offset_minutes());
+        let clock = crate::ui::time::use_clock();
+        let tz = view.tz;
+        Effect::new(move |_| clock.follow(tz));
         Effect::new(move |_| {
             if let Some(Ok(r)) = report.get() {
+                let zone = clock.zone.get();
                 leptos::task::spawn_local(async move {
-                    if let Err(e) = super::chart::draw_errors(ERRORS_CHART_ID, &r).await {
+                    if let Err(e) =
+                        super::chart::draw_errors(ERRORS_CHART_ID, &r, zone.as_deref()).await
+                    {
                         leptos::logging::warn!("chart not drawn: {e:?}");
                     }
                 });

@@ -178,6 +178,20 @@ impl Workers {
             )
         });
         let s = state.clone();
+        workers.supervise("unconfirmed-sweep", Stop(rx.clone()), move |stop| {
+            every(
+                Duration::from_secs(3600),
+                stop,
+                s.clone(),
+                |state| async move {
+                    app::identity::ssr::purge_unconfirmed(&state.db, app::ssr::db::now_ms())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.message)
+                },
+            )
+        });
+        let s = state.clone();
         workers.supervise("session-sweep", Stop(rx), move |stop| {
             every(
                 Duration::from_secs(600),

@@ -50,15 +50,15 @@ pub fn KeyPage() -> impl IntoView {
                     Ok(k) => view! {
                         <Title text=k.name.clone() />
                         <h1>{k.name.clone()}</h1>
-                        <dl class="facts">
+                        <dl class="facts" aria-label="Key facts">
                             <dt>"Key"</dt><dd><code>{format!("{}…", k.display_prefix)}</code></dd>
                             <dt>"Status"</dt><dd><span class=format!("badge status-{}", k.status.as_str())>{k.status.as_str()}</span></dd>
                             <dt>"Environment"</dt><dd>{k.environment.clone()}</dd>
                             <dt>"Owner"</dt><dd>{k.owner_user_id.clone().map_or("organization".to_string(), |u| format!("personal token of {u}"))}</dd>
                             <dt>"Scopes"</dt><dd>{k.scopes.iter().map(|(r, a)| format!("{r}: {}", serde_json::to_string(a).unwrap_or_default().trim_matches('"'))).collect::<Vec<_>>().join(", ")}</dd>
                             <dt>"Service permissions"</dt><dd>{if k.permissions.is_empty() { "none".to_string() } else { k.permissions.join(", ") }}</dd>
-                            <dt>"Created"</dt><dd>{k.created_at.clone()}</dd>
-                            <dt>"Last used"</dt><dd>{k.last_used_at.clone().unwrap_or_else(|| "never".into())}</dd>
+                            <dt>"Created"</dt><dd><crate::ui::time::Time at=k.created_at.clone() /></dd>
+                            <dt>"Last used"</dt><dd><crate::ui::time::MaybeTime at=k.last_used_at.clone() none="never" /></dd>
                             {k.rolled_to_key_id.clone().map(|to| view! { <dt>"Rolled to"</dt><dd><A href=format!("/keys/{}/{to}", k.organization_id)>{to.clone()}</A></dd> })}
                         </dl>
                         <div class="actions" role="group" aria-label="Key actions">
@@ -84,7 +84,7 @@ pub fn KeyPage() -> impl IntoView {
                                 {events.into_iter().map(|e| view! {
                                     <li>
                                         <strong>{e.kind.clone()}</strong>
-                                        " · " <time>{e.occurred_at.clone()}</time>
+                                        " · " <crate::ui::time::Time at=e.occurred_at.clone() />
                                         {e.actor.clone().map(|a| format!(" · by {a}"))}
                                         {e.source_ip.clone().map(|ip| format!(" · from {ip}"))}
                                         {e.reason.clone().map(|r| view! { <div class="muted">{format!("Reason: {r}")}</div> })}

@@ -284,8 +284,8 @@ pub(super) fn KeyRow(
             <td><code>{format!("{}…", key.display_prefix)}</code></td>
             <td><span class=format!("badge status-{}", key.status.as_str())>{key.status.as_str()}</span></td>
             <td>{key.category.as_str()}</td>
-            <td>{key.expires_at.clone().unwrap_or_else(|| "never".into())}</td>
-            <td>{key.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
+            <td><crate::ui::time::MaybeTime at=key.expires_at.clone() none="never" /></td>
+            <td><crate::ui::time::MaybeTime at=key.last_used_at.clone() none="never" /></td>
             <td class="actions">
                 {reviewable.then(|| view! { <ReviewActions key=key.clone() org review /> })}
                 <KeyActions key org status roll />
