@@ -7,18 +7,25 @@ use http::StatusCode;
 
 const SESSION: &str = "keyward_session";
 
-/// The confirmation link last emailed to `to`, as its token.
-async fn confirmation_token(app: &TestApp, to: &str) -> String {
+/// The token of the last `/page?token=` link emailed to `to`.
+async fn emailed_token(app: &TestApp, to: &str, page: &str) -> String {
+    let link = format!("/{page}?token=");
     let body: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = $1 and body_text like '%/verify-email?token=%'
+        "select body_text from outbox_email where to_address = $1 and body_text like $2
          order by created_at desc, outbox_email_id desc limit 1",
     )
     .bind(to)
+    .bind(format!("%{link}%"))
     .fetch_one(&app.state.db.reader)
     .await
-    .expect("a confirmation link was queued");
-    let start = body.find("/verify-email?token=").unwrap() + "/verify-email?token=".len();
+    .unwrap_or_else(|e| panic!("no {page} link was queued for {to}: {e}"));
+    let start = body.find(&link).unwrap() + link.len();
     body[start..].split_whitespace().next().unwrap().to_string()
+}
+
+/// The confirmation link last emailed to `to`, as its token.
+async fn confirmation_token(app: &TestApp, to: &str) -> String {
+    emailed_token(app, to, "verify-email").await
 }
 
 async fn sign_up(app: &TestApp, email: &str, name: &str, password: &str) -> Reply {
@@ -792,14 +799,7 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let mail: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = 'invitee@example.org' and body_text like '%/invite?token=%'",
-    )
-    .fetch_one(&app.state.db.reader)
-    .await
-    .unwrap();
-    let start = mail.find("/invite?token=").unwrap() + "/invite?token=".len();
-    let token = mail[start..].split_whitespace().next().unwrap().to_string();
+    let token = emailed_token(&app, "invitee@example.org", "invite").await;
     let mut anon = Browser::default();
     let preview = app
         .rpc(&mut anon, "open_invitation", &[("token", &token)])
@@ -842,14 +842,7 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let mail: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = 'wanted@example.org' and body_text like '%/confirm-email?token=%'",
-    )
-    .fetch_one(&app.state.db.reader)
-    .await
-    .unwrap();
-    let start = mail.find("/confirm-email?token=").unwrap() + "/confirm-email?token=".len();
-    let token = mail[start..].split_whitespace().next().unwrap().to_string();
+    let token = emailed_token(&app, "wanted@example.org", "confirm-email").await;
     let r = app
         .rpc(&mut owner, "confirm_email_change", &[("token", &token)])
         .await;
@@ -882,7 +875,10 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
     assert_eq!(purged, 1);
     assert!(gone(&app, &stale).await);
     assert_eq!(app.count("app_user").await, users - 1);
-    assert!(account_of(&app, "fresh@example.org").await.1 == false);
+    assert!(
+        !account_of(&app, "fresh@example.org").await.1,
+        "a fresh sign-up stays"
+    );
     // Nothing stale left: the sweep again deletes nothing.
     assert_eq!(
         app::identity::ssr::purge_unconfirmed(&app.state.db, now)

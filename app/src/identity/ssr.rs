@@ -139,7 +139,8 @@ pub async fn sign_up(
         }
         other => other,
     };
-    match existing {
+    // Who gets a confirmation link: a new account, or the renewed unconfirmed one.
+    let unconfirmed = match existing {
         None => {
             let user_id = match insert_user(
                 &mut tx,
@@ -161,25 +162,9 @@ pub async fn sign_up(
                 .bind(&user_id)
                 .execute(&mut *tx)
                 .await?;
-            super::password_link::send(
-                &mut tx,
-                config,
-                &user_id,
-                super::password_link::Purpose::Verify,
-                now,
-            )
-            .await?;
+            Some(user_id)
         }
-        Some((user_id, None, _)) => {
-            super::password_link::send(
-                &mut tx,
-                config,
-                &user_id,
-                super::password_link::Purpose::Verify,
-                now,
-            )
-            .await?;
-        }
+        Some((user_id, None, _)) => Some(user_id),
         Some((user_id, Some(_), stored)) => {
             let origin = config.public_origin.as_str().trim_end_matches('/');
             crate::notify::ssr::enqueue_email(
@@ -191,7 +176,18 @@ pub async fn sign_up(
                 now,
             )
             .await?;
+            None
         }
+    };
+    if let Some(user_id) = unconfirmed {
+        super::password_link::send(
+            &mut tx,
+            config,
+            &user_id,
+            super::password_link::Purpose::Verify,
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -8,22 +8,17 @@
 use leptos::prelude::*;
 
 /// The viewer's time zone: `zone` is the user's preference (an IANA name), `None` for the
-/// browser's; `live` turns true once the app runs in the browser.
+/// browser's.
 #[derive(Clone, Copy)]
 pub struct Clock {
     pub zone: RwSignal<Option<String>>,
-    live: RwSignal<bool>,
 }
 
 /// Provides the [`Clock`] for the whole app.
 pub fn provide_clock() {
-    let clock = Clock {
+    provide_context(Clock {
         zone: RwSignal::new(None),
-        live: RwSignal::new(false),
-    };
-    // Effects run only in the browser, after hydration.
-    Effect::new(move |_| clock.live.set(true));
-    provide_context(clock);
+    });
 }
 
 pub fn use_clock() -> Clock {
@@ -32,14 +27,10 @@ pub fn use_clock() -> Clock {
 
 impl Clock {
     /// `at` (RFC 3339) as `YYYY-MM-DD HH:MM` and the zone's short name, in the viewer's zone
-    /// once live, in UTC before.
+    /// (in the browser; UTC on the server).
     pub fn format(&self, at: &str) -> String {
         let zone = self.zone.get();
-        if self.live.get() {
-            local(at, zone.as_deref()).unwrap_or_else(|| utc(at))
-        } else {
-            utc(at)
-        }
+        local(at, zone.as_deref()).unwrap_or_else(|| utc(at))
     }
 
     /// The viewer's offset from UTC now, in minutes east (for aligning chart buckets).
@@ -115,12 +106,29 @@ pub fn now_rfc3339() -> String {
 }
 
 /// An instant, shown in the viewer's zone; the machine-readable value stays in `datetime`.
+///
+/// Each one first renders UTC, exactly as the server did: hydration keeps the server's text
+/// node without rewriting it, so a first render in the local zone would never show (a lazily
+/// loaded page hydrates after the app's effects ran). Its own effect, run once it is mounted,
+/// then switches it to the viewer's zone.
 #[component]
 pub fn Time(#[prop(into)] at: String) -> impl IntoView {
     let clock = use_clock();
+    let mounted = RwSignal::new(false);
+    // `try_set`: a date re-rendered away before its effect ran is simply gone.
+    Effect::new(move |_| {
+        mounted.try_set(true);
+    });
     let shown = {
         let at = at.clone();
-        move || clock.format(&at)
+        move || {
+            // `try_get`: this can run once more after a re-render disposed the date.
+            if mounted.try_get().unwrap_or(false) {
+                clock.format(&at)
+            } else {
+                utc(&at)
+            }
+        }
     };
     view! { <time datetime=at>{shown}</time> }
 }
