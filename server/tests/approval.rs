@@ -420,6 +420,25 @@ async fn an_approved_keys_access_changes_only_through_an_approver() {
     assert_eq!(t.app.snapshot().await, before, "nothing written");
     let r = t.app.rpc(&mut t.admin, "update_key", &pairs).await;
     assert_eq!(r.status, StatusCode::OK, "an approver may: {}", r.body);
+    // The limit is part of what was approved: a member cannot raise it.
+    let before = t.app.snapshot().await;
+    let limit = [
+        ("organization_id", t.org.as_str()),
+        ("key_id", id.as_str()),
+        ("rate_limit", "100000"),
+        ("rate_window_seconds", "60"),
+    ];
+    let r = t.app.rpc(&mut member, "set_key_limit", &limit).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "member raises the limit",
+    );
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let r = t.app.rpc(&mut t.admin, "set_key_limit", &limit).await;
+    assert_eq!(r.status, StatusCode::OK, "an approver may: {}", r.body);
+    assert_eq!(r.json()["rate_limit"], 100000, "{}", r.body);
     // A roll by someone who cannot approve hands out a successor that waits; the old key
     // works through its grace meanwhile.
     let r = t

@@ -7,25 +7,9 @@ use http::StatusCode;
 
 const SESSION: &str = "keyward_session";
 
-/// The token of the last `/page?token=` link emailed to `to`.
-async fn emailed_token(app: &TestApp, to: &str, page: &str) -> String {
-    let link = format!("/{page}?token=");
-    let body: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = $1 and body_text like $2
-         order by created_at desc, outbox_email_id desc limit 1",
-    )
-    .bind(to)
-    .bind(format!("%{link}%"))
-    .fetch_one(&app.state.db.reader)
-    .await
-    .unwrap_or_else(|e| panic!("no {page} link was queued for {to}: {e}"));
-    let start = body.find(&link).unwrap() + link.len();
-    body[start..].split_whitespace().next().unwrap().to_string()
-}
-
 /// The confirmation link last emailed to `to`, as its token.
 async fn confirmation_token(app: &TestApp, to: &str) -> String {
-    emailed_token(app, to, "verify-email").await
+    app.emailed_token(to, "verify-email").await
 }
 
 async fn sign_up(app: &TestApp, email: &str, name: &str, password: &str) -> Reply {
@@ -799,7 +783,7 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let token = emailed_token(&app, "invitee@example.org", "invite").await;
+    let token = app.emailed_token("invitee@example.org", "invite").await;
     let mut anon = Browser::default();
     let preview = app
         .rpc(&mut anon, "open_invitation", &[("token", &token)])
@@ -842,7 +826,9 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let token = emailed_token(&app, "wanted@example.org", "confirm-email").await;
+    let token = app
+        .emailed_token("wanted@example.org", "confirm-email")
+        .await;
     let r = app
         .rpc(&mut owner, "confirm_email_change", &[("token", &token)])
         .await;

@@ -340,3 +340,81 @@ async fn editing_a_key_that_holds_more_is_refused() {
     assert_eq!(o.app.snapshot().await, before, "rows changed");
     assert_eq!(verify(&o, &secret, &[]).await["valid"], false);
 }
+
+/// An export lists each key's own permissions and an import brings them back: each must be
+/// one of the organization's and held by the importer, checked row by row.
+#[tokio::test]
+async fn export_and_import_carry_the_organization_s_permissions() {
+    let o = org().await;
+    let r = console_key(&o, &o.owner, "invoices:refund", false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut owner = o.owner.clone();
+    let r = o
+        .app
+        .rpc(
+            &mut owner,
+            "export_keys",
+            &[("organization_id", o.org.as_str()), ("format", "csv")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let csv: String = serde_json::from_str(&r.body).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = header
+        .iter()
+        .position(|h| h == "permissions")
+        .expect("a permissions column");
+    let name = header.iter().position(|h| h == "name").unwrap();
+    let record = reader
+        .records()
+        .map(Result::unwrap)
+        .find(|r| &r[name] == "service key")
+        .expect("the key's row");
+    assert_eq!(&record[column], "invoices:refund", "{csv}");
+    let row = csv
+        .lines()
+        .find(|l| l.contains("service key"))
+        .expect("the key's line");
+
+    let import = |who: &Browser, data: String| {
+        let (app, org, mut b) = (&o.app, o.org.clone(), who.clone());
+        async move {
+            let r = app
+                .rpc(
+                    &mut b,
+                    "import_keys",
+                    &[
+                        ("organization_id", org.as_str()),
+                        ("format", "csv"),
+                        ("data", data.as_str()),
+                        ("dry_run", "false"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json()[0].clone()
+        }
+    };
+    let only_row = format!("{}\n{}\n", csv.lines().next().unwrap(), row);
+    // The member holds no invoices:refund: the row is refused, nothing written.
+    let before = o.app.snapshot().await;
+    let out = import(&o.member, only_row.clone()).await;
+    assert_eq!(out["action"], "refused", "{out}");
+    assert_eq!(out["code"], "forbidden", "{out}");
+    let unknown = only_row.replace("invoices:refund", "payroll:run");
+    let out = import(&o.owner, unknown).await;
+    assert_eq!(out["action"], "refused", "{out}");
+    assert_eq!(out["code"], "invalid_input", "{out}");
+    assert!(
+        out["message"].as_str().unwrap().contains("payroll:run"),
+        "{out}"
+    );
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+    // The owner re-imports it: a new key, with the permission, that verifies with it.
+    let out = import(&o.owner, only_row).await;
+    assert_eq!(out["action"], "issued", "{out}");
+    let key = out["key"].as_str().unwrap().to_string();
+    let v = verify(&o, &key, &["invoices:refund"]).await;
+    assert_eq!(v["valid"], true, "{v}");
+}

@@ -61,19 +61,6 @@ async fn role_of(t: &Team, user_id: &str) -> Option<String> {
         .unwrap()
 }
 
-/// The invitation link's token from the last email queued to `to`.
-async fn emailed_token(app: &TestApp, to: &str) -> String {
-    let body: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = $1 order by created_at desc, outbox_email_id desc limit 1",
-    )
-    .bind(to)
-    .fetch_one(&app.state.db.reader)
-    .await
-    .unwrap();
-    let start = body.find("/invite?token=").expect("a link") + "/invite?token=".len();
-    body[start..].split_whitespace().next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn an_invited_person_without_an_account_joins_through_the_emailed_link_once() {
     let t = team().await;
@@ -91,7 +78,10 @@ async fn an_invited_person_without_an_account_joins_through_the_emailed_link_onc
         "the link never reaches the inviter: {}",
         r.body
     );
-    let token = emailed_token(&t.app, "new.person@example.org").await;
+    let token = t
+        .app
+        .emailed_token("new.person@example.org", "invite")
+        .await;
     // The link is signed: no column of the invitation row holds it.
     let stored: i64 = sqlx::query_scalar(
         "select count(*) from invitation where invitation_id || email || role like '%' || $1 || '%'",
@@ -201,8 +191,8 @@ async fn revoked_expired_and_misaddressed_invitations_are_refused() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
-    let a = emailed_token(&t.app, "a@example.org").await;
-    let b = emailed_token(&t.app, "b@example.org").await;
+    let a = t.app.emailed_token("a@example.org", "invite").await;
+    let b = t.app.emailed_token("b@example.org", "invite").await;
     let r = call(&t, &t.owner, "list_invitations", &[]).await;
     assert_eq!(r.json().as_array().unwrap().len(), 2, "{}", r.body);
     let a_id = a.split('.').next().unwrap();
@@ -265,7 +255,7 @@ async fn revoked_expired_and_misaddressed_invitations_are_refused() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    let c = emailed_token(&t.app, "c@example.org").await;
+    let c = t.app.emailed_token("c@example.org", "invite").await;
     let mut viewer = t.viewer.clone();
     let r = t
         .app
@@ -540,7 +530,7 @@ async fn an_invitation_does_not_outlive_its_sender_s_power_nor_keep_its_link() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let token = emailed_token(&t.app, "alt@example.org").await;
+    let token = t.app.emailed_token("alt@example.org", "invite").await;
     // The admin is removed: their pending invitation goes with them, link included.
     let r = call(&t, &t.owner, "remove_member", &[("user_id", &t.admin_id)]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -579,7 +569,7 @@ async fn an_invitation_does_not_outlive_its_sender_s_power_nor_keep_its_link() {
     )
     .await;
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let token = emailed_token(&t.app, "b@example.org").await;
+    let token = t.app.emailed_token("b@example.org", "invite").await;
     let r = t
         .app
         .rpc(
@@ -899,4 +889,71 @@ async fn members_and_invitations_over_rest_follow_the_same_rules() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(role_of(&t, &t.viewer_id).await, None);
+}
+
+/// Accepting as a newcomer creates the account and the membership in one transaction: a
+/// revocation racing the acceptance (landing while the password is hashed) leaves either both
+/// or neither, never an account on an instance whose sign-up is closed.
+#[tokio::test]
+async fn a_revocation_racing_a_newcomer_s_acceptance_leaves_no_account_behind() {
+    let t = team().await;
+    // How long a password hash takes here: the revocation is aimed at its middle.
+    let started = std::time::Instant::now();
+    app::ssr::password::hash(PASSWORD.to_string())
+        .await
+        .unwrap();
+    let aim = started.elapsed() / 2;
+    for i in 0..4 {
+        let email = format!("racer{i}@example.org");
+        let r = call(
+            &t,
+            &t.owner,
+            "invite_member",
+            &[("email", email.as_str()), ("role", "viewer")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let token = t.app.emailed_token(&email, "invite").await;
+        let id = token.split('.').next().unwrap().to_string();
+        let mut anon = Browser::default();
+        let form = [
+            ("token", token.as_str()),
+            ("display_name", "R"),
+            ("password", PASSWORD),
+        ];
+        let accept = t.app.rpc(&mut anon, "accept_invitation", &form);
+        let revoke = async {
+            tokio::time::sleep(aim).await;
+            call(&t, &t.owner, "revoke_invitation", &[("invitation_id", &id)]).await
+        };
+        let (accepted, revoked) = tokio::join!(accept, revoke);
+        let account: Option<String> =
+            sqlx::query_scalar("select user_id from app_user where email_normalized = $1")
+                .bind(&email)
+                .fetch_optional(&t.app.state.db.reader)
+                .await
+                .unwrap();
+        let joined = match &account {
+            Some(user) => role_of(&t, user).await.is_some(),
+            None => false,
+        };
+        assert_eq!(
+            account.is_some(),
+            joined,
+            "account without membership (accept {} {}, revoke {} {})",
+            accepted.status,
+            accepted.body,
+            revoked.status,
+            revoked.body
+        );
+        assert_eq!(
+            accepted.status == StatusCode::OK,
+            revoked.status != StatusCode::OK,
+            "exactly one wins: accept {} {}, revoke {} {}",
+            accepted.status,
+            accepted.body,
+            revoked.status,
+            revoked.body
+        );
+    }
 }

@@ -1003,3 +1003,71 @@ async fn roles_permissions_and_groups_are_managed_over_rest() {
         "built-in ones, by name"
     );
 }
+
+/// A key is its maker's hand: when the maker is demoted, the key administers members and roles
+/// only within what the maker holds now, so it cannot give them their power back. A key the
+/// CLI made stands for no one and keeps its scopes.
+#[tokio::test]
+async fn a_key_cannot_give_its_demoted_maker_their_power_back() {
+    let o = org().await;
+    let operator = app::access::ssr::Grant::operator(&o.org);
+    let helper = app::access::roles::create_role(
+        &o.app.state.db,
+        &operator,
+        "helper",
+        "",
+        &["viewer".to_string()],
+    )
+    .await
+    .unwrap()
+    .id;
+    let scopes = serde_json::json!({"roles": "write", "org": "read", "members": "read", "keys": "read", "usage": "read"});
+    let (key_id, key) = o.app.scoped_key(&o.org, scopes.clone()).await;
+    // Made by the admin (as the console records it).
+    sqlx::query("update api_key set created_by = $1 where api_key_id = $2")
+        .bind(&o.admin_id)
+        .bind(&key_id)
+        .execute(&o.app.state.db.writer)
+        .await
+        .unwrap();
+    let (_, cli_key) = o.app.scoped_key(&o.org, scopes).await;
+    let assign = |key: &str, user: &str| {
+        let (app, key, path) = (
+            &o.app,
+            key.to_string(),
+            format!("/api/v1/roles/{helper}/members"),
+        );
+        let body = serde_json::json!({ "user_ids": [user], "assigned": true });
+        async move {
+            app.api("PUT", &path, Some(&key), Some(body), "192.0.2.81")
+                .await
+        }
+    };
+    // While its maker is an admin, the key assigns the role.
+    let r = assign(&key, &o.member_id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()[0]["changed"], true, "{}", r.body);
+    // The owner demotes the admin; their key can no longer administer roles, for them least.
+    o.app.set_role(&o.org, &o.admin_id, "member").await;
+    let before = o.app.snapshot().await;
+    let r = assign(&key, &o.admin_id).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "demoted maker's key",
+    );
+    let r = assign(&key, &o.viewer_id).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "demoted maker's key",
+    );
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+    assert!(!can(&o, &o.admin_id, Permission::RolesWrite).await);
+    // The CLI's key keeps its scopes.
+    let r = assign(&cli_key, &o.viewer_id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()[0]["changed"], true, "{}", r.body);
+}

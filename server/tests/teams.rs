@@ -506,3 +506,36 @@ async fn members_write_alone_cannot_spread_the_organizations_own_permissions() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// The system organization has no teams, and the schema itself keeps a team's members in the
+/// team's organization: a row putting another organization's member into it is refused.
+#[tokio::test]
+async fn teams_stay_inside_their_organization() {
+    let o = org().await;
+    let db = &o.app.state.db;
+    let system = Grant::operator(app::access::ssr::SYSTEM_ORG_ID);
+    let before = o.app.snapshot().await;
+    let refused = app::teams::ssr::create(db, &system, "admins", "")
+        .await
+        .expect_err("no teams in the system organization");
+    assert_eq!(refused.code, app::error::ErrorCode::InvalidInput);
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+
+    let mut owner = o.owner.clone();
+    let team = create_team(&o, &mut owner, "ops").await;
+    let outsider = o.app.user("outsider@example.org", None).await;
+    let elsewhere = o.app.org_of(&outsider).await;
+    let inserted = sqlx::query(
+        "insert into team_member (team_id, organization_id, user_id, created_at) values ($1, $2, $3, 0)",
+    )
+    .bind(&team)
+    .bind(&elsewhere)
+    .bind(&outsider)
+    .execute(&db.writer)
+    .await;
+    assert!(
+        inserted.is_err(),
+        "a foreign member in the team: {inserted:?}"
+    );
+    assert_eq!(o.app.count("team_member").await, 0);
+}

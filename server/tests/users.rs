@@ -16,20 +16,6 @@ use serde_json::json;
 const CHOSEN: &str = "my own chosen passphrase";
 const IP: &str = "192.0.2.30";
 
-/// The token of the last password link emailed to `to`.
-async fn link_token(app: &TestApp, to: &str) -> String {
-    let body: String = sqlx::query_scalar(
-        "select body_text from outbox_email where to_address = $1 and dedupe_key like 'password-link:%'
-         order by created_at desc, outbox_email_id desc limit 1",
-    )
-    .bind(to)
-    .fetch_one(&app.state.db.reader)
-    .await
-    .expect("a password link was queued");
-    let start = body.find("/set-password?token=").expect("a link") + "/set-password?token=".len();
-    body[start..].split_whitespace().next().unwrap().to_string()
-}
-
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Reply, Browser) {
     let mut b = Browser::default();
     let r = app
@@ -155,7 +141,7 @@ async fn an_admin_creates_a_user_who_chooses_a_password_through_the_emailed_link
         .await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "taken address");
 
-    let token = link_token(app, "ann@example.org").await;
+    let token = app.emailed_token("ann@example.org", "set-password").await;
     let mut visitor = Browser::default();
     let r = app
         .rpc(&mut visitor, "open_password_link", &[("token", &token)])
@@ -354,7 +340,9 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // The current password keeps working until the link is used.
     assert!(app.signed_in_as(&mut member).await.is_some());
-    let token = link_token(app, "member@example.org").await;
+    let token = app
+        .emailed_token("member@example.org", "set-password")
+        .await;
 
     // An expired link (made with the instance secret, the account as it is, a past expiry).
     let state = account_state(app, &i.member_id).await;
@@ -414,7 +402,9 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let to_old_address = link_token(app, "member@example.org").await;
+    let to_old_address = app
+        .emailed_token("member@example.org", "set-password")
+        .await;
     let r = app
         .rpc(
             &mut visitor,
@@ -464,7 +454,9 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let pending = link_token(app, "member@example.org").await;
+    let pending = app
+        .emailed_token("member@example.org", "set-password")
+        .await;
     assert_ne!(pending, to_old_address);
     let r = app
         .rpc(&mut visitor, "open_password_link", &[("token", &pending)])
@@ -573,10 +565,34 @@ async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwi
 
     let other = app.user("other@example.org", None).await;
     app.add_member(&acme, &other, "owner").await;
+    // Mail went to them (a reset link); deleting the account deletes it too.
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mail_to = |address: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from outbox_email where lower(to_address) = $1",
+        )
+        .bind(address)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap()
+    };
+    assert_eq!(mail_to("member@example.org").await, 1);
     let r = app
         .rpc(&mut i.admin, "delete_user", &[("user_id", &i.member_id)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        mail_to("member@example.org").await,
+        0,
+        "the outbox forgets them"
+    );
 
     let r = app
         .rpc(&mut i.admin, "list_users", &[("status", "deleted")])
@@ -715,7 +731,10 @@ async fn the_rest_api_administers_users_with_the_same_rules() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let id = r.json()["user_id"].as_str().unwrap().to_string();
-    assert!(link_token(app, "rest@example.org").await.contains('.'));
+    assert!(app
+        .emailed_token("rest@example.org", "set-password")
+        .await
+        .contains('.'));
 
     let r = app
         .api(
@@ -869,4 +888,50 @@ async fn the_rest_api_administers_users_with_the_same_rules() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let r = app.api("GET", &path, Some(&weak_key), None, IP).await;
     assert_eq!(r.json()["status"], "deleted");
+}
+
+/// Password links are capped per account and hour (an administrator cannot flood an inbox),
+/// and a confirmation link is never previewed as a set-password link.
+#[tokio::test]
+async fn password_links_are_capped_and_confirmation_links_are_not_password_links() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let reset = [("user_id", i.member_id.as_str())];
+    for n in 0..app::identity::password_link::PASSWORD_LINKS_PER_HOUR {
+        let r = app.rpc(&mut i.admin, "send_password_reset", &reset).await;
+        assert_eq!(r.status, StatusCode::OK, "reset {n}: {}", r.body);
+    }
+    let before = app.snapshot().await;
+    let r = app.rpc(&mut i.admin, "send_password_reset", &reset).await;
+    assert_refused(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "one reset too many",
+    );
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "nothing queued, nothing recorded"
+    );
+
+    let state = account_state(app, &i.member_id).await;
+    let confirm = password_link::token(
+        &app.state.config.secret,
+        &i.member_id,
+        Purpose::Verify,
+        app::ssr::db::now_ms() + 3_600_000,
+        &state,
+    );
+    let mut visitor = Browser::default();
+    let r = app
+        .rpc(&mut visitor, "open_password_link", &[("token", &confirm)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a confirmation link",
+    );
+    assert!(r.body.contains("confirms an email address"), "{}", r.body);
 }

@@ -146,18 +146,19 @@ pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<
         Principal::User { user_id } => {
             holder(roles_in_conn(&mut tx, user_id, organization_id).await?)
         }
-        Principal::Key {
-            scopes,
-            owner_user_id,
-            ..
-        } => {
-            let own = scopes.intersect(Permissions::all_in(system));
-            match owner_user_id {
-                None => own,
-                Some(owner) => own.intersect(holder(
-                    roles_in_conn(&mut tx, owner, organization_id).await?,
-                )),
+        Principal::Key { key_id, scopes, .. } => {
+            // A key administers roles and members only within what the people behind it (its
+            // owner, its maker, the makers of the key that made it) hold now: demoting its
+            // maker demotes what the key can hand out, so it cannot give them their power
+            // back. A key the CLI made stands for no one and keeps its scopes.
+            let mut ceiling = scopes.intersect(Permissions::all_in(system));
+            let people = makers(&mut tx, vec![key_id.clone()]).await?;
+            for person in people.iter().filter(|id| id.starts_with("usr_")) {
+                ceiling = ceiling.intersect(holder(
+                    roles_in_conn(&mut tx, person, organization_id).await?,
+                ));
             }
+            ceiling
         }
     };
     if !ceiling.contains(needed) {

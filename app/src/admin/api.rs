@@ -136,7 +136,7 @@ pub async fn open_password_link(token: String) -> Result<PasswordLinkView, AppEr
     let caller = crate::access::guard::guard("open_password_link").await?;
     ssr::respond(async move {
         caller.state.check_auth_attempt(caller.source_ip)?;
-        let link = crate::identity::password_link::verify(
+        let link = crate::identity::password_link::verify_for_password(
             &caller.state.db,
             &caller.state.config.secret,
             &token,

@@ -10,8 +10,8 @@
 //!
 //! **Deleting** keeps the row, anonymized: the address becomes a placeholder (so it is free to
 //! be used again), the name "Deleted user", the password an unknown random one, the status
-//! `disabled` with `deleted_at` set; memberships, role assignments, sessions and notifications
-//! go, and the keys of the personal organization and every
+//! `disabled` with `deleted_at` set; memberships, role assignments, sessions, notifications
+//! and every outbox email to the address go, and the keys of the personal organization and every
 //! personal access token are revoked. Audit entries keep pointing at the same id. Refused while
 //! the user is the only active owner of an organization other than their personal one.
 
@@ -403,6 +403,14 @@ pub(crate) async fn erase(
     refuse_if_sole_owner(tx, backend, user_id, "delete").await?;
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
+    // Mail to the address goes too, sent or not: the outbox is no archive of who was here.
+    sqlx::query(
+        "delete from outbox_email where lower(to_address) =
+             (select email_normalized from app_user where user_id = $1 and deleted_at is null)",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
     let personal: Option<String> = sqlx::query_scalar(
         "update app_user set email = $2, email_normalized = $2, display_name = 'Deleted user',
              password_hash = $3, status = 'disabled', deleted_at = $4, updated_at = $4

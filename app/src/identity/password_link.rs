@@ -58,6 +58,9 @@ impl Purpose {
 /// Most confirmation links one account is sent in ten minutes.
 pub const VERIFY_LINKS_PER_10_MIN: i64 = 3;
 
+/// Set-up and reset links sent to one account per hour, at most.
+pub const PASSWORD_LINKS_PER_HOUR: i64 = 5;
+
 /// The outbox key prefix of these emails: the mail worker does not keep their body once sent.
 pub const DEDUPE_PREFIX: &str = "password-link:";
 
@@ -194,7 +197,25 @@ pub async fn send(
                 .await?;
             format!("{prefix}{}", new_id("evt"))
         }
-        Purpose::Setup | Purpose::Reset => format!("{DEDUPE_PREFIX}{}", new_id("evt")),
+        Purpose::Setup | Purpose::Reset => {
+            // At most PASSWORD_LINKS_PER_HOUR per account: an administrator's clicks (or a
+            // script with users:write) cannot flood someone's inbox.
+            let prefix = format!("{DEDUPE_PREFIX}password:{user_id}:");
+            let recent: i64 = sqlx::query_scalar(
+                "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
+            )
+            .bind(format!("{prefix}%"))
+            .bind(now - 3_600_000)
+            .fetch_one(&mut **tx)
+            .await?;
+            if recent >= PASSWORD_LINKS_PER_HOUR {
+                return Err(AppError::new(
+                    crate::error::ErrorCode::RateLimited,
+                    format!("{PASSWORD_LINKS_PER_HOUR} password links went to this account in the last hour; wait before sending another"),
+                ));
+            }
+            format!("{prefix}{}", new_id("evt"))
+        }
     };
     crate::notify::ssr::enqueue_email(tx, email, subject, &text, &dedupe, now).await
 }
@@ -254,6 +275,23 @@ pub async fn verify(db: &Db, secret: &[u8; 32], token: &str) -> Result<Verified,
 /// Sets the password from a link, ends every session of the account, and returns the address
 /// to sign in with. Two uses at once: the update is conditional on the hash the link was made
 /// for, so only one of them changes anything.
+/// A verified link that chooses a password (set-up or reset): a confirmation link confirms,
+/// it never sets a password, nor is previewed as if it did.
+pub async fn verify_for_password(
+    db: &Db,
+    secret: &[u8; 32],
+    token: &str,
+) -> Result<Verified, AppError> {
+    let link = verify(db, secret, token).await?;
+    if link.purpose == Purpose::Verify {
+        return Err(AppError::invalid(
+            "token",
+            "this link confirms an email address; open it as it was sent",
+        ));
+    }
+    Ok(link)
+}
+
 pub async fn set_password(
     db: &Db,
     secret: &[u8; 32],
@@ -262,14 +300,7 @@ pub async fn set_password(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     password::validate(new_password).map_err(|e| AppError::invalid("new_password", e.message))?;
-    let link = verify(db, secret, token).await?;
-    if link.purpose == Purpose::Verify {
-        // A confirmation link confirms; it never sets a password.
-        return Err(AppError::invalid(
-            "token",
-            "this link confirms an email address; open it as it was sent",
-        ));
-    }
+    let link = verify_for_password(db, secret, token).await?;
     let hash = password::hash(new_password.to_string()).await?;
     let now = now_ms();
     let mut tx = db.writer.begin().await?;

@@ -47,6 +47,36 @@ pub(crate) fn validate_display_name(name: &str) -> Result<String, AppError> {
     Ok(name.to_string())
 }
 
+/// A new account's checked display name and password hash: the checks and the slow hash,
+/// done before any transaction opens. The address is checked again by `insert_user`.
+pub(crate) async fn prepare_account(
+    db: &Db,
+    email: &str,
+    display_name: &str,
+    plain_password: &str,
+) -> Result<(String, String), AppError> {
+    validate_email(email)?;
+    let display_name = validate_display_name(display_name)?;
+    password::validate(plain_password)?;
+    // An unconfirmed sign-up does not hold the address (see `insert_user`).
+    let taken: Option<String> = sqlx::query_scalar(
+        "select user_id from app_user where email_normalized = $1 and email_verified_at is not null",
+    )
+    .bind(normalize_email(email))
+    .fetch_optional(&db.reader)
+    .await?;
+    if taken.is_some() {
+        return Err(AppError::conflict(
+            "email",
+            "an account with this email already exists",
+        ));
+    }
+    Ok((
+        display_name,
+        password::hash(plain_password.to_string()).await?,
+    ))
+}
+
 /// Creates a user with a personal organization (they own it) and, optionally, a role in the
 /// system organization. Validates everything before writing anything.
 pub async fn create_user(
@@ -57,24 +87,7 @@ pub async fn create_user(
     system_role: Option<Role>,
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
-    validate_email(email)?;
-    let display_name = validate_display_name(display_name)?;
-    password::validate(plain_password)?;
-    let normalized = normalize_email(email);
-    // An unconfirmed sign-up does not hold the address (see `insert_user`).
-    let taken: Option<String> = sqlx::query_scalar(
-        "select user_id from app_user where email_normalized = $1 and email_verified_at is not null",
-    )
-    .bind(&normalized)
-    .fetch_optional(&db.reader)
-    .await?;
-    if taken.is_some() {
-        return Err(AppError::conflict(
-            "email",
-            "an account with this email already exists",
-        ));
-    }
-    let hash = password::hash(plain_password.to_string()).await?;
+    let (display_name, hash) = prepare_account(db, email, display_name, plain_password).await?;
     let mut tx = db.writer.begin().await?;
     let user_id = insert_user(
         &mut tx,

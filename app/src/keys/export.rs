@@ -30,6 +30,7 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
         "status",
         "category",
         "scopes",
+        "permissions",
         "ip_allowlist",
         "expires_at",
         "created_at",
@@ -39,6 +40,7 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
     for k in keys {
         let scopes = serde_json::to_string(&k.scopes).unwrap_or_default();
         let ips = k.ip_allowlist.join(" ");
+        let permissions = k.permissions.join(" ");
         let row = [
             k.id.as_str(),
             &k.name,
@@ -48,6 +50,7 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
             k.status.as_str(),
             k.category.as_str(),
             &scopes,
+            &permissions,
             &ips,
             k.expires_at.as_deref().unwrap_or(""),
             &k.created_at,

@@ -50,6 +50,10 @@ pub struct ImportRow {
     pub require_signature: Option<bool>,
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// The organization's own permissions the key carries (`invoices:read`); the importer
+    /// must hold each.
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
     /// `active` (default), `disabled`; `revoked` rows are skipped, `expired` ones refused.
     #[serde(default)]
     pub status: Option<String>,
@@ -183,6 +187,8 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
                     .map(|s| s.split_whitespace().map(str::to_owned).collect()),
                 expires_at: get("expires_at"),
                 require_signature: get("require_signature").map(|s| s == "true"),
+                permissions: get("permissions")
+                    .map(|p| p.split_whitespace().map(str::to_string).collect()),
                 status: get("status"),
                 key: get("key"),
                 key_hash: get("key_hash"),
@@ -241,9 +247,7 @@ fn plan(
         environment: row.environment.clone(),
         category: row.category.clone(),
         scopes: if preset { None } else { row.scopes.clone() },
-        // Imported keys carry no dynamic permissions (an export does not list them either): a
-        // key that needs them is created with them.
-        permissions: None,
+        permissions: row.permissions.clone(),
         endpoints: row.endpoints.clone(),
         ip_allowlist: row.ip_allowlist.clone(),
         expires_at: row.expires_at.clone(),
@@ -369,6 +373,13 @@ pub async fn import(
             let Some(p) = plan(row, pepper, now, acting.grant)? else {
                 return Ok(None);
             };
+            let permissions = &p.settings.permissions;
+            if !permissions.is_empty() {
+                // As when creating: what is asked must exist (400), then be held (403).
+                let mut conn = state.db.reader.acquire().await?;
+                crate::keys::ssr::check_known(&mut conn, org_id, permissions).await?;
+                crate::access::ssr::require_dynamic(&state.db, acting.grant, permissions).await?;
+            }
             if let Some(m) = &p.material {
                 if !seen.insert(m.fingerprint.clone()) || already_registered(state, m).await? {
                     return Err(AppError::conflict("key", "this key is already registered"));

@@ -557,32 +557,7 @@ pub async fn update(
         || ips != wire.ip_allowlist
         || settings.expires_at != current.expires_at
         || settings.require_signature != wire.require_signature;
-    let approver = acting
-        .grant
-        .allows(crate::access::Permission::ApprovalsWrite);
-    if access_changed
-        && current.approval == super::ssr::Approval::Approved
-        && !approver
-        && crate::orgs::policy::requires_key_approval(&mut tx, org_id).await?
-    {
-        return Err(AppError::new(
-            crate::error::ErrorCode::Forbidden,
-            "this organization requires approval of keys: only someone with approvals:write can change an approved key's access, restrictions or expiry",
-        ));
-    }
-    if current.approval == super::ssr::Approval::Pending && !approver {
-        let me = crate::access::roles::acts_for(&mut tx, &acting.grant.principal).await?;
-        if !current
-            .created_by
-            .as_ref()
-            .is_some_and(|by| me.contains(by))
-        {
-            return Err(AppError::new(
-                crate::error::ErrorCode::Forbidden,
-                "only its creator or an approver can change a key awaiting approval",
-            ));
-        }
-    }
+    review_allows(&mut tx, &acting, &current, access_changed).await?;
     if patch.expires_at.is_some() {
         // A new expiry follows the organization's key lifetime policy.
         crate::orgs::policy::check_key_expiry(&mut tx, org_id, settings.expires_at).await?;
@@ -632,6 +607,47 @@ pub async fn update(
     get(&state.db, org_id, key_id).await
 }
 
+/// Where new keys need approval, what an approver approved (access, restrictions, expiry,
+/// limit) changes only through an approver; the creator may still shape a key that waits.
+/// `approved_part` says whether the change touches what was approved.
+async fn review_allows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    acting: &Acting<'_>,
+    current: &super::ssr::KeyRow,
+    approved_part: bool,
+) -> Result<(), AppError> {
+    use super::ssr::Approval;
+    let approver = acting
+        .grant
+        .allows(crate::access::Permission::ApprovalsWrite);
+    if approver {
+        return Ok(());
+    }
+    if approved_part
+        && current.approval == Approval::Approved
+        && crate::orgs::policy::requires_key_approval(tx, acting.org()).await?
+    {
+        return Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "this organization requires approval of keys: only someone with approvals:write can change an approved key's access, restrictions, expiry or limit",
+        ));
+    }
+    if current.approval == Approval::Pending {
+        let me = crate::access::roles::acts_for(tx, &acting.grant.principal).await?;
+        if !current
+            .created_by
+            .as_ref()
+            .is_some_and(|by| me.contains(by))
+        {
+            return Err(AppError::new(
+                crate::error::ErrorCode::Forbidden,
+                "only its creator or an approver can change a key awaiting approval",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Puts a key on a plan, and sets or clears its own limit; recorded in the timeline as
 /// `edited`. The new limit applies at once on this instance, within the key cache's bound
 /// (1 s) on others.
@@ -675,10 +691,19 @@ pub async fn set_limit(
             ))
         }
     }
+    let current = row_fresh(&state.db, org_id, key_id).await?;
+    if current.status == StoredStatus::Revoked {
+        return Err(AppError::conflict(
+            "status",
+            "the key is revoked; revocation is final",
+        ));
+    }
     let mut tx = state.db.writer.begin().await?;
+    review_allows(&mut tx, &acting, &current, true).await?;
     let applied = sqlx::query(
         "update api_key set plan_id = $1, rate_limit = $2, rate_window_seconds = $3, updated_at = $4
-         where api_key_id = $5 and organization_id = $6 and status <> 'revoked'",
+         where api_key_id = $5 and organization_id = $6 and status <> 'revoked'
+           and updated_at = $7 and approval = $8",
     )
     .bind(plan_id)
     .bind(limit.rate_limit)
@@ -686,21 +711,17 @@ pub async fn set_limit(
     .bind(now_ms())
     .bind(key_id)
     .bind(org_id)
+    .bind(current.updated_at)
+    .bind(current.approval.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if applied == 0 {
-        // Not found in this organization, or revoked: tell which (after releasing the
-        // transaction: on SQLite it holds the only writer connection).
-        drop(tx);
-        let current = row_fresh(&state.db, org_id, key_id).await?;
-        if current.status == StoredStatus::Revoked {
-            return Err(AppError::conflict(
-                "status",
-                "the key is revoked; revocation is final",
-            ));
-        }
-        return Err(AppError::not_found("key"));
+        // Revoked, reviewed or edited since it was read: what was checked no longer holds.
+        return Err(AppError::conflict(
+            "status",
+            "the key changed meanwhile (revoked, reviewed or edited); reload it and try again",
+        ));
     }
     record_event(
         &mut tx,

@@ -209,29 +209,47 @@ pub async fn accept_invitation(
                 }
                 state.check_auth_attempt(caller.source_ip)?;
                 let password = password.unwrap_or_default();
-                let user_id = if preview.account_exists {
-                    crate::identity::ssr::authenticate(
+                let ip = caller.source_ip_text();
+                if preview.account_exists {
+                    let user_id = crate::identity::ssr::authenticate(
                         &state.db,
                         &state.config,
                         &preview.email,
                         &password,
                         None,
-                        caller.source_ip_text().as_deref(),
+                        ip.as_deref(),
                     )
-                    .await?
+                    .await?;
+                    crate::identity::ssr::start_session(&state.config, &user_id).await?;
+                    user_id
                 } else {
-                    crate::identity::ssr::create_user(
+                    // The account and the membership are written together: a link revoked
+                    // or used meanwhile leaves no account behind.
+                    let (name, hash) = crate::identity::ssr::prepare_account(
                         &state.db,
                         &preview.email,
                         display_name.as_deref().unwrap_or_default(),
                         &password,
-                        None,
-                        caller.source_ip_text().as_deref(),
                     )
-                    .await?
-                };
-                crate::identity::ssr::start_session(&state.config, &user_id).await?;
-                user_id
+                    .await?;
+                    let mut tx = state.db.writer.begin().await?;
+                    let user_id = crate::identity::ssr::insert_user(
+                        &mut tx,
+                        &preview.email,
+                        &name,
+                        &hash,
+                        None,
+                        None,
+                        ip.as_deref(),
+                    )
+                    .await?;
+                    let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
+                    tx.commit().await?;
+                    crate::identity::ssr::start_session(&state.config, &user_id).await?;
+                    super::ssr::set_active(&caller.session, &org).await?;
+                    leptos_axum::redirect("/members");
+                    return Ok(());
+                }
             }
         };
         let org = super::members::accept(&state.db, secret, &token, &user_id).await?;

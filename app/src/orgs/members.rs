@@ -626,9 +626,20 @@ pub async fn accept(
     user_id: &str,
 ) -> Result<String, AppError> {
     let mut tx = db.writer.begin().await?;
-    let row = verified(&mut tx, secret, token)
-        .await?
-        .ok_or_else(not_valid)?;
+    let org = accept_in(&mut tx, secret, token, user_id).await?;
+    tx.commit().await?;
+    Ok(org)
+}
+
+/// `accept` inside the caller's transaction: an account created to accept is created with
+/// it, so a link revoked meanwhile leaves no account behind (sign-up may be closed).
+pub async fn accept_in(
+    tx: &mut Transaction<'static, Any>,
+    secret: &[u8; 32],
+    token: &str,
+    user_id: &str,
+) -> Result<String, AppError> {
+    let row = verified(tx, secret, token).await?.ok_or_else(not_valid)?;
     if let Some(why) = unusable(&row, now_ms())? {
         return Err(AppError::new(
             ErrorCode::Conflict,
@@ -643,7 +654,7 @@ pub async fn accept(
         "select email_normalized from app_user where user_id = $1 and status = 'active'",
     )
     .bind(user_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     if mine.as_deref() != Some(email.as_str()) {
         return Err(AppError::new(
@@ -659,7 +670,7 @@ pub async fn accept(
     .bind(&id)
     .bind(now)
     .bind(user_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if used == 0 {
@@ -676,7 +687,7 @@ pub async fn accept(
     .bind(user_id)
     .bind(&role)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if joined == 0 {
@@ -685,9 +696,9 @@ pub async fn accept(
             "you are already a member of this organization",
         ));
     }
-    forget_link(&mut tx, &id).await?;
+    forget_link(tx, &id).await?;
     events::record(
-        &mut tx,
+        tx,
         Event {
             kind: "invitation.accepted",
             organization_id: Some(&org),
@@ -698,7 +709,6 @@ pub async fn accept(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(org)
 }
 

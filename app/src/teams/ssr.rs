@@ -108,6 +108,14 @@ pub async fn create(
     }
     let org = grant.organization_id.as_str();
     let mut change = begin(db, grant, Permission::MembersWrite).await?;
+    if grant.in_system_org() {
+        // The system organization's members are the instance's administrators, each chosen
+        // on the users page: no group hands out instance power.
+        return Err(AppError::invalid(
+            "organization_id",
+            "the system organization has no teams: manage administrators on the users page",
+        ));
+    }
     let id = new_id("team");
     let inserted = sqlx::query(
         "insert into team (team_id, organization_id, name, description, created_at)

@@ -274,7 +274,7 @@ fn operation(spec: &RouteSpec, origin: &str) -> Value {
                 "required": true,
                 "content": {
                     "application/json": { "schema": { "type": "array", "items": schema_ref("ImportRow"), "maxItems": app::keys::import::MAX_ROWS } },
-                    "text/csv": { "schema": { "type": "string", "description": "A header row, then one key per row; columns as in ImportRow (scopes as JSON, ip_allowlist space-separated)." } }
+                    "text/csv": { "schema": { "type": "string", "description": "A header row, then one key per row; columns as in ImportRow (scopes as JSON, permissions and ip_allowlist space-separated)." } }
                 }
             });
         }

@@ -23,6 +23,7 @@
 //!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
 
 use app::keys::ssr::{self as keys, KeyCache};
+use app::ssr::db::now_ms;
 use app::ssr::AppState;
 use app::usage::log::RequestLog;
 use app::usage::ssr::RateLimiter;
@@ -33,6 +34,9 @@ use tokio::task::JoinHandle;
 
 /// How often the key-use writer writes what the request path noted.
 pub const KEY_USE_EVERY: Duration = Duration::from_millis(500);
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// How long a worker that panicked waits before it is started again.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
@@ -60,161 +64,90 @@ impl Stop {
 impl Workers {
     /// Starts every worker for `state`.
     pub fn start(state: &AppState) -> Workers {
-        let (stop, rx) = watch::channel(false);
-        let mut workers = Workers {
+        let (stop, _) = watch::channel(false);
+        let mut w = Workers {
             stop,
             handles: Vec::new(),
         };
-        let s = state.clone();
-        workers.supervise("key-use", Stop(rx.clone()), move |stop| {
-            every(KEY_USE_EVERY, stop, s.clone(), |state| async move {
-                let cache = KeyCache::of(&state).map_err(|e| e.message)?;
-                keys::flush_key_use(&state.db, cache)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
+        w.periodic("key-use", KEY_USE_EVERY, state, |state| async move {
+            let cache = KeyCache::of(&state).map_err(|e| e.message)?;
+            keys::flush_key_use(&state.db, cache)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        w.periodic("signature-prune", MINUTE, state, |state| async move {
+            keys::prune_signatures_at(&state.db, now_ms())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         });
         let s = state.clone();
-        workers.supervise("signature-prune", Stop(rx.clone()), move |stop| {
-            every(
-                Duration::from_secs(60),
-                stop,
-                s.clone(),
-                |state| async move {
-                    keys::prune_signatures_at(&state.db, app::ssr::db::now_ms())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                },
-            )
-        });
-        let s = state.clone();
-        workers.supervise("request-log", Stop(rx.clone()), move |stop| {
+        w.supervise("request-log", move |stop| {
             write_request_log(stop, s.clone())
         });
         let s = state.clone();
-        workers.supervise("rate-limit", Stop(rx.clone()), move |mut stop| {
-            let state = s.clone();
-            async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                let mut rounds = 0u64;
-                loop {
-                    let last = tokio::select! {
-                        _ = tick.tick() => false,
-                        _ = stop.stopped() => true,
-                    };
-                    let now = app::ssr::db::now_ms();
-                    if let Ok(limiter) = RateLimiter::of(&state) {
-                        if let Err(e) = limiter.sweep(now, last).await {
-                            tracing::warn!(error = %e.message, "rate-limit sweep failed");
-                        }
-                    }
-                    if rounds.is_multiple_of(60) {
-                        if let Err(error) = app::usage::ssr::prune_buckets(&state.db, now).await {
-                            tracing::warn!(%error, "rate-limit prune failed");
-                        }
-                    }
-                    rounds += 1;
-                    if last {
-                        break;
-                    }
-                }
-            }
-        });
+        w.supervise("rate-limit", move |stop| sweep_rate_limits(stop, s.clone()));
         let s = state.clone();
-        workers.supervise("usage-notify", Stop(rx.clone()), move |stop| {
+        w.supervise("usage-notify", move |stop| {
             crate::live::listen(s.clone(), stop)
         });
-        let s = state.clone();
-        workers.supervise("mail", Stop(rx.clone()), move |stop| {
-            every(
-                Duration::from_secs(1),
-                stop,
-                s.clone(),
-                |state| async move {
-                    let mailer = app::notify::mail::Mailer::of(&state).map_err(|e| e.message)?;
-                    app::notify::mail::deliver_due(&state.db, mailer, app::ssr::db::now_ms())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                },
-            )
+        w.periodic("mail", Duration::from_secs(1), state, |state| async move {
+            let mailer = app::notify::mail::Mailer::of(&state).map_err(|e| e.message)?;
+            app::notify::mail::deliver_due(&state.db, mailer, now_ms())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         });
-        let s = state.clone();
-        workers.supervise("expiry-reminders", Stop(rx.clone()), move |stop| {
-            every(
-                Duration::from_secs(3600),
-                stop,
-                s.clone(),
-                |state| async move {
-                    app::notify::ssr::expiry_reminders(
-                        &state.db,
-                        &state.config.origin_string(),
-                        app::ssr::db::now_ms(),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.message)
-                },
-            )
+        w.periodic("expiry-reminders", HOUR, state, |state| async move {
+            let origin = state.config.origin_string();
+            app::notify::ssr::expiry_reminders(&state.db, &origin, now_ms())
+                .await
+                .map(drop)
+                .map_err(|e| e.message)
         });
-        let s = state.clone();
-        workers.supervise("log-retention", Stop(rx.clone()), move |stop| {
-            every(
-                Duration::from_secs(3600),
-                stop,
-                s.clone(),
-                |state| async move {
-                    app::usage::log::enforce_retention(
-                        &state.db,
-                        app::ssr::db::now_ms(),
-                        state.config.log_retention_days,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-                },
-            )
+        w.periodic("log-retention", HOUR, state, |state| async move {
+            let days = state.config.log_retention_days;
+            app::usage::log::enforce_retention(&state.db, now_ms(), days)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         });
-        let s = state.clone();
-        workers.supervise("unconfirmed-sweep", Stop(rx.clone()), move |stop| {
-            every(
-                Duration::from_secs(3600),
-                stop,
-                s.clone(),
-                |state| async move {
-                    app::identity::ssr::purge_unconfirmed(&state.db, app::ssr::db::now_ms())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.message)
-                },
-            )
+        w.periodic("unconfirmed-sweep", HOUR, state, |state| async move {
+            app::identity::ssr::purge_unconfirmed(&state.db, now_ms())
+                .await
+                .map(drop)
+                .map_err(|e| e.message)
         });
-        let s = state.clone();
-        workers.supervise("session-sweep", Stop(rx), move |stop| {
-            every(
-                Duration::from_secs(600),
-                stop,
-                s.clone(),
-                |state| async move {
-                    use tower_sessions::session_store::ExpiredDeletion;
-                    app::ssr::session_store::DbSessionStore::new(state.db.clone())
-                        .delete_expired()
-                        .await
-                        .map_err(|e| e.to_string())
-                },
-            )
+        w.periodic("session-sweep", 10 * MINUTE, state, |state| async move {
+            use tower_sessions::session_store::ExpiredDeletion;
+            app::ssr::session_store::DbSessionStore::new(state.db.clone())
+                .delete_expired()
+                .await
+                .map_err(|e| e.to_string())
         });
-        workers
+        w
+    }
+
+    /// Runs `round` every `period` as the worker `name` (see [`every`]).
+    fn periodic<R, Fut>(&mut self, name: &'static str, period: Duration, state: &AppState, round: R)
+    where
+        R: Fn(AppState) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let state = state.clone();
+        self.supervise(name, move |stop| {
+            every(name, period, stop, state.clone(), round.clone())
+        });
     }
 
     /// Runs `make(stop)` as the worker `name`, starting it again if it panics.
-    fn supervise<F, Fut>(&mut self, name: &'static str, stop: Stop, make: F)
+    fn supervise<F, Fut>(&mut self, name: &'static str, make: F)
     where
         F: Fn(Stop) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let stop = Stop(self.stop.subscribe());
         let handle = tokio::spawn(async move {
             loop {
                 match tokio::spawn(make(stop.clone())).await {
@@ -263,9 +196,37 @@ async fn write_request_log(stop: Stop, state: AppState) {
     }
 }
 
+/// The rate limiter's sweep: every second it gives back the unspent leases of ended buckets
+/// (all of them on shutdown); every minute it deletes buckets no window can count any more.
+async fn sweep_rate_limits(mut stop: Stop, state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rounds = 0u64;
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.stopped() => true,
+        };
+        let now = now_ms();
+        if let Ok(limiter) = RateLimiter::of(&state) {
+            if let Err(e) = limiter.sweep(now, last).await {
+                tracing::warn!(error = %e.message, "rate-limit sweep failed");
+            }
+        }
+        if rounds.is_multiple_of(60) {
+            if let Err(error) = app::usage::ssr::prune_buckets(&state.db, now).await {
+                tracing::warn!(%error, "rate-limit prune failed");
+            }
+        }
+        rounds += 1;
+        if last {
+            break;
+        }
+    }
+}
+
 /// A periodic worker body: runs `round` every `period` until stopped, then once more (so what
 /// was noted before shutdown is written). A failed round is logged and retried next period.
-async fn every<R, Fut>(period: Duration, mut stop: Stop, state: AppState, round: R)
+async fn every<R, Fut>(name: &str, period: Duration, mut stop: Stop, state: AppState, round: R)
 where
     R: Fn(AppState) -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -278,7 +239,7 @@ where
             _ = stop.stopped() => true,
         };
         if let Err(error) = round(state.clone()).await {
-            tracing::warn!(%error, "background round failed");
+            tracing::warn!(worker = name, %error, "background round failed");
         }
         if last {
             break;
@@ -294,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_worker_is_started_again_and_shutdown_waits() {
-        let (stop, rx) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
         let mut workers = Workers {
             stop,
             handles: Vec::new(),
@@ -302,7 +263,7 @@ mod tests {
         let starts = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
         let (s, f) = (starts.clone(), finished.clone());
-        workers.supervise("test", Stop(rx), move |mut stop| {
+        workers.supervise("test", move |mut stop| {
             let (s, f) = (s.clone(), f.clone());
             async move {
                 if s.fetch_add(1, Ordering::SeqCst) == 0 {

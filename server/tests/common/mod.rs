@@ -544,6 +544,23 @@ impl TestApp {
         .await
     }
 
+    /// The token of the last `/{page}?token=…` link emailed to `to` (an invitation, a
+    /// password link, a confirmation).
+    pub async fn emailed_token(&self, to: &str, page: &str) -> String {
+        let link = format!("/{page}?token=");
+        let body: String = sqlx::query_scalar(
+            "select body_text from outbox_email where to_address = $1 and body_text like $2
+             order by created_at desc, outbox_email_id desc limit 1",
+        )
+        .bind(to)
+        .bind(format!("%{link}%"))
+        .fetch_one(&self.state.db.reader)
+        .await
+        .unwrap_or_else(|e| panic!("no {page} link was queued for {to}: {e}"));
+        let start = body.find(&link).unwrap() + link.len();
+        body[start..].split_whitespace().next().unwrap().to_string()
+    }
+
     /// Everything a refused call must leave as it was: every key row (but `last_used_at`,
     /// written off the request path), and the row counts of the tables calls write to.
     pub async fn snapshot(&self) -> String {
