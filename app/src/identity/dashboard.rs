@@ -15,18 +15,24 @@ const KEYS_MAX: i64 = 50;
 /// (a key they made in an organization they left is not theirs to see).
 pub async fn dashboard(db: &Db, user_id: &str) -> Result<Dashboard, AppError> {
     let now = now_ms();
+    // One statement: the keys, and each one's use over its window from the per-minute rollup
+    // (from the minute its window starts in).
     let rows = sqlx::query(
-        "select k.api_key_id, k.organization_id, o.name as organization_name, k.name, k.display_prefix,
-                k.expires_at, k.owner_user_id,
-                coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
-                coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window
-         from api_key k
-         join organization o on o.organization_id = k.organization_id
-         join membership m on m.organization_id = k.organization_id and m.user_id = $1
-         left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
-         where (k.created_by = $1 or k.owner_user_id = $1) and k.status = 'active' and k.approval <> 'pending'
-           and (k.expires_at is null or k.expires_at > $2)
-         order by k.created_at desc, k.api_key_id limit $3",
+        "select x.*, (select cast(coalesce(sum(u.requests), 0) as bigint) from usage_minute u
+                      where u.api_key_id = x.api_key_id and u.minute >= x.since) as used
+         from (select k.api_key_id, k.organization_id, o.name as organization_name, k.name, k.display_prefix,
+                      k.expires_at, k.owner_user_id, k.created_at,
+                      coalesce(k.rate_limit, p.request_limit, 100) as effective_limit,
+                      coalesce(k.rate_window_seconds, p.window_seconds, 3600) as effective_window,
+                      (($2 - coalesce(k.rate_window_seconds, p.window_seconds, 3600) * 1000) / 60000) * 60000 as since
+               from api_key k
+               join organization o on o.organization_id = k.organization_id
+               join membership m on m.organization_id = k.organization_id and m.user_id = $1
+               left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
+               where (k.created_by = $1 or k.owner_user_id = $1) and k.status = 'active' and k.approval <> 'pending'
+                 and (k.expires_at is null or k.expires_at > $2)
+               order by k.created_at desc, k.api_key_id limit $3) x
+         order by x.created_at desc, x.api_key_id",
     )
     .bind(user_id)
     .bind(now)
@@ -37,14 +43,7 @@ pub async fn dashboard(db: &Db, user_id: &str) -> Result<Dashboard, AppError> {
     for r in rows {
         let id: String = r.try_get("api_key_id")?;
         let window: i64 = r.try_get("effective_window")?;
-        // The per-minute rollup over the key's window (to the minute).
-        let used: i64 = sqlx::query_scalar(
-            "select cast(coalesce(sum(requests), 0) as bigint) from usage_minute where api_key_id = $1 and minute >= $2",
-        )
-        .bind(&id)
-        .bind(now - window * 1000 - (now - window * 1000).rem_euclid(60_000))
-        .fetch_one(&db.reader)
-        .await?;
+        let used: i64 = r.try_get("used")?;
         let expires_at: Option<i64> = r.try_get("expires_at")?;
         keys.push(DashboardKey {
             id,
