@@ -1,6 +1,6 @@
 //! The bundle is served like a product: precompressed brotli or gzip when the browser takes
 //! it, a year of immutable caching for content-hashed names, revalidation for the rest; pages
-//! are never stored.
+//! are never stored; every response carries the security headers.
 
 mod common;
 
@@ -67,6 +67,55 @@ async fn unhashed_files_revalidate_and_pages_are_not_stored() {
     let page = get(&app, "/sign-in", None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let (app, _dir) = app_with_bundle().await;
+    let page = get(&app, "/sign-in", None).await;
+    let json = get(&app, "/api/v1/openapi.json", None).await;
+    let refused = get(&app, "/api/v1/keys", None).await;
+    let bundle = get(&app, "/pkg/keyward.css", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let csp = |r: &Reply| {
+        r.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    for p in [
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp(&page).contains(p), "page policy: {}", csp(&page));
+    }
+    for r in [&json, &refused, &bundle] {
+        assert!(csp(r).contains("default-src 'none'"), "{}", csp(r));
+    }
+    for r in [&page, &json, &refused, &bundle] {
+        assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(r.headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
+        assert!(
+            r.headers.get(header::STRICT_TRANSPORT_SECURITY).is_none(),
+            "no HSTS over plain HTTP"
+        );
+    }
+    // Served as HTTPS: HSTS too.
+    let https = spawn_with(|c| c.public_origin = "https://keys.example.org".parse().unwrap()).await;
+    let r = https
+        .send(
+            Request::get("/api/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        r.headers[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=31536000; includeSubDomains"
+    );
 }
 
 #[test]
