@@ -82,16 +82,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The policy of pages: no plugins, never framed, no `<base>` rewriting, forms post only here.
-/// (Scripts are not yet restricted to a nonce: see `docs/security.md`.)
-pub const PAGE_POLICY: &str =
-    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
 /// The policy of everything else (JSON, the bundle, event streams): nothing runs from it.
 pub const OTHER_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Headers on every response: a Content-Security-Policy (pages get [`PAGE_POLICY`], the rest
-/// [`OTHER_POLICY`]), `nosniff`, no referrer (links carry tokens), no framing for older
+/// Headers on every response: a Content-Security-Policy (a page rendered by the app carries
+/// its own with the response's script nonce, `app::ssr::page_policy`; any other HTML gets that
+/// policy without a nonce, and the rest [`OTHER_POLICY`]), `nosniff`, the referrer only to ourselves (links carry tokens; the no-script form fallback needs it), no framing for older
 /// browsers, and HSTS when the public origin is HTTPS.
 async fn security_headers(
     axum::extract::State(https): axum::extract::State<bool>,
@@ -106,18 +102,22 @@ async fn security_headers(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     let headers = response.headers_mut();
-    let policy = if html { PAGE_POLICY } else { OTHER_POLICY };
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(policy),
-    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let policy = if html {
+            HeaderValue::from_str(&app::ssr::page_policy(None))
+                .unwrap_or(HeaderValue::from_static(OTHER_POLICY))
+        } else {
+            HeaderValue::from_static(OTHER_POLICY)
+        };
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if https {

@@ -88,15 +88,32 @@ async fn every_response_carries_the_security_headers() {
         "object-src 'none'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
+        "script-src 'self' 'nonce-",
+        "'wasm-unsafe-eval'",
     ] {
         assert!(csp(&page).contains(p), "page policy: {}", csp(&page));
     }
+    // The nonce is the one the page's inline hydration script carries, and new per response.
+    let policy = csp(&page);
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap();
+    assert!(nonce.len() >= 16, "{policy}");
+    assert!(
+        page.body.contains(&format!("nonce=\"{nonce}\"")),
+        "the hydration script carries the nonce: {}",
+        page.body
+    );
+    let again = get(&app, "/sign-in", None).await;
+    assert_ne!(csp(&again), policy, "a new nonce per response");
     for r in [&json, &refused, &bundle] {
         assert!(csp(r).contains("default-src 'none'"), "{}", csp(r));
     }
     for r in [&page, &json, &refused, &bundle] {
         assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-        assert_eq!(r.headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(r.headers[header::REFERRER_POLICY], "same-origin");
         assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
         assert!(
             r.headers.get(header::STRICT_TRANSPORT_SECURITY).is_none(),

@@ -418,3 +418,45 @@ async fn export_and_import_carry_the_organization_s_permissions() {
     let v = verify(&o, &key, &["invoices:refund"]).await;
     assert_eq!(v["valid"], true, "{v}");
 }
+
+/// A weaker caller cannot edit a stronger key even to narrow it (narrowing an admin key and
+/// dropping its restrictions is still taking it over), nor rename it; the key's holder of
+/// everything can.
+#[tokio::test]
+async fn a_weaker_caller_cannot_narrow_or_rename_a_stronger_key() {
+    let o = org().await;
+    let (admin_id, _) = o.app.admin_key(&o.org).await;
+    let (_, weak) = o
+        .app
+        .scoped_key(&o.org, json!({"keys": "write", "org": "read"}))
+        .await;
+    let before = o.app.snapshot().await;
+    for (patch, what) in [
+        (json!({"scopes": {"keys": "read"}}), "narrow the scopes"),
+        (json!({"name": "mine now"}), "rename"),
+    ] {
+        let r = o
+            .app
+            .api(
+                "PATCH",
+                &format!("/api/v1/keys/{admin_id}"),
+                Some(&weak),
+                Some(patch),
+                IP,
+            )
+            .await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", what);
+    }
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+    let r = o
+        .app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{admin_id}"),
+            Some(&o.admin_key),
+            Some(json!({"name": "renamed by an equal"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

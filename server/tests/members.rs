@@ -957,3 +957,95 @@ async fn a_revocation_racing_a_newcomer_s_acceptance_leaves_no_account_behind() 
         );
     }
 }
+
+/// An invitation is accepted only while whoever sent it could still give its role: power that
+/// came from a custom role taken away since, or from a key revoked since, does not stay in a
+/// pending link. Nothing is written by a refused acceptance.
+#[tokio::test]
+async fn an_invitation_is_accepted_only_while_its_sender_could_still_give_the_role() {
+    let t = team().await;
+    // The viewer can recruit members through a custom role…
+    grant_custom(
+        &t,
+        "recruiter",
+        &["members:write", "keys:write"],
+        &t.viewer_id,
+    )
+    .await;
+    let r = call(
+        &t,
+        &t.viewer,
+        "invite_member",
+        &[("email", "v-alt@example.org"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let by_viewer = t.app.emailed_token("v-alt@example.org", "invite").await;
+    // …until the owner takes the role away.
+    let role: String = sqlx::query_scalar("select role_id from role where name = 'recruiter'")
+        .fetch_one(&t.app.state.db.reader)
+        .await
+        .unwrap();
+    let r = call(
+        &t,
+        &t.owner,
+        "assign_role",
+        &[
+            ("role_id", &role),
+            ("user_ids[0]", &t.viewer_id),
+            ("assign", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // A key invites twice; one link is used while the key works, then the key is revoked.
+    let (key_id, key) = t.app.admin_key(&t.org).await;
+    for email in ["k1@example.org", "k2@example.org"] {
+        let r = t
+            .app
+            .api(
+                "POST",
+                "/api/v1/invitations",
+                Some(&key),
+                Some(serde_json::json!({ "email": email, "role": "admin" })),
+                "192.0.2.90",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let accept = |token: String, name: &'static str| {
+        let app = &t.app;
+        async move {
+            let form = [
+                ("token", token.as_str()),
+                ("display_name", name),
+                ("password", PASSWORD),
+            ];
+            app.rpc(&mut Browser::default(), "accept_invitation", &form)
+                .await
+        }
+    };
+    let r = accept(t.app.emailed_token("k1@example.org", "invite").await, "K1").await;
+    assert_eq!(r.status, StatusCode::OK, "while the key works: {}", r.body);
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/keys/{key_id}"),
+            Some(&key),
+            None,
+            "192.0.2.90",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let by_key = t.app.emailed_token("k2@example.org", "invite").await;
+
+    let before = t.app.snapshot().await;
+    for (token, what) in [(by_viewer, "role taken away"), (by_key, "key revoked")] {
+        let r = accept(token, "Late").await;
+        assert_refused(&r, StatusCode::CONFLICT, "conflict", what);
+        assert!(r.body.contains("can no longer give"), "{what}: {}", r.body);
+    }
+    assert_eq!(t.app.snapshot().await, before, "no account, no membership");
+}

@@ -1071,3 +1071,68 @@ async fn a_key_cannot_give_its_demoted_maker_their_power_back() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()[0]["changed"], true, "{}", r.body);
 }
+
+/// Keys made by keys lead back to a person however long the chain: a key nine steps from a
+/// demoted admin is cut down to what they hold now, and a chain too long to follow is refused
+/// rather than cut (whoever stands at its end must not slip out of the rules).
+#[tokio::test]
+async fn a_chain_of_keys_leads_back_to_its_maker_or_is_refused() {
+    let o = org().await;
+    let scopes = serde_json::json!({"roles": "write", "org": "read", "members": "read", "keys": "read", "usage": "read"});
+    // A chain of `n` keys whose first was made by `person`; answers the last key's secret.
+    let chain = |person: String, n: usize| {
+        let (app, org, scopes) = (&o.app, &o.org, scopes.clone());
+        async move {
+            let mut maker = person;
+            let mut secret = String::new();
+            for _ in 0..n {
+                let (id, key) = app.scoped_key(org, scopes.clone()).await;
+                sqlx::query("update api_key set created_by = $1 where api_key_id = $2")
+                    .bind(&maker)
+                    .bind(&id)
+                    .execute(&app.state.db.writer)
+                    .await
+                    .unwrap();
+                (maker, secret) = (id, key);
+            }
+            secret
+        }
+    };
+    let from_admin = chain(o.admin_id.clone(), 9).await;
+    let owner_id: String = sqlx::query_scalar(
+        "select user_id from membership where organization_id = $1 and role = 'owner'",
+    )
+    .bind(&o.org)
+    .fetch_one(&o.app.state.db.reader)
+    .await
+    .unwrap();
+    let too_long = chain(owner_id, app::access::roles::MAKER_CHAIN_MAX + 2).await;
+    let create = |key: String, name: &'static str| {
+        let app = &o.app;
+        async move {
+            app.api(
+                "POST",
+                "/api/v1/roles",
+                Some(&key),
+                Some(serde_json::json!({ "name": name, "parents": ["viewer"] })),
+                "192.0.2.82",
+            )
+            .await
+        }
+    };
+    let r = create(from_admin.clone(), "first").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    o.app.set_role(&o.org, &o.admin_id, "member").await;
+    let before = o.app.snapshot().await;
+    let r = create(from_admin, "second").await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "nine keys from a demoted admin",
+    );
+    let r = create(too_long, "third").await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "a chain too long");
+    assert!(r.body.contains("keys made by keys"), "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+}

@@ -135,36 +135,85 @@ pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<
         .await?;
     }
     let model = load_model_in(&mut tx, organization_id).await?;
-    let system = organization_id == SYSTEM_ORG_ID;
-    let holder = |roles: Option<Vec<String>>| {
-        roles.map_or(Permissions::NONE, |r| {
-            ceiling_of(&model, &r, organization_id)
-        })
-    };
     let ceiling = match &grant.principal {
         _ if grant.principal.is_operator() => grant.ceiling,
-        Principal::User { user_id } => {
-            holder(roles_in_conn(&mut tx, user_id, organization_id).await?)
-        }
+        Principal::User { user_id } => roles_in_conn(&mut tx, user_id, organization_id)
+            .await?
+            .map_or(Permissions::NONE, |r| {
+                ceiling_of(&model, &r, organization_id)
+            }),
         Principal::Key { key_id, scopes, .. } => {
-            // A key administers roles and members only within what the people behind it (its
-            // owner, its maker, the makers of the key that made it) hold now: demoting its
-            // maker demotes what the key can hand out, so it cannot give them their power
-            // back. A key the CLI made stands for no one and keeps its scopes.
-            let mut ceiling = scopes.intersect(Permissions::all_in(system));
-            let people = makers(&mut tx, vec![key_id.clone()]).await?;
-            for person in people.iter().filter(|id| id.starts_with("usr_")) {
-                ceiling = ceiling.intersect(holder(
-                    roles_in_conn(&mut tx, person, organization_id).await?,
-                ));
-            }
-            ceiling
+            key_reach(&mut tx, &model, organization_id, key_id, *scopes).await?
         }
     };
     if !ceiling.contains(needed) {
         return Err(AppError::forbidden(needed.as_str()));
     }
     Ok(Change { tx, model, ceiling })
+}
+
+/// What a key can hand out in the organization now. A key administers roles and members only
+/// within what the people behind it (its owner, its maker, the makers of the key that made it)
+/// hold now: demoting its maker demotes what the key can hand out, so it cannot give them
+/// their power back. A key the CLI made stands for no one and keeps its scopes.
+async fn key_reach(
+    tx: &mut Transaction<'static, Any>,
+    model: &AccessModel,
+    organization_id: &str,
+    key_id: &str,
+    scopes: Permissions,
+) -> Result<Permissions, AppError> {
+    let mut ceiling = scopes.intersect(Permissions::all_in(organization_id == SYSTEM_ORG_ID));
+    let people = makers(tx, vec![key_id.to_string()]).await?;
+    for person in people.iter().filter(|id| id.starts_with("usr_")) {
+        let held = roles_in_conn(tx, person, organization_id).await?;
+        ceiling = ceiling.intersect(held.map_or(Permissions::NONE, |r| {
+            ceiling_of(model, &r, organization_id)
+        }));
+    }
+    Ok(ceiling)
+}
+
+/// Refuses unless `sender` (the user or key that sent an invitation; the CLI) could still
+/// give `roles` in the organization now: what they held when they sent it, they may have lost
+/// since (demoted, a custom role or team taken away, the key revoked or its maker demoted).
+pub(crate) async fn sender_still_reaches(
+    tx: &mut Transaction<'static, Any>,
+    organization_id: &str,
+    sender: Option<&str>,
+    roles: &[&str],
+) -> Result<(), AppError> {
+    let model = load_model_in(tx, organization_id).await?;
+    let ceiling = match sender {
+        Some(super::ssr::OPERATOR_ID) => return Ok(()),
+        Some(user) if user.starts_with("usr_") => roles_in_conn(tx, user, organization_id)
+            .await?
+            .map_or(Permissions::NONE, |r| {
+                ceiling_of(&model, &r, organization_id)
+            }),
+        Some(key) if key.starts_with("key_") => {
+            let scopes: Option<String> = sqlx::query_scalar(
+                "select scopes from api_key where api_key_id = $1 and organization_id = $2
+                 and status = 'active' and approval = 'approved' and (expires_at is null or expires_at > $3)",
+            )
+            .bind(key)
+            .bind(organization_id)
+            .bind(now_ms())
+            .fetch_optional(&mut **tx)
+            .await?;
+            match scopes {
+                Some(text) => {
+                    let scopes: crate::keys::Scopes =
+                        serde_json::from_str(&text).unwrap_or_default();
+                    let scopes = crate::keys::ssr::scope_permissions(&scopes);
+                    key_reach(tx, &model, organization_id, key, scopes).await?
+                }
+                None => Permissions::NONE,
+            }
+        }
+        _ => Permissions::NONE,
+    };
+    within_ceiling(ceiling, &model, organization_id, roles)
 }
 
 /// Commits, then clears this instance's cached graph of the organization.
@@ -288,16 +337,21 @@ pub async fn acts_for(
     makers(conn, start).await
 }
 
+/// How many keys-that-made-keys [`makers`] follows before it refuses to decide.
+pub const MAKER_CHAIN_MAX: usize = 32;
+
 /// The users and keys behind `ids`: each id itself and, for a key, its owner and its maker,
-/// followed through keys that made keys (at most eight steps). Pseudo-actors such as `cli`
-/// are left out: they stand for no one in particular.
+/// followed through keys that made keys to the end of the chain. Pseudo-actors such as `cli`
+/// are left out: they stand for no one in particular. A chain longer than
+/// [`MAKER_CHAIN_MAX`] is refused rather than cut: whoever stands at its end must not slip
+/// out of the rules that follow makers (a ceiling cut down to their power, four eyes).
 pub async fn makers(
     conn: &mut sqlx::AnyConnection,
     ids: Vec<String>,
 ) -> Result<BTreeSet<String>, AppError> {
     let mut seen = BTreeSet::new();
     let mut frontier = ids;
-    for _ in 0..8 {
+    for _ in 0..=MAKER_CHAIN_MAX {
         let mut next = Vec::new();
         for id in frontier.drain(..) {
             let is_key = id.starts_with("key_");
@@ -318,11 +372,14 @@ pub async fn makers(
             }
         }
         if next.is_empty() {
-            break;
+            return Ok(seen);
         }
         frontier = next;
     }
-    Ok(seen)
+    Err(AppError::new(
+        crate::error::ErrorCode::Forbidden,
+        format!("this key descends from more than {MAKER_CHAIN_MAX} keys made by keys; use a key made by a person"),
+    ))
 }
 
 /// Whether the change's caller may act on another user's account as an instance administrator

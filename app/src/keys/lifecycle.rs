@@ -61,15 +61,18 @@ pub async fn transition(
             acting.may_take_over(db, &current).await?;
         }
         let mut tx = db.writer.begin().await?;
+        // Conditional on the row as read (status and `updated_at`): an edit that widened the
+        // key meanwhile sends us back to check the caller against it again.
         let applied = sqlx::query(
             "update api_key set status = $1, updated_at = $2
-             where api_key_id = $3 and organization_id = $4 and status = $5",
+             where api_key_id = $3 and organization_id = $4 and status = $5 and updated_at = $6",
         )
         .bind(to.as_str())
-        .bind(now_ms())
+        .bind(now_ms().max(current.updated_at + 1))
         .bind(key_id)
         .bind(org_id)
         .bind(current.status.as_str())
+        .bind(current.updated_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -458,10 +461,18 @@ pub async fn update(
     let reason = clean_reason(patch.reason.as_deref())?;
     let current = row_fresh(&state.db, org_id, key_id).await?;
     // Editing a key that holds more than the caller is refused, its own permissions
-    // included; moving its expiry can bring a stopped secret back, which is taking it over.
-    if patch.expires_at.is_some() {
+    // included, even to narrow it; changing its access or expiry (an expiry can bring a
+    // stopped secret back) is taking it over, which another user's personal token refuses.
+    let access = patch.expires_at.is_some()
+        || patch.scopes.is_some()
+        || patch.category.is_some()
+        || patch.endpoints.is_some()
+        || patch.ip_allowlist.is_some()
+        || patch.require_signature.is_some();
+    if access {
         acting.may_take_over(&state.db, &current).await?;
     } else {
+        acting.grant.require_all(current.permissions())?;
         crate::access::ssr::require_dynamic(
             &state.db,
             acting.grant,

@@ -339,7 +339,7 @@ async fn verified(
         return Ok(None);
     }
     let row = sqlx::query(
-        "select i.invitation_id, i.organization_id, i.email, i.role, i.expires_at, i.accepted_at, i.revoked_at,
+        "select i.invitation_id, i.organization_id, i.email, i.role, i.expires_at, i.accepted_at, i.revoked_at, i.sent_by,
                 o.name as organization_name, u.display_name as inviter
          from invitation i join organization o on o.organization_id = i.organization_id
          left join app_user u on u.user_id = i.invited_by
@@ -434,8 +434,8 @@ pub async fn invite(
     // the last hour (revoked and replaced ones included, so that re-inviting cannot turn the
     // instance into a mail relay).
     let inserted = sqlx::query(
-        "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at)
-         select $1, $2, $3, $4, $5, $6, $7
+        "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by)
+         select $1, $2, $3, $4, $5, $6, $7, $10
          where (select count(*) from invitation where organization_id = $2
                 and accepted_at is null and revoked_at is null and expires_at > $6) < $8
            and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9",
@@ -449,6 +449,7 @@ pub async fn invite(
     .bind(expires_at)
     .bind(PENDING_MAX)
     .bind(PER_HOUR_MAX)
+    .bind(grant.principal.actor_id())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -661,6 +662,19 @@ pub async fn accept_in(
             ErrorCode::Forbidden,
             format!("this invitation is for {email}: sign in with that address to accept it"),
         ));
+    }
+    // An invitation does not outlive its sender's power: whoever sent it (a member, a key)
+    // must still be able to give the role now.
+    let sent_by: Option<String> = row.try_get("sent_by")?;
+    match crate::access::roles::sender_still_reaches(tx, &org, sent_by.as_deref(), &[&role]).await {
+        Err(e) if e.code == ErrorCode::Internal => return Err(e),
+        Err(_) => {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "whoever sent this invitation can no longer give this role; ask for a new one",
+            ))
+        }
+        Ok(()) => {}
     }
     let now = now_ms();
     let used = sqlx::query(

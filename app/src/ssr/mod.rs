@@ -155,6 +155,10 @@ pub mod keys {
     pub const LAST_SEEN_AT: &str = "last_seen_at";
     /// The organization the console shows (menus, lists and charts follow it).
     pub const ACTIVE_ORG: &str = "active_org";
+    /// The address the user signed in from (for "My sessions").
+    pub const IP: &str = "ip";
+    /// The browser's user agent at sign-in, cut to `identity::sessions::USER_AGENT_MAX`.
+    pub const USER_AGENT: &str = "user_agent";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).
@@ -162,6 +166,30 @@ pub async fn session() -> Result<Session, AppError> {
     leptos_axum::extract::<Session>()
         .await
         .map_err(|e| AppError::internal(format!("no session layer: {e}")))
+}
+
+/// The pages' Content-Security-Policy: scripts only from our origin or carrying this
+/// response's nonce (the hydration script Leptos writes inline), WebAssembly compiled by the
+/// browser, no plugins, never framed, no `<base>`, forms posted only here. Styles stay open
+/// (ECharts styles its elements inline).
+pub fn page_policy(nonce: Option<&str>) -> String {
+    let inline = nonce.map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
+    format!(
+        "script-src 'self'{inline} 'wasm-unsafe-eval'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+}
+
+/// Puts [`page_policy`] with the response's nonce on the page being rendered.
+pub fn set_page_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&page_policy(Some(&nonce))) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
 }
 
 /// Sets the HTTP status of the current server-function response from an error's code.
