@@ -225,7 +225,8 @@ pub async fn rpc_middleware(
     }
 }
 
-async fn source_ip() -> Option<std::net::IpAddr> {
+/// The address of the client making the current server-function call.
+pub(crate) async fn source_ip() -> Option<std::net::IpAddr> {
     use axum::extract::ConnectInfo;
     use std::net::SocketAddr;
     leptos_axum::extract::<ConnectInfo<SocketAddr>>()

@@ -148,6 +148,50 @@ pub async fn set_preferences(
     .await
 }
 
+/// The caller's console sessions, the current one marked.
+#[server(prefix = "/rpc", endpoint = "my_sessions")]
+pub async fn my_sessions() -> Result<Vec<super::SessionView>, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("my_sessions").await?;
+    ssr::respond(async move {
+        let current = super::ssr::current_session_hash().await?;
+        super::sessions::list(&caller.state.db, caller.user_id()?, current.as_deref()).await
+    })
+    .await
+}
+
+/// Signs out one of the caller's other sessions, named by its handle.
+#[server(prefix = "/rpc", endpoint = "revoke_session")]
+pub async fn revoke_session(handle: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("revoke_session").await?;
+    ssr::respond(async move {
+        let current = super::ssr::current_session_hash().await?;
+        super::sessions::revoke(
+            &caller.state.db,
+            caller.user_id()?,
+            current.as_deref(),
+            handle.trim(),
+        )
+        .await
+    })
+    .await
+}
+
+/// Signs out every session of the caller but this one; answers how many ended.
+#[server(prefix = "/rpc", endpoint = "revoke_other_sessions")]
+pub async fn revoke_other_sessions() -> Result<u64, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("revoke_other_sessions").await?;
+    ssr::respond(async move {
+        let current = super::ssr::current_session_hash()
+            .await?
+            .ok_or_else(AppError::unauthenticated)?;
+        super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await
+    })
+    .await
+}
+
 /// Changes the caller's password (re-authenticating with the current one); every other
 /// session of theirs ends, and this one continues under a new id.
 #[server(prefix = "/rpc", endpoint = "change_password")]

@@ -9,6 +9,8 @@ pub mod password_link;
 #[cfg(feature = "ssr")]
 pub mod profile;
 #[cfg(feature = "ssr")]
+pub mod sessions;
+#[cfg(feature = "ssr")]
 pub mod ssr;
 
 use serde::{Deserialize, Serialize};
@@ -123,4 +125,18 @@ pub struct DashboardEvent {
     pub kind: String,
     pub at: String,
     pub organization_name: Option<String>,
+}
+
+/// One of the user's console sessions, as "My sessions" shows it. Named by an opaque handle:
+/// never the session id or its stored hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub handle: String,
+    /// "Chrome on Linux".
+    pub device: String,
+    pub ip: Option<String>,
+    pub signed_in_at: String,
+    pub last_seen_at: String,
+    /// The session making this request.
+    pub current: bool,
 }

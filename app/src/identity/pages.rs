@@ -142,6 +142,73 @@ fn Preferences(time_zone: Option<String>, theme: super::Theme) -> impl IntoView 
     }
 }
 
+/// Where the user is signed in, the current session marked; sign out any other, or all.
+#[component]
+fn Sessions() -> impl IntoView {
+    let revoke = ServerAction::<super::api::RevokeSession>::new();
+    let others = ServerAction::<super::api::RevokeOtherSessions>::new();
+    let sessions = Resource::new(
+        move || (revoke.version().get(), others.version().get()),
+        |_| super::api::my_sessions(),
+    );
+    view! {
+        <section class="card" role="region" aria-label="Sessions">
+            <h2>"Sessions"</h2>
+            <p class="muted">"Where your account is signed in. Signing a session out ends it at once."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match sessions.await {
+                        Ok(list) => {
+                            let more = list.iter().any(|s| !s.current);
+                            view! {
+                                <table aria-label="Your sessions">
+                                    <thead><tr>
+                                        <th scope="col">"Browser and device"</th>
+                                        <th scope="col">"Address"</th>
+                                        <th scope="col">"Signed in"</th>
+                                        <th scope="col">"Last seen"</th>
+                                        <th scope="col"><span class="sr-only">"Action"</span></th>
+                                    </tr></thead>
+                                    <tbody>
+                                        {list.into_iter().map(|s| {
+                                            let label = format!("Sign out {} ({})", s.device, s.ip.clone().unwrap_or_else(|| "unknown address".into()));
+                                            view! {
+                                                <tr>
+                                                    <td>{s.device.clone()} {s.current.then(|| view! { " " <span class="badge">"This session"</span> })}</td>
+                                                    <td>{s.ip.clone().unwrap_or_else(|| "—".into())}</td>
+                                                    <td><crate::ui::time::Time at=s.signed_in_at.clone() /></td>
+                                                    <td><crate::ui::time::Time at=s.last_seen_at.clone() /></td>
+                                                    <td>{(!s.current).then(|| view! {
+                                                        <ActionForm action=revoke>
+                                                            <input type="hidden" name="handle" value=s.handle.clone() />
+                                                            <button type="submit" aria-label=label>"Sign out"</button>
+                                                        </ActionForm>
+                                                    })}</td>
+                                                </tr>
+                                            }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                                {more.then(|| view! {
+                                    <ActionForm action=others>
+                                        <button type="submit">"Sign out all other sessions"</button>
+                                    </ActionForm>
+                                })}
+                            }
+                            .into_any()
+                        }
+                        Err(error) => view! { <crate::ui::ErrorNote error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+            {action_error(revoke.value())}
+            {action_error(others.value())}
+            {move || revoke.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Session signed out."</p> })}
+            {move || others.value().get().and_then(Result::ok).map(|n| view! { <p role="status">{format!("{n} other session(s) signed out.")}</p> })}
+        </section>
+    }
+}
+
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = use_auth();
@@ -187,6 +254,7 @@ pub fn ProfilePage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Sessions />
         <section class="card" role="region" aria-label="Change password">
             <h2>"Change password"</h2>
             <p class="muted">"Your other sessions are signed out."</p>

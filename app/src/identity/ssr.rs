@@ -568,7 +568,37 @@ pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppErr
         .insert(keys::SIGNED_IN_AT, now_ms())
         .await
         .map_err(AppError::internal)?;
+    // Where and with what: for "My sessions".
+    if let Some(ip) = crate::access::guard::source_ip().await {
+        session
+            .insert(keys::IP, ip.to_string())
+            .await
+            .map_err(AppError::internal)?;
+    }
+    let agent: String = leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|p| {
+            p.headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok().map(str::to_owned))
+        })
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(super::sessions::USER_AGENT_MAX)
+        .collect();
+    session
+        .insert(keys::USER_AGENT, agent)
+        .await
+        .map_err(AppError::internal)?;
     Ok(())
+}
+
+/// The stored hash of the caller's console session, if it has one yet.
+pub async fn current_session_hash() -> Result<Option<String>, AppError> {
+    let session = crate::ssr::session().await?;
+    Ok(session
+        .id()
+        .map(|id| crate::ssr::session_store::session_hash(&id)))
 }
 
 /// The console's view of a user, `None` when the user is gone or disabled.

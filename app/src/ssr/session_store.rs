@@ -22,7 +22,8 @@ impl DbSessionStore {
     }
 }
 
-fn session_hash(id: &Id) -> String {
+/// What the table stores for a session id (the id itself never is).
+pub fn session_hash(id: &Id) -> String {
     hex::encode(Sha256::digest(id.to_string().as_bytes()))
 }
 

@@ -1,0 +1,170 @@
+//! The user's console sessions (server only): where they are signed in — browser and device,
+//! address, when they signed in and were last seen — with the current one marked; signing out
+//! one of them or all the others. Sessions are named by a handle derived from the stored
+//! hash of the session id, so neither the id nor its hash ever reaches a page.
+
+use super::SessionView;
+use crate::error::AppError;
+use crate::ssr::db::{now_ms, rfc3339, Db};
+use crate::ssr::keys;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+/// Longest user agent kept with a session, in characters.
+pub const USER_AGENT_MAX: usize = 300;
+
+/// The handle of a session: a hash of its stored hash, cut short (unguessable enough to name
+/// one of a user's sessions, useless to sign in with).
+fn handle(session_hash: &str) -> String {
+    hex::encode(&Sha256::digest(format!("session-handle:{session_hash}").as_bytes())[..12])
+}
+
+/// "Chrome on Linux": the browser and system a user agent names, or "Unknown browser".
+pub fn device(user_agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(mark, _)| user_agent.contains(mark))
+    .map(|(_, name)| *name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(mark, _)| user_agent.contains(mark))
+    .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(s)) => format!("Unknown browser on {s}"),
+        (None, None) => "Unknown browser".to_string(),
+    }
+}
+
+/// The user's live sessions, the most recently seen first; `current` is the stored hash of
+/// the caller's own session.
+pub async fn list(
+    db: &Db,
+    user_id: &str,
+    current: Option<&str>,
+) -> Result<Vec<SessionView>, AppError> {
+    let rows = sqlx::query(
+        "select session_hash, data from session where user_id = $1 and expires_at > $2",
+    )
+    .bind(user_id)
+    .bind(now_ms())
+    .fetch_all(&db.reader)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let hash: String = row.try_get("session_hash")?;
+        let data: serde_json::Value =
+            serde_json::from_str(&row.try_get::<String, _>("data")?).unwrap_or_default();
+        let signed_in_at = data[keys::SIGNED_IN_AT].as_i64().unwrap_or_default();
+        let last_seen_at = data[keys::LAST_SEEN_AT].as_i64().unwrap_or(signed_in_at);
+        let user_agent = data[keys::USER_AGENT].as_str().unwrap_or_default();
+        out.push((
+            last_seen_at,
+            SessionView {
+                handle: handle(&hash),
+                device: device(user_agent),
+                ip: data[keys::IP].as_str().map(str::to_string),
+                signed_in_at: rfc3339(signed_in_at),
+                last_seen_at: rfc3339(last_seen_at),
+                current: current == Some(hash.as_str()),
+            },
+        ));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.handle.cmp(&b.1.handle)));
+    Ok(out.into_iter().map(|(_, s)| s).collect())
+}
+
+/// Signs out one of the user's sessions by its handle (not the current one: that is
+/// "Sign out"). Another user's session, or a gone one, is "not found".
+pub async fn revoke(
+    db: &Db,
+    user_id: &str,
+    current: Option<&str>,
+    wanted: &str,
+) -> Result<(), AppError> {
+    let hashes: Vec<String> =
+        sqlx::query_scalar("select session_hash from session where user_id = $1")
+            .bind(user_id)
+            .fetch_all(&db.reader)
+            .await?;
+    let Some(hash) = hashes.into_iter().find(|h| handle(h) == wanted) else {
+        return Err(AppError::not_found("session"));
+    };
+    if current == Some(hash.as_str()) {
+        return Err(AppError::invalid(
+            "handle",
+            "this is the session you are using: sign out instead",
+        ));
+    }
+    // Conditional on the owner: a handle never reaches another user's session.
+    sqlx::query("delete from session where session_hash = $1 and user_id = $2")
+        .bind(&hash)
+        .bind(user_id)
+        .execute(&db.writer)
+        .await?;
+    record(db, user_id, "session.revoked", 1).await
+}
+
+/// Signs out every session of the user but `current`; answers how many ended.
+pub async fn revoke_others(db: &Db, user_id: &str, current: &str) -> Result<u64, AppError> {
+    let ended = sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
+        .bind(user_id)
+        .bind(current)
+        .execute(&db.writer)
+        .await?
+        .rows_affected();
+    record(db, user_id, "session.others_revoked", ended).await?;
+    Ok(ended)
+}
+
+async fn record(db: &Db, user_id: &str, kind: &'static str, ended: u64) -> Result<(), AppError> {
+    let mut tx = db.writer.begin().await?;
+    crate::ssr::events::record(
+        &mut tx,
+        crate::ssr::events::Event {
+            kind,
+            organization_id: None,
+            actor_user_id: Some(user_id),
+            subject_id: Some(user_id),
+            source_ip: None,
+            data: serde_json::json!({ "sessions_ended": ended }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_named_from_user_agents() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+        assert_eq!(device(chrome), "Chrome on Linux");
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0";
+        assert_eq!(device(edge), "Edge on Windows");
+        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(device(safari), "Safari on iOS");
+        assert_eq!(device(""), "Unknown browser");
+        assert_ne!(handle("a"), handle("b"));
+        assert_eq!(handle("a").len(), 24);
+    }
+}

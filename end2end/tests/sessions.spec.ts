@@ -1,0 +1,44 @@
+import { test, expect } from "./fixtures";
+import { freshEmail, open, PASSWORD, signIn, signUp } from "./helpers";
+
+test("the profile lists my sessions; signing another one out signs that browser out", async ({ page, browser }) => {
+  const email = freshEmail("ses");
+  await signUp(page, email, "Sam");
+  // The same account in another browser.
+  const other = await (await browser.newContext()).newPage();
+  await signIn(other, email, PASSWORD);
+  await expect(other.getByRole("heading", { name: "Welcome, Sam" })).toBeVisible();
+
+  await open(page, "/profile");
+  const sessions = page.getByRole("region", { name: "Sessions" });
+  const table = sessions.getByRole("table", { name: "Your sessions" });
+  await expect(table.getByRole("row")).toHaveCount(3); // the header and two sessions
+  await expect(table.getByRole("cell", { name: /Chrome on Linux\s+This session/ })).toBeVisible();
+  await expect(table.getByRole("cell", { name: "127.0.0.1" }).first()).toBeVisible();
+
+  await table.getByRole("button", { name: /^Sign out Chrome on Linux/ }).click();
+  await expect(sessions.getByRole("status")).toHaveText("Session signed out.");
+  await expect(table.getByRole("row")).toHaveCount(2);
+  await expect(sessions.getByRole("button", { name: "Sign out all other sessions" })).toHaveCount(0);
+
+  // The other browser is signed out on its next step; this one is not.
+  await other.reload();
+  await expect(other.getByRole("link", { name: "Sign in" })).toBeVisible();
+  await page.reload();
+  await expect(page.getByRole("heading", { name: "Your profile" })).toBeVisible();
+
+  // Two more sign-ins elsewhere, then all others at once.
+  const third = await (await browser.newContext()).newPage();
+  await signIn(third, email, PASSWORD);
+  const fourth = await (await browser.newContext()).newPage();
+  await signIn(fourth, email, PASSWORD);
+  await page.reload();
+  await expect(table.getByRole("row")).toHaveCount(4);
+  await sessions.getByRole("button", { name: "Sign out all other sessions" }).click();
+  await expect(sessions.getByRole("status")).toHaveText("2 other session(s) signed out.");
+  await expect(table.getByRole("row")).toHaveCount(2);
+  for (const p of [third, fourth]) {
+    await p.reload();
+    await expect(p.getByRole("link", { name: "Sign in" })).toBeVisible();
+  }
+});
