@@ -30,8 +30,10 @@ test("the profile lists my sessions; signing another one out signs that browser 
   // Two more sign-ins elsewhere, then all others at once.
   const third = await (await browser.newContext()).newPage();
   await signIn(third, email, PASSWORD);
+  await expect(third.getByRole("heading", { name: "Welcome, Sam" })).toBeVisible();
   const fourth = await (await browser.newContext()).newPage();
   await signIn(fourth, email, PASSWORD);
+  await expect(fourth.getByRole("heading", { name: "Welcome, Sam" })).toBeVisible();
   await page.reload();
   await expect(table.getByRole("row")).toHaveCount(4);
   await sessions.getByRole("button", { name: "Sign out all other sessions" }).click();
