@@ -1,5 +1,6 @@
 import { test, expect } from "./fixtures";
 import { freshEmail, open, PASSWORD, signIn, signUp } from "./helpers";
+import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
 
 test("the profile lists my sessions; signing another one out signs that browser out", async ({ page, browser }) => {
   const email = freshEmail("ses");
@@ -43,4 +44,23 @@ test("the profile lists my sessions; signing another one out signs that browser 
     await p.reload();
     await expect(p.getByRole("link", { name: "Sign in" })).toBeVisible();
   }
+});
+
+test("an admin sees how many sessions a user has and signs them out everywhere", async ({ page, browser }) => {
+  const email = freshEmail("away");
+  const person = await (await browser.newContext()).newPage();
+  await signUp(person, email, "Ada");
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await expect(page.getByRole("heading", { name: "Welcome, admin" })).toBeVisible();
+  await open(page, "/admin/users");
+  await page.getByRole("search", { name: "Filter users" }).getByLabel("Search").fill(email);
+  const users = page.getByRole("table", { name: "Users" });
+  const row = users.getByRole("row", { name: new RegExp(`${email}.*Ada.*active`) });
+  await expect(row.getByRole("cell", { name: "1", exact: true })).toBeVisible();
+  await users.getByRole("button", { name: `Sign ${email} out everywhere` }).click();
+  await expect(page.getByRole("status")).toHaveText("1 session(s) signed out.");
+  await expect(row.getByRole("cell", { name: "0", exact: true })).toBeVisible();
+  await expect(users.getByRole("button", { name: `Sign ${email} out everywhere` })).toHaveCount(0);
+  await person.reload();
+  await expect(person.getByRole("link", { name: "Sign in" })).toBeVisible();
 });

@@ -277,9 +277,9 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         ("PATCH", "/api/v1/users/{id}") => {
             call(on(&w.member_id), Some(json!({"status": "disabled"})), false)
         }
-        ("POST", "/api/v1/users/{id}/password-reset") | ("DELETE", "/api/v1/users/{id}") => {
-            call(on(&w.member_id), None, false)
-        }
+        ("POST", "/api/v1/users/{id}/password-reset")
+        | ("DELETE", "/api/v1/users/{id}")
+        | ("DELETE", "/api/v1/users/{id}/sessions") => call(on(&w.member_id), None, false),
         // Making a member an admin; inviting one.
         ("PATCH", "/api/v1/members/{id}") => {
             call(on(&w.member_id), Some(json!({"role": "admin"})), true)

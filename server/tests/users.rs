@@ -935,3 +935,64 @@ async fn password_links_are_capped_and_confirmation_links_are_not_password_links
     );
     assert!(r.body.contains("confirms an email address"), "{}", r.body);
 }
+
+/// An administrator signs a user out everywhere (the list shows how many sessions each user
+/// has): every console session ends at once; never their own account nor a stronger one's.
+/// The same over REST.
+#[tokio::test]
+async fn an_admin_signs_a_user_out_everywhere() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut phone = app.signed_in("member@example.org").await;
+    let mut laptop = app.signed_in("member@example.org").await;
+    let viewer = i.admin.clone();
+    let count = |who: &'static str| {
+        let (app, mut admin) = (app, viewer.clone());
+        async move {
+            let r = app.rpc(&mut admin, "list_users", &[("q", who)]).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json()["users"][0]["sessions"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(count("member@").await, 2);
+    let before = app.snapshot().await;
+    for (target, status, code) in [
+        (&i.admin_id, StatusCode::BAD_REQUEST, "invalid_input"),
+        (&i.owner_id, StatusCode::FORBIDDEN, "forbidden"),
+    ] {
+        let r = app
+            .rpc(&mut i.admin, "end_user_sessions", &[("user_id", target)])
+            .await;
+        assert_refused(&r, status, code, target);
+    }
+    assert_eq!(app.snapshot().await, before, "nothing written");
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "end_user_sessions",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json(), 2);
+    assert_eq!(app.signed_in_as(&mut phone).await, None);
+    assert_eq!(app.signed_in_as(&mut laptop).await, None);
+    assert_eq!(count("member@").await, 0);
+    assert!(app.signed_in_as(&mut i.admin).await.is_some());
+
+    // Over REST, with an instance admin key.
+    let mut again = app.signed_in("member@example.org").await;
+    let (_, key) = app.admin_key(SYSTEM_ORG_ID).await;
+    let r = app
+        .api(
+            "DELETE",
+            &format!("/api/v1/users/{}/sessions", i.member_id),
+            Some(&key),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["sessions_ended"], 1);
+    assert_eq!(app.signed_in_as(&mut again).await, None);
+}

@@ -46,6 +46,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
         Guard::Instance(Permission::UsersWrite),
     ),
     ("delete_user", Guard::Instance(Permission::UsersWrite)),
+    ("end_user_sessions", Guard::Instance(Permission::UsersWrite)),
     ("open_password_link", Guard::Public),
     ("set_password_from_link", Guard::Public),
     ("list_keys", Guard::Org(Permission::KeysRead)),

@@ -58,6 +58,26 @@ pub async fn create_user(
     .await
 }
 
+/// Signs a user out of every console session; answers how many ended.
+#[server(prefix = "/rpc", endpoint = "end_user_sessions")]
+pub async fn end_user_sessions(user_id: String) -> Result<u64, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("end_user_sessions").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        super::ssr::end_sessions(
+            &caller.state.db,
+            &grant,
+            &user_id,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
 /// Disables (`active=false`) or re-enables an account.
 #[server(prefix = "/rpc", endpoint = "set_user_status")]
 pub async fn set_user_status(user_id: String, active: bool) -> Result<UserSummary, AppError> {

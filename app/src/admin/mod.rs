@@ -20,6 +20,8 @@ pub struct UserSummary {
     pub created_at: i64,
     /// Role in the system organization, for instance administrators.
     pub system_role: Option<String>,
+    /// Console sessions signed in now.
+    pub sessions: i64,
 }
 
 /// Users rows per page.

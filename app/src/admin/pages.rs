@@ -1,7 +1,8 @@
 //! Admin pages: the instance's users.
 
 use super::api::{
-    list_users, CreateUser, DeleteUser, SendPasswordReset, SetPasswordFromLink, SetUserStatus,
+    list_users, CreateUser, DeleteUser, EndUserSessions, SendPasswordReset, SetPasswordFromLink,
+    SetUserStatus,
 };
 use crate::ui::{action_error, filter_select, ErrorNote};
 use leptos::prelude::*;
@@ -27,6 +28,7 @@ pub fn UsersPage() -> impl IntoView {
     let status = ServerAction::<SetUserStatus>::new();
     let reset = ServerAction::<SendPasswordReset>::new();
     let delete = ServerAction::<DeleteUser>::new();
+    let end = ServerAction::<EndUserSessions>::new();
     let users = Resource::new(
         move || {
             (
@@ -34,6 +36,7 @@ pub fn UsersPage() -> impl IntoView {
                 create.version().get(),
                 status.version().get(),
                 delete.version().get(),
+                end.version().get(),
             )
         },
         |(f, ..)| list_users(Some(f.q), Some(f.status), Some(f.role), Some(f.page)),
@@ -94,6 +97,8 @@ pub fn UsersPage() -> impl IntoView {
         {action_error(delete.value())}
         {move || reset.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Password reset link sent."</p> })}
         {move || delete.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"User deleted."</p> })}
+        {action_error(end.value())}
+        {move || end.value().get().and_then(Result::ok).map(|n| view! { <p role="status">{format!("{n} session(s) signed out.")}</p> })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match users.await {
@@ -108,12 +113,15 @@ pub fn UsersPage() -> impl IntoView {
                             let active = u.status == "active";
                             let (reset_id, reset_email) = (id.clone(), email.clone());
                             let (delete_id, delete_email) = (id.clone(), email.clone());
+                            let (end_id, end_email) = (id.clone(), email.clone());
+                            let signed_in = u.sessions;
                             view! {
                                 <tr>
                                     <td>{u.email.clone()}</td>
                                     <td>{u.display_name.clone()}</td>
                                     <td><span class="badge">{u.status.clone()}</span></td>
                                     <td>{u.system_role.clone().unwrap_or_else(|| "—".into())}</td>
+                                    <td>{signed_in}</td>
                                     <td>
                                         {(write && live).then(|| view! {
                                             <ActionForm action=status attr:class="inline">
@@ -127,6 +135,12 @@ pub fn UsersPage() -> impl IntoView {
                                                     <button type="submit" class="secondary">{format!("Send password reset to {reset_email}")}</button>
                                                 </ActionForm>
                                             })}
+                                            {(signed_in > 0).then(|| view! {
+                                                <ActionForm action=end attr:class="inline">
+                                                    <input type="hidden" name="user_id" value=end_id />
+                                                    <button type="submit" class="secondary">{format!("Sign {end_email} out everywhere")}</button>
+                                                </ActionForm>
+                                            })}
                                             <DeleteUserButton action=delete user_id=delete_id email=delete_email />
                                         })}
                                     </td>
@@ -137,7 +151,7 @@ pub fn UsersPage() -> impl IntoView {
                             <p class="muted">{format!("{} users", page.total)}</p>
                             <table aria-label="Users">
                                 <thead>
-                                    <tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Status"</th><th scope="col">"Instance role"</th><th scope="col">"Actions"</th></tr>
+                                    <tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Status"</th><th scope="col">"Instance role"</th><th scope="col">"Sessions"</th><th scope="col">"Actions"</th></tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
                             </table>

@@ -28,10 +28,17 @@ use crate::ssr::events::{self, Event};
 use crate::ssr::password;
 use sqlx::{Any, Row, Transaction};
 
-const SUMMARY: &str = "select u.user_id, u.email, u.display_name,
-        case when u.deleted_at is not null then 'deleted' else u.status end as status,
-        u.created_at, m.role as system_role
-     from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1";
+/// The users' summary rows (the system organization is `$1`), with their live sessions as of
+/// `now`.
+fn summary_sql(now: i64) -> String {
+    format!(
+        "select u.user_id, u.email, u.display_name,
+            case when u.deleted_at is not null then 'deleted' else u.status end as status,
+            u.created_at, m.role as system_role,
+            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now}) as sessions
+         from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1"
+    )
+}
 
 fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
     Ok(UserSummary {
@@ -41,6 +48,7 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
         status: r.try_get("status")?,
         created_at: r.try_get("created_at")?,
         system_role: r.try_get("system_role")?,
+        sessions: r.try_get("sessions")?,
     })
 }
 
@@ -103,7 +111,8 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
     .fetch_one(&db.reader)
     .await?;
     let rows = sqlx::query(&format!(
-        "{SUMMARY}{filter} order by u.created_at desc, u.user_id limit {USERS_PER_PAGE} offset {}",
+        "{}{filter} order by u.created_at desc, u.user_id limit {USERS_PER_PAGE} offset {}",
+        summary_sql(now_ms()),
         (page - 1) * USERS_PER_PAGE
     ))
     .bind(SYSTEM_ORG_ID)
@@ -121,7 +130,7 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
 
 /// One user (deleted ones included); not found when there is none.
 pub async fn get(db: &Db, user_id: &str) -> Result<UserSummary, AppError> {
-    let row = sqlx::query(&format!("{SUMMARY} where u.user_id = $2"))
+    let row = sqlx::query(&format!("{} where u.user_id = $2", summary_sql(now_ms())))
         .bind(SYSTEM_ORG_ID)
         .bind(user_id)
         .fetch_optional(&db.writer)
@@ -288,6 +297,35 @@ pub async fn set_status(
     .await?;
     commit(db, change.tx, SYSTEM_ORG_ID).await?;
     get(db, user_id).await
+}
+
+/// Signs the user out everywhere: every console session ends at once (their personal access
+/// tokens are not sessions and keep working; disable the account to stop those too). Answers
+/// how many sessions ended. Like the other actions here, never on one's own account nor on
+/// someone stronger.
+pub async fn end_sessions(
+    db: &Db,
+    grant: &Grant,
+    user_id: &str,
+    source_ip: Option<&str>,
+) -> Result<u64, AppError> {
+    let mut change = change_on(db, grant, user_id).await?;
+    let ended = sqlx::query("delete from session where user_id = $1")
+        .bind(user_id)
+        .execute(&mut *change.tx)
+        .await?
+        .rows_affected();
+    record(
+        &mut change.tx,
+        grant,
+        "user.sessions_ended",
+        user_id,
+        source_ip,
+        serde_json::json!({ "sessions_ended": ended }),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    Ok(ended)
 }
 
 /// Emails the user a link to choose a new password (their current one keeps working until

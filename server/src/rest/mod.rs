@@ -437,6 +437,11 @@ pub fn routes() -> Vec<RouteSpec> {
             description: "Emails the user a single-use link (24 hours) to choose a new password; the current one keeps working until the link is used. 409 for a disabled account.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
         }),
+        spec(Method::DELETE, "/api/v1/users/{id}/sessions", Key(UsersWrite), delete(users::end_sessions), Doc {
+            summary: "Sign a user out everywhere",
+            description: "Ends every console session of the user at once (their personal access tokens keep working: disable the account to stop those). Refused with 403 on a user holding an instance permission the key lacks, and with 400 on the account of the key's owner or maker.",
+            query: &[], body: Body::None, ok: (200, Out::Json("SessionsEnded")), errors: &[INVALID, NOT_FOUND],
+        }),
         spec(Method::DELETE, "/api/v1/users/{id}", Key(UsersWrite), delete(users::delete), Doc {
             summary: "Delete a user",
             description: "Anonymizes and disables the account (audit entries keep its id), ends its sessions, removes its memberships and revokes its personal organization's keys and its personal access tokens. 409 `conflict` while the user is the only owner of an organization, naming it.",

@@ -61,6 +61,22 @@ pub async fn password_reset(
     Ok(http::StatusCode::NO_CONTENT)
 }
 
+/// What ending a user's sessions did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SessionsEnded {
+    pub sessions_ended: u64,
+}
+
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<SessionsEnded>, AppError> {
+    let sessions_ended = users::end_sessions(&state.db, &grant, &id, ip.as_deref()).await?;
+    Ok(Json(SessionsEnded { sessions_ended }))
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Extension(grant): Extension<Grant>,
