@@ -87,7 +87,8 @@ pub const OTHER_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Headers on every response: a Content-Security-Policy (a page rendered by the app carries
 /// its own with the response's script nonce, `app::ssr::page_policy`; any other HTML gets that
-/// policy without a nonce, and the rest [`OTHER_POLICY`]), `nosniff`, the referrer only to ourselves (links carry tokens; the no-script form fallback needs it), no framing for older
+/// policy without a nonce, and the rest [`OTHER_POLICY`]), `nosniff`, the referrer only to
+/// ourselves (links carry tokens; the no-script form fallback needs it), no framing for older
 /// browsers, and HSTS when the public origin is HTTPS.
 async fn security_headers(
     axum::extract::State(https): axum::extract::State<bool>,
@@ -96,11 +97,7 @@ async fn security_headers(
 ) -> axum::response::Response {
     use http::{header, HeaderValue};
     let mut response = next.run(request).await;
-    let html = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
+    let html = is_html(&response);
     let headers = response.headers_mut();
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         let policy = if html {
@@ -173,17 +170,22 @@ pub fn has_content_hash(path: &str) -> bool {
         })
 }
 
+/// Whether the response is a page.
+fn is_html(response: &axum::response::Response) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 /// Pages carry signed-in data: never stored by a browser or proxy cache.
 async fn pages_not_stored(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
     let mut response = next.run(request).await;
-    let html = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
+    let html = is_html(&response);
     if html && !response.headers().contains_key(http::header::CACHE_CONTROL) {
         response.headers_mut().insert(
             http::header::CACHE_CONTROL,

@@ -8,22 +8,6 @@ mod common;
 use common::*;
 use http::StatusCode;
 
-async fn sign_in_from(app: &TestApp, email: &str, ip: &str) -> Browser {
-    let mut b = Browser {
-        ip: Some(ip.to_string()),
-        ..Default::default()
-    };
-    let r = app
-        .rpc(
-            &mut b,
-            "sign_in",
-            &[("email", email), ("password", PASSWORD)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    b
-}
-
 async fn sessions(app: &TestApp, b: &mut Browser) -> Vec<serde_json::Value> {
     let r = app.rpc(b, "my_sessions", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -35,9 +19,15 @@ async fn a_user_sees_their_sessions_and_signs_the_others_out() {
     let app = spawn().await;
     app.user("ann@example.org", None).await;
     app.user("bob@example.org", None).await;
-    let mut laptop = sign_in_from(&app, "ann@example.org", "198.51.100.7").await;
-    let mut phone = sign_in_from(&app, "ann@example.org", "203.0.113.9").await;
-    let mut bob = sign_in_from(&app, "bob@example.org", "192.0.2.55").await;
+    let mut laptop = app
+        .signed_in_from("ann@example.org", Some("198.51.100.7"))
+        .await;
+    let mut phone = app
+        .signed_in_from("ann@example.org", Some("203.0.113.9"))
+        .await;
+    let mut bob = app
+        .signed_in_from("bob@example.org", Some("192.0.2.55"))
+        .await;
 
     let list = sessions(&app, &mut laptop).await;
     assert_eq!(list.len(), 2, "{list:?}");
@@ -108,8 +98,12 @@ async fn a_user_sees_their_sessions_and_signs_the_others_out() {
     assert_eq!(sessions(&app, &mut laptop).await.len(), 1);
 
     // Two more sign-ins, then "sign out all other sessions".
-    let mut tablet = sign_in_from(&app, "ann@example.org", "203.0.113.10").await;
-    let mut desk = sign_in_from(&app, "ann@example.org", "203.0.113.11").await;
+    let mut tablet = app
+        .signed_in_from("ann@example.org", Some("203.0.113.10"))
+        .await;
+    let mut desk = app
+        .signed_in_from("ann@example.org", Some("203.0.113.11"))
+        .await;
     let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json(), 2);

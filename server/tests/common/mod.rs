@@ -304,7 +304,15 @@ impl TestApp {
 
     /// A browser signed in as `email`.
     pub async fn signed_in(&self, email: &str) -> Browser {
-        let mut b = Browser::default();
+        self.signed_in_from(email, None).await
+    }
+
+    /// A browser signed in as `email`, calling from `ip` (none: no peer address).
+    pub async fn signed_in_from(&self, email: &str, ip: Option<&str>) -> Browser {
+        let mut b = Browser {
+            ip: ip.map(str::to_string),
+            ..Default::default()
+        };
         let r = self
             .rpc(
                 &mut b,
