@@ -328,6 +328,28 @@ pub mod anyhow_like {
     pub type Result<T> = std::result::Result<T, String>;
 }
 
+/// `keyward audit verify`: chains what is pending, then walks the chain. Answers the report
+/// line on success; the first broken entry is an error (exit 1).
+pub async fn audit_verify(db: &Db, secret: &[u8; 32]) -> anyhow_like::Result<String> {
+    use app::ssr::audit;
+    while audit::chain_pending(db, secret)
+        .await
+        .map_err(|e| e.message)?
+        > 0
+    {}
+    let v = audit::verify(db, secret).await.map_err(|e| e.message)?;
+    match v.first_broken {
+        None => Ok(format!(
+            "audit chain verified: {} entries, {} not chained yet",
+            v.checked, v.pending
+        )),
+        Some(b) => Err(format!(
+            "audit chain broken at entry #{} ({}): {}",
+            b.seq, b.event_id, b.why
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

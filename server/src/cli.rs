@@ -1,4 +1,4 @@
-//! Command line: `keyward serve | migrate | create-admin`. Every flag has a `KEYWARD_*`
+//! Command line: `keyward serve | migrate | create-admin | create-key | audit verify`. Every flag has a `KEYWARD_*`
 //! environment variable; the README lists them with their defaults.
 
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +41,24 @@ pub enum Command {
     CreateAdmin(CreateAdminArgs),
     /// Create an API key and print it alone on stdout (for automation).
     CreateKey(CreateKeyArgs),
+    /// The audit log: `keyward audit verify` checks its hash chain.
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: AuditAction,
+    /// Server secret (must match the one `serve` uses).
+    #[arg(long, env = "KEYWARD_SECRET", hide_env_values = true, global = true)]
+    pub secret: Option<String>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AuditAction {
+    /// Chain what is not chained yet, then check every entry; names the first broken entry
+    /// and exits 1 when the chain is broken.
+    Verify,
 }
 
 #[derive(Args, Debug, Clone)]

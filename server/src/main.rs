@@ -76,6 +76,12 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             let key = boot::create_key(&db, &args, &secret_file).await?;
             println!("{key}");
         }
+        cli::Command::Audit(args) => {
+            let secret = boot::secret(&db, args.secret.as_deref(), &secret_file).await?;
+            match args.action {
+                cli::AuditAction::Verify => println!("{}", boot::audit_verify(&db, &secret).await?),
+            }
+        }
         cli::Command::Serve(args) => {
             let secret = boot::secret(&db, args.secret.as_deref(), &secret_file).await?;
             let config = boot::config(&args, secret)?;

@@ -5,6 +5,7 @@
 //! [`Domains`], composed once at boot. The guard every server function starts with belongs to
 //! the authorization core (`access::guard`).
 
+pub mod audit;
 pub mod config;
 pub mod csrf;
 pub mod db;

@@ -20,7 +20,9 @@
 //! - `mail`: delivers due outbox email over SMTP every second, with retries and backoff;
 //! - `expiry-reminders`: tells key owners 30, 7 and 1 day(s) before a key expires, hourly;
 //! - `log-retention`: deletes request-log rows and rollups older than
-//!   `KEYWARD_LOG_RETENTION_DAYS`, every hour.
+//!   `KEYWARD_LOG_RETENTION_DAYS`, every hour;
+//! - `audit-chain`: gives new domain events their place in the audit hash chain, every
+//!   second (and once more on shutdown).
 
 use app::keys::ssr::{self as keys, KeyCache};
 use app::ssr::db::now_ms;
@@ -119,6 +121,17 @@ impl Workers {
                 .map(drop)
                 .map_err(|e| e.message)
         });
+        w.periodic(
+            "audit-chain",
+            Duration::from_secs(1),
+            state,
+            |state| async move {
+                app::ssr::audit::chain_pending(&state.db, &state.config.secret)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.message)
+            },
+        );
         w.periodic("session-sweep", 10 * MINUTE, state, |state| async move {
             use tower_sessions::session_store::ExpiredDeletion;
             app::ssr::session_store::DbSessionStore::new(state.db.clone())
