@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod docs;
 pub mod error;
 pub mod identity;
@@ -62,6 +63,7 @@ lazy_pages! {
     VerifyEmailRoute => identity::pages::VerifyEmailPage,
     SetPasswordRoute => admin::pages::SetPasswordPage,
     SettingsRoute => orgs::pages::SettingsPage,
+    AuditRoute => audit::pages::AuditPage,
 }
 
 /// The HTML document the server renders around the app.
@@ -145,6 +147,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/verify-email") view={Lazy::<VerifyEmailRoute>::new()} />
                     <Route path=path!("/set-password") view={Lazy::<SetPasswordRoute>::new()} />
                     <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} />
+                    <Route path=path!("/audit") view={Lazy::<AuditRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>

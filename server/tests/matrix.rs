@@ -477,7 +477,9 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
     };
     let import = json!([{"name": "p", "category": "admin"}]).to_string();
     match endpoint {
-        "list_keys" | "organization_members" => (f(&[("organization_id", org)]), false),
+        "list_keys" | "organization_members" | "audit_log" => {
+            (f(&[("organization_id", org)]), false)
+        }
         "key_usage" => (f(&[("organization_id", org), ("key_id", &w.strong)]), false),
         "usage_series" | "usage_overview" | "usage_errors" => {
             (f(&[("organization_id", org), ("range", "1h")]), false)
@@ -944,6 +946,7 @@ async fn server_function_isolation_and_bad_input_sweep() {
             "switch_organization",
             "leave_organization",
             "get_org_policy",
+            "audit_log",
         ]
         .contains(endpoint)
         {

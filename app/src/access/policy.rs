@@ -60,6 +60,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("roll_key", Guard::Org(Permission::KeysWrite)),
     ("review_key", Guard::Org(Permission::ApprovalsWrite)),
     ("list_teams", Guard::Org(Permission::MembersRead)),
+    ("audit_log", Guard::Org(Permission::AuditRead)),
     ("create_team", Guard::Org(Permission::MembersWrite)),
     ("delete_team", Guard::Org(Permission::MembersWrite)),
     ("set_team_member", Guard::Org(Permission::MembersWrite)),

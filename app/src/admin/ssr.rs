@@ -54,7 +54,7 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
 
 /// `%`, `_` and `!` taken literally in a `like` pattern (with `escape '!'`, which reads the
 /// same on SQLite and on PostgreSQL whatever `standard_conforming_strings` says).
-fn like_pattern(text: &str) -> String {
+pub(crate) fn like_pattern(text: &str) -> String {
     let mut out = String::from("%");
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '!') {

@@ -136,12 +136,13 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
             // The server refuses everything else regardless.
             let admin = user.can(Permission::UsersRead);
             let may = |p: &str| user.may(p);
-            let (keys, usage, members, roles, settings) = (
+            let (keys, usage, members, roles, settings, audit) = (
                 may("keys:read"),
                 may("usage:read"),
                 may("members:read"),
                 may("roles:read"),
                 may("org:write"),
+                may("audit:read"),
             );
             view! {
                 <nav aria-label="Main">
@@ -151,6 +152,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                     {members.then(|| view! { <A href="/members">"Members"</A> })}
                     {roles.then(|| view! { <A href="/roles">"Roles"</A> })}
                     {settings.then(|| view! { <A href="/settings">"Settings"</A> })}
+                    {audit.then(|| view! { <A href="/audit">"Audit log"</A> })}
                     <A href="/plans">"Plans"</A>
                     <A href="/docs/api">"API docs"</A>
                     {admin.then(|| view! {

@@ -4,6 +4,7 @@
 //! list, so a route cannot exist without a declaration, and a test walks the same list. A
 //! `Key(permission)` route gets the key pipeline ([`auth::require_key`]) with that permission.
 
+pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod json;
@@ -145,6 +146,51 @@ const USERS_QUERY: &[Param] = &[
     },
 ];
 
+const AUDIT_QUERY: &[Param] = &[
+    Param {
+        name: "actor",
+        kind: "string",
+        values: &[],
+        description: "An actor id (user or key), or part of the actor's email address.",
+        example: Some("ann@example.org"),
+    },
+    Param {
+        name: "action",
+        kind: "string",
+        values: &[],
+        description: "An action or its start: `key.` for every key action, `role.assigned`.",
+        example: Some("key."),
+    },
+    Param {
+        name: "target",
+        kind: "string",
+        values: &[],
+        description: "A target id (key, user, role, team, invitation…).",
+        example: None,
+    },
+    Param {
+        name: "from",
+        kind: "string",
+        values: &[],
+        description: "From this day (`YYYY-MM-DD`, UTC) or RFC 3339 instant, inclusive.",
+        example: None,
+    },
+    Param {
+        name: "to",
+        kind: "string",
+        values: &[],
+        description: "Until this day (inclusive) or RFC 3339 instant (exclusive).",
+        example: None,
+    },
+    Param {
+        name: "page",
+        kind: "integer",
+        values: &[],
+        description: "Page number, from 1 (50 entries per page).",
+        example: None,
+    },
+];
+
 const LIST_QUERY: &[Param] = &[
     Param {
         name: "q",
@@ -273,8 +319,8 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
     use Permission::{
-        ApprovalsWrite, KeysRead, KeysWrite, MembersRead, MembersWrite, PlansWrite, RolesRead,
-        RolesWrite, UsageRead, UsersRead, UsersWrite,
+        ApprovalsWrite, AuditRead, KeysRead, KeysWrite, MembersRead, MembersWrite, PlansWrite,
+        RolesRead, RolesWrite, UsageRead, UsersRead, UsersWrite,
     };
     vec![
         spec(Method::GET, "/healthz", Public, get(health::healthz), Doc {
@@ -407,6 +453,11 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Delete a plan",
             description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
+        }),
+        spec(Method::GET, "/api/v1/audit", Key(AuditRead), get(audit::list), Doc {
+            summary: "Read the audit log",
+            description: "Every security and administration action of the key's organization (of the whole instance for a key of the system organization), newest first, 50 per page, with `total` over every page. Each entry carries its place in the tamper-evident hash chain (`seq`, none for about a second until chained; `keyward audit verify` checks the chain).",
+            query: AUDIT_QUERY, body: Body::None, ok: (200, Out::Json("AuditPage")), errors: &[INVALID],
         }),
         spec(Method::GET, "/api/v1/users", Key(UsersRead), get(users::list), Doc {
             summary: "List users",

@@ -39,6 +39,8 @@ fn schemas() -> Map<String, Value> {
     add::<app::usage::ErrorReport>(&mut all);
     add::<app::usage::KeyLimitUsage>(&mut all);
     add::<app::usage::export::ExportRow>(&mut all);
+    add::<app::audit::AuditEntry>(&mut all);
+    add::<app::audit::AuditPage>(&mut all);
     add::<app::admin::UserSummary>(&mut all);
     add::<app::admin::UserPage>(&mut all);
     add::<app::admin::NewUser>(&mut all);
@@ -309,6 +311,7 @@ pub fn document(origin: &str) -> Value {
             { "name": "Users", "description": "The instance's user accounts, for keys of the system organization." },
             { "name": "Organization", "description": "The key's organization: members, invitations and teams." },
             { "name": "Roles and permissions", "description": "Custom roles and their hierarchy, dynamic permissions and their dependencies, permission groups, and role assignment." },
+            { "name": "Audit log", "description": "Every security and administration action, chained by a keyed hash so that an edited or removed entry is detected." },
             { "name": "Health", "description": "Readiness and liveness probes; no credentials." },
             { "name": "Operations", "description": "This document, and Prometheus metrics for the operator." }
         ],
@@ -340,6 +343,8 @@ fn tag(path: &str) -> &'static str {
         "Usage"
     } else if path.starts_with("/api/v1/users") {
         "Users"
+    } else if path.starts_with("/api/v1/audit") {
+        "Audit log"
     } else if ["/api/v1/members", "/api/v1/invitations", "/api/v1/teams"]
         .iter()
         .any(|p| path.starts_with(p))
