@@ -1,6 +1,6 @@
 //! The audit log's server function.
 
-use super::{AuditPage, AuditQuery};
+use super::AuditPage;
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -17,7 +17,7 @@ pub async fn audit_log(
 ) -> Result<AuditPage, AppError> {
     let (caller, grant) = crate::access::guard::guard_in("audit_log", &organization_id).await?;
     crate::ssr::respond(async move {
-        let q = AuditQuery {
+        let q = super::AuditQuery {
             actor: Some(actor),
             action: Some(action),
             target: Some(target),
