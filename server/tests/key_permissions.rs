@@ -420,8 +420,8 @@ async fn export_and_import_carry_the_organization_s_permissions() {
 }
 
 /// A weaker caller cannot edit a stronger key even to narrow it (narrowing an admin key and
-/// dropping its restrictions is still taking it over), nor rename it; the key's holder of
-/// everything can.
+/// dropping its restrictions is still taking it over), nor rename or throttle it; a caller
+/// holding everything it holds can.
 #[tokio::test]
 async fn a_weaker_caller_cannot_narrow_or_rename_a_stronger_key() {
     let o = org().await;
@@ -447,6 +447,23 @@ async fn a_weaker_caller_cannot_narrow_or_rename_a_stronger_key() {
             .await;
         assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", what);
     }
+    // Nor throttle it.
+    let r = o
+        .app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{admin_id}/limit"),
+            Some(&weak),
+            Some(json!({"rate_limit": 1, "rate_window_seconds": 86400})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "throttle a stronger key",
+    );
     assert_eq!(o.app.snapshot().await, before, "nothing written");
     let r = o
         .app

@@ -981,6 +981,17 @@ async fn an_invitation_is_accepted_only_while_its_sender_could_still_give_the_ro
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let by_viewer = t.app.emailed_token("v-alt@example.org", "invite").await;
+    // A role the viewer still holds after losing the recruiter role: but not the right to
+    // invite.
+    let r = call(
+        &t,
+        &t.viewer,
+        "invite_member",
+        &[("email", "v-view@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let viewer_role = t.app.emailed_token("v-view@example.org", "invite").await;
     // …until the owner takes the role away.
     let role: String = sqlx::query_scalar("select role_id from role where name = 'recruiter'")
         .fetch_one(&t.app.state.db.reader)
@@ -1042,7 +1053,11 @@ async fn an_invitation_is_accepted_only_while_its_sender_could_still_give_the_ro
     let by_key = t.app.emailed_token("k2@example.org", "invite").await;
 
     let before = t.app.snapshot().await;
-    for (token, what) in [(by_viewer, "role taken away"), (by_key, "key revoked")] {
+    for (token, what) in [
+        (by_viewer, "role taken away"),
+        (viewer_role, "no longer allowed to invite"),
+        (by_key, "key revoked"),
+    ] {
         let r = accept(token, "Late").await;
         assert_refused(&r, StatusCode::CONFLICT, "conflict", what);
         assert!(r.body.contains("can no longer give"), "{what}: {}", r.body);

@@ -175,7 +175,7 @@ async fn key_reach(
 }
 
 /// Refuses unless `sender` (the user or key that sent an invitation; the CLI) could still
-/// give `roles` in the organization now: what they held when they sent it, they may have lost
+/// invite (`members:write`) and give `roles` in the organization now: what they held when they sent it, they may have lost
 /// since (demoted, a custom role or team taken away, the key revoked or its maker demoted).
 pub(crate) async fn sender_still_reaches(
     tx: &mut Transaction<'static, Any>,
@@ -213,6 +213,10 @@ pub(crate) async fn sender_still_reaches(
         }
         _ => Permissions::NONE,
     };
+    // Still allowed to invite at all, and to give these roles.
+    if !ceiling.contains(Permission::MembersWrite) {
+        return Err(AppError::forbidden(Permission::MembersWrite.as_str()));
+    }
     within_ceiling(ceiling, &model, organization_id, roles)
 }
 

@@ -154,7 +154,7 @@ pub async fn my_sessions() -> Result<Vec<super::SessionView>, AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("my_sessions").await?;
     ssr::respond(async move {
-        let current = super::ssr::current_session_hash().await?;
+        let current = super::ssr::session_hash_of(&caller.session);
         super::sessions::list(&caller.state.db, caller.user_id()?, current.as_deref()).await
     })
     .await
@@ -166,7 +166,7 @@ pub async fn revoke_session(handle: String) -> Result<(), AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("revoke_session").await?;
     ssr::respond(async move {
-        let current = super::ssr::current_session_hash().await?;
+        let current = super::ssr::session_hash_of(&caller.session);
         super::sessions::revoke(
             &caller.state.db,
             caller.user_id()?,
@@ -184,9 +184,8 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("revoke_other_sessions").await?;
     ssr::respond(async move {
-        let current = super::ssr::current_session_hash()
-            .await?
-            .ok_or_else(AppError::unauthenticated)?;
+        let current =
+            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
         super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await
     })
     .await

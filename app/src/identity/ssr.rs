@@ -593,12 +593,11 @@ pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppErr
     Ok(())
 }
 
-/// The stored hash of the caller's console session, if it has one yet.
-pub async fn current_session_hash() -> Result<Option<String>, AppError> {
-    let session = crate::ssr::session().await?;
-    Ok(session
+/// The stored hash of a console session, if it has an id yet.
+pub fn session_hash_of(session: &tower_sessions::Session) -> Option<String> {
+    session
         .id()
-        .map(|id| crate::ssr::session_store::session_hash(&id)))
+        .map(|id| crate::ssr::session_store::session_hash(&id))
 }
 
 /// The console's view of a user, `None` when the user is gone or disabled.

@@ -61,11 +61,15 @@ pub async fn transition(
             acting.may_take_over(db, &current).await?;
         }
         let mut tx = db.writer.begin().await?;
-        // Conditional on the row as read (status and `updated_at`): an edit that widened the
-        // key meanwhile sends us back to check the caller against it again.
+        // Conditional on the status as read; enabling also on `updated_at` (an edit that
+        // widened the key meanwhile sends us back to check the caller against it again).
+        // Disabling and revoking only take power away: nothing an attacker's stream of edits
+        // to a stolen key could use to keep its defenders from stopping it.
+        let enabling = t == Transition::Enable;
         let applied = sqlx::query(
             "update api_key set status = $1, updated_at = $2
-             where api_key_id = $3 and organization_id = $4 and status = $5 and updated_at = $6",
+             where api_key_id = $3 and organization_id = $4 and status = $5
+               and ($7 = 0 or updated_at = $6)",
         )
         .bind(to.as_str())
         .bind(now_ms().max(current.updated_at + 1))
@@ -73,6 +77,7 @@ pub async fn transition(
         .bind(org_id)
         .bind(current.status.as_str())
         .bind(current.updated_at)
+        .bind(enabling as i64)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -190,7 +195,8 @@ pub async fn roll(
     .await?;
     let old_expiry = old.expires_at.map_or(grace_ends, |e| e.min(grace_ends));
     let marked = sqlx::query(
-        "update api_key set expires_at = $1, rolled_to_key_id = $2, updated_at = $3
+        "update api_key set expires_at = $1, rolled_to_key_id = $2,
+            updated_at = case when $3 > updated_at then $3 else updated_at + 1 end
          where api_key_id = $4 and organization_id = $5 and status = 'active' and rolled_to_key_id is null
            and (expires_at is null or expires_at > $3)",
     )
@@ -341,7 +347,7 @@ pub async fn review(
     let mut tx = db.writer.begin().await?;
     let applied = sqlx::query(
         "update api_key set approval = $1, status = case when $1 = 'rejected' then 'revoked' else status end,
-            reviewed_by = $2, reviewed_at = $3, updated_at = $3
+            reviewed_by = $2, reviewed_at = $3, updated_at = $7
          where api_key_id = $4 and organization_id = $5 and approval = 'pending' and status <> 'revoked' and updated_at = $6",
     )
     .bind(approval.as_str())
@@ -350,6 +356,7 @@ pub async fn review(
     .bind(key_id)
     .bind(org_id)
     .bind(current.updated_at)
+    .bind(now.max(current.updated_at + 1))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -588,7 +595,7 @@ pub async fn update(
     .bind(settings.expires_at)
     .bind(settings.require_signature as i64)
     .bind(settings.metadata.to_string())
-    .bind(now)
+    .bind(now.max(current.updated_at + 1))
     .bind(key_id)
     .bind(org_id)
     .bind(current.updated_at)
@@ -709,6 +716,9 @@ pub async fn set_limit(
             "the key is revoked; revocation is final",
         ));
     }
+    // A key's limit is its owner's business: a weaker caller cannot throttle a stronger key,
+    // nor anyone another user's personal token.
+    acting.may_take_over(&state.db, &current).await?;
     let mut tx = state.db.writer.begin().await?;
     review_allows(&mut tx, &acting, &current, true).await?;
     let applied = sqlx::query(
@@ -719,7 +729,7 @@ pub async fn set_limit(
     .bind(plan_id)
     .bind(limit.rate_limit)
     .bind(limit.rate_window_seconds)
-    .bind(now_ms())
+    .bind(now_ms().max(current.updated_at + 1))
     .bind(key_id)
     .bind(org_id)
     .bind(current.updated_at)
