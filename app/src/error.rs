@@ -32,6 +32,9 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// Authenticated, but lacking the permission or the organization membership.
     Forbidden,
+    /// An organization the user belongs to requires two-factor authentication, and this
+    /// session has not set it up yet: only enrolment (at `/two-factor`) and sign-out work.
+    TwoFactorRequired,
     /// A state-changing request came from a foreign origin.
     CsrfRejected,
     /// The resource does not exist (or is not visible to the caller).
@@ -101,7 +104,10 @@ impl ErrorCode {
             | ErrorCode::EndpointNotAllowed
             | ErrorCode::KeyRestrictionsInvalid
             | ErrorCode::InsufficientPermissions => 403,
-            ErrorCode::Forbidden | ErrorCode::CsrfRejected | ErrorCode::Disabled => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::CsrfRejected
+            | ErrorCode::Disabled
+            | ErrorCode::TwoFactorRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::RateLimited => 429,
@@ -170,6 +176,7 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
+        ErrorCode::TwoFactorRequired,
         ErrorCode::CsrfRejected,
         ErrorCode::NotFound,
         ErrorCode::Conflict,

@@ -64,6 +64,8 @@ lazy_pages! {
     SetPasswordRoute => admin::pages::SetPasswordPage,
     SettingsRoute => orgs::pages::SettingsPage,
     AuditRoute => audit::pages::AuditPage,
+    SecondFactorRoute => identity::two_factor_pages::SecondFactorPage,
+    TwoFactorRoute => identity::two_factor_pages::TwoFactorPage,
 }
 
 /// The HTML document the server renders around the app.
@@ -148,6 +150,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/set-password") view={Lazy::<SetPasswordRoute>::new()} />
                     <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} />
                     <Route path=path!("/audit") view={Lazy::<AuditRoute>::new()} />
+                    <Route path=path!("/sign-in/verify") view={Lazy::<SecondFactorRoute>::new()} />
+                    <Route path=path!("/two-factor") view={Lazy::<TwoFactorRoute>::new()} />
                 </Routes>
             </ui::Layout>
         </Router>

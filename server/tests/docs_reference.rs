@@ -59,6 +59,10 @@ fn reference() -> String {
         let who = match guard {
             Guard::Public => "anyone".to_string(),
             Guard::SignedIn => "any signed-in user (their own data)".to_string(),
+            Guard::Enrolling => {
+                "any signed-in user, also before the second factor an organization requires"
+                    .to_string()
+            }
             Guard::Org(p) => format!("{} in the organization named", code(p.as_str())),
             Guard::Instance(p) => format!("{} in the `system` organization", code(p.as_str())),
         };

@@ -132,11 +132,16 @@ pub async fn enforce(
     let user_id = session_user_id(&state.db, session, &state.config).await?;
     match declared {
         Guard::Public => {}
+        Guard::Enrolling => {
+            user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
+        }
         Guard::SignedIn | Guard::Org(_) => {
             user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
+            refuse_until_enrolled(session).await?;
         }
         Guard::Instance(permission) => {
             let user_id = user_id.clone().ok_or_else(AppError::unauthenticated)?;
+            refuse_until_enrolled(session).await?;
             authorize(
                 &state.db,
                 &Principal::User { user_id },
@@ -147,6 +152,17 @@ pub async fn enforce(
         }
     }
     Ok(user_id)
+}
+
+/// Refuses a session that must first enrol the second factor an organization requires.
+async fn refuse_until_enrolled(session: &Session) -> Result<(), AppError> {
+    if crate::identity::two_factor::must_enrol(session).await? {
+        return Err(AppError::new(
+            crate::error::ErrorCode::TwoFactorRequired,
+            "your organization requires two-factor authentication: set it up at /two-factor first",
+        ));
+    }
+    Ok(())
 }
 
 /// Enforces the guard declared for `endpoint` in [`crate::access::policy::SERVER_FNS`]. Every

@@ -15,8 +15,12 @@ pub const RPC_PREFIX: &str = "/rpc";
 pub enum Guard {
     /// Anyone, signed in or not (sign-in, sign-up, "who am I").
     Public,
-    /// Any signed-in user; the function only touches the caller's own data.
+    /// Any signed-in user; the function only touches the caller's own data. Refused while
+    /// the session must first enrol a second factor an organization requires.
     SignedIn,
+    /// Like `SignedIn`, and also while the session must first enrol a second factor: the
+    /// enrolment functions and sign-out only.
+    Enrolling,
     /// A signed-in user holding the permission in the organization the call names; the
     /// function starts with `crate::access::guard::guard_in(endpoint, organization_id)`, which checks it
     /// through the authorization core and returns the grant.
@@ -32,7 +36,13 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("confirm_sign_up", Guard::Public),
     ("current_user", Guard::Public),
     ("api_document", Guard::Public),
-    ("sign_out", Guard::SignedIn),
+    ("sign_out", Guard::Enrolling),
+    ("verify_second_factor", Guard::Public),
+    ("two_factor_status", Guard::Enrolling),
+    ("start_totp", Guard::Enrolling),
+    ("confirm_totp", Guard::Enrolling),
+    ("disable_totp", Guard::SignedIn),
+    ("regenerate_recovery_codes", Guard::SignedIn),
     ("my_sessions", Guard::SignedIn),
     ("revoke_session", Guard::SignedIn),
     ("revoke_other_sessions", Guard::SignedIn),

@@ -23,10 +23,167 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        super::ssr::start_session(&state.config, &user_id).await?;
-        super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
-        leptos_axum::redirect("/");
+        let next =
+            super::two_factor::after_password(&state.db, &state.config, &caller.session, &user_id)
+                .await?;
+        if next != super::two_factor::AfterPassword::SecondFactor {
+            super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+        }
+        leptos_axum::redirect(next.next_page());
         Ok(())
+    })
+    .await
+}
+
+/// The second sign-in step: a code from the authenticator app, or a recovery code.
+#[server(prefix = "/rpc", endpoint = "verify_second_factor")]
+pub async fn verify_second_factor(code: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("verify_second_factor").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let device = super::ssr::device_cookie::read(&state.config).await;
+        let (user_id, next) = super::two_factor::complete_sign_in(
+            &state.db,
+            &state.config,
+            &caller.session,
+            &code,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+        leptos_axum::redirect(next);
+        Ok(())
+    })
+    .await
+}
+
+/// The caller's two-factor authentication: on or off, recovery codes left, and which
+/// organizations require it.
+#[server(prefix = "/rpc", endpoint = "two_factor_status")]
+pub async fn two_factor_status() -> Result<super::TwoFactorStatus, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("two_factor_status").await?;
+    ssr::respond(async move {
+        super::two_factor::status(&caller.state.db, &caller.session, caller.user_id()?).await
+    })
+    .await
+}
+
+/// Starts setting up an authenticator app (re-authenticating with the password): answers the
+/// QR code and the secret; nothing is on until `confirm_totp`.
+#[server(prefix = "/rpc", endpoint = "start_totp")]
+pub async fn start_totp(current_password: String) -> Result<super::TotpEnrolment, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("start_totp").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let user_id = caller.user_id()?;
+        super::profile::reauthenticate(
+            &state.db,
+            &state.config,
+            user_id,
+            &current_password,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        super::two_factor::start_enrolment(&state.db, &state.config, &caller.session, user_id).await
+    })
+    .await
+}
+
+/// Turns the authenticator app on with a code from it; answers the recovery codes (shown
+/// once). The user's other sessions end; this one continues under a new id.
+#[server(prefix = "/rpc", endpoint = "confirm_totp")]
+pub async fn confirm_totp(code: String) -> Result<Vec<String>, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("confirm_totp").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let codes = super::two_factor::confirm_enrolment(
+            &state.db,
+            &state.config,
+            &caller.session,
+            caller.user_id()?,
+            &code,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        caller
+            .session
+            .cycle_id()
+            .await
+            .map_err(AppError::internal)?;
+        Ok(codes)
+    })
+    .await
+}
+
+/// Turns two-factor authentication off (re-authenticating with the password); the user's
+/// other sessions end.
+#[server(prefix = "/rpc", endpoint = "disable_totp")]
+pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("disable_totp").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let user_id = caller.user_id()?;
+        let ip = caller.source_ip_text();
+        super::profile::reauthenticate(
+            &state.db,
+            &state.config,
+            user_id,
+            &current_password,
+            ip.as_deref(),
+        )
+        .await?;
+        let current = super::ssr::session_hash_of(&caller.session);
+        super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref()).await?;
+        // An organization that requires a factor holds this session to enrolling a new one.
+        if !super::two_factor::required_by(&state.db, user_id)
+            .await?
+            .is_empty()
+        {
+            caller
+                .session
+                .insert(crate::ssr::keys::MUST_ENROL, true)
+                .await
+                .map_err(AppError::internal)?;
+        }
+        caller.session.cycle_id().await.map_err(AppError::internal)
+    })
+    .await
+}
+
+/// New recovery codes (re-authenticating with the password); the old ones stop working.
+#[server(prefix = "/rpc", endpoint = "regenerate_recovery_codes")]
+pub async fn regenerate_recovery_codes(current_password: String) -> Result<Vec<String>, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("regenerate_recovery_codes").await?;
+    ssr::respond(async move {
+        let state = &caller.state;
+        state.check_auth_attempt(caller.source_ip)?;
+        let user_id = caller.user_id()?;
+        let ip = caller.source_ip_text();
+        super::profile::reauthenticate(
+            &state.db,
+            &state.config,
+            user_id,
+            &current_password,
+            ip.as_deref(),
+        )
+        .await?;
+        super::two_factor::regenerate_recovery_codes(
+            &state.db,
+            &state.config.secret,
+            user_id,
+            ip.as_deref(),
+        )
+        .await
     })
     .await
 }
@@ -112,7 +269,15 @@ pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
         match caller.user_id.as_deref() {
             Some(user_id) => {
                 let active = crate::orgs::ssr::active(&caller.session).await?;
-                super::ssr::current_user(&caller.state.db, user_id, active.as_deref()).await
+                let must_enrol = super::two_factor::must_enrol(&caller.session).await?;
+                Ok(
+                    super::ssr::current_user(&caller.state.db, user_id, active.as_deref())
+                        .await?
+                        .map(|u| SignedInUser {
+                            must_enrol_two_factor: must_enrol,
+                            ..u
+                        }),
+                )
             }
             None => Ok(None),
         }

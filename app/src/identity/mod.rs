@@ -12,6 +12,9 @@ pub mod profile;
 pub mod sessions;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+pub mod two_factor;
+pub mod two_factor_pages;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,10 @@ pub struct SignedInUser {
     /// The time zone every date and chart is shown in (an IANA name); `None`: the browser's.
     pub time_zone: Option<String>,
     pub theme: Theme,
+    /// This session may only enrol a second factor (an organization requires one) until it
+    /// has one.
+    #[serde(default)]
+    pub must_enrol_two_factor: bool,
 }
 
 /// The console's colours: the operating system's choice, or always light or dark.
@@ -139,4 +146,26 @@ pub struct SessionView {
     pub last_seen_at: String,
     /// The session making this request.
     pub current: bool,
+}
+
+/// The caller's two-factor authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorStatus {
+    /// When the authenticator app was set up (RFC 3339), if it is.
+    pub totp_enabled_at: Option<String>,
+    pub recovery_codes_left: i64,
+    /// The organizations whose policy requires a second factor.
+    pub required_by: Vec<String>,
+    /// This session may only enrol until it has one.
+    pub must_enrol: bool,
+}
+
+/// A new authenticator-app factor, shown once while it is set up: the QR code (an SVG drawn
+/// by our server) and the secret for typing in by hand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    pub secret: String,
+    pub uri: String,
+    /// The QR code of `uri`, as a `data:image/svg+xml` URL.
+    pub qr_image: String,
 }

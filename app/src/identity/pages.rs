@@ -254,6 +254,7 @@ pub fn ProfilePage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <super::two_factor_pages::TwoFactor />
         <Sessions />
         <section class="card" role="region" aria-label="Change password">
             <h2>"Change password"</h2>

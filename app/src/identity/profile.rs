@@ -131,7 +131,7 @@ async fn current_email(db: &Db, user_id: &str) -> Result<String, AppError> {
 }
 
 /// Re-authentication: the current password, through the sign-in throttle.
-async fn reauthenticate(
+pub(crate) async fn reauthenticate(
     db: &Db,
     config: &Config,
     user_id: &str,

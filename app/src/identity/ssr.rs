@@ -408,6 +408,54 @@ pub async fn any_user(db: &Db) -> Result<bool, AppError> {
     Ok(n > 0)
 }
 
+/// Reserves one of the hour's `limit` failed attempts for `user_id` on the counter of
+/// `device_id` (`None`: untrusted browsers), atomically: the count and the reservation (a
+/// failure row) happen in one transaction no other attempt on the account can interleave
+/// with (SQLite has one writer connection; PostgreSQL locks the user's row), so of N parallel
+/// attempts exactly the allowance get through. Returns the reservation's id (delete it when
+/// the attempt succeeds), or `None` when the allowance is spent.
+pub(crate) async fn reserve_attempt(
+    db: &Db,
+    user_id: &str,
+    device_id: Option<&str>,
+    limit: i64,
+) -> Result<Option<String>, AppError> {
+    let now = now_ms();
+    let since = now - HOUR_MS;
+    let mut tx = db.writer.begin().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query("select user_id from app_user where user_id = $1 for update")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let attempts: i64 = sqlx::query_scalar(
+        "select count(*) from sign_in_failure
+         where user_id = $1 and coalesce(device_id, '') = coalesce($2, '') and failed_at > $3",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(since)
+    .fetch_one(&mut *tx)
+    .await?;
+    if attempts >= limit {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let attempt_id = new_id("att");
+    sqlx::query(
+        "insert into sign_in_failure (user_id, device_id, failed_at, attempt_id) values ($1, $2, $3, $4)",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(now)
+    .bind(&attempt_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(attempt_id))
+}
+
 /// Checks an email and password. Unknown email, wrong password, disabled account and throttled
 /// account all cost one argon2 verification and give the same error.
 ///
@@ -450,49 +498,15 @@ pub async fn authenticate(
         .filter(|d| d.user_id == user_id)
         .map(|d| d.device_id.as_str());
 
-    let now = now_ms();
-    let since = now - HOUR_MS;
-    let attempt_id = new_id("att");
-    // Count and reserve in one transaction that no other attempt on this account can
-    // interleave with: SQLite has one writer connection; PostgreSQL locks the user's row.
-    let mut tx = db.writer.begin().await?;
-    if db.backend == Backend::Postgres {
-        sqlx::query("select user_id from app_user where user_id = $1 for update")
-            .bind(&user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    }
-    let attempts: i64 = match device_id {
-        Some(device_id) => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id = $2 and failed_at > $3")
-            .bind(&user_id)
-            .bind(device_id)
-            .bind(since)
-            .fetch_one(&mut *tx)
-            .await?,
-        None => sqlx::query_scalar("select count(*) from sign_in_failure where user_id = $1 and device_id is null and failed_at > $2")
-            .bind(&user_id)
-            .bind(since)
-            .fetch_one(&mut *tx)
-            .await?,
-    };
-    let admitted = attempts < config.sign_in_failures_per_hour;
-    if admitted {
-        sqlx::query(
-            "insert into sign_in_failure (user_id, device_id, failed_at, attempt_id) values ($1, $2, $3, $4)",
-        )
-        .bind(&user_id)
-        .bind(device_id)
-        .bind(now)
-        .bind(&attempt_id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    if !admitted {
+    let Some(attempt_id) =
+        reserve_attempt(db, &user_id, device_id, config.sign_in_failures_per_hour).await?
+    else {
         password::verify(plain_password.to_string(), None).await?;
         tracing::warn!(user_id, "sign-in throttled");
         return Err(AppError::invalid_credentials());
-    }
+    };
+    let now = now_ms();
+    let since = now - HOUR_MS;
 
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
@@ -521,10 +535,20 @@ pub async fn authenticate(
             .bind(&attempt_id)
             .execute(&mut *tx)
             .await?;
+        // With a second factor, the password alone signs nobody in: its step says so.
+        let factors: i64 =
+            sqlx::query_scalar("select count(*) from totp_factor where user_id = $1")
+                .bind(&user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         events::record(
             &mut tx,
             Event {
-                kind: "user.signed_in",
+                kind: if factors > 0 {
+                    "user.password_verified"
+                } else {
+                    "user.signed_in"
+                },
                 organization_id: None,
                 actor_user_id: Some(&user_id),
                 subject_id: Some(&user_id),
@@ -642,6 +666,7 @@ pub async fn current_user(
         active_permissions,
         time_zone: row.try_get("time_zone")?,
         theme: super::Theme::parse(&row.try_get::<String, _>("theme")?).unwrap_or_default(),
+        must_enrol_two_factor: false,
     }))
 }
 

@@ -197,6 +197,9 @@ pub async fn accept_invitation(
     ssr::respond(async move {
         let state = &caller.state;
         let secret = &state.config.secret;
+        // Where the browser goes once the invitation is accepted: a session signed in here
+        // may first have to enrol a second factor the organization requires.
+        let mut next_page = "/members";
         let user_id = match caller.user_id.clone() {
             Some(user_id) => user_id,
             None => {
@@ -220,7 +223,13 @@ pub async fn accept_invitation(
                         ip.as_deref(),
                     )
                     .await?;
-                    crate::identity::ssr::start_session(&state.config, &user_id).await?;
+                    if crate::identity::two_factor::has_factor(&state.db, &user_id).await? {
+                        return Err(AppError::new(
+                            crate::error::ErrorCode::Unauthenticated,
+                            "your account uses two-factor authentication: sign in first, then open this link again",
+                        ));
+                    }
+                    next_page = after_password(state, &caller.session, &user_id).await?;
                     user_id
                 } else {
                     // The account and the membership are written together: a link revoked
@@ -245,19 +254,36 @@ pub async fn accept_invitation(
                     .await?;
                     let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
                     tx.commit().await?;
-                    crate::identity::ssr::start_session(&state.config, &user_id).await?;
+                    let next = after_password(state, &caller.session, &user_id).await?;
                     super::ssr::set_active(&caller.session, &org).await?;
-                    leptos_axum::redirect("/members");
+                    leptos_axum::redirect(next);
                     return Ok(());
                 }
             }
         };
         let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
         super::ssr::set_active(&caller.session, &org).await?;
-        leptos_axum::redirect("/members");
+        leptos_axum::redirect(next_page);
         Ok(())
     })
     .await
+}
+
+/// Signs a user in after their password (they have no second factor); answers the page to
+/// go to: the organization's members, or the enrolment an organization requires first.
+#[cfg(feature = "ssr")]
+async fn after_password(
+    state: &crate::ssr::AppState,
+    session: &tower_sessions::Session,
+    user_id: &str,
+) -> Result<&'static str, AppError> {
+    use crate::identity::two_factor::{after_password, AfterPassword};
+    Ok(
+        match after_password(&state.db, &state.config, session, user_id).await? {
+            AfterPassword::MustEnrol => AfterPassword::MustEnrol.next_page(),
+            _ => "/members",
+        },
+    )
 }
 
 /// The organization's policies.

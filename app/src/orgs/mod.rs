@@ -70,7 +70,8 @@ pub struct InvitationPreview {
 pub struct OrgPolicy {
     /// New keys must expire within this many days (`None`: no limit).
     pub max_key_lifetime_days: Option<i64>,
-    /// Members must use two-factor authentication (enforced once it exists).
+    /// Members must use two-factor authentication: at sign-in, a member without a second
+    /// factor may only enrol one (`identity::two_factor`).
     pub require_two_factor: bool,
     /// Keys created (or imported) by someone without `approvals:write` wait for an approver,
     /// and do not verify until approved.

@@ -670,7 +670,7 @@ fn PolicyForm(org: String) -> impl IntoView {
                                 </label>
                                 <label class="check">
                                     <input type="checkbox" name="require_two_factor" value="on" checked=p.require_two_factor />
-                                    "Require two-factor authentication for members (enforced at sign-in once two-factor authentication is available)"
+                                    "Require two-factor authentication for members (at sign-in, a member without it must set it up before anything else)"
                                 </label>
                                 {action_error(save.value())}
                                 {move || save.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Policies saved."</p> })}

@@ -160,6 +160,16 @@ pub mod keys {
     pub const IP: &str = "ip";
     /// The browser's user agent at sign-in, cut to `identity::sessions::USER_AGENT_MAX`.
     pub const USER_AGENT: &str = "user_agent";
+    /// A sign-in whose password was right, waiting for the second factor: the user's id (the
+    /// session holds no [`USER_ID`] meanwhile) and when the password was checked (ms).
+    pub const PENDING_USER_ID: &str = "pending_user_id";
+    pub const PENDING_AT: &str = "pending_at";
+    /// An enrolment this session started: the new factor's salt, and when (ms).
+    pub const TOTP_ENROLMENT: &str = "totp_enrolment";
+    pub const TOTP_ENROLMENT_AT: &str = "totp_enrolment_at";
+    /// Signed in without the second factor an organization requires: the session may only
+    /// enrol one (and sign out).
+    pub const MUST_ENROL: &str = "must_enrol";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).

@@ -4,7 +4,9 @@ pub mod time;
 
 use crate::access::Permission;
 use crate::error::AppError;
-use crate::identity::api::{current_user, SetPreferences, SignIn, SignOut, SignUp};
+use crate::identity::api::{
+    current_user, SetPreferences, SignIn, SignOut, SignUp, VerifySecondFactor,
+};
 use crate::identity::{SignedInUser, Theme};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -15,6 +17,8 @@ use leptos_router::components::A;
 pub struct Auth {
     pub user: Resource<Result<Option<SignedInUser>, AppError>>,
     pub sign_in: ServerAction<SignIn>,
+    /// The second sign-in step.
+    pub verify: ServerAction<VerifySecondFactor>,
     pub sign_up: ServerAction<SignUp>,
     pub sign_out: ServerAction<SignOut>,
     pub preferences: ServerAction<SetPreferences>,
@@ -25,6 +29,7 @@ pub struct Auth {
 /// renders the next page in it).
 pub fn provide_auth() {
     let sign_in = ServerAction::<SignIn>::new();
+    let verify = ServerAction::<VerifySecondFactor>::new();
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let preferences = ServerAction::<SetPreferences>::new();
@@ -32,6 +37,7 @@ pub fn provide_auth() {
         move || {
             (
                 sign_in.version().get(),
+                verify.version().get(),
                 sign_up.version().get(),
                 sign_out.version().get(),
                 preferences.version().get(),
@@ -53,6 +59,7 @@ pub fn provide_auth() {
     provide_context(Auth {
         user,
         sign_in,
+        verify,
         sign_up,
         sign_out,
         preferences,
@@ -114,7 +121,20 @@ pub fn Layout(children: Children) -> impl IntoView {
                 })}
             </Transition>
         </header>
-        <main class="page">{children()}</main>
+        <main class="page">
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let enrol = auth.user.await.ok().flatten().is_some_and(|u| u.must_enrol_two_factor);
+                    enrol.then(|| view! {
+                        <p role="alert" class="banner">
+                            "Your organization requires two-factor authentication. "
+                            <A href="/two-factor">"Set it up now"</A>
+                        </p>
+                    })
+                })}
+            </Transition>
+            {children()}
+        </main>
     }
 }
 

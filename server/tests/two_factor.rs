@@ -1,0 +1,469 @@
+//! Two-factor authentication: enrolment (re-authenticated, bound to its session, ending the
+//! other sessions), the second sign-in step (the TOTP window, each code once even in
+//! parallel, recovery codes once, wrong codes throttled), nothing secret stored, and the
+//! organization policy "require 2FA". Runs on SQLite, and on PostgreSQL when
+//! `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use app::identity::two_factor::{code_at, step_of};
+use common::*;
+use http::StatusCode;
+
+/// The seed behind the secret an enrolment showed (what an authenticator app holds).
+fn seed_of(secret: &str) -> Vec<u8> {
+    data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .expect("base32 secret")
+}
+
+fn code(seed: &[u8], steps_ahead: i64) -> String {
+    code_at(seed, step_of(app::ssr::db::now_ms()) + steps_ahead)
+}
+
+/// Turns on TOTP for the browser's user; returns the seed and the recovery codes.
+async fn enrol(app: &TestApp, b: &mut Browser) -> (Vec<u8>, Vec<String>) {
+    let r = app
+        .rpc(b, "start_totp", &[("current_password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let seed = seed_of(r.json()["secret"].as_str().unwrap());
+    let r = app
+        .rpc(b, "confirm_totp", &[("code", &code(&seed, 0))])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let codes = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    (seed, codes)
+}
+
+/// A browser whose password was accepted, waiting at the second step.
+async fn pending(app: &TestApp, email: &str) -> Browser {
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut b).await,
+        None,
+        "the password alone signs nobody in"
+    );
+    b
+}
+
+async fn verify(app: &TestApp, b: &mut Browser, code: &str) -> Reply {
+    app.rpc(b, "verify_second_factor", &[("code", code)]).await
+}
+
+#[tokio::test]
+async fn enrolment_is_re_authenticated_bound_to_its_session_and_ends_the_others() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut laptop = app.signed_in("ann@example.org").await;
+    let mut phone = app.signed_in("ann@example.org").await;
+
+    let r = app
+        .rpc(
+            &mut laptop,
+            "start_totp",
+            &[("current_password", "wrong password")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a wrong password",
+    );
+    let r = app
+        .rpc(&mut laptop, "start_totp", &[("current_password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let shown = r.json();
+    let secret = shown["secret"].as_str().unwrap().to_string();
+    assert!(shown["uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/Keyward%3Aann%40example.org?secret="));
+    assert!(shown["qr_image"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/svg+xml;base64,"));
+    let seed = seed_of(&secret);
+    assert_eq!(
+        app.count("totp_factor").await,
+        0,
+        "nothing stored before the confirmation"
+    );
+
+    // Another session of the same user cannot confirm it; a wrong code does not either.
+    let r = app
+        .rpc(&mut phone, "confirm_totp", &[("code", &code(&seed, 0))])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "another session",
+    );
+    let r = app
+        .rpc(&mut laptop, "confirm_totp", &[("code", &code(&seed, 5))])
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a wrong code");
+    assert_eq!(app.count("totp_factor").await, 0);
+    assert_eq!(app.count("recovery_code").await, 0);
+
+    let r = app
+        .rpc(&mut laptop, "confirm_totp", &[("code", &code(&seed, 0))])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json().as_array().unwrap().len(), 10);
+    assert_eq!(app.count("totp_factor").await, 1);
+    assert_eq!(app.count("recovery_code").await, 10);
+    // The other session ended; this one goes on.
+    assert_eq!(app.signed_in_as(&mut phone).await, None);
+    assert_eq!(
+        app.signed_in_as(&mut laptop).await.as_deref(),
+        Some("ann@example.org")
+    );
+
+    // The database holds no seed: not the secret, not the codes.
+    let (salt, codes): (String, String) = (
+        sqlx::query_scalar("select salt from totp_factor")
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap(),
+        sqlx::query_scalar::<_, String>("select code_hash from recovery_code")
+            .fetch_all(&app.state.db.reader)
+            .await
+            .unwrap()
+            .join(","),
+    );
+    assert!(!salt.contains(&secret) && !codes.contains(&secret));
+    assert_ne!(
+        app::identity::two_factor::secret_text(salt.as_bytes()),
+        secret
+    );
+
+    // A second app cannot be started while one is on.
+    let r = app
+        .rpc(&mut laptop, "start_totp", &[("current_password", PASSWORD)])
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "a second factor");
+}
+
+#[tokio::test]
+async fn the_second_step_takes_each_code_once_and_recovery_codes_once() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut first = app.signed_in("ann@example.org").await;
+    let (seed, recovery) = enrol(&app, &mut first).await;
+
+    // The password alone: a pending session that every guarded call refuses.
+    let mut b = pending(&app, "ann@example.org").await;
+    let r = app.rpc(&mut b, "my_sessions", &[]).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a pending session",
+    );
+
+    // The code the enrolment used is spent; so is anything outside ±1 step.
+    let r = verify(&app, &mut b, &code(&seed, -1)).await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a spent step");
+    let r = verify(&app, &mut b, &code(&seed, 3)).await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a far step");
+    let next = code(&seed, 1);
+    let r = verify(&app, &mut b, &next).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut b).await.as_deref(),
+        Some("ann@example.org")
+    );
+    // The same code again, from another browser: refused.
+    let mut again = pending(&app, "ann@example.org").await;
+    let r = verify(&app, &mut again, &next).await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a used code");
+    assert_eq!(app.signed_in_as(&mut again).await, None);
+
+    // A recovery code signs in once (in any case and spacing), and the owner is told.
+    let loose = recovery[0].to_uppercase().replace('-', " ");
+    let r = verify(&app, &mut again, &loose).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.count("recovery_code").await, 9);
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = 'ann@example.org' and subject like 'A recovery code%' and body_text like '%9 recovery code(s) are left%'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
+    let mut third = pending(&app, "ann@example.org").await;
+    let r = verify(&app, &mut third, &recovery[0]).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a used recovery code",
+    );
+
+    // The audit trail tells the steps apart.
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "select kind from domain_event where kind like 'user.%' order by occurred_at, event_id",
+    )
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap_or_default();
+    for kind in [
+        "user.two_factor_enabled",
+        "user.password_verified",
+        "user.second_factor_failed",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn parallel_sign_ins_with_one_code_admit_exactly_one() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut first = app.signed_in("ann@example.org").await;
+    let (seed, _) = enrol(&app, &mut first).await;
+    let mut browsers = Vec::new();
+    for _ in 0..8 {
+        browsers.push(pending(&app, "ann@example.org").await);
+    }
+    let the_code = code(&seed, 1);
+    let replies = join_all(
+        browsers
+            .iter_mut()
+            .map(|b| {
+                let the_code = the_code.clone();
+                let app = &app;
+                async move { verify(app, b, &the_code).await.status }
+            })
+            .collect(),
+    )
+    .await;
+    let admitted = replies.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(admitted, 1, "{replies:?}");
+}
+
+#[tokio::test]
+async fn wrong_codes_spend_the_hourly_allowance() {
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = 3).await;
+    app.user("ann@example.org", None).await;
+    let mut first = app.signed_in("ann@example.org").await;
+    let (seed, _) = enrol(&app, &mut first).await;
+    let mut b = pending(&app, "ann@example.org").await;
+    for _ in 0..3 {
+        let r = verify(&app, &mut b, "000000").await;
+        // (one in a million: 000000 could be right; then it is not a wrong guess.)
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    }
+    let r = verify(&app, &mut b, &code(&seed, 1)).await;
+    assert_refused(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "the allowance spent",
+    );
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+}
+
+#[tokio::test]
+async fn turning_it_off_and_new_recovery_codes_need_the_password() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    let (seed, old) = enrol(&app, &mut b).await;
+    let mut other = pending(&app, "ann@example.org").await;
+    assert_eq!(
+        verify(&app, &mut other, &old[1]).await.status,
+        StatusCode::OK
+    );
+
+    let r = app
+        .rpc(
+            &mut b,
+            "regenerate_recovery_codes",
+            &[("current_password", "nope nope")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a wrong password",
+    );
+    let r = app
+        .rpc(
+            &mut b,
+            "regenerate_recovery_codes",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fresh: Vec<String> = serde_json::from_value(r.json()).unwrap();
+    assert_eq!(fresh.len(), 10);
+    let mut p = pending(&app, "ann@example.org").await;
+    let r = verify(&app, &mut p, &old[2]).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "an old recovery code",
+    );
+
+    let r = app
+        .rpc(&mut b, "disable_totp", &[("current_password", "nope nope")])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a wrong password",
+    );
+    assert_eq!(app.count("totp_factor").await, 1);
+    let r = app
+        .rpc(&mut b, "disable_totp", &[("current_password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.count("totp_factor").await, 0);
+    assert_eq!(app.count("recovery_code").await, 0);
+    // The other sessions ended; this one goes on; the password alone signs in again.
+    assert_eq!(app.signed_in_as(&mut other).await, None);
+    assert!(app.signed_in_as(&mut b).await.is_some());
+    let mut plain = app.signed_in("ann@example.org").await;
+    assert!(app.signed_in_as(&mut plain).await.is_some());
+    let _ = seed;
+}
+
+#[tokio::test]
+async fn an_organization_requiring_it_allows_only_enrolment_until_then() {
+    let app = spawn().await;
+    let owner = app.user("olga@example.org", None).await;
+    let bob = app.user("bob@example.org", None).await;
+    let org = app.org_of(&owner).await;
+    app.add_member(&org, &bob, "member").await;
+    sqlx::query(
+        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
+    )
+    .bind(&org)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "bob@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["must_enrol_two_factor"], true, "{me}");
+    for endpoint in ["my_sessions", "my_organizations"] {
+        let r = app.rpc(&mut b, endpoint, &[]).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", endpoint);
+    }
+    let r = app.rpc(&mut b, "two_factor_status", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["must_enrol"], true);
+    assert_eq!(r.json()["required_by"].as_array().unwrap().len(), 1);
+
+    enrol(&app, &mut b).await;
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["must_enrol_two_factor"], false, "{me}");
+    let r = app.rpc(&mut b, "my_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Turning it off (to move to another phone, say) holds the session back again at once.
+    let r = app
+        .rpc(&mut b, "disable_totp", &[("current_password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.rpc(&mut b, "my_sessions", &[]).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "two_factor_required",
+        "after turning it off",
+    );
+
+    // Carol, in no such organization, is not held back.
+    app.user("carol@example.org", None).await;
+    let mut o = app.signed_in("carol@example.org").await;
+    let r = app.rpc(&mut o, "my_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
+    let app = spawn().await;
+    app.user("olga@example.org", None).await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    enrol(&app, &mut b).await;
+    let mut o = app.signed_in("olga@example.org").await;
+    let r = app
+        .rpc(&mut o, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let org = r.json().as_str().unwrap().to_string();
+    let r = app
+        .rpc(
+            &mut o,
+            "invite_member",
+            &[
+                ("organization_id", &org),
+                ("email", "ann@example.org"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = app.emailed_token("ann@example.org", "invite").await;
+    let mut anon = Browser::default();
+    let r = app
+        .rpc(
+            &mut anon,
+            "accept_invitation",
+            &[("token", &token), ("password", PASSWORD)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "password only",
+    );
+    assert_eq!(app.signed_in_as(&mut anon).await, None);
+    let joined: i64 = sqlx::query_scalar(
+        "select count(*) from membership where organization_id = $1 and user_id = $2",
+    )
+    .bind(&org)
+    .bind(&ann)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(joined, 0);
+    // Signed in with both factors, the same link works.
+    let r = app
+        .rpc(&mut b, "accept_invitation", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
