@@ -62,11 +62,18 @@ pub async fn console(
         return AppError::invalid("query", "unknown or malformed query parameters").into_response();
     };
     let org = q.organization_id.clone().unwrap_or_default();
-    let grant =
-        match crate::live::session_grant(&state, &session, &org, Permission::UsageRead).await {
-            Ok(grant) => grant,
-            Err(e) => return e.into_response(),
-        };
+    let grant = match crate::live::session_grant(
+        &state,
+        &session,
+        "usage_export",
+        &org,
+        Permission::UsageRead,
+    )
+    .await
+    {
+        Ok(grant) => grant,
+        Err(e) => return e.into_response(),
+    };
     stream(&state, grant.organization_id, &q)
         .await
         .unwrap_or_else(IntoResponse::into_response)

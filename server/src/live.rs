@@ -7,7 +7,8 @@
 //! instance's `usage-notify` worker relays what it hears ([`listen`]), so a viewer on any
 //! instance sees requests served by any other.
 
-use app::access::guard::session_user_id;
+use app::access::guard::{enforce, impersonation_gate};
+use app::access::policy::Guard;
 use app::access::ssr::{authorize, Principal};
 use app::access::Permission;
 use app::error::AppError;
@@ -24,18 +25,21 @@ pub struct UsageEventsQuery {
     organization_id: String,
 }
 
-/// The signed-in user's grant of `permission` in `organization_id`, through the one
-/// authorization core: what the console's plain axum routes (this feed, the usage export)
-/// check before they answer.
+/// The signed-in user's grant of `permission` in `organization_id`, through the same guard
+/// as server functions (timeouts, a second factor an organization requires, what an
+/// impersonator may do, audited) and the one authorization core: what the console's plain
+/// axum routes (this feed, the usage export, named `endpoint`) check before they answer.
 pub async fn session_grant(
     state: &AppState,
     session: &Session,
+    endpoint: &str,
     organization_id: &str,
     permission: Permission,
 ) -> Result<app::access::ssr::Grant, AppError> {
-    let user_id = session_user_id(&state.db, session, &state.config)
+    let user_id = enforce(state, Some(Guard::Org(permission)), session)
         .await?
         .ok_or_else(AppError::unauthenticated)?;
+    impersonation_gate(state, session, endpoint, Some(&user_id), None).await?;
     authorize(
         &state.db,
         &Principal::User { user_id },
@@ -60,6 +64,7 @@ pub async fn usage_events(
     let grant = match session_grant(
         &state,
         &session,
+        "usage_events",
         &query.organization_id,
         Permission::UsageRead,
     )
@@ -74,7 +79,13 @@ pub async fn usage_events(
     };
     // The stream ends when the session could have idled out; the browser reconnects, and the
     // reconnection is authorized again.
-    let deadline = tokio::time::Instant::now() + state.config.session_idle;
+    // An impersonation's time limit ends it sooner.
+    let mut lasts = state.config.session_idle;
+    if let Ok(Some((_, until))) = app::admin::impersonation::current(&session).await {
+        let left = (until - app::ssr::db::now_ms()).max(0) as u64;
+        lasts = lasts.min(Duration::from_millis(left));
+    }
+    let deadline = tokio::time::Instant::now() + lasts;
     let org = grant.organization_id;
     let stream = futures::stream::unfold((rx, org), move |(mut rx, org)| async move {
         loop {

@@ -184,6 +184,14 @@ async fn the_second_step_takes_each_code_once_and_recovery_codes_once() {
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a spent step");
     let r = verify(&app, &mut b, &code(&seed, 3)).await;
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a far step");
+    // The owner learns that their password was right and the code was not (once an hour).
+    let warned: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = 'ann@example.org' and subject like '%failed at the second step'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(warned, 1);
     let next = code(&seed, 1);
     let r = verify(&app, &mut b, &next).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -466,4 +474,49 @@ async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
         .rpc(&mut b, "accept_invitation", &[("token", &token)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Acme now requires a second factor: Carl, who has none, joins through a link with his
+    // password and is held to enrolling one.
+    sqlx::query(
+        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
+    )
+    .bind(&org)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    app.user("carl@example.org", None).await;
+    let r = app
+        .rpc(
+            &mut o,
+            "invite_member",
+            &[
+                ("organization_id", &org),
+                ("email", "carl@example.org"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = app.emailed_token("carl@example.org", "invite").await;
+    let mut carl = Browser::default();
+    let r = app
+        .rpc(
+            &mut carl,
+            "accept_invitation",
+            &[("token", &token), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut carl, "current_user", &[]).await.json();
+    assert_eq!(me["email"], "carl@example.org");
+    assert_eq!(me["must_enrol_two_factor"], true, "{me}");
+    let r = app
+        .rpc(&mut carl, "list_keys", &[("organization_id", &org)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "two_factor_required",
+        "before enrolling",
+    );
 }

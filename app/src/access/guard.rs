@@ -30,9 +30,32 @@ pub async fn session_user_id(
         .get(keys::USER_ID)
         .await
         .map_err(AppError::internal)?;
-    let Some(user_id) = user_id else {
+    let Some(mut user_id) = user_id else {
         return Ok(None);
     };
+    if let Some((admin, until)) = crate::admin::impersonation::current(session).await? {
+        // The administrator must still be active and still hold the permission (a disabled
+        // or demoted administrator loses the session); the time limit ends it.
+        let still = authorize(
+            db,
+            &Principal::User {
+                user_id: admin.clone(),
+            },
+            SYSTEM_ORG_ID,
+            Permission::ImpersonationWrite,
+        )
+        .await
+        .is_ok();
+        if !still {
+            session.flush().await.map_err(AppError::internal)?;
+            return Ok(None);
+        }
+        if db::now_ms() >= until {
+            if let Some(admin) = crate::admin::impersonation::end(db, session, "expired").await? {
+                user_id = admin;
+            }
+        }
+    }
     let signed_in_at: i64 = session
         .get(keys::SIGNED_IN_AT)
         .await
@@ -154,6 +177,36 @@ pub async fn enforce(
     Ok(user_id)
 }
 
+/// While the session impersonates someone: refuses what an impersonator may not do
+/// ([`super::policy::allowed_while_impersonating`]) and records every other call with both
+/// identities (but `current_user`, which every page asks). Nothing when not impersonating.
+pub async fn impersonation_gate(
+    state: &AppState,
+    session: &Session,
+    endpoint: &str,
+    user_id: Option<&str>,
+    source_ip: Option<std::net::IpAddr>,
+) -> Result<(), AppError> {
+    let Some((admin, _)) = crate::admin::impersonation::current(session).await? else {
+        return Ok(());
+    };
+    if !super::policy::allowed_while_impersonating(endpoint) {
+        return Err(crate::admin::impersonation::refused(endpoint));
+    }
+    if endpoint != "current_user" {
+        let ip = source_ip.map(|ip| ip.to_string());
+        crate::admin::impersonation::record_call(
+            &state.db,
+            &admin,
+            user_id,
+            endpoint,
+            ip.as_deref(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Refuses a session that must first enrol the second factor an organization requires.
 async fn refuse_until_enrolled(session: &Session) -> Result<(), AppError> {
     if crate::identity::two_factor::must_enrol(session).await? {
@@ -178,6 +231,7 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         }
         let user_id = enforce(&state, declared, &session).await?;
         let source_ip = source_ip().await;
+        impersonation_gate(&state, &session, endpoint, user_id.as_deref(), source_ip).await?;
         Ok(Caller {
             state,
             user_id,

@@ -35,6 +35,9 @@ pub enum Permission {
     /// Instance-wide user administration; meaningful only in the system organization.
     UsersRead,
     UsersWrite,
+    /// Act as another user for a while, with a reason, audited (system organization only;
+    /// only owners hold it by default).
+    ImpersonationWrite,
     /// The instance's rate-limit plans (create, edit, delete); system organization only.
     PlansWrite,
     /// The organization's roles, permission groups, dynamic permissions and dependencies.
@@ -57,6 +60,7 @@ impl Permission {
         Permission::UsageRead,
         Permission::UsersRead,
         Permission::UsersWrite,
+        Permission::ImpersonationWrite,
         Permission::PlansWrite,
         Permission::RolesRead,
         Permission::RolesWrite,
@@ -77,6 +81,7 @@ impl Permission {
             Permission::PlansWrite => "plans:write",
             Permission::UsersRead => "users:read",
             Permission::UsersWrite => "users:write",
+            Permission::ImpersonationWrite => "impersonation:write",
             Permission::RolesRead => "roles:read",
             Permission::RolesWrite => "roles:write",
         }
@@ -103,6 +108,9 @@ impl Permission {
             Permission::UsageRead => "the organization's usage, errors, analytics and exports",
             Permission::UsersRead => "list the instance's users and the email outbox",
             Permission::UsersWrite => "administer the instance's users",
+            Permission::ImpersonationWrite => {
+                "act as a user no stronger than oneself, for a stated reason and a limited time (audited; the user is told)"
+            }
             Permission::PlansWrite => "create, edit and delete the instance's rate-limit plans",
             Permission::RolesRead => "see custom roles, groups and dynamic permissions",
             Permission::RolesWrite => {
@@ -121,7 +129,10 @@ impl Permission {
     pub fn is_instance(self) -> bool {
         matches!(
             self,
-            Permission::UsersRead | Permission::UsersWrite | Permission::PlansWrite
+            Permission::UsersRead
+                | Permission::UsersWrite
+                | Permission::ImpersonationWrite
+                | Permission::PlansWrite
         )
     }
 
@@ -143,6 +154,7 @@ impl Permission {
             Permission::KeysWrite => &[Permission::KeysRead],
             Permission::ApprovalsWrite => &[Permission::KeysRead],
             Permission::UsersWrite => &[Permission::UsersRead],
+            Permission::ImpersonationWrite => &[Permission::UsersRead],
             Permission::RolesWrite => &[Permission::RolesRead],
             _ => &[],
         }

@@ -29,6 +29,37 @@ pub enum Guard {
     Instance(Permission),
 }
 
+/// Whether an administrator impersonating a user may call `endpoint` in the user's name.
+/// Deny by default: impersonation is for seeing what the user sees. Allowed are the endpoints
+/// whose permission only reads, navigating the console, disabling, enabling or revoking a key
+/// (incident response), and ending the impersonation. Everything else is refused: the user's
+/// password, email, second factor, sessions, account and preferences; roles, members,
+/// invitations, teams, policies and approvals (which could outlast the time limit); creating,
+/// rolling, importing or editing keys; signing in or up again. Enforced by
+/// [`crate::access::guard::guard`] for every call, and by the console's plain routes.
+pub fn allowed_while_impersonating(endpoint: &str) -> bool {
+    const CONSOLE: &[&str] = &[
+        "current_user",
+        "api_document",
+        "sign_out",
+        "stop_impersonation",
+        "my_organizations",
+        "my_dashboard",
+        "my_notifications",
+        "unread_notifications",
+        "list_plans",
+        "two_factor_status",
+        "set_key_status",
+        // The console's plain routes: the live usage feed and the usage export (usage:read).
+        "usage_events",
+        "usage_export",
+    ];
+    if CONSOLE.contains(&endpoint) {
+        return true;
+    }
+    matches!(guard_for(endpoint), Some(Guard::Org(p) | Guard::Instance(p)) if !p.is_write())
+}
+
 /// Endpoint name (the part after `/rpc/`) → guard.
 pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("sign_in", Guard::Public),
@@ -57,6 +88,11 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ),
     ("delete_user", Guard::Instance(Permission::UsersWrite)),
     ("end_user_sessions", Guard::Instance(Permission::UsersWrite)),
+    (
+        "impersonate_user",
+        Guard::Instance(Permission::ImpersonationWrite),
+    ),
+    ("stop_impersonation", Guard::SignedIn),
     ("open_password_link", Guard::Public),
     ("set_password_from_link", Guard::Public),
     ("list_keys", Guard::Org(Permission::KeysRead)),
@@ -141,4 +177,60 @@ pub fn guard_for_path(path: &str) -> Option<Guard> {
     path.strip_prefix(RPC_PREFIX)
         .and_then(|rest| rest.strip_prefix('/'))
         .and_then(guard_for)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deny by default: nothing that writes, signs in or touches the user's own affairs.
+    #[test]
+    fn impersonation_reads_and_refuses_the_rest() {
+        for allowed in [
+            "current_user",
+            "list_keys",
+            "audit_log",
+            "list_users",
+            "stop_impersonation",
+            "set_key_status",
+        ] {
+            assert!(allowed_while_impersonating(allowed), "{allowed}");
+        }
+        for refused in [
+            "change_password",
+            "request_email_change",
+            "confirm_email_change",
+            "delete_account",
+            "start_totp",
+            "confirm_totp",
+            "disable_totp",
+            "regenerate_recovery_codes",
+            "my_sessions",
+            "revoke_session",
+            "revoke_other_sessions",
+            "impersonate_user",
+            "create_key",
+            "roll_key",
+            "import_keys",
+            "update_key",
+            "invite_member",
+            "accept_invitation",
+            "set_member_role",
+            "transfer_ownership",
+            "set_org_policy",
+            "review_key",
+            "create_role",
+            "assign_role",
+            "sign_in",
+            "verify_second_factor",
+            "set_preferences",
+            "update_profile",
+            "create_user",
+            "set_user_status",
+            "end_user_sessions",
+            "undeclared_endpoint",
+        ] {
+            assert!(!allowed_while_impersonating(refused), "{refused}");
+        }
+    }
 }

@@ -141,6 +141,58 @@ pub async fn delete_user(user_id: String) -> Result<(), AppError> {
     .await
 }
 
+/// Starts acting as the active user with address `email`, for `reason`, for `minutes` (30 by
+/// default, at most 120). Never on oneself nor on someone stronger; audited; the user is told.
+#[server(prefix = "/rpc", endpoint = "impersonate_user")]
+pub async fn impersonate_user(
+    email: String,
+    reason: String,
+    #[server(default)] minutes: Option<i64>,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("impersonate_user").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::ImpersonationWrite)
+            .await?;
+        let state = &caller.state;
+        super::impersonation::start(
+            &state.db,
+            state.config.public_origin.as_str().trim_end_matches('/'),
+            &caller.session,
+            &grant,
+            &email,
+            &reason,
+            minutes,
+            caller.source_ip_text().as_deref(),
+        )
+        .await?;
+        leptos_axum::redirect("/");
+        Ok(())
+    })
+    .await
+}
+
+/// Stops acting as another user: the session is the administrator's again.
+#[server(prefix = "/rpc", endpoint = "stop_impersonation")]
+pub async fn stop_impersonation() -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("stop_impersonation").await?;
+    ssr::respond(async move {
+        match super::impersonation::end(&caller.state.db, &caller.session, "stopped").await? {
+            Some(_) => {
+                leptos_axum::redirect("/admin/users");
+                Ok(())
+            }
+            None => Err(AppError::conflict(
+                "session",
+                "this session is not impersonating anyone",
+            )),
+        }
+    })
+    .await
+}
+
 /// What a password link is for, shown before the person chooses a password.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordLinkView {

@@ -2,6 +2,8 @@
 //! system organization.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod impersonation;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -1,8 +1,8 @@
 //! Admin pages: the instance's users.
 
 use super::api::{
-    list_users, CreateUser, DeleteUser, EndUserSessions, SendPasswordReset, SetPasswordFromLink,
-    SetUserStatus,
+    list_users, CreateUser, DeleteUser, EndUserSessions, ImpersonateUser, SendPasswordReset,
+    SetPasswordFromLink, SetUserStatus,
 };
 use crate::ui::{action_error, filter_select, ErrorNote};
 use leptos::prelude::*;
@@ -49,6 +49,13 @@ pub fn UsersPage() -> impl IntoView {
             .flatten()
             .is_some_and(|u| u.instance_permissions.iter().any(|p| p == "users:write"))
     };
+    let may_impersonate = move || async move {
+        auth.user
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.can(crate::access::Permission::ImpersonationWrite))
+    };
     let set = move |f: fn(&mut Filters, String)| {
         move |ev: leptos::ev::Event| {
             let v = event_target_value(&ev);
@@ -61,6 +68,9 @@ pub fn UsersPage() -> impl IntoView {
     view! {
         <Title text="Users" />
         <h1>"Users"</h1>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move { may_impersonate().await.then(|| view! { <Impersonate /> }) })}
+        </Transition>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move { can_write().await.then(|| view! {
             <section class="card" role="region" aria-label="Create a user">
@@ -230,6 +240,34 @@ pub fn SetPasswordPage() -> impl IntoView {
                 <p role="status">{format!("Your password is set. Sign in as {email}.")}</p>
                 <a href="/sign-in">"Sign in"</a>
             })}
+        </section>
+    }
+}
+
+/// Acting as a user for a while, with a reason: the session becomes theirs, under a banner.
+#[component]
+fn Impersonate() -> impl IntoView {
+    let start = ServerAction::<ImpersonateUser>::new();
+    // The whole console starts over as the user (menus, organization and all).
+    Effect::new(move |_| {
+        if let Some(Ok(())) = start.value().get() {
+            let _ = window().location().set_href("/");
+        }
+    });
+    view! {
+        <section class="card" role="region" aria-label="Impersonate a user">
+            <h2>"Impersonate a user"</h2>
+            <p class="muted">"Act as a user to see what they see, for a stated reason and a limited time. Everything you do is recorded with both names, the user is told, and it is read-only: you cannot change their password, email, two-factor authentication, sessions or account, nor make keys, invitations or role changes in their name (disabling a key is allowed)."</p>
+            <ActionForm action=start>
+                <label for="imp-email">"User's email"</label>
+                <input id="imp-email" name="email" type="email" required maxlength="254" />
+                <label for="imp-reason">"Reason"</label>
+                <input id="imp-reason" name="reason" type="text" required minlength="3" maxlength="500" placeholder="Support ticket 1234: cannot see the Acme keys" />
+                <label for="imp-minutes">"Time limit (minutes)"</label>
+                <input id="imp-minutes" name="minutes" type="number" min="1" max="120" value="30" required />
+                {action_error(start.value())}
+                <button type="submit">"Start impersonating"</button>
+            </ActionForm>
         </section>
     }
 }

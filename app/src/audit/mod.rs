@@ -29,6 +29,9 @@ pub struct AuditEntry {
     pub actor_email: Option<String>,
     /// On what: a key, user, role, team, invitation… id.
     pub target: Option<String>,
+    /// The target's address, when the target is a user.
+    #[serde(default)]
+    pub target_email: Option<String>,
     pub organization_id: Option<String>,
     pub ip: Option<String>,
     #[cfg_attr(feature = "ssr", schema(value_type = Object))]

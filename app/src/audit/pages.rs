@@ -26,6 +26,7 @@ pub fn AuditPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match orgs.await {
                     Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    // The active organization (the top bar's switcher) comes first.
                     Ok(orgs) => match orgs.into_iter().find(|o| o.permissions.iter().any(|p| p == "audit:read")) {
                         None => view! { <p>"You cannot read the audit log of any organization."</p> }.into_any(),
                         Some(org) => view! { <Log org=org.organization_id /> }.into_any(),
@@ -98,7 +99,7 @@ fn Log(org: String) -> impl IntoView {
                                             <td><crate::ui::time::Time at=e.at.clone() /></td>
                                             <td><code>{e.action.clone()}</code></td>
                                             <td>{e.actor_email.clone().or(e.actor.clone()).unwrap_or_else(|| "—".into())}</td>
-                                            <td>{e.target.clone().unwrap_or_else(|| "—".into())}</td>
+                                            <td>{e.target_email.clone().or(e.target.clone()).unwrap_or_else(|| "—".into())}</td>
                                             <td>{e.ip.clone().unwrap_or_else(|| "—".into())}</td>
                                             <td>{e.seq.map_or("pending".to_string(), |s| format!("#{s}"))}</td>
                                             <td><details><summary>{format!("Details of {}", e.event_id)}</summary><pre>{serde_json::to_string_pretty(&e.data).unwrap_or_default()}</pre></details></td>

@@ -81,7 +81,8 @@ pub async fn list(db: &Db, organization_id: &str, q: &AuditQuery) -> Result<Audi
     let total = count.fetch_one(&db.reader).await?;
     let sql = format!(
         "select e.seq, e.event_id, e.occurred_at, e.kind, e.actor_user_id, u.email, e.subject_id,
-                e.organization_id, e.source_ip, e.data{from}{filter}
+                t.email as target_email, e.organization_id, e.source_ip, e.data{from}
+         left join app_user t on t.user_id = e.subject_id{filter}
          order by e.occurred_at desc, e.event_id desc limit {AUDIT_PER_PAGE} offset {}",
         (page - 1) * AUDIT_PER_PAGE
     );
@@ -101,6 +102,7 @@ pub async fn list(db: &Db, organization_id: &str, q: &AuditQuery) -> Result<Audi
                 actor: r.try_get("actor_user_id")?,
                 actor_email: r.try_get("email")?,
                 target: r.try_get("subject_id")?,
+                target_email: r.try_get("target_email")?,
                 organization_id: r.try_get("organization_id")?,
                 ip: r.try_get("source_ip")?,
                 data: serde_json::from_str(&r.try_get::<String, _>("data")?)

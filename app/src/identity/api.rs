@@ -49,6 +49,7 @@ pub async fn verify_second_factor(code: String) -> Result<(), AppError> {
             &state.config,
             &caller.session,
             &code,
+            device.as_ref(),
             caller.source_ip_text().as_deref(),
         )
         .await?;
@@ -247,8 +248,9 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
     use crate::ssr;
-    let _caller = crate::access::guard::guard("sign_out").await?;
+    let caller = crate::access::guard::guard("sign_out").await?;
     ssr::respond(async move {
+        crate::admin::impersonation::end(&caller.state.db, &caller.session, "signed_out").await?;
         ssr::session()
             .await?
             .flush()
@@ -270,11 +272,14 @@ pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
             Some(user_id) => {
                 let active = crate::orgs::ssr::active(&caller.session).await?;
                 let must_enrol = super::two_factor::must_enrol(&caller.session).await?;
+                let impersonation =
+                    crate::admin::impersonation::view(&caller.state.db, &caller.session).await?;
                 Ok(
                     super::ssr::current_user(&caller.state.db, user_id, active.as_deref())
                         .await?
                         .map(|u| SignedInUser {
                             must_enrol_two_factor: must_enrol,
+                            impersonation,
                             ..u
                         }),
                 )

@@ -37,6 +37,17 @@ pub struct SignedInUser {
     /// has one.
     #[serde(default)]
     pub must_enrol_two_factor: bool,
+    /// An administrator is acting as this user in this session.
+    #[serde(default)]
+    pub impersonation: Option<Impersonation>,
+}
+
+/// Who is acting as the user, until when: the banner on every page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Impersonation {
+    /// The administrator's address.
+    pub by: String,
+    pub until: String,
 }
 
 /// The console's colours: the operating system's choice, or always light or dark.

@@ -584,6 +584,22 @@ pub async fn authenticate(
 pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppError> {
     let session = crate::ssr::session().await?;
     session.cycle_id().await.map_err(AppError::internal)?;
+    // Nothing of an earlier state of this browser's session carries over.
+    for key in [
+        keys::PENDING_USER_ID,
+        keys::PENDING_AT,
+        keys::TOTP_ENROLMENT,
+        keys::TOTP_ENROLMENT_AT,
+        keys::MUST_ENROL,
+        keys::IMPERSONATOR,
+        keys::IMPERSONATION_UNTIL,
+        keys::ACTIVE_ORG,
+    ] {
+        session
+            .remove_value(key)
+            .await
+            .map_err(AppError::internal)?;
+    }
     session
         .insert(keys::USER_ID, user_id)
         .await
@@ -667,6 +683,7 @@ pub async fn current_user(
         time_zone: row.try_get("time_zone")?,
         theme: super::Theme::parse(&row.try_get::<String, _>("theme")?).unwrap_or_default(),
         must_enrol_two_factor: false,
+        impersonation: None,
     }))
 }
 

@@ -15,8 +15,10 @@
 //!   session cannot confirm it. Adding or removing a factor ends the user's other sessions.
 //! - **Sign-in**: after the password, a user with a factor holds only a *pending* session (no
 //!   user id: every guarded call refuses it) for five minutes, until a code or a recovery code
-//!   completes it. Wrong codes count against the same hourly allowance as passwords, on a
-//!   counter of their own.
+//!   completes it. At most [`WRONG_CODES_PER_HOUR`] wrong codes per account in a sliding hour
+//!   (a trusted browser has a counter of its own, so someone who has the password cannot lock
+//!   the owner out), and the owner is emailed (once an hour) that their password was right
+//!   but the code was not.
 //! - **Required by an organization**: a member without a factor is signed in, but the session
 //!   can only enrol (and sign out) until it has one.
 
@@ -37,6 +39,9 @@ pub const PENDING_MS: i64 = 5 * 60_000;
 pub const ENROLMENT_MS: i64 = 10 * 60_000;
 /// Recovery codes issued at a time.
 pub const RECOVERY_CODES: usize = 10;
+/// Wrong codes allowed per account in a sliding hour (each guess has three chances in a
+/// million: ±1 step), counted per trusted browser like passwords.
+pub const WRONG_CODES_PER_HOUR: i64 = 10;
 /// The `device_id` under which wrong second-factor codes are counted in `sign_in_failure` (a
 /// device cookie's ids start with `dev_`, so it cannot collide).
 const SECOND_FACTOR_COUNTER: &str = "second-factor";
@@ -270,10 +275,17 @@ pub async fn after_password(
 ) -> Result<AfterPassword, AppError> {
     if has_factor(db, user_id).await? {
         session.cycle_id().await.map_err(AppError::internal)?;
-        session
-            .remove_value(keys::USER_ID)
-            .await
-            .map_err(AppError::internal)?;
+        for key in [
+            keys::USER_ID,
+            keys::MUST_ENROL,
+            keys::IMPERSONATOR,
+            keys::IMPERSONATION_UNTIL,
+        ] {
+            session
+                .remove_value(key)
+                .await
+                .map_err(AppError::internal)?;
+        }
         session
             .insert(keys::PENDING_USER_ID, user_id)
             .await
@@ -383,6 +395,7 @@ pub async fn complete_sign_in(
     config: &Config,
     session: &Session,
     code: &str,
+    device: Option<&super::ssr::device_cookie::Device>,
     source_ip: Option<&str>,
 ) -> Result<(String, &'static str), AppError> {
     let Some(user_id) = pending_user(session).await? else {
@@ -391,11 +404,15 @@ pub async fn complete_sign_in(
             "your sign-in expired; enter your email and password again",
         ));
     };
+    let counter = match device.filter(|d| d.user_id == user_id) {
+        Some(d) => format!("{SECOND_FACTOR_COUNTER}:{}", d.device_id),
+        None => SECOND_FACTOR_COUNTER.to_string(),
+    };
     let Some(attempt) = super::ssr::reserve_attempt(
         db,
         &user_id,
-        Some(SECOND_FACTOR_COUNTER),
-        config.sign_in_failures_per_hour,
+        Some(&counter),
+        WRONG_CODES_PER_HOUR.min(config.sign_in_failures_per_hour),
     )
     .await?
     else {
@@ -406,9 +423,20 @@ pub async fn complete_sign_in(
         ));
     };
     let now = now_ms();
-    let used = check_code(db, &config.secret, &user_id, code, now).await?;
+    // A disabled account signs in with nothing.
+    let active: Option<String> = sqlx::query_scalar(
+        "select user_id from app_user where user_id = $1 and status = 'active' and deleted_at is null",
+    )
+    .bind(&user_id)
+    .fetch_optional(&db.writer)
+    .await?;
+    let used = match active {
+        Some(_) => check_code(db, &config.secret, &user_id, code, now).await?,
+        None => None,
+    };
     let mut tx = db.writer.begin().await?;
     let Some(used) = used else {
+        warn_of_wrong_code(&mut tx, config, &user_id, now).await?;
         events::record(
             &mut tx,
             Event {
@@ -458,6 +486,32 @@ pub async fn complete_sign_in(
         .await
         .map_err(AppError::internal)?;
     Ok((user_id, AfterPassword::SignedIn.next_page()))
+}
+
+/// Tells the user by email (at most once an hour) that someone had their password but not the
+/// code.
+async fn warn_of_wrong_code(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    config: &Config,
+    user_id: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    let email: Option<String> =
+        sqlx::query_scalar("select email from app_user where user_id = $1 and status = 'active'")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(email) = email else { return Ok(()) };
+    let origin = config.public_origin.as_str().trim_end_matches('/');
+    crate::notify::ssr::enqueue_email(
+        tx,
+        &email,
+        "A sign-in with your password failed at the second step",
+        &format!("Someone entered your Keyward password correctly, then a wrong two-factor code. If it was not you, your password is known to someone else: change it at once at {origin}/profile.\n"),
+        &format!("2fa-wrong:{user_id}:{}", now / 3_600_000),
+        now,
+    )
+    .await
 }
 
 /// Tells the user by email that a recovery code signed them in, and how many are left.

@@ -197,9 +197,6 @@ pub async fn accept_invitation(
     ssr::respond(async move {
         let state = &caller.state;
         let secret = &state.config.secret;
-        // Where the browser goes once the invitation is accepted: a session signed in here
-        // may first have to enrol a second factor the organization requires.
-        let mut next_page = "/members";
         let user_id = match caller.user_id.clone() {
             Some(user_id) => user_id,
             None => {
@@ -229,61 +226,74 @@ pub async fn accept_invitation(
                             "your account uses two-factor authentication: sign in first, then open this link again",
                         ));
                     }
-                    next_page = after_password(state, &caller.session, &user_id).await?;
-                    user_id
-                } else {
-                    // The account and the membership are written together: a link revoked
-                    // or used meanwhile leaves no account behind.
-                    let (name, hash) = crate::identity::ssr::prepare_account(
-                        &state.db,
-                        &preview.email,
-                        display_name.as_deref().unwrap_or_default(),
-                        &password,
-                    )
-                    .await?;
-                    let mut tx = state.db.writer.begin().await?;
-                    let user_id = crate::identity::ssr::insert_user(
-                        &mut tx,
-                        &preview.email,
-                        &name,
-                        &hash,
-                        None,
-                        None,
-                        ip.as_deref(),
-                    )
-                    .await?;
-                    let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
-                    tx.commit().await?;
-                    let next = after_password(state, &caller.session, &user_id).await?;
-                    super::ssr::set_active(&caller.session, &org).await?;
-                    leptos_axum::redirect(next);
-                    return Ok(());
+                    let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
+                    // Signed in after joining: the organization's own 2FA policy counts.
+                    return signed_in_to(state, &caller.session, &user_id, &org).await;
                 }
+                // The account and the membership are written together: a link revoked
+                // or used meanwhile leaves no account behind.
+                let (name, hash) = crate::identity::ssr::prepare_account(
+                    &state.db,
+                    &preview.email,
+                    display_name.as_deref().unwrap_or_default(),
+                    &password,
+                )
+                .await?;
+                let mut tx = state.db.writer.begin().await?;
+                let user_id = crate::identity::ssr::insert_user(
+                    &mut tx,
+                    &preview.email,
+                    &name,
+                    &hash,
+                    None,
+                    None,
+                    ip.as_deref(),
+                )
+                .await?;
+                let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
+                tx.commit().await?;
+                return signed_in_to(state, &caller.session, &user_id, &org).await;
             }
         };
         let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
         super::ssr::set_active(&caller.session, &org).await?;
-        leptos_axum::redirect(next_page);
+        // Joining an organization that requires a second factor holds a session without one
+        // to enrolling it.
+        let restricted = !crate::identity::two_factor::has_factor(&state.db, &user_id).await?
+            && !crate::identity::two_factor::required_by(&state.db, &user_id)
+                .await?
+                .is_empty();
+        if restricted {
+            caller
+                .session
+                .insert(crate::ssr::keys::MUST_ENROL, true)
+                .await
+                .map_err(AppError::internal)?;
+        }
+        leptos_axum::redirect(if restricted { "/two-factor" } else { "/members" });
         Ok(())
     })
     .await
 }
 
-/// Signs a user in after their password (they have no second factor); answers the page to
-/// go to: the organization's members, or the enrolment an organization requires first.
+/// Signs a user without a second factor in after they joined `org` through an invitation,
+/// and sends the browser on: to the organization's members, or to the enrolment an
+/// organization (this one, say) requires first.
 #[cfg(feature = "ssr")]
-async fn after_password(
+async fn signed_in_to(
     state: &crate::ssr::AppState,
     session: &tower_sessions::Session,
     user_id: &str,
-) -> Result<&'static str, AppError> {
+    org: &str,
+) -> Result<(), AppError> {
     use crate::identity::two_factor::{after_password, AfterPassword};
-    Ok(
-        match after_password(&state.db, &state.config, session, user_id).await? {
-            AfterPassword::MustEnrol => AfterPassword::MustEnrol.next_page(),
-            _ => "/members",
-        },
-    )
+    let next = after_password(&state.db, &state.config, session, user_id).await?;
+    super::ssr::set_active(session, org).await?;
+    leptos_axum::redirect(match next {
+        AfterPassword::MustEnrol => AfterPassword::MustEnrol.next_page(),
+        _ => "/members",
+    });
+    Ok(())
 }
 
 /// The organization's policies.

@@ -170,6 +170,9 @@ pub mod keys {
     /// Signed in without the second factor an organization requires: the session may only
     /// enrol one (and sign out).
     pub const MUST_ENROL: &str = "must_enrol";
+    /// Impersonation: the administrator acting as [`USER_ID`], and until when (ms).
+    pub const IMPERSONATOR: &str = "impersonator";
+    pub const IMPERSONATION_UNTIL: &str = "impersonation_until";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).

@@ -35,13 +35,16 @@ fn expires_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The stored form of a record: its data as JSON, and the signed-in user lifted out of it.
+/// The stored form of a record: its data as JSON, and the user whose session it is lifted out
+/// of it: the signed-in user, or the administrator impersonating them (so that ending the
+/// administrator's sessions ends this one too).
 fn encode(record: &Record) -> session_store::Result<(String, Option<String>)> {
     let data = serde_json::to_string(&record.data)
         .map_err(|e| session_store::Error::Encode(e.to_string()))?;
     let user_id = record
         .data
-        .get(keys::USER_ID)
+        .get(keys::IMPERSONATOR)
+        .or_else(|| record.data.get(keys::USER_ID))
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     Ok((data, user_id))

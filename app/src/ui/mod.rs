@@ -111,6 +111,13 @@ pub fn mark_hydrated() {
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     let auth = use_auth();
+    let stop = ServerAction::<crate::admin::api::StopImpersonation>::new();
+    // Back to the administrator's own console, menus and all.
+    Effect::new(move |_| {
+        if let Some(Ok(())) = stop.value().get() {
+            let _ = window().location().set_href("/admin/users");
+        }
+    });
     view! {
         <header class="topbar">
             <A href="/" attr:class="brand">"Keyward"</A>
@@ -124,13 +131,30 @@ pub fn Layout(children: Children) -> impl IntoView {
         <main class="page">
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
-                    let enrol = auth.user.await.ok().flatten().is_some_and(|u| u.must_enrol_two_factor);
-                    enrol.then(|| view! {
-                        <p role="alert" class="banner">
-                            "Your organization requires two-factor authentication. "
-                            <A href="/two-factor">"Set it up now"</A>
-                        </p>
-                    })
+                    let user = auth.user.await.ok().flatten();
+                    let enrol = user.as_ref().is_some_and(|u| u.must_enrol_two_factor);
+                    let acting = user.and_then(|u| u.impersonation.map(|i| (u.email, i)));
+                    view! {
+                        {enrol.then(|| view! {
+                            <p role="alert" class="banner">
+                                "Your organization requires two-factor authentication. "
+                                <A href="/two-factor">"Set it up now"</A>
+                            </p>
+                        })}
+                        {acting.map(|(email, i)| view! {
+                            <div role="region" aria-label="Impersonation" class="banner">
+                                <p>
+                                    {format!("{} is acting as {email}, until ", i.by)}
+                                    <time::Time at=i.until />
+                                    ". Everything is recorded with both names."
+                                </p>
+                                {action_error(stop.value())}
+                                <ActionForm action=stop>
+                                    <button type="submit">"Stop impersonating"</button>
+                                </ActionForm>
+                            </div>
+                        })}
+                    }
                 })}
             </Transition>
             {children()}

@@ -1,0 +1,273 @@
+//! Accountable impersonation (server only): an administrator holding `impersonation:write`
+//! acts as another user for a stated reason and a limited time.
+//!
+//! - **Who, on whom**: the permission in the system organization, re-read inside the
+//!   transaction, and the authorization core's rule for acting on another account
+//!   ([`may_administer_user`]): never oneself, never someone holding an instance permission
+//!   the administrator lacks. The user must be active. No impersonation within one.
+//! - **Bounded**: a reason (3 to 500 characters) and a time limit (1 to 120 minutes, 30 by
+//!   default). When it runs out, the session is the administrator's again on its next request;
+//!   if the administrator's account is disabled meanwhile, the session ends.
+//! - **Read-only**: only reading, navigating and disabling/enabling/revoking keys; the user's
+//!   password, email, two-factor, sessions and account, and anything that could outlast the
+//!   time limit, are refused (`access::policy::allowed_while_impersonating`).
+//! - **Audited with both identities**: the start and the end (`user.impersonation_started`,
+//!   `user.impersonation_ended`: actor the administrator, subject the user) and every server
+//!   function called meanwhile (`impersonation.call`, naming the endpoint). The user is told in
+//!   the app and by email.
+
+use crate::access::roles::{begin, commit, may_administer_user};
+use crate::access::ssr::{Grant, SYSTEM_ORG_ID};
+use crate::access::Permission;
+use crate::error::{AppError, ErrorCode};
+use crate::ssr::db::{now_ms, rfc3339, Db};
+use crate::ssr::events::{self, Event};
+use crate::ssr::keys;
+use tower_sessions::Session;
+
+pub const DEFAULT_MINUTES: i64 = 30;
+pub const MAX_MINUTES: i64 = 120;
+
+/// Checks the reason and the time limit.
+pub fn validate(reason: &str, minutes: Option<i64>) -> Result<(String, i64), AppError> {
+    let reason = reason.trim();
+    if reason.chars().count() < 3
+        || reason.chars().count() > 500
+        || reason.chars().any(char::is_control)
+    {
+        return Err(AppError::invalid(
+            "reason",
+            "say why, in 3 to 500 printable characters (it goes in the audit log and to the user)",
+        ));
+    }
+    let minutes = minutes.unwrap_or(DEFAULT_MINUTES);
+    if !(1..=MAX_MINUTES).contains(&minutes) {
+        return Err(AppError::invalid(
+            "minutes",
+            format!("the time limit is 1 to {MAX_MINUTES} minutes"),
+        ));
+    }
+    Ok((reason.to_string(), minutes))
+}
+
+/// Starts impersonating the active user with address `email` (checked by the authorization
+/// core) and switches the session to them. Returns the user's id.
+pub async fn start(
+    db: &Db,
+    origin: &str,
+    session: &Session,
+    grant: &Grant,
+    email: &str,
+    reason: &str,
+    minutes: Option<i64>,
+    source_ip: Option<&str>,
+) -> Result<String, AppError> {
+    let (reason, minutes) = validate(reason, minutes)?;
+    let Some(admin) = grant.principal.acting_user().map(str::to_string) else {
+        return Err(AppError::forbidden(Permission::ImpersonationWrite.as_str()));
+    };
+    if grant.organization_id != SYSTEM_ORG_ID {
+        return Err(AppError::forbidden(Permission::ImpersonationWrite.as_str()));
+    }
+    let mut change = begin(db, grant, Permission::ImpersonationWrite).await?;
+    let target: Option<(String, String)> = sqlx::query_as(
+        "select user_id, display_name from app_user
+         where email_normalized = $1 and status = 'active' and deleted_at is null",
+    )
+    .bind(crate::identity::ssr::normalize_email(email))
+    .fetch_optional(&mut *change.tx)
+    .await?;
+    let Some((user_id, name)) = target else {
+        return Err(AppError::invalid(
+            "email",
+            "no active user has this address",
+        ));
+    };
+    may_administer_user(&mut change, &grant.principal, &user_id).await?;
+    let now = now_ms();
+    let until = now + minutes * 60_000;
+    events::record(
+        &mut change.tx,
+        Event {
+            kind: "user.impersonation_started",
+            organization_id: Some(SYSTEM_ORG_ID),
+            actor_user_id: Some(&admin),
+            subject_id: Some(&user_id),
+            source_ip,
+            data: serde_json::json!({ "reason": reason, "minutes": minutes, "until": rfc3339(until) }),
+        },
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+
+    let admin_email: String = sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(&admin)
+        .fetch_one(&db.reader)
+        .await?;
+    crate::notify::ssr::notify(
+        db,
+        std::slice::from_ref(&user_id),
+        &crate::notify::ssr::Message {
+            kind: "impersonation",
+            title: format!("{admin_email} is acting as you"),
+            body: format!(
+                "An administrator, {admin_email}, started acting as you ({name}) for up to {minutes} minutes. The reason they gave: \"{reason}\". Everything they do is recorded in the audit log. If you did not expect this, tell your security team."
+            ),
+            link: Some("/profile".into()),
+            dedupe: format!("impersonation:{admin}:{now}"),
+        },
+        origin,
+    )
+    .await?;
+
+    session.cycle_id().await.map_err(AppError::internal)?;
+    for (key, value) in [
+        (keys::IMPERSONATOR, serde_json::json!(admin)),
+        (keys::IMPERSONATION_UNTIL, serde_json::json!(until)),
+        (keys::USER_ID, serde_json::json!(user_id)),
+    ] {
+        session
+            .insert(key, value)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    for key in [keys::ACTIVE_ORG, keys::MUST_ENROL] {
+        session
+            .remove_value(key)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    Ok(user_id)
+}
+
+/// Who is impersonating in this session, and until when (ms).
+pub async fn current(session: &Session) -> Result<Option<(String, i64)>, AppError> {
+    let admin: Option<String> = session
+        .get(keys::IMPERSONATOR)
+        .await
+        .map_err(AppError::internal)?;
+    let until: i64 = session
+        .get(keys::IMPERSONATION_UNTIL)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or_default();
+    Ok(admin.map(|a| (a, until)))
+}
+
+/// Ends the session's impersonation (`why`: `stopped` or `expired`): the session is the
+/// administrator's again, under a new id. Returns the administrator's id; `None` when the
+/// session was not impersonating.
+pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Option<String>, AppError> {
+    let Some((admin, _)) = current(session).await? else {
+        return Ok(None);
+    };
+    let user: Option<String> = session
+        .get(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?;
+    let mut tx = db.writer.begin().await?;
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.impersonation_ended",
+            organization_id: Some(SYSTEM_ORG_ID),
+            actor_user_id: Some(&admin),
+            subject_id: user.as_deref(),
+            source_ip: None,
+            data: serde_json::json!({ "why": why }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session
+        .insert(keys::USER_ID, &admin)
+        .await
+        .map_err(AppError::internal)?;
+    for key in [
+        keys::IMPERSONATOR,
+        keys::IMPERSONATION_UNTIL,
+        keys::ACTIVE_ORG,
+    ] {
+        session
+            .remove_value(key)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    Ok(Some(admin))
+}
+
+/// Records a server function called while impersonating, with both identities.
+pub async fn record_call(
+    db: &Db,
+    admin: &str,
+    user_id: Option<&str>,
+    endpoint: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    let mut tx = db.writer.begin().await?;
+    events::record(
+        &mut tx,
+        Event {
+            kind: "impersonation.call",
+            organization_id: Some(SYSTEM_ORG_ID),
+            actor_user_id: Some(admin),
+            subject_id: user_id,
+            source_ip,
+            data: serde_json::json!({ "endpoint": endpoint, "impersonating": user_id }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The refusal of an action kept from impersonators.
+pub fn refused(endpoint: &str) -> AppError {
+    AppError::new(
+        ErrorCode::Forbidden,
+        format!("not while impersonating: impersonation shows what the user sees, and {endpoint} would act in their name; stop impersonating first"),
+    )
+}
+
+/// The banner's facts for the console: who is impersonating, until when.
+pub async fn view(
+    db: &Db,
+    session: &Session,
+) -> Result<Option<crate::identity::Impersonation>, AppError> {
+    let Some((admin, until)) = current(session).await? else {
+        return Ok(None);
+    };
+    let by: Option<String> = sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(&admin)
+        .fetch_optional(&db.reader)
+        .await?;
+    Ok(Some(crate::identity::Impersonation {
+        by: by.unwrap_or(admin),
+        until: rfc3339(until),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_and_limits() {
+        assert_eq!(
+            validate(" ticket 42 ", None).unwrap(),
+            ("ticket 42".into(), 30)
+        );
+        assert_eq!(validate("abc", Some(120)).unwrap().1, 120);
+        for (reason, minutes) in [
+            ("", None),
+            ("ab", None),
+            ("ok reason", Some(0)),
+            ("ok reason", Some(121)),
+        ] {
+            assert!(validate(reason, minutes).is_err(), "{reason:?} {minutes:?}");
+        }
+        assert!(validate(&"x".repeat(501), None).is_err());
+        assert!(validate("line\nbreak", None).is_err());
+    }
+}

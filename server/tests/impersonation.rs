@@ -1,0 +1,332 @@
+//! Accountable impersonation: only with `impersonation:write`, never on oneself or someone
+//! stronger, with a reason and a time limit; the user's own affairs (and anything that would
+//! outlast the limit) refused meanwhile; every call audited with both identities; the user
+//! told; the limit returns the session to the administrator. Runs on SQLite, and on PostgreSQL
+//! when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use app::access::ssr::SYSTEM_ORG_ID;
+use app::access::Role;
+use common::*;
+use http::StatusCode;
+
+async fn impersonate(app: &TestApp, b: &mut Browser, email: &str, reason: &str) -> Reply {
+    app.rpc(
+        b,
+        "impersonate_user",
+        &[("email", email), ("reason", reason), ("minutes", "30")],
+    )
+    .await
+}
+
+async fn events(app: &TestApp, kind: &str) -> Vec<(Option<String>, Option<String>, String)> {
+    sqlx::query_as(
+        "select actor_user_id, subject_id, data from domain_event where kind = $1 order by occurred_at, event_id",
+    )
+    .bind(kind)
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs() {
+    let app = spawn().await;
+    let root = app.user("root@example.org", Some(Role::Owner)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let ann_org = app.org_of(&ann).await;
+    let mut b = app.signed_in("root@example.org").await;
+
+    // A reason is required; nothing happens without one.
+    for (reason, minutes) in [("", "30"), ("ok reason", "0"), ("ok reason", "121")] {
+        let r = app
+            .rpc(
+                &mut b,
+                "impersonate_user",
+                &[
+                    ("email", "ann@example.org"),
+                    ("reason", reason),
+                    ("minutes", minutes),
+                ],
+            )
+            .await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", reason);
+    }
+    assert!(events(&app, "user.impersonation_started").await.is_empty());
+    assert_eq!(
+        app.signed_in_as(&mut b).await.as_deref(),
+        Some("root@example.org")
+    );
+
+    let r = impersonate(
+        &app,
+        &mut b,
+        "Ann@Example.org",
+        "ticket 42: cannot see her keys",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["email"], "ann@example.org");
+    assert_eq!(me["impersonation"]["by"], "root@example.org", "{me}");
+    let started = events(&app, "user.impersonation_started").await;
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].0.as_deref(), Some(root.as_str()));
+    assert_eq!(started[0].1.as_deref(), Some(ann.as_str()));
+    assert!(started[0].2.contains("ticket 42"), "{}", started[0].2);
+
+    // What Ann sees, the administrator sees; each call is recorded with both names.
+    let r = app
+        .rpc(&mut b, "list_keys", &[("organization_id", &ann_org)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let calls = events(&app, "impersonation.call").await;
+    assert!(
+        calls.iter().any(
+            |(actor, subject, data)| actor.as_deref() == Some(root.as_str())
+                && subject.as_deref() == Some(ann.as_str())
+                && data.contains("list_keys")
+        ),
+        "{calls:?}"
+    );
+
+    // Her password, email, second factor, sessions, account, and anything that outlasts the
+    // time limit: refused, and nothing written.
+    let before = app.snapshot().await;
+    for (endpoint, form) in [
+        (
+            "change_password",
+            vec![
+                ("current_password", PASSWORD),
+                ("new_password", "another long one"),
+            ],
+        ),
+        (
+            "request_email_change",
+            vec![
+                ("new_email", "root2@example.org"),
+                ("current_password", PASSWORD),
+            ],
+        ),
+        ("start_totp", vec![("current_password", PASSWORD)]),
+        ("revoke_other_sessions", vec![]),
+        ("delete_account", vec![("current_password", PASSWORD)]),
+        (
+            "impersonate_user",
+            vec![("email", "root@example.org"), ("reason", "nested one")],
+        ),
+        (
+            "create_key",
+            vec![
+                ("organization_id", ann_org.as_str()),
+                ("name", "mine now"),
+                ("environment", "live"),
+                ("category", "admin"),
+                ("ip_allowlist", ""),
+                ("expires_in_days", ""),
+                ("personal", "on"),
+            ],
+        ),
+    ] {
+        let r = app.rpc(&mut b, endpoint, &form).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", endpoint);
+        // (Another impersonation is refused even earlier: Ann lacks the permission.)
+        if endpoint != "impersonate_user" {
+            assert!(
+                r.body.contains("not while impersonating"),
+                "{endpoint}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(app.snapshot().await, before);
+
+    // Ann is told, in the app and by email.
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from notification where user_id = $1 and kind = 'impersonation' and body like '%ticket 42%'",
+    )
+    .bind(&ann)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
+    let mailed: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = 'ann@example.org' and subject like 'root@example.org is acting as you%'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(mailed, 1);
+
+    // Stopping returns the session to the administrator.
+    let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["email"], "root@example.org");
+    assert!(me["impersonation"].is_null(), "{me}");
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].2.contains("stopped"));
+    let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "not impersonating");
+}
+
+#[tokio::test]
+async fn only_with_the_permission_and_never_on_oneself_or_someone_stronger() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    app.user("adm@example.org", Some(Role::Admin)).await;
+    let weak = app.user("weak@example.org", Some(Role::Viewer)).await;
+    let gone = app.user("gone@example.org", None).await;
+    app.user("ann@example.org", None).await;
+    app.disable_user(&gone).await;
+
+    // An admin does not hold impersonation:write by default.
+    let mut adm = app.signed_in("adm@example.org").await;
+    let r = impersonate(&app, &mut adm, "ann@example.org", "looking around").await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "an admin");
+
+    // A support role holding only impersonation:write (and what it implies).
+    let mut root = app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(
+            &mut root,
+            "create_role",
+            &[
+                ("organization_id", SYSTEM_ORG_ID),
+                ("name", "support"),
+                ("parents[0]", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let role = r.json()["id"].as_str().unwrap().to_string();
+    for (endpoint, form) in [
+        (
+            "set_role_permission",
+            vec![
+                ("role_id", role.as_str()),
+                ("permission", "impersonation:write"),
+                ("granted", "true"),
+            ],
+        ),
+        (
+            "assign_role",
+            vec![
+                ("role_id", role.as_str()),
+                ("user_ids[0]", weak.as_str()),
+                ("assign", "true"),
+            ],
+        ),
+    ] {
+        let mut form = form;
+        form.insert(0, ("organization_id", SYSTEM_ORG_ID));
+        let r = app.rpc(&mut root, endpoint, &form).await;
+        assert_eq!(r.status, StatusCode::OK, "{endpoint}: {}", r.body);
+    }
+    let mut w = app.signed_in("weak@example.org").await;
+    // Not someone holding more (the admin holds users:write), not oneself, not a disabled or
+    // unknown account.
+    let r = impersonate(&app, &mut w, "adm@example.org", "want admin powers").await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "someone stronger");
+    let r = impersonate(&app, &mut w, "weak@example.org", "myself").await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "oneself");
+    for email in ["gone@example.org", "nobody@example.org"] {
+        let r = impersonate(&app, &mut w, email, "a reason").await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", email);
+    }
+    assert!(events(&app, "user.impersonation_started").await.is_empty());
+    assert_eq!(
+        app.signed_in_as(&mut w).await.as_deref(),
+        Some("weak@example.org")
+    );
+    // A plain user, yes.
+    let r = impersonate(&app, &mut w, "ann@example.org", "support ticket 7").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut w).await.as_deref(),
+        Some("ann@example.org")
+    );
+}
+
+/// Moves the impersonation's deadline of every stored session to `until` (ms).
+async fn set_deadline(app: &TestApp, until: i64) {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select session_hash, data from session where data like '%impersonator%'")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert!(!rows.is_empty());
+    for (hash, data) in rows {
+        let mut data: serde_json::Value = serde_json::from_str(&data).unwrap();
+        data["impersonation_until"] = until.into();
+        sqlx::query("update session set data = $2 where session_hash = $1")
+            .bind(hash)
+            .bind(data.to_string())
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_it() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let root2 = app.user("root2@example.org", Some(Role::Owner)).await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("root@example.org").await;
+    assert_eq!(
+        impersonate(&app, &mut b, "ann@example.org", "ticket 9")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    set_deadline(&app, app::ssr::db::now_ms() - 1).await;
+    assert_eq!(
+        app.signed_in_as(&mut b).await.as_deref(),
+        Some("root@example.org")
+    );
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].2.contains("expired"), "{ended:?}");
+
+    // Ending the administrator's sessions ends an impersonating one too.
+    assert_eq!(
+        impersonate(&app, &mut b, "ann@example.org", "ticket 11")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let root: String =
+        sqlx::query_scalar("select user_id from app_user where email = 'root@example.org'")
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    sqlx::query("delete from session where user_id = $1")
+        .bind(&root)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+
+    // The administrator's account disabled meanwhile: the session ends altogether.
+    let mut c = app.signed_in("root2@example.org").await;
+    assert_eq!(
+        impersonate(&app, &mut c, "ann@example.org", "ticket 10")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.signed_in_as(&mut c).await.as_deref(),
+        Some("ann@example.org")
+    );
+    sqlx::query("update app_user set status = 'disabled' where user_id = $1")
+        .bind(&root2)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(app.signed_in_as(&mut c).await, None);
+}
