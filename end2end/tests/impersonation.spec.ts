@@ -56,7 +56,8 @@ test("an admin impersonates a user: a banner, a refused password change, stop, b
   await filters.getByLabel("Action").press("Enter");
   await expect(log.getByRole("row", { name: /impersonation\.call/ }).first().getByRole("cell", { name: email, exact: true })).toBeVisible();
 
-  // And the password is unchanged: Ivy still signs in with it.
-  await person.reload();
-  await expect(person.getByRole("heading", { name: "Welcome, Ivy" })).toBeVisible();
+  // Ivy's own activity log on her profile says who acted as her.
+  await open(person, "/profile");
+  const activity = person.getByRole("table", { name: "Your activity" });
+  await expect(activity.getByRole("row", { name: new RegExp(`user\\.impersonation_started.*${ADMIN_EMAIL}`) })).toBeVisible();
 });

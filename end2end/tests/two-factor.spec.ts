@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { test, expect, Page } from "./fixtures";
 import { freshEmail, open, PASSWORD, signIn, signUp, waitForMail } from "./helpers";
+import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
 
 /** RFC 4648 base32 (no padding) to bytes. */
 function base32(text: string): Buffer {
@@ -78,6 +79,21 @@ test("TOTP: enrol on the profile with a computed code, then sign in with a code 
   expect(told.replace(/\s+/g, " ")).toContain("9 recovery code(s) are left");
   await open(lost, "/profile");
   await expect(lost.getByRole("region", { name: "Two-factor authentication" })).toContainText("Recovery codes left: 9.");
+
+  // Phone and codes both lost: an administrator turns it off; the password alone works again.
+  const admin = await (await browser.newContext()).newPage();
+  await signIn(admin, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await expect(admin.getByRole("heading", { name: "Welcome, admin" })).toBeVisible();
+  await open(admin, "/admin/users");
+  await admin.getByRole("search", { name: "Filter users" }).getByLabel("Search").fill(email);
+  const users = admin.getByRole("table", { name: "Users" });
+  await expect(users.getByRole("row", { name: new RegExp(`${email}.*Tia.*active.*on`) })).toBeVisible();
+  await users.getByRole("button", { name: `Turn off two-factor authentication for ${email}` }).click();
+  await expect(admin.getByRole("status")).toContainText("Two-factor authentication turned off");
+  await expect(users.getByRole("button", { name: `Turn off two-factor authentication for ${email}` })).toHaveCount(0);
+  const back = await (await browser.newContext()).newPage();
+  await signIn(back, email, PASSWORD);
+  await expect(back.getByRole("heading", { name: "Welcome, Tia" })).toBeVisible();
 });
 
 test("an organization requiring 2FA sends a member without it to a guided set-up first", async ({ page }) => {

@@ -170,6 +170,35 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
     assert!(ended[0].2.contains("stopped"));
     let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "not impersonating");
+
+    // Ann's activity log shows it, by whom; her own sign-in as hers; nobody else's entries.
+    app.user("bob@example.org", None).await;
+    app.signed_in("bob@example.org").await;
+    let mut own = app.signed_in("ann@example.org").await;
+    let r = app.rpc(&mut own, "my_activity", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let log = r.json();
+    let entries = log.as_array().unwrap();
+    let started = entries
+        .iter()
+        .find(|e| e["action"] == "user.impersonation_started")
+        .expect("the impersonation in her log");
+    assert_eq!(started["by"], "root@example.org");
+    let signed_in = entries
+        .iter()
+        .find(|e| e["action"] == "user.signed_in")
+        .expect("her sign-in");
+    assert!(signed_in["by"].is_null(), "{signed_in}");
+    assert!(!r.body.contains("bob@example.org"), "{}", r.body);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["action"] == "user.signed_in")
+            .count(),
+        1,
+        "only her own sign-in: {}",
+        r.body
+    );
 }
 
 #[tokio::test]

@@ -279,7 +279,8 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         }
         ("POST", "/api/v1/users/{id}/password-reset")
         | ("DELETE", "/api/v1/users/{id}")
-        | ("DELETE", "/api/v1/users/{id}/sessions") => call(on(&w.member_id), None, false),
+        | ("DELETE", "/api/v1/users/{id}/sessions")
+        | ("DELETE", "/api/v1/users/{id}/two-factor") => call(on(&w.member_id), None, false),
         // Making a member an admin; inviting one.
         ("PATCH", "/api/v1/members/{id}") => {
             call(on(&w.member_id), Some(json!({"role": "admin"})), true)

@@ -520,3 +520,65 @@ async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
         "before enrolling",
     );
 }
+
+#[tokio::test]
+async fn an_administrator_turns_a_lost_factor_off_but_never_a_stronger_users() {
+    let app = spawn().await;
+    let root = app
+        .user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+    app.user("adm@example.org", Some(app::access::Role::Admin))
+        .await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut a = app.signed_in("ann@example.org").await;
+    enrol(&app, &mut a).await;
+    let mut r0 = app.signed_in("root@example.org").await;
+    enrol(&app, &mut r0).await;
+
+    // An admin cannot turn the owner's off; nobody their own through this door.
+    let mut adm = app.signed_in("adm@example.org").await;
+    let before = app.count("totp_factor").await;
+    let r = app
+        .rpc(&mut adm, "reset_user_two_factor", &[("user_id", &root)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "a stronger user");
+    assert_eq!(app.count("totp_factor").await, before);
+
+    let r = app
+        .rpc(&mut adm, "reset_user_two_factor", &[("user_id", &ann)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let left: i64 = sqlx::query_scalar(
+        "select (select count(*) from totp_factor where user_id = $1) + (select count(*) from recovery_code where user_id = $1)",
+    )
+    .bind(&ann)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(app.signed_in_as(&mut a).await, None, "her sessions ended");
+    let told: i64 = sqlx::query_scalar(
+        "select count(*) from notification where user_id = $1 and title like 'An administrator turned off%'",
+    )
+    .bind(&ann)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
+    // The password alone signs her in again; a second reset has nothing to turn off.
+    let mut again = app.signed_in("ann@example.org").await;
+    assert!(app.signed_in_as(&mut again).await.is_some());
+    let r = app
+        .rpc(&mut adm, "reset_user_two_factor", &[("user_id", &ann)])
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "nothing to turn off");
+    let users = app.rpc(&mut adm, "list_users", &[]).await.json();
+    let row = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "root@example.org")
+        .unwrap()
+        .clone();
+    assert_eq!(row["two_factor"], true, "{row}");
+}

@@ -89,6 +89,10 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("delete_user", Guard::Instance(Permission::UsersWrite)),
     ("end_user_sessions", Guard::Instance(Permission::UsersWrite)),
     (
+        "reset_user_two_factor",
+        Guard::Instance(Permission::UsersWrite),
+    ),
+    (
         "impersonate_user",
         Guard::Instance(Permission::ImpersonationWrite),
     ),
@@ -157,6 +161,7 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("update_profile", Guard::SignedIn),
     ("set_preferences", Guard::SignedIn),
     ("my_dashboard", Guard::SignedIn),
+    ("my_activity", Guard::SignedIn),
     ("change_password", Guard::SignedIn),
     ("delete_account", Guard::SignedIn),
     ("request_email_change", Guard::SignedIn),

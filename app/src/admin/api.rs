@@ -121,6 +121,28 @@ pub async fn send_password_reset(user_id: String) -> Result<(), AppError> {
     .await
 }
 
+/// Turns a user's two-factor authentication off (a lost phone and lost recovery codes); their
+/// sessions end and they are told.
+#[server(prefix = "/rpc", endpoint = "reset_user_two_factor")]
+pub async fn reset_user_two_factor(user_id: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("reset_user_two_factor").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        super::ssr::reset_two_factor(
+            &caller.state.db,
+            &caller.state.config,
+            &grant,
+            &user_id,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
 /// Deletes an account (anonymized; refused while the user is an organization's only owner).
 #[server(prefix = "/rpc", endpoint = "delete_user")]
 pub async fn delete_user(user_id: String) -> Result<(), AppError> {
@@ -155,10 +177,8 @@ pub async fn impersonate_user(
         let grant = caller
             .instance_grant(crate::access::Permission::ImpersonationWrite)
             .await?;
-        let state = &caller.state;
         super::impersonation::start(
-            &state.db,
-            state.config.public_origin.as_str().trim_end_matches('/'),
+            &caller.state,
             &caller.session,
             &grant,
             &email,

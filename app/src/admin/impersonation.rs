@@ -53,8 +53,7 @@ pub fn validate(reason: &str, minutes: Option<i64>) -> Result<(String, i64), App
 /// Starts impersonating the active user with address `email` (checked by the authorization
 /// core) and switches the session to them. Returns the user's id.
 pub async fn start(
-    db: &Db,
-    origin: &str,
+    state: &crate::ssr::AppState,
     session: &Session,
     grant: &Grant,
     email: &str,
@@ -63,6 +62,8 @@ pub async fn start(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     let (reason, minutes) = validate(reason, minutes)?;
+    let db = &state.db;
+    let origin = state.config.public_origin.as_str().trim_end_matches('/');
     let Some(admin) = grant.principal.acting_user().map(str::to_string) else {
         return Err(AppError::forbidden(Permission::ImpersonationWrite.as_str()));
     };

@@ -24,6 +24,9 @@ pub struct UserSummary {
     pub system_role: Option<String>,
     /// Console sessions signed in now.
     pub sessions: i64,
+    /// Two-factor authentication is on.
+    #[serde(default)]
+    pub two_factor: bool,
 }
 
 /// Users rows per page.

@@ -1,8 +1,8 @@
 //! Admin pages: the instance's users.
 
 use super::api::{
-    list_users, CreateUser, DeleteUser, EndUserSessions, ImpersonateUser, SendPasswordReset,
-    SetPasswordFromLink, SetUserStatus,
+    list_users, CreateUser, DeleteUser, EndUserSessions, ImpersonateUser, ResetUserTwoFactor,
+    SendPasswordReset, SetPasswordFromLink, SetUserStatus,
 };
 use crate::ui::{action_error, filter_select, ErrorNote};
 use leptos::prelude::*;
@@ -29,6 +29,7 @@ pub fn UsersPage() -> impl IntoView {
     let reset = ServerAction::<SendPasswordReset>::new();
     let delete = ServerAction::<DeleteUser>::new();
     let end = ServerAction::<EndUserSessions>::new();
+    let two_factor = ServerAction::<ResetUserTwoFactor>::new();
     let users = Resource::new(
         move || {
             (
@@ -37,6 +38,7 @@ pub fn UsersPage() -> impl IntoView {
                 status.version().get(),
                 delete.version().get(),
                 end.version().get(),
+                two_factor.version().get(),
             )
         },
         |(f, ..)| list_users(Some(f.q), Some(f.status), Some(f.role), Some(f.page)),
@@ -109,6 +111,8 @@ pub fn UsersPage() -> impl IntoView {
         {move || delete.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"User deleted."</p> })}
         {action_error(end.value())}
         {move || end.value().get().and_then(Result::ok).map(|n| view! { <p role="status">{format!("{n} session(s) signed out.")}</p> })}
+        {action_error(two_factor.value())}
+        {move || two_factor.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Two-factor authentication turned off; the user was signed out and told."</p> })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match users.await {
@@ -125,6 +129,8 @@ pub fn UsersPage() -> impl IntoView {
                             let (delete_id, delete_email) = (id.clone(), email.clone());
                             let (end_id, end_email) = (id.clone(), email.clone());
                             let signed_in = u.sessions;
+                            let has_factor = u.two_factor;
+                            let (factor_id, factor_email) = (id.clone(), email.clone());
                             view! {
                                 <tr>
                                     <td>{u.email.clone()}</td>
@@ -132,6 +138,7 @@ pub fn UsersPage() -> impl IntoView {
                                     <td><span class="badge">{u.status.clone()}</span></td>
                                     <td>{u.system_role.clone().unwrap_or_else(|| "—".into())}</td>
                                     <td>{signed_in}</td>
+                                    <td>{if has_factor { "on" } else { "off" }}</td>
                                     <td>
                                         {(write && live).then(|| view! {
                                             <ActionForm action=status attr:class="inline">
@@ -151,6 +158,12 @@ pub fn UsersPage() -> impl IntoView {
                                                     <button type="submit" class="secondary">{format!("Sign {end_email} out everywhere")}</button>
                                                 </ActionForm>
                                             })}
+                                            {has_factor.then(|| view! {
+                                                <ActionForm action=two_factor attr:class="inline">
+                                                    <input type="hidden" name="user_id" value=factor_id />
+                                                    <button type="submit" class="secondary">{format!("Turn off two-factor authentication for {factor_email}")}</button>
+                                                </ActionForm>
+                                            })}
                                             <DeleteUserButton action=delete user_id=delete_id email=delete_email />
                                         })}
                                     </td>
@@ -161,7 +174,7 @@ pub fn UsersPage() -> impl IntoView {
                             <p class="muted">{format!("{} users", page.total)}</p>
                             <table aria-label="Users">
                                 <thead>
-                                    <tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Status"</th><th scope="col">"Instance role"</th><th scope="col">"Sessions"</th><th scope="col">"Actions"</th></tr>
+                                    <tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Status"</th><th scope="col">"Instance role"</th><th scope="col">"Sessions"</th><th scope="col">"2FA"</th><th scope="col">"Actions"</th></tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
                             </table>

@@ -35,7 +35,8 @@ fn summary_sql(now: i64) -> String {
         "select u.user_id, u.email, u.display_name,
             case when u.deleted_at is not null then 'deleted' else u.status end as status,
             u.created_at, m.role as system_role,
-            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now}) as sessions
+            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now}) as sessions,
+            (select count(*) from totp_factor f where f.user_id = u.user_id) as two_factor
          from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1"
     )
 }
@@ -49,6 +50,7 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         system_role: r.try_get("system_role")?,
         sessions: r.try_get("sessions")?,
+        two_factor: r.try_get::<i64, _>("two_factor")? > 0,
     })
 }
 
@@ -326,6 +328,65 @@ pub async fn end_sessions(
     .await?;
     commit(db, change.tx, SYSTEM_ORG_ID).await?;
     Ok(ended)
+}
+
+/// Turns a user's two-factor authentication off (they lost their phone and their recovery
+/// codes): the factor and the codes go, every session of theirs ends, and they are told in the
+/// app and by email. Their next sign-in takes the password alone, unless an organization of
+/// theirs requires a factor, which then holds them to enrolling a new one. Like the other
+/// actions here, never on one's own account nor on someone stronger; 409 when they have none.
+pub async fn reset_two_factor(
+    db: &Db,
+    config: &Config,
+    grant: &Grant,
+    user_id: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    let mut change = change_on(db, grant, user_id).await?;
+    let gone = sqlx::query("delete from totp_factor where user_id = $1")
+        .bind(user_id)
+        .execute(&mut *change.tx)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(AppError::conflict(
+            "user_id",
+            "this user has no two-factor authentication",
+        ));
+    }
+    sqlx::query("delete from recovery_code where user_id = $1")
+        .bind(user_id)
+        .execute(&mut *change.tx)
+        .await?;
+    let ended = sqlx::query("delete from session where user_id = $1")
+        .bind(user_id)
+        .execute(&mut *change.tx)
+        .await?
+        .rows_affected();
+    record(
+        &mut change.tx,
+        grant,
+        "user.two_factor_reset",
+        user_id,
+        source_ip,
+        serde_json::json!({ "sessions_ended": ended }),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    crate::notify::ssr::notify(
+        db,
+        &[user_id.to_string()],
+        &crate::notify::ssr::Message {
+            kind: "security",
+            title: "An administrator turned off your two-factor authentication".into(),
+            body: "Your authenticator app and recovery codes no longer work, and you were signed out everywhere. Sign in with your password and set two-factor authentication up again. If you did not ask for this, tell your security team.".into(),
+            link: Some("/profile".into()),
+            dedupe: format!("2fa-reset:{user_id}:{}", now_ms()),
+        },
+        config.public_origin.as_str().trim_end_matches('/'),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Emails the user a link to choose a new password (their current one keeps working until

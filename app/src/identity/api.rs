@@ -457,3 +457,15 @@ pub async fn my_dashboard() -> Result<super::Dashboard, AppError> {
     )
     .await
 }
+
+/// The caller's activity log: their own sign-ins and actions, and what others did to their
+/// account, newest first.
+#[server(prefix = "/rpc", endpoint = "my_activity")]
+pub async fn my_activity() -> Result<Vec<super::ActivityEntry>, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("my_activity").await?;
+    ssr::respond(
+        async move { super::dashboard::activity(&caller.state.db, caller.user_id()?).await },
+    )
+    .await
+}

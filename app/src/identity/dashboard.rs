@@ -83,3 +83,38 @@ pub async fn dashboard(db: &Db, user_id: &str) -> Result<Dashboard, AppError> {
         unread_notifications: crate::notify::ssr::unread(db, user_id).await?,
     })
 }
+
+/// Entries in the activity log.
+const ACTIVITY_MAX: i64 = 100;
+
+/// The user's activity log, newest first: their own actions (sign-ins, changes, keys…) and
+/// what others did to their account (sign-in failures, an administrator's actions,
+/// impersonation). Never other users' data.
+pub async fn activity(db: &Db, user_id: &str) -> Result<Vec<super::ActivityEntry>, AppError> {
+    let rows = sqlx::query(&format!(
+        "select e.kind, e.occurred_at, e.source_ip, e.actor_user_id, a.email as actor_email
+         from domain_event e left join app_user a on a.user_id = e.actor_user_id
+         where e.actor_user_id = $1 or e.subject_id = $1
+         order by e.occurred_at desc, e.event_id desc limit {ACTIVITY_MAX}"
+    ))
+    .bind(user_id)
+    .fetch_all(&db.reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let actor: Option<String> = r.try_get("actor_user_id")?;
+            let by = match actor {
+                Some(a) if a == user_id => None,
+                Some(a) => Some(r.try_get::<Option<String>, _>("actor_email")?.unwrap_or(a)),
+                None => None,
+            };
+            Ok(super::ActivityEntry {
+                action: r.try_get("kind")?,
+                at: rfc3339(r.try_get("occurred_at")?),
+                ip: r.try_get("source_ip")?,
+                by,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}

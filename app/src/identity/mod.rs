@@ -180,3 +180,14 @@ pub struct TotpEnrolment {
     /// The QR code of `uri`, as a `data:image/svg+xml` URL.
     pub qr_image: String,
 }
+
+/// One entry of the user's own activity log (Profile → Activity): what they did, and what was
+/// done to their account by someone else (an administrator, an impersonation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEntry {
+    pub action: String,
+    pub at: String,
+    pub ip: Option<String>,
+    /// Who acted, when not the user themselves (an address, a key id, `cli`); `None`: the user.
+    pub by: Option<String>,
+}

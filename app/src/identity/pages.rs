@@ -209,6 +209,46 @@ fn Sessions() -> impl IntoView {
     }
 }
 
+/// The user's own activity log.
+#[component]
+fn Activity() -> impl IntoView {
+    let entries = Resource::new(|| (), |_| super::api::my_activity());
+    view! {
+        <section class="card" role="region" aria-label="Activity">
+            <h2>"Activity"</h2>
+            <p class="muted">"Your sign-ins and actions, and what anyone else did to your account, newest first (the last 100)."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match entries.await {
+                        Ok(list) => view! {
+                            <table aria-label="Your activity">
+                                <thead><tr>
+                                    <th scope="col">"When"</th>
+                                    <th scope="col">"Action"</th>
+                                    <th scope="col">"Address"</th>
+                                    <th scope="col">"By"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|e| view! {
+                                        <tr>
+                                            <td><crate::ui::time::Time at=e.at.clone() /></td>
+                                            <td><code>{e.action.clone()}</code></td>
+                                            <td>{e.ip.clone().unwrap_or_else(|| "—".into())}</td>
+                                            <td>{e.by.clone().unwrap_or_else(|| "you".into())}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                        .into_any(),
+                        Err(error) => view! { <crate::ui::ErrorNote error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = use_auth();
@@ -256,6 +296,7 @@ pub fn ProfilePage() -> impl IntoView {
         </Transition>
         <super::two_factor_pages::TwoFactor />
         <Sessions />
+        <Activity />
         <section class="card" role="region" aria-label="Change password">
             <h2>"Change password"</h2>
             <p class="muted">"Your other sessions are signed out."</p>

@@ -493,6 +493,11 @@ pub fn routes() -> Vec<RouteSpec> {
             description: "Ends every console session of the user at once (their personal access tokens keep working: disable the account to stop those). Refused with 403 on a user holding an instance permission the key lacks, and with 400 on the account of the key's owner or maker.",
             query: &[], body: Body::None, ok: (200, Out::Json("SessionsEnded")), errors: &[INVALID, NOT_FOUND],
         }),
+        spec(Method::DELETE, "/api/v1/users/{id}/two-factor", Key(UsersWrite), delete(users::reset_two_factor), Doc {
+            summary: "Turn a user's two-factor authentication off",
+            description: "For a user who lost their authenticator app and their recovery codes: the factor and the codes are deleted, every console session of the user ends, and the user is told in the app and by email. 409 `conflict` when the user has none. Refused with 403 on a user holding an instance permission the key lacks, and with 400 on the account of the key's owner or maker.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[INVALID, NOT_FOUND, CONFLICT],
+        }),
         spec(Method::DELETE, "/api/v1/users/{id}", Key(UsersWrite), delete(users::delete), Doc {
             summary: "Delete a user",
             description: "Anonymizes and disables the account (audit entries keep its id), ends its sessions, removes its memberships and revokes its personal organization's keys and its personal access tokens. 409 `conflict` while the user is the only owner of an organization, naming it.",

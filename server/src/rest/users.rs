@@ -77,6 +77,16 @@ pub async fn end_sessions(
     Ok(Json(SessionsEnded { sessions_ended }))
 }
 
+pub async fn reset_two_factor(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<http::StatusCode, AppError> {
+    users::reset_two_factor(&state.db, &state.config, &grant, &id, ip.as_deref()).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Extension(grant): Extension<Grant>,
