@@ -131,6 +131,27 @@ impl Caller {
         .await
     }
 
+    /// Re-authentication with the caller's current password, through the per-client and the
+    /// per-account sign-in allowances (a wrong one is a 400 on `current_password`). Returns
+    /// the caller's id and source address as text.
+    pub async fn reauthenticated(
+        &self,
+        password: &str,
+    ) -> Result<(&str, Option<String>), AppError> {
+        self.state.check_auth_attempt(self.source_ip)?;
+        let user_id = self.user_id()?;
+        let ip = self.source_ip_text();
+        crate::identity::profile::reauthenticate(
+            &self.state.db,
+            &self.state.config,
+            user_id,
+            password,
+            ip.as_deref(),
+        )
+        .await?;
+        Ok((user_id, ip))
+    }
+
     /// The source address as text, for timelines and events.
     pub fn source_ip_text(&self) -> Option<String> {
         self.source_ip.map(|ip| ip.to_string())

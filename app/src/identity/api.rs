@@ -80,16 +80,7 @@ pub async fn start_totp(current_password: String) -> Result<super::TotpEnrolment
     let caller = crate::access::guard::guard("start_totp").await?;
     ssr::respond(async move {
         let state = &caller.state;
-        state.check_auth_attempt(caller.source_ip)?;
-        let user_id = caller.user_id()?;
-        super::profile::reauthenticate(
-            &state.db,
-            &state.config,
-            user_id,
-            &current_password,
-            caller.source_ip_text().as_deref(),
-        )
-        .await?;
+        let (user_id, _) = caller.reauthenticated(&current_password).await?;
         super::two_factor::start_enrolment(&state.db, &state.config, &caller.session, user_id).await
     })
     .await
@@ -131,17 +122,7 @@ pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
     let caller = crate::access::guard::guard("disable_totp").await?;
     ssr::respond(async move {
         let state = &caller.state;
-        state.check_auth_attempt(caller.source_ip)?;
-        let user_id = caller.user_id()?;
-        let ip = caller.source_ip_text();
-        super::profile::reauthenticate(
-            &state.db,
-            &state.config,
-            user_id,
-            &current_password,
-            ip.as_deref(),
-        )
-        .await?;
+        let (user_id, ip) = caller.reauthenticated(&current_password).await?;
         let current = super::ssr::session_hash_of(&caller.session);
         super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref()).await?;
         // An organization that requires a factor holds this session to enrolling a new one.
@@ -167,17 +148,7 @@ pub async fn regenerate_recovery_codes(current_password: String) -> Result<Vec<S
     let caller = crate::access::guard::guard("regenerate_recovery_codes").await?;
     ssr::respond(async move {
         let state = &caller.state;
-        state.check_auth_attempt(caller.source_ip)?;
-        let user_id = caller.user_id()?;
-        let ip = caller.source_ip_text();
-        super::profile::reauthenticate(
-            &state.db,
-            &state.config,
-            user_id,
-            &current_password,
-            ip.as_deref(),
-        )
-        .await?;
+        let (user_id, ip) = caller.reauthenticated(&current_password).await?;
         super::two_factor::regenerate_recovery_codes(
             &state.db,
             &state.config.secret,
