@@ -86,8 +86,7 @@ export async function signOut(page: Page) {
 /** Creates a read-only key from the console's key list; returns its secret (shown once). */
 export async function createReadOnlyKey(page: Page, name: string): Promise<string> {
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
-  const form = page.getByRole("region", { name: "Create an API key" });
+  const form = await openCreateKeyForm(page);
   await form.getByLabel("Name").fill(name);
   await form.getByLabel("Access", { exact: true }).selectOption("read_only");
   await form.getByRole("button", { name: "Create" }).click();
@@ -95,4 +94,16 @@ export async function createReadOnlyKey(page: Page, name: string): Promise<strin
   const key = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
   await reveal.getByRole("button", { name: "I have stored it" }).click();
   return key;
+}
+
+/** Opens the key list's "Create an API key" form. The list is a lazily loaded route: the page
+ * can be hydrated a moment before its own chunk binds the button, so a click that came too
+ * early is made again (only while the form is still closed: the button toggles it). */
+export async function openCreateKeyForm(page: Page) {
+  const form = page.getByRole("region", { name: "Create an API key" });
+  await expect(async () => {
+    if (!(await form.isVisible())) await page.getByRole("button", { name: "Create key" }).click();
+    await expect(form).toBeVisible({ timeout: 3000 });
+  }).toPass({ timeout: 30_000 });
+  return form;
 }

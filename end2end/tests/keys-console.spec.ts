@@ -1,7 +1,7 @@
 import { test, expect, Page } from "./fixtures";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import { freshEmail, signUp, open } from "./helpers";
+import { freshEmail, signUp, open, openCreateKeyForm } from "./helpers";
 
 type Created = { key: string; signingSecret: string };
 
@@ -11,8 +11,7 @@ async function createKey(
   name: string,
   opts: { access?: string; personal?: boolean; signed?: boolean } = {},
 ): Promise<Created> {
-  await page.getByRole("button", { name: "Create key" }).click();
-  const form = page.getByRole("region", { name: "Create an API key" });
+  const form = await openCreateKeyForm(page);
   await form.getByLabel("Name").fill(name);
   await form.getByLabel("Access", { exact: true }).selectOption(opts.access ?? "admin");
   if (opts.personal) await form.getByLabel(/Personal access token/).check();

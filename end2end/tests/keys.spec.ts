@@ -1,9 +1,9 @@
 import { test, expect, Page } from "./fixtures";
-import { freshEmail, signUp, open } from "./helpers";
+import { freshEmail, signUp, open, openCreateKeyForm } from "./helpers";
 
 /** Creates a key in the console and returns the secret from the reveal-once panel. */
 async function createKey(page: Page, name: string, access = "admin", ipAllowlist = "") {
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill(name);
   await form.getByLabel("Access", { exact: true }).selectOption(access);

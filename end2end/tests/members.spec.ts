@@ -1,6 +1,6 @@
 import { test, expect, Page } from "./fixtures";
 import { Browser } from "@playwright/test";
-import { freshEmail, open, PASSWORD, signUp, waitForMail } from "./helpers";
+import { freshEmail, open, PASSWORD, signUp, waitForMail, openCreateKeyForm } from "./helpers";
 
 /** Creates a team organization from the members page; it becomes the active one. */
 async function createOrganization(page: Page, name: string) {
@@ -143,7 +143,7 @@ test("an owner limits key lifetime in the settings; a key without expiry is then
   await expect(policies.getByRole("status")).toHaveText("Policies saved.");
 
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill("forever");
   await form.getByRole("button", { name: "Create" }).click();
@@ -171,7 +171,7 @@ test("with approval required, a member's new key waits until an admin approves i
   // The member creates a key: shown once, with word that it waits.
   await open(member, "/keys");
   await member.getByLabel("Organization", { exact: true }).selectOption({ label: org });
-  await member.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(member);
   const form = member.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill("mia's worker");
   await form.getByRole("button", { name: "Create" }).click();

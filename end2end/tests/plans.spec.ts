@@ -1,6 +1,6 @@
 import { test, expect, Page } from "./fixtures";
 import { ADMIN_EMAIL, ADMIN_PASSWORD } from "../playwright.config";
-import { freshEmail, open, signIn, signUp } from "./helpers";
+import { freshEmail, open, signIn, signUp, openCreateKeyForm } from "./helpers";
 
 async function me(page: Page, key: string) {
   return (await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } })).status();
@@ -30,7 +30,7 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
 
   // A key on the plan.
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   const create = page.getByRole("region", { name: "Create an API key" });
   await create.getByLabel("Name").fill("planned key");
   await create.getByLabel("Access", { exact: true }).selectOption("read_only");

@@ -1,5 +1,5 @@
 import { test, expect } from "./fixtures";
-import { freshEmail, open, PASSWORD, signIn, signUp, waitForMail } from "./helpers";
+import { freshEmail, open, PASSWORD, signIn, signUp, waitForMail, openCreateKeyForm } from "./helpers";
 
 const NEW_PASSWORD = "another long e2e passphrase";
 
@@ -54,7 +54,7 @@ test("change the display name, the password (the other session ends) and the ema
 test("the home dashboard shows my keys with their usage against the limit, and those expiring soon", async ({ page }) => {
   await signUp(page, freshEmail("dash"), "Dana");
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill("short-lived");
   await form.getByLabel("Expires in (days)").fill("7");

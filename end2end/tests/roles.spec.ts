@@ -1,5 +1,5 @@
 import { test, expect, Page } from "./fixtures";
-import { createReadOnlyKey, freshEmail, open, signUp } from "./helpers";
+import { createReadOnlyKey, freshEmail, open, signUp, openCreateKeyForm } from "./helpers";
 
 /** Creates a role inheriting `parent` from the "Create a role" form. */
 async function createRole(page: Page, name: string, parent: string) {
@@ -60,7 +60,7 @@ test("a service permission made on the roles page goes on a key, and verify chec
 
   // A key for the billing service, carrying it.
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   const form = page.getByRole("region", { name: "Create an API key" });
   await form.getByLabel("Name").fill("billing service");
   await form.getByLabel("Service permissions").fill("invoices:read");
@@ -83,7 +83,7 @@ test("a service permission made on the roles page goes on a key, and verify chec
 
   // Asking for one that does not exist is refused readably, and no key is made.
   await open(page, "/keys");
-  await page.getByRole("button", { name: "Create key" }).click();
+  await openCreateKeyForm(page);
   await form.getByLabel("Name").fill("ghost");
   await form.getByLabel("Service permissions").fill("ghost:read");
   await form.getByRole("button", { name: "Create" }).click();
