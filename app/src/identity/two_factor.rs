@@ -275,17 +275,16 @@ pub async fn after_password(
 ) -> Result<AfterPassword, AppError> {
     if has_factor(db, user_id).await? {
         session.cycle_id().await.map_err(AppError::internal)?;
-        for key in [
-            keys::USER_ID,
-            keys::MUST_ENROL,
-            keys::IMPERSONATOR,
-            keys::IMPERSONATION_UNTIL,
-        ] {
-            session
-                .remove_value(key)
-                .await
-                .map_err(AppError::internal)?;
-        }
+        forget(
+            session,
+            &[
+                keys::USER_ID,
+                keys::MUST_ENROL,
+                keys::IMPERSONATOR,
+                keys::IMPERSONATION_UNTIL,
+            ],
+        )
+        .await?;
         session
             .insert(keys::PENDING_USER_ID, user_id)
             .await
@@ -311,34 +310,51 @@ pub async fn after_password(
     Ok(AfterPassword::MustEnrol)
 }
 
-/// The user a pending sign-in waits for, if it has not expired (an expired one is cleared).
-pub async fn pending_user(session: &Session) -> Result<Option<String>, AppError> {
-    let user: Option<String> = session
-        .get(keys::PENDING_USER_ID)
-        .await
-        .map_err(AppError::internal)?;
+/// The session's value under `key` if it was stored (with its time under `at_key`) less than
+/// `max_ms` ago; `None` when absent or older.
+async fn fresh_value(
+    session: &Session,
+    key: &str,
+    at_key: &str,
+    max_ms: i64,
+) -> Result<Option<String>, AppError> {
+    let value: Option<String> = session.get(key).await.map_err(AppError::internal)?;
     let at: i64 = session
-        .get(keys::PENDING_AT)
+        .get(at_key)
         .await
         .map_err(AppError::internal)?
         .unwrap_or_default();
-    if user.is_some() && now_ms() - at >= PENDING_MS {
+    Ok(value.filter(|_| now_ms() - at < max_ms))
+}
+
+/// Removes `names` from the session.
+async fn forget(session: &Session, names: &[&str]) -> Result<(), AppError> {
+    for name in names {
+        session
+            .remove_value(name)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    Ok(())
+}
+
+/// The user a pending sign-in waits for, if it has not expired (an expired one is cleared).
+pub async fn pending_user(session: &Session) -> Result<Option<String>, AppError> {
+    let user = fresh_value(session, keys::PENDING_USER_ID, keys::PENDING_AT, PENDING_MS).await?;
+    let stale = user.is_none()
+        && session
+            .get::<String>(keys::PENDING_USER_ID)
+            .await
+            .map_err(AppError::internal)?
+            .is_some();
+    if stale {
         clear_pending(session).await?;
-        return Ok(None);
     }
     Ok(user)
 }
 
 async fn clear_pending(session: &Session) -> Result<(), AppError> {
-    session
-        .remove_value(keys::PENDING_USER_ID)
-        .await
-        .map_err(AppError::internal)?;
-    session
-        .remove_value(keys::PENDING_AT)
-        .await
-        .map_err(AppError::internal)?;
-    Ok(())
+    forget(session, &[keys::PENDING_USER_ID, keys::PENDING_AT]).await
 }
 
 /// Which factor completed a sign-in.
@@ -591,17 +607,15 @@ pub async fn confirm_enrolment(
     code: &str,
     source_ip: Option<&str>,
 ) -> Result<Vec<String>, AppError> {
-    let salt: Option<String> = session
-        .get(keys::TOTP_ENROLMENT)
-        .await
-        .map_err(AppError::internal)?;
-    let at: i64 = session
-        .get(keys::TOTP_ENROLMENT_AT)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
     let now = now_ms();
-    let Some(salt) = salt.filter(|_| now - at < ENROLMENT_MS) else {
+    let salt = fresh_value(
+        session,
+        keys::TOTP_ENROLMENT,
+        keys::TOTP_ENROLMENT_AT,
+        ENROLMENT_MS,
+    )
+    .await?;
+    let Some(salt) = salt else {
         return Err(AppError::invalid(
             "code",
             "start again: the set-up expired or was not started in this session",
@@ -649,16 +663,15 @@ pub async fn confirm_enrolment(
     )
     .await?;
     tx.commit().await?;
-    for key in [
-        keys::TOTP_ENROLMENT,
-        keys::TOTP_ENROLMENT_AT,
-        keys::MUST_ENROL,
-    ] {
-        session
-            .remove_value(key)
-            .await
-            .map_err(AppError::internal)?;
-    }
+    forget(
+        session,
+        &[
+            keys::TOTP_ENROLMENT,
+            keys::TOTP_ENROLMENT_AT,
+            keys::MUST_ENROL,
+        ],
+    )
+    .await?;
     Ok(codes)
 }
 
