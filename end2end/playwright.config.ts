@@ -18,6 +18,10 @@ export const MAIL_DIR = path.join(dataDir, "mail");
 // The server's log, which the fixture reads: an internal error fails the journey it happened in.
 export const SERVER_LOG = path.join(dataDir, "server.log");
 
+// Passkeys need a host name (browsers refuse an IP address as the WebAuthn relying party):
+// the server's default for an IP public origin is `localhost` at the same port.
+export const PASSKEY_ORIGIN = `http://localhost:${port}`;
+
 export const ADMIN_EMAIL = "admin@keyward.local";
 export const ADMIN_PASSWORD = "e2e admin passphrase";
 

@@ -158,13 +158,28 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         Some(url) => url.clone(),
         None => url::Url::parse(&format!("http://{}", args.listen)).map_err(|e| e.to_string())?,
     };
+    let (rp_id, rp_origin) = Config::webauthn_defaults(&public_origin);
+    let webauthn_rp_id = args.webauthn_rp_id.clone().unwrap_or(rp_id);
+    let webauthn_origin = args.webauthn_origin.clone().unwrap_or(rp_origin);
+    if webauthn_rp_id.parse::<std::net::IpAddr>().is_ok() {
+        return Err("KEYWARD_WEBAUTHN_RP_ID must be a host name such as localhost or example.com, not an IP address".into());
+    }
     Ok(Config {
         signup_open: args.signup == "open",
         session_idle: Duration::from_secs(args.session_idle_minutes * 60),
         session_absolute: Duration::from_secs(args.session_absolute_hours * 3600),
         sign_in_failures_per_hour: args.sign_in_failures_per_hour,
         auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
-        allowed_hosts: Config::hosts_for(&public_origin, args.listen),
+        allowed_hosts: {
+            // The passkey origin is also one users reach this instance at.
+            let mut hosts = Config::hosts_for(&public_origin, args.listen);
+            for host in Config::hosts_for(&webauthn_origin, args.listen) {
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            hosts
+        },
         log_retention_days: args.log_retention_days,
         smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
         mail_from: args.mail_from.clone(),
@@ -172,6 +187,8 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         secret,
         public_origin,
+        webauthn_rp_id,
+        webauthn_origin,
     })
 }
 

@@ -72,6 +72,16 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_PUBLIC_ORIGIN")]
     pub public_origin: Option<url::Url>,
 
+    /// The WebAuthn relying party id passkeys are bound to: a host name, never an IP address.
+    /// Defaults to the public origin's host, or `localhost` when that is an IP address.
+    #[arg(long, env = "KEYWARD_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
+
+    /// The origin browsers use passkeys at (its host must be the RP id or below it). Defaults
+    /// to the public origin, with `localhost` for an IP address.
+    #[arg(long, env = "KEYWARD_WEBAUTHN_ORIGIN")]
+    pub webauthn_origin: Option<url::Url>,
+
     /// Whether anyone may create an account: `open` or `closed`.
     #[arg(long, env = "KEYWARD_SIGNUP", default_value = "closed", value_parser = ["open", "closed"])]
     pub signup: String,

@@ -36,7 +36,8 @@ fn summary_sql(now: i64) -> String {
             case when u.deleted_at is not null then 'deleted' else u.status end as status,
             u.created_at, m.role as system_role,
             (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now}) as sessions,
-            (select count(*) from totp_factor f where f.user_id = u.user_id) as two_factor
+            (select count(*) from totp_factor f where f.user_id = u.user_id)
+              + (select count(*) from passkey p where p.user_id = u.user_id) as two_factor
          from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1"
     )
 }
@@ -343,11 +344,14 @@ pub async fn reset_two_factor(
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    let gone = sqlx::query("delete from totp_factor where user_id = $1")
-        .bind(user_id)
-        .execute(&mut *change.tx)
-        .await?
-        .rows_affected();
+    let mut gone = 0;
+    for table in ["totp_factor", "passkey"] {
+        gone += sqlx::query(&format!("delete from {table} where user_id = $1"))
+            .bind(user_id)
+            .execute(&mut *change.tx)
+            .await?
+            .rows_affected();
+    }
     if gone == 0 {
         return Err(AppError::conflict(
             "user_id",

@@ -48,7 +48,7 @@ pub async fn verify_second_factor(code: String) -> Result<(), AppError> {
             &state.db,
             &state.config,
             &caller.session,
-            &code,
+            super::two_factor::Proof::Code(&code),
             device.as_ref(),
             caller.source_ip_text().as_deref(),
         )
@@ -125,17 +125,8 @@ pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
         let (user_id, ip) = caller.reauthenticated(&current_password).await?;
         let current = super::ssr::session_hash_of(&caller.session);
         super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref()).await?;
-        // An organization that requires a factor holds this session to enrolling a new one.
-        if !super::two_factor::required_by(&state.db, user_id)
-            .await?
-            .is_empty()
-        {
-            caller
-                .session
-                .insert(crate::ssr::keys::MUST_ENROL, true)
-                .await
-                .map_err(AppError::internal)?;
-        }
+        super::two_factor::hold_to_enrolment_if_required(&state.db, &caller.session, user_id)
+            .await?;
         caller.session.cycle_id().await.map_err(AppError::internal)
     })
     .await

@@ -4,6 +4,10 @@ pub mod api;
 #[cfg(feature = "ssr")]
 pub mod dashboard;
 pub mod pages;
+pub mod passkey_api;
+pub mod passkey_pages;
+#[cfg(feature = "ssr")]
+pub mod passkeys;
 #[cfg(feature = "ssr")]
 pub mod password_link;
 #[cfg(feature = "ssr")]
@@ -169,6 +173,23 @@ pub struct TwoFactorStatus {
     pub required_by: Vec<String>,
     /// This session may only enrol until it has one.
     pub must_enrol: bool,
+}
+
+/// One of the user's passkeys or security keys. Never holds the credential itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// What the second sign-in step can take for the sign-in waiting in this session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactorChoices {
+    /// A code from an authenticator app (or a recovery code).
+    pub code: bool,
+    pub passkey: bool,
 }
 
 /// A new authenticator-app factor, shown once while it is set up: the QR code (an SVG drawn

@@ -48,6 +48,7 @@ pub fn SignInPage() -> impl IntoView {
                 {action_error(auth.sign_in.value())}
                 <button type="submit" disabled=move || pending.get()>"Sign in"</button>
             </ActionForm>
+            <super::passkey_pages::PasskeySignIn />
             <p class="muted">"No account? " <A href="/sign-up">"Sign up"</A></p>
         </section>
     }
@@ -295,6 +296,7 @@ pub fn ProfilePage() -> impl IntoView {
             })}
         </Transition>
         <super::two_factor_pages::TwoFactor />
+        <super::passkey_pages::Passkeys />
         <Sessions />
         <Activity />
         <section class="card" role="region" aria-label="Change password">

@@ -536,11 +536,10 @@ pub async fn authenticate(
             .execute(&mut *tx)
             .await?;
         // With a second factor, the password alone signs nobody in: its step says so.
-        let factors: i64 =
-            sqlx::query_scalar("select count(*) from totp_factor where user_id = $1")
-                .bind(&user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let factors: i64 = sqlx::query_scalar(super::two_factor::FACTOR_COUNT)
+            .bind(&user_id)
+            .fetch_one(&mut *tx)
+            .await?;
         events::record(
             &mut tx,
             Event {
@@ -594,6 +593,7 @@ pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppErr
         keys::IMPERSONATOR,
         keys::IMPERSONATION_UNTIL,
         keys::ACTIVE_ORG,
+        keys::WEBAUTHN_CEREMONY,
     ] {
         session
             .remove_value(key)

@@ -188,8 +188,21 @@ async fn issue_recovery_codes(
     Ok(codes)
 }
 
-/// Whether the user has a confirmed second factor.
+/// How many second factors user `$1` has: an authenticator app and passkeys.
+pub const FACTOR_COUNT: &str = "select (select count(*) from totp_factor t where t.user_id = $1)
+     + (select count(*) from passkey p where p.user_id = $1)";
+
+/// Whether the user has a second factor (an authenticator app or a passkey).
 pub async fn has_factor(db: &Db, user_id: &str) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar(FACTOR_COUNT)
+        .bind(user_id)
+        .fetch_one(&db.writer)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Whether the user has an authenticator app set up.
+async fn has_totp(db: &Db, user_id: &str) -> Result<bool, AppError> {
     let n: i64 = sqlx::query_scalar("select count(*) from totp_factor where user_id = $1")
         .bind(user_id)
         .fetch_one(&db.writer)
@@ -240,6 +253,36 @@ pub async fn must_enrol(session: &Session) -> Result<bool, AppError> {
         .await
         .map_err(AppError::internal)?
         .unwrap_or(false))
+}
+
+/// After a factor was removed: when an organization of the user's requires one and none is
+/// left, holds this session to enrolling a new one.
+pub async fn hold_to_enrolment_if_required(
+    db: &Db,
+    session: &Session,
+    user_id: &str,
+) -> Result<(), AppError> {
+    if has_factor(db, user_id).await? || required_by(db, user_id).await?.is_empty() {
+        return Ok(());
+    }
+    session
+        .insert(keys::MUST_ENROL, true)
+        .await
+        .map_err(AppError::internal)
+}
+
+/// What the second step can take for the sign-in waiting in this session.
+pub async fn second_factor_options(
+    db: &Db,
+    session: &Session,
+) -> Result<super::SecondFactorChoices, AppError> {
+    let Some(user_id) = pending_user(session).await? else {
+        return Ok(super::SecondFactorChoices::default());
+    };
+    Ok(super::SecondFactorChoices {
+        code: has_totp(db, &user_id).await?,
+        passkey: super::passkeys::count(db, &user_id).await? > 0,
+    })
 }
 
 /// Where a correct password leads.
@@ -328,7 +371,7 @@ async fn fresh_value(
 }
 
 /// Removes `names` from the session.
-async fn forget(session: &Session, names: &[&str]) -> Result<(), AppError> {
+pub(crate) async fn forget(session: &Session, names: &[&str]) -> Result<(), AppError> {
     for name in names {
         session
             .remove_value(name)
@@ -362,6 +405,16 @@ async fn clear_pending(session: &Session) -> Result<(), AppError> {
 pub enum Used {
     Totp,
     RecoveryCode,
+    Passkey,
+}
+
+/// What the second step offers as proof.
+#[derive(Clone, Copy, Debug)]
+pub enum Proof<'a> {
+    /// A code from the app, or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer (`PublicKeyCredential` as JSON) to this session's challenge.
+    Passkey(&'a str),
 }
 
 /// Accepts a TOTP code (six digits) or else a recovery code for `user_id`, each at most once.
@@ -404,13 +457,13 @@ pub async fn check_code(
     Ok((used == 1).then_some(Used::RecoveryCode))
 }
 
-/// The second sign-in step: checks `code` for the pending user (through the sign-in
+/// The second sign-in step: checks the proof for the pending user (through the sign-in
 /// allowance), and on success signs the session in. Returns the user and the page to go to.
 pub async fn complete_sign_in(
     db: &Db,
     config: &Config,
     session: &Session,
-    code: &str,
+    proof: Proof<'_>,
     device: Option<&super::ssr::device_cookie::Device>,
     source_ip: Option<&str>,
 ) -> Result<(String, &'static str), AppError> {
@@ -446,9 +499,14 @@ pub async fn complete_sign_in(
     .bind(&user_id)
     .fetch_optional(&db.writer)
     .await?;
-    let used = match active {
-        Some(_) => check_code(db, &config.secret, &user_id, code, now).await?,
-        None => None,
+    let used = match (active, proof) {
+        (None, _) => None,
+        (Some(_), Proof::Code(code)) => check_code(db, &config.secret, &user_id, code, now).await?,
+        (Some(_), Proof::Passkey(credential)) => {
+            super::passkeys::check_second_factor(db, config, session, &user_id, credential)
+                .await?
+                .then_some(Used::Passkey)
+        }
     };
     let mut tx = db.writer.begin().await?;
     let Some(used) = used else {
@@ -466,10 +524,16 @@ pub async fn complete_sign_in(
         )
         .await?;
         tx.commit().await?;
-        return Err(AppError::invalid(
-            "code",
-            "that code is not right (or was already used); try the next one",
-        ));
+        return Err(match proof {
+            Proof::Code(_) => AppError::invalid(
+                "code",
+                "that code is not right (or was already used); try the next one",
+            ),
+            Proof::Passkey(_) => AppError::invalid(
+                "credential",
+                "that passkey was not accepted for this account; try again or enter a code",
+            ),
+        });
     };
     sqlx::query("delete from sign_in_failure where attempt_id = $1")
         .bind(&attempt)
@@ -478,6 +542,7 @@ pub async fn complete_sign_in(
     let factor = match used {
         Used::Totp => "totp",
         Used::RecoveryCode => "recovery_code",
+        Used::Passkey => "passkey",
     };
     events::record(
         &mut tx,
@@ -563,10 +628,10 @@ pub async fn start_enrolment(
     session: &Session,
     user_id: &str,
 ) -> Result<super::TotpEnrolment, AppError> {
-    if has_factor(db, user_id).await? {
+    if has_totp(db, user_id).await? {
         return Err(AppError::conflict(
             "code",
-            "two-factor authentication is already on; turn it off first to use another app",
+            "an authenticator app is already set up; turn it off first to use another app",
         ));
     }
     let salt = crate::ssr::db::new_id("tfs");
@@ -751,7 +816,7 @@ pub async fn regenerate_recovery_codes(
 
 /// Ends every session of the user but `current` (stored hash), which continues under a new id
 /// the caller gives it. Returns how many ended.
-async fn end_other_sessions(
+pub(crate) async fn end_other_sessions(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     current: Option<&str>,

@@ -12,10 +12,9 @@ use leptos_router::components::A;
 pub fn SecondFactorPage() -> impl IntoView {
     let auth = use_auth();
     let pending = auth.verify.pending();
-    view! {
-        <Title text="Two-factor authentication" />
-        <section class="card narrow">
-            <h1>"Two-factor authentication"</h1>
+    let options = Resource::new(|| (), |_| super::passkey_api::second_factor_options());
+    let code_form = move || {
+        view! {
             <p>"Enter the 6-digit code your authenticator app shows, or one of your recovery codes."</p>
             <ActionForm action=auth.verify>
                 <label for="code">"Authentication code"</label>
@@ -24,6 +23,28 @@ pub fn SecondFactorPage() -> impl IntoView {
                 <button type="submit" disabled=move || pending.get()>"Verify"</button>
             </ActionForm>
             <p class="muted">"Lost your device? Use a recovery code. " <A href="/sign-in">"Start over"</A></p>
+        }
+    };
+    view! {
+        <Title text="Two-factor authentication" />
+        <section class="card narrow">
+            <h1>"Two-factor authentication"</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let o = options.await.unwrap_or_default();
+                    let passkey = o.passkey.then(|| view! {
+                        <p>"Confirm with your passkey or security key."</p>
+                        <super::passkey_pages::PasskeySecondFactor />
+                    });
+                    // A code is always offered when there is no passkey (recovery codes, or an
+                    // expired sign-in that says so).
+                    let code = (o.code || !o.passkey).then(code_form);
+                    let start_over = code.is_none().then(|| view! {
+                        <p class="muted"><A href="/sign-in">"Start over"</A></p>
+                    });
+                    view! { {passkey} {code} {start_over} }
+                })}
+            </Transition>
         </section>
     }
 }
@@ -36,6 +57,7 @@ pub fn TwoFactorPage() -> impl IntoView {
         <h1>"Set up two-factor authentication"</h1>
         <p>"A second factor keeps your account safe even if your password leaks: after the password, you enter a code from an app on your phone (such as Google Authenticator, 1Password or Aegis)."</p>
         <TwoFactor />
+        <super::passkey_pages::Passkeys />
         <p><A href="/">"Continue to the console"</A></p>
     }
 }

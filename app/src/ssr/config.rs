@@ -34,6 +34,10 @@ pub struct Config {
     pub mail_from: String,
     /// Server-side key for HMACs (device cookies). Never logged.
     pub secret: [u8; 32],
+    /// WebAuthn relying party: the host name passkeys are bound to (never an IP address), and
+    /// the origin the browser must be at. See [`Config::webauthn_defaults`].
+    pub webauthn_rp_id: String,
+    pub webauthn_origin: url::Url,
 }
 
 impl Config {
@@ -78,6 +82,27 @@ impl Config {
         hosts
     }
 
+    /// The relying party a public origin implies: its host name, or `localhost` (same port)
+    /// when it is an IP address (browsers refuse an IP address as a relying party id, so on
+    /// the default `http://127.0.0.1:3000` passkeys work at `http://localhost:3000`).
+    pub fn webauthn_defaults(public_origin: &url::Url) -> (String, url::Url) {
+        match public_origin.host() {
+            Some(url::Host::Domain(host)) => (host.to_string(), public_origin.clone()),
+            _ => {
+                let mut origin = public_origin.clone();
+                let _ = origin.set_host(Some("localhost"));
+                ("localhost".to_string(), origin)
+            }
+        }
+    }
+
+    /// The WebAuthn verifier for the configured relying party.
+    pub fn webauthn(&self) -> Result<webauthn_rs::Webauthn, crate::error::AppError> {
+        webauthn_rs::WebauthnBuilder::new(&self.webauthn_rp_id, &self.webauthn_origin)
+            .and_then(|b| b.rp_name("Keyward").build())
+            .map_err(|e| crate::error::AppError::internal(format!("WebAuthn configuration: {e}")))
+    }
+
     /// `scheme://host[:port]` of the public origin, as browsers send it in `Origin`.
     pub fn origin_string(&self) -> String {
         self.public_origin.origin().ascii_serialization()
@@ -88,6 +113,8 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("public_origin", &self.public_origin.as_str())
+            .field("webauthn_rp_id", &self.webauthn_rp_id)
+            .field("webauthn_origin", &self.webauthn_origin.as_str())
             .field("signup_open", &self.signup_open)
             .field("session_idle", &self.session_idle)
             .field("session_absolute", &self.session_absolute)

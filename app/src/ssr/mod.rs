@@ -173,6 +173,8 @@ pub mod keys {
     /// Impersonation: the administrator acting as [`USER_ID`], and until when (ms).
     pub const IMPERSONATOR: &str = "impersonator";
     pub const IMPERSONATION_UNTIL: &str = "impersonation_until";
+    /// The WebAuthn ceremony this session started (the id of its server-side row).
+    pub const WEBAUTHN_CEREMONY: &str = "webauthn_ceremony";
 }
 
 /// The current console session (tower-sessions puts it in the request extensions).

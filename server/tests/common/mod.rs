@@ -91,6 +91,8 @@ pub fn test_config() -> Config {
         smtp_url: None,
         mail_from: "Keyward <keyward@test.invalid>".into(),
         secret: [42u8; 32],
+        webauthn_rp_id: "localhost".into(),
+        webauthn_origin: url::Url::parse("http://localhost:3000").unwrap(),
     }
 }
 
