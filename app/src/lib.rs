@@ -11,6 +11,7 @@ pub mod identity;
 pub mod keys;
 pub mod notify;
 pub mod orgs;
+pub mod security;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod teams;
@@ -64,6 +65,7 @@ lazy_pages! {
     SetPasswordRoute => admin::pages::SetPasswordPage,
     SettingsRoute => orgs::pages::SettingsPage,
     AuditRoute => audit::pages::AuditPage,
+    SecurityRoute => security::pages::SecurityPage,
     SecondFactorRoute => identity::two_factor_pages::SecondFactorPage,
     TwoFactorRoute => identity::two_factor_pages::TwoFactorPage,
 }
@@ -150,6 +152,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/set-password") view={Lazy::<SetPasswordRoute>::new()} />
                     <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} />
                     <Route path=path!("/audit") view={Lazy::<AuditRoute>::new()} />
+                    <Route path=path!("/security") view={Lazy::<SecurityRoute>::new()} />
                     <Route path=path!("/sign-in/verify") view={Lazy::<SecondFactorRoute>::new()} />
                     <Route path=path!("/two-factor") view={Lazy::<TwoFactorRoute>::new()} />
                 </Routes>

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { test, expect } from "./fixtures";
 import { createReadOnlyKey, freshEmail, open, signUp } from "./helpers";
 
@@ -22,6 +23,28 @@ test("the audit log shows who did what, filtered by action and actor, each entry
   await filters.getByLabel("Actor").fill(email.toUpperCase());
   await filters.getByLabel("Actor").press("Enter");
   await expect(created).toBeVisible();
+  // The entry in full: who, from where, with which browser, and its request.
+  await created.getByRole("button", { name: /^Details of evt_/ }).click();
+  const detail = page.getByRole("region", { name: "Audit entry" });
+  await expect(detail).toContainText("key.created");
+  await expect(detail).toContainText(email);
+  await expect(detail).toContainText("Mozilla");
+  await expect(detail.getByText(/^[0-9a-f]{16}$/)).toBeVisible();
+  await detail.getByRole("button", { name: "Close" }).click();
+  await expect(detail).toHaveCount(0);
+  // The export holds what the filters show: the header and the one entry.
+  const downloading = page.waitForEvent("download");
+  await filters.getByRole("link", { name: "Export CSV" }).click();
+  const download = await downloading;
+  expect(download.suggestedFilename()).toMatch(/^audit-org_.*\.csv$/);
+  const lines = readFileSync((await download.path())!, "utf8").trim().split("\n");
+  expect(lines[0]).toBe("seq,event_id,at,action,actor,actor_email,impersonator,impersonator_email,organization_id,target,target_email,ip,user_agent,before,after,data");
+  expect(lines).toHaveLength(2);
+  expect(lines[1]).toContain("key.created");
+  const downloadingJson = page.waitForEvent("download");
+  await filters.getByRole("link", { name: "Export JSON" }).click();
+  const json = JSON.parse(readFileSync((await (await downloadingJson).path())!, "utf8"));
+  expect(json.map((e: { action: string }) => e.action)).toEqual(["key.created"]);
   // Another actor: nothing.
   await filters.getByLabel("Actor").fill("nobody@example.org");
   await filters.getByLabel("Actor").press("Enter");

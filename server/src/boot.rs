@@ -160,26 +160,27 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
     };
     let (rp_id, rp_origin) = Config::webauthn_defaults(&public_origin);
     let webauthn_rp_id = args.webauthn_rp_id.clone().unwrap_or(rp_id);
-    let webauthn_origin = args.webauthn_origin.clone().unwrap_or(rp_origin);
+    let webauthn_origin = args.webauthn_origin.clone().unwrap_or(rp_origin.clone());
     if webauthn_rp_id.parse::<std::net::IpAddr>().is_ok() {
         return Err("KEYWARD_WEBAUTHN_RP_ID must be a host name such as localhost or example.com, not an IP address".into());
     }
-    Ok(Config {
+    // Cookies and the cross-site check belong to the public origin: passkeys work there (or,
+    // for an IP public origin, at its `localhost` twin on a loopback listener).
+    if webauthn_origin.origin() != public_origin.origin()
+        && webauthn_origin.origin() != rp_origin.origin()
+    {
+        return Err(format!(
+            "KEYWARD_WEBAUTHN_ORIGIN must be the public origin ({}): sessions and the cross-site check belong to it",
+            public_origin.origin().ascii_serialization()
+        ));
+    }
+    let config = Config {
         signup_open: args.signup == "open",
         session_idle: Duration::from_secs(args.session_idle_minutes * 60),
         session_absolute: Duration::from_secs(args.session_absolute_hours * 3600),
         sign_in_failures_per_hour: args.sign_in_failures_per_hour,
         auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
-        allowed_hosts: {
-            // The passkey origin is also one users reach this instance at.
-            let mut hosts = Config::hosts_for(&public_origin, args.listen);
-            for host in Config::hosts_for(&webauthn_origin, args.listen) {
-                if !hosts.contains(&host) {
-                    hosts.push(host);
-                }
-            }
-            hosts
-        },
+        allowed_hosts: Config::hosts_for(&public_origin, args.listen),
         log_retention_days: args.log_retention_days,
         smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
         mail_from: args.mail_from.clone(),
@@ -189,7 +190,12 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         public_origin,
         webauthn_rp_id,
         webauthn_origin,
-    })
+        secret_file: None,
+    };
+    // A relying party webauthn-rs refuses (an origin outside the RP id) fails the start, not
+    // every passkey request.
+    config.webauthn().map_err(|e| e.message)?;
+    Ok(config)
 }
 
 /// Finds the site options file: the path given, as is; or, for the default `Leptos.toml`
@@ -248,7 +254,38 @@ pub fn domains(db: &Db, config: &Config) -> anyhow_like::Result<Domains> {
         .with(app::usage::ssr::RateLimiter::new(db.clone()))
         .with(app::usage::log::RequestLog::new(app::usage::log::CAPACITY))
         .with(crate::metrics::Metrics::default())
-        .with(crate::export::ExportSlots::default()))
+        .with(crate::export::ExportSlots::default())
+        .with(route_catalog()))
+}
+
+/// The REST routes as the security scan sees them.
+pub fn route_catalog() -> app::security::RouteCatalog {
+    use crate::rest::Access;
+    app::security::RouteCatalog(
+        crate::rest::routes()
+            .into_iter()
+            .map(|r| app::security::RouteInfo {
+                method: match r.method.as_str() {
+                    "GET" => "GET",
+                    "POST" => "POST",
+                    "PUT" => "PUT",
+                    "PATCH" => "PATCH",
+                    "DELETE" => "DELETE",
+                    _ => "OTHER",
+                },
+                path: r.path,
+                permission: match r.access {
+                    Access::Key(p) => Some(p),
+                    _ => None,
+                },
+                requires: match r.access {
+                    Access::Key(_) => "an API key",
+                    Access::Public => "public",
+                    Access::Operator => "operator (metrics networks or token)",
+                },
+            })
+            .collect(),
+    )
 }
 
 pub fn state(
@@ -365,6 +402,81 @@ pub async fn audit_verify(db: &Db, secret: &[u8; 32]) -> anyhow_like::Result<Str
             b.seq, b.event_id, b.why
         )),
     }
+}
+
+/// `keyward security-scan`: the instance's report (the system organization's), as text or
+/// JSON, and its worst severity.
+pub async fn security_scan(
+    db: &Db,
+    config: &Config,
+    json: bool,
+) -> anyhow_like::Result<(String, Option<app::security::Severity>)> {
+    let report = app::security::ssr::scan(
+        db,
+        config,
+        &route_catalog(),
+        app::access::ssr::SYSTEM_ORG_ID,
+        app::ssr::db::now_ms(),
+    )
+    .await
+    .map_err(|e| e.message)?;
+    let worst = report.worst();
+    if json {
+        return Ok((
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?,
+            worst,
+        ));
+    }
+    let mut out = format!(
+        "Keyward security scan, {}\n\nConfiguration\n",
+        report.generated_at
+    );
+    if report.config.is_empty() {
+        out.push_str("  no risk found\n");
+    }
+    for c in &report.config {
+        out.push_str(&format!(
+            "  [{}] {}: {}\n",
+            c.severity.as_str(),
+            c.code,
+            c.message
+        ));
+    }
+    out.push_str("\nAdministrators without two-factor authentication\n");
+    if report.admins_without_two_factor.is_empty() {
+        out.push_str("  none\n");
+    }
+    for a in &report.admins_without_two_factor {
+        out.push_str(&format!("  [high] {} ({})\n", a.email, a.role));
+    }
+    out.push_str("\nKeys\n");
+    if report.keys.is_empty() {
+        out.push_str("  no active key has an issue\n");
+    }
+    for k in &report.keys {
+        let issues: Vec<&str> = k.issues.iter().map(|i| i.label()).collect();
+        out.push_str(&format!(
+            "  {} {} ({}): {}\n",
+            k.key_id,
+            k.display_prefix,
+            k.name,
+            issues.join("; ")
+        ));
+    }
+    let without: Vec<&app::security::EndpointCheck> = report
+        .endpoints
+        .iter()
+        .filter(|e| e.no_permission)
+        .collect();
+    out.push_str(&format!(
+        "\nEndpoints: {} in all; {} require no permission:\n",
+        report.endpoints.len(),
+        without.len()
+    ));
+    for e in without {
+        out.push_str(&format!("  {} {} ({})\n", e.kind, e.name, e.requires));
+    }
+    Ok((out, worst))
 }
 
 #[cfg(test)]

@@ -43,6 +43,20 @@ pub enum Command {
     CreateKey(CreateKeyArgs),
     /// The audit log: `keyward audit verify` checks its hash chain.
     Audit(AuditArgs),
+    /// Print the security report of the instance (the console's Security page): configuration
+    /// risks, administrators without 2FA, risky keys, every endpoint and what it requires.
+    /// Takes `serve`'s settings (the same flags and KEYWARD_* variables). Exits 2 when a
+    /// finding is high.
+    SecurityScan(SecurityScanArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SecurityScanArgs {
+    /// The report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Args, Debug, Clone)]

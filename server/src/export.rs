@@ -7,7 +7,7 @@
 
 use app::access::Permission;
 use app::error::AppError;
-use app::ssr::{AppState, Db};
+use app::ssr::AppState;
 use app::usage::export::{self, Cursor, Format, Scope};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -105,18 +105,28 @@ pub async fn stream(
         range.as_str(),
         format.extension()
     );
-    let permit = state
-        .domains
-        .get::<ExportSlots>()?
-        .0
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| AppError::rate_limited(5))?;
+    let permit = export_slot(state)?;
     let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
     let rows = export::count(&state.db, &scope).await?;
     let head = export::head(format)?;
-    let body = Body::from_stream(pages(state.db.clone(), scope, format, head, permit));
-    Ok((
+    let db = state.db.clone();
+    let next = move |cursor: Cursor, first: bool| {
+        let (db, scope) = (db.clone(), scope.clone());
+        async move {
+            let (rows, cursor) = export::page(&db, &scope, &cursor).await?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some((export::encode(format, &rows, first)?, cursor)))
+        }
+    };
+    let body = Body::from_stream(chunked(head, export::tail(format), next, permit));
+    Ok(download(format, &file, rows, body))
+}
+
+/// A download: its type, file name and row count, never cached.
+fn download(format: Format, file: &str, rows: i64, body: Body) -> Response {
+    (
         [
             (
                 http::header::CONTENT_TYPE,
@@ -131,58 +141,163 @@ pub async fn stream(
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
-/// The body: the head, then a chunk per page until a page comes back empty, then the tail. A
-/// database error mid-stream ends the body early (logged); the client sees fewer rows than
-/// `X-Keyward-Rows` promised.
-fn pages(
-    db: Db,
-    scope: Scope,
-    format: Format,
+/// One of this instance's export slots, or 429 with `Retry-After` when all are taken.
+fn export_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    state
+        .domains
+        .get::<ExportSlots>()?
+        .0
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::rate_limited(5))
+}
+
+/// A streamed body: `head`, then the chunk `next` makes from each cursor (it also learns
+/// whether the chunk is the first) until it answers none, then `tail`. A database error
+/// mid-stream ends the body early (logged); the client sees fewer rows than `X-Keyward-Rows`
+/// promised.
+fn chunked<C, F, Fut>(
     head: Vec<u8>,
+    tail: &'static [u8],
+    next: F,
     // Released when the body is dropped: finished, failed or abandoned by the client.
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    enum Step {
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
+where
+    C: Default + Send + 'static,
+    F: Fn(C, bool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Option<(Vec<u8>, C)>, AppError>> + Send,
+{
+    enum Step<C> {
         Head(Vec<u8>),
-        Rows { cursor: Cursor, first: bool },
+        Rows { cursor: C, first: bool },
+        Done,
+    }
+    enum Pending<Fut> {
+        Head(Vec<u8>),
+        Chunk(Fut),
         Done,
     }
     futures::stream::unfold(Step::Head(head), move |step| {
         let _held = &permit;
-        let (db, scope) = (db.clone(), scope.clone());
+        let pending = match step {
+            Step::Head(head) => Pending::Head(head),
+            Step::Rows { cursor, first } => Pending::Chunk(next(cursor, first)),
+            Step::Done => Pending::Done,
+        };
         async move {
-            match step {
-                Step::Head(head) => Some((
+            match pending {
+                Pending::Head(head) => Some((
                     Ok(Bytes::from(head)),
                     Step::Rows {
-                        cursor: Cursor::default(),
+                        cursor: C::default(),
                         first: true,
                     },
                 )),
-                Step::Rows { cursor, first } => match export::page(&db, &scope, &cursor).await {
-                    Ok((rows, _)) if rows.is_empty() => {
-                        Some((Ok(Bytes::from_static(export::tail(format))), Step::Done))
-                    }
-                    Ok((rows, cursor)) => match export::encode(format, &rows, first) {
-                        Ok(bytes) => Some((
-                            Ok(Bytes::from(bytes)),
-                            Step::Rows {
-                                cursor,
-                                first: false,
-                            },
-                        )),
-                        Err(e) => Some((Err(std::io::Error::other(e.message)), Step::Done)),
-                    },
+                Pending::Chunk(chunk) => match chunk.await {
+                    Ok(None) => Some((Ok(Bytes::from_static(tail)), Step::Done)),
+                    Ok(Some((bytes, cursor))) => Some((
+                        Ok(Bytes::from(bytes)),
+                        Step::Rows {
+                            cursor,
+                            first: false,
+                        },
+                    )),
                     Err(e) => {
-                        tracing::error!(error = %e.message, "usage export stopped");
+                        tracing::error!(error = %e.message, "export stopped");
                         Some((Err(std::io::Error::other("export failed")), Step::Done))
                     }
                 },
-                Step::Done => None,
+                Pending::Done => None,
             }
         }
     })
+}
+
+/// The audit export's query string (`organization_id` only on the console's).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportQuery {
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// `GET /audit/export?organization_id=…&format=csv|json&actor=…`: the console's audit export
+/// (session, `audit:read` in the organization).
+pub async fn audit_console(
+    State(state): State<AppState>,
+    session: Session,
+    query: Result<Query<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return AppError::invalid("query", "unknown or malformed query parameters").into_response();
+    };
+    let org = q.organization_id.clone().unwrap_or_default();
+    let grant = match crate::live::session_grant(
+        &state,
+        &session,
+        "audit_export",
+        &org,
+        Permission::AuditRead,
+    )
+    .await
+    {
+        Ok(grant) => grant,
+        Err(e) => return e.into_response(),
+    };
+    audit_stream(&state, grant.organization_id, &q)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The audit log of `organization_id` (already authorized; the whole instance's for the
+/// system organization) with the query's filters, newest first, streamed as CSV or JSON.
+pub async fn audit_stream(
+    state: &AppState,
+    organization_id: String,
+    q: &AuditExportQuery,
+) -> Result<Response, AppError> {
+    use app::audit::ssr::{self as audit, Export, ExportCursor};
+    let format = Format::parse(q.format.as_deref().unwrap_or(""))?;
+    let filters = app::audit::AuditQuery {
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        target: q.target.clone(),
+        from: q.from.clone(),
+        to: q.to.clone(),
+        page: None,
+    };
+    let export = Export::new(&organization_id, &filters)?;
+    let permit = export_slot(state)?;
+    let rows = export.count(&state.db).await?;
+    let head = audit::head(format)?;
+    let db = state.db.clone();
+    let next = move |cursor: ExportCursor, first: bool| {
+        let (db, export) = (db.clone(), export.clone());
+        async move {
+            let (entries, cursor) = export.page(&db, &cursor).await?;
+            if entries.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some((audit::encode(format, &entries, first)?, cursor)))
+        }
+    };
+    let body = Body::from_stream(chunked(head, export::tail(format), next, permit));
+    let file = format!("audit-{organization_id}.{}", format.extension());
+    Ok(download(format, &file, rows, body))
 }

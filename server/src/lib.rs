@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let console = Router::new()
         .route("/events/usage", axum::routing::get(live::usage_events))
         .route("/usage/export", axum::routing::get(export::console))
+        .route("/audit/export", axum::routing::get(export::audit_console))
         .merge(site)
         .layer(middleware::from_fn_with_state(
             state.clone(),

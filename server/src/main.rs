@@ -82,9 +82,20 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
                 cli::AuditAction::Verify => println!("{}", boot::audit_verify(&db, &secret).await?),
             }
         }
+        cli::Command::SecurityScan(args) => {
+            let secret = boot::secret(&db, args.serve.secret.as_deref(), &secret_file).await?;
+            let mut config = boot::config(&args.serve, secret)?;
+            config.secret_file = args.serve.secret.is_none().then(|| secret_file.clone());
+            let (text, worst) = boot::security_scan(&db, &config, args.json).await?;
+            println!("{text}");
+            if worst == Some(app::security::Severity::High) {
+                std::process::exit(2);
+            }
+        }
         cli::Command::Serve(args) => {
             let secret = boot::secret(&db, args.secret.as_deref(), &secret_file).await?;
-            let config = boot::config(&args, secret)?;
+            let mut config = boot::config(&args, secret)?;
+            config.secret_file = args.secret.is_none().then(|| secret_file.clone());
             let options = boot::leptos_options(&args.leptos_config, args.listen)?;
             boot::bootstrap_admin(
                 &db,

@@ -184,3 +184,191 @@ async fn the_audit_log_lists_the_organization_s_actions_with_filters() {
         .await;
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a bad page");
 }
+
+#[tokio::test]
+async fn the_audit_log_exports_every_matching_entry_and_records_before_and_after() {
+    let app = spawn().await;
+    let owner_id = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner_id).await;
+    let viewer_id = app.user("viewer@example.org", None).await;
+    app.add_member(&org, &viewer_id, "viewer").await;
+    let stranger = app.user("stranger@example.org", None).await;
+    let elsewhere = app.org_of(&stranger).await;
+    let mut owner = app.signed_in("owner@example.org").await;
+
+    // A settings change records the policy before and after.
+    for approval in ["on", ""] {
+        let r = app
+            .rpc(
+                &mut owner,
+                "set_org_policy",
+                &[
+                    ("organization_id", org.as_str()),
+                    ("max_key_lifetime_days", "90"),
+                    ("require_key_approval", approval),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let page = app::audit::ssr::list(
+        &app.state.db,
+        &org,
+        &app::audit::AuditQuery {
+            action: Some("organization.policy_changed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.total, 2);
+    let latest = &page.entries[0];
+    assert_eq!(
+        latest.before.as_ref().unwrap()["require_key_approval"],
+        true
+    );
+    assert_eq!(
+        latest.after.as_ref().unwrap()["require_key_approval"],
+        false
+    );
+    let first = &page.entries[1];
+    assert_eq!(
+        first.before.as_ref().unwrap()["max_key_lifetime_days"],
+        serde_json::Value::Null
+    );
+    assert_eq!(first.after.as_ref().unwrap()["max_key_lifetime_days"], 90);
+
+    // More entries than one export page, so that the export walks several.
+    let n = app::audit::ssr::EXPORT_PAGE + 30;
+    let mut tx = app.state.db.writer.begin().await.unwrap();
+    for i in 0..n {
+        app::ssr::events::record(
+            &mut tx,
+            app::ssr::events::Event {
+                kind: "test.bulk",
+                organization_id: Some(&org),
+                actor_user_id: Some(&owner_id),
+                subject_id: Some("thing"),
+                source_ip: None,
+                data: serde_json::json!({ "i": i, "note": "=cmd|' /C calc'!A0" }),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    app::ssr::events::record(
+        &mut tx,
+        app::ssr::events::Event {
+            kind: "test.bulk",
+            organization_id: Some(&elsewhere),
+            actor_user_id: Some(&stranger),
+            subject_id: Some("thing"),
+            source_ip: None,
+            data: serde_json::json!({ "i": -1 }),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // Over REST, CSV: the header, then every entry of this organization once, newest first.
+    let (_, key) = app.admin_key_expiring(&org, 30).await;
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/audit/export?action=test.&format=csv",
+            Some(&key),
+            None,
+            "192.0.2.77",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers["x-keyward-rows"].to_str().unwrap(), n.to_string());
+    assert!(r.headers[http::header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains(".csv"));
+    let mut csv = csv::Reader::from_reader(r.body.as_bytes());
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        app::audit::ssr::CSV_HEADER.to_vec()
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), n, "every entry, across pages");
+    let mut seen: Vec<i64> = rows
+        .iter()
+        .map(|row| {
+            let data: serde_json::Value = serde_json::from_str(&row[15]).unwrap_or_else(|_| {
+                // A cell that starts like a formula is quoted for spreadsheets.
+                serde_json::from_str(row[15].trim_start_matches('\'')).unwrap()
+            });
+            data["i"].as_i64().unwrap()
+        })
+        .collect();
+    assert!(seen.iter().all(|i| *i >= 0), "another organization's entry");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "no entry twice");
+    assert!(!r.body.contains(&elsewhere));
+
+    // JSON: one entry per line, the same count; filters apply.
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/audit/export?action=organization.&format=json",
+            Some(&key),
+            None,
+            "192.0.2.77",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let entries = r.json();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["after"]["require_key_approval"], false);
+
+    // Bad input: a clear error, before anything streams.
+    for bad in [
+        "/api/v1/audit/export?format=xml",
+        "/api/v1/audit/export?from=yesterday",
+        "/api/v1/audit/export?organization_id=org_other",
+        "/api/v1/audit/export?nonsense=1",
+    ] {
+        let r = app.api("GET", bad, Some(&key), None, "192.0.2.77").await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", bad);
+    }
+
+    // The console's export: the session's organization, with audit:read only.
+    let r = app
+        .get(
+            &owner,
+            &format!("/audit/export?organization_id={org}&format=csv&action=test."),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body.lines().count(), n + 1);
+    let viewer = app.signed_in("viewer@example.org").await;
+    let r = app
+        .get(&viewer, &format!("/audit/export?organization_id={org}"))
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "a viewer");
+    let r = app
+        .get(
+            &owner,
+            &format!("/audit/export?organization_id={elsewhere}"),
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "another organization",
+    );
+    let r = app
+        .get(
+            &Browser::default(),
+            &format!("/audit/export?organization_id={org}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}

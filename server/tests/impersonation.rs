@@ -91,6 +91,67 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
         "{calls:?}"
     );
 
+    // What the administrator may change (a key's status, for incident response) is recorded
+    // as Ann's action with the administrator as the impersonator, in the entry's data that the
+    // audit chain covers, with the request's user agent and id; the audit log names both.
+    let (key_id, _) = app.admin_key(&ann_org).await;
+    b.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64)\t keyward-test".into());
+    let r = app
+        .rpc(
+            &mut b,
+            "set_key_status",
+            &[
+                ("organization_id", &ann_org),
+                ("key_id", &key_id),
+                ("action", "disable"),
+                ("reason", "leaked in a ticket"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let page = app::audit::ssr::list(
+        &app.state.db,
+        SYSTEM_ORG_ID,
+        &app::audit::AuditQuery {
+            action: Some("key.disabled".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let entry = &page.entries[0];
+    assert_eq!(entry.actor.as_deref(), Some(ann.as_str()), "{entry:?}");
+    assert_eq!(
+        entry.impersonator.as_deref(),
+        Some(root.as_str()),
+        "{entry:?}"
+    );
+    assert_eq!(
+        entry.impersonator_email.as_deref(),
+        Some("root@example.org")
+    );
+    assert!(
+        entry.request_id.as_deref().is_some_and(|id| id.len() == 16),
+        "{entry:?}"
+    );
+    assert_eq!(
+        entry.user_agent.as_deref(),
+        Some("Mozilla/5.0 (X11; Linux x86_64) keyward-test"),
+        "control characters dropped"
+    );
+    // Without impersonation, no impersonator is named.
+    let plain = app::audit::ssr::list(
+        &app.state.db,
+        SYSTEM_ORG_ID,
+        &app::audit::AuditQuery {
+            action: Some("user.impersonation_started".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(plain.entries[0].impersonator, None);
+
     // Her password, email, second factor, sessions, account, and anything that outlasts the
     // time limit: refused, and nothing written.
     let before = app.snapshot().await;

@@ -155,10 +155,20 @@ impl SoftKey {
     }
 
     fn assert_with(&self, options: &serde_json::Value, origin: &str, counter: u32) -> String {
+        self.assert_flags(options, origin, counter, 0x05) // user present, user verified
+    }
+
+    fn assert_flags(
+        &self,
+        options: &serde_json::Value,
+        origin: &str,
+        counter: u32,
+        flags: u8,
+    ) -> String {
         let challenge = options["publicKey"]["challenge"].as_str().unwrap();
         let client = client_data("webauthn.get", challenge, origin);
         let mut auth_data = rp_hash();
-        auth_data.push(0x05); // user present, user verified
+        auth_data.push(flags);
         auth_data.extend(counter.to_be_bytes());
         let mut signed = auth_data.clone();
         signed.extend(Sha256::digest(&client));
@@ -339,11 +349,21 @@ async fn a_registered_passkey_signs_in_alone_and_each_challenge_is_used_once() {
     let list = r.json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "Laptop");
-    assert!(
-        !r.body.contains("credential"),
-        "the credential is never sent back: {}",
-        r.body
+    let mut fields: Vec<&String> = list[0].as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["created_at", "id", "last_used_at", "name"],
+        "the credential is never sent back"
     );
+    let mail: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = $1 and subject like 'A passkey was added%'",
+    )
+    .bind("ann@example.org")
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(mail, 1, "the owner hears of a new passkey");
 
     // Sign in with the passkey alone, in a new browser.
     let mut b = Browser::default();
@@ -371,23 +391,51 @@ async fn a_registered_passkey_signs_in_alone_and_each_challenge_is_used_once() {
         "invalid_credentials",
         "a replayed answer",
     );
-    // The same session finishing twice: the first took the ceremony.
+    // The same session finishing twice at once (one cookie, two requests): one ceremony, one
+    // sign-in; the other finds it gone.
     let mut twice = Browser::default();
     let options = sign_in_options(&app, &mut twice).await;
     let answer = key.get(&options, RP_ORIGIN);
-    let r = finish_sign_in(&app, &mut twice, &answer).await;
-    assert!(
-        r.status.is_success() || r.status.is_redirection(),
-        "{}",
-        r.body
+    let (mut first, mut second) = (twice.clone(), twice.clone());
+    let (a, b) = tokio::join!(
+        finish_sign_in(&app, &mut first, &answer),
+        finish_sign_in(&app, &mut second, &answer)
     );
-    let r = finish_sign_in(&app, &mut twice, &answer).await;
+    let ok = |r: &Reply| r.status.is_success() || r.status.is_redirection();
+    assert_eq!(
+        [ok(&a), ok(&b)].iter().filter(|x| **x).count(),
+        1,
+        "{} {} / {} {}",
+        a.status,
+        a.body,
+        b.status,
+        b.body
+    );
+    let refused = if ok(&a) { &b } else { &a };
     assert_refused(
-        &r,
+        refused,
         StatusCode::BAD_REQUEST,
         "invalid_input",
         "a reused ceremony",
     );
+
+    // Without user verification (touch only, no PIN or biometrics): not a passkey sign-in.
+    let mut touch = Browser::default();
+    let options = sign_in_options(&app, &mut touch).await;
+    key.counter += 1;
+    let r = finish_sign_in(
+        &app,
+        &mut touch,
+        &key.assert_flags(&options, RP_ORIGIN, key.counter, 0x01),
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "user not verified",
+    );
+    assert_eq!(app.signed_in_as(&mut touch).await, None);
 
     // An answer to one session's challenge, sent from another session.
     let mut victim = Browser::default();
@@ -539,6 +587,78 @@ async fn a_passkey_is_the_second_step_after_the_password() {
     .unwrap();
     assert!(factor.contains("\"passkey\""), "{factor}");
 
+    // A challenge started before a later use of the passkey, answered by a clone one step
+    // behind: refused, though it is past what the challenge's start knew.
+    let mut late = Browser::default();
+    app.rpc(
+        &mut late,
+        "sign_in",
+        &[("email", "bob@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    let stale = app
+        .rpc(&mut late, "start_passkey_second_factor", &[])
+        .await
+        .json();
+    let mut now = Browser::default();
+    let options = sign_in_options(&app, &mut now).await;
+    let r = finish_sign_in(&app, &mut now, &key.get(&options, RP_ORIGIN)).await;
+    assert!(
+        r.status.is_success() || r.status.is_redirection(),
+        "{}",
+        r.body
+    );
+    let r = app
+        .rpc(
+            &mut late,
+            "verify_passkey_second_factor",
+            &[(
+                "credential",
+                &key.assert_with(&stale, RP_ORIGIN, key.counter),
+            )],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "a counter that did not move",
+    );
+    assert_eq!(app.signed_in_as(&mut late).await, None);
+
+    // A ceremony started for Bob's pending sign-in does not pass Eve's, in the same browser.
+    let mut switch = Browser::default();
+    app.rpc(
+        &mut switch,
+        "sign_in",
+        &[("email", "bob@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    let bobs = app
+        .rpc(&mut switch, "start_passkey_second_factor", &[])
+        .await
+        .json();
+    app.rpc(
+        &mut switch,
+        "sign_in",
+        &[("email", "eve@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    let r = app
+        .rpc(
+            &mut switch,
+            "verify_passkey_second_factor",
+            &[("credential", &key.get(&bobs, RP_ORIGIN))],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "another user's ceremony",
+    );
+    assert_eq!(app.signed_in_as(&mut switch).await, None);
+
     // Without a pending sign-in there is nothing to start.
     let mut nobody = Browser::default();
     let r = app
@@ -603,11 +723,42 @@ async fn a_passkey_is_the_second_step_after_the_password() {
         app.signed_in_as(&mut b).await.as_deref(),
         Some("bob@example.org")
     );
-    let again = app.signed_in("bob@example.org").await;
-    let mut again = again;
+    let mut again = app.signed_in("bob@example.org").await;
     assert_eq!(
         app.signed_in_as(&mut again).await.as_deref(),
         Some("bob@example.org"),
         "no factor left: the password alone signs in"
     );
+
+    // A passkey alone gets no recovery codes (they stand in for the authenticator app).
+    let r = app
+        .rpc(
+            &mut eve,
+            "regenerate_recovery_codes",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "recovery codes without an app",
+    );
+    assert_eq!(app.count("recovery_code").await, 0);
+
+    // An administrator's "turn off two-factor authentication" removes passkeys too.
+    app.user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+    let mut root = app.signed_in("root@example.org").await;
+    let eve_id: String = sqlx::query_scalar("select user_id from app_user where email = $1")
+        .bind("eve@example.org")
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    let r = app
+        .rpc(&mut root, "reset_user_two_factor", &[("user_id", &eve_id)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.count("passkey").await, 0);
+    assert_eq!(app.signed_in_as(&mut eve).await, None, "her sessions ended");
 }

@@ -521,7 +521,7 @@ async fn the_server_renders_the_page_in_the_theme_its_cookie_names() {
             cookies: cookie
                 .map(|c| vec![("keyward_theme".to_string(), c.to_string())])
                 .unwrap_or_default(),
-            ip: None,
+            ..Default::default()
         };
         let r = app.get(&b, "/sign-in").await;
         assert_eq!(r.status, StatusCode::OK);

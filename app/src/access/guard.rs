@@ -211,6 +211,8 @@ pub async fn impersonation_gate(
     let Some((admin, _)) = crate::admin::impersonation::current(session).await? else {
         return Ok(());
     };
+    // Every event this request records names the administrator too.
+    crate::ssr::request_id::set_impersonator(&admin);
     if !super::policy::allowed_while_impersonating(endpoint) {
         return Err(crate::admin::impersonation::refused(endpoint));
     }

@@ -51,9 +51,11 @@ pub fn allowed_while_impersonating(endpoint: &str) -> bool {
         "two_factor_status",
         "my_passkeys",
         "set_key_status",
-        // The console's plain routes: the live usage feed and the usage export (usage:read).
+        // The console's plain routes: the live usage feed and the usage and audit exports
+        // (usage:read, audit:read).
         "usage_events",
         "usage_export",
+        "audit_export",
     ];
     if CONSOLE.contains(&endpoint) {
         return true;
@@ -84,6 +86,8 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ("verify_passkey_second_factor", Guard::Public),
     ("start_passkey_sign_in", Guard::Public),
     ("finish_passkey_sign_in", Guard::Public),
+    ("security_scan", Guard::Org(Permission::AuditRead)),
+    ("narrow_key_scopes", Guard::Org(Permission::KeysWrite)),
     ("my_sessions", Guard::SignedIn),
     ("revoke_session", Guard::SignedIn),
     ("revoke_other_sessions", Guard::SignedIn),

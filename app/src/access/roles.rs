@@ -729,11 +729,35 @@ pub async fn set_permission(
             "role.permission_revoked"
         },
         role_id,
-        serde_json::json!({ "permission": permission, "removed": removed }),
+        serde_json::json!({
+            "permission": permission,
+            "removed": removed,
+            "before": held,
+            "after": permissions_after(&held, permission, granted, &removed),
+        }),
     )
     .await?;
     commit(db, tx, org).await?;
     role_view(db, org, role_id).await
+}
+
+/// A role's own permissions after granting `permission`, or after taking away `removed`.
+fn permissions_after(
+    held: &[String],
+    permission: &str,
+    granted: bool,
+    removed: &[String],
+) -> Vec<String> {
+    let mut after: Vec<String> = held
+        .iter()
+        .filter(|p| granted || !removed.contains(p))
+        .cloned()
+        .collect();
+    if granted && !after.iter().any(|p| p == permission) {
+        after.push(permission.to_string());
+    }
+    after.sort();
+    after
 }
 
 /// Deletes a custom role (its assignments and its children's inheritance of it go with it).

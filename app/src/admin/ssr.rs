@@ -383,7 +383,7 @@ pub async fn reset_two_factor(
         &crate::notify::ssr::Message {
             kind: "security",
             title: "An administrator turned off your two-factor authentication".into(),
-            body: "Your authenticator app and recovery codes no longer work, and you were signed out everywhere. Sign in with your password and set two-factor authentication up again. If you did not ask for this, tell your security team.".into(),
+            body: "Your authenticator app, recovery codes and passkeys no longer work, and you were signed out everywhere. Sign in with your password and set two-factor authentication up again. If you did not ask for this, tell your security team.".into(),
             link: Some("/profile".into()),
             dedupe: format!("2fa-reset:{user_id}:{}", now_ms()),
         },
@@ -552,6 +552,10 @@ pub(crate) async fn erase(
         "delete from session where user_id = $1",
         "delete from notification where user_id = $1",
         "delete from sign_in_failure where user_id = $1",
+        "delete from totp_factor where user_id = $1",
+        "delete from recovery_code where user_id = $1",
+        "delete from passkey where user_id = $1",
+        "delete from webauthn_handle where user_id = $1",
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }

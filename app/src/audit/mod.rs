@@ -27,6 +27,11 @@ pub struct AuditEntry {
     pub actor: Option<String>,
     /// The actor's address, when the actor is a user.
     pub actor_email: Option<String>,
+    /// The administrator acting as the actor (impersonation), and their address.
+    #[serde(default)]
+    pub impersonator: Option<String>,
+    #[serde(default)]
+    pub impersonator_email: Option<String>,
     /// On what: a key, user, role, team, invitation… id.
     pub target: Option<String>,
     /// The target's address, when the target is a user.
@@ -34,6 +39,20 @@ pub struct AuditEntry {
     pub target_email: Option<String>,
     pub organization_id: Option<String>,
     pub ip: Option<String>,
+    /// The client's user agent (cut to 256 characters).
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// The request that made the change (`x-request-id`, in the server's log too).
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// The value before and after a change (roles, permissions, policies, members' roles).
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
+    pub before: Option<serde_json::Value>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
+    pub after: Option<serde_json::Value>,
+    /// Everything the event recorded (the fields above included).
     #[cfg_attr(feature = "ssr", schema(value_type = Object))]
     pub data: serde_json::Value,
 }

@@ -9,7 +9,7 @@ use super::passkey_api::{
 };
 use super::PasskeyView;
 use crate::error::AppError;
-use crate::ui::{action_error, use_auth, ErrorNote};
+use crate::ui::{action_error, hydrated, use_auth, ErrorNote};
 use leptos::prelude::*;
 
 /// The browser side of a ceremony: asks the authenticator, answers the credential as JSON.
@@ -115,6 +115,7 @@ pub fn Passkeys() -> impl IntoView {
     let name = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let adding = add.pending();
+    let ready = hydrated();
     view! {
         <section class="card" role="region" aria-label="Passkeys">
             <h2>"Passkeys and security keys"</h2>
@@ -171,7 +172,7 @@ pub fn Passkeys() -> impl IntoView {
                 <input id="pk-password" type="password" autocomplete="current-password" required maxlength="128"
                     prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />
                 {action_error(add.value())}
-                <button type="submit" disabled=move || adding.get()>"Add a passkey"</button>
+                <button type="submit" disabled=move || !ready.get() || adding.get()>"Add a passkey"</button>
             </form>
             {move || add.value().get().and_then(Result::ok).map(|k| view! {
                 <p role="status">{format!("Passkey \"{}\" added. Your other sessions were signed out.", k.name)}</p>
@@ -195,8 +196,9 @@ pub fn PasskeySignIn() -> impl IntoView {
         }
     });
     let pending = sign_in.pending();
+    let ready = hydrated();
     view! {
-        <button type="button" class="secondary" disabled=move || pending.get()
+        <button type="button" class="secondary" disabled=move || !ready.get() || pending.get()
             on:click=move |_| { sign_in.dispatch(()); }>"Sign in with a passkey"</button>
         {action_error(sign_in.value())}
     }
@@ -217,8 +219,9 @@ pub fn PasskeySecondFactor() -> impl IntoView {
         }
     });
     let pending = verify.pending();
+    let ready = hydrated();
     view! {
-        <button type="button" disabled=move || pending.get()
+        <button type="button" disabled=move || !ready.get() || pending.get()
             on:click=move |_| { verify.dispatch(()); }>"Use a passkey"</button>
         {action_error(verify.value())}
     }

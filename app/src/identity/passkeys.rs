@@ -66,6 +66,17 @@ pub fn parse_credential<T: DeserializeOwned>(json: &str) -> Result<T, AppError> 
         .map_err(|_| AppError::invalid("credential", "that is not a WebAuthn credential"))
 }
 
+/// Deletes the ceremonies that expired unfinished (the session sweep calls it).
+pub async fn delete_expired(db: &Db) -> Result<u64, AppError> {
+    Ok(
+        sqlx::query("delete from webauthn_ceremony where expires_at < $1")
+            .bind(now_ms())
+            .execute(&db.writer)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// Stores a new ceremony's state and binds it to the session (replacing any earlier one).
 pub async fn begin(
     db: &Db,
@@ -285,8 +296,8 @@ pub async fn finish_registration(
     let id = new_id("pky");
     let mut tx = db.writer.begin().await?;
     let inserted = sqlx::query(
-        "insert into passkey (passkey_id, user_id, name, credential_id, credential, created_at)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into passkey (passkey_id, user_id, name, credential_id, credential, created_at, sign_count)
+         values ($1, $2, $3, $4, $5, $6, 0)",
     )
     .bind(&id)
     .bind(user_id)
@@ -317,6 +328,21 @@ pub async fn finish_registration(
             source_ip,
             data: serde_json::json!({ "name": name, "passkey_id": id, "sessions_ended": ended }),
         },
+    )
+    .await?;
+    // A passkey outlives a password change: its owner hears of every new one.
+    let email: String = sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let origin = config.public_origin.as_str().trim_end_matches('/');
+    crate::notify::ssr::enqueue_email(
+        &mut tx,
+        &email,
+        "A passkey was added to your account",
+        &format!("The passkey \"{name}\" was just added to your Keyward account; it can sign you in without your password. If it was not you, remove it at once at {origin}/profile, change your password and tell an administrator.\n"),
+        &format!("passkey-added:{id}"),
+        now,
     )
     .await?;
     tx.commit().await?;
@@ -398,21 +424,38 @@ pub async fn start_second_factor(
     Ok(options)
 }
 
-/// Stores what an authentication taught about the passkey (its counter) and when it was used.
+/// Records a use of the passkey: its counter and when. One conditional statement accepts the
+/// use only when the signature counter moved forward past the stored one (or both stay at 0,
+/// as with authenticators that keep none): a cloned authenticator, an answer to a challenge
+/// started before a later use, or two sign-ins racing to write an older value back are
+/// refused. Answers whether the use was accepted.
 async fn used(
     db: &Db,
     passkey_id: &str,
     mut passkey: Passkey,
     result: &webauthn_rs::prelude::AuthenticationResult,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     passkey.update_credential(result);
-    sqlx::query("update passkey set credential = $2, last_used_at = $3 where passkey_id = $1")
-        .bind(passkey_id)
-        .bind(serde_json::to_string(&passkey).map_err(AppError::internal)?)
-        .bind(now_ms())
-        .execute(&db.writer)
-        .await?;
-    Ok(())
+    let counter = i64::from(result.counter());
+    let moved = sqlx::query(
+        "update passkey set credential = $2, sign_count = $3, last_used_at = $4
+         where passkey_id = $1 and (sign_count < $3 or (sign_count = 0 and $3 = 0))",
+    )
+    .bind(passkey_id)
+    .bind(serde_json::to_string(&passkey).map_err(AppError::internal)?)
+    .bind(counter)
+    .bind(now_ms())
+    .execute(&db.writer)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        tracing::warn!(
+            passkey_id,
+            counter,
+            "passkey counter did not move forward: possible clone"
+        );
+    }
+    Ok(moved == 1)
 }
 
 /// Checks a passkey's answer for `user_id`'s pending sign-in: `Ok(false)` when it does not
@@ -447,8 +490,7 @@ pub async fn check_second_factor(
     else {
         return Ok(false);
     };
-    used(db, &passkey_id, passkey, &result).await?;
-    Ok(true)
+    used(db, &passkey_id, passkey, &result).await
 }
 
 /// Starts a passwordless sign-in: options naming no user (the authenticator offers its
@@ -465,6 +507,11 @@ pub async fn start_sign_in(
     // A button asks for the passkey (the modal prompt), not the autofill-only form.
     options.mediation = None;
     begin(db, session, Purpose::SignIn, None, &state).await?;
+    // Anyone may start one: a session that holds only a ceremony lives as long as it does,
+    // not the console's idle time (signing in gives it that back, `ssr::start_session`).
+    session.set_expiry(Some(tower_sessions::Expiry::OnInactivity(
+        time::Duration::milliseconds(CEREMONY_MS),
+    )));
     Ok(options)
 }
 
@@ -526,7 +573,9 @@ pub async fn finish_sign_in(
             return Err(refused());
         }
     };
-    used(db, &passkey_id, passkey, &result).await?;
+    if !used(db, &passkey_id, passkey, &result).await? {
+        return Err(refused());
+    }
     let mut tx = db.writer.begin().await?;
     events::record(
         &mut tx,

@@ -580,9 +580,13 @@ pub async fn authenticate(
 }
 
 /// Binds the session to the user under a fresh session id (no fixation).
-pub async fn start_session(_config: &Config, user_id: &str) -> Result<(), AppError> {
+pub async fn start_session(config: &Config, user_id: &str) -> Result<(), AppError> {
     let session = crate::ssr::session().await?;
     session.cycle_id().await.map_err(AppError::internal)?;
+    // The console's idle timeout (a passwordless start shortened it).
+    session.set_expiry(Some(tower_sessions::Expiry::OnInactivity(
+        time::Duration::seconds(config.session_idle.as_secs() as i64),
+    )));
     // Nothing of an earlier state of this browser's session carries over.
     for key in [
         keys::PENDING_USER_ID,

@@ -789,10 +789,12 @@ pub async fn regenerate_recovery_codes(
     user_id: &str,
     source_ip: Option<&str>,
 ) -> Result<Vec<String>, AppError> {
-    if !has_factor(db, user_id).await? {
+    // Recovery codes stand in for the authenticator app (a lost passkey is another passkey's
+    // or an administrator's matter).
+    if !has_totp(db, user_id).await? {
         return Err(AppError::conflict(
             "current_password",
-            "turn two-factor authentication on first",
+            "set up an authenticator app first",
         ));
     }
     let now = now_ms();

@@ -44,6 +44,17 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
     }
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
+    let before: Option<(Option<i64>, i64, i64)> = sqlx::query_as(
+        "select max_key_lifetime_days, require_two_factor, require_key_approval from organization_policy where organization_id = $1",
+    )
+    .bind(&grant.organization_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let before = before.map_or(OrgPolicy::default(), |(days, two, approval)| OrgPolicy {
+        max_key_lifetime_days: days,
+        require_two_factor: two != 0,
+        require_key_approval: approval != 0,
+    });
     sqlx::query(
         "insert into organization_policy (organization_id, max_key_lifetime_days, require_two_factor, require_key_approval, updated_at)
          values ($1, $2, $3, $4, $5)
@@ -70,6 +81,8 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
                 "max_key_lifetime_days": policy.max_key_lifetime_days,
                 "require_two_factor": policy.require_two_factor,
                 "require_key_approval": policy.require_key_approval,
+                "before": before,
+                "after": policy,
             }),
         },
     )

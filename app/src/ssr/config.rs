@@ -38,6 +38,9 @@ pub struct Config {
     /// the origin the browser must be at. See [`Config::webauthn_defaults`].
     pub webauthn_rp_id: String,
     pub webauthn_origin: url::Url,
+    /// Where the server secret is kept (`None`: given as `KEYWARD_SECRET`); the security scan
+    /// checks who can read it.
+    pub secret_file: Option<std::path::PathBuf>,
 }
 
 impl Config {

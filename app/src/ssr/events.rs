@@ -17,6 +17,36 @@ pub struct Event<'a> {
     pub data: serde_json::Value,
 }
 
+/// The longest user agent kept in an event.
+pub const USER_AGENT_MAX: usize = 256;
+
+/// Adds what the request being served tells about the event to its data (which the audit
+/// chain covers): the request id, the client's user agent, and the administrator impersonating
+/// the user. A handler cannot forget them; values the event already names are kept.
+fn with_request(mut data: serde_json::Value, actor: Option<&str>) -> serde_json::Value {
+    let Some(request) = super::request_id::context() else {
+        return data;
+    };
+    let serde_json::Value::Object(map) = &mut data else {
+        return data;
+    };
+    map.entry("request_id")
+        .or_insert_with(|| request.id.clone().into());
+    if let Some(agent) = request.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+        let agent: String = agent
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(USER_AGENT_MAX)
+            .collect();
+        map.entry("user_agent").or_insert(agent.into());
+    }
+    // The administrator's own acts while impersonating (stopping it) name them as the actor.
+    if let Some(admin) = request.impersonator().filter(|a| Some(a.as_str()) != actor) {
+        map.entry("impersonator").or_insert(admin.into());
+    }
+    data
+}
+
 /// Records `event` inside `tx`.
 pub async fn record(tx: &mut Transaction<'_, Any>, event: Event<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -29,7 +59,7 @@ pub async fn record(tx: &mut Transaction<'_, Any>, event: Event<'_>) -> Result<(
     .bind(event.kind)
     .bind(event.subject_id)
     .bind(event.source_ip)
-    .bind(event.data.to_string())
+    .bind(with_request(event.data, event.actor_user_id).to_string())
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;

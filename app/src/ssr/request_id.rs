@@ -6,17 +6,47 @@ use axum::{extract::Request, middleware::Next, response::Response};
 use http::HeaderValue;
 use tracing::Instrument;
 
+/// What the audit log notes of the request being served: its id, the client's user agent,
+/// and the administrator impersonating the session's user (set by the guard).
+#[derive(Debug, Default)]
+pub struct RequestContext {
+    pub id: String,
+    pub user_agent: Option<HeaderValue>,
+    impersonator: std::sync::Mutex<Option<String>>,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST: std::sync::Arc<RequestContext>;
 }
 
 pub const HEADER: &str = "x-request-id";
 
 /// The id of the request being served, or a fresh one outside a request (background work).
 pub fn current() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
+    REQUEST
+        .try_with(|r| r.id.clone())
         .unwrap_or_else(|_| fresh())
+}
+
+/// The request being served (`None` in background work).
+pub fn context() -> Option<std::sync::Arc<RequestContext>> {
+    REQUEST.try_with(std::sync::Arc::clone).ok()
+}
+
+/// Notes that an administrator is acting as the session's user for this request.
+pub fn set_impersonator(admin: &str) {
+    let _ = REQUEST.try_with(|r| {
+        if let Ok(mut slot) = r.impersonator.lock() {
+            *slot = Some(admin.to_string());
+        }
+    });
+}
+
+impl RequestContext {
+    /// The administrator acting as the session's user, if any.
+    pub fn impersonator(&self) -> Option<String> {
+        self.impersonator.lock().ok().and_then(|s| s.clone())
+    }
 }
 
 fn fresh() -> String {
@@ -36,8 +66,13 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span.clone()))
+    let context = std::sync::Arc::new(RequestContext {
+        id: id.clone(),
+        user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+        impersonator: Default::default(),
+    });
+    let mut response = REQUEST
+        .scope(context, next.run(request).instrument(span.clone()))
         .await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -197,6 +197,7 @@ fn Nav(user: Option<SignedInUser>) -> impl IntoView {
                     {roles.then(|| view! { <A href="/roles">"Roles"</A> })}
                     {settings.then(|| view! { <A href="/settings">"Settings"</A> })}
                     {audit.then(|| view! { <A href="/audit">"Audit log"</A> })}
+                    {audit.then(|| view! { <A href="/security">"Security"</A> })}
                     <A href="/plans">"Plans"</A>
                     <A href="/docs/api">"API docs"</A>
                     {admin.then(|| view! {
@@ -308,4 +309,25 @@ pub fn filter_select(
             {options.iter().map(|(value, text)| view! { <option value=*value>{*text}</option> }).collect_view()}
         </select>
     }
+}
+
+/// A query-string value, percent-encoded (everything but the unreserved characters).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// False until the component that calls it runs in the browser (effects run only there):
+/// a control whose work needs the app, such as a WebAuthn prompt, stays disabled until its
+/// handler is bound, so an early click is not lost.
+pub fn hydrated() -> Signal<bool> {
+    let ready = RwSignal::new(false);
+    Effect::new(move |_| ready.set(true));
+    ready.into()
 }

@@ -767,10 +767,10 @@ fn ExportSection(
     let start = move |format: &'static str| {
         let url = format!(
             "/usage/export?organization_id={}&range={}&key_id={}&route={}&tz_offset_minutes={}&format={format}",
-            urlencode(&org.get_untracked()),
-            urlencode(&range.get_untracked()),
-            urlencode(&key.get_untracked()),
-            urlencode(&route.get_untracked()),
+            crate::ui::urlencode(&org.get_untracked()),
+            crate::ui::urlencode(&range.get_untracked()),
+            crate::ui::urlencode(&key.get_untracked()),
+            crate::ui::urlencode(&route.get_untracked()),
             tz.get_untracked()
         );
         let file = format!(
@@ -819,17 +819,6 @@ fn ExportSection(
 }
 
 /// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Every organization's totals over the range: instance admins only (others never see it,
 /// and the server refuses them). One resource, created with the page on both sides, that
 /// asks the server only for admins. Whether the user is one is known before the resource is

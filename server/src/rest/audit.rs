@@ -18,3 +18,18 @@ pub async fn list(
         audit::list(&state.db, &grant.organization_id, &query).await?,
     ))
 }
+
+/// `GET /api/v1/audit/export`: the same entries, every page, streamed as CSV or JSON.
+pub async fn export(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ApiQuery(q): ApiQuery<crate::export::AuditExportQuery>,
+) -> Result<axum::response::Response, AppError> {
+    if q.organization_id.is_some() {
+        return Err(AppError::invalid(
+            "organization_id",
+            "a key exports its own organization's audit log; leave organization_id out",
+        ));
+    }
+    crate::export::audit_stream(&state, grant.organization_id, &q).await
+}

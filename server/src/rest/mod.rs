@@ -288,6 +288,21 @@ const USAGE_QUERY: &[Param] = &[
     },
 ];
 
+const AUDIT_EXPORT_QUERY: &[Param] = &[
+    AUDIT_QUERY[0],
+    AUDIT_QUERY[1],
+    AUDIT_QUERY[2],
+    AUDIT_QUERY[3],
+    AUDIT_QUERY[4],
+    Param {
+        name: "format",
+        kind: "string",
+        values: &["csv", "json"],
+        description: "Default csv.",
+        example: Some("csv"),
+    },
+];
+
 const USAGE_EXPORT_QUERY: &[Param] = &[
     USAGE_QUERY[0],
     USAGE_QUERY[1],
@@ -458,6 +473,11 @@ pub fn routes() -> Vec<RouteSpec> {
             summary: "Read the audit log",
             description: "Every security and administration action of the key's organization (of the whole instance for a key of the system organization), newest first, 50 per page, with `total` over every page. Each entry carries its place in the tamper-evident hash chain (`seq`, none for about a second until chained; `keyward audit verify` checks the chain).",
             query: AUDIT_QUERY, body: Body::None, ok: (200, Out::Json("AuditPage")), errors: &[INVALID],
+        }),
+        spec(Method::GET, "/api/v1/audit/export", Key(AuditRead), get(audit::export), Doc {
+            summary: "Export the audit log",
+            description: "Every entry matching the filters (not one page), newest first, streamed as CSV or JSON (one entry per line), with who acted, who impersonated them, the target, before and after values, address, user agent and the entry's place in the hash chain. `X-Keyward-Rows` gives the number of entries before the body starts.",
+            query: AUDIT_EXPORT_QUERY, body: Body::None, ok: (200, Out::Export("AuditEntry")), errors: &[INVALID],
         }),
         spec(Method::GET, "/api/v1/users", Key(UsersRead), get(users::list), Doc {
             summary: "List users",

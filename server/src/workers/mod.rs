@@ -10,7 +10,8 @@
 //!   only notes the use in memory), every [`KEY_USE_EVERY`];
 //! - `signature-prune`: forgets accepted request signatures past their replay window, every
 //!   minute;
-//! - `session-sweep`: deletes expired console sessions, every ten minutes;
+//! - `session-sweep`: deletes expired console sessions and unfinished passkey ceremonies,
+//!   every ten minutes;
 //! - `request-log`: writes the request log in batches as entries arrive, and everything
 //!   still buffered on shutdown (after the server stopped answering);
 //! - `rate-limit`: gives back the unspent rate-limit leases of ended buckets every second
@@ -137,7 +138,12 @@ impl Workers {
             app::ssr::session_store::DbSessionStore::new(state.db.clone())
                 .delete_expired()
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            // Passkey ceremonies started and never finished.
+            app::identity::passkeys::delete_expired(&state.db)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
         });
         w
     }

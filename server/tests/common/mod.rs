@@ -93,6 +93,7 @@ pub fn test_config() -> Config {
         secret: [42u8; 32],
         webauthn_rp_id: "localhost".into(),
         webauthn_origin: url::Url::parse("http://localhost:3000").unwrap(),
+        secret_file: None,
     }
 }
 
@@ -187,6 +188,8 @@ pub struct Browser {
     pub cookies: Vec<(String, String)>,
     /// The address the browser calls from (none: the request carries no peer address).
     pub ip: Option<String>,
+    /// The `User-Agent` it sends (none: no header).
+    pub user_agent: Option<String>,
 }
 
 impl Browser {
@@ -269,6 +272,9 @@ impl TestApp {
             .header(header::ACCEPT, "application/json");
         if let Some(c) = browser.header() {
             req = req.header(header::COOKIE, c);
+        }
+        if let Some(agent) = &browser.user_agent {
+            req = req.header(header::USER_AGENT, agent);
         }
         let mut request = req.body(Body::from(body)).unwrap();
         if let Some(ip) = &browser.ip {

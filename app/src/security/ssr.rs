@@ -1,0 +1,351 @@
+//! The security scan (server only): reads the instance's state, changes nothing; and the one
+//! change it offers, narrowing a key to what it used.
+
+use super::{
+    AdminFinding, ConfigFinding, EndpointCheck, KeyFinding, KeyIssue, RouteCatalog, SecurityReport,
+    Severity,
+};
+use crate::access::policy::{Guard, SERVER_FNS};
+use crate::access::ssr::SYSTEM_ORG_ID;
+use crate::error::AppError;
+use crate::keys::{Access, Scopes};
+use crate::ssr::config::Config;
+use crate::ssr::db::{rfc3339, Db};
+use std::collections::BTreeMap;
+
+/// How far back "used" and "unused" look.
+pub const LOOKBACK_MS: i64 = 30 * 86_400_000;
+
+/// Scans the organization (the whole instance for the system organization: its keys, its
+/// administrators, the configuration and every endpoint).
+pub async fn scan(
+    db: &Db,
+    config: &Config,
+    catalog: &RouteCatalog,
+    organization_id: &str,
+    now: i64,
+) -> Result<SecurityReport, AppError> {
+    let instance = organization_id == SYSTEM_ORG_ID;
+    Ok(SecurityReport {
+        organization_id: organization_id.to_string(),
+        generated_at: rfc3339(now),
+        instance,
+        config: if instance {
+            config_risks(config)
+        } else {
+            Vec::new()
+        },
+        admins_without_two_factor: admins_without_two_factor(db, organization_id).await?,
+        keys: key_findings(db, catalog, organization_id, now).await?,
+        endpoints: if instance {
+            endpoints(catalog)
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Every REST route and server function with what it requires.
+pub fn endpoints(catalog: &RouteCatalog) -> Vec<EndpointCheck> {
+    let rest = catalog.0.iter().map(|r| EndpointCheck {
+        kind: "rest".into(),
+        name: format!("{} {}", r.method, r.path),
+        requires: r
+            .permission
+            .map_or(r.requires.to_string(), |p| p.as_str().to_string()),
+        no_permission: r.permission.is_none(),
+    });
+    let fns = SERVER_FNS.iter().map(|(name, guard)| {
+        let (requires, none) = match guard {
+            Guard::Public => ("public".to_string(), true),
+            Guard::SignedIn | Guard::Enrolling => ("signed in (own data)".to_string(), true),
+            Guard::Org(p) => (p.as_str().to_string(), false),
+            Guard::Instance(p) => (format!("{} (instance)", p.as_str()), false),
+        };
+        EndpointCheck {
+            kind: "server_fn".into(),
+            name: (*name).to_string(),
+            requires,
+            no_permission: none,
+        }
+    });
+    rest.chain(fns).collect()
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// How the instance runs: plain HTTP beyond this machine, open sign-up, a secret file others
+/// can read, email not configured.
+pub fn config_risks(config: &Config) -> Vec<ConfigFinding> {
+    let mut found = Vec::new();
+    let mut add = |code: &str, severity, message: String| {
+        found.push(ConfigFinding {
+            code: code.into(),
+            severity,
+            message,
+        })
+    };
+    if config.public_origin.scheme() == "http" && !is_loopback(&config.public_origin) {
+        add(
+            "plain_http",
+            Severity::High,
+            format!("The console is served over plain HTTP at {}: passwords, session cookies and keys cross the network in the clear. Serve it over TLS and set KEYWARD_PUBLIC_ORIGIN=https://….", config.origin_string()),
+        );
+    }
+    if config.signup_open {
+        add(
+            "signup_open",
+            Severity::Medium,
+            "Anyone can create an account (KEYWARD_SIGNUP=open). Close it unless this instance is meant to be public.".into(),
+        );
+    }
+    if let Some(file) = &config.secret_file {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => add(
+                "secret_file_mode",
+                Severity::High,
+                format!("The server secret file {} can be read by other users of this machine (mode {:o}): chmod 600 it.", file.display(), meta.permissions().mode() & 0o777),
+            ),
+            Ok(_) => {}
+            Err(e) => add(
+                "secret_file_missing",
+                Severity::Medium,
+                format!("The server secret file {} cannot be read ({e}).", file.display()),
+            ),
+        }
+    }
+    if config.smtp_url.is_none() {
+        add(
+            "smtp_missing",
+            Severity::Info,
+            "Email is not configured (KEYWARD_SMTP_URL): security notices (new passkeys, recovery codes used, impersonation) stay queued in the outbox.".into(),
+        );
+    }
+    found
+}
+
+/// Owners and admins of the organization with no second factor.
+async fn admins_without_two_factor(
+    db: &Db,
+    organization_id: &str,
+) -> Result<Vec<AdminFinding>, AppError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select u.user_id, u.email, m.role from membership m
+         join app_user u on u.user_id = m.user_id
+         where m.organization_id = $1 and m.role in ('owner', 'admin')
+           and u.status = 'active' and u.deleted_at is null
+           and not exists (select 1 from totp_factor t where t.user_id = u.user_id)
+           and not exists (select 1 from passkey p where p.user_id = u.user_id)
+         order by u.email",
+    )
+    .bind(organization_id)
+    .fetch_all(&db.reader)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, email, role)| AdminFinding {
+            user_id,
+            email,
+            role,
+        })
+        .collect())
+}
+
+/// The scopes a route needs: its permission as resource → access.
+fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, Access)> {
+    let p = catalog
+        .0
+        .iter()
+        .find(|r| r.method == method && r.path == route)?
+        .permission?;
+    let access = if p.is_write() {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    Some((p.resource().to_string(), access))
+}
+
+/// What each key's requests of the last 30 days needed (refusals for missing credentials or
+/// permissions left out): key → scopes. `key_id`: one key only.
+async fn used_scopes(
+    db: &Db,
+    catalog: &RouteCatalog,
+    organization_id: &str,
+    key_id: Option<&str>,
+    now: i64,
+) -> Result<BTreeMap<String, Scopes>, AppError> {
+    let mut sql = String::from(
+        "select api_key_id, method, route from request_log
+         where occurred_at >= $1 and api_key_id is not null and status <> 401 and status <> 403",
+    );
+    let mut binds: Vec<String> = Vec::new();
+    if organization_id != SYSTEM_ORG_ID {
+        binds.push(organization_id.to_string());
+        sql.push_str(&format!(" and organization_id = ${}", binds.len() + 1));
+    }
+    if let Some(key) = key_id {
+        binds.push(key.to_string());
+        sql.push_str(&format!(" and api_key_id = ${}", binds.len() + 1));
+    }
+    sql.push_str(" group by api_key_id, method, route");
+    let mut query = sqlx::query_as::<_, (String, String, String)>(&sql).bind(now - LOOKBACK_MS);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let mut used: BTreeMap<String, Scopes> = BTreeMap::new();
+    for (key, method, route) in query.fetch_all(&db.reader).await? {
+        let scopes = used.entry(key).or_default();
+        if let Some((resource, access)) = needs(catalog, &method, &route) {
+            let held = scopes.entry(resource).or_insert(Access::None);
+            *held = (*held).max(access);
+        }
+    }
+    Ok(used)
+}
+
+/// Whether `scopes` grant more than `used` needs.
+fn wider(scopes: &Scopes, used: &Scopes) -> bool {
+    scopes
+        .iter()
+        .any(|(resource, access)| *access > used.get(resource).copied().unwrap_or(Access::None))
+}
+
+/// The active keys with an issue, worst first.
+async fn key_findings(
+    db: &Db,
+    catalog: &RouteCatalog,
+    organization_id: &str,
+    now: i64,
+) -> Result<Vec<KeyFinding>, AppError> {
+    let mut sql = String::from(
+        "select api_key_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
+         from api_key where status = 'active' and (expires_at is null or expires_at > $1)",
+    );
+    if organization_id != SYSTEM_ORG_ID {
+        sql.push_str(" and organization_id = $2");
+    }
+    sql.push_str(" order by created_at, api_key_id");
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        i64,
+        Option<i64>,
+    );
+    let mut query = sqlx::query_as::<_, Row>(&sql).bind(now);
+    if organization_id != SYSTEM_ORG_ID {
+        query = query.bind(organization_id);
+    }
+    let rows = query.fetch_all(&db.reader).await?;
+    let mut used = used_scopes(db, catalog, organization_id, None, now).await?;
+    let mut found = Vec::new();
+    for (key_id, name, display_prefix, scopes, allowlist, expires_at, created_at, last_used) in rows
+    {
+        let scopes: Scopes = serde_json::from_str(&scopes).unwrap_or_default();
+        let allowlist: Vec<String> = serde_json::from_str(&allowlist).unwrap_or_default();
+        let key_used = used.remove(&key_id).filter(|s| !s.is_empty());
+        let mut issues = Vec::new();
+        if expires_at.is_none() {
+            issues.push(KeyIssue::NoExpiry);
+        }
+        if allowlist.is_empty() {
+            issues.push(KeyIssue::NoIpAllowlist);
+        }
+        if last_used.unwrap_or(created_at) < now - LOOKBACK_MS {
+            issues.push(KeyIssue::Unused30Days);
+        }
+        if key_used.as_ref().is_some_and(|u| wider(&scopes, u)) {
+            issues.push(KeyIssue::WiderThanUsed);
+        }
+        if !issues.is_empty() {
+            found.push(KeyFinding {
+                key_id,
+                name,
+                display_prefix,
+                issues,
+                scopes,
+                used: key_used,
+            });
+        }
+    }
+    found.sort_by_key(|k| std::cmp::Reverse(k.issues.len()));
+    Ok(found)
+}
+
+/// Narrows a key's scopes to what its requests of the last 30 days needed (a `custom` key,
+/// through the keys domain's edit: the caller's ceiling, the timeline, the audit log). Refused
+/// when the key used nothing, or already holds no more than that.
+pub async fn narrow(
+    state: &crate::ssr::AppState,
+    acting: crate::keys::ssr::Acting<'_>,
+    key_id: &str,
+) -> Result<crate::keys::ApiKey, AppError> {
+    let org = acting.org().to_string();
+    let current = crate::keys::ssr::get(&state.db, &org, key_id).await?;
+    let catalog = state.domains.get::<RouteCatalog>()?;
+    let used = used_scopes(
+        &state.db,
+        catalog,
+        &org,
+        Some(key_id),
+        crate::ssr::db::now_ms(),
+    )
+    .await?
+    .remove(key_id)
+    .filter(|s| !s.is_empty());
+    let Some(used) = used else {
+        return Err(AppError::conflict(
+            "key_id",
+            "this key made no request in 30 days: disable or revoke it instead",
+        ));
+    };
+    if !wider(&current.scopes, &used) {
+        return Err(AppError::conflict(
+            "key_id",
+            "this key holds no more than what it used",
+        ));
+    }
+    let patch = crate::keys::KeyPatch {
+        category: Some("custom".into()),
+        scopes: Some(used),
+        reason: Some("narrowed to what it used in the last 30 days (security scan)".into()),
+        ..Default::default()
+    };
+    crate::keys::ssr::update(state, acting, key_id, &patch).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wider_compares_each_resource() {
+        let s = |pairs: &[(&str, Access)]| -> Scopes {
+            pairs.iter().map(|(r, a)| (r.to_string(), *a)).collect()
+        };
+        let used = s(&[("keys", Access::Read)]);
+        assert!(wider(&s(&[("keys", Access::Write)]), &used));
+        assert!(wider(
+            &s(&[("keys", Access::Read), ("org", Access::Read)]),
+            &used
+        ));
+        assert!(!wider(&s(&[("keys", Access::Read)]), &used));
+        assert!(!wider(
+            &s(&[("keys", Access::Read), ("org", Access::None)]),
+            &used
+        ));
+        assert!(!wider(&s(&[]), &used));
+    }
+}

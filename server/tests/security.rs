@@ -1,0 +1,253 @@
+//! The security scan: endpoints with their permission, risky keys (no expiry, no allow-list,
+//! unused, wider than used) with the one-click narrowing, administrators without 2FA, and
+//! configuration risks; the organization's view and the instance's. Runs on SQLite, and on
+//! PostgreSQL when `KEYWARD_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use app::access::ssr::SYSTEM_ORG_ID;
+use app::access::Role;
+use app::security::{KeyIssue, Severity};
+use common::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
+    let app = spawn().await;
+    let owner = app.user("owner@example.org", None).await;
+    let org = app.org_of(&owner).await;
+    let viewer = app.user("viewer@example.org", None).await;
+    app.add_member(&org, &viewer, "viewer").await;
+    let (key_id, key) = app.admin_key(&org).await;
+    // The key reads keys twice and writes nothing; a refused call does not count as use.
+    for _ in 0..2 {
+        let r = app
+            .api("GET", "/api/v1/keys", Some(&key), None, "192.0.2.9")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = app
+        .api("GET", "/api/v1/users", Some(&key), None, "192.0.2.9")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    app.wait_for_log_rows(3).await;
+
+    let mut b = app.signed_in("owner@example.org").await;
+    let r = app
+        .rpc(&mut b, "security_scan", &[("organization_id", &org)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    assert!(!report.instance, "an organization's report");
+    assert!(report.config.is_empty() && report.endpoints.is_empty());
+    assert_eq!(report.admins_without_two_factor.len(), 1, "{report:?}");
+    assert_eq!(
+        report.admins_without_two_factor[0].email,
+        "owner@example.org"
+    );
+    let finding = report.keys.iter().find(|k| k.key_id == key_id).unwrap();
+    assert_eq!(
+        finding.issues,
+        [
+            KeyIssue::NoExpiry,
+            KeyIssue::NoIpAllowlist,
+            KeyIssue::WiderThanUsed
+        ]
+    );
+    let used = finding.used.clone().unwrap();
+    assert_eq!(
+        serde_json::to_value(&used).unwrap(),
+        serde_json::json!({ "keys": "read" })
+    );
+
+    // A viewer may not narrow (keys:write); nothing changes.
+    let mut v = app.signed_in("viewer@example.org").await;
+    let r = app
+        .rpc(
+            &mut v,
+            "narrow_key_scopes",
+            &[("organization_id", &org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "a viewer");
+    // The owner narrows it: the key now holds what it used, and the change is audited.
+    let r = app
+        .rpc(
+            &mut b,
+            "narrow_key_scopes",
+            &[("organization_id", &org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["scopes"], serde_json::json!({ "keys": "read" }));
+    assert_eq!(r.json()["category"], "custom");
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&key),
+            Some(serde_json::json!({"name": "x"})),
+            "192.0.2.9",
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the narrowed key writes no more: {}",
+        r.body
+    );
+    let r = app
+        .api("GET", "/api/v1/keys", Some(&key), None, "192.0.2.9")
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "what it used still works: {}",
+        r.body
+    );
+    let edited: i64 = sqlx::query_scalar(
+        "select count(*) from domain_event where kind = 'key.edited' and subject_id = $1",
+    )
+    .bind(&key_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(edited, 1);
+    // Twice: nothing more to take away.
+    let r = app
+        .rpc(
+            &mut b,
+            "narrow_key_scopes",
+            &[("organization_id", &org), ("key_id", &key_id)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "already narrow");
+
+    // A key that was never used is flagged, and not narrowed (there is nothing to narrow to).
+    let (idle, _) = app.admin_key(&org).await;
+    sqlx::query("update api_key set created_at = $1 where api_key_id = $2")
+        .bind(app::ssr::db::now_ms() - 31 * 86_400_000)
+        .bind(&idle)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let report = app::security::ssr::scan(
+        &app.state.db,
+        &app.state.config,
+        &keyward_server::boot::route_catalog(),
+        &org,
+        app::ssr::db::now_ms(),
+    )
+    .await
+    .unwrap();
+    let finding = report.keys.iter().find(|k| k.key_id == idle).unwrap();
+    assert!(
+        finding.issues.contains(&KeyIssue::Unused30Days),
+        "{finding:?}"
+    );
+    assert!(!finding.issues.contains(&KeyIssue::WiderThanUsed));
+    let r = app
+        .rpc(
+            &mut b,
+            "narrow_key_scopes",
+            &[("organization_id", &org), ("key_id", &idle)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "an unused key");
+}
+
+#[tokio::test]
+async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() {
+    let app = spawn_with(|c| {
+        c.public_origin = url::Url::parse("http://keys.example.com").unwrap();
+        c.signup_open = true;
+    })
+    .await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let mut b = app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "security_scan",
+            &[("organization_id", SYSTEM_ORG_ID)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    assert!(report.instance);
+    let codes: Vec<&str> = report.config.iter().map(|c| c.code.as_str()).collect();
+    assert!(codes.contains(&"plain_http"), "{codes:?}");
+    assert!(codes.contains(&"signup_open"), "{codes:?}");
+    assert_eq!(report.worst(), Some(Severity::High));
+    // Every REST route and server function is listed with what it requires; those that require
+    // no permission are exactly the public and self-service ones.
+    let rest = keyward_server::rest::routes().len();
+    let fns = app::access::policy::SERVER_FNS.len();
+    assert_eq!(report.endpoints.len(), rest + fns);
+    let find = |name: &str| report.endpoints.iter().find(|e| e.name == name).unwrap();
+    assert_eq!(find("GET /api/v1/keys").requires, "keys:read");
+    assert!(!find("GET /api/v1/keys").no_permission);
+    assert_eq!(find("create_key").requires, "keys:write");
+    assert!(find("sign_in").no_permission);
+    assert!(find("GET /healthz").no_permission);
+    for e in report.endpoints.iter().filter(|e| e.no_permission) {
+        assert!(
+            [
+                "public",
+                "signed in (own data)",
+                "operator (metrics networks or token)"
+            ]
+            .contains(&e.requires.as_str()),
+            "{e:?}"
+        );
+    }
+
+    // Only holders of audit:read see a report; another organization's is refused.
+    let ann = app.user("ann@example.org", None).await;
+    let ann_org = app.org_of(&ann).await;
+    let r = app
+        .rpc(&mut b, "security_scan", &[("organization_id", &ann_org)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "another organization",
+    );
+    let mut a = app.signed_in("ann@example.org").await;
+    let r = app
+        .rpc(
+            &mut a,
+            "security_scan",
+            &[("organization_id", SYSTEM_ORG_ID)],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "not an instance admin",
+    );
+
+    // A secret file others can read is named.
+    let dir = std::env::temp_dir().join(format!("keyward-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keyward.secret");
+    std::fs::write(&file, "x".repeat(40)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut config = (*app.state.config).clone();
+    config.secret_file = Some(file.clone());
+    let risks = app::security::ssr::config_risks(&config);
+    assert!(
+        risks.iter().any(|c| c.code == "secret_file_mode"),
+        "{risks:?}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let risks = app::security::ssr::config_risks(&config);
+    assert!(
+        !risks.iter().any(|c| c.code == "secret_file_mode"),
+        "{risks:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
