@@ -64,5 +64,11 @@ if [ $with_test -eq 1 ]; then
     log "installing end-to-end test packages"
     (cd "$ROOT/end2end" && npm ci --no-audit --no-fund --silent)
   fi
+  # The REST API fuzzer (schemathesis, pinned) in its own virtual environment.
+  if ! "$KEYWARD_CACHE/schemathesis/bin/st" --version 2>/dev/null | grep -q "4\.32\.5"; then
+    log "installing schemathesis 4.32.5 (PyPI)"
+    python3 -m venv "$KEYWARD_CACHE/schemathesis"
+    "$KEYWARD_CACHE/schemathesis/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+  fi
 fi
 log "bootstrap complete"

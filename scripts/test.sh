@@ -2,7 +2,8 @@
 # Runs Keyward's whole test suite, installing what is missing first:
 #   format and lint (ssr and hydrate) → Rust unit and HTTP tests on SQLite → the database
 #   tests again on a throw-away PostgreSQL cluster → build the site (server + WASM) →
-#   Playwright journeys in Debian's Chromium against the real server.
+#   fuzz the REST API from its OpenAPI document (schemathesis) → Playwright journeys in
+#   Debian's Chromium against the real server.
 # Exits non-zero on the first failure.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -36,6 +37,9 @@ KEYWARD_TEST_DATABASE_URL="$pg_url" cargo test -p keyward-server -p keyward-app 
 
 log "build the site (server + WASM)"
 cargo leptos build --split
+
+log "REST API fuzzing (schemathesis, from the OpenAPI document)"
+"$ROOT/scripts/fuzz-api.sh"
 
 log "browser journeys (Playwright, Chromium)"
 export KEYWARD_BIN="$CARGO_TARGET_DIR/debug/keyward"
