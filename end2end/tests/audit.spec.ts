@@ -38,7 +38,7 @@ test("the audit log shows who did what, filtered by action and actor, each entry
   const download = await downloading;
   expect(download.suggestedFilename()).toMatch(/^audit-org_.*\.csv$/);
   const lines = readFileSync((await download.path())!, "utf8").trim().split("\n");
-  expect(lines[0]).toBe("seq,event_id,at,action,actor,actor_email,impersonator,impersonator_email,organization_id,target,target_email,ip,user_agent,before,after,data");
+  expect(lines[0]).toBe("seq,event_id,at,action,actor,actor_email,impersonator,impersonator_email,organization_id,target,target_email,ip,user_agent,request_id,before,after,data");
   expect(lines).toHaveLength(2);
   expect(lines[1]).toContain("key.created");
   const downloadingJson = page.waitForEvent("download");

@@ -416,6 +416,7 @@ pub async fn security_scan(
         config,
         &route_catalog(),
         app::access::ssr::SYSTEM_ORG_ID,
+        app::security::ssr::Sections::ALL,
         app::ssr::db::now_ms(),
     )
     .await
@@ -456,7 +457,8 @@ pub async fn security_scan(
     for k in &report.keys {
         let issues: Vec<&str> = k.issues.iter().map(|i| i.label()).collect();
         out.push_str(&format!(
-            "  {} {} ({}): {}\n",
+            "  {} {} {} ({}): {}\n",
+            k.organization_id,
             k.key_id,
             k.display_prefix,
             k.name,

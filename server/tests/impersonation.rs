@@ -139,18 +139,6 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
         Some("Mozilla/5.0 (X11; Linux x86_64) keyward-test"),
         "control characters dropped"
     );
-    // Without impersonation, no impersonator is named.
-    let plain = app::audit::ssr::list(
-        &app.state.db,
-        SYSTEM_ORG_ID,
-        &app::audit::AuditQuery {
-            action: Some("user.impersonation_started".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(plain.entries[0].impersonator, None);
 
     // Her password, email, second factor, sessions, account, and anything that outlasts the
     // time limit: refused, and nothing written.
@@ -229,6 +217,39 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
     let ended = events(&app, "user.impersonation_ended").await;
     assert_eq!(ended.len(), 1);
     assert!(ended[0].2.contains("stopped"));
+    // Recorded during the impersonation, but the administrator's own act: they are its actor,
+    // not its impersonator.
+    assert_eq!(ended[0].0.as_deref(), Some(root.as_str()));
+    assert!(!ended[0].2.contains("\"impersonator\""), "{}", ended[0].2);
+    // And after it, the administrator's requests name no impersonator.
+    let root_org = app.org_of(&root).await;
+    let (root_key, _) = app.admin_key(&root_org).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "set_key_status",
+            &[
+                ("organization_id", &root_org),
+                ("key_id", &root_key),
+                ("action", "disable"),
+                ("reason", "rotated"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let enabled = app::audit::ssr::list(
+        &app.state.db,
+        SYSTEM_ORG_ID,
+        &app::audit::AuditQuery {
+            action: Some("key.disabled".into()),
+            target: Some(root_key.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(enabled.entries[0].actor.as_deref(), Some(root.as_str()));
+    assert_eq!(enabled.entries[0].impersonator, None);
     let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "not impersonating");
 

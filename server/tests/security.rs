@@ -136,6 +136,7 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
         &app.state.config,
         &keyward_server::boot::route_catalog(),
         &org,
+        app::security::ssr::Sections::ALL,
         app::ssr::db::now_ms(),
     )
     .await
@@ -154,6 +155,51 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
         )
         .await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "an unused key");
+
+    // Refused calls prove no use, so narrowing never widens: a key that reads usage and was
+    // refused writing keys (permission, then rate limit) is narrowed to reading usage only.
+    let (scoped_id, scoped) = app
+        .scoped_key(&org, serde_json::json!({ "usage": "read", "org": "read" }))
+        .await;
+    let logged = app.count("request_log").await;
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/usage?range=1h",
+            Some(&scoped),
+            None,
+            "192.0.2.9",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for _ in 0..3 {
+        let r = app
+            .api(
+                "POST",
+                "/api/v1/keys",
+                Some(&scoped),
+                Some(serde_json::json!({"name": "x"})),
+                "192.0.2.9",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    }
+    app.wait_for_log_rows(logged + 4).await;
+    let r = app
+        .rpc(
+            &mut b,
+            "narrow_key_scopes",
+            &[("organization_id", &org), ("key_id", &scoped_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["scopes"], serde_json::json!({ "usage": "read" }));
+
+    // A member without audit:read gets no report.
+    let r = app
+        .rpc(&mut v, "security_scan", &[("organization_id", &org)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "no audit:read");
 }
 
 #[tokio::test]

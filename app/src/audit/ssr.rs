@@ -255,7 +255,7 @@ impl Export {
 }
 
 /// The CSV columns of an export.
-pub const CSV_HEADER: [&str; 16] = [
+pub const CSV_HEADER: [&str; 17] = [
     "seq",
     "event_id",
     "at",
@@ -269,6 +269,7 @@ pub const CSV_HEADER: [&str; 16] = [
     "target_email",
     "ip",
     "user_agent",
+    "request_id",
     "before",
     "after",
     "data",
@@ -317,6 +318,7 @@ pub fn encode(
                     text(&e.target_email),
                     text(&e.ip),
                     text(&e.user_agent),
+                    text(&e.request_id),
                     csv_cell(&json(&e.before)).into_owned(),
                     csv_cell(&json(&e.after)).into_owned(),
                     csv_cell(&e.data.to_string()).into_owned(),

@@ -41,21 +41,7 @@ pub async fn verify_second_factor(code: String) -> Result<(), AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("verify_second_factor").await?;
     ssr::respond(async move {
-        let state = &caller.state;
-        state.check_auth_attempt(caller.source_ip)?;
-        let device = super::ssr::device_cookie::read(&state.config).await;
-        let (user_id, next) = super::two_factor::complete_sign_in(
-            &state.db,
-            &state.config,
-            &caller.session,
-            super::two_factor::Proof::Code(&code),
-            device.as_ref(),
-            caller.source_ip_text().as_deref(),
-        )
-        .await?;
-        super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
-        leptos_axum::redirect(next);
-        Ok(())
+        super::two_factor::second_step(&caller, super::two_factor::Proof::Code(&code)).await
     })
     .await
 }

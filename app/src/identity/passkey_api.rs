@@ -123,21 +123,8 @@ pub async fn verify_passkey_second_factor(credential: String) -> Result<(), AppE
     use crate::ssr;
     let caller = crate::access::guard::guard("verify_passkey_second_factor").await?;
     ssr::respond(async move {
-        let state = &caller.state;
-        state.check_auth_attempt(caller.source_ip)?;
-        let device = super::ssr::device_cookie::read(&state.config).await;
-        let (user_id, next) = super::two_factor::complete_sign_in(
-            &state.db,
-            &state.config,
-            &caller.session,
-            super::two_factor::Proof::Passkey(&credential),
-            device.as_ref(),
-            caller.source_ip_text().as_deref(),
-        )
-        .await?;
-        super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
-        leptos_axum::redirect(next);
-        Ok(())
+        super::two_factor::second_step(&caller, super::two_factor::Proof::Passkey(&credential))
+            .await
     })
     .await
 }

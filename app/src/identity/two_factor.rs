@@ -569,6 +569,29 @@ pub async fn complete_sign_in(
     Ok((user_id, AfterPassword::SignedIn.next_page()))
 }
 
+/// The second step as a server function takes it: the per-address allowance, the proof,
+/// then the device cookie and the way on.
+pub async fn second_step(
+    caller: &crate::access::guard::Caller,
+    proof: Proof<'_>,
+) -> Result<(), AppError> {
+    let state = &caller.state;
+    state.check_auth_attempt(caller.source_ip)?;
+    let device = super::ssr::device_cookie::read(&state.config).await;
+    let (user_id, next) = complete_sign_in(
+        &state.db,
+        &state.config,
+        &caller.session,
+        proof,
+        device.as_ref(),
+        caller.source_ip_text().as_deref(),
+    )
+    .await?;
+    super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+    leptos_axum::redirect(next);
+    Ok(())
+}
+
 /// Tells the user by email (at most once an hour) that someone had their password but not the
 /// code.
 async fn warn_of_wrong_code(

@@ -16,6 +16,7 @@ pub async fn security_scan(organization_id: String) -> Result<SecurityReport, Ap
             &state.config,
             state.domains.get::<super::RouteCatalog>()?,
             &grant.organization_id,
+            super::ssr::Sections::of(&grant),
             crate::ssr::db::now_ms(),
         )
         .await

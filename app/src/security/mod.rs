@@ -73,6 +73,7 @@ impl KeyIssue {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyFinding {
     pub key_id: String,
+    pub organization_id: String,
     pub name: String,
     pub display_prefix: String,
     pub issues: Vec<KeyIssue>,

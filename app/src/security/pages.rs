@@ -47,35 +47,28 @@ pub fn SecurityPage() -> impl IntoView {
 #[component]
 fn Report(org: String) -> impl IntoView {
     let narrow = ServerAction::<NarrowKeyScopes>::new();
-    let report = Resource::new(move || narrow.version().get(), {
-        let org = org.clone();
-        move |_| security_scan(org.clone())
-    });
+    let report = Resource::new(
+        move || narrow.version().get(),
+        move |_| security_scan(org.clone()),
+    );
     view! {
         {action_error(narrow.value())}
         {move || narrow.value().get().and_then(Result::ok).map(|k| view! {
             <p role="status">{format!("{} now holds: {}.", k.name, scopes_text(&k.scopes))}</p>
         })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || {
-                let org = org.clone();
-                Suspend::new(async move {
-                    match report.await {
-                        Err(error) => view! { <ErrorNote error /> }.into_any(),
-                        Ok(r) => view! { <Sections report=r org narrow /> }.into_any(),
-                    }
-                })
-            }}
+            {move || Suspend::new(async move {
+                match report.await {
+                    Err(error) => view! { <ErrorNote error /> }.into_any(),
+                    Ok(r) => view! { <Sections report=r narrow /> }.into_any(),
+                }
+            })}
         </Transition>
     }
 }
 
 #[component]
-fn Sections(
-    report: SecurityReport,
-    org: String,
-    narrow: ServerAction<NarrowKeyScopes>,
-) -> impl IntoView {
+fn Sections(report: SecurityReport, narrow: ServerAction<NarrowKeyScopes>) -> impl IntoView {
     let SecurityReport {
         generated_at,
         instance,
@@ -134,7 +127,7 @@ fn Sections(
                             <th scope="col">"Action"</th>
                         </tr></thead>
                         <tbody>
-                            {keys.into_iter().map(|k| view! { <KeyRow key=k org=org.clone() narrow /> }).collect_view()}
+                            {keys.into_iter().map(|k| view! { <KeyRow key=k narrow /> }).collect_view()}
                         </tbody>
                     </table>
                 }.into_any()
@@ -165,7 +158,7 @@ fn Sections(
 }
 
 #[component]
-fn KeyRow(key: KeyFinding, org: String, narrow: ServerAction<NarrowKeyScopes>) -> impl IntoView {
+fn KeyRow(key: KeyFinding, narrow: ServerAction<NarrowKeyScopes>) -> impl IntoView {
     let issues: Vec<&str> = key.issues.iter().map(|i| i.label()).collect();
     let can_narrow = key.issues.contains(&KeyIssue::WiderThanUsed);
     let label = format!("Narrow {} to what it uses", key.name);
@@ -178,7 +171,7 @@ fn KeyRow(key: KeyFinding, org: String, narrow: ServerAction<NarrowKeyScopes>) -
             <td>
                 {can_narrow.then(|| view! {
                     <ActionForm action=narrow>
-                        <input type="hidden" name="organization_id" value=org.clone() />
+                        <input type="hidden" name="organization_id" value=key.organization_id.clone() />
                         <input type="hidden" name="key_id" value=key.key_id.clone() />
                         <button type="submit" aria-label=label.clone()>"Narrow to what it uses"</button>
                     </ActionForm>

@@ -13,16 +13,51 @@ use crate::ssr::config::Config;
 use crate::ssr::db::{rfc3339, Db};
 use std::collections::BTreeMap;
 
-/// How far back "used" and "unused" look.
+/// How far back "used" and "unused" look (at most: the request log's retention).
 pub const LOOKBACK_MS: i64 = 30 * 86_400_000;
 
-/// Scans the organization (the whole instance for the system organization: its keys, its
-/// administrators, the configuration and every endpoint).
+/// Resources whose write lets a key hand out access (create or roll keys, grant roles and
+/// permissions, set members' roles): its scopes bound what it may grant, so what its requests
+/// needed is not all it needs, and it is never offered a narrowing.
+const GRANTING: [&str; 3] = ["keys", "roles", "members"];
+
+/// The lookback the request log can answer for.
+fn lookback(config: &Config) -> i64 {
+    LOOKBACK_MS.min(i64::from(config.log_retention_days) * 86_400_000)
+}
+
+/// What a scan may show: each section needs the permission that guards its data elsewhere.
+#[derive(Clone, Copy, Debug)]
+pub struct Sections {
+    /// The key inventory and its use (`keys:read`).
+    pub keys: bool,
+    /// Members' addresses and second factors (`members:read`).
+    pub members: bool,
+}
+
+impl Sections {
+    pub const ALL: Sections = Sections {
+        keys: true,
+        members: true,
+    };
+
+    pub fn of(grant: &crate::access::ssr::Grant) -> Sections {
+        use crate::access::Permission;
+        Sections {
+            keys: grant.allows(Permission::KeysRead),
+            members: grant.allows(Permission::MembersRead),
+        }
+    }
+}
+
+/// Scans the organization (for the system organization also the configuration, every
+/// endpoint, and every organization's keys).
 pub async fn scan(
     db: &Db,
     config: &Config,
     catalog: &RouteCatalog,
     organization_id: &str,
+    sections: Sections,
     now: i64,
 ) -> Result<SecurityReport, AppError> {
     let instance = organization_id == SYSTEM_ORG_ID;
@@ -35,8 +70,16 @@ pub async fn scan(
         } else {
             Vec::new()
         },
-        admins_without_two_factor: admins_without_two_factor(db, organization_id).await?,
-        keys: key_findings(db, catalog, organization_id, now).await?,
+        admins_without_two_factor: if sections.members {
+            admins_without_two_factor(db, organization_id).await?
+        } else {
+            Vec::new()
+        },
+        keys: if sections.keys {
+            key_findings(db, config, catalog, organization_id, now).await?
+        } else {
+            Vec::new()
+        },
         endpoints: if instance {
             endpoints(catalog)
         } else {
@@ -161,6 +204,8 @@ async fn admins_without_two_factor(
 
 /// The scopes a route needs: its permission as resource → access.
 fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, Access)> {
+    // A HEAD is answered by the GET route.
+    let method = if method == "HEAD" { "GET" } else { method };
     let p = catalog
         .0
         .iter()
@@ -174,10 +219,12 @@ fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, A
     Some((p.resource().to_string(), access))
 }
 
-/// What each key's requests of the last 30 days needed (refusals for missing credentials or
-/// permissions left out): key → scopes. `key_id`: one key only.
+/// What each key's successful requests (2xx and 3xx) of the lookback needed: key → scopes.
+/// Refused requests (a missing permission, the rate limit, bad input) prove no use. `key_id`:
+/// one key only.
 async fn used_scopes(
     db: &Db,
+    config: &Config,
     catalog: &RouteCatalog,
     organization_id: &str,
     key_id: Option<&str>,
@@ -185,7 +232,7 @@ async fn used_scopes(
 ) -> Result<BTreeMap<String, Scopes>, AppError> {
     let mut sql = String::from(
         "select api_key_id, method, route from request_log
-         where occurred_at >= $1 and api_key_id is not null and status <> 401 and status <> 403",
+         where occurred_at >= $1 and api_key_id is not null and status >= 200 and status < 400",
     );
     let mut binds: Vec<String> = Vec::new();
     if organization_id != SYSTEM_ORG_ID {
@@ -197,7 +244,8 @@ async fn used_scopes(
         sql.push_str(&format!(" and api_key_id = ${}", binds.len() + 1));
     }
     sql.push_str(" group by api_key_id, method, route");
-    let mut query = sqlx::query_as::<_, (String, String, String)>(&sql).bind(now - LOOKBACK_MS);
+    let mut query =
+        sqlx::query_as::<_, (String, String, String)>(&sql).bind(now - lookback(config));
     for b in &binds {
         query = query.bind(b);
     }
@@ -219,15 +267,38 @@ fn wider(scopes: &Scopes, used: &Scopes) -> bool {
         .any(|(resource, access)| *access > used.get(resource).copied().unwrap_or(Access::None))
 }
 
+/// The narrowed scopes: per resource, the lesser of what the key holds and what it used, so
+/// the result never holds more than the key. `None` when there is nothing to narrow: the key
+/// used nothing, holds no more than that, or writes a resource that hands out access
+/// ([`GRANTING`]).
+fn narrowed(scopes: &Scopes, used: &Scopes) -> Option<Scopes> {
+    if used.is_empty()
+        || GRANTING
+            .iter()
+            .any(|r| used.get(*r).copied() == Some(Access::Write))
+    {
+        return None;
+    }
+    let narrow: Scopes = scopes
+        .iter()
+        .filter_map(|(resource, held)| {
+            let access = (*held).min(used.get(resource).copied().unwrap_or(Access::None));
+            (access != Access::None).then(|| (resource.clone(), access))
+        })
+        .collect();
+    wider(scopes, &narrow).then_some(narrow)
+}
+
 /// The active keys with an issue, worst first.
 async fn key_findings(
     db: &Db,
+    config: &Config,
     catalog: &RouteCatalog,
     organization_id: &str,
     now: i64,
 ) -> Result<Vec<KeyFinding>, AppError> {
     let mut sql = String::from(
-        "select api_key_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
+        "select api_key_id, organization_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
          from api_key where status = 'active' and (expires_at is null or expires_at > $1)",
     );
     if organization_id != SYSTEM_ORG_ID {
@@ -235,6 +306,7 @@ async fn key_findings(
     }
     sql.push_str(" order by created_at, api_key_id");
     type Row = (
+        String,
         String,
         String,
         String,
@@ -249,10 +321,11 @@ async fn key_findings(
         query = query.bind(organization_id);
     }
     let rows = query.fetch_all(&db.reader).await?;
-    let mut used = used_scopes(db, catalog, organization_id, None, now).await?;
+    let mut used = used_scopes(db, config, catalog, organization_id, None, now).await?;
     let mut found = Vec::new();
-    for (key_id, name, display_prefix, scopes, allowlist, expires_at, created_at, last_used) in rows
-    {
+    for row in rows {
+        let (key_id, org, name, display_prefix, scopes, allowlist, expires_at, created, last_used) =
+            row;
         let scopes: Scopes = serde_json::from_str(&scopes).unwrap_or_default();
         let allowlist: Vec<String> = serde_json::from_str(&allowlist).unwrap_or_default();
         let key_used = used.remove(&key_id).filter(|s| !s.is_empty());
@@ -263,15 +336,19 @@ async fn key_findings(
         if allowlist.is_empty() {
             issues.push(KeyIssue::NoIpAllowlist);
         }
-        if last_used.unwrap_or(created_at) < now - LOOKBACK_MS {
+        if last_used.unwrap_or(created) < now - LOOKBACK_MS {
             issues.push(KeyIssue::Unused30Days);
         }
-        if key_used.as_ref().is_some_and(|u| wider(&scopes, u)) {
+        if key_used
+            .as_ref()
+            .is_some_and(|u| narrowed(&scopes, u).is_some())
+        {
             issues.push(KeyIssue::WiderThanUsed);
         }
         if !issues.is_empty() {
             found.push(KeyFinding {
                 key_id,
+                organization_id: org,
                 name,
                 display_prefix,
                 issues,
@@ -297,6 +374,7 @@ pub async fn narrow(
     let catalog = state.domains.get::<RouteCatalog>()?;
     let used = used_scopes(
         &state.db,
+        &state.config,
         catalog,
         &org,
         Some(key_id),
@@ -304,22 +382,22 @@ pub async fn narrow(
     )
     .await?
     .remove(key_id)
-    .filter(|s| !s.is_empty());
-    let Some(used) = used else {
+    .unwrap_or_default();
+    if used.is_empty() {
         return Err(AppError::conflict(
             "key_id",
-            "this key made no request in 30 days: disable or revoke it instead",
-        ));
-    };
-    if !wider(&current.scopes, &used) {
-        return Err(AppError::conflict(
-            "key_id",
-            "this key holds no more than what it used",
+            "this key made no successful request in 30 days: disable or revoke it instead",
         ));
     }
+    let Some(narrow) = narrowed(&current.scopes, &used) else {
+        return Err(AppError::conflict(
+            "key_id",
+            "nothing to narrow: the key holds no more than it used, or it creates keys or grants roles (its scopes bound what it may grant)",
+        ));
+    };
     let patch = crate::keys::KeyPatch {
         category: Some("custom".into()),
-        scopes: Some(used),
+        scopes: Some(narrow),
         reason: Some("narrowed to what it used in the last 30 days (security scan)".into()),
         ..Default::default()
     };
@@ -347,5 +425,28 @@ mod tests {
             &used
         ));
         assert!(!wider(&s(&[]), &used));
+    }
+
+    #[test]
+    fn narrowing_never_widens_nor_touches_granting_keys() {
+        let s = |pairs: &[(&str, Access)]| -> Scopes {
+            pairs.iter().map(|(r, a)| (r.to_string(), *a)).collect()
+        };
+        // Used more than it holds (a refused call would show that): never more than held.
+        let held = s(&[("usage", Access::Read), ("org", Access::Write)]);
+        let used = s(&[("usage", Access::Write), ("audit", Access::Read)]);
+        assert_eq!(narrowed(&held, &used), Some(s(&[("usage", Access::Read)])));
+        assert_eq!(narrowed(&held, &s(&[])), None);
+        assert_eq!(narrowed(&s(&[("usage", Access::Read)]), &held), None);
+        // A key that writes keys, roles or members keeps its scopes.
+        for granting in ["keys", "roles", "members"] {
+            let held = s(&[(granting, Access::Write), ("usage", Access::Write)]);
+            assert_eq!(narrowed(&held, &s(&[(granting, Access::Write)])), None);
+        }
+        let held = s(&[("keys", Access::Write), ("usage", Access::Write)]);
+        assert_eq!(
+            narrowed(&held, &s(&[("keys", Access::Read)])),
+            Some(s(&[("keys", Access::Read)]))
+        );
     }
 }

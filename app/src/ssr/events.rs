@@ -22,7 +22,7 @@ pub const USER_AGENT_MAX: usize = 256;
 
 /// Adds what the request being served tells about the event to its data (which the audit
 /// chain covers): the request id, the client's user agent, and the administrator impersonating
-/// the user. A handler cannot forget them; values the event already names are kept.
+/// the user. A handler can neither forget nor forge them.
 fn with_request(mut data: serde_json::Value, actor: Option<&str>) -> serde_json::Value {
     let Some(request) = super::request_id::context() else {
         return data;
@@ -30,20 +30,21 @@ fn with_request(mut data: serde_json::Value, actor: Option<&str>) -> serde_json:
     let serde_json::Value::Object(map) = &mut data else {
         return data;
     };
-    map.entry("request_id")
-        .or_insert_with(|| request.id.clone().into());
-    if let Some(agent) = request.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-        let agent: String = agent
+    // Written over whatever the event named: only the request may say these.
+    map.insert("request_id".into(), request.id.clone().into());
+    if let Some(agent) = &request.user_agent {
+        let agent: String = String::from_utf8_lossy(agent.as_bytes())
             .chars()
             .filter(|c| !c.is_control())
             .take(USER_AGENT_MAX)
             .collect();
-        map.entry("user_agent").or_insert(agent.into());
+        map.insert("user_agent".into(), agent.into());
     }
     // The administrator's own acts while impersonating (stopping it) name them as the actor.
-    if let Some(admin) = request.impersonator().filter(|a| Some(a.as_str()) != actor) {
-        map.entry("impersonator").or_insert(admin.into());
-    }
+    match request.impersonator().filter(|a| Some(a.as_str()) != actor) {
+        Some(admin) => map.insert("impersonator".into(), admin.into()),
+        None => map.remove("impersonator"),
+    };
     data
 }
 
