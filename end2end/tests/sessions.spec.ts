@@ -64,3 +64,31 @@ test("an admin sees how many sessions a user has and signs them out everywhere",
   await person.reload();
   await expect(person.getByRole("link", { name: "Sign in" })).toBeVisible();
 });
+
+test("an admin lists a user's sessions and signs one of them out", async ({ page, browser }) => {
+  const email = freshEmail("one");
+  const first = await (await browser.newContext()).newPage();
+  await signUp(first, email, "Oda");
+  const second = await (await browser.newContext()).newPage();
+  await signIn(second, email, PASSWORD);
+  await expect(second.getByRole("heading", { name: "Welcome, Oda" })).toBeVisible();
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await expect(page.getByRole("heading", { name: "Welcome, admin" })).toBeVisible();
+  await open(page, "/admin/users");
+  await page.getByRole("search", { name: "Filter users" }).getByLabel("Search").fill(email);
+  await page.getByRole("table", { name: "Users" }).getByRole("button", { name: `Show sessions of ${email}` }).click();
+  const panel = page.getByRole("region", { name: `Sessions of ${email}` });
+  const list = panel.getByRole("table", { name: "User sessions" });
+  await expect(list.getByRole("row")).toHaveCount(3); // the header and two sessions
+  await list.getByRole("button", { name: /^Sign out session / }).first().click();
+  await expect(panel.getByRole("status")).toHaveText("Session signed out.");
+  await expect(list.getByRole("row")).toHaveCount(2);
+  // Exactly one of the two browsers was signed out.
+  let signedOut = 0;
+  for (const p of [first, second]) {
+    await p.reload();
+    await expect(p.locator("body[data-hydrated]")).toBeAttached();
+    if (await p.getByRole("link", { name: "Sign in" }).isVisible()) signedOut += 1;
+  }
+  expect(signedOut).toBe(1);
+});

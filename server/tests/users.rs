@@ -996,3 +996,106 @@ async fn an_admin_signs_a_user_out_everywhere() {
     assert_eq!(r.json()["sessions_ended"], 1);
     assert_eq!(app.signed_in_as(&mut again).await, None);
 }
+
+/// An administrator sees each of a user's sessions (device, address, times) and signs out one
+/// of them; never their own account's nor a stronger user's; a plain member sees none.
+#[tokio::test]
+async fn an_admin_lists_a_user_s_sessions_and_signs_one_out() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut phone = app
+        .signed_in_from("member@example.org", Some("198.51.100.7"))
+        .await;
+    let mut laptop = app.signed_in("member@example.org").await;
+    let r = app
+        .rpc(&mut i.admin, "user_sessions", &[("user_id", &i.member_id)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let sessions = r.json();
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(
+        sessions.iter().any(|s| s["ip"] == "198.51.100.7"),
+        "{sessions:?}"
+    );
+    assert!(!r.body.contains("session_hash"));
+    let phone_handle = sessions.iter().find(|s| s["ip"] == "198.51.100.7").unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Not for a plain member; not on someone stronger; not on oneself; not another user's
+    // handle. Nothing written.
+    let mut member = app.signed_in("member@example.org").await;
+    let r = app
+        .rpc(&mut member, "user_sessions", &[("user_id", &i.admin_id)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "a plain member");
+    let owner_sessions = app
+        .rpc(&mut i.admin, "user_sessions", &[("user_id", &i.owner_id)])
+        .await
+        .json();
+    let owner_handle = owner_sessions[0]["handle"].as_str().unwrap().to_string();
+    let before = app.snapshot().await;
+    for (user, handle, status, code) in [
+        (
+            &i.owner_id,
+            &owner_handle,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &i.member_id,
+            &owner_handle,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            &i.admin_id,
+            &phone_handle,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+    ] {
+        let r = app
+            .rpc(
+                &mut i.admin,
+                "end_user_session",
+                &[("user_id", user), ("handle", handle)],
+            )
+            .await;
+        assert_refused(&r, status, code, handle);
+    }
+    assert_eq!(app.snapshot().await, before, "nothing written");
+
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "end_user_session",
+            &[("user_id", &i.member_id), ("handle", &phone_handle)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut phone).await,
+        None,
+        "that session ended"
+    );
+    assert_eq!(
+        app.signed_in_as(&mut laptop).await.as_deref(),
+        Some("member@example.org"),
+        "the others go on"
+    );
+    let ended: i64 = sqlx::query_scalar(
+        "select count(*) from domain_event where kind = 'user.session_ended' and subject_id = $1",
+    )
+    .bind(&i.member_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(ended, 1);
+    let r = app
+        .rpc(&mut i.admin, "user_sessions", &[("user_id", "usr_nobody")])
+        .await;
+    assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "no such user");
+}

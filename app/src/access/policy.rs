@@ -102,6 +102,8 @@ pub const SERVER_FNS: &[(&str, Guard)] = &[
     ),
     ("delete_user", Guard::Instance(Permission::UsersWrite)),
     ("end_user_sessions", Guard::Instance(Permission::UsersWrite)),
+    ("user_sessions", Guard::Instance(Permission::UsersRead)),
+    ("end_user_session", Guard::Instance(Permission::UsersWrite)),
     (
         "reset_user_two_factor",
         Guard::Instance(Permission::UsersWrite),

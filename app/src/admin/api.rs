@@ -78,6 +78,41 @@ pub async fn end_user_sessions(user_id: String) -> Result<u64, AppError> {
     .await
 }
 
+/// A user's live console sessions (instance administrators with `users:read`).
+#[server(prefix = "/rpc", endpoint = "user_sessions")]
+pub async fn user_sessions(user_id: String) -> Result<Vec<crate::identity::SessionView>, AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("user_sessions").await?;
+    ssr::respond(async move {
+        caller
+            .instance_grant(crate::access::Permission::UsersRead)
+            .await?;
+        super::ssr::sessions_of(&caller.state.db, &user_id).await
+    })
+    .await
+}
+
+/// Ends one of a user's console sessions by its handle.
+#[server(prefix = "/rpc", endpoint = "end_user_session")]
+pub async fn end_user_session(user_id: String, handle: String) -> Result<(), AppError> {
+    use crate::ssr;
+    let caller = crate::access::guard::guard("end_user_session").await?;
+    ssr::respond(async move {
+        let grant = caller
+            .instance_grant(crate::access::Permission::UsersWrite)
+            .await?;
+        super::ssr::end_session(
+            &caller.state.db,
+            &grant,
+            &user_id,
+            &handle,
+            caller.source_ip_text().as_deref(),
+        )
+        .await
+    })
+    .await
+}
+
 /// Disables (`active=false`) or re-enables an account.
 #[server(prefix = "/rpc", endpoint = "set_user_status")]
 pub async fn set_user_status(user_id: String, active: bool) -> Result<UserSummary, AppError> {

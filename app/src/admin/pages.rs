@@ -1,8 +1,8 @@
 //! Admin pages: the instance's users.
 
 use super::api::{
-    list_users, CreateUser, DeleteUser, EndUserSessions, ImpersonateUser, ResetUserTwoFactor,
-    SendPasswordReset, SetPasswordFromLink, SetUserStatus,
+    list_users, user_sessions, CreateUser, DeleteUser, EndUserSession, EndUserSessions,
+    ImpersonateUser, ResetUserTwoFactor, SendPasswordReset, SetPasswordFromLink, SetUserStatus,
 };
 use crate::ui::{action_error, filter_select, ErrorNote};
 use leptos::prelude::*;
@@ -30,6 +30,9 @@ pub fn UsersPage() -> impl IntoView {
     let delete = ServerAction::<DeleteUser>::new();
     let end = ServerAction::<EndUserSessions>::new();
     let two_factor = ServerAction::<ResetUserTwoFactor>::new();
+    let end_one = ServerAction::<EndUserSession>::new();
+    // The user whose sessions are shown: (id, email).
+    let viewing = RwSignal::new(None::<(String, String)>);
     let users = Resource::new(
         move || {
             (
@@ -39,6 +42,7 @@ pub fn UsersPage() -> impl IntoView {
                 delete.version().get(),
                 end.version().get(),
                 two_factor.version().get(),
+                end_one.version().get(),
             )
         },
         |(f, ..)| list_users(Some(f.q), Some(f.status), Some(f.role), Some(f.page)),
@@ -111,6 +115,7 @@ pub fn UsersPage() -> impl IntoView {
         {move || delete.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"User deleted."</p> })}
         {action_error(end.value())}
         {move || end.value().get().and_then(Result::ok).map(|n| view! { <p role="status">{format!("{n} session(s) signed out.")}</p> })}
+        {move || viewing.get().map(|(user_id, email)| view! { <UserSessions user_id email end=end_one close=viewing /> })}
         {action_error(two_factor.value())}
         {move || two_factor.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Two-factor authentication turned off; the user was signed out and told."</p> })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -131,6 +136,7 @@ pub fn UsersPage() -> impl IntoView {
                             let signed_in = u.sessions;
                             let has_factor = u.two_factor;
                             let (factor_id, factor_email) = (id.clone(), email.clone());
+                            let (view_id, view_email) = (id.clone(), email.clone());
                             view! {
                                 <tr>
                                     <td>{u.email.clone()}</td>
@@ -151,6 +157,14 @@ pub fn UsersPage() -> impl IntoView {
                                                     <input type="hidden" name="user_id" value=reset_id />
                                                     <button type="submit" class="secondary">{format!("Send password reset to {reset_email}")}</button>
                                                 </ActionForm>
+                                            })}
+                                            {(signed_in > 0).then(|| {
+                                                let label = format!("Show sessions of {view_email}");
+                                                view! {
+                                                    <button type="button" class="secondary"
+                                                        on:click=move |_| viewing.set(Some((view_id.clone(), view_email.clone())))>
+                                                        {label}</button>
+                                                }
                                             })}
                                             {(signed_in > 0).then(|| view! {
                                                 <ActionForm action=end attr:class="inline">
@@ -190,6 +204,67 @@ pub fn UsersPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// One user's live sessions, each with "Sign out" for administrators who may.
+#[component]
+fn UserSessions(
+    user_id: String,
+    email: String,
+    end: ServerAction<EndUserSession>,
+    close: RwSignal<Option<(String, String)>>,
+) -> impl IntoView {
+    let list = Resource::new(
+        {
+            let user_id = user_id.clone();
+            move || (user_id.clone(), end.version().get())
+        },
+        |(id, _)| user_sessions(id),
+    );
+    let title = format!("Sessions of {email}");
+    view! {
+        <section class="card" role="region" aria-label=title.clone()>
+            <h2>{title.clone()}</h2>
+            {action_error(end.value())}
+            {move || end.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Session signed out."</p> })}
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || {
+                    let user_id = user_id.clone();
+                    Suspend::new(async move {
+                        match list.await {
+                            Ok(sessions) if sessions.is_empty() => view! { <p>"No live session."</p> }.into_any(),
+                            Ok(sessions) => view! {
+                                <table aria-label="User sessions">
+                                    <thead><tr><th scope="col">"Device"</th><th scope="col">"Address"</th><th scope="col">"Signed in"</th><th scope="col">"Last seen"</th><th scope="col">"Sign out"</th></tr></thead>
+                                    <tbody>
+                                        {sessions.into_iter().map(|s| {
+                                            let user_id = user_id.clone();
+                                            view! {
+                                            <tr>
+                                                <td>{s.device.clone()}</td>
+                                                <td>{s.ip.clone().unwrap_or_else(|| "—".into())}</td>
+                                                <td><crate::ui::time::Time at=s.signed_in_at.clone() /></td>
+                                                <td><crate::ui::time::Time at=s.last_seen_at.clone() /></td>
+                                                <td>
+                                                    <ActionForm action=end attr:class="inline">
+                                                        <input type="hidden" name="user_id" value=user_id.clone() />
+                                                        <input type="hidden" name="handle" value=s.handle.clone() />
+                                                        <button type="submit" class="secondary">{format!("Sign out session {}", s.handle)}</button>
+                                                    </ActionForm>
+                                                </td>
+                                            </tr>
+                                        }}).collect_view()}
+                                    </tbody>
+                                </table>
+                            }.into_any(),
+                            Err(error) => view! { <ErrorNote error /> }.into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            <button type="button" class="secondary" on:click=move |_| close.set(None)>"Close"</button>
+        </section>
     }
 }
 

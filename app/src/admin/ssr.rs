@@ -331,6 +331,62 @@ pub async fn end_sessions(
     Ok(ended)
 }
 
+/// A user's live console sessions (device, address, signed in, last seen), the most recently
+/// seen first; "not found" for no such user.
+pub async fn sessions_of(
+    db: &Db,
+    user_id: &str,
+) -> Result<Vec<crate::identity::SessionView>, AppError> {
+    let known: Option<String> =
+        sqlx::query_scalar("select user_id from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&db.reader)
+            .await?;
+    if known.is_none() {
+        return Err(AppError::not_found("user"));
+    }
+    crate::identity::sessions::list(db, user_id, None).await
+}
+
+/// Ends one of a user's console sessions, named by its handle (from [`sessions_of`]). Like
+/// the other actions here, never on one's own account nor on someone stronger; a handle of
+/// another user's session, or of a gone one, is "not found".
+pub async fn end_session(
+    db: &Db,
+    grant: &Grant,
+    user_id: &str,
+    handle: &str,
+    source_ip: Option<&str>,
+) -> Result<(), AppError> {
+    let mut change = change_on(db, grant, user_id).await?;
+    let hashes: Vec<String> =
+        sqlx::query_scalar("select session_hash from session where user_id = $1")
+            .bind(user_id)
+            .fetch_all(&mut *change.tx)
+            .await?;
+    let Some(hash) = hashes
+        .into_iter()
+        .find(|h| crate::identity::sessions::handle(h) == handle)
+    else {
+        return Err(AppError::not_found("session"));
+    };
+    sqlx::query("delete from session where session_hash = $1 and user_id = $2")
+        .bind(&hash)
+        .bind(user_id)
+        .execute(&mut *change.tx)
+        .await?;
+    record(
+        &mut change.tx,
+        grant,
+        "user.session_ended",
+        user_id,
+        source_ip,
+        serde_json::json!({ "handle": handle }),
+    )
+    .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await
+}
+
 /// Turns a user's two-factor authentication off (they lost their phone and their recovery
 /// codes): the factor and the codes go, every session of theirs ends, and they are told in the
 /// app and by email. Their next sign-in takes the password alone, unless an organization of

@@ -15,7 +15,7 @@ pub const USER_AGENT_MAX: usize = 300;
 
 /// The handle of a session: a hash of its stored hash, cut short (unguessable enough to name
 /// one of a user's sessions, useless to sign in with).
-fn handle(session_hash: &str) -> String {
+pub(crate) fn handle(session_hash: &str) -> String {
     hex::encode(&Sha256::digest(format!("session-handle:{session_hash}").as_bytes())[..12])
 }
 
