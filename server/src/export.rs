@@ -58,25 +58,42 @@ pub async fn console(
     session: Session,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = query else {
-        return AppError::invalid("query", "unknown or malformed query parameters").into_response();
-    };
-    let org = q.organization_id.clone().unwrap_or_default();
-    let grant = match crate::live::session_grant(
-        &state,
-        &session,
-        "usage_export",
-        &org,
-        Permission::UsageRead,
-    )
+    async move {
+        let (q, org) = console_org(
+            &state,
+            &session,
+            query,
+            "usage_export",
+            Permission::UsageRead,
+            |q| q.organization_id.clone(),
+        )
+        .await?;
+        stream(&state, org, &q).await
+    }
     .await
-    {
-        Ok(grant) => grant,
-        Err(e) => return e.into_response(),
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A console export's query and the organization it may read: the query parsed (a clear 400
+/// otherwise), then the session holding `permission` in the organization it names, through
+/// the impersonation gate (`live::session_grant`).
+async fn console_org<Q>(
+    state: &AppState,
+    session: &Session,
+    query: Result<Query<Q>, axum::extract::rejection::QueryRejection>,
+    endpoint: &str,
+    permission: Permission,
+    organization_of: impl Fn(&Q) -> Option<String>,
+) -> Result<(Q, String), AppError> {
+    let Ok(Query(q)) = query else {
+        return Err(AppError::invalid(
+            "query",
+            "unknown or malformed query parameters",
+        ));
     };
-    stream(&state, grant.organization_id, &q)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let org = organization_of(&q).unwrap_or_default();
+    let grant = crate::live::session_grant(state, session, endpoint, &org, permission).await?;
+    Ok((q, grant.organization_id))
 }
 
 /// The export of `organization_id` (already authorized) for the query's range and filters.
@@ -244,25 +261,20 @@ pub async fn audit_console(
     session: Session,
     query: Result<Query<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = query else {
-        return AppError::invalid("query", "unknown or malformed query parameters").into_response();
-    };
-    let org = q.organization_id.clone().unwrap_or_default();
-    let grant = match crate::live::session_grant(
-        &state,
-        &session,
-        "audit_export",
-        &org,
-        Permission::AuditRead,
-    )
+    async move {
+        let (q, org) = console_org(
+            &state,
+            &session,
+            query,
+            "audit_export",
+            Permission::AuditRead,
+            |q| q.organization_id.clone(),
+        )
+        .await?;
+        audit_stream(&state, org, &q).await
+    }
     .await
-    {
-        Ok(grant) => grant,
-        Err(e) => return e.into_response(),
-    };
-    audit_stream(&state, grant.organization_id, &q)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The audit log of `organization_id` (already authorized; the whole instance's for the

@@ -364,12 +364,7 @@ pub async fn end_session(
             .bind(user_id)
             .fetch_all(&mut *change.tx)
             .await?;
-    let Some(hash) = hashes
-        .into_iter()
-        .find(|h| crate::identity::sessions::handle(h) == handle)
-    else {
-        return Err(AppError::not_found("session"));
-    };
+    let hash = crate::identity::sessions::named(hashes, handle)?;
     sqlx::query("delete from session where session_hash = $1 and user_id = $2")
         .bind(&hash)
         .bind(user_id)

@@ -15,7 +15,16 @@ pub const USER_AGENT_MAX: usize = 300;
 
 /// The handle of a session: a hash of its stored hash, cut short (unguessable enough to name
 /// one of a user's sessions, useless to sign in with).
-pub(crate) fn handle(session_hash: &str) -> String {
+/// The stored hash among `hashes` (one user's sessions) that `wanted` names; "not found"
+/// otherwise.
+pub(crate) fn named(hashes: Vec<String>, wanted: &str) -> Result<String, AppError> {
+    hashes
+        .into_iter()
+        .find(|h| handle(h) == wanted)
+        .ok_or_else(|| AppError::not_found("session"))
+}
+
+fn handle(session_hash: &str) -> String {
     hex::encode(&Sha256::digest(format!("session-handle:{session_hash}").as_bytes())[..12])
 }
 
@@ -103,9 +112,7 @@ pub async fn revoke(
             .bind(user_id)
             .fetch_all(&db.reader)
             .await?;
-    let Some(hash) = hashes.into_iter().find(|h| handle(h) == wanted) else {
-        return Err(AppError::not_found("session"));
-    };
+    let hash = named(hashes, wanted)?;
     if current == Some(hash.as_str()) {
         return Err(AppError::invalid(
             "handle",
