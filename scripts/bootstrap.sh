@@ -9,7 +9,8 @@ with_test=0
 [ "${1:-}" = "--test" ] && with_test=1
 
 # 1. Debian's rustc 1.96 with the std sources (for -Zbuild-std) and rust-lld for wasm.
-packages=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-22 ca-certificates)
+# gcc and make build the bundled C: SQLite (cc) and jemalloc, the server's allocator (make).
+packages=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-22 ca-certificates gcc make)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 if [ $with_test -eq 1 ]; then
   packages+=(chromium)

@@ -6,6 +6,14 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, not glibc's malloc: under 64 concurrent API clients on two cores, glibc's arena
+/// locks and heap consolidation cost the key-authenticated path half its throughput
+/// (`bench/usage.sh`: 33k → 64k req/s, p99 5.3 → 3.3 ms), for about 9 MiB more peak memory under
+/// a sign-in flood (`bench/signin-flood.sh`). Numbers in the README's performance section.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     tune_allocator();
     tokio::runtime::Builder::new_multi_thread()
@@ -15,12 +23,10 @@ fn main() {
         .block_on(start());
 }
 
-/// glibc's malloc raises its mmap threshold each time a large block is freed, so after the
-/// first sign-in argon2's 19 MiB block comes from a heap arena instead of `mmap`, and every
-/// blocking thread that ever hashed keeps one such block in its own arena: under a sign-in flood
-/// that was 442 MiB of resident memory for one computation at a time. A fixed threshold keeps
-/// large blocks in `mmap` (returned to the system on free), and two arenas bound what threads
-/// can hold on to. Measured by `bench/signin-flood.sh` (numbers in docs/security.md).
+/// glibc's malloc now serves only C code (SQLite's page caches and statements). Before jemalloc
+/// it served everything, and it kept argon2's 19 MiB blocks in per-thread arenas (442 MiB under a
+/// sign-in flood; docs/security.md): a fixed mmap threshold and two arenas still bound what the
+/// C side can hold on to.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.

@@ -117,9 +117,14 @@ pub fn foreign_ok(key: &str) -> bool {
 /// The stored lookup hash: HMAC-SHA-256 under the server pepper, hex. A database copy alone
 /// cannot be used to test guesses offline.
 pub fn hash(pepper: &[u8; 32], key: &str) -> String {
+    hex::encode(hash_bytes(pepper, key))
+}
+
+/// [`hash`] before its hex encoding: what the verifier's cache is keyed by (no allocation).
+pub fn hash_bytes(pepper: &[u8; 32], key: &str) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper).expect("any key length");
     mac.update(key.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac.finalize().into_bytes().into()
 }
 
 /// What makes a key value unique across the ways it can be stored: an HMAC under the pepper
@@ -135,7 +140,12 @@ pub fn fingerprint(pepper: &[u8; 32], sha256_hex: &str) -> String {
 
 /// Plain SHA-256, hex: how most other systems store keys, accepted for imported keys.
 pub fn sha256_hex(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    hex::encode(sha256_bytes(key))
+}
+
+/// [`sha256_hex`] before its hex encoding.
+pub fn sha256_bytes(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 /// The non-secret part shown in lists: `kw_live_4eC3`.

@@ -77,7 +77,7 @@ pub struct Lookup<'a> {
 /// that time. Changes made here clear the cache at once.
 #[derive(Clone, Debug, Default)]
 pub struct KeyCache {
-    entries: Arc<Mutex<HashMap<String, CacheEntry>>>,
+    entries: Arc<Mutex<HashMap<Digest, CacheEntry>>>,
     /// When this instance last noted a use of each key.
     touched: Arc<Mutex<HashMap<String, Instant>>>,
     /// Uses noted since the key-use worker's last round: key id → when (ms).
@@ -87,6 +87,32 @@ pub struct KeyCache {
 /// When an entry was fetched, and the key (`None`: no such key).
 type CacheEntry = (Instant, Option<Arc<VerifiedKey>>);
 
+/// A presented key's digest under one of the ways keys are stored: the cache's key, so that a
+/// hit allocates nothing and hex-encodes nothing (the database stores the hex form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Digest {
+    algorithm: Algorithm,
+    bytes: [u8; 32],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Algorithm {
+    /// Keys we issued or imported in plaintext: HMAC-SHA256 under the pepper.
+    HmacSha256,
+    /// Keys imported as a bare SHA-256 from another system.
+    Sha256,
+}
+
+impl Algorithm {
+    /// As stored in `api_key.hash_algorithm`.
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::Sha256 => "sha256",
+        }
+    }
+}
+
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl KeyCache {
@@ -95,20 +121,20 @@ impl KeyCache {
         state.domains.get::<KeyCache>()
     }
 
-    fn get(&self, hash: &str) -> Option<Option<Arc<VerifiedKey>>> {
+    fn get(&self, digest: &Digest) -> Option<Option<Arc<VerifiedKey>>> {
         let entries = self.entries.lock().ok()?;
         entries
-            .get(hash)
+            .get(digest)
             .filter(|(at, _)| at.elapsed() < CACHE_TTL)
             .map(|(_, k)| k.clone())
     }
 
-    fn put(&self, hash: String, key: Option<Arc<VerifiedKey>>) {
+    fn put(&self, digest: Digest, key: Option<Arc<VerifiedKey>>) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() > 100_000 {
                 entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
             }
-            entries.insert(hash, (Instant::now(), key));
+            entries.insert(digest, (Instant::now(), key));
         }
     }
 
@@ -156,13 +182,11 @@ async fn lookup(
     db: &Db,
     cache: &KeyCache,
     pepper: &[u8; 32],
-    hash: &str,
-    algorithm: &str,
+    digest: Digest,
     fresh: bool,
 ) -> Result<Option<Arc<VerifiedKey>>, AppError> {
-    let cache_key = format!("{algorithm}:{hash}");
     if !fresh {
-        if let Some(hit) = cache.get(&cache_key) {
+        if let Some(hit) = cache.get(&digest) {
             return Ok(hit);
         }
     }
@@ -180,8 +204,8 @@ async fn lookup(
          from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, 'plan_free')
          where k.key_hash = $1 and k.hash_algorithm = $2",
     )
-    .bind(hash)
-    .bind(algorithm)
+    .bind(hex::encode(digest.bytes))
+    .bind(digest.algorithm.name())
     .fetch_optional(pool)
     .await?;
     let found = match r {
@@ -224,7 +248,7 @@ async fn lookup(
             }))
         }
     };
-    cache.put(cache_key, found.clone());
+    cache.put(digest, found.clone());
     Ok(found)
 }
 
@@ -270,12 +294,18 @@ pub async fn verify(
         // Not ours and not plausibly an imported key of another system.
         return Err(refusal(ErrorCode::KeyMalformed));
     }
-    let hmac = format::hash(pepper, presented);
-    let key = match lookup(db, cache, pepper, &hmac, "hmac-sha256", how.fresh).await? {
+    let hmac = Digest {
+        algorithm: Algorithm::HmacSha256,
+        bytes: format::hash_bytes(pepper, presented),
+    };
+    let key = match lookup(db, cache, pepper, hmac, how.fresh).await? {
         Some(k) => k,
         None => {
-            let sha = format::sha256_hex(presented);
-            lookup(db, cache, pepper, &sha, "sha256", how.fresh)
+            let sha = Digest {
+                algorithm: Algorithm::Sha256,
+                bytes: format::sha256_bytes(presented),
+            };
+            lookup(db, cache, pepper, sha, how.fresh)
                 .await?
                 .ok_or_else(|| refusal(ErrorCode::KeyUnknown))?
         }

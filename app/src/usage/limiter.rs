@@ -76,6 +76,10 @@ impl RateLimiter {
 
     fn state_of(&self, key_id: &str) -> Arc<tokio::sync::Mutex<KeyState>> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        // A lookup first: the id is copied only the first time this instance sees the key.
+        if let Some(state) = keys.get(key_id) {
+            return state.clone();
+        }
         keys.entry(key_id.to_string()).or_default().clone()
     }
 

@@ -26,12 +26,10 @@ use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// On a response: the key the request was made with, for the request log.
+/// On a response: the key the request was made with, for the request log (shared, not
+/// copied: the hot path allocates as little as it can).
 #[derive(Clone, Debug)]
-pub struct KeyLogged {
-    pub key_id: String,
-    pub organization_id: String,
-}
+pub struct KeyLogged(pub Arc<VerifiedKey>);
 
 /// The key that authenticated the request, for handlers (`Extension<Caller>`).
 #[derive(Clone, Debug)]
@@ -47,9 +45,8 @@ pub fn client_ip(request: &Request) -> Option<IpAddr> {
 }
 
 /// Extracts the bearer token, if the header is present and well-formed.
-fn bearer(request: &Request) -> Result<&str, AppError> {
-    let header = request
-        .headers()
+fn bearer(headers: &http::HeaderMap) -> Result<&str, AppError> {
+    let header = headers
         .get(http::header::AUTHORIZATION)
         .ok_or_else(|| keys::refusal(ErrorCode::KeyMissing))?;
     let value = header
@@ -71,18 +68,15 @@ pub async fn require_key(
     request: Request,
     next: Next,
 ) -> Response {
-    // Owned copies: the request (its body is not Sync) must not be borrowed across awaits.
-    let presented = bearer(&request).map(str::to_string);
+    // The request's head is borrowed across awaits, never the request itself (its body is
+    // not Sync); nothing of it is copied.
     let ip = client_ip(&request);
-    let (method, path) = (
-        request.method().to_string(),
-        request.uri().path().to_string(),
-    );
     let (mut parts, body) = request.into_parts();
     let mut logged: Option<KeyLogged> = None;
     let mut rate: Option<Decision> = None;
     let outcome: Result<_, AppError> = async {
-        let presented = presented?;
+        let presented = bearer(&parts.headers)?;
+        let (method, path) = (parts.method.as_str(), parts.uri.path());
         // A call that changes things checks the calling key against the database, not the
         // cache: a key disabled a moment ago on another instance cannot act (nor re-enable
         // itself). Reads accept the cache's bound (1 s).
@@ -94,17 +88,14 @@ pub async fn require_key(
             &state.db,
             KeyCache::of(&state)?,
             &state.config.secret,
-            &presented,
+            presented,
             ip,
-            &method,
-            &path,
+            method,
+            path,
             how,
         )
         .await?;
-        logged = Some(KeyLogged {
-            key_id: key.id.clone(),
-            organization_id: key.organization_id.clone(),
-        });
+        logged = Some(KeyLogged(key.clone()));
         // Every request a valid key makes counts against its limit, whatever comes of it.
         let limit = Limit::new(key.rate_limit, key.rate_window_seconds);
         let decision = RateLimiter::of(&state)?.check(&key.id, limit).await?;
@@ -140,15 +131,12 @@ pub async fn require_key(
             .map_err(|_| {
                 AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
             })?;
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or(path.as_str(), |pq| pq.as_str());
+        let target = parts.uri.path_and_query().map_or(path, |pq| pq.as_str());
         keys::check_signature(
             &state.db,
             &key,
             header.as_deref(),
-            &method,
+            method,
             target,
             &app::keys::signature::body_digest(&bytes),
         )

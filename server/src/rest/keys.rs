@@ -25,19 +25,32 @@ pub struct Me {
     pub permissions: Vec<String>,
 }
 
+/// [`Me`] as the handler writes it: borrowed from the verified key, not copied (the hottest
+/// route of the benchmark). Same fields, same JSON.
+#[derive(Serialize)]
+struct MeView<'a> {
+    key_id: &'a str,
+    organization_id: &'a str,
+    environment: &'a str,
+    scopes: &'a app::keys::Scopes,
+    permissions: Vec<&'static str>,
+}
+
 /// The calling key and what it may do: its grant's ceiling (a personal token's scopes as
 /// bounded by its owner's current permissions).
 pub async fn me(
     Extension(KeyCaller(key)): Extension<KeyCaller>,
     Extension(grant): Extension<Grant>,
-) -> Json<Me> {
-    Json(Me {
-        key_id: key.id.clone(),
-        organization_id: key.organization_id.clone(),
-        environment: key.environment.clone(),
-        scopes: key.scopes.clone(),
-        permissions: grant.ceiling.names(),
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    Json(MeView {
+        key_id: &key.id,
+        organization_id: &key.organization_id,
+        environment: &key.environment,
+        scopes: &key.scopes,
+        permissions: grant.ceiling.iter().map(|p| p.as_str()).collect(),
     })
+    .into_response()
 }
 
 /// `GET /api/v1/keys`: search, filter, sort and paginate (see [`app::keys::KeyQuery`]).

@@ -35,8 +35,8 @@ pub async fn middleware(
     let entry = LogEntry {
         request_id: request_id::current(),
         occurred_at,
-        organization_id: key.map(|k| k.organization_id.clone()),
-        api_key_id: key.map(|k| k.key_id.clone()),
+        organization_id: key.map(|KeyLogged(k)| k.organization_id.clone()),
+        api_key_id: key.map(|KeyLogged(k)| k.id.clone()),
         method: method.clone(),
         route: std::borrow::Cow::Borrowed(route),
         status,
