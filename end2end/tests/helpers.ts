@@ -96,14 +96,19 @@ export async function createReadOnlyKey(page: Page, name: string): Promise<strin
   return key;
 }
 
-/** Opens the key list's "Create an API key" form. The list is a lazily loaded route: the page
- * can be hydrated a moment before its own chunk binds the button, so a click that came too
- * early is made again (only while the form is still closed: the button toggles it). */
-export async function openCreateKeyForm(page: Page) {
-  const form = page.getByRole("region", { name: "Create an API key" });
+/** Opens a panel of the key list that a button toggles. The list is a lazily loaded route: the
+ * page can be hydrated a moment before its own chunk binds the button, so a click that came too
+ * early is made again (only while the panel is still closed: the button toggles it). */
+export async function openKeyListPanel(page: Page, button: string, region: string) {
+  const panel = page.getByRole("region", { name: region });
   await expect(async () => {
-    if (!(await form.isVisible())) await page.getByRole("button", { name: "Create key" }).click();
-    await expect(form).toBeVisible({ timeout: 3000 });
+    if (!(await panel.isVisible())) await page.getByRole("button", { name: button }).click();
+    await expect(panel).toBeVisible({ timeout: 3000 });
   }).toPass({ timeout: 30_000 });
-  return form;
+  return panel;
+}
+
+/** Opens the key list's "Create an API key" form (see [openKeyListPanel]). */
+export async function openCreateKeyForm(page: Page) {
+  return openKeyListPanel(page, "Create key", "Create an API key");
 }

@@ -1,7 +1,7 @@
 import { test, expect, Page } from "./fixtures";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import { freshEmail, signUp, open, openCreateKeyForm } from "./helpers";
+import { freshEmail, signUp, open, openCreateKeyForm, openKeyListPanel } from "./helpers";
 
 type Created = { key: string; signingSecret: string };
 
@@ -46,8 +46,7 @@ test("export to JSON, then import the file back: each row reported, new keys wor
   expect(exported).toHaveLength(2);
   expect(JSON.stringify(exported)).not.toMatch(/kw_live_[0-9A-Za-z]{38}/);
 
-  await page.getByRole("button", { name: "Import keys" }).click();
-  const panel = page.getByRole("region", { name: "Import keys" });
+  const panel = await openKeyListPanel(page, "Import keys", "Import keys");
   await panel.getByLabel("File (JSON or CSV)").setInputFiles(file);
   await expect(panel.getByLabel("Keys to import")).toHaveValue(/exported one/);
   await panel.getByRole("button", { name: "Preview" }).click();
@@ -67,8 +66,7 @@ test("export to JSON, then import the file back: each row reported, new keys wor
 });
 
 test("import a CSV from another system, with a bad row reported", async ({ page }) => {
-  await page.getByRole("button", { name: "Import keys" }).click();
-  const panel = page.getByRole("region", { name: "Import keys" });
+  const panel = await openKeyListPanel(page, "Import keys", "Import keys");
   const legacy = `legacy_${Date.now()}_abcdefghijklmnop`;
   const csv = `name,key,category\nfrom legacy,${legacy},read_only\n,nameless_key_abcdefghijkl,basic\n`;
   await panel.getByLabel("File (JSON or CSV)").setInputFiles({ name: "legacy.csv", mimeType: "text/csv", buffer: Buffer.from(csv) });

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, not glibc's malloc: under 64 concurrent API clients on two cores, glibc's arena
-/// locks and heap consolidation cost the key-authenticated path half its throughput
-/// (`bench/usage.sh`: 33k → 64k req/s, p99 5.3 → 3.3 ms), for about 9 MiB more peak memory under
-/// a sign-in flood (`bench/signin-flood.sh`). Numbers in the README's performance section.
+/// locks and heap consolidation cost the key-authenticated path up to half its throughput
+/// (`bench/usage.sh`: full path 36.8k → 59.3k req/s; 33k → 64–66k with the same binary under
+/// `LD_PRELOAD`), for about 5 MiB more peak memory under a sign-in flood
+/// (`bench/signin-flood.sh`). Numbers in the README's performance section.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

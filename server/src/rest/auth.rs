@@ -117,8 +117,7 @@ pub async fn require_key(
             None => None,
             Some(v) => Some(
                 v.to_str()
-                    .map_err(|_| keys::refusal(ErrorCode::SignatureInvalid))?
-                    .to_string(),
+                    .map_err(|_| keys::refusal(ErrorCode::SignatureInvalid))?,
             ),
         };
         if header.is_none() && !key.require_signature {
@@ -135,7 +134,7 @@ pub async fn require_key(
         keys::check_signature(
             &state.db,
             &key,
-            header.as_deref(),
+            header,
             method,
             target,
             &app::keys::signature::body_digest(&bytes),

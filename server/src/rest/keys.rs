@@ -15,7 +15,8 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-/// `GET /api/v1/me`: the calling key.
+/// `GET /api/v1/me`: the calling key. The OpenAPI schema; the handler writes [`MeView`], which
+/// a test below holds to the same JSON.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub key_id: String,
@@ -576,4 +577,45 @@ pub async fn import(
         app::keys::import::import(&state, Acting::new(&grant, ip.as_deref()), &rows, dry_run)
             .await?;
     Ok(Json(ImportReport::new(dry_run, outcomes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Me, MeView};
+    use app::access::{Permission, Permissions};
+
+    /// What the handler writes is what the OpenAPI document describes: same fields, same
+    /// order, same values.
+    #[test]
+    fn the_borrowed_view_writes_the_documented_json() {
+        let scopes: app::keys::Scopes =
+            serde_json::from_str(r#"{"keys":"write","usage":"read"}"#).unwrap();
+        let ceiling: Permissions = [
+            Permission::KeysRead,
+            Permission::KeysWrite,
+            Permission::UsageRead,
+        ]
+        .into_iter()
+        .collect();
+        let documented = Me {
+            key_id: "key_1".into(),
+            organization_id: "org_1".into(),
+            environment: "live".into(),
+            scopes: scopes.clone(),
+            permissions: ceiling.names(),
+        };
+        let written = MeView {
+            key_id: "key_1",
+            organization_id: "org_1",
+            environment: "live",
+            scopes: &scopes,
+            permissions: ceiling.iter().map(|p| p.as_str()).collect(),
+        };
+        let json = serde_json::to_string(&written).unwrap();
+        assert_eq!(json, serde_json::to_string(&documented).unwrap());
+        assert!(
+            json.contains(r#""permissions":["keys:read","keys:write","usage:read"]"#),
+            "{json}"
+        );
+    }
 }
