@@ -19,22 +19,13 @@ apt_install wrk linux-perf
 bin="$CARGO_TARGET_DIR/release/keyward"
 [ -x "$bin" ] || { log "building release"; cargo leptos build --release --precompress --split; }
 
-work="$(mktemp -d)"
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-export KEYWARD_SECRET="bench-secret-bench-secret-bench-secret" KEYWARD_LOG=warn
+source "$ROOT/bench/lib.sh"
 db="sqlite://$work/bench.db"
 KEYWARD_DATABASE_URL="$db" "$bin" migrate >/dev/null
-KEYWARD_DATABASE_URL="$db" "$bin" serve --listen "127.0.0.1:$port" --admin-password "bench passphrase" >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.2; done
-key="$(KEYWARD_DATABASE_URL="$db" "$bin" create-key --org system --name bench --scopes keys:read)"
-admin="$(KEYWARD_DATABASE_URL="$db" "$bin" create-key --org system --name "bench admin" --scopes keys:write)"
-id="$(curl -fs -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api/v1/me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')"
-curl -fs -X PUT -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
-  -d '{"rate_limit":1000000000,"rate_window_seconds":1}' "http://127.0.0.1:$port/api/v1/keys/$id/limit" >/dev/null
+port="$(free_port)"
+start "$db" "$port"
+server="${servers[0]}"
+key="$(key_with_limit "$db" "$port" 1000000000 1)"
 
 record=$((duration - 2))
 for run in bare full; do
