@@ -13,6 +13,13 @@
 //!   a busy key costs about log₄(limit) + a few leases per bucket; only the last handful of
 //!   requests before the limit take one each. The count lives in the database, so it
 //!   survives a restart.
+//! - A **busy** key (one used in consecutive buckets) leases the next bucket ahead of time, in
+//!   the background, late in the current one (its last half, at most its last second): when
+//!   the bucket turns, its requests spend the lease already taken instead of all waiting on
+//!   one database transaction (which on SQLite queues behind the request log's batch). Tokens
+//!   leased ahead are counted in the bucket they will be spent in, and every lease counts
+//!   every bucket that has not left its window, future ones included, so the proof holds
+//!   unchanged (see `take_lease`).
 //! - A refusal is remembered until the count can go down, at most a second (another instance
 //!   may give tokens back), so a flood of refused requests costs one database round trip per
 //!   key, instance and second.
@@ -37,12 +44,19 @@ pub struct RateLimiter {
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeyState>>>>,
     pub admitted: AtomicU64,
     pub refused: AtomicU64,
-    pub leases: AtomicU64,
+    /// Leases taken (those taken ahead included).
+    pub leases: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
 struct KeyState {
     lease: Option<Lease>,
+    /// A lease of the next bucket, taken ahead, and the shared count as read then.
+    ahead: Option<(Lease, Counts)>,
+    /// A lease of the next bucket is being taken.
+    leasing_ahead: bool,
+    /// The current lease follows one of the bucket before: the key leases ahead.
+    busy: bool,
     /// The shared count as read at the last lease (our grant included).
     view: Counts,
     /// The limit the lease and view were taken under: a plan change retakes them.
@@ -65,7 +79,7 @@ impl RateLimiter {
             keys: Mutex::default(),
             admitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            leases: AtomicU64::new(0),
+            leases: Arc::default(),
         }
     }
 
@@ -101,16 +115,24 @@ impl RateLimiter {
         if st.limit != Some(limit) {
             // A new key here, or its plan changed: nothing leased under the old limit is spent.
             st.refused_until = 0;
+            st.busy = false;
             if let Some(lease) = st.lease.take() {
+                self.give_back(key_id, lease).await?;
+            }
+            if let Some((lease, _)) = st.ahead.take() {
                 self.give_back(key_id, lease).await?;
             }
             st.limit = Some(limit);
         }
         let bucket = limit.bucket_start(now);
+        self.promote_ahead(key_id, &mut st, bucket);
         if let Some(lease) = st.lease.as_mut() {
             if lease.bucket == bucket && lease.left > 0 {
                 lease.left -= 1;
                 let left = lease.left;
+                if let Some(job) = self.ahead_job(key_id, &state, &mut st, limit, now) {
+                    tokio::spawn(job.run());
+                }
                 return Ok(self.admit(&mut st, limit, now, left));
             }
         }
@@ -119,8 +141,10 @@ impl RateLimiter {
         }
         // Lease anew; what is left of a lease of an older bucket goes back in the same
         // transaction.
-        let old = st.lease.take().filter(|l| l.left > 0);
-        let (granted, view) = self.take_lease(key_id, limit, now, old).await?;
+        let old = st.lease.take();
+        st.busy = old.is_some_and(|l| l.bucket == bucket || l.bucket == bucket - limit.bucket_ms());
+        let old = old.filter(|l| l.left > 0);
+        let (granted, view) = take_lease(&self.db, &self.leases, key_id, limit, now, old).await?;
         st.view = view;
         if granted == 0 {
             let until = now
@@ -137,6 +161,85 @@ impl RateLimiter {
             left: granted - 1,
         });
         Ok(self.admit(&mut st, limit, now, granted - 1))
+    }
+
+    /// When the bucket a lease was taken ahead for has come, makes it the current lease; the
+    /// previous lease's rest goes back in the background. A lease taken ahead for a bucket
+    /// already past goes back too.
+    fn promote_ahead(&self, key_id: &str, st: &mut KeyState, bucket: i64) {
+        let Some((ahead, view)) = st.ahead.take_if(|(lease, _)| lease.bucket <= bucket) else {
+            return;
+        };
+        if ahead.bucket < bucket {
+            self.give_back_later(key_id, ahead);
+            return;
+        }
+        if let Some(old) = st.lease.replace(ahead) {
+            self.give_back_later(key_id, old);
+        }
+        st.view = view;
+        st.busy = true;
+        st.refused_until = 0;
+    }
+
+    /// The background lease of the next bucket, for a busy key late in its bucket (see the
+    /// module doc).
+    fn ahead_job(
+        &self,
+        key_id: &str,
+        state: &Arc<tokio::sync::Mutex<KeyState>>,
+        st: &mut KeyState,
+        limit: Limit,
+        now: i64,
+    ) -> Option<LeaseAhead> {
+        let next = limit.bucket_start(now) + limit.bucket_ms();
+        let late = next - now <= (limit.bucket_ms() / 2).min(1000);
+        if !(st.busy && late) {
+            return None;
+        }
+        self.lease_job(key_id, state, st, limit, next)
+    }
+
+    /// A lease of `bucket` to take in the background, unless the key holds one or is taking
+    /// one.
+    fn lease_job(
+        &self,
+        key_id: &str,
+        state: &Arc<tokio::sync::Mutex<KeyState>>,
+        st: &mut KeyState,
+        limit: Limit,
+        bucket: i64,
+    ) -> Option<LeaseAhead> {
+        if st.leasing_ahead || st.ahead.is_some() {
+            return None;
+        }
+        st.leasing_ahead = true;
+        Some(LeaseAhead {
+            db: self.db.clone(),
+            leases: self.leases.clone(),
+            key_id: key_id.to_string(),
+            state: state.clone(),
+            limit,
+            bucket,
+        })
+    }
+
+    /// Leases the bucket after the one holding `now` for a key this instance has decided
+    /// under `limit`, as [`RateLimiter::check_at`] does in the background for a busy key late
+    /// in its bucket, and waits for it: what tests drive.
+    pub async fn lease_ahead(&self, key_id: &str, limit: Limit, now: i64) {
+        let state = self.state_of(key_id);
+        let job = {
+            let mut st = state.lock().await;
+            if st.limit != Some(limit) {
+                return;
+            }
+            let next = limit.bucket_start(now) + limit.bucket_ms();
+            self.lease_job(key_id, &state, &mut st, limit, next)
+        };
+        if let Some(job) = job {
+            job.run().await;
+        }
     }
 
     /// How much of `limit` the key has used in the window ending `now`, without spending
@@ -226,79 +329,23 @@ impl RateLimiter {
         }
     }
 
-    /// One transaction: give back an old lease, read the window's count, grant what is left
-    /// (all of it on SQLite, a quarter on PostgreSQL), count the grant in the current bucket.
-    async fn take_lease(
-        &self,
-        key_id: &str,
-        limit: Limit,
-        now: i64,
-        old: Option<Lease>,
-    ) -> Result<(u64, Counts), AppError> {
-        self.leases.fetch_add(1, Ordering::Relaxed);
-        let mut tx = self.db.writer.begin().await?;
-        if self.db.backend == Backend::Postgres {
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(old) = old {
-            sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
-                .bind(old.left as i64)
-                .bind(key_id)
-                .bind(old.bucket)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let rows = sqlx::query(
-            "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3 order by bucket_start",
-        )
-        .bind(key_id)
-        .bind(now - limit.window_ms)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut view = Counts::default();
-        for r in &rows {
-            let start: i64 = r.try_get("bucket_start")?;
-            let n: i64 = r.try_get("admitted")?;
-            view.add(&limit, start, n.max(0) as u64);
-        }
-        let used = view.counted(&limit, now);
-        let left = limit.limit.saturating_sub(used);
-        // A quarter of what is left (at least one): other instances keep a share, and a
-        // crash strands at most a quarter.
-        let granted = left.div_ceil(4);
-        if granted > 0 {
-            let start = limit.bucket_start(now);
-            sqlx::query(
-                "insert into rate_bucket (api_key_id, bucket_start, bucket_end, admitted) values ($1, $2, $3, $4)
-                 on conflict (api_key_id, bucket_start) do update set admitted = rate_bucket.admitted + excluded.admitted",
-            )
-            .bind(key_id)
-            .bind(start)
-            .bind(start + limit.bucket_ms())
-            .bind(granted as i64)
-            .execute(&mut *tx)
-            .await?;
-            view.add(&limit, now, granted);
-        }
-        tx.commit().await?;
-        Ok((granted, view))
+    async fn give_back(&self, key_id: &str, lease: Lease) -> Result<(), AppError> {
+        give_back(&self.db, key_id, lease).await
     }
 
-    async fn give_back(&self, key_id: &str, lease: Lease) -> Result<(), AppError> {
+    /// Gives `lease` back without holding up the request path (the key's requests do not
+    /// wait on the database for it). Until it is written the tokens stay counted: the error,
+    /// if the process stops first, is toward refusing.
+    fn give_back_later(&self, key_id: &str, lease: Lease) {
         if lease.left == 0 {
-            return Ok(());
+            return;
         }
-        sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
-            .bind(lease.left as i64)
-            .bind(key_id)
-            .bind(lease.bucket)
-            .execute(&self.db.writer)
-            .await?;
-        Ok(())
+        let (db, key_id) = (self.db.clone(), key_id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = give_back(&db, &key_id, lease).await {
+                tracing::warn!(error = %e.message, "rate-limit lease not given back");
+            }
+        });
     }
 
     /// Gives back the unspent leases of buckets that have ended (or all of them, on
@@ -310,7 +357,7 @@ impl RateLimiter {
             let all = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             keys.retain(|_, st| {
                 st.try_lock().map_or(true, |st| {
-                    now - st.last_used < 86_400_000 || st.lease.is_some()
+                    now - st.last_used < 86_400_000 || st.lease.is_some() || st.ahead.is_some()
                 })
             });
             all
@@ -328,6 +375,19 @@ impl RateLimiter {
                     returned += 1;
                 }
             }
+            // A lease taken ahead for a bucket that has passed unused (or any, on shutdown).
+            let stale = match (&st.ahead, st.limit) {
+                (Some((lease, _)), Some(limit)) => {
+                    everything || lease.bucket < limit.bucket_start(now)
+                }
+                _ => false,
+            };
+            if stale {
+                if let Some((lease, _)) = st.ahead.take() {
+                    self.give_back(&key_id, lease).await?;
+                    returned += 1;
+                }
+            }
         }
         Ok(returned)
     }
@@ -336,6 +396,136 @@ impl RateLimiter {
     pub fn tracked(&self) -> usize {
         self.keys.lock().map(|k| k.len()).unwrap_or_default()
     }
+}
+
+/// A lease of the next bucket being taken in the background (see [`RateLimiter::ahead_job`]).
+struct LeaseAhead {
+    db: Db,
+    leases: Arc<AtomicU64>,
+    key_id: String,
+    state: Arc<tokio::sync::Mutex<KeyState>>,
+    limit: Limit,
+    /// The bucket the lease is for.
+    bucket: i64,
+}
+
+impl LeaseAhead {
+    /// Takes the lease without holding the key (its requests go on spending the current
+    /// lease), then keeps it, unless the key's limit changed meanwhile (then it goes back).
+    async fn run(self) {
+        let taken = take_lease(
+            &self.db,
+            &self.leases,
+            &self.key_id,
+            self.limit,
+            self.bucket,
+            None,
+        )
+        .await;
+        let mut st = self.state.lock().await;
+        st.leasing_ahead = false;
+        match taken {
+            Ok((0, _)) => {}
+            Ok((granted, view)) => {
+                let lease = Lease {
+                    bucket: self.bucket,
+                    left: granted,
+                };
+                if st.limit == Some(self.limit) && st.ahead.is_none() {
+                    st.ahead = Some((lease, view));
+                } else {
+                    drop(st);
+                    if let Err(e) = give_back(&self.db, &self.key_id, lease).await {
+                        tracing::warn!(error = %e.message, "rate-limit lease not given back");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.message, "rate-limit lease ahead not taken"),
+        }
+    }
+}
+
+/// One transaction: give back an old lease, read the count of every bucket that overlaps the
+/// window ending at `at` **or starts later** (a lease another instance took ahead), grant a
+/// quarter of what is left (at least one), and count the grant in the bucket holding `at`.
+///
+/// `at` is now for the current bucket, or the start of the next one for a lease taken ahead.
+/// Why no window over-admits: take any rolling window and, among the grants whose tokens were
+/// spent in it, the last one (the database serializes grants per key). Tokens are spent only
+/// inside their bucket, at or after their grant's `at`, so every earlier grant spent in the
+/// window has a bucket that ends after `at − W` and was counted whole by that last grant, which
+/// kept the total at or below the limit. Counting future buckets only ever counts more.
+async fn take_lease(
+    db: &Db,
+    leases: &AtomicU64,
+    key_id: &str,
+    limit: Limit,
+    at: i64,
+    old: Option<Lease>,
+) -> Result<(u64, Counts), AppError> {
+    leases.fetch_add(1, Ordering::Relaxed);
+    let mut tx = db.writer.begin().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(old) = old {
+        sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
+            .bind(old.left as i64)
+            .bind(key_id)
+            .bind(old.bucket)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rows = sqlx::query(
+        "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 order by bucket_start",
+    )
+    .bind(key_id)
+    .bind(at - limit.window_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut view = Counts::default();
+    for r in &rows {
+        let start: i64 = r.try_get("bucket_start")?;
+        let n: i64 = r.try_get("admitted")?;
+        view.add(&limit, start, n.max(0) as u64);
+    }
+    let used = view.counted(&limit, at);
+    let left = limit.limit.saturating_sub(used);
+    // A quarter of what is left (at least one): other instances keep a share, and a crash
+    // strands at most a quarter.
+    let granted = left.div_ceil(4);
+    if granted > 0 {
+        let start = limit.bucket_start(at);
+        sqlx::query(
+            "insert into rate_bucket (api_key_id, bucket_start, bucket_end, admitted) values ($1, $2, $3, $4)
+             on conflict (api_key_id, bucket_start) do update set admitted = rate_bucket.admitted + excluded.admitted",
+        )
+        .bind(key_id)
+        .bind(start)
+        .bind(start + limit.bucket_ms())
+        .bind(granted as i64)
+        .execute(&mut *tx)
+        .await?;
+        view.add(&limit, at, granted);
+    }
+    tx.commit().await?;
+    Ok((granted, view))
+}
+
+async fn give_back(db: &Db, key_id: &str, lease: Lease) -> Result<(), AppError> {
+    if lease.left == 0 {
+        return Ok(());
+    }
+    sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
+        .bind(lease.left as i64)
+        .bind(key_id)
+        .bind(lease.bucket)
+        .execute(&db.writer)
+        .await?;
+    Ok(())
 }
 
 /// Deletes buckets that no window (a day at most) can count any more.

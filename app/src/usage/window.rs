@@ -17,8 +17,9 @@
 //! timestamp per admission: 80 KB for a 10 000/h key).
 //!
 //! The same buckets are the unit of the multi-instance design (`usage::limiter`): an instance
-//! leases tokens from the shared count of the *current* bucket and may spend them only while
-//! that bucket is current, which keeps the argument above true across instances.
+//! leases tokens from the shared count for the current bucket (or, for a busy key, the next
+//! one) and may spend them only while that bucket is current, which keeps the argument above
+//! true across instances (`limiter::take_lease` gives the argument with leases).
 
 use std::collections::VecDeque;
 
@@ -100,12 +101,14 @@ impl Counts {
         self.buckets.iter().map(|(_, n)| n).sum()
     }
 
-    /// Adds `n` admissions (or leased tokens) to the bucket holding `now`.
+    /// Adds `n` admissions (or leased tokens) to the bucket holding `now`, in order (a lease
+    /// taken ahead is a bucket after the current one).
     pub fn add(&mut self, limit: &Limit, now: i64, n: u64) {
         let start = limit.bucket_start(now);
-        match self.buckets.back_mut() {
+        let at = self.buckets.partition_point(|(s, _)| *s < start);
+        match self.buckets.get_mut(at) {
             Some((s, count)) if *s == start => *count += n,
-            _ => self.buckets.push_back((start, n)),
+            _ => self.buckets.insert(at, (start, n)),
         }
     }
 
