@@ -167,7 +167,13 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
     let (mut admissions, mut refusals) = (0, 0);
     for case in 0..100 {
         let key = format!("key_limiter_{seed:x}_{case}");
-        let limit = Limit::new(rng.gen_range(1..30), rng.gen_range(1..4));
+        // Mostly 1-3 s windows (100 ms buckets, the shortest), some of minutes (1-3 s buckets).
+        let window = if rng.gen_bool(0.75) {
+            rng.gen_range(1..4)
+        } else {
+            rng.gen_range(60..180)
+        };
+        let limit = Limit::new(rng.gen_range(1..30), window);
         let mut now: i64 = 1_700_000_000_000 + rng.gen_range(0..100_000);
         let mut admitted = Vec::new();
         for _ in 0..rng.gen_range(50..300) {
@@ -178,9 +184,11 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
                 _ => rng.gen_range(0..1_500),
             };
             let limiter = &limiters[rng.gen_range(0..limiters.len())];
-            match rng.gen_range(0..10) {
-                0 => limiter.lease_ahead(&key, limit, now).await,
-                1 => drop(limiter.sweep(now, false).await.unwrap()),
+            match rng.gen_range(0..40) {
+                0..4 => limiter.lease_ahead(&key, limit, now).await,
+                4..8 => drop(limiter.sweep(now, false).await.unwrap()),
+                // What shutdown does: everything goes back, leases taken ahead included.
+                8 => drop(limiter.sweep(now, true).await.unwrap()),
                 _ => {
                     if limiter.check_at(&key, limit, now).await.unwrap().admitted {
                         admitted.push(now);
@@ -196,10 +204,85 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
             "KEYWARD_LIMITER_SEED={seed} case {case}: {limit:?} admitted at {admitted:?}"
         );
     }
-    // The schedules do reach the limit: the property is not met by refusing nothing.
+    // The schedules do reach the limit (the property is not met by refusing nothing), and
+    // leases taken ahead were spent.
     assert!(
         refusals > 0 && admissions > 0,
         "{admissions} admitted, {refusals} refused"
+    );
+    let promoted: u64 = limiters
+        .iter()
+        .map(|l| l.promoted.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(promoted > 0);
+}
+
+/// A key used in consecutive buckets leases the next one in the background late in its
+/// bucket, and spends that lease when the bucket turns, without a lease on the request path.
+#[tokio::test]
+async fn a_busy_key_leases_its_next_bucket_ahead_in_the_background() {
+    use app::usage::ssr::{Limit, RateLimiter};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (db, _dir) = fresh_db().await;
+    let limiter = RateLimiter::new(db.clone());
+    // 1 s window: 100 ms buckets; "late" is the last 50 ms.
+    let limit = Limit::new(1_000, 1);
+    let t = 1_700_000_000_000;
+    for now in [t, t + 100] {
+        assert!(
+            limiter
+                .check_at("key_busy", limit, now)
+                .await
+                .unwrap()
+                .admitted
+        );
+    }
+    assert_eq!(
+        limiter.leases.load(Relaxed),
+        2,
+        "one lease per bucket so far"
+    );
+    // Early in the bucket: nothing ahead yet.
+    assert!(
+        limiter
+            .check_at("key_busy", limit, t + 120)
+            .await
+            .unwrap()
+            .admitted
+    );
+    limiter.settled(Duration::from_secs(10)).await;
+    assert_eq!(limiter.leases.load(Relaxed), 2);
+    // Late in the bucket: the next one is leased in the background.
+    assert!(
+        limiter
+            .check_at("key_busy", limit, t + 160)
+            .await
+            .unwrap()
+            .admitted
+    );
+    limiter.settled(Duration::from_secs(10)).await;
+    assert_eq!(limiter.leases.load(Relaxed), 3, "a lease ahead");
+    let ahead: i64 = sqlx::query_scalar(
+        "select admitted from rate_bucket where api_key_id = 'key_busy' and bucket_start = $1",
+    )
+    .bind(t + 200)
+    .fetch_one(&db.reader)
+    .await
+    .unwrap();
+    assert!(ahead > 0);
+    // The bucket turns: its first request spends the lease taken ahead.
+    assert!(
+        limiter
+            .check_at("key_busy", limit, t + 200)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert_eq!(limiter.promoted.load(Relaxed), 1);
+    assert_eq!(
+        limiter.leases.load(Relaxed),
+        3,
+        "no lease on the request path"
     );
 }
 

@@ -31,11 +31,18 @@ use crate::error::AppError;
 use crate::ssr::db::{now_ms, Backend, Db};
 use sqlx::Row;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// How long a refusal is trusted without asking the database.
 const SHARED_REFUSAL_MS: i64 = 1000;
+/// Leases one decision takes at most when its bucket keeps ending while it leases (a database
+/// slower than a bucket); past that the request is refused.
+const LEASE_ATTEMPTS: usize = 4;
+/// How long the last sweep waits for background leases and give-backs to finish.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Every key's limiter state on this instance; a domain state plugged in at boot.
 #[derive(Debug)]
@@ -46,6 +53,9 @@ pub struct RateLimiter {
     pub refused: AtomicU64,
     /// Leases taken (those taken ahead included).
     pub leases: Arc<AtomicU64>,
+    /// Leases taken ahead that came into use.
+    pub promoted: AtomicU64,
+    background: Arc<Background>,
 }
 
 #[derive(Debug, Default)]
@@ -53,8 +63,9 @@ struct KeyState {
     lease: Option<Lease>,
     /// A lease of the next bucket, taken ahead, and the shared count as read then.
     ahead: Option<(Lease, Counts)>,
-    /// A lease of the next bucket is being taken.
-    leasing_ahead: bool,
+    /// The bucket a lease is being taken ahead for (a job that died leaves a past bucket
+    /// here, which no longer holds anything back).
+    leasing_ahead: Option<i64>,
     /// The current lease follows one of the bucket before: the key leases ahead.
     busy: bool,
     /// The shared count as read at the last lease (our grant included).
@@ -80,6 +91,8 @@ impl RateLimiter {
             admitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             leases: Arc::default(),
+            promoted: AtomicU64::new(0),
+            background: Arc::default(),
         }
     }
 
@@ -99,7 +112,7 @@ impl RateLimiter {
 
     /// Decides one request of `key_id` under `limit`, now.
     pub async fn check(&self, key_id: &str, limit: Limit) -> Result<Decision, AppError> {
-        self.check_at(key_id, limit, now_ms()).await
+        self.decide(key_id, limit, None).await
     }
 
     /// [`RateLimiter::check`] at a given time (ms): what tests drive.
@@ -109,9 +122,21 @@ impl RateLimiter {
         limit: Limit,
         now: i64,
     ) -> Result<Decision, AppError> {
+        self.decide(key_id, limit, Some(now)).await
+    }
+
+    /// Decides at `at`, or by the clock, read once the key is held and again after every
+    /// lease: a time read before waiting for the key (or for the database) could spend a
+    /// bucket's tokens after the bucket ended, outside what the count allowed.
+    async fn decide(
+        &self,
+        key_id: &str,
+        limit: Limit,
+        at: Option<i64>,
+    ) -> Result<Decision, AppError> {
+        let clock = || at.unwrap_or_else(now_ms);
         let state = self.state_of(key_id);
         let mut st = state.lock().await;
-        st.last_used = now;
         if st.limit != Some(limit) {
             // A new key here, or its plan changed: nothing leased under the old limit is spent.
             st.refused_until = 0;
@@ -124,43 +149,52 @@ impl RateLimiter {
             }
             st.limit = Some(limit);
         }
-        let bucket = limit.bucket_start(now);
-        self.promote_ahead(key_id, &mut st, bucket);
-        if let Some(lease) = st.lease.as_mut() {
-            if lease.bucket == bucket && lease.left > 0 {
-                lease.left -= 1;
-                let left = lease.left;
-                if let Some(job) = self.ahead_job(key_id, &state, &mut st, limit, now) {
-                    tokio::spawn(job.run());
+        for _ in 0..LEASE_ATTEMPTS {
+            let now = clock();
+            st.last_used = now;
+            let bucket = limit.bucket_start(now);
+            self.promote_ahead(key_id, &mut st, bucket);
+            if let Some(lease) = st.lease.as_mut() {
+                if lease.bucket == bucket && lease.left > 0 {
+                    lease.left -= 1;
+                    let left = lease.left;
+                    if let Some(job) = self.ahead_job(key_id, &state, &mut st, limit, now) {
+                        self.background.spawn(job.run());
+                    }
+                    return Ok(self.admit(&mut st, limit, now, left));
                 }
-                return Ok(self.admit(&mut st, limit, now, left));
             }
+            if now < st.refused_until {
+                return Ok(self.refuse(&mut st, limit, now));
+            }
+            // Lease anew; what is left of a lease of an older bucket goes back in the same
+            // transaction.
+            let old = st.lease.take();
+            st.busy =
+                old.is_some_and(|l| l.bucket == bucket || l.bucket == bucket - limit.bucket_ms());
+            let old = old.filter(|l| l.left > 0);
+            let (granted, view) =
+                take_lease(&self.db, &self.leases, key_id, limit, now, old).await?;
+            st.view = view;
+            if granted == 0 {
+                let until = now
+                    + st.view
+                        .ms_until_at_most(&limit, now, limit.limit - 1)
+                        .max(1);
+                // Another instance may give tokens back before then: ask again within a second.
+                st.refused_until = until.min(now + SHARED_REFUSAL_MS);
+                return Ok(self.refuse(&mut st, limit, now));
+            }
+            st.refused_until = 0;
+            // Spent from the top, if its bucket is still current once the clock is read again.
+            st.lease = Some(Lease {
+                bucket,
+                left: granted,
+            });
         }
-        if now < st.refused_until {
-            return Ok(self.refuse(&mut st, limit, now));
-        }
-        // Lease anew; what is left of a lease of an older bucket goes back in the same
-        // transaction.
-        let old = st.lease.take();
-        st.busy = old.is_some_and(|l| l.bucket == bucket || l.bucket == bucket - limit.bucket_ms());
-        let old = old.filter(|l| l.left > 0);
-        let (granted, view) = take_lease(&self.db, &self.leases, key_id, limit, now, old).await?;
-        st.view = view;
-        if granted == 0 {
-            let until = now
-                + st.view
-                    .ms_until_at_most(&limit, now, limit.limit - 1)
-                    .max(1);
-            // Another instance may give tokens back before then: ask again within a second.
-            st.refused_until = until.min(now + SHARED_REFUSAL_MS);
-            return Ok(self.refuse(&mut st, limit, now));
-        }
-        st.refused_until = 0;
-        st.lease = Some(Lease {
-            bucket,
-            left: granted - 1,
-        });
-        Ok(self.admit(&mut st, limit, now, granted - 1))
+        // The bucket kept ending while leasing: refusing is the safe answer.
+        let now = clock();
+        Ok(self.refuse(&mut st, limit, now))
     }
 
     /// When the bucket a lease was taken ahead for has come, makes it the current lease; the
@@ -180,6 +214,7 @@ impl RateLimiter {
         st.view = view;
         st.busy = true;
         st.refused_until = 0;
+        self.promoted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The background lease of the next bucket, for a busy key late in its bucket (see the
@@ -210,10 +245,10 @@ impl RateLimiter {
         limit: Limit,
         bucket: i64,
     ) -> Option<LeaseAhead> {
-        if st.leasing_ahead || st.ahead.is_some() {
+        if st.ahead.is_some() || st.leasing_ahead.is_some_and(|b| b >= bucket) {
             return None;
         }
-        st.leasing_ahead = true;
+        st.leasing_ahead = Some(bucket);
         Some(LeaseAhead {
             db: self.db.clone(),
             leases: self.leases.clone(),
@@ -341,7 +376,7 @@ impl RateLimiter {
             return;
         }
         let (db, key_id) = (self.db.clone(), key_id.to_string());
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             if let Err(e) = give_back(&db, &key_id, lease).await {
                 tracing::warn!(error = %e.message, "rate-limit lease not given back");
             }
@@ -352,6 +387,11 @@ impl RateLimiter {
     /// shutdown), and forgets keys idle for a day. Run by the `rate-limit` worker; returns how
     /// many leases were given back.
     pub async fn sweep(&self, now: i64, everything: bool) -> Result<usize, AppError> {
+        if everything {
+            // Shutdown: a lease being taken ahead, or given back, is finished first (bounded),
+            // so that what it holds goes back now rather than staying counted for a window.
+            self.settled(SETTLE).await;
+        }
         let states: Vec<(String, Arc<tokio::sync::Mutex<KeyState>>)> = {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             let all = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -392,9 +432,60 @@ impl RateLimiter {
         Ok(returned)
     }
 
+    /// Waits until the background work (leases taken ahead, leases given back) is done, or
+    /// `within` passes.
+    pub async fn settled(&self, within: Duration) {
+        self.background.settled(within).await
+    }
+
     /// Keys with state on this instance.
     pub fn tracked(&self) -> usize {
         self.keys.lock().map(|k| k.len()).unwrap_or_default()
+    }
+}
+
+/// The limiter's background work (leases taken ahead, leases given back), counted so that the
+/// last sweep can wait for it.
+#[derive(Debug, Default)]
+struct Background {
+    running: AtomicUsize,
+    finished: tokio::sync::Notify,
+}
+
+impl Background {
+    fn spawn(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let done = Finished(self.clone());
+        tokio::spawn(async move {
+            // Counted down when the task ends, whether it finished or panicked.
+            let _done = done;
+            work.await;
+        });
+    }
+
+    /// Waits until no background work runs, or `within` passes.
+    async fn settled(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct Finished(Arc<Background>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.finished.notify_waiters();
     }
 }
 
@@ -423,7 +514,9 @@ impl LeaseAhead {
         )
         .await;
         let mut st = self.state.lock().await;
-        st.leasing_ahead = false;
+        if st.leasing_ahead == Some(self.bucket) {
+            st.leasing_ahead = None;
+        }
         match taken {
             Ok((0, _)) => {}
             Ok((granted, view)) => {
