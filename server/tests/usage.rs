@@ -151,7 +151,10 @@ fn max_in_any_window(admitted: &[i64], window_ms: i64) -> usize {
 /// The limiter itself, on the backend under test, at simulated times: three instances share
 /// one database and take random turns (requests, leases of the next bucket taken ahead,
 /// sweeps, with random gaps), and no rolling window ever holds more admissions than the
-/// limit. The seed is printed: a failure replays with `KEYWARD_LIMITER_SEED`.
+/// limit. In some schedules the key's limit changes midway (a plan change, possibly to another
+/// window): from then on every window of the new length ending at an admission holds at most
+/// the new limit, admissions before the change included. The seed is printed: a failure
+/// replays with `KEYWARD_LIMITER_SEED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_window() {
     use app::usage::ssr::{Limit, RateLimiter};
@@ -168,15 +171,25 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
     for case in 0..100 {
         let key = format!("key_limiter_{seed:x}_{case}");
         // Mostly 1-3 s windows (100 ms buckets, the shortest), some of minutes (1-3 s buckets).
-        let window = if rng.gen_bool(0.75) {
-            rng.gen_range(1..4)
-        } else {
-            rng.gen_range(60..180)
+        let mut random_limit = || {
+            let window = if rng.gen_bool(0.75) {
+                rng.gen_range(1..4)
+            } else {
+                rng.gen_range(60..180)
+            };
+            Limit::new(rng.gen_range(1..30), window)
         };
-        let limit = Limit::new(rng.gen_range(1..30), window);
+        let (first, second) = (random_limit(), random_limit());
+        let steps = rng.gen_range(50..300);
+        let change = if rng.gen_bool(0.3) {
+            rng.gen_range(0..steps)
+        } else {
+            steps
+        };
         let mut now: i64 = 1_700_000_000_000 + rng.gen_range(0..100_000);
-        let mut admitted = Vec::new();
-        for _ in 0..rng.gen_range(50..300) {
+        let (mut admitted, mut after_change) = (Vec::new(), Vec::new());
+        for step in 0..steps {
+            let limit = if step < change { first } else { second };
             now += match rng.gen_range(0..4) {
                 0 => 0,
                 1 => rng.gen_range(0..20),
@@ -192,6 +205,9 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
                 _ => {
                     if limiter.check_at(&key, limit, now).await.unwrap().admitted {
                         admitted.push(now);
+                        if step >= change {
+                            after_change.push(now);
+                        }
                     } else {
                         refusals += 1;
                     }
@@ -199,10 +215,21 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
             }
         }
         admissions += admitted.len();
+        let before_change = &admitted[..admitted.len() - after_change.len()];
         assert!(
-            max_in_any_window(&admitted, limit.window_ms) as u64 <= limit.limit,
-            "KEYWARD_LIMITER_SEED={seed} case {case}: {limit:?} admitted at {admitted:?}"
+            max_in_any_window(before_change, first.window_ms) as u64 <= first.limit,
+            "KEYWARD_LIMITER_SEED={seed} case {case}: {first:?} admitted at {admitted:?}"
         );
+        for t in &after_change {
+            let in_window = admitted
+                .iter()
+                .filter(|a| *a > &(t - second.window_ms) && *a <= t)
+                .count();
+            assert!(
+                in_window as u64 <= second.limit,
+                "KEYWARD_LIMITER_SEED={seed} case {case}: {first:?} then {second:?} at step {change}, admitted at {admitted:?}"
+            );
+        }
     }
     // The schedules do reach the limit (the property is not met by refusing nothing), and
     // leases taken ahead were spent.
@@ -217,71 +244,104 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
     assert!(promoted > 0);
 }
 
-/// A key used in consecutive buckets leases the next one in the background late in its
-/// bucket, and spends that lease when the bucket turns, without a lease on the request path.
+/// A plan change to a shorter window still counts what was admitted under the old one for as
+/// long as it can be inside the new window: a row of the old, longer bucket is counted in the
+/// new bucket holding its last instant, not its first.
+#[tokio::test]
+async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
+    use app::usage::ssr::{Limit, RateLimiter};
+    let (db, _dir) = fresh_db().await;
+    let limiter = RateLimiter::new(db);
+    let t = 1_700_000_000_000; // a multiple of both bucket sizes
+                               // 10 per 2 min (2 s buckets): all 10 late in the bucket [t, t + 2 s).
+    let before = Limit::new(10, 120);
+    for _ in 0..10 {
+        assert!(
+            limiter
+                .check_at("key_plan", before, t + 1_900)
+                .await
+                .unwrap()
+                .admitted
+        );
+    }
+    // Now 10 per second (100 ms buckets). The 10 admitted at t + 1.9 s are in the window.
+    let after = Limit::new(10, 1);
+    let refused = limiter
+        .check_at("key_plan", after, t + 1_950)
+        .await
+        .unwrap();
+    assert!(!refused.admitted, "{refused:?}");
+    // The old bucket could hold admissions up to t + 2 s: counted until a window after that.
+    assert!(
+        !limiter
+            .check_at("key_plan", after, t + 2_901)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert!(
+        limiter
+            .check_at("key_plan", after, t + 3_000)
+            .await
+            .unwrap()
+            .admitted
+    );
+}
+
+/// A key used in consecutive buckets leases the next one in the background (in the last
+/// second of a bucket; at once when buckets are a second or shorter), and spends that lease
+/// when the bucket turns, without a lease on the request path.
 #[tokio::test]
 async fn a_busy_key_leases_its_next_bucket_ahead_in_the_background() {
     use app::usage::ssr::{Limit, RateLimiter};
     use std::sync::atomic::Ordering::Relaxed;
     let (db, _dir) = fresh_db().await;
     let limiter = RateLimiter::new(db.clone());
-    // 1 s window: 100 ms buckets; "late" is the last 50 ms.
-    let limit = Limit::new(1_000, 1);
+    let settle = Duration::from_secs(10);
+    let admitted = |key: &'static str, limit: Limit, now: i64| {
+        let limiter = &limiter;
+        async move { limiter.check_at(key, limit, now).await.unwrap().admitted }
+    };
+    // A 2 min window: 2 s buckets.
+    let minutes = Limit::new(1_000, 120);
     let t = 1_700_000_000_000;
-    for now in [t, t + 100] {
-        assert!(
-            limiter
-                .check_at("key_busy", limit, now)
-                .await
-                .unwrap()
-                .admitted
-        );
-    }
+    assert!(admitted("key_minutes", minutes, t).await);
+    assert!(admitted("key_minutes", minutes, t + 2_000).await);
     assert_eq!(
         limiter.leases.load(Relaxed),
         2,
         "one lease per bucket so far"
     );
-    // Early in the bucket: nothing ahead yet.
-    assert!(
-        limiter
-            .check_at("key_busy", limit, t + 120)
-            .await
-            .unwrap()
-            .admitted
-    );
-    limiter.settled(Duration::from_secs(10)).await;
+    // Busy, but more than a second before the bucket ends: nothing ahead yet.
+    assert!(admitted("key_minutes", minutes, t + 2_100).await);
+    limiter.settled(settle).await;
     assert_eq!(limiter.leases.load(Relaxed), 2);
-    // Late in the bucket: the next one is leased in the background.
-    assert!(
-        limiter
-            .check_at("key_busy", limit, t + 160)
-            .await
-            .unwrap()
-            .admitted
-    );
-    limiter.settled(Duration::from_secs(10)).await;
+    // In its last second: the next bucket is leased in the background.
+    assert!(admitted("key_minutes", minutes, t + 3_100).await);
+    limiter.settled(settle).await;
     assert_eq!(limiter.leases.load(Relaxed), 3, "a lease ahead");
     let ahead: i64 = sqlx::query_scalar(
-        "select admitted from rate_bucket where api_key_id = 'key_busy' and bucket_start = $1",
+        "select admitted from rate_bucket where api_key_id = 'key_minutes' and bucket_start = $1",
     )
-    .bind(t + 200)
+    .bind(t + 4_000)
     .fetch_one(&db.reader)
     .await
     .unwrap();
     assert!(ahead > 0);
     // The bucket turns: its first request spends the lease taken ahead.
-    assert!(
-        limiter
-            .check_at("key_busy", limit, t + 200)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(admitted("key_minutes", minutes, t + 4_000).await);
     assert_eq!(limiter.promoted.load(Relaxed), 1);
+    // A 1 s window (100 ms buckets): leased ahead as soon as the key is busy.
+    let second = Limit::new(1_000, 1);
+    for now in [t, t + 100, t + 101] {
+        assert!(admitted("key_seconds", second, now).await);
+    }
+    limiter.settled(settle).await;
+    assert!(admitted("key_seconds", second, t + 200).await);
+    assert_eq!(limiter.promoted.load(Relaxed), 2);
     assert_eq!(
         limiter.leases.load(Relaxed),
-        3,
+        6,
         "no lease on the request path"
     );
 }

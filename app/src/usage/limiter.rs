@@ -14,7 +14,8 @@
 //!   requests before the limit take one each. The count lives in the database, so it
 //!   survives a restart.
 //! - A **busy** key (one used in consecutive buckets) leases the next bucket ahead of time, in
-//!   the background, late in the current one (its last half, at most its last second): when
+//!   the background, in the last second of the current one (at once for buckets of a second or
+//!   less, which a database write behind the log's batch could otherwise outlast): when
 //!   the bucket turns, its requests spend the lease already taken instead of all waiting on
 //!   one database transaction (which on SQLite queues behind the request log's batch). Tokens
 //!   leased ahead are counted in the bucket they will be spent in, and every lease counts
@@ -167,14 +168,19 @@ impl RateLimiter {
             if now < st.refused_until {
                 return Ok(self.refuse(&mut st, limit, now));
             }
-            // Lease anew; what is left of a lease of an older bucket goes back in the same
-            // transaction.
+            // Lease anew. What is left of a lease of an older bucket goes back in the same
+            // transaction, and so does a lease taken ahead: this bucket ran out first, so its
+            // tokens may be needed now rather than in the next one.
             let old = st.lease.take();
-            st.busy =
-                old.is_some_and(|l| l.bucket == bucket || l.bucket == bucket - limit.bucket_ms());
-            let old = old.filter(|l| l.left > 0);
+            st.busy = old.is_some_and(|l| l.bucket == bucket - limit.bucket_ms())
+                || (st.busy && old.is_some_and(|l| l.bucket == bucket));
+            let back: Vec<Lease> = old
+                .into_iter()
+                .chain(st.ahead.take().map(|(lease, _)| lease))
+                .filter(|l| l.left > 0)
+                .collect();
             let (granted, view) =
-                take_lease(&self.db, &self.leases, key_id, limit, now, old).await?;
+                take_lease(&self.db, &self.leases, key_id, limit, now, &back).await?;
             st.view = view;
             if granted == 0 {
                 let until = now
@@ -228,8 +234,10 @@ impl RateLimiter {
         now: i64,
     ) -> Option<LeaseAhead> {
         let next = limit.bucket_start(now) + limit.bucket_ms();
-        let late = next - now <= (limit.bucket_ms() / 2).min(1000);
-        if !(st.busy && late) {
+        let late = next - now <= limit.bucket_ms().min(1000);
+        // Not near the limit: there a lease ahead would hold back tokens this bucket may need.
+        let roomy = st.view.counted(&limit, now).saturating_mul(2) < limit.limit;
+        if !(st.busy && late && roomy) {
             return None;
         }
         self.lease_job(key_id, state, st, limit, next)
@@ -299,19 +307,14 @@ impl RateLimiter {
             None => None,
         };
         let rows = sqlx::query(
-            "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3 order by bucket_start",
+            "select bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
         )
         .bind(key_id)
         .bind(now - limit.window_ms)
         .bind(now)
         .fetch_all(&self.db.reader)
         .await?;
-        let mut view = Counts::default();
-        for r in &rows {
-            let start: i64 = r.try_get("bucket_start")?;
-            let n: i64 = r.try_get("admitted")?;
-            view.add(&limit, start, n.max(0) as u64);
-        }
+        let mut view = counts_of(&limit, &rows)?;
         // Whatever this instance holds unspent is still in the shared count (an old bucket's
         // lease until the sweep gives it back, or one taken under a limit since changed).
         if let Some(lease) = st.as_ref().and_then(|st| st.lease) {
@@ -510,7 +513,7 @@ impl LeaseAhead {
             &self.key_id,
             self.limit,
             self.bucket,
-            None,
+            &[],
         )
         .await;
         let mut st = self.state.lock().await;
@@ -554,7 +557,7 @@ async fn take_lease(
     key_id: &str,
     limit: Limit,
     at: i64,
-    old: Option<Lease>,
+    back: &[Lease],
 ) -> Result<(u64, Counts), AppError> {
     leases.fetch_add(1, Ordering::Relaxed);
     let mut tx = db.writer.begin().await?;
@@ -564,7 +567,7 @@ async fn take_lease(
             .execute(&mut *tx)
             .await?;
     }
-    if let Some(old) = old {
+    for old in back {
         sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
             .bind(old.left as i64)
             .bind(key_id)
@@ -573,18 +576,13 @@ async fn take_lease(
             .await?;
     }
     let rows = sqlx::query(
-        "select bucket_start, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 order by bucket_start",
+        "select bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2",
     )
     .bind(key_id)
     .bind(at - limit.window_ms)
     .fetch_all(&mut *tx)
     .await?;
-    let mut view = Counts::default();
-    for r in &rows {
-        let start: i64 = r.try_get("bucket_start")?;
-        let n: i64 = r.try_get("admitted")?;
-        view.add(&limit, start, n.max(0) as u64);
-    }
+    let mut view = counts_of(&limit, &rows)?;
     let used = view.counted(&limit, at);
     let left = limit.limit.saturating_sub(used);
     // A quarter of what is left (at least one): other instances keep a share, and a crash
@@ -594,7 +592,8 @@ async fn take_lease(
         let start = limit.bucket_start(at);
         sqlx::query(
             "insert into rate_bucket (api_key_id, bucket_start, bucket_end, admitted) values ($1, $2, $3, $4)
-             on conflict (api_key_id, bucket_start) do update set admitted = rate_bucket.admitted + excluded.admitted",
+             on conflict (api_key_id, bucket_start) do update set admitted = rate_bucket.admitted + excluded.admitted,
+                 bucket_end = case when excluded.bucket_end > rate_bucket.bucket_end then excluded.bucket_end else rate_bucket.bucket_end end",
         )
         .bind(key_id)
         .bind(start)
@@ -606,6 +605,20 @@ async fn take_lease(
     }
     tx.commit().await?;
     Ok((granted, view))
+}
+
+/// The shared count from `rate_bucket` rows. Each row is counted in the bucket, under `limit`,
+/// that holds its **last** instant: a row written under another window (before a plan change)
+/// then leaves the count no earlier than it leaves the window. Under the same window it is the
+/// row's own bucket.
+fn counts_of(limit: &Limit, rows: &[sqlx::any::AnyRow]) -> Result<Counts, sqlx::Error> {
+    let mut view = Counts::default();
+    for r in rows {
+        let end: i64 = r.try_get("bucket_end")?;
+        let n: i64 = r.try_get("admitted")?;
+        view.add(limit, end - 1, n.max(0) as u64);
+    }
+    Ok(view)
 }
 
 async fn give_back(db: &Db, key_id: &str, lease: Lease) -> Result<(), AppError> {
