@@ -40,7 +40,13 @@ pub fn router(state: AppState) -> Router {
             config.session_idle.as_secs() as i64,
         )));
 
-    let routes = generate_route_list(App);
+    // Once per process: route-list generation sets a process-wide "suppress resource loads"
+    // flag, and a page rendering on another thread meanwhile (a second app in the same
+    // process, as the tests build) would wait forever on a resource first polled under it
+    // (leptos-rs/leptos#4773). Every later app reuses the list.
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| generate_route_list(App)).clone();
     // Pages and server functions take small bodies, except the console's key import.
     let site = Router::new()
         .leptos_routes(&state, routes, {

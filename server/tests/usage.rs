@@ -251,9 +251,9 @@ async fn leases_across_instances_never_admit_more_than_the_limit_in_any_rolling_
 async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
     use app::usage::ssr::{Limit, RateLimiter};
     let (db, _dir) = fresh_db().await;
-    let limiter = RateLimiter::new(db);
-    let t = 1_700_000_000_000; // a multiple of both bucket sizes
-                               // 10 per 2 min (2 s buckets): all 10 late in the bucket [t, t + 2 s).
+    let limiter = RateLimiter::new(db.clone());
+    // A multiple of both bucket sizes. 10 per 2 min (2 s buckets): all 10 late in [t, t + 2 s).
+    let t = 1_700_000_000_000;
     let before = Limit::new(10, 120);
     for _ in 0..10 {
         assert!(
@@ -272,15 +272,17 @@ async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
         .unwrap();
     assert!(!refused.admitted, "{refused:?}");
     // The old bucket could hold admissions up to t + 2 s: counted until a window after that.
+    // Asked of another instance, which reads the count (the first one remembers its refusal).
+    let other = RateLimiter::new(db);
     assert!(
-        !limiter
+        !other
             .check_at("key_plan", after, t + 2_901)
             .await
             .unwrap()
             .admitted
     );
     assert!(
-        limiter
+        other
             .check_at("key_plan", after, t + 3_000)
             .await
             .unwrap()
@@ -339,6 +341,8 @@ async fn a_busy_key_leases_its_next_bucket_ahead_in_the_background() {
     limiter.settled(settle).await;
     assert!(admitted("key_seconds", second, t + 200).await);
     assert_eq!(limiter.promoted.load(Relaxed), 2);
+    // Read before anything else runs (a current-thread runtime: the lease ahead this admission
+    // started for the next bucket has not run yet), so a lease here was taken on the path.
     assert_eq!(
         limiter.leases.load(Relaxed),
         6,

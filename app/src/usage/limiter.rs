@@ -142,6 +142,7 @@ impl RateLimiter {
             // A new key here, or its plan changed: nothing leased under the old limit is spent.
             st.refused_until = 0;
             st.busy = false;
+            st.leasing_ahead = None;
             if let Some(lease) = st.lease.take() {
                 self.give_back(key_id, lease).await?;
             }
@@ -236,7 +237,10 @@ impl RateLimiter {
         let next = limit.bucket_start(now) + limit.bucket_ms();
         let late = next - now <= limit.bucket_ms().min(1000);
         // Not near the limit: there a lease ahead would hold back tokens this bucket may need.
-        let roomy = st.view.counted(&limit, now).saturating_mul(2) < limit.limit;
+        // What this instance holds unspent is not use.
+        let unspent = st.lease.map_or(0, |l| l.left);
+        let used = st.view.counted(&limit, now).saturating_sub(unspent);
+        let roomy = used.saturating_mul(2) < limit.limit;
         if !(st.busy && late && roomy) {
             return None;
         }
