@@ -234,7 +234,7 @@ impl RateLimiter {
         limit: Limit,
         now: i64,
     ) -> Option<LeaseAhead> {
-        let next = limit.bucket_start(now) + limit.bucket_ms();
+        let next = limit.next_bucket_start(now);
         let late = next - now <= limit.bucket_ms().min(1000);
         // Not near the limit: there a lease ahead would hold back tokens this bucket may need.
         // What this instance holds unspent is not use.
@@ -281,8 +281,7 @@ impl RateLimiter {
             if st.limit != Some(limit) {
                 return;
             }
-            let next = limit.bucket_start(now) + limit.bucket_ms();
-            self.lease_job(key_id, &state, &mut st, limit, next)
+            self.lease_job(key_id, &state, &mut st, limit, limit.next_bucket_start(now))
         };
         if let Some(job) = job {
             job.run().await;
@@ -383,11 +382,8 @@ impl RateLimiter {
             return;
         }
         let (db, key_id) = (self.db.clone(), key_id.to_string());
-        self.background.spawn(async move {
-            if let Err(e) = give_back(&db, &key_id, lease).await {
-                tracing::warn!(error = %e.message, "rate-limit lease not given back");
-            }
-        });
+        self.background
+            .spawn(async move { give_back_or_warn(&db, &key_id, lease).await });
     }
 
     /// Gives back the unspent leases of buckets that have ended (or all of them, on
@@ -535,9 +531,7 @@ impl LeaseAhead {
                     st.ahead = Some((lease, view));
                 } else {
                     drop(st);
-                    if let Err(e) = give_back(&self.db, &self.key_id, lease).await {
-                        tracing::warn!(error = %e.message, "rate-limit lease not given back");
-                    }
+                    give_back_or_warn(&self.db, &self.key_id, lease).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e.message, "rate-limit lease ahead not taken"),
@@ -572,12 +566,7 @@ async fn take_lease(
             .await?;
     }
     for old in back {
-        sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
-            .bind(old.left as i64)
-            .bind(key_id)
-            .bind(old.bucket)
-            .execute(&mut *tx)
-            .await?;
+        give_back_statement(key_id, old).execute(&mut *tx).await?;
     }
     let rows = sqlx::query(
         "select bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2",
@@ -625,17 +614,33 @@ fn counts_of(limit: &Limit, rows: &[sqlx::any::AnyRow]) -> Result<Counts, sqlx::
     Ok(view)
 }
 
-async fn give_back(db: &Db, key_id: &str, lease: Lease) -> Result<(), AppError> {
-    if lease.left == 0 {
-        return Ok(());
-    }
+/// Takes `lease`'s unspent tokens back out of its bucket's shared count (never below zero).
+fn give_back_statement<'q>(
+    key_id: &'q str,
+    lease: &Lease,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     sqlx::query("update rate_bucket set admitted = admitted - $1 where api_key_id = $2 and bucket_start = $3 and admitted >= $1")
         .bind(lease.left as i64)
         .bind(key_id)
         .bind(lease.bucket)
+}
+
+async fn give_back(db: &Db, key_id: &str, lease: Lease) -> Result<(), AppError> {
+    if lease.left == 0 {
+        return Ok(());
+    }
+    give_back_statement(key_id, &lease)
         .execute(&db.writer)
         .await?;
     Ok(())
+}
+
+/// [`give_back`] off the request path: a failure is logged (the tokens stay counted, which
+/// errs toward refusing).
+async fn give_back_or_warn(db: &Db, key_id: &str, lease: Lease) {
+    if let Err(e) = give_back(db, key_id, lease).await {
+        tracing::warn!(error = %e.message, "rate-limit lease not given back");
+    }
 }
 
 /// Deletes buckets that no window (a day at most) can count any more.

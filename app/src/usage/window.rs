@@ -52,6 +52,11 @@ impl Limit {
         t.div_euclid(self.bucket_ms()) * self.bucket_ms()
     }
 
+    /// Start of the bucket after the one holding `t`.
+    pub fn next_bucket_start(&self, t: i64) -> i64 {
+        self.bucket_start(t) + self.bucket_ms()
+    }
+
     /// Buckets ending after this instant overlap the window ending at `t`: the oldest counted
     /// bucket is the one holding `t − W`.
     pub fn counted_from(&self, t: i64) -> i64 {
