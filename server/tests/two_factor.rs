@@ -44,12 +44,16 @@ async fn enrol(app: &TestApp, b: &mut Browser) -> (Vec<u8>, Vec<String>) {
 
 /// A browser whose password was accepted, waiting at the second step.
 async fn pending(app: &TestApp, email: &str) -> Browser {
+    pending_with(app, email, PASSWORD).await
+}
+
+async fn pending_with(app: &TestApp, email: &str, password: &str) -> Browser {
     let mut b = Browser::default();
     let r = app
         .rpc(
             &mut b,
             "sign_in",
-            &[("email", email), ("password", PASSWORD)],
+            &[("email", email), ("password", password)],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -240,6 +244,74 @@ async fn the_second_step_takes_each_code_once_and_recovery_codes_once() {
     ] {
         assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
     }
+}
+
+#[tokio::test]
+async fn ending_a_users_sessions_ends_a_sign_in_waiting_for_its_second_step() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut here = app.signed_in("ann@example.org").await;
+    let (seed, _) = enrol(&app, &mut here).await;
+    let sessions = |r: Reply| r.json().as_array().map_or(0, Vec::len);
+
+    // Someone with the password waits at the second step. It is no session of Ann's yet:
+    // her list and the administrators' count do not show it.
+    let mut waiting = pending(&app, "ann@example.org").await;
+    let r = app.rpc(&mut here, "my_sessions", &[]).await;
+    assert_eq!(sessions(r), 1);
+    let counted: i64 = sqlx::query_scalar(
+        "select count(*) from session s join app_user u on u.user_id = s.user_id where u.email = 'ann@example.org' and s.pending = 0",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(counted, 1);
+
+    // Ann changes her password: the sign-in begun with the old one cannot finish, even with
+    // a right code.
+    let new_password = "a brand new passphrase";
+    let r = app
+        .rpc(
+            &mut here,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = verify(&app, &mut waiting, &code(&seed, 1)).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a sign-in begun with the old password",
+    );
+    assert_eq!(app.signed_in_as(&mut waiting).await, None);
+
+    // "Sign out everywhere else" ends one too.
+    let mut waiting = pending_with(&app, "ann@example.org", new_password).await;
+    let r = app.rpc(&mut here, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = verify(&app, &mut waiting, &code(&seed, 1)).await;
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a sign-in waiting when the other sessions were ended",
+    );
+
+    // Left alone, a waiting sign-in still finishes.
+    let mut waiting = pending_with(&app, "ann@example.org", new_password).await;
+    let r = verify(&app, &mut waiting, &code(&seed, 1)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut waiting).await.as_deref(),
+        Some("ann@example.org")
+    );
+    let r = app.rpc(&mut here, "my_sessions", &[]).await;
+    assert_eq!(sessions(r), 2);
 }
 
 #[tokio::test]

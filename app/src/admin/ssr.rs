@@ -35,7 +35,7 @@ fn summary_sql(now: i64) -> String {
         "select u.user_id, u.email, u.display_name,
             case when u.deleted_at is not null then 'deleted' else u.status end as status,
             u.created_at, m.role as system_role,
-            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now}) as sessions,
+            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now} and s.pending = 0) as sessions,
             (select count(*) from totp_factor f where f.user_id = u.user_id)
               + (select count(*) from passkey p where p.user_id = u.user_id) as two_factor
          from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1"

@@ -69,7 +69,7 @@ pub async fn list(
     current: Option<&str>,
 ) -> Result<Vec<SessionView>, AppError> {
     let rows = sqlx::query(
-        "select session_hash, data from session where user_id = $1 and expires_at > $2",
+        "select session_hash, data from session where user_id = $1 and expires_at > $2 and pending = 0",
     )
     .bind(user_id)
     .bind(now_ms())

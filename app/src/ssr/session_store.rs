@@ -35,19 +35,31 @@ fn expires_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The stored form of a record: its data as JSON, and the user whose session it is lifted out
-/// of it: the signed-in user, or the administrator impersonating them (so that ending the
-/// administrator's sessions ends this one too).
-fn encode(record: &Record) -> session_store::Result<(String, Option<String>)> {
+/// The stored form of a record.
+struct Stored {
+    /// The data as JSON.
+    data: String,
+    /// Whose session it is, lifted out of the data so that a user's sessions can be listed
+    /// and ended: the signed-in user; the administrator impersonating them (so that ending
+    /// the administrator's sessions ends this one too); or the user a sign-in waits for at
+    /// the second step (so that a password change, a reset or "sign out everywhere" also
+    /// ends a half-finished sign-in made with the old password).
+    user_id: Option<String>,
+    /// Waiting for the second step: not signed in, kept out of session lists and counts.
+    pending: bool,
+}
+
+fn encode(record: &Record) -> session_store::Result<Stored> {
     let data = serde_json::to_string(&record.data)
         .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-    let user_id = record
-        .data
-        .get(keys::IMPERSONATOR)
-        .or_else(|| record.data.get(keys::USER_ID))
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    Ok((data, user_id))
+    let text = |key: &str| record.data.get(key).and_then(|v| v.as_str());
+    let signed_in = text(keys::IMPERSONATOR).or_else(|| text(keys::USER_ID));
+    let waiting = text(keys::PENDING_USER_ID);
+    Ok(Stored {
+        data,
+        user_id: signed_in.or(waiting).map(str::to_owned),
+        pending: signed_in.is_none() && waiting.is_some(),
+    })
 }
 
 #[async_trait]
@@ -55,15 +67,16 @@ impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // Ids are 128 random bits; on the astronomically unlikely collision, draw again.
         loop {
-            let (data, user_id) = encode(record)?;
+            let stored = encode(record)?;
             let inserted = sqlx::query(
-                "insert into session (session_hash, user_id, data, expires_at) values ($1, $2, $3, $4)
+                "insert into session (session_hash, user_id, data, expires_at, pending) values ($1, $2, $3, $4, $5)
                  on conflict (session_hash) do nothing",
             )
             .bind(session_hash(&record.id))
-            .bind(user_id)
-            .bind(data)
+            .bind(stored.user_id)
+            .bind(stored.data)
             .bind(expires_ms(record))
+            .bind(stored.pending as i32)
             .execute(&self.db.writer)
             .await
             .map_err(backend)?;
@@ -79,14 +92,15 @@ impl SessionStore for DbSessionStore {
     /// password set or changed, the user disabled or deleted) must not be written back by a
     /// request that was in flight. New sessions go through [`Self::create`].
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let (data, user_id) = encode(record)?;
+        let stored = encode(record)?;
         sqlx::query(
-            "update session set user_id = $2, data = $3, expires_at = $4 where session_hash = $1",
+            "update session set user_id = $2, data = $3, expires_at = $4, pending = $5 where session_hash = $1",
         )
         .bind(session_hash(&record.id))
-        .bind(user_id)
-        .bind(data)
+        .bind(stored.user_id)
+        .bind(stored.data)
         .bind(expires_ms(record))
+        .bind(stored.pending as i32)
         .execute(&self.db.writer)
         .await
         .map_err(backend)?;
