@@ -381,6 +381,42 @@ async fn set_deadline(app: &TestApp, until: i64) {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_at_the_time_limit_end_it_once() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("root@example.org").await;
+    let r = impersonate(&app, &mut b, "ann@example.org", "ticket 12").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    set_deadline(&app, app::ssr::db::now_ms() - 1).await;
+    // Eight requests of the same browser at once. Each is the administrator's, or (having
+    // loaded the session after another replaced its id) signed out; never the user's.
+    let calls = (0..8).map(|_| {
+        let (app, mut b) = (&app, b.clone());
+        async move { app.rpc(&mut b, "current_user", &[]).await }
+    });
+    let mut as_root = 0;
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        match r.json()["email"].as_str() {
+            Some("root@example.org") => as_root += 1,
+            None => {}
+            other => panic!("served as {other:?} after the time limit"),
+        }
+    }
+    assert!(as_root >= 1);
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    // One session is left, the administrator's own, and it is signed in.
+    let left: Vec<String> = sqlx::query_scalar("select data from session")
+        .fetch_all(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left[0].contains("impersonator"), "{left:?}");
+}
+
 #[tokio::test]
 async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_it() {
     let app = spawn().await;

@@ -33,6 +33,7 @@ pub async fn session_user_id(
     let Some(mut user_id) = user_id else {
         return Ok(None);
     };
+    let mut replaced = false;
     if let Some((admin, until)) = crate::admin::impersonation::current(session).await? {
         // The administrator must still be active and still hold the permission (a disabled
         // or demoted administrator loses the session); the time limit ends it.
@@ -51,8 +52,16 @@ pub async fn session_user_id(
             return Ok(None);
         }
         if db::now_ms() >= until {
-            if let Some(admin) = crate::admin::impersonation::end(db, session, "expired").await? {
-                user_id = admin;
+            use crate::admin::impersonation::{end, Ending};
+            match end(db, session, "expired").await? {
+                Ending::NotImpersonating => {}
+                Ending::Ended { admin } => user_id = admin,
+                // Another request ended it and holds the session's new id: serve this one
+                // as the administrator, and do not write the old session back.
+                Ending::EndedElsewhere { admin } => {
+                    user_id = admin;
+                    replaced = true;
+                }
             }
         }
     }
@@ -79,7 +88,7 @@ pub async fn session_user_id(
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);
     }
-    if now - last_seen_at >= refresh_every(config.session_idle) {
+    if !replaced && now - last_seen_at >= refresh_every(config.session_idle) {
         // Marks the session modified: the layer saves it with a new idle deadline and sends
         // the cookie again with a fresh Max-Age.
         session

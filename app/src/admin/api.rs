@@ -234,7 +234,10 @@ pub async fn stop_impersonation() -> Result<(), AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("stop_impersonation").await?;
     ssr::respond(async move {
-        match super::impersonation::end(&caller.state.db, &caller.session, "stopped").await? {
+        match super::impersonation::end(&caller.state.db, &caller.session, "stopped")
+            .await?
+            .admin()
+        {
             Some(_) => {
                 leptos_axum::redirect("/admin/users");
                 Ok(())

@@ -155,18 +155,56 @@ pub async fn current(session: &Session) -> Result<Option<(String, i64)>, AppErro
     Ok(admin.map(|a| (a, until)))
 }
 
-/// Ends the session's impersonation (`why`: `stopped` or `expired`): the session is the
-/// administrator's again, under a new id. Returns the administrator's id; `None` when the
-/// session was not impersonating.
-pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Option<String>, AppError> {
+/// What [`end`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The session was not impersonating.
+    NotImpersonating,
+    /// This request ended it: recorded, and the session is the administrator's again under
+    /// a new id.
+    Ended { admin: String },
+    /// Another request of the same session ended it first (two requests arriving together
+    /// at the time limit): nothing recorded twice, and this request must leave the session
+    /// alone, since writing it back would revive the old id.
+    EndedElsewhere { admin: String },
+}
+
+impl Ending {
+    /// The administrator the session belongs to again, if it was impersonating.
+    pub fn admin(self) -> Option<String> {
+        match self {
+            Ending::NotImpersonating => None,
+            Ending::Ended { admin } | Ending::EndedElsewhere { admin } => Some(admin),
+        }
+    }
+}
+
+/// Ends the session's impersonation (`why`: `stopped`, `expired` or `signed_out`): the
+/// session is the administrator's again, under a new id.
+///
+/// One conditional statement decides who ends it: the stored row of this session id is
+/// deleted in the transaction that records `user.impersonation_ended`, so of several
+/// requests holding the same session (or two instances) one records the end and the others
+/// find the row gone.
+pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Ending, AppError> {
     let Some((admin, _)) = current(session).await? else {
-        return Ok(None);
+        return Ok(Ending::NotImpersonating);
     };
     let user: Option<String> = session
         .get(keys::USER_ID)
         .await
         .map_err(AppError::internal)?;
     let mut tx = db.writer.begin().await?;
+    if let Some(hash) = crate::identity::ssr::session_hash_of(session) {
+        let ours = sqlx::query("delete from session where session_hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if ours == 0 {
+            return Ok(Ending::EndedElsewhere { admin });
+        }
+    }
     events::record(
         &mut tx,
         Event {
@@ -195,7 +233,7 @@ pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Option<String>
             .await
             .map_err(AppError::internal)?;
     }
-    Ok(Some(admin))
+    Ok(Ending::Ended { admin })
 }
 
 /// Records a server function called while impersonating, with both identities.
