@@ -126,8 +126,8 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
-    /// For `rate_limited`: seconds until a retry can succeed, sent as `Retry-After` (a header,
-    /// not part of the body).
+    /// For `rate_limited` (and a limiter's `unavailable`): seconds until a retry can succeed,
+    /// sent as `Retry-After` (a header, not part of the body).
     pub retry_after: Option<u64>,
 }
 

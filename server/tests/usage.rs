@@ -290,6 +290,37 @@ async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
     );
 }
 
+/// A decision whose every lease outlasts its bucket (a database slower than a bucket) admits
+/// nothing and blames the service, not the key: 503 `unavailable` with `Retry-After`, not 429.
+/// What it leased is given back.
+#[tokio::test]
+async fn a_decision_whose_leases_all_outlast_their_bucket_is_unavailable() {
+    use app::error::ErrorCode;
+    use app::usage::ssr::{Limit, RateLimiter};
+    use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+    let (db, _dir) = fresh_db().await;
+    let limiter = RateLimiter::new(db.clone());
+    // 10 per second: 100 ms buckets. Every reading of this clock is 150 ms after the last.
+    let limit = Limit::new(10, 1);
+    let start = 1_700_000_000_000;
+    let clock = AtomicI64::new(start);
+    let e = limiter
+        .check_with_clock("key_slow", limit, || clock.fetch_add(150, Relaxed))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+    assert_eq!(e.retry_after, Some(1));
+    assert_eq!(limiter.admitted.load(Relaxed), 0);
+    // Later, with a clock that stands still, the key has its whole limit: nothing the failed
+    // decision leased is counted against it (asked of another instance, which reads the count).
+    let now = clock.load(Relaxed) + 10;
+    limiter.sweep(now, true).await.unwrap();
+    let other = RateLimiter::new(db);
+    let d = other.check_at("key_slow", limit, now).await.unwrap();
+    assert!(d.admitted, "{d:?}");
+    assert_eq!(d.remaining, 9, "{d:?}");
+}
+
 /// A key used in consecutive buckets leases the next one in the background (in the last
 /// second of a bucket; at once when buckets are a second or shorter), and spends that lease
 /// when the bucket turns, without a lease on the request path.

@@ -28,7 +28,7 @@
 //!   error is always toward refusing, never toward admitting.
 
 use super::window::{Counts, Decision, Limit};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::ssr::db::{now_ms, Backend, Db};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -113,7 +113,7 @@ impl RateLimiter {
 
     /// Decides one request of `key_id` under `limit`, now.
     pub async fn check(&self, key_id: &str, limit: Limit) -> Result<Decision, AppError> {
-        self.decide(key_id, limit, None).await
+        self.decide(key_id, limit, now_ms).await
     }
 
     /// [`RateLimiter::check`] at a given time (ms): what tests drive.
@@ -123,19 +123,29 @@ impl RateLimiter {
         limit: Limit,
         now: i64,
     ) -> Result<Decision, AppError> {
-        self.decide(key_id, limit, Some(now)).await
+        self.decide(key_id, limit, move || now).await
     }
 
-    /// Decides at `at`, or by the clock, read once the key is held and again after every
-    /// lease: a time read before waiting for the key (or for the database) could spend a
-    /// bucket's tokens after the bucket ended, outside what the count allowed.
+    /// [`RateLimiter::check`] reading `clock` wherever it reads the time: tests drive a
+    /// clock that moves while the decision leases.
+    pub async fn check_with_clock(
+        &self,
+        key_id: &str,
+        limit: Limit,
+        clock: impl Fn() -> i64,
+    ) -> Result<Decision, AppError> {
+        self.decide(key_id, limit, clock).await
+    }
+
+    /// Decides by `clock`, read once the key is held and again after every lease: a time
+    /// read before waiting for the key (or for the database) could spend a bucket's tokens
+    /// after the bucket ended, outside what the count allowed.
     async fn decide(
         &self,
         key_id: &str,
         limit: Limit,
-        at: Option<i64>,
+        clock: impl Fn() -> i64,
     ) -> Result<Decision, AppError> {
-        let clock = || at.unwrap_or_else(now_ms);
         let state = self.state_of(key_id);
         let mut st = state.lock().await;
         if st.limit != Some(limit) {
@@ -199,9 +209,21 @@ impl RateLimiter {
                 left: granted,
             });
         }
-        // The bucket kept ending while leasing: refusing is the safe answer.
-        let now = clock();
-        Ok(self.refuse(&mut st, limit, now))
+        // The bucket kept ending while leasing: the database is slower than a bucket.
+        // Admitting is not safe, and a 429 would blame the key for the service's slowness.
+        tracing::warn!(
+            key_id,
+            attempts = LEASE_ATTEMPTS,
+            bucket_ms = limit.bucket_ms(),
+            "rate limiter: every lease outlasted its bucket; answering 503"
+        );
+        Err(AppError {
+            retry_after: Some(1),
+            ..AppError::new(
+                ErrorCode::Unavailable,
+                "the rate limiter could not decide in time; try again in a second",
+            )
+        })
     }
 
     /// When the bucket a lease was taken ahead for has come, makes it the current lease; the

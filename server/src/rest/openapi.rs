@@ -141,6 +141,7 @@ fn error_codes(spec: &RouteSpec) -> Vec<ErrorCode> {
             ErrorCode::EndpointNotAllowed,
             ErrorCode::RateLimited,
             ErrorCode::Forbidden,
+            ErrorCode::Unavailable,
         ]);
     }
     if let Access::Operator = spec.access {
