@@ -281,6 +281,11 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         | ("DELETE", "/api/v1/users/{id}")
         | ("DELETE", "/api/v1/users/{id}/sessions")
         | ("DELETE", "/api/v1/users/{id}/two-factor") => call(on(&w.member_id), None, false),
+        ("DELETE", "/api/v1/users/{id}/sessions/{handle}") => call(
+            on(&w.member_id).replace("{handle}", "s_unknown"),
+            None,
+            false,
+        ),
         // Making a member an admin; inviting one.
         ("PATCH", "/api/v1/members/{id}") => {
             call(on(&w.member_id), Some(json!({"role": "admin"})), true)
@@ -803,7 +808,10 @@ async fn rest_isolation_and_bad_input_sweep() {
             } else {
                 &w.foreign_key_id
             };
-            let path = spec.path.replace("{id}", foreign);
+            let path = spec
+                .path
+                .replace("{id}", foreign)
+                .replace("{handle}", "s_unknown");
             let body = match &spec.doc.body {
                 DocBody::Json(_, example) => Some(serde_json::from_str(example).unwrap()),
                 _ => None,

@@ -1099,3 +1099,115 @@ async fn an_admin_lists_a_user_s_sessions_and_signs_one_out() {
         .await;
     assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "no such user");
 }
+
+#[tokio::test]
+async fn the_rest_api_lists_a_users_sessions_and_ends_one() {
+    let i = instance().await;
+    let app = &i.app;
+    let (_, admin_key) = app.admin_key(SYSTEM_ORG_ID).await;
+    let (_, reader_key) = app
+        .scoped_key(SYSTEM_ORG_ID, json!({"users": "read"}))
+        .await;
+    let mut laptop = app
+        .signed_in_from("member@example.org", Some("198.51.100.7"))
+        .await;
+    let mut phone = app
+        .signed_in_from("member@example.org", Some("203.0.113.9"))
+        .await;
+    let path = format!("/api/v1/users/{}/sessions", i.member_id);
+
+    // users:read lists them: handles, addresses, no id or stored hash; no "current".
+    let r = app.api("GET", &path, Some(&reader_key), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let listed = r.json().as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{}", r.body);
+    let stored: Vec<String> = sqlx::query_scalar("select session_hash from session")
+        .fetch_all(&app.state.db.reader)
+        .await
+        .unwrap();
+    for s in &listed {
+        assert_eq!(s["current"], false);
+        let handle = s["handle"].as_str().unwrap();
+        assert!(stored
+            .iter()
+            .all(|h| !h.contains(handle) && !handle.contains(h.as_str())));
+    }
+    let phone_handle = listed
+        .iter()
+        .find(|s| s["ip"] == "203.0.113.9")
+        .and_then(|s| s["handle"].as_str())
+        .unwrap()
+        .to_string();
+    // But cannot end one.
+    let one = format!("{path}/{phone_handle}");
+    let before = app.snapshot().await;
+    let r = app.api("DELETE", &one, Some(&reader_key), None, IP).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "users:read ends a session",
+    );
+    // A handle of another user's session, or an unknown one: not found, nothing written.
+    let owner_sessions = app
+        .api(
+            "GET",
+            &format!("/api/v1/users/{}/sessions", i.owner_id),
+            Some(&admin_key),
+            None,
+            IP,
+        )
+        .await;
+    let owner_handle = owner_sessions.json()[0]["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (handle, what) in [
+        (owner_handle.as_str(), "another user's session"),
+        ("abc", "unknown"),
+    ] {
+        let r = app
+            .api(
+                "DELETE",
+                &format!("{path}/{handle}"),
+                Some(&admin_key),
+                None,
+                IP,
+            )
+            .await;
+        assert_refused(&r, StatusCode::NOT_FOUND, "not_found", what);
+    }
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/users/nobody/sessions",
+            Some(&admin_key),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "no such user");
+    assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+
+    // users:write ends the phone's session, and only that one; it is audited.
+    let r = app.api("DELETE", &one, Some(&admin_key), None, IP).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut phone).await, None);
+    assert_eq!(
+        app.signed_in_as(&mut laptop).await.as_deref(),
+        Some("member@example.org")
+    );
+    let r = app.api("GET", &path, Some(&reader_key), None, IP).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
+    let ended: i64 = sqlx::query_scalar(
+        "select count(*) from domain_event where kind = 'user.session_ended' and subject_id = $1",
+    )
+    .bind(&i.member_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(ended, 1);
+    // Ended is ended: the same handle again is not found.
+    let r = app.api("DELETE", &one, Some(&admin_key), None, IP).await;
+    assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "an ended session");
+}

@@ -151,6 +151,7 @@ pub struct DashboardEvent {
 
 /// One of the user's console sessions, as "My sessions" shows it. Named by an opaque handle:
 /// never the session id or its stored hash.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     pub handle: String,

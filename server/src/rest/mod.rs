@@ -508,6 +508,16 @@ pub fn routes() -> Vec<RouteSpec> {
             description: "Emails the user a single-use link (24 hours) to choose a new password; the current one keeps working until the link is used. 409 for a disabled account.",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
         }),
+        spec(Method::GET, "/api/v1/users/{id}/sessions", Key(UsersRead), get(users::sessions), Doc {
+            summary: "List a user's sessions",
+            description: "The user's live console sessions, the most recently seen first: an opaque `handle` (never the session id), the device as its user agent names it, the address it signed in from, when it signed in and was last seen. A sign-in still waiting for its second step is not listed. `current` is always false here: a key has no session.",
+            query: &[], body: Body::None, ok: (200, Out::JsonArray("SessionView")), errors: &[NOT_FOUND],
+        }),
+        spec(Method::DELETE, "/api/v1/users/{id}/sessions/{handle}", Key(UsersWrite), delete(users::end_session), Doc {
+            summary: "End one of a user's sessions",
+            description: "Signs one console session out, named by the `handle` the list gives. A handle of another user's session, or of an ended one, is 404. Refused with 403 on a user holding an instance permission the key lacks, and with 400 on the account of the key's owner or maker. Recorded as `user.session_ended`.",
+            query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[INVALID, NOT_FOUND],
+        }),
         spec(Method::DELETE, "/api/v1/users/{id}/sessions", Key(UsersWrite), delete(users::end_sessions), Doc {
             summary: "Sign a user out everywhere",
             description: "Ends every console session of the user at once (their personal access tokens keep working: disable the account to stop those). Refused with 403 on a user holding an instance permission the key lacks, and with 400 on the account of the key's owner or maker.",

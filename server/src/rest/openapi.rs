@@ -46,6 +46,7 @@ fn schemas() -> Map<String, Value> {
     add::<app::admin::NewUser>(&mut all);
     add::<app::admin::UserStatusChange>(&mut all);
     add::<crate::rest::users::SessionsEnded>(&mut all);
+    add::<app::identity::SessionView>(&mut all);
     add::<app::orgs::Member>(&mut all);
     add::<app::orgs::Invitation>(&mut all);
     add::<app::orgs::MemberRoleChange>(&mut all);

@@ -77,6 +77,23 @@ pub async fn end_sessions(
     Ok(Json(SessionsEnded { sessions_ended }))
 }
 
+pub async fn sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<app::identity::SessionView>>, AppError> {
+    Ok(Json(users::sessions_of(&state.db, &id).await?))
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    ClientIp(ip): ClientIp,
+    Path((id, handle)): Path<(String, String)>,
+) -> Result<http::StatusCode, AppError> {
+    users::end_session(&state.db, &grant, &id, &handle, ip.as_deref()).await?;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
 pub async fn reset_two_factor(
     State(state): State<AppState>,
     Extension(grant): Extension<Grant>,
