@@ -290,6 +290,33 @@ async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
     );
 }
 
+/// What the console shows of a key's use counts admissions, not tokens leased: after a plan
+/// change to a shorter window, the lease taken under the old one is not shown as used.
+#[tokio::test]
+async fn shown_usage_after_a_plan_change_counts_admissions_not_leases() {
+    use app::usage::ssr::{Limit, RateLimiter};
+    let (db, _dir) = fresh_db().await;
+    let limiter = RateLimiter::new(db);
+    // 100 per 2 min (2 s buckets): one request leases more than one token.
+    let t = 1_700_000_000_000;
+    let before = Limit::new(100, 120);
+    assert!(
+        limiter
+            .check_at("key_shown", before, t + 1_900)
+            .await
+            .unwrap()
+            .admitted
+    );
+    let (used, _) = limiter.usage("key_shown", before, t + 1_900).await.unwrap();
+    assert_eq!(used, 1);
+    assert!(limiter.leases.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // Now 100 per second (100 ms buckets), before the key's next request: still one.
+    let after = Limit::new(100, 1);
+    let (used, d) = limiter.usage("key_shown", after, t + 1_950).await.unwrap();
+    assert_eq!(used, 1, "{d:?}");
+    assert_eq!(d.remaining, 99);
+}
+
 /// A decision whose every lease outlasts its bucket (a database slower than a bucket) admits
 /// nothing and blames the service, not the key: 503 `unavailable` with `Retry-After`, not 429.
 /// What it leased is given back.

@@ -332,20 +332,40 @@ impl RateLimiter {
             None => None,
         };
         let rows = sqlx::query(
-            "select bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
+            "select bucket_start, bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
         )
         .bind(key_id)
         .bind(now - limit.window_ms)
         .bind(now)
         .fetch_all(&self.db.reader)
         .await?;
-        let mut view = counts_of(&limit, &rows)?;
-        // Whatever this instance holds unspent is still in the shared count (an old bucket's
-        // lease until the sweep gives it back, or one taken under a limit since changed).
-        if let Some(lease) = st.as_ref().and_then(|st| st.lease) {
-            view.give_back(limit.bucket_start(lease.bucket), lease.left);
-        }
+        // Whatever this instance holds unspent is in the shared count but not used: an old
+        // bucket's lease until the sweep gives it back, one taken under a limit since changed,
+        // one taken ahead whose bucket has begun. It comes off its own row, before the row is
+        // filed under the current limit's buckets (which, after a plan change, need not start
+        // where the lease's bucket did).
+        let unspent: Vec<Lease> = st
+            .as_ref()
+            .map(|st| {
+                st.lease
+                    .into_iter()
+                    .chain(st.ahead.as_ref().map(|(l, _)| *l))
+                    .collect()
+            })
+            .unwrap_or_default();
         drop(st);
+        let mut view = Counts::default();
+        for r in &rows {
+            let start: i64 = r.try_get("bucket_start")?;
+            let end: i64 = r.try_get("bucket_end")?;
+            let held: u64 = unspent
+                .iter()
+                .filter(|l| l.bucket == start)
+                .map(|l| l.left)
+                .sum();
+            let admitted = (r.try_get::<i64, _>("admitted")?.max(0) as u64).saturating_sub(held);
+            view.add(&limit, end - 1, admitted);
+        }
         let used = view.counted(&limit, now);
         Ok((
             used,
