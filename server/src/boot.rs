@@ -448,7 +448,10 @@ pub async fn security_scan(
         out.push_str("  none\n");
     }
     for a in &report.admins_without_two_factor {
-        out.push_str(&format!("  [high] {} ({})\n", a.email, a.role));
+        out.push_str(&format!(
+            "  [high] {} ({} of {})\n",
+            a.email, a.role, a.organization
+        ));
     }
     out.push_str("\nKeys\n");
     if report.keys.is_empty() {

@@ -221,6 +221,13 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
     assert!(report.instance);
+    // Instance owners without a second factor, and (below) every organization's.
+    let named: Vec<(&str, &str)> = report
+        .admins_without_two_factor
+        .iter()
+        .map(|a| (a.email.as_str(), a.organization_id.as_str()))
+        .collect();
+    assert_eq!(named, [("root@example.org", SYSTEM_ORG_ID)]);
     let codes: Vec<&str> = report.config.iter().map(|c| c.code.as_str()).collect();
     assert!(codes.contains(&"plain_http"), "{codes:?}");
     assert!(codes.contains(&"signup_open"), "{codes:?}");
@@ -251,6 +258,55 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     // Only holders of audit:read see a report; another organization's is refused.
     let ann = app.user("ann@example.org", None).await;
     let ann_org = app.org_of(&ann).await;
+
+    // The instance's report names every organization's administrators without a second
+    // factor: a team's admin, and a member made admin of someone's personal organization;
+    // not each user as the owner of their own personal organization, nor a viewer.
+    sqlx::query(
+        "insert into organization (organization_id, name, slug, kind, created_at) values ('org_acme', 'Acme', 'acme', 'team', 0)",
+    )
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let bob = app.user("bob@example.org", None).await;
+    let cy = app.user("cy@example.org", None).await;
+    app.add_member("org_acme", &bob, "admin").await;
+    app.add_member("org_acme", &cy, "viewer").await;
+    app.add_member(&ann_org, &cy, "admin").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "security_scan",
+            &[("organization_id", SYSTEM_ORG_ID)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    let named: Vec<(&str, &str, &str)> = report
+        .admins_without_two_factor
+        .iter()
+        .map(|a| (a.email.as_str(), a.role.as_str(), a.organization.as_str()))
+        .collect();
+    let ann_org_name: String =
+        sqlx::query_scalar("select name from organization where organization_id = $1")
+            .bind(&ann_org)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    let system_name: String =
+        sqlx::query_scalar("select name from organization where organization_id = $1")
+            .bind(SYSTEM_ORG_ID)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    assert_eq!(
+        named,
+        [
+            ("bob@example.org", "admin", "Acme"),
+            ("cy@example.org", "admin", ann_org_name.as_str()),
+            ("root@example.org", "owner", system_name.as_str()),
+        ]
+    );
     let r = app
         .rpc(&mut b, "security_scan", &[("organization_id", &ann_org)])
         .await;

@@ -82,12 +82,17 @@ pub struct KeyFinding {
     pub used: Option<Scopes>,
 }
 
-/// A member who can administer the organization (owner or admin) without a second factor.
+/// A member who can administer an organization (owner or admin) without a second factor: of
+/// the scanned organization, or, in the instance's report, of any organization (the system
+/// organization and teams; a personal organization only for members other than its user).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminFinding {
     pub user_id: String,
     pub email: String,
     pub role: String,
+    pub organization_id: String,
+    /// The organization's name.
+    pub organization: String,
 }
 
 /// A risk in how the instance runs (instance administrators only).

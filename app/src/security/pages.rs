@@ -105,7 +105,7 @@ fn Sections(report: SecurityReport, narrow: ServerAction<NarrowKeyScopes>) -> im
                 view! {
                     <ul>
                         {admins_without_two_factor.into_iter().map(|a| view! {
-                            <li>{format!("{} ({})", a.email, a.role)}</li>
+                            <li>{format!("{} ({} of {})", a.email, a.role, a.organization)}</li>
                         }).collect_view()}
                     </ul>
                     <p class="hint">"Settings → Policies → “Require two-factor authentication” holds them to enrolling at their next sign-in."</p>

@@ -175,30 +175,45 @@ pub fn config_risks(config: &Config) -> Vec<ConfigFinding> {
     found
 }
 
-/// Owners and admins of the organization with no second factor.
+/// Owners and admins with no second factor: of the organization, or for the system
+/// organization's report of every organization (a user's own personal organization aside:
+/// every user owns one, and their account is what a second factor protects there).
 async fn admins_without_two_factor(
     db: &Db,
     organization_id: &str,
 ) -> Result<Vec<AdminFinding>, AppError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "select u.user_id, u.email, m.role from membership m
+    let scope = if organization_id == SYSTEM_ORG_ID {
+        "not (o.kind = 'personal' and u.personal_organization_id = o.organization_id)"
+    } else {
+        "m.organization_id = $1"
+    };
+    let sql = format!(
+        "select u.user_id, u.email, m.role, o.organization_id, o.name from membership m
          join app_user u on u.user_id = m.user_id
-         where m.organization_id = $1 and m.role in ('owner', 'admin')
+         join organization o on o.organization_id = m.organization_id
+         where {scope} and m.role in ('owner', 'admin')
            and u.status = 'active' and u.deleted_at is null
            and not exists (select 1 from totp_factor t where t.user_id = u.user_id)
            and not exists (select 1 from passkey p where p.user_id = u.user_id)
-         order by u.email",
-    )
-    .bind(organization_id)
-    .fetch_all(&db.reader)
-    .await?;
-    Ok(rows
+         order by u.email, o.name, o.organization_id"
+    );
+    let mut query = sqlx::query_as::<_, (String, String, String, String, String)>(&sql);
+    if organization_id != SYSTEM_ORG_ID {
+        query = query.bind(organization_id);
+    }
+    Ok(query
+        .fetch_all(&db.reader)
+        .await?
         .into_iter()
-        .map(|(user_id, email, role)| AdminFinding {
-            user_id,
-            email,
-            role,
-        })
+        .map(
+            |(user_id, email, role, organization_id, organization)| AdminFinding {
+                user_id,
+                email,
+                role,
+                organization_id,
+                organization,
+            },
+        )
         .collect())
 }
 
