@@ -49,7 +49,9 @@ pub fn router(state: AppState) -> Router {
     let routes = ROUTES.get_or_init(|| generate_route_list(App)).clone();
     // Pages and server functions take small bodies, except the console's key import.
     let site = Router::new()
-        .leptos_routes(&state, routes, {
+        // The renderer's tasks do not inherit the request's task-local: the request id, user
+        // agent and impersonator reach the server functions a page runs through its context.
+        .leptos_routes_with_context(&state, routes, request_id::provide, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })

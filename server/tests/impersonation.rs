@@ -477,3 +477,42 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
         .unwrap();
     assert_eq!(app.signed_in_as(&mut c).await, None);
 }
+
+/// A page rendered on the server while impersonating runs its server functions in the
+/// renderer's own tasks: their `impersonation.call` entries still carry the request's id and
+/// user agent, like calls from the browser.
+#[tokio::test]
+async fn calls_made_while_rendering_a_page_carry_the_request() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("root@example.org").await;
+    let r = impersonate(&app, &mut b, "ann@example.org", "ticket 13").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    b.user_agent = Some("page-render-test/1.0".into());
+    let before = events(&app, "impersonation.call").await.len();
+    let mut request = http::Request::get("/keys");
+    for (name, value) in [
+        ("cookie", b.header().unwrap()),
+        ("user-agent", "page-render-test/1.0".to_string()),
+    ] {
+        request = request.header(name, value);
+    }
+    let r = app
+        .send(request.body(axum::body::Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let request_id = r.headers["x-request-id"].to_str().unwrap().to_string();
+    let calls = events(&app, "impersonation.call").await;
+    let rendered = &calls[before..];
+    assert!(
+        !rendered.is_empty(),
+        "the page's server functions were recorded"
+    );
+    for (_, subject, data) in rendered {
+        assert_eq!(subject.as_deref(), Some(ann.as_str()));
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["request_id"], request_id.as_str(), "{data}");
+        assert_eq!(data["user_agent"], "page-render-test/1.0", "{data}");
+    }
+}

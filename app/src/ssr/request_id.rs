@@ -28,18 +28,31 @@ pub fn current() -> String {
         .unwrap_or_else(|_| fresh())
 }
 
-/// The request being served (`None` in background work).
+/// The request being served (`None` in background work): the task's, or, in the tasks in
+/// which the server renders a page (and runs that page's server functions), the one the
+/// renderer was given ([`provide`]).
 pub fn context() -> Option<std::sync::Arc<RequestContext>> {
-    REQUEST.try_with(std::sync::Arc::clone).ok()
+    REQUEST
+        .try_with(std::sync::Arc::clone)
+        .ok()
+        .or_else(leptos::prelude::use_context::<std::sync::Arc<RequestContext>>)
+}
+
+/// Hands the request being served to the page renderer (leptos_axum's additional context),
+/// whose tasks do not inherit the request's task-local.
+pub fn provide() {
+    if let Ok(request) = REQUEST.try_with(std::sync::Arc::clone) {
+        leptos::prelude::provide_context(request);
+    }
 }
 
 /// Notes that an administrator is acting as the session's user for this request.
 pub fn set_impersonator(admin: &str) {
-    let _ = REQUEST.try_with(|r| {
+    if let Some(r) = context() {
         if let Ok(mut slot) = r.impersonator.lock() {
             *slot = Some(admin.to_string());
         }
-    });
+    }
 }
 
 impl RequestContext {
