@@ -17,6 +17,7 @@ use super::rules::{validate_new, Settings};
 use super::ssr::{
     insert_key, record_event, Acting, KeyCache, KeyEventKind, Material, StoredStatus,
 };
+use super::verify::Algorithm;
 use super::{Category, EndpointRule, ImportOutcome, NewKey, Scopes};
 use crate::access::ssr::Grant;
 use crate::error::{AppError, ErrorCode};
@@ -303,7 +304,7 @@ fn material_from_hash(
     algorithm: Option<&str>,
     prefix: Option<&str>,
 ) -> Result<Material, AppError> {
-    if !matches!(algorithm, None | Some("sha256")) {
+    if algorithm.is_some_and(|a| a != Algorithm::Sha256.name()) {
         return Err(AppError::invalid(
             "hash_algorithm",
             "only sha256 hashes can be imported",
@@ -323,7 +324,7 @@ fn material_from_hash(
     Ok(Material {
         fingerprint: format::fingerprint(pepper, &hash),
         hash,
-        algorithm: "sha256",
+        algorithm: Algorithm::Sha256,
         display_prefix: prefix.to_string(),
     })
 }
@@ -585,13 +586,13 @@ mod tests {
         assert!(material_from_plaintext(&pepper, "short").is_err());
         assert!(material_from_plaintext(&pepper, "has a space in it, sadly").is_err());
         let m = material_from_plaintext(&pepper, "sk_live_0123456789abcdef").unwrap();
-        assert_eq!(m.algorithm, "hmac-sha256");
+        assert_eq!(m.algorithm, Algorithm::HmacSha256);
         assert_eq!(m.hash, format::hash(&pepper, "sk_live_0123456789abcdef"));
         let h = format::sha256_hex("legacy");
         let m = material_from_hash(&pepper, &h.to_uppercase(), None, Some("lg_")).unwrap();
         assert_eq!(
             (m.hash.as_str(), m.algorithm, m.display_prefix.as_str()),
-            (h.as_str(), "sha256", "lg_")
+            (h.as_str(), Algorithm::Sha256, "lg_")
         );
         assert!(material_from_hash(&pepper, &h, Some("md5"), None).is_err());
         assert!(material_from_hash(&pepper, "abc", None, None).is_err());

@@ -349,7 +349,7 @@ pub(crate) async fn record_event(
 #[derive(Clone, Debug)]
 pub(crate) struct Material {
     pub hash: String,
-    pub algorithm: &'static str,
+    pub algorithm: super::verify::Algorithm,
     pub display_prefix: String,
     /// See [`format::fingerprint`]: unique over every stored key.
     pub fingerprint: String,
@@ -360,7 +360,7 @@ impl Material {
     pub fn from_secret(pepper: &[u8; 32], secret: &str) -> Material {
         Material {
             hash: format::hash(pepper, secret),
-            algorithm: "hmac-sha256",
+            algorithm: super::verify::Algorithm::HmacSha256,
             display_prefix: format::display_prefix(secret),
             fingerprint: format::fingerprint(pepper, &format::sha256_hex(secret)),
         }
@@ -434,7 +434,7 @@ pub(crate) async fn insert_key(
     .bind(actor.id)
     .bind(now)
     .bind(&salt)
-    .bind(material.algorithm)
+    .bind(material.algorithm.name())
     .bind(status.as_str())
     .bind(&material.fingerprint)
     .bind(serde_json::to_string(&s.permissions).map_err(AppError::internal)?)

@@ -95,8 +95,9 @@ struct Digest {
     bytes: [u8; 32],
 }
 
+/// How a key's hash is stored (`api_key.hash_algorithm`): the one place its names are spelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Algorithm {
+pub(crate) enum Algorithm {
     /// Keys we issued or imported in plaintext: HMAC-SHA256 under the pepper.
     HmacSha256,
     /// Keys imported as a bare SHA-256 from another system.
@@ -105,7 +106,7 @@ enum Algorithm {
 
 impl Algorithm {
     /// As stored in `api_key.hash_algorithm`.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::HmacSha256 => "hmac-sha256",
             Algorithm::Sha256 => "sha256",
