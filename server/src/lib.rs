@@ -26,6 +26,7 @@ pub const IMPORT_MAX_BYTES: usize = 1024 * 1024;
 /// The whole application: REST routes, server functions, server-rendered pages and static
 /// files, behind request ids, body limits, sessions and the CSRF check.
 pub fn router(state: AppState) -> Router {
+    request_id::init_executor();
     let config = state.config.clone();
     app::ssr::init_api_document(|| {
         rest::openapi::document(config.public_origin.as_str().trim_end_matches('/')).to_string()
@@ -55,7 +56,10 @@ pub fn router(state: AppState) -> Router {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(request_id::provide, shell))
         .layer(middleware::from_fn(site_body_limit))
         .layer(middleware::from_fn(pages_not_stored));
     // The console (pages, server functions, its event stream and export) is what sessions

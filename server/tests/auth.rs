@@ -873,3 +873,52 @@ async fn an_unconfirmed_sign_up_neither_blocks_the_address_nor_stays() {
         0
     );
 }
+
+/// Sets the user's password behind the application's back, as a change racing another
+/// request could leave things: the sessions' rows are not deleted.
+async fn set_password_underneath(app: &TestApp, email: &str, password: &str) {
+    let hash = app::ssr::password::hash(password.to_string())
+        .await
+        .unwrap();
+    sqlx::query("update app_user set password_hash = $2 where email_normalized = $1")
+        .bind(email)
+        .bind(hash)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_session_signed_in_with_a_replaced_password_is_over_even_if_its_row_survived() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    assert!(app.signed_in_as(&mut b).await.is_some());
+    set_password_underneath(&app, "ann@example.org", "another passphrase entirely").await;
+    let rows = app.count("session").await;
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    assert_eq!(
+        app.count("session").await,
+        rows - 1,
+        "the stale session is deleted"
+    );
+    // Signing in with the new password gives a session that stays.
+    let mut again = Browser::default();
+    let r = app
+        .rpc(
+            &mut again,
+            "sign_in",
+            &[
+                ("email", "ann@example.org"),
+                ("password", "another passphrase entirely"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for _ in 0..2 {
+        assert_eq!(
+            app.signed_in_as(&mut again).await.as_deref(),
+            Some("ann@example.org")
+        );
+    }
+}

@@ -307,6 +307,69 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
             ("root@example.org", "owner", system_name.as_str()),
         ]
     );
+    // That list is the instance's users: an auditor of the system organization (audit:read
+    // and a viewer's members:read, no users:read) gets the report without it.
+    let form = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("organization_id", SYSTEM_ORG_ID)];
+        all.extend_from_slice(pairs);
+        all.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let call = |b: &mut Browser, endpoint: &'static str, pairs: Vec<(String, String)>| {
+        let app = &app;
+        let mut b = b.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            app.rpc(&mut b, endpoint, &pairs).await
+        }
+    };
+    let r = call(
+        &mut b,
+        "create_role",
+        form(&[("name", "auditor"), ("parents[0]", "viewer")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let auditor = r.json()["id"].as_str().unwrap().to_string();
+    let r = call(
+        &mut b,
+        "set_role_permission",
+        form(&[
+            ("role_id", &auditor),
+            ("permission", "audit:read"),
+            ("granted", "true"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let dee = app.user("dee@example.org", Some(Role::Viewer)).await;
+    let r = call(
+        &mut b,
+        "assign_role",
+        form(&[
+            ("role_id", &auditor),
+            ("user_ids[0]", &dee),
+            ("assign", "true"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut d = app.signed_in("dee@example.org").await;
+    let r = app
+        .rpc(
+            &mut d,
+            "security_scan",
+            &[("organization_id", SYSTEM_ORG_ID)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    assert!(report.instance && !report.endpoints.is_empty());
+    assert!(report.admins_without_two_factor.is_empty(), "{report:?}");
     let r = app
         .rpc(&mut b, "security_scan", &[("organization_id", &ann_org)])
         .await;

@@ -251,7 +251,7 @@ async fn ending_a_users_sessions_ends_a_sign_in_waiting_for_its_second_step() {
     let app = spawn().await;
     app.user("ann@example.org", None).await;
     let mut here = app.signed_in("ann@example.org").await;
-    let (seed, _) = enrol(&app, &mut here).await;
+    let (seed, recovery) = enrol(&app, &mut here).await;
     let sessions = |r: Reply| r.json().as_array().map_or(0, Vec::len);
 
     // Someone with the password waits at the second step. It is no session of Ann's yet:
@@ -259,13 +259,31 @@ async fn ending_a_users_sessions_ends_a_sign_in_waiting_for_its_second_step() {
     let mut waiting = pending(&app, "ann@example.org").await;
     let r = app.rpc(&mut here, "my_sessions", &[]).await;
     assert_eq!(sessions(r), 1);
-    let counted: i64 = sqlx::query_scalar(
-        "select count(*) from session s join app_user u on u.user_id = s.user_id where u.email = 'ann@example.org' and s.pending = 0",
-    )
-    .fetch_one(&app.state.db.reader)
-    .await
-    .unwrap();
-    assert_eq!(counted, 1);
+    let (_, admin) = app.admin_key(app::access::ssr::SYSTEM_ORG_ID).await;
+    let r = app
+        .api(
+            "GET",
+            "/api/v1/users?q=ann",
+            Some(&admin),
+            None,
+            "192.0.2.8",
+        )
+        .await;
+    assert_eq!(r.json()["users"][0]["sessions"], 1, "{}", r.body);
+    let ann = r.json()["users"][0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .api(
+            "GET",
+            &format!("/api/v1/users/{ann}/sessions"),
+            Some(&admin),
+            None,
+            "192.0.2.8",
+        )
+        .await;
+    assert_eq!(sessions(r), 1);
 
     // Ann changes her password: the sign-in begun with the old one cannot finish, even with
     // a right code.
@@ -312,6 +330,24 @@ async fn ending_a_users_sessions_ends_a_sign_in_waiting_for_its_second_step() {
     );
     let r = app.rpc(&mut here, "my_sessions", &[]).await;
     assert_eq!(sessions(r), 2);
+
+    // A password set while the second step is under way (the race a password change can
+    // win against it, here without deleting the waiting row): the step may finish, but the
+    // session it makes was signed in with the replaced password and is over at once.
+    let mut waiting = pending_with(&app, "ann@example.org", new_password).await;
+    let hash = app::ssr::password::hash("yet another passphrase".into())
+        .await
+        .unwrap();
+    sqlx::query("update app_user set password_hash = $2 where email_normalized = $1")
+        .bind("ann@example.org")
+        .bind(&hash)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = verify(&app, &mut waiting, &recovery[0]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut waiting).await, None);
+    assert_eq!(app.signed_in_as(&mut here).await, None, "nor Ann's own");
 }
 
 #[tokio::test]

@@ -296,7 +296,7 @@ async fn a_plan_change_to_a_shorter_window_counts_what_the_old_one_admitted() {
 async fn shown_usage_after_a_plan_change_counts_admissions_not_leases() {
     use app::usage::ssr::{Limit, RateLimiter};
     let (db, _dir) = fresh_db().await;
-    let limiter = RateLimiter::new(db);
+    let limiter = RateLimiter::new(db.clone());
     // 100 per 2 min (2 s buckets): one request leases more than one token.
     let t = 1_700_000_000_000;
     let before = Limit::new(100, 120);
@@ -309,7 +309,14 @@ async fn shown_usage_after_a_plan_change_counts_admissions_not_leases() {
     );
     let (used, _) = limiter.usage("key_shown", before, t + 1_900).await.unwrap();
     assert_eq!(used, 1);
-    assert!(limiter.leases.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // The shared count holds the whole lease, more than the one admission.
+    let leased: i64 = sqlx::query_scalar(
+        "select cast(sum(admitted) as bigint) from rate_bucket where api_key_id = 'key_shown'",
+    )
+    .fetch_one(&db.reader)
+    .await
+    .unwrap();
+    assert!(leased > 1, "{leased}");
     // Now 100 per second (100 ms buckets), before the key's next request: still one.
     let after = Limit::new(100, 1);
     let (used, d) = limiter.usage("key_shown", after, t + 1_950).await.unwrap();

@@ -1141,6 +1141,7 @@ async fn the_rest_api_lists_a_users_sessions_and_ends_one() {
     // But cannot end one.
     let one = format!("{path}/{phone_handle}");
     let before = app.snapshot().await;
+    let events_before = app.count("domain_event").await;
     let r = app.api("DELETE", &one, Some(&reader_key), None, IP).await;
     assert_refused(
         &r,
@@ -1188,6 +1189,7 @@ async fn the_rest_api_lists_a_users_sessions_and_ends_one() {
         .await;
     assert_refused(&r, StatusCode::NOT_FOUND, "not_found", "no such user");
     assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
+    assert_eq!(app.count("domain_event").await, events_before);
 
     // users:write ends the phone's session, and only that one; it is audited.
     let r = app.api("DELETE", &one, Some(&admin_key), None, IP).await;

@@ -33,7 +33,6 @@ pub async fn session_user_id(
     let Some(mut user_id) = user_id else {
         return Ok(None);
     };
-    let mut replaced = false;
     if let Some((admin, until)) = crate::admin::impersonation::current(session).await? {
         // The administrator must still be active and still hold the permission (a disabled
         // or demoted administrator loses the session); the time limit ends it.
@@ -56,12 +55,10 @@ pub async fn session_user_id(
             match end(db, session, "expired").await? {
                 Ending::NotImpersonating => {}
                 Ending::Ended { admin } => user_id = admin,
-                // Another request ended it and holds the session's new id: serve this one
-                // as the administrator, and do not write the old session back.
-                Ending::EndedElsewhere { admin } => {
-                    user_id = admin;
-                    replaced = true;
-                }
+                // Another request ended it (and holds the session's new id), or the session
+                // was ended meanwhile: this request's copy of the session is stale and is
+                // neither served nor written back.
+                Ending::EndedElsewhere { .. } => return Ok(None),
             }
         }
     }
@@ -78,17 +75,36 @@ pub async fn session_user_id(
     let now = db::now_ms();
     let expired = now - signed_in_at >= config.session_absolute.as_millis() as i64
         || now - last_seen_at >= config.session_idle.as_millis() as i64;
-    let active = !expired
-        && sqlx::query_scalar::<_, String>("select status from app_user where user_id = $1")
+    let user: Option<(String, String)> =
+        sqlx::query_as("select status, password_hash from app_user where user_id = $1")
             .bind(&user_id)
             .fetch_optional(&db.reader)
-            .await?
-            .is_some_and(|status| status == "active");
+            .await?;
+    // The session must hold the credential stamp of the password it was signed in with, and
+    // that password must still be the stored one (an impersonating session: the
+    // administrator's). A password change or reset deletes the user's sessions; this also
+    // ends any that a race let survive, or that a sign-in finishing meanwhile created.
+    let impersonator: Option<String> = session
+        .get(keys::IMPERSONATOR)
+        .await
+        .map_err(AppError::internal)?;
+    let held: Option<String> = session
+        .get(keys::CREDENTIAL)
+        .await
+        .map_err(AppError::internal)?;
+    let current = match &impersonator {
+        None => user
+            .as_ref()
+            .map(|(_, hash)| crate::identity::ssr::credential_stamp(hash)),
+        Some(admin) => crate::identity::ssr::current_stamp(db, admin).await?,
+    };
+    let credential_ok = held.is_some() && held == current;
+    let active = !expired && credential_ok && user.is_some_and(|(status, _)| status == "active");
     if !active {
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);
     }
-    if !replaced && now - last_seen_at >= refresh_every(config.session_idle) {
+    if now - last_seen_at >= refresh_every(config.session_idle) {
         // Marks the session modified: the layer saves it with a new idle deadline and sends
         // the cookie again with a fresh Max-Age.
         session

@@ -164,8 +164,8 @@ pub enum Ending {
     /// a new id.
     Ended { admin: String },
     /// Another request of the same session ended it first (two requests arriving together
-    /// at the time limit): nothing recorded twice, and this request must leave the session
-    /// alone, since writing it back would revive the old id.
+    /// at the time limit), or the session was ended meanwhile: nothing recorded twice, and
+    /// this request's copy of the session is stale: not to be served nor written back.
     EndedElsewhere { admin: String },
 }
 

@@ -14,7 +14,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
         let device = super::ssr::device_cookie::read(&state.config).await;
-        let user_id = super::ssr::authenticate(
+        let who = super::ssr::authenticate(
             &state.db,
             &state.config,
             &email,
@@ -23,8 +23,9 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             caller.source_ip_text().as_deref(),
         )
         .await?;
+        let user_id = who.user_id.clone();
         let next =
-            super::two_factor::after_password(&state.db, &state.config, &caller.session, &user_id)
+            super::two_factor::after_password(&state.db, &state.config, &caller.session, &who)
                 .await?;
         if next != super::two_factor::AfterPassword::SecondFactor {
             super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
@@ -186,7 +187,10 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        super::ssr::start_session(&state.config, &user_id).await?;
+        let stamp = super::ssr::current_stamp(&state.db, &user_id)
+            .await?
+            .ok_or_else(AppError::invalid_credentials)?;
+        super::ssr::start_session(&state.config, &user_id, &stamp).await?;
         Ok(())
     })
     .await
@@ -321,7 +325,7 @@ pub async fn change_password(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        super::profile::change_password(
+        let stamp = super::profile::change_password(
             &state.db,
             &state.config,
             caller.user_id()?,
@@ -330,7 +334,16 @@ pub async fn change_password(
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        caller.session.cycle_id().await.map_err(AppError::internal)
+        caller
+            .session
+            .cycle_id()
+            .await
+            .map_err(AppError::internal)?;
+        caller
+            .session
+            .insert(crate::ssr::keys::CREDENTIAL, stamp)
+            .await
+            .map_err(AppError::internal)
     })
     .await
 }

@@ -160,7 +160,10 @@ pub async fn finish_passkey_sign_in(credential: String) -> Result<(), AppError> 
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        super::ssr::start_session(&state.config, &user_id).await?;
+        let stamp = super::ssr::current_stamp(&state.db, &user_id)
+            .await?
+            .ok_or_else(AppError::invalid_credentials)?;
+        super::ssr::start_session(&state.config, &user_id, &stamp).await?;
         super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
         leptos_axum::redirect("/");
         Ok(())

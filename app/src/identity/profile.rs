@@ -147,14 +147,15 @@ pub(crate) async fn reauthenticate(
             }
             _ => e,
         })?;
-    if who != user_id {
+    if who.user_id != user_id {
         return Err(AppError::unauthenticated());
     }
     Ok(email)
 }
 
 /// Changes the password after re-authentication, and ends every session of the user (the
-/// caller then gives its own session a new id, so it alone stays signed in).
+/// caller then gives its own session a new id and the returned credential stamp, so it alone
+/// stays signed in).
 pub async fn change_password(
     db: &Db,
     config: &Config,
@@ -162,7 +163,7 @@ pub async fn change_password(
     current: &str,
     new: &str,
     source_ip: Option<&str>,
-) -> Result<(), AppError> {
+) -> Result<String, AppError> {
     password::validate(new).map_err(|e| AppError::invalid("new_password", e.message))?;
     if current == new {
         return Err(AppError::invalid(
@@ -202,7 +203,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(super::ssr::credential_stamp(&hash))
 }
 
 fn email_mac(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> Hmac<Sha256> {

@@ -456,6 +456,13 @@ pub(crate) async fn reserve_attempt(
     Ok(Some(attempt_id))
 }
 
+/// Who a right password belongs to, and the credential stamp of the password it matched.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub user_id: String,
+    pub stamp: String,
+}
+
 /// Checks an email and password. Unknown email, wrong password, disabled account and throttled
 /// account all cost one argon2 verification and give the same error.
 ///
@@ -477,7 +484,7 @@ pub async fn authenticate(
     plain_password: &str,
     device: Option<&device_cookie::Device>,
     source_ip: Option<&str>,
-) -> Result<String, AppError> {
+) -> Result<Authenticated, AppError> {
     let row = sqlx::query(
         "select user_id, password_hash, status, email_verified_at from app_user where email_normalized = $1",
     )
@@ -508,6 +515,7 @@ pub async fn authenticate(
     let now = now_ms();
     let since = now - HOUR_MS;
 
+    let stamp = credential_stamp(&hash);
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" && !verified {
@@ -557,7 +565,7 @@ pub async fn authenticate(
         )
         .await?;
         tx.commit().await?;
-        return Ok(user_id);
+        return Ok(Authenticated { user_id, stamp });
     }
     sqlx::query("delete from sign_in_failure where failed_at <= $1")
         .bind(since)
@@ -579,8 +587,28 @@ pub async fn authenticate(
     Err(AppError::invalid_credentials())
 }
 
-/// Binds the session to the user under a fresh session id (no fixation).
-pub async fn start_session(config: &Config, user_id: &str) -> Result<(), AppError> {
+/// What a session remembers of the password it was signed in with: a digest of the stored
+/// hash (never the hash itself), compared on every request with the stored password's.
+pub fn credential_stamp(password_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("keyward-session-credential-v1\0{password_hash}"));
+    hex::encode(&digest[..16])
+}
+
+/// The stamp of the user's stored password now (`None`: no such user), for sign-ins that
+/// check no password (a passkey, a confirmed sign-up's link).
+pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, AppError> {
+    let hash: Option<String> =
+        sqlx::query_scalar("select password_hash from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&db.reader)
+            .await?;
+    Ok(hash.as_deref().map(credential_stamp))
+}
+
+/// Binds the session to the user under a fresh session id (no fixation). `stamp` is the
+/// credential stamp of the password the sign-in was checked against.
+pub async fn start_session(config: &Config, user_id: &str, stamp: &str) -> Result<(), AppError> {
     let session = crate::ssr::session().await?;
     session.cycle_id().await.map_err(AppError::internal)?;
     // The console's idle timeout (a passwordless start shortened it).
@@ -591,6 +619,7 @@ pub async fn start_session(config: &Config, user_id: &str) -> Result<(), AppErro
     for key in [
         keys::PENDING_USER_ID,
         keys::PENDING_AT,
+        keys::PENDING_CREDENTIAL,
         keys::TOTP_ENROLMENT,
         keys::TOTP_ENROLMENT_AT,
         keys::MUST_ENROL,
@@ -606,6 +635,10 @@ pub async fn start_session(config: &Config, user_id: &str) -> Result<(), AppErro
     }
     session
         .insert(keys::USER_ID, user_id)
+        .await
+        .map_err(AppError::internal)?;
+    session
+        .insert(keys::CREDENTIAL, stamp)
         .await
         .map_err(AppError::internal)?;
     session

@@ -314,8 +314,9 @@ pub async fn after_password(
     db: &Db,
     config: &Config,
     session: &Session,
-    user_id: &str,
+    who: &super::ssr::Authenticated,
 ) -> Result<AfterPassword, AppError> {
+    let user_id = who.user_id.as_str();
     if has_factor(db, user_id).await? {
         session.cycle_id().await.map_err(AppError::internal)?;
         forget(
@@ -336,9 +337,13 @@ pub async fn after_password(
             .insert(keys::PENDING_AT, now_ms())
             .await
             .map_err(AppError::internal)?;
+        session
+            .insert(keys::PENDING_CREDENTIAL, &who.stamp)
+            .await
+            .map_err(AppError::internal)?;
         return Ok(AfterPassword::SecondFactor);
     }
-    super::ssr::start_session(config, user_id).await?;
+    super::ssr::start_session(config, user_id, &who.stamp).await?;
     if required_by(db, user_id).await?.is_empty() {
         session
             .remove_value(keys::MUST_ENROL)
@@ -397,7 +402,15 @@ pub async fn pending_user(session: &Session) -> Result<Option<String>, AppError>
 }
 
 async fn clear_pending(session: &Session) -> Result<(), AppError> {
-    forget(session, &[keys::PENDING_USER_ID, keys::PENDING_AT]).await
+    forget(
+        session,
+        &[
+            keys::PENDING_USER_ID,
+            keys::PENDING_AT,
+            keys::PENDING_CREDENTIAL,
+        ],
+    )
+    .await
 }
 
 /// Which factor completed a sign-in.
@@ -535,6 +548,23 @@ pub async fn complete_sign_in(
             ),
         });
     };
+    // Conditional on the waiting sign-in still being stored: a password change (or anything
+    // else ending the user's sessions) that deleted it while this request was checking the
+    // code wins, and the sign-in begun with the old password does not finish.
+    let waiting = match crate::identity::ssr::session_hash_of(session) {
+        Some(hash) => sqlx::query("delete from session where session_hash = $1 and pending = 1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        None => 0,
+    };
+    if waiting != 1 {
+        return Err(AppError::new(
+            ErrorCode::Unauthenticated,
+            "your sign-in expired; enter your email and password again",
+        ));
+    }
     sqlx::query("delete from sign_in_failure where attempt_id = $1")
         .bind(&attempt)
         .execute(&mut *tx)
@@ -560,8 +590,13 @@ pub async fn complete_sign_in(
         notify_recovery_code_used(&mut tx, config, &user_id, now).await?;
     }
     tx.commit().await?;
+    let stamp: String = session
+        .get(keys::PENDING_CREDENTIAL)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or_default();
     clear_pending(session).await?;
-    super::ssr::start_session(config, &user_id).await?;
+    super::ssr::start_session(config, &user_id, &stamp).await?;
     session
         .remove_value(keys::MUST_ENROL)
         .await

@@ -211,7 +211,7 @@ pub async fn accept_invitation(
                 let password = password.unwrap_or_default();
                 let ip = caller.source_ip_text();
                 if preview.account_exists {
-                    let user_id = crate::identity::ssr::authenticate(
+                    let who = crate::identity::ssr::authenticate(
                         &state.db,
                         &state.config,
                         &preview.email,
@@ -220,6 +220,7 @@ pub async fn accept_invitation(
                         ip.as_deref(),
                     )
                     .await?;
+                    let user_id = who.user_id.clone();
                     if crate::identity::two_factor::has_factor(&state.db, &user_id).await? {
                         return Err(AppError::new(
                             crate::error::ErrorCode::Unauthenticated,
@@ -228,7 +229,7 @@ pub async fn accept_invitation(
                     }
                     let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
                     // Signed in after joining: the organization's own 2FA policy counts.
-                    return signed_in_to(state, &caller.session, &user_id, &org).await;
+                    return signed_in_to(state, &caller.session, &who, &org).await;
                 }
                 // The account and the membership are written together: a link revoked
                 // or used meanwhile leaves no account behind.
@@ -252,7 +253,11 @@ pub async fn accept_invitation(
                 .await?;
                 let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
                 tx.commit().await?;
-                return signed_in_to(state, &caller.session, &user_id, &org).await;
+                let who = crate::identity::ssr::Authenticated {
+                    user_id,
+                    stamp: crate::identity::ssr::credential_stamp(&hash),
+                };
+                return signed_in_to(state, &caller.session, &who, &org).await;
             }
         };
         let org = super::members::accept(&state.db, secret, &token, &user_id).await?;
@@ -283,11 +288,11 @@ pub async fn accept_invitation(
 async fn signed_in_to(
     state: &crate::ssr::AppState,
     session: &tower_sessions::Session,
-    user_id: &str,
+    who: &crate::identity::ssr::Authenticated,
     org: &str,
 ) -> Result<(), AppError> {
     use crate::identity::two_factor::{after_password, AfterPassword};
-    let next = after_password(&state.db, &state.config, session, user_id).await?;
+    let next = after_password(&state.db, &state.config, session, who).await?;
     super::ssr::set_active(session, org).await?;
     leptos_axum::redirect(match next {
         AfterPassword::MustEnrol => AfterPassword::MustEnrol.next_page(),

@@ -33,12 +33,16 @@ pub struct Sections {
     pub keys: bool,
     /// Members' addresses and second factors (`members:read`).
     pub members: bool,
+    /// Every organization's administrators, in the instance's report (`users:read`, which
+    /// lists the instance's users; `members:read` of the system organization alone does not).
+    pub users: bool,
 }
 
 impl Sections {
     pub const ALL: Sections = Sections {
         keys: true,
         members: true,
+        users: true,
     };
 
     pub fn of(grant: &crate::access::ssr::Grant) -> Sections {
@@ -46,6 +50,7 @@ impl Sections {
         Sections {
             keys: grant.allows(Permission::KeysRead),
             members: grant.allows(Permission::MembersRead),
+            users: grant.allows(Permission::UsersRead),
         }
     }
 }
@@ -70,7 +75,7 @@ pub async fn scan(
         } else {
             Vec::new()
         },
-        admins_without_two_factor: if sections.members {
+        admins_without_two_factor: if sections.members && (!instance || sections.users) {
             admins_without_two_factor(db, organization_id).await?
         } else {
             Vec::new()

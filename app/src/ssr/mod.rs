@@ -164,6 +164,14 @@ pub mod keys {
     /// session holds no [`USER_ID`] meanwhile) and when the password was checked (ms).
     pub const PENDING_USER_ID: &str = "pending_user_id";
     pub const PENDING_AT: &str = "pending_at";
+    /// The credential stamp of the password the waiting sign-in was checked against.
+    pub const PENDING_CREDENTIAL: &str = "pending_credential";
+    /// The credential stamp (`identity::ssr::credential_stamp`) of the signed-in user's
+    /// password as it was when they signed in (for an impersonating session, the
+    /// administrator's): a session whose stamp no longer matches the stored password is over,
+    /// so a password change or reset ends every session signed in with the old one, even one
+    /// whose row a race let survive the change.
+    pub const CREDENTIAL: &str = "credential";
     /// An enrolment this session started: the new factor's salt, and when (ms).
     pub const TOTP_ENROLMENT: &str = "totp_enrolment";
     pub const TOTP_ENROLMENT_AT: &str = "totp_enrolment_at";

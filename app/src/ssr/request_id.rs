@@ -25,7 +25,9 @@ pub const HEADER: &str = "x-request-id";
 pub fn current() -> String {
     REQUEST
         .try_with(|r| r.id.clone())
-        .unwrap_or_else(|_| fresh())
+        .ok()
+        .or_else(|| context().map(|r| r.id.clone()))
+        .unwrap_or_else(fresh)
 }
 
 /// The request being served (`None` in background work): the task's, or, in the tasks in
@@ -38,8 +40,34 @@ pub fn context() -> Option<std::sync::Arc<RequestContext>> {
         .or_else(leptos::prelude::use_context::<std::sync::Arc<RequestContext>>)
 }
 
+/// Installs leptos' task spawner (once per process, before leptos_axum would install plain
+/// tokio): a task spawned while a request is served (a page's resources, the server
+/// functions they call) carries that request, however long it outlives the render.
+pub fn init_executor() {
+    use std::sync::Arc;
+    struct RequestScoped;
+    impl any_spawner::CustomExecutor for RequestScoped {
+        fn spawn(&self, task: any_spawner::PinnedFuture<()>) {
+            match REQUEST.try_with(Arc::clone) {
+                Ok(request) => drop(tokio::spawn(REQUEST.scope(request, task))),
+                Err(_) => drop(tokio::spawn(task)),
+            }
+        }
+        fn spawn_local(&self, task: any_spawner::PinnedLocalFuture<()>) {
+            match REQUEST.try_with(Arc::clone) {
+                Ok(request) => drop(tokio::task::spawn_local(REQUEST.scope(request, task))),
+                Err(_) => drop(tokio::task::spawn_local(task)),
+            }
+        }
+        fn poll_local(&self) {}
+    }
+    // Already installed (a second app in one process, as the tests build): nothing to do.
+    let _ = any_spawner::Executor::init_custom_executor(RequestScoped);
+}
+
 /// Hands the request being served to the page renderer (leptos_axum's additional context),
-/// whose tasks do not inherit the request's task-local.
+/// for tasks spawned where the request's task-local is not set (the response body, polled
+/// after the handler returned).
 pub fn provide() {
     if let Ok(request) = REQUEST.try_with(std::sync::Arc::clone) {
         leptos::prelude::provide_context(request);

@@ -161,7 +161,9 @@ impl RateLimiter {
             }
             st.limit = Some(limit);
         }
-        for _ in 0..LEASE_ATTEMPTS {
+        // Each pass reads the clock, then spends from the current lease or takes a new one;
+        // the pass after the last lease only tries to spend it.
+        for attempt in 0..=LEASE_ATTEMPTS {
             let now = clock();
             st.last_used = now;
             let bucket = limit.bucket_start(now);
@@ -178,6 +180,9 @@ impl RateLimiter {
             }
             if now < st.refused_until {
                 return Ok(self.refuse(&mut st, limit, now));
+            }
+            if attempt == LEASE_ATTEMPTS {
+                break;
             }
             // Lease anew. What is left of a lease of an older bucket goes back in the same
             // transaction, and so does a lease taken ahead: this bucket ran out first, so its
@@ -211,6 +216,8 @@ impl RateLimiter {
         }
         // The bucket kept ending while leasing: the database is slower than a bucket.
         // Admitting is not safe, and a 429 would blame the key for the service's slowness.
+        // The last lease stays held: spent by the next request inside its bucket, or given
+        // back with the next lease or by the sweep.
         tracing::warn!(
             key_id,
             attempts = LEASE_ATTEMPTS,
