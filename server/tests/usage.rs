@@ -345,14 +345,23 @@ async fn a_decision_whose_leases_all_outlast_their_bucket_is_unavailable() {
     assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
     assert_eq!(e.retry_after, Some(1));
     assert_eq!(limiter.admitted.load(Relaxed), 0);
+    // For a second the key takes no new lease: 503 at once, no transaction.
+    let leases = limiter.leases.load(Relaxed);
+    let soon = clock.load(Relaxed) + 500;
+    let e = limiter.check_at("key_slow", limit, soon).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+    assert_eq!(limiter.leases.load(Relaxed), leases);
     // Later, with a clock that stands still, the key has its whole limit: nothing the failed
     // decision leased is counted against it (asked of another instance, which reads the count).
-    let now = clock.load(Relaxed) + 10;
+    let now = clock.load(Relaxed) + 1_010;
     limiter.sweep(now, true).await.unwrap();
     let other = RateLimiter::new(db);
     let d = other.check_at("key_slow", limit, now).await.unwrap();
     assert!(d.admitted, "{d:?}");
     assert_eq!(d.remaining, 9, "{d:?}");
+    // And the first instance leases again once its second is over.
+    let d = limiter.check_at("key_slow", limit, now + 1).await.unwrap();
+    assert!(d.admitted, "{d:?}");
 }
 
 /// A key used in consecutive buckets leases the next one in the background (in the last

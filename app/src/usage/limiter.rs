@@ -42,6 +42,8 @@ const SHARED_REFUSAL_MS: i64 = 1000;
 /// Leases one decision takes at most when its bucket keeps ending while it leases (a database
 /// slower than a bucket); past that the request is refused.
 const LEASE_ATTEMPTS: usize = 4;
+/// How long a key takes no new lease after its leases all outlasted their buckets.
+const UNAVAILABLE_MS: i64 = 1000;
 /// How long the last sweep waits for background leases and give-backs to finish.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -75,6 +77,10 @@ struct KeyState {
     limit: Option<Limit>,
     /// Refused without asking the database until then.
     refused_until: i64,
+    /// After a decision whose leases all outlasted their buckets: until then no new lease is
+    /// tried (503 at once), so that clients ignoring `Retry-After` do not pile transactions
+    /// onto a database that is already slow. A lease held still serves its bucket.
+    unavailable_until: i64,
     last_used: i64,
 }
 
@@ -181,6 +187,9 @@ impl RateLimiter {
             if now < st.refused_until {
                 return Ok(self.refuse(&mut st, limit, now));
             }
+            if now < st.unavailable_until {
+                return Err(unavailable());
+            }
             if attempt == LEASE_ATTEMPTS {
                 break;
             }
@@ -222,15 +231,10 @@ impl RateLimiter {
             key_id,
             attempts = LEASE_ATTEMPTS,
             bucket_ms = limit.bucket_ms(),
-            "rate limiter: every lease outlasted its bucket; answering 503"
+            "rate limiter: every lease outlasted its bucket; answering 503 for a second"
         );
-        Err(AppError {
-            retry_after: Some(1),
-            ..AppError::new(
-                ErrorCode::Unavailable,
-                "the rate limiter could not decide in time; try again in a second",
-            )
-        })
+        st.unavailable_until = clock() + UNAVAILABLE_MS;
+        Err(unavailable())
     }
 
     /// When the bucket a lease was taken ahead for has come, makes it the current lease; the
@@ -661,6 +665,17 @@ fn counts_of(limit: &Limit, rows: &[sqlx::any::AnyRow]) -> Result<Counts, sqlx::
         view.add(limit, end - 1, n.max(0) as u64);
     }
     Ok(view)
+}
+
+/// The answer when the database is too slow for the limiter to decide: 503, retry in a second.
+fn unavailable() -> AppError {
+    AppError {
+        retry_after: Some(1),
+        ..AppError::new(
+            ErrorCode::Unavailable,
+            "the rate limiter could not decide in time; try again in a second",
+        )
+    }
 }
 
 /// Takes `lease`'s unspent tokens back out of its bucket's shared count (never below zero).
