@@ -365,11 +365,15 @@ pub async fn end_session(
             .fetch_all(&mut *change.tx)
             .await?;
     let hash = crate::identity::sessions::named(hashes, handle)?;
-    sqlx::query("delete from session where session_hash = $1 and user_id = $2")
+    let ended = sqlx::query("delete from session where session_hash = $1 and user_id = $2")
         .bind(&hash)
         .bind(user_id)
         .execute(&mut *change.tx)
-        .await?;
+        .await?
+        .rows_affected();
+    if ended == 0 {
+        return Err(AppError::not_found("session"));
+    }
     record(
         &mut change.tx,
         grant,

@@ -317,7 +317,7 @@ pub async fn finish_registration(
     }
     inserted?;
     let current = super::ssr::session_hash_of(session);
-    let ended = super::two_factor::end_other_sessions(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_others(&mut tx, user_id, current.as_deref()).await?;
     events::record(
         &mut tx,
         Event {
@@ -375,7 +375,7 @@ pub async fn remove(
     let Some(name) = name else {
         return Err(AppError::new(ErrorCode::NotFound, "no such passkey"));
     };
-    let ended = super::two_factor::end_other_sessions(&mut tx, user_id, current_session).await?;
+    let ended = super::sessions::end_others(&mut tx, user_id, current_session).await?;
     events::record(
         &mut tx,
         Event {

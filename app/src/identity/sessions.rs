@@ -119,31 +119,57 @@ pub async fn revoke(
             "this is the session you are using: sign out instead",
         ));
     }
-    // Conditional on the owner: a handle never reaches another user's session.
-    sqlx::query("delete from session where session_hash = $1 and user_id = $2")
+    // Conditional on the owner: a handle never reaches another user's session. Recorded in
+    // the same transaction, and only if this request ended it.
+    let mut tx = db.writer.begin().await?;
+    let ended = sqlx::query("delete from session where session_hash = $1 and user_id = $2")
         .bind(&hash)
         .bind(user_id)
-        .execute(&db.writer)
-        .await?;
-    record(db, user_id, "session.revoked", 1).await
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if ended == 0 {
+        return Err(AppError::not_found("session"));
+    }
+    record(&mut tx, user_id, "session.revoked", ended).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Signs out every session of the user but `current`; answers how many ended.
 pub async fn revoke_others(db: &Db, user_id: &str, current: &str) -> Result<u64, AppError> {
-    let ended = sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
-        .bind(user_id)
-        .bind(current)
-        .execute(&db.writer)
-        .await?
-        .rows_affected();
-    record(db, user_id, "session.others_revoked", ended).await?;
+    let mut tx = db.writer.begin().await?;
+    let ended = end_others(&mut tx, user_id, Some(current)).await?;
+    record(&mut tx, user_id, "session.others_revoked", ended).await?;
+    tx.commit().await?;
     Ok(ended)
 }
 
-async fn record(db: &Db, user_id: &str, kind: &'static str, ended: u64) -> Result<(), AppError> {
-    let mut tx = db.writer.begin().await?;
+/// Ends every session of the user but `current` (stored hash), inside `tx`: a sign-in
+/// waiting for its second step included. Returns how many ended.
+pub(crate) async fn end_others(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    current: Option<&str>,
+) -> Result<u64, AppError> {
+    Ok(
+        sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
+            .bind(user_id)
+            .bind(current.unwrap_or_default())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    )
+}
+
+async fn record(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    kind: &'static str,
+    ended: u64,
+) -> Result<(), AppError> {
     crate::ssr::events::record(
-        &mut tx,
+        tx,
         crate::ssr::events::Event {
             kind,
             organization_id: None,
@@ -154,7 +180,6 @@ async fn record(db: &Db, user_id: &str, kind: &'static str, ended: u64) -> Resul
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

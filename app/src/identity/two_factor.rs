@@ -772,7 +772,7 @@ pub async fn confirm_enrolment(
     inserted?;
     let codes = issue_recovery_codes(&mut tx, &config.secret, user_id, now).await?;
     let current = super::ssr::session_hash_of(session);
-    let ended = end_other_sessions(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_others(&mut tx, user_id, current.as_deref()).await?;
     events::record(
         &mut tx,
         Event {
@@ -823,7 +823,7 @@ pub async fn disable(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let ended = end_other_sessions(&mut tx, user_id, current_session).await?;
+    let ended = super::sessions::end_others(&mut tx, user_id, current_session).await?;
     events::record(
         &mut tx,
         Event {
@@ -872,23 +872,6 @@ pub async fn regenerate_recovery_codes(
     .await?;
     tx.commit().await?;
     Ok(codes)
-}
-
-/// Ends every session of the user but `current` (stored hash), which continues under a new id
-/// the caller gives it. Returns how many ended.
-pub(crate) async fn end_other_sessions(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    user_id: &str,
-    current: Option<&str>,
-) -> Result<u64, AppError> {
-    Ok(
-        sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
-            .bind(user_id)
-            .bind(current.unwrap_or_default())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-    )
 }
 
 #[cfg(test)]
