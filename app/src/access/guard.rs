@@ -279,7 +279,11 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         }
         let user_id = enforce(&state, declared, &session).await?;
         let source_ip = source_ip().await;
-        impersonation_gate(&state, &session, endpoint, user_id.as_deref(), source_ip).await?;
+        // Not signed in (a public endpoint), nobody is being impersonated, whatever a stale
+        // copy of an ended session still says.
+        if user_id.is_some() {
+            impersonation_gate(&state, &session, endpoint, user_id.as_deref(), source_ip).await?;
+        }
         Ok(Caller {
             state,
             user_id,

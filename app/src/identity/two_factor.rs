@@ -480,12 +480,35 @@ pub async fn complete_sign_in(
     device: Option<&super::ssr::device_cookie::Device>,
     source_ip: Option<&str>,
 ) -> Result<(String, &'static str), AppError> {
-    let Some(user_id) = pending_user(session).await? else {
-        return Err(AppError::new(
+    let expired = || {
+        AppError::new(
             ErrorCode::Unauthenticated,
             "your sign-in expired; enter your email and password again",
-        ));
+        )
     };
+    let Some(user_id) = pending_user(session).await? else {
+        return Err(expired());
+    };
+    // The stamp of the password the first step checked (a sign-in begun before sessions
+    // carried one has none: it starts again rather than spend a code on a dead session).
+    let Some(stamp) = session
+        .get::<String>(keys::PENDING_CREDENTIAL)
+        .await
+        .map_err(AppError::internal)?
+    else {
+        return Err(expired());
+    };
+    // Still stored (not ended meanwhile by a password change or "sign out everywhere"):
+    // checked before a code is spent; the success transaction checks it again.
+    let hash = crate::identity::ssr::session_hash_of(session).unwrap_or_default();
+    let stored: Option<i64> =
+        sqlx::query_scalar("select 1 as one from session where session_hash = $1 and pending = 1")
+            .bind(&hash)
+            .fetch_optional(&db.writer)
+            .await?;
+    if stored.is_none() {
+        return Err(expired());
+    }
     let counter = match device.filter(|d| d.user_id == user_id) {
         Some(d) => format!("{SECOND_FACTOR_COUNTER}:{}", d.device_id),
         None => SECOND_FACTOR_COUNTER.to_string(),
@@ -551,19 +574,13 @@ pub async fn complete_sign_in(
     // Conditional on the waiting sign-in still being stored: a password change (or anything
     // else ending the user's sessions) that deleted it while this request was checking the
     // code wins, and the sign-in begun with the old password does not finish.
-    let waiting = match crate::identity::ssr::session_hash_of(session) {
-        Some(hash) => sqlx::query("delete from session where session_hash = $1 and pending = 1")
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        None => 0,
-    };
+    let waiting = sqlx::query("delete from session where session_hash = $1 and pending = 1")
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if waiting != 1 {
-        return Err(AppError::new(
-            ErrorCode::Unauthenticated,
-            "your sign-in expired; enter your email and password again",
-        ));
+        return Err(expired());
     }
     sqlx::query("delete from sign_in_failure where attempt_id = $1")
         .bind(&attempt)
@@ -590,11 +607,6 @@ pub async fn complete_sign_in(
         notify_recovery_code_used(&mut tx, config, &user_id, now).await?;
     }
     tx.commit().await?;
-    let stamp: String = session
-        .get(keys::PENDING_CREDENTIAL)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
     clear_pending(session).await?;
     super::ssr::start_session(config, &user_id, &stamp).await?;
     session

@@ -79,7 +79,7 @@ struct KeyState {
     refused_until: i64,
     /// After a decision whose leases all outlasted their buckets: until then no new lease is
     /// tried (503 at once), so that clients ignoring `Retry-After` do not pile transactions
-    /// onto a database that is already slow. A lease held still serves its bucket.
+    /// onto a database that is already slow (a lease taken ahead still serves its bucket).
     unavailable_until: i64,
     last_used: i64,
 }
@@ -157,6 +157,7 @@ impl RateLimiter {
         if st.limit != Some(limit) {
             // A new key here, or its plan changed: nothing leased under the old limit is spent.
             st.refused_until = 0;
+            st.unavailable_until = 0;
             st.busy = false;
             st.leasing_ahead = None;
             if let Some(lease) = st.lease.take() {
@@ -225,8 +226,8 @@ impl RateLimiter {
         }
         // The bucket kept ending while leasing: the database is slower than a bucket.
         // Admitting is not safe, and a 429 would blame the key for the service's slowness.
-        // The last lease stays held: spent by the next request inside its bucket, or given
-        // back with the next lease or by the sweep.
+        // The last lease's bucket has ended too: it goes back with the key's next lease or
+        // the sweep.
         tracing::warn!(
             key_id,
             attempts = LEASE_ATTEMPTS,
