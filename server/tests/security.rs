@@ -11,6 +11,15 @@ use app::security::{KeyIssue, Severity};
 use common::*;
 use http::StatusCode;
 
+/// The report `b` gets for `org` (asserting it is given).
+async fn report_of(app: &TestApp, b: &mut Browser, org: &str) -> app::security::SecurityReport {
+    let r = app
+        .rpc(b, "security_scan", &[("organization_id", org)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    serde_json::from_value(r.json()).unwrap()
+}
+
 #[tokio::test]
 async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
     let app = spawn().await;
@@ -33,11 +42,7 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
     app.wait_for_log_rows(3).await;
 
     let mut b = app.signed_in("owner@example.org").await;
-    let r = app
-        .rpc(&mut b, "security_scan", &[("organization_id", &org)])
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    let report = report_of(&app, &mut b, &org).await;
     assert!(!report.instance, "an organization's report");
     assert!(report.config.is_empty() && report.endpoints.is_empty());
     assert_eq!(report.admins_without_two_factor.len(), 1, "{report:?}");
@@ -211,15 +216,7 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     .await;
     app.user("root@example.org", Some(Role::Owner)).await;
     let mut b = app.signed_in("root@example.org").await;
-    let r = app
-        .rpc(
-            &mut b,
-            "security_scan",
-            &[("organization_id", SYSTEM_ORG_ID)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    let report = report_of(&app, &mut b, SYSTEM_ORG_ID).await;
     assert!(report.instance);
     // Instance owners without a second factor, and (below) every organization's.
     let named: Vec<(&str, &str)> = report
@@ -273,15 +270,7 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     app.add_member("org_acme", &bob, "admin").await;
     app.add_member("org_acme", &cy, "viewer").await;
     app.add_member(&ann_org, &cy, "admin").await;
-    let r = app
-        .rpc(
-            &mut b,
-            "security_scan",
-            &[("organization_id", SYSTEM_ORG_ID)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    let report = report_of(&app, &mut b, SYSTEM_ORG_ID).await;
     let named: Vec<(&str, &str, &str)> = report
         .admins_without_two_factor
         .iter()
@@ -359,15 +348,7 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let mut d = app.signed_in("dee@example.org").await;
-    let r = app
-        .rpc(
-            &mut d,
-            "security_scan",
-            &[("organization_id", SYSTEM_ORG_ID)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let report: app::security::SecurityReport = serde_json::from_value(r.json()).unwrap();
+    let report = report_of(&app, &mut d, SYSTEM_ORG_ID).await;
     assert!(report.instance && !report.endpoints.is_empty());
     assert!(report.admins_without_two_factor.is_empty(), "{report:?}");
     let r = app
