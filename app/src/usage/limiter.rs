@@ -353,9 +353,7 @@ impl RateLimiter {
         .await?;
         // Whatever this instance holds unspent is in the shared count but not used: an old
         // bucket's lease until the sweep gives it back, one taken under a limit since changed,
-        // one taken ahead whose bucket has begun. It comes off its own row, before the row is
-        // filed under the current limit's buckets (which, after a plan change, need not start
-        // where the lease's bucket did).
+        // one taken ahead whose bucket has begun.
         let unspent: Vec<Lease> = st
             .as_ref()
             .map(|st| {
@@ -366,18 +364,7 @@ impl RateLimiter {
             })
             .unwrap_or_default();
         drop(st);
-        let mut view = Counts::default();
-        for r in &rows {
-            let start: i64 = r.try_get("bucket_start")?;
-            let end: i64 = r.try_get("bucket_end")?;
-            let held: u64 = unspent
-                .iter()
-                .filter(|l| l.bucket == start)
-                .map(|l| l.left)
-                .sum();
-            let admitted = (r.try_get::<i64, _>("admitted")?.max(0) as u64).saturating_sub(held);
-            view.add(&limit, end - 1, admitted);
-        }
+        let mut view = counts_of(&limit, &rows, &unspent)?;
         let used = view.counted(&limit, now);
         Ok((
             used,
@@ -623,13 +610,13 @@ async fn take_lease(
         give_back_statement(key_id, old).execute(&mut *tx).await?;
     }
     let rows = sqlx::query(
-        "select bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2",
+        "select bucket_start, bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2",
     )
     .bind(key_id)
     .bind(at - limit.window_ms)
     .fetch_all(&mut *tx)
     .await?;
-    let mut view = counts_of(&limit, &rows)?;
+    let mut view = counts_of(&limit, &rows, &[])?;
     let used = view.counted(&limit, at);
     let left = limit.limit.saturating_sub(used);
     // A quarter of what is left (at least one): other instances keep a share, and a crash
@@ -658,12 +645,26 @@ async fn take_lease(
 /// that holds its **last** instant: a row written under another window (before a plan change)
 /// then leaves the count no earlier than it leaves the window. Under the same window it is the
 /// row's own bucket.
-fn counts_of(limit: &Limit, rows: &[sqlx::any::AnyRow]) -> Result<Counts, sqlx::Error> {
+///
+/// `unspent` (leases this instance holds and has not spent) comes off each lease's own row
+/// first, by the row's start: after a plan change a row need not start where the current
+/// limit's bucket does.
+fn counts_of(
+    limit: &Limit,
+    rows: &[sqlx::any::AnyRow],
+    unspent: &[Lease],
+) -> Result<Counts, sqlx::Error> {
     let mut view = Counts::default();
     for r in rows {
+        let start: i64 = r.try_get("bucket_start")?;
         let end: i64 = r.try_get("bucket_end")?;
         let n: i64 = r.try_get("admitted")?;
-        view.add(limit, end - 1, n.max(0) as u64);
+        let held: u64 = unspent
+            .iter()
+            .filter(|l| l.bucket == start)
+            .map(|l| l.left)
+            .sum();
+        view.add(limit, end - 1, (n.max(0) as u64).saturating_sub(held));
     }
     Ok(view)
 }

@@ -117,13 +117,6 @@ impl Counts {
         }
     }
 
-    /// Takes back `n` tokens counted in the bucket starting at `start` (an unspent lease).
-    pub fn give_back(&mut self, start: i64, n: u64) {
-        if let Some((_, count)) = self.buckets.iter_mut().find(|(s, _)| *s == start) {
-            *count = count.saturating_sub(n);
-        }
-    }
-
     /// Milliseconds from `now` until the count drops to `target` or below, if nothing else is
     /// admitted: each bucket leaves the count when `now − W` passes its end.
     pub fn ms_until_at_most(&mut self, limit: &Limit, now: i64, target: u64) -> i64 {
