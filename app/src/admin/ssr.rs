@@ -359,21 +359,7 @@ pub async fn end_session(
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    let hashes: Vec<String> =
-        sqlx::query_scalar("select session_hash from session where user_id = $1")
-            .bind(user_id)
-            .fetch_all(&mut *change.tx)
-            .await?;
-    let hash = crate::identity::sessions::named(hashes, handle)?;
-    let ended = sqlx::query("delete from session where session_hash = $1 and user_id = $2")
-        .bind(&hash)
-        .bind(user_id)
-        .execute(&mut *change.tx)
-        .await?
-        .rows_affected();
-    if ended == 0 {
-        return Err(AppError::not_found("session"));
-    }
+    crate::identity::sessions::end_named(&mut change.tx, user_id, handle, None).await?;
     record(
         &mut change.tx,
         grant,

@@ -17,7 +17,7 @@ pub const USER_AGENT_MAX: usize = 300;
 /// one of a user's sessions, useless to sign in with).
 /// The stored hash among `hashes` (one user's sessions) that `wanted` names; "not found"
 /// otherwise.
-pub(crate) fn named(hashes: Vec<String>, wanted: &str) -> Result<String, AppError> {
+fn named(hashes: Vec<String>, wanted: &str) -> Result<String, AppError> {
     hashes
         .into_iter()
         .find(|h| handle(h) == wanted)
@@ -107,33 +107,46 @@ pub async fn revoke(
     current: Option<&str>,
     wanted: &str,
 ) -> Result<(), AppError> {
+    let mut tx = db.writer.begin().await?;
+    let ended = end_named(&mut tx, user_id, wanted, current).await?;
+    record(&mut tx, user_id, "session.revoked", ended).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends the user's session named by `handle`, inside `tx`: "not found" for another user's
+/// session or one already gone (also when a concurrent request ended it first: the delete is
+/// conditional, so only one of them records it). `current` (the caller's own session, by its
+/// stored hash) is refused: that one is signed out with "Sign out". Returns how many ended (1).
+pub(crate) async fn end_named(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    handle: &str,
+    current: Option<&str>,
+) -> Result<u64, AppError> {
     let hashes: Vec<String> =
         sqlx::query_scalar("select session_hash from session where user_id = $1")
             .bind(user_id)
-            .fetch_all(&db.reader)
+            .fetch_all(&mut **tx)
             .await?;
-    let hash = named(hashes, wanted)?;
+    let hash = named(hashes, handle)?;
     if current == Some(hash.as_str()) {
         return Err(AppError::invalid(
             "handle",
             "this is the session you are using: sign out instead",
         ));
     }
-    // Conditional on the owner: a handle never reaches another user's session. Recorded in
-    // the same transaction, and only if this request ended it.
-    let mut tx = db.writer.begin().await?;
+    // Conditional on the owner: a handle never reaches another user's session.
     let ended = sqlx::query("delete from session where session_hash = $1 and user_id = $2")
         .bind(&hash)
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
     if ended == 0 {
         return Err(AppError::not_found("session"));
     }
-    record(&mut tx, user_id, "session.revoked", ended).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(ended)
 }
 
 /// Signs out every session of the user but `current`; answers how many ended.
