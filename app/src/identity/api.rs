@@ -187,10 +187,7 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        let stamp = super::ssr::current_stamp(&state.db, &user_id)
-            .await?
-            .ok_or_else(AppError::invalid_credentials)?;
-        super::ssr::start_session(&state.config, &user_id, &stamp).await?;
+        super::ssr::start_session_without_password(&state.db, &state.config, &user_id).await?;
         Ok(())
     })
     .await

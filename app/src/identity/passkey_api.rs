@@ -160,10 +160,7 @@ pub async fn finish_passkey_sign_in(credential: String) -> Result<(), AppError> 
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        let stamp = super::ssr::current_stamp(&state.db, &user_id)
-            .await?
-            .ok_or_else(AppError::invalid_credentials)?;
-        super::ssr::start_session(&state.config, &user_id, &stamp).await?;
+        super::ssr::start_session_without_password(&state.db, &state.config, &user_id).await?;
         super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
         leptos_axum::redirect("/");
         Ok(())

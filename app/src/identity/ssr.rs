@@ -595,8 +595,7 @@ pub fn credential_stamp(password_hash: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// The stamp of the user's stored password now (`None`: no such user), for sign-ins that
-/// check no password (a passkey, a confirmed sign-up's link).
+/// The stamp of the user's stored password now (`None`: no such user).
 pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, AppError> {
     let hash: Option<String> =
         sqlx::query_scalar("select password_hash from app_user where user_id = $1")
@@ -604,6 +603,19 @@ pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, App
             .fetch_optional(&db.reader)
             .await?;
     Ok(hash.as_deref().map(credential_stamp))
+}
+
+/// [`start_session`] for a sign-in that checked no password (a passkey, a confirmed
+/// sign-up's link): the session holds the stamp of the password stored now.
+pub async fn start_session_without_password(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+) -> Result<(), AppError> {
+    let stamp = current_stamp(db, user_id)
+        .await?
+        .ok_or_else(AppError::invalid_credentials)?;
+    start_session(config, user_id, &stamp).await
 }
 
 /// Binds the session to the user under a fresh session id (no fixation). `stamp` is the
