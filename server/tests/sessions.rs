@@ -122,3 +122,124 @@ async fn a_user_sees_their_sessions_and_signs_the_others_out() {
     .unwrap();
     assert_eq!(kinds, ["session.revoked", "session.others_revoked"]);
 }
+
+/// A session row as stored, to put back after it was deleted: what a sign-in whose password
+/// was being checked while the user's sessions ended writes after the delete.
+async fn stored_row(app: &TestApp, user_id: &str) -> (String, String, i64) {
+    sqlx::query_as(
+        "select session_hash, data, expires_at from session where user_id = $1 and pending = 0",
+    )
+    .bind(user_id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap()
+}
+
+async fn put_back(app: &TestApp, user_id: &str, (hash, data, expires_at): &(String, String, i64)) {
+    sqlx::query(
+        "insert into session (session_hash, user_id, data, expires_at, pending) values ($1, $2, $3, $4, 0)",
+    )
+    .bind(hash)
+    .bind(user_id)
+    .bind(data)
+    .bind(expires_at)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_session_written_after_its_users_sessions_ended_is_over_at_its_first_request() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    app.user("admin@example.org", Some(app::access::Role::Admin))
+        .await;
+    let mut admin = app.signed_in("admin@example.org").await;
+
+    // "Sign out everywhere else": the late session is over, the caller's carries on.
+    let mut late = app.signed_in("ann@example.org").await;
+    let row = stored_row(&app, &ann).await;
+    let mut laptop = app.signed_in("ann@example.org").await;
+    let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json(), 1);
+    put_back(&app, &ann, &row).await;
+    assert_eq!(
+        app.signed_in_as(&mut late).await,
+        None,
+        "the late session is over"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            app.signed_in_as(&mut laptop).await.as_deref(),
+            Some("ann@example.org"),
+            "the caller's session carries on"
+        );
+    }
+    assert_eq!(
+        sessions(&app, &mut laptop).await.len(),
+        1,
+        "the late row is gone"
+    );
+
+    // An administrator ending every session of the user.
+    let mut late = app.signed_in("ann@example.org").await;
+    let row = stored_row(&app, &ann).await;
+    let r = app
+        .rpc(&mut admin, "end_user_sessions", &[("user_id", &ann)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    put_back(&app, &ann, &row).await;
+    assert_eq!(
+        app.signed_in_as(&mut late).await,
+        None,
+        "the late session is over"
+    );
+    assert_eq!(app.signed_in_as(&mut laptop).await, None);
+    // A sign-in after that is a session like any other.
+    let mut fresh = app.signed_in("ann@example.org").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.signed_in_as(&mut fresh).await.as_deref(),
+            Some("ann@example.org")
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_of_the_kept_session_in_flight_while_the_others_end_stay_signed_in() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    for round in 0..5 {
+        let mut laptop = app.signed_in("ann@example.org").await;
+        let _other = app.signed_in("ann@example.org").await;
+        let reads: Vec<_> = (0..16)
+            .map(|_| {
+                let mut b = laptop.clone();
+                let app = &app;
+                async move { app.rpc(&mut b, "current_user", &[]).await }
+            })
+            .collect();
+        let mut me = laptop.clone();
+        let (revoked, replies) = tokio::join!(
+            app.rpc(&mut me, "revoke_other_sessions", &[]),
+            futures::future::join_all(reads)
+        );
+        assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+        for r in replies {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            assert_eq!(
+                r.json()["email"],
+                "ann@example.org",
+                "round {round}: {}",
+                r.body
+            );
+        }
+        laptop.cookies = me.cookies.clone();
+        assert_eq!(
+            app.signed_in_as(&mut laptop).await.as_deref(),
+            Some("ann@example.org"),
+            "round {round}: the caller's session carries on"
+        );
+    }
+}

@@ -75,11 +75,12 @@ pub async fn session_user_id(
     let now = db::now_ms();
     let expired = now - signed_in_at >= config.session_absolute.as_millis() as i64
         || now - last_seen_at >= config.session_idle.as_millis() as i64;
-    let user: Option<(String, String)> =
-        sqlx::query_as("select status, password_hash from app_user where user_id = $1")
-            .bind(&user_id)
-            .fetch_optional(&db.reader)
-            .await?;
+    let user: Option<(String, String, i64)> = sqlx::query_as(
+        "select status, password_hash, session_epoch from app_user where user_id = $1",
+    )
+    .bind(&user_id)
+    .fetch_optional(&db.reader)
+    .await?;
     // The session must hold the credential stamp of the password it was signed in with, and
     // that password must still be the stored one (an impersonating session: the
     // administrator's). A password change or reset deletes the user's sessions; this also
@@ -95,11 +96,31 @@ pub async fn session_user_id(
     let current = match &impersonator {
         None => user
             .as_ref()
-            .map(|(_, hash)| crate::identity::ssr::credential_stamp(hash)),
+            .map(|(_, hash, epoch)| crate::identity::ssr::credential_stamp(hash, *epoch)),
         Some(admin) => crate::identity::ssr::current_stamp(db, admin).await?,
     };
-    let credential_ok = held.is_some() && held == current;
-    let active = !expired && credential_ok && user.is_some_and(|(status, _)| status == "active");
+    let mut credential_ok = held.is_some() && held == current;
+    if !credential_ok && held.is_some() {
+        if let (Some(current), Some(hash)) =
+            (&current, crate::identity::ssr::session_hash_of(session))
+        {
+            // A request of the session that an action ending the user's other sessions kept,
+            // loaded before that action: the stored session holds the new stamp already, and
+            // this request carries it on (so that what it saves does not undo it).
+            if crate::ssr::session_store::stored_credential(db, &hash)
+                .await?
+                .as_ref()
+                == Some(current)
+            {
+                session
+                    .insert(keys::CREDENTIAL, current)
+                    .await
+                    .map_err(AppError::internal)?;
+                credential_ok = true;
+            }
+        }
+    }
+    let active = !expired && credential_ok && user.is_some_and(|(status, _, _)| status == "active");
     if !active {
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);

@@ -276,11 +276,9 @@ pub async fn set_status(
     }
     let mut ended = 0;
     if !active {
-        ended = sqlx::query("delete from session where user_id = $1")
-            .bind(user_id)
-            .execute(&mut *change.tx)
+        ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
             .await?
-            .rows_affected();
+            .count;
         // What they handed out goes with them.
         crate::orgs::members::revoke_all_sent_by(&mut change.tx, user_id).await?;
     }
@@ -313,11 +311,9 @@ pub async fn end_sessions(
     source_ip: Option<&str>,
 ) -> Result<u64, AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    let ended = sqlx::query("delete from session where user_id = $1")
-        .bind(user_id)
-        .execute(&mut *change.tx)
+    let ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
         .await?
-        .rows_affected();
+        .count;
     record(
         &mut change.tx,
         grant,
@@ -403,11 +399,9 @@ pub async fn reset_two_factor(
         .bind(user_id)
         .execute(&mut *change.tx)
         .await?;
-    let ended = sqlx::query("delete from session where user_id = $1")
-        .bind(user_id)
-        .execute(&mut *change.tx)
+    let ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
         .await?
-        .rows_affected();
+        .count;
     record(
         &mut change.tx,
         grant,

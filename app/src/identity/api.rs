@@ -111,7 +111,12 @@ pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
         let state = &caller.state;
         let (user_id, ip) = caller.reauthenticated(&current_password).await?;
         let current = super::ssr::session_hash_of(&caller.session);
-        super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref()).await?;
+        let stamp =
+            super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref())
+                .await?;
+        if let Some(stamp) = &stamp {
+            super::ssr::restamp(&caller.session, stamp).await?;
+        }
         super::two_factor::hold_to_enrolment_if_required(&state.db, &caller.session, user_id)
             .await?;
         caller.session.cycle_id().await.map_err(AppError::internal)
@@ -305,7 +310,12 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     ssr::respond(async move {
         let current =
             super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
-        super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await
+        let ended =
+            super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await?;
+        if let Some(stamp) = &ended.stamp {
+            super::ssr::restamp(&caller.session, stamp).await?;
+        }
+        Ok(ended.count)
     })
     .await
 }
@@ -336,11 +346,7 @@ pub async fn change_password(
             .cycle_id()
             .await
             .map_err(AppError::internal)?;
-        caller
-            .session
-            .insert(crate::ssr::keys::CREDENTIAL, stamp)
-            .await
-            .map_err(AppError::internal)
+        super::ssr::restamp(&caller.session, &stamp).await
     })
     .await
 }

@@ -75,12 +75,11 @@ pub async fn remove_passkey(passkey_id: String, current_password: String) -> Res
     ssr::respond(async move {
         let state = &caller.state;
         let (user_id, ip) = caller.reauthenticated(&current_password).await?;
-        let current = super::ssr::session_hash_of(&caller.session);
         super::passkeys::remove(
             &state.db,
+            &caller.session,
             user_id,
             &passkey_id,
-            current.as_deref(),
             ip.as_deref(),
         )
         .await?;

@@ -317,7 +317,7 @@ pub async fn finish_registration(
     }
     inserted?;
     let current = super::ssr::session_hash_of(session);
-    let ended = super::sessions::end_others(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_all(&mut tx, user_id, current.as_deref()).await?;
     events::record(
         &mut tx,
         Event {
@@ -326,7 +326,7 @@ pub async fn finish_registration(
             actor_user_id: Some(user_id),
             subject_id: Some(user_id),
             source_ip,
-            data: serde_json::json!({ "name": name, "passkey_id": id, "sessions_ended": ended }),
+            data: serde_json::json!({ "name": name, "passkey_id": id, "sessions_ended": ended.count }),
         },
     )
     .await?;
@@ -346,6 +346,9 @@ pub async fn finish_registration(
     )
     .await?;
     tx.commit().await?;
+    if let Some(stamp) = &ended.stamp {
+        super::ssr::restamp(session, stamp).await?;
+    }
     forget(session, &[keys::MUST_ENROL]).await?;
     Ok(super::PasskeyView {
         id,
@@ -356,14 +359,15 @@ pub async fn finish_registration(
 }
 
 /// Removes one of the user's passkeys (the caller re-authenticated); the user's other
-/// sessions end. The caller gives the session a new id.
+/// sessions end; `session`, the caller's, carries on (the caller gives it a new id).
 pub async fn remove(
     db: &Db,
+    session: &Session,
     user_id: &str,
     passkey_id: &str,
-    current_session: Option<&str>,
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
+    let current_session = super::ssr::session_hash_of(session);
     let mut tx = db.writer.begin().await?;
     let name: Option<String> = sqlx::query_scalar(
         "delete from passkey where passkey_id = $1 and user_id = $2 returning name",
@@ -375,7 +379,7 @@ pub async fn remove(
     let Some(name) = name else {
         return Err(AppError::new(ErrorCode::NotFound, "no such passkey"));
     };
-    let ended = super::sessions::end_others(&mut tx, user_id, current_session).await?;
+    let ended = super::sessions::end_all(&mut tx, user_id, current_session.as_deref()).await?;
     events::record(
         &mut tx,
         Event {
@@ -384,11 +388,14 @@ pub async fn remove(
             actor_user_id: Some(user_id),
             subject_id: Some(user_id),
             source_ip,
-            data: serde_json::json!({ "name": name, "passkey_id": passkey_id, "sessions_ended": ended }),
+            data: serde_json::json!({ "name": name, "passkey_id": passkey_id, "sessions_ended": ended.count }),
         },
     )
     .await?;
     tx.commit().await?;
+    if let Some(stamp) = &ended.stamp {
+        super::ssr::restamp(session, stamp).await?;
+    }
     Ok(())
 }
 

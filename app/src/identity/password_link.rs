@@ -326,10 +326,7 @@ pub async fn set_password(
             "this link is not valid (it may have been used already); ask your administrator for a new one",
         ));
     }
-    sqlx::query("delete from session where user_id = $1")
-        .bind(&link.user_id)
-        .execute(&mut *tx)
-        .await?;
+    super::sessions::end_all(&mut tx, &link.user_id, None).await?;
     sqlx::query("delete from sign_in_failure where user_id = $1")
         .bind(&link.user_id)
         .execute(&mut *tx)

@@ -181,11 +181,7 @@ pub async fn change_password(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let ended = sqlx::query("delete from session where user_id = $1")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let ended = super::sessions::end_all(&mut tx, user_id, None).await?;
     crate::notify::ssr::enqueue_email(
         &mut tx,
         &email,
@@ -199,11 +195,11 @@ pub async fn change_password(
         &mut tx,
         user_id,
         "user.password_changed",
-        serde_json::json!({ "sessions_ended": ended }),
+        serde_json::json!({ "sessions_ended": ended.count }),
     )
     .await?;
     tx.commit().await?;
-    Ok(super::ssr::credential_stamp(&hash))
+    ended.stamp.ok_or_else(|| AppError::not_found("user"))
 }
 
 fn email_mac(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> Hmac<Sha256> {

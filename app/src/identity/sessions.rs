@@ -149,30 +149,61 @@ pub(crate) async fn end_named(
     Ok(ended)
 }
 
-/// Signs out every session of the user but `current`; answers how many ended.
-pub async fn revoke_others(db: &Db, user_id: &str, current: &str) -> Result<u64, AppError> {
+/// Signs out every session of the user but `current`; answers how many ended, and the
+/// stamp the current session carries on with.
+pub(crate) async fn revoke_others(
+    db: &Db,
+    user_id: &str,
+    current: &str,
+) -> Result<Ended, AppError> {
     let mut tx = db.writer.begin().await?;
-    let ended = end_others(&mut tx, user_id, Some(current)).await?;
-    record(&mut tx, user_id, "session.others_revoked", ended).await?;
+    let ended = end_all(&mut tx, user_id, Some(current)).await?;
+    record(&mut tx, user_id, "session.others_revoked", ended.count).await?;
     tx.commit().await?;
     Ok(ended)
 }
 
-/// Ends every session of the user but `current` (stored hash), inside `tx`: a sign-in
-/// waiting for its second step included. Returns how many ended.
-pub(crate) async fn end_others(
+/// What ending a user's sessions left behind.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    /// Sessions ended.
+    pub count: u64,
+    /// The user's credential stamp from now on (`None`: no such user): the kept session's.
+    pub stamp: Option<String>,
+}
+
+/// Ends every session of the user but `keep` (a stored hash; `None`: every one), inside `tx`:
+/// a sign-in waiting for its second step included.
+///
+/// Deleting rows is not enough on its own: a sign-in whose password was being checked at this
+/// moment writes its session row after the delete. So the user's session epoch moves on in
+/// the same transaction, and with it the credential stamp every session must hold (see
+/// [`crate::identity::ssr::credential_stamp`]): such a session holds the old one and is over at
+/// its first request. The kept session's stored stamp becomes the new one in the same
+/// transaction (a request of it already in flight adopts it, see the guard); the caller gives
+/// its own copy of the session the returned stamp ([`crate::identity::ssr::restamp`]).
+pub(crate) async fn end_all(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
-    current: Option<&str>,
-) -> Result<u64, AppError> {
-    Ok(
-        sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
-            .bind(user_id)
-            .bind(current.unwrap_or_default())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
+    keep: Option<&str>,
+) -> Result<Ended, AppError> {
+    let user: Option<(String, i64)> = sqlx::query_as(
+        "update app_user set session_epoch = session_epoch + 1 where user_id = $1 returning password_hash, session_epoch",
     )
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let count = sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
+        .bind(user_id)
+        .bind(keep.unwrap_or_default())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let stamp = user.map(|(hash, epoch)| crate::identity::ssr::credential_stamp(&hash, epoch));
+    if let (Some(keep), Some(stamp)) = (keep, &stamp) {
+        crate::ssr::session_store::restamp_stored(tx, user_id, keep, stamp).await?;
+    }
+    Ok(Ended { count, stamp })
 }
 
 async fn record(

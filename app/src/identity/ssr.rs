@@ -486,7 +486,7 @@ pub async fn authenticate(
     source_ip: Option<&str>,
 ) -> Result<Authenticated, AppError> {
     let row = sqlx::query(
-        "select user_id, password_hash, status, email_verified_at from app_user where email_normalized = $1",
+        "select user_id, password_hash, session_epoch, status, email_verified_at from app_user where email_normalized = $1",
     )
     .bind(normalize_email(email))
     .fetch_optional(&db.reader)
@@ -497,6 +497,9 @@ pub async fn authenticate(
     };
     let user_id: String = row.try_get("user_id")?;
     let hash: String = row.try_get("password_hash")?;
+    // Read before the password is checked: whatever ends the user's sessions while it is
+    // being checked moves the epoch on, and the session this sign-in starts is over at once.
+    let epoch: i64 = row.try_get("session_epoch")?;
     let status: String = row.try_get("status")?;
     let verified = row
         .try_get::<Option<i64>, _>("email_verified_at")?
@@ -515,7 +518,7 @@ pub async fn authenticate(
     let now = now_ms();
     let since = now - HOUR_MS;
 
-    let stamp = credential_stamp(&hash);
+    let stamp = credential_stamp(&hash, epoch);
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" && !verified {
@@ -587,22 +590,49 @@ pub async fn authenticate(
     Err(AppError::invalid_credentials())
 }
 
-/// What a session remembers of the password it was signed in with: a digest of the stored
-/// hash (never the hash itself), compared on every request with the stored password's.
-pub fn credential_stamp(password_hash: &str) -> String {
+/// What a session remembers of the password it was signed in with, and of the user's session
+/// epoch then (see [`crate::identity::sessions::end_all`]): a digest (never the hash itself),
+/// compared on every request with the stored password's and epoch's.
+pub fn credential_stamp(password_hash: &str, epoch: i64) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("keyward-session-credential-v1\0{password_hash}"));
+    // Epoch 0 (no session ever ended since the epoch came in) keeps the earlier digest, so
+    // that the upgrade signs nobody out.
+    let digest = match epoch {
+        0 => Sha256::digest(format!("keyward-session-credential-v1\0{password_hash}")),
+        _ => Sha256::digest(format!(
+            "keyward-session-credential-v2\0{password_hash}\0{epoch}"
+        )),
+    };
     hex::encode(&digest[..16])
 }
 
-/// The stamp of the user's stored password now (`None`: no such user).
+/// The stamp of the user's stored password and session epoch now (`None`: no such user).
 pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, AppError> {
-    let hash: Option<String> =
-        sqlx::query_scalar("select password_hash from app_user where user_id = $1")
+    let row: Option<(String, i64)> =
+        sqlx::query_as("select password_hash, session_epoch from app_user where user_id = $1")
             .bind(user_id)
             .fetch_optional(&db.reader)
             .await?;
-    Ok(hash.as_deref().map(credential_stamp))
+    Ok(row.map(|(hash, epoch)| credential_stamp(&hash, epoch)))
+}
+
+/// Gives the caller's own session the stamp that an action ending the user's other sessions
+/// (or changing the password) handed back, so that this session alone carries on. A session
+/// impersonating the user holds its administrator's stamp, which such an action leaves as it
+/// is.
+pub async fn restamp(session: &tower_sessions::Session, stamp: &str) -> Result<(), AppError> {
+    let impersonating = session
+        .get::<String>(keys::IMPERSONATOR)
+        .await
+        .map_err(AppError::internal)?
+        .is_some();
+    if impersonating {
+        return Ok(());
+    }
+    session
+        .insert(keys::CREDENTIAL, stamp)
+        .await
+        .map_err(AppError::internal)
 }
 
 /// [`start_session`] for a sign-in that checked no password (a passkey, a confirmed

@@ -784,7 +784,7 @@ pub async fn confirm_enrolment(
     inserted?;
     let codes = issue_recovery_codes(&mut tx, &config.secret, user_id, now).await?;
     let current = super::ssr::session_hash_of(session);
-    let ended = super::sessions::end_others(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_all(&mut tx, user_id, current.as_deref()).await?;
     events::record(
         &mut tx,
         Event {
@@ -793,11 +793,14 @@ pub async fn confirm_enrolment(
             actor_user_id: Some(user_id),
             subject_id: Some(user_id),
             source_ip,
-            data: serde_json::json!({ "factor": "totp", "sessions_ended": ended }),
+            data: serde_json::json!({ "factor": "totp", "sessions_ended": ended.count }),
         },
     )
     .await?;
     tx.commit().await?;
+    if let Some(stamp) = &ended.stamp {
+        super::ssr::restamp(session, stamp).await?;
+    }
     forget(
         session,
         &[
@@ -812,13 +815,13 @@ pub async fn confirm_enrolment(
 
 /// Turns two-factor authentication off (the caller re-authenticated): the factor and the
 /// recovery codes go, and the user's other sessions end. The caller gives the session a new
-/// id.
+/// id and the returned credential stamp.
 pub async fn disable(
     db: &Db,
     user_id: &str,
     current_session: Option<&str>,
     source_ip: Option<&str>,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     let mut tx = db.writer.begin().await?;
     let gone = sqlx::query("delete from totp_factor where user_id = $1")
         .bind(user_id)
@@ -835,7 +838,7 @@ pub async fn disable(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let ended = super::sessions::end_others(&mut tx, user_id, current_session).await?;
+    let ended = super::sessions::end_all(&mut tx, user_id, current_session).await?;
     events::record(
         &mut tx,
         Event {
@@ -844,12 +847,12 @@ pub async fn disable(
             actor_user_id: Some(user_id),
             subject_id: Some(user_id),
             source_ip,
-            data: serde_json::json!({ "factor": "totp", "sessions_ended": ended }),
+            data: serde_json::json!({ "factor": "totp", "sessions_ended": ended.count }),
         },
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(ended.stamp)
 }
 
 /// New recovery codes (the caller re-authenticated); the old ones stop working.

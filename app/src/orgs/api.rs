@@ -255,7 +255,8 @@ pub async fn accept_invitation(
                 tx.commit().await?;
                 let who = crate::identity::ssr::Authenticated {
                     user_id,
-                    stamp: crate::identity::ssr::credential_stamp(&hash),
+                    // A new account: no session of it was ever ended.
+                    stamp: crate::identity::ssr::credential_stamp(&hash, 0),
                 };
                 return signed_in_to(state, &caller.session, &who, &org).await;
             }

@@ -62,6 +62,47 @@ fn encode(record: &Record) -> session_store::Result<Stored> {
     })
 }
 
+/// The credential stamp a stored session holds (`None`: no such session, or none held).
+pub async fn stored_credential(db: &Db, session_hash: &str) -> Result<Option<String>, sqlx::Error> {
+    let data: Option<String> =
+        sqlx::query_scalar("select data from session where session_hash = $1")
+            .bind(session_hash)
+            .fetch_optional(&db.reader)
+            .await?;
+    Ok(data
+        .and_then(|d| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&d).ok())
+        .and_then(|m| m.get(keys::CREDENTIAL)?.as_str().map(str::to_owned)))
+}
+
+/// Gives the stored session `session_hash` of `user_id` (signed in, not waiting for a second
+/// step) the credential stamp `stamp`, inside `tx`. No such session: nothing to do.
+pub async fn restamp_stored(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    session_hash: &str,
+    stamp: &str,
+) -> Result<(), sqlx::Error> {
+    let data: Option<String> = sqlx::query_scalar(
+        "select data from session where session_hash = $1 and user_id = $2 and pending = 0",
+    )
+    .bind(session_hash)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(data) = data else { return Ok(()) };
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    map.insert(keys::CREDENTIAL.to_owned(), stamp.into());
+    let data = serde_json::to_string(&map).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    sqlx::query("update session set data = $3 where session_hash = $1 and user_id = $2")
+        .bind(session_hash)
+        .bind(user_id)
+        .bind(data)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
