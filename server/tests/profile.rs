@@ -533,3 +533,63 @@ async fn the_server_renders_the_page_in_the_theme_its_cookie_names() {
         );
     }
 }
+
+#[tokio::test]
+async fn of_two_password_changes_racing_one_wins_and_the_other_is_told() {
+    let app = spawn().await;
+    app.user("pat@example.org", None).await;
+    let mut here = app.signed_in("pat@example.org").await;
+    let mut laptop = app.signed_in("pat@example.org").await;
+    let (a, b) = tokio::join!(
+        app.rpc(
+            &mut here,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        ),
+        app.rpc(
+            &mut laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "yet another passphrase"),
+            ],
+        )
+    );
+    let (mut winner, new, loser) = match (a.status, b.status) {
+        (StatusCode::OK, _) => (here, NEW_PASSWORD, b),
+        (_, StatusCode::OK) => (laptop, "yet another passphrase", a),
+        _ => panic!("neither change went through: {} / {}", a.body, b.body),
+    };
+    // The other one was checked against a password that is gone by the time it would write:
+    // refused (a conflict, or a wrong current password if it started after the winner's).
+    assert!(
+        loser.status == StatusCode::CONFLICT || loser.status == StatusCode::BAD_REQUEST,
+        "{} {}",
+        loser.status,
+        loser.body
+    );
+    // The winner's session carries on, and its password is the one stored.
+    assert_eq!(
+        app.signed_in_as(&mut winner).await.as_deref(),
+        Some("pat@example.org")
+    );
+    let mut again = Browser::default();
+    let r = app
+        .rpc(
+            &mut again,
+            "sign_in",
+            &[("email", "pat@example.org"), ("password", new)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let changes: i64 = sqlx::query_scalar(
+        "select count(*) from domain_event where kind = 'user.password_changed'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(changes, 1);
+}

@@ -243,3 +243,101 @@ async fn requests_of_the_kept_session_in_flight_while_the_others_end_stay_signed
         );
     }
 }
+
+/// The stored hash and data of the user's only signed-in session.
+async fn only_session(app: &TestApp, user_id: &str) -> (String, String) {
+    let (hash, data, _) = stored_row(app, user_id).await;
+    (hash, data)
+}
+
+#[tokio::test]
+async fn a_session_ended_while_its_request_runs_cannot_end_the_others_and_carry_on() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut gone = app.signed_in("ann@example.org").await;
+    let (gone_hash, _) = only_session(&app, &ann).await;
+    let mut laptop = app.signed_in("ann@example.org").await;
+    // `gone` passed the guard, then another device signed it out; its action arrives now.
+    sqlx::query("delete from session where session_hash = $1")
+        .bind(&gone_hash)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let before = app.snapshot().await;
+    let epoch = || async {
+        sqlx::query_scalar::<_, i64>("select session_epoch from app_user where user_id = $1")
+            .bind(&ann)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap()
+    };
+    let epoch_before = epoch().await;
+    let r = app::identity::sessions::revoke_others(&app.state.db, &ann, &gone_hash).await;
+    assert_eq!(r.unwrap_err().code, app::error::ErrorCode::Unauthenticated);
+    let r = app::identity::profile::change_password(
+        &app.state.db,
+        &app.state.config,
+        &ann,
+        &gone_hash,
+        PASSWORD,
+        "a brand new passphrase",
+        None,
+    )
+    .await;
+    assert_eq!(r.unwrap_err().code, app::error::ErrorCode::Conflict);
+    assert_eq!(app.snapshot().await, before, "nothing written");
+    assert_eq!(epoch().await, epoch_before);
+    assert_eq!(app.signed_in_as(&mut gone).await, None);
+    assert_eq!(
+        app.signed_in_as(&mut laptop).await.as_deref(),
+        Some("ann@example.org"),
+        "the live session was not ended"
+    );
+    // The password is the one it was.
+    let mut b = Browser::default();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_stale_request_saving_the_kept_session_does_not_undo_its_new_stamp() {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::SessionStore;
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut laptop = app.signed_in("ann@example.org").await;
+    let (_, old_data) = only_session(&app, &ann).await;
+    let _phone = app.signed_in("ann@example.org").await;
+    let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A request of the laptop's session that loaded it before, saving it now (its idle
+    // deadline pushed back, say): what it writes holds the old stamp.
+    let id: Id = laptop
+        .cookies
+        .iter()
+        .find(|(name, _)| name == "keyward_session")
+        .map(|(_, value)| value.parse().unwrap())
+        .expect("a session cookie");
+    let record = Record {
+        id,
+        data: serde_json::from_str(&old_data).unwrap(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    app::ssr::session_store::DbSessionStore::new(app.state.db.clone())
+        .save(&record)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            app.signed_in_as(&mut laptop).await.as_deref(),
+            Some("ann@example.org"),
+            "the laptop stays signed in"
+        );
+    }
+}

@@ -107,11 +107,10 @@ pub async fn session_user_id(
             // A request of the session that an action ending the user's other sessions kept,
             // loaded before that action: the stored session holds the new stamp already, and
             // this request carries it on (so that what it saves does not undo it).
-            if crate::ssr::session_store::stored_credential(db, &hash)
-                .await?
-                .as_ref()
-                == Some(current)
-            {
+            let owner = impersonator.as_deref().unwrap_or(&user_id);
+            let stored =
+                crate::ssr::session_store::stored_credential(&db.reader, &hash, owner).await?;
+            if stored.as_ref() == Some(current) {
                 session
                     .insert(keys::CREDENTIAL, current)
                     .await

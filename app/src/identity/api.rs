@@ -332,10 +332,13 @@ pub async fn change_password(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
+        let current =
+            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
         let stamp = super::profile::change_password(
             &state.db,
             &state.config,
             caller.user_id()?,
+            &current,
             &current_password,
             &new_password,
             caller.source_ip_text().as_deref(),

@@ -151,7 +151,7 @@ pub async fn finish_passkey_sign_in(credential: String) -> Result<(), AppError> 
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
         let device = super::ssr::device_cookie::read(&state.config).await;
-        let user_id = super::passkeys::finish_sign_in(
+        let who = super::passkeys::finish_sign_in(
             &state.db,
             &state.config,
             &caller.session,
@@ -159,8 +159,8 @@ pub async fn finish_passkey_sign_in(credential: String) -> Result<(), AppError> 
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        super::ssr::start_session_without_password(&state.db, &state.config, &user_id).await?;
-        super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+        super::ssr::start_session(&state.config, &who.user_id, &who.stamp).await?;
+        super::ssr::device_cookie::issue(&state.config, &who.user_id, device.as_ref())?;
         leptos_axum::redirect("/");
         Ok(())
     })

@@ -531,7 +531,7 @@ pub async fn finish_sign_in(
     session: &Session,
     credential: &str,
     source_ip: Option<&str>,
-) -> Result<String, AppError> {
+) -> Result<super::ssr::Authenticated, AppError> {
     let credential: PublicKeyCredential = parse_credential(credential)?;
     let (_, state): (_, DiscoverableAuthentication) = take(db, session, Purpose::SignIn).await?;
     let webauthn = config.webauthn()?;
@@ -544,8 +544,10 @@ pub async fn finish_sign_in(
     let Ok((handle, cred_id)) = webauthn.identify_discoverable_authentication(&credential) else {
         return Err(refused());
     };
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "select p.passkey_id, p.user_id, p.credential from passkey p
+    // The stamp is read with the passkey, before it is checked: whatever ends the user's
+    // sessions meanwhile (this passkey removed, say) ends the session this sign-in starts.
+    let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+        "select p.passkey_id, p.user_id, p.credential, u.password_hash, u.session_epoch from passkey p
          join webauthn_handle h on h.user_id = p.user_id
          join app_user u on u.user_id = p.user_id
          where p.credential_id = $1 and h.handle = $2 and u.status = 'active' and u.deleted_at is null",
@@ -554,9 +556,10 @@ pub async fn finish_sign_in(
     .bind(handle.to_string())
     .fetch_optional(&db.writer)
     .await?;
-    let Some((passkey_id, user_id, json)) = row else {
+    let Some((passkey_id, user_id, json, hash, epoch)) = row else {
         return Err(refused());
     };
+    let stamp = super::ssr::credential_stamp(&hash, epoch);
     let passkey: Passkey = serde_json::from_str(&json).map_err(AppError::internal)?;
     let result = match webauthn.finish_discoverable_authentication_v2(&credential, state, &passkey)
     {
@@ -597,5 +600,5 @@ pub async fn finish_sign_in(
     )
     .await?;
     tx.commit().await?;
-    Ok(user_id)
+    Ok(super::ssr::Authenticated { user_id, stamp })
 }

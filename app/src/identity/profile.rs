@@ -137,7 +137,7 @@ pub(crate) async fn reauthenticate(
     user_id: &str,
     password: &str,
     source_ip: Option<&str>,
-) -> Result<String, AppError> {
+) -> Result<Reauthenticated, AppError> {
     let email = current_email(db, user_id).await?;
     let who = authenticate(db, config, &email, password, None, source_ip)
         .await
@@ -150,7 +150,17 @@ pub(crate) async fn reauthenticate(
     if who.user_id != user_id {
         return Err(AppError::unauthenticated());
     }
-    Ok(email)
+    Ok(Reauthenticated {
+        email,
+        stamp: who.stamp,
+    })
+}
+
+/// The caller re-entered the right password: their address, and the credential stamp of the
+/// password (and session epoch) it was checked against.
+pub(crate) struct Reauthenticated {
+    pub email: String,
+    pub stamp: String,
 }
 
 /// Changes the password after re-authentication, and ends every session of the user (the
@@ -160,6 +170,7 @@ pub async fn change_password(
     db: &Db,
     config: &Config,
     user_id: &str,
+    session_hash: &str,
     current: &str,
     new: &str,
     source_ip: Option<&str>,
@@ -171,16 +182,46 @@ pub async fn change_password(
             "choose a password different from the current one",
         ));
     }
-    let email = reauthenticate(db, config, user_id, current, source_ip).await?;
+    let checked = reauthenticate(db, config, user_id, current, source_ip).await?;
+    let email = checked.email;
     let hash = password::hash(new.to_string()).await?;
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
-    sqlx::query("update app_user set password_hash = $2, updated_at = $3 where user_id = $1")
+    // Only over the password just checked, from a session still signed in with it, and only
+    // if no session-ending action (another change, a reset, "sign out everywhere") came
+    // between: of two changes racing, one wins and the other is told, instead of both
+    // "succeeding" and the first one's session dying; and a session ended meanwhile cannot
+    // change the password and so carry on.
+    let (old_hash, epoch): (String, i64) =
+        sqlx::query_as("select password_hash, session_epoch from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let before = super::ssr::credential_stamp(&old_hash, epoch);
+    let held =
+        crate::ssr::session_store::stored_credential(&mut *tx, session_hash, user_id).await?;
+    let changed = if before == checked.stamp && held.as_deref() == Some(before.as_str()) {
+        sqlx::query(
+            "update app_user set password_hash = $2, updated_at = $3
+             where user_id = $1 and password_hash = $4 and session_epoch = $5",
+        )
         .bind(user_id)
         .bind(&hash)
         .bind(now)
+        .bind(&old_hash)
+        .bind(epoch)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+    } else {
+        0
+    };
+    if changed == 0 {
+        return Err(AppError::conflict(
+            "current_password",
+            "your password or sessions changed meanwhile; sign in again and retry",
+        ));
+    }
     let ended = super::sessions::end_all(&mut tx, user_id, None).await?;
     crate::notify::ssr::enqueue_email(
         &mut tx,

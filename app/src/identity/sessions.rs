@@ -151,11 +151,7 @@ pub(crate) async fn end_named(
 
 /// Signs out every session of the user but `current`; answers how many ended, and the
 /// stamp the current session carries on with.
-pub(crate) async fn revoke_others(
-    db: &Db,
-    user_id: &str,
-    current: &str,
-) -> Result<Ended, AppError> {
+pub async fn revoke_others(db: &Db, user_id: &str, current: &str) -> Result<Ended, AppError> {
     let mut tx = db.writer.begin().await?;
     let ended = end_all(&mut tx, user_id, Some(current)).await?;
     record(&mut tx, user_id, "session.others_revoked", ended.count).await?;
@@ -165,7 +161,7 @@ pub(crate) async fn revoke_others(
 
 /// What ending a user's sessions left behind.
 #[derive(Debug)]
-pub(crate) struct Ended {
+pub struct Ended {
     /// Sessions ended.
     pub count: u64,
     /// The user's credential stamp from now on (`None`: no such user): the kept session's.
@@ -181,7 +177,11 @@ pub(crate) struct Ended {
 /// [`crate::identity::ssr::credential_stamp`]): such a session holds the old one and is over at
 /// its first request. The kept session's stored stamp becomes the new one in the same
 /// transaction (a request of it already in flight adopts it, see the guard); the caller gives
-/// its own copy of the session the returned stamp ([`crate::identity::ssr::restamp`]).
+/// its own copy of the session the returned stamp ([`crate::identity::ssr::restamp`]). A kept
+/// session that is no longer one of the user's, holding the stamp from before, was itself
+/// ended meanwhile: then nothing happens, and the caller is signed out.
+///
+/// With `keep`, the password must not have changed earlier in `tx`.
 pub(crate) async fn end_all(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
@@ -193,16 +193,21 @@ pub(crate) async fn end_all(
     .bind(user_id)
     .fetch_optional(&mut **tx)
     .await?;
+    let stamp = user
+        .as_ref()
+        .map(|(hash, epoch)| crate::identity::ssr::credential_stamp(hash, *epoch));
+    if let (Some(keep), Some((hash, epoch)), Some(stamp)) = (keep, &user, &stamp) {
+        let before = crate::identity::ssr::credential_stamp(hash, epoch - 1);
+        if !crate::ssr::session_store::restamp_stored(tx, user_id, keep, &before, stamp).await? {
+            return Err(AppError::unauthenticated());
+        }
+    }
     let count = sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
         .bind(user_id)
         .bind(keep.unwrap_or_default())
         .execute(&mut **tx)
         .await?
         .rows_affected();
-    let stamp = user.map(|(hash, epoch)| crate::identity::ssr::credential_stamp(&hash, epoch));
-    if let (Some(keep), Some(stamp)) = (keep, &stamp) {
-        crate::ssr::session_store::restamp_stored(tx, user_id, keep, stamp).await?;
-    }
     Ok(Ended { count, stamp })
 }
 

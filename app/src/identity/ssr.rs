@@ -635,8 +635,8 @@ pub async fn restamp(session: &tower_sessions::Session, stamp: &str) -> Result<(
         .map_err(AppError::internal)
 }
 
-/// [`start_session`] for a sign-in that checked no password (a passkey, a confirmed
-/// sign-up's link): the session holds the stamp of the password stored now.
+/// [`start_session`] for a sign-in that checked no password (a confirmed sign-up's link): the
+/// session holds the stamp of the password stored now.
 pub async fn start_session_without_password(
     db: &Db,
     config: &Config,

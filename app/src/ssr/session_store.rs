@@ -62,26 +62,35 @@ fn encode(record: &Record) -> session_store::Result<Stored> {
     })
 }
 
-/// The credential stamp a stored session holds (`None`: no such session, or none held).
-pub async fn stored_credential(db: &Db, session_hash: &str) -> Result<Option<String>, sqlx::Error> {
-    let data: Option<String> =
-        sqlx::query_scalar("select data from session where session_hash = $1")
-            .bind(session_hash)
-            .fetch_optional(&db.reader)
-            .await?;
+/// The credential stamp the stored session `session_hash` holds, when it is a signed-in
+/// session filed under `owner` (the user, or the administrator impersonating them).
+pub async fn stored_credential<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    session_hash: &str,
+    owner: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let data: Option<String> = sqlx::query_scalar(
+        "select data from session where session_hash = $1 and user_id = $2 and pending = 0",
+    )
+    .bind(session_hash)
+    .bind(owner)
+    .fetch_optional(executor)
+    .await?;
     Ok(data
         .and_then(|d| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&d).ok())
         .and_then(|m| m.get(keys::CREDENTIAL)?.as_str().map(str::to_owned)))
 }
 
-/// Gives the stored session `session_hash` of `user_id` (signed in, not waiting for a second
-/// step) the credential stamp `stamp`, inside `tx`. No such session: nothing to do.
+/// Moves the stored session `session_hash` of `user_id` from the credential stamp `before` to
+/// `stamp`, inside `tx`. False when there is no such signed-in session holding `before`: the
+/// session was ended meanwhile (or never held that stamp).
 pub async fn restamp_stored(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     session_hash: &str,
+    before: &str,
     stamp: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let data: Option<String> = sqlx::query_scalar(
         "select data from session where session_hash = $1 and user_id = $2 and pending = 0",
     )
@@ -89,18 +98,23 @@ pub async fn restamp_stored(
     .bind(user_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(data) = data else { return Ok(()) };
+    let Some(data) = data else { return Ok(false) };
     let mut map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    if map.get(keys::CREDENTIAL).and_then(|v| v.as_str()) != Some(before) {
+        return Ok(false);
+    }
     map.insert(keys::CREDENTIAL.to_owned(), stamp.into());
     let data = serde_json::to_string(&map).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    sqlx::query("update session set data = $3 where session_hash = $1 and user_id = $2")
-        .bind(session_hash)
-        .bind(user_id)
-        .bind(data)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let updated =
+        sqlx::query("update session set data = $3 where session_hash = $1 and user_id = $2")
+            .bind(session_hash)
+            .bind(user_id)
+            .bind(data)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    Ok(updated == 1)
 }
 
 #[async_trait]
@@ -132,16 +146,28 @@ impl SessionStore for DbSessionStore {
     /// loaded at the start of a request, and a session ended meanwhile (sign-out elsewhere, a
     /// password set or changed, the user disabled or deleted) must not be written back by a
     /// request that was in flight. New sessions go through [`Self::create`].
+    ///
+    /// Nor does a save change the credential stamp a stored session holds: only a new session
+    /// ([`Self::create`]) and [`restamp_stored`] set one. A request that loaded the session
+    /// before an action gave it a new stamp would otherwise write the old one back, and sign the
+    /// session out at its next request.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let stored = encode(record)?;
-        sqlx::query(
-            "update session set user_id = $2, data = $3, expires_at = $4, pending = $5 where session_hash = $1",
-        )
+        let credential = match self.db.backend {
+            super::db::Backend::Sqlite => format!("json_extract(data, '$.{}')", keys::CREDENTIAL),
+            super::db::Backend::Postgres => format!("(data::jsonb ->> '{}')", keys::CREDENTIAL),
+        };
+        let held = record.data.get(keys::CREDENTIAL).and_then(|v| v.as_str());
+        sqlx::query(&format!(
+            "update session set user_id = $2, data = $3, expires_at = $4, pending = $5
+             where session_hash = $1 and ({credential} is null or {credential} = $6)"
+        ))
         .bind(session_hash(&record.id))
         .bind(stored.user_id)
         .bind(stored.data)
         .bind(expires_ms(record))
         .bind(stored.pending as i32)
+        .bind(held)
         .execute(&self.db.writer)
         .await
         .map_err(backend)?;
