@@ -5,6 +5,7 @@
 
 mod common;
 
+use app::usage::window::max_in_any_window;
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -134,18 +135,6 @@ async fn two_instances_on_one_database_admit_exactly_the_limit_together() {
     .await
     .unwrap();
     assert_eq!(counted, 40);
-}
-
-/// The most admissions in any rolling window `(s − W, s]` of a sorted schedule.
-fn max_in_any_window(admitted: &[i64], window_ms: i64) -> usize {
-    let (mut best, mut from) = (0, 0);
-    for (to, t) in admitted.iter().enumerate() {
-        while admitted[from] <= t - window_ms {
-            from += 1;
-        }
-        best = best.max(to - from + 1);
-    }
-    best
 }
 
 /// The limiter itself, on the backend under test, at simulated times: three instances share

@@ -61,8 +61,18 @@ pub fn init_executor() {
         }
         fn poll_local(&self) {}
     }
-    // Already installed (a second app in one process, as the tests build): nothing to do.
-    let _ = any_spawner::Executor::init_custom_executor(RequestScoped);
+    static OURS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering;
+    match any_spawner::Executor::init_custom_executor(RequestScoped) {
+        Ok(()) => OURS.store(true, Ordering::Release),
+        // Already installed by an earlier app in this process (the tests build many): fine.
+        Err(_) if OURS.load(Ordering::Acquire) => {}
+        // Someone else's spawner won (leptos' plain tokio one, installed first): tasks run,
+        // but calls made while rendering a page lose their request id and user agent.
+        Err(_) => tracing::error!(
+            "leptos' task spawner was installed before Keyward's: events recorded while rendering pages will lack their request"
+        ),
+    }
 }
 
 /// Hands the request being served to the page renderer (leptos_axum's additional context),

@@ -163,23 +163,24 @@ impl Counts {
     }
 }
 
+/// The most admissions in any rolling window `(s − W, s]` of a sorted schedule of admission
+/// times (ms): what "never over-admit" bounds, checked by the property tests here and in
+/// `server/tests/usage.rs`.
+pub fn max_in_any_window(admitted: &[i64], window_ms: i64) -> usize {
+    let (mut best, mut from) = (0, 0);
+    for (to, t) in admitted.iter().enumerate() {
+        while admitted[from] <= t - window_ms {
+            from += 1;
+        }
+        best = best.max(to - from + 1);
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// The most admissions found in any rolling window `(s − W, s]` of a sorted schedule.
-    fn max_in_any_window(admitted: &[i64], window_ms: i64) -> usize {
-        let mut best = 0;
-        let mut from = 0;
-        for (to, t) in admitted.iter().enumerate() {
-            while admitted[from] <= t - window_ms {
-                from += 1;
-            }
-            best = best.max(to - from + 1);
-        }
-        best
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
