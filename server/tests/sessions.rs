@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use http::StatusCode;
+use serde_json::json;
 
 async fn sessions(app: &TestApp, b: &mut Browser) -> Vec<serde_json::Value> {
     let r = app.rpc(b, "my_sessions", &[]).await;
@@ -316,15 +317,26 @@ async fn a_stale_request_saving_the_kept_session_does_not_undo_its_new_stamp() {
         .find(|(name, _)| name == "keyward_session")
         .map(|(_, value)| value.parse().unwrap())
         .expect("a session cookie");
+    // It wrote something else too (another active organization), which is kept.
+    let mut data: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_str(&old_data).unwrap();
+    data.insert(app::ssr::keys::ACTIVE_ORG.into(), json!("org_elsewhere"));
     let record = Record {
         id,
-        data: serde_json::from_str(&old_data).unwrap(),
+        data,
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     app::ssr::session_store::DbSessionStore::new(app.state.db.clone())
         .save(&record)
         .await
         .unwrap();
+    let (_, saved) = only_session(&app, &ann).await;
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(
+        saved[app::ssr::keys::ACTIVE_ORG],
+        json!("org_elsewhere"),
+        "{saved}"
+    );
     for _ in 0..2 {
         assert_eq!(
             app.signed_in_as(&mut laptop).await.as_deref(),

@@ -184,7 +184,7 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let user_id = super::password_link::confirm_email(
+        let who = super::password_link::confirm_email(
             &state.db,
             &state.config.secret,
             &token,
@@ -192,8 +192,7 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        super::ssr::start_session_without_password(&state.db, &state.config, &user_id).await?;
-        Ok(())
+        super::ssr::start_session(&state.config, &who.user_id, &who.stamp).await
     })
     .await
 }

@@ -358,7 +358,7 @@ pub async fn confirm_email(
     token: &str,
     plain_password: &str,
     source_ip: Option<&str>,
-) -> Result<String, AppError> {
+) -> Result<super::ssr::Authenticated, AppError> {
     let link = verify(db, secret, token).await?;
     if link.purpose != Purpose::Verify {
         return Err(AppError::invalid(
@@ -376,25 +376,27 @@ pub async fn confirm_email(
     }
     let now = now_ms();
     let mut tx = db.writer.begin().await?;
-    let changed = sqlx::query(
+    // The session this confirmation starts holds the stamp of the password just checked,
+    // and of the session epoch in the same statement.
+    let epoch: Option<i64> = sqlx::query_scalar(
         "update app_user set email_verified_at = $4, updated_at = $5
          where user_id = $1 and password_hash = $2 and updated_at = $3 and email_verified_at is null
-           and status = 'active' and deleted_at is null",
+           and status = 'active' and deleted_at is null
+         returning session_epoch",
     )
     .bind(&link.user_id)
     .bind(&link.state.password_hash)
     .bind(link.state.updated_at)
     .bind(now)
     .bind(now.max(link.state.updated_at + 1))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if changed == 0 {
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(epoch) = epoch else {
         return Err(AppError::invalid(
             "token",
             "this link is not valid (it may have been used already); sign in, or sign up again for a new one",
         ));
-    }
+    };
     events::record(
         &mut tx,
         Event {
@@ -408,7 +410,10 @@ pub async fn confirm_email(
     )
     .await?;
     tx.commit().await?;
-    Ok(link.user_id)
+    Ok(super::ssr::Authenticated {
+        stamp: super::ssr::credential_stamp(&link.state.password_hash, epoch),
+        user_id: link.user_id,
+    })
 }
 
 #[cfg(test)]

@@ -635,19 +635,6 @@ pub async fn restamp(session: &tower_sessions::Session, stamp: &str) -> Result<(
         .map_err(AppError::internal)
 }
 
-/// [`start_session`] for a sign-in that checked no password (a confirmed sign-up's link): the
-/// session holds the stamp of the password stored now.
-pub async fn start_session_without_password(
-    db: &Db,
-    config: &Config,
-    user_id: &str,
-) -> Result<(), AppError> {
-    let stamp = current_stamp(db, user_id)
-        .await?
-        .ok_or_else(AppError::invalid_credentials)?;
-    start_session(config, user_id, &stamp).await
-}
-
 /// Binds the session to the user under a fresh session id (no fixation). `stamp` is the
 /// credential stamp of the password the sign-in was checked against.
 pub async fn start_session(config: &Config, user_id: &str, stamp: &str) -> Result<(), AppError> {

@@ -148,26 +148,33 @@ impl SessionStore for DbSessionStore {
     /// request that was in flight. New sessions go through [`Self::create`].
     ///
     /// Nor does a save change the credential stamp a stored session holds: only a new session
-    /// ([`Self::create`]) and [`restamp_stored`] set one. A request that loaded the session
-    /// before an action gave it a new stamp would otherwise write the old one back, and sign the
-    /// session out at its next request.
+    /// ([`Self::create`]) and [`restamp_stored`] set one, and a save writes everything else
+    /// with the stored stamp kept. A request that loaded the session before an action gave it a
+    /// new stamp would otherwise write the old one back and sign the session out at its next
+    /// request; refusing its save instead would lose what else it wrote (an organization's
+    /// "enrol a second factor first", say).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let stored = encode(record)?;
-        let credential = match self.db.backend {
-            super::db::Backend::Sqlite => format!("json_extract(data, '$.{}')", keys::CREDENTIAL),
-            super::db::Backend::Postgres => format!("(data::jsonb ->> '{}')", keys::CREDENTIAL),
+        let key = keys::CREDENTIAL;
+        let data = match self.db.backend {
+            super::db::Backend::Sqlite => format!(
+                "case when json_extract(data, '$.{key}') is null then $3
+                 else json_set($3, '$.{key}', json_extract(data, '$.{key}')) end"
+            ),
+            super::db::Backend::Postgres => format!(
+                "case when (data::jsonb ->> '{key}') is null then $3
+                 else ($3::jsonb || jsonb_build_object('{key}', data::jsonb -> '{key}'))::text end"
+            ),
         };
-        let held = record.data.get(keys::CREDENTIAL).and_then(|v| v.as_str());
         sqlx::query(&format!(
-            "update session set user_id = $2, data = $3, expires_at = $4, pending = $5
-             where session_hash = $1 and ({credential} is null or {credential} = $6)"
+            "update session set user_id = $2, data = {data}, expires_at = $4, pending = $5
+             where session_hash = $1"
         ))
         .bind(session_hash(&record.id))
         .bind(stored.user_id)
         .bind(stored.data)
         .bind(expires_ms(record))
         .bind(stored.pending as i32)
-        .bind(held)
         .execute(&self.db.writer)
         .await
         .map_err(backend)?;
