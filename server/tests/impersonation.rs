@@ -555,3 +555,60 @@ async fn calls_made_while_rendering_a_page_carry_the_request() {
         assert_eq!(data["user_agent"], "page-render-test/1.0", "{data}");
     }
 }
+
+#[tokio::test]
+async fn a_session_ended_while_its_start_runs_does_not_come_back_impersonating() {
+    use app::access::ssr::{authorize, Principal};
+    use app::access::Permission;
+    let app = spawn().await;
+    let root = app.user("root@example.org", Some(Role::Owner)).await;
+    app.user("ann@example.org", None).await;
+    let b = app.signed_in("root@example.org").await;
+    let id: tower_sessions::session::Id = b
+        .cookies
+        .iter()
+        .find(|(name, _)| name == "keyward_session")
+        .map(|(_, value)| value.parse().unwrap())
+        .expect("a session cookie");
+    let store = std::sync::Arc::new(app::ssr::session_store::DbSessionStore::new(
+        app.state.db.clone(),
+    ));
+    let session = tower_sessions::Session::new(Some(id), store, None);
+    // The request passed the guard (so it holds a grant); then the session was ended by name
+    // on another device.
+    let grant = authorize(
+        &app.state.db,
+        &Principal::User {
+            user_id: root.clone(),
+        },
+        SYSTEM_ORG_ID,
+        Permission::ImpersonationWrite,
+    )
+    .await
+    .unwrap();
+    sqlx::query("delete from session where user_id = $1")
+        .bind(&root)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = app::admin::impersonation::start(
+        &app.state,
+        &session,
+        &grant,
+        "ann@example.org",
+        "ticket 77",
+        Some(30),
+        None,
+    )
+    .await;
+    assert_eq!(r.unwrap_err().code, app::error::ErrorCode::Unauthenticated);
+    // What the session layer does at the end of the request: no session of the
+    // administrator's comes back (at most an empty, signed-out one).
+    session.save().await.unwrap();
+    let theirs: i64 = sqlx::query_scalar("select count(*) from session where user_id is not null")
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(theirs, 0, "no session came back");
+    assert!(events(&app, "user.impersonation_started").await.is_empty());
+}

@@ -85,6 +85,20 @@ pub async fn start(
         ));
     };
     may_administer_user(&mut change, &grant.principal, &user_id).await?;
+    // The administrator's own session is replaced, and must still be there: one ended while
+    // this request ran (signed out by name elsewhere) does not come back as an impersonating
+    // session under a new id.
+    let current = crate::identity::ssr::session_hash_of(session).unwrap_or_default();
+    let replaced =
+        sqlx::query("delete from session where session_hash = $1 and user_id = $2 and pending = 0")
+            .bind(&current)
+            .bind(&admin)
+            .execute(&mut *change.tx)
+            .await?
+            .rows_affected();
+    if replaced == 0 {
+        return Err(AppError::unauthenticated());
+    }
     let now = now_ms();
     let until = now + minutes * 60_000;
     events::record(
