@@ -564,12 +564,7 @@ async fn a_session_ended_while_its_start_runs_does_not_come_back_impersonating()
     let root = app.user("root@example.org", Some(Role::Owner)).await;
     app.user("ann@example.org", None).await;
     let b = app.signed_in("root@example.org").await;
-    let id: tower_sessions::session::Id = b
-        .cookies
-        .iter()
-        .find(|(name, _)| name == "keyward_session")
-        .map(|(_, value)| value.parse().unwrap())
-        .expect("a session cookie");
+    let id = b.session_id();
     let store = std::sync::Arc::new(app::ssr::session_store::DbSessionStore::new(
         app.state.db.clone(),
     ));

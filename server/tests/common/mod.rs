@@ -193,6 +193,15 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// The console session id this browser holds (the cookie of a plain-HTTP test server).
+    pub fn session_id(&self) -> tower_sessions::session::Id {
+        self.cookies
+            .iter()
+            .find(|(name, _)| name == "keyward_session")
+            .map(|(_, value)| value.parse().expect("a session id"))
+            .expect("a session cookie")
+    }
+
     pub fn header(&self) -> Option<String> {
         if self.cookies.is_empty() {
             None
