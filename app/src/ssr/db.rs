@@ -21,6 +21,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a connection (a transaction's, say) talks to.
+    pub fn of(connection: &sqlx::AnyConnection) -> Backend {
+        match connection.backend_name() {
+            "PostgreSQL" => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
 /// The database handles. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {

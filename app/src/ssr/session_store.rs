@@ -3,7 +3,7 @@
 //! Only SHA-256(session id) is stored. The signed-in user's id is lifted into its own column so
 //! sessions can be listed and revoked per user.
 
-use super::db::{now_ms, Db};
+use super::db::{now_ms, Backend, Db};
 use super::keys;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -81,9 +81,28 @@ pub async fn stored_credential<'e>(
         .and_then(|m| m.get(keys::CREDENTIAL)?.as_str().map(str::to_owned)))
 }
 
+/// SQL: the credential stamp held in the session data `json` (a column or a parameter).
+fn stamp_in(backend: Backend, json: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract({json}, '$.{}')", keys::CREDENTIAL),
+        Backend::Postgres => format!("({json}::jsonb ->> '{}')", keys::CREDENTIAL),
+    }
+}
+
+/// SQL: the session data `json` with its credential stamp set to the text `stamp`.
+fn with_stamp(backend: Backend, json: &str, stamp: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_set({json}, '$.{}', {stamp})", keys::CREDENTIAL),
+        Backend::Postgres => format!(
+            "({json}::jsonb || jsonb_build_object('{}', cast({stamp} as text)))::text",
+            keys::CREDENTIAL
+        ),
+    }
+}
+
 /// Moves the stored session `session_hash` of `user_id` from the credential stamp `before` to
-/// `stamp`, inside `tx`. False when there is no such signed-in session holding `before`: the
-/// session was ended meanwhile (or never held that stamp).
+/// `stamp`, inside `tx`, in one conditional statement. False when there is no such signed-in
+/// session holding `before`: the session was ended meanwhile (or never held that stamp).
 pub async fn restamp_stored(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
@@ -91,29 +110,20 @@ pub async fn restamp_stored(
     before: &str,
     stamp: &str,
 ) -> Result<bool, sqlx::Error> {
-    let data: Option<String> = sqlx::query_scalar(
-        "select data from session where session_hash = $1 and user_id = $2 and pending = 0",
-    )
+    let backend = Backend::of(tx);
+    let updated = sqlx::query(&format!(
+        "update session set data = {}
+         where session_hash = $1 and user_id = $2 and pending = 0 and {} = $3",
+        with_stamp(backend, "data", "$4"),
+        stamp_in(backend, "data"),
+    ))
     .bind(session_hash)
     .bind(user_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(data) = data else { return Ok(false) };
-    let mut map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    if map.get(keys::CREDENTIAL).and_then(|v| v.as_str()) != Some(before) {
-        return Ok(false);
-    }
-    map.insert(keys::CREDENTIAL.to_owned(), stamp.into());
-    let data = serde_json::to_string(&map).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let updated =
-        sqlx::query("update session set data = $3 where session_hash = $1 and user_id = $2")
-            .bind(session_hash)
-            .bind(user_id)
-            .bind(data)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+    .bind(before)
+    .bind(stamp)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     Ok(updated == 1)
 }
 
@@ -155,17 +165,12 @@ impl SessionStore for DbSessionStore {
     /// "enrol a second factor first", say).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let stored = encode(record)?;
-        let key = keys::CREDENTIAL;
-        let data = match self.db.backend {
-            super::db::Backend::Sqlite => format!(
-                "case when json_extract(data, '$.{key}') is null then $3
-                 else json_set($3, '$.{key}', json_extract(data, '$.{key}')) end"
-            ),
-            super::db::Backend::Postgres => format!(
-                "case when (data::jsonb ->> '{key}') is null then $3
-                 else ($3::jsonb || jsonb_build_object('{key}', data::jsonb -> '{key}'))::text end"
-            ),
-        };
+        let kind = self.db.backend;
+        let data = format!(
+            "case when {stored} is null then $3 else {kept} end",
+            stored = stamp_in(kind, "data"),
+            kept = with_stamp(kind, "$3", &stamp_in(kind, "data")),
+        );
         sqlx::query(&format!(
             "update session set user_id = $2, data = {data}, expires_at = $4, pending = $5
              where session_hash = $1"
