@@ -346,9 +346,7 @@ pub async fn finish_registration(
     )
     .await?;
     tx.commit().await?;
-    if let Some(stamp) = &ended.stamp {
-        super::ssr::restamp(session, stamp).await?;
-    }
+    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
     forget(session, &[keys::MUST_ENROL]).await?;
     Ok(super::PasskeyView {
         id,
@@ -393,9 +391,7 @@ pub async fn remove(
     )
     .await?;
     tx.commit().await?;
-    if let Some(stamp) = &ended.stamp {
-        super::ssr::restamp(session, stamp).await?;
-    }
+    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
     Ok(())
 }
 

@@ -619,8 +619,12 @@ pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, App
 /// Gives the caller's own session the stamp that an action ending the user's other sessions
 /// (or changing the password) handed back, so that this session alone carries on. A session
 /// impersonating the user holds its administrator's stamp, which such an action leaves as it
-/// is.
-pub async fn restamp(session: &tower_sessions::Session, stamp: &str) -> Result<(), AppError> {
+/// is. No stamp (the user is gone): nothing carries on.
+pub async fn restamp(
+    session: &tower_sessions::Session,
+    stamp: Option<&str>,
+) -> Result<(), AppError> {
+    let Some(stamp) = stamp else { return Ok(()) };
     let impersonating = session
         .get::<String>(keys::IMPERSONATOR)
         .await

@@ -798,9 +798,7 @@ pub async fn confirm_enrolment(
     )
     .await?;
     tx.commit().await?;
-    if let Some(stamp) = &ended.stamp {
-        super::ssr::restamp(session, stamp).await?;
-    }
+    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
     forget(
         session,
         &[
