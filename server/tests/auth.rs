@@ -653,11 +653,7 @@ async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
     assert_eq!(loaded.data.get("seen"), Some(&serde_json::json!(1)));
     // Ended elsewhere (what a password change or a disable does), then saved by the request
     // that had loaded it: it stays ended.
-    sqlx::query("delete from session where user_id = $1")
-        .bind(&user)
-        .execute(&app.state.db.writer)
-        .await
-        .unwrap();
+    app.delete_sessions_of(&user).await;
     store.save(&record).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none());
     assert_eq!(app.count("session").await, 0);

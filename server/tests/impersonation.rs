@@ -490,11 +490,7 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
             .fetch_one(&app.state.db.reader)
             .await
             .unwrap();
-    sqlx::query("delete from session where user_id = $1")
-        .bind(&root)
-        .execute(&app.state.db.writer)
-        .await
-        .unwrap();
+    app.delete_sessions_of(&root).await;
     assert_eq!(app.signed_in_as(&mut b).await, None);
 
     // The administrator's account disabled meanwhile: the session ends altogether.
@@ -581,11 +577,7 @@ async fn a_session_ended_while_its_start_runs_does_not_come_back_impersonating()
     )
     .await
     .unwrap();
-    sqlx::query("delete from session where user_id = $1")
-        .bind(&root)
-        .execute(&app.state.db.writer)
-        .await
-        .unwrap();
+    app.delete_sessions_of(&root).await;
     let r = app::admin::impersonation::start(
         &app.state,
         &session,

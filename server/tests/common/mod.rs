@@ -348,6 +348,16 @@ impl TestApp {
         r.json()["email"].as_str().map(str::to_string)
     }
 
+    /// Deletes every stored session of the user behind the server's back: what signing them
+    /// out elsewhere does while a request of theirs is in flight.
+    pub async fn delete_sessions_of(&self, user_id: &str) {
+        sqlx::query("delete from session where user_id = $1")
+            .bind(user_id)
+            .execute(&self.state.db.writer)
+            .await
+            .unwrap();
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.state.db.reader)
