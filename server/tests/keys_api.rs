@@ -836,6 +836,48 @@ async fn use_is_recorded_off_the_request_path() {
 }
 
 #[tokio::test]
+async fn writing_uses_never_waits_on_a_key_another_change_holds() {
+    use app::keys::ssr::{flush_key_use, touch, KeyCache};
+    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // SQLite has one writer and no row locks: nothing to wait on.
+        return;
+    }
+    let (app, org, _) = with_admin_key().await;
+    let (id, _) = app.admin_key(&org).await;
+    let db = &app.state.db;
+    let last_used = || async {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "select last_used_at from api_key where api_key_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&db.reader)
+        .await
+        .unwrap()
+    };
+    // Its own cache: the running key-use worker flushes the instance's, not this one.
+    let cache = KeyCache::default();
+    touch(&cache, &id);
+    // A change holds the key's row (as an account deletion revoking its keys does). Waiting
+    // for it could deadlock with the change's next lock and abort the change.
+    let mut change = db.writer.begin().await.unwrap();
+    sqlx::query("update api_key set updated_at = updated_at where api_key_id = $1")
+        .bind(&id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let flushed =
+        tokio::time::timeout(std::time::Duration::from_secs(5), flush_key_use(db, &cache))
+            .await
+            .expect("the flush gives up instead of waiting for the change");
+    assert_eq!(flushed.unwrap(), 0, "nothing written this round");
+    change.commit().await.unwrap();
+    assert_eq!(last_used().await, None);
+    // The use was kept: the next round writes it.
+    assert_eq!(flush_key_use(db, &cache).await.unwrap(), 1);
+    assert!(last_used().await.is_some());
+}
+
+#[tokio::test]
 async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
     let (app, org, admin) = with_admin_key().await;
     let (a, ka) = app.admin_key(&org).await;

@@ -449,24 +449,64 @@ pub fn touch(cache: &KeyCache, key_id: &str) {
     }
 }
 
+/// How long a `last_used_at` write waits for a key row another transaction holds before it
+/// gives up for this round (PostgreSQL).
+const KEY_USE_LOCK_WAIT: &str = "100ms";
+
 /// Writes the uses noted since the last call, in one transaction; returns how many keys.
 /// Never moves `last_used_at` backwards (another instance may have written a later use).
+///
+/// A write-behind hint must never hold up real work. On PostgreSQL a change that locks
+/// several keys (an account deletion revoking its keys) and this transaction could each hold
+/// a key the other waits for; PostgreSQL would then abort one of them, possibly the change.
+/// So this waits at most [`KEY_USE_LOCK_WAIT`] for a row lock, then rolls back and keeps the
+/// uses for the next round (as it does after any failure). Keys are written in id order, the
+/// same on every instance.
 pub async fn flush_key_use(db: &Db, cache: &KeyCache) -> Result<usize, sqlx::Error> {
-    let noted: Vec<(String, i64)> = match cache.pending_use.lock() {
+    let mut noted: Vec<(String, i64)> = match cache.pending_use.lock() {
         Ok(mut pending) => pending.drain().collect(),
         Err(_) => return Ok(0),
     };
     if noted.is_empty() {
         return Ok(0);
     }
+    noted.sort_unstable();
+    match write_key_use(db, &noted).await {
+        Ok(()) => Ok(noted.len()),
+        Err(error) => {
+            if let Ok(mut pending) = cache.pending_use.lock() {
+                for (key_id, at) in noted {
+                    let kept = pending.entry(key_id).or_insert(at);
+                    *kept = (*kept).max(at);
+                }
+            }
+            let lock_wait = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code == "55P03");
+            if lock_wait {
+                tracing::debug!("key uses wait for a locked key: kept for the next round");
+                Ok(0)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+async fn write_key_use(db: &Db, noted: &[(String, i64)]) -> Result<(), sqlx::Error> {
     let mut tx = db.writer.begin().await?;
-    for (key_id, at) in &noted {
+    if db.backend == crate::ssr::db::Backend::Postgres {
+        sqlx::query(&format!("set local lock_timeout = '{KEY_USE_LOCK_WAIT}'"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (key_id, at) in noted {
         sqlx::query("update api_key set last_used_at = $1 where api_key_id = $2 and (last_used_at is null or last_used_at < $1)")
             .bind(at)
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(noted.len())
+    tx.commit().await
 }
