@@ -749,6 +749,46 @@ async fn retention_walks_every_organization_and_keeps_what_is_recent() {
     assert!(left.iter().all(|(_, at)| *at == now), "{left:?}");
 }
 
+/// Two instances' log writers add to the same per-minute rollups at once, and neither batch
+/// is lost: on PostgreSQL, upserts taking the same rows in different orders would deadlock,
+/// and one whole batch would be dropped.
+#[tokio::test]
+async fn log_batches_written_at_once_add_to_the_same_rollups_without_losing_either() {
+    let (db, _dir) = fresh_db().await;
+    let now = app::ssr::db::now_ms();
+    // 400 rollup rows (one per key) in each batch; each batch builds its rollup in its own
+    // hash map, so the two write them in unrelated orders.
+    let batch = || -> Vec<_> {
+        (0..800)
+            .map(|i| {
+                log_entry(
+                    now,
+                    "org_race",
+                    &format!("key_{}", i % 400),
+                    "/api/v1/me",
+                    200,
+                )
+            })
+            .collect()
+    };
+    let (one, two) = (batch(), batch());
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(
+            app::usage::log::write_batch(&db, &one),
+            app::usage::log::write_batch(&db, &two)
+        );
+        a.expect("the first batch is written");
+        b.expect("the second batch is written");
+    }
+    let (rows, requests): (i64, i64) = sqlx::query_as(
+        "select count(*), cast(sum(requests) as bigint) from usage_minute where organization_id = 'org_race'",
+    )
+    .fetch_one(&db.reader)
+    .await
+    .unwrap();
+    assert_eq!((rows, requests), (400, 5 * 2 * 800));
+}
+
 #[tokio::test]
 async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
     let (app, _org, admin) = with_admin_key().await;

@@ -285,7 +285,10 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
         slot.0 += 1;
         slot.1 += e.latency_us;
     }
-    let rows: Vec<_> = rollup.into_iter().collect();
+    // In key order: two instances' writers add to the same rows at once, and upserts taking
+    // them in different orders deadlock on PostgreSQL (one whole batch lost).
+    let mut rows: Vec<_> = rollup.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = format!(
             "insert into usage_minute (minute, organization_id, api_key_id, route, status_class, requests, latency_us_sum) values {}",
