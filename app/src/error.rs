@@ -74,7 +74,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The key is valid but lacks permissions a verifying service required.
     InsufficientPermissions,
-    /// A dependency (the database) is not answering.
+    /// A dependency (the database) is not answering, or the request collided with another
+    /// change to the same data: transient, retry after `Retry-After`.
     Unavailable,
     /// Something went wrong on our side; details are in the server log under the error id.
     Internal,
@@ -318,10 +319,33 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// PostgreSQL's codes for a transaction that collided with another and was rolled back:
+/// deadlock detected, serialization failure, lock not available (a `lock_timeout`).
+#[cfg(feature = "ssr")]
+const COLLIDED: [&str; 3] = ["40P01", "40001", "55P03"];
+
 #[cfg(feature = "ssr")]
 impl From<sqlx::Error> for AppError {
+    /// A collision with another transaction is transient: the client is told to retry in a
+    /// second (503, `unavailable`, `Retry-After`), and the operator's log has the cause.
+    /// Anything else is an opaque internal error.
     fn from(e: sqlx::Error) -> Self {
-        AppError::internal(e)
+        let collided = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| COLLIDED.contains(&code.as_ref()));
+        if !collided {
+            return AppError::internal(e);
+        }
+        let error_id = crate::ssr::request_id::current();
+        tracing::warn!(%error_id, cause = %e, "transaction collided with another; client told to retry");
+        AppError {
+            retry_after: Some(1),
+            ..AppError::new(
+                ErrorCode::Unavailable,
+                "the request collided with another change to the same data; try again in a second",
+            )
+        }
     }
 }
 
@@ -360,6 +384,72 @@ impl axum::response::IntoResponse for AppError {
 
 #[cfg(test)]
 mod tests {
+    /// A database error with a SQLSTATE, as sqlx hands one over.
+    #[cfg(feature = "ssr")]
+    #[derive(Debug)]
+    struct Failed(&'static str);
+
+    #[cfg(feature = "ssr")]
+    impl std::fmt::Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed with {}", self.0)
+        }
+    }
+
+    #[cfg(feature = "ssr")]
+    impl std::error::Error for Failed {}
+
+    #[cfg(feature = "ssr")]
+    impl sqlx::error::DatabaseError for Failed {
+        fn message(&self) -> &str {
+            "failed"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_collision_is_retryable_and_anything_else_stays_opaque() {
+        use super::{AppError, ErrorCode};
+        for code in ["40P01", "40001", "55P03"] {
+            let e = AppError::from(sqlx::Error::Database(Box::new(Failed(code))));
+            assert_eq!(
+                (e.code, e.retry_after),
+                (ErrorCode::Unavailable, Some(1)),
+                "{code}"
+            );
+            assert!(
+                !e.message.contains(code),
+                "no database detail: {}",
+                e.message
+            );
+        }
+        for code in ["23505", "42P01"] {
+            let e = AppError::from(sqlx::Error::Database(Box::new(Failed(code))));
+            assert_eq!(
+                (e.code, e.retry_after),
+                (ErrorCode::Internal, None),
+                "{code}"
+            );
+        }
+        let e = AppError::from(sqlx::Error::RowNotFound);
+        assert_eq!(e.code, ErrorCode::Internal);
+    }
+
     #[test]
     fn all_lists_every_code_once_in_declaration_order() {
         for (i, code) in ErrorCode::ALL.iter().enumerate() {

@@ -877,6 +877,36 @@ async fn writing_uses_never_waits_on_a_key_another_change_holds() {
     assert!(last_used().await.is_some());
 }
 
+/// A role or membership change holds its organization's role lock; a key change in the same
+/// organization does not wait for it (its event only references the organization). Were it
+/// to wait, the two could deadlock: an account deletion holds the organization and then
+/// revokes keys another request is changing.
+#[tokio::test]
+async fn key_changes_do_not_wait_for_the_organization_s_role_lock() {
+    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // SQLite has one writer: the role lock is the writer itself.
+        return;
+    }
+    let (app, org, admin) = with_admin_key().await;
+    let (id, _) = app.admin_key(&org).await;
+    let mut change = app.state.db.writer.begin().await.unwrap();
+    app::access::roles::lock(&mut change, &org).await.unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.api(
+            "POST",
+            &format!("/api/v1/keys/{id}/disable"),
+            Some(&admin),
+            None,
+            IP,
+        ),
+    )
+    .await
+    .expect("the key change does not wait for the role lock");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    change.rollback().await.unwrap();
+}
+
 #[tokio::test]
 async fn bulk_reports_each_key_and_export_never_holds_a_secret() {
     let (app, org, admin) = with_admin_key().await;

@@ -519,6 +519,42 @@ async fn account_state(app: &TestApp, user_id: &str) -> password_link::AccountSt
         .expect("an active account")
 }
 
+/// Disabling or deleting an account first takes the role lock of every organization the
+/// user belongs to, owner or not: an administrator of one of them removing the user at the
+/// same moment waits (or is waited for) instead of taking the user's roles and invitations in
+/// the other order (a deadlock, answered with a 500).
+#[tokio::test]
+async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() {
+    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        // SQLite has one writer: the role lock is the writer itself.
+        return;
+    }
+    let mut i = instance().await;
+    let app = &i.app;
+    let mut owner = app.signed_in("owner@example.org").await;
+    let r = app
+        .rpc(&mut owner, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let acme = r.json().as_str().unwrap().to_string();
+    // A plain member there: nothing to refuse, but a change there must not interleave.
+    app.add_member(&acme, &i.member_id, "viewer").await;
+    let mut change = app.state.db.writer.begin().await.unwrap();
+    app::access::roles::lock(&mut change, &acme).await.unwrap();
+    let form = [("user_id", i.member_id.as_str()), ("active", "false")];
+    let disable = app.rpc(&mut i.admin, "set_user_status", &form);
+    tokio::pin!(disable);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(1500), &mut disable)
+            .await
+            .is_err(),
+        "disabling waits for the change"
+    );
+    change.commit().await.unwrap();
+    let r = disable.await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwise() {
     let mut i = instance().await;

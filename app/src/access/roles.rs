@@ -1,7 +1,7 @@
 //! Managing an organization's roles, dynamic permissions and assignments (server only).
 //!
 //! Every change runs in one writer transaction that first takes the organization's role lock
-//! (PostgreSQL: `select … for update` on the organization row; SQLite has one writer), reads
+//! (PostgreSQL: `select … for no key update` on the organization row; SQLite has one writer), reads
 //! the role graph **inside** that transaction, checks, then writes: two admins re-parenting at
 //! once on two instances cannot build a cycle between them. The change clears this instance's
 //! cached graph at once; other instances reload within [`super::ssr::MODEL_TTL`].
@@ -120,20 +120,34 @@ pub(crate) struct Change {
     pub(crate) ceiling: Permissions,
 }
 
+/// Takes the organization's role lock in `tx`: on PostgreSQL the organization's row, `for no
+/// key update` (SQLite has one writer). Role and membership changes take it first, so they run
+/// one at a time per organization. `no key update` rather than `update`: inserts that only
+/// reference the organization (a key's event, a membership's foreign key check) take a key
+/// share lock, which this one leaves free; with `for update` such an insert in a transaction
+/// already holding another row this change wants would deadlock with it.
+pub async fn lock(
+    tx: &mut Transaction<'static, Any>,
+    organization_id: &str,
+) -> Result<(), AppError> {
+    if Backend::of(tx) == Backend::Postgres {
+        sqlx::query(
+            "select organization_id from organization where organization_id = $1 for no key update",
+        )
+        .bind(organization_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Opens the change's transaction, takes the organization's role lock, reads the graph and
 /// the caller's current ceiling, and refuses unless the caller still holds `needed`. Membership
 /// changes (`crate::orgs::members`) run under the same lock.
 pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<Change, AppError> {
     let organization_id = grant.organization_id.as_str();
     let mut tx = db.writer.begin().await?;
-    if db.backend == Backend::Postgres {
-        sqlx::query(
-            "select organization_id from organization where organization_id = $1 for update",
-        )
-        .bind(organization_id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    lock(&mut tx, organization_id).await?;
     let model = load_model_in(&mut tx, organization_id).await?;
     let ceiling = match &grant.principal {
         _ if grant.principal.is_operator() => grant.ceiling,

@@ -497,9 +497,11 @@ pub(crate) async fn solely_owned(
 }
 
 /// Refuses (409, naming them) while the user is the only active owner of an organization
-/// other than their personal one. On PostgreSQL it first locks those organizations (in id
-/// order), the lock membership changes take: a co-owner leaving at the same moment on another
-/// instance waits, then sees this user gone, and refuses.
+/// other than their personal one. On PostgreSQL it first takes the role lock of every
+/// organization the user belongs to (in id order), the lock membership changes take: a
+/// co-owner leaving at the same moment on another instance waits, then sees this user gone,
+/// and refuses; and an administrator removing the user from an organization at the same moment
+/// waits instead of taking the user's invitations or roles in the other order (a deadlock).
 async fn refuse_if_sole_owner(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -510,8 +512,8 @@ async fn refuse_if_sole_owner(
         sqlx::query(
             "select o.organization_id from organization o
              join membership m on m.organization_id = o.organization_id
-             where m.user_id = $1 and m.role = 'owner' and o.kind <> 'personal'
-             order by o.organization_id for update of o",
+             where m.user_id = $1
+             order by o.organization_id for no key update of o",
         )
         .bind(user_id)
         .fetch_all(&mut **tx)

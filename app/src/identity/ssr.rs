@@ -424,7 +424,7 @@ pub(crate) async fn reserve_attempt(
     let since = now - HOUR_MS;
     let mut tx = db.writer.begin().await?;
     if db.backend == Backend::Postgres {
-        sqlx::query("select user_id from app_user where user_id = $1 for update")
+        sqlx::query("select user_id from app_user where user_id = $1 for no key update")
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;

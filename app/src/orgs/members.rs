@@ -220,7 +220,8 @@ async fn owners(
 }
 
 /// Revokes the pending invitations `user_id` sent in the organization: what they could hand
-/// out when they sent them, they may no longer hold (removed, left, re-roled).
+/// out when they sent them, they may no longer hold (removed, left, re-roled). In id order,
+/// as [`revoke_all_sent_by`]: two of them at once take the rows in the same order.
 async fn revoke_sent_by(
     tx: &mut Transaction<'static, Any>,
     organization_id: &str,
@@ -228,7 +229,8 @@ async fn revoke_sent_by(
 ) -> Result<(), AppError> {
     let ids: Vec<String> = sqlx::query_scalar(
         "select invitation_id from invitation
-         where organization_id = $1 and invited_by = $2 and accepted_at is null and revoked_at is null",
+         where organization_id = $1 and invited_by = $2 and accepted_at is null and revoked_at is null
+         order by invitation_id",
     )
     .bind(organization_id)
     .bind(user_id)
@@ -248,7 +250,8 @@ pub(crate) async fn revoke_all_sent_by(
 ) -> Result<(), AppError> {
     let ids: Vec<String> = sqlx::query_scalar(
         "select invitation_id from invitation
-         where invited_by = $1 and accepted_at is null and revoked_at is null",
+         where invited_by = $1 and accepted_at is null and revoked_at is null
+         order by invitation_id",
     )
     .bind(user_id)
     .fetch_all(&mut **tx)
@@ -651,6 +654,10 @@ pub async fn accept_in(
     let org: String = row.try_get("organization_id")?;
     let email: String = row.try_get("email")?;
     let role: String = row.try_get("role")?;
+    // The organization's role lock first, as every membership change takes it: the sender's
+    // power is checked against roles no one is changing, and this never holds the invitation
+    // while a change holding the organization waits for it.
+    crate::access::roles::lock(tx, &org).await?;
     let mine: Option<String> = sqlx::query_scalar(
         "select email_normalized from app_user where user_id = $1 and status = 'active'",
     )
