@@ -604,6 +604,58 @@ async fn throttling_stops_guessing_but_not_the_owners_browser() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// Failures past the allowance's hour are deleted by the sweep, recent ones stay (they still
+/// count), and failing to sign in deletes nobody else's.
+#[tokio::test]
+async fn old_sign_in_failures_are_swept_and_recent_ones_kept() {
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    app.user("bob@example.org", None).await;
+    let mut b = Browser::default();
+    for email in ["ann@example.org", "bob@example.org"] {
+        let r = app
+            .rpc(
+                &mut b,
+                "sign_in",
+                &[("email", email), ("password", "wrong password")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+    // Ann's failure is from over an hour ago.
+    sqlx::query(
+        "update sign_in_failure set failed_at = failed_at - 3600001
+         where user_id = (select user_id from app_user where email_normalized = 'ann@example.org')",
+    )
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "bob@example.org"), ("password", "wrong again")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.count("sign_in_failure").await,
+        3,
+        "a failure deletes nobody's rows"
+    );
+    let swept = app::identity::ssr::prune_sign_in_failures(&app.state.db, app::ssr::db::now_ms())
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    let left: Vec<String> = sqlx::query_scalar(
+        "select u.email_normalized from sign_in_failure f join app_user u on u.user_id = f.user_id",
+    )
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(left, ["bob@example.org", "bob@example.org"]);
+}
+
 #[tokio::test]
 async fn create_user_records_events_and_personal_org() {
     let app = spawn().await;

@@ -139,6 +139,10 @@ impl Workers {
                 .delete_expired()
                 .await
                 .map_err(|e| e.to_string())?;
+            // Sign-in failures out of the allowance's hour.
+            app::identity::ssr::prune_sign_in_failures(&state.db, now_ms())
+                .await
+                .map_err(|e| e.message)?;
             // Passkey ceremonies started and never finished.
             app::identity::passkeys::delete_expired(&state.db)
                 .await
