@@ -838,7 +838,7 @@ async fn use_is_recorded_off_the_request_path() {
 #[tokio::test]
 async fn writing_uses_never_waits_on_a_key_another_change_holds() {
     use app::keys::ssr::{flush_key_use, touch, KeyCache};
-    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if !on_postgres() {
         // SQLite has one writer and no row locks: nothing to wait on.
         return;
     }
@@ -883,7 +883,7 @@ async fn writing_uses_never_waits_on_a_key_another_change_holds() {
 /// revokes keys another request is changing.
 #[tokio::test]
 async fn key_changes_do_not_wait_for_the_organization_s_role_lock() {
-    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if !on_postgres() {
         // SQLite has one writer: the role lock is the writer itself.
         return;
     }

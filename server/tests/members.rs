@@ -964,7 +964,7 @@ async fn a_revocation_racing_a_newcomer_s_acceptance_leaves_no_account_behind() 
 /// the invitation (a deadlock, answered with a 500).
 #[tokio::test]
 async fn accepting_an_invitation_waits_for_a_change_holding_the_organization() {
-    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if !on_postgres() {
         // SQLite has one writer: the role lock is the writer itself.
         return;
     }
@@ -980,19 +980,9 @@ async fn accepting_an_invitation_waits_for_a_change_holding_the_organization() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let token = t.app.emailed_token("late@example.org", "invite").await;
     let mut browser = t.app.signed_in("late@example.org").await;
-    let mut change = t.app.state.db.writer.begin().await.unwrap();
-    app::access::roles::lock(&mut change, &t.org).await.unwrap();
     let form = [("token", token.as_str())];
     let accept = t.app.rpc(&mut browser, "accept_invitation", &form);
-    tokio::pin!(accept);
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(1500), &mut accept)
-            .await
-            .is_err(),
-        "the acceptance waits for the change"
-    );
-    change.commit().await.unwrap();
-    let r = accept.await;
+    let r = waits_for_role_lock(&t.app, &t.org, accept).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(role_of(&t, &late).await.as_deref(), Some("viewer"));
 }

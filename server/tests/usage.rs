@@ -912,7 +912,7 @@ fn signal(child: &std::process::Child, name: &str) {
 /// after the drain; and a second signal exits at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_cannot_hold_the_stop_and_a_second_signal_exits_at_once() {
-    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if on_postgres() {
         return;
     }
     use tokio::io::AsyncWriteExt;
@@ -962,7 +962,7 @@ async fn a_stuck_client_cannot_hold_the_stop_and_a_second_signal_exits_at_once()
 /// The real binary under load gets SIGTERM: every request it answered has its log row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_log_row() {
-    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if on_postgres() {
         // The binary test runs once, on SQLite; the log writer is the same code on both.
         return;
     }
@@ -1271,7 +1271,7 @@ async fn live_events_need_a_session_with_usage_read_and_announce_new_requests() 
 
 #[tokio::test]
 async fn live_events_reach_viewers_on_another_instance() {
-    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if !on_postgres() {
         // Several instances means PostgreSQL (LISTEN/NOTIFY); SQLite serves one instance.
         return;
     }

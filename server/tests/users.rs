@@ -525,7 +525,7 @@ async fn account_state(app: &TestApp, user_id: &str) -> password_link::AccountSt
 /// the other order (a deadlock, answered with a 500).
 #[tokio::test]
 async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() {
-    if !std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+    if !on_postgres() {
         // SQLite has one writer: the role lock is the writer itself.
         return;
     }
@@ -539,19 +539,9 @@ async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() 
     let acme = r.json().as_str().unwrap().to_string();
     // A plain member there: nothing to refuse, but a change there must not interleave.
     app.add_member(&acme, &i.member_id, "viewer").await;
-    let mut change = app.state.db.writer.begin().await.unwrap();
-    app::access::roles::lock(&mut change, &acme).await.unwrap();
     let form = [("user_id", i.member_id.as_str()), ("active", "false")];
     let disable = app.rpc(&mut i.admin, "set_user_status", &form);
-    tokio::pin!(disable);
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(1500), &mut disable)
-            .await
-            .is_err(),
-        "disabling waits for the change"
-    );
-    change.commit().await.unwrap();
-    let r = disable.await;
+    let r = waits_for_role_lock(app, &acme, disable).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 

@@ -40,6 +40,33 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::thread_rng().gen::<u64>())
 }
 
+/// Whether the suite runs on PostgreSQL (`KEYWARD_TEST_DATABASE_URL`), else SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
+}
+
+/// Runs `request` while a transaction holds `organization_id`'s role lock (PostgreSQL):
+/// asserts that it waits for the lock (1.5 s), then releases the lock and returns its reply.
+pub async fn waits_for_role_lock(
+    app: &TestApp,
+    organization_id: &str,
+    request: impl std::future::Future<Output = Reply>,
+) -> Reply {
+    let mut change = app.state.db.writer.begin().await.unwrap();
+    app::access::roles::lock(&mut change, organization_id)
+        .await
+        .unwrap();
+    tokio::pin!(request);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(1500), &mut request)
+            .await
+            .is_err(),
+        "the request waits for the change holding the organization"
+    );
+    change.commit().await.unwrap();
+    request.await
+}
+
 /// Opens a fresh database on the backend under test and migrates it.
 pub async fn fresh_db() -> (Db, Option<TempDir>) {
     match std::env::var("KEYWARD_TEST_DATABASE_URL") {
