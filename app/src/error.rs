@@ -280,6 +280,12 @@ impl AppError {
         Self::new(ErrorCode::CsrfRejected, "cross-site request refused")
     }
 
+    /// Ours, not the caller's: an internal error, or a transient one (`unavailable`, retry).
+    /// A caller folding refusals into an answer (bulk outcomes excepted) passes these on.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self.code, ErrorCode::Internal | ErrorCode::Unavailable)
+    }
+
     /// Logs `cause` with a fresh error id and returns an opaque error naming only that id.
     #[cfg(feature = "ssr")]
     pub fn internal(cause: impl std::fmt::Display) -> Self {

@@ -545,6 +545,109 @@ async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() 
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// Deleting your own account takes the `system` organization before your other ones, as an
+/// administrator's change (which holds `system` first) does: while it waits for `system` it
+/// holds none of the others, so the two cannot deadlock.
+#[tokio::test]
+async fn deleting_your_own_account_takes_the_system_organization_first() {
+    if !on_postgres() {
+        // SQLite has one writer: the role lock is the writer itself.
+        return;
+    }
+    let i = instance().await;
+    let app = &i.app;
+    let db = &app.state.db;
+    // A team organization whose id sorts before `org_system`, the administrator a viewer there.
+    let mut owner = app.signed_in("owner@example.org").await;
+    let team = loop {
+        let r = app
+            .rpc(&mut owner, "create_organization", &[("name", "Acme")])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let id = r.json().as_str().unwrap().to_string();
+        if id.as_str() < "org_system" {
+            break id;
+        }
+    };
+    app.add_member(&team, &i.admin_id, "viewer").await;
+    let mut admin = app.signed_in("admin@example.org").await;
+    let mut change = db.writer.begin().await.unwrap();
+    app::access::roles::lock(&mut change, "org_system")
+        .await
+        .unwrap();
+    let form = [("current_password", PASSWORD)];
+    let delete = app.rpc(&mut admin, "delete_account", &form);
+    let probe = async {
+        until_a_lock_wait(app).await;
+        let mut other = db.writer.begin().await.unwrap();
+        sqlx::query("set local lock_timeout = '1s'")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let took = app::access::roles::lock(&mut other, &team).await;
+        other.rollback().await.unwrap();
+        change.commit().await.unwrap();
+        took
+    };
+    let (r, took) = tokio::join!(delete, probe);
+    assert!(
+        took.is_ok(),
+        "the team was free while the deletion waited: {took:?}"
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// Deleting an account takes the account's row before anything of theirs: an invitation they
+/// are accepting holds a share lock on the row (its membership's foreign key) and then updates
+/// its outbox mail, so a deletion holding that mail first would deadlock with it.
+#[tokio::test]
+async fn deleting_an_account_takes_its_row_before_its_mail() {
+    if !on_postgres() {
+        return;
+    }
+    let mut i = instance().await;
+    let app = &i.app;
+    let db = &app.state.db;
+    let r = app
+        .rpc(
+            &mut i.admin,
+            "send_password_reset",
+            &[("user_id", &i.member_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut accepting = db.writer.begin().await.unwrap();
+    sqlx::query("select user_id from app_user where user_id = $1 for key share")
+        .bind(&i.member_id)
+        .fetch_one(&mut *accepting)
+        .await
+        .unwrap();
+    let form = [("user_id", i.member_id.as_str())];
+    let delete = app.rpc(&mut i.admin, "delete_user", &form);
+    let probe = async {
+        until_a_lock_wait(app).await;
+        sqlx::query("set local lock_timeout = '1s'")
+            .execute(&mut *accepting)
+            .await
+            .unwrap();
+        let updated = sqlx::query(
+            "update outbox_email set body_text = body_text where lower(to_address) = 'member@example.org'",
+        )
+        .execute(&mut *accepting)
+        .await
+        .map(|r| r.rows_affected());
+        accepting.commit().await.unwrap();
+        updated
+    };
+    let (r, updated) = tokio::join!(delete, probe);
+    assert_eq!(
+        updated.ok(),
+        Some(1),
+        "the mail was free while the deletion waited"
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwise() {
     let mut i = instance().await;

@@ -113,14 +113,13 @@ pub async fn start(
         },
     )
     .await?;
-    commit(db, change.tx, SYSTEM_ORG_ID).await?;
-
     let admin_email: String = sqlx::query_scalar("select email from app_user where user_id = $1")
         .bind(&admin)
-        .fetch_one(&db.reader)
+        .fetch_one(&mut *change.tx)
         .await?;
-    crate::notify::ssr::notify(
-        db,
+    // Told in the same transaction: the impersonation never starts untold.
+    crate::notify::ssr::notify_in(
+        &mut change.tx,
         std::slice::from_ref(&user_id),
         &crate::notify::ssr::Message {
             kind: "impersonation",
@@ -134,6 +133,7 @@ pub async fn start(
         origin,
     )
     .await?;
+    commit(db, change.tx, SYSTEM_ORG_ID).await?;
 
     session.cycle_id().await.map_err(AppError::internal)?;
     for (key, value) in [

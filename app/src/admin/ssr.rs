@@ -411,9 +411,9 @@ pub async fn reset_two_factor(
         serde_json::json!({ "sessions_ended": ended }),
     )
     .await?;
-    commit(db, change.tx, SYSTEM_ORG_ID).await?;
-    crate::notify::ssr::notify(
-        db,
+    // Told in the same transaction: the factors never go untold.
+    crate::notify::ssr::notify_in(
+        &mut change.tx,
         &[user_id.to_string()],
         &crate::notify::ssr::Message {
             kind: "security",
@@ -425,7 +425,7 @@ pub async fn reset_two_factor(
         config.public_origin.as_str().trim_end_matches('/'),
     )
     .await?;
-    Ok(())
+    commit(db, change.tx, SYSTEM_ORG_ID).await
 }
 
 /// Emails the user a link to choose a new password (their current one keeps working until
@@ -498,7 +498,8 @@ pub(crate) async fn solely_owned(
 
 /// Refuses (409, naming them) while the user is the only active owner of an organization
 /// other than their personal one. On PostgreSQL it first takes the role lock of every
-/// organization the user belongs to (in id order), the lock membership changes take: a
+/// organization the user belongs to (`system` first, as an administrator's change holds it
+/// already, then in id order), the lock membership changes take: a
 /// co-owner leaving at the same moment on another instance waits, then sees this user gone,
 /// and refuses; and an administrator removing the user from an organization at the same moment
 /// waits instead of taking the user's invitations or roles in the other order (a deadlock).
@@ -513,9 +514,11 @@ async fn refuse_if_sole_owner(
             "select o.organization_id from organization o
              join membership m on m.organization_id = o.organization_id
              where m.user_id = $1
-             order by o.organization_id for no key update of o",
+             order by case when o.organization_id = $2 then 0 else 1 end, o.organization_id
+             for no key update of o",
         )
         .bind(user_id)
+        .bind(SYSTEM_ORG_ID)
         .fetch_all(&mut **tx)
         .await?;
     }
@@ -541,6 +544,15 @@ pub(crate) async fn erase(
     random_hash: &str,
 ) -> Result<u64, AppError> {
     refuse_if_sole_owner(tx, backend, user_id, "delete").await?;
+    if backend == Backend::Postgres {
+        // The account's row before anything of theirs (their outbox mail, say): an invitation
+        // being accepted by them holds a share lock on it (the membership's foreign key) and
+        // then updates its outbox row, so taking the outbox row first would deadlock.
+        sqlx::query("select user_id from app_user where user_id = $1 for update")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
     // Mail to the address goes too, sent or not: the outbox is no archive of who was here.

@@ -29,9 +29,22 @@ pub async fn notify(
     message: &Message<'_>,
     origin: &str,
 ) -> Result<usize, AppError> {
+    let mut tx = db.writer.begin().await?;
+    let told = notify_in(&mut tx, users, message, origin).await?;
+    tx.commit().await?;
+    Ok(told)
+}
+
+/// [`notify`] inside the caller's transaction: the notice is written if and only if the
+/// change it tells of is (an impersonation never starts untold).
+pub async fn notify_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    users: &[String],
+    message: &Message<'_>,
+    origin: &str,
+) -> Result<usize, AppError> {
     let now = now_ms();
     let mut told = 0;
-    let mut tx = db.writer.begin().await?;
     for user_id in users {
         let dedupe = format!("{}:{user_id}", message.dedupe);
         let inserted = sqlx::query(
@@ -46,7 +59,7 @@ pub async fn notify(
         .bind(&message.link)
         .bind(&dedupe)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -57,16 +70,15 @@ pub async fn notify(
             "select email from app_user where user_id = $1 and status = 'active'",
         )
         .bind(user_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(email) = email else { continue };
         let mut text = format!("{}\n\n{}\n", message.title, message.body);
         if let Some(link) = &message.link {
             text.push_str(&format!("\nOpen it in Keyward:\n{origin}{link}\n"));
         }
-        enqueue_email(&mut tx, &email, &message.title, &text, &dedupe, now).await?;
+        enqueue_email(tx, &email, &message.title, &text, &dedupe, now).await?;
     }
-    tx.commit().await?;
     Ok(told)
 }
 

@@ -18,7 +18,7 @@ use crate::access::ssr::Grant;
 use crate::access::{Permission, Role};
 use crate::error::{AppError, ErrorCode};
 use crate::identity::ssr::{normalize_email, validate_email};
-use crate::ssr::db::{new_id, now_ms, rfc3339, Db};
+use crate::ssr::db::{new_id, now_ms, rfc3339, Backend, Db};
 use crate::ssr::events::{self, Event};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -658,9 +658,16 @@ pub async fn accept_in(
     // power is checked against roles no one is changing, and this never holds the invitation
     // while a change holding the organization waits for it.
     crate::access::roles::lock(tx, &org).await?;
-    let mine: Option<String> = sqlx::query_scalar(
-        "select email_normalized from app_user where user_id = $1 and status = 'active'",
-    )
+    // Then the account, read for its address and status after anyone changing it is done (an
+    // administrator deleting it at this moment waits, or is waited for: never a member of
+    // nothing, never a deleted member).
+    let lock = match Backend::of(tx) {
+        Backend::Postgres => " for no key update",
+        Backend::Sqlite => "",
+    };
+    let mine: Option<String> = sqlx::query_scalar(&format!(
+        "select email_normalized from app_user where user_id = $1 and status = 'active'{lock}"
+    ))
     .bind(user_id)
     .fetch_optional(&mut **tx)
     .await?;
@@ -674,7 +681,7 @@ pub async fn accept_in(
     // must still be able to give the role now.
     let sent_by: Option<String> = row.try_get("sent_by")?;
     match crate::access::roles::sender_still_reaches(tx, &org, sent_by.as_deref(), &[&role]).await {
-        Err(e) if e.code == ErrorCode::Internal => return Err(e),
+        Err(e) if e.is_server_fault() => return Err(e),
         Err(_) => {
             return Err(AppError::new(
                 ErrorCode::Conflict,

@@ -377,7 +377,7 @@ pub async fn verify(
             .await;
             let permissions: Vec<String> = match held {
                 Ok((builtin, dynamic)) => builtin.names().into_iter().chain(dynamic).collect(),
-                Err(e) if e.code == app::error::ErrorCode::Internal => return Err(e),
+                Err(e) if e.is_server_fault() => return Err(e),
                 Err(e) => return Ok(Json(refused(e.code))),
             };
             let digest = match body.body_sha256.as_deref() {
@@ -402,9 +402,10 @@ pub async fn verify(
             )
             .await
             {
-                return match e.code {
-                    app::error::ErrorCode::Internal => Err(e),
-                    code => Ok(Json(refused(code))),
+                return if e.is_server_fault() {
+                    Err(e)
+                } else {
+                    Ok(Json(refused(e.code)))
                 };
             }
             let missing: Vec<String> = required
@@ -432,7 +433,7 @@ pub async fn verify(
                 permissions: Some(permissions),
             }))
         }
-        Err(e) if e.code == app::error::ErrorCode::Internal => Err(e),
+        Err(e) if e.is_server_fault() => Err(e),
         Err(e) => Ok(Json(refused(e.code))),
     }
 }

@@ -10,7 +10,8 @@
 //!   only notes the use in memory), every [`KEY_USE_EVERY`];
 //! - `signature-prune`: forgets accepted request signatures past their replay window, every
 //!   minute;
-//! - `session-sweep`: deletes expired console sessions and unfinished passkey ceremonies,
+//! - `session-sweep`: deletes expired console sessions, sign-in failures past the hour the
+//!   allowance counts, and unfinished passkey ceremonies,
 //!   every ten minutes;
 //! - `request-log`: writes the request log in batches as entries arrive, and everything
 //!   still buffered on shutdown (after the server stopped answering);
@@ -139,15 +140,11 @@ impl Workers {
                 .delete_expired()
                 .await
                 .map_err(|e| e.to_string())?;
-            // Sign-in failures out of the allowance's hour.
-            app::identity::ssr::prune_sign_in_failures(&state.db, now_ms())
-                .await
-                .map_err(|e| e.message)?;
-            // Passkey ceremonies started and never finished.
-            app::identity::passkeys::delete_expired(&state.db)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.message)
+            // Sign-in failures out of the allowance's hour, and passkey ceremonies started and
+            // never finished: both tried, whichever fails.
+            let failures = app::identity::ssr::prune_sign_in_failures(&state.db, now_ms()).await;
+            let ceremonies = app::identity::passkeys::delete_expired(&state.db).await;
+            failures.and(ceremonies).map(drop).map_err(|e| e.message)
         });
         w
     }

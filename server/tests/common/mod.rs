@@ -67,6 +67,25 @@ pub async fn waits_for_role_lock(
     request.await
 }
 
+/// Waits (up to 20 s) until some transaction of the test's PostgreSQL database waits for a
+/// row lock: the request under test reached the lock it is meant to wait for.
+pub async fn until_a_lock_wait(app: &TestApp) {
+    for _ in 0..400 {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no transaction came to wait for a lock");
+}
+
 /// Opens a fresh database on the backend under test and migrates it.
 pub async fn fresh_db() -> (Db, Option<TempDir>) {
     match std::env::var("KEYWARD_TEST_DATABASE_URL") {
