@@ -350,6 +350,57 @@ async fn ending_a_users_sessions_ends_a_sign_in_waiting_for_its_second_step() {
     assert_eq!(app.signed_in_as(&mut here).await, None, "nor Ann's own");
 }
 
+/// A code is spent in the transaction that signs in: when that transaction cannot finish (the
+/// waiting sign-in ended meanwhile), the code stays unspent for the next try.
+#[tokio::test]
+async fn a_code_is_not_spent_by_a_sign_in_that_does_not_finish() {
+    if !on_postgres() {
+        // The interleaving is forced with a row lock; SQLite has one writer.
+        return;
+    }
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut first = app.signed_in("ann@example.org").await;
+    let (seed, _) = enrol(&app, &mut first).await;
+    let mut b = pending(&app, "ann@example.org").await;
+    let last_step = || async {
+        sqlx::query_scalar::<_, i64>("select last_step from totp_factor")
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap()
+    };
+    let before = last_step().await;
+    // The waiting sign-in's row is held, so the second step waits at its last statement...
+    let mut ending = app.state.db.writer.begin().await.unwrap();
+    sqlx::query("select session_hash from session where pending = 1 for update")
+        .fetch_all(&mut *ending)
+        .await
+        .unwrap();
+    let next = code(&seed, 1);
+    let second = verify(&app, &mut b, &next);
+    let end = async {
+        until_a_lock_wait(&app).await;
+        // ...while the waiting sign-in ends (as "sign out everywhere" ends it).
+        sqlx::query("delete from session where pending = 1")
+            .execute(&mut *ending)
+            .await
+            .unwrap();
+        ending.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(second, end);
+    assert_refused(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "the sign-in ended",
+    );
+    assert_eq!(last_step().await, before, "the code was not spent");
+    // Signing in again, the same code works.
+    let mut again = pending(&app, "ann@example.org").await;
+    let r = verify(&app, &mut again, &next).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn parallel_sign_ins_with_one_code_admit_exactly_one() {
     let app = spawn().await;

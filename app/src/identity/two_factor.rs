@@ -430,10 +430,10 @@ pub enum Proof<'a> {
     Passkey(&'a str),
 }
 
-/// Accepts a TOTP code (six digits) or else a recovery code for `user_id`, each at most once.
-/// `None` when neither matches.
+/// Accepts a TOTP code (six digits) or else a recovery code for `user_id`, each at most once,
+/// in `tx`: the code is spent only if the transaction commits. `None` when neither matches.
 pub async fn check_code(
-    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     secret: &[u8; 32],
     user_id: &str,
     code: &str,
@@ -442,7 +442,7 @@ pub async fn check_code(
     let factor: Option<(String, i64)> =
         sqlx::query_as("select salt, last_step from totp_factor where user_id = $1")
             .bind(user_id)
-            .fetch_optional(&db.writer)
+            .fetch_optional(&mut **tx)
             .await?;
     let Some((salt, last_step)) = factor else {
         return Ok(None);
@@ -456,7 +456,7 @@ pub async fn check_code(
         .bind(user_id)
         .bind(step)
         .bind(&salt)
-        .execute(&db.writer)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         return Ok((moved == 1).then_some(Used::Totp));
@@ -464,7 +464,7 @@ pub async fn check_code(
     let used = sqlx::query("delete from recovery_code where user_id = $1 and code_hash = $2")
         .bind(user_id)
         .bind(recovery_hash(secret, user_id, code))
-        .execute(&db.writer)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
     Ok((used == 1).then_some(Used::RecoveryCode))
@@ -535,16 +535,27 @@ pub async fn complete_sign_in(
     .bind(&user_id)
     .fetch_optional(&db.writer)
     .await?;
+    // A code is spent in the transaction that signs in: if that fails (the waiting sign-in
+    // ended meanwhile, a collision), the code stays unspent. (A passkey's check writes through
+    // the pool, so it runs before the transaction: SQLite has one writer connection.)
+    let mut tx;
     let used = match (active, proof) {
-        (None, _) => None,
-        (Some(_), Proof::Code(code)) => check_code(db, &config.secret, &user_id, code, now).await?,
+        (None, _) => {
+            tx = db.writer.begin().await?;
+            None
+        }
+        (Some(_), Proof::Code(code)) => {
+            tx = db.writer.begin().await?;
+            check_code(&mut tx, &config.secret, &user_id, code, now).await?
+        }
         (Some(_), Proof::Passkey(credential)) => {
-            super::passkeys::check_second_factor(db, config, session, &user_id, credential)
-                .await?
-                .then_some(Used::Passkey)
+            let passed =
+                super::passkeys::check_second_factor(db, config, session, &user_id, credential)
+                    .await?;
+            tx = db.writer.begin().await?;
+            passed.then_some(Used::Passkey)
         }
     };
-    let mut tx = db.writer.begin().await?;
     let Some(used) = used else {
         warn_of_wrong_code(&mut tx, config, &user_id, now).await?;
         events::record(
