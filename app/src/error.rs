@@ -325,10 +325,22 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// PostgreSQL's code for a lock wait cut short by `lock_timeout`.
+#[cfg(feature = "ssr")]
+pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// PostgreSQL's codes for a transaction that collided with another and was rolled back:
 /// deadlock detected, serialization failure, lock not available (a `lock_timeout`).
 #[cfg(feature = "ssr")]
-const COLLIDED: [&str; 3] = ["40P01", "40001", "55P03"];
+const COLLIDED: [&str; 3] = ["40P01", "40001", LOCK_NOT_AVAILABLE];
+
+/// Whether `e` is a database error with one of the SQLSTATE `codes`.
+#[cfg(feature = "ssr")]
+pub fn has_sqlstate(e: &sqlx::Error, codes: &[&str]) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| codes.contains(&code.as_ref()))
+}
 
 #[cfg(feature = "ssr")]
 impl From<sqlx::Error> for AppError {
@@ -336,11 +348,7 @@ impl From<sqlx::Error> for AppError {
     /// second (503, `unavailable`, `Retry-After`), and the operator's log has the cause.
     /// Anything else is an opaque internal error.
     fn from(e: sqlx::Error) -> Self {
-        let collided = e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|code| COLLIDED.contains(&code.as_ref()));
-        if !collided {
+        if !has_sqlstate(&e, &COLLIDED) {
             return AppError::internal(e);
         }
         let error_id = crate::ssr::request_id::current();

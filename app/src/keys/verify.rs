@@ -480,11 +480,8 @@ pub async fn flush_key_use(db: &Db, cache: &KeyCache) -> Result<usize, sqlx::Err
                     *kept = (*kept).max(at);
                 }
             }
-            let lock_wait = error
-                .as_database_error()
-                .and_then(|e| e.code())
-                .is_some_and(|code| code == "55P03");
-            if lock_wait {
+            use crate::error::{has_sqlstate, LOCK_NOT_AVAILABLE};
+            if has_sqlstate(&error, &[LOCK_NOT_AVAILABLE]) {
                 tracing::debug!("key uses wait for a locked key: kept for the next round");
                 Ok(0)
             } else {
