@@ -53,6 +53,15 @@ async fn instance() -> Instance {
     }
 }
 
+/// A new organization `browser`'s user creates (and owns): its id.
+async fn create_org(app: &TestApp, browser: &mut Browser) -> String {
+    let r = app
+        .rpc(browser, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json().as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn an_admin_creates_a_user_who_chooses_a_password_through_the_emailed_link() {
     let mut i = instance().await;
@@ -532,11 +541,7 @@ async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() 
     let mut i = instance().await;
     let app = &i.app;
     let mut owner = app.signed_in("owner@example.org").await;
-    let r = app
-        .rpc(&mut owner, "create_organization", &[("name", "Acme")])
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let acme = r.json().as_str().unwrap().to_string();
+    let acme = create_org(app, &mut owner).await;
     // A plain member there: nothing to refuse, but a change there must not interleave.
     app.add_member(&acme, &i.member_id, "viewer").await;
     let form = [("user_id", i.member_id.as_str()), ("active", "false")];
@@ -560,11 +565,7 @@ async fn deleting_your_own_account_takes_the_system_organization_first() {
     // A team organization whose id sorts before `org_system`, the administrator a viewer there.
     let mut owner = app.signed_in("owner@example.org").await;
     let team = loop {
-        let r = app
-            .rpc(&mut owner, "create_organization", &[("name", "Acme")])
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let id = r.json().as_str().unwrap().to_string();
+        let id = create_org(app, &mut owner).await;
         if id.as_str() < "org_system" {
             break id;
         }
@@ -653,11 +654,7 @@ async fn deleting_is_refused_while_sole_owner_and_anonymizes_the_account_otherwi
     let mut i = instance().await;
     let app = &i.app;
     let mut member = app.signed_in("member@example.org").await;
-    let r = app
-        .rpc(&mut member, "create_organization", &[("name", "Acme")])
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let acme = r.json().as_str().unwrap().to_string();
+    let acme = create_org(app, &mut member).await;
     let personal = app.org_of(&i.member_id).await;
     let (_, pat) = app.pat(&mut member, &acme, "basic").await;
     let (_, personal_key) = app.admin_key(&personal).await;
