@@ -21,7 +21,7 @@ use super::{
     RoleCatalog, RoleView,
 };
 use crate::error::AppError;
-use crate::ssr::db::{new_id, now_ms, Backend};
+use crate::ssr::db::{lock_row, new_id, now_ms, LockedRow, RowLock};
 use crate::ssr::events::{self, Event};
 use crate::ssr::Db;
 use sqlx::{Any, Transaction};
@@ -130,14 +130,12 @@ pub async fn lock(
     tx: &mut Transaction<'static, Any>,
     organization_id: &str,
 ) -> Result<(), AppError> {
-    if Backend::of(tx) == Backend::Postgres {
-        sqlx::query(
-            "select organization_id from organization where organization_id = $1 for no key update",
-        )
-        .bind(organization_id)
-        .execute(&mut **tx)
-        .await?;
-    }
+    lock_row(
+        &mut **tx,
+        LockedRow::Organization(organization_id),
+        RowLock::NoKeyUpdate,
+    )
+    .await?;
     Ok(())
 }
 

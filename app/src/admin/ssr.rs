@@ -23,7 +23,7 @@ use crate::error::AppError;
 use crate::identity::password_link::{self, Purpose};
 use crate::identity::ssr::{insert_user, validate_display_name, validate_email};
 use crate::ssr::config::Config;
-use crate::ssr::db::{now_ms, Backend, Db};
+use crate::ssr::db::{lock_row, now_ms, Backend, Db, LockedRow, RowLock};
 use crate::ssr::events::{self, Event};
 use crate::ssr::password;
 use sqlx::{Any, Row, Transaction};
@@ -544,15 +544,10 @@ pub(crate) async fn erase(
     random_hash: &str,
 ) -> Result<u64, AppError> {
     refuse_if_sole_owner(tx, backend, user_id, "delete").await?;
-    if backend == Backend::Postgres {
-        // The account's row before anything of theirs (their outbox mail, say): an invitation
-        // being accepted by them holds a share lock on it (the membership's foreign key) and
-        // then updates its outbox row, so taking the outbox row first would deadlock.
-        sqlx::query("select user_id from app_user where user_id = $1 for update")
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    }
+    // The account's row before anything of theirs (their outbox mail, say): an invitation
+    // being accepted by them holds a share lock on it (the membership's foreign key) and then
+    // updates its outbox row, so taking the outbox row first would deadlock.
+    lock_row(&mut **tx, LockedRow::User(user_id), RowLock::Update).await?;
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
     // Mail to the address goes too, sent or not: the outbox is no archive of who was here.

@@ -18,7 +18,7 @@ use crate::access::ssr::Grant;
 use crate::access::{Permission, Role};
 use crate::error::{AppError, ErrorCode};
 use crate::identity::ssr::{normalize_email, validate_email};
-use crate::ssr::db::{new_id, now_ms, rfc3339, Backend, Db};
+use crate::ssr::db::{lock_row, new_id, now_ms, rfc3339, Db, LockedRow, RowLock};
 use crate::ssr::events::{self, Event};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -661,13 +661,10 @@ pub async fn accept_in(
     // Then the account, read for its address and status after anyone changing it is done (an
     // administrator deleting it at this moment waits, or is waited for: never a member of
     // nothing, never a deleted member).
-    let lock = match Backend::of(tx) {
-        Backend::Postgres => " for no key update",
-        Backend::Sqlite => "",
-    };
-    let mine: Option<String> = sqlx::query_scalar(&format!(
-        "select email_normalized from app_user where user_id = $1 and status = 'active'{lock}"
-    ))
+    lock_row(&mut **tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
+    let mine: Option<String> = sqlx::query_scalar(
+        "select email_normalized from app_user where user_id = $1 and status = 'active'",
+    )
     .bind(user_id)
     .fetch_optional(&mut **tx)
     .await?;

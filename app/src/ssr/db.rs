@@ -31,6 +31,53 @@ impl Backend {
     }
 }
 
+/// A row that a lock-order rule names (docs/architecture.md, "Concurrency on PostgreSQL").
+#[derive(Clone, Copy, Debug)]
+pub enum LockedRow<'a> {
+    /// An organization's row: its role lock (`crate::access::roles::lock`).
+    Organization(&'a str),
+    /// An account's row.
+    User(&'a str),
+}
+
+/// How strongly [`lock_row`] takes a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// `for no key update`: excludes other writers of the row, leaves free the key share lock
+    /// that an insert referencing the row takes (a foreign key check).
+    NoKeyUpdate,
+    /// `for update`: excludes those inserts too (the row is about to go, or its key change).
+    Update,
+}
+
+/// Takes a row lock in the caller's transaction, until it ends. On PostgreSQL only: SQLite
+/// has one writer, so a writing transaction there excludes every other one already. A row that
+/// does not exist is no error (there is nothing for anyone else to change either).
+pub async fn lock_row(
+    connection: &mut sqlx::AnyConnection,
+    row: LockedRow<'_>,
+    mode: RowLock,
+) -> Result<(), sqlx::Error> {
+    if Backend::of(connection) != Backend::Postgres {
+        return Ok(());
+    }
+    let (table, column, id) = match row {
+        LockedRow::Organization(id) => ("organization", "organization_id", id),
+        LockedRow::User(id) => ("app_user", "user_id", id),
+    };
+    let strength = match mode {
+        RowLock::NoKeyUpdate => "no key update",
+        RowLock::Update => "update",
+    };
+    sqlx::query(&format!(
+        "select {column} from {table} where {column} = $1 for {strength}"
+    ))
+    .bind(id)
+    .fetch_optional(connection)
+    .await?;
+    Ok(())
+}
+
 /// The database handles. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
