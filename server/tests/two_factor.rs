@@ -401,6 +401,55 @@ async fn a_code_is_not_spent_by_a_sign_in_that_does_not_finish() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// A right code whose sign-in transaction fails (here: the database refuses the sign-in's
+/// event, as a collision would) gives its attempt back: the retry costs none of the hour's
+/// allowance. The test allows one attempt an hour, so a kept attempt refuses the retry.
+#[tokio::test]
+async fn a_right_code_whose_sign_in_fails_gives_its_attempt_back() {
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = 1).await;
+    app.user("ann@example.org", None).await;
+    let mut first = app.signed_in("ann@example.org").await;
+    let (seed, _) = enrol(&app, &mut first).await;
+    let refuse: &[&str] = if on_postgres() {
+        &[
+            "create function refuse_sign_in() returns trigger language plpgsql as $$
+             begin raise exception 'refused by the test' using errcode = '40001'; end $$",
+            "create trigger refuse_sign_in before insert on domain_event for each row
+             when (new.kind = 'user.signed_in') execute function refuse_sign_in()",
+        ]
+    } else {
+        &["create trigger refuse_sign_in before insert on domain_event
+           when new.kind = 'user.signed_in' begin select raise(abort, 'refused by the test'); end"]
+    };
+    for statement in refuse {
+        sqlx::query(statement)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    let mut b = pending(&app, "ann@example.org").await;
+    let next = code(&seed, 1);
+    let r = verify(&app, &mut b, &next).await;
+    assert!(r.status.is_server_error(), "{} {}", r.status, r.body);
+    let kept: i64 = sqlx::query_scalar("select count(*) from sign_in_failure")
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "the attempt was given back");
+    let allow = if on_postgres() {
+        "drop trigger refuse_sign_in on domain_event"
+    } else {
+        "drop trigger refuse_sign_in"
+    };
+    sqlx::query(allow)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let mut again = pending(&app, "ann@example.org").await;
+    let r = verify(&app, &mut again, &next).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn parallel_sign_ins_with_one_code_admit_exactly_one() {
     let app = spawn().await;

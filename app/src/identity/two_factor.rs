@@ -582,19 +582,58 @@ pub async fn complete_sign_in(
             ),
         });
     };
+    match sign_in_with(tx, config, &user_id, &hash, &attempt, used, source_ip, now).await {
+        // The proof was right: a transaction that could not finish (a collision told to
+        // retry) gives the attempt back, so the retry does not cost one of the hour's few.
+        // (A wrong proof's attempt stays counted, whatever happens after.)
+        Err(e) if e.is_server_fault() => {
+            let _ = sqlx::query("delete from sign_in_failure where attempt_id = $1")
+                .bind(&attempt)
+                .execute(&db.writer)
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "giving back a sign-in attempt"));
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+        Ok(true) => {}
+        Ok(false) => return Err(expired()),
+    }
+    clear_pending(session).await?;
+    super::ssr::start_session(config, &user_id, &stamp).await?;
+    session
+        .remove_value(keys::MUST_ENROL)
+        .await
+        .map_err(AppError::internal)?;
+    Ok((user_id, AfterPassword::SignedIn.next_page()))
+}
+
+/// The second step's success transaction: ends the waiting sign-in (conditionally), spends
+/// the attempt's reservation, records the sign-in. `Ok(false)` when the waiting sign-in was
+/// ended meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn sign_in_with(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    config: &Config,
+    user_id: &str,
+    hash: &str,
+    attempt: &str,
+    used: Used,
+    source_ip: Option<&str>,
+    now: i64,
+) -> Result<bool, AppError> {
     // Conditional on the waiting sign-in still being stored: a password change (or anything
     // else ending the user's sessions) that deleted it while this request was checking the
     // code wins, and the sign-in begun with the old password does not finish.
     let waiting = sqlx::query("delete from session where session_hash = $1 and pending = 1")
-        .bind(&hash)
+        .bind(hash)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     if waiting != 1 {
-        return Err(expired());
+        return Ok(false);
     }
     sqlx::query("delete from sign_in_failure where attempt_id = $1")
-        .bind(&attempt)
+        .bind(attempt)
         .execute(&mut *tx)
         .await?;
     let factor = match used {
@@ -607,24 +646,18 @@ pub async fn complete_sign_in(
         Event {
             kind: "user.signed_in",
             organization_id: None,
-            actor_user_id: Some(&user_id),
-            subject_id: Some(&user_id),
+            actor_user_id: Some(user_id),
+            subject_id: Some(user_id),
             source_ip,
             data: serde_json::json!({ "second_factor": factor }),
         },
     )
     .await?;
     if used == Used::RecoveryCode {
-        notify_recovery_code_used(&mut tx, config, &user_id, now).await?;
+        notify_recovery_code_used(&mut tx, config, user_id, now).await?;
     }
     tx.commit().await?;
-    clear_pending(session).await?;
-    super::ssr::start_session(config, &user_id, &stamp).await?;
-    session
-        .remove_value(keys::MUST_ENROL)
-        .await
-        .map_err(AppError::internal)?;
-    Ok((user_id, AfterPassword::SignedIn.next_page()))
+    Ok(true)
 }
 
 /// The second step as a server function takes it: the per-address allowance, the proof,
