@@ -353,6 +353,56 @@ async fn a_decision_whose_leases_all_outlast_their_bucket_is_unavailable() {
     assert!(d.admitted, "{d:?}");
 }
 
+/// The sweep gives ended leases back without holding their keys: a key's requests go on
+/// while its old bucket's row is busy (PostgreSQL: held by another transaction here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_s_requests_do_not_wait_for_the_sweep_to_give_its_lease_back() {
+    use app::usage::ssr::{Limit, RateLimiter};
+    if !on_postgres() {
+        // The row is held by a second transaction; SQLite has one writer.
+        return;
+    }
+    let (db, _dir) = fresh_db().await;
+    let limiter = std::sync::Arc::new(RateLimiter::new(db.clone()));
+    // 100 an hour: 1-minute buckets (whatever the size, the sweep runs a minute later).
+    let limit = Limit::new(100, 3600);
+    let start = 1_700_000_040_000;
+    assert!(
+        limiter
+            .check_at("key_busy", limit, start)
+            .await
+            .unwrap()
+            .admitted
+    );
+    let mut holding = db.writer.begin().await.unwrap();
+    let held =
+        sqlx::query("select admitted from rate_bucket where api_key_id = 'key_busy' for update")
+            .fetch_all(&mut *holding)
+            .await
+            .unwrap();
+    assert!(!held.is_empty(), "the lease was counted in a row");
+    let later = start + 3_600_000;
+    let sweeping = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.sweep(later, false).await }
+    });
+    until_a_lock_wait_on(&db).await;
+    let d = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        limiter.check_at("key_busy", limit, later),
+    )
+    .await
+    .expect("the request does not wait for the sweep's give-back")
+    .unwrap();
+    assert!(d.admitted, "{d:?}");
+    holding.commit().await.unwrap();
+    assert_eq!(
+        sweeping.await.unwrap().unwrap(),
+        1,
+        "the old lease went back"
+    );
+}
+
 /// A key used in consecutive buckets leases the next one in the background (in the last
 /// second of a bucket; at once when buckets are a second or shorter), and spends that lease
 /// when the bucket turns, without a lease on the request path.

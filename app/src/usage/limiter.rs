@@ -446,7 +446,10 @@ impl RateLimiter {
             });
             all
         };
-        let mut returned = 0;
+        // The leases are taken out under each key's lock, and given back after it is let go:
+        // the key's requests do not wait on those round trips (a lease they take meanwhile
+        // sees these tokens still counted, which errs toward refusing).
+        let mut ending = Vec::new();
         for (key_id, state) in states {
             let mut st = state.lock().await;
             let ended = match (st.lease, st.limit) {
@@ -455,8 +458,7 @@ impl RateLimiter {
             };
             if ended {
                 if let Some(lease) = st.lease.take() {
-                    self.give_back(&key_id, lease).await?;
-                    returned += 1;
+                    ending.push((key_id.clone(), lease));
                 }
             }
             // A lease taken ahead for a bucket that has passed unused (or any, on shutdown).
@@ -468,12 +470,23 @@ impl RateLimiter {
             };
             if stale {
                 if let Some((lease, _)) = st.ahead.take() {
-                    self.give_back(&key_id, lease).await?;
-                    returned += 1;
+                    ending.push((key_id, lease));
                 }
             }
         }
-        Ok(returned)
+        // One failure does not keep the other keys' tokens counted: each is tried, and the
+        // first error is reported after.
+        let (mut returned, mut failed) = (0, None);
+        for (key_id, lease) in ending {
+            match self.give_back(&key_id, lease).await {
+                Ok(()) => returned += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "rate-limit lease not given back");
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        failed.map_or(Ok(returned), Err)
     }
 
     /// Waits until the background work (leases taken ahead, leases given back) is done, or

@@ -70,12 +70,17 @@ pub async fn waits_for_role_lock(
 /// Waits (up to 20 s) until some transaction of the test's PostgreSQL database waits for a
 /// row lock: the request under test reached the lock it is meant to wait for.
 pub async fn until_a_lock_wait(app: &TestApp) {
+    until_a_lock_wait_on(&app.state.db).await
+}
+
+/// [`until_a_lock_wait`] on a database without an app.
+pub async fn until_a_lock_wait_on(db: &Db) {
     for _ in 0..400 {
         let waiting: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity
              where datname = current_database() and wait_event_type = 'Lock'",
         )
-        .fetch_one(&app.state.db.reader)
+        .fetch_one(&db.reader)
         .await
         .unwrap();
         if waiting > 0 {
