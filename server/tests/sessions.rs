@@ -340,3 +340,48 @@ async fn a_stale_request_saving_the_kept_session_does_not_undo_its_new_stamp() {
         );
     }
 }
+
+/// The expired-session sweep skips rows another transaction holds (PostgreSQL), instead of
+/// waiting for them while holding others (a change ending a user's sessions deletes them in
+/// its own order: waiting would deadlock with it). The next sweep takes what it skipped.
+#[tokio::test]
+async fn the_session_sweep_skips_what_another_change_holds() {
+    use tower_sessions::session_store::ExpiredDeletion;
+    if !on_postgres() {
+        // The row is held by a second transaction; SQLite has one writer.
+        return;
+    }
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    app.user("bob@example.org", None).await;
+    app.signed_in("ann@example.org").await;
+    app.signed_in("bob@example.org").await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from session")
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 2);
+    sqlx::query("update session set expires_at = 1")
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let mut holding = app.state.db.writer.begin().await.unwrap();
+    sqlx::query(
+        "select s.session_hash from session s join app_user u on u.user_id = s.user_id
+         where u.email = 'ann@example.org' for update",
+    )
+    .fetch_one(&mut *holding)
+    .await
+    .unwrap();
+    let sweep = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(5), sweep.delete_expired())
+        .await
+        .expect("the sweep does not wait for the held row")
+        .unwrap();
+    assert_eq!(count().await, 1, "the row nobody held went");
+    holding.commit().await.unwrap();
+    sweep.delete_expired().await.unwrap();
+    assert_eq!(count().await, 0, "the next sweep takes the skipped one");
+}

@@ -223,7 +223,17 @@ impl SessionStore for DbSessionStore {
 #[async_trait]
 impl ExpiredDeletion for DbSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
-        sqlx::query("delete from session where expires_at <= $1")
+        // On PostgreSQL, rows another transaction holds are skipped (the next sweep takes
+        // them): a change ending a user's sessions deletes them in its own order, and a sweep
+        // waiting on one of those while holding another would deadlock with it.
+        let sql = match self.db.backend {
+            Backend::Postgres => {
+                "delete from session where session_hash in
+                    (select session_hash from session where expires_at <= $1 for update skip locked)"
+            }
+            Backend::Sqlite => "delete from session where expires_at <= $1",
+        };
+        sqlx::query(sql)
             .bind(now_ms())
             .execute(&self.db.writer)
             .await
