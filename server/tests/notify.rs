@@ -10,6 +10,55 @@ use std::time::Duration;
 
 const IP: &str = "192.0.2.30";
 
+/// A key limited per second and kept at its limit tells its owners once an hour, not once a
+/// second: the notice's period is the window, but never shorter than an hour.
+#[tokio::test]
+async fn a_key_at_its_limit_every_second_tells_its_owners_once_an_hour() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (_, admin) = app.admin_key(&org).await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&admin),
+            Some(json!({"rate_limit": 2, "rate_window_seconds": 1})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let told = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from notification where kind = 'usage'")
+            .fetch_one(&app.state.db.writer)
+            .await
+            .unwrap()
+    };
+    // Not across an hour's end (the next hour may tell again): the test takes about 4 s.
+    let into_hour = app::ssr::db::now_ms() % 3_600_000;
+    if into_hour > 3_600_000 - 10_000 {
+        tokio::time::sleep(Duration::from_millis((3_600_000 - into_hour + 100) as u64)).await;
+    }
+    let mut first = None;
+    for _ in 0..3 {
+        for _ in 0..2 {
+            app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+        }
+        // Its notice is written off the request path.
+        for _ in 0..50 {
+            if told().await > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let now = told().await;
+        assert!(now > 0, "the limit was reached and told");
+        assert_eq!(*first.get_or_insert(now), now, "told again a second later");
+    }
+}
+
 #[tokio::test]
 async fn a_key_at_80_90_and_100_percent_tells_its_owners_once_each_by_email_and_in_the_app() {
     let sink = SmtpSink::start().await;

@@ -843,8 +843,21 @@ async fn log_batches_written_at_once_add_to_the_same_rollups_without_losing_eith
 async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
     let (app, _org, admin) = with_admin_key().await;
     app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    // A method the client made up is counted (and logged) as OTHER, not as sent: a new
+    // series per method would grow without end.
+    let made_up = format!("MADEUP{}", "X".repeat(2_000));
+    let r = app.api(&made_up, "/api/v1/me", None, None, IP).await;
+    assert_eq!(r.status, 405, "{}", r.body);
     let r = app.api("GET", "/metrics", None, None, "127.0.0.1").await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains(
+            "keyward_http_requests_total{route=\"/api/v1/me\",method=\"OTHER\",status=\"405\"} 1"
+        ),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("MADEUP"), "{}", r.body);
     assert!(
         r.body.contains(
             "keyward_http_requests_total{route=\"/api/v1/me\",method=\"GET\",status=\"200\"} 1"
@@ -853,7 +866,7 @@ async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
         r.body
     );
     assert!(r.body.contains(
-        "keyward_http_request_duration_seconds_bucket{route=\"/api/v1/me\",le=\"+Inf\"} 1"
+        "keyward_http_request_duration_seconds_bucket{route=\"/api/v1/me\",le=\"+Inf\"} 2"
     ));
     assert!(r
         .body

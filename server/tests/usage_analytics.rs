@@ -131,6 +131,45 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
     );
 }
 
+/// Reads of the raw log (error codes, percentiles, latest errors over up to 30 days) take
+/// turns: while every turn is taken, a report waits for one, and the rest of the API (key
+/// lookups, sessions, the log's own writes) does not wait with it.
+#[tokio::test]
+async fn raw_log_reports_take_turns_and_the_api_does_not_wait_for_them() {
+    use app::usage::stats::{RawReaders, RAW_READERS};
+    let (app, _org, admin) = with_admin_key().await;
+    let turns = app.state.db.caches.get::<RawReaders>().0.clone();
+    let taken = turns
+        .clone()
+        .acquire_many_owned(RAW_READERS as u32)
+        .await
+        .unwrap();
+    let report = app.api(
+        "GET",
+        "/api/v1/usage/errors?range=30d",
+        Some(&admin),
+        None,
+        IP,
+    );
+    tokio::pin!(report);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), &mut report)
+            .await
+            .is_err(),
+        "the report waits for a turn"
+    );
+    let r = app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(taken);
+    let r = report.await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        turns.available_permits(),
+        RAW_READERS,
+        "the turn is given back"
+    );
+}
+
 #[tokio::test]
 async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     let (app, org, admin) = with_admin_key().await;

@@ -279,6 +279,14 @@ impl UsageAlerts {
     }
 }
 
+/// The number of the period a usage notice is told once in, at `now` (ms), for a key whose
+/// limit counts `window_seconds`: the limit's window, but never shorter than an hour. A key
+/// limited per second and kept at its limit would otherwise tell its owners three times a
+/// second, by email.
+pub fn usage_alert_period(now: i64, window_seconds: i64) -> i64 {
+    now / (window_seconds.max(1) * 1000).max(3_600_000)
+}
+
 /// Tells a key's owners it reached `threshold` % of its limit in window `window`.
 pub async fn usage_threshold(
     db: &Db,

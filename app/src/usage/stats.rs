@@ -1,5 +1,6 @@
-//! What the charts draw, read from the per-minute rollup (server only): never a scan of the
-//! raw log.
+//! What the charts draw, read from the per-minute rollup (server only). The few figures only
+//! the raw log holds (error codes, latency percentiles, the latest errors) read it in turns:
+//! at most [`RAW_READERS`] at once per instance.
 
 use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
@@ -125,6 +126,41 @@ fn scoped<'q>(
         .bind(end)
         .bind(key)
         .bind(route)
+}
+
+/// How many readers of the raw request log (a count, a sort or a grouping over a range of up
+/// to 30 days) run at once on an instance. The rest wait their turn: a few viewers asking for
+/// long ranges at once would otherwise hold every connection of the pool that key lookups,
+/// sessions and the request log's own writes need.
+pub const RAW_READERS: usize = 2;
+
+/// How long a raw read waits for its turn before the request is told to retry (503).
+const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The turns of [`RAW_READERS`], one set per database (`Db::caches`).
+pub struct RawReaders(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for RawReaders {
+    fn default() -> RawReaders {
+        RawReaders(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            RAW_READERS,
+        )))
+    }
+}
+
+/// Waits for a turn to read the raw log; held until dropped.
+async fn raw_turn(db: &Db) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    let turns = db.caches.get::<RawReaders>().0.clone();
+    match tokio::time::timeout(RAW_READ_WAIT, turns.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(AppError {
+            retry_after: Some(5),
+            ..AppError::new(
+                crate::error::ErrorCode::Unavailable,
+                "usage analytics are busy on this server; try again in a few seconds",
+            )
+        }),
+    }
 }
 
 /// The raw log's rows of an organization, window, key and route (`$1`–`$5` of [`scoped`]).
@@ -259,6 +295,7 @@ pub async fn errors(
         key: filter.key_id.unwrap_or(""),
         route: filter.route.unwrap_or(""),
     };
+    let _turn = raw_turn(db).await?;
     Ok(ErrorReport {
         requests: series.total,
         errors,
@@ -348,29 +385,40 @@ pub async fn summary(
     };
     let top_keys = view.top_keys("").await?;
     let top_routes = view.top("route", "").await?;
+    let _turn = raw_turn(db).await?;
     let top_error_codes = view.top_codes(5).await?;
-    let logged: i64 = scoped(
-        &format!("select count(*) from request_log where {RAW}"),
+    // Nearest rank: the smallest value with at least p of the values at or below it, rank
+    // ceil(p * n). The three are read in one sort of the range, counted in the same statement
+    // (rows written or retired meanwhile cannot move the ranks off the rows).
+    let rows = scoped(
+        &format!(
+            "select rn, n, latency_us from
+            (select latency_us, row_number() over (order by latency_us) as rn, count(*) over () as n
+             from request_log where {RAW}) ranked
+         where rn = (50 * n + 99) / 100 or rn = (95 * n + 99) / 100 or rn = (99 * n + 99) / 100"
+        ),
         organization_id,
         (start, end),
         key,
         route,
     )
-    .fetch_one(&db.reader)
-    .await?
-    .try_get(0)?;
+    .fetch_all(&db.reader)
+    .await?;
     let mut percentiles = [0.0f64; 3];
-    if logged > 0 {
-        for (slot, p) in percentiles.iter_mut().zip([0.50, 0.95, 0.99]) {
-            // Nearest rank: the smallest value with at least p of the values at or below it.
-            let rank = ((p * logged as f64).ceil() as i64).clamp(1, logged) - 1;
-            let us: i64 = scoped(&format!(
-                "select latency_us from request_log where {RAW} order by latency_us limit 1 offset $6"
-            ), organization_id, (start, end), key, route)
-            .bind(rank)
-                .fetch_one(&db.reader)
-                .await?
-                .try_get(0)?;
+    if let Some(first) = rows.first() {
+        let logged: i64 = first.try_get("n")?;
+        let mut at = std::collections::HashMap::new();
+        for row in &rows {
+            at.insert(
+                row.try_get::<i64, _>("rn")?,
+                row.try_get::<i64, _>("latency_us")?,
+            );
+        }
+        for (slot, p) in percentiles.iter_mut().zip([50, 95, 99]) {
+            let rank = (p * logged + 99) / 100;
+            let us = at.get(&rank).copied().ok_or_else(|| {
+                AppError::internal(format!("latency rank {rank} of {logged} not found"))
+            })?;
             *slot = us as f64 / 1000.0;
         }
     }

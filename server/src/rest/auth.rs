@@ -173,13 +173,14 @@ pub fn rate_limit_headers(headers: &mut http::HeaderMap, d: &Decision) {
 }
 
 /// Tells the key's owners, off the request path, when this request took it to 80, 90 or
-/// 100 % of its limit (once per threshold and window).
+/// 100 % of its limit (once per threshold and window, at most once an hour).
 fn tell_usage_thresholds(state: &AppState, key: &VerifiedKey, d: &Decision) {
     let Ok(alerts) = app::notify::ssr::UsageAlerts::of(state) else {
         return;
     };
     let used = d.limit - d.remaining;
-    let window = app::ssr::db::now_ms() / (key.rate_window_seconds * 1000);
+    let window =
+        app::notify::ssr::usage_alert_period(app::ssr::db::now_ms(), key.rate_window_seconds);
     let Some(threshold) = alerts.crossed(&key.id, window, used, d.limit) else {
         return;
     };

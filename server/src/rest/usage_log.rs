@@ -58,7 +58,9 @@ pub async fn middleware(
     response
 }
 
-/// The method's name, borrowed for the standard ones.
+/// The method's name; every non-standard one is `OTHER`. A client chooses the method, of any
+/// length: kept as sent, each new one would be a new metrics series held for the process's
+/// life, and a long one a large log row.
 fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
     use http::Method;
     let name = match *method {
@@ -69,7 +71,9 @@ fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
         Method::DELETE => "DELETE",
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
-        _ => return std::borrow::Cow::Owned(method.to_string()),
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
     };
     std::borrow::Cow::Borrowed(name)
 }
