@@ -148,16 +148,31 @@ pub fn sha256_bytes(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The non-secret part shown in lists: `kw_live_4eC3`.
+/// The non-secret part shown in lists: `kw_live_4eC3`. An imported key of another system may
+/// be as short as 16 characters: of those, at most a quarter is shown, so that whoever may
+/// list keys never sees most of a secret (12 of 16 would leave 4 characters to guess).
 pub fn display_prefix(key: &str) -> String {
-    key.chars()
-        .take(Environment::Live.prefix().len() + 4)
-        .collect()
+    let shown = Environment::Live.prefix().len() + 4;
+    let shown = if parse(key).is_ok() {
+        shown
+    } else {
+        shown.min(key.chars().count() / 4)
+    };
+    key.chars().take(shown).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_show_a_short_part_of_a_key_and_at_most_a_quarter_of_a_foreign_one() {
+        let key = generate(Environment::Live);
+        assert_eq!(display_prefix(&key), key[..12]);
+        assert_eq!(display_prefix("sk_live_AbCdEfGh"), "sk_l");
+        assert_eq!(display_prefix(&"x".repeat(40)), "x".repeat(10));
+        assert_eq!(display_prefix(&"y".repeat(200)), "y".repeat(12));
+    }
 
     #[test]
     fn generated_keys_parse() {
@@ -215,6 +230,5 @@ mod tests {
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(display_prefix("kw_live_4eC39HqL"), "kw_live_4eC3");
     }
 }
