@@ -558,6 +558,128 @@ async fn roll_with_grace_keeps_both_working_until_the_grace_ends() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// A rolled key's grace can be shortened, never extended: a later expiry would keep two
+/// working secrets. The refusal writes nothing.
+#[tokio::test]
+async fn a_rolled_key_s_grace_cannot_be_extended() {
+    let (app, org, admin) = with_admin_key().await;
+    let (id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "deploy".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let view = || async {
+        app.api("GET", &format!("/api/v1/keys/{id}"), Some(&admin), None, IP)
+            .await
+            .json()
+    };
+    let grace_ends = view().await["expires_at"].clone();
+    for later in [json!("2031-01-01T00:00:00Z"), serde_json::Value::Null] {
+        let r = app
+            .api(
+                "PATCH",
+                &format!("/api/v1/keys/{id}"),
+                Some(&admin),
+                Some(json!({ "expires_at": later })),
+                IP,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{later}: {}", r.body);
+        assert_eq!(r.error_code(), "conflict");
+        assert_eq!(view().await["expires_at"], grace_ends, "nothing written");
+    }
+    // Shorter is fine (and so is an edit that leaves the expiry alone).
+    let sooner = app::ssr::db::rfc3339(app::ssr::db::now_ms() + 60_000);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&admin),
+            Some(json!({ "expires_at": sooner, "name": "deploy (old)" })),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&admin),
+            Some(json!({ "description": "rolled on Tuesday" })),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// A roll copies the settings it read: an edit committed while the roll runs (an allow-list
+/// added during an incident) makes the roll refuse rather than give the successor the old
+/// settings (PostgreSQL: the interleaving is forced with a row lock).
+#[tokio::test]
+async fn a_roll_does_not_lose_an_edit_made_while_it_runs() {
+    if !on_postgres() {
+        // The interleaving is forced with a row lock; SQLite has one writer.
+        return;
+    }
+    let (app, org, admin) = with_admin_key().await;
+    let (id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "deploy".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let mut edit = app.state.db.writer.begin().await.unwrap();
+    sqlx::query("select api_key_id from api_key where api_key_id = $1 for update")
+        .bind(&id)
+        .fetch_one(&mut *edit)
+        .await
+        .unwrap();
+    let path = format!("/api/v1/keys/{id}/roll");
+    let roll = app.api(
+        "POST",
+        &path,
+        Some(&admin),
+        Some(json!({"grace_seconds": 60})),
+        IP,
+    );
+    let restrict = async {
+        until_a_lock_wait(&app).await;
+        sqlx::query(
+            "update api_key set ip_allowlist = '[\"192.0.2.0/24\"]', updated_at = updated_at + 1
+             where api_key_id = $1",
+        )
+        .bind(&id)
+        .execute(&mut *edit)
+        .await
+        .unwrap();
+        edit.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(roll, restrict);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let successors: i64 = sqlx::query_scalar("select count(*) from api_key where name = 'deploy'")
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(successors, 1, "no successor with the old settings");
+}
+
 #[tokio::test]
 async fn verify_endpoint_answers_for_the_callers_organization_only() {
     let (app, org, admin) = with_admin_key().await;

@@ -198,13 +198,17 @@ pub async fn roll(
         "update api_key set expires_at = $1, rolled_to_key_id = $2,
             updated_at = case when $3 > updated_at then $3 else updated_at + 1 end
          where api_key_id = $4 and organization_id = $5 and status = 'active' and rolled_to_key_id is null
-           and (expires_at is null or expires_at > $3)",
+           and (expires_at is null or expires_at > $3) and updated_at = $6 and approval = $7",
     )
     .bind(old_expiry)
     .bind(&new_id)
     .bind(now)
     .bind(key_id)
     .bind(org_id)
+    // As read: the successor copies the settings read above, so an edit made meanwhile (an
+    // allow-list added during an incident, say) must not be lost on the working secret.
+    .bind(old.updated_at)
+    .bind(old.approval.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -212,7 +216,7 @@ pub async fn roll(
         // Dropping the transaction rolls the new key back.
         return Err(AppError::conflict(
             "status",
-            "the key changed while it was being rolled (revoked, disabled or rolled meanwhile)",
+            "the key changed while it was being rolled (edited, revoked, disabled or rolled meanwhile); read it again and retry",
         ));
     }
     // The successor keeps the old key's limit.
@@ -576,6 +580,19 @@ pub async fn update(
         || settings.expires_at != current.expires_at
         || settings.require_signature != wire.require_signature;
     review_allows(&mut tx, &acting, &current, access_changed).await?;
+    // A rolled key works only through its grace: a later expiry would keep two working
+    // secrets, which is what the roll was to end.
+    let outlives_grace = |expires_at: Option<i64>| match (current.expires_at, expires_at) {
+        (Some(grace), Some(new)) => new > grace,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if current.rolled_to_key_id.is_some() && outlives_grace(settings.expires_at) {
+        return Err(AppError::conflict(
+            "expires_at",
+            "this key was rolled: its grace can be shortened, not extended; extend its successor",
+        ));
+    }
     if patch.expires_at.is_some() {
         // A new expiry follows the organization's key lifetime policy.
         crate::orgs::policy::check_key_expiry(&mut tx, org_id, settings.expires_at).await?;
@@ -584,7 +601,8 @@ pub async fn update(
         "update api_key set name = $1, description = $2, category = $3, scopes = $4, endpoints = $5, ip_allowlist = $6,
             expires_at = $7, require_signature = $8, metadata = $9, updated_at = $10
          where api_key_id = $11 and organization_id = $12 and status <> 'revoked'
-           and updated_at = $13 and approval = $14",
+           and updated_at = $13 and approval = $14
+           and (rolled_to_key_id is null or $7 <= expires_at)",
     )
     .bind(&settings.name)
     .bind(&settings.description)
