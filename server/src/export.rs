@@ -56,12 +56,14 @@ pub struct ExportQuery {
 pub async fn console(
     State(state): State<AppState>,
     session: Session,
+    crate::live::PeerIp(ip): crate::live::PeerIp,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     async move {
         let (q, org) = console_org(
             &state,
             &session,
+            ip,
             query,
             "usage_export",
             Permission::UsageRead,
@@ -80,6 +82,7 @@ pub async fn console(
 async fn console_org<Q>(
     state: &AppState,
     session: &Session,
+    source_ip: Option<std::net::IpAddr>,
     query: Result<Query<Q>, axum::extract::rejection::QueryRejection>,
     endpoint: &str,
     permission: Permission,
@@ -92,7 +95,8 @@ async fn console_org<Q>(
         ));
     };
     let org = organization_of(&q).unwrap_or_default();
-    let grant = crate::live::session_grant(state, session, endpoint, &org, permission).await?;
+    let grant =
+        crate::live::session_grant(state, session, endpoint, &org, permission, source_ip).await?;
     Ok((q, grant.organization_id))
 }
 
@@ -259,12 +263,14 @@ pub struct AuditExportQuery {
 pub async fn audit_console(
     State(state): State<AppState>,
     session: Session,
+    crate::live::PeerIp(ip): crate::live::PeerIp,
     query: Result<Query<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     async move {
         let (q, org) = console_org(
             &state,
             &session,
+            ip,
             query,
             "audit_export",
             Permission::AuditRead,

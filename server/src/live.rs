@@ -20,6 +20,26 @@ use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use tower_sessions::Session;
 
+/// The connection's peer address, if the server recorded one (never a refusal): what the
+/// console's plain routes record as an impersonated call's source.
+pub struct PeerIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<PeerIp, Self::Rejection> {
+        Ok(PeerIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct UsageEventsQuery {
     organization_id: String,
@@ -35,11 +55,12 @@ pub async fn session_grant(
     endpoint: &str,
     organization_id: &str,
     permission: Permission,
+    source_ip: Option<std::net::IpAddr>,
 ) -> Result<app::access::ssr::Grant, AppError> {
     let user_id = enforce(state, Some(Guard::Org(permission)), session)
         .await?
         .ok_or_else(AppError::unauthenticated)?;
-    impersonation_gate(state, session, endpoint, Some(&user_id), None).await?;
+    impersonation_gate(state, session, endpoint, Some(&user_id), source_ip).await?;
     authorize(
         &state.db,
         &Principal::User { user_id },
@@ -52,6 +73,7 @@ pub async fn session_grant(
 pub async fn usage_events(
     State(state): State<AppState>,
     session: Session,
+    PeerIp(ip): PeerIp,
     query: Result<Query<UsageEventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
@@ -67,6 +89,7 @@ pub async fn usage_events(
         "usage_events",
         &query.organization_id,
         Permission::UsageRead,
+        ip,
     )
     .await
     {
@@ -131,7 +154,10 @@ pub async fn listen(state: AppState, mut stop: crate::workers::Stop) {
         };
         if let Err(error) = listener.listen(app::usage::log::NOTIFY_CHANNEL).await {
             tracing::warn!(%error, "usage-notify: LISTEN failed; retrying");
-            continue;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                _ = stop.stopped() => return,
+            }
         }
         loop {
             tokio::select! {

@@ -599,3 +599,36 @@ async fn a_session_ended_while_its_start_runs_does_not_come_back_impersonating()
     assert_eq!(theirs, 0, "no session came back");
     assert!(events(&app, "user.impersonation_started").await.is_empty());
 }
+
+/// The console's plain routes (the usage export and live feed, the audit export) record an
+/// impersonated call with the address it came from, as server functions do.
+#[tokio::test]
+async fn an_impersonated_export_is_recorded_with_its_address() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let ann_org = app.org_of(&ann).await;
+    let mut b = app.signed_in("root@example.org").await;
+    let r = impersonate(&app, &mut b, "ann@example.org", "ticket 7: her export").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut request = http::Request::get(format!(
+        "/usage/export?organization_id={ann_org}&range=1h&format=csv"
+    ));
+    if let Some(cookie) = b.header() {
+        request = request.header(http::header::COOKIE, cookie);
+    }
+    let mut request = request.body(axum::body::Body::empty()).unwrap();
+    let peer: std::net::SocketAddr = "198.51.100.23:50000".parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let recorded: Vec<Option<String>> = sqlx::query_scalar(
+        "select source_ip from domain_event where kind = 'impersonation.call' and data like '%usage_export%'",
+    )
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(recorded, vec![Some("198.51.100.23".to_string())]);
+}
