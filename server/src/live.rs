@@ -40,6 +40,54 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
     }
 }
 
+/// Live feeds one user may hold open on an instance at once (a few tabs; each costs a task,
+/// a socket and a few queries at connect).
+pub const FEEDS_PER_USER: usize = 8;
+
+/// How long a feed lasts before the browser reconnects (`EventSource` does so by itself) and
+/// the reconnection is authorized again: a member removed, demoted or signed out stops hearing
+/// the organization's traffic within this.
+pub const FEED_LASTS: Duration = Duration::from_secs(60);
+
+/// Open feeds per user on this instance (`Db::caches`).
+#[derive(Default)]
+pub struct OpenFeeds(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open feed, counted until dropped (with the stream).
+pub struct FeedSlot {
+    feeds: std::sync::Arc<OpenFeeds>,
+    user_id: String,
+}
+
+impl OpenFeeds {
+    /// A slot for `user_id`'s new feed, or `None` when they hold [`FEEDS_PER_USER`] already.
+    pub fn open(feeds: std::sync::Arc<OpenFeeds>, user_id: &str) -> Option<FeedSlot> {
+        let mut open = feeds.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(user_id.to_string()).or_default();
+        if *n >= FEEDS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        drop(open);
+        Some(FeedSlot {
+            feeds,
+            user_id: user_id.to_string(),
+        })
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        let mut open = self.feeds.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.user_id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct UsageEventsQuery {
     organization_id: String,
@@ -96,21 +144,35 @@ pub async fn usage_events(
         Ok(grant) => grant,
         Err(e) => return e.into_response(),
     };
+    let user_id = match &grant.principal {
+        Principal::User { user_id } => user_id.clone(),
+        Principal::Key { key_id, .. } => key_id.clone(),
+    };
+    let Some(slot) = OpenFeeds::open(state.db.caches.get::<OpenFeeds>(), &user_id) else {
+        return AppError {
+            retry_after: Some(60),
+            ..AppError::new(
+                app::error::ErrorCode::RateLimited,
+                format!("at most {FEEDS_PER_USER} live usage feeds at once; close another tab"),
+            )
+        }
+        .into_response();
+    };
     let rx = match RequestLog::of(&state) {
         Ok(log) => log.subscribe(),
         Err(e) => return e.into_response(),
     };
-    // The stream ends when the session could have idled out; the browser reconnects, and the
-    // reconnection is authorized again.
-    // An impersonation's time limit ends it sooner.
-    let mut lasts = state.config.session_idle;
+    // The stream ends after a minute (sooner if the session could idle out, or an
+    // impersonation's time limit comes first); the browser reconnects, and the reconnection
+    // is authorized again.
+    let mut lasts = state.config.session_idle.min(FEED_LASTS);
     if let Ok(Some((_, until))) = app::admin::impersonation::current(&session).await {
         let left = (until - app::ssr::db::now_ms()).max(0) as u64;
         lasts = lasts.min(Duration::from_millis(left));
     }
     let deadline = tokio::time::Instant::now() + lasts;
     let org = grant.organization_id;
-    let stream = futures::stream::unfold((rx, org), move |(mut rx, org)| async move {
+    let stream = futures::stream::unfold((rx, org, slot), move |(mut rx, org, slot)| async move {
         loop {
             let next = tokio::time::timeout_at(deadline, rx.recv()).await;
             let event = match next {
@@ -123,7 +185,7 @@ pub async fn usage_events(
                 }
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
             };
-            return Some((Ok::<_, std::convert::Infallible>(event), (rx, org)));
+            return Some((Ok::<_, std::convert::Infallible>(event), (rx, org, slot)));
         }
     });
     Sse::new(stream)

@@ -1332,6 +1332,36 @@ async fn live_events_need_a_session_with_usage_read_and_announce_new_requests() 
     );
 }
 
+/// One user holds at most `FEEDS_PER_USER` live feeds open on an instance; a closed one frees
+/// its place.
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_live_feeds() {
+    use keyward_server::live::FEEDS_PER_USER;
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let browser = app.signed_in("ann@example.org").await;
+    let mut open = Vec::new();
+    for _ in 0..FEEDS_PER_USER {
+        let r = open_events(&app, &browser, &org).await;
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let r = open_events(&app, &browser, &org).await;
+    assert_eq!(r.status(), 429, "one feed too many");
+    assert!(r.headers().contains_key(http::header::RETRY_AFTER));
+    // Another user is not held back by Ann's feeds.
+    let bob = app.user("bob@example.org", None).await;
+    let bob_org = app.org_of(&bob).await;
+    let bob_browser = app.signed_in("bob@example.org").await;
+    assert_eq!(
+        open_events(&app, &bob_browser, &bob_org).await.status(),
+        200
+    );
+    drop(open.pop());
+    assert_eq!(open_events(&app, &browser, &org).await.status(), 200);
+}
+
 #[tokio::test]
 async fn live_events_reach_viewers_on_another_instance() {
     if !on_postgres() {
