@@ -22,15 +22,124 @@ pub const ROWS_HEADER: &str = "x-keyward-rows";
 /// Past this, an export is refused with 429 and `Retry-After`.
 pub const CONCURRENT_EXPORTS: usize = 2;
 
+/// Exports of one organization streaming at once on this instance: one tenant cannot take
+/// every slot.
+pub const EXPORTS_PER_ORGANIZATION: usize = 1;
+
+/// A client that reads nothing for this long loses its export's slot (the body ends early):
+/// a slot is not held by a connection that stopped reading.
+pub const EXPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest an export holds its slot, however steadily it is read.
+pub const EXPORT_LASTS: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The export slots of this instance; a domain state plugged in at boot.
 #[derive(Debug)]
-pub struct ExportSlots(std::sync::Arc<tokio::sync::Semaphore>);
+pub struct ExportSlots {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    by_organization: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
 
 impl Default for ExportSlots {
     fn default() -> ExportSlots {
-        ExportSlots(std::sync::Arc::new(tokio::sync::Semaphore::new(
-            CONCURRENT_EXPORTS,
-        )))
+        ExportSlots {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
+            by_organization: Default::default(),
+        }
+    }
+}
+
+/// A taken export slot: the instance's and the organization's, given back when dropped (the
+/// body finished, failed or was dropped) or when the watch ([`Slot::watch`]) takes it back.
+#[derive(Debug)]
+pub struct Slot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    organization_id: String,
+    by_organization: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self
+            .by_organization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.organization_id) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.organization_id);
+            }
+        }
+    }
+}
+
+impl ExportSlots {
+    /// A slot for an export of `organization_id`, or `None` when the instance's or the
+    /// organization's are all taken.
+    pub fn take(&self, organization_id: &str) -> Option<Slot> {
+        let mut by = self
+            .by_organization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(organization_id.to_string()).or_default();
+        if *n >= EXPORTS_PER_ORGANIZATION {
+            return None;
+        }
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        *n += 1;
+        Some(Slot {
+            _all: all,
+            organization_id: organization_id.to_string(),
+            by_organization: self.by_organization.clone(),
+        })
+    }
+
+    /// Free instance slots (tests).
+    pub fn available(&self) -> usize {
+        self.all.available_permits()
+    }
+}
+
+/// A slot shared by a body and its watch: whichever lets go first gives it back.
+type Held = std::sync::Arc<std::sync::Mutex<Option<Slot>>>;
+
+impl Slot {
+    /// Hands the slot to a watch that takes it back when the body has not been read for
+    /// `idle`, or after `lasts` in all; the body, read again after that, ends early. Returns
+    /// the shared slot and the time of the last read, which the body updates.
+    fn watch(
+        self,
+        idle: std::time::Duration,
+        lasts: std::time::Duration,
+    ) -> (Held, std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>) {
+        let held: Held = std::sync::Arc::new(std::sync::Mutex::new(Some(self)));
+        let started = tokio::time::Instant::now();
+        let read = std::sync::Arc::new(std::sync::Mutex::new(started));
+        let (watched, last) = (std::sync::Arc::downgrade(&held), read.clone());
+        tokio::spawn(async move {
+            let tick = idle.min(std::time::Duration::from_secs(5));
+            loop {
+                tokio::time::sleep(tick).await;
+                // The body is gone: its slot went with it.
+                let Some(held) = watched.upgrade() else {
+                    return;
+                };
+                let now = tokio::time::Instant::now();
+                let last = *last.lock().unwrap_or_else(|p| p.into_inner());
+                if now - last >= idle || now - started >= lasts {
+                    if held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                        .is_some()
+                    {
+                        tracing::warn!("an export's client stopped reading (or took too long): its slot is taken back");
+                    }
+                    return;
+                }
+            }
+        });
+        (held, read)
     }
 }
 
@@ -126,7 +235,7 @@ pub async fn stream(
         range.as_str(),
         format.extension()
     );
-    let permit = export_slot(state)?;
+    let permit = export_slot(state, &organization_id)?;
     let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
     let rows = export::count(&state.db, &scope).await?;
     let head = export::head(format)?;
@@ -165,15 +274,14 @@ fn download(format: Format, file: &str, rows: i64, body: Body) -> Response {
         .into_response()
 }
 
-/// One of this instance's export slots, or 429 with `Retry-After` when all are taken.
-fn export_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+/// One of this instance's export slots for `organization_id`, or 429 with `Retry-After` when
+/// the instance's or the organization's are all taken.
+fn export_slot(state: &AppState, organization_id: &str) -> Result<Slot, AppError> {
     state
         .domains
         .get::<ExportSlots>()?
-        .0
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| AppError::rate_limited(5))
+        .take(organization_id)
+        .ok_or_else(|| AppError::rate_limited(5))
 }
 
 /// A streamed body: `head`, then the chunk `next` makes from each cursor (it also learns
@@ -184,8 +292,25 @@ fn chunked<C, F, Fut>(
     head: Vec<u8>,
     tail: &'static [u8],
     next: F,
-    // Released when the body is dropped: finished, failed or abandoned by the client.
-    permit: tokio::sync::OwnedSemaphorePermit,
+    // Released when the body is dropped (finished, failed or abandoned by the client), or
+    // taken back when the client stops reading ([`Slot::watch`]).
+    permit: Slot,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
+where
+    C: Default + Send + 'static,
+    F: Fn(C, bool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Option<(Vec<u8>, C)>, AppError>> + Send,
+{
+    chunked_within((EXPORT_IDLE, EXPORT_LASTS), head, tail, next, permit)
+}
+
+/// [`chunked`] with the watch's idle time and longest hold given.
+fn chunked_within<C, F, Fut>(
+    (idle, lasts): (std::time::Duration, std::time::Duration),
+    head: Vec<u8>,
+    tail: &'static [u8],
+    next: F,
+    permit: Slot,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
 where
     C: Default + Send + 'static,
@@ -200,14 +325,18 @@ where
     enum Pending<Fut> {
         Head(Vec<u8>),
         Chunk(Fut),
+        TakenBack,
         Done,
     }
+    let (held, read) = permit.watch(idle, lasts);
     futures::stream::unfold(Step::Head(head), move |step| {
-        let _held = &permit;
+        *read.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        let taken_back = held.lock().unwrap_or_else(|p| p.into_inner()).is_none();
         let pending = match step {
+            Step::Done => Pending::Done,
+            _ if taken_back => Pending::TakenBack,
             Step::Head(head) => Pending::Head(head),
             Step::Rows { cursor, first } => Pending::Chunk(next(cursor, first)),
-            Step::Done => Pending::Done,
         };
         async move {
             match pending {
@@ -232,6 +361,12 @@ where
                         Some((Err(std::io::Error::other("export failed")), Step::Done))
                     }
                 },
+                Pending::TakenBack => Some((
+                    Err(std::io::Error::other(
+                        "export ended: the client stopped reading",
+                    )),
+                    Step::Done,
+                )),
                 Pending::Done => None,
             }
         }
@@ -301,7 +436,7 @@ pub async fn audit_stream(
         page: None,
     };
     let export = Export::new(&organization_id, &filters)?;
-    let permit = export_slot(state)?;
+    let permit = export_slot(state, &organization_id)?;
     let rows = export.count(&state.db).await?;
     let head = audit::head(format)?;
     let db = state.db.clone();
@@ -318,4 +453,63 @@ pub async fn audit_stream(
     let body = Body::from_stream(chunked(head, export::tail(format), next, permit));
     let file = format!("audit-{organization_id}.{}", format.extension());
     Ok(download(format, &file, rows, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    /// An endless export: a chunk per read.
+    fn endless(slot: Slot) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+        chunked_within(
+            (Duration::from_secs(30), Duration::from_secs(900)),
+            b"[".to_vec(),
+            b"]",
+            |(), _| async { Ok(Some((b"x".to_vec(), ()))) },
+            slot,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_loses_its_slot_and_one_that_reads_keeps_it() {
+        let slots = ExportSlots::default();
+        let body = endless(slots.take("org_a").unwrap());
+        tokio::pin!(body);
+        assert!(slots.take("org_a").is_none(), "one per organization");
+        // Read steadily (every 10 s) for a minute: the slot stays.
+        for _ in 0..6 {
+            assert!(body.next().await.unwrap().is_ok());
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS - 1);
+        // Then nothing read for longer than the idle time: the slot comes back, to the
+        // instance and to the organization, and the body ends with an error.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS);
+        drop(
+            slots
+                .take("org_a")
+                .expect("the organization's slot is back"),
+        );
+        assert!(body.next().await.unwrap().is_err());
+        assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_export_holds_its_slot_longer_than_the_limit() {
+        let slots = ExportSlots::default();
+        let body = endless(slots.take("org_a").unwrap());
+        tokio::pin!(body);
+        let mut read = 0;
+        while let Some(Ok(_)) = body.next().await {
+            read += 1;
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(read < 1_000, "the body never ended");
+        }
+        // 15 minutes of a read every 20 s: about 45 reads, then the slot went back.
+        assert!((40..=50).contains(&read), "{read}");
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS);
+    }
 }

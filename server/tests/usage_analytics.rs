@@ -478,13 +478,19 @@ async fn per_organization_totals_are_for_instance_admins_only() {
 }
 
 #[tokio::test]
-async fn at_most_two_exports_stream_at_once() {
+async fn at_most_two_exports_stream_at_once_and_one_per_organization() {
     use tower::ServiceExt;
-    let (app, _org, admin) = with_admin_key().await;
-    let open = || {
+    let app = spawn().await;
+    let mut keys = Vec::new();
+    for email in ["ann@example.org", "bob@example.org", "cy@example.org"] {
+        let user = app.user(email, None).await;
+        let org = app.org_of(&user).await;
+        keys.push(app.scoped_key(&org, json!({"usage": "read"})).await.1);
+    }
+    let open = |key: &str| {
         let mut req = http::Request::get("/api/v1/usage/export?range=1h")
             .header(http::header::HOST, HOST)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin}"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
             .body(axum::body::Body::empty())
             .unwrap();
         let addr: std::net::SocketAddr = format!("{IP}:40000").parse().unwrap();
@@ -492,19 +498,21 @@ async fn at_most_two_exports_stream_at_once() {
             .insert(axum::extract::ConnectInfo(addr));
         app.router.clone().oneshot(req)
     };
-    // Two responses whose bodies nobody has read yet hold the two slots.
-    let first = open().await.unwrap();
-    let second = open().await.unwrap();
-    assert_eq!(
-        (first.status().as_u16(), second.status().as_u16()),
-        (200, 200)
-    );
-    let third = open().await.unwrap();
-    assert_eq!(third.status(), 429);
-    assert_eq!(third.headers()[http::header::RETRY_AFTER], "5");
-    assert!(third.headers().contains_key(http::header::RETRY_AFTER));
+    // Responses whose bodies nobody has read yet hold their slots: Ann's organization has
+    // one, and no second.
+    let ann = open(&keys[0]).await.unwrap();
+    assert_eq!(ann.status(), 200);
+    let again = open(&keys[0]).await.unwrap();
+    assert_eq!(again.status(), 429, "one export per organization at once");
+    assert_eq!(again.headers()[http::header::RETRY_AFTER], "5");
+    // Bob's takes the instance's second; Cy's finds none left.
+    let bob = open(&keys[1]).await.unwrap();
+    assert_eq!(bob.status(), 200);
+    let cy = open(&keys[2]).await.unwrap();
+    assert_eq!(cy.status(), 429, "two at once on the instance");
     // A slot comes back when a body is done with (read to the end, or dropped).
-    drop(first);
-    let fourth = open().await.unwrap();
-    assert_eq!(fourth.status(), 200);
+    drop(ann);
+    assert_eq!(open(&keys[2]).await.unwrap().status(), 200);
+    drop(bob);
+    assert_eq!(open(&keys[0]).await.unwrap().status(), 200);
 }
