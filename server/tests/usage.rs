@@ -577,6 +577,40 @@ async fn plans_set_limits_and_a_plan_change_applies_to_its_keys_at_once() {
     );
 }
 
+/// Every key may read the plans (to choose one), but how many keys of the instance each
+/// holds is for those who may change plans only: to anyone else it would tell of other
+/// organizations' keys.
+#[tokio::test]
+async fn plan_key_counts_are_for_plan_administrators_only() {
+    let app = spawn().await;
+    let (system, _org, org_admin) = system_and_org_keys(&app).await;
+    let plans = |key: String| {
+        let app = &app;
+        async move {
+            let r = app.api("GET", "/api/v1/plans", Some(&key), None, IP).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json().as_array().unwrap().clone()
+        }
+    };
+    let seen = plans(system).await;
+    assert!(!seen.is_empty());
+    let free = seen.iter().find(|p| p["id"] == "plan_free").unwrap();
+    assert!(free["keys"].as_i64().unwrap() >= 2, "{free}");
+    let seen = plans(org_admin).await;
+    assert!(!seen.is_empty());
+    for plan in &seen {
+        assert!(plan["keys"].is_null(), "{plan}");
+    }
+    // The console's list the same way: a user who is no plan administrator sees no counts.
+    app.user("zed@example.org", None).await;
+    let mut zed = app.signed_in("zed@example.org").await;
+    let r = app.rpc(&mut zed, "list_plans", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for plan in r.json().as_array().unwrap() {
+        assert!(plan["keys"].is_null(), "{plan}");
+    }
+}
+
 #[tokio::test]
 async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing() {
     let app = spawn().await;

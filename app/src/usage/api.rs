@@ -12,7 +12,13 @@ use leptos::prelude::*;
 #[server(prefix = "/rpc", endpoint = "list_plans")]
 pub async fn list_plans() -> Result<Vec<Plan>, AppError> {
     let caller = crate::access::guard::guard("list_plans").await?;
-    crate::ssr::respond(super::ssr::list(&caller.state.db)).await
+    crate::ssr::respond(async move {
+        let principal = crate::access::ssr::Principal::User {
+            user_id: caller.user_id()?.to_string(),
+        };
+        super::ssr::list_for(&caller.state.db, &principal).await
+    })
+    .await
 }
 
 /// Creates a plan (`limit` requests per `window_seconds`).

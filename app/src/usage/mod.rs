@@ -41,8 +41,11 @@ pub struct Plan {
     pub window_seconds: i64,
     /// Whether keys without a plan follow this one.
     pub is_default: bool,
-    /// How many keys are on this plan (keys without a plan count for the default).
-    pub keys: i64,
+    /// How many keys of the whole instance are on this plan (keys without a plan count for
+    /// the default). Only for callers who may change plans (`plans:write` in the system
+    /// organization); `null` for anyone else, to whom it would tell of other organizations'
+    /// keys.
+    pub keys: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -191,7 +191,7 @@ fn PlanRow(
         <tr>
             <td>{label}</td>
             <td>{describe(limit, window_seconds)}</td>
-            <td>{keys}</td>
+            <td>{keys.map_or_else(|| "—".to_string(), |n| n.to_string())}</td>
             <td>{description}</td>
             <td>{can_edit.then(actions)}</td>
         </tr>

@@ -24,7 +24,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Plan, sqlx::Error> {
         description: r.try_get("description")?,
         limit: r.try_get("request_limit")?,
         window_seconds: r.try_get("window_seconds")?,
-        keys: r.try_get("keys")?,
+        keys: Some(r.try_get("keys")?),
         created_at: rfc3339(r.try_get("created_at")?),
         updated_at: rfc3339(r.try_get("updated_at")?),
     })
@@ -38,6 +38,33 @@ pub async fn list(db: &Db) -> Result<Vec<Plan>, AppError> {
     .fetch_all(&db.reader)
     .await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Every plan as `principal` may see it: the instance's key counts only for those who may
+/// change plans.
+pub async fn list_for(
+    db: &Db,
+    principal: &crate::access::ssr::Principal,
+) -> Result<Vec<Plan>, AppError> {
+    let mut plans = list(db).await?;
+    let instance_wide = match crate::access::ssr::authorize(
+        db,
+        principal,
+        crate::access::ssr::SYSTEM_ORG_ID,
+        crate::access::Permission::PlansWrite,
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) if e.is_server_fault() => return Err(e),
+        Err(_) => false,
+    };
+    if !instance_wide {
+        for plan in &mut plans {
+            plan.keys = None;
+        }
+    }
+    Ok(plans)
 }
 
 pub async fn get(db: &Db, plan_id: &str) -> Result<Plan, AppError> {
@@ -218,7 +245,8 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
         "plan",
         format!(
             "{} key(s) are on the plan {}: move them to another plan first",
-            plan.keys, plan.name
+            plan.keys.unwrap_or_default(),
+            plan.name
         ),
     ))
 }

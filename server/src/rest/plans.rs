@@ -11,8 +11,11 @@ use app::usage::{ssr as plans, Plan, PlanInput};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Plan>>, AppError> {
-    Ok(Json(plans::list(&state.db).await?))
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+) -> Result<Json<Vec<Plan>>, AppError> {
+    Ok(Json(plans::list_for(&state.db, &grant.principal).await?))
 }
 
 pub async fn create(
