@@ -120,16 +120,23 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
-    let from_allowed = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(a)| {
-            state
-                .config
-                .metrics_allow
-                .iter()
-                .any(|net| net.contains(&a.ip()))
-        });
+    // A request a proxy forwarded comes from the proxy's address, whoever sent it: behind a
+    // reverse proxy on the same host every client would look like loopback. The networks
+    // open the metrics to direct connections only; through a proxy, the token does.
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| request.headers().contains_key(*h));
+    let from_allowed = !forwarded
+        && request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_some_and(|ConnectInfo(a)| {
+                state
+                    .config
+                    .metrics_allow
+                    .iter()
+                    .any(|net| net.contains(&a.ip()))
+            });
     let token_ok = state.config.metrics_token.as_deref().is_some_and(|token| {
         request
             .headers()

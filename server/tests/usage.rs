@@ -909,6 +909,20 @@ async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
 
     let r = app.api("GET", "/metrics", None, None, "203.0.113.9").await;
     assert_eq!(r.status, 403, "{}", r.body);
+    // From loopback, but forwarded by a proxy (whoever is behind it): the token is needed.
+    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        let r = app
+            .api_raw(
+                "GET",
+                "/metrics",
+                None,
+                None,
+                "127.0.0.1",
+                &[(header, "203.0.113.9")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{header}: {}", r.body);
+    }
     // An API key is not the metrics token.
     let r = app
         .api("GET", "/metrics", Some(&admin), None, "203.0.113.9")
