@@ -535,6 +535,95 @@ async fn an_admin_manages_roles_within_their_own_ceiling_only() {
     );
 }
 
+/// A role the owner built on an admin's role (inheriting it, granting more than an admin
+/// holds): the admin can no longer change the role it inherits from, since that would change
+/// the owner's too. Nothing is written.
+#[tokio::test]
+async fn an_admin_cannot_weaken_a_stronger_role_through_the_role_it_inherits() {
+    let o = org().await;
+    let base = id(&as_admin(
+        &o,
+        "create_role",
+        &[("name", "keys team"), ("parents[0]", "member")],
+    )
+    .await);
+    let group = id(&as_admin(
+        &o,
+        "create_group",
+        &[("name", "key readers"), ("permissions", "keys:read")],
+    )
+    .await);
+    let r = as_admin(
+        &o,
+        "set_role_group",
+        &[
+            ("role_id", &base),
+            ("group_id", &group),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Before the owner builds on it, the admin may change it.
+    let r = as_admin(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &base),
+            ("permission", "members:write"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let strong = id(&call(
+        &o,
+        "create_role",
+        &[("name", "deputy"), ("parents[0]", &base)],
+    )
+    .await);
+    let r = call(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &strong),
+            ("permission", "org:write"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = o.app.snapshot().await;
+    for (endpoint, form) in [
+        (
+            "set_role_permission",
+            vec![
+                ("role_id", base.as_str()),
+                ("permission", "members:write"),
+                ("granted", "false"),
+            ],
+        ),
+        ("set_role_parents", vec![("role_id", base.as_str())]),
+        ("delete_role", vec![("role_id", base.as_str())]),
+        (
+            "set_group_permission",
+            vec![
+                ("group_id", group.as_str()),
+                ("permission", "keys:read"),
+                ("included", "false"),
+            ],
+        ),
+        ("delete_group", vec![("group_id", group.as_str())]),
+    ] {
+        let r = as_admin(&o, endpoint, &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{endpoint}: {}", r.body);
+    }
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+    // The owner may.
+    let r = call(&o, "delete_role", &[("role_id", &base)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn a_grant_checked_a_moment_ago_is_checked_again_inside_the_change() {
     // The guard decides from what it read; the change re-reads the caller's roles under the

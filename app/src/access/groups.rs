@@ -44,7 +44,8 @@ fn holders(model: &AccessModel, group_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Refuses unless every role holding the group is within the caller's ceiling in `model`.
+/// Refuses unless every role holding the group, and every role inheriting from one of them,
+/// is within the caller's ceiling in `model` (a change to the group changes them all).
 fn holders_within(
     ceiling: Permissions,
     model: &AccessModel,
@@ -53,7 +54,9 @@ fn holders_within(
 ) -> Result<(), AppError> {
     let roles = holders(model, group_id);
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_ceiling(ceiling, model, organization_id, &roles)
+    let changed = model.inheritors(&roles);
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    within_ceiling(ceiling, model, organization_id, &changed)
 }
 
 /// Creates a group of these permissions (each one of the organization's).

@@ -118,6 +118,22 @@ impl AccessModel {
         order
     }
 
+    /// The roles that inherit from any of `roles`, directly or through others, `roles`
+    /// themselves included: every role a change to one of them changes too.
+    pub fn inheritors(&self, roles: &[&str]) -> Vec<String> {
+        self.roles
+            .keys()
+            .filter(|r| {
+                roles.contains(&r.as_str())
+                    || self
+                        .ancestors(r)
+                        .iter()
+                        .any(|a| roles.contains(&a.as_str()))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Every permission the roles grant together, each with all its sources (sorted), in name
     /// order. Unknown role ids grant nothing.
     pub fn effective(&self, roles: &[&str]) -> BTreeMap<String, BTreeSet<Source>> {

@@ -425,8 +425,9 @@ pub(crate) async fn may_administer_user(
 }
 
 /// The organization's own role, which the caller may change: a custom role that grants
-/// nothing beyond the caller's ceiling (an admin cannot strip or delete a role the owner made
-/// with more than an admin holds).
+/// nothing beyond the caller's ceiling, and none of whose inheritors does (an admin cannot
+/// strip or delete a role the owner made with more than an admin holds, nor a role such a
+/// role inherits from: that would change it too).
 pub(crate) fn changeable<'a>(
     ceiling: Permissions,
     model: &'a AccessModel,
@@ -434,7 +435,9 @@ pub(crate) fn changeable<'a>(
     role_id: &str,
 ) -> Result<&'a super::model::RoleDef, AppError> {
     let role = own_role(model, role_id)?;
-    within_ceiling(ceiling, model, organization_id, &[role_id])?;
+    let changed = model.inheritors(&[role_id]);
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    within_ceiling(ceiling, model, organization_id, &changed)?;
     Ok(role)
 }
 
