@@ -81,12 +81,11 @@ impl ExportSlots {
             .by_organization
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let n = by.entry(organization_id.to_string()).or_default();
-        if *n >= EXPORTS_PER_ORGANIZATION {
+        if by.get(organization_id).copied().unwrap_or(0) >= EXPORTS_PER_ORGANIZATION {
             return None;
         }
         let all = self.all.clone().try_acquire_owned().ok()?;
-        *n += 1;
+        *by.entry(organization_id.to_string()).or_default() += 1;
         Some(Slot {
             _all: all,
             organization_id: organization_id.to_string(),
@@ -462,9 +461,13 @@ mod tests {
     use std::time::Duration;
 
     /// An endless export: a chunk per read.
-    fn endless(slot: Slot) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    fn endless(
+        slot: Slot,
+        idle: Duration,
+        lasts: Duration,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
         chunked_within(
-            (Duration::from_secs(30), Duration::from_secs(900)),
+            (idle, lasts),
             b"[".to_vec(),
             b"]",
             |(), _| async { Ok(Some((b"x".to_vec(), ()))) },
@@ -472,21 +475,27 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
+    // Real time, scaled down (an idle limit of 1 s for 30 s): reads 200 ms apart keep the
+    // slot, 3 s without one loses it.
+    #[tokio::test]
     async fn a_client_that_stops_reading_loses_its_slot_and_one_that_reads_keeps_it() {
         let slots = ExportSlots::default();
-        let body = endless(slots.take("org_a").unwrap());
+        let slot = slots.take("org_a").unwrap();
+        let body = endless(slot, Duration::from_secs(1), Duration::from_secs(60));
         tokio::pin!(body);
         assert!(slots.take("org_a").is_none(), "one per organization");
-        // Read steadily (every 10 s) for a minute: the slot stays.
-        for _ in 0..6 {
+        for _ in 0..8 {
             assert!(body.next().await.unwrap().is_ok());
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(slots.available(), CONCURRENT_EXPORTS - 1);
-        // Then nothing read for longer than the idle time: the slot comes back, to the
-        // instance and to the organization, and the body ends with an error.
-        tokio::time::sleep(Duration::from_secs(40)).await;
+        assert_eq!(
+            slots.available(),
+            CONCURRENT_EXPORTS - 1,
+            "read steadily: kept"
+        );
+        // Nothing read: the slot comes back, to the instance and to the organization, and
+        // the body ends with an error.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(slots.available(), CONCURRENT_EXPORTS);
         drop(
             slots
@@ -497,19 +506,36 @@ mod tests {
         assert!(body.next().await.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn no_export_holds_its_slot_longer_than_the_limit() {
         let slots = ExportSlots::default();
-        let body = endless(slots.take("org_a").unwrap());
+        let started = tokio::time::Instant::now();
+        let slot = slots.take("org_a").unwrap();
+        let body = endless(slot, Duration::from_secs(1), Duration::from_millis(1_500));
         tokio::pin!(body);
-        let mut read = 0;
+        let mut reads = 0;
         while let Some(Ok(_)) = body.next().await {
-            read += 1;
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            assert!(read < 1_000, "the body never ended");
+            reads += 1;
+            assert!(reads < 1_000, "the body never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // 15 minutes of a read every 20 s: about 45 reads, then the slot went back.
-        assert!((40..=50).contains(&read), "{read}");
+        assert!(started.elapsed() >= Duration::from_millis(1_500));
         assert_eq!(slots.available(), CONCURRENT_EXPORTS);
+    }
+
+    #[test]
+    fn a_refused_export_leaves_no_count_behind() {
+        let slots = ExportSlots::default();
+        let (a, b) = (slots.take("org_a").unwrap(), slots.take("org_b").unwrap());
+        assert!(
+            slots.take("org_c").is_none(),
+            "the instance's slots are taken"
+        );
+        drop((a, b));
+        let counted = slots.by_organization.lock().unwrap().len();
+        assert_eq!(
+            counted, 0,
+            "no organization counted once its exports are done"
+        );
     }
 }

@@ -49,6 +49,13 @@ pub const FEEDS_PER_USER: usize = 8;
 /// the organization's traffic within this.
 pub const FEED_LASTS: Duration = Duration::from_secs(60);
 
+/// How long a feed opened now lasts: [`FEED_LASTS`], or less when the session could idle out
+/// sooner or an impersonation's time limit comes first.
+pub fn feed_lasts(session_idle: Duration, impersonation_left: Option<Duration>) -> Duration {
+    let lasts = session_idle.min(FEED_LASTS);
+    impersonation_left.map_or(lasts, |left| lasts.min(left))
+}
+
 /// Open feeds per user on this instance (`Db::caches`).
 #[derive(Default)]
 pub struct OpenFeeds(std::sync::Mutex<std::collections::HashMap<String, usize>>);
@@ -165,12 +172,14 @@ pub async fn usage_events(
     // The stream ends after a minute (sooner if the session could idle out, or an
     // impersonation's time limit comes first); the browser reconnects, and the reconnection
     // is authorized again.
-    let mut lasts = state.config.session_idle.min(FEED_LASTS);
-    if let Ok(Some((_, until))) = app::admin::impersonation::current(&session).await {
-        let left = (until - app::ssr::db::now_ms()).max(0) as u64;
-        lasts = lasts.min(Duration::from_millis(left));
-    }
-    let deadline = tokio::time::Instant::now() + lasts;
+    let impersonation_left = match app::admin::impersonation::current(&session).await {
+        Ok(Some((_, until))) => Some(Duration::from_millis(
+            (until - app::ssr::db::now_ms()).max(0) as u64,
+        )),
+        _ => None,
+    };
+    let deadline =
+        tokio::time::Instant::now() + feed_lasts(state.config.session_idle, impersonation_left);
     let org = grant.organization_id;
     let stream = futures::stream::unfold((rx, org, slot), move |(mut rx, org, slot)| async move {
         loop {
@@ -233,5 +242,26 @@ pub async fn listen(state: AppState, mut stop: crate::workers::Stop) {
                 _ = stop.stopped() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_lasts_a_minute_or_less_and_is_then_authorized_again() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(feed_lasts(minutes(30), None), FEED_LASTS);
+        assert_eq!(FEED_LASTS, Duration::from_secs(60));
+        assert_eq!(
+            feed_lasts(Duration::from_secs(20), None),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            feed_lasts(minutes(30), Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(feed_lasts(minutes(30), Some(minutes(10))), FEED_LASTS);
     }
 }

@@ -35,9 +35,10 @@ async fn a_key_at_its_limit_every_second_tells_its_owners_once_an_hour() {
             .await
             .unwrap()
     };
-    // Not across an hour's end (the next hour may tell again): the test takes about 4 s.
+    // Not across an hour's end (the next hour may tell again): the test takes about 4 s, and
+    // longer on a loaded machine.
     let into_hour = app::ssr::db::now_ms() % 3_600_000;
-    if into_hour > 3_600_000 - 10_000 {
+    if into_hour > 3_600_000 - 60_000 {
         tokio::time::sleep(Duration::from_millis((3_600_000 - into_hour + 100) as u64)).await;
     }
     let mut first = None;

@@ -549,32 +549,44 @@ pub async fn authenticate(
         return Err(AppError::invalid_credentials());
     }
     if valid && status == "active" {
-        sqlx::query("delete from sign_in_failure where attempt_id = $1")
-            .bind(&attempt_id)
-            .execute(&mut *tx)
-            .await?;
-        // With a second factor, the password alone signs nobody in: its step says so.
-        let factors: i64 = sqlx::query_scalar(super::two_factor::FACTOR_COUNT)
-            .bind(&user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        events::record(
-            &mut tx,
-            Event {
-                kind: if factors > 0 {
-                    "user.password_verified"
-                } else {
-                    "user.signed_in"
+        let signed_in = async {
+            sqlx::query("delete from sign_in_failure where attempt_id = $1")
+                .bind(&attempt_id)
+                .execute(&mut *tx)
+                .await?;
+            // With a second factor, the password alone signs nobody in: its step says so.
+            let factors: i64 = sqlx::query_scalar(super::two_factor::FACTOR_COUNT)
+                .bind(&user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            events::record(
+                &mut tx,
+                Event {
+                    kind: if factors > 0 {
+                        "user.password_verified"
+                    } else {
+                        "user.signed_in"
+                    },
+                    organization_id: None,
+                    actor_user_id: Some(&user_id),
+                    subject_id: Some(&user_id),
+                    source_ip,
+                    data: serde_json::json!({ "trusted_device": device_id.is_some() }),
                 },
-                organization_id: None,
-                actor_user_id: Some(&user_id),
-                subject_id: Some(&user_id),
-                source_ip,
-                data: serde_json::json!({ "trusted_device": device_id.is_some() }),
-            },
-        )
-        .await?;
-        tx.commit().await?;
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<(), AppError>(())
+        }
+        .await;
+        if let Err(e) = signed_in {
+            // The right password: a transaction that could not finish (a collision told to
+            // retry) gives its attempt back. A wrong one's stays counted, whatever happens.
+            if e.is_server_fault() {
+                give_back_attempt(db, &attempt_id).await;
+            }
+            return Err(e);
+        }
         return Ok(Authenticated { user_id, stamp });
     }
     events::record(
@@ -591,6 +603,18 @@ pub async fn authenticate(
     .await?;
     tx.commit().await?;
     Err(AppError::invalid_credentials())
+}
+
+/// Gives a reserved attempt back ([`reserve_attempt`]) after the right proof's transaction
+/// failed on the server's side; best effort (logged).
+pub(crate) async fn give_back_attempt(db: &Db, attempt_id: &str) {
+    if let Err(e) = sqlx::query("delete from sign_in_failure where attempt_id = $1")
+        .bind(attempt_id)
+        .execute(&db.writer)
+        .await
+    {
+        tracing::warn!(error = %e, "giving back a sign-in attempt");
+    }
 }
 
 /// What a session remembers of the password it was signed in with, and of the user's session

@@ -587,11 +587,7 @@ pub async fn complete_sign_in(
         // retry) gives the attempt back, so the retry does not cost one of the hour's few.
         // (A wrong proof's attempt stays counted, whatever happens after.)
         Err(e) if e.is_server_fault() => {
-            let _ = sqlx::query("delete from sign_in_failure where attempt_id = $1")
-                .bind(&attempt)
-                .execute(&db.writer)
-                .await
-                .inspect_err(|e| tracing::warn!(error = %e, "giving back a sign-in attempt"));
+            super::ssr::give_back_attempt(db, &attempt).await;
             return Err(e);
         }
         Err(e) => return Err(e),

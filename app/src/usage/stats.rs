@@ -149,7 +149,7 @@ impl Default for RawReaders {
 }
 
 /// Waits for a turn to read the raw log; held until dropped.
-async fn raw_turn(db: &Db) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+pub(crate) async fn raw_turn(db: &Db) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
     let turns = db.caches.get::<RawReaders>().0.clone();
     match tokio::time::timeout(RAW_READ_WAIT, turns.acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
