@@ -33,6 +33,9 @@ pub const EXPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The longest an export holds its slot, however steadily it is read.
 pub const EXPORT_LASTS: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// The watch of a served export: [`EXPORT_IDLE`], [`EXPORT_LASTS`].
+const WATCH: (std::time::Duration, std::time::Duration) = (EXPORT_IDLE, EXPORT_LASTS);
+
 /// The export slots of this instance; a domain state plugged in at boot.
 #[derive(Debug)]
 pub struct ExportSlots {
@@ -249,7 +252,7 @@ pub async fn stream(
             Ok(Some((export::encode(format, &rows, first)?, cursor)))
         }
     };
-    let body = Body::from_stream(chunked(head, export::tail(format), next, permit));
+    let body = Body::from_stream(chunked(WATCH, head, export::tail(format), next, permit));
     Ok(download(format, &file, rows, body))
 }
 
@@ -288,27 +291,13 @@ fn export_slot(state: &AppState, organization_id: &str) -> Result<Slot, AppError
 /// mid-stream ends the body early (logged); the client sees fewer rows than `X-Keyward-Rows`
 /// promised.
 fn chunked<C, F, Fut>(
+    // How long the client may read nothing, and hold the slot in all ([`WATCH`]).
+    (idle, lasts): (std::time::Duration, std::time::Duration),
     head: Vec<u8>,
     tail: &'static [u8],
     next: F,
     // Released when the body is dropped (finished, failed or abandoned by the client), or
     // taken back when the client stops reading ([`Slot::watch`]).
-    permit: Slot,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
-where
-    C: Default + Send + 'static,
-    F: Fn(C, bool) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Option<(Vec<u8>, C)>, AppError>> + Send,
-{
-    chunked_within((EXPORT_IDLE, EXPORT_LASTS), head, tail, next, permit)
-}
-
-/// [`chunked`] with the watch's idle time and longest hold given.
-fn chunked_within<C, F, Fut>(
-    (idle, lasts): (std::time::Duration, std::time::Duration),
-    head: Vec<u8>,
-    tail: &'static [u8],
-    next: F,
     permit: Slot,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
 where
@@ -449,7 +438,7 @@ pub async fn audit_stream(
             Ok(Some((audit::encode(format, &entries, first)?, cursor)))
         }
     };
-    let body = Body::from_stream(chunked(head, export::tail(format), next, permit));
+    let body = Body::from_stream(chunked(WATCH, head, export::tail(format), next, permit));
     let file = format!("audit-{organization_id}.{}", format.extension());
     Ok(download(format, &file, rows, body))
 }
@@ -466,7 +455,7 @@ mod tests {
         idle: Duration,
         lasts: Duration,
     ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-        chunked_within(
+        chunked(
             (idle, lasts),
             b"[".to_vec(),
             b"]",

@@ -978,23 +978,7 @@ async fn a_session_signed_in_with_a_replaced_password_is_over_even_if_its_row_su
 async fn a_right_password_whose_sign_in_fails_gives_its_attempt_back() {
     let app = spawn_with(|c| c.sign_in_failures_per_hour = 1).await;
     app.user("ann@example.org", None).await;
-    let refuse: &[&str] = if on_postgres() {
-        &[
-            "create function refuse_sign_in() returns trigger language plpgsql as $$
-             begin raise exception 'refused by the test' using errcode = '40001'; end $$",
-            "create trigger refuse_sign_in before insert on domain_event for each row
-             when (new.kind = 'user.signed_in') execute function refuse_sign_in()",
-        ]
-    } else {
-        &["create trigger refuse_sign_in before insert on domain_event
-           when new.kind = 'user.signed_in' begin select raise(abort, 'refused by the test'); end"]
-    };
-    for statement in refuse {
-        sqlx::query(statement)
-            .execute(&app.state.db.writer)
-            .await
-            .unwrap();
-    }
+    refuse_events(&app, "user.signed_in").await;
     let mut b = Browser::default();
     let sign_in = [("email", "ann@example.org"), ("password", PASSWORD)];
     let r = app.rpc(&mut b, "sign_in", &sign_in).await;
@@ -1005,15 +989,7 @@ async fn a_right_password_whose_sign_in_fails_gives_its_attempt_back() {
         "the attempt was given back"
     );
     assert_eq!(app.count("session").await, 0, "nobody signed in");
-    let allow = if on_postgres() {
-        "drop trigger refuse_sign_in on domain_event"
-    } else {
-        "drop trigger refuse_sign_in"
-    };
-    sqlx::query(allow)
-        .execute(&app.state.db.writer)
-        .await
-        .unwrap();
+    allow_events(&app).await;
     let r = app.rpc(&mut b, "sign_in", &sign_in).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(

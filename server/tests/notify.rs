@@ -19,16 +19,7 @@ async fn a_key_at_its_limit_every_second_tells_its_owners_once_an_hour() {
     let org = app.org_of(&ann).await;
     let (_, admin) = app.admin_key(&org).await;
     let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    let r = app
-        .api(
-            "PUT",
-            &format!("/api/v1/keys/{key_id}/limit"),
-            Some(&admin),
-            Some(json!({"rate_limit": 2, "rate_window_seconds": 1})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    app.limit_key(IP, &admin, &key_id, 2, 1).await;
     let told = || async {
         sqlx::query_scalar::<_, i64>("select count(*) from notification where kind = 'usage'")
             .fetch_one(&app.state.db.writer)

@@ -410,23 +410,7 @@ async fn a_right_code_whose_sign_in_fails_gives_its_attempt_back() {
     app.user("ann@example.org", None).await;
     let mut first = app.signed_in("ann@example.org").await;
     let (seed, _) = enrol(&app, &mut first).await;
-    let refuse: &[&str] = if on_postgres() {
-        &[
-            "create function refuse_sign_in() returns trigger language plpgsql as $$
-             begin raise exception 'refused by the test' using errcode = '40001'; end $$",
-            "create trigger refuse_sign_in before insert on domain_event for each row
-             when (new.kind = 'user.signed_in') execute function refuse_sign_in()",
-        ]
-    } else {
-        &["create trigger refuse_sign_in before insert on domain_event
-           when new.kind = 'user.signed_in' begin select raise(abort, 'refused by the test'); end"]
-    };
-    for statement in refuse {
-        sqlx::query(statement)
-            .execute(&app.state.db.writer)
-            .await
-            .unwrap();
-    }
+    refuse_events(&app, "user.signed_in").await;
     let mut b = pending(&app, "ann@example.org").await;
     let next = code(&seed, 1);
     let r = verify(&app, &mut b, &next).await;
@@ -436,15 +420,7 @@ async fn a_right_code_whose_sign_in_fails_gives_its_attempt_back() {
         .await
         .unwrap();
     assert_eq!(kept, 0, "the attempt was given back");
-    let allow = if on_postgres() {
-        "drop trigger refuse_sign_in on domain_event"
-    } else {
-        "drop trigger refuse_sign_in"
-    };
-    sqlx::query(allow)
-        .execute(&app.state.db.writer)
-        .await
-        .unwrap();
+    allow_events(&app).await;
     let mut again = pending(&app, "ann@example.org").await;
     let r = verify(&app, &mut again, &next).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

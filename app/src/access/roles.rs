@@ -131,7 +131,7 @@ pub async fn lock(
     organization_id: &str,
 ) -> Result<(), AppError> {
     lock_row(
-        &mut **tx,
+        tx,
         LockedRow::Organization(organization_id),
         RowLock::NoKeyUpdate,
     )

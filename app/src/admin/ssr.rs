@@ -547,7 +547,7 @@ pub(crate) async fn erase(
     // The account's row before anything of theirs (their outbox mail, say): an invitation
     // being accepted by them holds a share lock on it (the membership's foreign key) and then
     // updates its outbox row, so taking the outbox row first would deadlock.
-    lock_row(&mut **tx, LockedRow::User(user_id), RowLock::Update).await?;
+    lock_row(tx, LockedRow::User(user_id), RowLock::Update).await?;
     let now = now_ms();
     let placeholder = format!("deleted+{}@deleted.invalid", user_id.to_lowercase());
     // Mail to the address goes too, sent or not: the outbox is no archive of who was here.

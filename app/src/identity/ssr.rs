@@ -423,7 +423,7 @@ pub(crate) async fn reserve_attempt(
     let now = now_ms();
     let since = now - HOUR_MS;
     let mut tx = db.writer.begin().await?;
-    lock_row(&mut *tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
+    lock_row(&mut tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
     let attempts: i64 = sqlx::query_scalar(
         "select count(*) from sign_in_failure
          where user_id = $1 and coalesce(device_id, '') = coalesce($2, '') and failed_at > $3",

@@ -661,7 +661,7 @@ pub async fn accept_in(
     // Then the account, read for its address and status after anyone changing it is done (an
     // administrator deleting it at this moment waits, or is waited for: never a member of
     // nothing, never a deleted member).
-    lock_row(&mut **tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
+    lock_row(tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
     let mine: Option<String> = sqlx::query_scalar(
         "select email_normalized from app_user where user_id = $1 and status = 'active'",
     )

@@ -34,7 +34,7 @@ impl Backend {
 /// A row that a lock-order rule names (docs/architecture.md, "Concurrency on PostgreSQL").
 #[derive(Clone, Copy, Debug)]
 pub enum LockedRow<'a> {
-    /// An organization's row: its role lock (`crate::access::roles::lock`).
+    /// An organization's row: its role lock (the access domain's `roles::lock`).
     Organization(&'a str),
     /// An account's row.
     User(&'a str),

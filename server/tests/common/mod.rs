@@ -91,6 +91,47 @@ pub async fn until_a_lock_wait_on(db: &Db) {
     panic!("no transaction came to wait for a lock");
 }
 
+/// Makes the database refuse to record events of `kind` (a trigger), as a collision would
+/// refuse the transaction recording one: SQLite aborts (an internal error), PostgreSQL raises
+/// a serialization failure (a collision, 503). [`allow_events`] takes it away.
+pub async fn refuse_events(app: &TestApp, kind: &str) {
+    let refuse = if on_postgres() {
+        vec![
+            "create function refuse_event() returns trigger language plpgsql as $$
+             begin raise exception 'refused by the test' using errcode = '40001'; end $$"
+                .to_string(),
+            format!(
+                "create trigger refuse_event before insert on domain_event for each row
+                 when (new.kind = '{kind}') execute function refuse_event()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "create trigger refuse_event before insert on domain_event
+             when new.kind = '{kind}' begin select raise(abort, 'refused by the test'); end"
+        )]
+    };
+    for statement in refuse {
+        sqlx::query(&statement)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+}
+
+/// Takes away what [`refuse_events`] set.
+pub async fn allow_events(app: &TestApp) {
+    let allow = if on_postgres() {
+        "drop trigger refuse_event on domain_event"
+    } else {
+        "drop trigger refuse_event"
+    };
+    sqlx::query(allow)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+}
+
 /// Opens a fresh database on the backend under test and migrates it.
 pub async fn fresh_db() -> (Db, Option<TempDir>) {
     match std::env::var("KEYWARD_TEST_DATABASE_URL") {
