@@ -40,59 +40,36 @@ const WATCH: (std::time::Duration, std::time::Duration) = (EXPORT_IDLE, EXPORT_L
 #[derive(Debug)]
 pub struct ExportSlots {
     all: std::sync::Arc<tokio::sync::Semaphore>,
-    by_organization: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    by_organization: crate::slots::PerKey,
 }
 
 impl Default for ExportSlots {
     fn default() -> ExportSlots {
         ExportSlots {
             all: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
-            by_organization: Default::default(),
+            by_organization: crate::slots::PerKey::new(EXPORTS_PER_ORGANIZATION),
         }
     }
 }
 
-/// A taken export slot: the instance's and the organization's, given back when dropped (the
+/// A taken export slot: the organization's and the instance's, given back when dropped (the
 /// body finished, failed or was dropped) or when the watch ([`Slot::watch`]) takes it back.
 #[derive(Debug)]
 pub struct Slot {
+    _organization: crate::slots::KeySlot,
     _all: tokio::sync::OwnedSemaphorePermit,
-    organization_id: String,
-    by_organization: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut by = self
-            .by_organization
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = by.get_mut(&self.organization_id) {
-            *n -= 1;
-            if *n == 0 {
-                by.remove(&self.organization_id);
-            }
-        }
-    }
 }
 
 impl ExportSlots {
-    /// A slot for an export of `organization_id`, or `None` when the instance's or the
-    /// organization's are all taken.
+    /// A slot for an export of `organization_id`, or `None` when the organization's or the
+    /// instance's are all taken.
     pub fn take(&self, organization_id: &str) -> Option<Slot> {
-        let mut by = self
-            .by_organization
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if by.get(organization_id).copied().unwrap_or(0) >= EXPORTS_PER_ORGANIZATION {
-            return None;
-        }
+        // Taken first, given back (dropped) if the instance has none left.
+        let organization = self.by_organization.take(organization_id)?;
         let all = self.all.clone().try_acquire_owned().ok()?;
-        *by.entry(organization_id.to_string()).or_default() += 1;
         Some(Slot {
+            _organization: organization,
             _all: all,
-            organization_id: organization_id.to_string(),
-            by_organization: self.by_organization.clone(),
         })
     }
 
@@ -167,7 +144,7 @@ pub struct ExportQuery {
 pub async fn console(
     State(state): State<AppState>,
     session: Session,
-    crate::live::PeerIp(ip): crate::live::PeerIp,
+    crate::rest::auth::PeerIp(ip): crate::rest::auth::PeerIp,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     async move {
@@ -386,7 +363,7 @@ pub struct AuditExportQuery {
 pub async fn audit_console(
     State(state): State<AppState>,
     session: Session,
-    crate::live::PeerIp(ip): crate::live::PeerIp,
+    crate::rest::auth::PeerIp(ip): crate::rest::auth::PeerIp,
     query: Result<Query<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     async move {
@@ -521,7 +498,7 @@ mod tests {
             "the instance's slots are taken"
         );
         drop((a, b));
-        let counted = slots.by_organization.lock().unwrap().len();
+        let counted = slots.by_organization.keys();
         assert_eq!(
             counted, 0,
             "no organization counted once its exports are done"

@@ -7,6 +7,7 @@ pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod rest;
+pub mod slots;
 pub mod workers;
 
 use app::ssr::{csrf, request_id, session_store::DbSessionStore, AppState};

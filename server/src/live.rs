@@ -20,26 +20,6 @@ use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use tower_sessions::Session;
 
-/// The connection's peer address, if the server recorded one (never a refusal): what the
-/// console's plain routes record as an impersonated call's source.
-pub struct PeerIp(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _: &S,
-    ) -> Result<PeerIp, Self::Rejection> {
-        Ok(PeerIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
-    }
-}
-
 /// Live feeds one user may hold open on an instance at once (a few tabs; each costs a task,
 /// a socket and a few queries at connect).
 pub const FEEDS_PER_USER: usize = 8;
@@ -56,42 +36,12 @@ pub fn feed_lasts(session_idle: Duration, impersonation_left: Option<Duration>) 
     impersonation_left.map_or(lasts, |left| lasts.min(left))
 }
 
-/// Open feeds per user on this instance (`Db::caches`).
-#[derive(Default)]
-pub struct OpenFeeds(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+/// Open feeds per user on this instance (`Db::caches`), [`FEEDS_PER_USER`] each.
+pub struct OpenFeeds(crate::slots::PerKey);
 
-/// One open feed, counted until dropped (with the stream).
-pub struct FeedSlot {
-    feeds: std::sync::Arc<OpenFeeds>,
-    user_id: String,
-}
-
-impl OpenFeeds {
-    /// A slot for `user_id`'s new feed, or `None` when they hold [`FEEDS_PER_USER`] already.
-    pub fn open(feeds: std::sync::Arc<OpenFeeds>, user_id: &str) -> Option<FeedSlot> {
-        let mut open = feeds.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(user_id.to_string()).or_default();
-        if *n >= FEEDS_PER_USER {
-            return None;
-        }
-        *n += 1;
-        drop(open);
-        Some(FeedSlot {
-            feeds,
-            user_id: user_id.to_string(),
-        })
-    }
-}
-
-impl Drop for FeedSlot {
-    fn drop(&mut self) {
-        let mut open = self.feeds.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.user_id) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.user_id);
-            }
-        }
+impl Default for OpenFeeds {
+    fn default() -> OpenFeeds {
+        OpenFeeds(crate::slots::PerKey::new(FEEDS_PER_USER))
     }
 }
 
@@ -128,7 +78,7 @@ pub async fn session_grant(
 pub async fn usage_events(
     State(state): State<AppState>,
     session: Session,
-    PeerIp(ip): PeerIp,
+    crate::rest::auth::PeerIp(ip): crate::rest::auth::PeerIp,
     query: Result<Query<UsageEventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
@@ -155,7 +105,7 @@ pub async fn usage_events(
         Principal::User { user_id } => user_id.clone(),
         Principal::Key { key_id, .. } => key_id.clone(),
     };
-    let Some(slot) = OpenFeeds::open(state.db.caches.get::<OpenFeeds>(), &user_id) else {
+    let Some(slot) = state.db.caches.get::<OpenFeeds>().0.take(&user_id) else {
         return AppError {
             retry_after: Some(60),
             ..AppError::new(

@@ -14,11 +14,10 @@ use app::error::{AppError, ErrorCode};
 use app::ssr::AppState;
 use app::usage::log::RequestLog;
 use app::usage::ssr::RateLimiter;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -127,16 +126,13 @@ pub async fn handler(State(state): State<AppState>, request: Request) -> Respons
         .iter()
         .any(|h| request.headers().contains_key(*h));
     let from_allowed = !forwarded
-        && request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ConnectInfo(a)| {
-                state
-                    .config
-                    .metrics_allow
-                    .iter()
-                    .any(|net| net.contains(&a.ip()))
-            });
+        && crate::rest::auth::client_ip(&request).is_some_and(|ip| {
+            state
+                .config
+                .metrics_allow
+                .iter()
+                .any(|net| net.contains(&ip))
+        });
     let token_ok = state.config.metrics_token.as_deref().is_some_and(|token| {
         request
             .headers()

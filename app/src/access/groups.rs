@@ -8,7 +8,7 @@
 
 use super::model::AccessModel;
 use super::roles::{
-    add_to_role, begin, changeable, commit, permission_exists, record, within_ceiling, Change,
+    add_to_role, begin, changeable, changes_within, commit, permission_exists, record, Change,
     RoleList,
 };
 use super::ssr::Grant;
@@ -54,9 +54,7 @@ fn holders_within(
 ) -> Result<(), AppError> {
     let roles = holders(model, group_id);
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    let changed = model.inheritors(&roles);
-    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-    within_ceiling(ceiling, model, organization_id, &changed)
+    changes_within(ceiling, model, organization_id, &roles)
 }
 
 /// Creates a group of these permissions (each one of the organization's).

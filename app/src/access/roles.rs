@@ -435,10 +435,21 @@ pub(crate) fn changeable<'a>(
     role_id: &str,
 ) -> Result<&'a super::model::RoleDef, AppError> {
     let role = own_role(model, role_id)?;
-    let changed = model.inheritors(&[role_id]);
-    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-    within_ceiling(ceiling, model, organization_id, &changed)?;
+    changes_within(ceiling, model, organization_id, &[role_id])?;
     Ok(role)
+}
+
+/// Refuses unless `roles`, and every role inheriting from one of them, are within the
+/// caller's ceiling: a change to them changes all of those.
+pub(crate) fn changes_within(
+    ceiling: Permissions,
+    model: &AccessModel,
+    organization_id: &str,
+    roles: &[&str],
+) -> Result<(), AppError> {
+    let changed = model.inheritors(roles);
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    within_ceiling(ceiling, model, organization_id, &changed)
 }
 
 /// The organization's own (custom) role, or not found: built-in roles are read-only and

@@ -38,8 +38,12 @@ pub struct KeyCaller(pub Arc<VerifiedKey>);
 /// The client address: the socket peer (a reverse proxy deployment would put its trusted
 /// forwarded-for handling here).
 pub fn client_ip(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
+    peer(request.extensions())
+}
+
+/// The connection's peer address, if the server recorded one.
+fn peer(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip())
 }
@@ -229,11 +233,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
         parts: &mut http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| a.ip().to_string()),
-        ))
+        Ok(ClientIp(peer(&parts.extensions).map(|ip| ip.to_string())))
+    }
+}
+
+/// The client address (never a refusal): what the console's plain routes record as an
+/// impersonated call's source.
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(peer(&parts.extensions)))
     }
 }
