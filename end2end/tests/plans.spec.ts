@@ -58,7 +58,10 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
   await page.getByRole("button", { name: `Edit plan ${name}` }).click();
   await plans.getByLabel("Requests", { exact: true }).fill("3");
   await page.getByRole("button", { name: "Save plan" }).click();
-  await expect(plans.getByRole("row", { name: new RegExp(`${name}.*3 per hour`) })).toBeVisible();
+  const raised = plans.getByRole("row", { name: new RegExp(`${name}.*3 per hour`) });
+  await expect(raised).toBeVisible();
+  // A plan administrator sees how many keys are on each plan (the Keys column).
+  await expect(raised.getByRole("cell").nth(2)).toHaveText("1");
   expect(await me(page, key)).toBe(200);
   expect(await me(page, key)).toBe(429);
 
@@ -70,7 +73,10 @@ test("an admin creates a plan, puts a key on it, and a plan change applies at on
 test("a user without plans:write sees the plans but cannot change them", async ({ page }) => {
   await signUp(page, freshEmail("planless"), "Pat");
   await open(page, "/plans");
-  await expect(page.getByRole("table", { name: "Plans" }).getByRole("row", { name: /pro.*10000 per hour/ })).toBeVisible();
+  const pro = page.getByRole("table", { name: "Plans" }).getByRole("row", { name: /pro.*10000 per hour/ });
+  await expect(pro).toBeVisible();
+  // How many keys each plan holds spans every organization: not for this user (the Keys column).
+  await expect(pro.getByRole("cell").nth(2)).toHaveText("—");
   await expect(page.getByRole("region", { name: "New plan" })).toHaveCount(0);
   await expect(page.getByRole("button", { name: /Edit plan/ })).toHaveCount(0);
 });

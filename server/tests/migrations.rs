@@ -44,6 +44,55 @@ async fn migrations_apply_and_are_idempotent() {
     );
 }
 
+/// Keys imported in plaintext before lists showed at most a quarter of them kept their first 12
+/// characters: the migration cuts those to 4, and leaves our own keys' prefixes and the
+/// prefixes importers chose for hashes as they were.
+#[tokio::test]
+async fn imported_keys_shown_by_twelve_characters_are_cut_to_four() {
+    let (db, _dir) = common::empty_db().await;
+    db.migrate_before(20261128000029).await.unwrap();
+    let keys = [
+        ("key_ours", "hmac-sha256", "kw_live_4eC3"),
+        ("key_test", "hmac-sha256", "kw_test_9xQ2"),
+        ("key_old_import", "hmac-sha256", "sk_live_AbCd"),
+        ("key_new_import", "hmac-sha256", "sk_l"),
+        ("key_hash_import", "sha256", "stripe_legacy"),
+        ("key_hash_twelve", "sha256", "legacy_12chr"),
+    ];
+    for (i, (id, algorithm, prefix)) in keys.iter().enumerate() {
+        sqlx::query(
+            "insert into api_key (api_key_id, organization_id, name, environment, key_hash, hash_algorithm, display_prefix, created_at, updated_at, signing_salt)
+             values ($1, 'org_system', $1, 'live', $2, $3, $4, 0, 0, 'salt')",
+        )
+        .bind(*id)
+        .bind(format!("{i:064}"))
+        .bind(*algorithm)
+        .bind(*prefix)
+        .execute(&db.writer)
+        .await
+        .unwrap();
+    }
+    db.migrate().await.unwrap();
+    let shown = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "select display_prefix from api_key where api_key_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&db.reader)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(shown("key_old_import").await, "sk_l");
+    assert_eq!(shown("key_new_import").await, "sk_l");
+    assert_eq!(shown("key_ours").await, "kw_live_4eC3");
+    assert_eq!(shown("key_test").await, "kw_test_9xQ2");
+    assert_eq!(shown("key_hash_import").await, "stripe_legacy");
+    assert_eq!(shown("key_hash_twelve").await, "legacy_12chr");
+}
+
 #[tokio::test]
 async fn constraints_hold() {
     let (db, _dir) = common::fresh_db().await;

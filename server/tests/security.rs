@@ -207,6 +207,30 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
     assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", "no audit:read");
 }
 
+/// An instance key is narrowed from its own organization's rows (the request log's one index
+/// is organization and time): what it used is found, and nothing else is narrowed with it.
+#[tokio::test]
+async fn an_instance_key_is_narrowed_to_what_it_used() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let (key_id, key) = app.admin_key(SYSTEM_ORG_ID).await;
+    let r = app
+        .api("GET", "/api/v1/keys", Some(&key), None, "192.0.2.9")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.wait_for_log_rows(1).await;
+    let mut b = app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "narrow_key_scopes",
+            &[("organization_id", SYSTEM_ORG_ID), ("key_id", &key_id)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["scopes"], serde_json::json!({ "keys": "read" }));
+}
+
 #[tokio::test]
 async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() {
     let app = spawn_with(|c| {

@@ -179,6 +179,23 @@ impl Db {
         }
     }
 
+    /// Applies the migrations older than `version` only: what a test of a data migration
+    /// starts from (it writes rows as they were, then runs [`Db::migrate`]).
+    pub async fn migrate_before(&self, version: i64) -> Result<(), sqlx::migrate::MigrateError> {
+        let all = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let mut older = sqlx::migrate::Migrator::DEFAULT;
+        older.migrations = all
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        older.run(&self.writer).await
+    }
+
     /// A cheap round trip, for `/healthz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("select 1")

@@ -253,21 +253,23 @@ pub async fn write_batch(db: &Db, batch: &[LogEntry]) -> Result<(), sqlx::Error>
             "insert into request_log (request_id, occurred_at, organization_id, api_key_id, method, route, status, error_code, error_message, latency_us, client_ip, user_agent) values {}",
             placeholders(db.backend, chunk.len(), 12)
         );
+        // Borrowed, not `&String`: sqlx copies a bound `String` into its arguments, and a
+        // 500-row statement binds up to 3 000 of them.
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
-                .bind(&e.request_id)
+                .bind(e.request_id.as_str())
                 .bind(e.occurred_at)
-                .bind(&e.organization_id)
-                .bind(&e.api_key_id)
+                .bind(e.organization_id.as_deref())
+                .bind(e.api_key_id.as_deref())
                 .bind(e.method.as_ref())
                 .bind(e.route.as_ref())
                 .bind(e.status as i64)
-                .bind(&e.error_code)
-                .bind(&e.error_message)
+                .bind(e.error_code.as_deref())
+                .bind(e.error_message.as_deref())
                 .bind(e.latency_us)
-                .bind(&e.client_ip)
-                .bind(&e.user_agent);
+                .bind(e.client_ip.as_deref())
+                .bind(e.user_agent.as_deref());
         }
         q.execute(&mut *tx).await?;
     }

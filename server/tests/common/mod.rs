@@ -134,6 +134,13 @@ pub async fn allow_events(app: &TestApp) {
 
 /// Opens a fresh database on the backend under test and migrates it.
 pub async fn fresh_db() -> (Db, Option<TempDir>) {
+    let (db, dir) = empty_db().await;
+    db.migrate().await.expect("migrations");
+    (db, dir)
+}
+
+/// A new database of the backend under test, with no migration applied.
+pub async fn empty_db() -> (Db, Option<TempDir>) {
     match std::env::var("KEYWARD_TEST_DATABASE_URL") {
         Ok(admin_url) if admin_url.starts_with("postgres") => {
             sqlx::any::install_default_drivers();
@@ -152,7 +159,6 @@ pub async fn fresh_db() -> (Db, Option<TempDir>) {
             let db = Db::connect(&format!("{base}/{name}"))
                 .await
                 .expect("connect test database");
-            db.migrate().await.expect("migrations");
             (db, None)
         }
         _ => {
@@ -161,7 +167,6 @@ pub async fn fresh_db() -> (Db, Option<TempDir>) {
             let db = Db::connect(&format!("sqlite://{}/keyward.db", dir.display()))
                 .await
                 .expect("open sqlite");
-            db.migrate().await.expect("migrations");
             (db, Some(TempDir(dir)))
         }
     }
