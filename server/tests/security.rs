@@ -208,7 +208,7 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
 }
 
 /// An instance key is narrowed from its own organization's rows (the request log's one index
-/// is organization and time): what it used is found, and nothing else is narrowed with it.
+/// is organization and time): what it used is found.
 #[tokio::test]
 async fn an_instance_key_is_narrowed_to_what_it_used() {
     let app = spawn().await;
