@@ -73,23 +73,20 @@ async fn imported_keys_shown_by_twelve_characters_are_cut_to_four() {
         .unwrap();
     }
     db.migrate().await.unwrap();
-    let shown = |id: &'static str| {
-        let db = db.clone();
-        async move {
-            sqlx::query_scalar::<_, String>(
-                "select display_prefix from api_key where api_key_id = $1",
-            )
-            .bind(id)
-            .fetch_one(&db.reader)
+    let shown: Vec<(String, String)> =
+        sqlx::query_as("select api_key_id, display_prefix from api_key order by api_key_id")
+            .fetch_all(&db.reader)
             .await
-            .unwrap()
-        }
-    };
-    assert_eq!(shown("key_old_import").await, "sk_l");
-    assert_eq!(shown("key_new_import").await, "sk_live_Ab");
-    assert_eq!(shown("key_ours").await, "kw_live_4eC3");
-    assert_eq!(shown("key_test").await, "kw_test_9xQ2");
-    assert_eq!(shown("key_hash_twelve").await, "legacy_12chr");
+            .unwrap();
+    let expected = [
+        ("key_hash_twelve", "legacy_12chr"),
+        ("key_new_import", "sk_live_Ab"),
+        ("key_old_import", "sk_l"),
+        ("key_ours", "kw_live_4eC3"),
+        ("key_test", "kw_test_9xQ2"),
+    ]
+    .map(|(id, prefix)| (id.to_string(), prefix.to_string()));
+    assert_eq!(shown, expected);
 }
 
 #[tokio::test]

@@ -241,7 +241,7 @@ fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, A
 
 /// What each key's successful requests (2xx and 3xx) of the lookback needed: key → scopes.
 /// Refused requests (a missing permission, the rate limit, bad input) prove no use. `key_id`:
-/// one key only.
+/// one key only, of `organization_id` (the caller checked that).
 async fn used_scopes(
     db: &Db,
     config: &Config,
@@ -255,21 +255,15 @@ async fn used_scopes(
          where occurred_at >= $1 and api_key_id is not null and status >= 200 and status < 400",
     );
     let mut binds: Vec<String> = Vec::new();
-    if organization_id != SYSTEM_ORG_ID {
+    // Only the instance's report of every key spans every organization; one key's rows are its
+    // organization's, read through the log's one index, (organization, time).
+    if organization_id != SYSTEM_ORG_ID || key_id.is_some() {
         binds.push(organization_id.to_string());
         sql.push_str(&format!(" and organization_id = ${}", binds.len() + 1));
     }
     if let Some(key) = key_id {
         binds.push(key.to_string());
-        let k = binds.len() + 1;
-        sql.push_str(&format!(" and api_key_id = ${k}"));
-        if organization_id == SYSTEM_ORG_ID {
-            // The log's one index is (organization, time): name the key's organization so
-            // that one key's report reads that organization's rows, not the whole log.
-            sql.push_str(&format!(
-                " and organization_id = (select organization_id from api_key where api_key_id = ${k})"
-            ));
-        }
+        sql.push_str(&format!(" and api_key_id = ${}", binds.len() + 1));
     }
     sql.push_str(" group by api_key_id, method, route");
     let mut query =
