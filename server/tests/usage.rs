@@ -702,6 +702,67 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
     assert_eq!(app.snapshot().await, snapshot, "nothing written");
 }
 
+/// A plan deleted between the check that it exists and the write that puts a key on it (a
+/// trigger deletes it at that moment; the failed write rolls the trigger's delete back too):
+/// the answer is the one for a missing plan, 400, not an internal error, and the key is
+/// unchanged.
+#[tokio::test]
+async fn a_plan_deleted_while_a_key_is_put_on_it_is_no_such_plan() {
+    let app = spawn().await;
+    let (system, org, org_admin) = system_and_org_keys(&app).await;
+    let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&system),
+            Some(json!({"name": "fleeting", "limit": 5, "window_seconds": 60})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan_id = r.json()["id"].as_str().unwrap().to_string();
+    let db = &app.state.db;
+    let statements: &[&str] = if on_postgres() {
+        &[
+            "create function kw_test_drop_plan() returns trigger language plpgsql as $$ begin delete from plan where plan_id = new.plan_id; return new; end $$",
+            "create trigger kw_test_drop_plan before update of plan_id on api_key for each row execute function kw_test_drop_plan()",
+        ]
+    } else {
+        &["create trigger kw_test_drop_plan before update of plan_id on api_key begin delete from plan where plan_id = new.plan_id; end"]
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&db.writer).await.unwrap();
+    }
+    let read = || async {
+        sqlx::query_as::<_, (Option<String>, i64)>(
+            "select plan_id, updated_at from api_key where api_key_id = $1",
+        )
+        .bind(&key_id)
+        .fetch_one(&db.reader)
+        .await
+        .unwrap()
+    };
+    let before = read().await;
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{key_id}/limit"),
+            Some(&org_admin),
+            Some(json!({"plan_id": plan_id})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        http::StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "no such plan",
+    );
+    assert_eq!(read().await, before, "the key is unchanged");
+    assert!(r.body.contains("no such plan"), "{}", r.body);
+}
+
 /// route, status, error code, key, client IP.
 type LogRow = (String, i64, Option<String>, Option<String>, Option<String>);
 

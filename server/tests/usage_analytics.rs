@@ -138,7 +138,7 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
 async fn raw_log_reports_take_turns_and_the_api_does_not_wait_for_them() {
     use app::usage::stats::{RawReaders, RAW_READERS};
     let (app, _org, admin) = with_admin_key().await;
-    let turns = app.state.db.caches.get::<RawReaders>().0.clone();
+    let turns = app.state.db.caches.get::<RawReaders>().instance.clone();
     let taken = turns
         .clone()
         .acquire_many_owned(RAW_READERS as u32)
@@ -167,6 +167,52 @@ async fn raw_log_reports_take_turns_and_the_api_does_not_wait_for_them() {
         turns.available_permits(),
         RAW_READERS,
         "the turn is given back"
+    );
+}
+
+/// One organization holds one of the instance's raw-log turns at most: while one of its
+/// reports reads, its next one waits, and another organization's report is served at once.
+#[tokio::test]
+async fn one_organization_cannot_take_every_raw_log_turn() {
+    use app::usage::stats::{raw_turn, RawReaders, RAW_READERS};
+    let (app, _org, admin) = with_admin_key().await;
+    let db = &app.state.db;
+    let readers = db.caches.get::<RawReaders>();
+    let held = raw_turn(db, "org_busy_tenant").await.unwrap();
+    let next = raw_turn(db, "org_busy_tenant");
+    tokio::pin!(next);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), &mut next)
+            .await
+            .is_err(),
+        "the organization's second report waits for its own turn"
+    );
+    assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.api(
+            "GET",
+            "/api/v1/usage/errors?range=30d",
+            Some(&admin),
+            None,
+            IP,
+        ),
+    )
+    .await
+    .expect("another organization's report does not wait");
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(held);
+    let turn = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("the turn passes to the waiting report")
+        .unwrap();
+    assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
+    drop(turn);
+    assert_eq!(readers.instance.available_permits(), RAW_READERS);
+    assert_eq!(
+        readers.organizations(),
+        0,
+        "idle organizations are forgotten"
     );
 }
 

@@ -753,7 +753,15 @@ pub async fn set_limit(
     .bind(current.updated_at)
     .bind(current.approval.as_str())
     .execute(&mut *tx)
-    .await?
+    .await
+    .map_err(|e| {
+        // The plan checked above was deleted meanwhile: what `require` says of a missing one.
+        if crate::usage::ssr::foreign_key_refused(&e) {
+            crate::usage::ssr::no_such_plan()
+        } else {
+            e.into()
+        }
+    })?
     .rows_affected();
     if applied == 0 {
         // Revoked, reviewed or edited since it was read: what was checked no longer holds.

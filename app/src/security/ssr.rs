@@ -272,7 +272,7 @@ async fn used_scopes(
         query = query.bind(b);
     }
     // A grouping over the raw log's lookback: one of the instance's raw-log turns.
-    let _turn = crate::usage::stats::raw_turn(db).await?;
+    let _turn = crate::usage::stats::raw_turn(db, organization_id).await?;
     let mut used: BTreeMap<String, Scopes> = BTreeMap::new();
     for (key, method, route) in query.fetch_all(&db.reader).await? {
         let scopes = used.entry(key).or_default();

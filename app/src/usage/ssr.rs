@@ -230,13 +230,19 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
             "the default plan cannot be deleted (keys without a plan follow it); edit it instead",
         ));
     }
-    let deleted = sqlx::query(
+    let deleted = match sqlx::query(
         "delete from plan where plan_id = $1 and not exists (select 1 from api_key where plan_id = $1)",
     )
     .bind(plan_id)
     .execute(&db.writer)
-    .await?
-    .rows_affected();
+    .await
+    {
+        Ok(done) => done.rows_affected(),
+        // A key put on the plan meanwhile (on PostgreSQL the delete waited for that change,
+        // then the key's foreign key refused it): the answer for a key already on it.
+        Err(e) if foreign_key_refused(&e) => 0,
+        Err(e) => return Err(e.into()),
+    };
     if deleted == 1 {
         return Ok(());
     }
@@ -251,13 +257,26 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
     ))
 }
 
+/// Whether a write failed on a foreign key: it named a plan a concurrent delete had just
+/// removed, or removed one a concurrent write had just named (the checks before the write
+/// saw the other state).
+pub fn foreign_key_refused(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+/// The answer for a plan that is not there, or no longer: 400 on `plan_id`.
+pub fn no_such_plan() -> AppError {
+    AppError::invalid("plan_id", "no such plan")
+}
+
 /// The plan a key may be put on: it must exist.
 pub async fn require(db: &Db, plan_id: &str) -> Result<(), AppError> {
     get(db, plan_id)
         .await
         .map(|_| ())
         .map_err(|e| match e.code {
-            crate::error::ErrorCode::NotFound => AppError::invalid("plan_id", "no such plan"),
+            crate::error::ErrorCode::NotFound => no_such_plan(),
             _ => e,
         })
 }

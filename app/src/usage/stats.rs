@@ -1,11 +1,13 @@
 //! What the charts draw, read from the per-minute rollup (server only). The few figures only
 //! the raw log holds (error codes, latency percentiles, the latest errors) read it in turns:
-//! at most [`RAW_READERS`] at once per instance.
+//! at most [`RAW_READERS`] at once per instance, [`RAW_READERS_PER_ORGANIZATION`] of them for
+//! one organization.
 
 use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
 use crate::ssr::db::Db;
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// The filters of a chart.
 #[derive(Clone, Debug, Default)]
@@ -134,32 +136,111 @@ fn scoped<'q>(
 /// sessions and the request log's own writes need.
 pub const RAW_READERS: usize = 2;
 
+/// How many of those turns one organization holds at once. One: a tenant asking for 30-day
+/// reports over and over (its own log, filled cheaply with refused requests) waits for its
+/// own turn, and never takes every turn from the other organizations.
+pub const RAW_READERS_PER_ORGANIZATION: u32 = 1;
+
 /// How long a raw read waits for its turn before the request is told to retry (503).
 const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The turns of [`RAW_READERS`], one set per database (`Db::caches`).
-pub struct RawReaders(pub std::sync::Arc<tokio::sync::Semaphore>);
+type Turns = std::sync::Arc<tokio::sync::Semaphore>;
+type TurnsByOrganization = std::sync::Arc<std::sync::Mutex<HashMap<String, Turns>>>;
+
+/// The turns of [`RAW_READERS`], one set per database (`Db::caches`), and each
+/// organization's share of them ([`RAW_READERS_PER_ORGANIZATION`]; an organization holding
+/// none is not kept).
+pub struct RawReaders {
+    pub instance: Turns,
+    by_organization: TurnsByOrganization,
+}
 
 impl Default for RawReaders {
     fn default() -> RawReaders {
-        RawReaders(std::sync::Arc::new(tokio::sync::Semaphore::new(
-            RAW_READERS,
-        )))
+        RawReaders {
+            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(RAW_READERS)),
+            by_organization: Default::default(),
+        }
     }
 }
 
-/// Waits for a turn to read the raw log; held until dropped.
-pub(crate) async fn raw_turn(db: &Db) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
-    let turns = db.caches.get::<RawReaders>().0.clone();
-    match tokio::time::timeout(RAW_READ_WAIT, turns.acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => Err(AppError {
-            retry_after: Some(5),
-            ..AppError::new(
-                crate::error::ErrorCode::Unavailable,
-                "usage analytics are busy on this server; try again in a few seconds",
-            )
+impl RawReaders {
+    /// How many organizations hold or wait for a turn now.
+    pub fn organizations(&self) -> usize {
+        self.by_organization
+            .lock()
+            .map(|m| m.len())
+            .unwrap_or_default()
+    }
+}
+
+/// A turn to read the raw log: the organization's and the instance's, given back when
+/// dropped.
+pub struct RawTurn {
+    _instance: tokio::sync::OwnedSemaphorePermit,
+    organization: Option<tokio::sync::OwnedSemaphorePermit>,
+    turns: Turns,
+    organization_id: String,
+    by_organization: TurnsByOrganization,
+}
+
+impl Drop for RawTurn {
+    fn drop(&mut self) {
+        drop(self.organization.take());
+        forget_idle(&self.by_organization, &self.organization_id, &self.turns);
+    }
+}
+
+/// Forgets an organization's turns when no one holds or waits for them (under the map's lock,
+/// where every holder and waiter took its reference).
+fn forget_idle(map: &TurnsByOrganization, organization_id: &str, turns: &Turns) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    // The map's reference and the caller's: nobody else's.
+    if std::sync::Arc::strong_count(turns) == 2 {
+        map.remove(organization_id);
+    }
+}
+
+/// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
+/// instance's); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
+pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
+    let readers = db.caches.get::<RawReaders>();
+    let by_organization = readers.by_organization.clone();
+    let turns = by_organization
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(organization_id.to_string())
+        .or_insert_with(|| {
+            std::sync::Arc::new(tokio::sync::Semaphore::new(
+                RAW_READERS_PER_ORGANIZATION as usize,
+            ))
+        })
+        .clone();
+    let instance = readers.instance.clone();
+    let taken = tokio::time::timeout(RAW_READ_WAIT, async {
+        let organization = turns.clone().acquire_owned().await.ok()?;
+        let instance = instance.acquire_owned().await.ok()?;
+        Some((organization, instance))
+    })
+    .await;
+    match taken {
+        Ok(Some((organization, instance))) => Ok(RawTurn {
+            _instance: instance,
+            organization: Some(organization),
+            turns,
+            organization_id: organization_id.to_string(),
+            by_organization,
         }),
+        _ => {
+            forget_idle(&by_organization, organization_id, &turns);
+            Err(AppError {
+                retry_after: Some(5),
+                ..AppError::new(
+                    crate::error::ErrorCode::Unavailable,
+                    "usage analytics are busy on this server; try again in a few seconds",
+                )
+            })
+        }
     }
 }
 
@@ -295,7 +376,7 @@ pub async fn errors(
         key: filter.key_id.unwrap_or(""),
         route: filter.route.unwrap_or(""),
     };
-    let _turn = raw_turn(db).await?;
+    let _turn = raw_turn(db, organization_id).await?;
     Ok(ErrorReport {
         requests: series.total,
         errors,
@@ -385,7 +466,7 @@ pub async fn summary(
     };
     let top_keys = view.top_keys("").await?;
     let top_routes = view.top("route", "").await?;
-    let _turn = raw_turn(db).await?;
+    let _turn = raw_turn(db, organization_id).await?;
     let top_error_codes = view.top_codes(5).await?;
     // Nearest rank: the smallest value with at least p of the values at or below it, rank
     // ceil(p * n). The three are read in one sort of the range, counted in the same statement
