@@ -371,10 +371,28 @@ async fn the_instance_report_lists_every_endpoint_and_the_configuration_risks() 
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Every organization's keys likewise: the auditor (keys:read, no users:read) gets the
+    // system organization's keys only; the owner, every organization's.
+    let (system_key, _) = app.admin_key(SYSTEM_ORG_ID).await;
+    let (ann_key, _) = app.admin_key(&ann_org).await;
     let mut d = app.signed_in("dee@example.org").await;
     let report = report_of(&app, &mut d, SYSTEM_ORG_ID).await;
     assert!(report.instance && !report.endpoints.is_empty());
     assert!(report.admins_without_two_factor.is_empty(), "{report:?}");
+    let listed = |report: &app::security::SecurityReport| -> Vec<String> {
+        report.keys.iter().map(|k| k.key_id.clone()).collect()
+    };
+    assert!(listed(&report).contains(&system_key), "{report:?}");
+    assert!(
+        report
+            .keys
+            .iter()
+            .all(|k| k.organization_id == SYSTEM_ORG_ID),
+        "{report:?}"
+    );
+    let everything = report_of(&app, &mut b, SYSTEM_ORG_ID).await;
+    assert!(listed(&everything).contains(&system_key));
+    assert!(listed(&everything).contains(&ann_key), "{everything:?}");
     let r = app
         .rpc(&mut b, "security_scan", &[("organization_id", &ann_org)])
         .await;

@@ -81,7 +81,17 @@ pub async fn scan(
             Vec::new()
         },
         keys: if sections.keys {
-            key_findings(db, config, catalog, organization_id, now).await?
+            // Every organization's keys, like every organization's administrators, only for
+            // a caller who may list the instance's users; else the system organization's.
+            key_findings(
+                db,
+                config,
+                catalog,
+                organization_id,
+                instance && sections.users,
+                now,
+            )
+            .await?
         } else {
             Vec::new()
         },
@@ -241,13 +251,15 @@ fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, A
 
 /// What each key's successful requests (2xx and 3xx) of the lookback needed: key → scopes.
 /// Refused requests (a missing permission, the rate limit, bad input) prove no use. `key_id`:
-/// one key only, of `organization_id` (the caller checked that).
+/// one key only, of `organization_id` (the caller checked that). `every_organization`: for
+/// the system organization, every organization's keys.
 async fn used_scopes(
     db: &Db,
     config: &Config,
     catalog: &RouteCatalog,
     organization_id: &str,
     key_id: Option<&str>,
+    every_organization: bool,
     now: i64,
 ) -> Result<BTreeMap<String, Scopes>, AppError> {
     let mut sql = String::from(
@@ -257,7 +269,7 @@ async fn used_scopes(
     let mut binds: Vec<String> = Vec::new();
     // Only the instance's report of every key spans every organization; one key's rows are its
     // organization's, read through the log's one index, (organization, time).
-    if organization_id != SYSTEM_ORG_ID || key_id.is_some() {
+    if !(every_organization && organization_id == SYSTEM_ORG_ID) || key_id.is_some() {
         binds.push(organization_id.to_string());
         sql.push_str(&format!(" and organization_id = ${}", binds.len() + 1));
     }
@@ -319,13 +331,15 @@ async fn key_findings(
     config: &Config,
     catalog: &RouteCatalog,
     organization_id: &str,
+    every_organization: bool,
     now: i64,
 ) -> Result<Vec<KeyFinding>, AppError> {
+    let one_organization = !(every_organization && organization_id == SYSTEM_ORG_ID);
     let mut sql = String::from(
         "select api_key_id, organization_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
          from api_key where status = 'active' and (expires_at is null or expires_at > $1)",
     );
-    if organization_id != SYSTEM_ORG_ID {
+    if one_organization {
         sql.push_str(" and organization_id = $2");
     }
     sql.push_str(" order by created_at, api_key_id");
@@ -341,11 +355,20 @@ async fn key_findings(
         Option<i64>,
     );
     let mut query = sqlx::query_as::<_, Row>(&sql).bind(now);
-    if organization_id != SYSTEM_ORG_ID {
+    if one_organization {
         query = query.bind(organization_id);
     }
     let rows = query.fetch_all(&db.reader).await?;
-    let mut used = used_scopes(db, config, catalog, organization_id, None, now).await?;
+    let mut used = used_scopes(
+        db,
+        config,
+        catalog,
+        organization_id,
+        None,
+        every_organization,
+        now,
+    )
+    .await?;
     let mut found = Vec::new();
     for row in rows {
         let (key_id, org, name, display_prefix, scopes, allowlist, expires_at, created, last_used) =
@@ -402,6 +425,7 @@ pub async fn narrow(
         catalog,
         &org,
         Some(key_id),
+        false,
         crate::ssr::db::now_ms(),
     )
     .await?
