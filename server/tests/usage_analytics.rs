@@ -129,6 +129,24 @@ async fn the_errors_report_has_the_rate_codes_failing_routes_and_messages() {
         "invalid_input",
         "bad range",
     );
+    for filter in ["key_id", "route"] {
+        let r = app
+            .api(
+                "GET",
+                &format!("/api/v1/usage/errors?range=1h&{filter}={}", "k".repeat(201)),
+                Some(&admin),
+                None,
+                IP,
+            )
+            .await;
+        assert_refused(
+            &r,
+            http::StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "a filter too long",
+        );
+        assert!(r.body.contains(filter), "{}", r.body);
+    }
 }
 
 /// Reads of the raw log (error codes, percentiles, latest errors over up to 30 days) take

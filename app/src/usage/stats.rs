@@ -16,6 +16,9 @@ pub struct Filter<'a> {
     pub route: Option<&'a str>,
 }
 
+/// Longest key id or route template a filter takes.
+pub const FILTER_MAX: usize = 200;
+
 /// A range and filters as a form or query string sends them (empty: no filter).
 pub fn parse_view<'a>(
     range: &str,
@@ -24,6 +27,16 @@ pub fn parse_view<'a>(
 ) -> Result<(Range, Filter<'a>), AppError> {
     let range = Range::parse(range)
         .ok_or_else(|| AppError::invalid("range", "the range is one of 1h, 24h, 7d, 30d"))?;
+    // Ids and route templates are short: a longer filter matches nothing, and is refused
+    // before it reaches a query.
+    for (field, value) in [("key_id", key_id), ("route", route)] {
+        if value.len() > FILTER_MAX {
+            return Err(AppError::invalid(
+                field,
+                format!("{field} is at most {FILTER_MAX} characters"),
+            ));
+        }
+    }
     Ok((
         range,
         Filter {
