@@ -83,15 +83,7 @@ pub async fn scan(
         keys: if sections.keys {
             // Every organization's keys, like every organization's administrators, only for
             // a caller who may list the instance's users; else the system organization's.
-            key_findings(
-                db,
-                config,
-                catalog,
-                organization_id,
-                instance && sections.users,
-                now,
-            )
-            .await?
+            key_findings(db, config, catalog, organization_id, sections.users, now).await?
         } else {
             Vec::new()
         },
@@ -251,8 +243,8 @@ fn needs(catalog: &RouteCatalog, method: &str, route: &str) -> Option<(String, A
 
 /// What each key's successful requests (2xx and 3xx) of the lookback needed: key → scopes.
 /// Refused requests (a missing permission, the rate limit, bad input) prove no use. `key_id`:
-/// one key only, of `organization_id` (the caller checked that). `every_organization`: for
-/// the system organization, every organization's keys.
+/// one key only, of `organization_id` (the caller checked that). `every_organization`: every
+/// organization's rows (the instance's report), not `organization_id`'s.
 async fn used_scopes(
     db: &Db,
     config: &Config,
@@ -269,7 +261,7 @@ async fn used_scopes(
     let mut binds: Vec<String> = Vec::new();
     // Only the instance's report of every key spans every organization; one key's rows are its
     // organization's, read through the log's one index, (organization, time).
-    if !(every_organization && organization_id == SYSTEM_ORG_ID) || key_id.is_some() {
+    if !every_organization || key_id.is_some() {
         binds.push(organization_id.to_string());
         sql.push_str(&format!(" and organization_id = ${}", binds.len() + 1));
     }
@@ -325,7 +317,8 @@ fn narrowed(scopes: &Scopes, used: &Scopes) -> Option<Scopes> {
     wider(scopes, &narrow).then_some(narrow)
 }
 
-/// The active keys with an issue, worst first.
+/// The active keys with an issue, worst first: `organization_id`'s, or with
+/// `every_organization` in the system organization's report, every organization's.
 async fn key_findings(
     db: &Db,
     config: &Config,
@@ -334,12 +327,12 @@ async fn key_findings(
     every_organization: bool,
     now: i64,
 ) -> Result<Vec<KeyFinding>, AppError> {
-    let one_organization = !(every_organization && organization_id == SYSTEM_ORG_ID);
+    let every_organization = every_organization && organization_id == SYSTEM_ORG_ID;
     let mut sql = String::from(
         "select api_key_id, organization_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
          from api_key where status = 'active' and (expires_at is null or expires_at > $1)",
     );
-    if one_organization {
+    if !every_organization {
         sql.push_str(" and organization_id = $2");
     }
     sql.push_str(" order by created_at, api_key_id");
@@ -355,7 +348,7 @@ async fn key_findings(
         Option<i64>,
     );
     let mut query = sqlx::query_as::<_, Row>(&sql).bind(now);
-    if one_organization {
+    if !every_organization {
         query = query.bind(organization_id);
     }
     let rows = query.fetch_all(&db.reader).await?;
