@@ -16,7 +16,7 @@ pub struct Filter<'a> {
     pub route: Option<&'a str>,
 }
 
-/// Longest key id or route template a filter takes.
+/// Longest key id or route template a filter takes, in bytes (both are ASCII).
 pub const FILTER_MAX: usize = 200;
 
 /// A range and filters as a form or query string sends them (empty: no filter).
@@ -33,7 +33,7 @@ pub fn parse_view<'a>(
         if value.len() > FILTER_MAX {
             return Err(AppError::invalid(
                 field,
-                format!("{field} is at most {FILTER_MAX} characters"),
+                format!("{field} is at most {FILTER_MAX} bytes long"),
             ));
         }
     }
@@ -151,18 +151,19 @@ pub const RAW_READERS: usize = 2;
 
 /// How many of those turns one organization holds at once. One: a tenant asking for 30-day
 /// reports over and over (its own log, filled cheaply with refused requests) waits for its
-/// own turn, and never takes every turn from the other organizations.
+/// own turn, and cannot take every turn from one organization alone.
 pub const RAW_READERS_PER_ORGANIZATION: u32 = 1;
 
 /// How long a raw read waits for its turn before the request is told to retry (503).
 const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Turns = std::sync::Arc<tokio::sync::Semaphore>;
-type TurnsByOrganization = std::sync::Arc<std::sync::Mutex<HashMap<String, Turns>>>;
+/// Each organization's turns, and how many reports hold or wait for them.
+type TurnsByOrganization = std::sync::Arc<std::sync::Mutex<HashMap<String, (Turns, usize)>>>;
 
 /// The turns of [`RAW_READERS`], one set per database (`Db::caches`), and each
-/// organization's share of them ([`RAW_READERS_PER_ORGANIZATION`]; an organization holding
-/// none is not kept).
+/// organization's share of them ([`RAW_READERS_PER_ORGANIZATION`]; an organization no report
+/// holds or waits for is not kept).
 pub struct RawReaders {
     pub instance: Turns,
     by_organization: TurnsByOrganization,
@@ -187,73 +188,78 @@ impl RawReaders {
     }
 }
 
-/// A turn to read the raw log: the organization's and the instance's, given back when
-/// dropped.
-pub struct RawTurn {
-    _instance: tokio::sync::OwnedSemaphorePermit,
-    organization: Option<tokio::sync::OwnedSemaphorePermit>,
+/// One report's claim on its organization's entry: counted from before it waits until it is
+/// dropped (turn given back, wait timed out, or the request cancelled), whichever way that
+/// happens; the last one out removes the entry.
+struct Claim {
     turns: Turns,
     organization_id: String,
     by_organization: TurnsByOrganization,
 }
 
-impl Drop for RawTurn {
-    fn drop(&mut self) {
-        drop(self.organization.take());
-        forget_idle(&self.by_organization, &self.organization_id, &self.turns);
+impl Claim {
+    fn new(by_organization: &TurnsByOrganization, organization_id: &str) -> Claim {
+        let mut map = by_organization.lock().unwrap_or_else(|p| p.into_inner());
+        let (turns, claims) = map.entry(organization_id.to_string()).or_insert_with(|| {
+            let turns = tokio::sync::Semaphore::new(RAW_READERS_PER_ORGANIZATION as usize);
+            (std::sync::Arc::new(turns), 0)
+        });
+        *claims += 1;
+        Claim {
+            turns: turns.clone(),
+            organization_id: organization_id.to_string(),
+            by_organization: by_organization.clone(),
+        }
     }
 }
 
-/// Forgets an organization's turns when no one holds or waits for them (under the map's lock,
-/// where every holder and waiter took its reference).
-fn forget_idle(map: &TurnsByOrganization, organization_id: &str, turns: &Turns) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    // The map's reference and the caller's: nobody else's.
-    if std::sync::Arc::strong_count(turns) == 2 {
-        map.remove(organization_id);
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut map = self
+            .by_organization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((_, claims)) = map.get_mut(&self.organization_id) {
+            *claims -= 1;
+            if *claims == 0 {
+                map.remove(&self.organization_id);
+            }
+        }
     }
+}
+
+/// A turn to read the raw log: the organization's and the instance's, given back when
+/// dropped.
+pub struct RawTurn {
+    _organization: tokio::sync::OwnedSemaphorePermit,
+    _instance: tokio::sync::OwnedSemaphorePermit,
+    _claim: Claim,
 }
 
 /// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
 /// instance's); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
 pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
     let readers = db.caches.get::<RawReaders>();
-    let by_organization = readers.by_organization.clone();
-    let turns = by_organization
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(organization_id.to_string())
-        .or_insert_with(|| {
-            std::sync::Arc::new(tokio::sync::Semaphore::new(
-                RAW_READERS_PER_ORGANIZATION as usize,
-            ))
-        })
-        .clone();
-    let instance = readers.instance.clone();
+    let claim = Claim::new(&readers.by_organization, organization_id);
     let taken = tokio::time::timeout(RAW_READ_WAIT, async {
-        let organization = turns.clone().acquire_owned().await.ok()?;
-        let instance = instance.acquire_owned().await.ok()?;
+        let organization = claim.turns.clone().acquire_owned().await.ok()?;
+        let instance = readers.instance.clone().acquire_owned().await.ok()?;
         Some((organization, instance))
     })
     .await;
     match taken {
         Ok(Some((organization, instance))) => Ok(RawTurn {
+            _organization: organization,
             _instance: instance,
-            organization: Some(organization),
-            turns,
-            organization_id: organization_id.to_string(),
-            by_organization,
+            _claim: claim,
         }),
-        _ => {
-            forget_idle(&by_organization, organization_id, &turns);
-            Err(AppError {
-                retry_after: Some(5),
-                ..AppError::new(
-                    crate::error::ErrorCode::Unavailable,
-                    "usage analytics are busy on this server; try again in a few seconds",
-                )
-            })
-        }
+        _ => Err(AppError {
+            retry_after: Some(5),
+            ..AppError::new(
+                crate::error::ErrorCode::Unavailable,
+                "usage analytics are busy on this server; try again in a few seconds",
+            )
+        }),
     }
 }
 

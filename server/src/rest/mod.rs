@@ -268,14 +268,14 @@ const USAGE_QUERY: &[Param] = &[
         name: "key_id",
         kind: "string",
         values: &[],
-        description: "Only this key's requests (at most 200 characters).",
+        description: "Only this key's requests (at most 200 bytes).",
         example: None,
     },
     Param {
         name: "route",
         kind: "string",
         values: &[],
-        description: "Only this route template, e.g. `/api/v1/keys/{id}` (at most 200 characters).",
+        description: "Only this route template, e.g. `/api/v1/keys/{id}` (at most 200 bytes).",
         example: None,
     },
     Param {
