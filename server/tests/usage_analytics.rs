@@ -235,6 +235,61 @@ async fn one_organization_cannot_take_every_raw_log_turn() {
     assert_eq!(readers.instance.available_permits(), RAW_READERS);
 }
 
+/// The instance's own reports have a turn kept for them: tenants holding every shared turn
+/// make other tenants wait, not the system organization; the kept turn is never a tenant's.
+#[tokio::test]
+async fn the_system_organization_has_a_raw_log_turn_of_its_own() {
+    use app::access::ssr::SYSTEM_ORG_ID;
+    use app::usage::stats::{raw_turn, RawReaders, RAW_READERS, RAW_READERS_RESERVED};
+    let (app, ..) = with_admin_key().await;
+    let db = &app.state.db;
+    let readers = db.caches.get::<RawReaders>();
+    // While a shared turn is free, the system organization takes it and keeps its own.
+    let turn = raw_turn(db, SYSTEM_ORG_ID).await.unwrap();
+    assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
+    assert_eq!(readers.reserved.available_permits(), RAW_READERS_RESERVED);
+    drop(turn);
+
+    let tenants = readers
+        .instance
+        .clone()
+        .acquire_many_owned(RAW_READERS as u32)
+        .await
+        .unwrap();
+    let tenant = raw_turn(db, "org_another_tenant");
+    tokio::pin!(tenant);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut tenant)
+            .await
+            .is_err(),
+        "another tenant waits for a shared turn"
+    );
+    let system = tokio::time::timeout(Duration::from_secs(5), raw_turn(db, SYSTEM_ORG_ID))
+        .await
+        .expect("the system organization does not wait behind tenants")
+        .unwrap();
+    assert_eq!(readers.reserved.available_permits(), 0);
+    drop(system);
+    assert_eq!(
+        readers.reserved.available_permits(),
+        RAW_READERS_RESERVED,
+        "the kept turn is given back"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut tenant)
+            .await
+            .is_err(),
+        "the kept turn does not go to a tenant"
+    );
+    drop(tenants);
+    let turn = tokio::time::timeout(Duration::from_secs(5), tenant)
+        .await
+        .expect("the tenant is served once a shared turn is free")
+        .unwrap();
+    assert_eq!(readers.reserved.available_permits(), RAW_READERS_RESERVED);
+    drop(turn);
+}
+
 #[tokio::test]
 async fn a_key_s_usage_is_what_it_used_of_the_limit_in_force() {
     let (app, org, admin) = with_admin_key().await;

@@ -239,8 +239,13 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
     {
         Ok(done) => done.rows_affected(),
         // A key put on the plan meanwhile (on PostgreSQL the delete waited for that change,
-        // then the key's foreign key refused it): the answer for a key already on it.
-        Err(e) if foreign_key_refused(&e) => 0,
+        // then the key's foreign key refused it): refused like a plan with keys.
+        Err(e) if foreign_key_refused(&e) => {
+            return Err(AppError::conflict(
+                "plan",
+                "a key was put on the plan while it was being deleted: move its keys to another plan first",
+            ));
+        }
         Err(e) => return Err(e.into()),
     };
     if deleted == 1 {

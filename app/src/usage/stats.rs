@@ -1,7 +1,7 @@
 //! What the charts draw, read from the per-minute rollup (server only). The few figures only
 //! the raw log holds (error codes, latency percentiles, the latest errors) read it in turns:
 //! at most [`RAW_READERS`] at once per instance, [`RAW_READERS_PER_ORGANIZATION`] of them for
-//! one organization.
+//! one organization, and one more kept for the instance's own (system organization's) reports.
 
 use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
@@ -154,6 +154,11 @@ pub const RAW_READERS: usize = 2;
 /// own turn, and cannot take every turn from one organization alone.
 pub const RAW_READERS_PER_ORGANIZATION: u32 = 1;
 
+/// Turns kept for the system organization's reports (its own usage, the instance security
+/// scan) on top of [`RAW_READERS`]: tenants holding every shared turn (one user's personal
+/// organization and team, or two busy tenants) cannot make the operator's reports wait.
+pub const RAW_READERS_RESERVED: usize = 1;
+
 /// How long a raw read waits for its turn before the request is told to retry (503).
 const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -166,6 +171,8 @@ type TurnsByOrganization = std::sync::Arc<std::sync::Mutex<HashMap<String, (Turn
 /// holds or waits for is not kept).
 pub struct RawReaders {
     pub instance: Turns,
+    /// [`RAW_READERS_RESERVED`], for the system organization only.
+    pub reserved: Turns,
     by_organization: TurnsByOrganization,
 }
 
@@ -173,6 +180,7 @@ impl Default for RawReaders {
     fn default() -> RawReaders {
         RawReaders {
             instance: std::sync::Arc::new(tokio::sync::Semaphore::new(RAW_READERS)),
+            reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(RAW_READERS_RESERVED)),
             by_organization: Default::default(),
         }
     }
@@ -237,14 +245,25 @@ pub struct RawTurn {
 }
 
 /// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
-/// instance's); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
+/// instance's, or for the system organization whichever of the shared and the reserved turns
+/// comes first); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
 pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
     let readers = db.caches.get::<RawReaders>();
     let claim = Claim::new(&readers.by_organization, organization_id);
+    let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
     let taken = tokio::time::timeout(RAW_READ_WAIT, async {
         let organization = claim.turns.clone().acquire_owned().await.ok()?;
-        let instance = readers.instance.clone().acquire_owned().await.ok()?;
-        Some((organization, instance))
+        let shared = readers.instance.clone().acquire_owned();
+        let instance = if system {
+            tokio::select! {
+                biased;
+                t = shared => t,
+                t = readers.reserved.clone().acquire_owned() => t,
+            }
+        } else {
+            shared.await
+        };
+        Some((organization, instance.ok()?))
     })
     .await;
     match taken {
