@@ -183,8 +183,16 @@ async fn console_org<Q>(
         ));
     };
     let org = organization_of(&q).unwrap_or_default();
-    let grant =
-        crate::live::session_grant(state, session, endpoint, &org, permission, source_ip).await?;
+    let grant = crate::live::session_grant(
+        state,
+        session,
+        endpoint,
+        &org,
+        permission,
+        source_ip,
+        app::access::guard::Activity::User,
+    )
+    .await?;
     Ok((q, grant.organization_id))
 }
 

@@ -7,7 +7,7 @@
 //! instance's `usage-notify` worker relays what it hears ([`listen`]), so a viewer on any
 //! instance sees requests served by any other.
 
-use app::access::guard::{enforce, impersonation_gate};
+use app::access::guard::{enforce, impersonation_gate, Activity};
 use app::access::policy::Guard;
 use app::access::ssr::{authorize, Principal};
 use app::access::Permission;
@@ -61,8 +61,9 @@ pub async fn session_grant(
     organization_id: &str,
     permission: Permission,
     source_ip: Option<std::net::IpAddr>,
+    activity: Activity,
 ) -> Result<app::access::ssr::Grant, AppError> {
-    let user_id = enforce(state, Some(Guard::Org(permission)), session)
+    let user_id = enforce(state, Some(Guard::Org(permission)), session, activity)
         .await?
         .ok_or_else(AppError::unauthenticated)?;
     impersonation_gate(state, session, endpoint, Some(&user_id), source_ip).await?;
@@ -95,6 +96,8 @@ pub async fn usage_events(
         &query.organization_id,
         Permission::UsageRead,
         ip,
+        // The page reconnects by itself: not the user's activity.
+        Activity::Background,
     )
     .await
     {

@@ -763,6 +763,67 @@ async fn a_plan_deleted_while_a_key_is_put_on_it_is_no_such_plan() {
     assert!(r.body.contains("no such plan"), "{}", r.body);
 }
 
+/// A key put on a plan while the plan is being deleted: the delete is refused like one of a
+/// plan with keys (409), not a 500, and the plan and the key stay as they are.
+#[tokio::test]
+async fn a_plan_a_key_is_put_on_while_it_is_deleted_stays() {
+    let app = spawn().await;
+    let (system, org, _) = system_and_org_keys(&app).await;
+    let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&system),
+            Some(json!({"name": "contested", "limit": 5, "window_seconds": 60})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan_id = r.json()["id"].as_str().unwrap().to_string();
+    let db = &app.state.db;
+    // The key is put on the plan at the moment of the delete, after its `not exists` check.
+    let statements: Vec<String> = if on_postgres() {
+        vec![
+            format!("create function kw_test_take_plan() returns trigger language plpgsql as $$ begin update api_key set plan_id = old.plan_id where api_key_id = '{key_id}'; return old; end $$"),
+            "create trigger kw_test_take_plan before delete on plan for each row execute function kw_test_take_plan()".into(),
+        ]
+    } else {
+        vec![format!("create trigger kw_test_take_plan before delete on plan begin update api_key set plan_id = old.plan_id where api_key_id = '{key_id}'; end")]
+    };
+    for sql in &statements {
+        sqlx::query(sql).execute(&db.writer).await.unwrap();
+    }
+    let r = app
+        .api(
+            "DELETE",
+            &format!("/api/v1/plans/{plan_id}"),
+            Some(&system),
+            None,
+            IP,
+        )
+        .await;
+    assert_refused(&r, http::StatusCode::CONFLICT, "conflict", "plan");
+    assert!(
+        r.body.contains("move its keys to another plan"),
+        "{}",
+        r.body
+    );
+    let plan: Option<String> =
+        sqlx::query_scalar("select plan_id from api_key where api_key_id = $1")
+            .bind(&key_id)
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
+    assert_eq!(plan, None, "the key's change was undone with the delete");
+    let left: i64 = sqlx::query_scalar("select count(*) from plan where plan_id = $1")
+        .bind(&plan_id)
+        .fetch_one(&db.reader)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the plan stays");
+}
+
 /// route, status, error code, key, client IP.
 type LogRow = (String, i64, Option<String>, Option<String>, Option<String>);
 
@@ -1438,6 +1499,28 @@ async fn live_events_need_a_session_with_usage_read_and_announce_new_requests() 
     assert!(
         waiting.await.unwrap(),
         "the open feed heard of the request within 2 s"
+    );
+}
+
+/// The live feed reconnecting is the page's doing, not the user's: it does not push back the
+/// session's idle deadline (an unattended usage tab ends like any other).
+#[tokio::test]
+async fn a_live_feed_does_not_keep_an_idle_session_alive() {
+    let app = spawn_with(|c| c.session_idle = Duration::from_millis(2000)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let mut browser = app.signed_in("ann@example.org").await;
+    // Reconnects every 0.55 s (a request past 0.5 s would push the deadline back)…
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        assert_eq!(open_events(&app, &browser, &org).await.status(), 200);
+    }
+    // …and the session still ends 2 s after the user's last request.
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(open_events(&app, &browser, &org).await.status(), 401);
+    assert_eq!(
+        app.rpc(&mut browser, "current_user", &[]).await.json(),
+        serde_json::Value::Null
     );
 }
 

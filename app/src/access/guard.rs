@@ -18,13 +18,23 @@ pub fn refresh_every(idle: std::time::Duration) -> i64 {
     (idle.as_millis() as i64 / 4).min(60_000)
 }
 
-/// The signed-in user's id, if any. Enforces the idle timeout (sliding with activity), the
-/// absolute timeout (from sign-in, however active), and that the user is still active: a
-/// session that fails any of them is ended here.
+/// Whether a request is the user's doing, which pushes the session's idle deadline back, or
+/// the page's own (a live feed reconnecting every minute), which must not: an unattended tab
+/// would otherwise keep its session alive until the absolute timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    User,
+    Background,
+}
+
+/// The signed-in user's id, if any. Enforces the idle timeout (sliding with the user's
+/// activity), the absolute timeout (from sign-in, however active), and that the user is still
+/// active: a session that fails any of them is ended here.
 pub async fn session_user_id(
     db: &Db,
     session: &Session,
     config: &Config,
+    activity: Activity,
 ) -> Result<Option<String>, AppError> {
     let user_id: Option<String> = session
         .get(keys::USER_ID)
@@ -124,7 +134,7 @@ pub async fn session_user_id(
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);
     }
-    if now - last_seen_at >= refresh_every(config.session_idle) {
+    if activity == Activity::User && now - last_seen_at >= refresh_every(config.session_idle) {
         // Marks the session modified: the layer saves it with a new idle deadline and sends
         // the cookie again with a fresh Max-Age.
         session
@@ -211,6 +221,7 @@ pub async fn enforce(
     state: &AppState,
     declared: Option<Guard>,
     session: &Session,
+    activity: Activity,
 ) -> Result<Option<String>, AppError> {
     let Some(declared) = declared else {
         return Err(AppError::new(
@@ -218,7 +229,7 @@ pub async fn enforce(
             "endpoint not declared",
         ));
     };
-    let user_id = session_user_id(&state.db, session, &state.config).await?;
+    let user_id = session_user_id(&state.db, session, &state.config, activity).await?;
     match declared {
         Guard::Public => {}
         Guard::Enrolling => {
@@ -297,7 +308,7 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         if declared.is_none() {
             tracing::error!(endpoint, "server function without a declared guard refused");
         }
-        let user_id = enforce(&state, declared, &session).await?;
+        let user_id = enforce(&state, declared, &session, Activity::User).await?;
         let source_ip = source_ip().await;
         // Not signed in (a public endpoint), nobody is being impersonated, whatever a stale
         // copy of an ended session still says.
@@ -361,7 +372,7 @@ pub async fn rpc_middleware(
     let Some(session) = request.extensions().get::<Session>().cloned() else {
         return AppError::internal("session layer missing").into_response();
     };
-    match enforce(&state, declared, &session).await {
+    match enforce(&state, declared, &session, Activity::User).await {
         Ok(_) => next.run(request).await,
         Err(e) => e.into_response(),
     }
