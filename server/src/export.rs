@@ -26,6 +26,11 @@ pub const CONCURRENT_EXPORTS: usize = 2;
 /// every slot.
 pub const EXPORTS_PER_ORGANIZATION: usize = 1;
 
+/// Export slots kept for the system organization (the operator's own exports) on top of
+/// [`CONCURRENT_EXPORTS`]: tenants holding every shared slot (one user's personal organization
+/// and team, two busy tenants) do not lock the operator out.
+pub const EXPORTS_RESERVED: usize = 1;
+
 /// A client that reads nothing for this long loses its export's slot (the body ends early):
 /// a slot is not held by a connection that stopped reading.
 pub const EXPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -40,6 +45,8 @@ const WATCH: (std::time::Duration, std::time::Duration) = (EXPORT_IDLE, EXPORT_L
 #[derive(Debug)]
 pub struct ExportSlots {
     all: std::sync::Arc<tokio::sync::Semaphore>,
+    /// [`EXPORTS_RESERVED`], for the system organization only.
+    reserved: std::sync::Arc<tokio::sync::Semaphore>,
     by_organization: crate::slots::PerKey,
 }
 
@@ -47,6 +54,7 @@ impl Default for ExportSlots {
     fn default() -> ExportSlots {
         ExportSlots {
             all: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
+            reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(EXPORTS_RESERVED)),
             by_organization: crate::slots::PerKey::new(EXPORTS_PER_ORGANIZATION),
         }
     }
@@ -62,20 +70,31 @@ pub struct Slot {
 
 impl ExportSlots {
     /// A slot for an export of `organization_id`, or `None` when the organization's or the
-    /// instance's are all taken.
+    /// instance's are all taken (for the system organization: the shared and its own).
     pub fn take(&self, organization_id: &str) -> Option<Slot> {
         // Taken first, given back (dropped) if the instance has none left.
         let organization = self.by_organization.take(organization_id)?;
-        let all = self.all.clone().try_acquire_owned().ok()?;
+        let all = match self.all.clone().try_acquire_owned() {
+            Ok(shared) => shared,
+            Err(_) if organization_id == app::access::ssr::SYSTEM_ORG_ID => {
+                self.reserved.clone().try_acquire_owned().ok()?
+            }
+            Err(_) => return None,
+        };
         Some(Slot {
             _organization: organization,
             _all: all,
         })
     }
 
-    /// Free instance slots (tests).
+    /// Free shared slots (tests).
     pub fn available(&self) -> usize {
         self.all.available_permits()
+    }
+
+    /// Free slots kept for the system organization (tests).
+    pub fn reserved_available(&self) -> usize {
+        self.reserved.available_permits()
     }
 }
 
@@ -511,5 +530,37 @@ mod tests {
             counted, 0,
             "no organization counted once its exports are done"
         );
+    }
+
+    #[test]
+    fn tenants_holding_every_shared_slot_leave_the_operator_its_own() {
+        use app::access::ssr::SYSTEM_ORG_ID;
+        let slots = ExportSlots::default();
+        // With a shared slot free, the system organization takes that one.
+        drop(slots.take(SYSTEM_ORG_ID).unwrap());
+        let system = slots.take(SYSTEM_ORG_ID).unwrap();
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS - 1);
+        assert_eq!(slots.reserved_available(), EXPORTS_RESERVED);
+        drop(system);
+
+        let tenants = (slots.take("org_a").unwrap(), slots.take("org_b").unwrap());
+        assert!(slots.take("org_c").is_none(), "another tenant is refused");
+        let system = slots
+            .take(SYSTEM_ORG_ID)
+            .expect("the operator's export is served");
+        assert_eq!(slots.reserved_available(), 0);
+        assert!(
+            slots.take(SYSTEM_ORG_ID).is_none(),
+            "one per organization, the system's too"
+        );
+        drop(system);
+        assert_eq!(slots.reserved_available(), EXPORTS_RESERVED);
+        assert!(
+            slots.take("org_c").is_none(),
+            "the kept slot never goes to a tenant"
+        );
+        drop(tenants);
+        assert!(slots.take("org_c").is_some());
+        assert_eq!(slots.by_organization.keys(), 0);
     }
 }
