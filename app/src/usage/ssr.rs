@@ -315,7 +315,7 @@ pub async fn key_usage(
         )
         .await?;
     let (requests_24h, errors_24h) =
-        super::stats::key_traffic(&state.db, key_id, now - 86_400_000).await?;
+        super::stats::key_traffic(&state.db, organization_id, key_id, now - 86_400_000).await?;
     Ok(super::KeyLimitUsage {
         key_id: key_id.to_string(),
         limit,

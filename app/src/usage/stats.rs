@@ -458,13 +458,20 @@ pub async fn org_totals(db: &Db, range: Range, now: i64) -> Result<Vec<OrgTotal>
         .collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
-/// A key's requests and failed requests logged from `since` (from the rollup: whole minutes).
-pub async fn key_traffic(db: &Db, key_id: &str, since: i64) -> Result<(i64, i64), AppError> {
+/// A key of `organization_id`: its requests and failed requests logged from `since` (from the
+/// rollup: whole minutes). The organization is in the query, not only checked by the caller.
+pub async fn key_traffic(
+    db: &Db,
+    organization_id: &str,
+    key_id: &str,
+    since: i64,
+) -> Result<(i64, i64), AppError> {
     let r = sqlx::query(
         "select cast(coalesce(sum(requests), 0) as bigint) as n,
                 cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
-         from usage_minute where api_key_id = $1 and minute >= $2",
+         from usage_minute where organization_id = $1 and api_key_id = $2 and minute >= $3",
     )
+    .bind(organization_id)
     .bind(key_id)
     .bind(since - since.rem_euclid(60_000))
     .fetch_one(&db.reader)
