@@ -64,22 +64,25 @@ impl Default for ExportSlots {
 /// body finished, failed or was dropped) or when the watch ([`Slot::watch`]) takes it back.
 #[derive(Debug)]
 pub struct Slot {
-    _organization: crate::slots::KeySlot,
+    // Dropped in this order: the instance's slot is free before the organization's is.
     _all: tokio::sync::OwnedSemaphorePermit,
+    _organization: crate::slots::KeySlot,
 }
 
 impl ExportSlots {
     /// A slot for an export of `organization_id`, or `None` when the organization's or the
-    /// instance's are all taken (for the system organization: the shared and its own).
+    /// instance's are all taken (the system organization: its own, else a shared one).
     pub fn take(&self, organization_id: &str) -> Option<Slot> {
         // Taken first, given back (dropped) if the instance has none left.
         let organization = self.by_organization.take(organization_id)?;
-        let all = match self.all.clone().try_acquire_owned() {
-            Ok(shared) => shared,
-            Err(_) if organization_id == app::access::ssr::SYSTEM_ORG_ID => {
-                self.reserved.clone().try_acquire_owned().ok()?
-            }
-            Err(_) => return None,
+        // The system organization's own slot first: a shared one it took would be one less
+        // for tenants.
+        let kept = (organization_id == app::access::ssr::SYSTEM_ORG_ID)
+            .then(|| self.reserved.clone().try_acquire_owned().ok())
+            .flatten();
+        let all = match kept {
+            Some(kept) => kept,
+            None => self.all.clone().try_acquire_owned().ok()?,
         };
         Some(Slot {
             _organization: organization,
@@ -536,11 +539,10 @@ mod tests {
     fn tenants_holding_every_shared_slot_leave_the_operator_its_own() {
         use app::access::ssr::SYSTEM_ORG_ID;
         let slots = ExportSlots::default();
-        // With a shared slot free, the system organization takes that one.
-        drop(slots.take(SYSTEM_ORG_ID).unwrap());
+        // The system organization takes its own slot first, leaving the shared ones to tenants.
         let system = slots.take(SYSTEM_ORG_ID).unwrap();
-        assert_eq!(slots.available(), CONCURRENT_EXPORTS - 1);
-        assert_eq!(slots.reserved_available(), EXPORTS_RESERVED);
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS);
+        assert_eq!(slots.reserved_available(), 0);
         drop(system);
 
         let tenants = (slots.take("org_a").unwrap(), slots.take("org_b").unwrap());

@@ -244,11 +244,12 @@ async fn the_system_organization_has_a_raw_log_turn_of_its_own() {
     let (app, ..) = with_admin_key().await;
     let db = &app.state.db;
     let readers = db.caches.get::<RawReaders>();
-    // While a shared turn is free, the system organization takes it and keeps its own.
+    // The system organization takes its own turn first, leaving the shared ones to tenants.
     let turn = raw_turn(db, SYSTEM_ORG_ID).await.unwrap();
-    assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
-    assert_eq!(readers.reserved.available_permits(), RAW_READERS_RESERVED);
+    assert_eq!(readers.instance.available_permits(), RAW_READERS);
+    assert_eq!(readers.reserved.available_permits(), 0);
     drop(turn);
+    assert_eq!(readers.reserved.available_permits(), RAW_READERS_RESERVED);
 
     let tenants = readers
         .instance

@@ -239,14 +239,15 @@ impl Drop for Claim {
 /// A turn to read the raw log: the organization's and the instance's, given back when
 /// dropped.
 pub struct RawTurn {
-    _organization: tokio::sync::OwnedSemaphorePermit,
+    // Dropped in this order: the instance's turn is free before the organization's next
+    // report can ask for it.
     _instance: tokio::sync::OwnedSemaphorePermit,
+    _organization: tokio::sync::OwnedSemaphorePermit,
     _claim: Claim,
 }
 
 /// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
-/// instance's, or for the system organization whichever of the shared and the reserved turns
-/// comes first); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
+/// instance's, or for the system organization its reserved turn, else whichever comes first); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
 pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
     let readers = db.caches.get::<RawReaders>();
     let claim = Claim::new(&readers.by_organization, organization_id);
@@ -255,10 +256,11 @@ pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppErro
         let organization = claim.turns.clone().acquire_owned().await.ok()?;
         let shared = readers.instance.clone().acquire_owned();
         let instance = if system {
+            // Its own turn first: a shared one taken by the operator is one less for tenants.
             tokio::select! {
                 biased;
-                t = shared => t,
                 t = readers.reserved.clone().acquire_owned() => t,
+                t = shared => t,
             }
         } else {
             shared.await
