@@ -2,7 +2,10 @@ import { test, expect } from "./fixtures";
 import { createReadOnlyKey as createKey, freshEmail, open, signUp } from "./helpers";
 
 test("the requests chart shows a request made now within 2 s, and follows range and key filters", async ({ page }) => {
+  // The bell's poll is the page's own doing: it does not keep an idle session alive.
+  const bellPoll = page.waitForRequest((r) => r.url().includes("/rpc/unread_notifications"));
   await signUp(page, freshEmail("usage"), "Uma");
+  expect((await bellPoll).headers()["x-keyward-background"]).toBe("1");
   const first = await createKey(page, "first key");
   await createKey(page, "second key");
 
@@ -14,10 +17,12 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   // charming drew into the element (ECharts' canvas).
   await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
 
-  // Live: no reload, the request shows up within 2 s.
+  // Live: no reload, the request shows up within 2 s, fetched as the page's own doing.
+  const liveFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series"));
   const res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${first}` } });
   expect(res.status()).toBe(200);
   await expect(chart.getByTestId("requests-total")).toHaveText("1 requests", { timeout: 2000 });
+  expect((await liveFetch).headers()["x-keyward-background"]).toBe("1");
   const refused = await page.request.get("/api/v1/keys/key_nope", { headers: { Authorization: `Bearer ${first}` } });
   expect(refused.status()).toBe(404);
   await expect(chart.getByTestId("requests-total")).toHaveText("2 requests", { timeout: 2000 });
@@ -27,7 +32,10 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   await expect(summary.getByRole("table", { name: "Recent errors" }).getByRole("row", { name: /404.*not_found/ })).toBeVisible();
 
   const filters = page.getByRole("search", { name: "Usage filters" });
+  // A filter the user changes is the user's doing.
+  const userFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series"));
   await filters.getByLabel("Range").selectOption("24h");
+  expect((await userFetch).headers()["x-keyward-background"]).toBeUndefined();
   await expect(chart.getByTestId("requests-buckets")).toContainText("96 buckets of 15 min");
   await expect(chart.getByTestId("requests-total")).toHaveText("2 requests");
   await filters.getByLabel("Range").selectOption("30d");

@@ -29,11 +29,34 @@ pub const FEEDS_PER_USER: usize = 8;
 /// the organization's traffic within this.
 pub const FEED_LASTS: Duration = Duration::from_secs(60);
 
-/// How long a feed opened now lasts: [`FEED_LASTS`], or less when the session could idle out
-/// sooner or an impersonation's time limit comes first.
-pub fn feed_lasts(session_idle: Duration, impersonation_left: Option<Duration>) -> Duration {
-    let lasts = session_idle.min(FEED_LASTS);
+/// How long a feed opened now lasts: [`FEED_LASTS`], or less when the session ends sooner
+/// (`session_left`: its idle or absolute deadline, whichever comes first; a reconnection does
+/// not push the idle one back) or an impersonation's time limit comes first.
+pub fn feed_lasts(session_left: Duration, impersonation_left: Option<Duration>) -> Duration {
+    let lasts = session_left.min(FEED_LASTS);
     impersonation_left.map_or(lasts, |left| lasts.min(left))
+}
+
+/// How long the session has left as things stand: until its idle deadline (from the user's
+/// last request) or its absolute one (from sign-in), whichever comes first.
+async fn session_left(session: &Session, config: &app::ssr::config::Config) -> Duration {
+    use app::ssr::keys::{LAST_SEEN_AT, SIGNED_IN_AT};
+    let now = app::ssr::db::now_ms();
+    let signed_in_at = session
+        .get::<i64>(SIGNED_IN_AT)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(now);
+    let last_seen_at = session
+        .get::<i64>(LAST_SEEN_AT)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(signed_in_at);
+    let idle_ends = last_seen_at + config.session_idle.as_millis() as i64;
+    let absolute_ends = signed_in_at + config.session_absolute.as_millis() as i64;
+    Duration::from_millis((idle_ends.min(absolute_ends) - now).max(0) as u64)
 }
 
 /// Open feeds per user on this instance (`Db::caches`), [`FEEDS_PER_USER`] each.
@@ -122,17 +145,16 @@ pub async fn usage_events(
         Ok(log) => log.subscribe(),
         Err(e) => return e.into_response(),
     };
-    // The stream ends after a minute (sooner if the session could idle out, or an
-    // impersonation's time limit comes first); the browser reconnects, and the reconnection
-    // is authorized again.
+    // The stream ends after a minute (sooner if the session ends, or an impersonation's time
+    // limit comes first); the browser reconnects, and the reconnection is authorized again.
     let impersonation_left = match app::admin::impersonation::current(&session).await {
         Ok(Some((_, until))) => Some(Duration::from_millis(
             (until - app::ssr::db::now_ms()).max(0) as u64,
         )),
         _ => None,
     };
-    let deadline =
-        tokio::time::Instant::now() + feed_lasts(state.config.session_idle, impersonation_left);
+    let session_left = session_left(&session, &state.config).await;
+    let deadline = tokio::time::Instant::now() + feed_lasts(session_left, impersonation_left);
     let org = grant.organization_id;
     let stream = futures::stream::unfold((rx, org, slot), move |(mut rx, org, slot)| async move {
         loop {

@@ -555,6 +555,43 @@ async fn the_idle_timeout_slides_with_activity_and_the_absolute_one_does_not() {
     );
 }
 
+/// What the page asks for by itself (the bell's poll, a refetch the live feed asked for)
+/// carries `x-keyward-background` and does not push the idle deadline back; the same calls
+/// without it do.
+#[tokio::test]
+async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
+    let app = spawn_with(|c| c.session_idle = Duration::from_millis(3000)).await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    b.background = true;
+    // Polled every 0.8 s for 2.4 s (each past the 0.75 s after which a call would refresh):
+    // answered, and not one of them sends the session cookie again (nothing was saved).
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let r = app.rpc(&mut b, "unread_notifications", &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            !r.headers.contains_key(http::header::SET_COOKIE),
+            "a background call refreshed the session"
+        );
+    }
+    // The user's own call, 0.8 s later: the deadline had not moved, so the session is over.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.background = false;
+    assert_eq!(
+        app.rpc(&mut b, "current_user", &[]).await.json(),
+        serde_json::Value::Null,
+        "the session outlived its idle limit"
+    );
+
+    // The control: the same calls as the user's refresh the deadline (the cookie is sent again).
+    let mut b = app.signed_in("ann@example.org").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = app.rpc(&mut b, "unread_notifications", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.headers.contains_key(http::header::SET_COOKIE));
+}
+
 #[tokio::test]
 async fn verify_answers_for_a_foreign_key_exactly_like_an_unknown_one() {
     let app = spawn().await;

@@ -1506,17 +1506,39 @@ async fn live_events_need_a_session_with_usage_read_and_announce_new_requests() 
 /// session's idle deadline (an unattended usage tab ends like any other).
 #[tokio::test]
 async fn a_live_feed_does_not_keep_an_idle_session_alive() {
-    let app = spawn_with(|c| c.session_idle = Duration::from_millis(2000)).await;
+    let app = spawn_with(|c| c.session_idle = Duration::from_millis(3000)).await;
     let ann = app.user("ann@example.org", None).await;
     let org = app.org_of(&ann).await;
     let mut browser = app.signed_in("ann@example.org").await;
-    // Reconnects every 0.55 s (a request past 0.5 s would push the deadline back)…
+    // Reconnects every 0.8 s (a user's request past 0.75 s would push the deadline back):
+    // served, and the session is not saved again (no cookie sent)…
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(550)).await;
-        assert_eq!(open_events(&app, &browser, &org).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let r = open_events(&app, &browser, &org).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            !r.headers().contains_key(http::header::SET_COOKIE),
+            "a reconnection refreshed the session"
+        );
     }
-    // …and the session still ends 2 s after the user's last request.
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    // A feed opened now ends with the session (in under 0.6 s), not a minute later.
+    let started = tokio::time::Instant::now();
+    let r = open_events(&app, &browser, &org).await;
+    assert_eq!(r.status(), 200);
+    {
+        use http_body_util::BodyExt;
+        let mut body = r.into_body();
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), body.frame()).await
+        {
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the feed outlived the session: {:?}",
+        started.elapsed()
+    );
+    // …and the session still ends 3 s after the user's last request.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(open_events(&app, &browser, &org).await.status(), 401);
     assert_eq!(
         app.rpc(&mut browser, "current_user", &[]).await.json(),

@@ -27,6 +27,17 @@ pub enum Activity {
     Background,
 }
 
+impl Activity {
+    /// A server function call's: `Background` when the page says it made the call by itself
+    /// (`ui::background::HEADER`; taken as sent, since it can only withhold a refresh).
+    pub fn of(headers: &http::HeaderMap) -> Activity {
+        match headers.get(crate::ui::background::HEADER) {
+            Some(v) if v.as_bytes() == b"1" => Activity::Background,
+            _ => Activity::User,
+        }
+    }
+}
+
 /// The signed-in user's id, if any. Enforces the idle timeout (sliding with the user's
 /// activity), the absolute timeout (from sign-in, however active), and that the user is still
 /// active: a session that fails any of them is ended here.
@@ -308,7 +319,11 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         if declared.is_none() {
             tracing::error!(endpoint, "server function without a declared guard refused");
         }
-        let user_id = enforce(&state, declared, &session, Activity::User).await?;
+        // The same activity as the `/rpc` middleware saw (it ran `enforce` first).
+        let activity = leptos_axum::extract::<http::HeaderMap>()
+            .await
+            .map_or(Activity::User, |h| Activity::of(&h));
+        let user_id = enforce(&state, declared, &session, activity).await?;
         let source_ip = source_ip().await;
         // Not signed in (a public endpoint), nobody is being impersonated, whatever a stale
         // copy of an ended session still says.
@@ -372,7 +387,8 @@ pub async fn rpc_middleware(
     let Some(session) = request.extensions().get::<Session>().cloned() else {
         return AppError::internal("session layer missing").into_response();
     };
-    match enforce(&state, declared, &session, Activity::User).await {
+    let activity = Activity::of(request.headers());
+    match enforce(&state, declared, &session, activity).await {
         Ok(_) => next.run(request).await,
         Err(e) => e.into_response(),
     }

@@ -14,7 +14,7 @@ pub async fn my_notifications() -> Result<Vec<Notification>, AppError> {
 }
 
 /// How many of the caller's notifications are unread (the bell's count).
-#[server(prefix = "/rpc", endpoint = "unread_notifications")]
+#[server(prefix = "/rpc", endpoint = "unread_notifications", client = crate::ui::background::PageClient)]
 pub async fn unread_notifications() -> Result<i64, AppError> {
     let caller = crate::access::guard::guard("unread_notifications").await?;
     crate::ssr::respond(

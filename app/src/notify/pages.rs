@@ -17,7 +17,9 @@ pub fn Bell() -> impl IntoView {
     {
         let refresh = move || {
             leptos::task::spawn_local(async move {
-                if let Ok(n) = unread_notifications().await {
+                // A poll: the page's doing, not the user's.
+                if let Ok(n) = crate::ui::background::background(true, unread_notifications()).await
+                {
                     count.set(n);
                 }
             })

@@ -1,5 +1,6 @@
 //! Cross-cutting UI: the layout and navigation, the signed-in user's context, error display.
 
+pub mod background;
 pub mod time;
 
 use crate::access::Permission;

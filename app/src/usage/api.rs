@@ -87,7 +87,7 @@ pub fn number(field: &str, text: &str) -> Result<i64, AppError> {
 /// Requests over time in the organization for a range (`1h`, `24h`, `7d`, `30d`), split by
 /// status class, optionally for one key or route; buckets aligned in the viewer's time zone
 /// (`tz_offset_minutes` east of UTC).
-#[server(prefix = "/rpc", endpoint = "usage_series")]
+#[server(prefix = "/rpc", endpoint = "usage_series", client = crate::ui::background::PageClient)]
 pub async fn usage_series(
     organization_id: String,
     range: String,
@@ -113,7 +113,7 @@ pub async fn usage_series(
 
 /// The summary of the same range and filters as the chart: totals, error rate, latency
 /// percentiles, top keys, routes and error codes, recent errors.
-#[server(prefix = "/rpc", endpoint = "usage_overview")]
+#[server(prefix = "/rpc", endpoint = "usage_overview", client = crate::ui::background::PageClient)]
 pub async fn usage_overview(
     organization_id: String,
     range: String,
@@ -138,7 +138,7 @@ pub async fn usage_overview(
 
 /// The errors page: errors over time (with each bucket's error rate), top error codes, failing
 /// keys and routes, and the latest errors with their messages, for a range and filters.
-#[server(prefix = "/rpc", endpoint = "usage_errors")]
+#[server(prefix = "/rpc", endpoint = "usage_errors", client = crate::ui::background::PageClient)]
 pub async fn usage_errors(
     organization_id: String,
     range: String,

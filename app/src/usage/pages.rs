@@ -6,6 +6,7 @@ use super::api::{list_plans, CreatePlan, DeletePlan, UpdatePlan};
 use super::{describe, Plan, RequestSeries};
 use crate::keys::api::SetKeyLimit;
 use crate::keys::{ApiKey, KeyStatus};
+use crate::ui::background::{background, only_the_feed_changed};
 use crate::ui::{action_error, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -384,9 +385,16 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView
         tz,
         refresh,
     } = view;
+    let last = StoredValue::new(None);
     let series = Resource::new(
         move || view.args(),
-        |(org, range, key, route, tz, _)| usage_series(org, range, key, route, tz),
+        move |(org, range, key, route, tz, _)| {
+            let feed = only_the_feed_changed(
+                last,
+                (org.clone(), range.clone(), key.clone(), route.clone(), tz),
+            );
+            background(feed, usage_series(org, range, key, route, tz))
+        },
     );
     let keys = keys_of(org);
     #[cfg(feature = "hydrate")]
@@ -511,6 +519,7 @@ fn UsageSummarySection(
     route: RwSignal<String>,
     refresh: RwSignal<u64>,
 ) -> impl IntoView {
+    let last = StoredValue::new(None);
     let summary = Resource::new(
         move || {
             (
@@ -521,7 +530,13 @@ fn UsageSummarySection(
                 refresh.get(),
             )
         },
-        |(org, range, key, route, _)| super::api::usage_overview(org, range, key, route),
+        move |(org, range, key, route, _)| {
+            let feed = only_the_feed_changed(
+                last,
+                (org.clone(), range.clone(), key.clone(), route.clone()),
+            );
+            background(feed, super::api::usage_overview(org, range, key, route))
+        },
     );
     view! {
         <section class="card" role="region" aria-label="Summary">
@@ -643,14 +658,27 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
         refresh,
         ..
     } = view;
+    let (last_report, last_series) = (StoredValue::new(None), StoredValue::new(None));
     let report = Resource::new(
         move || view.args(),
-        |(org, range, key, route, tz, _)| usage_errors(org, range, key, route, tz),
+        move |(org, range, key, route, tz, _)| {
+            let feed = only_the_feed_changed(
+                last_report,
+                (org.clone(), range.clone(), key.clone(), route.clone(), tz),
+            );
+            background(feed, usage_errors(org, range, key, route, tz))
+        },
     );
     // The route filter lists every route of the range, failing or not.
     let series = Resource::new(
         move || (org.get(), range.get(), refresh.get()),
-        |(org, range, _)| usage_series(org, range, String::new(), String::new(), 0),
+        move |(org, range, _)| {
+            let feed = only_the_feed_changed(last_series, (org.clone(), range.clone()));
+            background(
+                feed,
+                usage_series(org, range, String::new(), String::new(), 0),
+            )
+        },
     );
     let keys = keys_of(org);
     #[cfg(feature = "hydrate")]

@@ -287,6 +287,8 @@ pub struct Browser {
     pub ip: Option<String>,
     /// The `User-Agent` it sends (none: no header).
     pub user_agent: Option<String>,
+    /// Its server function calls say the page made them by itself (`x-keyward-background`).
+    pub background: bool,
 }
 
 impl Browser {
@@ -381,6 +383,9 @@ impl TestApp {
         }
         if let Some(agent) = &browser.user_agent {
             req = req.header(header::USER_AGENT, agent);
+        }
+        if browser.background {
+            req = req.header(app::ui::background::HEADER, "1");
         }
         let mut request = req.body(Body::from(body)).unwrap();
         if let Some(ip) = &browser.ip {
