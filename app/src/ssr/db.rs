@@ -78,6 +78,9 @@ pub async fn lock_row(
     Ok(())
 }
 
+/// Reader connections of a SQLite database.
+const READERS: u32 = 6;
+
 /// The database handles. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -143,7 +146,10 @@ impl Db {
             let writer = sqlite_pool(1, WRITER_CACHE_KIB)
                 .connect_with(options.clone())
                 .await?;
-            let reader = sqlite_pool(4, 0).connect_with(options).await?;
+            // Six readers: up to three long raw-log reads (two shared turns and the system
+            // organization's, `usage::stats::RAW_READERS`) still leave three for key lookups,
+            // sessions and charts.
+            let reader = sqlite_pool(READERS, 0).connect_with(options).await?;
             Ok(Db {
                 writer,
                 reader,
