@@ -702,6 +702,47 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
     assert_eq!(app.snapshot().await, snapshot, "nothing written");
 }
 
+/// A plan `name` made over REST by `system`, and a trigger `trigger` that races it: `body`
+/// runs `timing` (say `before delete on plan`) for each row, returning `returns` (`new` or
+/// `old`) on PostgreSQL.
+async fn racing_plan(
+    app: &TestApp,
+    system: &str,
+    name: &str,
+    trigger: &str,
+    timing: &str,
+    body: &str,
+    returns: &str,
+) -> String {
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(system),
+            Some(json!({"name": name, "limit": 5, "window_seconds": 60})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let statements = if on_postgres() {
+        vec![
+            format!("create function {trigger}() returns trigger language plpgsql as $$ begin {body}; return {returns}; end $$"),
+            format!("create trigger {trigger} {timing} for each row execute function {trigger}()"),
+        ]
+    } else {
+        vec![format!(
+            "create trigger {trigger} {timing} begin {body}; end"
+        )]
+    };
+    for sql in &statements {
+        sqlx::query(sql)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
 /// A plan deleted between the check that it exists and the write that puts a key on it (a
 /// trigger deletes it at that moment; the failed write rolls the trigger's delete back too):
 /// the answer is the one for a missing plan, 400, not an internal error, and the key is
@@ -711,29 +752,17 @@ async fn a_plan_deleted_while_a_key_is_put_on_it_is_no_such_plan() {
     let app = spawn().await;
     let (system, org, org_admin) = system_and_org_keys(&app).await;
     let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    let r = app
-        .api(
-            "POST",
-            "/api/v1/plans",
-            Some(&system),
-            Some(json!({"name": "fleeting", "limit": 5, "window_seconds": 60})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let plan_id = r.json()["id"].as_str().unwrap().to_string();
+    let plan_id = racing_plan(
+        &app,
+        &system,
+        "fleeting",
+        "kw_test_drop_plan",
+        "before update of plan_id on api_key",
+        "delete from plan where plan_id = new.plan_id",
+        "new",
+    )
+    .await;
     let db = &app.state.db;
-    let statements: &[&str] = if on_postgres() {
-        &[
-            "create function kw_test_drop_plan() returns trigger language plpgsql as $$ begin delete from plan where plan_id = new.plan_id; return new; end $$",
-            "create trigger kw_test_drop_plan before update of plan_id on api_key for each row execute function kw_test_drop_plan()",
-        ]
-    } else {
-        &["create trigger kw_test_drop_plan before update of plan_id on api_key begin delete from plan where plan_id = new.plan_id; end"]
-    };
-    for sql in statements {
-        sqlx::query(sql).execute(&db.writer).await.unwrap();
-    }
     let read = || async {
         sqlx::query_as::<_, (Option<String>, i64)>(
             "select plan_id, updated_at from api_key where api_key_id = $1",
@@ -764,36 +793,25 @@ async fn a_plan_deleted_while_a_key_is_put_on_it_is_no_such_plan() {
 }
 
 /// A key put on a plan while the plan is being deleted: the delete is refused like one of a
-/// plan with keys (409), not a 500, and the plan and the key stay as they are.
+/// plan with keys (409), with a message that says what happened, and the plan and the key stay
+/// as they are.
 #[tokio::test]
 async fn a_plan_a_key_is_put_on_while_it_is_deleted_stays() {
     let app = spawn().await;
     let (system, org, _) = system_and_org_keys(&app).await;
     let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
-    let r = app
-        .api(
-            "POST",
-            "/api/v1/plans",
-            Some(&system),
-            Some(json!({"name": "contested", "limit": 5, "window_seconds": 60})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let plan_id = r.json()["id"].as_str().unwrap().to_string();
-    let db = &app.state.db;
     // The key is put on the plan at the moment of the delete, after its `not exists` check.
-    let statements: Vec<String> = if on_postgres() {
-        vec![
-            format!("create function kw_test_take_plan() returns trigger language plpgsql as $$ begin update api_key set plan_id = old.plan_id where api_key_id = '{key_id}'; return old; end $$"),
-            "create trigger kw_test_take_plan before delete on plan for each row execute function kw_test_take_plan()".into(),
-        ]
-    } else {
-        vec![format!("create trigger kw_test_take_plan before delete on plan begin update api_key set plan_id = old.plan_id where api_key_id = '{key_id}'; end")]
-    };
-    for sql in &statements {
-        sqlx::query(sql).execute(&db.writer).await.unwrap();
-    }
+    let plan_id = racing_plan(
+        &app,
+        &system,
+        "contested",
+        "kw_test_take_plan",
+        "before delete on plan",
+        &format!("update api_key set plan_id = old.plan_id where api_key_id = '{key_id}'"),
+        "old",
+    )
+    .await;
+    let db = &app.state.db;
     let r = app
         .api(
             "DELETE",
