@@ -33,7 +33,7 @@ test("the requests chart shows a request made now within 2 s, and follows range 
 
   const filters = page.getByRole("search", { name: "Usage filters" });
   // A filter the user changes is the user's doing.
-  const userFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series"));
+  const userFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series") && (r.postData() ?? "").includes("range=24h"));
   await filters.getByLabel("Range").selectOption("24h");
   expect((await userFetch).headers()["x-keyward-background"]).toBeUndefined();
   await expect(chart.getByTestId("requests-buckets")).toContainText("96 buckets of 15 min");

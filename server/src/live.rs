@@ -37,26 +37,28 @@ pub fn feed_lasts(session_left: Duration, impersonation_left: Option<Duration>) 
     impersonation_left.map_or(lasts, |left| lasts.min(left))
 }
 
-/// How long the session has left as things stand: until its idle deadline (from the user's
-/// last request) or its absolute one (from sign-in), whichever comes first.
+/// How long the session has left as things stand ([`app::access::guard::session_ends_at`]).
 async fn session_left(session: &Session, config: &app::ssr::config::Config) -> Duration {
     use app::ssr::keys::{LAST_SEEN_AT, SIGNED_IN_AT};
-    let now = app::ssr::db::now_ms();
     let signed_in_at = session
         .get::<i64>(SIGNED_IN_AT)
         .await
         .ok()
         .flatten()
-        .unwrap_or(now);
+        .unwrap_or_default();
     let last_seen_at = session
         .get::<i64>(LAST_SEEN_AT)
         .await
         .ok()
         .flatten()
         .unwrap_or(signed_in_at);
-    let idle_ends = last_seen_at + config.session_idle.as_millis() as i64;
-    let absolute_ends = signed_in_at + config.session_absolute.as_millis() as i64;
-    Duration::from_millis((idle_ends.min(absolute_ends) - now).max(0) as u64)
+    let ends = app::access::guard::session_ends_at(
+        signed_in_at,
+        last_seen_at,
+        config.session_idle,
+        config.session_absolute,
+    );
+    Duration::from_millis((ends - app::ssr::db::now_ms()).max(0) as u64)
 }
 
 /// Open feeds per user on this instance (`Db::caches`), [`FEEDS_PER_USER`] each.
@@ -238,5 +240,18 @@ mod tests {
             Duration::from_secs(5)
         );
         assert_eq!(feed_lasts(minutes(30), Some(minutes(10))), FEED_LASTS);
+    }
+
+    #[test]
+    fn a_session_ends_at_its_idle_or_absolute_deadline_whichever_comes_first() {
+        use app::access::guard::session_ends_at;
+        let (idle, absolute) = (Duration::from_secs(30 * 60), Duration::from_secs(12 * 3600));
+        let ends = |signed_in, last_seen| session_ends_at(signed_in, last_seen, idle, absolute);
+        let (minute, hour) = (60_000, 3_600_000);
+        // Idle counts from the user's last request, not from sign-in.
+        assert_eq!(ends(0, 10 * minute), 40 * minute);
+        assert_eq!(ends(0, 0), 30 * minute);
+        // Late in a long session, the absolute deadline comes first.
+        assert_eq!(ends(0, 11 * hour + 50 * minute), 12 * hour);
     }
 }

@@ -563,11 +563,13 @@ async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
     let app = spawn_with(|c| c.session_idle = Duration::from_millis(3000)).await;
     app.user("ann@example.org", None).await;
     let mut b = app.signed_in("ann@example.org").await;
+    let t0 = tokio::time::Instant::now();
+    let at = |ms: u64| tokio::time::sleep_until(t0 + Duration::from_millis(ms));
     b.background = true;
     // Polled every 0.8 s for 2.4 s (each past the 0.75 s after which a call would refresh):
     // answered, and not one of them sends the session cookie again (nothing was saved).
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 1..=3 {
+        at(800 * i).await;
         let r = app.rpc(&mut b, "unread_notifications", &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(
@@ -576,7 +578,7 @@ async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
         );
     }
     // The user's own call, 0.8 s later: the deadline had not moved, so the session is over.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    at(3_200).await;
     b.background = false;
     assert_eq!(
         app.rpc(&mut b, "current_user", &[]).await.json(),

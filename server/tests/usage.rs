@@ -1528,10 +1528,12 @@ async fn a_live_feed_does_not_keep_an_idle_session_alive() {
     let ann = app.user("ann@example.org", None).await;
     let org = app.org_of(&ann).await;
     let mut browser = app.signed_in("ann@example.org").await;
+    let t0 = tokio::time::Instant::now();
+    let at = |ms: u64| tokio::time::sleep_until(t0 + Duration::from_millis(ms));
     // Reconnects every 0.8 s (a user's request past 0.75 s would push the deadline back):
     // served, and the session is not saved again (no cookie sent)…
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 1..=3 {
+        at(800 * i).await;
         let r = open_events(&app, &browser, &org).await;
         assert_eq!(r.status(), 200);
         assert!(
@@ -1556,7 +1558,7 @@ async fn a_live_feed_does_not_keep_an_idle_session_alive() {
         started.elapsed()
     );
     // …and the session still ends 3 s after the user's last request.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    at(3_800).await;
     assert_eq!(open_events(&app, &browser, &org).await.status(), 401);
     assert_eq!(
         app.rpc(&mut browser, "current_user", &[]).await.json(),

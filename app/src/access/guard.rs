@@ -18,6 +18,18 @@ pub fn refresh_every(idle: std::time::Duration) -> i64 {
     (idle.as_millis() as i64 / 4).min(60_000)
 }
 
+/// When a session ends (ms): at its idle deadline (from the user's last request) or its
+/// absolute one (from sign-in), whichever comes first.
+/// (`idle` and `absolute`: `Config::session_idle` and `session_absolute`.)
+pub fn session_ends_at(
+    signed_in_at: i64,
+    last_seen_at: i64,
+    idle: std::time::Duration,
+    absolute: std::time::Duration,
+) -> i64 {
+    (last_seen_at + idle.as_millis() as i64).min(signed_in_at + absolute.as_millis() as i64)
+}
+
 /// Whether a request is the user's doing, which pushes the session's idle deadline back, or
 /// the page's own (a live feed reconnecting every minute), which must not: an unattended tab
 /// would otherwise keep its session alive until the absolute timeout.
@@ -94,8 +106,13 @@ pub async fn session_user_id(
         .map_err(AppError::internal)?
         .unwrap_or(signed_in_at);
     let now = db::now_ms();
-    let expired = now - signed_in_at >= config.session_absolute.as_millis() as i64
-        || now - last_seen_at >= config.session_idle.as_millis() as i64;
+    let expired = now
+        >= session_ends_at(
+            signed_in_at,
+            last_seen_at,
+            config.session_idle,
+            config.session_absolute,
+        );
     let user: Option<(String, String, i64)> = sqlx::query_as(
         "select status, password_hash, session_epoch from app_user where user_id = $1",
     )

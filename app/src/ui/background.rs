@@ -90,6 +90,9 @@ impl<F: Future> Future for Background<F> {
         let polled = self.fetch.as_mut().poll(cx);
         #[cfg(feature = "hydrate")]
         IN_BACKGROUND.with(|b| b.set(outer));
+        // The request went out on the first poll; whatever later polls run (a redirect hook
+        // navigating, say) is not this call's.
+        self.page = false;
         polled
     }
 }
