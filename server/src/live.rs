@@ -37,21 +37,12 @@ pub fn feed_lasts(session_left: Duration, impersonation_left: Option<Duration>) 
     impersonation_left.map_or(lasts, |left| lasts.min(left))
 }
 
-/// How long the session has left as things stand ([`app::access::guard::session_ends_at`]).
+/// How long the session has left as things stand ([`app::access::guard::session_ends_at`]);
+/// nothing when its times cannot be read.
 async fn session_left(session: &Session, config: &app::ssr::config::Config) -> Duration {
-    use app::ssr::keys::{LAST_SEEN_AT, SIGNED_IN_AT};
-    let signed_in_at = session
-        .get::<i64>(SIGNED_IN_AT)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let last_seen_at = session
-        .get::<i64>(LAST_SEEN_AT)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(signed_in_at);
+    let Ok((signed_in_at, last_seen_at)) = app::access::guard::session_times(session).await else {
+        return Duration::ZERO;
+    };
     let ends = app::access::guard::session_ends_at(
         signed_in_at,
         last_seen_at,

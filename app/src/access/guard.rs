@@ -18,6 +18,22 @@ pub fn refresh_every(idle: std::time::Duration) -> i64 {
     (idle.as_millis() as i64 / 4).min(60_000)
 }
 
+/// When the session signed in and when its user last made a request (ms); the latter is the
+/// former until a request of the user's refreshes it.
+pub async fn session_times(session: &Session) -> Result<(i64, i64), AppError> {
+    let signed_in_at: i64 = session
+        .get(keys::SIGNED_IN_AT)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or_default();
+    let last_seen_at: i64 = session
+        .get(keys::LAST_SEEN_AT)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or(signed_in_at);
+    Ok((signed_in_at, last_seen_at))
+}
+
 /// When a session ends (ms): at its idle deadline (from the user's last request) or its
 /// absolute one (from sign-in), whichever comes first.
 /// (`idle` and `absolute`: `Config::session_idle` and `session_absolute`.)
@@ -95,16 +111,7 @@ pub async fn session_user_id(
             }
         }
     }
-    let signed_in_at: i64 = session
-        .get(keys::SIGNED_IN_AT)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
-    let last_seen_at: i64 = session
-        .get(keys::LAST_SEEN_AT)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or(signed_in_at);
+    let (signed_in_at, last_seen_at) = session_times(session).await?;
     let now = db::now_ms();
     let expired = now
         >= session_ends_at(

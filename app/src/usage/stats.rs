@@ -247,7 +247,8 @@ pub struct RawTurn {
 }
 
 /// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
-/// instance's, or for the system organization its reserved turn, else whichever comes first); held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
+/// instance's, or for the system organization its reserved turn, else whichever comes first);
+/// held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
 pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
     let readers = db.caches.get::<RawReaders>();
     let claim = Claim::new(&readers.by_organization, organization_id);
