@@ -47,7 +47,7 @@ pub struct ExportSlots {
     all: std::sync::Arc<tokio::sync::Semaphore>,
     /// [`EXPORTS_RESERVED`], for the system organization only.
     reserved: std::sync::Arc<tokio::sync::Semaphore>,
-    by_organization: crate::slots::PerKey,
+    by_organization: app::ssr::counted::PerKey,
 }
 
 impl Default for ExportSlots {
@@ -55,7 +55,7 @@ impl Default for ExportSlots {
         ExportSlots {
             all: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
             reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(EXPORTS_RESERVED)),
-            by_organization: crate::slots::PerKey::new(EXPORTS_PER_ORGANIZATION),
+            by_organization: app::ssr::counted::PerKey::new(EXPORTS_PER_ORGANIZATION),
         }
     }
 }
@@ -66,7 +66,7 @@ impl Default for ExportSlots {
 pub struct Slot {
     // Dropped in this order: the instance's slot is free before the organization's is.
     _all: tokio::sync::OwnedSemaphorePermit,
-    _organization: crate::slots::KeySlot,
+    _organization: app::ssr::counted::Holder<()>,
 }
 
 impl ExportSlots {

@@ -7,7 +7,6 @@ pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod rest;
-pub mod slots;
 pub mod workers;
 
 use app::ssr::{csrf, request_id, session_store::DbSessionStore, AppState};

@@ -53,11 +53,11 @@ async fn session_left(session: &Session, config: &app::ssr::config::Config) -> D
 }
 
 /// Open feeds per user on this instance (`Db::caches`), [`FEEDS_PER_USER`] each.
-pub struct OpenFeeds(crate::slots::PerKey);
+pub struct OpenFeeds(app::ssr::counted::PerKey);
 
 impl Default for OpenFeeds {
     fn default() -> OpenFeeds {
-        OpenFeeds(crate::slots::PerKey::new(FEEDS_PER_USER))
+        OpenFeeds(app::ssr::counted::PerKey::new(FEEDS_PER_USER))
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod counted;
 pub mod csrf;
 pub mod db;
 pub mod events;

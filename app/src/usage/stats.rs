@@ -7,7 +7,6 @@ use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
 use crate::ssr::db::Db;
 use sqlx::Row;
-use std::collections::HashMap;
 
 /// The filters of a chart.
 #[derive(Clone, Debug, Default)]
@@ -163,8 +162,8 @@ pub const RAW_READERS_RESERVED: usize = 1;
 const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Turns = std::sync::Arc<tokio::sync::Semaphore>;
-/// Each organization's turns, and how many reports hold or wait for them.
-type TurnsByOrganization = std::sync::Arc<std::sync::Mutex<HashMap<String, (Turns, usize)>>>;
+/// Each organization's turns, counted by the reports that hold or wait for them.
+type TurnsByOrganization = crate::ssr::counted::Counted<Turns>;
 
 /// The turns of [`RAW_READERS`], one set per database (`Db::caches`), and each
 /// organization's share of them ([`RAW_READERS_PER_ORGANIZATION`]; an organization no report
@@ -189,52 +188,14 @@ impl Default for RawReaders {
 impl RawReaders {
     /// How many organizations hold or wait for a turn now.
     pub fn organizations(&self) -> usize {
-        self.by_organization
-            .lock()
-            .map(|m| m.len())
-            .unwrap_or_default()
+        self.by_organization.keys()
     }
 }
 
-/// One report's claim on its organization's entry: counted from before it waits until it is
+/// One report's claim on its organization's turns: counted from before it waits until it is
 /// dropped (turn given back, wait timed out, or the request cancelled), whichever way that
-/// happens; the last one out removes the entry.
-struct Claim {
-    turns: Turns,
-    organization_id: String,
-    by_organization: TurnsByOrganization,
-}
-
-impl Claim {
-    fn new(by_organization: &TurnsByOrganization, organization_id: &str) -> Claim {
-        let mut map = by_organization.lock().unwrap_or_else(|p| p.into_inner());
-        let (turns, claims) = map.entry(organization_id.to_string()).or_insert_with(|| {
-            let turns = tokio::sync::Semaphore::new(RAW_READERS_PER_ORGANIZATION as usize);
-            (std::sync::Arc::new(turns), 0)
-        });
-        *claims += 1;
-        Claim {
-            turns: turns.clone(),
-            organization_id: organization_id.to_string(),
-            by_organization: by_organization.clone(),
-        }
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let mut map = self
-            .by_organization
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((_, claims)) = map.get_mut(&self.organization_id) {
-            *claims -= 1;
-            if *claims == 0 {
-                map.remove(&self.organization_id);
-            }
-        }
-    }
-}
+/// happens; the last one out forgets the organization.
+type Claim = crate::ssr::counted::Holder<Turns>;
 
 /// A turn to read the raw log: the organization's and the instance's, given back when
 /// dropped.
@@ -251,10 +212,14 @@ pub struct RawTurn {
 /// held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
 pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
     let readers = db.caches.get::<RawReaders>();
-    let claim = Claim::new(&readers.by_organization, organization_id);
+    let claim = readers.by_organization.enter(organization_id, || {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(
+            RAW_READERS_PER_ORGANIZATION as usize,
+        ))
+    });
     let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
     let taken = tokio::time::timeout(RAW_READ_WAIT, async {
-        let organization = claim.turns.clone().acquire_owned().await.ok()?;
+        let organization = claim.value().clone().acquire_owned().await.ok()?;
         let shared = readers.instance.clone().acquire_owned();
         let instance = if system {
             // Its own turn first: a shared one taken by the operator is one less for tenants.
