@@ -49,3 +49,25 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   await expect(chart.getByTestId("requests-total")).toHaveText("1 requests");
   await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
 });
+
+test.describe("a usage page loaded in full", () => {
+  // UTC, as the server renders: the page does not refetch in the viewer's zone after
+  // hydration, so the live feed's refetch is the first fetch of this tab.
+  test.use({ timezoneId: "UTC" });
+
+  test("the live feed's refetch is the page's own doing", async ({ page }) => {
+    await signUp(page, freshEmail("usage-load"), "Lou");
+    const key = await createKey(page, "loaded key");
+    // The usage page's data comes with the page (server-rendered); hydration's fetch sends no
+    // request, yet the live refetch after it must be recognised as the page's own.
+    await open(page, "/usage");
+    const chart = page.getByRole("region", { name: "Requests over time" });
+    await expect(chart.getByTestId("requests-total")).toHaveText("0 requests");
+
+    const liveFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series"));
+    const res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status()).toBe(200);
+    await expect(chart.getByTestId("requests-total")).toHaveText("1 requests", { timeout: 2000 });
+    expect((await liveFetch).headers()["x-keyward-background"]).toBe("1");
+  });
+});

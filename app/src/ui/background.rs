@@ -99,7 +99,9 @@ impl<F: Future> Future for Background<F> {
 
 /// Whether a fetch with the filters `now` is the live feed's: true when the filters are those
 /// of the previous fetch of the same resource (`last`), so only the feed's counter changed;
-/// false for the first fetch and when the user changed a filter.
+/// false for the first fetch and when the user changed a filter. On a page loaded in full, the
+/// first fetch is the one hydration runs: its request is not sent (the data came with the page)
+/// but it sets `last`, so the feed's first refetch is the page's own too.
 pub fn only_the_feed_changed<K: PartialEq + Send + Sync + 'static>(
     last: leptos::prelude::StoredValue<Option<K>>,
     now: K,
@@ -111,4 +113,24 @@ pub fn only_the_feed_changed<K: PartialEq + Send + Sync + 'static>(
         same
     })
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_the_feed_changed;
+    use leptos::prelude::StoredValue;
+
+    #[test]
+    fn only_a_refetch_with_unchanged_filters_is_the_page_s_own() {
+        leptos::prelude::Owner::new().with(|| {
+            let last = StoredValue::new(None);
+            assert!(!only_the_feed_changed(last, "1h"), "the first fetch");
+            assert!(only_the_feed_changed(last, "1h"), "the feed's refetch");
+            assert!(
+                !only_the_feed_changed(last, "24h"),
+                "a filter the user changed"
+            );
+            assert!(only_the_feed_changed(last, "24h"));
+        });
+    }
 }
