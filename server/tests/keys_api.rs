@@ -834,6 +834,155 @@ async fn a_key_cannot_mint_a_stronger_key() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
+/// A restricted key (IP allow-list, expiry) makes, edits, rolls and limits keys only inside
+/// its own restrictions: it cannot mint, edit or roll its way out of them.
+#[tokio::test]
+async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions() {
+    let (app, org, admin) = with_admin_key().await;
+    let now = app::ssr::db::now_ms();
+    let (hour, later) = (
+        app::ssr::db::rfc3339(now + 3_600_000),
+        app::ssr::db::rfc3339(now + 7_200_000),
+    );
+    let (ci_id, ci) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "ci".into(),
+                ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+                expires_at: Some(hour.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    // The same permissions, unrestricted, made by an administrator.
+    let (free_id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "free".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let call = |method: &'static str, path: String, body: serde_json::Value| {
+        let (app, ci) = (&app, &ci);
+        async move { app.api(method, &path, Some(ci), Some(body), IP).await }
+    };
+    let keys = app.count("api_key").await;
+    for (body, why) in [
+        (json!({"name": "x", "ip_allowlist": []}), "IP allow-list"),
+        (
+            json!({"name": "x", "ip_allowlist": ["0.0.0.0/0"]}),
+            "IP allow-list",
+        ),
+        (
+            json!({"name": "x", "ip_allowlist": ["192.0.0.0/16"]}),
+            "IP allow-list",
+        ),
+        (json!({"name": "x", "expires_at": later}), "outlives"),
+    ] {
+        let r = call("POST", "/api/v1/keys".into(), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "forbidden");
+        let message = r.json()["error"]["message"].to_string();
+        assert!(message.contains(why), "{body}: {message}");
+    }
+    assert_eq!(
+        app.count("api_key").await,
+        keys,
+        "a refused key was written"
+    );
+
+    // What the request leaves out, the new key inherits; narrower is fine.
+    let r = call("POST", "/api/v1/keys".into(), json!({"name": "inherits"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let made = r.json();
+    assert_eq!(made["ip_allowlist"], json!(["192.0.2.0/24"]));
+    assert_eq!(made["expires_at"], json!(hour));
+    let r = call(
+        "POST",
+        "/api/v1/keys".into(),
+        json!({"name": "narrow", "ip_allowlist": ["192.0.2.10/32"],
+               "expires_at": app::ssr::db::rfc3339(now + 1_800_000)}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    // It cannot lift its own restrictions; renaming itself is no escape.
+    for body in [
+        json!({"expires_at": null}),
+        json!({"ip_allowlist": []}),
+        json!({"expires_at": later}),
+    ] {
+        let r = call("PATCH", format!("/api/v1/keys/{ci_id}"), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.body);
+    }
+    let r = call(
+        "PATCH",
+        format!("/api/v1/keys/{ci_id}"),
+        json!({"name": "ci 2"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app
+        .api("GET", &format!("/api/v1/keys/{ci_id}"), Some(&ci), None, IP)
+        .await
+        .json();
+    assert_eq!(me["expires_at"], json!(hour));
+    assert_eq!(me["ip_allowlist"], json!(["192.0.2.0/24"]));
+
+    // Nor take over an unrestricted key: roll it, or edit its access.
+    let r = call(
+        "POST",
+        format!("/api/v1/keys/{free_id}/roll"),
+        json!({"grace_seconds": 0}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(
+        "PATCH",
+        format!("/api/v1/keys/{free_id}"),
+        json!({"ip_allowlist": ["192.0.2.0/24"], "expires_at": hour}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+
+    // Nor give a key (itself included) a faster limit than its own (100/h, set by an admin).
+    let r = app
+        .api(
+            "PUT",
+            &format!("/api/v1/keys/{ci_id}/limit"),
+            Some(&admin),
+            Some(json!({"rate_limit": 100, "rate_window_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for body in [
+        json!({"rate_limit": 1_000_000, "rate_window_seconds": 1}),
+        json!({"rate_limit": 101, "rate_window_seconds": 3600}),
+        json!({"plan_id": "plan_pro"}),
+    ] {
+        let r = call("PUT", format!("/api/v1/keys/{ci_id}/limit"), body.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.body);
+    }
+    let r = call(
+        "PUT",
+        format!("/api/v1/keys/{ci_id}/limit"),
+        json!({"rate_limit": 50, "rate_window_seconds": 3600}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let limits: (Option<String>, Option<i64>) =
+        sqlx::query_as("select plan_id, rate_limit from api_key where api_key_id = $1")
+            .bind(&ci_id)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    assert_eq!(limits, (None, Some(50)));
+}
+
 #[tokio::test]
 async fn console_key_functions_check_the_organization() {
     let app = spawn().await;

@@ -9,6 +9,10 @@
 //! - an organization key: its scopes (instance scopes only in the system organization);
 //! - a personal access token: its scopes **intersected with its owner's current ceiling**, so
 //!   a demoted owner's tokens shrink with them, and a disabled or removed owner's tokens stop.
+//!
+//! A key acting is also bounded by its restrictions ([`KeyBounds`]: expiry, IP allow-list,
+//! endpoint rules, signatures, rate): a key it makes, edits or takes over stays inside them
+//! ([`Grant::require_within`]), so a restricted key cannot mint or roll its way out of them.
 
 use super::model::{AccessModel, GroupDef, RoleDef};
 use super::{Permission, Permissions};
@@ -40,7 +44,70 @@ pub enum Principal {
         scopes: Permissions,
         /// Its dynamic permissions (`invoices:read`), as stored on the key.
         dynamic: Vec<String>,
+        /// Its restrictions: what it makes, edits or takes over stays inside them.
+        bounds: Arc<KeyBounds>,
     },
+}
+
+/// A key's restrictions besides its permissions. An empty allow-list or rule list, no expiry
+/// and no signature mean unrestricted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyBounds {
+    pub expires_at: Option<i64>,
+    pub ip_allowlist: Vec<ipnet::IpNet>,
+    pub endpoints: Vec<crate::keys::EndpointRule>,
+    pub require_signature: bool,
+    /// Its rate limit now: requests per window of seconds.
+    pub rate: (u64, i64),
+}
+
+impl KeyBounds {
+    /// Why a key restricted like `inner` would escape `self` (the first way found), or `None`
+    /// when it stays inside: it expires no later, is allowed from no more addresses and on no
+    /// more endpoints, and is signed if `self` is. Rates are compared by [`KeyBounds::rate_within`].
+    pub fn escape(&self, inner: &KeyBounds) -> Option<&'static str> {
+        if let Some(end) = self.expires_at {
+            if inner.expires_at.is_none_or(|at| at > end) {
+                return Some("a key that expires cannot make or change a key that outlives it");
+            }
+        }
+        if !self.ip_allowlist.is_empty()
+            && (inner.ip_allowlist.is_empty()
+                || !inner
+                    .ip_allowlist
+                    .iter()
+                    .all(|net| self.ip_allowlist.iter().any(|own| own.contains(net))))
+        {
+            return Some(
+                "a key with an IP allow-list cannot make or change a key allowed from addresses outside it",
+            );
+        }
+        if !self.endpoints.is_empty()
+            && (inner.endpoints.is_empty()
+                || !inner.endpoints.iter().all(|rule| {
+                    self.endpoints
+                        .iter()
+                        .any(|own| crate::keys::ssr::endpoint_covers(own, rule))
+                }))
+        {
+            return Some(
+                "a key limited to some endpoints cannot make or change a key allowed on others",
+            );
+        }
+        if self.require_signature && !inner.require_signature {
+            return Some(
+                "a key that must sign its requests cannot make or change one that need not",
+            );
+        }
+        None
+    }
+
+    /// Whether `limit` requests per `window_seconds` is no faster than this key's own rate.
+    pub fn rate_within(&self, limit: u64, window_seconds: i64) -> bool {
+        let (own, own_window) = self.rate;
+        u128::from(limit) * own_window.max(1) as u128
+            <= u128::from(own) * window_seconds.max(1) as u128
+    }
 }
 
 impl Principal {
@@ -85,6 +152,37 @@ impl Grant {
     /// Whether the organization is the instance (system) organization.
     pub fn in_system_org(&self) -> bool {
         self.organization_id == SYSTEM_ORG_ID
+    }
+
+    /// The acting key's restrictions; `None` for a user.
+    pub fn key_bounds(&self) -> Option<&KeyBounds> {
+        match &self.principal {
+            Principal::Key { bounds, .. } => Some(bounds),
+            Principal::User { .. } => None,
+        }
+    }
+
+    /// Refuses (403) a key restricted like `inner` that the acting key's restrictions would
+    /// not hold ([`KeyBounds::escape`]); a user is not bounded so.
+    pub fn require_within(&self, inner: &KeyBounds) -> Result<(), AppError> {
+        match self.key_bounds().and_then(|own| own.escape(inner)) {
+            None => Ok(()),
+            Some(why) => Err(AppError::new(ErrorCode::Forbidden, why)),
+        }
+    }
+
+    /// Refuses (403) a rate limit faster than the acting key's own; a user is not bounded so,
+    /// nor a key that may change the plans themselves (`plans:write` in the system
+    /// organization).
+    pub fn require_rate_within(&self, limit: u64, window_seconds: i64) -> Result<(), AppError> {
+        let plans = self.in_system_org() && self.allows(Permission::PlansWrite);
+        match self.key_bounds() {
+            Some(own) if !plans && !own.rate_within(limit, window_seconds) => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "a key cannot give a key a faster rate limit than its own",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses, naming the first missing permission, unless the ceiling holds all of `wanted`.

@@ -4,7 +4,7 @@
 
 use super::format::{self, Environment};
 use super::ssr::{
-    get, insert_key, record_event, rfc3339, row_fresh, validate_new, Acting, KeyCache,
+    get, insert_key, record_event, rfc3339, row_fresh, validate_settings, Acting, KeyCache,
     KeyEventKind, Material, Settings, StoredStatus,
 };
 use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyStatus};
@@ -536,13 +536,18 @@ pub async fn update(
         metadata: Some(patch.metadata.clone().unwrap_or(wire.metadata.clone())),
         personal: None,
     };
-    let mut settings = validate_new(&new, now, acting.grant)?;
+    let mut settings = validate_settings(&new, now, acting.grant)?;
     if patch.category.is_none() && patch.scopes.is_none() {
         settings.category = wire.category;
     }
     if patch.expires_at.is_none() {
         // Left unchanged: keep it as it is, even when already past.
         settings.expires_at = current.expires_at;
+    }
+    if access {
+        // A key acting keeps the key as edited inside its own restrictions (itself included:
+        // it cannot lift its own).
+        acting.grant.require_within(&settings.bounds())?;
     }
     let mut changed: Vec<&str> = Vec::new();
     for (field, sent) in [
@@ -737,6 +742,18 @@ pub async fn set_limit(
     // A key's limit is its owner's business: a weaker caller cannot throttle a stronger key,
     // nor anyone another user's personal token.
     acting.may_take_over(&state.db, &current).await?;
+    if acting.grant.key_bounds().is_some() {
+        // A key acting gives no key (itself included) a faster limit than its own.
+        let (l, w) = match (limit.rate_limit, limit.rate_window_seconds) {
+            (Some(l), Some(w)) => (l, w),
+            _ => {
+                let plan = plan_id.unwrap_or(crate::usage::DEFAULT_PLAN_ID);
+                let plan = crate::usage::ssr::get(&state.db, plan).await?;
+                (plan.limit, plan.window_seconds)
+            }
+        };
+        acting.grant.require_rate_within(l.max(0) as u64, w)?;
+    }
     let mut tx = state.db.writer.begin().await?;
     review_allows(&mut tx, &acting, &current, true).await?;
     let applied = sqlx::query(

@@ -185,9 +185,66 @@ pub fn endpoint_matches(rule: &EndpointRule, method: &str, path: &str) -> bool {
     }
 }
 
+/// Whether every request `inner` matches, `outer` matches too (`*` covers one segment, a
+/// trailing `/**` any rest; `**` is covered only by `**`).
+pub fn endpoint_covers(outer: &EndpointRule, inner: &EndpointRule) -> bool {
+    if outer.method != "*" && !outer.method.eq_ignore_ascii_case(&inner.method) {
+        return false;
+    }
+    let mut wide = outer.path.trim_end_matches('/').split('/');
+    let mut narrow = inner.path.trim_end_matches('/').split('/');
+    loop {
+        match (wide.next(), narrow.next()) {
+            (Some("**"), _) => return true,
+            (Some("*"), Some(n)) if n != "**" => {}
+            (Some(w), Some(n)) if w == n => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Settings {
+    /// The restrictions the key will have, at `rate` (the authorization core's view).
+    pub fn bounds(&self) -> crate::access::ssr::KeyBounds {
+        crate::access::ssr::KeyBounds {
+            expires_at: self.expires_at,
+            ip_allowlist: self.ip_allowlist.clone(),
+            endpoints: self.endpoints.clone(),
+            require_signature: self.require_signature,
+            rate: (0, 1),
+        }
+    }
+}
+
 /// Checks a creation request against the creator's grant: a key never gets a permission its
-/// creator does not hold (403 naming it), nor a resource its organization cannot hold.
+/// creator does not hold (403 naming it), nor a resource its organization cannot hold. Made by
+/// a key, it stays inside that key's restrictions (403), and inherits those the request leaves
+/// out (expiry, IP allow-list, endpoint rules, signatures).
 pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, AppError> {
+    let mut settings = validate_settings(new, now, grant)?;
+    if let Some(maker) = grant.key_bounds() {
+        if new.expires_at.is_none() {
+            settings.expires_at = maker.expires_at;
+        }
+        if new.ip_allowlist.is_none() {
+            settings.ip_allowlist = maker.ip_allowlist.clone();
+        }
+        if new.endpoints.is_none() {
+            settings.endpoints = maker.endpoints.clone();
+        }
+        if new.require_signature.is_none() {
+            settings.require_signature = maker.require_signature;
+        }
+    }
+    grant.require_within(&settings.bounds())?;
+    Ok(settings)
+}
+
+/// [`validate_new`] without the acting key's restrictions: a key's settings, validated for
+/// shape and against the caller's permissions ([`super::lifecycle::update`] checks the
+/// restrictions of the key as edited).
+pub fn validate_settings(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, AppError> {
     let system_org = grant.in_system_org();
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -309,6 +366,97 @@ pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(method: &str, path: &str) -> EndpointRule {
+        EndpointRule {
+            method: method.into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn a_rule_covers_only_what_it_matches() {
+        let covers =
+            |a: (&str, &str), b: (&str, &str)| endpoint_covers(&rule(a.0, a.1), &rule(b.0, b.1));
+        assert!(covers(("*", "/api/v1/**"), ("GET", "/api/v1/keys/*")));
+        assert!(covers(
+            ("GET", "/api/v1/keys/*"),
+            ("get", "/api/v1/keys/key_1")
+        ));
+        assert!(covers(("GET", "/api/v1/keys/*"), ("GET", "/api/v1/keys/*")));
+        assert!(!covers(
+            ("GET", "/api/v1/keys/*"),
+            ("POST", "/api/v1/keys/*")
+        ));
+        assert!(!covers(("GET", "/api/v1/keys/*"), ("*", "/api/v1/keys/*")));
+        assert!(!covers(
+            ("GET", "/api/v1/keys/*"),
+            ("GET", "/api/v1/keys/**")
+        ));
+        assert!(!covers(("GET", "/api/v1/keys"), ("GET", "/api/v1/keys/*")));
+        assert!(!covers(
+            ("GET", "/api/v1/keys/key_1"),
+            ("GET", "/api/v1/keys/*")
+        ));
+    }
+
+    #[test]
+    fn a_key_s_restrictions_hold_what_it_makes() {
+        use crate::access::ssr::KeyBounds;
+        let own = KeyBounds {
+            expires_at: Some(1_000),
+            ip_allowlist: vec!["10.0.0.0/8".parse().unwrap()],
+            endpoints: vec![rule("GET", "/api/v1/**")],
+            require_signature: true,
+            rate: (100, 3600),
+        };
+        let inside = KeyBounds {
+            expires_at: Some(999),
+            ip_allowlist: vec!["10.1.0.0/16".parse().unwrap()],
+            endpoints: vec![rule("GET", "/api/v1/keys")],
+            require_signature: true,
+            rate: (0, 1),
+        };
+        assert_eq!(own.escape(&inside), None);
+        assert_eq!(own.escape(&own), None);
+        let escapes = [
+            KeyBounds {
+                expires_at: None,
+                ..inside.clone()
+            },
+            KeyBounds {
+                expires_at: Some(1_001),
+                ..inside.clone()
+            },
+            KeyBounds {
+                ip_allowlist: vec![],
+                ..inside.clone()
+            },
+            KeyBounds {
+                ip_allowlist: vec!["11.0.0.0/8".parse().unwrap()],
+                ..inside.clone()
+            },
+            KeyBounds {
+                endpoints: vec![],
+                ..inside.clone()
+            },
+            KeyBounds {
+                endpoints: vec![rule("POST", "/api/v1/keys")],
+                ..inside.clone()
+            },
+            KeyBounds {
+                require_signature: false,
+                ..inside.clone()
+            },
+        ];
+        for outside in escapes {
+            assert!(own.escape(&outside).is_some(), "{outside:?} escaped");
+        }
+        // An unrestricted key bounds nothing.
+        assert_eq!(KeyBounds::default().escape(&KeyBounds::default()), None);
+        assert!(own.rate_within(100, 3600) && own.rate_within(1, 36));
+        assert!(!own.rate_within(101, 3600) && !own.rate_within(1, 35));
+    }
 
     fn scopes(pairs: &[(&str, Access)]) -> Scopes {
         pairs.iter().map(|(r, a)| (r.to_string(), *a)).collect()

@@ -151,12 +151,16 @@ impl<'a> Acting<'a> {
         }
     }
 
-    /// Refuses unless the caller could hold everything `key` holds; and a personal token can
+    /// Refuses unless the caller could hold everything `key` holds (a key acting: and `key` is
+    /// as restricted as it, see [`crate::access::ssr::KeyBounds`]); and a personal token can
     /// only be taken over (rolled, re-enabled: either way its holder ends up with a working
     /// secret) by its owner. Nothing is written on a refusal.
     pub(crate) async fn may_take_over(&self, db: &Db, key: &KeyRow) -> Result<(), AppError> {
         self.grant.require_all(key.permissions())?;
         crate::access::ssr::require_dynamic(db, self.grant, &key.dynamic_permissions()).await?;
+        if self.grant.key_bounds().is_some() {
+            self.grant.require_within(&key.bounds()?)?;
+        }
         match &key.owner_user_id {
             Some(owner) if self.grant.principal.acting_user() != Some(owner.as_str()) => {
                 Err(AppError::new(
@@ -251,6 +255,27 @@ impl KeyRow {
     pub(crate) fn permissions(&self) -> Permissions {
         let scopes: super::Scopes = serde_json::from_str(&self.scopes).unwrap_or_default();
         scope_permissions(&scopes)
+    }
+
+    /// The key's restrictions (the authorization core's view; its rate is not read here).
+    /// Unreadable ones are refused: a key whose restrictions cannot be read is taken over by
+    /// no one who is bounded.
+    pub(crate) fn bounds(&self) -> Result<crate::access::ssr::KeyBounds, AppError> {
+        let (_, endpoints, ip_allowlist) =
+            super::verify::restrictions(&self.scopes, &self.endpoints, &self.ip_allowlist)
+                .ok_or_else(|| {
+                    AppError::internal(format!(
+                        "stored restrictions of key {} cannot be read",
+                        self.id
+                    ))
+                })?;
+        Ok(crate::access::ssr::KeyBounds {
+            expires_at: self.expires_at,
+            ip_allowlist,
+            endpoints,
+            require_signature: self.require_signature != 0,
+            rate: (0, 1),
+        })
     }
 
     /// The key's dynamic permissions (unreadable ones amount to none: they only add).

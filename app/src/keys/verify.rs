@@ -46,6 +46,9 @@ pub struct VerifiedKey {
     /// The key's rate limit: its own override, else its plan's (the default plan without one).
     pub rate_limit: u64,
     pub rate_window_seconds: i64,
+    /// Its restrictions as the authorization core bounds what it does with them (built once
+    /// per cache fill).
+    pub bounds: Arc<crate::access::ssr::KeyBounds>,
 }
 
 impl VerifiedKey {
@@ -57,6 +60,7 @@ impl VerifiedKey {
             owner_user_id: self.owner_user_id.clone(),
             scopes: self.permissions,
             dynamic: self.dynamic.clone(),
+            bounds: self.bounds.clone(),
         }
     }
 }
@@ -225,7 +229,19 @@ async fn lookup(
                     Default::default()
                 }
             };
+            let expires_at: Option<i64> = r.try_get("expires_at")?;
+            let require_signature = r.try_get::<i64, _>("require_signature")? != 0;
+            let rate_limit = r.try_get::<i64, _>("effective_limit")?.max(1) as u64;
+            let rate_window_seconds = r.try_get::<i64, _>("effective_window")?.max(1);
+            let bounds = Arc::new(crate::access::ssr::KeyBounds {
+                expires_at,
+                ip_allowlist: ip_allowlist.clone(),
+                endpoints: endpoints.clone(),
+                require_signature,
+                rate: (rate_limit, rate_window_seconds),
+            });
             Some(Arc::new(VerifiedKey {
+                bounds,
                 signing_secret: signature::signing_secret(pepper, &id, &salt),
                 id,
                 organization_id: r.try_get("organization_id")?,
@@ -234,7 +250,7 @@ async fn lookup(
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 pending_approval: super::ssr::Approval::parse(&r.try_get::<String, _>("approval")?)
                     == super::ssr::Approval::Pending,
-                expires_at: r.try_get("expires_at")?,
+                expires_at,
                 permissions: scope_permissions(&scopes),
                 // Unreadable dynamic permissions amount to none: they only ever add.
                 dynamic: serde_json::from_str(&r.try_get::<String, _>("permissions")?)
@@ -243,9 +259,9 @@ async fn lookup(
                 endpoints,
                 ip_allowlist,
                 restrictions_readable: readable,
-                require_signature: r.try_get::<i64, _>("require_signature")? != 0,
-                rate_limit: r.try_get::<i64, _>("effective_limit")?.max(1) as u64,
-                rate_window_seconds: r.try_get::<i64, _>("effective_window")?.max(1),
+                require_signature,
+                rate_limit,
+                rate_window_seconds,
             }))
         }
     };
