@@ -141,7 +141,14 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
     );
 
     // Her password, email, second factor, sessions, account, and anything that outlasts the
-    // time limit: refused, and nothing written.
+    // time limit (her membership of another organization included): refused, nothing written.
+    let mut root_again = app.signed_in("root@example.org").await;
+    let r = app
+        .rpc(&mut root_again, "create_organization", &[("name", "Acme")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let team = r.json().as_str().unwrap().to_string();
+    app.add_member(&team, &ann, "admin").await;
     let before = app.snapshot().await;
     for (endpoint, form) in [
         (
@@ -160,6 +167,10 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
         ),
         ("start_totp", vec![("current_password", PASSWORD)]),
         ("revoke_other_sessions", vec![]),
+        (
+            "leave_organization",
+            vec![("organization_id", team.as_str())],
+        ),
         ("delete_account", vec![("current_password", PASSWORD)]),
         (
             "impersonate_user",

@@ -33,7 +33,8 @@ pub enum Guard {
 /// Deny by default: impersonation is for seeing what the user sees. Allowed are the endpoints
 /// whose permission only reads, navigating the console, disabling, enabling or revoking a key
 /// (incident response), and ending the impersonation. Everything else is refused: the user's
-/// password, email, second factor, sessions, account and preferences; roles, members,
+/// password, email, second factor, sessions, account and preferences; roles, members (leaving an
+/// organization included),
 /// invitations, teams, policies and approvals (which could outlast the time limit); creating,
 /// rolling, importing or editing keys; signing in or up again. Enforced by
 /// [`crate::access::guard::guard`] for every call, and by the console's plain routes.
@@ -57,10 +58,13 @@ pub fn allowed_while_impersonating(endpoint: &str) -> bool {
         "usage_export",
         "audit_export",
     ];
+    // Guarded by a read permission, yet they change what outlasts the impersonation.
+    const WRITES: &[&str] = &["leave_organization"];
     if CONSOLE.contains(&endpoint) {
         return true;
     }
-    matches!(guard_for(endpoint), Some(Guard::Org(p) | Guard::Instance(p)) if !p.is_write())
+    !WRITES.contains(&endpoint)
+        && matches!(guard_for(endpoint), Some(Guard::Org(p) | Guard::Instance(p)) if !p.is_write())
 }
 
 /// Endpoint name (the part after `/rpc/`) → guard.
@@ -236,6 +240,7 @@ mod tests {
             "my_sessions",
             "revoke_session",
             "revoke_other_sessions",
+            "leave_organization",
             "impersonate_user",
             "create_key",
             "roll_key",
