@@ -6,6 +6,7 @@ pub mod cli;
 pub mod export;
 pub mod live;
 pub mod metrics;
+pub mod nul;
 pub mod rest;
 pub mod workers;
 
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             csrf::middleware,
         ))
         .layer(RequestBodyLimitLayer::new(IMPORT_MAX_BYTES))
+        .layer(middleware::from_fn(nul::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .layer(middleware::from_fn_with_state(
             config.secure_cookies(),
@@ -209,7 +211,8 @@ async fn pages_not_stored(
 }
 
 /// The body limit of pages and server functions: [`MAX_BODY_BYTES`], or
-/// [`IMPORT_MAX_BYTES`] for the console's key import.
+/// [`IMPORT_MAX_BYTES`] for the console's key import; and no NUL in a server function's body
+/// ([`nul`]).
 async fn site_body_limit(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -234,6 +237,40 @@ async fn site_body_limit(
     // A body without a length (chunked) is cut off at the limit while it is read.
     let (parts, body) = request.into_parts();
     let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    // A server function's body (a form, or JSON) is read here to refuse a NUL in it.
+    let body = if parts.method == http::Method::POST
+        && parts
+            .uri
+            .path()
+            .starts_with(app::access::policy::RPC_PREFIX)
+    {
+        use axum::response::IntoResponse;
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return app::error::AppError::new(
+                app::error::ErrorCode::PayloadTooLarge,
+                "the request body is too large",
+            )
+            .into_response();
+        };
+        let kind = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let held = if kind.contains("json") {
+            app::ssr::nul::in_json(&bytes)
+        } else if kind.is_empty() || kind.starts_with("application/x-www-form-urlencoded") {
+            app::ssr::nul::in_url(&bytes)
+        } else {
+            false
+        };
+        if held {
+            return app::ssr::nul::refused().into_response();
+        }
+        axum::body::Body::from(bytes)
+    } else {
+        body
+    };
     next.run(axum::extract::Request::from_parts(parts, body))
         .await
 }

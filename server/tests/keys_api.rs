@@ -983,6 +983,85 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
     assert_eq!(limits, (None, Some(50)));
 }
 
+/// A NUL character (which PostgreSQL cannot store in text) is refused with a clear 400
+/// wherever it comes in, on both backends, and nothing is written; text that merely looks like
+/// one is not.
+#[tokio::test]
+async fn a_nul_character_is_refused_wherever_it_comes_in() {
+    let (app, org, admin) = with_admin_key().await;
+    let keys = app.count("api_key").await;
+    let refused = |r: &Reply, what: &str| {
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "invalid_input", "{what}");
+        assert!(r.body.contains("NUL"), "{what}: {}", r.body);
+    };
+    for path in [
+        "/api/v1/keys?q=%00",
+        "/api/v1/keys/key_%00",
+        "/api/v1/audit?actor=%00",
+        "/api/v1/usage?range=1h&key_id=%00",
+    ] {
+        let r = app.api("GET", path, Some(&admin), None, IP).await;
+        refused(&r, path);
+    }
+    for body in [
+        json!({"name": "a", "description": "a\u{0}"}),
+        json!({"name": "a\u{0}"}),
+    ] {
+        let r = app
+            .api("POST", "/api/v1/keys", Some(&admin), Some(body.clone()), IP)
+            .await;
+        refused(&r, &body.to_string());
+    }
+    let rows = r#"[{"name": "first"}, {"name": "second", "description": "\u0000"}]"#;
+    let headers = [("content-type", "application/json")];
+    let r = app
+        .api_raw(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin),
+            Some(rows),
+            IP,
+            &headers,
+        )
+        .await;
+    refused(&r, "import");
+    let mut b = app.signed_in("ann@example.org").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "create_key",
+            &[
+                ("organization_id", org.as_str()),
+                ("name", "nul\0name"),
+                ("environment", "live"),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    refused(&r, "create_key");
+    assert_eq!(
+        app.count("api_key").await,
+        keys,
+        "a refused key was written"
+    );
+
+    // A backslash followed by "u0000" is text, not a NUL.
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&admin),
+            Some(json!({"name": "a", "description": "\\u0000 is how JSON writes NUL"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["description"], "\\u0000 is how JSON writes NUL");
+}
+
 #[tokio::test]
 async fn console_key_functions_check_the_organization() {
     let app = spawn().await;

@@ -614,3 +614,48 @@ async fn a_personal_token_acts_within_its_owners_current_permissions() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.error_code(), "key_disabled");
 }
+
+/// A row the database fails to write (here: it refuses the row's timeline entry) is that row's
+/// outcome, on both backends: the rows issued before and after it are answered with their
+/// one-time secrets (a 500 would have lost the secrets of keys already committed).
+#[tokio::test]
+async fn a_row_the_database_refuses_does_not_lose_the_secrets_of_the_others() {
+    let (app, _org, admin) = with_admin_key().await;
+    let statements: &[&str] = if on_postgres() {
+        &[
+            r#"create function refuse_second_row() returns trigger language plpgsql as $$ begin if new.detail like '%"row":2%' then raise exception 'refused by the test'; end if; return new; end $$"#,
+            "create trigger refuse_second_row before insert on api_key_event for each row execute function refuse_second_row()",
+        ]
+    } else {
+        &[
+            r#"create trigger refuse_second_row before insert on api_key_event when new.detail like '%"row":2%' begin select raise(abort, 'refused by the test'); end"#,
+        ]
+    };
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    let before = app.count("api_key").await;
+    let rows = json!([{"name": "first"}, {"name": "second"}, {"name": "third"}]).to_string();
+    let r = import(&app, &admin, &rows, "application/json", false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rows = r.json()["rows"].clone();
+    let actions: Vec<&str> = (0..3)
+        .map(|i| rows[i]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["issued", "refused", "issued"], "{rows}");
+    assert_eq!(rows[1]["code"], "internal");
+    assert!(rows[1]["key"].is_null());
+    assert_eq!(
+        app.count("api_key").await,
+        before + 2,
+        "the refused row's key was kept"
+    );
+    for i in [0, 2] {
+        let key = rows[i]["key"].as_str().expect("the issued key's secret");
+        let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+        assert_eq!(r.status, StatusCode::OK, "row {i}: {}", r.body);
+    }
+}

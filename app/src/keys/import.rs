@@ -203,6 +203,10 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
 
 /// Parses an import in `format` (`json` or `csv`).
 pub fn parse(format: &str, data: &str) -> Result<Vec<ImportRow>, AppError> {
+    // A NUL, raw or escaped in JSON, would reach a text column ([`crate::ssr::nul`]).
+    if crate::ssr::nul::in_json(data.as_bytes()) {
+        return Err(crate::ssr::nul::refused());
+    }
     match format {
         "json" => parse_json(data),
         "csv" => parse_csv(data),
@@ -419,43 +423,50 @@ pub async fn import(
                     (None, Some(s)) => Material::from_secret(pepper, s),
                     (None, None) => unreachable!("a secret is drawn when no material is given"),
                 };
-                let mut tx = state.db.writer.begin().await?;
-                let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
-                let inserted = insert_key(
-                    &mut tx,
-                    org_id,
-                    None,
-                    &p.settings,
-                    &material,
-                    (p.status, approval),
-                    pepper,
-                    actor,
-                )
+                // The row in one transaction; whatever fails is this row's outcome, so the
+                // secrets of rows issued before it are still answered (a 500 would lose them).
+                let written = async {
+                    let mut tx = state.db.writer.begin().await?;
+                    let approval =
+                        crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
+                    let (id, signing) = insert_key(
+                        &mut tx,
+                        org_id,
+                        None,
+                        &p.settings,
+                        &material,
+                        (p.status, approval),
+                        pepper,
+                        actor,
+                    )
+                    .await?;
+                    let detail = serde_json::json!({ "source": p.source, "row": i + 1 });
+                    record_event(
+                        &mut tx,
+                        &id,
+                        org_id,
+                        KeyEventKind::Imported,
+                        None,
+                        actor,
+                        detail,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok::<_, AppError>((id, signing, approval))
+                }
                 .await;
-                let (id, signing) = match inserted {
+                let (id, signing, approval) = match written {
                     Ok(done) => done,
-                    // Registered meanwhile by a concurrent import: this row is refused.
-                    Err(e) if e.code == ErrorCode::Conflict => {
+                    // Registered meanwhile by a concurrent import (conflict), or a failure of
+                    // the database (logged, opaque): this row is refused, the others stand.
+                    Err(e) => {
                         outcome.action = "refused".into();
                         outcome.code = Some(e.code.as_str());
                         outcome.message = Some(e.message);
                         out.push(outcome);
                         continue;
                     }
-                    Err(e) => return Err(e),
                 };
-                let detail = serde_json::json!({ "source": p.source, "row": i + 1 });
-                record_event(
-                    &mut tx,
-                    &id,
-                    org_id,
-                    KeyEventKind::Imported,
-                    None,
-                    actor,
-                    detail,
-                )
-                .await?;
-                tx.commit().await?;
                 outcome.ok = true;
                 outcome.action = match p.source {
                     "issued" => "issued",

@@ -12,6 +12,7 @@ pub mod csrf;
 pub mod db;
 pub mod events;
 pub mod limit;
+pub mod nul;
 pub mod password;
 pub mod request_id;
 pub mod session_store;

@@ -15,12 +15,18 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::new(
+        if !json_content_type(req.headers()) {
+            return Err(AppError::new(
                 ErrorCode::InvalidInput,
                 "send the body as JSON with Content-Type: application/json",
-            )),
+            ));
+        }
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        if app::ssr::nul::in_json(&bytes) {
+            return Err(app::ssr::nul::refused());
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::BytesRejection(_)) => Err(AppError::new(
                 ErrorCode::PayloadTooLarge,
                 "the request body is too large",
@@ -31,6 +37,20 @@ where
             )),
         }
     }
+}
+
+/// `application/json`, or another `application/…+json` type (what axum's `Json` accepts).
+fn json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// A query-string extractor whose refusals are Keyward errors.
