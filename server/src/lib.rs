@@ -6,7 +6,6 @@ pub mod cli;
 pub mod export;
 pub mod live;
 pub mod metrics;
-pub mod nul;
 pub mod rest;
 pub mod workers;
 
@@ -88,7 +87,6 @@ pub fn router(state: AppState) -> Router {
             csrf::middleware,
         ))
         .layer(RequestBodyLimitLayer::new(IMPORT_MAX_BYTES))
-        .layer(middleware::from_fn(nul::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .layer(middleware::from_fn_with_state(
             config.secure_cookies(),

@@ -393,13 +393,17 @@ pub async fn guard_in(endpoint: &str, organization_id: &str) -> Result<(Caller, 
     Ok((caller, result))
 }
 
-/// Middleware for `/rpc/*`: enforces the declared guard before the server function runs.
+/// Middleware of the console (pages, `/rpc/*`, its plain routes): refuses a NUL in the URI
+/// ([`crate::ssr::nul`]), and enforces a server function's declared guard before it runs.
 pub async fn rpc_middleware(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if crate::ssr::nul::in_uri(request.uri()) {
+        return crate::ssr::nul::refused().into_response();
+    }
     let path = request.uri().path();
     // Server functions are served on POST only; let the router answer 405 to anything else.
     if !path.starts_with(crate::access::policy::RPC_PREFIX)

@@ -1,8 +1,9 @@
 //! NUL characters are refused (400 `invalid_input`): PostgreSQL cannot store one in text, so
 //! it would surface as an internal error there (and SQLite would store what the other backend
-//! refuses); no field of ours has a use for one. The server checks the URI of every request,
-//! the JSON bodies of the REST API and the bodies of server functions; a key import checks the
-//! file it was given.
+//! refuses); no field of ours has a use for one. Checked in the URI of every console request
+//! (`access::guard::rpc_middleware`) and of every keyed REST call (after the key, inside the
+//! request log), in the JSON bodies of the REST API and the bodies of server functions; a key
+//! import checks the file it was given.
 
 use crate::error::{AppError, ErrorCode};
 
@@ -17,6 +18,11 @@ pub fn refused() -> AppError {
 /// Whether URL-encoded text (a path, a query string, a form body) holds a NUL: raw or `%00`.
 pub fn in_url(text: &[u8]) -> bool {
     text.contains(&0) || text.windows(3).any(|w| w == b"%00")
+}
+
+/// Whether a request's path or query string holds a NUL.
+pub fn in_uri(uri: &http::Uri) -> bool {
+    in_url(uri.path().as_bytes()) || uri.query().is_some_and(|q| in_url(q.as_bytes()))
 }
 
 /// Whether a JSON document holds a NUL: raw, or a `\u0000` escape that is not itself an

@@ -117,6 +117,9 @@ pub async fn require_key(
             permission,
         )
         .await?;
+        if app::ssr::nul::in_uri(&parts.uri) {
+            return Err(app::ssr::nul::refused());
+        }
         let header = match parts.headers.get("signature") {
             None => None,
             Some(v) => Some(
