@@ -659,3 +659,67 @@ async fn a_row_the_database_refuses_does_not_lose_the_secrets_of_the_others() {
         assert_eq!(r.status, StatusCode::OK, "row {i}: {}", r.body);
     }
 }
+
+async fn key_of(app: &TestApp, b: &mut Browser, org: &str, id: &str) -> serde_json::Value {
+    app.rpc(b, "get_key", &[("organization_id", org), ("key_id", id)])
+        .await
+        .json()
+}
+
+/// Saving the key page's form unchanged but for the name keeps the key's exact expiry and
+/// access (the form shows the expiry's day; sending it back is no change); a new day is.
+#[tokio::test]
+async fn saving_the_key_page_keeps_what_the_form_did_not_change() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (id, _) = app
+        .issue_key(
+            &org,
+            app::keys::NewKey {
+                name: "dated".into(),
+                ip_allowlist: Some(vec!["10.0.0.0/8".into()]),
+                expires_at: Some("2099-06-01T12:00:00Z".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let mut b = app.signed_in("ann@example.org").await;
+    let before = key_of(&app, &mut b, &org, &id).await;
+    let save = |day: &'static str, name: &'static str| {
+        vec![
+            ("organization_id", org.clone()),
+            ("key_id", id.clone()),
+            ("name", name.to_string()),
+            ("description", String::new()),
+            ("category", before["category"].as_str().unwrap().to_string()),
+            ("ip_allowlist", "10.0.0.0/8".to_string()),
+            ("expires_on", day.to_string()),
+            ("reason", String::new()),
+        ]
+    };
+    let form = save("2099-06-01", "renamed");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let after = key_of(&app, &mut b, &org, &id).await;
+    assert_eq!(after["name"], "renamed");
+    assert_eq!(
+        after["expires_at"], before["expires_at"],
+        "a rename moved the expiry"
+    );
+    assert_eq!(after["ip_allowlist"], json!(["10.0.0.0/8"]));
+
+    let form = save("2099-06-02", "renamed");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let moved = key_of(&app, &mut b, &org, &id).await;
+    assert!(
+        moved["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2099-06-02T23:59:59"),
+        "{moved}"
+    );
+}

@@ -64,19 +64,31 @@ pub async fn update_key(
     let (caller, grant) = crate::access::guard::guard_in("update_key", &organization_id).await?;
     ssr::respond(async move {
         let current = super::ssr::get(&caller.state.db, &organization_id, &key_id).await?;
-        let expires_at = match expires_on.trim() {
-            "" => None,
-            day => Some(format!("{day}T23:59:59Z")),
-        };
+        // The form shows the expiry's day: the same day sent back is no change (the key keeps
+        // its exact time; a rename must not move it, nor count as an access change).
+        let day = expires_on.trim();
+        let current_day = current
+            .expires_at
+            .as_deref()
+            .map(|at| at.get(..10).unwrap_or(at));
+        let expires_at = (Some(day).filter(|d| !d.is_empty()) != current_day).then(|| {
+            Some(day)
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("{d}T23:59:59Z"))
+        });
+        let ip_allowlist = split_list(&ip_allowlist);
+        let require_signature = require_signature.is_some_and(|v| !v.is_empty());
         let patch = super::KeyPatch {
             name: Some(name),
             description: Some(description),
             // An unchanged category keeps the key's scopes as they are (a preset is not
             // re-derived: the catalog may have grown since).
             category: (category != current.category.as_str()).then_some(category),
-            ip_allowlist: Some(split_list(&ip_allowlist)),
-            expires_at: (expires_at != current.expires_at).then_some(expires_at),
-            require_signature: Some(require_signature.is_some_and(|v| !v.is_empty())),
+            // Only what changed is sent: an unchanged field is not an access change.
+            ip_allowlist: (ip_allowlist != current.ip_allowlist).then_some(ip_allowlist),
+            expires_at,
+            require_signature: (require_signature != current.require_signature)
+                .then_some(require_signature),
             reason: Some(reason),
             ..Default::default()
         };
