@@ -219,6 +219,16 @@ async fn owners(
     .await?)
 }
 
+/// Whether the user's account is active (not disabled, not deleted).
+async fn active(tx: &mut Transaction<'static, Any>, user_id: &str) -> Result<bool, AppError> {
+    let status: Option<String> =
+        sqlx::query_scalar("select status from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(status.as_deref() == Some("active"))
+}
+
 /// Revokes the pending invitations `user_id` sent in the organization: what they could hand
 /// out when they sent them, they may no longer hold (removed, left, re-roled). In id order,
 /// as [`revoke_all_sent_by`]: two of them at once take the rows in the same order.
@@ -751,7 +761,9 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
     let (base, roles) = member_roles(&mut tx, org, user_id).await?;
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
     within_ceiling(ceiling, &model, org, &held)?;
-    if base == "owner" && owners(&mut tx, org).await? <= 1 {
+    // Only an active owner is one the organization could run short of (a disabled one does
+    // not count among the owners, and may be removed by one who does).
+    if base == "owner" && active(&mut tx, user_id).await? && owners(&mut tx, org).await? <= 1 {
         return Err(last_owner());
     }
     sqlx::query("delete from membership where organization_id = $1 and user_id = $2")
