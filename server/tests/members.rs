@@ -701,16 +701,13 @@ async fn the_key_lifetime_policy_bounds_every_new_expiry() {
         &t,
         &t.owner,
         "set_org_policy",
-        &[
-            ("max_key_lifetime_days", "30"),
-            ("require_two_factor", "on"),
-        ],
+        &[("max_key_lifetime_days", "30")],
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(&t, &t.viewer, "get_org_policy", &[]).await;
     assert_eq!(r.json()["max_key_lifetime_days"], 30, "{}", r.body);
-    assert_eq!(r.json()["require_two_factor"], true);
+    assert_eq!(r.json()["require_two_factor"], false);
 
     let create = |days: &'static str| {
         let (app, org, mut owner) = (&t.app, t.org.clone(), t.owner.clone());

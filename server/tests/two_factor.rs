@@ -603,6 +603,58 @@ async fn an_organization_requiring_it_allows_only_enrolment_until_then() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// Sessions opened before an organization required a second factor (the policy turned on, or
+/// the user joined such an organization on another device) are held to enrolment at their next
+/// call, not left free until they time out; a user with a factor is not.
+#[tokio::test]
+async fn a_requirement_reaches_sessions_opened_before_it() {
+    let app = spawn().await;
+    let owner = app.user("olga@example.org", None).await;
+    let org = app.org_of(&owner).await;
+    let bob = app.user("bob@example.org", None).await;
+    let dan = app.user("dan@example.org", None).await;
+    app.add_member(&org, &dan, "member").await;
+    let mut laptop = app.signed_in("bob@example.org").await;
+    let mut phone = app.signed_in("bob@example.org").await;
+    let mut dan_b = app.signed_in("dan@example.org").await;
+    enrol(&app, &mut dan_b).await;
+    for b in [&mut laptop, &mut phone] {
+        let r = app.rpc(b, "my_organizations", &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    sqlx::query(
+        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
+    )
+    .bind(&org)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    // Not a member yet: Bob is not held.
+    let r = app.rpc(&mut phone, "my_organizations", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // He joins (as on his laptop); his phone's session is held at its next call, and stays so.
+    app.add_member(&org, &bob, "member").await;
+    for endpoint in ["my_organizations", "my_sessions"] {
+        let r = app.rpc(&mut phone, endpoint, &[]).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", endpoint);
+    }
+    let me = app.rpc(&mut phone, "current_user", &[]).await.json();
+    assert_eq!(me["must_enrol_two_factor"], true, "{me}");
+    let r = app
+        .rpc(&mut laptop, "list_keys", &[("organization_id", &org)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", "laptop");
+    // Enrolling on one device frees that one.
+    enrol(&app, &mut laptop).await;
+    let r = app
+        .rpc(&mut laptop, "list_keys", &[("organization_id", &org)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Dan has a factor: not held.
+    let r = app.rpc(&mut dan_b, "my_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
     let app = spawn().await;
@@ -611,6 +663,8 @@ async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
     let mut b = app.signed_in("ann@example.org").await;
     enrol(&app, &mut b).await;
     let mut o = app.signed_in("olga@example.org").await;
+    // Olga requires a second factor of Acme's members below, herself included.
+    enrol(&app, &mut o).await;
     let r = app
         .rpc(&mut o, "create_organization", &[("name", "Acme")])
         .await;

@@ -271,12 +271,12 @@ pub async fn enforce(
             user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
         }
         Guard::SignedIn | Guard::Org(_) => {
-            user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
-            refuse_until_enrolled(session).await?;
+            let user_id = user_id.as_deref().ok_or_else(AppError::unauthenticated)?;
+            refuse_until_enrolled(&state.db, session, user_id).await?;
         }
         Guard::Instance(permission) => {
             let user_id = user_id.clone().ok_or_else(AppError::unauthenticated)?;
-            refuse_until_enrolled(session).await?;
+            refuse_until_enrolled(&state.db, session, &user_id).await?;
             authorize(
                 &state.db,
                 &Principal::User { user_id },
@@ -321,9 +321,18 @@ pub async fn impersonation_gate(
     Ok(())
 }
 
-/// Refuses a session that must first enrol the second factor an organization requires.
-async fn refuse_until_enrolled(session: &Session) -> Result<(), AppError> {
-    if crate::identity::two_factor::must_enrol(session).await? {
+/// Refuses a session that must first enrol the second factor an organization requires: held
+/// so at sign-in, or found so now (an organization of the user's turned the requirement on, or
+/// the user joined one that has it, while this session was open): then the session is held to
+/// enrolment from now on, as at sign-in. Not while an administrator impersonates the user
+/// (read-only, and the hold would stay on the administrator's own session).
+async fn refuse_until_enrolled(db: &Db, session: &Session, user_id: &str) -> Result<(), AppError> {
+    let held = crate::identity::two_factor::must_enrol(session).await?
+        || (crate::admin::impersonation::current(session)
+            .await?
+            .is_none()
+            && crate::identity::two_factor::hold_if_required_now(db, session, user_id).await?);
+    if held {
         return Err(AppError::new(
             crate::error::ErrorCode::TwoFactorRequired,
             "your organization requires two-factor authentication: set it up at /two-factor first",

@@ -255,6 +255,31 @@ pub async fn must_enrol(session: &Session) -> Result<bool, AppError> {
         .unwrap_or(false))
 }
 
+/// When an organization of the user's requires a second factor and they have none: holds the
+/// session to enrolling one (as sign-in would) and answers true. One query.
+pub async fn hold_if_required_now(
+    db: &Db,
+    session: &Session,
+    user_id: &str,
+) -> Result<bool, AppError> {
+    let required: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from membership m
+         join organization_policy p on p.organization_id = m.organization_id
+         where m.user_id = $1 and p.require_two_factor <> 0 and ({FACTOR_COUNT}) = 0"
+    ))
+    .bind(user_id)
+    .fetch_one(&db.reader)
+    .await?;
+    if required == 0 {
+        return Ok(false);
+    }
+    session
+        .insert(keys::MUST_ENROL, true)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(true)
+}
+
 /// After a factor was removed: when an organization of the user's requires one and none is
 /// left, holds this session to enrolling a new one.
 pub async fn hold_to_enrolment_if_required(

@@ -1,6 +1,6 @@
 //! Organization policies (server only): the longest lifetime of a new key, whether new keys
 //! wait for an approver, and whether members must use two-factor authentication (enforced at
-//! sign-in by `identity::two_factor`). Key creation, import, roll and
+//! sign-in by `identity::two_factor`, and on sessions already open by the guard). Key creation, import, roll and
 //! edits of an expiry all go through [`check_key_expiry`] inside their transaction; creation
 //! and import ask [`new_key_approval`] whether the key starts pending.
 
