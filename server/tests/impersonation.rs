@@ -301,7 +301,7 @@ async fn only_with_the_permission_and_never_on_oneself_or_someone_stronger() {
     app.user("adm@example.org", Some(Role::Admin)).await;
     let weak = app.user("weak@example.org", Some(Role::Viewer)).await;
     let gone = app.user("gone@example.org", None).await;
-    app.user("ann@example.org", None).await;
+    let ann = app.user("ann@example.org", None).await;
     app.disable_user(&gone).await;
 
     // An admin does not hold impersonation:write by default.
@@ -369,6 +369,21 @@ async fn only_with_the_permission_and_never_on_oneself_or_someone_stronger() {
     assert_eq!(
         app.signed_in_as(&mut w).await.as_deref(),
         Some("ann@example.org")
+    );
+    // Ann is made an instance admin meanwhile: she now holds what the support role does not,
+    // and the impersonation ends at the next request (back to the support user's own session).
+    app.add_member(SYSTEM_ORG_ID, &ann, "admin").await;
+    assert_eq!(
+        app.signed_in_as(&mut w).await.as_deref(),
+        Some("weak@example.org")
+    );
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert!(
+        ended.iter().any(
+            |(_, subject, data)| subject.as_deref() == Some(ann.as_str())
+                && data.contains("outranked")
+        ),
+        "{ended:?}"
     );
 }
 

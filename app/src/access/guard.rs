@@ -84,8 +84,10 @@ pub async fn session_user_id(
     };
     if let Some((admin, until)) = crate::admin::impersonation::current(session).await? {
         // The administrator must still be active and still hold the permission (a disabled
-        // or demoted administrator loses the session); the time limit ends it.
-        let still = authorize(
+        // or demoted administrator loses the session); the time limit ends it, and so does the
+        // user coming to hold, in the system organization, what the administrator does not
+        // (never someone stronger: checked when it started, and on every request after).
+        let Ok(grant) = authorize(
             db,
             &Principal::User {
                 user_id: admin.clone(),
@@ -94,14 +96,16 @@ pub async fn session_user_id(
             Permission::ImpersonationWrite,
         )
         .await
-        .is_ok();
-        if !still {
+        else {
             session.flush().await.map_err(AppError::internal)?;
             return Ok(None);
-        }
-        if db::now_ms() >= until {
+        };
+        let target = super::ssr::user_ceiling(db, &user_id, SYSTEM_ORG_ID).await?;
+        let outranked = grant.ceiling.first_missing(target).is_some();
+        if outranked || db::now_ms() >= until {
             use crate::admin::impersonation::{end, Ending};
-            match end(db, session, "expired").await? {
+            let why = if outranked { "outranked" } else { "expired" };
+            match end(db, session, why).await? {
                 Ending::NotImpersonating => {}
                 Ending::Ended { admin } => user_id = admin,
                 // Another request ended it (and holds the session's new id), or the session
