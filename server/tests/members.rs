@@ -1108,3 +1108,33 @@ async fn an_invitation_is_accepted_only_while_its_sender_could_still_give_the_ro
     }
     assert_eq!(t.app.snapshot().await, before, "no account, no membership");
 }
+
+/// A policy change re-reads the caller's permission under the organization's lock: a caller
+/// demoted after the guard's check cannot act on its old answer.
+#[tokio::test]
+async fn a_policy_change_checks_the_caller_again_inside_it() {
+    let t = team().await;
+    t.app.set_role(&t.org, &t.admin_id, "owner").await;
+    let stale = app::access::ssr::authorize(
+        &t.app.state.db,
+        &app::access::ssr::Principal::User {
+            user_id: t.admin_id.clone(),
+        },
+        &t.org,
+        app::access::Permission::OrgWrite,
+    )
+    .await
+    .unwrap();
+    t.app.set_role(&t.org, &t.admin_id, "admin").await;
+    let before = t.app.snapshot().await;
+    let policy = app::orgs::OrgPolicy {
+        require_two_factor: false,
+        require_key_approval: true,
+        max_key_lifetime_days: None,
+    };
+    let refused = app::orgs::policy::set(&t.app.state.db, &stale, &policy)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message, "missing permission: org:write");
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+}

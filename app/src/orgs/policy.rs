@@ -43,7 +43,10 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
         }
     }
     let now = now_ms();
-    let mut tx = db.writer.begin().await?;
+    // Under the organization's lock, with the caller's permission read again inside it: a
+    // caller demoted a moment ago (or on another instance) cannot act on the guard's answer.
+    let crate::access::roles::Change { mut tx, .. } =
+        crate::access::roles::begin(db, grant, crate::access::Permission::OrgWrite).await?;
     let before: Option<(Option<i64>, i64, i64)> = sqlx::query_as(
         "select max_key_lifetime_days, require_two_factor, require_key_approval from organization_policy where organization_id = $1",
     )
