@@ -516,13 +516,34 @@ async fn without_the_policy_nothing_waits_and_imports_follow_it() {
             "POST",
             "/api/v1/keys/import",
             Some(&basic),
-            Some(json!([{"name": "imported", "category": "basic"}])),
+            Some(json!([
+                {"name": "imported", "category": "basic"},
+                {"name": "imported 2", "category": "basic"},
+                {"name": "imported 3", "category": "basic"}
+            ])),
             IP,
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let row = &r.json()["rows"][0];
     assert_eq!(row["message"], "awaits approval", "{row}");
+    // The approvers hear of the import once each, not once per row.
+    let told: Vec<(String, i64)> = sqlx::query_as(
+        "select user_id, count(*) from notification where kind = 'approval' group by user_id",
+    )
+    .fetch_all(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert!(told.len() >= 2, "{told:?}");
+    assert!(told.iter().all(|(_, n)| *n == 1), "{told:?}");
+    let n = told.len() as i64;
+    let mailed: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where subject like '%imported keys await your approval%'",
+    )
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(mailed, n);
     let id = row["id"].as_str().unwrap().to_string();
     let status: String = sqlx::query_scalar("select approval from api_key where api_key_id = $1")
         .bind(&id)

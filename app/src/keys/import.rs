@@ -362,6 +362,7 @@ pub async fn import(
     let now = now_ms();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(rows.len());
+    let mut pending: Vec<(String, String)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let mut outcome = ImportOutcome {
             row: i + 1,
@@ -475,9 +476,7 @@ pub async fn import(
                 .into();
                 if approval == crate::keys::ssr::Approval::Pending {
                     outcome.message = Some("awaits approval".into());
-                    if let Ok(key) = crate::keys::ssr::get(&state.db, org_id, &id).await {
-                        crate::keys::ssr::announce_pending(state, &key).await;
-                    }
+                    pending.push((id.clone(), outcome.name.clone()));
                 }
                 outcome.id = Some(id);
                 outcome.signing_secret = secret.as_ref().map(|_| signing.expose().to_string());
@@ -488,6 +487,22 @@ pub async fn import(
     }
     if !dry_run {
         KeyCache::of(state)?.clear();
+    }
+    // The approvers hear of the import once, however many of its keys wait (one notice and
+    // one email each, not one per row).
+    if !pending.is_empty() {
+        let origin = state.config.public_origin.as_str().trim_end_matches('/');
+        if let Err(e) = crate::notify::ssr::keys_await_approval(
+            &state.db,
+            origin,
+            org_id,
+            &pending,
+            acting.grant.principal.acting_user(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "could not tell the approvers about imported keys");
+        }
     }
     Ok(out)
 }

@@ -356,6 +356,39 @@ pub async fn key_awaits_approval(
     .await
 }
 
+/// Tells the approvers that the keys `pending` (id, name) of one import await approval: the
+/// one key's notice for a single key, else one notice for all of them.
+pub async fn keys_await_approval(
+    db: &Db,
+    origin: &str,
+    organization_id: &str,
+    pending: &[(String, String)],
+    creator: Option<&str>,
+) -> Result<usize, AppError> {
+    let [(first, _), ..] = pending else {
+        return Ok(0);
+    };
+    if let [(id, name)] = pending {
+        return key_awaits_approval(db, origin, organization_id, id, name, creator).await;
+    }
+    let mut users = approvers(db, organization_id).await?;
+    users.retain(|u| Some(u.as_str()) != creator);
+    let n = pending.len();
+    notify(
+        db,
+        &users,
+        &Message {
+            kind: "approval",
+            title: format!("{n} imported keys await your approval"),
+            body: format!("An import created {n} keys in an organization that requires approval of new keys (the first: {first}). They do not work until someone with approvals:write approves them: filter the key list by status pending."),
+            link: Some("/keys".to_string()),
+            dedupe: format!("approval-import:{first}"),
+        },
+        origin,
+    )
+    .await
+}
+
 /// Tells a key's creator (when a user) that it was approved or rejected.
 pub async fn key_reviewed(
     db: &Db,
