@@ -1225,3 +1225,31 @@ async fn a_chain_of_keys_leads_back_to_its_maker_or_is_refused() {
     assert!(r.body.contains("keys made by keys"), "{}", r.body);
     assert_eq!(o.app.snapshot().await, before, "nothing written");
 }
+
+/// A role's name and description are shown in the members, roles and audit views: control
+/// characters (which could forge lines there) are refused, and nothing is written.
+#[tokio::test]
+async fn a_role_name_with_control_characters_is_refused() {
+    let o = org().await;
+    let before = o.app.snapshot().await;
+    for (name, description) in [("sup\u{8}port", ""), ("ok", "line\u{1b}[31m"), ("", "")] {
+        let r = call(
+            &o,
+            "create_role",
+            &[("name", name), ("description", description)],
+        )
+        .await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", name);
+    }
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+    let r = call(
+        &o,
+        "create_role",
+        &[
+            ("name", "support"),
+            ("description", "first line\nsecond line"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

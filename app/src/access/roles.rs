@@ -569,16 +569,18 @@ pub async fn create_role(
     parents: &[String],
 ) -> Result<RoleView, AppError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
+    if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
         return Err(AppError::invalid(
             "name",
-            format!("a role needs a name of 1 to {NAME_MAX} characters"),
+            format!("a role needs a name of 1 to {NAME_MAX} printable characters"),
         ));
     }
-    if description.chars().count() > DESCRIPTION_MAX {
+    if description.chars().count() > DESCRIPTION_MAX
+        || description.chars().any(|c| c.is_control() && c != '\n')
+    {
         return Err(AppError::invalid(
             "description",
-            format!("at most {DESCRIPTION_MAX} characters"),
+            format!("at most {DESCRIPTION_MAX} characters, no control characters but line breaks"),
         ));
     }
     if super::Role::parse(name).is_some() {
