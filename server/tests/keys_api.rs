@@ -932,7 +932,45 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
     assert_eq!(me["expires_at"], json!(hour));
     assert_eq!(me["ip_allowlist"], json!(["192.0.2.0/24"]));
 
-    // Nor take over an unrestricted key: roll it, or edit its access.
+    // Nor take over an unrestricted key: re-enable it (alone or in bulk), roll it, or edit its
+    // access.
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{free_id}/disable"),
+            Some(&admin),
+            Some(json!({})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call("POST", format!("/api/v1/keys/{free_id}/enable"), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(
+        "POST",
+        "/api/v1/keys/bulk".into(),
+        json!({"action": "enable", "ids": [free_id]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()[0]["ok"], false, "{}", r.body);
+    assert_eq!(r.json()[0]["code"], "forbidden", "{}", r.body);
+    let status: String = sqlx::query_scalar("select status from api_key where api_key_id = $1")
+        .bind(&free_id)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(status, "disabled");
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{free_id}/enable"),
+            Some(&admin),
+            Some(json!({})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(
         "POST",
         format!("/api/v1/keys/{free_id}/roll"),
