@@ -1019,6 +1019,43 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
             .await
             .unwrap();
     assert_eq!(limits, (None, Some(50)));
+
+    // Nor take over (roll) a key as restricted as it but faster: its secret would go faster.
+    for (name, limit, rolled) in [("faster", 5_000, false), ("slower", 10, true)] {
+        let (id, _) = app
+            .issue_key(
+                &org,
+                NewKey {
+                    name: name.into(),
+                    ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+                    expires_at: Some(hour.clone()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let r = app
+            .api(
+                "PUT",
+                &format!("/api/v1/keys/{id}/limit"),
+                Some(&admin),
+                Some(json!({"rate_limit": limit, "rate_window_seconds": 3600})),
+                IP,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = call(
+            "POST",
+            format!("/api/v1/keys/{id}/roll"),
+            json!({"grace_seconds": 0}),
+        )
+        .await;
+        let expected = if rolled {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(r.status, expected, "{name}: {}", r.body);
+    }
 }
 
 /// A NUL character (which PostgreSQL cannot store in text) is refused with a clear 400
@@ -1080,10 +1117,64 @@ async fn a_nul_character_is_refused_wherever_it_comes_in() {
         )
         .await;
     refused(&r, "create_key");
+    // Whatever Content-Type the call claims: the function decodes its body as a form.
+    for kind in [
+        "text/plain",
+        "application/json",
+        "Application/X-WWW-Form-Urlencoded",
+    ] {
+        b.content_type = Some(kind);
+        let r = app
+            .rpc(
+                &mut b,
+                "create_key",
+                &[
+                    ("organization_id", org.as_str()),
+                    ("name", "nul\0name"),
+                    ("environment", "live"),
+                    ("category", "basic"),
+                    ("ip_allowlist", ""),
+                    ("expires_in_days", ""),
+                ],
+            )
+            .await;
+        refused(&r, kind);
+    }
     assert_eq!(
         app.count("api_key").await,
         keys,
         "a refused key was written"
+    );
+    // A status change's reason (its own body reader).
+    let (victim, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "victim".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let events = app.count("api_key_event").await;
+    for (method, path) in [
+        ("POST", format!("/api/v1/keys/{victim}/disable")),
+        ("DELETE", format!("/api/v1/keys/{victim}")),
+    ] {
+        let r = app
+            .api(
+                method,
+                &path,
+                Some(&admin),
+                Some(json!({"reason": "x\u{0}"})),
+                IP,
+            )
+            .await;
+        refused(&r, &path);
+    }
+    assert_eq!(
+        app.count("api_key_event").await,
+        events,
+        "a refused change was recorded"
     );
 
     // A backslash followed by "u0000" is text, not a NUL.

@@ -203,8 +203,12 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
 
 /// Parses an import in `format` (`json` or `csv`).
 pub fn parse(format: &str, data: &str) -> Result<Vec<ImportRow>, AppError> {
-    // A NUL, raw or escaped in JSON, would reach a text column ([`crate::ssr::nul`]).
-    if crate::ssr::nul::in_json(data.as_bytes()) {
+    // A NUL, raw (or escaped in JSON), would reach a text column ([`crate::ssr::nul`]).
+    let nul = match format {
+        "json" => crate::ssr::nul::in_json(data.as_bytes()),
+        _ => data.contains('\0'),
+    };
+    if nul {
         return Err(crate::ssr::nul::refused());
     }
     match format {

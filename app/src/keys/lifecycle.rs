@@ -108,6 +108,9 @@ pub async fn transition(
 /// characters.
 pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.contains('\0')) {
+        return Err(crate::ssr::nul::refused());
+    }
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(AppError::invalid(
             "reason",

@@ -145,6 +145,9 @@ fn reason_from(body: &[u8]) -> Result<Option<String>, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    if app::ssr::nul::in_json(body) {
+        return Err(app::ssr::nul::refused());
+    }
     Ok(serde_json::from_slice::<ReasonBody>(body)
         .map_err(|e| {
             AppError::new(

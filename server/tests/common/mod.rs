@@ -289,6 +289,8 @@ pub struct Browser {
     pub user_agent: Option<String>,
     /// Its server function calls say the page made them by itself (`x-keyward-background`).
     pub background: bool,
+    /// The `Content-Type` of its server function calls (none: a form's).
+    pub content_type: Option<&'static str>,
 }
 
 impl Browser {
@@ -374,7 +376,12 @@ impl TestApp {
     pub async fn rpc(&self, browser: &mut Browser, endpoint: &str, form: &[(&str, &str)]) -> Reply {
         let body = form_body(form);
         let mut req = Request::post(format!("/rpc/{endpoint}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::CONTENT_TYPE,
+                browser
+                    .content_type
+                    .unwrap_or("application/x-www-form-urlencoded"),
+            )
             .header(header::ORIGIN, ORIGIN)
             .header("sec-fetch-site", "same-origin")
             .header(header::ACCEPT, "application/json");
