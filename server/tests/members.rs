@@ -529,6 +529,35 @@ async fn a_disabled_member_is_not_a_weaker_one_and_does_not_count_as_an_owner() 
     .await
     .unwrap();
     assert_eq!(left, 0);
+    // The only owner, disabled (suspended by the instance), is not removed by anyone, not even
+    // by a key holding everything the organization can hold: it would leave no owner at all.
+    let owner_id: String = sqlx::query_scalar(
+        "select user_id from membership where organization_id = $1 and role = 'owner'",
+    )
+    .bind(&t.org)
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    let (_, everything) = t.app.admin_key(&t.org).await;
+    t.app.disable_user(&owner_id).await;
+    let before = t.app.snapshot().await;
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/members/{owner_id}"),
+            Some(&everything),
+            None,
+            "192.0.2.50",
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "the only owner, disabled",
+    );
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
 }
 
 #[tokio::test]

@@ -21,6 +21,17 @@ fn code(seed: &[u8], steps_ahead: i64) -> String {
     code_at(seed, step_of(app::ssr::db::now_ms()) + steps_ahead)
 }
 
+/// Turns on the organization's two-factor requirement (as its policy page would).
+async fn require_two_factor(app: &TestApp, org: &str) {
+    sqlx::query(
+        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
+    )
+    .bind(org)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+}
+
 /// Turns on TOTP for the browser's user; returns the seed and the recovery codes.
 async fn enrol(app: &TestApp, b: &mut Browser) -> (Vec<u8>, Vec<String>) {
     let r = app
@@ -549,13 +560,7 @@ async fn an_organization_requiring_it_allows_only_enrolment_until_then() {
     let bob = app.user("bob@example.org", None).await;
     let org = app.org_of(&owner).await;
     app.add_member(&org, &bob, "member").await;
-    sqlx::query(
-        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
-    )
-    .bind(&org)
-    .execute(&app.state.db.writer)
-    .await
-    .unwrap();
+    require_two_factor(&app, &org).await;
 
     let mut b = Browser::default();
     let r = app
@@ -622,13 +627,7 @@ async fn a_requirement_reaches_sessions_opened_before_it() {
         let r = app.rpc(b, "my_organizations", &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
-    sqlx::query(
-        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
-    )
-    .bind(&org)
-    .execute(&app.state.db.writer)
-    .await
-    .unwrap();
+    require_two_factor(&app, &org).await;
     // Not a member yet: Bob is not held.
     let r = app.rpc(&mut phone, "my_organizations", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -653,6 +652,22 @@ async fn a_requirement_reaches_sessions_opened_before_it() {
     // Dan has a factor: not held.
     let r = app.rpc(&mut dan_b, "my_sessions", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Erin, held, is let go as soon as nothing requires a factor of her any more.
+    let erin = app.user("erin@example.org", None).await;
+    app.add_member(&org, &erin, "member").await;
+    let mut e = app.signed_in("erin@example.org").await;
+    let r = app.rpc(&mut e, "my_sessions", &[]).await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", "erin");
+    sqlx::query("update organization_policy set require_two_factor = 0 where organization_id = $1")
+        .bind(&org)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = app.rpc(&mut e, "my_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut e, "current_user", &[]).await.json();
+    assert_eq!(me["must_enrol_two_factor"], false, "{me}");
 }
 
 #[tokio::test]
@@ -715,13 +730,7 @@ async fn an_invitation_link_does_not_sign_in_past_the_second_factor() {
 
     // Acme now requires a second factor: Carl, who has none, joins through a link with his
     // password and is held to enrolling one.
-    sqlx::query(
-        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
-    )
-    .bind(&org)
-    .execute(&app.state.db.writer)
-    .await
-    .unwrap();
+    require_two_factor(&app, &org).await;
     app.user("carl@example.org", None).await;
     let r = app
         .rpc(

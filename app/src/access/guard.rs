@@ -325,18 +325,21 @@ pub async fn impersonation_gate(
     Ok(())
 }
 
-/// Refuses a session that must first enrol the second factor an organization requires: held
-/// so at sign-in, or found so now (an organization of the user's turned the requirement on, or
-/// the user joined one that has it, while this session was open): then the session is held to
-/// enrolment from now on, as at sign-in. Not while an administrator impersonates the user
-/// (read-only, and the hold would stay on the administrator's own session).
+/// Refuses a session whose user must first enrol the second factor an organization requires:
+/// decided on every call from the database (an organization of the user's requires one and they
+/// have none), so it reaches sessions opened before the requirement (the policy turned on, or
+/// the user joined such an organization on another device) and lets go as soon as nothing
+/// requires it any more. The session's flag mirrors the answer for the pages
+/// (`current_user`). Not while an administrator impersonates the user (read-only, and the flag
+/// would stay on the administrator's own session).
 async fn refuse_until_enrolled(db: &Db, session: &Session, user_id: &str) -> Result<(), AppError> {
-    let held = crate::identity::two_factor::must_enrol(session).await?
-        || (crate::admin::impersonation::current(session)
-            .await?
-            .is_none()
-            && crate::identity::two_factor::hold_if_required_now(db, session, user_id).await?);
-    if held {
+    if crate::admin::impersonation::current(session)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    if crate::identity::two_factor::hold_to_enrolment(db, session, user_id).await? {
         return Err(AppError::new(
             crate::error::ErrorCode::TwoFactorRequired,
             "your organization requires two-factor authentication: set it up at /two-factor first",

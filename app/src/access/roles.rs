@@ -576,7 +576,9 @@ pub async fn create_role(
         ));
     }
     if description.chars().count() > DESCRIPTION_MAX
-        || description.chars().any(|c| c.is_control() && c != '\n')
+        || description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r')
     {
         return Err(AppError::invalid(
             "description",
@@ -835,10 +837,14 @@ pub async fn create_permission(
             format!("{name} is a built-in permission"),
         ));
     }
-    if description.chars().count() > DESCRIPTION_MAX {
+    if description.chars().count() > DESCRIPTION_MAX
+        || description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r')
+    {
         return Err(AppError::invalid(
             "description",
-            format!("at most {DESCRIPTION_MAX} characters"),
+            format!("at most {DESCRIPTION_MAX} characters, no control characters but line breaks"),
         ));
     }
     let requires = &clean(requires);

@@ -255,9 +255,9 @@ pub async fn must_enrol(session: &Session) -> Result<bool, AppError> {
         .unwrap_or(false))
 }
 
-/// When an organization of the user's requires a second factor and they have none: holds the
-/// session to enrolling one (as sign-in would) and answers true. One query.
-pub async fn hold_if_required_now(
+/// Whether an organization of the user's requires a second factor they do not have (one
+/// query); the session's flag ([`must_enrol`]) is set or cleared to match.
+pub async fn hold_to_enrolment(
     db: &Db,
     session: &Session,
     user_id: &str,
@@ -270,14 +270,16 @@ pub async fn hold_if_required_now(
     .bind(user_id)
     .fetch_one(&db.reader)
     .await?;
-    if required == 0 {
-        return Ok(false);
-    }
-    session
-        .insert(keys::MUST_ENROL, true)
-        .await
+    let required = required > 0;
+    if required != must_enrol(session).await? {
+        if required {
+            session.insert(keys::MUST_ENROL, true).await
+        } else {
+            session.remove_value(keys::MUST_ENROL).await.map(|_| ())
+        }
         .map_err(AppError::internal)?;
-    Ok(true)
+    }
+    Ok(required)
 }
 
 /// After a factor was removed: when an organization of the user's requires one and none is

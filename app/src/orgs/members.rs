@@ -761,10 +761,13 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
     let (base, roles) = member_roles(&mut tx, org, user_id).await?;
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
     within_ceiling(ceiling, &model, org, &held)?;
-    // Only an active owner is one the organization could run short of (a disabled one does
-    // not count among the owners, and may be removed by one who does).
-    if base == "owner" && active(&mut tx, user_id).await? && owners(&mut tx, org).await? <= 1 {
-        return Err(last_owner());
+    // The organization keeps an active owner besides the one removed (a disabled owner does
+    // not count among the owners: an active one may remove them, nobody the only owner).
+    if base == "owner" {
+        let besides = owners(&mut tx, org).await? - i64::from(active(&mut tx, user_id).await?);
+        if besides < 1 {
+            return Err(last_owner());
+        }
     }
     sqlx::query("delete from membership where organization_id = $1 and user_id = $2")
         .bind(org)
