@@ -161,15 +161,10 @@ impl<'a> Acting<'a> {
         if self.grant.key_bounds().is_some() {
             self.grant.require_within(&key.bounds()?)?;
             // Nor one that may go faster than the acting key (its secret would).
-            let (limit, window): (i64, i64) = sqlx::query_as(
-                "select coalesce(k.rate_limit, p.request_limit, 100), coalesce(k.rate_window_seconds, p.window_seconds, 3600)
-                 from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, $2)
-                 where k.api_key_id = $1",
-            )
-            .bind(&key.id)
-            .bind(crate::usage::DEFAULT_PLAN_ID)
-            .fetch_one(&db.writer)
-            .await?;
+            let (limit, window) =
+                crate::usage::ssr::effective_limit(&db.writer, &key.organization_id, &key.id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("key"))?;
             self.grant
                 .require_rate_within(limit.max(0) as u64, window)?;
         }

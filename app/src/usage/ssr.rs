@@ -286,6 +286,25 @@ pub async fn require(db: &Db, plan_id: &str) -> Result<(), AppError> {
         })
 }
 
+/// The limit a key of `organization_id` is held to: its own override, else its plan's (the
+/// default plan without one), as (requests, window seconds); `None` for no such key.
+pub async fn effective_limit(
+    pool: &sqlx::AnyPool,
+    organization_id: &str,
+    key_id: &str,
+) -> Result<Option<(i64, i64)>, AppError> {
+    Ok(sqlx::query_as(
+        "select coalesce(k.rate_limit, p.request_limit, 100), coalesce(k.rate_window_seconds, p.window_seconds, 3600)
+         from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, $3)
+         where k.api_key_id = $1 and k.organization_id = $2",
+    )
+    .bind(key_id)
+    .bind(organization_id)
+    .bind(super::DEFAULT_PLAN_ID)
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// `key_id`'s use of its limit now (see [`super::limiter::RateLimiter::usage`]) and its
 /// traffic in the last 24 hours; `not_found` unless the key belongs to `organization_id`.
 pub async fn key_usage(
@@ -293,19 +312,9 @@ pub async fn key_usage(
     organization_id: &str,
     key_id: &str,
 ) -> Result<super::KeyLimitUsage, AppError> {
-    let row = sqlx::query(
-        "select coalesce(k.rate_limit, p.request_limit, 100) as l,
-                coalesce(k.rate_window_seconds, p.window_seconds, 3600) as w
-         from api_key k left join plan p on p.plan_id = coalesce(k.plan_id, $3)
-         where k.api_key_id = $1 and k.organization_id = $2",
-    )
-    .bind(key_id)
-    .bind(organization_id)
-    .bind(super::DEFAULT_PLAN_ID)
-    .fetch_optional(&state.db.reader)
-    .await?
-    .ok_or_else(|| AppError::not_found("key"))?;
-    let (limit, window): (i64, i64) = (row.try_get("l")?, row.try_get("w")?);
+    let (limit, window) = effective_limit(&state.db.reader, organization_id, key_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("key"))?;
     let now = now_ms();
     let (used, decision) = super::limiter::RateLimiter::of(state)?
         .usage(
