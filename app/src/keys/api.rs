@@ -71,11 +71,9 @@ pub async fn update_key(
             .expires_at
             .as_deref()
             .map(|at| at.get(..10).unwrap_or(at));
-        let expires_at = (Some(day).filter(|d| !d.is_empty()) != current_day).then(|| {
-            Some(day)
-                .filter(|d| !d.is_empty())
-                .map(|d| format!("{d}T23:59:59Z"))
-        });
+        let wanted_day = Some(day).filter(|d| !d.is_empty());
+        let expires_at =
+            (wanted_day != current_day).then(|| wanted_day.map(|d| format!("{d}T23:59:59Z")));
         let ip_allowlist = split_list(&ip_allowlist);
         let require_signature = require_signature.is_some_and(|v| !v.is_empty());
         let patch = super::KeyPatch {
