@@ -363,7 +363,17 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
         let activity = leptos_axum::extract::<http::HeaderMap>()
             .await
             .map_or(Activity::User, |h| Activity::of(&h));
-        let user_id = enforce(&state, declared, &session, activity).await?;
+        // The `/rpc` middleware decided this very request under the same declaration: its
+        // answer stands (deciding again would only repeat the session's queries).
+        let decided = leptos_axum::extract::<axum::Extension<Enforced>>()
+            .await
+            .ok()
+            .map(|axum::Extension(e)| e)
+            .filter(|e| e.declared == declared);
+        let user_id = match decided {
+            Some(e) => e.user_id,
+            None => enforce(&state, declared, &session, activity).await?,
+        };
         let source_ip = source_ip().await;
         // Not signed in (a public endpoint), nobody is being impersonated, whatever a stale
         // copy of an ended session still says.
@@ -409,11 +419,19 @@ pub async fn guard_in(endpoint: &str, organization_id: &str) -> Result<(Caller, 
     Ok((caller, result))
 }
 
+/// What the `/rpc` middleware decided for a request ([`enforce`] under `declared`), handed to
+/// the server function's own [`guard`] in the request's extensions (which a client cannot set).
+#[derive(Clone, Debug)]
+struct Enforced {
+    declared: Option<Guard>,
+    user_id: Option<String>,
+}
+
 /// Middleware of the console (pages, `/rpc/*`, its plain routes): refuses a NUL in the URI
 /// ([`crate::ssr::nul`]), and enforces a server function's declared guard before it runs.
 pub async fn rpc_middleware(
     axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -433,7 +451,12 @@ pub async fn rpc_middleware(
     };
     let activity = Activity::of(request.headers());
     match enforce(&state, declared, &session, activity).await {
-        Ok(_) => next.run(request).await,
+        Ok(user_id) => {
+            request
+                .extensions_mut()
+                .insert(Enforced { declared, user_id });
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
