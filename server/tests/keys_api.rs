@@ -1058,6 +1058,112 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
     }
 }
 
+/// A bulk action answers each key: one whose stored restrictions cannot be read is refused
+/// (409) and the others go on; a key the database fails on stops the action there, with the
+/// keys already changed reported as changed and the rest as not attempted (no 500 hiding what
+/// was written); failing on the first key, nothing was written and the answer is a 500.
+#[tokio::test]
+async fn a_bulk_action_reports_every_key_whatever_fails() {
+    let (app, org, admin) = with_admin_key().await;
+    let hour = app::ssr::db::rfc3339(app::ssr::db::now_ms() + 3_600_000);
+    let restricted = |name: &str| NewKey {
+        name: name.into(),
+        ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+        expires_at: Some(hour.clone()),
+        ..Default::default()
+    };
+    let (_, ci) = app.issue_key(&org, restricted("ci")).await;
+    let mut ids = Vec::new();
+    for name in ["a", "unreadable", "b"] {
+        ids.push(app.issue_key(&org, restricted(name)).await.0);
+    }
+    let bulk = |secret: &str, action: &str, ids: &[String]| {
+        let (app, secret) = (&app, secret.to_string());
+        let body = json!({"action": action, "ids": ids});
+        async move {
+            app.api("POST", "/api/v1/keys/bulk", Some(&secret), Some(body), IP)
+                .await
+        }
+    };
+    let statuses = |ids: Vec<String>| {
+        let app = &app;
+        async move {
+            let mut out = Vec::new();
+            for id in ids {
+                let s: String =
+                    sqlx::query_scalar("select status from api_key where api_key_id = $1")
+                        .bind(&id)
+                        .fetch_one(&app.state.db.reader)
+                        .await
+                        .unwrap();
+                out.push(s);
+            }
+            out
+        }
+    };
+    let r = bulk(&admin, "disable", &ids).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    sqlx::query("update api_key set ip_allowlist = 'not a list' where api_key_id = $1")
+        .bind(&ids[1])
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = bulk(&ci, "enable", &ids).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let codes: Vec<serde_json::Value> = (0..3).map(|i| r.json()[i]["code"].clone()).collect();
+    assert_eq!(
+        codes,
+        [json!(null), json!("conflict"), json!(null)],
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        statuses(ids.clone()).await,
+        ["active", "disabled", "active"]
+    );
+
+    // The database refuses the second key's timeline entry: the first stays disabled, the
+    // second and third are untouched.
+    let (x, y, z) = (ids[0].clone(), ids[2].clone(), ids[1].clone());
+    let refuse = if on_postgres() {
+        vec![
+            format!("create function refuse_key() returns trigger language plpgsql as $$ begin if new.api_key_id = '{y}' then raise exception 'refused by the test'; end if; return new; end $$"),
+            "create trigger refuse_key before insert on api_key_event for each row execute function refuse_key()".to_string(),
+        ]
+    } else {
+        vec![format!(
+            "create trigger refuse_key before insert on api_key_event when new.api_key_id = '{y}' begin select raise(abort, 'refused by the test'); end"
+        )]
+    };
+    for sql in refuse {
+        sqlx::query(&sql)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    let r = bulk(&admin, "revoke", &[x.clone(), y.clone(), z.clone()]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let out = r.json();
+    assert_eq!(out[0]["ok"], true, "{out}");
+    assert_eq!(out[1]["code"], "internal", "{out}");
+    assert_eq!(out[2]["code"], "unavailable", "{out}");
+    assert!(
+        out[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not attempted"),
+        "{out}"
+    );
+    assert_eq!(
+        statuses(vec![x.clone(), y.clone(), z.clone()]).await,
+        ["revoked", "active", "disabled"]
+    );
+    // Failing on the first key: nothing changed, a plain 500.
+    let r = bulk(&admin, "disable", &[y.clone(), z.clone()]).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    assert_eq!(statuses(vec![y, z]).await, ["active", "disabled"]);
+}
+
 /// A NUL character (which PostgreSQL cannot store in text) is refused with a clear 400
 /// wherever it comes in, on both backends, and nothing is written; text that merely looks like
 /// one is not.

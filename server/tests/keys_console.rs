@@ -722,4 +722,21 @@ async fn saving_the_key_page_keeps_what_the_form_did_not_change() {
             .starts_with("2099-06-02T23:59:59"),
         "{moved}"
     );
+    // The timeline names what changed, not what the form sent; saving it as it is records
+    // nothing.
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let edits: Vec<String> = sqlx::query_scalar(
+        "select detail from api_key_event where api_key_id = $1 and kind = 'edited'",
+    )
+    .bind(&id)
+    .fetch_all(&app.state.db.reader)
+    .await
+    .unwrap();
+    let mut edits: Vec<String> = edits
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["changed"].to_string())
+        .collect();
+    edits.sort();
+    assert_eq!(edits, [r#"["expires_at"]"#, r#"["name"]"#]);
 }

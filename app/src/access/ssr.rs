@@ -46,6 +46,8 @@ pub enum Principal {
         dynamic: Vec<String>,
         /// Its restrictions: what it makes, edits or takes over stays inside them.
         bounds: Arc<KeyBounds>,
+        /// Its rate limit now: no key it makes or changes may go faster.
+        rate: crate::usage::window::Limit,
     },
 }
 
@@ -57,14 +59,13 @@ pub struct KeyBounds {
     pub ip_allowlist: Vec<ipnet::IpNet>,
     pub endpoints: Vec<crate::keys::EndpointRule>,
     pub require_signature: bool,
-    /// Its rate limit now: requests per window of seconds.
-    pub rate: (u64, i64),
 }
 
 impl KeyBounds {
     /// Why a key restricted like `inner` would escape `self` (the first way found), or `None`
     /// when it stays inside: it expires no later, is allowed from no more addresses and on no
-    /// more endpoints, and is signed if `self` is. Rates are compared by [`KeyBounds::rate_within`].
+    /// more endpoints, and is signed if `self` is. Rates are compared by
+    /// [`Grant::require_rate_within`].
     pub fn escape(&self, inner: &KeyBounds) -> Option<&'static str> {
         if let Some(end) = self.expires_at {
             if inner.expires_at.is_none_or(|at| at > end) {
@@ -100,13 +101,6 @@ impl KeyBounds {
             );
         }
         None
-    }
-
-    /// Whether `limit` requests per `window_seconds` is no faster than this key's own rate.
-    pub fn rate_within(&self, limit: u64, window_seconds: i64) -> bool {
-        let (own, own_window) = self.rate;
-        u128::from(limit) * own_window.max(1) as u128
-            <= u128::from(own) * window_seconds.max(1) as u128
     }
 }
 
@@ -176,11 +170,15 @@ impl Grant {
     /// organization).
     pub fn require_rate_within(&self, limit: u64, window_seconds: i64) -> Result<(), AppError> {
         let plans = self.in_system_org() && self.allows(Permission::PlansWrite);
-        match self.key_bounds() {
-            Some(own) if !plans && !own.rate_within(limit, window_seconds) => Err(AppError::new(
-                ErrorCode::Forbidden,
-                "a key cannot give a key a faster rate limit than its own",
-            )),
+        match &self.principal {
+            Principal::Key { rate, .. }
+                if !plans && !rate.allows_no_faster(limit, window_seconds) =>
+            {
+                Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    "a key cannot give a key a faster rate limit than its own",
+                ))
+            }
             _ => Ok(()),
         }
     }

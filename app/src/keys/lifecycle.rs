@@ -422,26 +422,42 @@ pub async fn bulk(
             format!("name between 1 and {BULK_MAX} keys"),
         ));
     }
+    let failed = |id: &str, code: crate::error::ErrorCode, message: String| BulkOutcome {
+        id: id.to_string(),
+        ok: false,
+        status: None,
+        code: Some(code.as_str().into()),
+        message: Some(message),
+    };
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let outcome = match transition(state, acting, id, t, reason).await {
-            Ok(key) => BulkOutcome {
+    for (i, id) in ids.iter().enumerate() {
+        match transition(state, acting, id, t, reason).await {
+            Ok(key) => out.push(BulkOutcome {
                 id: id.clone(),
                 ok: true,
                 status: Some(key.status),
                 code: None,
                 message: None,
-            },
-            Err(e) if e.code == crate::error::ErrorCode::Internal => return Err(e),
-            Err(e) => BulkOutcome {
-                id: id.clone(),
-                ok: false,
-                status: None,
-                code: Some(e.code.as_str()),
-                message: Some(e.message),
-            },
-        };
-        out.push(outcome);
+            }),
+            // Nothing changed yet: the whole action failed, say so plainly (500).
+            Err(e) if e.code == crate::error::ErrorCode::Internal && !out.iter().any(|o| o.ok) => {
+                return Err(e)
+            }
+            // Some keys changed already: they are reported, and the keys after this one are
+            // not attempted (the database may be down: no waiting its timeout once per key).
+            Err(e) if e.code == crate::error::ErrorCode::Internal => {
+                out.push(failed(id, e.code, e.message));
+                for rest in &ids[i + 1..] {
+                    out.push(failed(
+                        rest,
+                        crate::error::ErrorCode::Unavailable,
+                        format!("not attempted: the change of key {id} failed; try again"),
+                    ));
+                }
+                break;
+            }
+            Err(e) => out.push(failed(id, e.code, e.message)),
+        }
     }
     Ok(out)
 }
@@ -552,23 +568,18 @@ pub async fn update(
         // it cannot lift its own).
         acting.grant.require_within(&settings.bounds())?;
     }
-    let mut changed: Vec<&str> = Vec::new();
-    for (field, sent) in [
-        ("name", patch.name.is_some()),
-        ("description", patch.description.is_some()),
-        ("category", patch.category.is_some()),
-        ("scopes", patch.scopes.is_some()),
-        ("endpoints", patch.endpoints.is_some()),
-        ("ip_allowlist", patch.ip_allowlist.is_some()),
-        ("expires_at", patch.expires_at.is_some()),
-        ("require_signature", patch.require_signature.is_some()),
-        ("metadata", patch.metadata.is_some()),
-    ] {
-        if sent {
-            changed.push(field);
-        }
-    }
-    if changed.is_empty() {
+    let sent = [
+        patch.name.is_some(),
+        patch.description.is_some(),
+        patch.category.is_some(),
+        patch.scopes.is_some(),
+        patch.endpoints.is_some(),
+        patch.ip_allowlist.is_some(),
+        patch.expires_at.is_some(),
+        patch.require_signature.is_some(),
+        patch.metadata.is_some(),
+    ];
+    if !sent.contains(&true) {
         return Err(AppError::invalid(
             "body",
             "send at least one field to change",
@@ -579,14 +590,37 @@ pub async fn update(
         .iter()
         .map(|n| n.to_string())
         .collect();
+    // What really changes (a field sent as it already is does not): the timeline names these.
+    let changed: Vec<&str> = [
+        ("name", settings.name != wire.name),
+        ("description", settings.description != wire.description),
+        ("category", settings.category != wire.category),
+        ("scopes", settings.scopes != wire.scopes),
+        ("endpoints", settings.endpoints != wire.endpoints),
+        ("ip_allowlist", ips != wire.ip_allowlist),
+        ("expires_at", settings.expires_at != current.expires_at),
+        (
+            "require_signature",
+            settings.require_signature != wire.require_signature,
+        ),
+        ("metadata", settings.metadata != wire.metadata),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect();
+    if changed.is_empty() {
+        // Nothing to write, nothing to record.
+        return Ok(wire);
+    }
     let mut tx = state.db.writer.begin().await?;
     // Where new keys need approval, what an approver approved (access, restrictions, expiry)
     // changes only through an approver; the creator may still shape a key that waits.
-    let access_changed = settings.scopes != wire.scopes
-        || settings.endpoints != wire.endpoints
-        || ips != wire.ip_allowlist
-        || settings.expires_at != current.expires_at
-        || settings.require_signature != wire.require_signature;
+    let access_changed = changed.iter().any(|f| {
+        matches!(
+            *f,
+            "scopes" | "endpoints" | "ip_allowlist" | "expires_at" | "require_signature"
+        )
+    });
     review_allows(&mut tx, &acting, &current, access_changed).await?;
     // A rolled key works only through its grace: a later expiry would keep two working
     // secrets, which is what the roll was to end.

@@ -205,14 +205,13 @@ pub fn endpoint_covers(outer: &EndpointRule, inner: &EndpointRule) -> bool {
 }
 
 impl Settings {
-    /// The restrictions the key will have, at `rate` (the authorization core's view).
+    /// The restrictions the key will have (the authorization core's view).
     pub fn bounds(&self) -> crate::access::ssr::KeyBounds {
         crate::access::ssr::KeyBounds {
             expires_at: self.expires_at,
             ip_allowlist: self.ip_allowlist.clone(),
             endpoints: self.endpoints.clone(),
             require_signature: self.require_signature,
-            rate: (0, 1),
         }
     }
 }
@@ -408,14 +407,12 @@ mod tests {
             ip_allowlist: vec!["10.0.0.0/8".parse().unwrap()],
             endpoints: vec![rule("GET", "/api/v1/**")],
             require_signature: true,
-            rate: (100, 3600),
         };
         let inside = KeyBounds {
             expires_at: Some(999),
             ip_allowlist: vec!["10.1.0.0/16".parse().unwrap()],
             endpoints: vec![rule("GET", "/api/v1/keys")],
             require_signature: true,
-            rate: (0, 1),
         };
         assert_eq!(own.escape(&inside), None);
         assert_eq!(own.escape(&own), None);
@@ -454,8 +451,6 @@ mod tests {
         }
         // An unrestricted key bounds nothing.
         assert_eq!(KeyBounds::default().escape(&KeyBounds::default()), None);
-        assert!(own.rate_within(100, 3600) && own.rate_within(1, 36));
-        assert!(!own.rate_within(101, 3600) && !own.rate_within(1, 35));
     }
 
     fn scopes(pairs: &[(&str, Access)]) -> Scopes {

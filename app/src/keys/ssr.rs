@@ -264,24 +264,27 @@ impl KeyRow {
         scope_permissions(&scopes)
     }
 
-    /// The key's restrictions (the authorization core's view; its rate is not read here).
-    /// Unreadable ones are refused: a key whose restrictions cannot be read is taken over by
-    /// no one who is bounded.
+    /// The key's restrictions (the authorization core's view).
+    /// Unreadable ones are refused (409, logged): a key whose restrictions cannot be read is
+    /// taken over by no one who is bounded (a user can still revoke it or set them anew).
     pub(crate) fn bounds(&self) -> Result<crate::access::ssr::KeyBounds, AppError> {
         let (_, endpoints, ip_allowlist) =
             super::verify::restrictions(&self.scopes, &self.endpoints, &self.ip_allowlist)
                 .ok_or_else(|| {
-                    AppError::internal(format!(
-                        "stored restrictions of key {} cannot be read",
-                        self.id
-                    ))
+                    tracing::error!(key_id = %self.id, "stored key restrictions cannot be read");
+                    AppError::new(
+                        crate::error::ErrorCode::Conflict,
+                        format!(
+                            "the stored restrictions of key {} cannot be read; a user must set them anew or revoke the key",
+                            self.id
+                        ),
+                    )
                 })?;
         Ok(crate::access::ssr::KeyBounds {
             expires_at: self.expires_at,
             ip_allowlist,
             endpoints,
             require_signature: self.require_signature != 0,
-            rate: (0, 1),
         })
     }
 

@@ -7,10 +7,11 @@ use super::rules::{endpoint_matches, ip_allowed, scope_permissions};
 use super::signature::{self, SigningSecret};
 use super::ssr::{effective_status, StoredStatus};
 use super::{EndpointRule, KeyStatus, Scopes};
-use crate::access::ssr::Principal;
+use crate::access::ssr::{KeyBounds, Principal};
 use crate::access::Permissions;
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::db::{now_ms, Db};
+use crate::usage::window::Limit;
 use ipnet::IpNet;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -28,27 +29,23 @@ pub struct VerifiedKey {
     pub status: StoredStatus,
     /// Waits for an approver: refused whatever its status.
     pub pending_approval: bool,
-    pub expires_at: Option<i64>,
     pub scopes: Scopes,
     /// Its dynamic permissions, as stored (their requirements are added by the authorization
     /// core).
     pub dynamic: Vec<String>,
     /// What the scopes amount to, computed once per cache fill.
     pub permissions: Permissions,
-    pub endpoints: Vec<EndpointRule>,
-    pub ip_allowlist: Vec<IpNet>,
     /// `false` when a stored restriction (IP allow-list, endpoint rules, scopes) cannot be
     /// read: the key is then refused, never treated as unrestricted.
     pub restrictions_readable: bool,
-    pub require_signature: bool,
     /// Derived from the pepper and the key's salt, to check `Signature` headers.
     pub signing_secret: SigningSecret,
     /// The key's rate limit: its own override, else its plan's (the default plan without one).
-    pub rate_limit: u64,
-    pub rate_window_seconds: i64,
-    /// Its restrictions as the authorization core bounds what it does with them (built once
-    /// per cache fill).
-    pub bounds: Arc<crate::access::ssr::KeyBounds>,
+    pub rate: Limit,
+    /// Its expiry, IP allow-list, endpoint rules and signature requirement: what verification
+    /// checks, and what the authorization core holds what it makes or changes inside (built
+    /// once per cache fill).
+    pub bounds: Arc<KeyBounds>,
 }
 
 impl VerifiedKey {
@@ -61,6 +58,7 @@ impl VerifiedKey {
             scopes: self.permissions,
             dynamic: self.dynamic.clone(),
             bounds: self.bounds.clone(),
+            rate: self.rate,
         }
     }
 }
@@ -231,17 +229,18 @@ async fn lookup(
             };
             let expires_at: Option<i64> = r.try_get("expires_at")?;
             let require_signature = r.try_get::<i64, _>("require_signature")? != 0;
-            let rate_limit = r.try_get::<i64, _>("effective_limit")?.max(1) as u64;
-            let rate_window_seconds = r.try_get::<i64, _>("effective_window")?.max(1);
-            let bounds = Arc::new(crate::access::ssr::KeyBounds {
-                expires_at,
-                ip_allowlist: ip_allowlist.clone(),
-                endpoints: endpoints.clone(),
-                require_signature,
-                rate: (rate_limit, rate_window_seconds),
-            });
+            let rate = Limit::new(
+                r.try_get::<i64, _>("effective_limit")?.max(1) as u64,
+                r.try_get::<i64, _>("effective_window")?.max(1),
+            );
             Some(Arc::new(VerifiedKey {
-                bounds,
+                bounds: Arc::new(KeyBounds {
+                    expires_at,
+                    ip_allowlist,
+                    endpoints,
+                    require_signature,
+                }),
+                rate,
                 signing_secret: signature::signing_secret(pepper, &id, &salt),
                 id,
                 organization_id: r.try_get("organization_id")?,
@@ -250,18 +249,12 @@ async fn lookup(
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 pending_approval: super::ssr::Approval::parse(&r.try_get::<String, _>("approval")?)
                     == super::ssr::Approval::Pending,
-                expires_at,
                 permissions: scope_permissions(&scopes),
                 // Unreadable dynamic permissions amount to none: they only ever add.
                 dynamic: serde_json::from_str(&r.try_get::<String, _>("permissions")?)
                     .unwrap_or_default(),
                 scopes,
-                endpoints,
-                ip_allowlist,
                 restrictions_readable: readable,
-                require_signature,
-                rate_limit,
-                rate_window_seconds,
             }))
         }
     };
@@ -333,7 +326,13 @@ pub async fn verify(
     {
         return Err(refusal(ErrorCode::KeyUnknown));
     }
-    match effective_status(key.status, key.pending_approval, key.expires_at, now_ms()) {
+    let bounds = &key.bounds;
+    match effective_status(
+        key.status,
+        key.pending_approval,
+        bounds.expires_at,
+        now_ms(),
+    ) {
         KeyStatus::Active => {}
         KeyStatus::Pending => return Err(refusal(ErrorCode::KeyPendingApproval)),
         KeyStatus::Disabled => return Err(refusal(ErrorCode::KeyDisabled)),
@@ -343,11 +342,12 @@ pub async fn verify(
     if !key.restrictions_readable {
         return Err(refusal(ErrorCode::KeyRestrictionsInvalid));
     }
-    if !key.ip_allowlist.is_empty() && !ip.is_some_and(|ip| ip_allowed(&key.ip_allowlist, ip)) {
+    if !bounds.ip_allowlist.is_empty() && !ip.is_some_and(|ip| ip_allowed(&bounds.ip_allowlist, ip))
+    {
         return Err(refusal(ErrorCode::IpNotAllowed));
     }
-    if !key.endpoints.is_empty()
-        && !key
+    if !bounds.endpoints.is_empty()
+        && !bounds
             .endpoints
             .iter()
             .any(|r| endpoint_matches(r, method, path))
@@ -391,7 +391,7 @@ pub async fn check_signature_at(
     now: i64,
 ) -> Result<(), AppError> {
     let Some(header) = header else {
-        return match key.require_signature {
+        return match key.bounds.require_signature {
             true => Err(refusal(ErrorCode::SignatureMissing)),
             false => Ok(()),
         };

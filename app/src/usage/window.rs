@@ -43,6 +43,17 @@ impl Limit {
         }
     }
 
+    /// The window's length in whole seconds.
+    pub fn window_secs(&self) -> i64 {
+        self.window_ms / 1000
+    }
+
+    /// Whether `limit` requests per `window_secs` is no faster than this limit.
+    pub fn allows_no_faster(&self, limit: u64, window_secs: i64) -> bool {
+        u128::from(limit) * self.window_ms.max(1) as u128
+            <= u128::from(self.limit) * window_secs.max(1) as u128 * 1000
+    }
+
     pub fn bucket_ms(&self) -> i64 {
         (self.window_ms / BUCKETS).max(MIN_BUCKET_MS)
     }
@@ -181,6 +192,16 @@ pub fn max_in_any_window(admitted: &[i64], window_ms: i64) -> usize {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_rate_is_no_faster_when_its_requests_per_second_are_not_more() {
+        let own = Limit::new(100, 3600);
+        assert!(own.allows_no_faster(100, 3600) && own.allows_no_faster(1, 36));
+        assert!(own.allows_no_faster(2400, 86_400) && own.allows_no_faster(0, 1));
+        assert!(!own.allows_no_faster(101, 3600) && !own.allows_no_faster(1, 35));
+        assert!(!own.allows_no_faster(u64::MAX, 1));
+        assert_eq!(own.window_secs(), 3600);
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]

@@ -18,7 +18,7 @@ use app::access::Permission;
 use app::error::{AppError, ErrorCode};
 use app::keys::ssr::{self as keys, KeyCache, VerifiedKey};
 use app::ssr::AppState;
-use app::usage::ssr::{Decision, Limit, RateLimiter};
+use app::usage::ssr::{Decision, RateLimiter};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -101,11 +101,10 @@ pub async fn require_key(
         .await?;
         logged = Some(KeyLogged(key.clone()));
         // Every request a valid key makes counts against its limit, whatever comes of it.
-        let limit = Limit::new(key.rate_limit, key.rate_window_seconds);
-        let decision = RateLimiter::of(&state)?.check(&key.id, limit).await?;
+        let decision = RateLimiter::of(&state)?.check(&key.id, key.rate).await?;
         rate = Some(decision);
         if !decision.admitted {
-            return Err(over_limit(&decision, key.rate_window_seconds));
+            return Err(over_limit(&decision, key.rate.window_secs()));
         }
         tell_usage_thresholds(&state, &key, &decision);
         // The one authorization core: the key's scopes, and for a personal access token its
@@ -127,7 +126,7 @@ pub async fn require_key(
                     .map_err(|_| keys::refusal(ErrorCode::SignatureInvalid))?,
             ),
         };
-        if header.is_none() && !key.require_signature {
+        if header.is_none() && !key.bounds.require_signature {
             return Ok((key, grant, body));
         }
         // The body is part of what is signed: read it (the global body limit applies), check,
@@ -187,13 +186,13 @@ fn tell_usage_thresholds(state: &AppState, key: &VerifiedKey, d: &Decision) {
     };
     let used = d.limit - d.remaining;
     let window =
-        app::notify::ssr::usage_alert_period(app::ssr::db::now_ms(), key.rate_window_seconds);
+        app::notify::ssr::usage_alert_period(app::ssr::db::now_ms(), key.rate.window_secs());
     let Some(threshold) = alerts.crossed(&key.id, window, used, d.limit) else {
         return;
     };
     let (db, origin) = (state.db.clone(), state.config.origin_string());
     let (key_id, org) = (key.id.clone(), key.organization_id.clone());
-    let limit_text = app::usage::describe(d.limit as i64, key.rate_window_seconds);
+    let limit_text = app::usage::describe(d.limit as i64, key.rate.window_secs());
     tokio::spawn(async move {
         if let Err(e) = app::notify::ssr::usage_threshold(
             &db,

@@ -431,7 +431,7 @@ pub async fn verify(
                 org_id: Some(key.organization_id.clone()),
                 environment: Some(key.environment.clone()),
                 scopes: Some(key.scopes.clone()),
-                expires_at: key.expires_at.map(keys::rfc3339),
+                expires_at: key.bounds.expires_at.map(keys::rfc3339),
                 missing: None,
                 permissions: Some(permissions),
             }))

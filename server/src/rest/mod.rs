@@ -379,7 +379,7 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::POST, "/api/v1/keys/bulk", Key(KeysWrite), post(keys::bulk), Doc {
             summary: "Bulk enable, disable or revoke",
-            description: "One action on 1 to 100 keys; each key gets its own outcome, one refusal does not stop the others.",
+            description: "One action on 1 to 100 keys; each key gets its own outcome, one refusal does not stop the others. A server error on one key stops the action there: the keys before it keep their outcomes, the rest are answered `unavailable` (not attempted); on the first key, the answer is a 500 and nothing changed.",
             query: &[],
             body: Body::Json("BulkBody", r#"{"action":"disable","ids":["key_…","key_…"],"reason":"suspected leak"}"#),
             ok: (200, Out::JsonArray("BulkOutcome")), errors: &[INVALID],
@@ -401,7 +401,7 @@ pub fn routes() -> Vec<RouteSpec> {
         },
         spec(Method::PATCH, "/api/v1/keys/{id}", Key(KeysWrite), patch(keys::update), Doc {
             summary: "Edit a key",
-            description: "Changes settings (not the secret, environment or status); absent fields stay, `expires_at: null` removes the expiry. Validated like a new key; recorded in the timeline as `edited`.",
+            description: "Changes settings (not the secret, environment or status); absent fields stay, `expires_at: null` removes the expiry. Validated like a new key; recorded in the timeline as `edited`, naming the fields whose value changed (a field sent as it already is is no change; a request changing nothing writes and records nothing).",
             query: &[],
             body: Body::Json("KeyPatch", r#"{"ip_allowlist":["192.0.2.0/24"],"reason":"office only"}"#),
             ok: (200, Out::Json("ApiKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
