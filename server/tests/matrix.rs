@@ -3,7 +3,8 @@
 //! - **permission ceiling**: every mutating operation, called by each weaker principal (a
 //!   read-only key, a basic key against a stronger target, a viewer, a member, a personal token
 //!   whose owner was demoted, removed or disabled), is refused with its code, returns no
-//!   secret, and leaves every key row as it was;
+//!   secret, and leaves every key row as it was; and every key route, called by a key holding
+//!   everything but restricted (IP allow-list, expiry), gives it no key or secret outside them;
 //! - **isolation and bad input**: another organization's ids, malformed JSON, unknown fields
 //!   and oversize bodies on every route and server function, each refused with its code and
 //!   nothing written.
@@ -39,6 +40,9 @@ struct World {
     /// `roles:write` and everything the viewer holds (so the custom role, built on the viewer,
     /// is within its reach): may edit roles, but not build one granting more than it holds.
     roles_key: String,
+    /// Holding everything, but allowed only from `192.0.2.0/24` and expiring in an hour: what
+    /// it makes, edits or takes over must stay inside those restrictions.
+    restricted: String,
     /// Personal tokens (basic) whose owners were demoted to viewer, removed, disabled.
     pat_demoted: String,
     pat_removed: String,
@@ -87,6 +91,18 @@ async fn world() -> World {
         .scoped_key(&org, json!({"keys": "write", "org": "read"}))
         .await;
     let (_, read_only) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let (_, restricted) = app
+        .issue_key(
+            &org,
+            app::keys::NewKey {
+                name: "restricted".into(),
+                category: Some("admin".into()),
+                ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+                expires_at: Some(app::keys::ssr::rfc3339(app::ssr::db::now_ms() + 3_600_000)),
+                ..Default::default()
+            },
+        )
+        .await;
     let (_, approver) = app
         .scoped_key(&org, json!({"keys": "write", "approvals": "write"}))
         .await;
@@ -197,6 +213,7 @@ async fn world() -> World {
         strong_pending,
         basic,
         read_only,
+        restricted,
         approver,
         pat_disabled: pats.pop().unwrap(),
         pat_removed: pats.pop().unwrap(),
@@ -470,6 +487,106 @@ async fn rest_ceiling_matrix() {
         }
     }
     assert!(cases >= 30, "only {cases} cases: is the route list empty?");
+}
+
+/// For each mutating key route, the call by which a restricted key would escape its
+/// restrictions (a key of its own unrestricted, an unrestricted key's secret, a faster
+/// limit), or `None` where the route hands a key nothing to escape with. A new key route must
+/// be added here.
+fn escape_for(w: &World, method: &Method, template: &str) -> Option<Call> {
+    let on = |id: &str| template.replace("{id}", id);
+    let call = |path: String, body: Option<Value>| {
+        Some(Call {
+            path,
+            body,
+            power: true,
+        })
+    };
+    match (method.as_str(), template) {
+        ("POST", "/api/v1/keys") => call(on(""), Some(json!({"name": "p", "ip_allowlist": []}))),
+        ("POST", "/api/v1/keys/import") => call(
+            on(""),
+            Some(json!([{"name": "p", "expires_at": null, "ip_allowlist": []}])),
+        ),
+        ("POST", "/api/v1/keys/bulk") => call(
+            on(""),
+            Some(json!({"action": "enable", "ids": [w.strong_disabled]})),
+        ),
+        ("POST", "/api/v1/keys/{id}/enable") => call(on(&w.strong_disabled), None),
+        ("POST", "/api/v1/keys/{id}/roll") => {
+            call(on(&w.strong), Some(json!({"grace_seconds": 0})))
+        }
+        // Narrowing an unrestricted key part of the way is still taking it over.
+        ("PATCH", "/api/v1/keys/{id}") => call(
+            on(&w.strong),
+            Some(json!({"ip_allowlist": ["192.0.2.0/24"]})),
+        ),
+        ("PUT", "/api/v1/keys/{id}/limit") => call(
+            on(&w.strong),
+            Some(json!({"rate_limit": 1000000, "rate_window_seconds": 1})),
+        ),
+        // Approving hands a key to its creator, who chose its restrictions under their own;
+        // the rest only take away.
+        ("POST", "/api/v1/keys/{id}/approve")
+        | ("POST", "/api/v1/keys/{id}/reject")
+        | ("POST", "/api/v1/keys/{id}/disable")
+        | ("DELETE", "/api/v1/keys/{id}") => None,
+        (_, path) if path.starts_with("/api/v1/keys") => {
+            panic!("key route {method} {path} has no case in the restrictions matrix")
+        }
+        _ => None,
+    }
+}
+
+/// A key holding everything but restricted (IP allow-list, expiry) cannot use any key route
+/// to get a key, or a key's secret, outside its restrictions: refused `forbidden`, no secret,
+/// nothing written.
+#[tokio::test]
+async fn restricted_key_matrix() {
+    let w = world().await;
+    let mut cases = 0;
+    for spec in routes() {
+        if !matches!(spec.access, Access::Key(p) if p.is_write()) {
+            continue;
+        }
+        let Some(call) = escape_for(&w, &spec.method, spec.path) else {
+            continue;
+        };
+        let what = format!("restricted key: {} {}", spec.method, call.path);
+        let before = w.app.snapshot().await;
+        let r = w
+            .app
+            .api(
+                spec.method.as_str(),
+                &call.path,
+                Some(&w.restricted),
+                call.body.clone(),
+                IP,
+            )
+            .await;
+        assert!(
+            refused_with(&r, StatusCode::FORBIDDEN, "forbidden"),
+            "{what}: expected forbidden, got {} {}",
+            r.status,
+            r.body
+        );
+        assert_no_secret(&r, &what);
+        assert_eq!(w.app.snapshot().await, before, "{what}: rows changed");
+        cases += 1;
+    }
+    assert_eq!(cases, 7, "a key route lost its case");
+    // The same key may make a key inside its restrictions: the refusals above are about them.
+    let r = w
+        .app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&w.restricted),
+            Some(json!({"name": "inside", "category": "admin"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
 /// The form of each organization server function: the call that would hand out or bring
