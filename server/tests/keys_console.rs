@@ -615,9 +615,11 @@ async fn a_personal_token_acts_within_its_owners_current_permissions() {
     assert_eq!(r.error_code(), "key_disabled");
 }
 
-/// A row the database fails to write (here: it refuses the row's timeline entry) is that row's
-/// outcome, on both backends: the rows issued before and after it are answered with their
-/// one-time secrets (a 500 would have lost the secrets of keys already committed).
+/// A row the database fails to write (here: it refuses the row's timeline entry) stops the
+/// import there, on both backends: the rows issued before it are answered with their one-time
+/// secrets (a 500 would have lost the secrets of keys already committed), the failed row is
+/// refused, and the rows after it are refused as not attempted (a database that is down is not
+/// waited on once per row). Failing before any row was written, the import is a plain 500.
 #[tokio::test]
 async fn a_row_the_database_refuses_does_not_lose_the_secrets_of_the_others() {
     let (app, _org, admin) = with_admin_key().await;
@@ -645,19 +647,28 @@ async fn a_row_the_database_refuses_does_not_lose_the_secrets_of_the_others() {
     let actions: Vec<&str> = (0..3)
         .map(|i| rows[i]["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["issued", "refused", "issued"], "{rows}");
+    assert_eq!(actions, ["issued", "refused", "refused"], "{rows}");
     assert_eq!(rows[1]["code"], "internal");
-    assert!(rows[1]["key"].is_null());
+    assert_eq!(rows[2]["code"], "unavailable");
+    assert!(rows[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not attempted"));
+    assert!(rows[1]["key"].is_null() && rows[2]["key"].is_null());
     assert_eq!(
         app.count("api_key").await,
-        before + 2,
-        "the refused row's key was kept"
+        before + 1,
+        "a refused row's key was kept"
     );
-    for i in [0, 2] {
-        let key = rows[i]["key"].as_str().expect("the issued key's secret");
-        let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
-        assert_eq!(r.status, StatusCode::OK, "row {i}: {}", r.body);
-    }
+    let key = rows[0]["key"].as_str().expect("the issued key's secret");
+    let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // The first row refused for its own fault, the second failing: nothing was written.
+    let rows = json!([{"name": ""}, {"name": "second"}]).to_string();
+    let r = import(&app, &admin, &rows, "application/json", false).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    assert_eq!(app.count("api_key").await, before + 1);
 }
 
 async fn key_of(app: &TestApp, b: &mut Browser, org: &str, id: &str) -> serde_json::Value {

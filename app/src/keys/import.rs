@@ -399,7 +399,10 @@ pub async fn import(
         }
         .await;
         match planned {
-            Err(e) if e.code == ErrorCode::Internal => return Err(e),
+            Err(e) if e.code == ErrorCode::Internal => {
+                stop_at(&mut out, outcome, e, &rows[i + 1..])?;
+                break;
+            }
             Err(e) => {
                 outcome.action = "refused".into();
                 outcome.code = Some(e.code.as_str());
@@ -462,8 +465,12 @@ pub async fn import(
                 .await;
                 let (id, signing, approval) = match written {
                     Ok(done) => done,
-                    // Registered meanwhile by a concurrent import (conflict), or a failure of
-                    // the database (logged, opaque): this row is refused, the others stand.
+                    Err(e) if e.code == ErrorCode::Internal => {
+                        stop_at(&mut out, outcome, e, &rows[i + 1..])?;
+                        break;
+                    }
+                    // Registered meanwhile by a concurrent import (conflict), or a collision
+                    // (unavailable): this row is refused, the others stand.
                     Err(e) => {
                         outcome.action = "refused".into();
                         outcome.code = Some(e.code.as_str());
@@ -509,6 +516,43 @@ pub async fn import(
         }
     }
     Ok(out)
+}
+
+/// A server error on a row (the database failing, logged and opaque): the import stops there.
+/// When no row was written yet, it fails as a whole (nothing to lose). Otherwise the rows
+/// written keep their outcomes (and one-time secrets), this row is refused with the error, and
+/// the rest are refused as not attempted (a database that is down is not waited on once per
+/// row).
+fn stop_at(
+    out: &mut Vec<ImportOutcome>,
+    mut outcome: ImportOutcome,
+    e: AppError,
+    rest: &[ImportRow],
+) -> Result<(), AppError> {
+    if !out.iter().any(|o| o.id.is_some()) {
+        return Err(e);
+    }
+    let failed = outcome.row;
+    outcome.action = "refused".into();
+    outcome.code = Some(e.code.as_str());
+    outcome.message = Some(e.message);
+    out.push(outcome);
+    for (n, row) in rest.iter().enumerate() {
+        out.push(ImportOutcome {
+            row: failed + 1 + n,
+            name: row.name.clone(),
+            ok: false,
+            action: "refused".into(),
+            id: None,
+            key: None,
+            signing_secret: None,
+            code: Some(ErrorCode::Unavailable.as_str()),
+            message: Some(format!(
+                "not attempted: row {failed} failed; import the rows from {failed} on again"
+            )),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

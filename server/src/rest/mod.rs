@@ -394,7 +394,7 @@ pub fn routes() -> Vec<RouteSpec> {
             body_limit: crate::IMPORT_MAX_BYTES,
             ..spec(Method::POST, "/api/v1/keys/import", Key(KeysWrite), post(keys::import), Doc {
                 summary: "Import keys",
-                description: "Up to 1000 keys from JSON (an array of rows) or CSV (a header row). A row may bring another system's plaintext `key` or its hex SHA-256 `key_hash`; a row without either (e.g. from our export) gets a new key, returned in its outcome once. Each row is checked and imported on its own. `dry_run=true` previews and writes nothing. Body up to 1 MiB.",
+                description: "Up to 1000 keys from JSON (an array of rows) or CSV (a header row). A row may bring another system's plaintext `key` or its hex SHA-256 `key_hash`; a row without either (e.g. from our export) gets a new key, returned in its outcome once. Each row is checked and imported on its own; a server error on a row stops the import there (the rows after it: `unavailable`, not attempted). `dry_run=true` previews and writes nothing. Body up to 1 MiB.",
                 query: &[Param { name: "dry_run", kind: "boolean", values: &[], description: "Check and report every row, write nothing.", example: Some("true") }],
                 body: Body::Import, ok: (200, Out::Json("ImportReport")), errors: &[INVALID],
             })
