@@ -211,6 +211,23 @@ async fn pages_not_stored(
 /// The body limit of pages and server functions: [`MAX_BODY_BYTES`], or
 /// [`IMPORT_MAX_BYTES`] for the console's key import; and no NUL in a server function's body
 /// ([`nul`]).
+/// Why a request body could not be read: over the limit (413), or cut off or malformed on
+/// the way (400).
+fn body_refusal(e: &axum::Error) -> app::error::AppError {
+    use app::error::{AppError, ErrorCode};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large");
+        }
+        cause = c.source();
+    }
+    AppError::new(
+        ErrorCode::InvalidInput,
+        "the request body could not be read",
+    )
+}
+
 async fn site_body_limit(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -243,12 +260,9 @@ async fn site_body_limit(
             .starts_with(app::access::policy::RPC_PREFIX)
     {
         use axum::response::IntoResponse;
-        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-            return app::error::AppError::new(
-                app::error::ErrorCode::PayloadTooLarge,
-                "the request body is too large",
-            )
-            .into_response();
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => bytes,
+            Err(e) => return body_refusal(&e).into_response(),
         };
         // Whatever the Content-Type says: the functions decode their bodies as forms (a form
         // body cannot hold a JSON escape's backslash unencoded, so both checks are safe).

@@ -785,3 +785,39 @@ async fn requests_for_a_foreign_host_are_refused() {
         .await;
     assert_eq!(probe.status, StatusCode::OK);
 }
+
+/// A server function's body that breaks off on the way is a 400 (not a 413 blaming its size);
+/// one sent without a length (chunked) past the limit is a 413.
+#[tokio::test]
+async fn a_server_function_body_cut_off_is_a_bad_request_and_an_endless_one_too_large() {
+    use axum::body::{Body, Bytes};
+    let app = spawn().await;
+    let post = |body: Body| {
+        Request::post("/rpc/sign_in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, ORIGIN)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::ACCEPT, "application/json")
+            .body(body)
+            .unwrap()
+    };
+    let cut: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"email=a%40example.org&pass")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the client went away",
+        )),
+    ];
+    let r = app
+        .send(post(Body::from_stream(futures::stream::iter(cut))))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.error_code(), "invalid_input", "{}", r.body);
+
+    let chunk = Bytes::from(vec![b'a'; 16 * 1024]);
+    let endless =
+        futures::stream::iter((0..10).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = app.send(post(Body::from_stream(endless))).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert_eq!(r.error_code(), "payload_too_large", "{}", r.body);
+}
