@@ -1058,6 +1058,81 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
     }
 }
 
+/// A key limited to some endpoints makes only keys limited to endpoints it covers: none (any
+/// endpoint) or a wider rule is refused and nothing written; left out, its rules are inherited.
+#[tokio::test]
+async fn an_endpoint_limited_key_makes_only_keys_within_its_endpoints() {
+    let (app, org, _) = with_admin_key().await;
+    let (_, limited) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "limited".into(),
+                endpoints: Some(vec![
+                    app::keys::EndpointRule {
+                        method: "GET".into(),
+                        path: "/api/v1/**".into(),
+                    },
+                    app::keys::EndpointRule {
+                        method: "POST".into(),
+                        path: "/api/v1/keys".into(),
+                    },
+                ]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let keys = app.count("api_key").await;
+    for endpoints in [
+        json!([]),
+        json!([{"method": "*", "path": "/api/v1/keys"}]),
+        json!([{"method": "POST", "path": "/api/v1/**"}]),
+        json!([{"method": "DELETE", "path": "/api/v1/keys/*"}]),
+    ] {
+        let body = json!({"name": "x", "endpoints": endpoints});
+        let r = app
+            .api(
+                "POST",
+                "/api/v1/keys",
+                Some(&limited),
+                Some(body.clone()),
+                IP,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.body);
+        assert!(r.body.contains("endpoints"), "{body}: {}", r.body);
+    }
+    assert_eq!(
+        app.count("api_key").await,
+        keys,
+        "a refused key was written"
+    );
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&limited),
+            Some(json!({"name": "narrow", "endpoints": [{"method": "GET", "path": "/api/v1/keys/*"}]})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys",
+            Some(&limited),
+            Some(json!({"name": "inherits"})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.json()["endpoints"],
+        json!([{"method": "GET", "path": "/api/v1/**"}, {"method": "POST", "path": "/api/v1/keys"}])
+    );
+}
+
 /// A bulk action answers each key: one whose stored restrictions cannot be read is refused
 /// (409) and the others go on; a key the database fails on stops the action there, with the
 /// keys already changed reported as changed and the rest as not attempted (no 500 hiding what

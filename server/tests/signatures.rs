@@ -390,3 +390,31 @@ async fn a_replay_is_refused_for_the_whole_window_across_pruning() {
     let e = check(last_fresh + 1000).await.unwrap_err();
     assert_eq!(e.code.as_str(), "signature_stale");
 }
+
+/// A key that must sign its requests makes only keys that must too: asking for an unsigned one
+/// is refused (nothing written), and leaving it out inherits the requirement.
+#[tokio::test]
+async fn a_signing_key_makes_only_signing_keys() {
+    let s = setup(true).await;
+    let post = |body: String| {
+        let s = &s;
+        async move {
+            let sig = header(&s.secret, now(), "POST", "/api/v1/keys", &body);
+            s.call("POST", "/api/v1/keys", Some(&body), Some(&sig))
+                .await
+        }
+    };
+    let keys = s.app.count("api_key").await;
+    let r = post(r#"{"name":"unsigned","require_signature":false}"#.into()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("sign"), "{}", r.body);
+    assert_eq!(
+        s.app.count("api_key").await,
+        keys,
+        "the refused key was written"
+    );
+    let r = post(r#"{"name":"inherits"}"#.into()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["require_signature"], true, "{}", r.body);
+    assert_eq!(s.org, r.json()["organization_id"], "{}", r.body);
+}
