@@ -658,3 +658,46 @@ async fn an_impersonated_export_is_recorded_with_its_address() {
     .unwrap();
     assert_eq!(recorded, vec![Some("198.51.100.23".to_string())]);
 }
+
+/// A user held to enrolling a second factor (their organization requires one, they have none)
+/// does not hold the administrator impersonating them: the read-only calls go through, and the
+/// administrator's own session is not left held when the impersonation ends.
+#[tokio::test]
+async fn a_user_held_to_enrolment_does_not_hold_the_administrator() {
+    let app = spawn().await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let ann_org = app.org_of(&ann).await;
+    sqlx::query(
+        "insert into organization_policy (organization_id, require_two_factor, updated_at) values ($1, 1, 0)",
+    )
+    .bind(&ann_org)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    // Ann herself is held.
+    let mut ann_b = app.signed_in("ann@example.org").await;
+    let r = app
+        .rpc(&mut ann_b, "list_keys", &[("organization_id", &ann_org)])
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", "ann");
+
+    let mut b = app.signed_in("root@example.org").await;
+    let r = impersonate(&app, &mut b, "ann@example.org", "ticket 7: her keys").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .rpc(&mut b, "list_keys", &[("organization_id", &ann_org)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["email"], "ann@example.org");
+    assert_eq!(me["must_enrol_two_factor"], false, "{me}");
+
+    let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["email"], "root@example.org");
+    assert_eq!(me["must_enrol_two_factor"], false, "{me}");
+    let r = app.rpc(&mut b, "list_users", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
