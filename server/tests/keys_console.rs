@@ -750,4 +750,30 @@ async fn saving_the_key_page_keeps_what_the_form_did_not_change() {
         .collect();
     edits.sort();
     assert_eq!(edits, [r#"["expires_at"]"#, r#"["name"]"#]);
+
+    // A new address and the signature box are changes of their own, and only they.
+    let mut form = save("2099-06-02", "renamed");
+    form[5].1 = "10.0.0.0/8\n192.168.0.0/16".to_string();
+    form.push(("require_signature", "on".to_string()));
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let after = key_of(&app, &mut b, &org, &id).await;
+    assert_eq!(
+        after["ip_allowlist"],
+        json!(["10.0.0.0/8", "192.168.0.0/16"])
+    );
+    assert_eq!(after["require_signature"], true);
+    assert_eq!(after["expires_at"], moved["expires_at"]);
+    let last: String = sqlx::query_scalar(
+        "select detail from api_key_event where api_key_id = $1 and kind = 'edited' and detail like '%ip_allowlist%'",
+    )
+    .bind(&id)
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&last).unwrap()["changed"],
+        json!(["ip_allowlist", "require_signature"])
+    );
 }
