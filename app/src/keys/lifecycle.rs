@@ -426,7 +426,7 @@ pub async fn bulk(
         id: id.to_string(),
         ok: false,
         status: None,
-        code: Some(code.as_str().into()),
+        code: Some(code.as_str()),
         message: Some(message),
     };
     let mut out = Vec::with_capacity(ids.len());
