@@ -776,4 +776,47 @@ async fn saving_the_key_page_keeps_what_the_form_did_not_change() {
         serde_json::from_str::<serde_json::Value>(&last).unwrap()["changed"],
         json!(["ip_allowlist", "require_signature"])
     );
+
+    // A form loaded before someone else tightened the key is refused, not saved over it.
+    let loaded = key_of(&app, &mut b, &org, &id).await;
+    sqlx::query(
+        "update api_key set ip_allowlist = '[\"172.16.0.0/12\"]', updated_at = updated_at + 1 where api_key_id = $1",
+    )
+    .bind(&id)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let mut form = save("2099-06-02", "renamed again");
+    form[5].1 = loaded["ip_allowlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    form.push(("require_signature", "on".to_string()));
+    form.push((
+        "version",
+        loaded["updated_at"].as_str().unwrap().to_string(),
+    ));
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], "version", "{}", r.body);
+    let after = key_of(&app, &mut b, &org, &id).await;
+    assert_eq!(after["ip_allowlist"], json!(["172.16.0.0/12"]));
+    assert_eq!(after["name"], "renamed");
+    // Reloaded, the same save goes through.
+    let form: Vec<(&str, String)> = form
+        .into_iter()
+        .map(|(k, v)| match k {
+            "version" => (k, after["updated_at"].as_str().unwrap().to_string()),
+            "ip_allowlist" => (k, "172.16.0.0/12".to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.rpc(&mut b, "update_key", &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["name"], "renamed again");
 }

@@ -59,11 +59,21 @@ pub async fn update_key(
     expires_on: String,
     #[server(default)] require_signature: Option<String>,
     reason: String,
+    #[server(default)] version: Option<String>,
 ) -> Result<ApiKey, AppError> {
     use crate::ssr;
     let (caller, grant) = crate::access::guard::guard_in("update_key", &organization_id).await?;
     ssr::respond(async move {
-        let current = super::ssr::get(&caller.state.db, &organization_id, &key_id).await?;
+        // `version`: the key's `updated_at` when the page loaded it (the page always sends
+        // it). The form is compared with the key as it is now, and saved only if that is still
+        // the version loaded (409 otherwise): a stale form never undoes someone else's change.
+        let version = version
+            .as_deref()
+            .map(|v| super::ssr::parse_rfc3339("version", v))
+            .transpose()?;
+        let current = super::ssr::row_fresh(&caller.state.db, &organization_id, &key_id)
+            .await?
+            .to_wire(crate::ssr::db::now_ms());
         // The form shows the expiry's day: the same day sent back is no change (the key keeps
         // its exact time; a rename must not move it, nor count as an access change).
         let day = expires_on.trim();
@@ -90,7 +100,14 @@ pub async fn update_key(
             reason: Some(reason),
             ..Default::default()
         };
-        super::ssr::update(&caller.state, acting!(caller, grant), &key_id, &patch).await
+        super::ssr::update(
+            &caller.state,
+            acting!(caller, grant),
+            &key_id,
+            &patch,
+            version,
+        )
+        .await
     })
     .await
 }

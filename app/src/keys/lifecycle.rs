@@ -481,11 +481,17 @@ pub fn parse_transition(action: &str) -> Result<Transition, AppError> {
 /// The key after the edit is validated against the caller's ceiling like a new key, so a
 /// caller can neither widen a key past what they hold nor edit one that holds more. The write
 /// is conditional on the key not having been revoked meanwhile.
+///
+/// `version`: the `updated_at` (ms) of the key as the caller saw it when it chose the change
+/// (a form loaded a while ago, a scan's reading): the change is refused (409) unless the key
+/// is still exactly that, so it cannot undo what someone else changed meanwhile. `None` for a
+/// change that names only what it sets (REST `PATCH`).
 pub async fn update(
     state: &AppState,
     acting: Acting<'_>,
     key_id: &str,
     patch: &super::KeyPatch,
+    version: Option<i64>,
 ) -> Result<ApiKey, AppError> {
     let org_id = acting.org();
     let reason = clean_reason(patch.reason.as_deref())?;
@@ -509,6 +515,13 @@ pub async fn update(
             &current.dynamic_permissions(),
         )
         .await?;
+    }
+    // The write below is conditional on this `updated_at`: the check holds until it.
+    if version.is_some_and(|v| v != current.updated_at) {
+        return Err(AppError::conflict(
+            "version",
+            "the key changed since it was loaded (edited, reviewed or its status changed); reload it and try again",
+        ));
     }
     if current.status == StoredStatus::Revoked {
         return Err(AppError::conflict(

@@ -410,7 +410,10 @@ pub async fn narrow(
     key_id: &str,
 ) -> Result<crate::keys::ApiKey, AppError> {
     let org = acting.org().to_string();
-    let current = crate::keys::ssr::get(&state.db, &org, key_id).await?;
+    // Read from the writer, and narrowed only if it is still what was read: scopes removed
+    // meanwhile must not come back.
+    let row = crate::keys::ssr::row_fresh(&state.db, &org, key_id).await?;
+    let current = row.to_wire(crate::ssr::db::now_ms());
     let catalog = state.domains.get::<RouteCatalog>()?;
     let used = used_scopes(
         &state.db,
@@ -442,7 +445,7 @@ pub async fn narrow(
         reason: Some("narrowed to what it used in the last 30 days (security scan)".into()),
         ..Default::default()
     };
-    crate::keys::ssr::update(state, acting, key_id, &patch).await
+    crate::keys::ssr::update(state, acting, key_id, &patch, Some(row.updated_at)).await
 }
 
 #[cfg(test)]

@@ -515,7 +515,14 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<app::keys::KeyPatch>,
 ) -> Result<Json<ApiKey>, AppError> {
-    let updated = keys::update(&state, Acting::new(&grant, ip.as_deref()), &id, &patch).await?;
+    let updated = keys::update(
+        &state,
+        Acting::new(&grant, ip.as_deref()),
+        &id,
+        &patch,
+        None,
+    )
+    .await?;
     Ok(Json(updated))
 }
 

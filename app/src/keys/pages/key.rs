@@ -123,6 +123,8 @@ pub(super) fn KeySettings(
             <ActionForm action=update>
                 <input type="hidden" name="organization_id" prop:value=move || org.get() />
                 <input type="hidden" name="key_id" value=key.id.clone() />
+                // The key as loaded: saved only if nobody changed it since.
+                <input type="hidden" name="version" value=key.updated_at.clone() />
                 <fieldset disabled={!editable}>
                     <label for="edit-name">"Name"</label>
                     <input id="edit-name" name="name" required maxlength="100" value=key.name.clone() />
