@@ -1161,9 +1161,53 @@ async fn a_policy_change_checks_the_caller_again_inside_it() {
         require_key_approval: true,
         max_key_lifetime_days: None,
     };
-    let refused = app::orgs::policy::set(&t.app.state.db, &stale, &policy)
+    let refused = app::orgs::policy::set(&t.app.state.db, &stale, &policy, None)
         .await
         .unwrap_err();
     assert_eq!(refused.message, "missing permission: org:write");
     assert_eq!(t.app.snapshot().await, before, "rows changed");
+}
+
+/// The policy form sends the policies it was loaded with: loaded before someone else turned a
+/// requirement on, it is refused (409) rather than switching it off again; reloaded, it saves.
+#[tokio::test]
+async fn a_stale_policy_form_cannot_undo_a_requirement() {
+    let t = team().await;
+    let loaded = call(&t, &t.owner, "get_org_policy", &[]).await.body;
+    let r = call(
+        &t,
+        &t.owner,
+        "set_org_policy",
+        &[
+            ("max_key_lifetime_days", ""),
+            ("require_key_approval", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = t.app.snapshot().await;
+    let r = call(
+        &t,
+        &t.owner,
+        "set_org_policy",
+        &[("max_key_lifetime_days", "30"), ("loaded", &loaded)],
+    )
+    .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "stale policy form");
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    let r = call(&t, &t.viewer, "get_org_policy", &[]).await;
+    assert_eq!(r.json()["require_key_approval"], true, "{}", r.body);
+    assert!(r.json()["max_key_lifetime_days"].is_null(), "{}", r.body);
+
+    let loaded = call(&t, &t.owner, "get_org_policy", &[]).await.body;
+    let r = call(
+        &t,
+        &t.owner,
+        "set_org_policy",
+        &[("max_key_lifetime_days", "30"), ("loaded", &loaded)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["max_key_lifetime_days"], 30, "{}", r.body);
+    assert_eq!(r.json()["require_key_approval"], false, "{}", r.body);
 }

@@ -318,6 +318,7 @@ pub async fn set_org_policy(
     max_key_lifetime_days: String,
     #[server(default)] require_two_factor: Option<String>,
     #[server(default)] require_key_approval: Option<String>,
+    #[server(default)] loaded: Option<String>,
 ) -> Result<super::OrgPolicy, AppError> {
     use crate::ssr;
     let (caller, grant) =
@@ -337,7 +338,14 @@ pub async fn set_org_policy(
             require_two_factor: require_two_factor.is_some_and(|v| !v.is_empty()),
             require_key_approval: require_key_approval.is_some_and(|v| !v.is_empty()),
         };
-        super::policy::set(&caller.state.db, &grant, &policy).await?;
+        // The policy the page was loaded with (JSON; the page always sends it).
+        let loaded = loaded
+            .map(|l| {
+                serde_json::from_str::<super::OrgPolicy>(&l)
+                    .map_err(|_| AppError::invalid("loaded", "not a policy as the page loads it"))
+            })
+            .transpose()?;
+        super::policy::set(&caller.state.db, &grant, &policy, loaded.as_ref()).await?;
         Ok(policy)
     })
     .await

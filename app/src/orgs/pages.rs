@@ -648,7 +648,10 @@ fn PolicyForm(org: String) -> impl IntoView {
     let save = ServerAction::<SetOrgPolicy>::new();
     let policy = {
         let org = org.clone();
-        Resource::new(|| (), move |_| get_org_policy(org.clone()))
+        Resource::new(
+            move || save.version().get(),
+            move |_| get_org_policy(org.clone()),
+        )
     };
     let org = StoredValue::new(org);
     view! {
@@ -661,6 +664,8 @@ fn PolicyForm(org: String) -> impl IntoView {
                         Ok(p) => view! {
                             <ActionForm action=save>
                                 <input type="hidden" name="organization_id" value=org.get_value() />
+                                // The policies as loaded: saved only if nobody changed them since.
+                                <input type="hidden" name="loaded" value=serde_json::to_string(&p).unwrap_or_default() />
                                 <label for="policy-lifetime">"Maximum key lifetime (days)"</label>
                                 <input id="policy-lifetime" name="max_key_lifetime_days" type="number" min="1" max="3660" placeholder="no limit" aria-describedby="policy-lifetime-hint" value=p.max_key_lifetime_days.map(|d| d.to_string()).unwrap_or_default() />
                                 <p id="policy-lifetime-hint" class="hint">"New keys, rolls and new expiry dates must fall within it. GitHub allows 366."</p>

@@ -32,8 +32,15 @@ pub async fn get(db: &Db, organization_id: &str) -> Result<OrgPolicy, AppError> 
     )
 }
 
-/// Sets the organization's policy.
-pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppError> {
+/// Sets the organization's policy. `loaded`: the policy as the caller saw it when it chose
+/// this one (the console's form); refused (409) when it changed since, so that a stale form
+/// cannot switch off a requirement someone else turned on meanwhile.
+pub async fn set(
+    db: &Db,
+    grant: &Grant,
+    policy: &OrgPolicy,
+    loaded: Option<&OrgPolicy>,
+) -> Result<(), AppError> {
     if let Some(days) = policy.max_key_lifetime_days {
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(AppError::invalid(
@@ -58,6 +65,12 @@ pub async fn set(db: &Db, grant: &Grant, policy: &OrgPolicy) -> Result<(), AppEr
         require_two_factor: two != 0,
         require_key_approval: approval != 0,
     });
+    if loaded.is_some_and(|l| *l != before) {
+        return Err(AppError::conflict(
+            "loaded",
+            "the policies changed since this page was loaded; reload it and try again",
+        ));
+    }
     sqlx::query(
         "insert into organization_policy (organization_id, max_key_lifetime_days, require_two_factor, require_key_approval, updated_at)
          values ($1, $2, $3, $4, $5)
