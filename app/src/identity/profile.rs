@@ -198,9 +198,19 @@ pub async fn change_password(
             .fetch_one(&mut *tx)
             .await?;
     let before = super::ssr::credential_stamp(&old_hash, epoch);
-    let held =
-        crate::ssr::session_store::stored_credential(&mut *tx, session_hash, user_id).await?;
-    let changed = if before == checked.stamp && held.as_deref() == Some(before.as_str()) {
+    // The session must still be there, holding that stamp: a conditional write (not a read,
+    // which takes no lock on PostgreSQL), so a sign-out of this session committing meanwhile
+    // is seen, and one coming after waits for this change.
+    let held = before == checked.stamp
+        && crate::ssr::session_store::restamp_stored(
+            &mut tx,
+            user_id,
+            session_hash,
+            &before,
+            &before,
+        )
+        .await?;
+    let changed = if held {
         sqlx::query(
             "update app_user set password_hash = $2, updated_at = $3
              where user_id = $1 and password_hash = $4 and session_epoch = $5",
