@@ -76,15 +76,19 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
     .fetch_all(&db.reader)
     .await?;
     let mut sent = 0;
+    let started = now_ms();
     for r in due {
         let id: String = r.try_get("outbox_email_id")?;
         let attempts: i64 = r.try_get("attempts")?;
         let planned: i64 = r.try_get("next_attempt_at")?;
-        // Take it: only the instance whose update moved the planned time sends it.
+        // Take it: only the instance whose update moved the planned time sends it. The claim
+        // runs from now, not from the round's start (a slow round must not hand out claims
+        // already lapsed), and the outcome is written only while the claim is still ours.
+        let claimed = now + (now_ms() - started).max(0) + CLAIM_MS;
         let taken = sqlx::query(
             "update outbox_email set next_attempt_at = $1 where outbox_email_id = $2 and status = 'pending' and next_attempt_at = $3",
         )
-        .bind(now + CLAIM_MS)
+        .bind(claimed)
         .bind(&id)
         .bind(planned)
         .execute(&db.writer)
@@ -109,10 +113,11 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
                 sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
                      body_text = case when dedupe_key like 'invitation:%' or dedupe_key like 'password-link:%'
                                       then 'Sent. The link is not kept.' else body_text end
-                     where outbox_email_id = $3")
+                     where outbox_email_id = $3 and status = 'pending' and next_attempt_at = $4")
                     .bind(now_ms())
                     .bind(attempts + 1)
                     .bind(&id)
+                    .bind(claimed)
                     .execute(&db.writer)
                     .await?;
                 sent += 1;
@@ -125,12 +130,15 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
                     "pending"
                 };
                 tracing::warn!(outbox_email_id = %id, attempts, %error, "email not delivered");
-                sqlx::query("update outbox_email set status = $1, attempts = $2, next_attempt_at = $3, last_error = $4 where outbox_email_id = $5")
+                // Not over an outcome another instance wrote after taking a lapsed claim.
+                sqlx::query("update outbox_email set status = $1, attempts = $2, next_attempt_at = $3, last_error = $4
+                     where outbox_email_id = $5 and status = 'pending' and next_attempt_at = $6")
                     .bind(status)
                     .bind(attempts)
                     .bind(now_ms() + backoff_ms(attempts - 1))
                     .bind(error.chars().take(500).collect::<String>())
                     .bind(&id)
+                    .bind(claimed)
                     .execute(&db.writer)
                     .await?;
             }
