@@ -175,7 +175,14 @@ pub async fn send(
     };
     // Confirmation links go out at most VERIFY_LINKS_PER_10_MIN times per ten minutes per
     // account (sign-up and sign-in can both ask): nobody floods an address by signing up with
-    // it again and again.
+    // it again and again. The account's row is locked first: on PostgreSQL, requests counting
+    // at once would each see room under the cap.
+    crate::ssr::db::lock_row(
+        tx,
+        crate::ssr::db::LockedRow::User(user_id),
+        crate::ssr::db::RowLock::NoKeyUpdate,
+    )
+    .await?;
     let dedupe = match purpose {
         Purpose::Verify => {
             let prefix = format!("{DEDUPE_PREFIX}verify:{user_id}:");

@@ -170,6 +170,14 @@ async fn issue_recovery_codes(
     user_id: &str,
     now: i64,
 ) -> Result<Vec<String>, AppError> {
+    // Two regenerations at once on PostgreSQL would each delete what they saw and insert
+    // their own set (20 valid codes): the account's row serializes them.
+    crate::ssr::db::lock_row(
+        tx,
+        crate::ssr::db::LockedRow::User(user_id),
+        crate::ssr::db::RowLock::NoKeyUpdate,
+    )
+    .await?;
     sqlx::query("delete from recovery_code where user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
