@@ -173,6 +173,60 @@ async fn raw_log_reports_take_turns_and_the_api_does_not_wait_for_them() {
     );
 }
 
+/// Chart reads of the per-minute rollup take turns too: with every turn held, a chart waits
+/// (a tenant cannot hold every reader connection with parallel 30-day charts) while keys are
+/// still verified; given back, it is served. One organization holds two turns at most.
+#[tokio::test]
+async fn rollup_reads_take_turns_and_the_api_does_not_wait_for_them() {
+    use app::usage::stats::{rollup_turn, RollupReaders, ROLLUP_READERS};
+    let (app, org, admin) = with_admin_key().await;
+    let turns = app.state.db.caches.get::<RollupReaders>().instance.clone();
+    let taken = turns
+        .clone()
+        .acquire_many_owned(ROLLUP_READERS as u32)
+        .await
+        .unwrap();
+    let chart = app.api("GET", "/api/v1/usage?range=30d", Some(&admin), None, IP);
+    tokio::pin!(chart);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), &mut chart)
+            .await
+            .is_err(),
+        "the chart waits for a turn"
+    );
+    let r = app.api("GET", "/api/v1/me", Some(&admin), None, IP).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(taken);
+    let r = chart.await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        turns.available_permits(),
+        ROLLUP_READERS,
+        "turns given back"
+    );
+
+    // The organization's own share: two held, its third read waits while the instance has
+    // turns to spare.
+    let db = &app.state.db;
+    let (a, b) = (
+        rollup_turn(db, &org).await.unwrap(),
+        rollup_turn(db, &org).await.unwrap(),
+    );
+    let third = rollup_turn(db, &org);
+    tokio::pin!(third);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a third turn of one organization waits"
+    );
+    assert_eq!(turns.available_permits(), ROLLUP_READERS - 2);
+    drop(a);
+    let c = third.await.unwrap();
+    drop((b, c));
+    assert_eq!(turns.available_permits(), ROLLUP_READERS);
+}
+
 /// One organization holds one of the instance's raw-log turns at most: while one of its
 /// reports reads, its next one waits, and another organization's report is served at once.
 #[tokio::test]

@@ -146,9 +146,10 @@ impl Db {
             let writer = sqlite_pool(1, WRITER_CACHE_KIB)
                 .connect_with(options.clone())
                 .await?;
-            // Six readers: up to three long raw-log reads (two shared turns and the system
-            // organization's, `usage::stats::RAW_READERS`) still leave three for key lookups,
-            // sessions and charts.
+            // Six readers. Reports read in turns (`usage::stats`): up to three long raw-log
+            // reads (two shared turns and the system organization's) and four rollup reads;
+            // a report holds its rollup turn while it reads the raw log, so most of the time
+            // the turns leave connections for key lookups and sessions.
             let reader = sqlite_pool(READERS, 0).connect_with(options).await?;
             Ok(Db {
                 writer,

@@ -2,6 +2,7 @@
 //! the raw log holds (error codes, latency percentiles, the latest errors) read it in turns:
 //! at most [`RAW_READERS`] at once per instance, [`RAW_READERS_PER_ORGANIZATION`] of them for
 //! one organization, and one more kept for the instance's own (system organization's) reports.
+//! Rollup reads take turns the same way ([`ROLLUP_READERS`]), before any raw turn.
 
 use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
@@ -60,6 +61,19 @@ pub fn buckets(range: Range, now: i64, tz_offset_minutes: i32) -> (i64, i64, i64
 /// Requests over time in `organization_id`, split by status class, every bucket present
 /// (zero when nothing happened). The buckets sum to the requests logged in the range.
 pub async fn series(
+    db: &Db,
+    organization_id: &str,
+    range: Range,
+    filter: &Filter<'_>,
+    now: i64,
+    tz_offset_minutes: i32,
+) -> Result<RequestSeries, AppError> {
+    let _turn = rollup_turn(db, organization_id).await?;
+    series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await
+}
+
+/// [`series`] for a caller holding the organization's rollup turn already.
+async fn series_in_turn(
     db: &Db,
     organization_id: &str,
     range: Range,
@@ -158,37 +172,127 @@ pub const RAW_READERS_PER_ORGANIZATION: u32 = 1;
 /// organization and team, or two busy tenants) cannot make the operator's reports wait.
 pub const RAW_READERS_RESERVED: usize = 1;
 
-/// How long a raw read waits for its turn before the request is told to retry (503).
-const RAW_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same for the per-minute rollup's readers (the charts, the summary's totals and top
+/// lists, the key page's traffic): much cheaper than the raw log, but a tenant whose keys
+/// fill the rollup (1000 keys × every route × every status class, refused requests
+/// included) and who asks for 30-day charts in parallel would otherwise hold every reader
+/// connection too. A report reading both takes its rollup turn first, then its raw one
+/// (never the other way round).
+pub const ROLLUP_READERS: usize = 3;
+pub const ROLLUP_READERS_PER_ORGANIZATION: u32 = 2;
+
+/// How long a read waits for its turn before the request is told to retry (503).
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Turns = std::sync::Arc<tokio::sync::Semaphore>;
 /// Each organization's turns, counted by the reports that hold or wait for them.
 type TurnsByOrganization = crate::ssr::counted::Counted<Turns>;
 
-/// The turns of [`RAW_READERS`], one set per database (`Db::caches`), and each
-/// organization's share of them ([`RAW_READERS_PER_ORGANIZATION`]; an organization no report
-/// holds or waits for is not kept).
-pub struct RawReaders {
+/// Turns to read a table at once: the instance's, one more reserved for the system
+/// organization, and each organization's share (an organization no report holds or waits for
+/// is not kept).
+pub struct Turnstile {
     pub instance: Turns,
-    /// [`RAW_READERS_RESERVED`], for the system organization only.
+    /// For the system organization only.
     pub reserved: Turns,
+    per_organization: u32,
     by_organization: TurnsByOrganization,
 }
 
-impl Default for RawReaders {
-    fn default() -> RawReaders {
-        RawReaders {
-            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(RAW_READERS)),
-            reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(RAW_READERS_RESERVED)),
+impl Turnstile {
+    fn new(instance: usize, reserved: usize, per_organization: u32) -> Turnstile {
+        Turnstile {
+            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(instance)),
+            reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(reserved)),
+            per_organization,
             by_organization: Default::default(),
+        }
+    }
+
+    /// How many organizations hold or wait for a turn now.
+    pub fn organizations(&self) -> usize {
+        self.by_organization.keys()
+    }
+
+    /// Waits for a turn of `organization_id` (its own first, then one of the instance's, or
+    /// for the system organization its reserved turn, else whichever comes first); held until
+    /// dropped. 503 with `Retry-After` past [`READ_WAIT`].
+    async fn turn(&self, organization_id: &str) -> Result<Turn, AppError> {
+        let claim = self.by_organization.enter(organization_id, || {
+            std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_organization as usize))
+        });
+        let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
+        let taken = tokio::time::timeout(READ_WAIT, async {
+            let organization = claim.value().clone().acquire_owned().await.ok()?;
+            let shared = self.instance.clone().acquire_owned();
+            let instance = if system {
+                // Its own turn first: a shared one taken by the operator is one less for
+                // tenants.
+                tokio::select! {
+                    biased;
+                    t = self.reserved.clone().acquire_owned() => t,
+                    t = shared => t,
+                }
+            } else {
+                shared.await
+            };
+            Some((organization, instance.ok()?))
+        })
+        .await;
+        match taken {
+            Ok(Some((organization, instance))) => Ok(Turn {
+                _organization: organization,
+                _instance: instance,
+                _claim: claim,
+            }),
+            _ => Err(AppError {
+                retry_after: Some(5),
+                ..AppError::new(
+                    crate::error::ErrorCode::Unavailable,
+                    "usage analytics are busy on this server; try again in a few seconds",
+                )
+            }),
         }
     }
 }
 
-impl RawReaders {
-    /// How many organizations hold or wait for a turn now.
-    pub fn organizations(&self) -> usize {
-        self.by_organization.keys()
+/// The turns of [`RAW_READERS`], one set per database (`Db::caches`).
+pub struct RawReaders(Turnstile);
+
+impl Default for RawReaders {
+    fn default() -> RawReaders {
+        RawReaders(Turnstile::new(
+            RAW_READERS,
+            RAW_READERS_RESERVED,
+            RAW_READERS_PER_ORGANIZATION,
+        ))
+    }
+}
+
+impl std::ops::Deref for RawReaders {
+    type Target = Turnstile;
+    fn deref(&self) -> &Turnstile {
+        &self.0
+    }
+}
+
+/// The turns of [`ROLLUP_READERS`], one set per database (`Db::caches`).
+pub struct RollupReaders(Turnstile);
+
+impl Default for RollupReaders {
+    fn default() -> RollupReaders {
+        RollupReaders(Turnstile::new(
+            ROLLUP_READERS,
+            1,
+            ROLLUP_READERS_PER_ORGANIZATION,
+        ))
+    }
+}
+
+impl std::ops::Deref for RollupReaders {
+    type Target = Turnstile;
+    fn deref(&self) -> &Turnstile {
+        &self.0
     }
 }
 
@@ -197,9 +301,8 @@ impl RawReaders {
 /// happens; the last one out forgets the organization.
 type Claim = crate::ssr::counted::Holder<Turns>;
 
-/// A turn to read the raw log: the organization's and the instance's, given back when
-/// dropped.
-pub struct RawTurn {
+/// A turn to read: the organization's and the instance's, given back when dropped.
+pub struct Turn {
     // Dropped in this order: the instance's turn is free before the organization's next
     // report can ask for it.
     _instance: tokio::sync::OwnedSemaphorePermit,
@@ -207,47 +310,14 @@ pub struct RawTurn {
     _claim: Claim,
 }
 
-/// Waits for a turn of `organization_id` to read the raw log (its own first, then one of the
-/// instance's, or for the system organization its reserved turn, else whichever comes first);
-/// held until dropped. 503 with `Retry-After` past [`RAW_READ_WAIT`].
-pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<RawTurn, AppError> {
-    let readers = db.caches.get::<RawReaders>();
-    let claim = readers.by_organization.enter(organization_id, || {
-        std::sync::Arc::new(tokio::sync::Semaphore::new(
-            RAW_READERS_PER_ORGANIZATION as usize,
-        ))
-    });
-    let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
-    let taken = tokio::time::timeout(RAW_READ_WAIT, async {
-        let organization = claim.value().clone().acquire_owned().await.ok()?;
-        let shared = readers.instance.clone().acquire_owned();
-        let instance = if system {
-            // Its own turn first: a shared one taken by the operator is one less for tenants.
-            tokio::select! {
-                biased;
-                t = readers.reserved.clone().acquire_owned() => t,
-                t = shared => t,
-            }
-        } else {
-            shared.await
-        };
-        Some((organization, instance.ok()?))
-    })
-    .await;
-    match taken {
-        Ok(Some((organization, instance))) => Ok(RawTurn {
-            _organization: organization,
-            _instance: instance,
-            _claim: claim,
-        }),
-        _ => Err(AppError {
-            retry_after: Some(5),
-            ..AppError::new(
-                crate::error::ErrorCode::Unavailable,
-                "usage analytics are busy on this server; try again in a few seconds",
-            )
-        }),
-    }
+/// A turn of `organization_id` to read the raw log ([`RAW_READERS`]).
+pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
+    db.caches.get::<RawReaders>().turn(organization_id).await
+}
+
+/// A turn of `organization_id` to read the per-minute rollup ([`ROLLUP_READERS`]).
+pub async fn rollup_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
+    db.caches.get::<RollupReaders>().turn(organization_id).await
 }
 
 /// The raw log's rows of an organization, window, key and route (`$1`–`$5` of [`scoped`]).
@@ -359,7 +429,9 @@ pub async fn errors(
     now: i64,
     tz_offset_minutes: i32,
 ) -> Result<ErrorReport, AppError> {
-    let series = series(db, organization_id, range, filter, now, tz_offset_minutes).await?;
+    // The rollup's turn, then the raw log's (the order every report takes them in).
+    let _rollup = rollup_turn(db, organization_id).await?;
+    let series = series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await?;
     let error_rate: Vec<f64> = (0..series.starts.len())
         .map(|i| {
             let errors = series.client_errors[i] + series.rate_limited[i] + series.server_errors[i];
@@ -398,6 +470,7 @@ pub async fn errors(
 /// Every organization's requests, errors and active keys over `range` (UTC), busiest first:
 /// what instance admins see.
 pub async fn org_totals(db: &Db, range: Range, now: i64) -> Result<Vec<OrgTotal>, AppError> {
+    let _turn = rollup_turn(db, crate::access::ssr::SYSTEM_ORG_ID).await?;
     let (start, size, count) = buckets(range, now, 0);
     let rows = sqlx::query(
         "select u.organization_id, coalesce(o.name, u.organization_id) as name,
@@ -434,6 +507,7 @@ pub async fn key_traffic(
     key_id: &str,
     since: i64,
 ) -> Result<(i64, i64), AppError> {
+    let _turn = rollup_turn(db, organization_id).await?;
     let r = sqlx::query(
         "select cast(coalesce(sum(requests), 0) as bigint) as n,
                 cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
@@ -460,7 +534,8 @@ pub async fn summary(
     let (start, size, count) = buckets(range, now, 0);
     let end = start + size * count;
     let (key, route) = (filter.key_id.unwrap_or(""), filter.route.unwrap_or(""));
-    // Totals and top lists from the rollup.
+    // Totals and top lists from the rollup, in its turn (then the raw log's, in that order).
+    let _rollup = rollup_turn(db, organization_id).await?;
     let totals = scoped(&format!(
         "select cast(coalesce(sum(requests), 0) as bigint) as n,
                 cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
