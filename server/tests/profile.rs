@@ -110,6 +110,67 @@ async fn a_password_change_re_authenticates_and_ends_the_other_sessions() {
         .is_some());
 }
 
+/// The account's credential stamp now (what an email-change link is bound to).
+async fn stamp_of(app: &TestApp, user_id: &str) -> String {
+    let (hash, epoch): (String, i64) =
+        sqlx::query_as("select password_hash, session_epoch from app_user where user_id = $1")
+            .bind(user_id)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap();
+    app::identity::ssr::credential_stamp(&hash, epoch)
+}
+
+/// An email-change link asked for with a stolen password dies with the password: changed
+/// meanwhile (the notice to the old address says to), the link is refused and the address
+/// stays.
+#[tokio::test]
+async fn an_email_change_link_dies_when_the_password_changes() {
+    let app = spawn().await;
+    app.user("vic@example.org", None).await;
+    let mut thief = app.signed_in("vic@example.org").await;
+    let r = app
+        .rpc(
+            &mut thief,
+            "request_email_change",
+            &[
+                ("new_email", "thief@example.org"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = app
+        .emailed_token("thief@example.org", "confirm-email")
+        .await;
+    let mut vic = app.signed_in("vic@example.org").await;
+    let r = app
+        .rpc(
+            &mut vic,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut anon = Browser::default();
+    let r = app
+        .rpc(&mut anon, "confirm_email_change", &[("token", &token)])
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "link after a password change",
+    );
+    assert_eq!(
+        app.signed_in_as(&mut vic).await.as_deref(),
+        Some("vic@example.org")
+    );
+}
+
 #[tokio::test]
 async fn an_email_change_takes_a_confirmed_link_used_once() {
     let app = spawn().await;
@@ -216,6 +277,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
         &id,
         "new@example.org",
         "taken@example.org",
+        &stamp_of(&app, &id).await,
         app::ssr::db::now_ms() + 60_000,
     );
     let r = app
@@ -232,6 +294,7 @@ async fn an_email_change_takes_a_confirmed_link_used_once() {
         &id,
         "new@example.org",
         "later@example.org",
+        &stamp_of(&app, &id).await,
         app::ssr::db::now_ms() - 1,
     );
     let r = app

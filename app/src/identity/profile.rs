@@ -253,20 +253,38 @@ pub async fn change_password(
     ended.stamp.ok_or_else(|| AppError::not_found("user"))
 }
 
-fn email_mac(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> Hmac<Sha256> {
+/// The link's MAC: over the account, both addresses, the account's credential stamp (its
+/// password and session epoch: a password change or "sign out everywhere" voids the links
+/// asked for before) and the expiry.
+fn email_mac(
+    secret: &[u8; 32],
+    user_id: &str,
+    old: &str,
+    new: &str,
+    stamp: &str,
+    expires: i64,
+) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    mac.update(b"keyward-email-change-v1\0");
-    for part in [user_id, old, new, &expires.to_string()] {
+    mac.update(b"keyward-email-change-v2\0");
+    for part in [user_id, old, new, stamp, &expires.to_string()] {
         mac.update(part.as_bytes());
         mac.update(b"\0");
     }
     mac
 }
 
-/// The link's token: `<user id>.<expiry ms>.<new address, base64url>.<HMAC>`.
-pub fn email_token(secret: &[u8; 32], user_id: &str, old: &str, new: &str, expires: i64) -> String {
+/// The link's token: `<user id>.<expiry ms>.<new address, base64url>.<HMAC>`; `stamp`: the
+/// account's credential stamp when it was asked for.
+pub fn email_token(
+    secret: &[u8; 32],
+    user_id: &str,
+    old: &str,
+    new: &str,
+    stamp: &str,
+    expires: i64,
+) -> String {
     let tag = hex::encode(
-        email_mac(secret, user_id, old, new, expires)
+        email_mac(secret, user_id, old, new, stamp, expires)
             .finalize()
             .into_bytes(),
     );
@@ -292,13 +310,13 @@ pub async fn request_email_change(
             "that is already your address",
         ));
     }
-    reauthenticate(db, config, user_id, current_password, source_ip).await?;
+    let checked = reauthenticate(db, config, user_id, current_password, source_ip).await?;
     let now = now_ms();
     let expires = now + EMAIL_LINK_HOURS * 3_600_000;
     let origin = config.public_origin.as_str().trim_end_matches('/');
     let link = format!(
         "{origin}/confirm-email?token={}",
-        email_token(&config.secret, user_id, &old, &new, expires)
+        email_token(&config.secret, user_id, &old, &new, &checked.stamp, expires)
     );
     let mut tx = db.writer.begin().await?;
     let request = new_id("evt");
@@ -362,14 +380,17 @@ pub async fn confirm_email_change(
         .ok_or_else(invalid)?;
     let tag = hex::decode(tag).map_err(|_| invalid())?;
     let row = sqlx::query(
-        "select email_normalized from app_user where user_id = $1 and status = 'active'",
+        "select email_normalized, password_hash, session_epoch from app_user where user_id = $1 and status = 'active'",
     )
     .bind(user_id)
     .fetch_optional(&db.writer)
     .await?
     .ok_or_else(invalid)?;
     let old: String = row.try_get("email_normalized")?;
-    email_mac(secret, user_id, &old, &new, expires)
+    let (hash, epoch): (String, i64) =
+        (row.try_get("password_hash")?, row.try_get("session_epoch")?);
+    let stamp = super::ssr::credential_stamp(&hash, epoch);
+    email_mac(secret, user_id, &old, &new, &stamp, expires)
         .verify_slice(&tag)
         .map_err(|_| invalid())?;
     if expires <= now_ms() {
@@ -382,15 +403,18 @@ pub async fn confirm_email_change(
     let mut tx = db.writer.begin().await?;
     // The link proves the mailbox: an unconfirmed sign-up of that address gives way.
     super::ssr::release_unconfirmed(&mut tx, &new).await?;
-    // Conditional on the address the link was made for: a second use changes nothing.
+    // Conditional on the address and the credentials the link was made for: a second use, or
+    // a password change committed meanwhile, changes nothing.
     let changed = sqlx::query(
         "update app_user set email = $3, email_normalized = $3, updated_at = $4
-         where user_id = $1 and email_normalized = $2",
+         where user_id = $1 and email_normalized = $2 and password_hash = $5 and session_epoch = $6",
     )
     .bind(user_id)
     .bind(&old)
     .bind(&new)
     .bind(now)
+    .bind(&hash)
+    .bind(epoch)
     .execute(&mut *tx)
     .await;
     let changed = match changed {

@@ -112,6 +112,7 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
                 // holder alone should have it.
                 sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
                      body_text = case when dedupe_key like 'invitation:%' or dedupe_key like 'password-link:%'
+                                        or dedupe_key like 'email-change:%'
                                       then 'Sent. The link is not kept.' else body_text end
                      where outbox_email_id = $3 and status = 'pending' and next_attempt_at = $4")
                     .bind(now_ms())
