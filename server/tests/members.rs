@@ -1211,3 +1211,47 @@ async fn a_stale_policy_form_cannot_undo_a_requirement() {
     assert_eq!(r.json()["max_key_lifetime_days"], 30, "{}", r.body);
     assert_eq!(r.json()["require_key_approval"], false, "{}", r.body);
 }
+
+/// One sender's invitations are bounded over all their organizations (50 an hour): owning many
+/// organizations does not multiply the mail one account can send.
+#[tokio::test]
+async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
+    let t = team().await;
+    let personal = t.app.org_of(&t.owner_id).await;
+    let now = app::ssr::db::now_ms();
+    for i in 0..50 {
+        sqlx::query(
+            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
+             values ($1, $2, $3, 'viewer', $4, $5, $6, $4, $5)",
+        )
+        .bind(format!("inv_elsewhere_{i}"))
+        .bind(&personal)
+        .bind(format!("n{i}@example.org"))
+        .bind(&t.owner_id)
+        .bind(now - 1000)
+        .bind(now + 86_400_000)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    let before = t.app.snapshot().await;
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "one-more@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "the sender's 51st");
+    assert!(r.body.contains("a sender"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    // Another member of the same organization still may.
+    let r = call(
+        &t,
+        &t.admin,
+        "invite_member",
+        &[("email", "one-more@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

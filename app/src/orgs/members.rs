@@ -30,6 +30,9 @@ pub const INVITATION_DAYS: i64 = 7;
 const PENDING_MAX: i64 = 100;
 /// Invitations an organization may send in an hour, replaced and revoked ones included.
 const PER_HOUR_MAX: i64 = 50;
+/// Invitations one sender (a user or a key) may send in an hour, over every organization:
+/// owning many organizations does not multiply what one account can mail.
+const SENDER_PER_HOUR_MAX: i64 = 50;
 /// Organizations one user may own (a bound on what one account can create).
 const OWNED_MAX: i64 = 100;
 /// Longest organization name.
@@ -451,7 +454,8 @@ pub async fn invite(
          select $1, $2, $3, $4, $5, $6, $7, $10
          where (select count(*) from invitation where organization_id = $2
                 and accepted_at is null and revoked_at is null and expires_at > $6) < $8
-           and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9",
+           and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9
+           and (select count(*) from invitation where sent_by = $10 and created_at > $6 - 3600000) < $11",
     )
     .bind(&id)
     .bind(org)
@@ -463,13 +467,14 @@ pub async fn invite(
     .bind(PENDING_MAX)
     .bind(PER_HOUR_MAX)
     .bind(grant.principal.actor_id())
+    .bind(SENDER_PER_HOUR_MAX)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 0 {
         return Err(AppError::new(
             ErrorCode::Conflict,
-            "this organization sent as many invitations as it may for now (100 pending, 50 an hour); try again later",
+            "as many invitations were sent as may be for now (an organization: 100 pending, 50 an hour; a sender: 50 an hour over all organizations); try again later",
         ));
     }
     let (org_name, inviter): (String, Option<String>) = sqlx::query_as(
