@@ -117,6 +117,15 @@ impl Metrics {
     }
 }
 
+/// Whether a `Host` is an IP address (with or without a port; IPv6 in brackets).
+fn ip_literal(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
     // A request a proxy forwarded comes from the proxy's address, whoever sent it: behind a
@@ -125,7 +134,18 @@ pub async fn handler(State(state): State<AppState>, request: Request) -> Respons
     let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
         .iter()
         .any(|h| request.headers().contains_key(*h));
+    // Addressed by one of our names or by an IP literal (how scrapers address an instance): a
+    // page on another name resolving to this host (DNS rebinding) carries that name, and a
+    // browser on the host would otherwise read the metrics for it.
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let addressed = app::ssr::csrf::host_allowed(host, &state.config.allowed_hosts)
+        || host.is_some_and(ip_literal);
     let from_allowed = !forwarded
+        && addressed
         && crate::rest::auth::client_ip(&request).is_some_and(|ip| {
             state
                 .config

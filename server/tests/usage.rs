@@ -1049,6 +1049,26 @@ async fn metrics_are_served_to_allowed_networks_or_with_the_token() {
 
     let r = app.api("GET", "/metrics", None, None, "203.0.113.9").await;
     assert_eq!(r.status, 403, "{}", r.body);
+    // From loopback, addressed by an IP (a scraper): served; by a name not ours (a page on a
+    // rebound name, read by a browser on the host): refused.
+    for (host, status) in [
+        ("192.0.2.1:3000", 200),
+        ("[::1]:3000", 200),
+        ("evil.test:3000", 403),
+        ("evil.test", 403),
+    ] {
+        let r = app
+            .api_raw(
+                "GET",
+                "/metrics",
+                None,
+                None,
+                "127.0.0.1",
+                &[("host", host)],
+            )
+            .await;
+        assert_eq!(r.status, status, "{host}: {}", r.body);
+    }
     // From loopback, but forwarded by a proxy (whoever is behind it): the token is needed.
     for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
         let r = app
