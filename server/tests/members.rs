@@ -1255,3 +1255,78 @@ async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// While sign-up is closed, an invitation creates an account only when an instance
+/// administrator sent it: a member who can invite (in an organization of their own, say)
+/// cannot open sign-up. An account that exists joins either way.
+#[tokio::test]
+async fn with_sign_up_closed_only_an_administrator_s_invitation_creates_an_account() {
+    let app = spawn_with(|c| c.signup_open = false).await;
+    app.user("root@example.org", Some(app::access::Role::Owner))
+        .await;
+    app.user("owner@example.org", None).await;
+    let accept = |token: String| {
+        let app = &app;
+        async move {
+            let mut anon = Browser::default();
+            app.rpc(
+                &mut anon,
+                "accept_invitation",
+                &[
+                    ("token", token.as_str()),
+                    ("display_name", "New"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await
+        }
+    };
+    let invite = |who: &'static str, email: &'static str| {
+        let app = &app;
+        async move {
+            let mut b = app.signed_in(who).await;
+            let r = app
+                .rpc(&mut b, "create_organization", &[("name", "Acme")])
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let org = r.json().as_str().unwrap().to_string();
+            let r = app
+                .rpc(
+                    &mut b,
+                    "invite_member",
+                    &[
+                        ("organization_id", org.as_str()),
+                        ("email", email),
+                        ("role", "member"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            app.emailed_token(email, "invite").await
+        }
+    };
+    // A member's invitation: refused, no account, the invitation still pending.
+    let token = invite("owner@example.org", "stranger@example.org").await;
+    let (users, before) = (app.count("app_user").await, app.snapshot().await);
+    let r = accept(token.clone()).await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "a member's invitation",
+    );
+    assert!(r.body.contains("sign-up is closed"), "{}", r.body);
+    assert_eq!(app.count("app_user").await, users, "an account was made");
+    assert_eq!(app.snapshot().await, before, "rows changed");
+    // Once an administrator made the account, the same link joins it.
+    app.user("stranger@example.org", None).await;
+    let r = accept(token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // An instance administrator's invitation creates the account.
+    let token = invite("root@example.org", "hire@example.org").await;
+    let users = app.count("app_user").await;
+    let r = accept(token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.count("app_user").await, users + 1);
+}

@@ -195,9 +195,42 @@ pub(crate) async fn sender_still_reaches(
     sender: Option<&str>,
     roles: &[&str],
 ) -> Result<(), AppError> {
+    if sender == Some(super::ssr::OPERATOR_ID) {
+        return Ok(());
+    }
     let model = load_model_in(tx, organization_id).await?;
-    let ceiling = match sender {
-        Some(super::ssr::OPERATOR_ID) => return Ok(()),
+    let ceiling = sender_ceiling(tx, &model, organization_id, sender).await?;
+    // Still allowed to invite at all, and to give these roles.
+    if !ceiling.contains(Permission::MembersWrite) {
+        return Err(AppError::forbidden(Permission::MembersWrite.as_str()));
+    }
+    within_ceiling(ceiling, &model, organization_id, roles)
+}
+
+/// Whether `sender` (as in [`sender_still_reaches`]) creates accounts now: the operator, or a
+/// user or key holding `users:write` in the system organization (an instance administrator).
+pub(crate) async fn sender_creates_accounts(
+    tx: &mut Transaction<'static, Any>,
+    sender: Option<&str>,
+) -> Result<bool, AppError> {
+    if sender == Some(super::ssr::OPERATOR_ID) {
+        return Ok(true);
+    }
+    let system = super::ssr::SYSTEM_ORG_ID;
+    let model = load_model_in(tx, system).await?;
+    Ok(sender_ceiling(tx, &model, system, sender)
+        .await?
+        .contains(Permission::UsersWrite))
+}
+
+/// What `sender` (a user or key id) holds in `organization_id` now.
+async fn sender_ceiling(
+    tx: &mut Transaction<'static, Any>,
+    model: &AccessModel,
+    organization_id: &str,
+    sender: Option<&str>,
+) -> Result<Permissions, AppError> {
+    Ok(match sender {
         Some(user) if user.starts_with("usr_") => roles_in_conn(tx, user, organization_id)
             .await?
             .map_or(Permissions::NONE, |r| {
@@ -224,12 +257,7 @@ pub(crate) async fn sender_still_reaches(
             }
         }
         _ => Permissions::NONE,
-    };
-    // Still allowed to invite at all, and to give these roles.
-    if !ceiling.contains(Permission::MembersWrite) {
-        return Err(AppError::forbidden(Permission::MembersWrite.as_str()));
-    }
-    within_ceiling(ceiling, &model, organization_id, roles)
+    })
 }
 
 /// Commits, then clears this instance's cached graph of the organization.

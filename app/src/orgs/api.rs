@@ -183,9 +183,9 @@ pub async fn open_invitation(token: String) -> Result<InvitationPreview, AppErro
 }
 
 /// Accepts an invitation. Signed in as the invited address: joins. Not signed in: signs in
-/// with the account's password, or — when the address has no account — creates one (even when
-/// open sign-up is off: the link proves the address), then joins. The joined organization
-/// becomes the active one.
+/// with the account's password, or — when the address has no account — creates one (the link
+/// proves the address; while sign-up is closed, only for an invitation an instance
+/// administrator sent), then joins. The joined organization becomes the active one.
 #[server(prefix = "/rpc", endpoint = "accept_invitation")]
 pub async fn accept_invitation(
     token: String,
@@ -251,7 +251,14 @@ pub async fn accept_invitation(
                     ip.as_deref(),
                 )
                 .await?;
-                let org = super::members::accept_in(&mut tx, secret, &token, &user_id).await?;
+                let org = super::members::accept_in(
+                    &mut tx,
+                    secret,
+                    &token,
+                    &user_id,
+                    !state.config.signup_open,
+                )
+                .await?;
                 tx.commit().await?;
                 let who = crate::identity::ssr::Authenticated {
                     user_id,

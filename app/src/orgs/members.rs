@@ -645,18 +645,22 @@ pub async fn accept(
     user_id: &str,
 ) -> Result<String, AppError> {
     let mut tx = db.writer.begin().await?;
-    let org = accept_in(&mut tx, secret, token, user_id).await?;
+    let org = accept_in(&mut tx, secret, token, user_id, false).await?;
     tx.commit().await?;
     Ok(org)
 }
 
 /// `accept` inside the caller's transaction: an account created to accept is created with
-/// it, so a link revoked meanwhile leaves no account behind (sign-up may be closed).
+/// it, so a link revoked meanwhile leaves no account behind. `closed_signup_account`: the
+/// account was created for it while sign-up is closed, which only an invitation sent by an
+/// instance administrator (`users:write` in the system organization) or the operator may do:
+/// otherwise any member able to invite, in an organization of their own, would open sign-up.
 pub async fn accept_in(
     tx: &mut Transaction<'static, Any>,
     secret: &[u8; 32],
     token: &str,
     user_id: &str,
+    closed_signup_account: bool,
 ) -> Result<String, AppError> {
     let row = verified(tx, secret, token).await?.ok_or_else(not_valid)?;
     if let Some(why) = unusable(&row, now_ms())? {
@@ -701,6 +705,14 @@ pub async fn accept_in(
             ))
         }
         Ok(()) => {}
+    }
+    if closed_signup_account
+        && !crate::access::roles::sender_creates_accounts(tx, sent_by.as_deref()).await?
+    {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            "sign-up is closed on this instance: this invitation cannot create an account; ask an administrator to create yours, then open the link again",
+        ));
     }
     let now = now_ms();
     let used = sqlx::query(
