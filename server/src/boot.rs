@@ -316,9 +316,18 @@ pub async fn bootstrap_admin(
         None => random_password(),
     };
     let name = email.split('@').next().unwrap_or("admin");
-    app::identity::ssr::create_user(db, email, name, &password, Some(Role::Owner), None)
-        .await
-        .map_err(|e| format!("cannot create the first admin: {}", e.message))?;
+    match app::identity::ssr::create_user(db, email, name, &password, Some(Role::Owner), None).await
+    {
+        Ok(_) => {}
+        // Two instances starting together on an empty database: the other one made it.
+        Err(e)
+            if e.code == app::error::ErrorCode::Conflict
+                && app::identity::ssr::any_user(db).await.unwrap_or(false) =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(format!("cannot create the first admin: {}", e.message)),
+    }
     println!("\n  First admin created. Sign in at {origin}/sign-in with\n    email:    {email}\n    password: {password}\n  This is shown once.\n");
     Ok(())
 }

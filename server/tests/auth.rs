@@ -997,3 +997,19 @@ async fn a_right_password_whose_sign_in_fails_gives_its_attempt_back() {
         "ann@example.org"
     );
 }
+
+/// Two instances starting together on an empty database both bootstrap the first
+/// administrator: one creates it, the other finds it made and starts (it used to exit on the
+/// duplicate address).
+#[tokio::test]
+async fn two_instances_bootstrapping_at_once_both_start() {
+    let app = spawn().await;
+    let users = app.count("app_user").await;
+    assert_eq!(users, 0, "the test needs an empty database");
+    let db = &app.state.db;
+    let boot =
+        || keyward_server::boot::bootstrap_admin(db, "first@example.org", Some(PASSWORD), ORIGIN);
+    let (a, b) = tokio::join!(boot(), boot());
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    assert_eq!(app.count("app_user").await, 1);
+}
