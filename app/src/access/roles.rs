@@ -234,7 +234,7 @@ async fn sender_ceiling(
         Some(user) if user.starts_with("usr_") => roles_in_conn(tx, user, organization_id)
             .await?
             .map_or(Permissions::NONE, |r| {
-                ceiling_of(&model, &r, organization_id)
+                ceiling_of(model, &r, organization_id)
             }),
         Some(key) if key.starts_with("key_") => {
             let scopes: Option<String> = sqlx::query_scalar(
@@ -251,7 +251,7 @@ async fn sender_ceiling(
                     let scopes: crate::keys::Scopes =
                         serde_json::from_str(&text).unwrap_or_default();
                     let scopes = crate::keys::ssr::scope_permissions(&scopes);
-                    key_reach(tx, &model, organization_id, key, scopes).await?
+                    key_reach(tx, model, organization_id, key, scopes).await?
                 }
                 None => Permissions::NONE,
             }
