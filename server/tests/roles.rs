@@ -1253,3 +1253,48 @@ async fn a_role_name_with_control_characters_is_refused() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// The role page sends the parents it loaded: a form loaded before someone else re-parented
+/// the role is refused (409) rather than undoing it; reloaded, it saves.
+#[tokio::test]
+async fn a_stale_parents_form_cannot_undo_another_change() {
+    let o = org().await;
+    let a = call(&o, "create_role", &[("name", "a")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = call(&o, "create_role", &[("name", "b")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Loaded with no parent; meanwhile the role got `viewer`.
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("parents[0]", "viewer"), ("loaded", "[]")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = o.app.snapshot().await;
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("parents[0]", &b), ("loaded", "[]")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], "loaded", "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[
+            ("role_id", &a),
+            ("parents[0]", &b),
+            ("loaded", r#"["viewer"]"#),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["parents"], serde_json::json!([b]), "{}", r.body);
+}

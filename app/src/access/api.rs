@@ -39,10 +39,25 @@ pub async fn set_role_parents(
     organization_id: String,
     role_id: String,
     #[server(default)] parents: Vec<String>,
+    #[server(default)] loaded: Option<String>,
 ) -> Result<RoleView, AppError> {
     let (caller, grant) = super::guard::guard_in("set_role_parents", &organization_id).await?;
     crate::ssr::respond(async move {
-        super::roles::set_parents(&caller.state.db, &grant, &role_id, &parents).await
+        // The parents the page was loaded with, as a JSON list (the page always sends it).
+        let loaded: Option<Vec<String>> = loaded
+            .map(|l| {
+                serde_json::from_str(&l)
+                    .map_err(|_| AppError::invalid("loaded", "a JSON list of role ids"))
+            })
+            .transpose()?;
+        super::roles::set_parents(
+            &caller.state.db,
+            &grant,
+            &role_id,
+            &parents,
+            loaded.as_deref(),
+        )
+        .await
     })
     .await
 }

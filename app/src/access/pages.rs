@@ -259,6 +259,8 @@ fn RoleDetail(
                 <ActionForm action=parents>
                     <input type="hidden" name="organization_id" value=org.get_value() />
                     <input type="hidden" name="role_id" value=role_id.get_value() />
+                    // The parents as loaded: saved only if nobody changed them since.
+                    <input type="hidden" name="loaded" value=serde_json::to_string(&role.parents).unwrap_or_default() />
                     <label for="role-parent">"Parent role"</label>
                     <select id="role-parent" name="parents[0]">
                         <option value="" selected=parent.is_empty()>"(none)"</option>

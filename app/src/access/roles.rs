@@ -669,12 +669,15 @@ pub async fn create_role(
 }
 
 /// Replaces a custom role's parents. Refuses a cycle (naming it) and any parent set that
-/// would take the role past the caller's ceiling.
+/// would take the role past the caller's ceiling. `loaded`: the parents as the caller saw
+/// them when it chose these (the console's form); refused (409) when they changed since, so a
+/// stale form cannot undo someone else's change.
 pub async fn set_parents(
     db: &Db,
     grant: &Grant,
     role_id: &str,
     parents: &[String],
+    loaded: Option<&[String]>,
 ) -> Result<RoleView, AppError> {
     let parents = &clean(parents);
     let org = grant.organization_id.as_str();
@@ -684,6 +687,17 @@ pub async fn set_parents(
         ceiling,
     } = begin(db, grant, Permission::RolesWrite).await?;
     let before = changeable(ceiling, &model, org, role_id)?.parents.clone();
+    let sorted = |list: &[String]| {
+        let mut list = clean(list);
+        list.sort();
+        list
+    };
+    if loaded.is_some_and(|l| sorted(l) != sorted(&before)) {
+        return Err(AppError::conflict(
+            "loaded",
+            "the role's parents changed since this page was loaded; reload it and try again",
+        ));
+    }
     check_parents(&model, parents)?;
     if let Some(cycle) = model.cycle_with(role_id, parents) {
         return Err(cycle_message(&model, &cycle));

@@ -68,7 +68,7 @@ pub async fn set_parents(
     ApiJson(input): ApiJson<RoleParents>,
 ) -> Result<Json<RoleView>, AppError> {
     Ok(Json(
-        roles::set_parents(&state.db, &grant, &id, &input.parents).await?,
+        roles::set_parents(&state.db, &grant, &id, &input.parents, None).await?,
     ))
 }
 
