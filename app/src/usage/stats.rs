@@ -256,45 +256,42 @@ impl Turnstile {
     }
 }
 
-/// The turns of [`RAW_READERS`], one set per database (`Db::caches`).
-pub struct RawReaders(Turnstile);
+/// A [`Turnstile`] kept once per database (`Db::caches`), with its sizes.
+macro_rules! turnstile {
+    ($(#[$doc:meta])* $name:ident, $instance:expr, $reserved:expr, $per_organization:expr) => {
+        $(#[$doc])*
+        pub struct $name(Turnstile);
 
-impl Default for RawReaders {
-    fn default() -> RawReaders {
-        RawReaders(Turnstile::new(
-            RAW_READERS,
-            RAW_READERS_RESERVED,
-            RAW_READERS_PER_ORGANIZATION,
-        ))
-    }
+        impl Default for $name {
+            fn default() -> $name {
+                $name(Turnstile::new($instance, $reserved, $per_organization))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Turnstile;
+            fn deref(&self) -> &Turnstile {
+                &self.0
+            }
+        }
+    };
 }
 
-impl std::ops::Deref for RawReaders {
-    type Target = Turnstile;
-    fn deref(&self) -> &Turnstile {
-        &self.0
-    }
-}
+turnstile!(
+    /// The turns of [`RAW_READERS`], one set per database (`Db::caches`).
+    RawReaders,
+    RAW_READERS,
+    RAW_READERS_RESERVED,
+    RAW_READERS_PER_ORGANIZATION
+);
 
-/// The turns of [`ROLLUP_READERS`], one set per database (`Db::caches`).
-pub struct RollupReaders(Turnstile);
-
-impl Default for RollupReaders {
-    fn default() -> RollupReaders {
-        RollupReaders(Turnstile::new(
-            ROLLUP_READERS,
-            1,
-            ROLLUP_READERS_PER_ORGANIZATION,
-        ))
-    }
-}
-
-impl std::ops::Deref for RollupReaders {
-    type Target = Turnstile;
-    fn deref(&self) -> &Turnstile {
-        &self.0
-    }
-}
+turnstile!(
+    /// The turns of [`ROLLUP_READERS`], one set per database (`Db::caches`).
+    RollupReaders,
+    ROLLUP_READERS,
+    1,
+    ROLLUP_READERS_PER_ORGANIZATION
+);
 
 /// One report's claim on its organization's turns: counted from before it waits until it is
 /// dropped (turn given back, wait timed out, or the request cancelled), whichever way that
