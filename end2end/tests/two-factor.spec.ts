@@ -103,6 +103,9 @@ test("an organization requiring 2FA sends a member without it to a guided set-up
   const policies = page.getByRole("region", { name: "Policies" });
   await policies.getByLabel(/Require two-factor authentication/).check();
   await policies.getByRole("button", { name: "Save policies" }).click();
+  // The form reloads after the save and is refused (the admin now needs a factor themselves):
+  // the refusal says why, and the save's outcome stays on the page.
+  await expect(policies.getByRole("alert")).toContainText("requires two-factor authentication");
   await expect(policies.getByRole("status")).toHaveText("Policies saved.");
 
   await page.getByRole("button", { name: "Sign out", exact: true }).click();

@@ -677,14 +677,16 @@ fn PolicyForm(org: String) -> impl IntoView {
                                     <input type="checkbox" name="require_two_factor" value="on" checked=p.require_two_factor />
                                     "Require two-factor authentication for members (at sign-in, a member without it must set it up before anything else)"
                                 </label>
-                                {action_error(save.value())}
-                                {move || save.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Policies saved."</p> })}
                                 <button type="submit">"Save policies"</button>
                             </ActionForm>
                         }.into_any(),
                     }
                 })}
             </Transition>
+            // Outside the reload: a save that holds the admin to enrolment (they required a
+            // second factor they do not have) makes the reload fail, and the outcome must stay.
+            {action_error(save.value())}
+            {move || save.value().get().and_then(Result::ok).map(|_| view! { <p role="status">"Policies saved."</p> })}
         </section>
     }
 }
