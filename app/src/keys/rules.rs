@@ -170,34 +170,30 @@ fn validate_endpoint(rule: &EndpointRule) -> Result<EndpointRule, AppError> {
 
 /// Whether a request matches one rule: `*` is one segment, a trailing `/**` any rest.
 pub fn endpoint_matches(rule: &EndpointRule, method: &str, path: &str) -> bool {
-    if rule.method != "*" && !rule.method.eq_ignore_ascii_case(method) {
-        return false;
-    }
-    let mut pattern = rule.path.trim_end_matches('/').split('/');
-    let mut actual = path.trim_end_matches('/').split('/');
-    loop {
-        match (pattern.next(), actual.next()) {
-            (Some("**"), _) => return true,
-            (Some(p), Some(a)) if p == "*" || p == a => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    // A request's segments are literal: even one spelled `*` or `**` is just a name.
+    method_within(&rule.method, method) && walk(&rule.path, path, |_| true)
 }
 
 /// Whether every request `inner` matches, `outer` matches too (`*` covers one segment, a
 /// trailing `/**` any rest; `**` is covered only by `**`).
 pub fn endpoint_covers(outer: &EndpointRule, inner: &EndpointRule) -> bool {
-    if outer.method != "*" && !outer.method.eq_ignore_ascii_case(&inner.method) {
-        return false;
-    }
-    let mut wide = outer.path.trim_end_matches('/').split('/');
-    let mut narrow = inner.path.trim_end_matches('/').split('/');
+    method_within(&outer.method, &inner.method) && walk(&outer.path, &inner.path, |n| n != "**")
+}
+
+fn method_within(rule: &str, method: &str) -> bool {
+    rule == "*" || rule.eq_ignore_ascii_case(method)
+}
+
+/// The one walk behind both: `pattern`'s segments against `other`'s, where `*` takes one
+/// segment `star_takes` accepts, a trailing `**` the rest, and anything else only itself.
+fn walk(pattern: &str, other: &str, star_takes: impl Fn(&str) -> bool) -> bool {
+    let mut pattern = pattern.trim_end_matches('/').split('/');
+    let mut other = other.trim_end_matches('/').split('/');
     loop {
-        match (wide.next(), narrow.next()) {
+        match (pattern.next(), other.next()) {
             (Some("**"), _) => return true,
-            (Some("*"), Some(n)) if n != "**" => {}
-            (Some(w), Some(n)) if w == n => {}
+            (Some("*"), Some(o)) if star_takes(o) => {}
+            (Some(p), Some(o)) if p == o => {}
             (None, None) => return true,
             _ => return false,
         }
@@ -370,6 +366,55 @@ mod tests {
         EndpointRule {
             method: method.into(),
             path: path.into(),
+        }
+    }
+
+    /// A rule as the validator accepts it: segments of a small alphabet, `*` anywhere, `**`
+    /// only last; any method of a few.
+    fn any_rule() -> impl proptest::strategy::Strategy<Value = EndpointRule> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![Just("*"), Just("GET"), Just("POST")],
+            proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("*")], 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(method, segments, rest)| {
+                let mut path = format!("/{}", segments.join("/"));
+                if rest {
+                    path = format!("{}/**", path.trim_end_matches('/'));
+                }
+                rule(method, &path)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Soundness of the check that keeps a key's keys inside its endpoint rules: whatever
+        /// request the narrower rule lets through, the wider one does too, including requests
+        /// whose segments are spelled `*` or `**`.
+        #[test]
+        fn a_covered_rule_lets_through_nothing_its_cover_refuses(
+            outer in any_rule(),
+            inner in any_rule(),
+            method in proptest::prelude::prop_oneof![
+                proptest::prelude::Just("GET"), proptest::prelude::Just("POST"), proptest::prelude::Just("DELETE")
+            ],
+            segments in proptest::collection::vec(
+                proptest::prelude::prop_oneof![
+                    proptest::prelude::Just("a"), proptest::prelude::Just("b"), proptest::prelude::Just("c"),
+                    proptest::prelude::Just("*"), proptest::prelude::Just("**"), proptest::prelude::Just("")
+                ],
+                0..6,
+            ),
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            if endpoint_covers(&outer, &inner) && endpoint_matches(&inner, method, &path) {
+                proptest::prop_assert!(
+                    endpoint_matches(&outer, method, &path),
+                    "{outer:?} covers {inner:?}, which lets {method} {path} through, but it does not"
+                );
+            }
         }
     }
 
