@@ -1285,6 +1285,16 @@ async fn a_stale_parents_form_cannot_undo_another_change() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert_eq!(r.json()["error"]["field"], "loaded", "{}", r.body);
     assert_eq!(o.app.snapshot().await, before, "rows changed");
+    // What the page loaded, garbled: a clear 400 on the field, nothing written.
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("parents[0]", &b), ("loaded", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], "loaded", "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
     let r = call(
         &o,
         "set_role_parents",

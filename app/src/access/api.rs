@@ -44,12 +44,8 @@ pub async fn set_role_parents(
     let (caller, grant) = super::guard::guard_in("set_role_parents", &organization_id).await?;
     crate::ssr::respond(async move {
         // The parents the page was loaded with, as a JSON list (the page always sends it).
-        let loaded: Option<Vec<String>> = loaded
-            .map(|l| {
-                serde_json::from_str(&l)
-                    .map_err(|_| AppError::invalid("loaded", "a JSON list of role ids"))
-            })
-            .transpose()?;
+        let loaded: Option<Vec<String>> =
+            crate::ssr::parse_loaded(loaded, "a JSON list of role ids")?;
         super::roles::set_parents(
             &caller.state.db,
             &grant,

@@ -346,12 +346,8 @@ pub async fn set_org_policy(
             require_key_approval: require_key_approval.is_some_and(|v| !v.is_empty()),
         };
         // The policy the page was loaded with (JSON; the page always sends it).
-        let loaded = loaded
-            .map(|l| {
-                serde_json::from_str::<super::OrgPolicy>(&l)
-                    .map_err(|_| AppError::invalid("loaded", "not a policy as the page loads it"))
-            })
-            .transpose()?;
+        let loaded: Option<super::OrgPolicy> =
+            ssr::parse_loaded(loaded, "not a policy as the page loads it")?;
         super::policy::set(&caller.state.db, &grant, &policy, loaded.as_ref()).await?;
         Ok(policy)
     })

@@ -236,3 +236,14 @@ pub async fn respond<T>(
 ) -> Result<T, AppError> {
     body.await.inspect_err(set_error_status)
 }
+
+/// Parses the `loaded` field a form sends back: what the page showed when it loaded (JSON),
+/// so that a save made from a stale page can be refused. Absent: no such check was asked.
+pub fn parse_loaded<T: serde::de::DeserializeOwned>(
+    loaded: Option<String>,
+    expected: &str,
+) -> Result<Option<T>, AppError> {
+    loaded
+        .map(|l| serde_json::from_str(&l).map_err(|_| AppError::invalid("loaded", expected)))
+        .transpose()
+}
