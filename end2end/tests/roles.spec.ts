@@ -38,8 +38,11 @@ test("a three-level hierarchy built in the editor shows effective permissions an
   // Re-parenting support under manager would make a cycle: refused, named, nothing changes.
   await tree.getByRole("button", { name: "support" }).click();
   const support = page.getByRole("region", { name: "Role support" });
-  await support.getByLabel("Parent role").selectOption({ label: "manager" });
-  await support.getByRole("button", { name: "Save parent" }).click();
+  const supportParents = support.getByRole("group", { name: "Parent roles" });
+  await expect(supportParents.getByLabel("viewer", { exact: true })).toBeChecked();
+  await supportParents.getByLabel("viewer", { exact: true }).uncheck();
+  await supportParents.getByLabel("manager", { exact: true }).check();
+  await support.getByRole("button", { name: "Save parents" }).click();
   await expect(page.getByRole("alert")).toContainText("that would make a cycle: support → manager → lead → support");
   await expect(support.getByRole("table", { name: "Effective permissions of support" }).getByRole("row", { name: "keys:read inherited from viewer" })).toBeVisible();
 
@@ -48,6 +51,21 @@ test("a three-level hierarchy built in the editor shows effective permissions an
   await page.getByRole("region", { name: "Role lead" }).getByRole("button", { name: "Remove members:write" }).click();
   await tree.getByRole("button", { name: "manager" }).click();
   await expect(page.getByRole("region", { name: "Role manager" }).getByRole("table", { name: "Effective permissions of manager" }).getByRole("row", { name: /members:write/ })).toHaveCount(0);
+
+  // A role may have several parents: manager keeps lead and also takes support; both stay
+  // ticked after a reload.
+  const managerParents = page.getByRole("region", { name: "Role manager" }).getByRole("group", { name: "Parent roles" });
+  await expect(managerParents.getByLabel("lead", { exact: true })).toBeChecked();
+  await managerParents.getByLabel("support", { exact: true }).check();
+  await page.getByRole("region", { name: "Role manager" }).getByRole("button", { name: "Save parents" }).click();
+  // The hierarchy shows it under each parent.
+  await expect(tree.getByRole("button", { name: "manager" })).toHaveCount(2);
+  await page.reload();
+  await tree.getByRole("button", { name: "manager" }).first().click();
+  for (const name of ["lead", "support"]) {
+    await expect(managerParents.getByLabel(name, { exact: true })).toBeChecked();
+  }
+  await expect(managerParents.getByLabel("viewer", { exact: true })).not.toBeChecked();
 });
 
 test("a service permission made on the roles page goes on a key, and verify checks it", async ({ page }) => {

@@ -1202,7 +1202,12 @@ async fn a_stale_policy_form_cannot_undo_a_requirement() {
         &[("max_key_lifetime_days", "30"), ("loaded", "{\"max\":1}")],
     )
     .await;
-    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "garbled loaded policy");
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "garbled loaded policy",
+    );
     assert_eq!(r.json()["error"]["field"], "loaded", "{}", r.body);
     assert_eq!(t.app.snapshot().await, before, "rows changed");
     let r = call(&t, &t.viewer, "get_org_policy", &[]).await;

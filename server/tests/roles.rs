@@ -1308,3 +1308,46 @@ async fn a_stale_parents_form_cannot_undo_another_change() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["parents"], serde_json::json!([b]), "{}", r.body);
 }
+
+/// The role page ticks parents in a list: the form sends `parents[i]` for the ticked ones
+/// only, so the indexes have gaps, and nothing ticked sends no field at all. Every ticked
+/// parent is kept (a role made with several over REST keeps them all), and none clears them.
+#[tokio::test]
+async fn the_parents_form_keeps_every_ticked_parent_and_none_clears_them() {
+    let o = org().await;
+    let b = call(&o, "create_role", &[("name", "b")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = call(&o, "create_role", &[("name", "a")]).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[
+            ("role_id", &a),
+            ("parents[1]", "viewer"),
+            ("parents[4]", &b),
+            ("loaded", "[]"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut parents: Vec<String> = serde_json::from_value(r.json()["parents"].clone()).unwrap();
+    parents.sort();
+    let mut want = vec![b.clone(), "viewer".to_string()];
+    want.sort();
+    assert_eq!(parents, want, "{}", r.body);
+
+    let loaded = serde_json::to_string(&want).unwrap();
+    let r = call(
+        &o,
+        "set_role_parents",
+        &[("role_id", &a), ("loaded", &loaded)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["parents"], serde_json::json!([]), "{}", r.body);
+}

@@ -230,7 +230,7 @@ fn RoleDetail(
     let direct = role.permissions.clone();
     let editable = can_edit && !role.builtin;
     let title = name.clone();
-    let parent = role.parents.first().cloned().unwrap_or_default();
+    let current_parents = role.parents.clone();
     let others: Vec<(String, String)> = cat
         .roles
         .iter()
@@ -261,12 +261,18 @@ fn RoleDetail(
                     <input type="hidden" name="role_id" value=role_id.get_value() />
                     // The parents as loaded: saved only if nobody changed them since.
                     <input type="hidden" name="loaded" value=serde_json::to_string(&role.parents).unwrap_or_default() />
-                    <label for="role-parent">"Parent role"</label>
-                    <select id="role-parent" name="parents[0]">
-                        <option value="" selected=parent.is_empty()>"(none)"</option>
-                        {others.iter().map(|(id, n)| view! { <option value=id.clone() selected=*id == parent>{n.clone()}</option> }).collect_view()}
-                    </select>
-                    <button type="submit">"Save parent"</button>
+                    // A role inherits from every parent ticked (none: it stands alone). The
+                    // indexes follow the list; the unticked leave gaps the decoder skips.
+                    <fieldset>
+                        <legend>"Parent roles"</legend>
+                        {others.iter().enumerate().map(|(i, (id, n))| view! {
+                            <label class="check">
+                                <input type="checkbox" name=format!("parents[{i}]") value=id.clone() checked=current_parents.contains(id) />
+                                {n.clone()}
+                            </label>
+                        }).collect_view()}
+                    </fieldset>
+                    <button type="submit">"Save parents"</button>
                 </ActionForm>
                 <ActionForm action=grant>
                     <input type="hidden" name="organization_id" value=org.get_value() />
