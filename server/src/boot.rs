@@ -179,6 +179,7 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         session_idle: Duration::from_secs(args.session_idle_minutes * 60),
         session_absolute: Duration::from_secs(args.session_absolute_hours * 3600),
         sign_in_failures_per_hour: args.sign_in_failures_per_hour,
+        invitations_per_hour: args.invitations_per_hour,
         auth_attempts_per_ip_per_minute: args.auth_attempts_per_ip_per_minute,
         allowed_hosts: Config::hosts_for(&public_origin, args.listen),
         log_retention_days: args.log_retention_days,

@@ -112,6 +112,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYWARD_SIGN_IN_FAILURES_PER_HOUR", default_value_t = 100)]
     pub sign_in_failures_per_hour: i64,
 
+    /// Invitation emails the whole instance may send in a sliding hour, over every
+    /// organization and sender: a bound on outgoing mail however many accounts ask.
+    #[arg(long, env = "KEYWARD_INVITATIONS_PER_HOUR", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..))]
+    pub invitations_per_hour: i64,
+
     /// Sign-in and sign-up attempts allowed per client address (IPv6: per /64) per minute.
     #[arg(long, env = "KEYWARD_AUTH_ATTEMPTS_PER_IP_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_attempts_per_ip_per_minute: u32,

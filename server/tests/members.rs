@@ -1271,6 +1271,61 @@ async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// The whole instance sends at most `KEYWARD_INVITATIONS_PER_HOUR` invitations an hour (500
+/// here), however many organizations and senders ask: many accounts made by sign-up cannot
+/// together turn the instance into a mail relay. Rows older than the hour do not count.
+#[tokio::test]
+async fn the_instance_s_invitations_are_bounded_over_all_senders() {
+    let t = team().await;
+    let elsewhere = t.app.org_of(&t.viewer_id).await;
+    let now = app::ssr::db::now_ms();
+    let seed = |from: i64, to: i64, at: i64| {
+        let t = &t;
+        let elsewhere = &elsewhere;
+        async move {
+            let mut tx = t.app.state.db.writer.begin().await.unwrap();
+            for i in from..to {
+                sqlx::query(
+                    "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
+                     values ($1, $2, $3, 'viewer', null, $4, $5, $6, $4)",
+                )
+                .bind(format!("inv_other_{i}"))
+                .bind(elsewhere)
+                .bind(format!("n{i}@example.org"))
+                .bind(at)
+                .bind(now + 86_400_000)
+                .bind(format!("usr_sender_{i}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    };
+    // 499 in the hour, and some from before it: one more may go.
+    seed(0, 499, now - 1000).await;
+    seed(499, 560, now - 3_601_000).await;
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "the-500th@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = t.app.snapshot().await;
+    let r = call(
+        &t,
+        &t.admin,
+        "invite_member",
+        &[("email", "the-501st@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "the instance's 501st");
+    assert!(r.body.contains("this instance: 500 an hour"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+}
+
 /// While sign-up is closed, an invitation creates an account only when an instance
 /// administrator sent it: a member who can invite (in an organization of their own, say)
 /// cannot open sign-up. An account that exists joins either way.

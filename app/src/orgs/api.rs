@@ -72,15 +72,7 @@ pub async fn invite_member(
     let (caller, grant) = crate::access::guard::guard_in("invite_member", &organization_id).await?;
     ssr::respond(async move {
         let config = &caller.state.config;
-        super::members::invite(
-            &caller.state.db,
-            &grant,
-            &config.secret,
-            config.public_origin.as_str().trim_end_matches('/'),
-            &email,
-            &role,
-        )
-        .await
+        super::members::invite(&caller.state.db, &grant, config, &email, &role).await
     })
     .await
 }

@@ -400,11 +400,14 @@ fn not_valid() -> AppError {
 pub async fn invite(
     db: &Db,
     grant: &Grant,
-    secret: &[u8; 32],
-    origin: &str,
+    config: &crate::ssr::config::Config,
     email: &str,
     role: &str,
 ) -> Result<Invitation, AppError> {
+    let (secret, origin) = (
+        &config.secret,
+        config.public_origin.as_str().trim_end_matches('/'),
+    );
     validate_email(email)?;
     let email = normalize_email(email);
     let role = base_role(role)?;
@@ -446,16 +449,17 @@ pub async fn invite(
     }
     let id = new_id("inv");
     let expires_at = now + INVITATION_DAYS * 24 * 3600 * 1000;
-    // Both bounds in the statement that writes: pending invitations, and invitations sent in
-    // the last hour (revoked and replaced ones included, so that re-inviting cannot turn the
-    // instance into a mail relay).
+    // The bounds in the statement that writes: pending invitations, and invitations sent in
+    // the last hour by the organization, by the sender and by the whole instance (revoked and
+    // replaced ones included, so that re-inviting cannot turn the instance into a mail relay).
     let inserted = sqlx::query(
         "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by)
          select $1, $2, $3, $4, $5, $6, $7, $10
          where (select count(*) from invitation where organization_id = $2
                 and accepted_at is null and revoked_at is null and expires_at > $6) < $8
            and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9
-           and (select count(*) from invitation where sent_by = $10 and created_at > $6 - 3600000) < $11",
+           and (select count(*) from invitation where sent_by = $10 and created_at > $6 - 3600000) < $11
+           and (select count(*) from invitation where created_at > $6 - 3600000) < $12",
     )
     .bind(&id)
     .bind(org)
@@ -468,13 +472,17 @@ pub async fn invite(
     .bind(PER_HOUR_MAX)
     .bind(grant.principal.actor_id())
     .bind(SENDER_PER_HOUR_MAX)
+    .bind(config.invitations_per_hour)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 0 {
         return Err(AppError::new(
             ErrorCode::Conflict,
-            "as many invitations were sent as may be for now (an organization: 100 pending, 50 an hour; a sender: 50 an hour over all organizations); try again later",
+            format!(
+                "as many invitations were sent as may be for now (an organization: {PENDING_MAX} pending, {PER_HOUR_MAX} an hour; a sender: {SENDER_PER_HOUR_MAX} an hour over all organizations; this instance: {} an hour); try again later",
+                config.invitations_per_hour
+            ),
         ));
     }
     let (org_name, inviter): (String, Option<String>) = sqlx::query_as(

@@ -16,6 +16,9 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Failed sign-ins allowed per account (and per trusted device) in a sliding hour.
     pub sign_in_failures_per_hour: i64,
+    /// Invitation emails the instance may send in a sliding hour, over every organization
+    /// and sender (`KEYWARD_INVITATIONS_PER_HOUR`).
+    pub invitations_per_hour: i64,
     /// Sign-in and sign-up attempts allowed per client address (IPv6: per /64) per minute.
     pub auth_attempts_per_ip_per_minute: u32,
     /// Host names (with port) requests may be addressed to: the public origin's and the listen
@@ -122,6 +125,7 @@ impl std::fmt::Debug for Config {
             .field("session_idle", &self.session_idle)
             .field("session_absolute", &self.session_absolute)
             .field("sign_in_failures_per_hour", &self.sign_in_failures_per_hour)
+            .field("invitations_per_hour", &self.invitations_per_hour)
             .field(
                 "auth_attempts_per_ip_per_minute",
                 &self.auth_attempts_per_ip_per_minute,

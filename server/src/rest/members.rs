@@ -71,15 +71,7 @@ pub async fn invite(
     ApiJson(input): ApiJson<NewInvitation>,
 ) -> Result<(http::StatusCode, Json<Invitation>), AppError> {
     let config = &state.config;
-    let invitation = members::invite(
-        &state.db,
-        &grant,
-        &config.secret,
-        config.public_origin.as_str().trim_end_matches('/'),
-        &input.email,
-        &input.role,
-    )
-    .await?;
+    let invitation = members::invite(&state.db, &grant, config, &input.email, &input.role).await?;
     Ok((http::StatusCode::CREATED, Json(invitation)))
 }
 

@@ -179,6 +179,7 @@ pub fn test_config() -> Config {
         session_idle: Duration::from_secs(1800),
         session_absolute: Duration::from_secs(12 * 3600),
         sign_in_failures_per_hour: 100,
+        invitations_per_hour: 500,
         // Tests sign in many times from one (unknown) address; the limit has its own test.
         auth_attempts_per_ip_per_minute: 100_000,
         allowed_hosts: vec![HOST.to_string()],
