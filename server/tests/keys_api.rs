@@ -1020,6 +1020,48 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
             .unwrap();
     assert_eq!(limits, (None, Some(50)));
 
+    // A key it makes starts no faster than it (the default plan, 100/h, would be): it takes
+    // its maker's 50/h as its own limit, and answers with it.
+    let r = call("POST", "/api/v1/keys".into(), json!({"name": "minted"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let minted = r.json();
+    let minted_id = minted["id"].as_str().unwrap().to_string();
+    let limits: (Option<String>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "select plan_id, rate_limit, rate_window_seconds from api_key where api_key_id = $1",
+    )
+    .bind(&minted_id)
+    .fetch_one(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(limits, (None, Some(50), Some(3600)));
+    // The same for a key it imports.
+    let r = call(
+        "POST",
+        "/api/v1/keys/import".into(),
+        json!([{"name": "imported"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let imported_id = r.json()["rows"][0]["id"].as_str().unwrap().to_string();
+    let imported: (Option<i64>, Option<i64>) =
+        sqlx::query_as("select rate_limit, rate_window_seconds from api_key where api_key_id = $1")
+            .bind(&imported_id)
+            .fetch_one(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(imported, (Some(50), Some(3600)));
+    let secret = minted["key"].as_str().unwrap();
+    let r = app.api("GET", "/api/v1/me", Some(secret), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.headers
+            .get("ratelimit-limit")
+            .and_then(|v| v.to_str().ok()),
+        Some("50"),
+        "{:?}",
+        r.headers
+    );
+
     // Nor take over (roll) a key as restricted as it but faster: its secret would go faster.
     for (name, limit, rolled) in [("faster", 5_000, false), ("slower", 10, true)] {
         let (id, _) = app

@@ -15,7 +15,8 @@
 use super::format;
 use super::rules::{validate_new, Settings};
 use super::ssr::{
-    insert_key, record_event, Acting, KeyCache, KeyEventKind, Material, StoredStatus,
+    inherit_maker_rate, insert_key, record_event, Acting, KeyCache, KeyEventKind, Material,
+    StoredStatus,
 };
 use super::verify::Algorithm;
 use super::{Category, EndpointRule, ImportOutcome, NewKey, Scopes};
@@ -448,6 +449,7 @@ pub async fn import(
                         actor,
                     )
                     .await?;
+                    inherit_maker_rate(&mut tx, acting.grant, &id).await?;
                     let detail = serde_json::json!({ "source": p.source, "row": i + 1 });
                     record_event(
                         &mut tx,

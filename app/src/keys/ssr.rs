@@ -488,6 +488,41 @@ pub(crate) async fn insert_key(
     Ok((id, signing))
 }
 
+/// A key made by a key (created or imported) starts no faster than its maker: when the default
+/// plan allows more than the acting key's own limit (compared per second), the new key gets the
+/// maker's limit as its own override, inside `tx`. Users, and keys that may change the plans
+/// themselves, are not bounded so ([`crate::access::ssr::Grant::require_rate_within`]). A key
+/// that asks for a plan or limit later goes through the same rule.
+pub(crate) async fn inherit_maker_rate(
+    tx: &mut Transaction<'_, Any>,
+    grant: &crate::access::ssr::Grant,
+    key_id: &str,
+) -> Result<(), AppError> {
+    let crate::access::ssr::Principal::Key { rate, .. } = &grant.principal else {
+        return Ok(());
+    };
+    let (limit, window): (i64, i64) =
+        sqlx::query_as("select request_limit, window_seconds from plan where plan_id = $1")
+            .bind(crate::usage::DEFAULT_PLAN_ID)
+            .fetch_one(&mut **tx)
+            .await?;
+    if grant
+        .require_rate_within(limit.max(0) as u64, window)
+        .is_ok()
+    {
+        return Ok(());
+    }
+    sqlx::query(
+        "update api_key set plan_id = null, rate_limit = $1, rate_window_seconds = $2 where api_key_id = $3",
+    )
+    .bind(i64::try_from(rate.limit).unwrap_or(i64::MAX))
+    .bind(rate.window_secs())
+    .bind(key_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Creates a key in the grant's organization (a personal access token of `owner_user_id` when
 /// given). `settings` were validated against the same grant ([`validate_new`]).
 pub async fn create(
@@ -522,6 +557,7 @@ pub async fn create(
         actor,
     )
     .await?;
+    inherit_maker_rate(&mut tx, acting.grant, &id).await?;
     record_event(
         &mut tx,
         &id,
