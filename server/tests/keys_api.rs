@@ -1000,6 +1000,8 @@ async fn a_restricted_key_cannot_make_or_change_a_key_outside_its_restrictions()
     for body in [
         json!({"rate_limit": 1_000_000, "rate_window_seconds": 1}),
         json!({"rate_limit": 101, "rate_window_seconds": 3600}),
+        // The same average, but 2400 at once.
+        json!({"rate_limit": 2400, "rate_window_seconds": 86_400}),
         json!({"plan_id": "plan_pro"}),
     ] {
         let r = call("PUT", format!("/api/v1/keys/{ci_id}/limit"), body.clone()).await;

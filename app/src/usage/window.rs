@@ -48,10 +48,14 @@ impl Limit {
         self.window_ms / 1000
     }
 
-    /// Whether `limit` requests per `window_secs` is no faster than this limit.
+    /// Whether `limit` requests per `window_secs` is no faster than this limit: neither more
+    /// per second on average, nor a larger burst (a window's whole budget may be spent at
+    /// once, so 2400 a day is not "100 an hour" though it averages the same). Together they
+    /// keep any stretch of time within twice what this limit admits in it.
     pub fn allows_no_faster(&self, limit: u64, window_secs: i64) -> bool {
-        u128::from(limit) * self.window_ms.max(1) as u128
-            <= u128::from(self.limit) * window_secs.max(1) as u128 * 1000
+        limit <= self.limit
+            && u128::from(limit) * self.window_ms.max(1) as u128
+                <= u128::from(self.limit) * window_secs.max(1) as u128 * 1000
     }
 
     pub fn bucket_ms(&self) -> i64 {
@@ -194,11 +198,13 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_rate_is_no_faster_when_its_requests_per_second_are_not_more() {
+    fn a_rate_is_no_faster_when_neither_its_average_nor_its_burst_is_more() {
         let own = Limit::new(100, 3600);
         assert!(own.allows_no_faster(100, 3600) && own.allows_no_faster(1, 36));
-        assert!(own.allows_no_faster(2400, 86_400) && own.allows_no_faster(0, 1));
+        assert!(own.allows_no_faster(100, 86_400) && own.allows_no_faster(0, 1));
         assert!(!own.allows_no_faster(101, 3600) && !own.allows_no_faster(1, 35));
+        // The same average with a bigger window is a bigger burst: 2400 at once.
+        assert!(!own.allows_no_faster(2400, 86_400) && !own.allows_no_faster(200, 7200));
         assert!(!own.allows_no_faster(u64::MAX, 1));
         assert_eq!(own.window_secs(), 3600);
     }
