@@ -67,7 +67,9 @@ pub async fn transition(
         // to a stolen key could use to keep its defenders from stopping it.
         let enabling = t == Transition::Enable;
         let applied = sqlx::query(
-            "update api_key set status = $1, updated_at = $2
+            // `updated_at` only moves forward, whatever this instance's clock says: a disable
+            // that read the row long ago must not write back a version an enabler checked.
+            "update api_key set status = $1, updated_at = case when $2 > updated_at then $2 else updated_at + 1 end
              where api_key_id = $3 and organization_id = $4 and status = $5
                and ($7 = 0 or updated_at = $6)",
         )
