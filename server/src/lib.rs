@@ -28,9 +28,7 @@ pub const IMPORT_MAX_BYTES: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     request_id::init_executor();
     let config = state.config.clone();
-    app::ssr::init_api_document(|| {
-        rest::openapi::document(config.public_origin.as_str().trim_end_matches('/')).to_string()
-    });
+    app::ssr::init_api_document(|| rest::openapi::document(config.link_base()).to_string());
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
         .with_name(config.session_cookie_name())
         .with_secure(config.secure_cookies())

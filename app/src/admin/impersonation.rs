@@ -63,7 +63,7 @@ pub async fn start(
 ) -> Result<String, AppError> {
     let (reason, minutes) = validate(reason, minutes)?;
     let db = &state.db;
-    let origin = state.config.public_origin.as_str().trim_end_matches('/');
+    let origin = state.config.link_base();
     let Some(admin) = grant.principal.acting_user().map(str::to_string) else {
         return Err(AppError::forbidden(Permission::ImpersonationWrite.as_str()));
     };

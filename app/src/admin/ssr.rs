@@ -422,7 +422,7 @@ pub async fn reset_two_factor(
             link: Some("/profile".into()),
             dedupe: format!("2fa-reset:{user_id}:{}", now_ms()),
         },
-        config.public_origin.as_str().trim_end_matches('/'),
+        config.link_base(),
     )
     .await?;
     commit(db, change.tx, SYSTEM_ORG_ID).await

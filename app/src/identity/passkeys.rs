@@ -335,7 +335,7 @@ pub async fn finish_registration(
         .bind(user_id)
         .fetch_one(&mut *tx)
         .await?;
-    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let origin = config.link_base();
     crate::notify::ssr::enqueue_email(
         &mut tx,
         &email,

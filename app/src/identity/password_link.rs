@@ -149,7 +149,7 @@ pub async fn send(
         .ok_or_else(|| AppError::conflict("status", "the account is disabled; enable it first"))?;
     let email = state.email_normalized.as_str();
     let expires = now + purpose.hours() * 3_600_000;
-    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let origin = config.link_base();
     let page = match purpose {
         Purpose::Verify => "verify-email",
         Purpose::Setup | Purpose::Reset => "set-password",

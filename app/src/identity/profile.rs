@@ -313,7 +313,7 @@ pub async fn request_email_change(
     let checked = reauthenticate(db, config, user_id, current_password, source_ip).await?;
     let now = now_ms();
     let expires = now + EMAIL_LINK_HOURS * 3_600_000;
-    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let origin = config.link_base();
     let link = format!(
         "{origin}/confirm-email?token={}",
         email_token(&config.secret, user_id, &old, &new, &checked.stamp, expires)

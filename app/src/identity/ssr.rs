@@ -179,7 +179,7 @@ pub async fn sign_up(
         }
         Some((user_id, None, _)) => Some(user_id),
         Some((user_id, Some(_), stored)) => {
-            let origin = config.public_origin.as_str().trim_end_matches('/');
+            let origin = config.link_base();
             crate::notify::ssr::enqueue_email(
                 &mut tx,
                 &stored,

@@ -728,7 +728,7 @@ async fn warn_of_wrong_code(
             .fetch_optional(&mut **tx)
             .await?;
     let Some(email) = email else { return Ok(()) };
-    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let origin = config.link_base();
     crate::notify::ssr::enqueue_email(
         tx,
         &email,
@@ -754,7 +754,7 @@ async fn notify_recovery_code_used(
     .bind(user_id)
     .fetch_one(&mut **tx)
     .await?;
-    let origin = config.public_origin.as_str().trim_end_matches('/');
+    let origin = config.link_base();
     crate::notify::ssr::enqueue_email(
         tx,
         &email,

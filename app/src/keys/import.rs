@@ -504,7 +504,7 @@ pub async fn import(
     // The approvers hear of the import once, however many of its keys wait (one notice and
     // one email each, not one per row).
     if !pending.is_empty() {
-        let origin = state.config.public_origin.as_str().trim_end_matches('/');
+        let origin = state.config.link_base();
         if let Err(e) = crate::notify::ssr::keys_await_approval(
             &state.db,
             origin,

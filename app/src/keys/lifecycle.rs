@@ -270,7 +270,7 @@ pub async fn announce_pending(state: &AppState, key: &ApiKey) {
     if key.status != KeyStatus::Pending {
         return;
     }
-    let origin = state.config.public_origin.as_str().trim_end_matches('/');
+    let origin = state.config.link_base();
     if let Err(e) = crate::notify::ssr::key_awaits_approval(
         &state.db,
         origin,
@@ -391,7 +391,7 @@ pub async fn review(
         // Telling the creator is best effort: the decision stands either way.
         if let Err(e) = crate::notify::ssr::key_reviewed(
             db,
-            state.config.public_origin.as_str().trim_end_matches('/'),
+            state.config.link_base(),
             org_id,
             key_id,
             &current.name,

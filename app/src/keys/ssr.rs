@@ -489,7 +489,8 @@ pub(crate) async fn insert_key(
 }
 
 /// A key made by a key (created or imported) starts no faster than its maker: when the default
-/// plan allows more than the acting key's own limit (compared per second), the new key gets the
+/// plan is faster than the acting key's own limit ([`crate::usage::window::Limit::allows_no_faster`]:
+/// on average or in burst), the new key gets the
 /// maker's limit as its own override, inside `tx`. Users, and keys that may change the plans
 /// themselves, are not bounded so ([`crate::access::ssr::Grant::require_rate_within`]). A key
 /// that asks for a plan or limit later goes through the same rule.

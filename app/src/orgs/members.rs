@@ -404,10 +404,7 @@ pub async fn invite(
     email: &str,
     role: &str,
 ) -> Result<Invitation, AppError> {
-    let (secret, origin) = (
-        &config.secret,
-        config.public_origin.as_str().trim_end_matches('/'),
-    );
+    let (secret, origin) = (&config.secret, config.link_base());
     validate_email(email)?;
     let email = normalize_email(email);
     let role = base_role(role)?;

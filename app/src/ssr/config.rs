@@ -109,6 +109,12 @@ impl Config {
             .map_err(|e| crate::error::AppError::internal(format!("WebAuthn configuration: {e}")))
     }
 
+    /// The public origin as links in mail and pages start (`https://example.com/keyward`,
+    /// no trailing slash): append `/path` to it.
+    pub fn link_base(&self) -> &str {
+        self.public_origin.as_str().trim_end_matches('/')
+    }
+
     /// `scheme://host[:port]` of the public origin, as browsers send it in `Origin`.
     pub fn origin_string(&self) -> String {
         self.public_origin.origin().ascii_serialization()
