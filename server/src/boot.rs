@@ -186,6 +186,7 @@ pub fn config(args: &ServeArgs, secret: [u8; 32]) -> anyhow_like::Result<Config>
         smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
         mail_from: args.mail_from.clone(),
         metrics_allow: args.metrics_allow.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
         metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         secret,
         public_origin,

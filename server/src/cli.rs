@@ -134,6 +134,12 @@ pub struct ServeArgs {
     )]
     pub metrics_allow: Vec<ipnet::IpNet>,
 
+    /// Reverse proxies (comma-separated CIDRs) whose X-Forwarded-For is believed: a request
+    /// from one is attributed to the rightmost forwarded address outside them. Default: none
+    /// (the socket peer is the client; headers are ignored).
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// A bearer token that also opens GET /metrics (from any address). Default: none.
     #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

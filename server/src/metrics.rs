@@ -146,7 +146,8 @@ pub async fn handler(State(state): State<AppState>, request: Request) -> Respons
         || host.is_some_and(ip_literal);
     let from_allowed = !forwarded
         && addressed
-        && crate::rest::auth::client_ip(&request).is_some_and(|ip| {
+        // The socket peer itself: a forwarded request needs the token (above).
+        && crate::rest::auth::client_ip(&request, &[]).is_some_and(|ip| {
             state
                 .config
                 .metrics_allow

@@ -834,6 +834,166 @@ async fn a_key_cannot_mint_a_stronger_key() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
+/// Behind a trusted proxy (`KEYWARD_TRUSTED_PROXIES`), the allow-list and the request log see
+/// the client the proxy forwarded for; from anywhere else the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
+    let app = spawn_with(|c| c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let user = app.user("ann@example.org", None).await;
+    let org = app.org_of(&user).await;
+    let (_, fenced) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "fenced".into(),
+                ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let me = |peer: &'static str, forwarded: &'static str| {
+        let (app, fenced) = (&app, &fenced);
+        async move {
+            app.api_raw(
+                "GET",
+                "/api/v1/me",
+                Some(fenced),
+                None,
+                peer,
+                &[("x-forwarded-for", forwarded)],
+            )
+            .await
+            .status
+        }
+    };
+    // Through the proxy: the forwarded client, whatever it claims left of it.
+    assert_eq!(me("10.0.0.2", "192.0.2.7").await, StatusCode::OK);
+    assert_eq!(
+        me("10.0.0.2", "192.0.2.7, 198.51.100.1").await,
+        StatusCode::FORBIDDEN
+    );
+    // Not through a proxy of ours: the socket peer, the header ignored.
+    assert_eq!(me("198.51.100.1", "192.0.2.7").await, StatusCode::FORBIDDEN);
+    app.wait_for_log_rows(3).await;
+    let ips: Vec<String> =
+        sqlx::query_scalar("select client_ip from request_log order by occurred_at, status")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    let mut ips = ips;
+    ips.sort();
+    assert_eq!(ips, ["192.0.2.7", "198.51.100.1", "198.51.100.1"]);
+}
+
+/// A test key (`kw_test_`) makes, rolls and edits test keys only: what it makes is a test
+/// key unless it asks for live (refused), and a live key's secret is out of its reach. An
+/// import takes a Keyward key's environment from its prefix and refuses a row naming another.
+#[tokio::test]
+async fn a_test_key_reaches_test_keys_only() {
+    let (app, org, admin) = with_admin_key().await;
+    let (_, test) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "sandbox".into(),
+                category: Some("admin".into()),
+                environment: Some("test".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let (live_id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "live".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let keys = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from api_key")
+            .fetch_one(&app.state.db.writer)
+            .await
+            .unwrap()
+    };
+    let before = keys().await;
+    let call = |method: &'static str, path: String, body: serde_json::Value| {
+        let (app, test) = (&app, &test);
+        async move { app.api(method, &path, Some(test), Some(body), IP).await }
+    };
+    let r = call(
+        "POST",
+        "/api/v1/keys".into(),
+        json!({"name": "x", "environment": "live"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("test key"), "{}", r.body);
+    let r = call(
+        "POST",
+        format!("/api/v1/keys/{live_id}/roll"),
+        json!({"grace_seconds": 0}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(
+        "PATCH",
+        format!("/api/v1/keys/{live_id}"),
+        json!({"require_signature": true}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(
+        "POST",
+        "/api/v1/keys/import".into(),
+        json!([{"name": "i", "environment": "live"}]),
+    )
+    .await;
+    assert_eq!(r.json()["rows"][0]["code"], "forbidden", "{}", r.body);
+    assert_eq!(keys().await, before, "nothing is written on a refusal");
+    // Left out, the environment is the maker's.
+    let r = call("POST", "/api/v1/keys".into(), json!({"name": "t"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["environment"], "test");
+    assert!(r.json()["key"].as_str().unwrap().starts_with("kw_test_"));
+
+    // An import (by an administrator) of a test secret cannot make it live.
+    let secret = app::keys::format::generate(app::keys::format::Environment::Test);
+    let before = keys().await;
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin),
+            Some(json!([{"name": "moved", "key": secret, "environment": "live"}])),
+            IP,
+        )
+        .await;
+    assert_eq!(r.json()["rows"][0]["code"], "invalid_input", "{}", r.body);
+    assert!(
+        r.json()["rows"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be test"),
+        "{}",
+        r.body
+    );
+    assert_eq!(keys().await, before, "nothing is written on a refusal");
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin),
+            Some(json!([{"name": "moved", "key": secret}])),
+            IP,
+        )
+        .await;
+    assert_eq!(r.json()["rows"][0]["action"], "imported", "{}", r.body);
+    let r = app.api("GET", "/api/v1/me", Some(&secret), None, IP).await;
+    assert_eq!(r.json()["environment"], "test", "{}", r.body);
+}
+
 /// A restricted key (IP allow-list, expiry) makes, edits, rolls and limits keys only inside
 /// its own restrictions: it cannot mint, edit or roll its way out of them.
 #[tokio::test]
@@ -1174,6 +1334,68 @@ async fn an_endpoint_limited_key_makes_only_keys_within_its_endpoints() {
     assert_eq!(
         r.json()["endpoints"],
         json!([{"method": "GET", "path": "/api/v1/**"}, {"method": "POST", "path": "/api/v1/keys"}])
+    );
+}
+
+/// A key whose stored restrictions cannot be read is not written back unrestricted: a user
+/// (unbounded) renaming or rolling it is refused (409) and nothing is written, until an edit
+/// sets both lists anew.
+#[tokio::test]
+async fn an_unreadable_restriction_is_not_written_back_as_none() {
+    let (app, org, admin) = with_admin_key().await;
+    let (id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "fenced".into(),
+                ip_allowlist: Some(vec!["192.0.2.0/24".into(), "198.51.100.0/24".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    // One entry that no longer reads (a hand edit, a downgrade): the rest must not be lost.
+    sqlx::query(
+        "update api_key set ip_allowlist = '[\"192.0.2.0/24\",\"nonsense\"]' where api_key_id = $1",
+    )
+    .bind(&id)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let snapshot = || async {
+        sqlx::query_as::<_, (i64, String, String)>(
+            "select count(*), min(name), min(ip_allowlist) from api_key where organization_id = $1 and name <> 'admin'",
+        )
+        .bind(&org)
+        .fetch_one(&app.state.db.writer)
+        .await
+        .unwrap()
+    };
+    let before = snapshot().await;
+    let patch = |body: serde_json::Value| {
+        let (app, admin, path) = (&app, &admin, format!("/api/v1/keys/{id}"));
+        async move { app.api("PATCH", &path, Some(admin), Some(body), IP).await }
+    };
+    let r = patch(json!({"name": "renamed"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let r = app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{id}/roll"),
+            Some(&admin),
+            Some(json!({"grace_seconds": 0})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(snapshot().await, before, "nothing is written on a refusal");
+    // Setting both anew mends it.
+    let r = patch(json!({"ip_allowlist": ["192.0.2.0/24"], "endpoints": []})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["ip_allowlist"],
+        json!(["192.0.2.0/24"]),
+        "{}",
+        r.body
     );
 }
 

@@ -4,7 +4,8 @@
 //!   read-only key, a basic key against a stronger target, a viewer, a member, a personal token
 //!   whose owner was demoted, removed or disabled), is refused with its code, returns no
 //!   secret, and leaves every key row as it was; and every key route, called by a key holding
-//!   everything but restricted (IP allow-list, expiry), gives it no key or secret outside them;
+//!   everything but restricted (IP allow-list, expiry; or a test key), gives it no key or
+//!   secret outside them;
 //! - **isolation and bad input**: another organization's ids, malformed JSON, unknown fields
 //!   and oversize bodies on every route and server function, each refused with its code and
 //!   nothing written.
@@ -43,6 +44,9 @@ struct World {
     /// Holding everything, but allowed only from `192.0.2.0/24` and expiring in an hour: what
     /// it makes, edits or takes over must stay inside those restrictions.
     restricted: String,
+    /// Holding everything, unrestricted but a test key: what it makes, edits or takes over
+    /// must be a test key too.
+    test_key: String,
     /// Personal tokens (basic) whose owners were demoted to viewer, removed, disabled.
     pat_demoted: String,
     pat_removed: String,
@@ -99,6 +103,17 @@ async fn world() -> World {
                 category: Some("admin".into()),
                 ip_allowlist: Some(vec!["192.0.2.0/24".into()]),
                 expires_at: Some(app::keys::ssr::rfc3339(app::ssr::db::now_ms() + 3_600_000)),
+                ..Default::default()
+            },
+        )
+        .await;
+    let (_, test_key) = app
+        .issue_key(
+            &org,
+            app::keys::NewKey {
+                name: "test".into(),
+                category: Some("admin".into()),
+                environment: Some("test".into()),
                 ..Default::default()
             },
         )
@@ -214,6 +229,7 @@ async fn world() -> World {
         basic,
         read_only,
         restricted,
+        test_key,
         approver,
         pat_disabled: pats.pop().unwrap(),
         pat_removed: pats.pop().unwrap(),
@@ -503,10 +519,15 @@ fn escape_for(w: &World, method: &Method, template: &str) -> Option<Call> {
         })
     };
     match (method.as_str(), template) {
-        ("POST", "/api/v1/keys") => call(on(""), Some(json!({"name": "p", "ip_allowlist": []}))),
+        ("POST", "/api/v1/keys") => call(
+            on(""),
+            Some(json!({"name": "p", "ip_allowlist": [], "environment": "live"})),
+        ),
         ("POST", "/api/v1/keys/import") => call(
             on(""),
-            Some(json!([{"name": "p", "expires_at": null, "ip_allowlist": []}])),
+            Some(
+                json!([{"name": "p", "expires_at": null, "ip_allowlist": [], "environment": "live"}]),
+            ),
         ),
         ("POST", "/api/v1/keys/bulk") => call(
             on(""),
@@ -538,55 +559,62 @@ fn escape_for(w: &World, method: &Method, template: &str) -> Option<Call> {
     }
 }
 
-/// A key holding everything but restricted (IP allow-list, expiry) cannot use any key route
-/// to get a key, or a key's secret, outside its restrictions: refused `forbidden`, no secret,
-/// nothing written.
+/// A key holding everything but restricted (IP allow-list, expiry; or a test key) cannot use
+/// any key route to get a key, or a key's secret, outside its restrictions: refused
+/// `forbidden`, no secret, nothing written.
 #[tokio::test]
 async fn restricted_key_matrix() {
     let w = world().await;
-    let mut cases = 0;
-    for spec in routes() {
-        if !matches!(spec.access, Access::Key(p) if p.is_write()) {
-            continue;
+    for (who, key, environment) in [
+        ("restricted key", &w.restricted, "live"),
+        ("test key", &w.test_key, "test"),
+    ] {
+        let mut cases = 0;
+        for spec in routes() {
+            if !matches!(spec.access, Access::Key(p) if p.is_write()) {
+                continue;
+            }
+            let Some(call) = escape_for(&w, &spec.method, spec.path) else {
+                continue;
+            };
+            let what = format!("{who}: {} {}", spec.method, call.path);
+            let before = w.app.snapshot().await;
+            let r = w
+                .app
+                .api(
+                    spec.method.as_str(),
+                    &call.path,
+                    Some(key),
+                    call.body.clone(),
+                    IP,
+                )
+                .await;
+            assert!(
+                refused_with(&r, StatusCode::FORBIDDEN, "forbidden"),
+                "{what}: expected forbidden, got {} {}",
+                r.status,
+                r.body
+            );
+            assert_no_secret(&r, &what);
+            assert_eq!(w.app.snapshot().await, before, "{what}: rows changed");
+            cases += 1;
         }
-        let Some(call) = escape_for(&w, &spec.method, spec.path) else {
-            continue;
-        };
-        let what = format!("restricted key: {} {}", spec.method, call.path);
-        let before = w.app.snapshot().await;
+        assert_eq!(cases, 7, "a key route lost its case");
+        // The same key may make a key inside its restrictions (which it inherits): the
+        // refusals above are about them.
         let r = w
             .app
             .api(
-                spec.method.as_str(),
-                &call.path,
-                Some(&w.restricted),
-                call.body.clone(),
+                "POST",
+                "/api/v1/keys",
+                Some(key),
+                Some(json!({"name": "inside", "category": "admin"})),
                 IP,
             )
             .await;
-        assert!(
-            refused_with(&r, StatusCode::FORBIDDEN, "forbidden"),
-            "{what}: expected forbidden, got {} {}",
-            r.status,
-            r.body
-        );
-        assert_no_secret(&r, &what);
-        assert_eq!(w.app.snapshot().await, before, "{what}: rows changed");
-        cases += 1;
+        assert_eq!(r.status, StatusCode::CREATED, "{who}: {}", r.body);
+        assert_eq!(r.json()["environment"], environment, "{who}: {}", r.body);
     }
-    assert_eq!(cases, 7, "a key route lost its case");
-    // The same key may make a key inside its restrictions: the refusals above are about them.
-    let r = w
-        .app
-        .api(
-            "POST",
-            "/api/v1/keys",
-            Some(&w.restricted),
-            Some(json!({"name": "inside", "category": "admin"})),
-            IP,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
 /// The form of each organization server function: the call that would hand out or bring

@@ -461,12 +461,23 @@ pub async fn rpc_middleware(
     }
 }
 
-/// The address of the client making the current server-function call.
+/// The address of the client making the current server-function call (behind a trusted
+/// proxy, the address it forwarded for: [`crate::ssr::client`]).
 pub(crate) async fn source_ip() -> Option<std::net::IpAddr> {
     use axum::extract::ConnectInfo;
     use std::net::SocketAddr;
-    leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+    let peer = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
         .await
         .ok()
-        .map(|ConnectInfo(addr)| addr.ip())
+        .map(|ConnectInfo(addr)| addr.ip());
+    let trusted = crate::ssr::state()
+        .map(|s| s.config.trusted_proxies.clone())
+        .unwrap_or_default();
+    if trusted.is_empty() {
+        return peer;
+    }
+    match leptos::prelude::use_context::<http::request::Parts>() {
+        Some(parts) => crate::ssr::client::client_addr(peer, &parts.headers, &trusted),
+        None => peer,
+    }
 }

@@ -11,7 +11,7 @@
 //!   a demoted owner's tokens shrink with them, and a disabled or removed owner's tokens stop.
 //!
 //! A key acting is also bounded by its restrictions ([`KeyBounds`]: expiry, IP allow-list,
-//! endpoint rules, signatures, rate): a key it makes, edits or takes over stays inside them
+//! endpoint rules, signatures, environment, rate): a key it makes, edits or takes over stays inside them
 //! ([`Grant::require_within`]), so a restricted key cannot mint or roll its way out of them.
 
 use super::model::{AccessModel, GroupDef, RoleDef};
@@ -59,12 +59,15 @@ pub struct KeyBounds {
     pub ip_allowlist: Vec<ipnet::IpNet>,
     pub endpoints: Vec<crate::keys::EndpointRule>,
     pub require_signature: bool,
+    /// A test key (`kw_test_`): whatever it makes, edits or takes over is a test key too, so
+    /// a key handed to a test system cannot mint or roll its way to a live secret.
+    pub test_only: bool,
 }
 
 impl KeyBounds {
     /// Why a key restricted like `inner` would escape `self` (the first way found), or `None`
     /// when it stays inside: it expires no later, is allowed from no more addresses and on no
-    /// more endpoints, and is signed if `self` is. Rates are compared by
+    /// more endpoints, is signed if `self` is, and is a test key if `self` is. Rates are compared by
     /// [`Grant::require_rate_within`].
     pub fn escape(&self, inner: &KeyBounds) -> Option<&'static str> {
         if let Some(end) = self.expires_at {
@@ -99,6 +102,9 @@ impl KeyBounds {
             return Some(
                 "a key that must sign its requests cannot make or change one that need not",
             );
+        }
+        if self.test_only && !inner.test_only {
+            return Some("a test key cannot make or change a live key");
         }
         None
     }

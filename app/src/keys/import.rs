@@ -251,10 +251,26 @@ fn plan(
         .as_deref()
         .and_then(Category::parse)
         .is_some_and(|c| c != Category::Custom);
+    // A Keyward key says its environment (`kw_test_…`): a row that leaves it out takes it
+    // from there, and a row that names another is refused, so a test secret cannot come in
+    // as a live key.
+    let key_env = row
+        .key
+        .as_deref()
+        .or(row.display_prefix.as_deref())
+        .map(str::trim)
+        .and_then(|k| {
+            [format::Environment::Live, format::Environment::Test]
+                .into_iter()
+                .find(|e| k.starts_with(e.prefix()))
+        });
     let new = NewKey {
         name: row.name.clone(),
         description: row.description.clone(),
-        environment: row.environment.clone(),
+        environment: row
+            .environment
+            .clone()
+            .or_else(|| key_env.map(|e| e.as_str().to_string())),
         category: row.category.clone(),
         scopes: if preset { None } else { row.scopes.clone() },
         permissions: row.permissions.clone(),
@@ -266,6 +282,17 @@ fn plan(
         personal: None,
     };
     let settings = validate_new(&new, now, grant)?;
+    if let Some(env) = key_env.filter(|e| *e != settings.environment) {
+        return Err(AppError::invalid(
+            "environment",
+            format!(
+                "the key is a {} key ({}…); its environment must be {}",
+                env.as_str(),
+                env.prefix(),
+                env.as_str()
+            ),
+        ));
+    }
     let (material, source) = match (&row.key, &row.key_hash) {
         (Some(_), Some(_)) => {
             return Err(AppError::invalid(

@@ -163,6 +163,9 @@ pub async fn roll(
         ));
     }
     acting.may_take_over(db, &old).await?;
+    // The successor's restrictions as the key has them: unreadable ones are refused (409), not
+    // copied as none (that is, unrestricted).
+    let bounds = old.bounds()?;
     let wire = old.to_wire(now);
     let settings = Settings {
         name: old.name.clone(),
@@ -171,12 +174,8 @@ pub async fn roll(
         category: wire.category,
         scopes: wire.scopes.clone(),
         permissions: wire.permissions.clone(),
-        endpoints: wire.endpoints.clone(),
-        ip_allowlist: wire
-            .ip_allowlist
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect(),
+        endpoints: bounds.endpoints,
+        ip_allowlist: bounds.ip_allowlist,
         expires_at: old.expires_at,
         require_signature: wire.require_signature,
         metadata: wire.metadata.clone(),
@@ -530,6 +529,11 @@ pub async fn update(
             "status",
             "the key is revoked; revocation is final",
         ));
+    }
+    if patch.endpoints.is_none() || patch.ip_allowlist.is_none() {
+        // A list the edit keeps is written back as read: an unreadable one would go back
+        // empty, that is unrestricted. Refused (409) unless the edit sets both anew.
+        current.bounds()?;
     }
     let now = now_ms();
     let wire = current.to_wire(now);

@@ -208,6 +208,7 @@ impl Settings {
             ip_allowlist: self.ip_allowlist.clone(),
             endpoints: self.endpoints.clone(),
             require_signature: self.require_signature,
+            test_only: self.environment == Environment::Test,
         }
     }
 }
@@ -215,7 +216,7 @@ impl Settings {
 /// Checks a creation request against the creator's grant: a key never gets a permission its
 /// creator does not hold (403 naming it), nor a resource its organization cannot hold. Made by
 /// a key, it stays inside that key's restrictions (403), and inherits those the request leaves
-/// out (expiry, IP allow-list, endpoint rules, signatures).
+/// out (expiry, IP allow-list, endpoint rules, signatures, the test environment).
 pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, AppError> {
     let mut settings = validate_settings(new, now, grant)?;
     if let Some(maker) = grant.key_bounds() {
@@ -230,6 +231,9 @@ pub fn validate_new(new: &NewKey, now: i64, grant: &Grant) -> Result<Settings, A
         }
         if new.require_signature.is_none() {
             settings.require_signature = maker.require_signature;
+        }
+        if new.environment.is_none() && maker.test_only {
+            settings.environment = Environment::Test;
         }
     }
     grant.require_within(&settings.bounds())?;
@@ -452,12 +456,14 @@ mod tests {
             ip_allowlist: vec!["10.0.0.0/8".parse().unwrap()],
             endpoints: vec![rule("GET", "/api/v1/**")],
             require_signature: true,
+            test_only: true,
         };
         let inside = KeyBounds {
             expires_at: Some(999),
             ip_allowlist: vec!["10.1.0.0/16".parse().unwrap()],
             endpoints: vec![rule("GET", "/api/v1/keys")],
             require_signature: true,
+            test_only: true,
         };
         assert_eq!(own.escape(&inside), None);
         assert_eq!(own.escape(&own), None);
@@ -490,12 +496,18 @@ mod tests {
                 require_signature: false,
                 ..inside.clone()
             },
+            KeyBounds {
+                test_only: false,
+                ..inside.clone()
+            },
         ];
         for outside in escapes {
             assert!(own.escape(&outside).is_some(), "{outside:?} escaped");
         }
         // An unrestricted key bounds nothing.
         assert_eq!(KeyBounds::default().escape(&KeyBounds::default()), None);
+        // A live key may make a test key.
+        assert_eq!(KeyBounds::default().escape(&inside), None);
     }
 
     fn scopes(pairs: &[(&str, Access)]) -> Scopes {

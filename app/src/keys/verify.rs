@@ -229,6 +229,7 @@ async fn lookup(
             };
             let expires_at: Option<i64> = r.try_get("expires_at")?;
             let require_signature = r.try_get::<i64, _>("require_signature")? != 0;
+            let environment: String = r.try_get("environment")?;
             let rate = Limit::new(
                 r.try_get::<i64, _>("effective_limit")?.max(1) as u64,
                 r.try_get::<i64, _>("effective_window")?.max(1),
@@ -239,13 +240,15 @@ async fn lookup(
                     ip_allowlist,
                     endpoints,
                     require_signature,
+                    test_only: format::Environment::parse(&environment)
+                        == Some(format::Environment::Test),
                 }),
                 rate,
                 signing_secret: signature::signing_secret(pepper, &id, &salt),
                 id,
                 organization_id: r.try_get("organization_id")?,
                 owner_user_id: r.try_get("owner_user_id")?,
-                environment: r.try_get("environment")?,
+                environment,
                 status: StoredStatus::parse(&r.try_get::<String, _>("status")?),
                 pending_approval: super::ssr::Approval::parse(&r.try_get::<String, _>("approval")?)
                     == super::ssr::Approval::Pending,

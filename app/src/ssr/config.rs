@@ -28,6 +28,9 @@ pub struct Config {
     pub log_retention_days: u32,
     /// Who may read `GET /metrics`: these client networks, or a bearer token.
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`KEYWARD_TRUSTED_PROXIES`; empty:
+    /// the socket peer is the client). See [`super::client`].
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `Authorization: Bearer <token>` for `/metrics` from elsewhere. Never logged.
     pub metrics_token: Option<String>,
     /// Where email goes (lettre's URL form, see `notify::mail`); `None`: not configured.
@@ -141,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
             .field("mail_from", &self.mail_from)
             .field("metrics_allow", &self.metrics_allow)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),

@@ -6,6 +6,7 @@
 //! the authorization core (`access::guard`).
 
 pub mod audit;
+pub mod client;
 pub mod config;
 pub mod counted;
 pub mod csrf;

@@ -35,10 +35,14 @@ pub struct KeyLogged(pub Arc<VerifiedKey>);
 #[derive(Clone, Debug)]
 pub struct KeyCaller(pub Arc<VerifiedKey>);
 
-/// The client address: the socket peer (a reverse proxy deployment would put its trusted
-/// forwarded-for handling here).
-pub fn client_ip(request: &Request) -> Option<IpAddr> {
-    peer(request.extensions())
+/// The client address: the socket peer, or behind a trusted proxy the address it forwarded
+/// for ([`app::ssr::client`]).
+pub fn client_ip(request: &Request, trusted_proxies: &[ipnet::IpNet]) -> Option<IpAddr> {
+    app::ssr::client::client_addr(
+        peer(request.extensions()),
+        request.headers(),
+        trusted_proxies,
+    )
 }
 
 /// The connection's peer address, if the server recorded one.
@@ -74,7 +78,7 @@ pub async fn require_key(
 ) -> Response {
     // The request's head is borrowed across awaits, never the request itself (its body is
     // not Sync); nothing of it is copied.
-    let ip = client_ip(&request);
+    let ip = client_ip(&request, &state.config.trusted_proxies);
     let (mut parts, body) = request.into_parts();
     let mut logged: Option<KeyLogged> = None;
     let mut rate: Option<Decision> = None;

@@ -22,7 +22,7 @@ pub async fn middleware(
     let started = Instant::now();
     let occurred_at = app::ssr::db::now_ms();
     let method = method_name(request.method());
-    let ip = client_ip(&request).map(|ip| ip.to_string());
+    let ip = client_ip(&request, &state.config.trusted_proxies).map(|ip| ip.to_string());
     let user_agent = request
         .headers()
         .get(http::header::USER_AGENT)

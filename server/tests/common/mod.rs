@@ -185,6 +185,7 @@ pub fn test_config() -> Config {
         allowed_hosts: vec![HOST.to_string()],
         log_retention_days: 30,
         metrics_allow: vec!["127.0.0.0/8".parse().unwrap()],
+        trusted_proxies: vec![],
         metrics_token: Some("test-metrics-token".into()),
         smtp_url: None,
         mail_from: "Keyward <keyward@test.invalid>".into(),
