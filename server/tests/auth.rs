@@ -526,6 +526,63 @@ async fn failures_look_the_same_for_unknown_wrong_and_disabled() {
     assert!(b.get(SESSION).is_none(), "no session for a failed sign-in");
 }
 
+/// A device cookie counts only under the credentials it was issued with: once the owner ends
+/// their other sessions (or changes the password, or adds a factor), cookies collected before
+/// by someone who had the password give no counter of their own, while the owner's browser,
+/// which made the change, is trusted anew.
+#[tokio::test]
+async fn a_device_cookie_stops_counting_once_the_credentials_change() {
+    let limit = 3;
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = limit).await;
+    app.user("ann@example.org", None).await;
+    let thief = app.signed_in("ann@example.org").await;
+    let stolen = thief.get("keyward_device").unwrap().to_string();
+    let mut owner = app.signed_in("ann@example.org").await;
+    let r = app.rpc(&mut owner, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let renewed = owner.get("keyward_device").unwrap().to_string();
+    assert_ne!(renewed, stolen);
+
+    // The untrusted browsers' allowance is spent.
+    let mut stranger = Browser::default();
+    for _ in 0..limit {
+        let r = app
+            .rpc(
+                &mut stranger,
+                "sign_in",
+                &[("email", "ann@example.org"), ("password", "guess guess")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let with_cookie = |cookie: &str| {
+        let mut b = Browser::default();
+        b.cookies
+            .push(("keyward_device".into(), cookie.to_string()));
+        b
+    };
+    // The cookie from before the change is an untrusted browser now: refused.
+    let mut b = with_cookie(&stolen);
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // The owner's renewed one still has its own counter.
+    let mut b = with_cookie(&renewed);
+    let r = app
+        .rpc(
+            &mut b,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn throttling_stops_guessing_but_not_the_owners_browser() {
     let limit = 5;

@@ -656,3 +656,68 @@ async fn of_two_password_changes_racing_one_wins_and_the_other_is_told() {
     .unwrap();
     assert_eq!(changes, 1);
 }
+
+/// Re-authentication counts on the session's own allowance: guesses from outside (which spend
+/// the untrusted browsers' counter) cannot keep the owner from changing the password, and a
+/// session's own wrong passwords are answered `rate_limited` once spent, not "not right".
+#[tokio::test]
+async fn outside_guesses_cannot_block_the_owner_from_re_authenticating() {
+    let limit = 3;
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = limit).await;
+    app.user("pat@example.org", None).await;
+    let mut here = app.signed_in("pat@example.org").await;
+    let mut laptop = app.signed_in("pat@example.org").await;
+    let mut stranger = Browser::default();
+    for _ in 0..limit {
+        let r = app
+            .rpc(
+                &mut stranger,
+                "sign_in",
+                &[("email", "pat@example.org"), ("password", "guess guess")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // This session's own allowance: wrong passwords are told apart until it is spent.
+    for _ in 0..limit {
+        let r = app
+            .rpc(
+                &mut here,
+                "change_password",
+                &[
+                    ("current_password", "not it at all"),
+                    ("new_password", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert_refused(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "wrong password",
+        );
+    }
+    let r = app
+        .rpc(
+            &mut here,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.error_code(), "rate_limited", "{}", r.body);
+    // Another session of the owner's is not held by it, nor by the stranger's guesses.
+    let r = app
+        .rpc(
+            &mut laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

@@ -235,10 +235,13 @@ impl Caller {
         self.state.check_auth_attempt(self.source_ip)?;
         let user_id = self.user_id()?;
         let ip = self.source_ip_text();
+        let session = crate::identity::ssr::session_hash_of(&self.session)
+            .ok_or_else(AppError::unauthenticated)?;
         crate::identity::profile::reauthenticate(
             &self.state.db,
             &self.state.config,
             user_id,
+            &session,
             password,
             ip.as_deref(),
         )

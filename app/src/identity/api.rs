@@ -19,7 +19,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             &state.config,
             &email,
             &password,
-            device.as_ref(),
+            super::ssr::Counter::Browser(device.as_ref()),
             caller.source_ip_text().as_deref(),
         )
         .await?;
@@ -28,7 +28,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             super::two_factor::after_password(&state.db, &state.config, &caller.session, &who)
                 .await?;
         if next != super::two_factor::AfterPassword::SecondFactor {
-            super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+            super::ssr::device_cookie::issue(&state.config, &user_id, &who.stamp, device.as_ref())?;
         }
         leptos_axum::redirect(next.next_page());
         Ok(())
@@ -357,10 +357,13 @@ pub async fn delete_account(current_password: String) -> Result<(), AppError> {
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
+        let session =
+            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
         super::profile::delete_account(
             &state.db,
             &state.config,
             caller.user_id()?,
+            &session,
             &current_password,
             caller.source_ip_text().as_deref(),
         )
@@ -383,10 +386,13 @@ pub async fn request_email_change(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
+        let session =
+            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
         super::profile::request_email_change(
             &state.db,
             &state.config,
             caller.user_id()?,
+            &session,
             &new_email,
             &current_password,
             caller.source_ip_text().as_deref(),

@@ -160,7 +160,7 @@ pub async fn finish_passkey_sign_in(credential: String) -> Result<(), AppError> 
         )
         .await?;
         super::ssr::start_session(&state.config, &who.user_id, &who.stamp).await?;
-        super::ssr::device_cookie::issue(&state.config, &who.user_id, device.as_ref())?;
+        super::ssr::device_cookie::issue(&state.config, &who.user_id, &who.stamp, device.as_ref())?;
         leptos_axum::redirect("/");
         Ok(())
     })

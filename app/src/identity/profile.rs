@@ -130,16 +130,19 @@ async fn current_email(db: &Db, user_id: &str) -> Result<String, AppError> {
     .ok_or_else(AppError::unauthenticated)
 }
 
-/// Re-authentication: the current password, through the sign-in throttle.
+/// Re-authentication: the current password, through the sign-in throttle on the session's own
+/// counter ([`crate::identity::ssr::Counter::Session`]: `session_hash`).
 pub(crate) async fn reauthenticate(
     db: &Db,
     config: &Config,
     user_id: &str,
+    session_hash: &str,
     password: &str,
     source_ip: Option<&str>,
 ) -> Result<Reauthenticated, AppError> {
     let email = current_email(db, user_id).await?;
-    let who = authenticate(db, config, &email, password, None, source_ip)
+    let counter = crate::identity::ssr::Counter::Session(session_hash);
+    let who = authenticate(db, config, &email, password, counter, source_ip)
         .await
         .map_err(|e| match e.code {
             ErrorCode::InvalidCredentials => {
@@ -182,7 +185,7 @@ pub async fn change_password(
             "choose a password different from the current one",
         ));
     }
-    let checked = reauthenticate(db, config, user_id, current, source_ip).await?;
+    let checked = reauthenticate(db, config, user_id, session_hash, current, source_ip).await?;
     let email = checked.email;
     let hash = password::hash(new.to_string()).await?;
     let now = now_ms();
@@ -297,6 +300,7 @@ pub async fn request_email_change(
     db: &Db,
     config: &Config,
     user_id: &str,
+    session_hash: &str,
     new_email: &str,
     current_password: &str,
     source_ip: Option<&str>,
@@ -310,7 +314,15 @@ pub async fn request_email_change(
             "that is already your address",
         ));
     }
-    let checked = reauthenticate(db, config, user_id, current_password, source_ip).await?;
+    let checked = reauthenticate(
+        db,
+        config,
+        user_id,
+        session_hash,
+        current_password,
+        source_ip,
+    )
+    .await?;
     let now = now_ms();
     let expires = now + EMAIL_LINK_HOURS * 3_600_000;
     let origin = config.link_base();
@@ -457,10 +469,11 @@ pub async fn delete_account(
     db: &Db,
     config: &Config,
     user_id: &str,
+    session_hash: &str,
     current: &str,
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
-    reauthenticate(db, config, user_id, current, source_ip).await?;
+    reauthenticate(db, config, user_id, session_hash, current, source_ip).await?;
     let random = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
     let mut tx = db.writer.begin().await?;
     let revoked = crate::admin::ssr::erase(&mut tx, db.backend, user_id, &random).await?;

@@ -464,6 +464,18 @@ pub async fn prune_sign_in_failures(db: &Db, now: i64) -> Result<u64, AppError> 
     )
 }
 
+/// Which allowance a password attempt spends ([`reserve_attempt`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Counter<'a> {
+    /// A sign-in: the browser's device cookie, if it has one that counts
+    /// ([`device_cookie`]); otherwise the untrusted browsers' shared counter.
+    Browser(Option<&'a device_cookie::Device>),
+    /// A signed-in session re-entering its password (changing it, a factor, the address):
+    /// counted on the session's own counter, so that guesses from outside, which spend the
+    /// untrusted counter, cannot keep the owner from securing the account.
+    Session(&'a str),
+}
+
 /// Who a right password belongs to, and the credential stamp of the password it matched.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
@@ -490,7 +502,7 @@ pub async fn authenticate(
     config: &Config,
     email: &str,
     plain_password: &str,
-    device: Option<&device_cookie::Device>,
+    counter: Counter<'_>,
     source_ip: Option<&str>,
 ) -> Result<Authenticated, AppError> {
     let row = sqlx::query(
@@ -512,20 +524,39 @@ pub async fn authenticate(
     let verified = row
         .try_get::<Option<i64>, _>("email_verified_at")?
         .is_some();
-    let device_id = device
-        .filter(|d| d.user_id == user_id)
-        .map(|d| d.device_id.as_str());
+    let stamp = credential_stamp(&hash, epoch);
+    let device_id = match counter {
+        // A cookie counts only under the credentials it was issued with (see
+        // [`device_cookie`]).
+        Counter::Browser(device) => device
+            .filter(|d| d.trusted_for(&config.secret, &user_id, &stamp))
+            .map(|d| d.device_id.clone()),
+        Counter::Session(hash) => Some(format!("reauth:{hash}")),
+    };
+    let reauthenticating = matches!(counter, Counter::Session(_));
 
-    let Some(attempt_id) =
-        reserve_attempt(db, &user_id, device_id, config.sign_in_failures_per_hour).await?
+    let Some(attempt_id) = reserve_attempt(
+        db,
+        &user_id,
+        device_id.as_deref(),
+        config.sign_in_failures_per_hour,
+    )
+    .await?
     else {
         password::verify(plain_password.to_string(), None).await?;
         tracing::warn!(user_id, "sign-in throttled");
+        if reauthenticating {
+            // A signed-in caller learns nothing from the difference, and must not be told
+            // that their right password is wrong.
+            return Err(AppError::new(
+                crate::error::ErrorCode::RateLimited,
+                "too many wrong passwords from this session; try again within the hour",
+            ));
+        }
         return Err(AppError::invalid_credentials());
     };
     let now = now_ms();
 
-    let stamp = credential_stamp(&hash, epoch);
     let valid = password::verify(plain_password.to_string(), Some(hash)).await?;
     let mut tx = db.writer.begin().await?;
     if valid && status == "active" && !verified {
@@ -562,7 +593,9 @@ pub async fn authenticate(
             events::record(
                 &mut tx,
                 Event {
-                    kind: if factors > 0 {
+                    kind: if reauthenticating {
+                        "user.reauthenticated"
+                    } else if factors > 0 {
                         "user.password_verified"
                     } else {
                         "user.signed_in"
@@ -647,6 +680,9 @@ pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, App
 /// (or changing the password) handed back, so that this session alone carries on. A session
 /// impersonating the user holds its administrator's stamp, which such an action leaves as it
 /// is. No stamp (the user is gone): nothing carries on.
+///
+/// The browser's device cookie is issued anew under the new stamp too: the change voided every
+/// earlier one ([`device_cookie`]), and this browser is the one that made it.
 pub async fn restamp(
     session: &tower_sessions::Session,
     stamp: Option<&str>,
@@ -663,7 +699,19 @@ pub async fn restamp(
     session
         .insert(keys::CREDENTIAL, stamp)
         .await
-        .map_err(AppError::internal)
+        .map_err(AppError::internal)?;
+    let user_id = session
+        .get::<String>(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?;
+    if let (Some(user_id), Some(state)) = (
+        user_id,
+        leptos::prelude::use_context::<crate::ssr::AppState>(),
+    ) {
+        let current = device_cookie::read(&state.config).await;
+        device_cookie::issue(&state.config, &user_id, stamp, current.as_ref())?;
+    }
+    Ok(())
 }
 
 /// Binds the session to the user under a fresh session id (no fixation). `stamp` is the
@@ -787,51 +835,75 @@ pub async fn current_user(
 /// Device cookies (OWASP "device cookies" against lock-out): after a successful sign-in the
 /// browser gets `<user_id>.<device_id>.<hmac>`; a later attempt carrying a valid one for the
 /// same account is throttled on its own counter.
+///
+/// The MAC covers the account's credential stamp ([`super::credential_stamp`]: password and
+/// session epoch) as of the sign-in: a password change, a reset, "sign out everywhere", adding
+/// or removing a factor void every cookie issued before, so cookies collected while someone
+/// else had the password (before the owner enrolled a factor, say) stop giving counters of
+/// their own. The browser that made the change gets its cookie anew ([`super::restamp`]).
 pub mod device_cookie {
     use crate::error::AppError;
     use crate::ssr::config::Config;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
-    /// A verified device cookie.
+    /// A device cookie as presented: what it claims, to be checked against the account's
+    /// credential stamp ([`Device::trusted_for`]) before it counts.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct Device {
         pub user_id: String,
         pub device_id: String,
+        tag: Vec<u8>,
+    }
+
+    impl Device {
+        /// Whether it is a cookie issued to `user_id` under the credential stamp `stamp`
+        /// (constant-time).
+        pub fn trusted_for(&self, secret: &[u8; 32], user_id: &str, stamp: &str) -> bool {
+            self.user_id == user_id
+                && mac(secret, user_id, &self.device_id, stamp)
+                    .verify_slice(&self.tag)
+                    .is_ok()
+        }
     }
 
     const MAX_AGE_SECONDS: i64 = 180 * 24 * 3600;
 
-    fn mac(secret: &[u8; 32], user_id: &str, device_id: &str) -> Hmac<Sha256> {
+    fn mac(secret: &[u8; 32], user_id: &str, device_id: &str, stamp: &str) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-        mac.update(b"keyward-device-v1\0");
+        mac.update(b"keyward-device-v2\0");
         mac.update(user_id.as_bytes());
         mac.update(b"\0");
         mac.update(device_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(stamp.as_bytes());
         mac
     }
 
-    pub fn encode(secret: &[u8; 32], user_id: &str, device_id: &str) -> String {
-        let tag = hex::encode(mac(secret, user_id, device_id).finalize().into_bytes());
+    pub fn encode(secret: &[u8; 32], user_id: &str, device_id: &str, stamp: &str) -> String {
+        let tag = hex::encode(
+            mac(secret, user_id, device_id, stamp)
+                .finalize()
+                .into_bytes(),
+        );
         format!("{user_id}.{device_id}.{tag}")
     }
 
-    /// Parses and verifies (constant-time) a cookie value.
-    pub fn decode(secret: &[u8; 32], value: &str) -> Option<Device> {
+    /// Parses a cookie value (checked later, against the account: [`Device::trusted_for`]).
+    pub fn decode(value: &str) -> Option<Device> {
         let mut parts = value.split('.');
         let (user_id, device_id, tag) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
+        if parts.next().is_some() || user_id.is_empty() || device_id.is_empty() {
             return None;
         }
-        let tag = hex::decode(tag).ok()?;
-        mac(secret, user_id, device_id).verify_slice(&tag).ok()?;
         Some(Device {
             user_id: user_id.into(),
             device_id: device_id.into(),
+            tag: hex::decode(tag).ok()?,
         })
     }
 
-    /// The request's device cookie, if present and valid.
+    /// The request's device cookie, if present and well-formed (not yet checked).
     pub async fn read(config: &Config) -> Option<Device> {
         let headers = leptos_axum::extract::<http::HeaderMap>().await.ok()?;
         let name = config.device_cookie_name();
@@ -842,11 +914,17 @@ pub mod device_cookie {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| decode(&config.secret, v))
+            .and_then(|(_, v)| decode(v))
     }
 
-    /// Sets the device cookie for `user_id`, keeping the current device id when it has one.
-    pub fn issue(config: &Config, user_id: &str, current: Option<&Device>) -> Result<(), AppError> {
+    /// Sets the device cookie for `user_id` under the credential stamp the browser just proved
+    /// (`stamp`), keeping the current device id when it has one.
+    pub fn issue(
+        config: &Config,
+        user_id: &str,
+        stamp: &str,
+        current: Option<&Device>,
+    ) -> Result<(), AppError> {
         let device_id = match current {
             Some(d) if d.user_id == user_id => d.device_id.clone(),
             _ => crate::ssr::db::new_id("dev"),
@@ -859,7 +937,7 @@ pub mod device_cookie {
         let cookie = format!(
             "{}={}; Path=/; Max-Age={MAX_AGE_SECONDS}; HttpOnly; SameSite=Strict{secure}",
             config.device_cookie_name(),
-            encode(&config.secret, user_id, &device_id)
+            encode(&config.secret, user_id, &device_id, stamp)
         );
         if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             let value = http::HeaderValue::from_str(&cookie).map_err(AppError::internal)?;
@@ -875,17 +953,22 @@ pub mod device_cookie {
         #[test]
         fn round_trip_and_tamper() {
             let secret = [7u8; 32];
-            let v = encode(&secret, "usr_a", "dev_b");
+            let v = encode(&secret, "usr_a", "dev_b", "stamp1");
+            let d = decode(&v).unwrap();
             assert_eq!(
-                decode(&secret, &v),
-                Some(Device {
-                    user_id: "usr_a".into(),
-                    device_id: "dev_b".into()
-                })
+                (d.user_id.as_str(), d.device_id.as_str()),
+                ("usr_a", "dev_b")
             );
-            assert_eq!(decode(&[8u8; 32], &v), None);
-            assert_eq!(decode(&secret, &v.replace("usr_a", "usr_c")), None);
-            assert_eq!(decode(&secret, "garbage"), None);
+            assert!(d.trusted_for(&secret, "usr_a", "stamp1"));
+            // Another secret, account or credential stamp (a password change, sessions
+            // ended): not trusted.
+            assert!(!d.trusted_for(&[8u8; 32], "usr_a", "stamp1"));
+            assert!(!d.trusted_for(&secret, "usr_c", "stamp1"));
+            assert!(!d.trusted_for(&secret, "usr_a", "stamp2"));
+            let forged = decode(&v.replace("usr_a", "usr_c")).unwrap();
+            assert!(!forged.trusted_for(&secret, "usr_c", "stamp1"));
+            assert_eq!(decode("garbage"), None);
+            assert_eq!(decode("a.b.nothex"), None);
         }
     }
 }

@@ -514,7 +514,7 @@ pub async fn complete_sign_in(
     proof: Proof<'_>,
     device: Option<&super::ssr::device_cookie::Device>,
     source_ip: Option<&str>,
-) -> Result<(String, &'static str), AppError> {
+) -> Result<(String, String, &'static str), AppError> {
     let expired = || {
         AppError::new(
             ErrorCode::Unauthenticated,
@@ -544,7 +544,7 @@ pub async fn complete_sign_in(
     if stored.is_none() {
         return Err(expired());
     }
-    let counter = match device.filter(|d| d.user_id == user_id) {
+    let counter = match device.filter(|d| d.trusted_for(&config.secret, &user_id, &stamp)) {
         Some(d) => format!("{SECOND_FACTOR_COUNTER}:{}", d.device_id),
         None => SECOND_FACTOR_COUNTER.to_string(),
     };
@@ -635,7 +635,7 @@ pub async fn complete_sign_in(
         .remove_value(keys::MUST_ENROL)
         .await
         .map_err(AppError::internal)?;
-    Ok((user_id, AfterPassword::SignedIn.next_page()))
+    Ok((user_id, stamp, AfterPassword::SignedIn.next_page()))
 }
 
 /// The second step's success transaction: ends the waiting sign-in (conditionally), spends
@@ -700,7 +700,7 @@ pub async fn second_step(
     let state = &caller.state;
     state.check_auth_attempt(caller.source_ip)?;
     let device = super::ssr::device_cookie::read(&state.config).await;
-    let (user_id, next) = complete_sign_in(
+    let (user_id, stamp, next) = complete_sign_in(
         &state.db,
         &state.config,
         &caller.session,
@@ -709,7 +709,7 @@ pub async fn second_step(
         caller.source_ip_text().as_deref(),
     )
     .await?;
-    super::ssr::device_cookie::issue(&state.config, &user_id, device.as_ref())?;
+    super::ssr::device_cookie::issue(&state.config, &user_id, &stamp, device.as_ref())?;
     leptos_axum::redirect(next);
     Ok(())
 }

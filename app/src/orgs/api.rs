@@ -208,7 +208,7 @@ pub async fn accept_invitation(
                         &state.config,
                         &preview.email,
                         &password,
-                        None,
+                        crate::identity::ssr::Counter::Browser(None),
                         ip.as_deref(),
                     )
                     .await?;
