@@ -721,3 +721,38 @@ async fn outside_guesses_cannot_block_the_owner_from_re_authenticating() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// An account asks for at most five address changes an hour: the sixth is `429 rate_limited`
+/// and sends nothing, so "confirm your new address" cannot flood someone else's inbox.
+#[tokio::test]
+async fn address_change_mails_are_bounded_per_account() {
+    let app = spawn().await;
+    app.user("pat@example.org", None).await;
+    let mut b = app.signed_in("pat@example.org").await;
+    for _ in 0..app::identity::profile::EMAIL_CHANGES_PER_HOUR {
+        let r = ask(&app, &mut b).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let mails = app.count("outbox_email").await;
+    let r = ask(&app, &mut b).await;
+    assert_eq!(r.error_code(), "rate_limited", "{}", r.body);
+    assert_eq!(app.count("outbox_email").await, mails, "nothing sent");
+    // The hour slides.
+    sqlx::query("update outbox_email set created_at = created_at - 3600001")
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(ask(&app, &mut b).await.status, StatusCode::OK);
+}
+
+async fn ask(app: &TestApp, b: &mut Browser) -> Reply {
+    app.rpc(
+        b,
+        "request_email_change",
+        &[
+            ("new_email", "victim@example.net"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await
+}

@@ -25,6 +25,10 @@ use sqlx::Row;
 /// How long an email-change link works.
 pub const EMAIL_LINK_HOURS: i64 = 24;
 
+/// Email-change confirmations an account may send in a sliding hour: whoever signs up cannot
+/// use the "confirm your new address" mail to flood someone else's inbox.
+pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Changes the user's display name.
@@ -331,6 +335,27 @@ pub async fn request_email_change(
         email_token(&config.secret, user_id, &old, &new, &checked.stamp, expires)
     );
     let mut tx = db.writer.begin().await?;
+    // Counted under the account's row lock: requests racing on PostgreSQL would each see room.
+    crate::ssr::db::lock_row(
+        &mut tx,
+        crate::ssr::db::LockedRow::User(user_id),
+        crate::ssr::db::RowLock::NoKeyUpdate,
+    )
+    .await?;
+    let prefix = format!("email-change:{user_id}:");
+    let recent: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
+    )
+    .bind(format!("{prefix}%"))
+    .bind(now - 3_600_000)
+    .fetch_one(&mut *tx)
+    .await?;
+    if recent >= EMAIL_CHANGES_PER_HOUR {
+        return Err(AppError::new(
+            ErrorCode::RateLimited,
+            format!("{EMAIL_CHANGES_PER_HOUR} address changes were asked for in the last hour; wait before asking again"),
+        ));
+    }
     let request = new_id("evt");
     crate::notify::ssr::enqueue_email(
         &mut tx,
@@ -339,7 +364,7 @@ pub async fn request_email_change(
         &format!(
             "Confirm that this is the new address of your Keyward account (the link works once, for {EMAIL_LINK_HOURS} hours):\n{link}\n\nIf you did not ask for this, ignore this email.\n"
         ),
-        &format!("email-change:{request}"),
+        &format!("{prefix}{request}"),
         now,
     )
     .await?;
@@ -350,7 +375,7 @@ pub async fn request_email_change(
         &format!(
             "Someone signed in to your Keyward account asked to change its address to {new}. Nothing changes until the new address is confirmed.\n\nIf this was not you, change your password now.\n"
         ),
-        &format!("email-change-notice:{request}"),
+        &format!("email-change-notice:{user_id}:{request}"),
         now,
     )
     .await?;
