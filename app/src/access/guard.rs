@@ -377,7 +377,7 @@ pub async fn guard(endpoint: &str) -> Result<Caller, AppError> {
             Some(e) => e.user_id,
             None => enforce(&state, declared, &session, activity).await?,
         };
-        let source_ip = source_ip().await;
+        let source_ip = source_ip(&state.config.trusted_proxies).await;
         // Not signed in (a public endpoint), nobody is being impersonated, whatever a stale
         // copy of an ended session still says.
         if user_id.is_some() {
@@ -466,21 +466,18 @@ pub async fn rpc_middleware(
 
 /// The address of the client making the current server-function call (behind a trusted
 /// proxy, the address it forwarded for: [`crate::ssr::client`]).
-pub(crate) async fn source_ip() -> Option<std::net::IpAddr> {
+pub(crate) async fn source_ip(trusted_proxies: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
     use axum::extract::ConnectInfo;
     use std::net::SocketAddr;
     let peer = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
         .await
         .ok()
         .map(|ConnectInfo(addr)| addr.ip());
-    let trusted = crate::ssr::state()
-        .map(|s| s.config.trusted_proxies.clone())
-        .unwrap_or_default();
-    if trusted.is_empty() {
+    if trusted_proxies.is_empty() {
         return peer;
     }
     match leptos::prelude::use_context::<http::request::Parts>() {
-        Some(parts) => crate::ssr::client::client_addr(peer, &parts.headers, &trusted),
+        Some(parts) => crate::ssr::client::client_addr(peer, &parts.headers, trusted_proxies),
         None => peer,
     }
 }

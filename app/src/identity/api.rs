@@ -114,7 +114,7 @@ pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
         let stamp =
             super::two_factor::disable(&state.db, user_id, current.as_deref(), ip.as_deref())
                 .await?;
-        super::ssr::restamp(&caller.session, stamp.as_deref()).await?;
+        super::ssr::restamp(&caller.state.config, &caller.session, stamp.as_deref()).await?;
         super::two_factor::hold_to_enrolment_if_required(&state.db, &caller.session, user_id)
             .await?;
         caller.session.cycle_id().await.map_err(AppError::internal)
@@ -309,7 +309,12 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
             super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
         let ended =
             super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await?;
-        super::ssr::restamp(&caller.session, ended.stamp.as_deref()).await?;
+        super::ssr::restamp(
+            &caller.state.config,
+            &caller.session,
+            ended.stamp.as_deref(),
+        )
+        .await?;
         Ok(ended.count)
     })
     .await
@@ -344,7 +349,7 @@ pub async fn change_password(
             .cycle_id()
             .await
             .map_err(AppError::internal)?;
-        super::ssr::restamp(&caller.session, Some(&stamp)).await
+        super::ssr::restamp(&caller.state.config, &caller.session, Some(&stamp)).await
     })
     .await
 }

@@ -77,6 +77,7 @@ pub async fn remove_passkey(passkey_id: String, current_password: String) -> Res
         let (user_id, ip) = caller.reauthenticated(&current_password).await?;
         super::passkeys::remove(
             &state.db,
+            &state.config,
             &caller.session,
             user_id,
             &passkey_id,

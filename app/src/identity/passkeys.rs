@@ -346,7 +346,7 @@ pub async fn finish_registration(
     )
     .await?;
     tx.commit().await?;
-    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
+    super::ssr::restamp(config, session, ended.stamp.as_deref()).await?;
     forget(session, &[keys::MUST_ENROL]).await?;
     Ok(super::PasskeyView {
         id,
@@ -360,6 +360,7 @@ pub async fn finish_registration(
 /// sessions end; `session`, the caller's, carries on (the caller gives it a new id).
 pub async fn remove(
     db: &Db,
+    config: &Config,
     session: &Session,
     user_id: &str,
     passkey_id: &str,
@@ -391,7 +392,7 @@ pub async fn remove(
     )
     .await?;
     tx.commit().await?;
-    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
+    super::ssr::restamp(config, session, ended.stamp.as_deref()).await?;
     Ok(())
 }
 

@@ -684,6 +684,7 @@ pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, App
 /// The browser's device cookie is issued anew under the new stamp too: the change voided every
 /// earlier one ([`device_cookie`]), and this browser is the one that made it.
 pub async fn restamp(
+    config: &Config,
     session: &tower_sessions::Session,
     stamp: Option<&str>,
 ) -> Result<(), AppError> {
@@ -704,12 +705,9 @@ pub async fn restamp(
         .get::<String>(keys::USER_ID)
         .await
         .map_err(AppError::internal)?;
-    if let (Some(user_id), Some(state)) = (
-        user_id,
-        leptos::prelude::use_context::<crate::ssr::AppState>(),
-    ) {
-        let current = device_cookie::read(&state.config).await;
-        device_cookie::issue(&state.config, &user_id, stamp, current.as_ref())?;
+    if let Some(user_id) = user_id {
+        let current = device_cookie::read(config).await;
+        device_cookie::issue(config, &user_id, stamp, current.as_ref())?;
     }
     Ok(())
 }
@@ -754,7 +752,7 @@ pub async fn start_session(config: &Config, user_id: &str, stamp: &str) -> Resul
         .await
         .map_err(AppError::internal)?;
     // Where and with what: for "My sessions".
-    if let Some(ip) = crate::access::guard::source_ip().await {
+    if let Some(ip) = crate::access::guard::source_ip(&config.trusted_proxies).await {
         session
             .insert(keys::IP, ip.to_string())
             .await

@@ -873,7 +873,7 @@ pub async fn confirm_enrolment(
     )
     .await?;
     tx.commit().await?;
-    super::ssr::restamp(session, ended.stamp.as_deref()).await?;
+    super::ssr::restamp(config, session, ended.stamp.as_deref()).await?;
     forget(
         session,
         &[
