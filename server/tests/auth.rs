@@ -545,16 +545,8 @@ async fn a_device_cookie_stops_counting_once_the_credentials_change() {
 
     // The untrusted browsers' allowance is spent.
     let mut stranger = Browser::default();
-    for _ in 0..limit {
-        let r = app
-            .rpc(
-                &mut stranger,
-                "sign_in",
-                &[("email", "ann@example.org"), ("password", "guess guess")],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    }
+    app.wrong_sign_ins(&mut stranger, "ann@example.org", limit)
+        .await;
     let with_cookie = |cookie: &str| {
         let mut b = Browser::default();
         b.cookies
@@ -598,16 +590,8 @@ async fn throttling_stops_guessing_but_not_the_owners_browser() {
 
     // An attacker burns the account's allowance.
     let mut attacker = Browser::default();
-    for _ in 0..limit {
-        let r = app
-            .rpc(
-                &mut attacker,
-                "sign_in",
-                &[("email", "ann@example.org"), ("password", "guess guess")],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    }
+    app.wrong_sign_ins(&mut attacker, "ann@example.org", limit)
+        .await;
     // Now even the right password is refused from an unknown browser, with the same answer.
     let r = app
         .rpc(

@@ -431,6 +431,21 @@ impl TestApp {
     }
 
     /// A browser signed in as `email`.
+    /// Spends the untrusted browsers' sign-in allowance of `email` (`n` wrong passwords from
+    /// `browser`, each refused).
+    pub async fn wrong_sign_ins(&self, browser: &mut Browser, email: &str, n: i64) {
+        for _ in 0..n {
+            let r = self
+                .rpc(
+                    browser,
+                    "sign_in",
+                    &[("email", email), ("password", "guess guess")],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        }
+    }
+
     pub async fn signed_in(&self, email: &str) -> Browser {
         self.signed_in_from(email, None).await
     }
