@@ -537,11 +537,22 @@ async fn a_device_cookie_stops_counting_once_the_credentials_change() {
     app.user("ann@example.org", None).await;
     let thief = app.signed_in("ann@example.org").await;
     let stolen = thief.get("keyward_device").unwrap().to_string();
+    // A session alone (a stolen session cookie, no device cookie) proves no password: ending
+    // the other sessions from it gives it no device cookie.
+    let mut hijacked = app.signed_in("ann@example.org").await;
+    hijacked
+        .cookies
+        .retain(|(name, _)| name != "keyward_device");
+    let r = app.rpc(&mut hijacked, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(hijacked.get("keyward_device"), None);
     let mut owner = app.signed_in("ann@example.org").await;
+    let before = owner.get("keyward_device").unwrap().to_string();
     let r = app.rpc(&mut owner, "revoke_other_sessions", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let renewed = owner.get("keyward_device").unwrap().to_string();
     assert_ne!(renewed, stolen);
+    assert_ne!(renewed, before);
 
     // The untrusted browsers' allowance is spent.
     let mut stranger = Browser::default();

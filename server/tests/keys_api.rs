@@ -951,12 +951,33 @@ async fn a_test_key_reaches_test_keys_only() {
     )
     .await;
     assert_eq!(r.json()["rows"][0]["code"], "forbidden", "{}", r.body);
+    // Nor touch a live key at all: a leaked test key cannot rename or stop production keys.
+    let r = call(
+        "PATCH",
+        format!("/api/v1/keys/{live_id}"),
+        json!({"name": "renamed"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call("POST", format!("/api/v1/keys/{live_id}/disable"), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call("DELETE", format!("/api/v1/keys/{live_id}"), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(keys().await, before, "nothing is written on a refusal");
-    // Left out, the environment is the maker's.
+    let status: String = sqlx::query_scalar("select status from api_key where api_key_id = $1")
+        .bind(&live_id)
+        .fetch_one(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(status, "active");
+    // Left out, the environment is the maker's; its own test keys it may change.
     let r = call("POST", "/api/v1/keys".into(), json!({"name": "t"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.json()["environment"], "test");
     assert!(r.json()["key"].as_str().unwrap().starts_with("kw_test_"));
+    let made = r.json()["id"].as_str().unwrap().to_string();
+    let r = call("POST", format!("/api/v1/keys/{made}/disable"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // An import (by an administrator) of a test secret cannot make it live.
     let secret = app::keys::format::generate(app::keys::format::Environment::Test);

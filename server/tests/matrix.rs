@@ -542,9 +542,10 @@ fn escape_for(w: &World, method: &Method, template: &str) -> Option<Call> {
             on(&w.strong),
             Some(json!({"ip_allowlist": ["192.0.2.0/24"]})),
         ),
+        // Slower than the acting keys' own limits: only their restrictions can refuse it.
         ("PUT", "/api/v1/keys/{id}/limit") => call(
             on(&w.strong),
-            Some(json!({"rate_limit": 1000000, "rate_window_seconds": 1})),
+            Some(json!({"rate_limit": 1, "rate_window_seconds": 86400})),
         ),
         // Approving hands a key to its creator, who chose its restrictions under their own;
         // the rest only take away.

@@ -748,3 +748,25 @@ async fn ask(app: &TestApp, b: &mut Browser) -> Reply {
     )
     .await
 }
+
+/// Nor can many accounts together flood one address: it receives at most five address-change
+/// confirmations an hour, whoever asks.
+#[tokio::test]
+async fn address_change_mails_are_bounded_per_receiving_address() {
+    let app = spawn().await;
+    let mut browsers = Vec::new();
+    for i in 0..=app::identity::profile::EMAIL_CHANGES_PER_HOUR {
+        let email = format!("user{i}@example.org");
+        app.user(&email, None).await;
+        browsers.push(app.signed_in(&email).await);
+    }
+    let last = browsers.pop().unwrap();
+    for mut b in browsers {
+        assert_eq!(ask(&app, &mut b).await.status, StatusCode::OK);
+    }
+    let mails = app.count("outbox_email").await;
+    let mut last = last;
+    let r = ask(&app, &mut last).await;
+    assert_eq!(r.error_code(), "rate_limited", "{}", r.body);
+    assert_eq!(app.count("outbox_email").await, mails, "nothing sent");
+}

@@ -171,6 +171,18 @@ impl Grant {
         }
     }
 
+    /// Refuses (403) a test key acting on a live key, whatever the change (a rename, a
+    /// disable, a review): a test key's reach is test keys, as in Stripe's test mode.
+    pub fn require_environment(&self, target_is_test: bool) -> Result<(), AppError> {
+        match self.key_bounds() {
+            Some(own) if own.test_only && !target_is_test => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "a test key cannot make or change a live key",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses (403) a rate limit faster than the acting key's own; a user is not bounded so,
     /// nor a key that may change the plans themselves (`plans:write` in the system
     /// organization).

@@ -25,8 +25,9 @@ use sqlx::Row;
 /// How long an email-change link works.
 pub const EMAIL_LINK_HOURS: i64 = 24;
 
-/// Email-change confirmations an account may send in a sliding hour: whoever signs up cannot
-/// use the "confirm your new address" mail to flood someone else's inbox.
+/// Email-change confirmations an account may send in a sliding hour, and an address may
+/// receive (from every account together): whoever signs up, once or many times, cannot use the
+/// "confirm your new address" mail to flood someone else's inbox.
 pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -343,17 +344,28 @@ pub async fn request_email_change(
     )
     .await?;
     let prefix = format!("email-change:{user_id}:");
-    let recent: i64 = sqlx::query_scalar(
-        "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
+    // `_` and `%` in a LIKE pattern are wildcards: the user id's are escaped.
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%")
+    );
+    let (by_account, to_address): (i64, i64) = sqlx::query_as(
+        "select
+            (select count(*) from outbox_email where dedupe_key like $1 escape '\\' and created_at > $2),
+            (select count(*) from outbox_email where to_address = $3 and dedupe_key like 'email-change:%' and created_at > $2)",
     )
-    .bind(format!("{prefix}%"))
+    .bind(pattern)
     .bind(now - 3_600_000)
+    .bind(&new)
     .fetch_one(&mut *tx)
     .await?;
-    if recent >= EMAIL_CHANGES_PER_HOUR {
+    if by_account >= EMAIL_CHANGES_PER_HOUR || to_address >= EMAIL_CHANGES_PER_HOUR {
         return Err(AppError::new(
             ErrorCode::RateLimited,
-            format!("{EMAIL_CHANGES_PER_HOUR} address changes were asked for in the last hour; wait before asking again"),
+            "too many address changes were asked for in the last hour (from this account, or to that address); wait before asking again",
         ));
     }
     let request = new_id("evt");

@@ -681,8 +681,10 @@ pub async fn current_stamp(db: &Db, user_id: &str) -> Result<Option<String>, App
 /// impersonating the user holds its administrator's stamp, which such an action leaves as it
 /// is. No stamp (the user is gone): nothing carries on.
 ///
-/// The browser's device cookie is issued anew under the new stamp too: the change voided every
-/// earlier one ([`device_cookie`]), and this browser is the one that made it.
+/// The browser's device cookie, if it had one that counted, is issued anew under the new stamp
+/// too: the change voided every earlier one ([`device_cookie`]), and this browser is the one
+/// that made it. A browser without one gets none here: a session alone (a stolen cookie, say)
+/// proves no password, and a device cookie is an allowance of password guesses.
 pub async fn restamp(
     config: &Config,
     session: &tower_sessions::Session,
@@ -697,6 +699,10 @@ pub async fn restamp(
     if impersonating {
         return Ok(());
     }
+    let before = session
+        .get::<String>(keys::CREDENTIAL)
+        .await
+        .map_err(AppError::internal)?;
     session
         .insert(keys::CREDENTIAL, stamp)
         .await
@@ -705,9 +711,13 @@ pub async fn restamp(
         .get::<String>(keys::USER_ID)
         .await
         .map_err(AppError::internal)?;
-    if let Some(user_id) = user_id {
-        let current = device_cookie::read(config).await;
-        device_cookie::issue(config, &user_id, stamp, current.as_ref())?;
+    if let (Some(user_id), Some(before)) = (user_id, before) {
+        let current = device_cookie::read(config)
+            .await
+            .filter(|d| d.trusted_for(&config.secret, &user_id, &before));
+        if let Some(device) = current {
+            device_cookie::renew(config, &device, stamp)?;
+        }
     }
     Ok(())
 }
@@ -916,7 +926,7 @@ pub mod device_cookie {
     }
 
     /// Sets the device cookie for `user_id` under the credential stamp the browser just proved
-    /// (`stamp`), keeping the current device id when it has one.
+    /// (`stamp`), keeping the current device id when it has a cookie that counts under it.
     pub fn issue(
         config: &Config,
         user_id: &str,
@@ -924,9 +934,19 @@ pub mod device_cookie {
         current: Option<&Device>,
     ) -> Result<(), AppError> {
         let device_id = match current {
-            Some(d) if d.user_id == user_id => d.device_id.clone(),
+            Some(d) if d.trusted_for(&config.secret, user_id, stamp) => d.device_id.clone(),
             _ => crate::ssr::db::new_id("dev"),
         };
+        set(config, user_id, &device_id, stamp)
+    }
+
+    /// Re-issues a cookie that counted (checked by the caller) under the account's new
+    /// credential stamp, same device.
+    pub fn renew(config: &Config, device: &Device, stamp: &str) -> Result<(), AppError> {
+        set(config, &device.user_id, &device.device_id, stamp)
+    }
+
+    fn set(config: &Config, user_id: &str, device_id: &str, stamp: &str) -> Result<(), AppError> {
         let secure = if config.secure_cookies() {
             "; Secure"
         } else {
@@ -935,7 +955,7 @@ pub mod device_cookie {
         let cookie = format!(
             "{}={}; Path=/; Max-Age={MAX_AGE_SECONDS}; HttpOnly; SameSite=Strict{secure}",
             config.device_cookie_name(),
-            encode(&config.secret, user_id, &device_id, stamp)
+            encode(&config.secret, user_id, device_id, stamp)
         );
         if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             let value = http::HeaderValue::from_str(&cookie).map_err(AppError::internal)?;

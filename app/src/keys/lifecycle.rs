@@ -39,6 +39,7 @@ pub async fn transition(
     // retry follows a real change, so a few are plenty.
     for _ in 0..5 {
         let current = row_fresh(db, org_id, key_id).await?;
+        acting.grant.require_environment(current.is_test())?;
         use StoredStatus::{Active, Disabled, Revoked};
         let (to, kind) = match (t, current.status) {
             (_, Revoked) => {
@@ -323,6 +324,7 @@ pub async fn review(
     let (db, org_id) = (&state.db, acting.org());
     let reason = clean_reason(reason)?;
     let current = row_fresh(db, org_id, key_id).await?;
+    acting.grant.require_environment(current.is_test())?;
     if current.approval != Approval::Pending || current.status == StoredStatus::Revoked {
         return Err(AppError::conflict(
             "approval",
@@ -497,6 +499,7 @@ pub async fn update(
     let org_id = acting.org();
     let reason = clean_reason(patch.reason.as_deref())?;
     let current = row_fresh(&state.db, org_id, key_id).await?;
+    acting.grant.require_environment(current.is_test())?;
     // Editing a key that holds more than the caller is refused, its own permissions
     // included, even to narrow it; changing its access or expiry (an expiry can bring a
     // stopped secret back) is taking it over, which another user's personal token refuses.

@@ -156,6 +156,7 @@ impl<'a> Acting<'a> {
     /// only be taken over (rolled, re-enabled: either way its holder ends up with a working
     /// secret) by its owner. Nothing is written on a refusal.
     pub(crate) async fn may_take_over(&self, db: &Db, key: &KeyRow) -> Result<(), AppError> {
+        self.grant.require_environment(key.is_test())?;
         self.grant.require_all(key.permissions())?;
         crate::access::ssr::require_dynamic(db, self.grant, &key.dynamic_permissions()).await?;
         if let Some(own) = self.grant.key_bounds() {
@@ -268,6 +269,11 @@ impl KeyRow {
         scope_permissions(&scopes)
     }
 
+    /// Whether it is a test key (anything else counts as live: the stronger reading).
+    pub(crate) fn is_test(&self) -> bool {
+        format::Environment::parse(&self.environment) == Some(format::Environment::Test)
+    }
+
     /// The key's restrictions (the authorization core's view).
     /// Unreadable ones are refused (409, logged): a key whose restrictions cannot be read is
     /// taken over by no one who is bounded (a user can still revoke it or set them anew).
@@ -289,9 +295,7 @@ impl KeyRow {
             ip_allowlist,
             endpoints,
             require_signature: self.require_signature != 0,
-            // Anything but a test key counts as live: the stronger reading.
-            test_only: format::Environment::parse(&self.environment)
-                == Some(format::Environment::Test),
+            test_only: self.is_test(),
         })
     }
 

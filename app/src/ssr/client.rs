@@ -5,15 +5,18 @@
 //! reverse proxies, `KEYWARD_TRUSTED_PROXIES` names their networks: a request whose peer is
 //! one of them is attributed to the rightmost `X-Forwarded-For` entry that is not (each proxy
 //! appends the address it received from, so entries left of the first untrusted hop were
-//! written by the client and prove nothing).
+//! written by the client and prove nothing). An entry that does not read as an address makes
+//! the client unknown.
 
 use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// The client of a request from `peer` with `headers`, believing only `trusted` proxies.
 ///
-/// A forwarded-for entry that does not read as an address ends the walk at the proxy that
-/// wrote it: the client is then that proxy, never a name the client chose.
+/// A forwarded-for entry that does not read as an address (`ip`, `ip:port`, `[v6]`,
+/// `[v6]:port`), bytes that are not text included, makes the client unknown (`None`: a
+/// non-empty allow-list refuses it), never the proxy that passed it on: otherwise one bad byte
+/// would make a stranger look like our own network.
 pub fn client_addr(
     peer: Option<IpAddr>,
     headers: &http::HeaderMap,
@@ -23,24 +26,46 @@ pub fn client_addr(
     if !is_trusted(client, trusted) {
         return Some(client);
     }
-    // Every `X-Forwarded-For` line, in order, is one list.
-    let lines: Vec<&str> = headers
+    // Every `X-Forwarded-For` line, in order, is one list; each entry is decoded on its own.
+    let lines: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .map(|v| v.to_str().unwrap_or(""))
+        .map(|v| v.as_bytes())
         .collect();
-    for entry in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
-        match entry.trim().parse::<IpAddr>() {
-            Ok(hop) => {
-                client = hop.to_canonical();
-                if !is_trusted(client, trusted) {
-                    break;
-                }
-            }
-            Err(_) => break,
+    for entry in lines
+        .iter()
+        .rev()
+        .flat_map(|line| line.rsplit(|b| *b == b','))
+    {
+        client = hop(entry)?.to_canonical();
+        if !is_trusted(client, trusted) {
+            break;
         }
     }
     Some(client)
+}
+
+/// One forwarded-for entry: an address, with or without a port.
+fn hop(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let (v4, port) = entry.split_once(':')?;
+    is_port(port)
+        .then(|| v4.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
+        .flatten()
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -103,12 +128,49 @@ mod tests {
             client_addr(ip("10.0.0.2"), &http::HeaderMap::new(), &trusted),
             ip("10.0.0.2")
         );
-        // Garbage ends the walk at the proxy that passed it on.
+        // Garbage makes the client unknown, never the proxy that passed it on; bytes that are
+        // not text in one entry spoil only that entry.
         let garbage = headers(&["203.0.113.9, unknown"]);
-        assert_eq!(
-            client_addr(ip("10.0.0.2"), &garbage, &trusted),
-            ip("10.0.0.2")
+        assert_eq!(client_addr(ip("10.0.0.2"), &garbage, &trusted), None);
+        let mut binary = http::HeaderMap::new();
+        binary.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap(),
         );
+        assert_eq!(
+            client_addr(ip("10.0.0.2"), &binary, &trusted),
+            ip("203.0.113.9")
+        );
+        binary.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert_eq!(client_addr(ip("10.0.0.2"), &binary, &trusted), None);
+        // Ports, as some load balancers write them.
+        for (entry, want) in [
+            ("203.0.113.9:4711", "203.0.113.9"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                client_addr(ip("10.0.0.2"), &headers(&[entry]), &trusted),
+                ip(want),
+                "{entry}"
+            );
+        }
+        for bad in [
+            "203.0.113.9:",
+            "203.0.113.9:http",
+            "[2001:db8::1",
+            "[2001:db8::1]x",
+        ] {
+            assert_eq!(
+                client_addr(ip("10.0.0.2"), &headers(&[bad]), &trusted),
+                None,
+                "{bad}"
+            );
+        }
         // IPv4-mapped IPv6 peers are their IPv4 selves.
         assert_eq!(
             client_addr(ip("::ffff:10.0.0.2"), &spoofed, &trusted),

@@ -232,28 +232,34 @@ fn over_limit(d: &Decision, window_seconds: i64) -> AppError {
 /// The client address as text (for timelines), `None` when unknown.
 pub struct ClientIp(pub Option<String>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
-        _: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(peer(&parts.extensions).map(|ip| ip.to_string())))
+        let PeerIp(ip) = PeerIp::from_request_parts(parts, state).await?;
+        Ok(ClientIp(ip.map(|ip| ip.to_string())))
     }
 }
 
-/// The client address (never a refusal): what the console's plain routes record as an
-/// impersonated call's source.
+/// The client address (never a refusal; behind a trusted proxy the forwarded client, see
+/// [`app::ssr::client`]): what the console's plain routes record as an impersonated call's
+/// source.
 pub struct PeerIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
+impl axum::extract::FromRequestParts<AppState> for PeerIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
-        _: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(PeerIp(peer(&parts.extensions)))
+        Ok(PeerIp(app::ssr::client::client_addr(
+            peer(&parts.extensions),
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
     }
 }
