@@ -365,7 +365,7 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::POST, "/api/v1/keys", Key(KeysWrite), post(keys::create), Doc {
             summary: "Create a key",
-            description: "Creates a key in the caller's organization. The answer holds the secret (`key`) and the signing secret, **once**. A key can never be given a permission the calling key lacks.",
+            description: "Creates a key in the caller's organization. The answer holds the secret (`key`) and the signing secret, **once**. A key can never be given a permission the calling key lacks, nor escape its restrictions: what the request leaves out (expiry, IP allow-list, endpoint rules, signatures, environment) is inherited from the calling key, and a test key makes test keys only (403 otherwise).",
             query: &[],
             body: Body::Json("NewKey", r#"{"name":"billing worker","category":"basic","ip_allowlist":["10.0.0.0/8"],"expires_at":"2027-12-31T00:00:00Z"}"#),
             ok: (201, Out::Json("CreatedKey")), errors: &[INVALID],
@@ -394,7 +394,7 @@ pub fn routes() -> Vec<RouteSpec> {
             body_limit: crate::IMPORT_MAX_BYTES,
             ..spec(Method::POST, "/api/v1/keys/import", Key(KeysWrite), post(keys::import), Doc {
                 summary: "Import keys",
-                description: "Up to 1000 keys from JSON (an array of rows) or CSV (a header row). A row may bring another system's plaintext `key` or its hex SHA-256 `key_hash`; a row without either (e.g. from our export) gets a new key, returned in its outcome once. Each row is checked and imported on its own; a server error on a row stops the import there (the rows after it: `unavailable`, not attempted). `dry_run=true` previews and writes nothing. Body up to 1 MiB.",
+                description: "Up to 1000 keys from JSON (an array of rows) or CSV (a header row). A row may bring another system's plaintext `key` or its hex SHA-256 `key_hash`; a Keyward `key` (or `display_prefix`) gives the row's environment (`kw_test_…` is a test key; a row naming the other environment is refused); a row without either (e.g. from our export) gets a new key, returned in its outcome once. Each row is checked and imported on its own; a server error on a row stops the import there (the rows after it: `unavailable`, not attempted). `dry_run=true` previews and writes nothing. Body up to 1 MiB.",
                 query: &[Param { name: "dry_run", kind: "boolean", values: &[], description: "Check and report every row, write nothing.", example: Some("true") }],
                 body: Body::Import, ok: (200, Out::Json("ImportReport")), errors: &[INVALID],
             })
