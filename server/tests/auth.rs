@@ -695,10 +695,22 @@ async fn old_sign_in_failures_are_swept_and_recent_ones_kept() {
         3,
         "a failure deletes nobody's rows"
     );
-    let swept = app::identity::ssr::prune_sign_in_failures(&app.state.db, app::ssr::db::now_ms())
-        .await
-        .unwrap();
-    assert_eq!(swept, 1);
+    // Kept through a second hour: a sweeping instance whose clock runs ahead must not delete
+    // what another still counts.
+    let sweep = || async {
+        app::identity::ssr::prune_sign_in_failures(&app.state.db, app::ssr::db::now_ms())
+            .await
+            .unwrap()
+    };
+    assert_eq!(sweep().await, 0);
+    sqlx::query(
+        "update sign_in_failure set failed_at = failed_at - 3600000
+         where user_id = (select user_id from app_user where email_normalized = 'ann@example.org')",
+    )
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(sweep().await, 1);
     let left: Vec<String> = sqlx::query_scalar(
         "select u.email_normalized from sign_in_failure f join app_user u on u.user_id = f.user_id",
     )

@@ -451,13 +451,15 @@ pub(crate) async fn reserve_attempt(
     Ok(Some(attempt_id))
 }
 
-/// Deletes sign-in failures older than the hour the allowance counts (the `session-sweep`
-/// worker, every ten minutes). Not on the sign-in path: there every failure scanned the whole
-/// table and took other accounts' rows, so concurrent failures waited on each other.
+/// Deletes sign-in failures older than the hour the allowance counts, with an hour's margin
+/// (the `session-sweep` worker, every ten minutes). Not on the sign-in path: there every failure
+/// scanned the whole table and took other accounts' rows, so concurrent failures waited on each
+/// other. The margin: the sweep runs on whichever instance's clock, and a clock running ahead
+/// (up to an hour) must not delete failures that another instance still counts.
 pub async fn prune_sign_in_failures(db: &Db, now: i64) -> Result<u64, AppError> {
     Ok(
         sqlx::query("delete from sign_in_failure where failed_at <= $1")
-            .bind(now - HOUR_MS)
+            .bind(now - 2 * HOUR_MS)
             .execute(&db.writer)
             .await?
             .rows_affected(),
