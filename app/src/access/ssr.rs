@@ -103,10 +103,13 @@ impl KeyBounds {
                 "a key that must sign its requests cannot make or change one that need not",
             );
         }
-        if self.test_only && !inner.test_only {
-            return Some("a test key cannot make or change a live key");
-        }
-        None
+        self.environment_escape(inner.test_only)
+    }
+
+    /// Why a key bounded by `self` may not act on a key of that environment: a test key
+    /// reaches test keys only.
+    fn environment_escape(&self, inner_is_test: bool) -> Option<&'static str> {
+        (self.test_only && !inner_is_test).then_some("a test key cannot make or change a live key")
     }
 }
 
@@ -174,12 +177,12 @@ impl Grant {
     /// Refuses (403) a test key acting on a live key, whatever the change (a rename, a
     /// disable, a review): a test key's reach is test keys, as in Stripe's test mode.
     pub fn require_environment(&self, target_is_test: bool) -> Result<(), AppError> {
-        match self.key_bounds() {
-            Some(own) if own.test_only && !target_is_test => Err(AppError::new(
-                ErrorCode::Forbidden,
-                "a test key cannot make or change a live key",
-            )),
-            _ => Ok(()),
+        match self
+            .key_bounds()
+            .and_then(|own| own.environment_escape(target_is_test))
+        {
+            None => Ok(()),
+            Some(why) => Err(AppError::new(ErrorCode::Forbidden, why)),
         }
     }
 

@@ -44,6 +44,19 @@ impl Environment {
         }
     }
 
+    /// The environment a key's text starts with (`kw_live_…`, `kw_test_…`), if any.
+    pub fn of_key(key: &str) -> Option<Environment> {
+        [Environment::Live, Environment::Test]
+            .into_iter()
+            .find(|e| key.starts_with(e.prefix()))
+    }
+
+    /// Whether a stored environment name is `test` (anything else counts as live: the
+    /// stronger reading).
+    pub fn is_test_name(s: &str) -> bool {
+        Environment::parse(s) == Some(Environment::Test)
+    }
+
     pub fn parse(s: &str) -> Option<Environment> {
         match s {
             "live" => Some(Environment::Live),
@@ -89,13 +102,7 @@ pub fn generate(env: Environment) -> String {
 
 /// Checks the shape and checksum of a presented key, without any lookup.
 pub fn parse(key: &str) -> Result<Environment, FormatError> {
-    let env = if key.starts_with(Environment::Live.prefix()) {
-        Environment::Live
-    } else if key.starts_with(Environment::Test.prefix()) {
-        Environment::Test
-    } else {
-        return Err(FormatError::Malformed);
-    };
+    let env = Environment::of_key(key).ok_or(FormatError::Malformed)?;
     let rest = &key[env.prefix().len()..];
     if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(FormatError::Malformed);

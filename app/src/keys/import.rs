@@ -259,11 +259,7 @@ fn plan(
         .as_deref()
         .or(row.display_prefix.as_deref())
         .map(str::trim)
-        .and_then(|k| {
-            [format::Environment::Live, format::Environment::Test]
-                .into_iter()
-                .find(|e| k.starts_with(e.prefix()))
-        });
+        .and_then(format::Environment::of_key);
     let new = NewKey {
         name: row.name.clone(),
         description: row.description.clone(),

@@ -269,9 +269,9 @@ impl KeyRow {
         scope_permissions(&scopes)
     }
 
-    /// Whether it is a test key (anything else counts as live: the stronger reading).
+    /// Whether it is a test key.
     pub(crate) fn is_test(&self) -> bool {
-        format::Environment::parse(&self.environment) == Some(format::Environment::Test)
+        format::Environment::is_test_name(&self.environment)
     }
 
     /// The key's restrictions (the authorization core's view).

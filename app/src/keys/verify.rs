@@ -240,8 +240,7 @@ async fn lookup(
                     ip_allowlist,
                     endpoints,
                     require_signature,
-                    test_only: format::Environment::parse(&environment)
-                        == Some(format::Environment::Test),
+                    test_only: format::Environment::is_test_name(&environment),
                 }),
                 rate,
                 signing_secret: signature::signing_secret(pepper, &id, &salt),
