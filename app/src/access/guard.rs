@@ -213,6 +213,11 @@ impl Caller {
         })
     }
 
+    /// The stored hash of the caller's console session (every guarded caller has one).
+    pub fn session_hash(&self) -> Result<String, AppError> {
+        crate::identity::ssr::session_hash_of(&self.session).ok_or_else(AppError::unauthenticated)
+    }
+
     /// The caller's grant in the system organization for an instance endpoint (its guard has
     /// already checked `permission`; this re-checks and returns the ceiling).
     pub async fn instance_grant(&self, permission: Permission) -> Result<Grant, AppError> {
@@ -235,8 +240,7 @@ impl Caller {
         self.state.check_auth_attempt(self.source_ip)?;
         let user_id = self.user_id()?;
         let ip = self.source_ip_text();
-        let session = crate::identity::ssr::session_hash_of(&self.session)
-            .ok_or_else(AppError::unauthenticated)?;
+        let session = self.session_hash()?;
         crate::identity::profile::reauthenticate(
             &self.state.db,
             &self.state.config,

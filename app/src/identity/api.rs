@@ -305,8 +305,7 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     use crate::ssr;
     let caller = crate::access::guard::guard("revoke_other_sessions").await?;
     ssr::respond(async move {
-        let current =
-            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
+        let current = caller.session_hash()?;
         let ended =
             super::sessions::revoke_others(&caller.state.db, caller.user_id()?, &current).await?;
         super::ssr::restamp(
@@ -332,8 +331,7 @@ pub async fn change_password(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let current =
-            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
+        let current = caller.session_hash()?;
         let stamp = super::profile::change_password(
             &state.db,
             &state.config,
@@ -362,8 +360,7 @@ pub async fn delete_account(current_password: String) -> Result<(), AppError> {
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let session =
-            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
+        let session = caller.session_hash()?;
         super::profile::delete_account(
             &state.db,
             &state.config,
@@ -391,8 +388,7 @@ pub async fn request_email_change(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let session =
-            super::ssr::session_hash_of(&caller.session).ok_or_else(AppError::unauthenticated)?;
+        let session = caller.session_hash()?;
         super::profile::request_email_change(
             &state.db,
             &state.config,
