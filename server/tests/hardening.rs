@@ -396,6 +396,76 @@ async fn a_disabled_key_cannot_act_on_another_instance_and_reads_follow_within_a
     );
 }
 
+/// A request verified a moment before an administrator disabled its key does not go on to
+/// act as it where that would undo the disable: the key enabling itself, or changing roles.
+#[tokio::test]
+async fn a_key_disabled_while_its_request_is_in_flight_does_not_enable_itself() {
+    let (a, org, admin) = with_admin_key().await;
+    let (target, secret) = a.admin_key(&org).await;
+    // The request: verified and authorized while the key was active…
+    let verified = app::keys::verify::verify(
+        &a.state.db,
+        app::keys::ssr::KeyCache::of(&a.state).unwrap(),
+        &a.state.config.secret,
+        &secret,
+        None,
+        "POST",
+        &format!("/api/v1/keys/{target}/enable"),
+        app::keys::verify::Lookup {
+            fresh: true,
+            organization_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let grant = app::access::ssr::authorize(
+        &a.state.db,
+        &verified.principal(),
+        &org,
+        app::access::Permission::KeysWrite,
+    )
+    .await
+    .unwrap();
+    // …then the administrator disables it…
+    let r = a
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{target}/disable"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // …and the request reaches the write.
+    let refused = app::keys::lifecycle::transition(
+        &a.state,
+        app::keys::ssr::Acting::new(&grant, None),
+        &target,
+        app::keys::lifecycle::Transition::Enable,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.code,
+        app::error::ErrorCode::KeyDisabled,
+        "{refused:?}"
+    );
+    assert_eq!(status_of(&a, &target).await, "disabled");
+    // Nor does it change roles with the grant it had.
+    let before = a.snapshot().await;
+    let refused = app::access::roles::create_role(&a.state.db, &grant, "sneaky", "", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code,
+        app::error::ErrorCode::KeyDisabled,
+        "{refused:?}"
+    );
+    assert_eq!(a.snapshot().await, before, "rows changed");
+}
+
 #[tokio::test]
 async fn parallel_guesses_get_at_most_the_allowance_of_password_checks() {
     let app = spawn_with(|c| c.sign_in_failures_per_hour = 3).await;

@@ -1326,6 +1326,77 @@ async fn the_instance_s_invitations_are_bounded_over_all_senders() {
     assert_eq!(t.app.snapshot().await, before, "rows changed");
 }
 
+/// The sender's and the instance's hourly bounds hold for invitations sent at once from
+/// several organizations, whose own locks do not exclude each other (on PostgreSQL the
+/// invitations take one more lock; SQLite has one writer).
+#[tokio::test]
+async fn invitations_sent_at_once_from_many_organizations_stay_within_the_bounds() {
+    let t = team().await;
+    let mut owner = t.owner.clone();
+    let mut orgs = Vec::new();
+    for name in ["North", "South", "East", "West"] {
+        let r = t
+            .app
+            .rpc(&mut owner, "create_organization", &[("name", name)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        orgs.push(r.json().as_str().unwrap().to_string());
+    }
+    // 49 of the sender's 50 an hour already went out (from an organization of theirs).
+    let now = app::ssr::db::now_ms();
+    for i in 0..49 {
+        sqlx::query(
+            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
+             values ($1, $2, $3, 'viewer', $4, $5, $6, $4, $5)",
+        )
+        .bind(format!("inv_earlier_{i}"))
+        .bind(&t.org)
+        .bind(format!("n{i}@example.org"))
+        .bind(&t.owner_id)
+        .bind(now - 1000)
+        .bind(now + 86_400_000)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    let calls = orgs.iter().enumerate().map(|(i, org)| {
+        let (app, mut b) = (&t.app, t.owner.clone());
+        let email = format!("at-once-{i}@example.org");
+        async move {
+            app.rpc(
+                &mut b,
+                "invite_member",
+                &[
+                    ("organization_id", org.as_str()),
+                    ("email", &email),
+                    ("role", "viewer"),
+                ],
+            )
+            .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let sent = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_refused(
+            r,
+            StatusCode::CONFLICT,
+            "conflict",
+            "past the sender's bound",
+        );
+    }
+    assert_eq!(sent, 1, "exactly the one invitation left in the hour");
+    let total: i64 = sqlx::query_scalar("select count(*) from invitation where sent_by = $1")
+        .bind(&t.owner_id)
+        .fetch_one(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(total, 50);
+}
+
 /// While sign-up is closed, an invitation creates an account only when an instance
 /// administrator sent it: a member who can invite (in an organization of their own, say)
 /// cannot open sign-up. An account that exists joins either way.

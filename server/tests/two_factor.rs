@@ -553,6 +553,44 @@ async fn turning_it_off_and_new_recovery_codes_need_the_password() {
     let _ = seed;
 }
 
+/// New recovery codes asked for while the authenticator app is being turned off are not
+/// issued once it is off: no codes outlive the app they stand in for.
+#[tokio::test]
+async fn recovery_codes_asked_for_as_the_app_goes_are_not_issued() {
+    use app::ssr::db::{lock_row, LockedRow, RowLock};
+    let app = spawn().await;
+    let user = app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    enrol(&app, &mut b).await;
+    // Turning it off, caught half-way: the account is locked and the factor deleted, not yet
+    // committed (on SQLite this transaction holds the one writer).
+    let mut off = app.state.db.writer.begin().await.unwrap();
+    lock_row(&mut off, LockedRow::User(&user), RowLock::NoKeyUpdate)
+        .await
+        .unwrap();
+    for table in ["totp_factor", "recovery_code"] {
+        sqlx::query(&format!("delete from {table} where user_id = $1"))
+            .bind(&user)
+            .execute(&mut *off)
+            .await
+            .unwrap();
+    }
+    let regenerate = app::identity::two_factor::regenerate_recovery_codes(
+        &app.state.db,
+        &app.state.config.secret,
+        &user,
+        None,
+    );
+    let finish = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        off.commit().await.unwrap();
+    };
+    let (codes, ()) = tokio::join!(regenerate, finish);
+    let refused = codes.expect_err("codes issued for a factor that is gone");
+    assert_eq!(refused.code, app::error::ErrorCode::Conflict, "{refused:?}");
+    assert_eq!(app.count("recovery_code").await, 0);
+}
+
 #[tokio::test]
 async fn an_organization_requiring_it_allows_only_enrolment_until_then() {
     let app = spawn().await;

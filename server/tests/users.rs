@@ -520,6 +520,36 @@ async fn a_reset_link_works_once_expires_and_ends_the_sessions() {
     );
 }
 
+/// Disabling an account stops the keys of its personal organization at once on this
+/// instance, cached answers included (they take the account's status), and enabling it again
+/// brings them back at once.
+#[tokio::test]
+async fn disabling_an_account_stops_its_personal_keys_at_once() {
+    let mut i = instance().await;
+    let app = &i.app;
+    let personal = app.org_of(&i.member_id).await;
+    let (_, key) = app.admin_key(&personal).await;
+    // In the key cache, as active.
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (active, expected) in [("false", Some("key_disabled")), ("true", None)] {
+        let r = app
+            .rpc(
+                &mut i.admin,
+                "set_user_status",
+                &[("user_id", &i.member_id), ("active", active)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // At once: well inside the cache's one-second bound.
+        let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+        match expected {
+            Some(code) => assert_refused(&r, StatusCode::UNAUTHORIZED, code, "after disabling"),
+            None => assert_eq!(r.status, StatusCode::OK, "after enabling: {}", r.body),
+        }
+    }
+}
+
 async fn account_state(app: &TestApp, user_id: &str) -> password_link::AccountState {
     let mut conn = app.state.db.writer.acquire().await.unwrap();
     password_link::AccountState::read(&mut conn, user_id)

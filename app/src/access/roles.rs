@@ -146,6 +146,7 @@ pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<
     let organization_id = grant.organization_id.as_str();
     let mut tx = db.writer.begin().await?;
     lock(&mut tx, organization_id).await?;
+    grant.require_acting_key_usable(&mut tx).await?;
     let model = load_model_in(&mut tx, organization_id).await?;
     let ceiling = match &grant.principal {
         _ if grant.principal.is_operator() => grant.ceiling,

@@ -174,6 +174,52 @@ impl Grant {
         }
     }
 
+    /// The acting key's id; `None` for a user.
+    pub fn acting_key(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::Key { key_id, .. } => Some(key_id),
+            Principal::User { .. } => None,
+        }
+    }
+
+    /// Refuses, with the code verification gives (`key_disabled`, `key_revoked`…), when the
+    /// acting key stopped being usable after its request was verified: a request in flight
+    /// while an administrator disables the key must not go on to act as it. A user passes.
+    /// Read in the caller's connection (inside its transaction, with the change's locks).
+    pub async fn require_acting_key_usable(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<(), AppError> {
+        let Some(key_id) = self.acting_key() else {
+            return Ok(());
+        };
+        let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
+            "select status, approval, expires_at from api_key where api_key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(conn)
+        .await?;
+        use crate::keys::ssr::{effective_status, Approval, StoredStatus};
+        use crate::keys::verify::refusal;
+        use crate::keys::KeyStatus;
+        let Some((status, approval, expires_at)) = row else {
+            return Err(refusal(ErrorCode::KeyUnknown));
+        };
+        let pending = Approval::parse(&approval) == Approval::Pending;
+        match effective_status(
+            StoredStatus::parse(&status),
+            pending,
+            expires_at,
+            crate::ssr::db::now_ms(),
+        ) {
+            KeyStatus::Active => Ok(()),
+            KeyStatus::Pending => Err(refusal(ErrorCode::KeyPendingApproval)),
+            KeyStatus::Disabled => Err(refusal(ErrorCode::KeyDisabled)),
+            KeyStatus::Revoked => Err(refusal(ErrorCode::KeyRevoked)),
+            KeyStatus::Expired => Err(refusal(ErrorCode::KeyExpired)),
+        }
+    }
+
     /// Refuses (403) a test key acting on a live key, whatever the change (a rename, a
     /// disable, a review): a test key's reach is test keys, as in Stripe's test mode.
     pub fn require_environment(&self, target_is_test: bool) -> Result<(), AppError> {

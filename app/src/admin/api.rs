@@ -123,7 +123,7 @@ pub async fn set_user_status(user_id: String, active: bool) -> Result<UserSummar
             .instance_grant(crate::access::Permission::UsersWrite)
             .await?;
         let user = super::ssr::set_status(
-            &caller.state.db,
+            &caller.state,
             &grant,
             &user_id,
             active,

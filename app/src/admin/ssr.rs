@@ -240,12 +240,13 @@ pub async fn create(
 /// the same transaction; their personal access tokens stop at once (the authorization core
 /// refuses a token whose owner is not active).
 pub async fn set_status(
-    db: &Db,
+    state: &crate::ssr::AppState,
     grant: &Grant,
     user_id: &str,
     active: bool,
     source_ip: Option<&str>,
 ) -> Result<UserSummary, AppError> {
+    let db = &state.db;
     let mut change = change_on(db, grant, user_id).await?;
     if !active {
         refuse_if_sole_owner(&mut change.tx, db.backend, user_id, "disable").await?;
@@ -297,6 +298,9 @@ pub async fn set_status(
     )
     .await?;
     commit(db, change.tx, SYSTEM_ORG_ID).await?;
+    // The keys of their personal organization take the account's status: refused at once
+    // here, not when a cached answer ages out.
+    crate::keys::ssr::KeyCache::of(state)?.clear();
     get(db, user_id).await
 }
 

@@ -896,6 +896,13 @@ pub async fn disable(
     source_ip: Option<&str>,
 ) -> Result<Option<String>, AppError> {
     let mut tx = db.writer.begin().await?;
+    // The lock recovery-code regeneration takes (see `regenerate_recovery_codes`).
+    crate::ssr::db::lock_row(
+        &mut tx,
+        crate::ssr::db::LockedRow::User(user_id),
+        crate::ssr::db::RowLock::NoKeyUpdate,
+    )
+    .await?;
     let gone = sqlx::query("delete from totp_factor where user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
@@ -935,16 +942,29 @@ pub async fn regenerate_recovery_codes(
     user_id: &str,
     source_ip: Option<&str>,
 ) -> Result<Vec<String>, AppError> {
+    let now = now_ms();
+    let mut tx = db.writer.begin().await?;
+    // Under the account's row lock, which turning the app off takes too: codes issued as the
+    // app goes would outlive it.
+    crate::ssr::db::lock_row(
+        &mut tx,
+        crate::ssr::db::LockedRow::User(user_id),
+        crate::ssr::db::RowLock::NoKeyUpdate,
+    )
+    .await?;
     // Recovery codes stand in for the authenticator app (a lost passkey is another passkey's
     // or an administrator's matter).
-    if !has_totp(db, user_id).await? {
+    let app: Option<String> =
+        sqlx::query_scalar("select user_id from totp_factor where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if app.is_none() {
         return Err(AppError::conflict(
             "current_password",
             "set up an authenticator app first",
         ));
     }
-    let now = now_ms();
-    let mut tx = db.writer.begin().await?;
     let codes = issue_recovery_codes(&mut tx, secret, user_id, now).await?;
     events::record(
         &mut tx,

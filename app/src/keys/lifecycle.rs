@@ -62,6 +62,11 @@ pub async fn transition(
             acting.may_take_over(db, &current).await?;
         }
         let mut tx = db.writer.begin().await?;
+        if t == Transition::Enable {
+            // A key disabled while this request was in flight does not go on to enable
+            // itself (or another key) again; the statement below checks it once more.
+            acting.grant.require_acting_key_usable(&mut tx).await?;
+        }
         // Conditional on the status as read; enabling also on `updated_at` (an edit that
         // widened the key meanwhile sends us back to check the caller against it again).
         // Disabling and revoking only take power away: nothing an attacker's stream of edits
@@ -72,7 +77,10 @@ pub async fn transition(
             // that read the row long ago must not write back a version an enabler checked.
             "update api_key set status = $1, updated_at = case when $2 > updated_at then $2 else updated_at + 1 end
              where api_key_id = $3 and organization_id = $4 and status = $5
-               and ($7 = 0 or updated_at = $6)",
+               and ($7 = 0 or (updated_at = $6
+                    and ($8 = '' or exists (select 1 from api_key actor where actor.api_key_id = $8
+                                            and actor.status = 'active' and actor.approval = 'approved'
+                                            and (actor.expires_at is null or actor.expires_at > $2)))))",
         )
         .bind(to.as_str())
         .bind(now_ms().max(current.updated_at + 1))
@@ -81,6 +89,7 @@ pub async fn transition(
         .bind(current.status.as_str())
         .bind(current.updated_at)
         .bind(enabling as i64)
+        .bind(acting.grant.acting_key().unwrap_or(""))
         .execute(&mut *tx)
         .await?
         .rows_affected();

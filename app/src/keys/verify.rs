@@ -84,6 +84,9 @@ pub struct KeyCache {
     touched: Arc<Mutex<HashMap<String, Instant>>>,
     /// Uses noted since the key-use worker's last round: key id → when (ms).
     pending_use: Arc<Mutex<HashMap<String, i64>>>,
+    /// Moves at every [`KeyCache::clear`]: a lookup that read the database before a clear
+    /// does not put its (possibly older) answer back after it.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// When an entry was fetched, and the key (`None`: no such key).
@@ -132,8 +135,18 @@ impl KeyCache {
             .map(|(_, k)| k.clone())
     }
 
-    fn put(&self, digest: Digest, key: Option<Arc<VerifiedKey>>) {
+    /// The generation to hand to [`KeyCache::put`]: read before the database is.
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps `key` unless the cache was cleared since `generation` was read (the answer may
+    /// predate the change that cleared it).
+    fn put(&self, generation: u64, digest: Digest, key: Option<Arc<VerifiedKey>>) {
         if let Ok(mut entries) = self.entries.lock() {
+            if self.generation() != generation {
+                return;
+            }
             if entries.len() > 100_000 {
                 entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
             }
@@ -143,6 +156,9 @@ impl KeyCache {
 
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
+            // Under the lock: a `put` either lands before (and is cleared) or sees the move.
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             entries.clear();
         }
     }
@@ -193,6 +209,7 @@ async fn lookup(
             return Ok(hit);
         }
     }
+    let generation = cache.generation();
     // A fresh read goes to the writer: on SQLite it sees every commit at once.
     let pool = if fresh { &db.writer } else { &db.reader };
     let r = sqlx::query(
@@ -260,7 +277,7 @@ async fn lookup(
             }))
         }
     };
-    cache.put(digest, found.clone());
+    cache.put(generation, digest, found.clone());
     Ok(found)
 }
 
@@ -524,4 +541,28 @@ async fn write_key_use(db: &Db, noted: &[(String, i64)]) -> Result<(), sqlx::Err
             .await?;
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_older_than_a_clear_is_not_kept() {
+        let cache = KeyCache::default();
+        let digest = |b| Digest {
+            algorithm: Algorithm::HmacSha256,
+            bytes: [b; 32],
+        };
+        // Read the generation, as a lookup does before its database read…
+        let before = cache.generation();
+        // …a change commits and clears the cache meanwhile…
+        cache.clear();
+        // …so the lookup's answer (read before the change) is not put back.
+        cache.put(before, digest(1), None);
+        assert!(cache.get(&digest(1)).is_none());
+        // A lookup begun after the clear is kept.
+        cache.put(cache.generation(), digest(2), None);
+        assert!(matches!(cache.get(&digest(2)), Some(None)));
+    }
 }

@@ -33,6 +33,10 @@ const PER_HOUR_MAX: i64 = 50;
 /// Invitations one sender (a user or a key) may send in an hour, over every organization:
 /// owning many organizations does not multiply what one account can mail.
 const SENDER_PER_HOUR_MAX: i64 = 50;
+
+/// The PostgreSQL advisory lock that serializes sending invitations across organizations
+/// ("keyward" + 2; the audit chain's is + 1).
+const INVITATION_LOCK: i64 = 0x6b65_7977_6172_6402;
 /// Organizations one user may own (a bound on what one account can create).
 const OWNED_MAX: i64 = 100;
 /// Longest organization name.
@@ -446,6 +450,15 @@ pub async fn invite(
     }
     let id = new_id("inv");
     let expires_at = now + INVITATION_DAYS * 24 * 3600 * 1000;
+    // The sender's and the instance's hourly bounds span organizations, whose role locks do
+    // not exclude each other: on PostgreSQL, invitations take one more lock (last, so no
+    // cycle), and the count below sees every earlier one committed. SQLite has one writer.
+    if db.backend == crate::ssr::db::Backend::Postgres {
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(INVITATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
     // The bounds in the statement that writes: pending invitations, and invitations sent in
     // the last hour by the organization, by the sender and by the whole instance (revoked and
     // replaced ones included, so that re-inviting cannot turn the instance into a mail relay).

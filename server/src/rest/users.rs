@@ -47,7 +47,7 @@ pub async fn set_status(
         _ => return Err(AppError::invalid("status", "status is active or disabled")),
     };
     Ok(Json(
-        users::set_status(&state.db, &grant, &id, active, ip.as_deref()).await?,
+        users::set_status(&state, &grant, &id, active, ip.as_deref()).await?,
     ))
 }
 
