@@ -702,6 +702,103 @@ async fn plan_writes_need_the_instance_permission_and_bad_input_writes_nothing()
     assert_eq!(app.snapshot().await, snapshot, "nothing written");
 }
 
+/// Plans set live keys' limits: a test key of the system organization, even with
+/// `plans:write`, changes none (403, nothing written); each change by a live key is on the
+/// audit log with the acting key and, for an edit, the settings before and after.
+#[tokio::test]
+async fn plan_changes_are_audited_and_test_keys_make_none() {
+    let app = spawn().await;
+    let (system, _org, _) = system_and_org_keys(&app).await;
+    let system_id: String = sqlx::query_scalar(
+        "select api_key_id from api_key where organization_id = $1 order by created_at limit 1",
+    )
+    .bind(app::access::ssr::SYSTEM_ORG_ID)
+    .fetch_one(&app.state.db.writer)
+    .await
+    .unwrap();
+    let (_, test_key) = app
+        .issue_key(
+            app::access::ssr::SYSTEM_ORG_ID,
+            app::keys::NewKey {
+                name: "sandbox".into(),
+                category: Some("admin".into()),
+                environment: Some("test".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(test_key.starts_with("kw_test_"));
+    let before = app.snapshot().await;
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/v1/plans",
+            Some(json!({"name": "sneaky", "limit": 10, "window_seconds": 60})),
+        ),
+        (
+            "PATCH",
+            "/api/v1/plans/plan_free",
+            Some(json!({"limit": 1})),
+        ),
+        ("DELETE", "/api/v1/plans/plan_pro", None),
+    ] {
+        let r = app.api(method, path, Some(&test_key), body, IP).await;
+        assert_refused(&r, http::StatusCode::FORBIDDEN, "forbidden", path);
+        assert!(r.body.contains("test key"), "{}", r.body);
+    }
+    assert_eq!(app.snapshot().await, before, "nothing written");
+
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/plans",
+            Some(&system),
+            Some(json!({"name": "team", "limit": 1000, "window_seconds": 3600})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan = r.json()["id"].as_str().unwrap().to_string();
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/api/v1/plans/{plan}"),
+            Some(&system),
+            Some(json!({"limit": 2000})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .api(
+            "DELETE",
+            &format!("/api/v1/plans/{plan}"),
+            Some(&system),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let events: Vec<(String, String, String)> = sqlx::query_as(
+        "select kind, subject_id, data from domain_event where kind like 'plan.%' order by kind",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["plan.created", "plan.deleted", "plan.updated"]);
+    for (kind, subject, data) in &events {
+        assert_eq!(subject, &plan, "{kind}");
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(data["actor"], json!(system_id), "{kind}: {data}");
+        if kind == "plan.updated" {
+            assert_eq!(data["before"]["limit"], json!(1000), "{data}");
+            assert_eq!(data["after"]["limit"], json!(2000), "{data}");
+            assert_eq!(data["after"]["name"], json!("team"), "{data}");
+        }
+    }
+}
+
 /// A plan `name` made over REST by `system`, and a trigger `trigger` that races it: `body`
 /// runs `timing` (say `before delete on plan`) for each row, returning `returns` (`new` or
 /// `old`) on PostgreSQL.

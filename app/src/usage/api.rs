@@ -5,6 +5,8 @@
 #[cfg(feature = "ssr")]
 use super::PlanInput;
 use super::{ErrorReport, KeyLimitUsage, OrgTotal, Plan, RequestSeries, UsageSummary};
+#[cfg(feature = "ssr")]
+use crate::access::Permission;
 use crate::error::AppError;
 use leptos::prelude::*;
 
@@ -32,7 +34,8 @@ pub async fn create_plan(
     let caller = crate::access::guard::guard("create_plan").await?;
     crate::ssr::respond(async move {
         let input = form_input(name, description, &limit, &window_seconds)?;
-        super::ssr::create(&caller.state.db, &input).await
+        let grant = caller.instance_grant(Permission::PlansWrite).await?;
+        super::ssr::create(&caller.state.db, &grant, &input).await
     })
     .await
 }
@@ -49,7 +52,8 @@ pub async fn update_plan(
     let caller = crate::access::guard::guard("update_plan").await?;
     crate::ssr::respond(async move {
         let input = form_input(name, description, &limit, &window_seconds)?;
-        super::ssr::update_applied(&caller.state, &plan_id, &input).await
+        let grant = caller.instance_grant(Permission::PlansWrite).await?;
+        super::ssr::update_applied(&caller.state, &grant, &plan_id, &input).await
     })
     .await
 }
@@ -58,7 +62,11 @@ pub async fn update_plan(
 #[server(prefix = "/rpc", endpoint = "delete_plan")]
 pub async fn delete_plan(plan_id: String) -> Result<(), AppError> {
     let caller = crate::access::guard::guard("delete_plan").await?;
-    crate::ssr::respond(super::ssr::delete(&caller.state.db, &plan_id)).await
+    crate::ssr::respond(async move {
+        let grant = caller.instance_grant(Permission::PlansWrite).await?;
+        super::ssr::delete(&caller.state.db, &grant, &plan_id).await
+    })
+    .await
 }
 
 /// The plan form's fields, numbers checked.

@@ -2,6 +2,7 @@
 //! use, or the default one, cannot be deleted however two admins interleave.
 
 use super::{Plan, PlanInput, DEFAULT_PLAN_ID, MAX_LIMIT, MAX_WINDOW_SECONDS};
+use crate::access::ssr::Grant;
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::Row;
@@ -149,7 +150,33 @@ fn name_taken(e: sqlx::Error) -> AppError {
     }
 }
 
-pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
+/// Opens a plan change's transaction for `grant`: plans govern live keys' limits, so a test
+/// key may not change them (a test key's reach is test keys).
+async fn begin_plan_change(
+    db: &Db,
+    grant: &Grant,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
+    grant.require_environment(false).map_err(|_| {
+        AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            "a test key cannot change plans: they set the limits of live keys",
+        )
+    })?;
+    Ok(db.writer.begin().await?)
+}
+
+/// Records a plan change on the audit log, in its transaction.
+async fn record_plan(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    grant: &Grant,
+    kind: &'static str,
+    plan_id: &str,
+    data: serde_json::Value,
+) -> Result<(), AppError> {
+    crate::access::roles::record(tx, grant, kind, plan_id, data).await
+}
+
+pub async fn create(db: &Db, grant: &Grant, input: &PlanInput) -> Result<Plan, AppError> {
     let c = check(input)?;
     let name = c
         .name
@@ -162,6 +189,7 @@ pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
         .ok_or_else(|| AppError::invalid("window_seconds", "a plan needs a window in seconds"))?;
     let id = new_id("plan");
     let now = now_ms();
+    let mut tx = begin_plan_change(db, grant).await?;
     sqlx::query("insert into plan (plan_id, name, description, request_limit, window_seconds, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $6)")
         .bind(&id)
         .bind(&name)
@@ -169,15 +197,23 @@ pub async fn create(db: &Db, input: &PlanInput) -> Result<Plan, AppError> {
         .bind(limit)
         .bind(window)
         .bind(now)
-        .execute(&db.writer)
+        .execute(&mut *tx)
         .await
         .map_err(name_taken)?;
+    let fields = serde_json::json!({ "name": name, "limit": limit, "window_seconds": window });
+    record_plan(&mut tx, grant, "plan.created", &id, fields).await?;
+    tx.commit().await?;
     get(db, &id).await
 }
 
 /// Changes a plan; its keys follow at once (this instance's key cache is cleared by the
 /// caller; other instances within the cache's bound, 1 s).
-pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, AppError> {
+pub async fn update(
+    db: &Db,
+    grant: &Grant,
+    plan_id: &str,
+    input: &PlanInput,
+) -> Result<Plan, AppError> {
     let c = check(input)?;
     if c.name.is_none()
         && c.description.is_none()
@@ -189,6 +225,24 @@ pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, A
             "send at least one field to change",
         ));
     }
+    let mut tx = begin_plan_change(db, grant).await?;
+    // The row as it was, for the audit entry: locked on PostgreSQL (SQLite has one writer),
+    // so that `before` is what this change replaces.
+    let lock = if db.backend == crate::ssr::db::Backend::Postgres {
+        " for update"
+    } else {
+        ""
+    };
+    let settings = format!(
+        "select name, request_limit, window_seconds, description from plan where plan_id = $1{lock}"
+    );
+    let before: Option<(String, i64, i64, String)> = sqlx::query_as(&settings)
+        .bind(plan_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(before) = before else {
+        return Err(AppError::not_found("plan"));
+    };
     let applied = sqlx::query(
         "update plan set name = coalesce($1, name), description = coalesce($2, description),
             request_limit = coalesce($3, request_limit), window_seconds = coalesce($4, window_seconds), updated_at = $5
@@ -200,13 +254,25 @@ pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, A
     .bind(c.window_seconds)
     .bind(now_ms())
     .bind(plan_id)
-    .execute(&db.writer)
+    .execute(&mut *tx)
     .await
     .map_err(name_taken)?
     .rows_affected();
     if applied == 0 {
         return Err(AppError::not_found("plan"));
     }
+    let after: (String, i64, i64, String) = sqlx::query_as(&settings)
+        .bind(plan_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let fields = |(name, limit, window, _): &(String, i64, i64, String)| serde_json::json!({ "name": name, "limit": limit, "window_seconds": window });
+    let data = serde_json::json!({
+        "before": fields(&before),
+        "after": fields(&after),
+        "description_changed": before.3 != after.3,
+    });
+    record_plan(&mut tx, grant, "plan.updated", plan_id, data).await?;
+    tx.commit().await?;
     get(db, plan_id).await
 }
 
@@ -214,30 +280,33 @@ pub async fn update(db: &Db, plan_id: &str, input: &PlanInput) -> Result<Plan, A
 /// once (other instances within the cache's bound). The console and REST both call this.
 pub async fn update_applied(
     state: &crate::ssr::AppState,
+    grant: &Grant,
     plan_id: &str,
     input: &PlanInput,
 ) -> Result<Plan, AppError> {
-    let plan = update(&state.db, plan_id, input).await?;
+    let plan = update(&state.db, grant, plan_id, input).await?;
     crate::keys::ssr::KeyCache::of(state)?.clear();
     Ok(plan)
 }
 
 /// Deletes a plan that no key uses; the default plan stays.
-pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
+pub async fn delete(db: &Db, grant: &Grant, plan_id: &str) -> Result<(), AppError> {
     if plan_id == DEFAULT_PLAN_ID {
         return Err(AppError::conflict(
             "plan",
             "the default plan cannot be deleted (keys without a plan follow it); edit it instead",
         ));
     }
-    let deleted = match sqlx::query(
-        "delete from plan where plan_id = $1 and not exists (select 1 from api_key where plan_id = $1)",
+    let mut tx = begin_plan_change(db, grant).await?;
+    let deleted: Option<(String, i64, i64)> = match sqlx::query_as(
+        "delete from plan where plan_id = $1 and not exists (select 1 from api_key where plan_id = $1)
+         returning name, request_limit, window_seconds",
     )
     .bind(plan_id)
-    .execute(&db.writer)
+    .fetch_optional(&mut *tx)
     .await
     {
-        Ok(done) => done.rows_affected(),
+        Ok(done) => done,
         // A key put on the plan meanwhile (on PostgreSQL the delete waited for that change,
         // then the key's foreign key refused it): refused like a plan with keys.
         Err(e) if foreign_key_refused(&e) => {
@@ -248,9 +317,13 @@ pub async fn delete(db: &Db, plan_id: &str) -> Result<(), AppError> {
         }
         Err(e) => return Err(e.into()),
     };
-    if deleted == 1 {
+    if let Some((name, limit, window)) = deleted {
+        let data = serde_json::json!({ "name": name, "limit": limit, "window_seconds": window });
+        record_plan(&mut tx, grant, "plan.deleted", plan_id, data).await?;
+        tx.commit().await?;
         return Ok(());
     }
+    drop(tx);
     let plan = get(db, plan_id).await?;
     Err(AppError::conflict(
         "plan",

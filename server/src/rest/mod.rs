@@ -452,21 +452,21 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::POST, "/api/v1/plans", Key(PlansWrite), post(plans::create), Doc {
             summary: "Create a plan",
-            description: "A named limit: at most `limit` requests in any rolling window of `window_seconds` (1 to 86400). Needs `plans:write`, which only keys of the system organization can hold.",
+            description: "A named limit: at most `limit` requests in any rolling window of `window_seconds` (1 to 86400). Needs `plans:write`, which only keys of the system organization can hold; a test key (`kw_test_`) is refused (403): plans set live keys' limits. Recorded on the audit log (`plan.created`).",
             query: &[],
             body: Body::Json("PlanInput", r#"{"name":"team","limit":1000,"window_seconds":3600}"#),
             ok: (201, Out::Json("Plan")), errors: &[INVALID, CONFLICT],
         }),
         spec(Method::PATCH, "/api/v1/plans/{id}", Key(PlansWrite), patch(plans::update), Doc {
             summary: "Edit a plan",
-            description: "Changes a plan's name, description, limit or window; every key on it follows at once (other instances within a second).",
+            description: "Changes a plan's name, description, limit or window; every key on it follows at once (other instances within a second). Test keys are refused (403). Recorded on the audit log (`plan.updated`, with the settings before and after).",
             query: &[],
             body: Body::Json("PlanInput", r#"{"limit":2000}"#),
             ok: (200, Out::Json("Plan")), errors: &[INVALID, NOT_FOUND, CONFLICT],
         }),
         spec(Method::DELETE, "/api/v1/plans/{id}", Key(PlansWrite), delete(plans::delete), Doc {
             summary: "Delete a plan",
-            description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted.",
+            description: "Deletes a plan no key is on (409 `conflict` names how many are); the default plan cannot be deleted. Test keys are refused (403). Recorded on the audit log (`plan.deleted`).",
             query: &[], body: Body::None, ok: (204, Out::Empty), errors: &[NOT_FOUND, CONFLICT],
         }),
         spec(Method::GET, "/api/v1/audit", Key(AuditRead), get(audit::list), Doc {

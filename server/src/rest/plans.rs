@@ -20,27 +20,32 @@ pub async fn list(
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     ApiJson(input): ApiJson<PlanInput>,
 ) -> Result<(http::StatusCode, Json<Plan>), AppError> {
     Ok((
         http::StatusCode::CREATED,
-        Json(plans::create(&state.db, &input).await?),
+        Json(plans::create(&state.db, &grant, &input).await?),
     ))
 }
 
 pub async fn update(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PlanInput>,
 ) -> Result<Json<Plan>, AppError> {
-    Ok(Json(plans::update_applied(&state, &id, &input).await?))
+    Ok(Json(
+        plans::update_applied(&state, &grant, &id, &input).await?,
+    ))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
 ) -> Result<http::StatusCode, AppError> {
-    plans::delete(&state.db, &id).await?;
+    plans::delete(&state.db, &grant, &id).await?;
     Ok(http::StatusCode::NO_CONTENT)
 }
 
@@ -133,7 +138,7 @@ pub async fn export(
             "a key exports its own organization's usage; leave organization_id out",
         ));
     }
-    crate::export::stream(&state, grant.organization_id, &q).await
+    crate::export::stream(&state, &grant, &q).await
 }
 
 /// `GET /api/v1/keys/{id}/usage`: a key of the calling key's organization.
