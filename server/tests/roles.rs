@@ -777,6 +777,43 @@ async fn a_permission_group_is_granted_as_a_unit_and_its_changes_follow_at_once(
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(!can(&o, &o.member_id, Permission::AuditRead).await);
+    // Taking out what is not in the group (again, or text that names nothing), or a group the
+    // role does not hold, changes nothing and records nothing on the audit log.
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from domain_event")
+            .fetch_one(&o.app.state.db.writer)
+            .await
+            .unwrap()
+    };
+    let r = call(&o, "create_role", &[("name", "bystander")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let bystander = r.json()["id"].as_str().unwrap().to_string();
+    let recorded = events().await;
+    for permission in ["audit:read", &"x".repeat(5000)] {
+        let r = call(
+            &o,
+            "set_group_permission",
+            &[
+                ("group_id", &group),
+                ("permission", permission),
+                ("included", "false"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = call(
+        &o,
+        "set_role_group",
+        &[
+            ("role_id", &bystander),
+            ("group_id", &group),
+            ("granted", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(events().await, recorded, "no-op changes were recorded");
 
     // The admin may make a group of anything (it grants nothing by itself)…
     let r = call_as_admin(

@@ -184,11 +184,19 @@ pub async fn set_group_permission(
         if let Some(g) = model.groups.get_mut(group_id) {
             g.permissions.retain(|p| p != permission);
         }
-        sqlx::query("delete from permission_group_item where group_id = $1 and permission = $2")
-            .bind(group_id)
-            .bind(permission)
-            .execute(&mut *tx)
-            .await?;
+        let removed = sqlx::query(
+            "delete from permission_group_item where group_id = $1 and permission = $2",
+        )
+        .bind(group_id)
+        .bind(permission)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Not in the group: nothing changes, and nothing is recorded (an audit entry would
+        // carry whatever text the caller sent).
+        if removed == 0 {
+            return view(&model, group_id);
+        }
     }
     record(
         &mut tx,
@@ -234,11 +242,17 @@ pub async fn set_role_group(
         )
         .await?;
     } else {
-        sqlx::query("delete from role_group where role_id = $1 and group_id = $2")
+        let removed = sqlx::query("delete from role_group where role_id = $1 and group_id = $2")
             .bind(role_id)
             .bind(group_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        // The role did not hold it: nothing changes, nothing is recorded.
+        if removed == 0 {
+            drop(tx);
+            return super::roles::role_view(db, org, role_id).await;
+        }
     }
     record(
         &mut tx,
