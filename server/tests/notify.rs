@@ -238,6 +238,126 @@ async fn expiry_reminders_go_once_each_at_30_7_and_1_days() {
     );
 }
 
+/// Sent and failed mail and read notifications go after 90 days; pending mail, unread
+/// notifications and anything recent stay.
+#[tokio::test]
+async fn old_sent_mail_and_read_notifications_are_swept() {
+    let app = spawn().await;
+    let user = app.user("kept@example.org", None).await;
+    let now = app::ssr::db::now_ms();
+    let old = now - 91 * 86_400_000;
+    let recent = now - 89 * 86_400_000;
+    for (id, status, at) in [
+        ("tst_old_sent", "sent", old),
+        ("tst_old_failed", "failed", old),
+        ("tst_old_pending", "pending", old),
+        ("tst_recent_sent", "sent", recent),
+    ] {
+        sqlx::query(
+            "insert into outbox_email (outbox_email_id, to_address, subject, body_text, status, next_attempt_at, created_at)
+             values ($1, 'a@example.org', 's', 'b', $2, $3, $3)",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(at)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    for (id, read, at) in [
+        ("tst_old_read", Some(old), old),
+        ("tst_old_unread", None, old),
+        ("tst_recent_read", Some(recent), recent),
+    ] {
+        sqlx::query(
+            "insert into notification (notification_id, user_id, kind, title, body, created_at, read_at)
+             values ($1, $2, 'test', 't', 'b', $3, $4)",
+        )
+        .bind(id)
+        .bind(&user)
+        .bind(at)
+        .bind(read)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    // (The hourly worker may have swept first: what is left is what counts.)
+    app::notify::ssr::enforce_retention(&app.state.db, now)
+        .await
+        .unwrap();
+    let mail: Vec<String> =
+        sqlx::query_scalar("select outbox_email_id from outbox_email where outbox_email_id like 'tst%' order by outbox_email_id")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(mail, ["tst_old_pending", "tst_recent_sent"]);
+    let notes: Vec<String> =
+        sqlx::query_scalar("select notification_id from notification where notification_id like 'tst%' order by notification_id")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(notes, ["tst_old_unread", "tst_recent_read"]);
+}
+
+#[tokio::test]
+async fn bulk_notices_wait_behind_links_and_security_mail() {
+    // Nothing listens on this port: every attempt fails at once and is counted.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let now = app::ssr::db::now_ms();
+    let queue = |id: String, dedupe: String, due: i64| {
+        sqlx::query(
+            "insert into outbox_email (outbox_email_id, to_address, subject, body_text, next_attempt_at, dedupe_key, created_at)
+             values ($1, 'a@example.org', 's', 'b', $2, $3, $2)",
+        )
+        .bind(id)
+        .bind(due)
+        .bind(dedupe)
+        .execute(&app.state.db.writer)
+    };
+    // 200 usage notices due long ago (a tenant's keys all crossing their limits), then one
+    // password link due now.
+    for i in 0..200 {
+        queue(format!("eml_usage{i}"), format!("usage:key_{i}:0:100"), i)
+            .await
+            .unwrap();
+    }
+    queue(
+        "eml_link".into(),
+        "password-link:password:usr_x:1".into(),
+        now,
+    )
+    .await
+    .unwrap();
+    let mailer = app::notify::mail::Mailer::of(&app.state).unwrap();
+    app::notify::mail::deliver_due(&app.state.db, mailer, now + 1)
+        .await
+        .unwrap();
+    let link: i64 =
+        sqlx::query_scalar("select attempts from outbox_email where outbox_email_id = 'eml_link'")
+            .fetch_one(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(
+        link, 1,
+        "the link is tried in the first round, before the backlog"
+    );
+    let tried: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where dedupe_key like 'usage:%' and attempts > 0",
+    )
+    .fetch_one(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert!(
+        tried < 200,
+        "a round takes at most 50 ({tried} usage notices tried)"
+    );
+}
+
 #[tokio::test]
 async fn undeliverable_email_is_retried_with_backoff_and_admins_see_why() {
     // Nothing listens on this port.

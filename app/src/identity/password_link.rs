@@ -186,13 +186,8 @@ pub async fn send(
     let dedupe = match purpose {
         Purpose::Verify => {
             let prefix = format!("{DEDUPE_PREFIX}verify:{user_id}:");
-            let recent: i64 = sqlx::query_scalar(
-                "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
-            )
-            .bind(format!("{prefix}%"))
-            .bind(now - 600_000)
-            .fetch_one(&mut **tx)
-            .await?;
+            let recent =
+                crate::notify::ssr::recent_emails(tx, &prefix, None, now - 600_000).await?;
             if recent >= VERIFY_LINKS_PER_10_MIN {
                 return Ok(());
             }
@@ -208,13 +203,8 @@ pub async fn send(
             // At most PASSWORD_LINKS_PER_HOUR per account: an administrator's clicks (or a
             // script with users:write) cannot flood someone's inbox.
             let prefix = format!("{DEDUPE_PREFIX}password:{user_id}:");
-            let recent: i64 = sqlx::query_scalar(
-                "select count(*) from outbox_email where dedupe_key like $1 and created_at > $2",
-            )
-            .bind(format!("{prefix}%"))
-            .bind(now - 3_600_000)
-            .fetch_one(&mut **tx)
-            .await?;
+            let recent =
+                crate::notify::ssr::recent_emails(tx, &prefix, None, now - 3_600_000).await?;
             if recent >= PASSWORD_LINKS_PER_HOUR {
                 return Err(AppError::new(
                     crate::error::ErrorCode::RateLimited,

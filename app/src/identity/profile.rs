@@ -30,6 +30,9 @@ pub const EMAIL_LINK_HOURS: i64 = 24;
 /// "confirm your new address" mail to flood someone else's inbox.
 pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
 
+/// The dedupe keys of email-change confirmations start with this (then the user id).
+const EMAIL_CHANGE_PREFIX: &str = "email-change:";
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Changes the user's display name.
@@ -343,25 +346,11 @@ pub async fn request_email_change(
         crate::ssr::db::RowLock::NoKeyUpdate,
     )
     .await?;
-    let prefix = format!("email-change:{user_id}:");
-    // `_` and `%` in a LIKE pattern are wildcards: the user id's are escaped.
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('_', "\\_")
-            .replace('%', "\\%")
-    );
-    let (by_account, to_address): (i64, i64) = sqlx::query_as(
-        "select
-            (select count(*) from outbox_email where dedupe_key like $1 escape '\\' and created_at > $2),
-            (select count(*) from outbox_email where to_address = $3 and dedupe_key like 'email-change:%' and created_at > $2)",
-    )
-    .bind(pattern)
-    .bind(now - 3_600_000)
-    .bind(&new)
-    .fetch_one(&mut *tx)
-    .await?;
+    let prefix = format!("{EMAIL_CHANGE_PREFIX}{user_id}:");
+    let since = now - 3_600_000;
+    let by_account = crate::notify::ssr::recent_emails(&mut tx, &prefix, None, since).await?;
+    let to_address =
+        crate::notify::ssr::recent_emails(&mut tx, EMAIL_CHANGE_PREFIX, Some(&new), since).await?;
     if by_account >= EMAIL_CHANGES_PER_HOUR || to_address >= EMAIL_CHANGES_PER_HOUR {
         return Err(AppError::new(
             ErrorCode::RateLimited,

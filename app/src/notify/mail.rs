@@ -9,7 +9,8 @@
 //! console's outbox page. Each round takes due messages one by one: it first moves a message's
 //! next attempt a minute forward with a conditional update (so another instance cannot take it
 //! too), sends it, then marks it `sent`, or schedules a retry with exponential backoff (30 s
-//! doubling, at most an hour) and gives up as `failed` after [`MAX_ATTEMPTS`].
+//! doubling, at most an hour) and gives up as `failed` after [`MAX_ATTEMPTS`]. Bulk notices
+//! (usage thresholds, expiry reminders) go after every other due message.
 
 use crate::ssr::db::{now_ms, Db};
 use lettre::message::header::ContentType;
@@ -68,9 +69,14 @@ pub fn backoff_ms(attempts: i64) -> i64 {
 
 /// Sends the messages due at `now`; returns how many were sent.
 pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sqlx::Error> {
+    // Notices that can come by the thousand (usage thresholds, expiry reminders: one per key)
+    // wait behind everything else: a tenant whose many keys cross their limits must not hold
+    // up someone's password link, invitation or security notice.
     let due = sqlx::query(
         "select outbox_email_id, to_address, subject, body_text, attempts, next_attempt_at from outbox_email
-         where status = 'pending' and next_attempt_at <= $1 order by next_attempt_at limit 50",
+         where status = 'pending' and next_attempt_at <= $1
+         order by case when dedupe_key like 'usage:%' or dedupe_key like 'expiry:%' then 1 else 0 end, next_attempt_at
+         limit 50",
     )
     .bind(now)
     .fetch_all(&db.reader)

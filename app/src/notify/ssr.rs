@@ -107,6 +107,36 @@ pub async fn enqueue_email(
     Ok(())
 }
 
+/// How many emails whose dedupe key starts with `prefix` were queued after `since`, and of
+/// those how many went `to` an address (when given). The prefix is matched literally: `_` and
+/// `%` in it (user ids hold `_`) are escaped, not wildcards. Callers cap how often a mail goes
+/// out with it, counting under a row lock so that racing requests cannot each see room.
+pub async fn recent_emails(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    prefix: &str,
+    to: Option<&str>,
+    since: i64,
+) -> Result<i64, AppError> {
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%")
+    );
+    // Two spellings rather than `$3 is null or …`, so each can use its index.
+    let sql = match to {
+        None => "select count(*) from outbox_email where dedupe_key like $1 escape '\\' and created_at > $2",
+        Some(_) => "select count(*) from outbox_email where to_address = $3 and created_at > $2 and dedupe_key like $1 escape '\\'",
+    };
+    let mut query = sqlx::query_scalar(sql).bind(pattern).bind(since);
+    if let Some(to) = to {
+        query = query.bind(to);
+    }
+    let count = query.fetch_one(&mut **tx).await?;
+    Ok(count)
+}
+
 /// Who is told about a key: a personal token's owner; for an organization key, the
 /// organization's owners and admins.
 pub async fn key_recipients(db: &Db, key_id: &str) -> Result<Vec<String>, AppError> {
@@ -486,6 +516,38 @@ pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, 
         .await?;
     }
     Ok(told)
+}
+
+/// How long sent (or failed) emails and read notifications are kept, in days. Longer than any
+/// dedupe key needs (an expiry reminder's lives at most 30 days before the expiry it names; a
+/// usage threshold's for its window, at most a day; the mail caps count the last hour).
+pub const NOTIFY_RETENTION_DAYS: i64 = 90;
+
+/// Deletes emails done with (sent or failed) and read notifications older than
+/// [`NOTIFY_RETENTION_DAYS`], a batch at a time; pending mail and unread notifications stay.
+/// Answers how many rows went. Run hourly by the `notify-retention` worker.
+pub async fn enforce_retention(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    let before = now - NOTIFY_RETENTION_DAYS * 86_400_000;
+    let mut total = 0;
+    for sql in [
+        "delete from outbox_email where outbox_email_id in (select outbox_email_id from outbox_email
+             where status in ('sent', 'failed') and created_at < $1 limit 5000)",
+        "delete from notification where notification_id in (select notification_id from notification
+             where read_at is not null and created_at < $1 limit 5000)",
+    ] {
+        loop {
+            let n = sqlx::query(sql)
+                .bind(before)
+                .execute(&db.writer)
+                .await?
+                .rows_affected();
+            total += n;
+            if n < 5000 {
+                break;
+            }
+        }
+    }
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -117,6 +117,12 @@ impl Workers {
                 .map(drop)
                 .map_err(|e| e.to_string())
         });
+        w.periodic("notify-retention", HOUR, state, |state| async move {
+            app::notify::ssr::enforce_retention(&state.db, now_ms())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
         w.periodic("unconfirmed-sweep", HOUR, state, |state| async move {
             app::identity::ssr::purge_unconfirmed(&state.db, now_ms())
                 .await
