@@ -5,6 +5,7 @@
 //! The row count goes first, in `X-Keyward-Rows`, so the console can draw a progress bar as
 //! the body arrives; then the rows, one page at a time, in constant memory.
 
+use app::access::ssr::Grant;
 use app::access::Permission;
 use app::error::AppError;
 use app::ssr::AppState;
@@ -25,6 +26,11 @@ pub const CONCURRENT_EXPORTS: usize = 2;
 /// Exports of one organization streaming at once on this instance: one tenant cannot take
 /// every slot.
 pub const EXPORTS_PER_ORGANIZATION: usize = 1;
+
+/// Exports one person (a user, with their sessions and personal tokens together) or one
+/// organization key streams at once on this instance, whatever the organizations: one user of
+/// a personal organization and a team cannot hold both shared slots.
+pub const EXPORTS_PER_HOLDER: usize = 1;
 
 /// Export slots kept for the system organization (the operator's own exports) on top of
 /// [`CONCURRENT_EXPORTS`]: tenants holding every shared slot (one user's personal organization
@@ -48,6 +54,7 @@ pub struct ExportSlots {
     /// [`EXPORTS_RESERVED`], for the system organization only.
     reserved: std::sync::Arc<tokio::sync::Semaphore>,
     by_organization: app::ssr::counted::PerKey,
+    by_holder: app::ssr::counted::PerKey,
 }
 
 impl Default for ExportSlots {
@@ -56,6 +63,7 @@ impl Default for ExportSlots {
             all: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
             reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(EXPORTS_RESERVED)),
             by_organization: app::ssr::counted::PerKey::new(EXPORTS_PER_ORGANIZATION),
+            by_holder: app::ssr::counted::PerKey::new(EXPORTS_PER_HOLDER),
         }
     }
 }
@@ -67,13 +75,16 @@ pub struct Slot {
     // Dropped in this order: the instance's slot is free before the organization's is.
     _all: tokio::sync::OwnedSemaphorePermit,
     _organization: app::ssr::counted::Holder<()>,
+    _holder: app::ssr::counted::Holder<()>,
 }
 
 impl ExportSlots {
-    /// A slot for an export of `organization_id`, or `None` when the organization's or the
-    /// instance's are all taken (the system organization: its own, else a shared one).
-    pub fn take(&self, organization_id: &str) -> Option<Slot> {
+    /// A slot for an export of `organization_id` by `holder` ([`holder_of`]), or `None` when
+    /// the holder's, the organization's or the instance's are all taken (the system
+    /// organization: its own, else a shared one).
+    pub fn take(&self, organization_id: &str, holder: &str) -> Option<Slot> {
         // Taken first, given back (dropped) if the instance has none left.
+        let holder = self.by_holder.take(holder)?;
         let organization = self.by_organization.take(organization_id)?;
         // The system organization's own slot first: a shared one it took would be one less
         // for tenants.
@@ -86,6 +97,7 @@ impl ExportSlots {
         };
         Some(Slot {
             _organization: organization,
+            _holder: holder,
             _all: all,
         })
     }
@@ -180,7 +192,7 @@ pub async fn console(
             |q| q.organization_id.clone(),
         )
         .await?;
-        stream(&state, org, &q).await
+        stream(&state, &org, &q).await
     }
     .await
     .unwrap_or_else(IntoResponse::into_response)
@@ -197,7 +209,7 @@ async fn console_org<Q>(
     endpoint: &str,
     permission: Permission,
     organization_of: impl Fn(&Q) -> Option<String>,
-) -> Result<(Q, String), AppError> {
+) -> Result<(Q, Grant), AppError> {
     let Ok(Query(q)) = query else {
         return Err(AppError::invalid(
             "query",
@@ -215,15 +227,17 @@ async fn console_org<Q>(
         app::access::guard::Activity::User,
     )
     .await?;
-    Ok((q, grant.organization_id))
+    Ok((q, grant))
 }
 
-/// The export of `organization_id` (already authorized) for the query's range and filters.
+/// The export of the grant's organization (already authorized) for the query's range and
+/// filters.
 pub async fn stream(
     state: &AppState,
-    organization_id: String,
+    grant: &Grant,
     q: &ExportQuery,
 ) -> Result<Response, AppError> {
+    let organization_id = grant.organization_id.clone();
     let format = Format::parse(q.format.as_deref().unwrap_or(""))?;
     let range = q.range.as_deref().unwrap_or("24h");
     let (range, filter) = app::usage::stats::parse_view(
@@ -244,7 +258,7 @@ pub async fn stream(
         range.as_str(),
         format.extension()
     );
-    let permit = export_slot(state, &organization_id)?;
+    let permit = export_slot(state, grant)?;
     let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
     let rows = export::count(&state.db, &scope).await?;
     let head = export::head(format)?;
@@ -283,13 +297,22 @@ fn download(format: Format, file: &str, rows: i64, body: Body) -> Response {
         .into_response()
 }
 
-/// One of this instance's export slots for `organization_id`, or 429 with `Retry-After` when
-/// the instance's or the organization's are all taken.
-fn export_slot(state: &AppState, organization_id: &str) -> Result<Slot, AppError> {
+/// Whose exports count together: the user behind the grant (a session or a personal token),
+/// else the organization key itself.
+pub fn holder_of(grant: &Grant) -> &str {
+    grant
+        .principal
+        .acting_user()
+        .unwrap_or_else(|| grant.principal.actor_id())
+}
+
+/// One of this instance's export slots for the grant's organization, or 429 with
+/// `Retry-After` when the holder's, the instance's or the organization's are all taken.
+fn export_slot(state: &AppState, grant: &Grant) -> Result<Slot, AppError> {
     state
         .domains
         .get::<ExportSlots>()?
-        .take(organization_id)
+        .take(&grant.organization_id, holder_of(grant))
         .ok_or_else(|| AppError::rate_limited(5))
 }
 
@@ -407,19 +430,20 @@ pub async fn audit_console(
             |q| q.organization_id.clone(),
         )
         .await?;
-        audit_stream(&state, org, &q).await
+        audit_stream(&state, &org, &q).await
     }
     .await
     .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The audit log of `organization_id` (already authorized; the whole instance's for the
-/// system organization) with the query's filters, newest first, streamed as CSV or JSON.
+/// The audit log of the grant's organization (already authorized; the whole instance's for
+/// the system organization) with the query's filters, newest first, streamed as CSV or JSON.
 pub async fn audit_stream(
     state: &AppState,
-    organization_id: String,
+    grant: &Grant,
     q: &AuditExportQuery,
 ) -> Result<Response, AppError> {
+    let organization_id = grant.organization_id.clone();
     use app::audit::ssr::{self as audit, Export, ExportCursor};
     let format = Format::parse(q.format.as_deref().unwrap_or(""))?;
     let filters = app::audit::AuditQuery {
@@ -431,7 +455,7 @@ pub async fn audit_stream(
         page: None,
     };
     let export = Export::new(&organization_id, &filters)?;
-    let permit = export_slot(state, &organization_id)?;
+    let permit = export_slot(state, grant)?;
     let rows = export.count(&state.db).await?;
     let head = audit::head(format)?;
     let db = state.db.clone();
@@ -476,10 +500,13 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_stops_reading_loses_its_slot_and_one_that_reads_keeps_it() {
         let slots = ExportSlots::default();
-        let slot = slots.take("org_a").unwrap();
+        let slot = slots.take("org_a", "usr_a").unwrap();
         let body = endless(slot, Duration::from_secs(1), Duration::from_secs(60));
         tokio::pin!(body);
-        assert!(slots.take("org_a").is_none(), "one per organization");
+        assert!(
+            slots.take("org_a", "usr_other").is_none(),
+            "one per organization"
+        );
         for _ in 0..8 {
             assert!(body.next().await.unwrap().is_ok());
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -495,7 +522,7 @@ mod tests {
         assert_eq!(slots.available(), CONCURRENT_EXPORTS);
         drop(
             slots
-                .take("org_a")
+                .take("org_a", "usr_a")
                 .expect("the organization's slot is back"),
         );
         assert!(body.next().await.unwrap().is_err());
@@ -506,7 +533,7 @@ mod tests {
     async fn no_export_holds_its_slot_longer_than_the_limit() {
         let slots = ExportSlots::default();
         let started = tokio::time::Instant::now();
-        let slot = slots.take("org_a").unwrap();
+        let slot = slots.take("org_a", "usr_a").unwrap();
         let body = endless(slot, Duration::from_secs(1), Duration::from_millis(1_500));
         tokio::pin!(body);
         let mut reads = 0;
@@ -522,9 +549,12 @@ mod tests {
     #[test]
     fn a_refused_export_leaves_no_count_behind() {
         let slots = ExportSlots::default();
-        let (a, b) = (slots.take("org_a").unwrap(), slots.take("org_b").unwrap());
+        let (a, b) = (
+            slots.take("org_a", "usr_a").unwrap(),
+            slots.take("org_b", "usr_b").unwrap(),
+        );
         assert!(
-            slots.take("org_c").is_none(),
+            slots.take("org_c", "usr_c").is_none(),
             "the instance's slots are taken"
         );
         drop((a, b));
@@ -540,29 +570,49 @@ mod tests {
         use app::access::ssr::SYSTEM_ORG_ID;
         let slots = ExportSlots::default();
         // The system organization takes its own slot first, leaving the shared ones to tenants.
-        let system = slots.take(SYSTEM_ORG_ID).unwrap();
+        let system = slots.take(SYSTEM_ORG_ID, "usr_root").unwrap();
         assert_eq!(slots.available(), CONCURRENT_EXPORTS);
         assert_eq!(slots.reserved_available(), 0);
         drop(system);
 
-        let tenants = (slots.take("org_a").unwrap(), slots.take("org_b").unwrap());
-        assert!(slots.take("org_c").is_none(), "another tenant is refused");
+        let tenants = (
+            slots.take("org_a", "usr_a").unwrap(),
+            slots.take("org_b", "usr_b").unwrap(),
+        );
+        assert!(
+            slots.take("org_c", "usr_c").is_none(),
+            "another tenant is refused"
+        );
         let system = slots
-            .take(SYSTEM_ORG_ID)
+            .take(SYSTEM_ORG_ID, "usr_root")
             .expect("the operator's export is served");
         assert_eq!(slots.reserved_available(), 0);
         assert!(
-            slots.take(SYSTEM_ORG_ID).is_none(),
+            slots.take(SYSTEM_ORG_ID, "usr_other").is_none(),
             "one per organization, the system's too"
         );
         drop(system);
         assert_eq!(slots.reserved_available(), EXPORTS_RESERVED);
         assert!(
-            slots.take("org_c").is_none(),
+            slots.take("org_c", "usr_c").is_none(),
             "the kept slot never goes to a tenant"
         );
         drop(tenants);
-        assert!(slots.take("org_c").is_some());
+        assert!(slots.take("org_c", "usr_c").is_some());
         assert_eq!(slots.by_organization.keys(), 0);
+    }
+
+    #[test]
+    fn one_person_holds_one_export_slot_whatever_the_organizations() {
+        let slots = ExportSlots::default();
+        let personal = slots.take("org_personal", "usr_ann").unwrap();
+        // Ann's team: the organization and the instance have room, Ann has not.
+        assert!(slots.take("org_team", "usr_ann").is_none());
+        assert_eq!(slots.available(), CONCURRENT_EXPORTS - 1, "given back");
+        // Someone else of the team may.
+        let bob = slots.take("org_team", "usr_bob").unwrap();
+        drop((personal, bob));
+        assert_eq!(slots.by_holder.keys(), 0, "no holder counted once done");
+        assert!(slots.take("org_team", "usr_ann").is_some());
     }
 }

@@ -31,5 +31,5 @@ pub async fn export(
             "a key exports its own organization's audit log; leave organization_id out",
         ));
     }
-    crate::export::audit_stream(&state, grant.organization_id, &q).await
+    crate::export::audit_stream(&state, &grant, &q).await
 }
