@@ -177,12 +177,7 @@ pub async fn send(
     // account (sign-up and sign-in can both ask): nobody floods an address by signing up with
     // it again and again. The account's row is locked first: on PostgreSQL, requests counting
     // at once would each see room under the cap.
-    crate::ssr::db::lock_row(
-        tx,
-        crate::ssr::db::LockedRow::User(user_id),
-        crate::ssr::db::RowLock::NoKeyUpdate,
-    )
-    .await?;
+    crate::ssr::db::lock_user(tx, user_id).await?;
     let dedupe = match purpose {
         Purpose::Verify => {
             let prefix = format!("{DEDUPE_PREFIX}verify:{user_id}:");

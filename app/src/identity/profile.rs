@@ -340,12 +340,7 @@ pub async fn request_email_change(
     );
     let mut tx = db.writer.begin().await?;
     // Counted under the account's row lock: requests racing on PostgreSQL would each see room.
-    crate::ssr::db::lock_row(
-        &mut tx,
-        crate::ssr::db::LockedRow::User(user_id),
-        crate::ssr::db::RowLock::NoKeyUpdate,
-    )
-    .await?;
+    crate::ssr::db::lock_user(&mut tx, user_id).await?;
     let prefix = format!("{EMAIL_CHANGE_PREFIX}{user_id}:");
     let since = now - 3_600_000;
     let by_account = crate::notify::ssr::recent_emails(&mut tx, &prefix, None, since).await?;

@@ -4,7 +4,7 @@ use super::SignedInUser;
 use crate::access::{ssr::SYSTEM_ORG_ID, Role};
 use crate::error::AppError;
 use crate::ssr::config::Config;
-use crate::ssr::db::{lock_row, new_id, now_ms, Db, LockedRow, RowLock};
+use crate::ssr::db::{lock_user, new_id, now_ms, Db};
 use crate::ssr::events::{self, Event};
 use crate::ssr::{keys, password};
 use sqlx::Row;
@@ -423,7 +423,7 @@ pub(crate) async fn reserve_attempt(
     let now = now_ms();
     let since = now - HOUR_MS;
     let mut tx = db.writer.begin().await?;
-    lock_row(&mut tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
+    lock_user(&mut tx, user_id).await?;
     let attempts: i64 = sqlx::query_scalar(
         "select count(*) from sign_in_failure
          where user_id = $1 and coalesce(device_id, '') = coalesce($2, '') and failed_at > $3",

@@ -172,12 +172,7 @@ async fn issue_recovery_codes(
 ) -> Result<Vec<String>, AppError> {
     // Two regenerations at once on PostgreSQL would each delete what they saw and insert
     // their own set (20 valid codes): the account's row serializes them.
-    crate::ssr::db::lock_row(
-        tx,
-        crate::ssr::db::LockedRow::User(user_id),
-        crate::ssr::db::RowLock::NoKeyUpdate,
-    )
-    .await?;
+    crate::ssr::db::lock_user(tx, user_id).await?;
     sqlx::query("delete from recovery_code where user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
@@ -897,12 +892,7 @@ pub async fn disable(
 ) -> Result<Option<String>, AppError> {
     let mut tx = db.writer.begin().await?;
     // The lock recovery-code regeneration takes (see `regenerate_recovery_codes`).
-    crate::ssr::db::lock_row(
-        &mut tx,
-        crate::ssr::db::LockedRow::User(user_id),
-        crate::ssr::db::RowLock::NoKeyUpdate,
-    )
-    .await?;
+    crate::ssr::db::lock_user(&mut tx, user_id).await?;
     let gone = sqlx::query("delete from totp_factor where user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
@@ -946,12 +936,7 @@ pub async fn regenerate_recovery_codes(
     let mut tx = db.writer.begin().await?;
     // Under the account's row lock, which turning the app off takes too: codes issued as the
     // app goes would outlive it.
-    crate::ssr::db::lock_row(
-        &mut tx,
-        crate::ssr::db::LockedRow::User(user_id),
-        crate::ssr::db::RowLock::NoKeyUpdate,
-    )
-    .await?;
+    crate::ssr::db::lock_user(&mut tx, user_id).await?;
     // Recovery codes stand in for the authenticator app (a lost passkey is another passkey's
     // or an administrator's matter).
     let app: Option<String> =

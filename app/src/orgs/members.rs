@@ -18,7 +18,7 @@ use crate::access::ssr::Grant;
 use crate::access::{Permission, Role};
 use crate::error::{AppError, ErrorCode};
 use crate::identity::ssr::{normalize_email, validate_email};
-use crate::ssr::db::{lock_row, new_id, now_ms, rfc3339, Db, LockedRow, RowLock};
+use crate::ssr::db::{lock_user, new_id, now_ms, rfc3339, Db};
 use crate::ssr::events::{self, Event};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -698,7 +698,7 @@ pub async fn accept_in(
     // Then the account, read for its address and status after anyone changing it is done (an
     // administrator deleting it at this moment waits, or is waited for: never a member of
     // nothing, never a deleted member).
-    lock_row(tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
+    lock_user(tx, user_id).await?;
     let mine: Option<String> = sqlx::query_scalar(
         "select email_normalized from app_user where user_id = $1 and status = 'active'",
     )

@@ -78,6 +78,15 @@ pub async fn lock_row(
     Ok(())
 }
 
+/// Takes an account's row lock (`for no key update`, see [`lock_row`]): what is counted or
+/// checked per account (sign-in failures, mail caps, recovery codes) is serialised by it.
+pub async fn lock_user(
+    connection: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    lock_row(connection, LockedRow::User(user_id), RowLock::NoKeyUpdate).await
+}
+
 /// Reader connections of a SQLite database.
 const READERS: u32 = 6;
 
