@@ -453,8 +453,30 @@ async fn a_key_disabled_while_its_request_is_in_flight_does_not_enable_itself() 
         "{refused:?}"
     );
     assert_eq!(status_of(&a, &target).await, "disabled");
-    // Nor does it change roles with the grant it had.
+    // Nor mint a new secret (a key of its own making would undo the disable)…
     let before = a.snapshot().await;
+    let new = app::keys::NewKey {
+        name: "escape".into(),
+        category: Some("admin".into()),
+        ..Default::default()
+    };
+    let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &grant).unwrap();
+    let refused = app::keys::ssr::create(
+        &a.state.db,
+        &a.state.config.secret,
+        app::keys::ssr::Acting::new(&grant, None),
+        None,
+        &settings,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.code,
+        app::error::ErrorCode::KeyDisabled,
+        "{refused:?}"
+    );
+    assert_eq!(a.snapshot().await, before, "rows changed");
+    // …nor change roles with the grant it had.
     let refused = app::access::roles::create_role(&a.state.db, &grant, "sneaky", "", &[])
         .await
         .unwrap_err();

@@ -193,8 +193,15 @@ impl Grant {
         let Some(key_id) = self.acting_key() else {
             return Ok(());
         };
+        // As verification reads it: a personal organization's keys (and a personal token)
+        // stop while the account behind them is disabled or deleted.
         let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
-            "select status, approval, expires_at from api_key where api_key_id = $1",
+            "select case when exists (select 1 from app_user u
+                          where (u.personal_organization_id = k.organization_id or u.user_id = k.owner_user_id)
+                            and (u.status <> 'active' or u.deleted_at is not null))
+                         and k.status = 'active' then 'disabled' else k.status end,
+                    k.approval, k.expires_at
+             from api_key k where k.api_key_id = $1",
         )
         .bind(key_id)
         .fetch_optional(conn)

@@ -385,6 +385,9 @@ pub async fn reset_two_factor(
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
     let mut change = change_on(db, grant, user_id).await?;
+    // The account first, then its factors: the order the user's own changes take (turning the
+    // app off, new recovery codes), so that the two cannot deadlock on PostgreSQL.
+    crate::ssr::db::lock_user(&mut change.tx, user_id).await?;
     let mut gone = 0;
     for table in ["totp_factor", "passkey"] {
         gone += sqlx::query(&format!("delete from {table} where user_id = $1"))

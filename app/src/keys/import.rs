@@ -458,7 +458,7 @@ pub async fn import(
                 // The row in one transaction; whatever fails is this row's outcome, so the
                 // secrets of rows issued before it are still answered (a 500 would lose them).
                 let written = async {
-                    let mut tx = state.db.writer.begin().await?;
+                    let mut tx = acting.begin(&state.db).await?;
                     let approval =
                         crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
                     let (id, signing) = insert_key(

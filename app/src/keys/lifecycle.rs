@@ -61,12 +61,9 @@ pub async fn transition(
         if t == Transition::Enable {
             acting.may_take_over(db, &current).await?;
         }
-        let mut tx = db.writer.begin().await?;
-        if t == Transition::Enable {
-            // A key disabled while this request was in flight does not go on to enable
-            // itself (or another key) again; the statement below checks it once more.
-            acting.grant.require_acting_key_usable(&mut tx).await?;
-        }
+        // A key disabled while this request was in flight does not go on to enable itself (or
+        // another key) again; an enabling statement below checks it once more.
+        let mut tx = acting.begin(db).await?;
         // Conditional on the status as read; enabling also on `updated_at` (an edit that
         // widened the key meanwhile sends us back to check the caller against it again).
         // Disabling and revoking only take power away: nothing an attacker's stream of edits
@@ -80,7 +77,10 @@ pub async fn transition(
                and ($7 = 0 or (updated_at = $6
                     and ($8 = '' or exists (select 1 from api_key actor where actor.api_key_id = $8
                                             and actor.status = 'active' and actor.approval = 'approved'
-                                            and (actor.expires_at is null or actor.expires_at > $2)))))",
+                                            and (actor.expires_at is null or actor.expires_at > $2)
+                                            and not exists (select 1 from app_user u
+                                                where (u.personal_organization_id = actor.organization_id or u.user_id = actor.owner_user_id)
+                                                  and (u.status <> 'active' or u.deleted_at is not null))))))",
         )
         .bind(to.as_str())
         .bind(now_ms().max(current.updated_at + 1))
@@ -192,7 +192,7 @@ pub async fn roll(
     };
     let secret = format::generate(settings.environment);
     let grace_ends = now + grace_seconds * 1000;
-    let mut tx = db.writer.begin().await?;
+    let mut tx = acting.begin(db).await?;
     let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
     let (new_id, signing) = insert_key(
         &mut tx,
@@ -363,7 +363,7 @@ pub async fn review(
         Decision::Reject => (Approval::Rejected, KeyEventKind::Rejected),
     };
     let now = now_ms();
-    let mut tx = db.writer.begin().await?;
+    let mut tx = acting.begin(db).await?;
     let applied = sqlx::query(
         "update api_key set approval = $1, status = case when $1 = 'rejected' then 'revoked' else status end,
             reviewed_by = $2, reviewed_at = $3, updated_at = $7
@@ -643,7 +643,7 @@ pub async fn update(
         // Nothing to write, nothing to record.
         return Ok(wire);
     }
-    let mut tx = state.db.writer.begin().await?;
+    let mut tx = acting.begin(&state.db).await?;
     // Where new keys need approval, what an approver approved (access, restrictions, expiry)
     // changes only through an approver; the creator may still shape a key that waits.
     let access_changed = changed.iter().any(|f| {
@@ -822,7 +822,7 @@ pub async fn set_limit(
         };
         acting.grant.require_rate_within(l.max(0) as u64, w)?;
     }
-    let mut tx = state.db.writer.begin().await?;
+    let mut tx = acting.begin(&state.db).await?;
     review_allows(&mut tx, &acting, &current, true).await?;
     let applied = sqlx::query(
         "update api_key set plan_id = $1, rate_limit = $2, rate_window_seconds = $3, updated_at = $4

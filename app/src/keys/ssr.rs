@@ -151,6 +151,16 @@ impl<'a> Acting<'a> {
         }
     }
 
+    /// Opens a transaction that writes keys for this caller, and checks in it, again, that an
+    /// acting key is still usable: a request verified a moment before its key was disabled
+    /// does not go on to create, roll, edit or enable keys (a new secret would undo the
+    /// disable). Every key-writing path opens its transaction here.
+    pub(crate) async fn begin(&self, db: &Db) -> Result<Transaction<'static, Any>, AppError> {
+        let mut tx = db.writer.begin().await?;
+        self.grant.require_acting_key_usable(&mut tx).await?;
+        Ok(tx)
+    }
+
     /// Refuses unless the caller could hold everything `key` holds (a key acting: and `key` is
     /// as restricted as it, see [`crate::access::ssr::KeyBounds`]); and a personal token can
     /// only be taken over (rolled, re-enabled: either way its holder ends up with a working
@@ -556,7 +566,7 @@ pub async fn create(
         crate::access::ssr::require_dynamic(db, acting.grant, &settings.permissions).await?;
     }
     let secret = format::generate(settings.environment);
-    let mut tx = db.writer.begin().await?;
+    let mut tx = acting.begin(db).await?;
     let approval = crate::orgs::policy::new_key_approval(&mut tx, acting.grant).await?;
     let (id, signing) = insert_key(
         &mut tx,
