@@ -207,24 +207,17 @@ impl Grant {
         .fetch_optional(conn)
         .await?;
         use crate::keys::ssr::{effective_status, Approval, StoredStatus};
-        use crate::keys::verify::refusal;
-        use crate::keys::KeyStatus;
+        use crate::keys::verify::{refusal, require_usable};
         let Some((status, approval, expires_at)) = row else {
             return Err(refusal(ErrorCode::KeyUnknown));
         };
         let pending = Approval::parse(&approval) == Approval::Pending;
-        match effective_status(
+        require_usable(effective_status(
             StoredStatus::parse(&status),
             pending,
             expires_at,
             crate::ssr::db::now_ms(),
-        ) {
-            KeyStatus::Active => Ok(()),
-            KeyStatus::Pending => Err(refusal(ErrorCode::KeyPendingApproval)),
-            KeyStatus::Disabled => Err(refusal(ErrorCode::KeyDisabled)),
-            KeyStatus::Revoked => Err(refusal(ErrorCode::KeyRevoked)),
-            KeyStatus::Expired => Err(refusal(ErrorCode::KeyExpired)),
-        }
+        ))
     }
 
     /// Refuses (403) a test key acting on a live key, whatever the change (a rename, a

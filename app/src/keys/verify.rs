@@ -164,6 +164,17 @@ impl KeyCache {
     }
 }
 
+/// Refuses a key that is not active, with the code that says why (`key_disabled`…).
+pub fn require_usable(status: KeyStatus) -> Result<(), AppError> {
+    match status {
+        KeyStatus::Active => Ok(()),
+        KeyStatus::Pending => Err(refusal(ErrorCode::KeyPendingApproval)),
+        KeyStatus::Disabled => Err(refusal(ErrorCode::KeyDisabled)),
+        KeyStatus::Revoked => Err(refusal(ErrorCode::KeyRevoked)),
+        KeyStatus::Expired => Err(refusal(ErrorCode::KeyExpired)),
+    }
+}
+
 /// Why a key was refused, as an error with a stable code.
 pub fn refusal(code: ErrorCode) -> AppError {
     let message = match code {
@@ -346,18 +357,12 @@ pub async fn verify(
         return Err(refusal(ErrorCode::KeyUnknown));
     }
     let bounds = &key.bounds;
-    match effective_status(
+    require_usable(effective_status(
         key.status,
         key.pending_approval,
         bounds.expires_at,
         now_ms(),
-    ) {
-        KeyStatus::Active => {}
-        KeyStatus::Pending => return Err(refusal(ErrorCode::KeyPendingApproval)),
-        KeyStatus::Disabled => return Err(refusal(ErrorCode::KeyDisabled)),
-        KeyStatus::Revoked => return Err(refusal(ErrorCode::KeyRevoked)),
-        KeyStatus::Expired => return Err(refusal(ErrorCode::KeyExpired)),
-    }
+    ))?;
     if !key.restrictions_readable {
         return Err(refusal(ErrorCode::KeyRestrictionsInvalid));
     }
