@@ -162,17 +162,16 @@ fn new_recovery_codes() -> Vec<String> {
         .collect()
 }
 
-/// Replaces the user's recovery codes with new ones, in the caller's transaction; returns
-/// them (shown once).
+/// Replaces the user's recovery codes with new ones, in the caller's transaction, which holds
+/// the account's row lock ([`crate::ssr::db::lock_user`], taken first): two regenerations at
+/// once on PostgreSQL would otherwise each delete what they saw and insert their own set (20
+/// valid codes). Returns them (shown once).
 async fn issue_recovery_codes(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     secret: &[u8; 32],
     user_id: &str,
     now: i64,
 ) -> Result<Vec<String>, AppError> {
-    // Two regenerations at once on PostgreSQL would each delete what they saw and insert
-    // their own set (20 valid codes): the account's row serializes them.
-    crate::ssr::db::lock_user(tx, user_id).await?;
     sqlx::query("delete from recovery_code where user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
@@ -834,6 +833,8 @@ pub async fn confirm_enrolment(
         ));
     };
     let mut tx = db.writer.begin().await?;
+    // The account first, as every change of its factors takes it (see `issue_recovery_codes`).
+    crate::ssr::db::lock_user(&mut tx, user_id).await?;
     let inserted = sqlx::query(
         "insert into totp_factor (user_id, salt, last_step, confirmed_at) values ($1, $2, $3, $4)",
     )
