@@ -356,6 +356,88 @@ async fn bulk_notices_wait_behind_links_and_security_mail() {
     assert_eq!(oldest, 1, "the oldest notice is tried in the same round");
 }
 
+/// A tenant whose many keys cross a threshold at once sends each admin at most ten such emails
+/// an hour, then one saying the rest are in the app; every notice is still in the app, and
+/// another kind of notice has its own allowance.
+#[tokio::test]
+async fn an_address_gets_at_most_ten_bulk_emails_of_a_kind_an_hour() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    // Not across an hour's end: the note is once per clock hour.
+    let into_hour = app::ssr::db::now_ms() % 3_600_000;
+    if into_hour > 3_600_000 - 60_000 {
+        tokio::time::sleep(Duration::from_millis((3_600_000 - into_hour + 100) as u64)).await;
+    }
+    let mut keys = Vec::new();
+    for _ in 0..14 {
+        keys.push(app.scoped_key(&org, json!({"keys": "read"})).await.0);
+    }
+    let window = app::ssr::db::now_ms() / 3_600_000;
+    let mails = |pattern: &'static str| {
+        let db = app.state.db.writer.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "select subject from outbox_email where to_address = 'ann@example.org' and dedupe_key like $1 order by created_at, outbox_email_id",
+            )
+            .bind(pattern)
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    for threshold in [80, 90] {
+        for key_id in &keys {
+            let told = app::notify::ssr::usage_threshold(
+                &app.state.db,
+                "http://x",
+                key_id,
+                &org,
+                threshold,
+                "10 per hour",
+                window,
+            )
+            .await
+            .unwrap();
+            assert_eq!(told, 1, "every notice is in the app");
+        }
+    }
+    assert_eq!(
+        app.count("notification").await,
+        28,
+        "every notice is in the app"
+    );
+    let usage = mails("usage:%").await;
+    assert_eq!(usage.len(), 11, "ten notices and one note: {usage:?}");
+    assert!(usage[..10].iter().all(|s| s.starts_with("Key \"")));
+    assert_eq!(
+        usage[10], "More of your keys are near their rate limits",
+        "the note comes once, after the tenth"
+    );
+    // Another kind has its own allowance.
+    let told = app::notify::ssr::notify(
+        &app.state.db,
+        std::slice::from_ref(&ann),
+        &app::notify::ssr::Message {
+            kind: "expiry",
+            title: "Key \"k\" expires within 7 days".into(),
+            body: "b".into(),
+            link: None,
+            dedupe: format!("expiry:{}:1:7", keys[0]),
+        },
+        "http://x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(told, 1);
+    assert_eq!(mails("expiry:%").await.len(), 1);
+    assert_eq!(
+        mails("usage:%").await.len(),
+        11,
+        "nothing more of the first kind"
+    );
+}
+
 #[tokio::test]
 async fn undeliverable_email_is_retried_with_backoff_and_admins_see_why() {
     // Nothing listens on this port.

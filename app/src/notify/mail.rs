@@ -76,10 +76,13 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
     // up someone's password link, invitation or security notice.
     // Two bounded reads in the due index's order (one sorted by the bulk flag would read and
     // sort every due message each round, worst during the very backlog this is for).
-    const BULK: &str =
-        "(coalesce(dedupe_key, '') like 'usage:%' or coalesce(dedupe_key, '') like 'expiry:%')";
+    let bulk = crate::notify::ssr::BULK_KINDS
+        .iter()
+        .map(|kind| format!("coalesce(dedupe_key, '') like '{kind}:%'"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let mut due = Vec::new();
-    for kind in [format!("not {BULK}"), BULK.to_string()] {
+    for kind in [format!("not ({bulk})"), format!("({bulk})")] {
         let room = ROUND - due.len() as i64;
         if room == 0 {
             break;

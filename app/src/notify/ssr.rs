@@ -44,6 +44,17 @@ pub async fn notify_in(
     origin: &str,
 ) -> Result<usize, AppError> {
     let now = now_ms();
+    let bulk = BULK_KINDS.contains(&message.kind);
+    if bulk {
+        // The per-address mail cap below counts under each recipient's row lock, taken in one
+        // order so that two instances telling the same people cannot deadlock.
+        let mut sorted: Vec<&String> = users.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for user_id in sorted {
+            crate::ssr::db::lock_user(&mut *tx, user_id).await?;
+        }
+    }
     let mut told = 0;
     for user_id in users {
         let dedupe = format!("{}:{user_id}", message.dedupe);
@@ -73,6 +84,22 @@ pub async fn notify_in(
         .fetch_optional(&mut **tx)
         .await?;
         let Some(email) = email else { continue };
+        if bulk {
+            let prefix = format!("{}:", message.kind);
+            let mailed = recent_emails(tx, &prefix, Some(&email), now - 3_600_000).await?;
+            if mailed >= BULK_MAILS_PER_HOUR {
+                // Past the cap the notice stays in the app only; the address is told once a
+                // clock hour that more are there (the note counts towards the cap as well).
+                let hour = now / 3_600_000;
+                let more = format!("{prefix}more:{user_id}:{hour}");
+                let subject = bulk_overflow_subject(message.kind);
+                let text = format!(
+                    "{subject}.\n\nYou were sent {BULK_MAILS_PER_HOUR} such emails in the last hour; the rest are in Keyward's notifications, not sent by email until the hour is over.\n\nOpen them in Keyward:\n{origin}/notifications\n"
+                );
+                enqueue_email(tx, &email, &subject, &text, &more, now).await?;
+                continue;
+            }
+        }
         let mut text = format!("{}\n\n{}\n", message.title, message.body);
         if let Some(link) = &message.link {
             text.push_str(&format!("\nOpen it in Keyward:\n{origin}{link}\n"));
@@ -80,6 +107,24 @@ pub async fn notify_in(
         enqueue_email(tx, &email, &message.title, &text, &dedupe, now).await?;
     }
     Ok(told)
+}
+
+/// Kinds of notice that can come by the thousand, one per key (usage thresholds, expiry
+/// reminders). Their dedupe keys start with the kind and `:`; the mail worker sends them after
+/// every other message, and each address gets at most [`BULK_MAILS_PER_HOUR`] of each kind by
+/// email in any hour (the notices themselves are all in the app).
+pub const BULK_KINDS: [&str; 2] = ["usage", "expiry"];
+
+/// Emails of one bulk kind an address is sent in a rolling hour before the rest stay in the app
+/// (with one email a clock hour saying so).
+pub const BULK_MAILS_PER_HOUR: i64 = 10;
+
+fn bulk_overflow_subject(kind: &str) -> String {
+    match kind {
+        "usage" => "More of your keys are near their rate limits".to_string(),
+        "expiry" => "More of your keys expire soon".to_string(),
+        other => format!("More {other} notices"),
+    }
 }
 
 /// Puts an email in the outbox inside the caller's transaction (the delivery worker sends it
