@@ -390,3 +390,62 @@ async fn the_audit_log_exports_every_matching_entry_and_records_before_and_after
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
+
+/// Audit log reads take turns: with every turn held, a page waits (a member with `audit:read`
+/// cannot hold every reader connection with parallel filtered pages), keys are still verified
+/// meanwhile, and the page is served once a turn is given back; one organization reads one
+/// page at a time.
+#[tokio::test]
+async fn audit_log_reads_take_turns_and_the_api_does_not_wait_for_them() {
+    use app::usage::stats::{audit_turn, AuditReaders, AUDIT_READERS};
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (_, key) = app.admin_key(&org).await;
+    let ip = "192.0.2.78";
+    let turns = app.state.db.caches.get::<AuditReaders>().instance.clone();
+    let taken = turns
+        .clone()
+        .acquire_many_owned(AUDIT_READERS as u32)
+        .await
+        .unwrap();
+    let page = app.api("GET", "/api/v1/audit?action=key.", Some(&key), None, ip);
+    tokio::pin!(page);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(1_000), &mut page)
+            .await
+            .is_err(),
+        "the page waits for a turn"
+    );
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, ip).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    drop(taken);
+    let r = page.await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        turns.available_permits(),
+        AUDIT_READERS,
+        "the turn is given back"
+    );
+
+    // The organization's own turn: held, its next read waits though the instance has room.
+    let held = audit_turn(&app.state.db, &org).await.unwrap();
+    let export = app.api(
+        "GET",
+        "/api/v1/audit/export?format=csv",
+        Some(&key),
+        None,
+        ip,
+    );
+    tokio::pin!(export);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(1_000), &mut export)
+            .await
+            .is_err(),
+        "the export waits for its organization's turn"
+    );
+    drop(held);
+    let r = export.await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.starts_with("seq,"), "{}", r.body);
+}

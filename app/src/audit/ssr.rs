@@ -185,6 +185,7 @@ async fn name_impersonators(db: &Db, entries: &mut [(i64, AuditEntry)]) -> Resul
 pub async fn list(db: &Db, organization_id: &str, q: &AuditQuery) -> Result<AuditPage, AppError> {
     let page = q.page.unwrap_or(1).clamp(1, 10_000);
     let f = filter(organization_id, q)?;
+    let _turn = crate::usage::stats::audit_turn(db, organization_id).await?;
     let total = count_of(db, &f).await?;
     let limit = format!(
         "limit {AUDIT_PER_PAGE} offset {}",
@@ -209,6 +210,7 @@ pub const EXPORT_PAGE: usize = 500;
 #[derive(Clone)]
 pub struct Export {
     filter: std::sync::Arc<Filter>,
+    organization_id: std::sync::Arc<str>,
 }
 
 /// Where an export goes on: after this entry (newest first).
@@ -220,10 +222,13 @@ impl Export {
     pub fn new(organization_id: &str, q: &AuditQuery) -> Result<Export, AppError> {
         Ok(Export {
             filter: std::sync::Arc::new(filter(organization_id, q)?),
+            organization_id: organization_id.into(),
         })
     }
 
+    /// How many entries the export holds (taking a turn to read: [`crate::usage::stats::audit_turn`]).
     pub async fn count(&self, db: &Db) -> Result<i64, AppError> {
+        let _turn = crate::usage::stats::audit_turn(db, &self.organization_id).await?;
         count_of(db, &self.filter).await
     }
 
@@ -235,6 +240,7 @@ impl Export {
         cursor: &ExportCursor,
     ) -> Result<(Vec<AuditEntry>, ExportCursor), AppError> {
         let limit = format!("limit {EXPORT_PAGE}");
+        let _turn = crate::usage::stats::audit_turn(db, &self.organization_id).await?;
         let rows = match &cursor.0 {
             None => fetch(db, &self.filter, "", &[], &limit).await?,
             Some((at, id)) => {

@@ -197,15 +197,23 @@ pub struct Turnstile {
     pub reserved: Turns,
     per_organization: u32,
     by_organization: TurnsByOrganization,
+    /// What the 503 says is busy.
+    busy: &'static str,
 }
 
 impl Turnstile {
-    fn new(instance: usize, reserved: usize, per_organization: u32) -> Turnstile {
+    fn new(
+        instance: usize,
+        reserved: usize,
+        per_organization: u32,
+        busy: &'static str,
+    ) -> Turnstile {
         Turnstile {
             instance: std::sync::Arc::new(tokio::sync::Semaphore::new(instance)),
             reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(reserved)),
             per_organization,
             by_organization: Default::default(),
+            busy,
         }
     }
 
@@ -249,7 +257,10 @@ impl Turnstile {
                 retry_after: Some(5),
                 ..AppError::new(
                     crate::error::ErrorCode::Unavailable,
-                    "usage analytics are busy on this server; try again in a few seconds",
+                    format!(
+                        "{} busy on this server; try again in a few seconds",
+                        self.busy
+                    ),
                 )
             }),
         }
@@ -258,13 +269,13 @@ impl Turnstile {
 
 /// A [`Turnstile`] kept once per database (`Db::caches`), with its sizes.
 macro_rules! turnstile {
-    ($(#[$doc:meta])* $name:ident, $instance:expr, $reserved:expr, $per_organization:expr) => {
+    ($(#[$doc:meta])* $name:ident, $instance:expr, $reserved:expr, $per_organization:expr, $busy:expr) => {
         $(#[$doc])*
         pub struct $name(Turnstile);
 
         impl Default for $name {
             fn default() -> $name {
-                $name(Turnstile::new($instance, $reserved, $per_organization))
+                $name(Turnstile::new($instance, $reserved, $per_organization, $busy))
             }
         }
 
@@ -282,7 +293,8 @@ turnstile!(
     RawReaders,
     RAW_READERS,
     RAW_READERS_RESERVED,
-    RAW_READERS_PER_ORGANIZATION
+    RAW_READERS_PER_ORGANIZATION,
+    "usage analytics are"
 );
 
 turnstile!(
@@ -290,7 +302,25 @@ turnstile!(
     RollupReaders,
     ROLLUP_READERS,
     1,
-    ROLLUP_READERS_PER_ORGANIZATION
+    ROLLUP_READERS_PER_ORGANIZATION,
+    "usage analytics are"
+);
+
+/// How many reads of the audit log (a page with its filtered count, an export's count or
+/// page: a join, a `like` and an offset over every entry of the organization, of the whole
+/// instance for the system organization) run at once on an instance; one at a time per
+/// organization. A member holding `audit:read` asking for page after page in parallel waits
+/// for its own turn instead of holding the reader connections everyone needs.
+pub const AUDIT_READERS: usize = 2;
+
+turnstile!(
+    /// The turns of [`AUDIT_READERS`], one set per database (`Db::caches`); one more kept for
+    /// the system organization (the operator's instance-wide log).
+    AuditReaders,
+    AUDIT_READERS,
+    1,
+    1,
+    "audit log reads are"
 );
 
 /// One report's claim on its organization's turns: counted from before it waits until it is
@@ -315,6 +345,11 @@ pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> 
 /// A turn of `organization_id` to read the per-minute rollup ([`ROLLUP_READERS`]).
 pub async fn rollup_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
     db.caches.get::<RollupReaders>().turn(organization_id).await
+}
+
+/// A turn of `organization_id` to read the audit log ([`AUDIT_READERS`]).
+pub async fn audit_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
+    db.caches.get::<AuditReaders>().turn(organization_id).await
 }
 
 /// The raw log's rows of an organization, window, key and route (`$1`–`$5` of [`scoped`]).
