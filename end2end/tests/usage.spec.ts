@@ -71,3 +71,31 @@ test.describe("a usage page loaded in full", () => {
     expect((await liveFetch).headers()["x-keyward-background"]).toBe("1");
   });
 });
+
+test("a page whose live feed the server refuses says its chart is not live", async ({ page }) => {
+  // As the server answers a user past their cap of feeds (eight tabs open): 429 with the
+  // JSON error (past the instance's cap it is 503, which the browser treats the same way).
+  await page.route("**/events/usage?**", (route) =>
+    route.fulfill({
+      status: 429,
+      contentType: "application/json",
+      headers: { "retry-after": "60" },
+      body: JSON.stringify({ error: { code: "rate_limited", message: "at most 8 live usage feeds at once; close another tab" } }),
+    }),
+  );
+  await signUp(page, freshEmail("usage-off"), "Otto");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
+  const chart = page.getByRole("region", { name: "Requests over time" });
+  await expect(chart.getByRole("alert")).toContainText("Live updates are off");
+  await page.getByRole("link", { name: "Errors", exact: true }).click();
+  const errors = page.getByRole("region", { name: "Error rate over time" });
+  await expect(errors.getByRole("alert")).toContainText("Live updates are off");
+
+  // With the feed served again, a fresh page is live and says nothing of the kind.
+  await page.unroute("**/events/usage?**");
+  const feed = page.waitForResponse((r) => r.url().includes("/events/usage?"));
+  await page.reload();
+  expect((await feed).status()).toBe(200);
+  await expect(errors.getByTestId("errors-total")).toBeVisible();
+  await expect(errors.getByRole("alert")).toHaveCount(0);
+});

@@ -52,12 +52,59 @@ async fn session_left(session: &Session, config: &app::ssr::config::Config) -> D
     Duration::from_millis((ends - app::ssr::db::now_ms()).max(0) as u64)
 }
 
-/// Open feeds per user on this instance (`Db::caches`), [`FEEDS_PER_USER`] each.
-pub struct OpenFeeds(app::ssr::counted::PerKey);
+/// Live feeds open on an instance at once, whoever holds them: each is a task and a socket,
+/// and many accounts (or a user's every session) must not hold the instance's file
+/// descriptors. Past it a feed is refused 503 and the page says its chart is not live.
+pub const FEEDS_PER_INSTANCE: usize = 1_000;
+
+/// Open feeds on this instance (`Db::caches`): [`FEEDS_PER_USER`] per user,
+/// [`FEEDS_PER_INSTANCE`] in all.
+pub struct OpenFeeds {
+    per_user: app::ssr::counted::PerKey,
+    pub instance: std::sync::Arc<tokio::sync::Semaphore>,
+}
 
 impl Default for OpenFeeds {
     fn default() -> OpenFeeds {
-        OpenFeeds(app::ssr::counted::PerKey::new(FEEDS_PER_USER))
+        OpenFeeds {
+            per_user: app::ssr::counted::PerKey::new(FEEDS_PER_USER),
+            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(FEEDS_PER_INSTANCE)),
+        }
+    }
+}
+
+/// A feed's places, the user's and the instance's, given back when the stream ends.
+pub struct FeedSlot {
+    _user: app::ssr::counted::Holder<()>,
+    _instance: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenFeeds {
+    /// A place for one more feed of `user_id`: 429 past the user's own cap, 503 when the
+    /// instance holds its cap (both with `Retry-After`).
+    pub fn take(&self, user_id: &str) -> Result<FeedSlot, AppError> {
+        let Some(user) = self.per_user.take(user_id) else {
+            return Err(AppError {
+                retry_after: Some(60),
+                ..AppError::new(
+                    app::error::ErrorCode::RateLimited,
+                    format!("at most {FEEDS_PER_USER} live usage feeds at once; close another tab"),
+                )
+            });
+        };
+        let Ok(instance) = self.instance.clone().try_acquire_owned() else {
+            return Err(AppError {
+                retry_after: Some(60),
+                ..AppError::new(
+                    app::error::ErrorCode::Unavailable,
+                    "this server holds as many live usage feeds as it serves; the chart is not live for now",
+                )
+            });
+        };
+        Ok(FeedSlot {
+            _user: user,
+            _instance: instance,
+        })
     }
 }
 
@@ -124,15 +171,9 @@ pub async fn usage_events(
         Principal::User { user_id } => user_id.clone(),
         Principal::Key { key_id, .. } => key_id.clone(),
     };
-    let Some(slot) = state.db.caches.get::<OpenFeeds>().0.take(&user_id) else {
-        return AppError {
-            retry_after: Some(60),
-            ..AppError::new(
-                app::error::ErrorCode::RateLimited,
-                format!("at most {FEEDS_PER_USER} live usage feeds at once; close another tab"),
-            )
-        }
-        .into_response();
+    let slot = match state.db.caches.get::<OpenFeeds>().take(&user_id) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
     };
     let rx = match RequestLog::of(&state) {
         Ok(log) => log.subscribe(),

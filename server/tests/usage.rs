@@ -1683,8 +1683,8 @@ async fn a_live_feed_does_not_keep_an_idle_session_alive() {
     );
 }
 
-/// One user holds at most `FEEDS_PER_USER` live feeds open on an instance; a closed one frees
-/// its place.
+/// One user holds at most `FEEDS_PER_USER` live feeds open on an instance, and the instance
+/// `FEEDS_PER_INSTANCE` in all; a closed one frees its place.
 #[tokio::test]
 async fn a_user_holds_a_bounded_number_of_live_feeds() {
     use keyward_server::live::FEEDS_PER_USER;
@@ -1711,6 +1711,21 @@ async fn a_user_holds_a_bounded_number_of_live_feeds() {
     );
     drop(open.pop());
     assert_eq!(open_events(&app, &browser, &org).await.status(), 200);
+
+    // The instance's cap, whoever holds the feeds: full, a new feed is refused 503; a place
+    // given back is taken again.
+    use keyward_server::live::OpenFeeds;
+    let instance = app.state.db.caches.get::<OpenFeeds>().instance.clone();
+    let room = instance.available_permits() as u32;
+    let taken = instance.clone().acquire_many_owned(room).await.unwrap();
+    let r = open_events(&app, &bob_browser, &bob_org).await;
+    assert_eq!(r.status(), 503, "the instance is full");
+    assert!(r.headers().contains_key(http::header::RETRY_AFTER));
+    drop(taken);
+    assert_eq!(
+        open_events(&app, &bob_browser, &bob_org).await.status(),
+        200
+    );
 }
 
 #[tokio::test]

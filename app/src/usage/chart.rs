@@ -213,14 +213,21 @@ async fn draw_chart(id: &str, chart: Chart) -> Result<(), JsValue> {
 }
 
 /// Opens the live feed of `organization_id`'s usage; `on_usage` runs on each "requests
-/// written" event. Dropping the returned value closes it.
+/// written" event, `on_closed` when the server refused the feed (the browser then gives up:
+/// a refusal is not a dropped connection it would retry). Dropping the returned value closes
+/// it.
 pub struct LiveFeed {
     source: web_sys::EventSource,
     _listener: Closure<dyn FnMut(web_sys::MessageEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl LiveFeed {
-    pub fn open(organization_id: &str, mut on_usage: impl FnMut() + 'static) -> Option<LiveFeed> {
+    pub fn open(
+        organization_id: &str,
+        mut on_usage: impl FnMut() + 'static,
+        mut on_closed: impl FnMut() + 'static,
+    ) -> Option<LiveFeed> {
         let url = format!(
             "/events/usage?organization_id={}",
             js_sys::encode_uri_component(organization_id)
@@ -230,9 +237,21 @@ impl LiveFeed {
         source
             .add_event_listener_with_callback("usage", listener.as_ref().unchecked_ref())
             .ok()?;
+        let watched = source.clone();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            // CONNECTING: a dropped stream the browser reconnects by itself (each minute, the
+            // server ends it on purpose). CLOSED: refused; the chart is no longer live.
+            if watched.ready_state() == web_sys::EventSource::CLOSED {
+                on_closed();
+            }
+        });
+        source
+            .add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref())
+            .ok()?;
         Some(LiveFeed {
             source,
             _listener: listener,
+            _on_error: on_error,
         })
     }
 }

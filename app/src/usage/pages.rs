@@ -341,6 +341,8 @@ struct UsageView {
     /// UTC on the server and during hydration (both render the same), the viewer's zone after.
     tz: RwSignal<i32>,
     refresh: RwSignal<u64>,
+    /// The server refused the live feed: the page says the chart is not live.
+    live_off: RwSignal<bool>,
 }
 
 /// (organization, range, key, route, time zone) as a resource's source.
@@ -355,6 +357,7 @@ impl UsageView {
             route: RwSignal::new(String::new()),
             tz: RwSignal::new(0),
             refresh: RwSignal::new(0),
+            live_off: RwSignal::new(false),
         }
     }
 
@@ -384,6 +387,7 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView
         route,
         tz,
         refresh,
+        live_off,
     } = view;
     let last = StoredValue::new(None);
     let series = Resource::new(
@@ -413,12 +417,13 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView
                 });
             }
         });
-        live_refresh(org, refresh);
+        live_refresh(org, refresh, live_off);
     }
     view! {
         <UsageFilters orgs org range key route keys series />
         <section class="card" role="region" aria-label="Requests over time">
             <h2>"Requests over time"</h2>
+            <LiveOff live_off />
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match series.await {
@@ -570,27 +575,47 @@ fn UsageSummarySection(
 /// Live: bumps `refresh` when the server says new requests of `org` were written (at most every
 /// 500 ms), so the page refetches without a reload.
 #[cfg(feature = "hydrate")]
-fn live_refresh(org: RwSignal<String>, refresh: RwSignal<u64>) {
+fn live_refresh(org: RwSignal<String>, refresh: RwSignal<u64>, live_off: RwSignal<bool>) {
     Effect::new(
         move |previous: Option<send_wrapper::SendWrapper<Option<super::chart::LiveFeed>>>| {
             drop(previous);
+            live_off.set(false);
             let pending = std::rc::Rc::new(std::cell::Cell::new(false));
-            let feed = super::chart::LiveFeed::open(&org.get(), move || {
-                if pending.replace(true) {
-                    return;
-                }
-                let pending = pending.clone();
-                leptos::prelude::set_timeout(
-                    move || {
-                        pending.set(false);
-                        refresh.update(|n| *n += 1);
-                    },
-                    std::time::Duration::from_millis(500),
-                );
-            });
+            let feed = super::chart::LiveFeed::open(
+                &org.get(),
+                move || {
+                    if pending.replace(true) {
+                        return;
+                    }
+                    let pending = pending.clone();
+                    leptos::prelude::set_timeout(
+                        move || {
+                            pending.set(false);
+                            refresh.update(|n| *n += 1);
+                        },
+                        std::time::Duration::from_millis(500),
+                    );
+                },
+                move || live_off.set(true),
+            );
             send_wrapper::SendWrapper::new(feed)
         },
     );
+}
+
+/// Said where a chart would update live when the server refused its live feed (too many tabs
+/// open, or the server holding all the feeds it serves).
+#[component]
+fn LiveOff(live_off: RwSignal<bool>) -> impl IntoView {
+    move || {
+        live_off.get().then(|| {
+            view! {
+                <p role="alert" class="banner">
+                    "Live updates are off: the server refused the live feed (too many open tabs, or a busy server). The figures are as loaded; reload the page to try again."
+                </p>
+            }
+        })
+    }
 }
 
 /// A list of counts under a heading ("None" when empty).
@@ -656,6 +681,7 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
         key,
         route,
         refresh,
+        live_off,
         ..
     } = view;
     let (last_report, last_series) = (StoredValue::new(None), StoredValue::new(None));
@@ -698,12 +724,13 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
                 });
             }
         });
-        live_refresh(org, refresh);
+        live_refresh(org, refresh, live_off);
     }
     view! {
         <UsageFilters orgs org range key route keys series />
         <section class="card" role="region" aria-label="Error rate over time">
             <h2>"Error rate over time"</h2>
+            <LiveOff live_off />
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match report.await {
