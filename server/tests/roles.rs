@@ -813,6 +813,48 @@ async fn a_permission_group_is_granted_as_a_unit_and_its_changes_follow_at_once(
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Granting the role a group it holds, or a permission it holds, and revoking one it lacks.
+    let r = call(
+        &o,
+        "set_role_group",
+        &[
+            ("role_id", &role),
+            ("group_id", &group),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &o,
+        "set_role_permission",
+        &[
+            ("role_id", &bystander),
+            ("permission", "keys:read"),
+            ("granted", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let recorded = recorded + 1;
+    assert_eq!(events().await, recorded, "a real grant is recorded");
+    for (permission, granted) in [
+        ("keys:read", "true"),
+        ("usage:read", "false"),
+        ("members:read", "false"),
+    ] {
+        let r = call(
+            &o,
+            "set_role_permission",
+            &[
+                ("role_id", &bystander),
+                ("permission", permission),
+                ("granted", granted),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
     assert_eq!(events().await, recorded, "no-op changes were recorded");
 
     // The admin may make a group of anything (it grants nothing by itself)…

@@ -230,7 +230,7 @@ pub async fn set_role_group(
     } = begin(db, grant, Permission::RolesWrite).await?;
     changeable(ceiling, &model, org, role_id)?;
     view(&model, group_id)?;
-    if granted {
+    let changed = if granted {
         add_to_role(
             &mut tx,
             &mut model,
@@ -240,19 +240,20 @@ pub async fn set_role_group(
             RoleList::Groups,
             group_id,
         )
-        .await?;
+        .await?
     } else {
-        let removed = sqlx::query("delete from role_group where role_id = $1 and group_id = $2")
+        sqlx::query("delete from role_group where role_id = $1 and group_id = $2")
             .bind(role_id)
             .bind(group_id)
             .execute(&mut *tx)
             .await?
-            .rows_affected();
-        // The role did not hold it: nothing changes, nothing is recorded.
-        if removed == 0 {
-            drop(tx);
-            return super::roles::role_view(db, org, role_id).await;
-        }
+            .rows_affected()
+            > 0
+    };
+    // The role held it already (or did not hold it): nothing changes, nothing is recorded.
+    if !changed {
+        drop(tx);
+        return super::roles::role_view(db, org, role_id).await;
     }
     record(
         &mut tx,

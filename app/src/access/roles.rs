@@ -282,7 +282,8 @@ pub(crate) enum RoleList {
 }
 
 /// Adds `item` to a role's list: first in `model` (as the change will leave it), refused unless
-/// the role then stays within the caller's ceiling, then in the database.
+/// the role then stays within the caller's ceiling, then in the database. Answers whether the
+/// role did not hold it already (a change to record).
 pub(crate) async fn add_to_role(
     tx: &mut Transaction<'static, Any>,
     model: &mut AccessModel,
@@ -291,7 +292,7 @@ pub(crate) async fn add_to_role(
     role_id: &str,
     list: RoleList,
     item: &str,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     if let Some(r) = model.roles.get_mut(role_id) {
         let items = match list {
             RoleList::Permissions => &mut r.permissions,
@@ -312,12 +313,13 @@ pub(crate) async fn add_to_role(
              on conflict (role_id, group_id) do nothing"
         }
     };
-    sqlx::query(sql)
+    let added = sqlx::query(sql)
         .bind(role_id)
         .bind(item)
         .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected();
+    Ok(added > 0)
 }
 
 /// Refuses unless every built-in permission the roles grant (in `change.model`) is in the
@@ -751,7 +753,7 @@ pub async fn set_permission(
         ));
     }
     let mut removed: Vec<String> = Vec::new();
-    if granted {
+    let changed = if granted {
         add_to_role(
             &mut tx,
             &mut model,
@@ -761,7 +763,7 @@ pub async fn set_permission(
             RoleList::Permissions,
             permission,
         )
-        .await?;
+        .await?
     } else {
         // What the role lists that needs `permission`, to any depth.
         let mut queue = vec![permission.to_string()];
@@ -785,13 +787,22 @@ pub async fn set_permission(
                 ),
             ));
         }
+        let mut deleted = 0;
         for p in &removed {
-            sqlx::query("delete from role_permission where role_id = $1 and permission = $2")
-                .bind(role_id)
-                .bind(p)
-                .execute(&mut *tx)
-                .await?;
+            deleted +=
+                sqlx::query("delete from role_permission where role_id = $1 and permission = $2")
+                    .bind(role_id)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
         }
+        deleted > 0
+    };
+    // The role held it already (or did not hold it): nothing changes, nothing is recorded.
+    if !changed {
+        drop(tx);
+        return role_view(db, org, role_id).await;
     }
     record(
         &mut tx,
