@@ -529,9 +529,17 @@ async fn disabling_an_account_stops_its_personal_keys_at_once() {
     let app = &i.app;
     let personal = app.org_of(&i.member_id).await;
     let (_, key) = app.admin_key(&personal).await;
+    // And a personal token of theirs in a team's organization.
+    let mut owner = app.signed_in("owner@example.org").await;
+    let acme = create_org(app, &mut owner).await;
+    app.add_member(&acme, &i.member_id, "admin").await;
+    let mut member = app.signed_in("member@example.org").await;
+    let (_, token) = app.pat(&mut member, &acme, "basic").await;
     // In the key cache, as active.
-    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for key in [&key, &token] {
+        let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
     for (active, expected) in [("false", Some("key_disabled")), ("true", None)] {
         let r = app
             .rpc(
@@ -542,10 +550,12 @@ async fn disabling_an_account_stops_its_personal_keys_at_once() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         // At once: well inside the cache's one-second bound.
-        let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
-        match expected {
-            Some(code) => assert_refused(&r, StatusCode::UNAUTHORIZED, code, "after disabling"),
-            None => assert_eq!(r.status, StatusCode::OK, "after enabling: {}", r.body),
+        for key in [&key, &token] {
+            let r = app.api("GET", "/api/v1/me", Some(key), None, IP).await;
+            match expected {
+                Some(code) => assert_refused(&r, StatusCode::UNAUTHORIZED, code, "after disabling"),
+                None => assert_eq!(r.status, StatusCode::OK, "after enabling: {}", r.body),
+            }
         }
     }
 }

@@ -195,14 +195,13 @@ impl Grant {
         };
         // As verification reads it: a personal organization's keys (and a personal token)
         // stop while the account behind them is disabled or deleted.
-        let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
-            "select case when exists (select 1 from app_user u
-                          where (u.personal_organization_id = k.organization_id or u.user_id = k.owner_user_id)
-                            and (u.status <> 'active' or u.deleted_at is not null))
-                         and k.status = 'active' then 'disabled' else k.status end,
+        let row: Option<(String, String, Option<i64>)> = sqlx::query_as(concat!(
+            "select case when ",
+            crate::keys::verify::account_behind_key_is_off!("k"),
+            " and k.status = 'active' then 'disabled' else k.status end,
                     k.approval, k.expires_at
              from api_key k where k.api_key_id = $1",
-        )
+        ))
         .bind(key_id)
         .fetch_optional(conn)
         .await?;

@@ -72,15 +72,17 @@ pub async fn transition(
         let applied = sqlx::query(
             // `updated_at` only moves forward, whatever this instance's clock says: a disable
             // that read the row long ago must not write back a version an enabler checked.
-            "update api_key set status = $1, updated_at = case when $2 > updated_at then $2 else updated_at + 1 end
+            concat!(
+                "update api_key set status = $1, updated_at = case when $2 > updated_at then $2 else updated_at + 1 end
              where api_key_id = $3 and organization_id = $4 and status = $5
                and ($7 = 0 or (updated_at = $6
                     and ($8 = '' or exists (select 1 from api_key actor where actor.api_key_id = $8
                                             and actor.status = 'active' and actor.approval = 'approved'
                                             and (actor.expires_at is null or actor.expires_at > $2)
-                                            and not exists (select 1 from app_user u
-                                                where (u.personal_organization_id = actor.organization_id or u.user_id = actor.owner_user_id)
-                                                  and (u.status <> 'active' or u.deleted_at is not null))))))",
+                                            and not ",
+                crate::keys::verify::account_behind_key_is_off!("actor"),
+                "))))"
+            ),
         )
         .bind(to.as_str())
         .bind(now_ms().max(current.updated_at + 1))

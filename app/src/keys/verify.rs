@@ -2,6 +2,22 @@
 //! keyed hash behind a short-lived memory cache, then status, expiry, IP allow-list and
 //! endpoint rules; and recording its use off the request path.
 
+/// SQL: the account behind key `$k` (a table alias) is off (disabled or deleted). The account
+/// behind a key is the user whose personal organization holds it, or a personal token's
+/// owner. A literal, for `concat!` into a statement.
+macro_rules! account_behind_key_is_off {
+    ($k:literal) => {
+        concat!(
+            "exists (select 1 from app_user u where (u.personal_organization_id = ",
+            $k,
+            ".organization_id or u.user_id = ",
+            $k,
+            ".owner_user_id) and (u.status <> 'active' or u.deleted_at is not null))"
+        )
+    };
+}
+pub(crate) use account_behind_key_is_off;
+
 use super::format::{self, FormatError};
 use super::rules::{endpoint_matches, ip_allowed, scope_permissions};
 use super::signature::{self, SigningSecret};
