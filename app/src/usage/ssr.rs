@@ -228,8 +228,9 @@ pub async fn update(
     let mut tx = begin_plan_change(db, grant).await?;
     // The row as it was, for the audit entry: locked on PostgreSQL (SQLite has one writer),
     // so that `before` is what this change replaces.
+    // No key update: the statement below takes the stronger lock itself only when it renames.
     let lock = if db.backend == crate::ssr::db::Backend::Postgres {
-        " for update"
+        " for no key update"
     } else {
         ""
     };
@@ -243,10 +244,11 @@ pub async fn update(
     let Some(before) = before else {
         return Err(AppError::not_found("plan"));
     };
-    let applied = sqlx::query(
+    let after: Option<(String, i64, i64, String)> = sqlx::query_as(
         "update plan set name = coalesce($1, name), description = coalesce($2, description),
             request_limit = coalesce($3, request_limit), window_seconds = coalesce($4, window_seconds), updated_at = $5
-         where plan_id = $6",
+         where plan_id = $6
+         returning name, request_limit, window_seconds, description",
     )
     .bind(c.name)
     .bind(c.description)
@@ -254,17 +256,12 @@ pub async fn update(
     .bind(c.window_seconds)
     .bind(now_ms())
     .bind(plan_id)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(name_taken)?
-    .rows_affected();
-    if applied == 0 {
+    .map_err(name_taken)?;
+    let Some(after) = after else {
         return Err(AppError::not_found("plan"));
-    }
-    let after: (String, i64, i64, String) = sqlx::query_as(&settings)
-        .bind(plan_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    };
     let fields = |(name, limit, window, _): &(String, i64, i64, String)| serde_json::json!({ "name": name, "limit": limit, "window_seconds": window });
     let data = serde_json::json!({
         "before": fields(&before),
