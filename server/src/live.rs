@@ -54,8 +54,58 @@ async fn session_left(session: &Session, config: &app::ssr::config::Config) -> D
 
 /// Live feeds open on an instance at once, whoever holds them: each is a task and a socket,
 /// and many accounts (or a user's every session) must not hold the instance's file
-/// descriptors. Past it a feed is refused 503 and the page says its chart is not live.
+/// descriptors. Past it a feed is refused 503 and the page says its chart is not live (and
+/// tries again a minute later). Lower when the process may open few files:
+/// [`feeds_per_instance`].
 pub const FEEDS_PER_INSTANCE: usize = 1_000;
+
+/// [`FEEDS_PER_INSTANCE`], or a quarter of the process's open-file limit when that is lower
+/// (feeds must leave room for the API's connections, the database and the log).
+pub fn feeds_per_instance(open_files: Option<u64>) -> usize {
+    open_files.map_or(FEEDS_PER_INSTANCE, |n| {
+        FEEDS_PER_INSTANCE.min((n / 4).max(1) as usize)
+    })
+}
+
+/// The process's soft limit of open files, when it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given, nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+            return Some(limit.rlim_cur as u64);
+        }
+    }
+    None
+}
+
+/// Raises the soft open-file limit to the hard one (every connection and live feed is a file
+/// descriptor; the usual soft default of 1 024 is low for a server) and answers the soft limit
+/// then in force.
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
+    open_files_limit()
+}
 
 /// Open feeds on this instance (`Db::caches`): [`FEEDS_PER_USER`] per user,
 /// [`FEEDS_PER_INSTANCE`] in all.
@@ -68,7 +118,9 @@ impl Default for OpenFeeds {
     fn default() -> OpenFeeds {
         OpenFeeds {
             per_user: app::ssr::counted::PerKey::new(FEEDS_PER_USER),
-            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(FEEDS_PER_INSTANCE)),
+            instance: std::sync::Arc::new(tokio::sync::Semaphore::new(feeds_per_instance(
+                open_files_limit(),
+            ))),
         }
     }
 }
@@ -257,6 +309,14 @@ pub async fn listen(state: AppState, mut stop: crate::workers::Stop) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_s_feeds_leave_most_open_files_to_the_rest() {
+        assert_eq!(feeds_per_instance(None), FEEDS_PER_INSTANCE);
+        assert_eq!(feeds_per_instance(Some(1_024)), 256);
+        assert_eq!(feeds_per_instance(Some(1_048_576)), FEEDS_PER_INSTANCE);
+        assert_eq!(feeds_per_instance(Some(2)), 1);
+    }
 
     #[test]
     fn a_feed_lasts_a_minute_or_less_and_is_then_authorized_again() {

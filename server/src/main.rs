@@ -100,6 +100,8 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
             }
         }
         cli::Command::Serve(args) => {
+            let open_files = keyward_server::live::raise_open_files_limit();
+            tracing::info!(?open_files, "open-file limit");
             let secret = boot::secret(&db, args.secret.as_deref(), &secret_file).await?;
             let mut config = boot::config(&args, secret)?;
             config.secret_file = args.secret.is_none().then(|| secret_file.clone());

@@ -396,6 +396,60 @@ async fn a_disabled_key_cannot_act_on_another_instance_and_reads_follow_within_a
     );
 }
 
+/// A key whose account (behind its personal organization) is disabled while the key's request
+/// is in flight changes nothing: the write refuses it as verification would have.
+#[tokio::test]
+async fn a_key_whose_account_is_disabled_mid_request_changes_nothing() {
+    let (a, org, _admin) = with_admin_key().await;
+    let (target, _) = a.admin_key(&org).await;
+    let (_, secret) = a.admin_key(&org).await;
+    let verified = app::keys::verify::verify(
+        &a.state.db,
+        app::keys::ssr::KeyCache::of(&a.state).unwrap(),
+        &a.state.config.secret,
+        &secret,
+        None,
+        "POST",
+        &format!("/api/v1/keys/{target}/disable"),
+        app::keys::verify::Lookup {
+            fresh: true,
+            organization_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let grant = app::access::ssr::authorize(
+        &a.state.db,
+        &verified.principal(),
+        &org,
+        app::access::Permission::KeysWrite,
+    )
+    .await
+    .unwrap();
+    // The account behind the organization goes off…
+    sqlx::query("update app_user set status = 'disabled' where personal_organization_id = $1")
+        .bind(&org)
+        .execute(&a.state.db.writer)
+        .await
+        .unwrap();
+    // …and the request reaches the write.
+    let refused = app::keys::lifecycle::transition(
+        &a.state,
+        app::keys::ssr::Acting::new(&grant, None),
+        &target,
+        app::keys::lifecycle::Transition::Disable,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.code,
+        app::error::ErrorCode::KeyDisabled,
+        "{refused:?}"
+    );
+    assert_eq!(status_of(&a, &target).await, "active");
+}
+
 /// A request verified a moment before an administrator disabled its key does not go on to
 /// act as it where that would undo the disable: the key enabling itself, or changing roles.
 #[tokio::test]

@@ -193,8 +193,9 @@ impl Grant {
         let Some(key_id) = self.acting_key() else {
             return Ok(());
         };
-        // As verification reads it: a personal organization's keys (and a personal token)
-        // stop while the account behind them is disabled or deleted.
+        // A personal organization's keys (as verification reads them) and a personal token
+        // (whose owner's roles count only while the account is active) stop while the account
+        // behind them is disabled or deleted.
         let row: Option<(String, String, Option<i64>)> = sqlx::query_as(concat!(
             "select case when ",
             crate::keys::verify::account_behind_key_is_off!("k"),

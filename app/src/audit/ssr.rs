@@ -226,7 +226,8 @@ impl Export {
         })
     }
 
-    /// How many entries the export holds (taking a turn to read: [`crate::usage::stats::audit_turn`]).
+    /// How many entries the export holds, before anything is sent (taking a turn to read:
+    /// [`crate::usage::stats::audit_turn`]; a 503 then is still a clean refusal).
     pub async fn count(&self, db: &Db) -> Result<i64, AppError> {
         let _turn = crate::usage::stats::audit_turn(db, &self.organization_id).await?;
         count_of(db, &self.filter).await
@@ -239,8 +240,9 @@ impl Export {
         db: &Db,
         cursor: &ExportCursor,
     ) -> Result<(Vec<AuditEntry>, ExportCursor), AppError> {
+        // No turn here: the export's slot already bounds how many read at once, and a page
+        // refused after the first had gone out would cut the file short.
         let limit = format!("limit {EXPORT_PAGE}");
-        let _turn = crate::usage::stats::audit_turn(db, &self.organization_id).await?;
         let rows = match &cursor.0 {
             None => fetch(db, &self.filter, "", &[], &limit).await?,
             Some((at, id)) => {

@@ -94,7 +94,7 @@ pub async fn notify_in(
                 let more = format!("{prefix}more:{user_id}:{hour}");
                 let subject = bulk_overflow_subject(message.kind);
                 let text = format!(
-                    "{subject}.\n\nYou were sent {BULK_MAILS_PER_HOUR} such emails in the last hour; the rest are in Keyward's notifications, not sent by email until the hour is over.\n\nOpen them in Keyward:\n{origin}/notifications\n"
+                    "{subject}.\n\nYou were sent {BULK_MAILS_PER_HOUR} such emails in the last hour. The ones after them are not emailed: they are all in Keyward's notifications.\n\nOpen them in Keyward:\n{origin}/notifications\n"
                 );
                 enqueue_email(tx, &email, &subject, &text, &more, now).await?;
                 continue;
@@ -362,7 +362,23 @@ pub fn usage_alert_period(now: i64, window_seconds: i64) -> i64 {
     now / (window_seconds.max(1) * 1000).max(3_600_000)
 }
 
-/// Tells a key's owners it reached `threshold` % of its limit in window `window`.
+/// Usage notices written at once on an instance. Each is a transaction that waits for its
+/// recipients' row locks (the mail cap); a tenant whose many keys cross a threshold together
+/// would otherwise hold one pool connection per key while they queue on the same admins, and
+/// key lookups, sign-ins and the request log would wait for the pool. Here they wait in memory.
+pub const NOTICE_WRITERS: usize = 2;
+
+/// The turns of [`NOTICE_WRITERS`], one set per database (`Db::caches`).
+pub struct NoticeWriters(pub tokio::sync::Semaphore);
+
+impl Default for NoticeWriters {
+    fn default() -> NoticeWriters {
+        NoticeWriters(tokio::sync::Semaphore::new(NOTICE_WRITERS))
+    }
+}
+
+/// Tells a key's owners it reached `threshold` % of its limit in window `window` (waiting for
+/// a turn of [`NOTICE_WRITERS`] first).
 pub async fn usage_threshold(
     db: &Db,
     origin: &str,
@@ -372,6 +388,12 @@ pub async fn usage_threshold(
     limit_text: &str,
     window: i64,
 ) -> Result<usize, AppError> {
+    let writers = db.caches.get::<NoticeWriters>();
+    let _turn = writers
+        .0
+        .acquire()
+        .await
+        .map_err(|_| AppError::internal("notice turns closed"))?;
     let users = key_recipients(db, key_id).await?;
     let name: String = sqlx::query_scalar("select name from api_key where api_key_id = $1")
         .bind(key_id)

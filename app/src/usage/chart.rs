@@ -213,12 +213,13 @@ async fn draw_chart(id: &str, chart: Chart) -> Result<(), JsValue> {
 }
 
 /// Opens the live feed of `organization_id`'s usage; `on_usage` runs on each "requests
-/// written" event, `on_closed` when the server refused the feed (the browser then gives up:
-/// a refusal is not a dropped connection it would retry). Dropping the returned value closes
-/// it.
+/// written" event, `on_open` each time the stream is (re)connected, `on_closed` when the
+/// server refused the feed (the browser then gives up: a refusal is not a dropped connection
+/// it would retry). Dropping the returned value closes it.
 pub struct LiveFeed {
     source: web_sys::EventSource,
     _listener: Closure<dyn FnMut(web_sys::MessageEvent)>,
+    _on_open: Closure<dyn FnMut(web_sys::Event)>,
     _on_error: Closure<dyn FnMut(web_sys::Event)>,
 }
 
@@ -226,6 +227,7 @@ impl LiveFeed {
     pub fn open(
         organization_id: &str,
         mut on_usage: impl FnMut() + 'static,
+        mut on_open: impl FnMut() + 'static,
         mut on_closed: impl FnMut() + 'static,
     ) -> Option<LiveFeed> {
         let url = format!(
@@ -236,6 +238,10 @@ impl LiveFeed {
         let listener = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| on_usage());
         source
             .add_event_listener_with_callback("usage", listener.as_ref().unchecked_ref())
+            .ok()?;
+        let opened = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| on_open());
+        source
+            .add_event_listener_with_callback("open", opened.as_ref().unchecked_ref())
             .ok()?;
         let watched = source.clone();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
@@ -251,6 +257,7 @@ impl LiveFeed {
         Some(LiveFeed {
             source,
             _listener: listener,
+            _on_open: opened,
             _on_error: on_error,
         })
     }

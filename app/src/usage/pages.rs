@@ -576,10 +576,13 @@ fn UsageSummarySection(
 /// 500 ms), so the page refetches without a reload.
 #[cfg(feature = "hydrate")]
 fn live_refresh(org: RwSignal<String>, refresh: RwSignal<u64>, live_off: RwSignal<bool>) {
+    // A refused feed is asked for again a minute later (the server's caps free up as tabs
+    // close); the page says it is not live until a feed opens.
+    let attempt = RwSignal::new(0u64);
     Effect::new(
         move |previous: Option<send_wrapper::SendWrapper<Option<super::chart::LiveFeed>>>| {
             drop(previous);
-            live_off.set(false);
+            attempt.track();
             let pending = std::rc::Rc::new(std::cell::Cell::new(false));
             let feed = super::chart::LiveFeed::open(
                 &org.get(),
@@ -596,12 +599,27 @@ fn live_refresh(org: RwSignal<String>, refresh: RwSignal<u64>, live_off: RwSigna
                         std::time::Duration::from_millis(500),
                     );
                 },
-                move || live_off.set(true),
+                move || {
+                    let _ = live_off.try_set(false);
+                },
+                move || {
+                    let _ = live_off.try_set(true);
+                    leptos::prelude::set_timeout(
+                        move || {
+                            let _ = attempt.try_update(|n| *n += 1);
+                        },
+                        LIVE_RETRY,
+                    );
+                },
             );
             send_wrapper::SendWrapper::new(feed)
         },
     );
 }
+
+/// How long after a refused live feed the page asks for one again.
+#[cfg(feature = "hydrate")]
+const LIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Said where a chart would update live when the server refused its live feed (too many tabs
 /// open, or the server holding all the feeds it serves).
@@ -611,7 +629,7 @@ fn LiveOff(live_off: RwSignal<bool>) -> impl IntoView {
         live_off.get().then(|| {
             view! {
                 <p role="alert" class="banner">
-                    "Live updates are off: the server refused the live feed (too many open tabs, or a busy server). The figures are as loaded; reload the page to try again."
+                    "Live updates are off: the server refused the live feed (too many open tabs, or a busy server). The figures are as loaded; the page tries again every minute."
                 </p>
             }
         })

@@ -306,8 +306,7 @@ turnstile!(
     "usage analytics are"
 );
 
-/// How many reads of the audit log (a page with its filtered count, an export's count or
-/// page: a join, a `like` and an offset over every entry of the organization, of the whole
+/// How many reads of the audit log (a page with its filtered count, an export's count: a join, a `like` and an offset over every entry of the organization, of the whole
 /// instance for the system organization) run at once on an instance; one at a time per
 /// organization. A member holding `audit:read` asking for page after page in parallel waits
 /// for its own turn instead of holding the reader connections everyone needs.
