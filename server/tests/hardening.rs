@@ -396,21 +396,22 @@ async fn a_disabled_key_cannot_act_on_another_instance_and_reads_follow_within_a
     );
 }
 
-/// A key whose account (behind its personal organization) is disabled while the key's request
-/// is in flight changes nothing: the write refuses it as verification would have.
-#[tokio::test]
-async fn a_key_whose_account_is_disabled_mid_request_changes_nothing() {
-    let (a, org, _admin) = with_admin_key().await;
-    let (target, _) = a.admin_key(&org).await;
-    let (_, secret) = a.admin_key(&org).await;
+/// A request of key `secret` to POST `path`, verified and authorized (`keys:write` in `org`)
+/// as the API's layers would, before it reaches the write: what a test then races.
+async fn in_flight_grant(
+    a: &TestApp,
+    org: &str,
+    secret: &str,
+    path: &str,
+) -> app::access::ssr::Grant {
     let verified = app::keys::verify::verify(
         &a.state.db,
         app::keys::ssr::KeyCache::of(&a.state).unwrap(),
         &a.state.config.secret,
-        &secret,
+        secret,
         None,
         "POST",
-        &format!("/api/v1/keys/{target}/disable"),
+        path,
         app::keys::verify::Lookup {
             fresh: true,
             organization_id: None,
@@ -418,14 +419,24 @@ async fn a_key_whose_account_is_disabled_mid_request_changes_nothing() {
     )
     .await
     .unwrap();
-    let grant = app::access::ssr::authorize(
+    app::access::ssr::authorize(
         &a.state.db,
         &verified.principal(),
-        &org,
+        org,
         app::access::Permission::KeysWrite,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A key whose account (behind its personal organization) is disabled while the key's request
+/// is in flight changes nothing: the write refuses it as verification would have.
+#[tokio::test]
+async fn a_key_whose_account_is_disabled_mid_request_changes_nothing() {
+    let (a, org, _admin) = with_admin_key().await;
+    let (target, _) = a.admin_key(&org).await;
+    let (_, secret) = a.admin_key(&org).await;
+    let grant = in_flight_grant(&a, &org, &secret, &format!("/api/v1/keys/{target}/disable")).await;
     // The account behind the organization goes off…
     sqlx::query("update app_user set status = 'disabled' where personal_organization_id = $1")
         .bind(&org)
@@ -457,29 +468,7 @@ async fn a_key_disabled_while_its_request_is_in_flight_does_not_enable_itself() 
     let (a, org, admin) = with_admin_key().await;
     let (target, secret) = a.admin_key(&org).await;
     // The request: verified and authorized while the key was active…
-    let verified = app::keys::verify::verify(
-        &a.state.db,
-        app::keys::ssr::KeyCache::of(&a.state).unwrap(),
-        &a.state.config.secret,
-        &secret,
-        None,
-        "POST",
-        &format!("/api/v1/keys/{target}/enable"),
-        app::keys::verify::Lookup {
-            fresh: true,
-            organization_id: None,
-        },
-    )
-    .await
-    .unwrap();
-    let grant = app::access::ssr::authorize(
-        &a.state.db,
-        &verified.principal(),
-        &org,
-        app::access::Permission::KeysWrite,
-    )
-    .await
-    .unwrap();
+    let grant = in_flight_grant(&a, &org, &secret, &format!("/api/v1/keys/{target}/enable")).await;
     // …then the administrator disables it…
     let r = a
         .api(

@@ -10,6 +10,22 @@ use std::time::Duration;
 
 const IP: &str = "192.0.2.30";
 
+/// Tells `key_id`'s owners it reached `threshold` % of a 10-per-hour limit in the current hour
+/// (as the request path's background task does): how many were told now.
+async fn usage_notice(app: &TestApp, key_id: &str, org: &str, threshold: u64) -> usize {
+    app::notify::ssr::usage_threshold(
+        &app.state.db,
+        "http://x",
+        key_id,
+        org,
+        threshold,
+        "10 per hour",
+        app::ssr::db::now_ms() / 3_600_000,
+    )
+    .await
+    .unwrap()
+}
+
 /// A key limited per second and kept at its limit tells its owners once an hour, not once a
 /// second: the notice's period is the window, but never shorter than an hour.
 #[tokio::test]
@@ -134,17 +150,7 @@ async fn a_key_at_80_90_and_100_percent_tells_its_owners_once_each_by_email_and_
     assert_eq!(app.count("notification").await, 3);
 
     // Another instance seeing the same window tells nobody again (the database dedupes).
-    let told = app::notify::ssr::usage_threshold(
-        &app.state.db,
-        "http://x",
-        &key_id,
-        &org,
-        80,
-        "10 per hour",
-        app::ssr::db::now_ms() / 3_600_000,
-    )
-    .await
-    .unwrap();
+    let told = usage_notice(&app, &key_id, &org, 80).await;
     assert_eq!(told, 0);
 
     // The bell: three unread; mark one, then all.
@@ -373,7 +379,6 @@ async fn an_address_gets_at_most_ten_bulk_emails_of_a_kind_an_hour() {
     for _ in 0..14 {
         keys.push(app.scoped_key(&org, json!({"keys": "read"})).await.0);
     }
-    let window = app::ssr::db::now_ms() / 3_600_000;
     let mails = |pattern: &'static str| {
         let db = app.state.db.writer.clone();
         async move {
@@ -388,17 +393,7 @@ async fn an_address_gets_at_most_ten_bulk_emails_of_a_kind_an_hour() {
     };
     for threshold in [80, 90] {
         for key_id in &keys {
-            let told = app::notify::ssr::usage_threshold(
-                &app.state.db,
-                "http://x",
-                key_id,
-                &org,
-                threshold,
-                "10 per hour",
-                window,
-            )
-            .await
-            .unwrap();
+            let told = usage_notice(&app, key_id, &org, threshold).await;
             assert_eq!(told, 1, "every notice is in the app");
         }
     }
