@@ -1227,6 +1227,35 @@ async fn a_stale_policy_form_cannot_undo_a_requirement() {
     assert_eq!(r.json()["require_key_approval"], false, "{}", r.body);
 }
 
+/// Seeds invitations already sent from `org` at `at` (revoked, so none is pending), number `i`
+/// of `range` by `sender(i)` with id `inv_{tag}_{i}`: what the hourly bounds count.
+async fn sent_invitations(
+    app: &TestApp,
+    org: &str,
+    tag: &str,
+    range: std::ops::Range<i64>,
+    at: i64,
+    sender: impl Fn(i64) -> String,
+) {
+    let mut tx = app.state.db.writer.begin().await.unwrap();
+    for i in range {
+        sqlx::query(
+            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
+             values ($1, $2, $3, 'viewer', null, $4, $5, $6, $4)",
+        )
+        .bind(format!("inv_{tag}_{i}"))
+        .bind(org)
+        .bind(format!("n{i}@example.org"))
+        .bind(at)
+        .bind(at + 86_400_000)
+        .bind(sender(i))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 /// One sender's invitations are bounded over all their organizations (50 an hour): owning many
 /// organizations does not multiply the mail one account can send.
 #[tokio::test]
@@ -1234,21 +1263,10 @@ async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
     let t = team().await;
     let personal = t.app.org_of(&t.owner_id).await;
     let now = app::ssr::db::now_ms();
-    for i in 0..50 {
-        sqlx::query(
-            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
-             values ($1, $2, $3, 'viewer', $4, $5, $6, $4, $5)",
-        )
-        .bind(format!("inv_elsewhere_{i}"))
-        .bind(&personal)
-        .bind(format!("n{i}@example.org"))
-        .bind(&t.owner_id)
-        .bind(now - 1000)
-        .bind(now + 86_400_000)
-        .execute(&t.app.state.db.writer)
-        .await
-        .unwrap();
-    }
+    sent_invitations(&t.app, &personal, "elsewhere", 0..50, now - 1000, |_| {
+        t.owner_id.clone()
+    })
+    .await;
     let before = t.app.snapshot().await;
     let r = call(
         &t,
@@ -1279,32 +1297,18 @@ async fn the_instance_s_invitations_are_bounded_over_all_senders() {
     let t = team().await;
     let elsewhere = t.app.org_of(&t.viewer_id).await;
     let now = app::ssr::db::now_ms();
-    let seed = |from: i64, to: i64, at: i64| {
-        let t = &t;
-        let elsewhere = &elsewhere;
-        async move {
-            let mut tx = t.app.state.db.writer.begin().await.unwrap();
-            for i in from..to {
-                sqlx::query(
-                    "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
-                     values ($1, $2, $3, 'viewer', null, $4, $5, $6, $4)",
-                )
-                .bind(format!("inv_other_{i}"))
-                .bind(elsewhere)
-                .bind(format!("n{i}@example.org"))
-                .bind(at)
-                .bind(now + 86_400_000)
-                .bind(format!("usr_sender_{i}"))
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
-    };
+    let sender = |i: i64| format!("usr_sender_{i}");
     // 499 in the hour, and some from before it: one more may go.
-    seed(0, 499, now - 1000).await;
-    seed(499, 560, now - 3_601_000).await;
+    sent_invitations(&t.app, &elsewhere, "other", 0..499, now - 1000, sender).await;
+    sent_invitations(
+        &t.app,
+        &elsewhere,
+        "other",
+        499..560,
+        now - 3_601_000,
+        sender,
+    )
+    .await;
     let r = call(
         &t,
         &t.owner,
@@ -1344,21 +1348,10 @@ async fn invitations_sent_at_once_from_many_organizations_stay_within_the_bounds
     }
     // 49 of the sender's 50 an hour already went out (from an organization of theirs).
     let now = app::ssr::db::now_ms();
-    for i in 0..49 {
-        sqlx::query(
-            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
-             values ($1, $2, $3, 'viewer', $4, $5, $6, $4, $5)",
-        )
-        .bind(format!("inv_earlier_{i}"))
-        .bind(&t.org)
-        .bind(format!("n{i}@example.org"))
-        .bind(&t.owner_id)
-        .bind(now - 1000)
-        .bind(now + 86_400_000)
-        .execute(&t.app.state.db.writer)
-        .await
-        .unwrap();
-    }
+    sent_invitations(&t.app, &t.org, "earlier", 0..49, now - 1000, |_| {
+        t.owner_id.clone()
+    })
+    .await;
     let calls = orgs.iter().enumerate().map(|(i, org)| {
         let (app, mut b) = (&t.app, t.owner.clone());
         let email = format!("at-once-{i}@example.org");
