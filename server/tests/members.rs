@@ -1464,3 +1464,72 @@ async fn with_sign_up_closed_only_an_administrator_s_invitation_creates_an_accou
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.count("app_user").await, users + 1);
 }
+
+/// A test key's reach is test keys: even with admin scopes it cannot invite someone (who could
+/// then make live keys), change a member, or make a role, team or permission; nothing written.
+#[tokio::test]
+async fn a_test_key_changes_no_member_role_team_or_invitation() {
+    let t = team().await;
+    let (_, test_key) = t
+        .app
+        .issue_key(
+            &t.org,
+            app::keys::NewKey {
+                name: "sandbox".into(),
+                category: Some("admin".into()),
+                environment: Some("test".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(test_key.starts_with("kw_test_"));
+    let ip = "192.0.2.90";
+    let before = t.app.snapshot().await;
+    let viewer = format!("/api/v1/members/{}", t.viewer_id);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/v1/invitations",
+            Some(serde_json::json!({"email": "attacker@example.org", "role": "admin"})),
+        ),
+        (
+            "PATCH",
+            viewer.as_str(),
+            Some(serde_json::json!({"role": "admin"})),
+        ),
+        ("DELETE", viewer.as_str(), None),
+        (
+            "POST",
+            "/api/v1/roles",
+            Some(serde_json::json!({"name": "sneaky"})),
+        ),
+        (
+            "POST",
+            "/api/v1/teams",
+            Some(serde_json::json!({"name": "sneaky"})),
+        ),
+        (
+            "POST",
+            "/api/v1/permissions",
+            Some(serde_json::json!({"name": "refunds:issue"})),
+        ),
+    ] {
+        let r = t.app.api(method, path, Some(&test_key), body, ip).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", path);
+        assert!(r.body.contains("test key"), "{method} {path}: {}", r.body);
+    }
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    // A live key with the same scopes may.
+    let (_, live) = t.app.admin_key(&t.org).await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            "/api/v1/roles",
+            Some(&live),
+            Some(serde_json::json!({"name": "support"})),
+            ip,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
