@@ -2085,3 +2085,88 @@ async fn patch_edits_settings_with_the_same_rules_as_create() {
     assert_eq!(kinds, vec!["created", "edited", "edited"]);
     assert_eq!(history[1]["reason"], "lock down");
 }
+
+/// A key exported as CSV and imported again keeps its restrictions: its endpoint rules, its
+/// signing requirement and its metadata (a re-issued key without them would be wider).
+#[tokio::test]
+async fn a_csv_export_imported_again_keeps_the_key_s_restrictions() {
+    let (app, org, admin) = with_admin_key().await;
+    let rules = json!([{"method": "GET", "path": "/api/v1/me"}]);
+    let (id, _) = app
+        .issue_key(
+            &org,
+            NewKey {
+                name: "narrow".into(),
+                endpoints: Some(serde_json::from_value(rules.clone()).unwrap()),
+                require_signature: Some(true),
+                metadata: Some(json!({"team": "billing, \"north\""})),
+                ..Default::default()
+            },
+        )
+        .await;
+    let csv = app
+        .api(
+            "GET",
+            "/api/v1/keys/export?format=csv",
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    let header = csv.body.lines().next().unwrap();
+    let row = csv.body.lines().find(|l| l.starts_with(&id)).unwrap();
+    let file = format!("{header}\n{row}\n");
+    let r = app
+        .api_raw(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin),
+            Some(&file),
+            IP,
+            &[("content-type", "text/csv")],
+        )
+        .await;
+    assert_eq!(r.json()["rows"][0]["action"], "issued", "{}", r.body);
+    let new = r.json()["rows"][0]["id"].as_str().unwrap().to_string();
+    let view = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{new}"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await
+        .json();
+    assert_eq!(view["name"], "narrow");
+    assert_eq!(view["endpoints"], rules, "{view}");
+    assert_eq!(view["require_signature"], true, "{view}");
+    assert_eq!(
+        view["metadata"],
+        json!({"team": "billing, \"north\""}),
+        "{view}"
+    );
+
+    // A cell that is not JSON is named, and nothing is imported.
+    let before = app.count("api_key").await;
+    let bad = "name,endpoints\nbroken,GET /api/v1/me\n";
+    let r = app
+        .api_raw(
+            "POST",
+            "/api/v1/keys/import",
+            Some(&admin),
+            Some(bad),
+            IP,
+            &[("content-type", "text/csv")],
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "bad endpoints",
+    );
+    assert!(r.body.contains("endpoints must be JSON"), "{}", r.body);
+    assert_eq!(app.count("api_key").await, before);
+}

@@ -32,6 +32,9 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
         "scopes",
         "permissions",
         "ip_allowlist",
+        "endpoints",
+        "require_signature",
+        "metadata",
         "expires_at",
         "created_at",
         "last_used_at",
@@ -41,6 +44,19 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
         let scopes = serde_json::to_string(&k.scopes).unwrap_or_default();
         let ips = k.ip_allowlist.join(" ");
         let permissions = k.permissions.join(" ");
+        // JSON, as the scopes: an import of this file restores the key's restrictions (a key
+        // re-issued without its endpoint rules or signing requirement would be wider).
+        let endpoints = if k.endpoints.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&k.endpoints).unwrap_or_default()
+        };
+        let metadata = match &k.metadata {
+            serde_json::Value::Object(m) if m.is_empty() => String::new(),
+            serde_json::Value::Null => String::new(),
+            m => m.to_string(),
+        };
+        let signs = if k.require_signature { "true" } else { "false" };
         let row = [
             k.id.as_str(),
             &k.name,
@@ -52,6 +68,9 @@ pub fn to_csv(keys: &[ApiKey]) -> Result<String, AppError> {
             &scopes,
             &permissions,
             &ips,
+            &endpoints,
+            signs,
+            &metadata,
             k.expires_at.as_deref().unwrap_or(""),
             &k.created_at,
             k.last_used_at.as_deref().unwrap_or(""),

@@ -138,8 +138,9 @@ fn unescape_cell(cell: &str) -> &str {
 }
 
 /// Parses a CSV import with a header row. Columns are those of our export (`name`,
-/// `description`, `environment`, `status`, `category`, `scopes` as JSON, `ip_allowlist`
-/// space-separated, `expires_at`) plus `key`, `key_hash`, `hash_algorithm`; others are ignored.
+/// `description`, `environment`, `status`, `category`, `scopes`, `endpoints` and `metadata`
+/// as JSON, `permissions` and `ip_allowlist` space-separated, `require_signature`,
+/// `expires_at`) plus `key`, `key_hash`, `hash_algorithm`; others are ignored.
 pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
     let mut records = csv_records(data)?.into_iter();
     let header: Vec<String> = records
@@ -167,24 +168,53 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
                     .map(|s| unescape_cell(s.trim()).to_string())
                     .filter(|s| !s.is_empty())
             };
-            let scopes = match get("scopes") {
-                None => None,
-                Some(s) => Some(serde_json::from_str(&s).map_err(|_| {
-                    AppError::invalid(
-                        "data",
-                        format!(
-                            "row {}: scopes must be JSON, e.g. {{\"keys\":\"read\"}}",
-                            i + 1
-                        ),
-                    )
-                })?),
+            let json_cell = |col: &str, example: &str| {
+                get(col)
+                    .map(|s| {
+                        serde_json::from_str::<serde_json::Value>(&s).map_err(|_| {
+                            AppError::invalid(
+                                "data",
+                                format!("row {}: {col} must be JSON, e.g. {example}", i + 1),
+                            )
+                        })
+                    })
+                    .transpose()
             };
+            fn typed<T: serde::de::DeserializeOwned>(
+                row: usize,
+                col: &str,
+                value: Option<serde_json::Value>,
+                example: &str,
+            ) -> Result<Option<T>, AppError> {
+                value
+                    .map(|v| {
+                        serde_json::from_value(v).map_err(|_| {
+                            AppError::invalid(
+                                "data",
+                                format!("row {row}: {col} must be JSON, e.g. {example}"),
+                            )
+                        })
+                    })
+                    .transpose()
+            }
+            const SCOPES: &str = r#"{"keys":"read"}"#;
+            const ENDPOINTS: &str = r#"[{"method":"GET","path":"/api/v1/me"}]"#;
+            let scopes = typed(i + 1, "scopes", json_cell("scopes", SCOPES)?, SCOPES)?;
+            let endpoints = typed(
+                i + 1,
+                "endpoints",
+                json_cell("endpoints", ENDPOINTS)?,
+                ENDPOINTS,
+            )?;
+            let metadata = json_cell("metadata", r#"{"team":"billing"}"#)?;
             Ok(ImportRow {
                 name: get("name").unwrap_or_default(),
                 description: get("description"),
                 environment: get("environment"),
                 category: get("category"),
                 scopes,
+                endpoints,
+                metadata,
                 ip_allowlist: get("ip_allowlist")
                     .map(|s| s.split_whitespace().map(str::to_owned).collect()),
                 expires_at: get("expires_at"),
