@@ -226,7 +226,6 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
                 key_hash: get("key_hash"),
                 hash_algorithm: get("hash_algorithm"),
                 display_prefix: get("display_prefix"),
-                ..Default::default()
             })
         })
         .collect()
