@@ -1533,3 +1533,56 @@ async fn a_test_key_changes_no_member_role_team_or_invitation() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+/// `members:write` alone cannot remove or demote a member whose team grants the organization's
+/// own permissions the caller lacks (removing them takes them out of the team with it); the
+/// owner, who holds everything, may.
+#[tokio::test]
+async fn a_member_whose_team_grants_more_than_the_caller_holds_stays() {
+    let t = team().await;
+    let db = &t.app.state.db;
+    let operator = app::access::ssr::Grant::operator(&t.org);
+    app::access::roles::create_permission(db, &operator, "refunds:issue", "", &[])
+        .await
+        .unwrap();
+    let finance = app::access::roles::create_role(db, &operator, "finance", "", &[])
+        .await
+        .unwrap()
+        .id;
+    app::access::roles::set_permission(db, &operator, &finance, "refunds:issue", true, false)
+        .await
+        .unwrap();
+    let team = app::teams::ssr::create(db, &operator, "finance", "")
+        .await
+        .unwrap()
+        .id;
+    app::teams::ssr::set_role(db, &operator, &team, &finance, true)
+        .await
+        .unwrap();
+    app::teams::ssr::set_member(db, &operator, &team, &t.viewer_id, true)
+        .await
+        .unwrap();
+    let (_, recruiter) = t
+        .app
+        .scoped_key(
+            &t.org,
+            // Every built-in permission of a viewer and a member: only the team's own
+            // permission is beyond it.
+            serde_json::json!({"members": "write", "org": "read", "keys": "write", "usage": "read", "roles": "read"}),
+        )
+        .await;
+    let ip = "192.0.2.91";
+    let before = t.app.snapshot().await;
+    let member = format!("/api/v1/members/{}", t.viewer_id);
+    for (method, body) in [
+        ("PATCH", Some(serde_json::json!({"role": "member"}))),
+        ("DELETE", None),
+    ] {
+        let r = t.app.api(method, &member, Some(&recruiter), body, ip).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "forbidden", method);
+        assert!(r.body.contains("refunds:issue"), "{method}: {}", r.body);
+    }
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let r = call(&t, &t.owner, "remove_member", &[("user_id", &t.viewer_id)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

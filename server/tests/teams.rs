@@ -505,6 +505,27 @@ async fn members_write_alone_cannot_spread_the_organizations_own_permissions() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Now in the team, the member is out of the same key's reach: it cannot take them out
+    // either (`members.rs` has the same for removing and demoting them).
+    let before = o.app.snapshot().await;
+    let r = o
+        .app
+        .api(
+            "PUT",
+            &format!("/api/v1/teams/{team}/members"),
+            Some(&recruiter),
+            Some(json!({"user_id": o.member_id, "member": false})),
+            IP,
+        )
+        .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "take out of finance",
+    );
+    assert!(r.body.contains("refunds:issue"), "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
 }
 
 /// The system organization has no teams, and the schema itself keeps a team's members in the

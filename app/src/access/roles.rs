@@ -331,6 +331,25 @@ pub(crate) async fn add_to_role(
     Ok(added > 0)
 }
 
+/// Refuses unless the caller holds everything `roles` grant: the built-in permissions (the
+/// ceiling, as the change re-read it) and the organization's own ones (`refunds:issue`…),
+/// which a ceiling does not count. What giving or taking away roles (a member's, a team's)
+/// is held to.
+pub(crate) async fn within_reach(
+    db: &Db,
+    (ceiling, model): (Permissions, &AccessModel),
+    grant: &Grant,
+    roles: &[&str],
+) -> Result<(), AppError> {
+    within_ceiling(ceiling, model, &grant.organization_id, roles)?;
+    let dynamic: Vec<String> = model
+        .names(roles)
+        .into_iter()
+        .filter(|n| Permission::parse(n).is_none())
+        .collect();
+    crate::access::ssr::require_dynamic(db, grant, &dynamic).await
+}
+
 /// Refuses unless every built-in permission the roles grant (in `change.model`) is in the
 /// caller's current ceiling.
 pub(crate) fn within_ceiling(

@@ -13,7 +13,7 @@
 //!   are the instance's administrators (made from the CLI or the users console, not invited).
 
 use super::{Invitation, InvitationPreview, Member};
-use crate::access::roles::{begin, record, within_ceiling, Change};
+use crate::access::roles::{begin, record, within_ceiling, within_reach, Change};
 use crate::access::ssr::Grant;
 use crate::access::{Permission, Role};
 use crate::error::{AppError, ErrorCode};
@@ -795,7 +795,9 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
     team_only(&mut tx, org).await?;
     let (base, roles) = member_roles(&mut tx, org, user_id).await?;
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_ceiling(ceiling, &model, org, &held)?;
+    // Their roles (assigned, and their teams', which go with the membership) grant nothing
+    // the caller lacks, the organization's own permissions included.
+    within_reach(db, (ceiling, &model), grant, &held).await?;
     // The organization keeps an active owner besides the one removed (a disabled owner does
     // not count among the owners: an active one may remove them, nobody the only owner).
     if base == "owner" {
@@ -878,7 +880,7 @@ pub async fn set_member_role(
         ));
     }
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_ceiling(ceiling, &model, org, &held)?;
+    within_reach(db, (ceiling, &model), grant, &held).await?;
     within_ceiling(ceiling, &model, org, &[role.as_str()])?;
     sqlx::query("update membership set role = $3 where organization_id = $1 and user_id = $2")
         .bind(org)

@@ -5,7 +5,7 @@
 
 use super::{Team, TeamMember, TeamRole, NAME_MAX};
 use crate::access::model::AccessModel;
-use crate::access::roles::{begin, commit, own_role, record, within_ceiling};
+use crate::access::roles::{begin, commit, own_role, record, within_reach};
 use crate::access::ssr::Grant;
 use crate::access::Permission;
 use crate::access::Permissions;
@@ -168,24 +168,6 @@ async fn team_roles(
             .fetch_all(&mut **tx)
             .await?,
     )
-}
-
-/// Refuses unless the caller holds everything `roles` grant: the built-in permissions (the
-/// ceiling, as the change re-read it) and the organization's own ones (`refunds:issue`…),
-/// which a ceiling does not count.
-async fn within_reach(
-    db: &Db,
-    (ceiling, model): (Permissions, &AccessModel),
-    grant: &Grant,
-    roles: &[&str],
-) -> Result<(), AppError> {
-    within_ceiling(ceiling, model, &grant.organization_id, roles)?;
-    let dynamic: Vec<String> = model
-        .names(roles)
-        .into_iter()
-        .filter(|n| Permission::parse(n).is_none())
-        .collect();
-    crate::access::ssr::require_dynamic(db, grant, &dynamic).await
 }
 
 /// Deletes a team. Like taking its roles from each member, it is refused when a role it holds
