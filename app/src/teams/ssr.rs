@@ -4,11 +4,9 @@
 //! more than its editors could give.
 
 use super::{Team, TeamMember, TeamRole, NAME_MAX};
-use crate::access::model::AccessModel;
 use crate::access::roles::{begin, commit, own_role, record, within_reach};
 use crate::access::ssr::Grant;
 use crate::access::Permission;
-use crate::access::Permissions;
 use crate::error::AppError;
 use crate::ssr::db::{new_id, now_ms, Db};
 use sqlx::{Any, Transaction};
