@@ -470,6 +470,61 @@ async fn usage_notices_wait_their_turn_before_touching_the_database() {
     assert_eq!(app.count("notification").await, 1);
 }
 
+/// A link that acts (a password link here) is not kept once its mail has failed for good: a
+/// copy of the database holds no working link; another mail keeps its body for the admins.
+#[tokio::test]
+async fn a_link_that_failed_for_good_is_not_kept() {
+    // Nothing listens on this port: every attempt fails at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let now = app::ssr::db::now_ms();
+    for (id, dedupe, attempts) in [
+        (
+            "eml_link",
+            "password-link:password:usr_x:1",
+            app::notify::mail::MAX_ATTEMPTS - 1,
+        ),
+        ("eml_early", "password-link:password:usr_y:1", 1),
+        ("eml_notice", "test:1", app::notify::mail::MAX_ATTEMPTS - 1),
+    ] {
+        sqlx::query(
+            "insert into outbox_email (outbox_email_id, to_address, subject, body_text, attempts, next_attempt_at, dedupe_key, created_at)
+             values ($1, 'a@example.org', 's', 'https://x/set-password?token=secret', $2, $3, $4, $3)",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(now)
+        .bind(dedupe)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    let mailer = app::notify::mail::Mailer::of(&app.state).unwrap();
+    app::notify::mail::deliver_due(&app.state.db, mailer, now + 1)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select outbox_email_id, status, body_text from outbox_email order by outbox_email_id",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.0 == id).unwrap().clone();
+    let (_, status, body) = row("eml_link");
+    assert_eq!(status, "failed");
+    assert!(!body.contains("token="), "{body}");
+    let (_, status, body) = row("eml_early");
+    assert_eq!(status, "pending", "retried later");
+    assert!(body.contains("token="), "kept until it is sent or given up");
+    let (_, status, body) = row("eml_notice");
+    assert_eq!(status, "failed");
+    assert!(body.contains("token="), "another mail keeps its body");
+}
+
 #[tokio::test]
 async fn undeliverable_email_is_retried_with_backoff_and_admins_see_why() {
     // Nothing listens on this port.

@@ -69,6 +69,10 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     (30_000i64 << attempts.clamp(0, 7)).min(3_600_000)
 }
 
+/// SQL: an email carrying a link that acts (an invitation, a password or confirmation link,
+/// an address change); its body is not kept once it is sent or has failed for good.
+const ACTING_LINK: &str = "(dedupe_key like 'invitation:%' or dedupe_key like 'password-link:%' or dedupe_key like 'email-change:%')";
+
 /// Sends the messages due at `now`; returns how many were sent.
 pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sqlx::Error> {
     // Notices that can come by the thousand (usage thresholds, expiry reminders: one per key)
@@ -134,11 +138,9 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
             Ok(()) => {
                 // A sent link that acts (an invitation, a password link) is not kept: its
                 // holder alone should have it.
-                sqlx::query("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
-                     body_text = case when dedupe_key like 'invitation:%' or dedupe_key like 'password-link:%'
-                                        or dedupe_key like 'email-change:%'
-                                      then 'Sent. The link is not kept.' else body_text end
-                     where outbox_email_id = $3 and status = 'pending' and next_attempt_at = $4")
+                sqlx::query(&format!("update outbox_email set status = 'sent', sent_at = $1, attempts = $2, last_error = null,
+                     body_text = case when {ACTING_LINK} then 'Sent. The link is not kept.' else body_text end
+                     where outbox_email_id = $3 and status = 'pending' and next_attempt_at = $4"))
                     .bind(now_ms())
                     .bind(attempts + 1)
                     .bind(&id)
@@ -155,9 +157,12 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
                     "pending"
                 };
                 tracing::warn!(outbox_email_id = %id, attempts, %error, "email not delivered");
-                // Not over an outcome another instance wrote after taking a lapsed claim.
-                sqlx::query("update outbox_email set status = $1, attempts = $2, next_attempt_at = $3, last_error = $4
-                     where outbox_email_id = $5 and status = 'pending' and next_attempt_at = $6")
+                // Not over an outcome another instance wrote after taking a lapsed claim. A link
+                // that will not be sent any more is not kept either (a copy of the database
+                // must not hold a working set-up link for 90 days).
+                sqlx::query(&format!("update outbox_email set status = $1, attempts = $2, next_attempt_at = $3, last_error = $4,
+                     body_text = case when $1 = 'failed' and {ACTING_LINK} then 'Not delivered. The link is not kept.' else body_text end
+                     where outbox_email_id = $5 and status = 'pending' and next_attempt_at = $6"))
                     .bind(status)
                     .bind(attempts)
                     .bind(now_ms() + backoff_ms(attempts - 1))
