@@ -337,10 +337,15 @@ async fn a_later_sign_up_of_an_unconfirmed_address_wins_and_voids_earlier_links(
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        app.rpc(&mut b, "current_user", &[]).await.json()["display_name"],
-        "Vic"
-    );
+    let me = app.rpc(&mut b, "current_user", &[]).await.json();
+    assert_eq!(me["display_name"], "Vic");
+    // Their personal organization is named after them, not the squatter.
+    let names: Vec<String> =
+        sqlx::query_scalar("select name from organization where kind = 'personal'")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(names, ["Vic (personal)"], "{me}");
     assert_eq!(app.count("app_user").await, 1);
 }
 

@@ -148,6 +148,18 @@ pub async fn sign_up(
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if renewed > 0 {
+                // The personal organization was named after the first sign-up's name: the
+                // latest sign-up (who will hold the account) names it, not a squatter's text.
+                sqlx::query(
+                    "update organization set name = $2 where kind = 'personal' and organization_id =
+                       (select personal_organization_id from app_user where user_id = $1)",
+                )
+                .bind(&user_id)
+                .bind(format!("{display_name} (personal)"))
+                .execute(&mut *tx)
+                .await?;
+            }
             (renewed > 0).then_some((user_id, None, email))
         }
         other => other,
