@@ -701,3 +701,47 @@ async fn a_user_held_to_enrolment_does_not_hold_the_administrator() {
     let r = app.rpc(&mut b, "list_users", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+async fn wrong_current_password(app: &TestApp, b: &mut Browser) -> Reply {
+    app.rpc(
+        b,
+        "change_password",
+        &[
+            ("current_password", "not the password at all"),
+            ("new_password", "a brand new passphrase"),
+        ],
+    )
+    .await
+}
+
+/// Starting and stopping an impersonation gives the session a new id, not a new sign-in: the
+/// password guesses its re-authentications spent still count (a stolen administrator's cookie
+/// cannot renew its allowance by impersonating someone and stopping).
+#[tokio::test]
+async fn an_impersonation_does_not_renew_the_session_s_password_guesses() {
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = 3).await;
+    app.user("root@example.org", Some(Role::Owner)).await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("root@example.org").await;
+    for _ in 0..3 {
+        let r = wrong_current_password(&app, &mut b).await;
+        assert_refused(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "a wrong guess",
+        );
+    }
+    let r = wrong_current_password(&app, &mut b).await;
+    assert_refused(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited", "the 4th");
+    let r = impersonate(&app, &mut b, "ann@example.org", "ticket 42").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.rpc(&mut b, "stop_impersonation", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.signed_in_as(&mut b).await.as_deref(),
+        Some("root@example.org")
+    );
+    let r = wrong_current_password(&app, &mut b).await;
+    assert_refused(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited", "after");
+}

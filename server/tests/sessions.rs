@@ -279,7 +279,10 @@ async fn a_session_ended_while_its_request_runs_cannot_end_the_others_and_carry_
         &app.state.db,
         &app.state.config,
         &ann,
-        &gone_hash,
+        app::identity::profile::SessionRef {
+            hash: &gone_hash,
+            counter: &gone_hash,
+        },
         PASSWORD,
         "a brand new passphrase",
         None,

@@ -213,6 +213,22 @@ impl Caller {
         })
     }
 
+    /// The counter of this sign-in's re-authentication guesses: one per sign-in, kept across
+    /// the session id changes that starting and stopping an impersonation make (a counter
+    /// keyed by the session's hash would start afresh each time, a fresh allowance of guesses
+    /// for whoever holds the cookie). Sessions from before sign-ins had an id use the hash.
+    pub async fn reauth_counter(&self) -> Result<String, AppError> {
+        match self
+            .session
+            .get::<String>(crate::ssr::keys::SIGN_IN_ID)
+            .await
+            .map_err(AppError::internal)?
+        {
+            Some(id) => Ok(id),
+            None => self.session_hash(),
+        }
+    }
+
     /// The stored hash of the caller's console session (every guarded caller has one).
     pub fn session_hash(&self) -> Result<String, AppError> {
         crate::identity::ssr::session_hash_of(&self.session).ok_or_else(AppError::unauthenticated)
@@ -240,7 +256,7 @@ impl Caller {
         self.state.check_auth_attempt(self.source_ip)?;
         let user_id = self.user_id()?;
         let ip = self.source_ip_text();
-        let session = self.session_hash()?;
+        let session = self.reauth_counter().await?;
         crate::identity::profile::reauthenticate(
             &self.state.db,
             &self.state.config,

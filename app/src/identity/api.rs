@@ -332,11 +332,15 @@ pub async fn change_password(
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
         let current = caller.session_hash()?;
+        let counter = caller.reauth_counter().await?;
         let stamp = super::profile::change_password(
             &state.db,
             &state.config,
             caller.user_id()?,
-            &current,
+            super::profile::SessionRef {
+                hash: &current,
+                counter: &counter,
+            },
             &current_password,
             &new_password,
             caller.source_ip_text().as_deref(),
@@ -360,7 +364,7 @@ pub async fn delete_account(current_password: String) -> Result<(), AppError> {
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let session = caller.session_hash()?;
+        let session = caller.reauth_counter().await?;
         super::profile::delete_account(
             &state.db,
             &state.config,
@@ -388,7 +392,7 @@ pub async fn request_email_change(
     ssr::respond(async move {
         let state = &caller.state;
         state.check_auth_attempt(caller.source_ip)?;
-        let session = caller.session_hash()?;
+        let session = caller.reauth_counter().await?;
         super::profile::request_email_change(
             &state.db,
             &state.config,

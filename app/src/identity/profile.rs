@@ -138,18 +138,25 @@ async fn current_email(db: &Db, user_id: &str) -> Result<String, AppError> {
     .ok_or_else(AppError::unauthenticated)
 }
 
-/// Re-authentication: the current password, through the sign-in throttle on the session's own
-/// counter ([`crate::identity::ssr::Counter::Session`]: `session_hash`).
+/// The session re-authenticating: its stored hash (for the writes conditional on it) and its
+/// sign-in's counter of password guesses ([`crate::access::guard::Caller::reauth_counter`]).
+pub struct SessionRef<'a> {
+    pub hash: &'a str,
+    pub counter: &'a str,
+}
+
+/// Re-authentication: the current password, through the sign-in throttle on the sign-in's own
+/// counter ([`crate::identity::ssr::Counter::Session`]).
 pub(crate) async fn reauthenticate(
     db: &Db,
     config: &Config,
     user_id: &str,
-    session_hash: &str,
+    counter: &str,
     password: &str,
     source_ip: Option<&str>,
 ) -> Result<Reauthenticated, AppError> {
     let email = current_email(db, user_id).await?;
-    let counter = crate::identity::ssr::Counter::Session(session_hash);
+    let counter = crate::identity::ssr::Counter::Session(counter);
     let who = authenticate(db, config, &email, password, counter, source_ip)
         .await
         .map_err(|e| match e.code {
@@ -181,11 +188,12 @@ pub async fn change_password(
     db: &Db,
     config: &Config,
     user_id: &str,
-    session_hash: &str,
+    session: SessionRef<'_>,
     current: &str,
     new: &str,
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
+    let session_hash = session.hash;
     password::validate(new).map_err(|e| AppError::invalid("new_password", e.message))?;
     if current == new {
         return Err(AppError::invalid(
@@ -193,7 +201,7 @@ pub async fn change_password(
             "choose a password different from the current one",
         ));
     }
-    let checked = reauthenticate(db, config, user_id, session_hash, current, source_ip).await?;
+    let checked = reauthenticate(db, config, user_id, session.counter, current, source_ip).await?;
     let email = checked.email;
     let hash = password::hash(new.to_string()).await?;
     let now = now_ms();
@@ -308,7 +316,7 @@ pub async fn request_email_change(
     db: &Db,
     config: &Config,
     user_id: &str,
-    session_hash: &str,
+    counter: &str,
     new_email: &str,
     current_password: &str,
     source_ip: Option<&str>,
@@ -322,15 +330,7 @@ pub async fn request_email_change(
             "that is already your address",
         ));
     }
-    let checked = reauthenticate(
-        db,
-        config,
-        user_id,
-        session_hash,
-        current_password,
-        source_ip,
-    )
-    .await?;
+    let checked = reauthenticate(db, config, user_id, counter, current_password, source_ip).await?;
     let now = now_ms();
     let expires = now + EMAIL_LINK_HOURS * 3_600_000;
     let origin = config.link_base();
@@ -490,11 +490,11 @@ pub async fn delete_account(
     db: &Db,
     config: &Config,
     user_id: &str,
-    session_hash: &str,
+    counter: &str,
     current: &str,
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
-    reauthenticate(db, config, user_id, session_hash, current, source_ip).await?;
+    reauthenticate(db, config, user_id, counter, current, source_ip).await?;
     let random = password::hash(hex::encode(rand::random::<[u8; 32]>())).await?;
     let mut tx = db.writer.begin().await?;
     let revoked = crate::admin::ssr::erase(&mut tx, db.backend, user_id, &random).await?;

@@ -775,6 +775,10 @@ pub async fn start_session(config: &Config, user_id: &str, stamp: &str) -> Resul
         .insert(keys::SIGNED_IN_AT, now_ms())
         .await
         .map_err(AppError::internal)?;
+    session
+        .insert(keys::SIGN_IN_ID, new_id("sgn"))
+        .await
+        .map_err(AppError::internal)?;
     // Where and with what: for "My sessions".
     if let Some(ip) = crate::access::guard::source_ip(&config.trusted_proxies).await {
         session

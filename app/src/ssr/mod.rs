@@ -154,6 +154,9 @@ pub mod keys {
     pub const USER_ID: &str = "user_id";
     /// When the user signed in (ms): the absolute timeout counts from here.
     pub const SIGNED_IN_AT: &str = "signed_in_at";
+    /// The sign-in's own id (`sgn_…`), kept across the session's id changes: what its
+    /// re-authentication guesses are counted under.
+    pub const SIGN_IN_ID: &str = "sign_in_id";
     /// When the session was last used (ms), refreshed at most every [`super::refresh_every`]:
     /// the idle timeout counts from here.
     pub const LAST_SEEN_AT: &str = "last_seen_at";
