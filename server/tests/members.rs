@@ -1542,23 +1542,7 @@ async fn a_member_whose_team_grants_more_than_the_caller_holds_stays() {
     let t = team().await;
     let db = &t.app.state.db;
     let operator = app::access::ssr::Grant::operator(&t.org);
-    app::access::roles::create_permission(db, &operator, "refunds:issue", "", &[])
-        .await
-        .unwrap();
-    let finance = app::access::roles::create_role(db, &operator, "finance", "", &[])
-        .await
-        .unwrap()
-        .id;
-    app::access::roles::set_permission(db, &operator, &finance, "refunds:issue", true, false)
-        .await
-        .unwrap();
-    let team = app::teams::ssr::create(db, &operator, "finance", "")
-        .await
-        .unwrap()
-        .id;
-    app::teams::ssr::set_role(db, &operator, &team, &finance, true)
-        .await
-        .unwrap();
+    let team = t.app.finance_team(&t.org).await;
     app::teams::ssr::set_member(db, &operator, &team, &t.viewer_id, true)
         .await
         .unwrap();

@@ -446,26 +446,8 @@ async fn over_rest_a_weaker_key_cannot_hand_out_more_through_a_team() {
 #[tokio::test]
 async fn members_write_alone_cannot_spread_the_organizations_own_permissions() {
     let o = org().await;
-    let operator = Grant::operator(&o.org);
-    let db = &o.app.state.db;
     // A role granting only a permission of the organization's own, held by a team.
-    app::access::roles::create_permission(db, &operator, "refunds:issue", "", &[])
-        .await
-        .unwrap();
-    let finance = app::access::roles::create_role(db, &operator, "finance", "", &[])
-        .await
-        .unwrap()
-        .id;
-    app::access::roles::set_permission(db, &operator, &finance, "refunds:issue", true, false)
-        .await
-        .unwrap();
-    let team = app::teams::ssr::create(db, &operator, "finance", "")
-        .await
-        .unwrap()
-        .id;
-    app::teams::ssr::set_role(db, &operator, &team, &finance, true)
-        .await
-        .unwrap();
+    let team = o.app.finance_team(&o.org).await;
     // A key holding members:write (and every built-in permission the role grants) but not
     // refunds:issue may not put anyone in that team.
     let (_, recruiter) = o

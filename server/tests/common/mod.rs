@@ -665,6 +665,31 @@ impl TestApp {
             .unwrap();
     }
 
+    /// A team "finance" of `org` holding a role "finance" that grants only a permission of the
+    /// organization's own, `refunds:issue` (made by the operator): the team's id. What a
+    /// caller holding every built-in permission still lacks.
+    pub async fn finance_team(&self, org: &str) -> String {
+        let (db, operator) = (&self.state.db, app::access::ssr::Grant::operator(org));
+        app::access::roles::create_permission(db, &operator, "refunds:issue", "", &[])
+            .await
+            .unwrap();
+        let finance = app::access::roles::create_role(db, &operator, "finance", "", &[])
+            .await
+            .unwrap()
+            .id;
+        app::access::roles::set_permission(db, &operator, &finance, "refunds:issue", true, false)
+            .await
+            .unwrap();
+        let team = app::teams::ssr::create(db, &operator, "finance", "")
+            .await
+            .unwrap()
+            .id;
+        app::teams::ssr::set_role(db, &operator, &team, &finance, true)
+            .await
+            .unwrap();
+        team
+    }
+
     /// A personal access token created in the console by the signed-in `browser` in `org_id`
     /// with `category`: (key id, secret).
     pub async fn pat(
