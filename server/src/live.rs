@@ -67,20 +67,23 @@ pub fn feeds_per_instance(open_files: Option<u64>) -> usize {
     })
 }
 
+/// The process's open-file limits (soft and hard), when they can be read.
+#[cfg(unix)]
+fn open_files() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
 /// The process's soft limit of open files, when it can be read.
 pub fn open_files_limit() -> Option<u64> {
     #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes the struct it is given, nothing else.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
-            return Some(limit.rlim_cur as u64);
-        }
-    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+    return open_files().map(|l| l.rlim_cur as u64);
+    #[cfg(not(unix))]
     None
 }
 
@@ -89,20 +92,10 @@ pub fn open_files_limit() -> Option<u64> {
 /// then in force.
 pub fn raise_open_files_limit() -> Option<u64> {
     #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit and setrlimit read and write the struct they are given.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-                && limit.rlim_cur < limit.rlim_max
-            {
-                limit.rlim_cur = limit.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            }
-        }
+    if let Some(mut limit) = open_files().filter(|l| l.rlim_cur < l.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct it is given.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
     open_files_limit()
 }

@@ -147,12 +147,9 @@ pub(crate) async fn begin(db: &Db, grant: &Grant, needed: Permission) -> Result<
     // A test key's reach is test keys: members, invitations, roles, teams, groups, the
     // organization's policy and the instance's users are all live (one such change could
     // invite someone who then makes live keys).
-    grant.require_environment(false).map_err(|_| {
-        AppError::new(
-            crate::error::ErrorCode::Forbidden,
-            "a test key changes test keys only: not members, invitations, roles, teams or settings",
-        )
-    })?;
+    grant.require_live_change(
+        "a test key changes test keys only: not members, invitations, roles, teams or settings",
+    )?;
     let mut tx = db.writer.begin().await?;
     lock(&mut tx, organization_id).await?;
     grant.require_acting_key_usable(&mut tx).await?;

@@ -232,6 +232,15 @@ impl Grant {
         }
     }
 
+    /// Refuses (403, saying `why`) a test key making a change that is live whatever it names
+    /// (plans, members, roles, teams, settings): a test key's reach is test keys.
+    pub fn require_live_change(&self, why: &'static str) -> Result<(), AppError> {
+        match self.key_bounds() {
+            Some(own) if own.test_only => Err(AppError::new(ErrorCode::Forbidden, why)),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses (403) a rate limit faster than the acting key's own; a user is not bounded so,
     /// nor a key that may change the plans themselves (`plans:write` in the system
     /// organization).

@@ -193,7 +193,6 @@ pub async fn change_password(
     new: &str,
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
-    let session_hash = session.hash;
     password::validate(new).map_err(|e| AppError::invalid("new_password", e.message))?;
     if current == new {
         return Err(AppError::invalid(
@@ -224,7 +223,7 @@ pub async fn change_password(
         && crate::ssr::session_store::restamp_stored(
             &mut tx,
             user_id,
-            session_hash,
+            session.hash,
             &before,
             &before,
         )

@@ -168,45 +168,32 @@ pub fn parse_csv(data: &str) -> Result<Vec<ImportRow>, AppError> {
                     .map(|s| unescape_cell(s.trim()).to_string())
                     .filter(|s| !s.is_empty())
             };
-            let json_cell = |col: &str, example: &str| {
-                get(col)
-                    .map(|s| {
-                        serde_json::from_str::<serde_json::Value>(&s).map_err(|_| {
-                            AppError::invalid(
-                                "data",
-                                format!("row {}: {col} must be JSON, e.g. {example}", i + 1),
-                            )
-                        })
-                    })
-                    .transpose()
-            };
-            fn typed<T: serde::de::DeserializeOwned>(
+            // A cell holding JSON (as the export writes it), parsed into its type.
+            fn json<T: serde::de::DeserializeOwned>(
                 row: usize,
                 col: &str,
-                value: Option<serde_json::Value>,
+                cell: Option<String>,
                 example: &str,
             ) -> Result<Option<T>, AppError> {
-                value
-                    .map(|v| {
-                        serde_json::from_value(v).map_err(|_| {
-                            AppError::invalid(
-                                "data",
-                                format!("row {row}: {col} must be JSON, e.g. {example}"),
-                            )
-                        })
+                cell.map(|s| {
+                    serde_json::from_str(&s).map_err(|_| {
+                        AppError::invalid(
+                            "data",
+                            format!("row {row}: {col} must be JSON, e.g. {example}"),
+                        )
                     })
-                    .transpose()
+                })
+                .transpose()
             }
-            const SCOPES: &str = r#"{"keys":"read"}"#;
-            const ENDPOINTS: &str = r#"[{"method":"GET","path":"/api/v1/me"}]"#;
-            let scopes = typed(i + 1, "scopes", json_cell("scopes", SCOPES)?, SCOPES)?;
-            let endpoints = typed(
-                i + 1,
+            let row = i + 1;
+            let scopes = json(row, "scopes", get("scopes"), r#"{"keys":"read"}"#)?;
+            let endpoints = json(
+                row,
                 "endpoints",
-                json_cell("endpoints", ENDPOINTS)?,
-                ENDPOINTS,
+                get("endpoints"),
+                r#"[{"method":"GET","path":"/api/v1/me"}]"#,
             )?;
-            let metadata = json_cell("metadata", r#"{"team":"billing"}"#)?;
+            let metadata = json(row, "metadata", get("metadata"), r#"{"team":"billing"}"#)?;
             Ok(ImportRow {
                 name: get("name").unwrap_or_default(),
                 description: get("description"),

@@ -156,12 +156,8 @@ async fn begin_plan_change(
     db: &Db,
     grant: &Grant,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
-    grant.require_environment(false).map_err(|_| {
-        AppError::new(
-            crate::error::ErrorCode::Forbidden,
-            "a test key cannot change plans: they set the limits of live keys",
-        )
-    })?;
+    grant
+        .require_live_change("a test key cannot change plans: they set the limits of live keys")?;
     Ok(db.writer.begin().await?)
 }
 
