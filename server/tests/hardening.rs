@@ -429,6 +429,29 @@ async fn in_flight_grant(
     .unwrap()
 }
 
+/// `transition` of `target` by the in-flight `grant` is refused as a disabled key would be.
+async fn refused_in_flight(
+    a: &TestApp,
+    grant: &app::access::ssr::Grant,
+    target: &str,
+    t: app::keys::lifecycle::Transition,
+) {
+    let refused = app::keys::lifecycle::transition(
+        &a.state,
+        app::keys::ssr::Acting::new(grant, None),
+        target,
+        t,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.code,
+        app::error::ErrorCode::KeyDisabled,
+        "{refused:?}"
+    );
+}
+
 /// A key whose account (behind its personal organization) is disabled while the key's request
 /// is in flight changes nothing: the write refuses it as verification would have.
 #[tokio::test]
@@ -444,20 +467,13 @@ async fn a_key_whose_account_is_disabled_mid_request_changes_nothing() {
         .await
         .unwrap();
     // …and the request reaches the write.
-    let refused = app::keys::lifecycle::transition(
-        &a.state,
-        app::keys::ssr::Acting::new(&grant, None),
+    refused_in_flight(
+        &a,
+        &grant,
         &target,
         app::keys::lifecycle::Transition::Disable,
-        None,
     )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        refused.code,
-        app::error::ErrorCode::KeyDisabled,
-        "{refused:?}"
-    );
+    .await;
     assert_eq!(status_of(&a, &target).await, "active");
 }
 
@@ -481,20 +497,13 @@ async fn a_key_disabled_while_its_request_is_in_flight_does_not_enable_itself() 
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // …and the request reaches the write.
-    let refused = app::keys::lifecycle::transition(
-        &a.state,
-        app::keys::ssr::Acting::new(&grant, None),
+    refused_in_flight(
+        &a,
+        &grant,
         &target,
         app::keys::lifecycle::Transition::Enable,
-        None,
     )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        refused.code,
-        app::error::ErrorCode::KeyDisabled,
-        "{refused:?}"
-    );
+    .await;
     assert_eq!(status_of(&a, &target).await, "disabled");
     // Nor mint a new secret (a key of its own making would undo the disable)…
     let before = a.snapshot().await;

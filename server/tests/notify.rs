@@ -10,6 +10,17 @@ use std::time::Duration;
 
 const IP: &str = "192.0.2.30";
 
+/// An app whose SMTP server does not answer: nothing listens on its port, so every attempt
+/// fails at once and is counted.
+async fn spawn_with_dead_smtp() -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await
+}
+
 /// Tells `key_id`'s owners it reached `threshold` % of a 10-per-hour limit in the current hour
 /// (as the request path's background task does): how many were told now.
 async fn usage_notice(app: &TestApp, key_id: &str, org: &str, threshold: u64) -> usize {
@@ -307,13 +318,7 @@ async fn old_sent_mail_and_read_notifications_are_swept() {
 
 #[tokio::test]
 async fn bulk_notices_wait_behind_links_and_security_mail() {
-    // Nothing listens on this port: every attempt fails at once and is counted.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let app = spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = spawn_with_dead_smtp().await;
     let now = app::ssr::db::now_ms();
     let queue = |id: String, dedupe: String, due: i64| {
         sqlx::query(
@@ -474,13 +479,7 @@ async fn usage_notices_wait_their_turn_before_touching_the_database() {
 /// copy of the database holds no working link; another mail keeps its body for the admins.
 #[tokio::test]
 async fn a_link_that_failed_for_good_is_not_kept() {
-    // Nothing listens on this port: every attempt fails at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let app = spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = spawn_with_dead_smtp().await;
     let now = app::ssr::db::now_ms();
     for (id, dedupe, attempts) in [
         (
@@ -527,13 +526,7 @@ async fn a_link_that_failed_for_good_is_not_kept() {
 
 #[tokio::test]
 async fn undeliverable_email_is_retried_with_backoff_and_admins_see_why() {
-    // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let app = spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = spawn_with_dead_smtp().await;
     let root = app
         .user("root@example.org", Some(app::access::Role::Owner))
         .await;
