@@ -780,6 +780,144 @@ async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
     assert_eq!(app.count("session").await, 0);
 }
 
+/// A session ended by handle while a request renewing its id (a second factor confirmed, the
+/// password changed, a passkey added or removed) was in flight stays ended: the renewal finds
+/// its row gone and signs the browser out. tower-sessions' `cycle_id` alone would carry the
+/// data into a new row, reviving the session under a new id.
+#[tokio::test]
+async fn an_ended_session_is_not_revived_under_a_new_id() {
+    use std::sync::Arc;
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::{Session, SessionStore};
+    let app = spawn().await;
+    let db = &app.state.db;
+    let user = app.user("renewed@example.org", None).await;
+    let store = Arc::new(app::ssr::session_store::DbSessionStore::new(db.clone()));
+    let signed_in = || async {
+        let mut record = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        record
+            .data
+            .insert("user_id".into(), serde_json::json!(user));
+        store.create(&mut record).await.unwrap();
+        // What the request loaded (the guard reads the session first).
+        let session = Session::new(Some(record.id), store.clone(), None);
+        let holder: Option<String> = session.get("user_id").await.unwrap();
+        assert_eq!(holder.as_deref(), Some(user.as_str()));
+        (record.id, session)
+    };
+    // What the session layer does with the response.
+    let respond = |session: Session| async move {
+        if !session.is_empty().await {
+            session.save().await.unwrap();
+        }
+        session.id()
+    };
+    let sessions_of_user = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from session where user_id = $1")
+            .bind(&user)
+            .fetch_one(&db.reader)
+            .await
+            .unwrap()
+    };
+
+    // A live session carries on under a new id.
+    let (old, session) = signed_in().await;
+    app::identity::ssr::renew_signed_in_id(db, &session)
+        .await
+        .unwrap();
+    let new = respond(session).await.expect("a new id");
+    assert_ne!(new, old);
+    assert!(store.load(&old).await.unwrap().is_none());
+    let renewed = store.load(&new).await.unwrap().expect("renewed");
+    assert_eq!(renewed.data.get("user_id"), Some(&serde_json::json!(user)));
+    assert_eq!(sessions_of_user().await, 1);
+
+    // One ended by handle meanwhile does not come back.
+    let (ended, session) = signed_in().await;
+    assert_eq!(sessions_of_user().await, 2);
+    store.delete(&ended).await.unwrap();
+    let refused = app::identity::ssr::renew_signed_in_id(db, &session)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code.as_str(), "unauthenticated", "{refused:?}");
+    assert_eq!(respond(session).await, None, "no id for the browser");
+    assert_eq!(
+        sessions_of_user().await,
+        1,
+        "only the renewed session is left"
+    );
+    assert!(store.load(&new).await.unwrap().is_some());
+}
+
+/// A sign-in for an address no account has goes through the database's writer as a wrong
+/// password for a known address does, so the time it takes does not tell the two apart: while
+/// what a known address's attempt waits for is held (SQLite's one writer connection; on
+/// PostgreSQL the failure table, locked), neither answers; once it is free, both give the same
+/// answer.
+#[tokio::test]
+async fn an_unknown_address_waits_where_a_known_one_does() {
+    let app = spawn().await;
+    app.user("known@example.org", None).await;
+    let attempt = |email: &'static str| {
+        let app = &app;
+        async move {
+            let mut browser = Browser::default();
+            app.rpc(
+                &mut browser,
+                "sign_in",
+                &[("email", email), ("password", "guess guess")],
+            )
+            .await
+        }
+    };
+    // Both answer at once while nothing is held.
+    for email in ["known@example.org", "nobody@example.org"] {
+        let r = attempt(email).await;
+        assert_refused(&r, StatusCode::UNAUTHORIZED, "invalid_credentials", email);
+    }
+    let mut hold = app.state.db.writer.begin().await.unwrap();
+    if on_postgres() {
+        sqlx::query("lock table sign_in_failure in access exclusive mode")
+            .execute(&mut *hold)
+            .await
+            .unwrap();
+    }
+    let mut known = std::pin::pin!(attempt("known@example.org"));
+    let mut unknown = std::pin::pin!(attempt("nobody@example.org"));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        tokio::select! {
+            r = &mut known => ("known", r),
+            r = &mut unknown => ("unknown", r),
+        }
+    })
+    .await;
+    if let Ok((which, r)) = first {
+        panic!(
+            "the {which} address answered while the writer was held: {}",
+            r.body
+        );
+    }
+    hold.rollback().await.unwrap();
+    let (known, unknown) = tokio::join!(known, unknown);
+    assert_refused(
+        &known,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "known",
+    );
+    assert_refused(
+        &unknown,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "unknown",
+    );
+    assert_eq!(known.body, unknown.body);
+}
+
 /// The unconfirmed sign-up holding `email`: its user id and personal organization.
 async fn unconfirmed(app: &TestApp, email: &str) -> (String, String) {
     sqlx::query_as(

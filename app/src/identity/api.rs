@@ -91,11 +91,7 @@ pub async fn confirm_totp(code: String) -> Result<Vec<String>, AppError> {
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        caller
-            .session
-            .cycle_id()
-            .await
-            .map_err(AppError::internal)?;
+        super::ssr::renew_signed_in_id(&caller.state.db, &caller.session).await?;
         Ok(codes)
     })
     .await
@@ -117,7 +113,7 @@ pub async fn disable_totp(current_password: String) -> Result<(), AppError> {
         super::ssr::restamp(&caller.state.config, &caller.session, stamp.as_deref()).await?;
         super::two_factor::hold_to_enrolment_if_required(&state.db, &caller.session, user_id)
             .await?;
-        caller.session.cycle_id().await.map_err(AppError::internal)
+        super::ssr::renew_signed_in_id(&caller.state.db, &caller.session).await
     })
     .await
 }
@@ -346,6 +342,8 @@ pub async fn change_password(
             caller.source_ip_text().as_deref(),
         )
         .await?;
+        // The change ended every session of the user, this one's row included, after finding
+        // it still there (in its transaction): it carries on under a new id.
         caller
             .session
             .cycle_id()

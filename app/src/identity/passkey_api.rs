@@ -56,11 +56,7 @@ pub async fn finish_passkey_registration(
             caller.source_ip_text().as_deref(),
         )
         .await?;
-        caller
-            .session
-            .cycle_id()
-            .await
-            .map_err(AppError::internal)?;
+        super::ssr::renew_signed_in_id(&caller.state.db, &caller.session).await?;
         Ok(view)
     })
     .await
@@ -86,7 +82,7 @@ pub async fn remove_passkey(passkey_id: String, current_password: String) -> Res
         .await?;
         super::two_factor::hold_to_enrolment_if_required(&state.db, &caller.session, user_id)
             .await?;
-        caller.session.cycle_id().await.map_err(AppError::internal)
+        super::ssr::renew_signed_in_id(&caller.state.db, &caller.session).await
     })
     .await
 }

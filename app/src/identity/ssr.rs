@@ -498,7 +498,9 @@ pub struct Authenticated {
 }
 
 /// Checks an email and password. Unknown email, wrong password, disabled account and throttled
-/// account all cost one argon2 verification and give the same error.
+/// account all cost one argon2 verification, take the database's writer twice (the attempt
+/// counted, the failure recorded: an unknown address and a throttled account count and record
+/// nothing, but wait their turns all the same) and give the same error.
 ///
 /// Throttling: at most `sign_in_failures_per_hour` failures per account in a sliding hour,
 /// counted separately for each trusted device (a browser holding a valid device cookie for the
@@ -526,7 +528,13 @@ pub async fn authenticate(
     .fetch_optional(&db.reader)
     .await?;
     let Some(row) = row else {
+        // The steps a wrong password for a known address takes, with nothing written: an
+        // attempt counted in a writing transaction, one argon2 verification, a second writing
+        // transaction. On SQLite the writer is one connection, and a known address's sign-in
+        // waits its turn there twice: skipping those waits would tell the time apart.
+        reserve_attempt(db, "", None, 0).await?;
         password::verify(plain_password.to_string(), None).await?;
+        writer_turn(db).await?;
         return Err(AppError::invalid_credentials());
     };
     let user_id: String = row.try_get("user_id")?;
@@ -558,6 +566,8 @@ pub async fn authenticate(
     .await?
     else {
         password::verify(plain_password.to_string(), None).await?;
+        // Where a wrong password records its failure.
+        writer_turn(db).await?;
         tracing::warn!(user_id, "sign-in throttled");
         if reauthenticating {
             // A signed-in caller learns nothing from the difference, and must not be told
@@ -650,6 +660,18 @@ pub async fn authenticate(
     .await?;
     tx.commit().await?;
     Err(AppError::invalid_credentials())
+}
+
+/// A writing transaction that writes nothing: where an unknown address's or a throttled
+/// account's sign-in takes the writer as a wrong password's does to record its failure
+/// ([`authenticate`]).
+async fn writer_turn(db: &Db) -> Result<(), AppError> {
+    let mut tx = db.writer.begin().await?;
+    sqlx::query_scalar::<_, i64>("select count(*) from sign_in_failure where user_id = ''")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Gives a reserved attempt back ([`reserve_attempt`]) after the right proof's transaction
@@ -802,6 +824,32 @@ pub async fn start_session(config: &Config, user_id: &str, stamp: &str) -> Resul
         .await
         .map_err(AppError::internal)?;
     Ok(())
+}
+
+/// Gives a signed-in session a new id, keeping what it holds (tower-sessions' `cycle_id`),
+/// unless its stored row was deleted while this request ran. Ending a session by its handle
+/// (its owner's "sign out" of it, an administrator's) deletes the row, and `cycle_id`, whose own
+/// delete finds nothing then, would carry the data over into a new row and so revive the ended
+/// session under a new id. Here the row is taken in one conditional statement first: gone
+/// means ended, and the session is cleared and the caller told to sign in again. (An end by
+/// handle that comes after this statement finds no row under the old id: the renewal came
+/// first.)
+pub async fn renew_signed_in_id(
+    db: &Db,
+    session: &tower_sessions::Session,
+) -> Result<(), AppError> {
+    if let Some(hash) = session_hash_of(session) {
+        let taken = sqlx::query("delete from session where session_hash = $1")
+            .bind(hash)
+            .execute(&db.writer)
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            session.flush().await.map_err(AppError::internal)?;
+            return Err(AppError::unauthenticated());
+        }
+    }
+    session.cycle_id().await.map_err(AppError::internal)
 }
 
 /// The stored hash of a console session, if it has an id yet.
