@@ -416,6 +416,7 @@ async fn audit_log_reads_take_turns() {
             .is_err(),
         "the page waits for a turn"
     );
+    assert_every_connection_free(&app.state.db.reader, "a waiting page").await;
     drop(taken);
     let r = page.await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

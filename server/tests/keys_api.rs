@@ -917,7 +917,7 @@ async fn a_test_key_reaches_test_keys_only() {
             .await
             .unwrap()
     };
-    let before = keys().await;
+    let before = app.snapshot().await;
     let call = |method: &'static str, path: String, body: serde_json::Value| {
         let (app, test) = (&app, &test);
         async move { app.api(method, &path, Some(test), Some(body), IP).await }
@@ -963,20 +963,36 @@ async fn a_test_key_reaches_test_keys_only() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     let r = call("DELETE", format!("/api/v1/keys/{live_id}"), json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert_eq!(keys().await, before, "nothing is written on a refusal");
-    let status: String = sqlx::query_scalar("select status from api_key where api_key_id = $1")
-        .bind(&live_id)
-        .fetch_one(&app.state.db.writer)
-        .await
-        .unwrap();
-    assert_eq!(status, "active");
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "nothing is written on a refusal"
+    );
     // Left out, the environment is the maker's; its own test keys it may change.
     let r = call("POST", "/api/v1/keys".into(), json!({"name": "t"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.json()["environment"], "test");
     assert!(r.json()["key"].as_str().unwrap().starts_with("kw_test_"));
     let made = r.json()["id"].as_str().unwrap().to_string();
-    let r = call("POST", format!("/api/v1/keys/{made}/disable"), json!({})).await;
+    let r = call(
+        "PATCH",
+        format!("/api/v1/keys/{made}"),
+        json!({"name": "t2", "require_signature": true}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["name"], "t2");
+    assert_eq!(r.json()["require_signature"], true);
+    let r = call(
+        "POST",
+        format!("/api/v1/keys/{made}/roll"),
+        json!({"grace_seconds": 0}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert!(r.json()["key"].as_str().unwrap().starts_with("kw_test_"));
+    let rolled = r.json()["id"].as_str().unwrap().to_string();
+    let r = call("POST", format!("/api/v1/keys/{rolled}/disable"), json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // An import (by an administrator) of a test secret cannot make it live.

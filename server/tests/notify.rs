@@ -316,10 +316,16 @@ async fn old_sent_mail_and_read_notifications_are_swept() {
     assert_eq!(notes, ["tst_old_unread", "tst_recent_read"]);
 }
 
+/// A round of the mail worker sends links and security notices before bulk notices (usage,
+/// expiry), however long the bulk backlog has waited; the rest of the round goes to the
+/// backlog, oldest first.
 #[tokio::test]
 async fn bulk_notices_wait_behind_links_and_security_mail() {
+    use app::notify::mail::ROUND;
     let app = spawn_with_dead_smtp().await;
-    let now = app::ssr::db::now_ms();
+    // Due an hour from now: the app's own worker (every second, at its clock) leaves them to
+    // the one round below.
+    let base = app::ssr::db::now_ms() + 3_600_000;
     let queue = |id: String, dedupe: String, due: i64| {
         sqlx::query(
             "insert into outbox_email (outbox_email_id, to_address, subject, body_text, next_attempt_at, dedupe_key, created_at)
@@ -330,41 +336,40 @@ async fn bulk_notices_wait_behind_links_and_security_mail() {
         .bind(dedupe)
         .execute(&app.state.db.writer)
     };
-    // 200 usage notices due long ago (a tenant's keys all crossing their limits), then one
-    // password link due now.
+    // 200 usage notices due first (a tenant's keys all crossing their limits), then a
+    // password link and a security notice (a second factor reset).
     for i in 0..200 {
-        queue(format!("eml_usage{i}"), format!("usage:key_{i}:0:100"), i)
-            .await
-            .unwrap();
-    }
-    queue(
-        "eml_link".into(),
-        "password-link:password:usr_x:1".into(),
-        now,
-    )
-    .await
-    .unwrap();
-    let mailer = app::notify::mail::Mailer::of(&app.state).unwrap();
-    app::notify::mail::deliver_due(&app.state.db, mailer, now + 1)
+        queue(
+            format!("eml_usage{i:03}"),
+            format!("usage:key_{i}:0:100"),
+            base + i,
+        )
         .await
         .unwrap();
-    let link: i64 =
-        sqlx::query_scalar("select attempts from outbox_email where outbox_email_id = 'eml_link'")
-            .fetch_one(&app.state.db.writer)
-            .await
-            .unwrap();
-    assert_eq!(
-        link, 1,
-        "the link is tried in the first round, before the backlog"
-    );
-    // The rest of the round goes to the backlog, oldest first.
-    let oldest: i64 = sqlx::query_scalar(
-        "select attempts from outbox_email where outbox_email_id = 'eml_usage0'",
+    }
+    for (id, dedupe) in [
+        ("eml_link", "password-link:password:usr_x:1"),
+        ("eml_security", "2fa-reset:usr_x:1"),
+    ] {
+        queue(id.into(), dedupe.into(), base + 300).await.unwrap();
+    }
+    let mailer = app::notify::mail::Mailer::of(&app.state).unwrap();
+    app::notify::mail::deliver_due(&app.state.db, mailer, base + 1_000)
+        .await
+        .unwrap();
+    let tried: Vec<String> = sqlx::query_scalar(
+        "select outbox_email_id from outbox_email where attempts > 0 order by outbox_email_id",
     )
-    .fetch_one(&app.state.db.writer)
+    .fetch_all(&app.state.db.writer)
     .await
     .unwrap();
-    assert_eq!(oldest, 1, "the oldest notice is tried in the same round");
+    let mut expected = vec!["eml_link".to_string(), "eml_security".to_string()];
+    expected.extend((0..ROUND - 2).map(|i| format!("eml_usage{i:03}")));
+    expected.sort();
+    assert_eq!(
+        tried, expected,
+        "one round: the link and the security notice, then the oldest of the backlog"
+    );
 }
 
 /// A tenant whose many keys cross a threshold at once sends each admin at most ten such emails
@@ -469,6 +474,7 @@ async fn usage_notices_wait_their_turn_before_touching_the_database() {
             .is_err(),
         "the notice waits for a turn"
     );
+    assert_every_connection_free(&app.state.db.writer, "a waiting notice").await;
     assert_eq!(app.count("notification").await, 0);
     drop(held);
     assert_eq!(notice.await.unwrap(), 1);

@@ -825,6 +825,11 @@ async fn a_permission_group_is_granted_as_a_unit_and_its_changes_follow_at_once(
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        events().await,
+        recorded,
+        "no-op group changes are not recorded"
+    );
     let r = call(
         &o,
         "set_role_permission",

@@ -21,7 +21,7 @@ use sqlx::Row;
 /// Attempts before a message is marked `failed`.
 pub const MAX_ATTEMPTS: i64 = 8;
 /// Messages one round takes at most.
-const ROUND: i64 = 50;
+pub const ROUND: i64 = 50;
 /// How long a taken message is reserved for the instance sending it.
 const CLAIM_MS: i64 = 60_000;
 

@@ -45,6 +45,23 @@ pub fn on_postgres() -> bool {
     std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
 }
 
+/// Asserts that every connection of `pool` can be taken (5 s each): whatever is waiting
+/// meanwhile holds none.
+pub async fn assert_every_connection_free(pool: &sqlx::AnyPool, what: &str) {
+    let n = pool.options().get_max_connections();
+    let mut taken = Vec::new();
+    for _ in 0..n {
+        match tokio::time::timeout(Duration::from_secs(5), pool.acquire()).await {
+            Ok(Ok(connection)) => taken.push(connection),
+            other => panic!(
+                "{what}: {} of {n} connections taken, then {:?}",
+                taken.len(),
+                other.map(|r| r.err())
+            ),
+        }
+    }
+}
+
 /// Runs `request` while a transaction holds `organization_id`'s role lock (PostgreSQL):
 /// asserts that it waits for the lock (1.5 s), then releases the lock and returns its reply.
 pub async fn waits_for_role_lock(
