@@ -80,7 +80,21 @@ async fn create(t: &Team, b: &mut Browser, name: &str) -> (String, String, Strin
     )
 }
 
+/// Reviews `key_id` as it is now (its current version), as the console does.
 async fn review(app: &TestApp, org: &str, b: &mut Browser, key_id: &str, decision: &str) -> Reply {
+    let version = app.key_version(key_id).await;
+    review_seen(app, org, b, key_id, decision, &version).await
+}
+
+/// Reviews `key_id` as the reviewer saw it at `version`.
+async fn review_seen(
+    app: &TestApp,
+    org: &str,
+    b: &mut Browser,
+    key_id: &str,
+    decision: &str,
+    version: &str,
+) -> Reply {
     app.rpc(
         b,
         "review_key",
@@ -89,6 +103,7 @@ async fn review(app: &TestApp, org: &str, b: &mut Browser, key_id: &str, decisio
             ("key_id", key_id),
             ("decision", decision),
             ("reason", ""),
+            ("version", version),
         ],
     )
     .await
@@ -262,7 +277,7 @@ async fn a_rejected_key_is_revoked_and_nobody_reviews_their_own() {
             "POST",
             &format!("/api/v1/keys/{mine}/approve"),
             Some(&their_key),
-            None,
+            Some(json!({"version": t.app.key_version(&mine).await})),
             IP,
         )
         .await;
@@ -475,12 +490,14 @@ async fn racing_reviews_apply_once() {
     let (id, _, _) = create(&t, &mut member, "contested").await;
     let (_, approver_a) = t.app.admin_key(&t.org).await;
     let (_, approver_b) = t.app.admin_key(&t.org).await;
+    let version = t.app.key_version(&id).await;
     let calls = [("approve", approver_a), ("reject", approver_b)]
         .into_iter()
         .map(|(decision, key)| {
             let app = &t.app;
             let path = format!("/api/v1/keys/{id}/{decision}");
-            async move { app.api("POST", &path, Some(&key), None, IP).await }
+            let body = json!({ "version": version });
+            async move { app.api("POST", &path, Some(&key), Some(body), IP).await }
         })
         .collect();
     let replies = join_all(calls).await;
@@ -619,4 +636,163 @@ async fn members_approving_through_a_custom_role_are_told_a_key_waits() {
         told,
         ["admin@example.org", "owner@example.org", "rev@example.org"]
     );
+}
+
+/// A reviewer approves the key they looked at: an edit by its creator since that version sends
+/// them back (409), and an approval that names no version is refused; nothing is written
+/// either way. Approving the version they see then works.
+#[tokio::test]
+async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
+    let mut t = team().await;
+    let mut member = t.member.clone();
+    let (id, secret, _) = create(&t, &mut member, "reporting").await;
+    let seen = t.app.key_version(&id).await;
+    // While the admin looks, the creator reshapes it.
+    let r = t
+        .app
+        .rpc(
+            &mut member,
+            "update_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", id.as_str()),
+                ("name", "reporting (reshaped)"),
+                ("description", ""),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_on", ""),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_ne!(t.app.key_version(&id).await, seen);
+    let before = t.app.snapshot().await;
+    let r = review_seen(&t.app, &t.org, &mut t.admin, &id, "approve", &seen).await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "approve a stale version",
+    );
+    assert!(r.body.contains("changed while you reviewed"), "{}", r.body);
+    // No version at all, through the console's function or over REST.
+    let r = t
+        .app
+        .rpc(
+            &mut t.admin,
+            "review_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", id.as_str()),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "no version");
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let (_, approver) = t.app.admin_key(&t.org).await;
+    let before_rest = t.app.snapshot().await;
+    for body in [None, Some(json!({"reason": "looks fine"}))] {
+        let r = t
+            .app
+            .api(
+                "POST",
+                &format!("/api/v1/keys/{id}/approve"),
+                Some(&approver),
+                body,
+                IP,
+            )
+            .await;
+        assert_refused(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "REST, no version",
+        );
+        assert!(r.body.contains("version"), "{}", r.body);
+    }
+    assert_eq!(t.app.snapshot().await, before_rest, "nothing written");
+    assert_eq!(
+        verification(&t, &approver, &secret).await["code"],
+        "key_pending_approval"
+    );
+    // The version the admin sees now.
+    let r = review(&t.app, &t.org, &mut t.admin, &id, "approve").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["name"], "reporting (reshaped)");
+    assert_eq!(verification(&t, &approver, &secret).await["valid"], true);
+}
+
+/// A pending key is handed out only while whoever made it still stands behind it: not once
+/// the key that made it was revoked (a leaked key's pending children), nor once the person who
+/// made it left the organization. Rejecting such a key still works.
+#[tokio::test]
+async fn an_approval_needs_a_maker_who_still_stands_behind_the_key() {
+    let mut t = team().await;
+    let (maker_id, maker) = t
+        .app
+        .scoped_key(&t.org, json!({"keys": "write", "org": "read"}))
+        .await;
+    let (_, checker) = t.app.admin_key(&t.org).await;
+    let make = |name: &'static str| {
+        let (app, maker) = (&t.app, &maker);
+        async move {
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/keys",
+                    Some(maker),
+                    Some(json!({"name": name})),
+                    IP,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            assert_eq!(r.json()["status"], "pending", "{}", r.body);
+            (
+                r.json()["id"].as_str().unwrap().to_string(),
+                r.json()["key"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (first, _) = make("first").await;
+    let (second, second_secret) = make("second").await;
+    // While the maker stands, its keys can be approved.
+    let r = review(&t.app, &t.org, &mut t.admin, &first, "approve").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The maker leaks and is revoked: what it left pending is not handed out.
+    let r = t
+        .app
+        .api(
+            "DELETE",
+            &format!("/api/v1/keys/{maker_id}"),
+            Some(&checker),
+            None,
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = t.app.snapshot().await;
+    let r = review(&t.app, &t.org, &mut t.admin, &second, "approve").await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "maker revoked");
+    assert!(r.body.contains("no longer stands behind it"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    assert_eq!(
+        verification(&t, &checker, &second_secret).await["code"],
+        "key_pending_approval"
+    );
+    let r = review(&t.app, &t.org, &mut t.admin, &second, "reject").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "revoked");
+
+    // A person who made a key and left the organization since.
+    let mut member = t.member.clone();
+    let (left_behind, _, _) = create(&t, &mut member, "left behind").await;
+    t.app.remove_member(&t.org, &t.member_id).await;
+    let before = t.app.snapshot().await;
+    let r = review(&t.app, &t.org, &mut t.admin, &left_behind, "approve").await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "maker removed");
+    assert!(r.body.contains("no longer stands behind it"), "{}", r.body);
+    assert_eq!(t.app.snapshot().await, before, "nothing written");
+    let _ = &mut t;
 }

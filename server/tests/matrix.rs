@@ -32,6 +32,8 @@ struct World {
     strong_disabled: String,
     /// A key holding everything that awaits approval.
     strong_pending: String,
+    /// Its version (what a reviewer sends).
+    strong_pending_version: String,
     /// `keys:write` + `org:read`: may write keys, but not hand out what it lacks.
     basic: String,
     /// `keys:read` only.
@@ -91,6 +93,7 @@ async fn world() -> World {
         .execute(&app.state.db.writer)
         .await
         .unwrap();
+    let strong_pending_version = app.key_version(&strong_pending).await;
     let (_, basic) = app
         .scoped_key(&org, json!({"keys": "write", "org": "read"}))
         .await;
@@ -226,6 +229,7 @@ async fn world() -> World {
         strong,
         strong_disabled,
         strong_pending,
+        strong_pending_version,
         basic,
         read_only,
         restricted,
@@ -276,7 +280,11 @@ fn call_for(w: &World, method: &Method, template: &str) -> Call {
         }
         ("POST", "/api/v1/keys/{id}/enable") => call(on(&w.strong_disabled), None, true),
         // Approving hands the key's power out; rejecting only takes it away.
-        ("POST", "/api/v1/keys/{id}/approve") => call(on(&w.strong_pending), None, true),
+        ("POST", "/api/v1/keys/{id}/approve") => call(
+            on(&w.strong_pending),
+            Some(json!({"version": w.strong_pending_version})),
+            true,
+        ),
         ("POST", "/api/v1/keys/{id}/reject") => call(on(&w.strong_pending), None, false),
         ("POST", "/api/v1/keys/{id}/roll") => {
             call(on(&w.strong), Some(json!({"grace_seconds": 0})), true)
@@ -687,6 +695,7 @@ fn form_for(w: &World, endpoint: &str, org: &str) -> (Vec<(String, String)>, boo
                 ("organization_id", org),
                 ("key_id", &w.strong_pending),
                 ("decision", "approve"),
+                ("version", &w.strong_pending_version),
                 ("reason", ""),
             ]),
             true,

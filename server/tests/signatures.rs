@@ -20,15 +20,19 @@ struct Signed {
 }
 
 async fn setup(require: bool) -> Signed {
-    let app = spawn().await;
-    let user = app.user("sig@example.org", None).await;
-    let org = app.org_of(&user).await;
-    let new = NewKey {
+    setup_with(NewKey {
         name: "signed".into(),
         category: Some("admin".into()),
         require_signature: Some(require),
         ..Default::default()
-    };
+    })
+    .await
+}
+
+async fn setup_with(new: NewKey) -> Signed {
+    let app = spawn().await;
+    let user = app.user("sig@example.org", None).await;
+    let org = app.org_of(&user).await;
     let grant = app::access::ssr::Grant::operator(&org);
     let settings = app::keys::ssr::validate_new(&new, app::ssr::db::now_ms(), &grant).unwrap();
     let created = app::keys::ssr::create(
@@ -305,6 +309,58 @@ async fn verify_checks_a_forwarded_signature_once() {
         .api("POST", "/api/v1/keys/verify", Some(&service), Some(bad), IP)
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+/// A service verifying a signed request that has a query string sends the path as it was
+/// sent: the key's endpoint rules see the path alone (as on Keyward's own API), while the
+/// signature covers the query too.
+#[tokio::test]
+async fn verify_matches_endpoint_rules_on_the_path_and_the_signature_on_the_query() {
+    let s = setup_with(NewKey {
+        name: "orders reader".into(),
+        category: Some("admin".into()),
+        require_signature: Some(true),
+        endpoints: Some(vec![app::keys::EndpointRule {
+            method: "GET".into(),
+            path: "/orders".into(),
+        }]),
+        ..Default::default()
+    })
+    .await;
+    let (_, service) = s.app.admin_key(&s.org).await;
+    let verify = |path: &'static str, sig: String| {
+        let (app, service, key) = (&s.app, service.clone(), s.key.clone());
+        async move {
+            let body =
+                serde_json::json!({"key": key, "method": "GET", "path": path, "signature": sig});
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/keys/verify",
+                    Some(&service),
+                    Some(body),
+                    IP,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json()["code"].as_str().unwrap().to_string()
+        }
+    };
+    let signed = |path: &str| header(&s.secret, now(), "GET", path, "");
+    assert_eq!(
+        verify("/orders?id=5", signed("/orders?id=5")).await,
+        "valid"
+    );
+    // The query is signed: another one under the same signature is not.
+    assert_eq!(
+        verify("/orders?id=6", signed("/orders?id=5")).await,
+        "signature_invalid"
+    );
+    // The rule is still the rule.
+    assert_eq!(
+        verify("/refunds?id=5", signed("/refunds?id=5")).await,
+        "endpoint_not_allowed"
+    );
 }
 
 #[tokio::test]

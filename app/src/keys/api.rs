@@ -245,22 +245,29 @@ pub async fn set_key_status(
 }
 
 /// Approves or rejects a key awaiting approval (`decision`: `approve` or `reject`).
+/// `version`: the key's `updated_at` as the reviewer saw it (required to approve).
 #[server(prefix = "/rpc", endpoint = "review_key")]
 pub async fn review_key(
     organization_id: String,
     key_id: String,
     decision: String,
     #[server(default)] reason: String,
+    #[server(default)] version: Option<String>,
 ) -> Result<ApiKey, AppError> {
     use crate::ssr;
     let (caller, grant) = crate::access::guard::guard_in("review_key", &organization_id).await?;
     ssr::respond(async move {
         let decision = super::ssr::Decision::parse(&decision)?;
+        let version = version
+            .as_deref()
+            .map(|v| super::ssr::parse_rfc3339("version", v))
+            .transpose()?;
         super::ssr::review(
             &caller.state,
             acting!(caller, grant),
             &key_id,
             decision,
+            version,
             Some(&reason),
         )
         .await

@@ -9,7 +9,7 @@ use super::ssr::{
 };
 use super::{ApiKey, BulkOutcome, Category, CreatedKey, KeyStatus};
 use crate::error::AppError;
-use crate::ssr::db::now_ms;
+use crate::ssr::db::{now_ms, Db};
 use crate::ssr::AppState;
 
 /// A status transition.
@@ -316,24 +316,80 @@ impl Decision {
     }
 }
 
+/// SQL: the key being written (`api_key`) was made by someone who still stands behind it, as
+/// `$now` sees it: a person still an active member of its organization, or a key still
+/// active, approved, unexpired and not held by a disabled account. (No maker recorded, as for
+/// an imported key: nothing to ask.) A literal, for `concat!`.
+macro_rules! maker_stands {
+    ($now:literal) => {
+        concat!(
+            "(api_key.created_by is null
+              or exists (select 1 from membership m join app_user u on u.user_id = m.user_id
+                         where m.organization_id = api_key.organization_id and m.user_id = api_key.created_by
+                           and u.status = 'active' and u.deleted_at is null)
+              or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by
+                         and maker.status = 'active' and maker.approval = 'approved'
+                         and (maker.expires_at is null or maker.expires_at > ",
+            $now,
+            ") and not ",
+            crate::keys::verify::account_behind_key_is_off!("maker"),
+            "))"
+        )
+    };
+}
+
+/// The review's refusal when the key is no longer the one the reviewer looked at.
+fn changed_under_review() -> AppError {
+    AppError::conflict(
+        "approval",
+        "the key changed while you reviewed it (edited, revoked or reviewed by someone else); look again",
+    )
+}
+
+/// Whether key `key_id`'s maker still stands behind it ([`maker_stands`]).
+async fn maker_still_stands(db: &Db, key_id: &str, now: i64) -> Result<bool, AppError> {
+    let n: i64 = sqlx::query_scalar(concat!(
+        "select count(*) from api_key where api_key_id = $1 and ",
+        maker_stands!("$2")
+    ))
+    .bind(key_id)
+    .bind(now)
+    .fetch_one(&db.writer)
+    .await?;
+    Ok(n == 1)
+}
+
 /// Approves or rejects a key awaiting approval (the guard checked `approvals:write`).
 ///
 /// Approving hands the key's power out, so the reviewer must hold everything the key holds,
-/// its own permissions included; and nobody reviews a key they created (four eyes), whether
-/// they act as themselves, through a token, or through a key they made. Rejecting revokes the key in the same statement.
-/// The write is conditional on the key still pending, not revoked, and unchanged since it was
-/// read: of two racing reviews (on any instances) one applies, and an edit made while the
-/// reviewer looked sends them back to look again.
+/// its own permissions included; nobody reviews a key they created (four eyes), whether
+/// they act as themselves, through a token, or through a key they made; and the key's maker
+/// must still stand behind it (a member still, or a key still working: a pending key made by a
+/// leaked key that was revoked since, or by someone removed since, is not handed out).
+/// Rejecting revokes the key in the same statement.
+///
+/// `version` is the key's `updated_at` as the reviewer saw it, required to approve: the
+/// reviewer approves what they looked at, not what its creator may have made of it since. The
+/// write is conditional on the key still pending, not revoked, at that version, and (to
+/// approve) on its maker standing: of two racing reviews (on any instances) one applies, and
+/// an edit made while the reviewer looked sends them back to look again.
 pub async fn review(
     state: &AppState,
     acting: Acting<'_>,
     key_id: &str,
     decision: Decision,
+    version: Option<i64>,
     reason: Option<&str>,
 ) -> Result<ApiKey, AppError> {
     use super::ssr::Approval;
     let (db, org_id) = (&state.db, acting.org());
     let reason = clean_reason(reason)?;
+    if decision == Decision::Approve && version.is_none() {
+        return Err(AppError::invalid(
+            "version",
+            "approving needs the key's version (its updated_at) as you reviewed it",
+        ));
+    }
     let current = row_fresh(db, org_id, key_id).await?;
     acting.grant.require_environment(current.is_test())?;
     if current.approval != Approval::Pending || current.status == StoredStatus::Revoked {
@@ -341,6 +397,9 @@ pub async fn review(
             "approval",
             "the key is not awaiting approval",
         ));
+    }
+    if version.is_some_and(|v| v != current.updated_at) {
+        return Err(changed_under_review());
     }
     let principal = &acting.grant.principal;
     let mut conn = db.writer.acquire().await?;
@@ -366,11 +425,14 @@ pub async fn review(
     };
     let now = now_ms();
     let mut tx = acting.begin(db).await?;
-    let applied = sqlx::query(
+    let applied = sqlx::query(concat!(
         "update api_key set approval = $1, status = case when $1 = 'rejected' then 'revoked' else status end,
             reviewed_by = $2, reviewed_at = $3, updated_at = $7
-         where api_key_id = $4 and organization_id = $5 and approval = 'pending' and status <> 'revoked' and updated_at = $6",
-    )
+         where api_key_id = $4 and organization_id = $5 and approval = 'pending' and status <> 'revoked' and updated_at = $6
+           and ($1 <> 'approved' or ",
+        maker_stands!("$3"),
+        ")"
+    ))
     .bind(approval.as_str())
     .bind(principal.actor_id())
     .bind(now)
@@ -382,10 +444,14 @@ pub async fn review(
     .await?
     .rows_affected();
     if applied == 0 {
-        return Err(AppError::conflict(
-            "approval",
-            "the key changed while you reviewed it (edited, revoked or reviewed by someone else); look again",
-        ));
+        drop(tx);
+        if decision == Decision::Approve && !maker_still_stands(db, key_id, now).await? {
+            return Err(AppError::conflict(
+                "approval",
+                "whoever made this key no longer stands behind it (removed from the organization, disabled, or a key that was revoked or disabled since); reject it",
+            ));
+        }
+        return Err(changed_under_review());
     }
     record_event(
         &mut tx,

@@ -93,17 +93,29 @@ pub fn dynamic_permissions(names: &[String]) -> Result<Vec<String>, AppError> {
     Ok(out)
 }
 
-/// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+/// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128). An IPv4-mapped
+/// entry (`::ffff:203.0.113.9`, `::ffff:10.0.0.0/104`) is read as the IPv4 block it names:
+/// clients' mapped addresses are checked as IPv4 ([`ip_allowed`]), so kept as IPv6 it would
+/// never match.
 pub fn parse_cidr(s: &str) -> Result<IpNet, AppError> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
             AppError::invalid(
                 "ip_allowlist",
                 format!("not an IP address or CIDR block: {s:?}"),
             )
-        })
+        })?;
+    Ok(match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
+    })
 }
 
 /// Whether `ip` is allowed by the list (empty = any address).
@@ -437,6 +449,28 @@ mod tests {
                     "{outer:?} covers {inner:?}, which lets {method} {path} through, but it does not"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_entry_is_the_ipv4_block_it_names() {
+        let list: Vec<IpNet> = ["::ffff:203.0.113.9", "::ffff:10.0.0.0/104", "2001:db8::/32"]
+            .iter()
+            .map(|s| parse_cidr(s).unwrap())
+            .collect();
+        let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["203.0.113.9/32", "10.0.0.0/8", "2001:db8::/32"]);
+        for client in [
+            "203.0.113.9",
+            "::ffff:203.0.113.9",
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "2001:db8::1",
+        ] {
+            assert!(ip_allowed(&list, client.parse().unwrap()), "{client}");
+        }
+        for client in ["203.0.113.10", "11.0.0.1", "2001:db9::1"] {
+            assert!(!ip_allowed(&list, client.parse().unwrap()), "{client}");
         }
     }
 

@@ -142,20 +142,39 @@ async fn transition(
 
 /// The optional `{"reason": …}` body of a status change (empty: none).
 fn reason_from(body: &[u8]) -> Result<Option<String>, AppError> {
+    Ok(optional_body::<ReasonBody>(body)?.reason)
+}
+
+/// An optional JSON body: empty (or blank) reads as `T::default()`.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok(T::default());
     }
     if app::ssr::nul::in_json(body) {
         return Err(app::ssr::nul::refused());
     }
-    Ok(serde_json::from_slice::<ReasonBody>(body)
-        .map_err(|e| {
-            AppError::new(
-                app::error::ErrorCode::InvalidInput,
-                format!("invalid JSON body: {e}"),
-            )
-        })?
-        .reason)
+    serde_json::from_slice(body).map_err(|e| {
+        AppError::new(
+            app::error::ErrorCode::InvalidInput,
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+/// Body of approve / reject.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// The key's `updated_at` as you reviewed it (RFC 3339, as the key reads). Required to
+    /// approve: you approve what you looked at, and an edit since answers `409`. Optional to
+    /// reject.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub version: Option<String>,
+    /// Why, for the timeline (at most 500 characters).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
 }
 
 async fn review(
@@ -166,13 +185,19 @@ async fn review(
     decision: keys::Decision,
     body: Bytes,
 ) -> Result<Json<ApiKey>, AppError> {
-    let reason = reason_from(&body)?;
+    let body: ReviewBody = optional_body(&body)?;
+    let version = body
+        .version
+        .as_deref()
+        .map(|v| keys::parse_rfc3339("version", v))
+        .transpose()?;
     let key = keys::review(
         &state,
         Acting::new(&grant, ip.as_deref()),
         &id,
         decision,
-        reason.as_deref(),
+        version,
+        body.reason.as_deref(),
     )
     .await?;
     Ok(Json(key))
@@ -271,6 +296,8 @@ pub struct VerifyBody {
     /// The method and path it was presented for, to check its endpoint restrictions.
     #[serde(default)]
     pub method: Option<String>,
+    /// The request's path with its query string, as it was sent (`/orders?id=5`): endpoint
+    /// rules see the path alone, as they do on Keyward's own API; a signature covers both.
     #[serde(default)]
     pub path: Option<String>,
     /// The request's `Signature` header, to check it too (required when the key requires
@@ -361,7 +388,7 @@ pub async fn verify(
         &body.key,
         ip,
         &method,
-        path,
+        path.split_once('?').map_or(path, |(route, _)| route),
         how,
     )
     .await

@@ -330,6 +330,16 @@ fn transition_doc(summary: &'static str, description: &'static str) -> Doc {
     }
 }
 
+fn review_doc(summary: &'static str, description: &'static str) -> Doc {
+    Doc {
+        body: Body::Json(
+            "ReviewBody",
+            r#"{"version":"2026-11-29T08:00:00.123Z","reason":"scopes checked against the ticket"}"#,
+        ),
+        ..transition_doc(summary, description)
+    }
+}
+
 /// Every REST route.
 pub fn routes() -> Vec<RouteSpec> {
     use Access::{Key, Operator, Public};
@@ -423,13 +433,13 @@ pub fn routes() -> Vec<RouteSpec> {
             "Disable a key",
             "Stops the key until it is enabled again, within a second on every instance. Optional body: a reason.",
         )),
-        spec(Method::POST, "/api/v1/keys/{id}/approve", Key(ApprovalsWrite), post(keys::approve), transition_doc(
+        spec(Method::POST, "/api/v1/keys/{id}/approve", Key(ApprovalsWrite), post(keys::approve), review_doc(
             "Approve a key",
-            "A key awaiting approval (status `pending`, where the organization requires approval of new keys) starts working. Needs `approvals:write` and every permission the key holds; nobody approves a key they created. `409` once the key was reviewed, revoked or edited meanwhile. Optional body: a reason.",
+            "A key awaiting approval (status `pending`, where the organization requires approval of new keys) starts working. Body: `version`, the key's `updated_at` as you reviewed it (required: you approve what you looked at), and an optional reason. Needs `approvals:write` and every permission the key holds; nobody approves a key they created. `409` once the key was reviewed, revoked or edited since that version, or when whoever made it no longer stands behind it (removed from the organization, or a key revoked or disabled since).",
         )),
-        spec(Method::POST, "/api/v1/keys/{id}/reject", Key(ApprovalsWrite), post(keys::reject), transition_doc(
+        spec(Method::POST, "/api/v1/keys/{id}/reject", Key(ApprovalsWrite), post(keys::reject), review_doc(
             "Reject a key",
-            "A key awaiting approval is rejected and revoked for good. Needs `approvals:write`; nobody rejects a key they created. Optional body: a reason.",
+            "A key awaiting approval is rejected and revoked for good. Needs `approvals:write`; nobody rejects a key they created. Optional body: a reason, and the `version` you reviewed (`409` when the key changed since).",
         )),
         spec(Method::POST, "/api/v1/keys/{id}/roll", Key(KeysWrite), post(keys::roll), Doc {
             summary: "Roll a key",

@@ -28,6 +28,7 @@ fn schemas() -> Map<String, Value> {
     add::<super::keys::Me>(&mut all);
     add::<super::keys::RollBody>(&mut all);
     add::<super::keys::ReasonBody>(&mut all);
+    add::<super::keys::ReviewBody>(&mut all);
     add::<super::keys::VerifyBody>(&mut all);
     add::<super::keys::Verification>(&mut all);
     add::<super::keys::BulkBody>(&mut all);

@@ -764,6 +764,16 @@ impl TestApp {
         body[start..].split_whitespace().next().unwrap().to_string()
     }
 
+    /// A key's version as its reader sees it: `updated_at` in RFC 3339 (what a review sends).
+    pub async fn key_version(&self, key_id: &str) -> String {
+        let ms: i64 = sqlx::query_scalar("select updated_at from api_key where api_key_id = $1")
+            .bind(key_id)
+            .fetch_one(&self.state.db.writer)
+            .await
+            .unwrap();
+        app::ssr::db::rfc3339(ms)
+    }
+
     /// Everything a refused call must leave as it was: every key row (but `last_used_at`,
     /// written off the request path), and the row counts of the tables calls write to.
     pub async fn snapshot(&self) -> String {

@@ -169,6 +169,8 @@ fn ReviewActions(
     review: ServerAction<ReviewKey>,
 ) -> impl IntoView {
     let id = StoredValue::new(key.id.clone());
+    // What the reviewer sees is what they approve: an edit since sends them back (409).
+    let version = StoredValue::new(key.updated_at.clone());
     let decide = move |decision: &'static str| {
         move |_| {
             review.dispatch(ReviewKey {
@@ -176,6 +178,7 @@ fn ReviewActions(
                 key_id: id.get_value(),
                 decision: decision.into(),
                 reason: String::new(),
+                version: Some(version.get_value()),
             });
         }
     };
