@@ -193,10 +193,21 @@ test("with approval required, a member's new key waits until an admin approves i
   await page.getByLabel("Organization", { exact: true }).selectOption({ label: org });
   await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Pending approval");
   const pending = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker/ });
-  await pending.getByRole("button", { name: "Approve mia's worker" }).click();
+  await expect(pending).toContainText("pending");
+  // While the owner looks, Mia reshapes it: approving what the owner saw is refused with word
+  // why, and the list then shows the key as it is now.
+  await member.getByRole("table", { name: "API keys" }).getByRole("link", { name: "mia's worker" }).click();
+  const settings = member.getByRole("region", { name: "Settings" });
+  await settings.getByLabel("Name").fill("mia's worker v2");
+  await settings.getByRole("button", { name: "Save changes" }).click();
+  await expect(member.getByRole("heading", { name: "mia's worker v2", level: 1 })).toBeVisible();
+  await pending.getByRole("button", { name: "Approve mia's worker", exact: true }).click();
+  await expect(page.getByRole("alert")).toContainText("changed while you reviewed it");
+  const current = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker v2/ });
+  await current.getByRole("button", { name: "Approve mia's worker v2", exact: true }).click();
   await expect(page.getByText("No keys match.")).toBeVisible();
   await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Active");
-  await expect(page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker/ })).toContainText("active");
+  await expect(page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker v2/ })).toContainText("active");
   const accepted = await member.request.get("/api/v1/keys", { headers: { Authorization: `Bearer ${secret}` } });
   expect(accepted.status()).toBe(200);
 });
