@@ -12,6 +12,62 @@ use crate::error::AppError;
 use crate::ssr::db::{now_ms, Db};
 use crate::ssr::AppState;
 
+/// SQL: the key `$k` (a table alias) works as `$now` sees it: active, approved, unexpired, and
+/// not held by a disabled or deleted account. A literal, for `concat!`.
+macro_rules! key_stands {
+    ($k:literal, $now:literal) => {
+        concat!(
+            "(",
+            $k,
+            ".status = 'active' and ",
+            $k,
+            ".approval = 'approved' and (",
+            $k,
+            ".expires_at is null or ",
+            $k,
+            ".expires_at > ",
+            $now,
+            ") and not ",
+            crate::keys::verify::account_behind_key_is_off!($k),
+            ")"
+        )
+    };
+}
+
+/// SQL: the acting key whose id is the parameter `$id` (`''`: a person acts) still works, in
+/// the statement itself: a key disabled after its request's checks does not land the change.
+macro_rules! acting_key_stands {
+    ($id:literal, $now:literal) => {
+        concat!(
+            "(",
+            $id,
+            " = '' or exists (select 1 from api_key actor where actor.api_key_id = ",
+            $id,
+            " and ",
+            key_stands!("actor", $now),
+            "))"
+        )
+    };
+}
+
+/// SQL: the key being written (`api_key`) was made by someone who still stands behind it, as
+/// `$now` sees it: a person still an active member of its organization, or a key that still
+/// works ([`key_stands`]). (No maker recorded, as for an imported key: nothing to ask.) A
+/// literal, for `concat!`.
+macro_rules! maker_stands {
+    ($now:literal) => {
+        concat!(
+            "(api_key.created_by is null
+              or exists (select 1 from membership m join app_user u on u.user_id = m.user_id
+                         where m.organization_id = api_key.organization_id and m.user_id = api_key.created_by
+                           and u.status = 'active' and u.deleted_at is null)
+              or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by and ",
+            key_stands!("maker", $now),
+            "))"
+        )
+    };
+}
+
 /// A status transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
@@ -75,13 +131,9 @@ pub async fn transition(
             concat!(
                 "update api_key set status = $1, updated_at = case when $2 > updated_at then $2 else updated_at + 1 end
              where api_key_id = $3 and organization_id = $4 and status = $5
-               and ($7 = 0 or (updated_at = $6
-                    and ($8 = '' or exists (select 1 from api_key actor where actor.api_key_id = $8
-                                            and actor.status = 'active' and actor.approval = 'approved'
-                                            and (actor.expires_at is null or actor.expires_at > $2)
-                                            and not ",
-                crate::keys::verify::account_behind_key_is_off!("actor"),
-                "))))"
+               and ($7 = 0 or (updated_at = $6 and ",
+                acting_key_stands!("$8", "$2"),
+                "))"
             ),
         )
         .bind(to.as_str())
@@ -316,28 +368,6 @@ impl Decision {
     }
 }
 
-/// SQL: the key being written (`api_key`) was made by someone who still stands behind it, as
-/// `$now` sees it: a person still an active member of its organization, or a key still
-/// active, approved, unexpired and not held by a disabled account. (No maker recorded, as for
-/// an imported key: nothing to ask.) A literal, for `concat!`.
-macro_rules! maker_stands {
-    ($now:literal) => {
-        concat!(
-            "(api_key.created_by is null
-              or exists (select 1 from membership m join app_user u on u.user_id = m.user_id
-                         where m.organization_id = api_key.organization_id and m.user_id = api_key.created_by
-                           and u.status = 'active' and u.deleted_at is null)
-              or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by
-                         and maker.status = 'active' and maker.approval = 'approved'
-                         and (maker.expires_at is null or maker.expires_at > ",
-            $now,
-            ") and not ",
-            crate::keys::verify::account_behind_key_is_off!("maker"),
-            "))"
-        )
-    };
-}
-
 /// The review's refusal when the key is no longer the one the reviewer looked at.
 fn changed_under_review() -> AppError {
     AppError::conflict(
@@ -429,7 +459,9 @@ pub async fn review(
         "update api_key set approval = $1, status = case when $1 = 'rejected' then 'revoked' else status end,
             reviewed_by = $2, reviewed_at = $3, updated_at = $7
          where api_key_id = $4 and organization_id = $5 and approval = 'pending' and status <> 'revoked' and updated_at = $6
-           and ($1 <> 'approved' or ",
+           and ",
+        acting_key_stands!("$8", "$3"),
+        " and ($1 <> 'approved' or ",
         maker_stands!("$3"),
         ")"
     ))
@@ -440,11 +472,15 @@ pub async fn review(
     .bind(org_id)
     .bind(current.updated_at)
     .bind(now.max(current.updated_at + 1))
+    .bind(acting.grant.acting_key().unwrap_or(""))
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if applied == 0 {
         drop(tx);
+        // Why: the acting key stopped meanwhile (its own refusal), the maker no longer
+        // stands, or the key changed.
+        drop(acting.begin(db).await?);
         if decision == Decision::Approve && !maker_still_stands(db, key_id, now).await? {
             return Err(AppError::conflict(
                 "approval",
