@@ -80,6 +80,26 @@ async fn create(t: &Team, b: &mut Browser, name: &str) -> (String, String, Strin
     )
 }
 
+/// Renames `key_id` from the key page as `b`, nothing else changed.
+async fn rename(t: &Team, b: &mut Browser, key_id: &str, name: &str) -> Reply {
+    t.app
+        .rpc(
+            b,
+            "update_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", key_id),
+                ("name", name),
+                ("description", ""),
+                ("category", "basic"),
+                ("ip_allowlist", ""),
+                ("expires_on", ""),
+                ("reason", ""),
+            ],
+        )
+        .await
+}
+
 /// Reviews `key_id` as it is now (its current version), as the console does.
 async fn review(app: &TestApp, org: &str, b: &mut Browser, key_id: &str, decision: &str) -> Reply {
     let version = app.key_version(key_id).await;
@@ -370,23 +390,7 @@ async fn enabling_a_pending_key_does_not_approve_it() {
     t.app.add_member(&t.org, &other, "member").await;
     let mut other = t.app.signed_in("other@example.org").await;
     let before = t.app.snapshot().await;
-    let r = t
-        .app
-        .rpc(
-            &mut other,
-            "update_key",
-            &[
-                ("organization_id", t.org.as_str()),
-                ("key_id", id.as_str()),
-                ("name", "hijacked"),
-                ("description", ""),
-                ("category", "basic"),
-                ("ip_allowlist", ""),
-                ("expires_on", ""),
-                ("reason", ""),
-            ],
-        )
-        .await;
+    let r = rename(&t, &mut other, &id, "hijacked").await;
     assert_refused(
         &r,
         StatusCode::FORBIDDEN,
@@ -648,23 +652,7 @@ async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
     let (id, secret, _) = create(&t, &mut member, "reporting").await;
     let seen = t.app.key_version(&id).await;
     // While the admin looks, the creator reshapes it.
-    let r = t
-        .app
-        .rpc(
-            &mut member,
-            "update_key",
-            &[
-                ("organization_id", t.org.as_str()),
-                ("key_id", id.as_str()),
-                ("name", "reporting (reshaped)"),
-                ("description", ""),
-                ("category", "basic"),
-                ("ip_allowlist", ""),
-                ("expires_on", ""),
-                ("reason", ""),
-            ],
-        )
-        .await;
+    let r = rename(&t, &mut member, &id, "reporting (reshaped)").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_ne!(t.app.key_version(&id).await, seen);
     let before = t.app.snapshot().await;

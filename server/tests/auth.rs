@@ -748,23 +748,28 @@ async fn create_user_records_events_and_personal_org() {
     assert_eq!(orgs[0]["role"], "owner");
 }
 
-/// A session ended while a request that loaded it was in flight (a password change, the user
-/// disabled) is not written back when that request saves it.
-#[tokio::test]
-async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
-    use tower_sessions::session::{Id, Record};
-    use tower_sessions::SessionStore;
-    let app = spawn().await;
-    let user = app.user("inflight@example.org", None).await;
-    let store = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
-    let mut record = Record {
-        id: Id::default(),
+/// A stored session's record for `user`, signed in, good for an hour.
+fn signed_in_record(user: &str) -> tower_sessions::session::Record {
+    let mut record = tower_sessions::session::Record {
+        id: Default::default(),
         data: Default::default(),
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     record
         .data
         .insert("user_id".into(), serde_json::json!(user));
+    record
+}
+
+/// A session ended while a request that loaded it was in flight (a password change, the user
+/// disabled) is not written back when that request saves it.
+#[tokio::test]
+async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
+    use tower_sessions::SessionStore;
+    let app = spawn().await;
+    let user = app.user("inflight@example.org", None).await;
+    let store = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
+    let mut record = signed_in_record(&user);
     store.create(&mut record).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_some());
     // Saving an existing session updates it.
@@ -787,21 +792,13 @@ async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
 #[tokio::test]
 async fn an_ended_session_is_not_revived_under_a_new_id() {
     use std::sync::Arc;
-    use tower_sessions::session::{Id, Record};
     use tower_sessions::{Session, SessionStore};
     let app = spawn().await;
     let db = &app.state.db;
     let user = app.user("renewed@example.org", None).await;
     let store = Arc::new(app::ssr::session_store::DbSessionStore::new(db.clone()));
     let signed_in = || async {
-        let mut record = Record {
-            id: Id::default(),
-            data: Default::default(),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
-        record
-            .data
-            .insert("user_id".into(), serde_json::json!(user));
+        let mut record = signed_in_record(&user);
         store.create(&mut record).await.unwrap();
         // What the request loaded (the guard reads the session first).
         let session = Session::new(Some(record.id), store.clone(), None);

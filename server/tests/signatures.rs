@@ -71,6 +71,16 @@ fn header(secret: &SigningSecret, t: i64, method: &str, path: &str, body: &str) 
 }
 
 impl Signed {
+    /// What `POST /api/v1/keys/verify` answers `service` (a key of the organization) for `body`.
+    async fn verify_as(&self, service: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .app
+            .api("POST", "/api/v1/keys/verify", Some(service), Some(body), IP)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.json()
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<&str>, sig: Option<&str>) -> Reply {
         let headers: Vec<(&str, &str)> = sig.map(|s| ("signature", s)).into_iter().collect();
         self.app
@@ -264,23 +274,7 @@ async fn roll_gives_the_new_key_a_new_signing_secret() {
 async fn verify_checks_a_forwarded_signature_once() {
     let s = setup(true).await;
     let (_, service) = s.app.admin_key(&s.org).await;
-    let verify = |body: serde_json::Value| {
-        let app = &s.app;
-        let service = service.clone();
-        async move {
-            let r = app
-                .api(
-                    "POST",
-                    "/api/v1/keys/verify",
-                    Some(&service),
-                    Some(body),
-                    IP,
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            r.json()
-        }
-    };
+    let verify = |body: serde_json::Value| s.verify_as(&service, body);
     let body = r#"{"amount":42}"#;
     let digest = signature::body_digest(body.as_bytes());
     let sig = header(&s.secret, now(), "POST", "/charges", body);
@@ -329,22 +323,10 @@ async fn verify_matches_endpoint_rules_on_the_path_and_the_signature_on_the_quer
     .await;
     let (_, service) = s.app.admin_key(&s.org).await;
     let verify = |path: &'static str, sig: String| {
-        let (app, service, key) = (&s.app, service.clone(), s.key.clone());
-        async move {
-            let body =
-                serde_json::json!({"key": key, "method": "GET", "path": path, "signature": sig});
-            let r = app
-                .api(
-                    "POST",
-                    "/api/v1/keys/verify",
-                    Some(&service),
-                    Some(body),
-                    IP,
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            r.json()["code"].as_str().unwrap().to_string()
-        }
+        let body =
+            serde_json::json!({"key": s.key, "method": "GET", "path": path, "signature": sig});
+        let answer = s.verify_as(&service, body);
+        async move { answer.await["code"].as_str().unwrap().to_string() }
     };
     let signed = |path: &str| header(&s.secret, now(), "GET", path, "");
     assert_eq!(
