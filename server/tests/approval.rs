@@ -773,6 +773,32 @@ async fn an_approval_needs_a_maker_who_still_stands_behind_the_key() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["status"], "revoked");
 
+    // A key that rolled itself (grace 0: it stops at once) stands behind its successor: the
+    // end of its grace is the roll, not a withdrawal.
+    let (roller_id, roller) = t
+        .app
+        .scoped_key(&t.org, json!({"keys": "write", "org": "read"}))
+        .await;
+    let r = t
+        .app
+        .api(
+            "POST",
+            &format!("/api/v1/keys/{roller_id}/roll"),
+            Some(&roller),
+            Some(json!({"grace_seconds": 0})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["status"], "pending", "{}", r.body);
+    let (successor_id, successor) = (
+        r.json()["id"].as_str().unwrap().to_string(),
+        r.json()["key"].as_str().unwrap().to_string(),
+    );
+    let r = review(&t.app, &t.org, &mut t.admin, &successor_id, "approve").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(verification(&t, &checker, &successor).await["valid"], true);
+
     // A person who made a key and left the organization since.
     let mut member = t.member.clone();
     let (left_behind, _, _) = create(&t, &mut member, "left behind").await;

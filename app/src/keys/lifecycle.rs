@@ -52,8 +52,9 @@ macro_rules! acting_key_stands {
 
 /// SQL: the key being written (`api_key`) was made by someone who still stands behind it, as
 /// `$now` sees it: a person still an active member of its organization, or a key that still
-/// works ([`key_stands`]). (No maker recorded, as for an imported key: nothing to ask.) A
-/// literal, for `concat!`.
+/// works ([`key_stands`]) — or, for the successor a key rolled itself into, the rolled key
+/// neither revoked nor disabled (its grace ending is the roll, not a withdrawal). (No maker
+/// recorded, as on rows from before makers were: nothing to ask.) A literal, for `concat!`.
 macro_rules! maker_stands {
     ($now:literal) => {
         concat!(
@@ -63,6 +64,11 @@ macro_rules! maker_stands {
                            and u.status = 'active' and u.deleted_at is null)
               or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by and ",
             key_stands!("maker", $now),
+            ")
+              or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by
+                         and maker.rolled_to_key_id = api_key.api_key_id
+                         and maker.status = 'active' and maker.approval = 'approved' and not ",
+            crate::keys::verify::account_behind_key_is_off!("maker"),
             "))"
         )
     };

@@ -319,9 +319,11 @@ pub fn restrictions(
     let scopes: Scopes = serde_json::from_str(scopes).ok()?;
     let endpoints: Vec<EndpointRule> = serde_json::from_str(endpoints).ok()?;
     let ips: Vec<String> = serde_json::from_str(ip_allowlist).ok()?;
+    // Read as entered ones are (an IPv4-mapped entry stored before it was canonicalised
+    // means its IPv4 block).
     let ips = ips
         .iter()
-        .map(|s| s.parse::<IpNet>().ok())
+        .map(|s| super::rules::parse_cidr(s).ok())
         .collect::<Option<Vec<_>>>()?;
     Some((scopes, endpoints, ips))
 }
@@ -567,6 +569,15 @@ async fn write_key_use(db: &Db, noted: &[(String, i64)]) -> Result<(), sqlx::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_ipv4_mapped_entry_means_its_ipv4_block() {
+        let (_, _, ips) = restrictions("{}", "[]", r#"["::ffff:10.0.0.0/104", "2001:db8::/32"]"#)
+            .expect("readable");
+        let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "2001:db8::/32"]);
+        assert!(restrictions("{}", "[]", r#"["10.0.0.0/8", "nonsense"]"#).is_none());
+    }
 
     #[test]
     fn a_lookup_older_than_a_clear_is_not_kept() {

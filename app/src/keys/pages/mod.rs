@@ -178,7 +178,9 @@ fn ReviewActions(
                 key_id: id.get_value(),
                 decision: decision.into(),
                 reason: String::new(),
-                version: Some(version.get_value()),
+                // Rejecting takes power away whatever the key became: no version, no
+                // needless "look again".
+                version: (decision == "approve").then(|| version.get_value()),
             });
         }
     };
