@@ -210,6 +210,26 @@ test("with approval required, a member's new key waits until an admin approves i
   await expect(page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker v2/ })).toContainText("active");
   const accepted = await member.request.get("/api/v1/keys", { headers: { Authorization: `Bearer ${secret}` } });
   expect(accepted.status()).toBe(200);
+
+  // A second key that Mia reshapes while the owner looks is rejected all the same: rejecting
+  // takes power away whatever the key became.
+  await open(member, "/keys");
+  await member.getByLabel("Organization", { exact: true }).selectOption({ label: org });
+  await openCreateKeyForm(member);
+  await form.getByLabel("Name").fill("mia's second");
+  await form.getByRole("button", { name: "Create" }).click();
+  await reveal.getByRole("button", { name: "I have stored it" }).click();
+  await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Pending approval");
+  const second = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's second/ });
+  await expect(second).toContainText("pending");
+  await member.getByRole("table", { name: "API keys" }).getByRole("link", { name: "mia's second" }).click();
+  await settings.getByLabel("Name").fill("mia's second v2");
+  await settings.getByRole("button", { name: "Save changes" }).click();
+  await expect(member.getByRole("heading", { name: "mia's second v2", level: 1 })).toBeVisible();
+  await second.getByRole("button", { name: "Reject mia's second", exact: true }).click();
+  await expect(page.getByText("No keys match.")).toBeVisible();
+  await page.getByRole("search", { name: "Filter keys" }).getByLabel("Status").selectOption("Revoked");
+  await expect(page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's second v2/ })).toContainText("revoked");
 });
 
 test("a team gives its members a role at once, and taking them out takes it away", async ({ page, browser }) => {

@@ -710,6 +710,25 @@ async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["name"], "reporting (reshaped)");
     assert_eq!(verification(&t, &approver, &secret).await["valid"], true);
+
+    // Rejecting takes power away whatever the key became: no version needed.
+    let (other, _, _) = create(&t, &mut member, "other").await;
+    let r = rename(&t, &mut member, &other, "other (reshaped)").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = t
+        .app
+        .rpc(
+            &mut t.admin,
+            "review_key",
+            &[
+                ("organization_id", t.org.as_str()),
+                ("key_id", other.as_str()),
+                ("decision", "reject"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "revoked");
 }
 
 /// A pending key is handed out only while whoever made it still stands behind it: not once
