@@ -532,7 +532,7 @@ pub async fn authenticate(
         // attempt counted in a writing transaction, one argon2 verification, a second writing
         // transaction. On SQLite the writer is one connection, and a known address's sign-in
         // waits its turn there twice: skipping those waits would tell the time apart.
-        reserve_attempt(db, "", None, 0).await?;
+        writer_turn(db).await?;
         password::verify(plain_password.to_string(), None).await?;
         writer_turn(db).await?;
         return Err(AppError::invalid_credentials());
@@ -663,8 +663,8 @@ pub async fn authenticate(
 }
 
 /// A writing transaction that writes nothing: where an unknown address's or a throttled
-/// account's sign-in takes the writer as a wrong password's does to record its failure
-/// ([`authenticate`]).
+/// account's sign-in takes the writer as a wrong password's does to count its attempt or
+/// record its failure ([`authenticate`]).
 async fn writer_turn(db: &Db) -> Result<(), AppError> {
     let mut tx = db.writer.begin().await?;
     sqlx::query_scalar::<_, i64>("select count(*) from sign_in_failure where user_id = ''")

@@ -67,10 +67,7 @@ pub async fn update_key(
         // `version`: the key's `updated_at` when the page loaded it (the page always sends
         // it). The form is compared with the key as it is now, and saved only if that is still
         // the version loaded (409 otherwise): a stale form never undoes someone else's change.
-        let version = version
-            .as_deref()
-            .map(|v| super::ssr::parse_rfc3339("version", v))
-            .transpose()?;
+        let version = super::ssr::parse_version(version.as_deref())?;
         let current = super::ssr::row_fresh(&caller.state.db, &organization_id, &key_id)
             .await?
             .to_wire(crate::ssr::db::now_ms());
@@ -258,16 +255,12 @@ pub async fn review_key(
     let (caller, grant) = crate::access::guard::guard_in("review_key", &organization_id).await?;
     ssr::respond(async move {
         let decision = super::ssr::Decision::parse(&decision)?;
-        let version = version
-            .as_deref()
-            .map(|v| super::ssr::parse_rfc3339("version", v))
-            .transpose()?;
         super::ssr::review(
             &caller.state,
             acting!(caller, grant),
             &key_id,
             decision,
-            version,
+            super::ssr::parse_version(version.as_deref())?,
             Some(&reason),
         )
         .await

@@ -12,10 +12,14 @@ use crate::error::AppError;
 use crate::ssr::db::{now_ms, Db};
 use crate::ssr::AppState;
 
-/// SQL: the key `$k` (a table alias) works as `$now` sees it: active, approved, unexpired, and
-/// not held by a disabled or deleted account. A literal, for `concat!`.
+/// SQL: the key `$k` (a table alias) works as `$now` sees it: active, approved, unexpired (or
+/// past its expiry where `$past_expiry_ok`, an SQL condition, holds), and not held by a
+/// disabled or deleted account. A literal, for `concat!`.
 macro_rules! key_stands {
     ($k:literal, $now:literal) => {
+        key_stands!($k, $now, "false")
+    };
+    ($k:literal, $now:literal, $past_expiry_ok:literal) => {
         concat!(
             "(",
             $k,
@@ -27,6 +31,8 @@ macro_rules! key_stands {
             $k,
             ".expires_at > ",
             $now,
+            " or ",
+            $past_expiry_ok,
             ") and not ",
             crate::keys::verify::account_behind_key_is_off!($k),
             ")"
@@ -52,8 +58,8 @@ macro_rules! acting_key_stands {
 
 /// SQL: the key being written (`api_key`) was made by someone who still stands behind it, as
 /// `$now` sees it: a person still an active member of its organization, or a key that still
-/// works ([`key_stands`]) — or, for the successor a key rolled itself into, the rolled key
-/// neither revoked nor disabled (its grace ending is the roll, not a withdrawal). (No maker
+/// works ([`key_stands`]), past its expiry too when the key is the successor it rolled
+/// itself into (its grace ending is the roll, not a withdrawal). (No maker
 /// recorded, as on rows from before makers were: nothing to ask.) A literal, for `concat!`.
 macro_rules! maker_stands {
     ($now:literal) => {
@@ -63,12 +69,11 @@ macro_rules! maker_stands {
                          where m.organization_id = api_key.organization_id and m.user_id = api_key.created_by
                            and u.status = 'active' and u.deleted_at is null)
               or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by and ",
-            key_stands!("maker", $now),
-            ")
-              or exists (select 1 from api_key maker where maker.api_key_id = api_key.created_by
-                         and maker.rolled_to_key_id = api_key.api_key_id
-                         and maker.status = 'active' and maker.approval = 'approved' and not ",
-            crate::keys::verify::account_behind_key_is_off!("maker"),
+            key_stands!(
+                "maker",
+                $now,
+                "maker.rolled_to_key_id = api_key.api_key_id"
+            ),
             "))"
         )
     };

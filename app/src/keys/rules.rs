@@ -25,6 +25,12 @@ pub fn parse_rfc3339(field: &str, s: &str) -> Result<i64, AppError> {
         })
 }
 
+/// An edit's or review's optional `version`: the key's `updated_at` (RFC 3339) as the caller
+/// read it.
+pub fn parse_version(version: Option<&str>) -> Result<Option<i64>, AppError> {
+    version.map(|v| parse_rfc3339("version", v)).transpose()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation (pure).
 

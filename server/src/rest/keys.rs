@@ -186,17 +186,12 @@ async fn review(
     body: Bytes,
 ) -> Result<Json<ApiKey>, AppError> {
     let body: ReviewBody = optional_body(&body)?;
-    let version = body
-        .version
-        .as_deref()
-        .map(|v| keys::parse_rfc3339("version", v))
-        .transpose()?;
     let key = keys::review(
         &state,
         Acting::new(&grant, ip.as_deref()),
         &id,
         decision,
-        version,
+        keys::parse_version(body.version.as_deref())?,
         body.reason.as_deref(),
     )
     .await?;
