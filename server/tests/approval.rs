@@ -103,30 +103,26 @@ async fn rename(t: &Team, b: &mut Browser, key_id: &str, name: &str) -> Reply {
 /// Reviews `key_id` as it is now (its current version), as the console does.
 async fn review(app: &TestApp, org: &str, b: &mut Browser, key_id: &str, decision: &str) -> Reply {
     let version = app.key_version(key_id).await;
-    review_seen(app, org, b, key_id, decision, &version).await
+    review_seen(app, org, b, key_id, decision, Some(&version)).await
 }
 
-/// Reviews `key_id` as the reviewer saw it at `version`.
+/// Reviews `key_id` as the reviewer saw it at `version` (`None`: sending none).
 async fn review_seen(
     app: &TestApp,
     org: &str,
     b: &mut Browser,
     key_id: &str,
     decision: &str,
-    version: &str,
+    version: Option<&str>,
 ) -> Reply {
-    app.rpc(
-        b,
-        "review_key",
-        &[
-            ("organization_id", org),
-            ("key_id", key_id),
-            ("decision", decision),
-            ("reason", ""),
-            ("version", version),
-        ],
-    )
-    .await
+    let mut form = vec![
+        ("organization_id", org),
+        ("key_id", key_id),
+        ("decision", decision),
+        ("reason", ""),
+    ];
+    form.extend(version.map(|v| ("version", v)));
+    app.rpc(b, "review_key", &form).await
 }
 
 /// What `POST /api/v1/keys/verify` says about `secret`, asked with an approved key.
@@ -656,7 +652,7 @@ async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_ne!(t.app.key_version(&id).await, seen);
     let before = t.app.snapshot().await;
-    let r = review_seen(&t.app, &t.org, &mut t.admin, &id, "approve", &seen).await;
+    let r = review_seen(&t.app, &t.org, &mut t.admin, &id, "approve", Some(&seen)).await;
     assert_refused(
         &r,
         StatusCode::CONFLICT,
@@ -665,18 +661,7 @@ async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
     );
     assert!(r.body.contains("changed while you reviewed"), "{}", r.body);
     // No version at all, through the console's function or over REST.
-    let r = t
-        .app
-        .rpc(
-            &mut t.admin,
-            "review_key",
-            &[
-                ("organization_id", t.org.as_str()),
-                ("key_id", id.as_str()),
-                ("decision", "approve"),
-            ],
-        )
-        .await;
+    let r = review_seen(&t.app, &t.org, &mut t.admin, &id, "approve", None).await;
     assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "no version");
     assert_eq!(t.app.snapshot().await, before, "nothing written");
     let (_, approver) = t.app.admin_key(&t.org).await;
@@ -715,18 +700,7 @@ async fn an_approval_applies_to_the_key_as_the_reviewer_saw_it() {
     let (other, _, _) = create(&t, &mut member, "other").await;
     let r = rename(&t, &mut member, &other, "other (reshaped)").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = t
-        .app
-        .rpc(
-            &mut t.admin,
-            "review_key",
-            &[
-                ("organization_id", t.org.as_str()),
-                ("key_id", other.as_str()),
-                ("decision", "reject"),
-            ],
-        )
-        .await;
+    let r = review_seen(&t.app, &t.org, &mut t.admin, &other, "reject", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["status"], "revoked");
 }
