@@ -54,8 +54,8 @@ pub fn KeyPage() -> impl IntoView {
                             <dt>"Key"</dt><dd><code>{format!("{}…", k.display_prefix)}</code></dd>
                             <dt>"Status"</dt><dd><span class=format!("badge status-{}", k.status.as_str())>{k.status.as_str()}</span></dd>
                             <dt>"Environment"</dt><dd>{k.environment.clone()}</dd>
-                            <dt>"Owner"</dt><dd>{k.owner_user_id.clone().map_or("organization".to_string(), |u| format!("personal token of {u}"))}</dd>
-                            <dt>"Scopes"</dt><dd>{k.scopes.iter().map(|(r, a)| format!("{r}: {}", serde_json::to_string(a).unwrap_or_default().trim_matches('"'))).collect::<Vec<_>>().join(", ")}</dd>
+                            <dt>"Owner"</dt><dd>{owner_text(&k)}</dd>
+                            <dt>"Scopes"</dt><dd>{scopes_text(&k.scopes)}</dd>
                             <dt>"Service permissions"</dt><dd>{if k.permissions.is_empty() { "none".to_string() } else { k.permissions.join(", ") }}</dd>
                             <dt>"Created"</dt><dd><crate::ui::time::Time at=k.created_at.clone() /></dd>
                             <dt>"Last used"</dt><dd><crate::ui::time::MaybeTime at=k.last_used_at.clone() none="never" /></dd>

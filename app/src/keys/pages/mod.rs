@@ -162,6 +162,9 @@ fn KeyActions(
 }
 
 /// Approve and Reject for a key awaiting approval, shown to those who may review keys.
+/// Approve first opens what approving hands out (scopes, permissions, endpoint rules, IP
+/// allow-list, signature, expiry, owner), so that a reviewer on the list approves what they
+/// saw there, not only the row's name and access level; Confirm sends the version shown.
 #[component]
 fn ReviewActions(
     key: ApiKey,
@@ -171,23 +174,87 @@ fn ReviewActions(
     let id = StoredValue::new(key.id.clone());
     // What the reviewer sees is what they approve: an edit since sends them back (409).
     let version = StoredValue::new(key.updated_at.clone());
+    let confirming = RwSignal::new(false);
     let decide = move |decision: &'static str| {
-        move |_| {
-            review.dispatch(ReviewKey {
-                organization_id: org.get_untracked(),
-                key_id: id.get_value(),
-                decision: decision.into(),
-                reason: String::new(),
-                // Rejecting takes power away whatever the key became: no version, no
-                // needless "look again".
-                version: (decision == "approve").then(|| version.get_value()),
-            });
+        confirming.set(false);
+        review.dispatch(ReviewKey {
+            organization_id: org.get_untracked(),
+            key_id: id.get_value(),
+            decision: decision.into(),
+            reason: String::new(),
+            // Rejecting takes power away whatever the key became: no version, no
+            // needless "look again".
+            version: (decision == "approve").then(|| version.get_value()),
+        });
+    };
+    let name = key.name.clone();
+    let grants = StoredValue::new(key);
+    view! {
+        <button type="button" aria-label=format!("Approve {name}") aria-expanded=move || confirming.get().to_string() on:click=move |_| confirming.update(|c| *c = !*c)>"Approve"</button>
+        <button type="button" class="danger" aria-label=format!("Reject {name}") on:click=move |_| decide("reject")>"Reject"</button>
+        <Show when=move || confirming.get()>
+            <div class="confirm" role="dialog" aria-label=format!("Approve {}?", grants.with_value(|k| k.name.clone()))>
+                <p><strong>"Approving hands out:"</strong></p>
+                {grants.with_value(|k| view! { <Grants key=k.clone() /> })}
+                <button type="button" on:click=move |_| decide("approve")>"Confirm approval"</button>
+                <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+            </div>
+        </Show>
+    }
+}
+
+/// Everything a key would let its holder do, and from where: what a reviewer approves.
+#[component]
+fn Grants(key: ApiKey) -> impl IntoView {
+    let or = |items: Vec<String>, none: &str| {
+        if items.is_empty() {
+            none.to_string()
+        } else {
+            items.join(", ")
         }
     };
+    let endpoints = key
+        .endpoints
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     view! {
-        <button type="button" aria-label=format!("Approve {}", key.name) on:click=decide("approve")>"Approve"</button>
-        <button type="button" class="danger" aria-label=format!("Reject {}", key.name) on:click=decide("reject")>"Reject"</button>
+        <dl class="facts" aria-label="What approving hands out">
+            <dt>"Owner"</dt><dd>{owner_text(&key)}</dd>
+            <dt>"Environment"</dt><dd>{key.environment.clone()}</dd>
+            <dt>"Access"</dt><dd>{key.category.as_str()}</dd>
+            <dt>"Scopes"</dt><dd>{scopes_text(&key.scopes)}</dd>
+            <dt>"Service permissions"</dt><dd>{or(key.permissions.clone(), "none")}</dd>
+            <dt>"Endpoints"</dt><dd>{or(endpoints, "any its scopes allow")}</dd>
+            <dt>"IP allow-list"</dt><dd>{or(key.ip_allowlist.clone(), "any address")}</dd>
+            <dt>"Signed requests"</dt><dd>{if key.require_signature { "required" } else { "not required" }}</dd>
+            <dt>"Expires"</dt><dd><crate::ui::time::MaybeTime at=key.expires_at.clone() none="never" /></dd>
+        </dl>
     }
+}
+
+/// A key's scopes as `resource: access`, comma-separated (`none` when it has none).
+fn scopes_text(scopes: &super::Scopes) -> String {
+    if scopes.is_empty() {
+        return "none".into();
+    }
+    scopes
+        .iter()
+        .map(|(resource, access)| {
+            let access = serde_json::to_string(access).unwrap_or_default();
+            format!("{resource}: {}", access.trim_matches('"'))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whose key it is: the organization's, or a person's token.
+fn owner_text(key: &ApiKey) -> String {
+    key.owner_user_id
+        .as_ref()
+        .map_or("organization".to_string(), |u| {
+            format!("personal token of {u}")
+        })
 }
 
 /// Whether the user may review keys in `org` (holds `approvals:write` there).
