@@ -196,8 +196,10 @@ fn ReviewActions(
             <div class="confirm" role="dialog" aria-label=format!("Approve {}?", grants.with_value(|k| k.name.clone()))>
                 <p><strong>"Approving hands out:"</strong></p>
                 {grants.with_value(|k| view! { <Grants key=k.clone() /> })}
-                <button type="button" on:click=move |_| decide("approve")>"Confirm approval"</button>
-                <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                <div class="actions">
+                    <button type="button" on:click=move |_| decide("approve")>"Confirm approval"</button>
+                    <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                </div>
             </div>
         </Show>
     }
