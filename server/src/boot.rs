@@ -426,7 +426,8 @@ pub async fn security_scan(
         db,
         config,
         &route_catalog(),
-        app::access::ssr::SYSTEM_ORG_ID,
+        // The command line's report: a holder of its own.
+        &app::usage::stats::Reader::new(app::access::ssr::SYSTEM_ORG_ID, "cli"),
         app::security::ssr::Sections::ALL,
         app::ssr::db::now_ms(),
     )

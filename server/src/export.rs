@@ -79,7 +79,7 @@ pub struct Slot {
 }
 
 impl ExportSlots {
-    /// A slot for an export of `organization_id` by `holder` ([`holder_of`]), or `None` when
+    /// A slot for an export of `organization_id` by `holder` (`Reader::of`), or `None` when
     /// the holder's, the organization's or the instance's are all taken (the system
     /// organization: its own, else a shared one).
     pub fn take(&self, organization_id: &str, holder: &str) -> Option<Slot> {
@@ -258,7 +258,8 @@ pub async fn stream(
         range.as_str(),
         format.extension()
     );
-    let permit = export_slot(state, grant)?;
+    let reader = app::usage::stats::Reader::of(&state.db, grant).await?;
+    let permit = export_slot(state, &reader)?;
     let scope = Scope::new(organization_id, range, &filter, app::ssr::db::now_ms(), tz);
     let rows = export::count(&state.db, &scope).await?;
     let head = export::head(format)?;
@@ -297,22 +298,16 @@ fn download(format: Format, file: &str, rows: i64, body: Body) -> Response {
         .into_response()
 }
 
-/// Whose exports count together: the user behind the grant (a session or a personal token),
-/// else the organization key itself.
-pub fn holder_of(grant: &Grant) -> &str {
-    grant
-        .principal
-        .acting_user()
-        .unwrap_or_else(|| grant.principal.actor_id())
-}
-
-/// One of this instance's export slots for the grant's organization, or 429 with
-/// `Retry-After` when the holder's, the instance's or the organization's are all taken.
-fn export_slot(state: &AppState, grant: &Grant) -> Result<Slot, AppError> {
+/// One of this instance's export slots for the reader's organization, or 429 with
+/// `Retry-After` when the holder's, the instance's or the organization's are all taken. The
+/// holder is the person behind the grant (`Reader::of`: the user, a personal token's owner,
+/// or whoever made an organization key), so that exports through every organization and key
+/// of one person count together.
+fn export_slot(state: &AppState, reader: &app::usage::stats::Reader) -> Result<Slot, AppError> {
     state
         .domains
         .get::<ExportSlots>()?
-        .take(&grant.organization_id, holder_of(grant))
+        .take(&reader.organization_id, &reader.holder)
         .ok_or_else(|| AppError::rate_limited(5))
 }
 
@@ -455,8 +450,9 @@ pub async fn audit_stream(
         page: None,
     };
     let export = Export::new(&organization_id, &filters)?;
-    let permit = export_slot(state, grant)?;
-    let rows = export.count(&state.db).await?;
+    let reader = app::usage::stats::Reader::of(&state.db, grant).await?;
+    let permit = export_slot(state, &reader)?;
+    let rows = export.count(&state.db, &reader).await?;
     let head = audit::head(format)?;
     let db = state.db.clone();
     let next = move |cursor: ExportCursor, first: bool| {

@@ -130,10 +130,21 @@ fn ip_literal(host: &str) -> bool {
 pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
     // A request a proxy forwarded comes from the proxy's address, whoever sent it: behind a
     // reverse proxy on the same host every client would look like loopback. The networks
-    // open the metrics to direct connections only; through a proxy, the token does.
+    // open the metrics to direct connections only; through a proxy, the token does. A
+    // request is forwarded when it says so, and whenever its peer is a proxy the operator
+    // declared (`KEYWARD_TRUSTED_PROXIES`), with or without the headers.
+    // The socket peer, an IPv4-mapped address read as the IPv4 one (a dual-stack listener).
+    let peer = crate::rest::auth::client_ip(&request, &[]).map(|ip| ip.to_canonical());
     let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
         .iter()
-        .any(|h| request.headers().contains_key(*h));
+        .any(|h| request.headers().contains_key(*h))
+        || peer.is_some_and(|ip| {
+            state
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&ip))
+        });
     // Addressed by one of our names or by an IP literal (how scrapers address an instance): a
     // page on another name resolving to this host (DNS rebinding) carries that name, and a
     // browser on the host would otherwise read the metrics for it.
@@ -147,7 +158,7 @@ pub async fn handler(State(state): State<AppState>, request: Request) -> Respons
     let from_allowed = !forwarded
         && addressed
         // The socket peer itself: a forwarded request needs the token (above).
-        && crate::rest::auth::client_ip(&request, &[]).is_some_and(|ip| {
+        && peer.is_some_and(|ip| {
             state
                 .config
                 .metrics_allow

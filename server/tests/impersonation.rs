@@ -111,7 +111,7 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let page = app::audit::ssr::list(
         &app.state.db,
-        SYSTEM_ORG_ID,
+        &app::usage::stats::Reader::new(SYSTEM_ORG_ID, "usr_viewer"),
         &app::audit::AuditQuery {
             action: Some("key.disabled".into()),
             ..Default::default()
@@ -250,7 +250,7 @@ async fn an_owner_acts_as_a_user_under_a_banner_and_is_refused_their_own_affairs
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let enabled = app::audit::ssr::list(
         &app.state.db,
-        SYSTEM_ORG_ID,
+        &app::usage::stats::Reader::new(SYSTEM_ORG_ID, "usr_viewer"),
         &app::audit::AuditQuery {
             action: Some("key.disabled".into()),
             target: Some(root_key.clone()),

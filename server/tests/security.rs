@@ -140,7 +140,7 @@ async fn the_scan_finds_risky_keys_and_narrows_one_to_what_it_used() {
         &app.state.db,
         &app.state.config,
         &keyward_server::boot::route_catalog(),
-        &org,
+        &app::usage::stats::Reader::new(&org, "usr_viewer"),
         app::security::ssr::Sections::ALL,
         app::ssr::db::now_ms(),
     )

@@ -1391,7 +1391,7 @@ async fn sigterm_under_load_loses_no_log_row() {
 
 #[tokio::test]
 async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_range() {
-    use app::usage::stats::{series, Filter};
+    use app::usage::stats::{series, Filter, Reader};
     use app::usage::Range;
     let app = spawn().await;
     let db = &app.state.db;
@@ -1432,9 +1432,16 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
     ));
     app::usage::log::write_batch(db, &rows).await.unwrap();
 
-    let hour = series(db, org, Range::Hour, &Filter::default(), now, 0)
-        .await
-        .unwrap();
+    let hour = series(
+        db,
+        &Reader::new(org, "usr_viewer"),
+        Range::Hour,
+        &Filter::default(),
+        now,
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!(hour.starts.len(), 60);
     assert_eq!(hour.ok.len(), 60);
     assert_eq!(
@@ -1481,13 +1488,27 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         .collect();
     assert_eq!(busy, vec![thirty, five], "every other bucket is a zero");
 
-    let day = series(db, org, Range::Day, &Filter::default(), now, 0)
-        .await
-        .unwrap();
+    let day = series(
+        db,
+        &Reader::new(org, "usr_viewer"),
+        Range::Day,
+        &Filter::default(),
+        now,
+        0,
+    )
+    .await
+    .unwrap();
     assert_eq!((day.starts.len(), day.total), (96, 7));
-    let month = series(db, org, Range::Month, &Filter::default(), now, 120)
-        .await
-        .unwrap();
+    let month = series(
+        db,
+        &Reader::new(org, "usr_viewer"),
+        Range::Month,
+        &Filter::default(),
+        now,
+        120,
+    )
+    .await
+    .unwrap();
     assert_eq!((month.starts.len(), month.total), (120, 7));
     assert_eq!(
         (month.starts[0] + 120 * 60_000) % (6 * 3_600_000),
@@ -1497,7 +1518,7 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
 
     let only_b = series(
         db,
-        org,
+        &Reader::new(org, "usr_viewer"),
         Range::Hour,
         &Filter {
             key_id: Some("key_b"),
@@ -1511,7 +1532,7 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
     assert_eq!(only_b.total, 2);
     let only_me = series(
         db,
-        org,
+        &Reader::new(org, "usr_viewer"),
         Range::Day,
         &Filter {
             key_id: None,
@@ -1528,7 +1549,15 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         vec!["/api/v1/keys".to_string(), "/api/v1/me".to_string()]
     );
 
-    let bad = series(db, org, Range::Hour, &Filter::default(), now, 10_000).await;
+    let bad = series(
+        db,
+        &Reader::new(org, "usr_viewer"),
+        Range::Hour,
+        &Filter::default(),
+        now,
+        10_000,
+    )
+    .await;
     assert_eq!(bad.unwrap_err().code, app::error::ErrorCode::InvalidInput);
 }
 
@@ -1763,7 +1792,7 @@ async fn live_events_reach_viewers_on_another_instance() {
 
 #[tokio::test]
 async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_percentiles() {
-    use app::usage::stats::{summary, Filter};
+    use app::usage::stats::{summary, Filter, Reader};
     use app::usage::Range;
     let app = spawn().await;
     let db = &app.state.db;
@@ -1787,9 +1816,15 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
         rows.push(e);
     }
     app::usage::log::write_batch(db, &rows).await.unwrap();
-    let s = summary(db, org, Range::Hour, &Filter::default(), now)
-        .await
-        .unwrap();
+    let s = summary(
+        db,
+        &Reader::new(org, "usr_viewer"),
+        Range::Hour,
+        &Filter::default(),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!((s.requests, s.errors), (100, 10));
     assert!((s.error_rate - 0.1).abs() < 1e-9);
     assert_eq!(
@@ -1806,7 +1841,7 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
     assert!(s.recent_errors.iter().all(|e| e.status == 429));
     let b = summary(
         db,
-        org,
+        &Reader::new(org, "usr_viewer"),
         Range::Hour,
         &Filter {
             key_id: Some("key_b"),
@@ -1817,9 +1852,15 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
     .await
     .unwrap();
     assert_eq!((b.requests, b.errors), (30, 10));
-    let other = summary(db, "org_nothing", Range::Hour, &Filter::default(), now)
-        .await
-        .unwrap();
+    let other = summary(
+        db,
+        &Reader::new("org_nothing", "usr_viewer"),
+        Range::Hour,
+        &Filter::default(),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!((other.requests, other.p99_ms), (0, 0.0));
 }
 
@@ -1857,4 +1898,39 @@ async fn usage_is_readable_over_rest_for_the_key_s_own_organization() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["summary"]["requests"], json!(0), "{}", r.body);
+}
+
+/// A declared proxy's requests are forwarded ones, with or without forwarding headers (a
+/// proxy that sends none would otherwise pass every client off as itself, on loopback), and
+/// need the token; a direct client on a dual-stack listener (an IPv4-mapped peer) is the IPv4
+/// address it maps.
+#[tokio::test]
+async fn metrics_treat_a_declared_proxy_as_forwarding_and_read_mapped_peers_as_ipv4() {
+    let app = spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    })
+    .await;
+    let r = app.api("GET", "/metrics", None, None, "127.0.0.2").await;
+    assert_refused(
+        &r,
+        axum::http::StatusCode::FORBIDDEN,
+        "forbidden",
+        "a declared proxy",
+    );
+    let r = app
+        .api(
+            "GET",
+            "/metrics",
+            Some("test-metrics-token"),
+            None,
+            "127.0.0.2",
+        )
+        .await;
+    assert_eq!(r.status, 200, "with the token: {}", r.body);
+    let r = app.api("GET", "/metrics", None, None, "127.0.0.1").await;
+    assert_eq!(r.status, 200, "loopback, not a proxy: {}", r.body);
+    let r = app
+        .api("GET", "/metrics", None, None, "::ffff:127.0.0.1")
+        .await;
+    assert_eq!(r.status, 200, "an IPv4-mapped loopback peer: {}", r.body);
 }

@@ -178,7 +178,7 @@ async fn raw_log_reports_take_turns_and_the_api_does_not_wait_for_them() {
 /// still verified; given back, it is served. One organization holds two turns at most.
 #[tokio::test]
 async fn rollup_reads_take_turns_and_the_api_does_not_wait_for_them() {
-    use app::usage::stats::{rollup_turn, RollupReaders, ROLLUP_READERS};
+    use app::usage::stats::{rollup_turn, Reader, RollupReaders, ROLLUP_READERS};
     let (app, org, admin) = with_admin_key().await;
     let turns = app.state.db.caches.get::<RollupReaders>().instance.clone();
     let taken = turns
@@ -208,11 +208,13 @@ async fn rollup_reads_take_turns_and_the_api_does_not_wait_for_them() {
     // The organization's own share: two held, its third read waits while the instance has
     // turns to spare.
     let db = &app.state.db;
+    // (Three people: one person's own share is the same size.)
     let (a, b) = (
-        rollup_turn(db, &org).await.unwrap(),
-        rollup_turn(db, &org).await.unwrap(),
+        rollup_turn(db, &Reader::new(&org, "usr_a")).await.unwrap(),
+        rollup_turn(db, &Reader::new(&org, "usr_b")).await.unwrap(),
     );
-    let third = rollup_turn(db, &org);
+    let carl = Reader::new(&org, "usr_c");
+    let third = rollup_turn(db, &carl);
     tokio::pin!(third);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), &mut third)
@@ -231,12 +233,17 @@ async fn rollup_reads_take_turns_and_the_api_does_not_wait_for_them() {
 /// reports reads, its next one waits, and another organization's report is served at once.
 #[tokio::test]
 async fn one_organization_cannot_take_every_raw_log_turn() {
-    use app::usage::stats::{raw_turn, RawReaders, RAW_READERS};
+    use app::usage::stats::{raw_turn, RawReaders, Reader, RAW_READERS};
     let (app, _org, admin) = with_admin_key().await;
     let db = &app.state.db;
     let readers = db.caches.get::<RawReaders>();
-    let held = raw_turn(db, "org_busy_tenant").await.unwrap();
-    let next = raw_turn(db, "org_busy_tenant");
+    // Two of its members (one person's reports wait for that person's own turn anyway).
+    let (ann, bob) = (
+        Reader::new("org_busy_tenant", "usr_ann"),
+        Reader::new("org_busy_tenant", "usr_bob"),
+    );
+    let held = raw_turn(db, &ann).await.unwrap();
+    let next = raw_turn(db, &bob);
     tokio::pin!(next);
     assert!(
         tokio::time::timeout(Duration::from_millis(1_000), &mut next)
@@ -274,8 +281,8 @@ async fn one_organization_cannot_take_every_raw_log_turn() {
 
     // A report that stops waiting (its request cancelled) after the holder gave the turn back
     // leaves nothing behind either.
-    let held = raw_turn(db, "org_busy_tenant").await.unwrap();
-    let mut waiting = Box::pin(raw_turn(db, "org_busy_tenant"));
+    let held = raw_turn(db, &ann).await.unwrap();
+    let mut waiting = Box::pin(raw_turn(db, &bob));
     assert!(
         tokio::time::timeout(Duration::from_millis(200), &mut waiting)
             .await
@@ -294,12 +301,16 @@ async fn one_organization_cannot_take_every_raw_log_turn() {
 #[tokio::test]
 async fn the_system_organization_has_a_raw_log_turn_of_its_own() {
     use app::access::ssr::SYSTEM_ORG_ID;
-    use app::usage::stats::{raw_turn, RawReaders, RAW_READERS, RAW_READERS_RESERVED};
+    use app::usage::stats::{raw_turn, RawReaders, Reader, RAW_READERS, RAW_READERS_RESERVED};
     let (app, ..) = with_admin_key().await;
     let db = &app.state.db;
+    let (operator, tenant) = (
+        Reader::new(SYSTEM_ORG_ID, "usr_operator"),
+        Reader::new("org_another_tenant", "usr_tenant"),
+    );
     let readers = db.caches.get::<RawReaders>();
     // The system organization takes its own turn first, leaving the shared ones to tenants.
-    let turn = raw_turn(db, SYSTEM_ORG_ID).await.unwrap();
+    let turn = raw_turn(db, &operator).await.unwrap();
     assert_eq!(readers.instance.available_permits(), RAW_READERS);
     assert_eq!(readers.reserved.available_permits(), 0);
     drop(turn);
@@ -311,7 +322,7 @@ async fn the_system_organization_has_a_raw_log_turn_of_its_own() {
         .acquire_many_owned(RAW_READERS as u32)
         .await
         .unwrap();
-    let tenant = raw_turn(db, "org_another_tenant");
+    let tenant = raw_turn(db, &tenant);
     tokio::pin!(tenant);
     assert!(
         tokio::time::timeout(Duration::from_millis(500), &mut tenant)
@@ -319,7 +330,7 @@ async fn the_system_organization_has_a_raw_log_turn_of_its_own() {
             .is_err(),
         "another tenant waits for a shared turn"
     );
-    let system = tokio::time::timeout(Duration::from_secs(5), raw_turn(db, SYSTEM_ORG_ID))
+    let system = tokio::time::timeout(Duration::from_secs(5), raw_turn(db, &operator))
         .await
         .expect("the system organization does not wait behind tenants")
         .unwrap();
@@ -690,4 +701,98 @@ async fn at_most_two_exports_stream_at_once_and_one_per_organization() {
     assert_eq!(open(&keys[2]).await.unwrap().status(), 200);
     drop(bob);
     assert_eq!(open(&keys[0]).await.unwrap().status(), 200);
+}
+
+/// One person's reports take one raw-log turn at a time over every organization they read
+/// (organizations are cheap to make, and one account's reports over many of them would queue
+/// ahead of every other tenant's): their next report waits for their own turn, outside the
+/// instance's queue, and another tenant is served at once. An organization key counts as the
+/// person who made it.
+#[tokio::test]
+async fn one_person_takes_one_raw_log_turn_over_all_their_organizations() {
+    use app::usage::stats::{raw_turn, RawReaders, Reader, RAW_READERS};
+    let app = spawn().await;
+    let db = &app.state.db;
+    let readers = db.caches.get::<RawReaders>();
+    let ann = app.user("ann@example.org", None).await;
+    let bob = app.user("bob@example.org", None).await;
+    let (ann_org, bob_org) = (app.org_of(&ann).await, app.org_of(&bob).await);
+    // A key of Ann's organization that she made.
+    let (key_id, ann_key) = app.admin_key(&ann_org).await;
+    sqlx::query("update api_key set created_by = $1 where api_key_id = $2")
+        .bind(&ann)
+        .bind(&key_id)
+        .execute(&db.writer)
+        .await
+        .unwrap();
+    let (_, bob_key) = app.admin_key(&bob_org).await;
+
+    // Ann reads another organization of hers.
+    let held = raw_turn(db, &Reader::new("org_anns_other", &ann))
+        .await
+        .unwrap();
+    assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
+    let errors = "/api/v1/usage/errors?range=30d";
+    let anns = app.api("GET", errors, Some(&ann_key), None, IP);
+    tokio::pin!(anns);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), &mut anns)
+            .await
+            .is_err(),
+        "the report of the key she made waits for her own turn"
+    );
+    assert_eq!(
+        readers.instance.available_permits(),
+        RAW_READERS - 1,
+        "it waits outside the instance's turns"
+    );
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.api("GET", errors, Some(&bob_key), None, IP),
+    )
+    .await
+    .expect("another tenant's report does not wait");
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(held);
+    let r = tokio::time::timeout(Duration::from_secs(5), anns)
+        .await
+        .expect("her turn passes to her waiting report");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(readers.holders(), 0, "idle holders are forgotten");
+    assert_eq!(readers.instance.available_permits(), RAW_READERS);
+}
+
+/// A report that reads the rollup and then the raw log gives its rollup turn back before it
+/// waits for the raw one: waiting on the slow read, it holds no turn every chart needs.
+#[tokio::test]
+async fn a_report_waiting_for_the_raw_log_holds_no_rollup_turn() {
+    use app::usage::stats::{raw_turn, RawReaders, Reader, RollupReaders, ROLLUP_READERS};
+    let (app, org, admin) = with_admin_key().await;
+    let db = &app.state.db;
+    // Another member of the organization reads its raw log: the organization's one turn.
+    let held = raw_turn(db, &Reader::new(&org, "usr_another_member"))
+        .await
+        .unwrap();
+    for path in ["/api/v1/usage?range=30d", "/api/v1/usage/errors?range=30d"] {
+        let report = app.api("GET", path, Some(&admin), None, IP);
+        tokio::pin!(report);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1_000), &mut report)
+                .await
+                .is_err(),
+            "{path} waits for the raw log's turn"
+        );
+        assert_eq!(
+            db.caches
+                .get::<RollupReaders>()
+                .instance
+                .available_permits(),
+            ROLLUP_READERS,
+            "{path} holds no rollup turn while it waits"
+        );
+        assert_eq!(db.caches.get::<RollupReaders>().holders(), 0);
+        drop(report);
+    }
+    drop(held);
+    assert_eq!(db.caches.get::<RawReaders>().organizations(), 0);
 }

@@ -25,7 +25,8 @@ pub async fn audit_log(
             to: Some(to),
             page,
         };
-        super::ssr::list(&caller.state.db, &grant.organization_id, &q).await
+        let reader = crate::usage::stats::Reader::of(&caller.state.db, &grant).await?;
+        super::ssr::list(&caller.state.db, &reader, &q).await
     })
     .await
 }

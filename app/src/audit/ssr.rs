@@ -39,7 +39,27 @@ struct Filter {
     binds: Vec<String>,
 }
 
+/// Longest actor, action or target filter, in characters: an address (254), an event kind or
+/// an id is shorter. A longer one is refused (400) before it reaches a `like` (SQLite refuses
+/// a pattern over 50 000 bytes with an error of its own).
+pub const FILTER_MAX: usize = 320;
+
 fn filter(organization_id: &str, q: &AuditQuery) -> Result<Filter, AppError> {
+    for (field, value) in [
+        ("actor", &q.actor),
+        ("action", &q.action),
+        ("target", &q.target),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > FILTER_MAX)
+        {
+            return Err(AppError::invalid(
+                field,
+                format!("{field} is at most {FILTER_MAX} characters long"),
+            ));
+        }
+    }
     let mut sql = String::from(" where 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     if organization_id != SYSTEM_ORG_ID {
@@ -182,10 +202,14 @@ async fn name_impersonators(db: &Db, entries: &mut [(i64, AuditEntry)]) -> Resul
 
 /// One page of the organization's audit log (the whole instance's for the system
 /// organization), newest first.
-pub async fn list(db: &Db, organization_id: &str, q: &AuditQuery) -> Result<AuditPage, AppError> {
+pub async fn list(
+    db: &Db,
+    reader: &crate::usage::stats::Reader,
+    q: &AuditQuery,
+) -> Result<AuditPage, AppError> {
     let page = q.page.unwrap_or(1).clamp(1, 10_000);
-    let f = filter(organization_id, q)?;
-    let _turn = crate::usage::stats::audit_turn(db, organization_id).await?;
+    let f = filter(&reader.organization_id, q)?;
+    let _turn = crate::usage::stats::audit_turn(db, reader).await?;
     let total = count_of(db, &f).await?;
     let limit = format!(
         "limit {AUDIT_PER_PAGE} offset {}",
@@ -227,9 +251,15 @@ impl Export {
     }
 
     /// How many entries the export holds, before anything is sent (taking a turn to read:
-    /// [`crate::usage::stats::audit_turn`]; a 503 then is still a clean refusal).
-    pub async fn count(&self, db: &Db) -> Result<i64, AppError> {
-        let _turn = crate::usage::stats::audit_turn(db, &self.organization_id).await?;
+    /// [`crate::usage::stats::audit_turn`], as `reader`'s holder; a 503 then is still a clean
+    /// refusal).
+    pub async fn count(
+        &self,
+        db: &Db,
+        reader: &crate::usage::stats::Reader,
+    ) -> Result<i64, AppError> {
+        let reader = reader.in_organization(&self.organization_id);
+        let _turn = crate::usage::stats::audit_turn(db, &reader).await?;
         count_of(db, &self.filter).await
     }
 

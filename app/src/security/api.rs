@@ -11,11 +11,12 @@ pub async fn security_scan(organization_id: String) -> Result<SecurityReport, Ap
     let (caller, grant) = crate::access::guard::guard_in("security_scan", &organization_id).await?;
     crate::ssr::respond(async move {
         let state = &caller.state;
+        let reader = crate::usage::stats::Reader::of(&state.db, &grant).await?;
         super::ssr::scan(
             &state.db,
             &state.config,
             state.domains.get::<super::RouteCatalog>()?,
-            &grant.organization_id,
+            &reader,
             super::ssr::Sections::of(&grant),
             crate::ssr::db::now_ms(),
         )

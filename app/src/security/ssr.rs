@@ -11,6 +11,7 @@ use crate::error::AppError;
 use crate::keys::{Access, Scopes};
 use crate::ssr::config::Config;
 use crate::ssr::db::{rfc3339, Db};
+use crate::usage::stats::Reader;
 use std::collections::BTreeMap;
 
 /// How far back "used" and "unused" look (at most: the request log's retention).
@@ -61,10 +62,11 @@ pub async fn scan(
     db: &Db,
     config: &Config,
     catalog: &RouteCatalog,
-    organization_id: &str,
+    reader: &Reader,
     sections: Sections,
     now: i64,
 ) -> Result<SecurityReport, AppError> {
+    let organization_id = reader.organization_id.as_str();
     let instance = organization_id == SYSTEM_ORG_ID;
     Ok(SecurityReport {
         organization_id: organization_id.to_string(),
@@ -83,7 +85,7 @@ pub async fn scan(
         keys: if sections.keys {
             // Every organization's keys, like every organization's administrators, only for
             // a caller who may list the instance's users; else the system organization's.
-            key_findings(db, config, catalog, organization_id, sections.users, now).await?
+            key_findings(db, config, catalog, reader, sections.users, now).await?
         } else {
             Vec::new()
         },
@@ -249,11 +251,12 @@ async fn used_scopes(
     db: &Db,
     config: &Config,
     catalog: &RouteCatalog,
-    organization_id: &str,
+    reader: &Reader,
     key_id: Option<&str>,
     every_organization: bool,
     now: i64,
 ) -> Result<BTreeMap<String, Scopes>, AppError> {
+    let organization_id = reader.organization_id.as_str();
     let mut sql = String::from(
         "select api_key_id, method, route from request_log
          where occurred_at >= $1 and api_key_id is not null and status >= 200 and status < 400",
@@ -276,7 +279,7 @@ async fn used_scopes(
         query = query.bind(b);
     }
     // A grouping over the raw log's lookback: one of the instance's raw-log turns.
-    let _turn = crate::usage::stats::raw_turn(db, organization_id).await?;
+    let _turn = crate::usage::stats::raw_turn(db, reader).await?;
     let mut used: BTreeMap<String, Scopes> = BTreeMap::new();
     for (key, method, route) in query.fetch_all(&db.reader).await? {
         let scopes = used.entry(key).or_default();
@@ -323,10 +326,11 @@ async fn key_findings(
     db: &Db,
     config: &Config,
     catalog: &RouteCatalog,
-    organization_id: &str,
+    reader: &Reader,
     every_organization: bool,
     now: i64,
 ) -> Result<Vec<KeyFinding>, AppError> {
+    let organization_id = reader.organization_id.as_str();
     let every_organization = every_organization && organization_id == SYSTEM_ORG_ID;
     let mut sql = String::from(
         "select api_key_id, organization_id, name, display_prefix, scopes, ip_allowlist, expires_at, created_at, last_used_at
@@ -352,16 +356,7 @@ async fn key_findings(
         query = query.bind(organization_id);
     }
     let rows = query.fetch_all(&db.reader).await?;
-    let mut used = used_scopes(
-        db,
-        config,
-        catalog,
-        organization_id,
-        None,
-        every_organization,
-        now,
-    )
-    .await?;
+    let mut used = used_scopes(db, config, catalog, reader, None, every_organization, now).await?;
     let mut found = Vec::new();
     for row in rows {
         let (key_id, org, name, display_prefix, scopes, allowlist, expires_at, created, last_used) =
@@ -415,11 +410,12 @@ pub async fn narrow(
     let row = crate::keys::ssr::row_fresh(&state.db, &org, key_id).await?;
     let current = row.to_wire(crate::ssr::db::now_ms());
     let catalog = state.domains.get::<RouteCatalog>()?;
+    let reader = Reader::of(&state.db, acting.grant).await?;
     let used = used_scopes(
         &state.db,
         &state.config,
         catalog,
-        &org,
+        &reader,
         Some(key_id),
         false,
         crate::ssr::db::now_ms(),

@@ -106,9 +106,10 @@ pub async fn usage_series(
     let (caller, grant) = crate::access::guard::guard_in("usage_series", &organization_id).await?;
     crate::ssr::respond(async move {
         let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
+        let reader = super::stats::Reader::of(&caller.state.db, &grant).await?;
         super::stats::series(
             &caller.state.db,
-            &grant.organization_id,
+            &reader,
             range,
             &filter,
             crate::ssr::db::now_ms(),
@@ -132,9 +133,10 @@ pub async fn usage_overview(
         crate::access::guard::guard_in("usage_overview", &organization_id).await?;
     crate::ssr::respond(async move {
         let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
+        let reader = super::stats::Reader::of(&caller.state.db, &grant).await?;
         super::stats::summary(
             &caller.state.db,
-            &grant.organization_id,
+            &reader,
             range,
             &filter,
             crate::ssr::db::now_ms(),
@@ -157,9 +159,10 @@ pub async fn usage_errors(
     let (caller, grant) = crate::access::guard::guard_in("usage_errors", &organization_id).await?;
     crate::ssr::respond(async move {
         let (range, filter) = super::stats::parse_view(&range, &key_id, &route)?;
+        let reader = super::stats::Reader::of(&caller.state.db, &grant).await?;
         super::stats::errors(
             &caller.state.db,
-            &grant.organization_id,
+            &reader,
             range,
             &filter,
             crate::ssr::db::now_ms(),
@@ -176,7 +179,9 @@ pub async fn usage_by_organization(range: String) -> Result<Vec<OrgTotal>, AppEr
     let caller = crate::access::guard::guard("usage_by_organization").await?;
     crate::ssr::respond(async move {
         let (range, _) = super::stats::parse_view(&range, "", "")?;
-        super::stats::org_totals(&caller.state.db, range, crate::ssr::db::now_ms()).await
+        let reader =
+            super::stats::Reader::new(crate::access::ssr::SYSTEM_ORG_ID, caller.user_id()?);
+        super::stats::org_totals(&caller.state.db, &reader, range, crate::ssr::db::now_ms()).await
     })
     .await
 }
@@ -185,10 +190,9 @@ pub async fn usage_by_organization(range: String) -> Result<Vec<OrgTotal>, AppEr
 #[server(prefix = "/rpc", endpoint = "key_usage")]
 pub async fn key_usage(organization_id: String, key_id: String) -> Result<KeyLimitUsage, AppError> {
     let (caller, grant) = crate::access::guard::guard_in("key_usage", &organization_id).await?;
-    crate::ssr::respond(super::ssr::key_usage(
-        &caller.state,
-        &grant.organization_id,
-        &key_id,
-    ))
+    crate::ssr::respond(async move {
+        let reader = super::stats::Reader::of(&caller.state.db, &grant).await?;
+        super::ssr::key_usage(&caller.state, &reader, &key_id).await
+    })
     .await
 }

@@ -372,12 +372,14 @@ pub async fn effective_limit(
 }
 
 /// `key_id`'s use of its limit now (see [`super::limiter::RateLimiter::usage`]) and its
-/// traffic in the last 24 hours; `not_found` unless the key belongs to `organization_id`.
+/// traffic in the last 24 hours; `not_found` unless the key belongs to the reader's
+/// organization.
 pub async fn key_usage(
     state: &crate::ssr::AppState,
-    organization_id: &str,
+    reader: &super::stats::Reader,
     key_id: &str,
 ) -> Result<super::KeyLimitUsage, AppError> {
+    let organization_id = reader.organization_id.as_str();
     let (limit, window) = effective_limit(&state.db.reader, organization_id, key_id)
         .await?
         .ok_or_else(|| AppError::not_found("key"))?;
@@ -390,7 +392,7 @@ pub async fn key_usage(
         )
         .await?;
     let (requests_24h, errors_24h) =
-        super::stats::key_traffic(&state.db, organization_id, key_id, now - 86_400_000).await?;
+        super::stats::key_traffic(&state.db, reader, key_id, now - 86_400_000).await?;
     Ok(super::KeyLimitUsage {
         key_id: key_id.to_string(),
         limit,

@@ -1,8 +1,10 @@
 //! What the charts draw, read from the per-minute rollup (server only). The few figures only
 //! the raw log holds (error codes, latency percentiles, the latest errors) read it in turns:
 //! at most [`RAW_READERS`] at once per instance, [`RAW_READERS_PER_ORGANIZATION`] of them for
-//! one organization, and one more kept for the instance's own (system organization's) reports.
-//! Rollup reads take turns the same way ([`ROLLUP_READERS`]), before any raw turn.
+//! one organization, [`READERS_PER_HOLDER`] for one person over all their organizations, and
+//! one more kept for the instance's own (system organization's) reports. Rollup reads take
+//! turns the same way ([`ROLLUP_READERS`]); a report never holds one while it waits for the
+//! other.
 
 use super::{Count, ErrorReport, OrgTotal, Range, RecentError, RequestSeries};
 use crate::error::AppError;
@@ -58,17 +60,18 @@ pub fn buckets(range: Range, now: i64, tz_offset_minutes: i32) -> (i64, i64, i64
     (start, size, range.buckets())
 }
 
-/// Requests over time in `organization_id`, split by status class, every bucket present
-/// (zero when nothing happened). The buckets sum to the requests logged in the range.
+/// Requests over time in the reader's organization, split by status class, every bucket
+/// present (zero when nothing happened). The buckets sum to the requests logged in the range.
 pub async fn series(
     db: &Db,
-    organization_id: &str,
+    reader: &Reader,
     range: Range,
     filter: &Filter<'_>,
     now: i64,
     tz_offset_minutes: i32,
 ) -> Result<RequestSeries, AppError> {
-    let _turn = rollup_turn(db, organization_id).await?;
+    let _turn = rollup_turn(db, reader).await?;
+    let organization_id = reader.organization_id.as_str();
     series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await
 }
 
@@ -176,10 +179,21 @@ pub const RAW_READERS_RESERVED: usize = 1;
 /// lists, the key page's traffic): much cheaper than the raw log, but a tenant whose keys
 /// fill the rollup (1000 keys × every route × every status class, refused requests
 /// included) and who asks for 30-day charts in parallel would otherwise hold every reader
-/// connection too. A report reading both takes its rollup turn first, then its raw one
-/// (never the other way round).
+/// connection too. A report reading both gives its rollup turn back before it asks for its
+/// raw one.
 pub const ROLLUP_READERS: usize = 3;
 pub const ROLLUP_READERS_PER_ORGANIZATION: u32 = 2;
+
+/// How many turns of the raw log (and of the audit log) one holder takes at once, over every
+/// organization: one person (a console user, a personal token's owner, or the person
+/// who made an organization key, followed through keys that made keys; [`Reader::of`]).
+/// Organizations are cheap to make (a user may own 100): counted per organization only, one
+/// account's reports over many of them queued ahead of every other tenant's in the instance's
+/// turns. Counted per holder, the rest of its reports wait for its own turn instead, outside
+/// the instance's queue.
+pub const READERS_PER_HOLDER: u32 = 1;
+/// The same for the rollup's turns: a usage page reads its chart and its summary at once.
+pub const ROLLUP_READERS_PER_HOLDER: u32 = 2;
 
 /// How long a read waits for its turn before the request is told to retry (503).
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -196,7 +210,9 @@ pub struct Turnstile {
     /// For the system organization only.
     pub reserved: Turns,
     per_organization: u32,
+    per_holder: u32,
     by_organization: TurnsByOrganization,
+    by_holder: TurnsByOrganization,
     /// What the 503 says is busy.
     busy: &'static str,
 }
@@ -206,13 +222,16 @@ impl Turnstile {
         instance: usize,
         reserved: usize,
         per_organization: u32,
+        per_holder: u32,
         busy: &'static str,
     ) -> Turnstile {
         Turnstile {
             instance: std::sync::Arc::new(tokio::sync::Semaphore::new(instance)),
             reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(reserved)),
             per_organization,
+            per_holder,
             by_organization: Default::default(),
+            by_holder: Default::default(),
             busy,
         }
     }
@@ -222,15 +241,25 @@ impl Turnstile {
         self.by_organization.keys()
     }
 
-    /// Waits for a turn of `organization_id` (its own first, then one of the instance's, or
-    /// for the system organization its reserved turn, else whichever comes first); held until
-    /// dropped. 503 with `Retry-After` past [`READ_WAIT`].
-    async fn turn(&self, organization_id: &str) -> Result<Turn, AppError> {
+    /// How many holders hold or wait for a turn now.
+    pub fn holders(&self) -> usize {
+        self.by_holder.keys()
+    }
+
+    /// Waits for a turn of `reader` (its holder's first, then its organization's, then one of
+    /// the instance's, or for the system organization its reserved turn, else whichever comes
+    /// first); held until dropped. 503 with `Retry-After` past [`READ_WAIT`].
+    async fn turn(&self, reader: &Reader) -> Result<Turn, AppError> {
+        let organization_id = reader.organization_id.as_str();
+        let holder_claim = self.by_holder.enter(&reader.holder, || {
+            std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_holder as usize))
+        });
         let claim = self.by_organization.enter(organization_id, || {
             std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_organization as usize))
         });
         let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
         let taken = tokio::time::timeout(READ_WAIT, async {
+            let holder = holder_claim.value().clone().acquire_owned().await.ok()?;
             let organization = claim.value().clone().acquire_owned().await.ok()?;
             let shared = self.instance.clone().acquire_owned();
             let instance = if system {
@@ -244,14 +273,16 @@ impl Turnstile {
             } else {
                 shared.await
             };
-            Some((organization, instance.ok()?))
+            Some((holder, organization, instance.ok()?))
         })
         .await;
         match taken {
-            Ok(Some((organization, instance))) => Ok(Turn {
+            Ok(Some((holder, organization, instance))) => Ok(Turn {
                 _organization: organization,
                 _instance: instance,
+                _holder: holder,
                 _claim: claim,
+                _holder_claim: holder_claim,
             }),
             _ => Err(AppError {
                 retry_after: Some(5),
@@ -269,13 +300,13 @@ impl Turnstile {
 
 /// A [`Turnstile`] kept once per database (`Db::caches`), with its sizes.
 macro_rules! turnstile {
-    ($(#[$doc:meta])* $name:ident, $instance:expr, $reserved:expr, $per_organization:expr, $busy:expr) => {
+    ($(#[$doc:meta])* $name:ident, $instance:expr, $reserved:expr, $per_organization:expr, $per_holder:expr, $busy:expr) => {
         $(#[$doc])*
         pub struct $name(Turnstile);
 
         impl Default for $name {
             fn default() -> $name {
-                $name(Turnstile::new($instance, $reserved, $per_organization, $busy))
+                $name(Turnstile::new($instance, $reserved, $per_organization, $per_holder, $busy))
             }
         }
 
@@ -294,6 +325,7 @@ turnstile!(
     RAW_READERS,
     RAW_READERS_RESERVED,
     RAW_READERS_PER_ORGANIZATION,
+    READERS_PER_HOLDER,
     "usage analytics are"
 );
 
@@ -303,6 +335,7 @@ turnstile!(
     ROLLUP_READERS,
     1,
     ROLLUP_READERS_PER_ORGANIZATION,
+    ROLLUP_READERS_PER_HOLDER,
     "usage analytics are"
 );
 
@@ -319,6 +352,7 @@ turnstile!(
     AUDIT_READERS,
     1,
     1,
+    READERS_PER_HOLDER,
     "audit log reads are"
 );
 
@@ -330,25 +364,72 @@ type Claim = crate::ssr::counted::Holder<Turns>;
 /// A turn to read: the organization's and the instance's, given back when dropped.
 pub struct Turn {
     // Dropped in this order: the instance's turn is free before the organization's next
-    // report can ask for it.
+    // report can ask for it, and the organization's before the holder's.
     _instance: tokio::sync::OwnedSemaphorePermit,
     _organization: tokio::sync::OwnedSemaphorePermit,
+    _holder: tokio::sync::OwnedSemaphorePermit,
     _claim: Claim,
+    _holder_claim: Claim,
 }
 
-/// A turn of `organization_id` to read the raw log ([`RAW_READERS`]).
-pub async fn raw_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
-    db.caches.get::<RawReaders>().turn(organization_id).await
+/// Who reads, for the turns: the organization whose rows are read, and the holder whose
+/// reports count together over every organization ([`READERS_PER_HOLDER`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reader {
+    pub organization_id: String,
+    pub holder: String,
 }
 
-/// A turn of `organization_id` to read the per-minute rollup ([`ROLLUP_READERS`]).
-pub async fn rollup_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
-    db.caches.get::<RollupReaders>().turn(organization_id).await
+impl Reader {
+    pub fn new(organization_id: &str, holder: &str) -> Reader {
+        Reader {
+            organization_id: organization_id.to_string(),
+            holder: holder.to_string(),
+        }
+    }
+
+    /// The grant's organization, and the person behind the grant: the user, a personal
+    /// token's owner, or for an organization key the person who made it (followed through
+    /// keys that made keys); a key no person made (the command line's) holds for itself.
+    pub async fn of(db: &Db, grant: &crate::access::ssr::Grant) -> Result<Reader, AppError> {
+        let holder = match grant.principal.acting_user() {
+            Some(user) => user.to_string(),
+            None => {
+                let key = grant.principal.actor_id();
+                let mut conn = db.reader.acquire().await?;
+                crate::access::roles::makers(&mut conn, vec![key.to_string()])
+                    .await?
+                    .into_iter()
+                    .find(|id| id.starts_with("usr_"))
+                    .unwrap_or_else(|| key.to_string())
+            }
+        };
+        Ok(Reader {
+            organization_id: grant.organization_id.clone(),
+            holder,
+        })
+    }
+
+    /// The same holder reading another organization's rows (the instance-wide reports read
+    /// as the system organization).
+    pub fn in_organization(&self, organization_id: &str) -> Reader {
+        Reader::new(organization_id, &self.holder)
+    }
 }
 
-/// A turn of `organization_id` to read the audit log ([`AUDIT_READERS`]).
-pub async fn audit_turn(db: &Db, organization_id: &str) -> Result<Turn, AppError> {
-    db.caches.get::<AuditReaders>().turn(organization_id).await
+/// A turn of `reader` to read the raw log ([`RAW_READERS`]).
+pub async fn raw_turn(db: &Db, reader: &Reader) -> Result<Turn, AppError> {
+    db.caches.get::<RawReaders>().turn(reader).await
+}
+
+/// A turn of `reader` to read the per-minute rollup ([`ROLLUP_READERS`]).
+pub async fn rollup_turn(db: &Db, reader: &Reader) -> Result<Turn, AppError> {
+    db.caches.get::<RollupReaders>().turn(reader).await
+}
+
+/// A turn of `reader` to read the audit log ([`AUDIT_READERS`]).
+pub async fn audit_turn(db: &Db, reader: &Reader) -> Result<Turn, AppError> {
+    db.caches.get::<AuditReaders>().turn(reader).await
 }
 
 /// The raw log's rows of an organization, window, key and route (`$1`–`$5` of [`scoped`]).
@@ -450,19 +531,23 @@ fn counts(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<Count>, AppError> {
         .collect::<Result<Vec<Count>, sqlx::Error>>()?)
 }
 
-/// The errors page of `organization_id` over `range`: the chart's series with each bucket's
-/// error rate, totals, top error codes, failing keys and routes, and the latest errors.
+/// The errors page of the reader's organization over `range`: the chart's series with each
+/// bucket's error rate, totals, top error codes, failing keys and routes, and the latest
+/// errors.
 pub async fn errors(
     db: &Db,
-    organization_id: &str,
+    reader: &Reader,
     range: Range,
     filter: &Filter<'_>,
     now: i64,
     tz_offset_minutes: i32,
 ) -> Result<ErrorReport, AppError> {
-    // The rollup's turn, then the raw log's (the order every report takes them in).
-    let _rollup = rollup_turn(db, organization_id).await?;
+    let organization_id = reader.organization_id.as_str();
+    // The rollup's turn, given back before the raw log's is asked for: a report waiting for
+    // the slow raw read never holds a turn that every chart needs.
+    let rollup = rollup_turn(db, reader).await?;
     let series = series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await?;
+    drop(rollup);
     let error_rate: Vec<f64> = (0..series.starts.len())
         .map(|i| {
             let errors = series.client_errors[i] + series.rate_limited[i] + series.server_errors[i];
@@ -485,7 +570,7 @@ pub async fn errors(
         key: filter.key_id.unwrap_or(""),
         route: filter.route.unwrap_or(""),
     };
-    let _turn = raw_turn(db, organization_id).await?;
+    let _turn = raw_turn(db, reader).await?;
     Ok(ErrorReport {
         requests: series.total,
         errors,
@@ -499,9 +584,15 @@ pub async fn errors(
 }
 
 /// Every organization's requests, errors and active keys over `range` (UTC), busiest first:
-/// what instance admins see.
-pub async fn org_totals(db: &Db, range: Range, now: i64) -> Result<Vec<OrgTotal>, AppError> {
-    let _turn = rollup_turn(db, crate::access::ssr::SYSTEM_ORG_ID).await?;
+/// what instance admins see (`reader`: in the system organization).
+pub async fn org_totals(
+    db: &Db,
+    reader: &Reader,
+    range: Range,
+    now: i64,
+) -> Result<Vec<OrgTotal>, AppError> {
+    let reader = reader.in_organization(crate::access::ssr::SYSTEM_ORG_ID);
+    let _turn = rollup_turn(db, &reader).await?;
     let (start, size, count) = buckets(range, now, 0);
     let rows = sqlx::query(
         "select u.organization_id, coalesce(o.name, u.organization_id) as name,
@@ -530,15 +621,17 @@ pub async fn org_totals(db: &Db, range: Range, now: i64) -> Result<Vec<OrgTotal>
         .collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
-/// A key of `organization_id`: its requests and failed requests logged from `since` (from the
-/// rollup: whole minutes). The organization is in the query, not only checked by the caller.
+/// A key of the reader's organization: its requests and failed requests logged from `since`
+/// (from the rollup: whole minutes). The organization is in the query, not only checked by
+/// the caller.
 pub async fn key_traffic(
     db: &Db,
-    organization_id: &str,
+    reader: &Reader,
     key_id: &str,
     since: i64,
 ) -> Result<(i64, i64), AppError> {
-    let _turn = rollup_turn(db, organization_id).await?;
+    let _turn = rollup_turn(db, reader).await?;
+    let organization_id = reader.organization_id.as_str();
     let r = sqlx::query(
         "select cast(coalesce(sum(requests), 0) as bigint) as n,
                 cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
@@ -553,10 +646,10 @@ pub async fn key_traffic(
 }
 
 /// Totals, error rate, latency percentiles, top keys, routes and error codes, and the latest
-/// errors of `organization_id` over `range` (the same window as the chart, in UTC).
+/// errors of the reader's organization over `range` (the same window as the chart, in UTC).
 pub async fn summary(
     db: &Db,
-    organization_id: &str,
+    reader: &Reader,
     range: Range,
     filter: &Filter<'_>,
     now: i64,
@@ -565,8 +658,10 @@ pub async fn summary(
     let (start, size, count) = buckets(range, now, 0);
     let end = start + size * count;
     let (key, route) = (filter.key_id.unwrap_or(""), filter.route.unwrap_or(""));
-    // Totals and top lists from the rollup, in its turn (then the raw log's, in that order).
-    let _rollup = rollup_turn(db, organization_id).await?;
+    let organization_id = reader.organization_id.as_str();
+    // Totals and top lists from the rollup, in its turn, given back before the raw log's is
+    // asked for.
+    let rollup = rollup_turn(db, reader).await?;
     let totals = scoped(&format!(
         "select cast(coalesce(sum(requests), 0) as bigint) as n,
                 cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
@@ -585,7 +680,8 @@ pub async fn summary(
     };
     let top_keys = view.top_keys("").await?;
     let top_routes = view.top("route", "").await?;
-    let _turn = raw_turn(db, organization_id).await?;
+    drop(rollup);
+    let _turn = raw_turn(db, reader).await?;
     let top_error_codes = view.top_codes(5).await?;
     // Nearest rank: the smallest value with at least p of the values at or below it, rank
     // ceil(p * n). The three are read in one sort of the range, counted in the same statement

@@ -14,9 +14,8 @@ pub async fn list(
     Extension(grant): Extension<Grant>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, AppError> {
-    Ok(Json(
-        audit::list(&state.db, &grant.organization_id, &query).await?,
-    ))
+    let reader = app::usage::stats::Reader::of(&state.db, &grant).await?;
+    Ok(Json(audit::list(&state.db, &reader, &query).await?))
 }
 
 /// `GET /api/v1/audit/export`: the same entries, every page, streamed as CSV or JSON.

@@ -86,18 +86,18 @@ pub async fn usage(
         q.route.as_deref().unwrap_or(""),
     )?;
     let now = app::ssr::db::now_ms();
-    let org = &grant.organization_id;
+    let reader = stats::Reader::of(&state.db, &grant).await?;
     Ok(Json(app::usage::UsageReport {
         series: stats::series(
             &state.db,
-            org,
+            &reader,
             range,
             &filter,
             now,
             q.tz_offset_minutes.unwrap_or(0),
         )
         .await?,
-        summary: stats::summary(&state.db, org, range, &filter, now).await?,
+        summary: stats::summary(&state.db, &reader, range, &filter, now).await?,
     }))
 }
 
@@ -113,10 +113,11 @@ pub async fn errors(
         q.key_id.as_deref().unwrap_or(""),
         q.route.as_deref().unwrap_or(""),
     )?;
+    let reader = stats::Reader::of(&state.db, &grant).await?;
     Ok(Json(
         stats::errors(
             &state.db,
-            &grant.organization_id,
+            &reader,
             range,
             &filter,
             app::ssr::db::now_ms(),
@@ -147,7 +148,6 @@ pub async fn key_usage(
     Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
 ) -> Result<Json<app::usage::KeyLimitUsage>, AppError> {
-    Ok(Json(
-        plans::key_usage(&state, &grant.organization_id, &id).await?,
-    ))
+    let reader = app::usage::stats::Reader::of(&state.db, &grant).await?;
+    Ok(Json(plans::key_usage(&state, &reader, &id).await?))
 }
