@@ -1934,3 +1934,40 @@ async fn metrics_treat_a_declared_proxy_as_forwarding_and_read_mapped_peers_as_i
         .await;
     assert_eq!(r.status, 200, "an IPv4-mapped loopback peer: {}", r.body);
 }
+
+/// Looking at a key's use of its limit (the key page, `GET /api/v1/keys/{id}/usage`) never
+/// holds the key's requests: with every reader connection taken, the look waits for one, and
+/// the key's requests are decided meanwhile (an attacker-review finding: the look held the
+/// key's limiter lock across its read, so a viewer could stall a production key).
+#[tokio::test]
+async fn looking_at_a_key_s_use_never_holds_its_requests() {
+    use app::usage::window::Limit;
+    let app = spawn().await;
+    let limiter = app::usage::ssr::RateLimiter::of(&app.state).unwrap();
+    let (key, limit) = ("key_watched", Limit::new(1_000, 3_600));
+    assert!(limiter.check(key, limit).await.unwrap().admitted);
+    let pool = &app.state.db.reader;
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let look = limiter.usage(key, limit, app::ssr::db::now_ms());
+    tokio::pin!(look);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut look)
+            .await
+            .is_err(),
+        "the look waits for a reader connection"
+    );
+    let decided = tokio::time::timeout(Duration::from_secs(2), limiter.check(key, limit))
+        .await
+        .expect("the key's request does not wait for the look")
+        .unwrap();
+    assert!(decided.admitted);
+    drop(held);
+    let (used, _) = tokio::time::timeout(Duration::from_secs(5), look)
+        .await
+        .expect("the look reads once a connection is free")
+        .unwrap();
+    assert_eq!(used, 2, "both requests, and none of the unspent lease");
+}

@@ -791,7 +791,7 @@ async fn a_report_waiting_for_the_raw_log_holds_no_rollup_turn() {
             "{path} holds no rollup turn while it waits"
         );
         assert_eq!(db.caches.get::<RollupReaders>().holders(), 0);
-        drop(report);
+        // (The waiting report is dropped with this iteration: its wait is cancelled.)
     }
     drop(held);
     assert_eq!(db.caches.get::<RawReaders>().organizations(), 0);

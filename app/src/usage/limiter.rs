@@ -39,6 +39,8 @@ use std::time::Duration;
 
 /// How long a refusal is trusted without asking the database.
 const SHARED_REFUSAL_MS: i64 = 1000;
+/// How many times [`RateLimiter::usage`] reads the shared count while leases move under it.
+const USAGE_READS: usize = 3;
 /// Leases one decision takes at most when its bucket keeps ending while it leases (a database
 /// slower than a bucket); past that the request is refused.
 const LEASE_ATTEMPTS: usize = 4;
@@ -71,6 +73,9 @@ struct KeyState {
     leasing_ahead: Option<i64>,
     /// The current lease follows one of the bucket before: the key leases ahead.
     busy: bool,
+    /// Counts the leases this instance has taken of the shared count: a reader of the key's
+    /// use ([`RateLimiter::usage`]) that saw it move while it read the count reads again.
+    leases_taken: u64,
     /// The shared count as read at the last lease (our grant included).
     view: Counts,
     /// The limit the lease and view were taken under: a plan change retakes them.
@@ -218,6 +223,7 @@ impl RateLimiter {
                 return Ok(self.refuse(&mut st, limit, now));
             }
             st.refused_until = 0;
+            st.leases_taken += 1;
             // Spent from the top, if its bucket is still current once the clock is read again.
             st.lease = Some(Lease {
                 bucket,
@@ -337,20 +343,41 @@ impl RateLimiter {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             keys.get(key_id).cloned()
         };
-        // Held across the read: a lease taken in between would otherwise be subtracted from a
-        // count that does not hold it yet.
-        let st = match &state {
-            Some(state) => Some(state.lock().await),
-            None => None,
+        // The key's lock is never held across the read: every request of the key takes it, and
+        // a viewer's reads (waiting for a connection of the reader pool, say) must not make
+        // them wait. A lease taken while the count was read would be subtracted from a count
+        // that may not hold it yet: when one was (or one being taken ahead was in flight), the
+        // count is read again, a few times at most (then it may show one lease too many,
+        // until the next look).
+        let mut reads = 0;
+        let (rows, st) = loop {
+            let before = match &state {
+                Some(state) => Some(state.lock().await.leases_taken),
+                None => None,
+            };
+            let rows = sqlx::query(
+                "select bucket_start, bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
+            )
+            .bind(key_id)
+            .bind(now - limit.window_ms)
+            .bind(now)
+            .fetch_all(&self.db.reader)
+            .await?;
+            let st = match &state {
+                Some(state) => Some(state.lock().await),
+                None => None,
+            };
+            reads += 1;
+            let settled = st.as_ref().is_none_or(|st| {
+                Some(st.leases_taken) == before
+                    && st
+                        .leasing_ahead
+                        .is_none_or(|b| b + limit.bucket_ms() <= now)
+            });
+            if settled || reads == USAGE_READS {
+                break (rows, st);
+            }
         };
-        let rows = sqlx::query(
-            "select bucket_start, bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
-        )
-        .bind(key_id)
-        .bind(now - limit.window_ms)
-        .bind(now)
-        .fetch_all(&self.db.reader)
-        .await?;
         // Whatever this instance holds unspent is in the shared count but not used: an old
         // bucket's lease until the sweep gives it back, one taken under a limit since changed,
         // one taken ahead whose bucket has begun.
@@ -581,6 +608,7 @@ impl LeaseAhead {
                     bucket: self.bucket,
                     left: granted,
                 };
+                st.leases_taken += 1;
                 if st.limit == Some(self.limit) && st.ahead.is_none() {
                     st.ahead = Some((lease, view));
                 } else {
