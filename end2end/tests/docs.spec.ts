@@ -28,6 +28,10 @@ test("the API docs page lists every endpoint of the served OpenAPI document, wit
   await expect(roll.getByRole("table", { name: /Request body of POST \/api\/v1\/keys\/\{id\}\/roll/ })).toContainText("grace_seconds");
   await expect(roll.getByText("signature_replayed")).toBeVisible();
   await expect(roll.getByLabel("curl example for POST /api/v1/keys/{id}/roll", { exact: true })).toContainText("curl -X POST");
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
   await roll.getByRole("button", { name: "Copy curl example for POST /api/v1/keys/{id}/roll" }).click();
   await expect(roll.getByRole("button", { name: "Copy curl example for POST /api/v1/keys/{id}/roll" })).toHaveText("Copied");
+  // On the clipboard indeed, the example as shown.
+  const shown = await roll.getByLabel("curl example for POST /api/v1/keys/{id}/roll", { exact: true }).textContent();
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(shown);
 });

@@ -116,20 +116,24 @@ test("assign a custom role to two members in bulk; a viewer sees only viewer men
   for (const link of ["Users", "Email outbox", "Settings"]) {
     await expect(nav.getByRole("link", { name: link, exact: true })).toHaveCount(0);
   }
+  // The members page is there (her own row listed), without the controls that change it.
+  await expect(ava.getByRole("table", { name: "Members" }).getByRole("row", { name: /Ava/ })).toBeVisible();
   await expect(ava.getByRole("region", { name: "Invite a member" })).toHaveCount(0);
   await expect(ava.getByRole("region", { name: "Assign a custom role" })).toHaveCount(0);
   await expect(ava.getByRole("table", { name: "Members" }).getByRole("button", { name: /Remove/ })).toHaveCount(0);
-  // Calling the server directly anyway: refused.
+  // Calling the server directly anyway: refused for the permission (not, say, the CSRF check).
   const orgId = await ava.getByRole("combobox", { name: "Active organization" }).inputValue();
-  const status = await ava.evaluate(async (organization_id) => {
+  const answer = await ava.evaluate(async (organization_id) => {
     const r = await fetch("/rpc/invite_member", {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({ organization_id, email: "sneaky@example.org", role: "admin" }),
     });
-    return r.status;
+    return { status: r.status, body: await r.json() };
   }, orgId);
-  expect(status).toBe(403);
+  expect(answer.status).toBe(403);
+  expect(answer.body.error.code).toBe("forbidden");
+  expect(answer.body.error.message).toContain("members:write");
 });
 
 test("an owner limits key lifetime in the settings; a key without expiry is then refused", async ({ page }) => {

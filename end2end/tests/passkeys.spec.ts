@@ -58,7 +58,7 @@ test("passkeys: register one, sign in with it alone, use it after the password, 
   await card.getByLabel("Passkey name").fill("Laptop");
   await card.getByLabel("Current password", { exact: true }).fill("not the password");
   await card.getByRole("button", { name: "Add a passkey" }).click();
-  await expect(card.getByRole("alert")).toContainText("password");
+  await expect(card.getByRole("alert")).toHaveText("the current password is not right");
   await card.getByLabel("Current password", { exact: true }).fill(PASSWORD);
   await card.getByRole("button", { name: "Add a passkey" }).click();
   await expect(card.getByRole("status")).toContainText('Passkey "Laptop" added');

@@ -69,15 +69,20 @@ test("the home dashboard shows my keys with their usage against the limit, and t
   await expect(async () => {
     await open(page, "/");
     const row = page.getByRole("table", { name: "Your keys and their usage" }).getByRole("row", { name: /short-lived/ });
-    await expect(row).toContainText(/^.*2 \/ \d+ per (hour|minute|day)/, { timeout: 1000 });
+    await expect(row).toContainText(/(^|\D)2 \/ \d+ per (hour|minute|day)/, { timeout: 1000 });
   }).toPass({ timeout: 15_000 });
   await expect(page.getByRole("region", { name: "Expiring soon" }).getByRole("link", { name: "short-lived" })).toBeVisible();
   await expect(page.getByRole("region", { name: "Recent activity" }).getByRole("link", { name: "0 unread notifications" })).toBeVisible();
 });
 
-test("delete my account: re-authentication, then signed out for good", async ({ page }) => {
+test("delete my account: re-authentication, then signed out for good", async ({ page, browser }) => {
   const email = freshEmail("leaver");
   await signUp(page, email, "Leaver");
+  // Signed in elsewhere too: that session ends with the account.
+  const elsewhere = await browser.newContext();
+  const other = await elsewhere.newPage();
+  await signIn(other, email, PASSWORD);
+  await expect(other.getByRole("heading", { name: "Welcome, Leaver" })).toBeVisible();
   await open(page, "/profile");
   const zone = page.getByRole("region", { name: "Delete account" });
   await zone.getByLabel("Current password").fill("not my password at all");
@@ -87,6 +92,8 @@ test("delete my account: re-authentication, then signed out for good", async ({ 
   await zone.getByRole("button", { name: "Delete my account" }).click();
   await expect(page.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
   await signIn(page, email, PASSWORD);
-  await expect(page.getByRole("alert")).toBeVisible();
-  await expect(page.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
+  await expect(page.getByRole("alert")).toHaveText("invalid email or password");
+  await open(other, "/profile");
+  await expect(other.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
+  await elsewhere.close();
 });

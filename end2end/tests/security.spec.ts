@@ -25,4 +25,11 @@ test("the security page flags a key wider than its use and narrows it in one cli
   await expect(page.getByRole("status")).toHaveText("scan key now holds: keys:read.");
   await expect(row).not.toContainText("scopes wider than what it used");
   await expect(row.getByRole("button", { name: "Narrow scan key to what it uses" })).toHaveCount(0);
+  // The key itself is narrower: the members it could read before are refused now (asked only
+  // after narrowing: asking before would have been a use), its own keys still answered.
+  const as = { headers: { Authorization: `Bearer ${key}` } };
+  const members = await page.request.get("/api/v1/members", as);
+  expect(members.status()).toBe(403);
+  expect((await members.json()).error.code).toBe("forbidden");
+  expect((await page.request.get("/api/v1/keys", as)).status()).toBe(200);
 });

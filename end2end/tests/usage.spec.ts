@@ -86,6 +86,7 @@ test("a page whose live feed the server refuses says its chart is not live", asy
   // The page's own clock, so that its retry a minute later can be brought forward.
   await page.clock.install();
   await signUp(page, freshEmail("usage-off"), "Otto");
+  const key = await createKey(page, "live key");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
   const chart = page.getByRole("region", { name: "Requests over time" });
   await expect(chart.getByRole("alert")).toContainText("Live updates are off");
@@ -99,5 +100,9 @@ test("a page whose live feed the server refuses says its chart is not live", asy
   await page.clock.fastForward(61_000);
   expect((await feed).status()).toBe(200);
   await expect(errors.getByRole("alert")).toHaveCount(0);
-  await expect(errors.getByTestId("errors-total")).toBeVisible();
+  await expect(errors.getByTestId("errors-total")).toHaveText("0 failed of 0 requests (0.0 %)");
+  // Live indeed: a request refused now shows without a reload.
+  const refused = await page.request.get("/api/v1/keys/key_nope", { headers: { Authorization: `Bearer ${key}` } });
+  expect(refused.status()).toBe(404);
+  await expect(errors.getByTestId("errors-total")).toHaveText("1 failed of 1 requests (100.0 %)", { timeout: 2000 });
 });

@@ -50,8 +50,20 @@ test("an admin creates a user, who chooses a password from the emailed link; dis
   await open(person, "/profile");
   await expect(person.getByRole("heading", { name: "Sign in to Keyward" })).toBeVisible();
   await signIn(person, email, "my own chosen passphrase");
-  await expect(person.getByRole("alert")).toBeVisible();
+  // The same answer as a wrong password: nothing tells a disabled account apart.
+  await expect(person.getByRole("alert")).toHaveText("invalid email or password");
   await context.close();
+
+  // How many deleted accounts the list holds now (other journeys delete some too).
+  const total = page.getByText(/^\d+ users$/);
+  await filters.getByLabel("Status").selectOption("deleted");
+  await filters.getByLabel("Search").fill("");
+  await expect(users.getByRole("row", { name: new RegExp(email) })).toHaveCount(0);
+  const deletedBefore = parseInt((await total.textContent()) ?? "", 10);
+  expect(deletedBefore).not.toBeNaN();
+  await filters.getByLabel("Status").selectOption("");
+  await filters.getByLabel("Search").fill(email);
+  await expect(users.getByRole("row")).toHaveCount(2);
 
   // Enabled again, then deleted behind a confirmation.
   await users.getByRole("button", { name: `Enable ${email}` }).click();
@@ -60,7 +72,9 @@ test("an admin creates a user, who chooses a password from the emailed link; dis
   await users.getByRole("button", { name: `Confirm deleting ${email}` }).click();
   await expect(page.getByRole("status").filter({ hasText: "User deleted." })).toBeVisible();
   await expect(users.getByRole("row", { name: new RegExp(email) })).toHaveCount(0);
+  // Kept as a deleted account (its address and name gone), not removed: one more of them.
   await filters.getByLabel("Status").selectOption("deleted");
   await filters.getByLabel("Search").fill("");
+  await expect(total).toHaveText(`${deletedBefore + 1} users`);
   await expect(users.getByRole("row", { name: /Deleted user.*deleted/ }).first()).toBeVisible();
 });

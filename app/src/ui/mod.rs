@@ -251,21 +251,42 @@ fn OrgSwitcher(organizations: Vec<crate::identity::OrgChoice>) -> impl IntoView 
     })
 }
 
-/// A button that copies `text` to the clipboard and says so.
+/// A button that copies `text` to the clipboard and says so once the browser has: "Copied",
+/// or "Copy failed" where the browser refuses (the clipboard is missing outside secure
+/// contexts: a plain-HTTP address that is not loopback), so that nobody leaves believing a
+/// secret is on their clipboard when it is not.
 #[component]
 pub fn CopyButton(#[prop(into)] label: String, text: String) -> impl IntoView {
-    let copied = RwSignal::new(false);
+    // `None`: not tried yet.
+    let copied = RwSignal::new(None::<bool>);
+    let text = StoredValue::new(text);
     view! {
         <button
             type="button"
             class="secondary"
             aria-label=label
             on:click=move |_| {
-                let _ = window().navigator().clipboard().write_text(&text);
-                copied.set(true);
+                #[cfg(feature = "hydrate")]
+                leptos::task::spawn_local(async move {
+                    use wasm_bindgen::JsCast;
+                    let clipboard = js_sys::Reflect::get(&window().navigator(), &"clipboard".into())
+                        .ok()
+                        .and_then(|c| c.dyn_into::<web_sys::Clipboard>().ok());
+                    let ok = match clipboard {
+                        Some(c) => wasm_bindgen_futures::JsFuture::from(c.write_text(&text.get_value()))
+                            .await
+                            .is_ok(),
+                        None => false,
+                    };
+                    let _ = copied.try_set(Some(ok));
+                });
             }
         >
-            {move || if copied.get() { "Copied" } else { "Copy" }}
+            {move || match copied.get() {
+                None => "Copy",
+                Some(true) => "Copied",
+                Some(false) => "Copy failed: select the text and copy it",
+            }}
         </button>
     }
 }
