@@ -1431,17 +1431,13 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         200,
     ));
     app::usage::log::write_batch(db, &rows).await.unwrap();
+    let viewer = Reader::new(org, "usr_viewer");
+    let viewer = &viewer;
+    let chart = |range, filter: Filter<'static>, tz| async move {
+        series(db, viewer, range, &filter, now, tz).await
+    };
 
-    let hour = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
-        Range::Hour,
-        &Filter::default(),
-        now,
-        0,
-    )
-    .await
-    .unwrap();
+    let hour = chart(Range::Hour, Filter::default(), 0).await.unwrap();
     assert_eq!(hour.starts.len(), 60);
     assert_eq!(hour.ok.len(), 60);
     assert_eq!(
@@ -1488,27 +1484,9 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         .collect();
     assert_eq!(busy, vec![thirty, five], "every other bucket is a zero");
 
-    let day = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
-        Range::Day,
-        &Filter::default(),
-        now,
-        0,
-    )
-    .await
-    .unwrap();
+    let day = chart(Range::Day, Filter::default(), 0).await.unwrap();
     assert_eq!((day.starts.len(), day.total), (96, 7));
-    let month = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
-        Range::Month,
-        &Filter::default(),
-        now,
-        120,
-    )
-    .await
-    .unwrap();
+    let month = chart(Range::Month, Filter::default(), 120).await.unwrap();
     assert_eq!((month.starts.len(), month.total), (120, 7));
     assert_eq!(
         (month.starts[0] + 120 * 60_000) % (6 * 3_600_000),
@@ -1516,29 +1494,23 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         "6-hour buckets start at local midnight"
     );
 
-    let only_b = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
+    let only_b = chart(
         Range::Hour,
-        &Filter {
+        Filter {
             key_id: Some("key_b"),
             route: None,
         },
-        now,
         0,
     )
     .await
     .unwrap();
     assert_eq!(only_b.total, 2);
-    let only_me = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
+    let only_me = chart(
         Range::Day,
-        &Filter {
+        Filter {
             key_id: None,
             route: Some("/api/v1/me"),
         },
-        now,
         0,
     )
     .await
@@ -1549,15 +1521,7 @@ async fn chart_buckets_sum_to_the_logged_requests_with_zero_gaps_and_follow_the_
         vec!["/api/v1/keys".to_string(), "/api/v1/me".to_string()]
     );
 
-    let bad = series(
-        db,
-        &Reader::new(org, "usr_viewer"),
-        Range::Hour,
-        &Filter::default(),
-        now,
-        10_000,
-    )
-    .await;
+    let bad = chart(Range::Hour, Filter::default(), 10_000).await;
     assert_eq!(bad.unwrap_err().code, app::error::ErrorCode::InvalidInput);
 }
 
@@ -1816,15 +1780,10 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
         rows.push(e);
     }
     app::usage::log::write_batch(db, &rows).await.unwrap();
-    let s = summary(
-        db,
-        &Reader::new(org, "usr_viewer"),
-        Range::Hour,
-        &Filter::default(),
-        now,
-    )
-    .await
-    .unwrap();
+    let report = |org, range, filter: Filter<'static>| async move {
+        summary(db, &Reader::new(org, "usr_viewer"), range, &filter, now).await
+    };
+    let s = report(org, Range::Hour, Filter::default()).await.unwrap();
     assert_eq!((s.requests, s.errors), (100, 10));
     assert!((s.error_rate - 0.1).abs() < 1e-9);
     assert_eq!(
@@ -1839,28 +1798,20 @@ async fn the_summary_counts_errors_ranks_keys_and_routes_and_reports_latency_per
     assert_eq!(s.top_error_codes[0].requests, 10);
     assert_eq!(s.recent_errors.len(), 10);
     assert!(s.recent_errors.iter().all(|e| e.status == 429));
-    let b = summary(
-        db,
-        &Reader::new(org, "usr_viewer"),
+    let b = report(
+        org,
         Range::Hour,
-        &Filter {
+        Filter {
             key_id: Some("key_b"),
             route: None,
         },
-        now,
     )
     .await
     .unwrap();
     assert_eq!((b.requests, b.errors), (30, 10));
-    let other = summary(
-        db,
-        &Reader::new("org_nothing", "usr_viewer"),
-        Range::Hour,
-        &Filter::default(),
-        now,
-    )
-    .await
-    .unwrap();
+    let other = report("org_nothing", Range::Hour, Filter::default())
+        .await
+        .unwrap();
     assert_eq!((other.requests, other.p99_ms), (0, 0.0));
 }
 

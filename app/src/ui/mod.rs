@@ -259,6 +259,8 @@ fn OrgSwitcher(organizations: Vec<crate::identity::OrgChoice>) -> impl IntoView 
 pub fn CopyButton(#[prop(into)] label: String, text: String) -> impl IntoView {
     // `None`: not tried yet.
     let copied = RwSignal::new(None::<bool>);
+    // Read by the click handler, which only the browser's build has.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let text = StoredValue::new(text);
     view! {
         <button
