@@ -345,9 +345,22 @@ pub fn has_sqlstate(e: &sqlx::Error, codes: &[&str]) -> bool {
 #[cfg(feature = "ssr")]
 impl From<sqlx::Error> for AppError {
     /// A collision with another transaction is transient: the client is told to retry in a
-    /// second (503, `unavailable`, `Retry-After`), and the operator's log has the cause.
-    /// Anything else is an opaque internal error.
+    /// second (503, `unavailable`, `Retry-After`), and the operator's log has the cause. So is
+    /// a pool with no connection free within its wait (the server is busy: 503, retry in a few
+    /// seconds), not a fault of ours to hide behind an opaque 500. Anything else is an opaque
+    /// internal error.
     fn from(e: sqlx::Error) -> Self {
+        if matches!(e, sqlx::Error::PoolTimedOut) {
+            let error_id = crate::ssr::request_id::current();
+            tracing::warn!(%error_id, "no database connection free in time; client told to retry");
+            return AppError {
+                retry_after: Some(5),
+                ..AppError::new(
+                    ErrorCode::Unavailable,
+                    "the server is busy; try again in a few seconds",
+                )
+            };
+        }
         if !has_sqlstate(&e, &COLLIDED) {
             return AppError::internal(e);
         }

@@ -207,16 +207,16 @@ test("with approval required, a member's new key waits until an admin approves i
   await expect(member.getByRole("heading", { name: "mia's worker v2", level: 1 })).toBeVisible();
   // Approve first shows everything approving hands out, as the owner's list loaded it.
   await pending.getByRole("button", { name: "Approve mia's worker", exact: true }).click();
-  const stale = page.getByRole("dialog", { name: "Approve mia's worker?" });
+  const stale = page.getByRole("group", { name: "Approve mia's worker?" });
   await stale.getByRole("button", { name: "Confirm approval" }).click();
   await expect(page.getByRole("alert")).toContainText("changed while you reviewed it");
   const current = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: /mia's worker v2/ });
   await current.getByRole("button", { name: "Approve mia's worker v2", exact: true }).click();
-  const confirm = page.getByRole("dialog", { name: "Approve mia's worker v2?" });
+  const confirm = page.getByRole("group", { name: "Approve mia's worker v2?" });
   const grants = confirm.getByRole("definition");
   await expect(grants).toHaveText([
     "organization", "live", "basic", "keys: write, org: read", "none", "any its scopes allow",
-    "any address", "not required", "never",
+    "any address", "not required", "never", "the free plan's",
   ]);
   // Cancel approves nothing: the key still waits.
   await confirm.getByRole("button", { name: "Cancel" }).click();

@@ -119,6 +119,12 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             tracing::info!(address = %args.listen, origin = %state.config.origin_string(), "keyward serving");
+            if let Some(proxy) = keyward_server::metrics::proxy_in_allowed_networks(&state.config) {
+                tracing::warn!(
+                    %proxy,
+                    "GET /metrics: a trusted proxy is inside KEYWARD_METRICS_ALLOW and no KEYWARD_METRICS_TOKEN is set; requests from the proxy need the token, so a scraper on the proxy's address is refused: set a token, or scrape from another address"
+                );
+            }
             // The first SIGTERM or Ctrl-C starts a graceful stop; a second one exits at once.
             let (stopping, mut stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {

@@ -126,6 +126,21 @@ fn ip_literal(host: &str) -> bool {
     name.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// A trusted proxy network that overlaps the metrics networks while no token is set: every
+/// request from the proxy's addresses counts as forwarded and needs the token, so a scraper
+/// there is refused (the server warns of it at start).
+pub fn proxy_in_allowed_networks(config: &app::ssr::config::Config) -> Option<ipnet::IpNet> {
+    if config.metrics_token.is_some() {
+        return None;
+    }
+    config.trusted_proxies.iter().copied().find(|proxy| {
+        config
+            .metrics_allow
+            .iter()
+            .any(|net| net.contains(&proxy.network()) || proxy.contains(&net.network()))
+    })
+}
+
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>, request: Request) -> Response {
     // A request a proxy forwarded comes from the proxy's address, whoever sent it: behind a

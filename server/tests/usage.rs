@@ -1922,3 +1922,23 @@ async fn looking_at_a_key_s_use_never_holds_its_requests() {
         .unwrap();
     assert_eq!(used, 2, "both requests, and none of the unspent lease");
 }
+
+/// The start-up warning's condition: a trusted proxy inside the metrics networks while no
+/// token is set (a scraper on the proxy's address is then refused).
+#[test]
+fn a_trusted_proxy_inside_the_metrics_networks_without_a_token_is_found() {
+    use keyward_server::metrics::proxy_in_allowed_networks;
+    let mut c = test_config();
+    c.metrics_allow = vec!["127.0.0.0/8".parse().unwrap()];
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    c.metrics_token = None;
+    assert_eq!(
+        proxy_in_allowed_networks(&c),
+        Some("127.0.0.1/32".parse().unwrap())
+    );
+    c.metrics_token = Some("a token".into());
+    assert_eq!(proxy_in_allowed_networks(&c), None, "the token opens it");
+    c.metrics_token = None;
+    c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    assert_eq!(proxy_in_allowed_networks(&c), None, "elsewhere");
+}

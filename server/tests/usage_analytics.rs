@@ -703,14 +703,15 @@ async fn at_most_two_exports_stream_at_once_and_one_per_organization() {
     assert_eq!(open(&keys[0]).await.unwrap().status(), 200);
 }
 
-/// One person's reports take one raw-log turn at a time over every organization they read
+/// One person's keys take one raw-log turn at a time over every organization they read
 /// (organizations are cheap to make, and one account's reports over many of them would queue
 /// ahead of every other tenant's): their next report waits for their own turn, outside the
-/// instance's queue, and another tenant is served at once. An organization key counts as the
-/// person who made it.
+/// instance's queue, and another tenant is served at once. An organization key counts with
+/// the other keys of the person who made it, apart from that person's own console (a key
+/// handed to a job cannot hold its maker up).
 #[tokio::test]
 async fn one_person_takes_one_raw_log_turn_over_all_their_organizations() {
-    use app::usage::stats::{raw_turn, RawReaders, Reader, RAW_READERS};
+    use app::usage::stats::{keys_holder, raw_turn, RawReaders, Reader, RAW_READERS};
     let app = spawn().await;
     let db = &app.state.db;
     let readers = db.caches.get::<RawReaders>();
@@ -727,8 +728,8 @@ async fn one_person_takes_one_raw_log_turn_over_all_their_organizations() {
         .unwrap();
     let (_, bob_key) = app.admin_key(&bob_org).await;
 
-    // Ann reads another organization of hers.
-    let held = raw_turn(db, &Reader::new("org_anns_other", &ann))
+    // Another key Ann made reads another organization of hers.
+    let held = raw_turn(db, &Reader::new("org_anns_other", &keys_holder(&ann)))
         .await
         .unwrap();
     assert_eq!(readers.instance.available_permits(), RAW_READERS - 1);
@@ -753,6 +754,15 @@ async fn one_person_takes_one_raw_log_turn_over_all_their_organizations() {
     .await
     .expect("another tenant's report does not wait");
     assert_eq!(r.status, 200, "{}", r.body);
+    // Ann herself, in the console: not held up by her keys.
+    let own = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_turn(db, &Reader::new("org_anns_third", &ann)),
+    )
+    .await
+    .expect("her own reports do not wait for her keys'")
+    .unwrap();
+    drop(own);
     drop(held);
     let r = tokio::time::timeout(Duration::from_secs(5), anns)
         .await
@@ -795,4 +805,43 @@ async fn a_report_waiting_for_the_raw_log_holds_no_rollup_turn() {
     }
     drop(held);
     assert_eq!(db.caches.get::<RawReaders>().organizations(), 0);
+}
+
+/// A report waiting for a busy organization holds nothing of its person's: any member can
+/// keep an organization's one raw-log turn busy, and that must not hold up the same person's
+/// reports in their other organizations.
+#[tokio::test]
+async fn waiting_for_a_busy_organization_does_not_hold_up_the_person_elsewhere() {
+    use app::usage::stats::{raw_turn, RawReaders, Reader, RAW_READERS};
+    let app = spawn().await;
+    let db = &app.state.db;
+    let busy = raw_turn(db, &Reader::new("org_shared", "usr_noisy"))
+        .await
+        .unwrap();
+    let there = Reader::new("org_shared", "usr_ann");
+    let waiting = raw_turn(db, &there);
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "her report in the busy organization waits"
+    );
+    let elsewhere = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_turn(db, &Reader::new("org_anns_own", "usr_ann")),
+    )
+    .await
+    .expect("her report in another organization does not wait for it")
+    .unwrap();
+    drop(elsewhere);
+    drop(busy);
+    let turn = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the busy organization's turn passes to her")
+        .unwrap();
+    drop(turn);
+    let readers = db.caches.get::<RawReaders>();
+    assert_eq!(readers.instance.available_permits(), RAW_READERS);
+    assert_eq!((readers.organizations(), readers.holders()), (0, 0));
 }

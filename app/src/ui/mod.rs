@@ -290,6 +290,15 @@ pub fn CopyButton(#[prop(into)] label: String, text: String) -> impl IntoView {
                 Some(false) => "Copy failed: select the text and copy it",
             }}
         </button>
+        // The button's label names what it copies; the outcome is said here, to screen
+        // readers too.
+        <span class="sr-only" role="status">
+            {move || match copied.get() {
+                None => "",
+                Some(true) => "Copied to the clipboard",
+                Some(false) => "Copy failed: select the text and copy it",
+            }}
+        </span>
     }
 }
 

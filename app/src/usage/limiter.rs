@@ -89,6 +89,16 @@ struct KeyState {
     last_used: i64,
 }
 
+/// Whatever this instance holds unspent of a key is in the shared count but not used: an old
+/// bucket's lease until the sweep gives it back, one taken under a limit since changed, one
+/// taken ahead whose bucket has begun.
+fn unspent_of(st: &KeyState) -> Vec<Lease> {
+    st.lease
+        .into_iter()
+        .chain(st.ahead.as_ref().map(|(l, _)| *l))
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     bucket: i64,
@@ -347,13 +357,16 @@ impl RateLimiter {
         // a viewer's reads (waiting for a connection of the reader pool, say) must not make
         // them wait. A lease taken while the count was read would be subtracted from a count
         // that may not hold it yet: when one was (or one being taken ahead was in flight), the
-        // count is read again, a few times at most (then it may show one lease too many,
-        // until the next look).
+        // count is read again, a few times at most; then only what was held before the read
+        // is subtracted, the smaller of then and now: a miss shows more used, never less.
         let mut reads = 0;
-        let (rows, st) = loop {
-            let before = match &state {
-                Some(state) => Some(state.lock().await.leases_taken),
-                None => None,
+        let (rows, st, settled, held_before) = loop {
+            let (before, held_before) = match &state {
+                Some(state) => {
+                    let st = state.lock().await;
+                    (Some(st.leases_taken), unspent_of(&st))
+                }
+                None => (None, Vec::new()),
             };
             let rows = sqlx::query(
                 "select bucket_start, bucket_end, admitted from rate_bucket where api_key_id = $1 and bucket_end > $2 and bucket_start <= $3",
@@ -375,22 +388,23 @@ impl RateLimiter {
                         .is_none_or(|b| b + limit.bucket_ms() <= now)
             });
             if settled || reads == USAGE_READS {
-                break (rows, st);
+                break (rows, st, settled, held_before);
             }
         };
-        // Whatever this instance holds unspent is in the shared count but not used: an old
-        // bucket's lease until the sweep gives it back, one taken under a limit since changed,
-        // one taken ahead whose bucket has begun.
-        let unspent: Vec<Lease> = st
-            .as_ref()
-            .map(|st| {
-                st.lease
-                    .into_iter()
-                    .chain(st.ahead.as_ref().map(|(l, _)| *l))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut unspent = st.as_deref().map(unspent_of).unwrap_or_default();
         drop(st);
+        if !settled {
+            unspent = unspent
+                .into_iter()
+                .filter_map(|now| {
+                    let then = held_before.iter().find(|l| l.bucket == now.bucket)?;
+                    Some(Lease {
+                        bucket: now.bucket,
+                        left: now.left.min(then.left),
+                    })
+                })
+                .collect();
+        }
         let mut view = counts_of(&limit, &rows, &unspent)?;
         let used = view.counted(&limit, now);
         Ok((

@@ -191,8 +191,8 @@ pub const ROLLUP_READERS: usize = 3;
 pub const ROLLUP_READERS_PER_ORGANIZATION: u32 = 2;
 
 /// How many turns of the raw log (and of the audit log) one holder takes at once, over every
-/// organization: one person (a console user, a personal token's owner, or the person
-/// who made an organization key, followed through keys that made keys; [`Reader::of`]).
+/// organization: one person (a console user with their personal tokens), or the organization
+/// keys one person made (followed through keys that made keys), counted apart ([`Reader::of`]).
 /// Organizations are cheap to make (a user may own 100): counted per organization only, one
 /// account's reports over many of them queued ahead of every other tenant's in the instance's
 /// turns. Counted per holder, the rest of its reports wait for its own turn instead, outside
@@ -252,9 +252,15 @@ impl Turnstile {
         self.by_holder.keys()
     }
 
-    /// Waits for a turn of `reader` (its holder's first, then its organization's, then one of
+    /// Waits for a turn of `reader` (its organization's first, then its holder's, then one of
     /// the instance's, or for the system organization its reserved turn, else whichever comes
     /// first); held until dropped. 503 with `Retry-After` past [`READ_WAIT`].
+    ///
+    /// The organization's turn comes before the holder's: a report waiting for a busy
+    /// organization (any member can keep its one raw-log turn busy) holds nothing of its
+    /// holder's, so it does not hold up that person's reports in their other organizations.
+    /// Waiting for its holder, it holds its organization's turn: no more than that member's
+    /// own reports there could.
     async fn turn(&self, reader: &Reader) -> Result<Turn, AppError> {
         let organization_id = reader.organization_id.as_str();
         let holder_claim = self.by_holder.enter(&reader.holder, || {
@@ -265,8 +271,8 @@ impl Turnstile {
         });
         let system = organization_id == crate::access::ssr::SYSTEM_ORG_ID;
         let taken = tokio::time::timeout(READ_WAIT, async {
-            let holder = holder_claim.value().clone().acquire_owned().await.ok()?;
             let organization = claim.value().clone().acquire_owned().await.ok()?;
+            let holder = holder_claim.value().clone().acquire_owned().await.ok()?;
             let shared = self.instance.clone().acquire_owned();
             let instance = if system {
                 // Its own turn first: a shared one taken by the operator is one less for
@@ -394,21 +400,15 @@ impl Reader {
         }
     }
 
-    /// The grant's organization, and the person behind the grant: the user, a personal
-    /// token's owner, or for an organization key the person who made it (followed through
-    /// keys that made keys); a key no person made (the command line's) holds for itself.
+    /// The grant's organization, and whose reports the grant's count with: a person's own
+    /// (the user, or a personal token's owner), or, for an organization key, those of the
+    /// organization keys of the nearest person up its chain of makers ([`keys_holder`]); a key
+    /// no person made (the command line's) holds for itself. A person's keys count apart from
+    /// the person: a key they handed to a contractor or a job cannot hold up their console.
     pub async fn of(db: &Db, grant: &crate::access::ssr::Grant) -> Result<Reader, AppError> {
         let holder = match grant.principal.acting_user() {
             Some(user) => user.to_string(),
-            None => {
-                let key = grant.principal.actor_id();
-                let mut conn = db.reader.acquire().await?;
-                crate::access::roles::makers(&mut conn, vec![key.to_string()])
-                    .await?
-                    .into_iter()
-                    .find(|id| id.starts_with("usr_"))
-                    .unwrap_or_else(|| key.to_string())
-            }
+            None => key_holder(db, grant.principal.actor_id()).await?,
         };
         Ok(Reader {
             organization_id: grant.organization_id.clone(),
@@ -421,6 +421,37 @@ impl Reader {
     pub fn in_organization(&self, organization_id: &str) -> Reader {
         Reader::new(organization_id, &self.holder)
     }
+}
+
+/// The holder of the organization keys `person` made (directly, or through keys they made).
+pub fn keys_holder(person: &str) -> String {
+    format!("{person}/keys")
+}
+
+/// The holder of organization key `key_id`: the keys of the nearest person up its chain of
+/// makers (a key's owner, else its maker, followed through keys that made keys), else the
+/// last key of the chain (made by the command line, or more than 32 keys deep: counted as
+/// itself rather than refused).
+async fn key_holder(db: &Db, key_id: &str) -> Result<String, AppError> {
+    let mut conn = db.reader.acquire().await?;
+    let mut key = key_id.to_string();
+    for _ in 0..=crate::access::roles::MAKER_CHAIN_MAX {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("select owner_user_id, created_by from api_key where api_key_id = $1")
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((owner, maker)) = row else { break };
+        let person = owner.or_else(|| maker.clone().filter(|m| m.starts_with("usr_")));
+        if let Some(person) = person {
+            return Ok(keys_holder(&person));
+        }
+        match maker {
+            Some(maker) if maker.starts_with("key_") => key = maker,
+            _ => break,
+        }
+    }
+    Ok(key)
 }
 
 /// A turn of `reader` to read the raw log ([`RAW_READERS`]).

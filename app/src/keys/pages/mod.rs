@@ -188,12 +188,14 @@ fn ReviewActions(
         });
     };
     let name = key.name.clone();
+    // A disclosure: Approve shows the panel right after itself (next in the tab order), and
+    // says it controls it.
+    let panel_id = format!("approve-{}", key.id);
     let grants = StoredValue::new(key);
     view! {
-        <button type="button" aria-label=format!("Approve {name}") aria-expanded=move || confirming.get().to_string() on:click=move |_| confirming.update(|c| *c = !*c)>"Approve"</button>
-        <button type="button" class="danger" aria-label=format!("Reject {name}") on:click=move |_| decide("reject")>"Reject"</button>
+        <button type="button" aria-label=format!("Approve {name}") aria-controls=panel_id.clone() aria-expanded=move || confirming.get().to_string() on:click=move |_| confirming.update(|c| *c = !*c)>"Approve"</button>
         <Show when=move || confirming.get()>
-            <div class="confirm" role="dialog" aria-label=format!("Approve {}?", grants.with_value(|k| k.name.clone()))>
+            <div class="confirm" id=panel_id.clone() role="group" aria-label=format!("Approve {}?", grants.with_value(|k| k.name.clone()))>
                 <p><strong>"Approving hands out:"</strong></p>
                 {grants.with_value(|k| view! { <Grants key=k.clone() /> })}
                 <div class="actions">
@@ -202,6 +204,7 @@ fn ReviewActions(
                 </div>
             </div>
         </Show>
+        <button type="button" class="danger" aria-label=format!("Reject {name}") on:click=move |_| decide("reject")>"Reject"</button>
     }
 }
 
@@ -231,6 +234,7 @@ fn Grants(key: ApiKey) -> impl IntoView {
             <dt>"IP allow-list"</dt><dd>{or(key.ip_allowlist.clone(), "any address")}</dd>
             <dt>"Signed requests"</dt><dd>{if key.require_signature { "required" } else { "not required" }}</dd>
             <dt>"Expires"</dt><dd><crate::ui::time::MaybeTime at=key.expires_at.clone() none="never" /></dd>
+            <dt>"Rate limit"</dt><dd>{limit_text(&key)}</dd>
         </dl>
     }
 }
@@ -248,6 +252,20 @@ fn scopes_text(scopes: &super::Scopes) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A key's limit as approving sets it: its own override, else its plan's.
+fn limit_text(key: &ApiKey) -> String {
+    match (key.rate_limit, key.rate_window_seconds) {
+        (Some(limit), Some(window)) => format!("{limit} per {window} s (its own)"),
+        _ => format!(
+            "the {} plan's",
+            key.plan_id
+                .as_deref()
+                .unwrap_or("plan_free")
+                .trim_start_matches("plan_")
+        ),
+    }
 }
 
 /// Whose key it is: the organization's, or a person's token.
