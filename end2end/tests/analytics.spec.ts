@@ -18,7 +18,7 @@ test("the errors page, a key's usage against its limit, and a streamed export wi
   await expect(page.getByRole("heading", { name: "Errors", level: 1 })).toBeVisible();
   const rate = page.getByRole("region", { name: "Error rate over time" });
   await expect(rate.getByTestId("errors-total")).toHaveText("1 failed of 3 requests (33.3 %)", { timeout: 5000 });
-  await expect(page.locator("#errors-chart canvas")).toHaveCount(1);
+  await expect(page.getByRole("img", { name: "Failed requests by status class, and the error rate" }).locator("canvas")).toHaveCount(1);
   const origin = page.getByRole("region", { name: "Where errors come from" });
   await expect(origin.getByRole("list", { name: "Top error codes" })).toContainText("not_found — 1");
   await expect(origin.getByRole("list", { name: "Failing routes" })).toContainText("/api/v1/keys/{id} — 1");

@@ -13,6 +13,14 @@ function readable(message: string): string {
   return Buffer.from(bytes, "latin1").toString("utf8");
 }
 
+/** Whether the sink's envelope names `to` as a recipient (`RCPT TO:<…>` lines): a message
+ * that merely mentions the address, such as the old address's notice naming the new one, is
+ * not a message to it. */
+function sentTo(text: string, to: string): boolean {
+  const wanted = `<${to.toLowerCase()}>`;
+  return (text.match(/^RCPT TO:.*$/gim) ?? []).some((line) => line.toLowerCase().includes(wanted));
+}
+
 /** Waits for an email to `to` whose text contains `needle` (read from the SMTP sink's
  * folder); returns its decoded text. */
 export async function waitForMail(to: string, needle: string, timeoutMs = 10_000): Promise<string> {
@@ -21,7 +29,7 @@ export async function waitForMail(to: string, needle: string, timeoutMs = 10_000
     if (fs.existsSync(MAIL_DIR)) {
       for (const name of fs.readdirSync(MAIL_DIR).filter((n) => n.endsWith(".eml"))) {
         const text = readable(fs.readFileSync(path.join(MAIL_DIR, name), "utf8"));
-        if (text.includes(to) && text.includes(needle)) return text;
+        if (sentTo(text, to) && text.includes(needle)) return text;
       }
     }
     await new Promise((r) => setTimeout(r, 200));

@@ -15,7 +15,7 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   await expect(chart.getByTestId("requests-total")).toHaveText("0 requests");
   await expect(chart.getByTestId("requests-buckets")).toContainText("60 buckets of 1 min");
   // charming drew into the element (ECharts' canvas).
-  await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
+  await expect(page.getByRole("img", { name: "Requests over time, stacked by status class" }).locator("canvas")).toHaveCount(1);
 
   // Live: no reload, the request shows up within 2 s, fetched as the page's own doing.
   const liveFetch = page.waitForRequest((r) => r.url().includes("/rpc/usage_series"));
@@ -47,7 +47,7 @@ test("the requests chart shows a request made now within 2 s, and follows range 
   await expect(chart.getByTestId("requests-total")).toHaveText("2 requests");
   await filters.getByLabel("Route").selectOption("/api/v1/me");
   await expect(chart.getByTestId("requests-total")).toHaveText("1 requests");
-  await expect(page.locator("#requests-chart canvas")).toHaveCount(1);
+  await expect(page.getByRole("img", { name: "Requests over time, stacked by status class" }).locator("canvas")).toHaveCount(1);
 });
 
 test.describe("a usage page loaded in full", () => {
