@@ -965,3 +965,32 @@ async fn a_server_function_body_cut_off_is_a_bad_request_and_an_endless_one_too_
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     assert_eq!(r.error_code(), "payload_too_large", "{}", r.body);
 }
+
+/// A pool with no connection free within its wait is the server being busy: 503
+/// `unavailable` with `Retry-After`, not an opaque 500 (docs/architecture.md, "Errors").
+#[tokio::test]
+async fn a_busy_database_pool_answers_503_to_retry() {
+    let (app, _org, admin) = with_admin_key().await;
+    let pool = &app.state.db.reader;
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    // A fresh key: its lookup reads the pool (no cached verification to answer from).
+    let r = app.api("GET", "/api/v1/keys", Some(&admin), None, IP).await;
+    drop(held);
+    assert_refused(
+        &r,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "no connection free",
+    );
+    assert_eq!(r.headers[header::RETRY_AFTER], "5");
+    let r = app.api("GET", "/api/v1/keys", Some(&admin), None, IP).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "served once the pool is free: {}",
+        r.body
+    );
+}
