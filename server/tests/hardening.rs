@@ -971,11 +971,7 @@ async fn a_server_function_body_cut_off_is_a_bad_request_and_an_endless_one_too_
 #[tokio::test]
 async fn a_busy_database_pool_answers_503_to_retry() {
     let (app, _org, admin) = with_admin_key().await;
-    let pool = &app.state.db.reader;
-    let mut held = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        held.push(pool.acquire().await.unwrap());
-    }
+    let held = hold_every_connection(&app.state.db.reader).await;
     // A fresh key: its lookup reads the pool (no cached verification to answer from).
     let r = app.api("GET", "/api/v1/keys", Some(&admin), None, IP).await;
     drop(held);

@@ -1897,11 +1897,7 @@ async fn looking_at_a_key_s_use_never_holds_its_requests() {
     let limiter = app::usage::ssr::RateLimiter::of(&app.state).unwrap();
     let (key, limit) = ("key_watched", Limit::new(1_000, 3_600));
     assert!(limiter.check(key, limit).await.unwrap().admitted);
-    let pool = &app.state.db.reader;
-    let mut held = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        held.push(pool.acquire().await.unwrap());
-    }
+    let held = hold_every_connection(&app.state.db.reader).await;
     let look = limiter.usage(key, limit, app::ssr::db::now_ms());
     tokio::pin!(look);
     assert!(

@@ -45,6 +45,17 @@ pub fn on_postgres() -> bool {
     std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
 }
 
+/// Takes every connection of `pool`, held until the returned connections are dropped.
+pub async fn hold_every_connection(
+    pool: &sqlx::AnyPool,
+) -> Vec<sqlx::pool::PoolConnection<sqlx::Any>> {
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    held
+}
+
 /// Asserts that every connection of `pool` can be taken (5 s each): whatever is waiting
 /// meanwhile holds none.
 pub async fn assert_every_connection_free(pool: &sqlx::AnyPool, what: &str) {
