@@ -300,9 +300,9 @@ fn download(format: Format, file: &str, rows: i64, body: Body) -> Response {
 
 /// One of this instance's export slots for the reader's organization, or 429 with
 /// `Retry-After` when the holder's, the instance's or the organization's are all taken. The
-/// holder is the person behind the grant (`Reader::of`: the user, a personal token's owner,
-/// or whoever made an organization key), so that exports through every organization and key
-/// of one person count together.
+/// holder is `Reader::of`'s: a person (the user, or a personal token's owner), or apart from
+/// them the organization keys one person made, so that one person's exports count together
+/// over every organization.
 fn export_slot(state: &AppState, reader: &app::usage::stats::Reader) -> Result<Slot, AppError> {
     state
         .domains

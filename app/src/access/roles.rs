@@ -409,6 +409,18 @@ pub async fn acts_for(
     makers(conn, start).await
 }
 
+/// Key `key_id`'s owner (a personal token's) and maker (a user or a key id), if the key exists:
+/// one step up the chain that [`makers`] follows.
+pub(crate) async fn key_parents(
+    conn: &mut sqlx::AnyConnection,
+    key_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("select owner_user_id, created_by from api_key where api_key_id = $1")
+        .bind(key_id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// How many keys-that-made-keys [`makers`] follows before it refuses to decide.
 pub const MAKER_CHAIN_MAX: usize = 32;
 
@@ -431,13 +443,7 @@ pub async fn makers(
                 continue;
             }
             if is_key {
-                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                    "select owner_user_id, created_by from api_key where api_key_id = $1",
-                )
-                .bind(&id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some((owner, maker)) = row {
+                if let Some((owner, maker)) = key_parents(conn, &id).await? {
                     next.extend(owner);
                     next.extend(maker);
                 }

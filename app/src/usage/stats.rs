@@ -373,7 +373,8 @@ turnstile!(
 /// happens; the last one out forgets the organization.
 type Claim = crate::ssr::counted::Holder<Turns>;
 
-/// A turn to read: the organization's and the instance's, given back when dropped.
+/// A turn to read: the organization's, the holder's and the instance's, given back when
+/// dropped.
 pub struct Turn {
     // Dropped in this order: the instance's turn is free before the organization's next
     // report can ask for it, and the organization's before the holder's.
@@ -436,12 +437,9 @@ async fn key_holder(db: &Db, key_id: &str) -> Result<String, AppError> {
     let mut conn = db.reader.acquire().await?;
     let mut key = key_id.to_string();
     for _ in 0..=crate::access::roles::MAKER_CHAIN_MAX {
-        let row: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("select owner_user_id, created_by from api_key where api_key_id = $1")
-                .bind(&key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some((owner, maker)) = row else { break };
+        let Some((owner, maker)) = crate::access::roles::key_parents(&mut conn, &key).await? else {
+            break;
+        };
         let person = owner.or_else(|| maker.clone().filter(|m| m.starts_with("usr_")));
         if let Some(person) = person {
             return Ok(keys_holder(&person));
