@@ -17,7 +17,7 @@ test("the errors page, a key's usage against its limit, and a streamed export wi
   await page.getByRole("link", { name: "Errors", exact: true }).click();
   await expect(page.getByRole("heading", { name: "Errors", level: 1 })).toBeVisible();
   const rate = page.getByRole("region", { name: "Error rate over time" });
-  await expect(rate.getByTestId("errors-total")).toHaveText("1 failed of 3 requests (33.3 %)", { timeout: 5000 });
+  await expect(rate.getByRole("status")).toHaveText("1 failed of 3 requests (33.3 %)", { timeout: 5000 });
   await expect(page.getByRole("img", { name: "Failed requests by status class, and the error rate" }).locator("canvas")).toHaveCount(1);
   const origin = page.getByRole("region", { name: "Where errors come from" });
   await expect(origin.getByRole("list", { name: "Top error codes" })).toContainText("not_found — 1");
@@ -43,7 +43,7 @@ test("the errors page, a key's usage against its limit, and a streamed export wi
   // The progress bar and the status count the rows that arrived in the body.
   const received = String(lines.length - 1);
   await expect(exportRegion.getByRole("progressbar", { name: "Export progress" })).toHaveAttribute("value", received);
-  await expect(exportRegion.getByTestId("export-status")).toHaveText(new RegExp(`^Exported ${received} rows to usage-.*\\.csv\\.$`));
+  await expect(exportRegion.getByRole("status")).toHaveText(new RegExp(`^Exported ${received} rows to usage-.*\\.csv\\.$`));
 
   const downloadingJson = page.waitForEvent("download");
   await exportRegion.getByRole("button", { name: "Export JSON" }).click();
@@ -55,7 +55,7 @@ test("the errors page, a key's usage against its limit, and a streamed export wi
   await open(page, "/keys");
   await page.getByRole("table", { name: "API keys" }).getByRole("link", { name: "analytics key" }).click();
   const usage = page.getByRole("region", { name: "Usage against the limit" });
-  await expect(usage.getByTestId("key-usage")).toContainText("3 of 100 used in the current window (100 per hour), 97 left");
+  await expect(usage.getByRole("status")).toContainText("3 of 100 used in the current window (100 per hour), 97 left");
   await expect(usage.getByRole("meter", { name: "Share of the limit used" })).toHaveAttribute("value", "3");
   await expect(usage).toContainText("Last 24 hours: 3 requests, 1 failed");
   // Not an instance admin: no all-organizations table.

@@ -26,7 +26,7 @@ test("the audit log shows who did what, filtered by action and actor, each entry
   await filters.getByLabel("Action").press("Enter");
   await filters.getByLabel("Actor").fill(email.toUpperCase());
   await filters.getByLabel("Actor").press("Enter");
-  await expect(page.getByText("1 entries", { exact: true })).toBeVisible();
+  await expect(page.getByText("1 entry", { exact: true })).toBeVisible();
   await expect(log.getByRole("row")).toHaveCount(2);
   await expect(created).toBeVisible();
   // The entry in full: who, from where, with which browser, and its request.
@@ -62,7 +62,7 @@ test("the audit log shows who did what, filtered by action and actor, each entry
   // Another actor: nothing.
   await filters.getByLabel("Action").fill("key.");
   await filters.getByLabel("Action").press("Enter");
-  await expect(page.getByText("1 entries", { exact: true })).toBeVisible();
+  await expect(page.getByText("1 entry", { exact: true })).toBeVisible();
   await filters.getByLabel("Actor").fill("nobody@example.org");
   await filters.getByLabel("Actor").press("Enter");
   await expect(page.getByText("0 entries", { exact: true })).toBeVisible();

@@ -10,7 +10,7 @@ async function createOrganization(page: Page, name: string) {
   await form.getByRole("button", { name: "Create organization" }).click();
   // The page reloads with the new organization active.
   await expect(page.getByRole("combobox", { name: "Active organization" })).toHaveValue(/org_/);
-  await expect(page.getByRole("combobox", { name: "Active organization" }).locator("option:checked")).toHaveText(name);
+  await expect(page.getByRole("combobox", { name: "Active organization" }).getByRole("option", { selected: true })).toHaveText(name);
 }
 
 /** Invites `email` with `role` from the members page of the active organization. */
@@ -217,6 +217,10 @@ test("with approval required, a member's new key waits until an admin approves i
   await expect(grants).toHaveText([
     "organization", "live", "basic", "keys: write, org: read", "none", "any its scopes allow",
     "any address", "not required", "never", "the free plan's",
+  ]);
+  await expect(confirm.getByRole("term")).toHaveText([
+    "Owner", "Environment", "Access", "Scopes", "Service permissions", "Endpoints",
+    "IP allow-list", "Signed requests", "Expires", "Rate limit",
   ]);
   // Cancel approves nothing: the key still waits.
   await confirm.getByRole("button", { name: "Cancel" }).click();

@@ -10,7 +10,7 @@ test("a key at 80 % of its limit: the email arrives over SMTP and the bell shows
   await limit.getByLabel("Own limit (empty: follow the plan)").fill("5");
   await limit.getByLabel("Own limit per").selectOption("3600");
   await limit.getByRole("button", { name: "Save limit" }).click();
-  await expect(limit.getByTestId("effective-limit")).toContainText("5 per hour (the key's own limit)");
+  await expect(limit.getByRole("definition")).toContainText("5 per hour (the key's own limit)");
 
   const call = async () => {
     const res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });

@@ -15,7 +15,7 @@ function shown(iso: string, zone: string): string {
 }
 
 async function created(page: Page) {
-  const time = page.getByLabel("Key facts").locator("time").first();
+  const time = page.getByLabel("Key facts").getByRole("time").first();
   const iso = await time.getAttribute("datetime");
   expect(iso).toMatch(/^\d{4}-\d\d-\d\dT/);
   return { time, iso: iso! };
@@ -41,7 +41,7 @@ test("preferences: dates follow the chosen time zone, the theme follows the choi
   await prefs.getByRole("button", { name: "Save preferences" }).click();
   await expect(prefs.getByRole("status")).toHaveText("Preferences saved.");
   await expect(page.locator("html")).toHaveAttribute("data-theme", "dark");
-  await expect(prefs.locator("time")).toContainText(/E[SD]T/);
+  await expect(prefs.getByRole("time")).toContainText(/E[SD]T/);
 
   await open(page, keyUrl);
   ({ time, iso } = await created(page));

@@ -4,7 +4,7 @@ use super::api::{
     list_users, user_sessions, CreateUser, DeleteUser, EndUserSession, EndUserSessions,
     ImpersonateUser, ResetUserTwoFactor, SendPasswordReset, SetPasswordFromLink, SetUserStatus,
 };
-use crate::ui::{action_error, filter_select, ErrorNote};
+use crate::ui::{action_error, count, filter_select, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -185,7 +185,7 @@ pub fn UsersPage() -> impl IntoView {
                             }
                         }).collect_view();
                         view! {
-                            <p class="muted">{format!("{} users", page.total)}</p>
+                            <p class="muted">{count(page.total, "user", "users")}</p>
                             <table aria-label="Users">
                                 <thead>
                                     <tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Status"</th><th scope="col">"Instance role"</th><th scope="col">"Sessions"</th><th scope="col">"2FA"</th><th scope="col">"Actions"</th></tr>

@@ -3,7 +3,7 @@
 
 use super::api::audit_log;
 use super::AuditEntry;
-use crate::ui::ErrorNote;
+use crate::ui::{count, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -145,7 +145,7 @@ fn Log(org: String) -> impl IntoView {
                     Ok(p) => {
                         let pages = (p.total as u32).div_ceil(super::AUDIT_PER_PAGE).max(1);
                         view! {
-                            <p class="muted">{format!("{} entries", p.total)}</p>
+                            <p class="muted">{count(p.total, "entry", "entries")}</p>
                             <table aria-label="Audit log">
                                 <thead><tr>
                                     <th scope="col">"When"</th>

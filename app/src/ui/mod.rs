@@ -302,6 +302,12 @@ pub fn CopyButton(#[prop(into)] label: String, text: String) -> impl IntoView {
     }
 }
 
+/// `n` and its noun, singular for exactly one: "1 request", "0 requests", "2 requests".
+pub fn count(n: impl Into<i128>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A readable error for the user (never internal details: those stay in the server log).
 #[component]
 pub fn ErrorNote(error: AppError) -> impl IntoView {
@@ -363,4 +369,17 @@ pub fn hydrated() -> Signal<bool> {
     let ready = RwSignal::new(false);
     Effect::new(move |_| ready.set(true));
     ready.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_exactly_one() {
+        assert_eq!(count(0, "request", "requests"), "0 requests");
+        assert_eq!(count(1, "request", "requests"), "1 request");
+        assert_eq!(count(2, "entry", "entries"), "2 entries");
+        assert_eq!(count(-1, "row", "rows"), "-1 rows");
+    }
 }

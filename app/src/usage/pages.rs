@@ -7,7 +7,7 @@ use super::{describe, Plan, RequestSeries};
 use crate::keys::api::SetKeyLimit;
 use crate::keys::{ApiKey, KeyStatus};
 use crate::ui::background::{background, only_the_feed_changed};
-use crate::ui::{action_error, ErrorNote};
+use crate::ui::{action_error, count, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -239,7 +239,7 @@ pub fn KeyLimitSection(
                                         .unwrap_or_default(),
                                 };
                                 view! {
-                                    <p>"In force: " <strong data-testid="effective-limit">{effective}</strong></p>
+                                    <dl class="facts"><dt>"In force"</dt><dd>{effective}</dd></dl>
                                     <ActionForm action=set_limit>
                                         <input type="hidden" name="organization_id" prop:value=move || org.get() />
                                         <input type="hidden" name="key_id" value=key_id.clone() />
@@ -432,8 +432,8 @@ fn OrgUsage(orgs: Vec<crate::orgs::OrgMembership>, admin: bool) -> impl IntoView
                             let minutes = s.bucket_ms / 60_000;
                             let bucket = if minutes >= 60 { format!("{} h", minutes / 60) } else { format!("{minutes} min") };
                             view! {
-                                <p role="status" data-testid="requests-total">{format!("{} requests", s.total)}</p>
-                                <p class="muted" data-testid="requests-buckets">{format!("{} buckets of {bucket}, in your time zone; updates live", s.starts.len())}</p>
+                                <p role="status">{count(s.total, "request", "requests")}</p>
+                                <p class="muted">{format!("{} buckets of {bucket}, in your time zone; updates live", s.starts.len())}</p>
                             }
                             .into_any()
                         }
@@ -552,8 +552,8 @@ fn UsageSummarySection(
                         Err(error) => view! { <ErrorNote error /> }.into_any(),
                         Ok(s) => view! {
                             <dl class="facts">
-                                <dt>"Requests"</dt><dd data-testid="summary-requests">{s.requests}</dd>
-                                <dt>"Errors"</dt><dd data-testid="summary-errors">{format!("{} ({:.1} %)", s.errors, s.error_rate * 100.0)}</dd>
+                                <dt>"Requests"</dt><dd>{s.requests}</dd>
+                                <dt>"Errors"</dt><dd>{format!("{} ({:.1} %)", s.errors, s.error_rate * 100.0)}</dd>
                                 <dt>"Latency p50 / p95 / p99"</dt><dd>{format!("{:.1} / {:.1} / {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms)}</dd>
                             </dl>
                             <div class="columns">
@@ -756,7 +756,7 @@ fn OrgErrors(orgs: Vec<crate::orgs::OrgMembership>) -> impl IntoView {
                         Ok(r) => {
                             let rate = if r.requests > 0 { r.errors as f64 * 100.0 / r.requests as f64 } else { 0.0 };
                             view! {
-                                <p role="status" data-testid="errors-total">{format!("{} failed of {} requests ({rate:.1} %)", r.errors, r.requests)}</p>
+                                <p role="status">{format!("{} failed of {} ({rate:.1} %)", r.errors, count(r.requests, "request", "requests"))}</p>
                             }
                             .into_any()
                         }
@@ -811,9 +811,9 @@ pub fn KeyUsageSection(
                         Ok(u) => {
                             let reset = if u.reset_seconds > 0 { format!("; the count goes down in {} s", u.reset_seconds) } else { String::new() };
                             view! {
-                                <p data-testid="key-usage">{format!("{} of {} used in the current window ({}), {} left{reset}", u.used, u.limit, describe(u.limit, u.window_seconds), u.remaining)}</p>
+                                <p role="status">{format!("{} of {} used in the current window ({}), {} left{reset}", u.used, u.limit, describe(u.limit, u.window_seconds), u.remaining)}</p>
                                 <meter aria-label="Share of the limit used" min="0" max=u.limit value=u.used high=u.limit * 8 / 10 optimum="0"></meter>
-                                <p>{format!("Last 24 hours: {} requests, {} failed", u.requests_24h, u.errors_24h)}</p>
+                                <p>{format!("Last 24 hours: {}, {} failed", count(u.requests_24h, "request", "requests"), u.errors_24h)}</p>
                             }
                             .into_any()
                         }
@@ -882,7 +882,7 @@ fn ExportSection(
             </div>
             <Show when=move || progress.get().is_some()>
                 <progress aria-label="Export progress" max=move || progress.get().map_or(1, |(_, all)| all.max(1)) value=move || progress.get().map_or(0, |(got, _)| got)></progress>
-                <p role="status" data-testid="export-status">{move || {
+                <p role="status">{move || {
                     let (got, all) = progress.get().unwrap_or_default();
                     if busy.get() { format!("{} — {got} of {all} rows", message.get()) } else { message.get() }
                 }}</p>

@@ -190,7 +190,7 @@ pub(super) fn OrgKeys(orgs: Vec<OrgMembership>) -> impl IntoView {
                             </table>
                             <nav class="toolbar" aria-label="Pages">
                                 <button type="button" class="secondary" disabled={page <= 1} on:click=move |_| query.update(|q| q.page = Some(page - 1))>"Previous page"</button>
-                                <span>{format!("Page {page} of {pages} · {} keys", list.total)}</span>
+                                <span>{format!("Page {page} of {pages} · {}", count(list.total, "key", "keys"))}</span>
                                 <button type="button" class="secondary" disabled={page >= pages} on:click=move |_| query.update(|q| q.page = Some(page + 1))>"Next page"</button>
                             </nav>
                         }

@@ -18,7 +18,7 @@ use super::{ApiKey, CreatedKey, ImportOutcome, KeyQuery, KeyStatus};
 use crate::error::AppError;
 use crate::orgs::api::my_organizations;
 use crate::orgs::OrgMembership;
-use crate::ui::{action_error, filter_select, CopyButton, ErrorNote};
+use crate::ui::{action_error, count, filter_select, CopyButton, ErrorNote};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;

@@ -119,7 +119,7 @@ pub(super) fn ImportResults(
             let ok = rows.iter().filter(|r| r.ok).count();
             let issued = rows.iter().any(|r| r.key.is_some());
             view! {
-                <p role="status">{format!("{label}: {ok} of {} rows ok", rows.len())}</p>
+                <p role="status">{format!("{label}: {ok} of {} ok", count(rows.len() as i64, "row", "rows"))}</p>
                 <Show when=move || issued>
                     <p class="warning">"New keys were issued for rows without key material. Copy them now: they are not shown again."</p>
                 </Show>
