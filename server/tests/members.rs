@@ -1240,8 +1240,8 @@ async fn sent_invitations(
     let mut tx = app.state.db.writer.begin().await.unwrap();
     for i in range {
         sqlx::query(
-            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at)
-             values ($1, $2, $3, 'viewer', null, $4, $5, $6, $4)",
+            "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, revoked_at, accountable_id)
+             values ($1, $2, $3, 'viewer', null, $4, $5, $6, $4, $6)",
         )
         .bind(format!("inv_{tag}_{i}"))
         .bind(org)
@@ -1276,7 +1276,7 @@ async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
     )
     .await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "the sender's 51st");
-    assert!(r.body.contains("a sender"), "{}", r.body);
+    assert!(r.body.contains("a person: 50 an hour"), "{}", r.body);
     assert_eq!(t.app.snapshot().await, before, "rows changed");
     // Another member of the same organization still may.
     let r = call(
@@ -1287,6 +1287,85 @@ async fn a_sender_s_invitations_are_bounded_over_all_their_organizations() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// The keys a person makes share that person's invitation allowance: an owner cannot multiply
+/// their 50 an hour by making a `members:write` key in each organization they own. A key made by
+/// a key answers to the person at the start of the chain; a key no person made (the command
+/// line's) answers for itself.
+#[tokio::test]
+async fn the_keys_a_person_makes_share_their_invitation_allowance() {
+    const IP: &str = "192.0.2.61";
+    let t = team().await;
+    let personal = t.app.org_of(&t.owner_id).await;
+    let now = app::ssr::db::now_ms();
+    sent_invitations(&t.app, &personal, "elsewhere", 0..49, now - 1000, |_| {
+        t.owner_id.clone()
+    })
+    .await;
+    let scopes = serde_json::json!({"members": "write", "org": "read", "keys": "read", "usage": "read", "roles": "read"});
+    // The owner made `first`, which made `second`.
+    let (first, _) = t.app.scoped_key(&t.org, scopes.clone()).await;
+    let (second, by_key) = t.app.scoped_key(&t.org, scopes.clone()).await;
+    for (key, maker) in [(&first, &t.owner_id), (&second, &first)] {
+        sqlx::query("update api_key set created_by = $1 where api_key_id = $2")
+            .bind(maker)
+            .bind(key)
+            .execute(&t.app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    let invite = |secret: String, email: &'static str| {
+        let app = &t.app;
+        async move {
+            app.api(
+                "POST",
+                "/api/v1/invitations",
+                Some(&secret),
+                Some(serde_json::json!({"email": email, "role": "viewer"})),
+                IP,
+            )
+            .await
+        }
+    };
+    // The owner's 50th, through the key: still within.
+    let r = invite(by_key.clone(), "fiftieth@example.org").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let answers: String = sqlx::query_scalar(
+        "select accountable_id from invitation where email = 'fiftieth@example.org'",
+    )
+    .fetch_one(&t.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(answers, t.owner_id);
+    // The 51st: refused through the key and in the owner's console alike, nothing written.
+    let before = t.app.snapshot().await;
+    let r = invite(by_key.clone(), "fifty-first@example.org").await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "the owner's 51st, by key",
+    );
+    assert!(r.body.contains("a person: 50 an hour"), "{}", r.body);
+    let r = call(
+        &t,
+        &t.owner,
+        "invite_member",
+        &[("email", "fifty-first@example.org"), ("role", "viewer")],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "the owner's 51st, signed in",
+    );
+    assert_eq!(t.app.snapshot().await, before, "rows changed");
+    // A key the command line made answers for itself.
+    let (_, cli_made) = t.app.scoped_key(&t.org, scopes).await;
+    let r = invite(cli_made, "fifty-first@example.org").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
 /// The whole instance sends at most `KEYWARD_INVITATIONS_PER_HOUR` invitations an hour (500

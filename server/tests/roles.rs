@@ -1435,3 +1435,143 @@ async fn the_parents_form_keeps_every_ticked_parent_and_none_clears_them() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["parents"], serde_json::json!([]), "{}", r.body);
 }
+
+/// Every change re-reads an organization's whole role graph under its lock (on SQLite, the
+/// instance's one writer): one tenant may not grow it without bound. Each list is refused
+/// past its length before anything is read; each kind of definition is refused past its count,
+/// the last one that fits is accepted, and nothing is written by a refusal.
+#[tokio::test]
+async fn an_organization_s_roles_permissions_groups_and_teams_are_bounded() {
+    use app::access::groups::GROUPS_MAX;
+    use app::access::roles::{PARENTS_MAX, PERMISSIONS_MAX, REQUIRES_MAX, ROLES_MAX};
+    use app::teams::ssr::TEAMS_MAX;
+    let o = org().await;
+    let db = &o.app.state.db.writer;
+    let before = o.app.snapshot().await;
+    let list = |field: &str, n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("{field}[{i}]"), format!("x{i}:read")))
+            .collect()
+    };
+    let form = |fixed: &[(&str, &str)], extra: &[(String, String)]| -> Vec<(String, String)> {
+        let mut f: Vec<(String, String)> = fixed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        f.extend_from_slice(extra);
+        f
+    };
+    let send = |endpoint: &'static str, f: Vec<(String, String)>| {
+        let o = &o;
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            call(o, endpoint, &pairs).await
+        }
+    };
+    // Too many parents or requirements: 400 naming the field, before any lookup.
+    let r = send(
+        "create_role",
+        form(&[("name", "wide")], &list("parents", PARENTS_MAX + 1)),
+    )
+    .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "parents");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at most {PARENTS_MAX}")),
+        "{}",
+        r.body
+    );
+    let r = send(
+        "create_permission",
+        form(
+            &[("name", "wide:read")],
+            &list("requires", REQUIRES_MAX + 1),
+        ),
+    )
+    .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "requires");
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
+
+    // One short of each count, written straight to the database.
+    let now = app::ssr::db::now_ms();
+    for i in 0..ROLES_MAX - 1 {
+        sqlx::query("insert into role (role_id, organization_id, name, builtin, created_at) values ($1, $2, $3, 0, $4)")
+            .bind(format!("rol_fill{i}")).bind(&o.org).bind(format!("fill {i}")).bind(now)
+            .execute(db).await.unwrap();
+    }
+    for i in 0..PERMISSIONS_MAX - 1 {
+        sqlx::query(
+            "insert into custom_permission (organization_id, name, created_at) values ($1, $2, $3)",
+        )
+        .bind(&o.org)
+        .bind(format!("fill{i}:read"))
+        .bind(now)
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    for i in 0..GROUPS_MAX - 1 {
+        sqlx::query("insert into permission_group (group_id, organization_id, name, created_at) values ($1, $2, $3, $4)")
+            .bind(format!("grp_fill{i}")).bind(&o.org).bind(format!("fill {i}")).bind(now)
+            .execute(db).await.unwrap();
+    }
+    for i in 0..TEAMS_MAX - 1 {
+        sqlx::query(
+            "insert into team (team_id, organization_id, name, created_at) values ($1, $2, $3, $4)",
+        )
+        .bind(format!("team_fill{i}"))
+        .bind(&o.org)
+        .bind(format!("fill {i}"))
+        .bind(now)
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    // The last of each fits (with the most parents and requirements allowed)...
+    let parents: Vec<(String, String)> = (0..PARENTS_MAX)
+        .map(|i| (format!("parents[{i}]"), format!("rol_fill{i}")))
+        .collect();
+    let requires: Vec<(String, String)> = (0..REQUIRES_MAX)
+        .map(|i| (format!("requires[{i}]"), format!("fill{i}:read")))
+        .collect();
+    for (endpoint, f) in [
+        ("create_role", form(&[("name", "last")], &parents)),
+        (
+            "create_permission",
+            form(&[("name", "last:read")], &requires),
+        ),
+        ("create_group", form(&[("name", "last")], &[])),
+        ("create_team", form(&[("name", "last")], &[])),
+    ] {
+        let r = send(endpoint, f).await;
+        assert_eq!(r.status, StatusCode::OK, "{endpoint}: {}", r.body);
+    }
+    // ...and the next is refused, saying why, writing nothing.
+    let full = o.app.snapshot().await;
+    for endpoint in [
+        "create_role",
+        "create_permission",
+        "create_group",
+        "create_team",
+    ] {
+        let name = if endpoint == "create_permission" {
+            "next:read"
+        } else {
+            "next"
+        };
+        let r = send(endpoint, form(&[("name", name)], &[])).await;
+        assert_refused(&r, StatusCode::CONFLICT, "conflict", endpoint);
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the most it may"),
+            "{endpoint}: {}",
+            r.body
+        );
+    }
+    assert_eq!(o.app.snapshot().await, full, "rows changed");
+}

@@ -21,6 +21,9 @@ use crate::ssr::Db;
 const NAME_MAX: usize = 64;
 /// Most permissions in one group.
 const ITEMS_MAX: usize = 100;
+/// Permission groups one organization may define (each change checks them all, under the
+/// organization's lock).
+pub const GROUPS_MAX: usize = 100;
 
 fn view(model: &AccessModel, group_id: &str) -> Result<GroupView, AppError> {
     let g = model
@@ -90,6 +93,13 @@ pub async fn create_group(
         return Err(AppError::conflict(
             "name",
             format!("a group named {name:?} exists"),
+        ));
+    }
+    // The graph was read under the organization's lock: the count cannot move before commit.
+    if model.groups.len() >= GROUPS_MAX {
+        return Err(AppError::conflict(
+            "name",
+            format!("this organization has {GROUPS_MAX} permission groups, the most it may; delete one first"),
         ));
     }
     for p in &items {

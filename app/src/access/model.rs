@@ -120,18 +120,25 @@ impl AccessModel {
 
     /// The roles that inherit from any of `roles`, directly or through others, `roles`
     /// themselves included: every role a change to one of them changes too.
+    /// One walk down the graph (parents to children), not one walk up per role; in id order.
     pub fn inheritors(&self, roles: &[&str]) -> Vec<String> {
-        self.roles
-            .keys()
-            .filter(|r| {
-                roles.contains(&r.as_str())
-                    || self
-                        .ancestors(r)
-                        .iter()
-                        .any(|a| roles.contains(&a.as_str()))
-            })
-            .cloned()
-            .collect()
+        let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in self.roles.values() {
+            for p in &r.parents {
+                children.entry(p.as_str()).or_default().push(r.id.as_str());
+            }
+        }
+        let mut found: BTreeSet<&str> = BTreeSet::new();
+        let mut frontier: Vec<&str> = roles
+            .iter()
+            .filter_map(|r| self.roles.get_key_value(*r).map(|(id, _)| id.as_str()))
+            .collect();
+        while let Some(r) = frontier.pop() {
+            if found.insert(r) {
+                frontier.extend(children.get(r).into_iter().flatten().copied());
+            }
+        }
+        found.into_iter().map(str::to_string).collect()
     }
 
     /// Every permission the roles grant together, each with all its sources (sorted), in name
@@ -294,6 +301,56 @@ mod tests {
             m.roles.insert(r.id.clone(), r);
         }
         m
+    }
+
+    /// By definition: the roles of the model any of whose ancestors (itself included) is in
+    /// `roles`.
+    fn inheritors_by_definition(m: &AccessModel, roles: &[&str]) -> Vec<String> {
+        m.roles
+            .keys()
+            .filter(|r| m.ancestors(r).iter().any(|a| roles.contains(&a.as_str())))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn inheritors_are_every_role_below_in_id_order() {
+        // A diamond under `a`, a chain under `x`, and a role apart.
+        let m = model(vec![
+            role("a", &[], &[], &[]),
+            role("b", &["a"], &[], &[]),
+            role("c", &["a"], &[], &[]),
+            role("d", &["b", "c"], &[], &[]),
+            role("x", &["viewer"], &[], &[]),
+            role("y", &["x"], &[], &[]),
+            role("z", &[], &[], &[]),
+        ]);
+        assert_eq!(m.inheritors(&["a"]), ["a", "b", "c", "d"]);
+        assert_eq!(m.inheritors(&["c", "y"]), ["c", "d", "y"]);
+        assert_eq!(m.inheritors(&["nope"]), Vec::<String>::new());
+        let viewer = m.inheritors(&["viewer"]);
+        assert!(viewer.iter().any(|r| r == "y") && !viewer.iter().any(|r| r == "z"));
+        assert_eq!(viewer, inheritors_by_definition(&m, &["viewer"]));
+    }
+
+    proptest::proptest! {
+        /// On random graphs (parents drawn among earlier roles, so no cycle), the one walk down
+        /// finds exactly the roles the definition names.
+        #[test]
+        fn inheritors_match_their_definition(
+            parents in proptest::collection::vec(proptest::collection::vec(0usize..40, 0..4), 1..40),
+            start in proptest::collection::vec(0usize..40, 0..4),
+        ) {
+            let ids: Vec<String> = (0..parents.len()).map(|i| format!("r{i:02}")).collect();
+            let roles = parents.iter().enumerate().map(|(i, ps)| {
+                let ps: Vec<&str> = ps.iter().filter(|p| **p < i).map(|p| ids[*p].as_str()).collect();
+                role(&ids[i], &ps, &[], &[])
+            });
+            let m = model(roles.collect());
+            let start: Vec<String> = start.iter().map(|i| format!("r{i:02}")).collect();
+            let start: Vec<&str> = start.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(m.inheritors(&start), inheritors_by_definition(&m, &start));
+        }
     }
 
     #[test]

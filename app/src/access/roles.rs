@@ -31,17 +31,29 @@ use std::collections::BTreeSet;
 const NAME_MAX: usize = 64;
 /// Longest description of a role or permission.
 const DESCRIPTION_MAX: usize = 200;
+/// Custom roles one organization may define. Each change re-reads and checks the whole role
+/// graph under the organization's lock (the only writer on SQLite): an unbounded graph would
+/// let one tenant hold up every other tenant's writes.
+pub const ROLES_MAX: usize = 200;
+/// Parents one custom role may inherit from.
+pub const PARENTS_MAX: usize = 16;
+/// Dynamic permissions one organization may define.
+pub const PERMISSIONS_MAX: i64 = 200;
+/// Permissions one dynamic permission may require.
+pub const REQUIRES_MAX: usize = 16;
 
 /// The organization's roles (built-in ones first), groups and permissions, each role with its
 /// effective permissions and their sources.
 pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppError> {
     let model = super::ssr::model(db, organization_id).await?;
-    let descriptions: Vec<(String, String)> = sqlx::query_as(
+    let descriptions: std::collections::HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
         "select role_id, description from role where organization_id = $1 or organization_id is null",
     )
     .bind(organization_id)
     .fetch_all(&db.reader)
-    .await?;
+    .await?
+        .into_iter()
+        .collect();
     let custom: Vec<(String, String)> = sqlx::query_as(
         "select name, description from custom_permission where organization_id = $1 order by name",
     )
@@ -55,11 +67,7 @@ pub async fn catalog(db: &Db, organization_id: &str) -> Result<RoleCatalog, AppE
         .map(|r| RoleView {
             id: r.id.clone(),
             name: r.name.clone(),
-            description: descriptions
-                .iter()
-                .find(|(id, _)| *id == r.id)
-                .map(|(_, d)| d.clone())
-                .unwrap_or_default(),
+            description: descriptions.get(&r.id).cloned().unwrap_or_default(),
             builtin: r.builtin,
             parents: r.parents.clone(),
             permissions: r.permissions.iter().filter(|n| here(n)).cloned().collect(),
@@ -421,6 +429,38 @@ pub(crate) async fn key_parents(
         .await
 }
 
+/// Who answers for an organization key: the nearest person up its chain of makers, or, when
+/// no person stands behind it, the chain's last key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accountable {
+    Person(String),
+    Key(String),
+}
+
+/// Who answers for key `key_id`: its owner (a personal token's), else its maker, followed
+/// through keys that made keys to the nearest person; else the last key of the chain (one the
+/// command line made, or more than [`MAKER_CHAIN_MAX`] keys deep: the key at that depth
+/// answers for itself rather than being refused).
+pub(crate) async fn accountable(
+    conn: &mut sqlx::AnyConnection,
+    key_id: &str,
+) -> Result<Accountable, sqlx::Error> {
+    let mut key = key_id.to_string();
+    for _ in 0..=MAKER_CHAIN_MAX {
+        let Some((owner, maker)) = key_parents(conn, &key).await? else {
+            break;
+        };
+        if let Some(person) = owner.or_else(|| maker.clone().filter(|m| m.starts_with("usr_"))) {
+            return Ok(Accountable::Person(person));
+        }
+        match maker {
+            Some(maker) if maker.starts_with("key_") => key = maker,
+            _ => break,
+        }
+    }
+    Ok(Accountable::Key(key))
+}
+
 /// How many keys-that-made-keys [`makers`] follows before it refuses to decide.
 pub const MAKER_CHAIN_MAX: usize = 32;
 
@@ -551,6 +591,15 @@ pub(crate) async fn permission_exists(
 }
 
 /// The named parents without blanks and repeats (a form's empty "no parent" choice).
+/// `list` trimmed, without blanks and repeats; refused (400 on `field`) past `max` entries,
+/// counted before cleaning so that no request makes the cleaning itself slow.
+fn bounded(field: &str, list: &[String], max: usize) -> Result<Vec<String>, AppError> {
+    if list.len() > max {
+        return Err(AppError::invalid(field, format!("at most {max} {field}")));
+    }
+    Ok(clean(list))
+}
+
 fn clean(parents: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in parents.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
@@ -653,7 +702,7 @@ pub async fn create_role(
             format!("{name:?} is a built-in role"),
         ));
     }
-    let parents = &clean(parents);
+    let parents = &bounded("parents", parents, PARENTS_MAX)?;
     let org = grant.organization_id.as_str();
     let Change {
         mut tx,
@@ -664,6 +713,15 @@ pub async fn create_role(
         return Err(AppError::conflict(
             "name",
             format!("a role named {name:?} exists"),
+        ));
+    }
+    // The graph was read under the organization's lock: the count cannot move before commit.
+    if model.roles.values().filter(|r| !r.builtin).count() >= ROLES_MAX {
+        return Err(AppError::conflict(
+            "name",
+            format!(
+                "this organization has {ROLES_MAX} custom roles, the most it may; delete one first"
+            ),
         ));
     }
     check_parents(&model, parents)?;
@@ -713,7 +771,7 @@ pub async fn set_parents(
     parents: &[String],
     loaded: Option<&[String]>,
 ) -> Result<RoleView, AppError> {
-    let parents = &clean(parents);
+    let parents = &bounded("parents", parents, PARENTS_MAX)?;
     let org = grant.organization_id.as_str();
     let Change {
         mut tx,
@@ -932,7 +990,7 @@ pub async fn create_permission(
             format!("at most {DESCRIPTION_MAX} characters, no control characters but line breaks"),
         ));
     }
-    let requires = &clean(requires);
+    let requires = &bounded("requires", requires, REQUIRES_MAX)?;
     let org = grant.organization_id.as_str();
     let Change { mut tx, .. } = begin(db, grant, Permission::RolesWrite).await?;
     for r in requires {
@@ -951,6 +1009,12 @@ pub async fn create_permission(
             ));
         }
     }
+    // Counted under the organization's lock, which every change of its permissions takes.
+    let defined: i64 =
+        sqlx::query_scalar("select count(*) from custom_permission where organization_id = $1")
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await?;
     let inserted = sqlx::query(
         "insert into custom_permission (organization_id, name, description, created_at)
          values ($1, $2, $3, $4) on conflict (organization_id, name) do nothing",
@@ -964,6 +1028,12 @@ pub async fn create_permission(
     .rows_affected();
     if inserted == 0 {
         return Err(AppError::conflict("name", format!("{name} exists")));
+    }
+    if defined >= PERMISSIONS_MAX {
+        return Err(AppError::conflict(
+            "name",
+            format!("this organization has {PERMISSIONS_MAX} permissions of its own, the most it may; delete one first"),
+        ));
     }
     for r in requires {
         sqlx::query(

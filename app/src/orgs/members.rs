@@ -30,8 +30,9 @@ pub const INVITATION_DAYS: i64 = 7;
 const PENDING_MAX: i64 = 100;
 /// Invitations an organization may send in an hour, replaced and revoked ones included.
 const PER_HOUR_MAX: i64 = 50;
-/// Invitations one sender (a user or a key) may send in an hour, over every organization:
-/// owning many organizations does not multiply what one account can mail.
+/// Invitations one person may send in an hour, over every organization and every key that
+/// acts for them ([`crate::access::roles::accountable`]): owning many organizations, or making
+/// a key in each, does not multiply what one account can mail.
 const SENDER_PER_HOUR_MAX: i64 = 50;
 
 /// The PostgreSQL advisory lock that serializes sending invitations across organizations
@@ -450,6 +451,14 @@ pub async fn invite(
     }
     let id = new_id("inv");
     let expires_at = now + INVITATION_DAYS * 24 * 3600 * 1000;
+    let answers = match grant.principal.acting_user() {
+        Some(person) => person.to_string(),
+        None => match crate::access::roles::accountable(&mut tx, grant.principal.actor_id()).await?
+        {
+            crate::access::roles::Accountable::Person(person) => person,
+            crate::access::roles::Accountable::Key(key) => key,
+        },
+    };
     // The sender's and the instance's hourly bounds span organizations, whose role locks do
     // not exclude each other: on PostgreSQL, invitations take one more lock (last, so no
     // cycle), and the count below sees every earlier one committed. SQLite has one writer.
@@ -463,12 +472,12 @@ pub async fn invite(
     // the last hour by the organization, by the sender and by the whole instance (revoked and
     // replaced ones included, so that re-inviting cannot turn the instance into a mail relay).
     let inserted = sqlx::query(
-        "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by)
-         select $1, $2, $3, $4, $5, $6, $7, $10
+        "insert into invitation (invitation_id, organization_id, email, role, invited_by, created_at, expires_at, sent_by, accountable_id)
+         select $1, $2, $3, $4, $5, $6, $7, $10, $13
          where (select count(*) from invitation where organization_id = $2
                 and accepted_at is null and revoked_at is null and expires_at > $6) < $8
            and (select count(*) from invitation where organization_id = $2 and created_at > $6 - 3600000) < $9
-           and (select count(*) from invitation where sent_by = $10 and created_at > $6 - 3600000) < $11
+           and (select count(*) from invitation where accountable_id = $13 and created_at > $6 - 3600000) < $11
            and (select count(*) from invitation where created_at > $6 - 3600000) < $12",
     )
     .bind(&id)
@@ -483,6 +492,7 @@ pub async fn invite(
     .bind(grant.principal.actor_id())
     .bind(SENDER_PER_HOUR_MAX)
     .bind(config.invitations_per_hour)
+    .bind(&answers)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -490,7 +500,7 @@ pub async fn invite(
         return Err(AppError::new(
             ErrorCode::Conflict,
             format!(
-                "as many invitations were sent as may be for now (an organization: {PENDING_MAX} pending, {PER_HOUR_MAX} an hour; a sender: {SENDER_PER_HOUR_MAX} an hour over all organizations; this instance: {} an hour); try again later",
+                "as many invitations were sent as may be for now (an organization: {PENDING_MAX} pending, {PER_HOUR_MAX} an hour; a person: {SENDER_PER_HOUR_MAX} an hour over all organizations and the keys they made; this instance: {} an hour); try again later",
                 config.invitations_per_hour
             ),
         ));

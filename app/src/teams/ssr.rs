@@ -13,6 +13,8 @@ use sqlx::{Any, Transaction};
 
 /// Longest description, in characters.
 const DESCRIPTION_MAX: usize = 500;
+/// Teams one organization may have.
+pub const TEAMS_MAX: i64 = 200;
 
 /// The organization's teams, by name, with members (by email) and roles (by name).
 pub async fn list(db: &Db, organization_id: &str) -> Result<Vec<Team>, AppError> {
@@ -114,6 +116,11 @@ pub async fn create(
             "the system organization has no teams: manage administrators on the users page",
         ));
     }
+    // Counted under the organization's lock, which every team change takes.
+    let teams: i64 = sqlx::query_scalar("select count(*) from team where organization_id = $1")
+        .bind(org)
+        .fetch_one(&mut *change.tx)
+        .await?;
     let id = new_id("team");
     let inserted = sqlx::query(
         "insert into team (team_id, organization_id, name, description, created_at)
@@ -131,6 +138,12 @@ pub async fn create(
         return Err(AppError::conflict(
             "name",
             format!("this organization already has a team named {name}"),
+        ));
+    }
+    if teams >= TEAMS_MAX {
+        return Err(AppError::conflict(
+            "name",
+            format!("this organization has {TEAMS_MAX} teams, the most it may; delete one first"),
         ));
     }
     record(

@@ -434,22 +434,12 @@ pub fn keys_holder(person: &str) -> String {
 /// last key of the chain (made by the command line, or more than 32 keys deep: counted as
 /// itself rather than refused).
 async fn key_holder(db: &Db, key_id: &str) -> Result<String, AppError> {
+    use crate::access::roles::{accountable, Accountable};
     let mut conn = db.reader.acquire().await?;
-    let mut key = key_id.to_string();
-    for _ in 0..=crate::access::roles::MAKER_CHAIN_MAX {
-        let Some((owner, maker)) = crate::access::roles::key_parents(&mut conn, &key).await? else {
-            break;
-        };
-        let person = owner.or_else(|| maker.clone().filter(|m| m.starts_with("usr_")));
-        if let Some(person) = person {
-            return Ok(keys_holder(&person));
-        }
-        match maker {
-            Some(maker) if maker.starts_with("key_") => key = maker,
-            _ => break,
-        }
-    }
-    Ok(key)
+    Ok(match accountable(&mut conn, key_id).await? {
+        Accountable::Person(person) => keys_holder(&person),
+        Accountable::Key(key) => key,
+    })
 }
 
 /// A turn of `reader` to read the raw log ([`RAW_READERS`]).
