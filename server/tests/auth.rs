@@ -1217,3 +1217,89 @@ async fn two_instances_bootstrapping_at_once_both_start() {
     assert_eq!((a, b), (Ok(()), Ok(())));
     assert_eq!(app.count("app_user").await, 1);
 }
+
+/// Whoever holds a sign-up's confirmation link (the mailbox's owner, not always whoever signed
+/// up) cannot guess the account's password through it without bound: each wrong password spends
+/// one of the account's allowance, as a sign-in does, on a counter of its own; past it even the
+/// right password is refused (429) and the address stays unconfirmed. Within it, the right
+/// password confirms and takes its own reservation back.
+#[tokio::test]
+async fn guesses_through_a_confirmation_link_spend_the_account_s_allowance() {
+    let app = spawn_with(|c| c.sign_in_failures_per_hour = 3).await;
+    let counted = |email: &'static str| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from sign_in_failure f join app_user u on u.user_id = f.user_id
+                 where u.email_normalized = $1 and f.device_id = 'confirm-link'",
+            )
+            .bind(email)
+            .fetch_one(&app.state.db.reader)
+            .await
+            .unwrap()
+        }
+    };
+    let confirm = |token: String, password: &'static str| {
+        let app = &app;
+        async move {
+            let mut b = Browser::default();
+            let r = app
+                .rpc(
+                    &mut b,
+                    "confirm_sign_up",
+                    &[("token", &token), ("password", password)],
+                )
+                .await;
+            (r, b)
+        }
+    };
+    // Within the allowance: two wrong, then the right one confirms and gives its own back.
+    sign_up(&app, "bea@example.org", "Bea", PASSWORD).await;
+    let token = confirmation_token(&app, "bea@example.org").await;
+    for _ in 0..2 {
+        let (r, _) = confirm(token.clone(), "a wrong guess!!").await;
+        assert_refused(
+            &r,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "a guess",
+        );
+    }
+    let (r, b) = confirm(token, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(b.get(SESSION).is_some(), "confirming signs in");
+    assert_eq!(
+        counted("bea@example.org").await,
+        2,
+        "the right password gave its own back"
+    );
+
+    // Past it: the right password is refused too, and nothing is confirmed.
+    sign_up(&app, "cy@example.org", "Cy", PASSWORD).await;
+    let token = confirmation_token(&app, "cy@example.org").await;
+    for _ in 0..3 {
+        let (r, _) = confirm(token.clone(), "a wrong guess!!").await;
+        assert_refused(
+            &r,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "a guess",
+        );
+    }
+    let (r, b) = confirm(token, PASSWORD).await;
+    assert_refused(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "past the allowance",
+    );
+    assert!(b.get(SESSION).is_none(), "nobody signed in");
+    let verified: Option<i64> = sqlx::query_scalar(
+        "select email_verified_at from app_user where email_normalized = 'cy@example.org'",
+    )
+    .fetch_one(&app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(verified, None, "the address stays unconfirmed");
+    assert_eq!(counted("cy@example.org").await, 3);
+}

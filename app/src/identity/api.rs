@@ -184,6 +184,7 @@ pub async fn confirm_sign_up(token: String, password: String) -> Result<(), AppE
             &token,
             &password,
             caller.source_ip_text().as_deref(),
+            state.config.sign_in_failures_per_hour,
         )
         .await?;
         super::ssr::start_session(&state.config, &who.user_id, &who.stamp).await

@@ -344,12 +344,18 @@ pub async fn set_password(
 /// which whoever signed up holds; so nobody can pre-register someone else's address and wait
 /// for them to confirm it). Returns the user to sign in. Conditional on the account as the
 /// link was made for it: a second use changes nothing.
+///
+/// Whoever holds the link (the mailbox's owner, who may not be whoever signed up) could guess
+/// the password through it: each guess reserves one of the account's `failures_per_hour` on a
+/// counter of its own ([`CONFIRM_COUNTER`]), as sign-in does, before the password is hashed;
+/// the right password takes its reservation back.
 pub async fn confirm_email(
     db: &Db,
     secret: &[u8; 32],
     token: &str,
     plain_password: &str,
     source_ip: Option<&str>,
+    failures_per_hour: i64,
 ) -> Result<super::ssr::Authenticated, AppError> {
     let link = verify(db, secret, token).await?;
     if link.purpose != Purpose::Verify {
@@ -358,16 +364,52 @@ pub async fn confirm_email(
             "this link sets a password; open it as it was sent",
         ));
     }
+    let Some(attempt) =
+        super::ssr::reserve_attempt(db, &link.user_id, Some(CONFIRM_COUNTER), failures_per_hour)
+            .await?
+    else {
+        tracing::warn!(user_id = link.user_id, "sign-up confirmation throttled");
+        return Err(AppError::new(
+            crate::error::ErrorCode::RateLimited,
+            "too many wrong passwords with this link; try again within the hour",
+        ));
+    };
     if !password::verify(
         plain_password.to_string(),
         Some(link.state.password_hash.clone()),
     )
     .await?
     {
+        // The reservation stays: it is the failure.
         return Err(AppError::invalid_credentials());
     }
-    let now = now_ms();
+    let confirmed = confirm_verified(db, link, &attempt, now_ms(), source_ip).await;
+    if confirmed.is_err() {
+        // The right password: whatever went wrong, it was no guess.
+        super::ssr::give_back_attempt(db, &attempt).await;
+    }
+    confirmed
+}
+
+/// The counter of the sign-in allowance that guesses through a confirmation link spend
+/// ([`super::ssr::reserve_attempt`]): apart from sign-in's, which an unconfirmed account's
+/// guesses spend without learning anything (sign-in answers alike for its right password).
+pub const CONFIRM_COUNTER: &str = "confirm-link";
+
+/// Marks the address confirmed, conditional on the account as the link was made for it.
+/// `attempt`: the guess's reservation, taken back in the same transaction.
+async fn confirm_verified(
+    db: &Db,
+    link: Verified,
+    attempt: &str,
+    now: i64,
+    source_ip: Option<&str>,
+) -> Result<super::ssr::Authenticated, AppError> {
     let mut tx = db.writer.begin().await?;
+    sqlx::query("delete from sign_in_failure where attempt_id = $1")
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
     // The session this confirmation starts holds the stamp of the password just checked,
     // and of the session epoch in the same statement.
     let epoch: Option<i64> = sqlx::query_scalar(
