@@ -762,3 +762,78 @@ async fn a_passkey_is_the_second_step_after_the_password() {
     assert_eq!(app.count("passkey").await, 0);
     assert_eq!(app.signed_in_as(&mut eve).await, None, "her sessions ended");
 }
+
+/// An account holds at most `PASSKEYS_MAX` passkeys (every registration and second step loads
+/// them all): at the bound a registration is refused before its ceremony starts, and one that
+/// started with a place free but finishes after another took it is refused too (409, nothing
+/// stored, no session ended).
+#[tokio::test]
+async fn an_account_holds_a_bounded_number_of_passkeys() {
+    use app::identity::passkeys::PASSKEYS_MAX;
+    let app = spawn().await;
+    let user = app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    register(&app, &mut b, "laptop").await;
+    // Copies of the real one, under ids of their own, fill all but one place.
+    let copy = |i: usize| {
+        let app = &app;
+        async move {
+            sqlx::query(
+                "insert into passkey (passkey_id, user_id, name, credential_id, credential, created_at, sign_count)
+                 select $1, user_id, $2, $3, credential, created_at, 0 from passkey where name = 'laptop'",
+            )
+            .bind(format!("pky_copy{i}"))
+            .bind(format!("copy {i}"))
+            .bind(format!("copy-credential-{i}"))
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+        }
+    };
+    for i in 0..PASSKEYS_MAX - 2 {
+        copy(i).await;
+    }
+    // One place left: a ceremony starts; another tab takes the place before it finishes.
+    let r = app
+        .rpc(
+            &mut b,
+            "start_passkey_registration",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (_, credential) = SoftKey::create(&r.json(), RP_ORIGIN);
+    copy(PASSKEYS_MAX).await;
+    let before = app.snapshot().await;
+    let sessions = app.count("session").await;
+    let r = app
+        .rpc(
+            &mut b,
+            "finish_passkey_registration",
+            &[("name", "phone"), ("credential", &credential)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "the 21st, finished");
+    assert!(
+        r.body.contains(&format!("{PASSKEYS_MAX} passkeys")),
+        "{}",
+        r.body
+    );
+    let held: i64 = sqlx::query_scalar("select count(*) from passkey where user_id = $1")
+        .bind(&user)
+        .fetch_one(&app.state.db.reader)
+        .await
+        .unwrap();
+    assert_eq!(held, PASSKEYS_MAX as i64);
+    assert_eq!(app.snapshot().await, before, "rows changed");
+    assert_eq!(app.count("session").await, sessions, "no session ended");
+    // At the bound, no ceremony starts.
+    let r = app
+        .rpc(
+            &mut b,
+            "start_passkey_registration",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_refused(&r, StatusCode::CONFLICT, "conflict", "the 21st, started");
+}

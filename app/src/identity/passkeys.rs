@@ -26,6 +26,10 @@ use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
 pub const CEREMONY_MS: i64 = 5 * 60_000;
 /// The longest passkey name.
 pub const NAME_MAX: usize = 64;
+/// Passkeys one account may hold. Every registration and second step loads them all (and the
+/// browser is handed their ids): a bound keeps both small. Twenty covers a person's devices
+/// and security keys with room to spare.
+pub const PASSKEYS_MAX: usize = 20;
 
 /// What a ceremony is for: a finish for one purpose never consumes another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +240,9 @@ pub async fn start_registration(
         .into_iter()
         .map(|(_, p)| p.cred_id().clone())
         .collect::<Vec<_>>();
+    if existing.len() >= PASSKEYS_MAX {
+        return Err(too_many());
+    }
     let shown = if display_name.trim().is_empty() {
         email.clone()
     } else {
@@ -256,6 +263,13 @@ pub async fn start_registration(
     }
     begin(db, session, Purpose::Register, Some(user_id), &state).await?;
     Ok(options)
+}
+
+fn too_many() -> AppError {
+    AppError::conflict(
+        "credential",
+        format!("you have {PASSKEYS_MAX} passkeys, the most an account may hold; remove one you no longer use first"),
+    )
 }
 
 /// The name a passkey is given: trimmed, 1 to [`NAME_MAX`] characters, no control characters.
@@ -295,9 +309,13 @@ pub async fn finish_registration(
     let now = now_ms();
     let id = new_id("pky");
     let mut tx = db.writer.begin().await?;
+    // Counted under the account's lock: two registrations finishing at once (two tabs, two
+    // instances) cannot both take the last place.
+    crate::ssr::db::lock_user(&mut tx, user_id).await?;
     let inserted = sqlx::query(
         "insert into passkey (passkey_id, user_id, name, credential_id, credential, created_at, sign_count)
-         values ($1, $2, $3, $4, $5, $6, 0)",
+         select $1, $2, $3, $4, $5, $6, 0
+         where (select count(*) from passkey where user_id = $2) < $7",
     )
     .bind(&id)
     .bind(user_id)
@@ -305,6 +323,7 @@ pub async fn finish_registration(
     .bind(credential_key(passkey.cred_id()))
     .bind(serde_json::to_string(&passkey).map_err(AppError::internal)?)
     .bind(now)
+    .bind(PASSKEYS_MAX as i64)
     .execute(&mut *tx)
     .await;
     if let Err(sqlx::Error::Database(e)) = &inserted {
@@ -315,7 +334,9 @@ pub async fn finish_registration(
             ));
         }
     }
-    inserted?;
+    if inserted?.rows_affected() == 0 {
+        return Err(too_many());
+    }
     let current = super::ssr::session_hash_of(session);
     let ended = super::sessions::end_all(&mut tx, user_id, current.as_deref()).await?;
     events::record(
