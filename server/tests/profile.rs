@@ -770,3 +770,42 @@ async fn address_change_mails_are_bounded_per_receiving_address() {
     assert_eq!(r.error_code(), "rate_limited", "{}", r.body);
     assert_eq!(app.count("outbox_email").await, mails, "nothing sent");
 }
+
+/// On PostgreSQL, accounts asking at once to mail one address are ordered by a lock on that
+/// address before they count its mails (their own row locks do not order them): a request
+/// waits while another transaction holds it, and goes on when it is let go.
+#[tokio::test]
+async fn address_change_requests_to_one_address_take_its_lock_in_turn() {
+    if !on_postgres() {
+        return; // SQLite has one writer connection: nothing to order.
+    }
+    let app = spawn().await;
+    app.user("ann@example.org", None).await;
+    let mut b = app.signed_in("ann@example.org").await;
+    let mut holder = app.state.db.writer.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!(
+            "{}victim@example.net",
+            app::identity::profile::ADDRESS_LOCK_PREFIX
+        ))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mails = app.count("outbox_email").await;
+    let request = ask(&app, &mut b);
+    tokio::pin!(request);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(1500), &mut request).await;
+    assert!(
+        waited.is_err(),
+        "the request did not wait for the address's lock"
+    );
+    assert_eq!(
+        app.count("outbox_email").await,
+        mails,
+        "nothing sent while it waits"
+    );
+    holder.rollback().await.unwrap();
+    let r = request.await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(app.count("outbox_email").await > mails);
+}

@@ -32,6 +32,9 @@ pub const EMAIL_CHANGES_PER_HOUR: i64 = 5;
 
 /// The dedupe keys of email-change confirmations start with this (then the user id).
 const EMAIL_CHANGE_PREFIX: &str = "email-change:";
+/// What the PostgreSQL advisory lock on a receiving address hashes, before the address: the
+/// bound per address counts rows other accounts write, which their own row locks do not order.
+pub const ADDRESS_LOCK_PREFIX: &str = "keyward-email-change-to:";
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -338,8 +341,17 @@ pub async fn request_email_change(
         email_token(&config.secret, user_id, &old, &new, &checked.stamp, expires)
     );
     let mut tx = db.writer.begin().await?;
-    // Counted under the account's row lock: requests racing on PostgreSQL would each see room.
+    // Counted under the account's row lock and then the receiving address's lock: requests
+    // racing on PostgreSQL, from one account or from many to one address, would each see room.
+    // (Always in that order, one account and one address each: no cycle. SQLite has one
+    // writer.)
     crate::ssr::db::lock_user(&mut tx, user_id).await?;
+    if db.backend == crate::ssr::db::Backend::Postgres {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("{ADDRESS_LOCK_PREFIX}{new}"))
+            .execute(&mut *tx)
+            .await?;
+    }
     let prefix = format!("{EMAIL_CHANGE_PREFIX}{user_id}:");
     let since = now - 3_600_000;
     let by_account = crate::notify::ssr::recent_emails(&mut tx, &prefix, None, since).await?;
