@@ -518,6 +518,8 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
             .unwrap();
     app.delete_sessions_of(&root).await;
     assert_eq!(app.signed_in_as(&mut b).await, None);
+    // (Its row went with the others: the start's `until` bounds it; no end is recorded.)
+    assert_eq!(events(&app, "user.impersonation_ended").await.len(), 1);
 
     // The administrator's account disabled meanwhile: the session ends altogether.
     let mut c = app.signed_in("root2@example.org").await;
@@ -537,6 +539,29 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
         .await
         .unwrap();
     assert_eq!(app.signed_in_as(&mut c).await, None);
+    // Its end is recorded, once, with why.
+    assert_eq!(app.signed_in_as(&mut c).await, None);
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert_eq!(ended[1].0.as_deref(), Some(root2.as_str()));
+    assert!(ended[1].2.contains("unauthorized"), "{ended:?}");
+
+    // The user is disabled while impersonated: the session ends, its end recorded with why.
+    let mut d = app.signed_in("root@example.org").await;
+    assert_eq!(
+        impersonate(&app, &mut d, "ann@example.org", "ticket 12")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    sqlx::query("update app_user set status = 'disabled' where email = 'ann@example.org'")
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(app.signed_in_as(&mut d).await, None);
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    assert!(ended[2].2.contains("inactive"), "{ended:?}");
 }
 
 /// A page rendered on the server while impersonating runs its server functions in the

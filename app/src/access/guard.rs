@@ -97,6 +97,7 @@ pub async fn session_user_id(
         )
         .await
         else {
+            crate::admin::impersonation::lapse(db, session, "unauthorized").await?;
             session.flush().await.map_err(AppError::internal)?;
             return Ok(None);
         };
@@ -170,6 +171,9 @@ pub async fn session_user_id(
     }
     let active = !expired && credential_ok && user.is_some_and(|(status, _, _)| status == "active");
     if !active {
+        if impersonator.is_some() {
+            crate::admin::impersonation::lapse(db, session, "inactive").await?;
+        }
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);
     }

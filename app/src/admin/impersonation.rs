@@ -250,6 +250,48 @@ pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Ending, AppErr
     Ok(Ending::Ended { admin })
 }
 
+/// Ends an impersonating session that lapsed (`why`: `unauthorized`, the administrator no
+/// longer may; `inactive`, the session timed out, its credentials changed, or the user was
+/// disabled), recording `user.impersonation_ended` with the reason. The session's row is the
+/// guard: of concurrent requests of the session, the one that deletes it records. A session
+/// whose row is gone already (ended by another action, swept once idle) records nothing here:
+/// its start's `until` bounds it. The caller flushes the session.
+pub async fn lapse(db: &Db, session: &Session, why: &str) -> Result<(), AppError> {
+    let Some((admin, _)) = current(session).await? else {
+        return Ok(());
+    };
+    let Some(hash) = crate::identity::ssr::session_hash_of(session) else {
+        return Ok(());
+    };
+    let user: Option<String> = session
+        .get(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?;
+    let mut tx = db.writer.begin().await?;
+    let ours = sqlx::query("delete from session where session_hash = $1")
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if ours == 0 {
+        return Ok(());
+    }
+    events::record(
+        &mut tx,
+        Event {
+            kind: "user.impersonation_ended",
+            organization_id: Some(SYSTEM_ORG_ID),
+            actor_user_id: Some(&admin),
+            subject_id: user.as_deref(),
+            source_ip: None,
+            data: serde_json::json!({ "why": why }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Records a server function called while impersonating, with both identities.
 pub async fn record_call(
     db: &Db,
