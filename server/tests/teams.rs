@@ -542,3 +542,59 @@ async fn teams_stay_inside_their_organization() {
     );
     assert_eq!(o.app.count("team_member").await, 0);
 }
+
+/// A team change checks the organization's own permissions inside its transaction, against the
+/// graph it read under the organization's lock: a graph this instance cached a moment before
+/// another instance took a permission from the caller's role does not let the caller spread it.
+#[tokio::test]
+async fn own_permissions_are_checked_against_the_graph_the_change_read() {
+    let o = org().await;
+    let db = &o.app.state.db;
+    let operator = Grant::operator(&o.org);
+    let team = o.app.finance_team(&o.org).await;
+    // The admin holds refunds:issue through a role of their own...
+    let refunder = app::access::roles::create_role(db, &operator, "refunder", "", &[])
+        .await
+        .unwrap()
+        .id;
+    app::access::roles::set_permission(db, &operator, &refunder, "refunds:issue", true, false)
+        .await
+        .unwrap();
+    let admin_id: String =
+        sqlx::query_scalar("select user_id from app_user where email = 'admin@example.org'")
+            .fetch_one(&db.reader)
+            .await
+            .unwrap();
+    app::access::roles::assign(db, &operator, &refunder, &[admin_id], true)
+        .await
+        .unwrap();
+    // ...until another instance takes it from the role, after this one cached the graph
+    // (written past this instance's cache, as another instance's commit would be).
+    app::access::ssr::model(db, &o.org).await.unwrap();
+    sqlx::query("delete from role_permission where role_id = $1")
+        .bind(&refunder)
+        .execute(&db.writer)
+        .await
+        .unwrap();
+    let before = o.app.snapshot().await;
+    let mut admin = o.admin.clone();
+    let r = call(
+        &o,
+        &mut admin,
+        "set_team_member",
+        &[
+            ("team_id", &team),
+            ("user_id", &o.member_id),
+            ("add", "true"),
+        ],
+    )
+    .await;
+    assert_refused(
+        &r,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "spread a lost permission",
+    );
+    assert!(r.body.contains("refunds:issue"), "{}", r.body);
+    assert_eq!(o.app.snapshot().await, before, "nothing written");
+}

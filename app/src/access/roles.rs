@@ -341,7 +341,7 @@ pub(crate) async fn add_to_role(
 /// which a ceiling does not count. What giving or taking away roles (a member's, a team's)
 /// is held to.
 pub(crate) async fn within_reach(
-    db: &Db,
+    tx: &mut sqlx::AnyConnection,
     (ceiling, model): (Permissions, &AccessModel),
     grant: &Grant,
     roles: &[&str],
@@ -352,7 +352,7 @@ pub(crate) async fn within_reach(
         .into_iter()
         .filter(|n| Permission::parse(n).is_none())
         .collect();
-    crate::access::ssr::require_dynamic(db, grant, &dynamic).await
+    crate::access::ssr::require_dynamic_in(tx, model, grant, &dynamic).await
 }
 
 /// Refuses unless every built-in permission the roles grant (in `change.model`) is in the

@@ -609,6 +609,33 @@ pub async fn dynamic_held(
     if principal.is_operator() {
         return Ok(None);
     }
+    if let Principal::Key {
+        organization_id: key_org,
+        dynamic: stored,
+        ..
+    } = principal
+    {
+        if key_org != organization_id || stored.is_empty() {
+            return Ok(Some(BTreeSet::new()));
+        }
+    }
+    let model = model(db, organization_id).await?;
+    let mut conn = db.reader.acquire().await?;
+    dynamic_held_in(&mut conn, &model, principal, organization_id).await
+}
+
+/// [`dynamic_held`] read through `conn` against `model`: inside a change's transaction, with
+/// the graph it loaded under the organization's lock, so that what the change checks is what
+/// it commits against (not a cached graph, nor roles read apart from the transaction).
+pub async fn dynamic_held_in(
+    conn: &mut sqlx::AnyConnection,
+    model: &AccessModel,
+    principal: &Principal,
+    organization_id: &str,
+) -> Result<Option<BTreeSet<String>>, AppError> {
+    if principal.is_operator() {
+        return Ok(None);
+    }
     let dynamic = |names: Vec<String>| -> BTreeSet<String> {
         names
             .into_iter()
@@ -617,7 +644,7 @@ pub async fn dynamic_held(
     };
     match principal {
         Principal::User { user_id } => {
-            let Some(roles) = roles_in(db, user_id, organization_id).await? else {
+            let Some(roles) = roles_in_conn(conn, user_id, organization_id).await? else {
                 return Ok(Some(BTreeSet::new()));
             };
             // The owner holds everything in the organization, its own permissions included.
@@ -626,11 +653,10 @@ pub async fn dynamic_held(
                     "select name from custom_permission where organization_id = $1",
                 )
                 .bind(organization_id)
-                .fetch_all(&db.reader)
+                .fetch_all(&mut *conn)
                 .await?;
                 return Ok(Some(all.into_iter().collect()));
             }
-            let model = model(db, organization_id).await?;
             let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
             Ok(Some(dynamic(model.names(&roles).into_iter().collect())))
         }
@@ -643,10 +669,9 @@ pub async fn dynamic_held(
             if key_org != organization_id || stored.is_empty() {
                 return Ok(Some(BTreeSet::new()));
             }
-            let model = model(db, organization_id).await?;
             let mut held = dynamic(model.with_requirements(stored).into_iter().collect());
             if let Some(owner) = owner_user_id {
-                if roles_in(db, owner, organization_id).await?.is_none() {
+                if roles_in_conn(conn, owner, organization_id).await?.is_none() {
                     return Err(AppError::new(
                         ErrorCode::KeyDisabled,
                         "the token's owner is no longer an active member of its organization",
@@ -655,7 +680,7 @@ pub async fn dynamic_held(
                 let user = Principal::User {
                     user_id: owner.clone(),
                 };
-                let owner_holds = Box::pin(dynamic_held(db, &user, organization_id))
+                let owner_holds = Box::pin(dynamic_held_in(conn, model, &user, organization_id))
                     .await?
                     .unwrap_or_default();
                 held.retain(|n| owner_holds.contains(n));
@@ -671,12 +696,36 @@ pub async fn require_dynamic(db: &Db, grant: &Grant, names: &[String]) -> Result
     if names.is_empty() {
         return Ok(());
     }
-    let Some(held) = dynamic_held(db, &grant.principal, &grant.organization_id).await? else {
+    missing_dynamic(
+        dynamic_held(db, &grant.principal, &grant.organization_id).await?,
+        names,
+    )
+}
+
+/// [`require_dynamic`] inside a change's transaction ([`dynamic_held_in`]).
+pub async fn require_dynamic_in(
+    conn: &mut sqlx::AnyConnection,
+    model: &AccessModel,
+    grant: &Grant,
+    names: &[String],
+) -> Result<(), AppError> {
+    if names.is_empty() {
         return Ok(());
-    };
-    match names.iter().find(|n| !held.contains(*n)) {
-        None => Ok(()),
-        Some(missing) => Err(AppError::forbidden(missing)),
+    }
+    missing_dynamic(
+        dynamic_held_in(conn, model, &grant.principal, &grant.organization_id).await?,
+        names,
+    )
+}
+
+/// A 403 naming the first of `names` not `held` (`None`: the operator, who holds all).
+fn missing_dynamic(held: Option<BTreeSet<String>>, names: &[String]) -> Result<(), AppError> {
+    match (held, names) {
+        (None, _) => Ok(()),
+        (Some(held), names) => match names.iter().find(|n| !held.contains(*n)) {
+            None => Ok(()),
+            Some(missing) => Err(AppError::forbidden(missing)),
+        },
     }
 }
 

@@ -807,7 +807,7 @@ pub async fn remove_member(db: &Db, grant: &Grant, user_id: &str) -> Result<(), 
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
     // Their roles (assigned, and their teams', which go with the membership) grant nothing
     // the caller lacks, the organization's own permissions included.
-    within_reach(db, (ceiling, &model), grant, &held).await?;
+    within_reach(&mut tx, (ceiling, &model), grant, &held).await?;
     // The organization keeps an active owner besides the one removed (a disabled owner does
     // not count among the owners: an active one may remove them, nobody the only owner).
     if base == "owner" {
@@ -890,7 +890,7 @@ pub async fn set_member_role(
         ));
     }
     let held: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_reach(db, (ceiling, &model), grant, &held).await?;
+    within_reach(&mut tx, (ceiling, &model), grant, &held).await?;
     within_ceiling(ceiling, &model, org, &[role.as_str()])?;
     sqlx::query("update membership set role = $3 where organization_id = $1 and user_id = $2")
         .bind(org)

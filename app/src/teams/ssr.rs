@@ -188,7 +188,13 @@ pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppErro
     let mut change = begin(db, grant, Permission::MembersWrite).await?;
     let roles = team_roles(&mut change.tx, org, team_id).await?;
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_reach(db, (change.ceiling, &change.model), grant, &roles).await?;
+    within_reach(
+        &mut change.tx,
+        (change.ceiling, &change.model),
+        grant,
+        &roles,
+    )
+    .await?;
     sqlx::query("delete from team where team_id = $1 and organization_id = $2")
         .bind(team_id)
         .bind(org)
@@ -219,7 +225,13 @@ pub async fn set_member(
     let mut change = begin(db, grant, Permission::MembersWrite).await?;
     let roles = team_roles(&mut change.tx, org, team_id).await?;
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_reach(db, (change.ceiling, &change.model), grant, &roles).await?;
+    within_reach(
+        &mut change.tx,
+        (change.ceiling, &change.model),
+        grant,
+        &roles,
+    )
+    .await?;
     let changed = if add {
         let n = sqlx::query(
             "insert into team_member (team_id, organization_id, user_id, created_at)
@@ -296,7 +308,13 @@ pub async fn set_role(
         ),
         _ => e,
     })?;
-    within_reach(db, (change.ceiling, &change.model), grant, &[role_id]).await?;
+    within_reach(
+        &mut change.tx,
+        (change.ceiling, &change.model),
+        grant,
+        &[role_id],
+    )
+    .await?;
     let changed = if add {
         sqlx::query(
             "insert into team_role (team_id, role_id, created_at) values ($1, $2, $3)
