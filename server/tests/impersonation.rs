@@ -539,12 +539,30 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
         .await
         .unwrap();
     assert_eq!(app.signed_in_as(&mut c).await, None);
-    // Its end is recorded, once, with why.
-    assert_eq!(app.signed_in_as(&mut c).await, None);
+
+    // An administrator who loses the permission (demoted in the system organization, which
+    // leaves their sessions be): the impersonating session ends on its next request, and its
+    // end is recorded, once, with why.
+    let root3 = app.user("root3@example.org", Some(Role::Owner)).await;
+    let mut e = app.signed_in("root3@example.org").await;
+    assert_eq!(
+        impersonate(&app, &mut e, "ann@example.org", "ticket 13")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let recorded = events(&app, "user.impersonation_ended").await.len();
+    sqlx::query("update membership set role = 'member' where user_id = $1 and organization_id = 'org_system'")
+        .bind(&root3)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    assert_eq!(app.signed_in_as(&mut e).await, None);
+    assert_eq!(app.signed_in_as(&mut e).await, None);
     let ended = events(&app, "user.impersonation_ended").await;
-    assert_eq!(ended.len(), 2, "{ended:?}");
-    assert_eq!(ended[1].0.as_deref(), Some(root2.as_str()));
-    assert!(ended[1].2.contains("unauthorized"), "{ended:?}");
+    assert_eq!(ended.len(), recorded + 1, "{ended:?}");
+    assert_eq!(ended[recorded].0.as_deref(), Some(root3.as_str()));
+    assert!(ended[recorded].2.contains("unauthorized"), "{ended:?}");
 
     // The user is disabled while impersonated: the session ends, its end recorded with why.
     let mut d = app.signed_in("root@example.org").await;
@@ -560,8 +578,8 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
         .unwrap();
     assert_eq!(app.signed_in_as(&mut d).await, None);
     let ended = events(&app, "user.impersonation_ended").await;
-    assert_eq!(ended.len(), 3, "{ended:?}");
-    assert!(ended[2].2.contains("inactive"), "{ended:?}");
+    assert_eq!(ended.len(), recorded + 2, "{ended:?}");
+    assert!(ended[recorded + 1].2.contains("inactive"), "{ended:?}");
 }
 
 /// A page rendered on the server while impersonating runs its server functions in the

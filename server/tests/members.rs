@@ -1361,6 +1361,7 @@ async fn the_keys_a_person_makes_share_their_invitation_allowance() {
         "conflict",
         "the owner's 51st, signed in",
     );
+    assert!(r.body.contains("a person: 50 an hour"), "{}", r.body);
     assert_eq!(t.app.snapshot().await, before, "rows changed");
     // A key the command line made answers for itself.
     let (_, cli_made) = t.app.scoped_key(&t.org, scopes).await;

@@ -1485,6 +1485,12 @@ async fn an_organization_s_roles_permissions_groups_and_teams_are_bounded() {
         r.body
     );
     let r = send(
+        "set_role_parents",
+        form(&[("role_id", "rol_any")], &list("parents", PARENTS_MAX + 1)),
+    )
+    .await;
+    assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "re-parenting");
+    let r = send(
         "create_permission",
         form(
             &[("name", "wide:read")],

@@ -87,7 +87,7 @@ pub async fn session_user_id(
         // or demoted administrator loses the session); the time limit ends it, and so does the
         // user coming to hold, in the system organization, what the administrator does not
         // (never someone stronger: checked when it started, and on every request after).
-        let Ok(grant) = authorize(
+        let grant = match authorize(
             db,
             &Principal::User {
                 user_id: admin.clone(),
@@ -96,10 +96,19 @@ pub async fn session_user_id(
             Permission::ImpersonationWrite,
         )
         .await
-        else {
-            crate::admin::impersonation::lapse(db, session, "unauthorized").await?;
-            session.flush().await.map_err(AppError::internal)?;
-            return Ok(None);
+        {
+            Ok(grant) => grant,
+            Err(e) => {
+                // Any failure ends the session; only a refusal is the administrator's doing.
+                let why = if e.code == crate::error::ErrorCode::Forbidden {
+                    "unauthorized"
+                } else {
+                    "error"
+                };
+                crate::admin::impersonation::lapse(db, session, why).await;
+                session.flush().await.map_err(AppError::internal)?;
+                return Ok(None);
+            }
         };
         let target = super::ssr::user_ceiling(db, &user_id, SYSTEM_ORG_ID).await?;
         let outranked = grant.ceiling.first_missing(target).is_some();
@@ -172,7 +181,7 @@ pub async fn session_user_id(
     let active = !expired && credential_ok && user.is_some_and(|(status, _, _)| status == "active");
     if !active {
         if impersonator.is_some() {
-            crate::admin::impersonation::lapse(db, session, "inactive").await?;
+            crate::admin::impersonation::lapse(db, session, "inactive").await;
         }
         session.flush().await.map_err(AppError::internal)?;
         return Ok(None);

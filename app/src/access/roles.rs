@@ -590,16 +590,19 @@ pub(crate) async fn permission_exists(
     Ok(n > 0)
 }
 
-/// The named parents without blanks and repeats (a form's empty "no parent" choice).
 /// `list` trimmed, without blanks and repeats; refused (400 on `field`) past `max` entries,
 /// counted before cleaning so that no request makes the cleaning itself slow.
 fn bounded(field: &str, list: &[String], max: usize) -> Result<Vec<String>, AppError> {
     if list.len() > max {
-        return Err(AppError::invalid(field, format!("at most {max} {field}")));
+        return Err(AppError::invalid(
+            field,
+            format!("at most {max} entries in {field}"),
+        ));
     }
     Ok(clean(list))
 }
 
+/// The named parents without blanks and repeats (a form's empty "no parent" choice).
 fn clean(parents: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in parents.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
@@ -779,12 +782,15 @@ pub async fn set_parents(
         ceiling,
     } = begin(db, grant, Permission::RolesWrite).await?;
     let before = changeable(ceiling, &model, org, role_id)?.parents.clone();
-    let sorted = |list: &[String]| {
-        let mut list = clean(list);
-        list.sort();
-        list
+    // As sets (any length the body holds, compared in n log n: nothing here is bounded yet).
+    let set = |list: &[String]| -> BTreeSet<String> {
+        list.iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
     };
-    if loaded.is_some_and(|l| sorted(l) != sorted(&before)) {
+    if loaded.is_some_and(|l| set(l) != set(&before)) {
         return Err(AppError::conflict(
             "loaded",
             "the role's parents changed since this page was loaded; reload it and try again",

@@ -209,28 +209,10 @@ pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Ending, AppErr
         .await
         .map_err(AppError::internal)?;
     let mut tx = db.writer.begin().await?;
-    if let Some(hash) = crate::identity::ssr::session_hash_of(session) {
-        let ours = sqlx::query("delete from session where session_hash = $1")
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if ours == 0 {
-            return Ok(Ending::EndedElsewhere { admin });
-        }
+    let hash = crate::identity::ssr::session_hash_of(session);
+    if !record_end(&mut tx, hash.as_deref(), &admin, user.as_deref(), why).await? {
+        return Ok(Ending::EndedElsewhere { admin });
     }
-    events::record(
-        &mut tx,
-        Event {
-            kind: "user.impersonation_ended",
-            organization_id: Some(SYSTEM_ORG_ID),
-            actor_user_id: Some(&admin),
-            subject_id: user.as_deref(),
-            source_ip: None,
-            data: serde_json::json!({ "why": why }),
-        },
-    )
-    .await?;
     tx.commit().await?;
     session.cycle_id().await.map_err(AppError::internal)?;
     session
@@ -255,8 +237,15 @@ pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Ending, AppErr
 /// disabled), recording `user.impersonation_ended` with the reason. The session's row is the
 /// guard: of concurrent requests of the session, the one that deletes it records. A session
 /// whose row is gone already (ended by another action, swept once idle) records nothing here:
-/// its start's `until` bounds it. The caller flushes the session.
-pub async fn lapse(db: &Db, session: &Session, why: &str) -> Result<(), AppError> {
+/// its start's `until` bounds it. The caller flushes the session whatever happens here: a
+/// failure to record is logged, and does not keep the session alive.
+pub async fn lapse(db: &Db, session: &Session, why: &str) {
+    if let Err(e) = record_lapse(db, session, why).await {
+        tracing::warn!(error = %e, why, "recording an impersonation's end");
+    }
+}
+
+async fn record_lapse(db: &Db, session: &Session, why: &str) -> Result<(), AppError> {
     let Some((admin, _)) = current(session).await? else {
         return Ok(());
     };
@@ -268,28 +257,45 @@ pub async fn lapse(db: &Db, session: &Session, why: &str) -> Result<(), AppError
         .await
         .map_err(AppError::internal)?;
     let mut tx = db.writer.begin().await?;
-    let ours = sqlx::query("delete from session where session_hash = $1")
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if ours == 0 {
-        return Ok(());
+    if record_end(&mut tx, Some(&hash), &admin, user.as_deref(), why).await? {
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Deletes the impersonating session's row (`hash`) and records `user.impersonation_ended`
+/// with `why`, in `tx`. False, recording nothing, when the row was gone already: another
+/// request of the session ended it (and recorded that), or an action ended the session.
+async fn record_end(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    hash: Option<&str>,
+    admin: &str,
+    user: Option<&str>,
+    why: &str,
+) -> Result<bool, AppError> {
+    if let Some(hash) = hash {
+        let ours = sqlx::query("delete from session where session_hash = $1")
+            .bind(hash)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if ours == 0 {
+            return Ok(false);
+        }
     }
     events::record(
-        &mut tx,
+        tx,
         Event {
             kind: "user.impersonation_ended",
             organization_id: Some(SYSTEM_ORG_ID),
-            actor_user_id: Some(&admin),
-            subject_id: user.as_deref(),
+            actor_user_id: Some(admin),
+            subject_id: user,
             source_ip: None,
             data: serde_json::json!({ "why": why }),
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Records a server function called while impersonating, with both identities.

@@ -4,7 +4,7 @@
 //! more than its editors could give.
 
 use super::{Team, TeamMember, TeamRole, NAME_MAX};
-use crate::access::roles::{begin, commit, own_role, record, within_reach};
+use crate::access::roles::{begin, commit, own_role, record, within_reach, Change};
 use crate::access::ssr::Grant;
 use crate::access::Permission;
 use crate::error::AppError;
@@ -185,16 +185,7 @@ async fn team_roles(
 /// grants more than the caller holds.
 pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppError> {
     let org = grant.organization_id.as_str();
-    let mut change = begin(db, grant, Permission::MembersWrite).await?;
-    let roles = team_roles(&mut change.tx, org, team_id).await?;
-    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_reach(
-        &mut change.tx,
-        (change.ceiling, &change.model),
-        grant,
-        &roles,
-    )
-    .await?;
+    let (mut change, roles) = within_team_reach(db, grant, team_id).await?;
     sqlx::query("delete from team where team_id = $1 and organization_id = $2")
         .bind(team_id)
         .bind(org)
@@ -211,6 +202,28 @@ pub async fn delete(db: &Db, grant: &Grant, team_id: &str) -> Result<(), AppErro
     commit(db, change.tx, org).await
 }
 
+/// Opens a change of team `team_id` (`members:write`, under the organization's lock) and
+/// refuses unless the caller holds everything the team's roles grant, the organization's own
+/// permissions included: what deleting it, or moving anyone in or out, is held to. Answers the
+/// change and the team's roles.
+async fn within_team_reach(
+    db: &Db,
+    grant: &Grant,
+    team_id: &str,
+) -> Result<(Change, Vec<String>), AppError> {
+    let mut change = begin(db, grant, Permission::MembersWrite).await?;
+    let roles = team_roles(&mut change.tx, &grant.organization_id, team_id).await?;
+    let held: Vec<&str> = roles.iter().map(String::as_str).collect();
+    within_reach(
+        &mut change.tx,
+        (change.ceiling, &change.model),
+        grant,
+        &held,
+    )
+    .await?;
+    Ok((change, roles))
+}
+
 /// Adds a member to a team, or takes them out: refused when the team holds a role granting
 /// more than the caller holds, its own permissions included (either way: adding hands it out,
 /// removing takes it away).
@@ -222,16 +235,7 @@ pub async fn set_member(
     add: bool,
 ) -> Result<bool, AppError> {
     let org = grant.organization_id.as_str();
-    let mut change = begin(db, grant, Permission::MembersWrite).await?;
-    let roles = team_roles(&mut change.tx, org, team_id).await?;
-    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    within_reach(
-        &mut change.tx,
-        (change.ceiling, &change.model),
-        grant,
-        &roles,
-    )
-    .await?;
+    let (mut change, _) = within_team_reach(db, grant, team_id).await?;
     let changed = if add {
         let n = sqlx::query(
             "insert into team_member (team_id, organization_id, user_id, created_at)
