@@ -1316,7 +1316,15 @@ async fn a_chain_of_keys_leads_back_to_its_maker_or_is_refused() {
 async fn a_role_name_with_control_characters_is_refused() {
     let o = org().await;
     let before = o.app.snapshot().await;
-    for (name, description) in [("sup\u{8}port", ""), ("ok", "line\u{1b}[31m"), ("", "")] {
+    for (name, description) in [
+        ("sup\u{8}port", ""),
+        ("ok", "line\u{1b}[31m"),
+        ("", ""),
+        // Invisible characters that would let one name pass for another, or reverse it.
+        ("owner\u{200B}", ""),
+        ("\u{202E}renwo", ""),
+        ("sup\u{FEFF}port", ""),
+    ] {
         let r = call(
             &o,
             "create_role",
@@ -1336,6 +1344,13 @@ async fn a_role_name_with_control_characters_is_refused() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Nor a name that reads as a built-in role, or as another custom role, but for case.
+    let before = o.app.snapshot().await;
+    for name in ["Owner", "ADMIN", "Support"] {
+        let r = call(&o, "create_role", &[("name", name)]).await;
+        assert_refused(&r, StatusCode::CONFLICT, "conflict", name);
+    }
+    assert_eq!(o.app.snapshot().await, before, "rows changed");
 }
 
 /// The role page sends the parents it loaded: a form loaded before someone else re-parented

@@ -68,7 +68,10 @@ pub async fn create_group(
     permissions: &[String],
 ) -> Result<GroupView, AppError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX
+        || name.chars().any(crate::ssr::unprintable)
+    {
         return Err(AppError::invalid(
             "name",
             format!("a group needs a name of 1 to {NAME_MAX} printable characters"),

@@ -683,7 +683,10 @@ pub async fn create_role(
     parents: &[String],
 ) -> Result<RoleView, AppError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX
+        || name.chars().any(crate::ssr::unprintable)
+    {
         return Err(AppError::invalid(
             "name",
             format!("a role needs a name of 1 to {NAME_MAX} printable characters"),
@@ -699,7 +702,11 @@ pub async fn create_role(
             format!("at most {DESCRIPTION_MAX} characters, no control characters but line breaks"),
         ));
     }
-    if super::Role::parse(name).is_some() {
+    // Nor one that reads as a built-in role ("Owner").
+    if super::Role::ALL
+        .iter()
+        .any(|r| r.as_str().to_lowercase() == name.to_lowercase())
+    {
         return Err(AppError::conflict(
             "name",
             format!("{name:?} is a built-in role"),
@@ -712,7 +719,11 @@ pub async fn create_role(
         mut model,
         ceiling,
     } = begin(db, grant, Permission::RolesWrite).await?;
-    if model.roles.values().any(|r| r.name == name) {
+    if model
+        .roles
+        .values()
+        .any(|r| r.name.to_lowercase() == name.to_lowercase())
+    {
         return Err(AppError::conflict(
             "name",
             format!("a role named {name:?} exists"),

@@ -51,7 +51,10 @@ pub async fn create_organization(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX
+        || name.chars().any(crate::ssr::unprintable)
+    {
         return Err(AppError::invalid(
             "name",
             "name the organization in 1 to 100 characters",

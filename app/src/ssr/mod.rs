@@ -5,6 +5,33 @@
 //! [`Domains`], composed once at boot. The guard every server function starts with belongs to
 //! the authorization core (`access::guard`).
 
+/// Characters no role, group, team or organization name may hold: controls, and the invisible
+/// formatting ones (soft hyphen, zero-width spaces and joiners, bidirectional marks, overrides
+/// and isolates, variation selectors, the byte-order mark, Hangul fillers) that would let one
+/// name pass for another ("owner\u{200B}") or reorder how it reads.
+pub fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+        )
+}
+
 pub mod audit;
 pub mod client;
 pub mod config;
