@@ -68,10 +68,7 @@ pub async fn create_group(
     permissions: &[String],
 ) -> Result<GroupView, AppError> {
     let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_MAX
-        || name.chars().any(crate::ssr::unprintable)
-    {
+    if !crate::ssr::fits_name(name, NAME_MAX) {
         return Err(AppError::invalid(
             "name",
             format!("a group needs a name of 1 to {NAME_MAX} printable characters"),

@@ -683,10 +683,7 @@ pub async fn create_role(
     parents: &[String],
 ) -> Result<RoleView, AppError> {
     let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_MAX
-        || name.chars().any(crate::ssr::unprintable)
-    {
+    if !crate::ssr::fits_name(name, NAME_MAX) {
         return Err(AppError::invalid(
             "name",
             format!("a role needs a name of 1 to {NAME_MAX} printable characters"),
@@ -703,10 +700,8 @@ pub async fn create_role(
         ));
     }
     // Nor one that reads as a built-in role ("Owner").
-    if super::Role::ALL
-        .iter()
-        .any(|r| r.as_str().to_lowercase() == name.to_lowercase())
-    {
+    let lower = name.to_lowercase();
+    if super::Role::ALL.iter().any(|r| r.as_str() == lower) {
         return Err(AppError::conflict(
             "name",
             format!("{name:?} is a built-in role"),
@@ -719,11 +714,7 @@ pub async fn create_role(
         mut model,
         ceiling,
     } = begin(db, grant, Permission::RolesWrite).await?;
-    if model
-        .roles
-        .values()
-        .any(|r| r.name.to_lowercase() == name.to_lowercase())
-    {
+    if model.roles.values().any(|r| r.name.to_lowercase() == lower) {
         return Err(AppError::conflict(
             "name",
             format!("a role named {name:?} exists"),

@@ -720,12 +720,12 @@ pub async fn require_dynamic_in(
 
 /// A 403 naming the first of `names` not `held` (`None`: the operator, who holds all).
 fn missing_dynamic(held: Option<BTreeSet<String>>, names: &[String]) -> Result<(), AppError> {
-    match (held, names) {
-        (None, _) => Ok(()),
-        (Some(held), names) => match names.iter().find(|n| !held.contains(*n)) {
-            None => Ok(()),
-            Some(missing) => Err(AppError::forbidden(missing)),
-        },
+    let Some(held) = held else {
+        return Ok(());
+    };
+    match names.iter().find(|n| !held.contains(*n)) {
+        None => Ok(()),
+        Some(missing) => Err(AppError::forbidden(missing)),
     }
 }
 

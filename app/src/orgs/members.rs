@@ -51,10 +51,7 @@ pub async fn create_organization(
     source_ip: Option<&str>,
 ) -> Result<String, AppError> {
     let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_MAX
-        || name.chars().any(crate::ssr::unprintable)
-    {
+    if !crate::ssr::fits_name(name, NAME_MAX) {
         return Err(AppError::invalid(
             "name",
             "name the organization in 1 to 100 characters",

@@ -5,6 +5,12 @@
 //! [`Domains`], composed once at boot. The guard every server function starts with belongs to
 //! the authorization core (`access::guard`).
 
+/// Whether `name` (trimmed by the caller) is 1 to `max` characters, none of them
+/// [`unprintable`]: what a role, group, team or organization may be called.
+pub fn fits_name(name: &str, max: usize) -> bool {
+    !name.is_empty() && name.chars().count() <= max && !name.chars().any(unprintable)
+}
+
 /// Characters no role, group, team or organization name may hold: controls, and the invisible
 /// formatting ones (soft hyphen, zero-width spaces and joiners, bidirectional marks, overrides
 /// and isolates, variation selectors, the byte-order mark, Hangul fillers) that would let one

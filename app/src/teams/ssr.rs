@@ -78,10 +78,7 @@ pub async fn get(db: &Db, organization_id: &str, team_id: &str) -> Result<Team, 
 
 fn clean_name(name: &str) -> Result<&str, AppError> {
     let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_MAX
-        || name.chars().any(crate::ssr::unprintable)
-    {
+    if !crate::ssr::fits_name(name, NAME_MAX) {
         return Err(AppError::invalid(
             "name",
             format!("a team name is 1 to {NAME_MAX} characters, without control characters"),
