@@ -1253,18 +1253,25 @@ async fn guesses_through_a_confirmation_link_spend_the_account_s_allowance() {
             (r, b)
         }
     };
+    // `n` wrong passwords through `token`, each refused as a wrong password.
+    let wrong = |token: String, n: usize| {
+        let confirm = &confirm;
+        async move {
+            for _ in 0..n {
+                let (r, _) = confirm(token.clone(), "a wrong guess!!").await;
+                assert_refused(
+                    &r,
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "a guess",
+                );
+            }
+        }
+    };
     // Within the allowance: two wrong, then the right one confirms and gives its own back.
     sign_up(&app, "bea@example.org", "Bea", PASSWORD).await;
     let token = confirmation_token(&app, "bea@example.org").await;
-    for _ in 0..2 {
-        let (r, _) = confirm(token.clone(), "a wrong guess!!").await;
-        assert_refused(
-            &r,
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "a guess",
-        );
-    }
+    wrong(token.clone(), 2).await;
     let (r, b) = confirm(token, PASSWORD).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(b.get(SESSION).is_some(), "confirming signs in");
@@ -1277,15 +1284,7 @@ async fn guesses_through_a_confirmation_link_spend_the_account_s_allowance() {
     // Past it: the right password is refused too, and nothing is confirmed.
     sign_up(&app, "cy@example.org", "Cy", PASSWORD).await;
     let token = confirmation_token(&app, "cy@example.org").await;
-    for _ in 0..3 {
-        let (r, _) = confirm(token.clone(), "a wrong guess!!").await;
-        assert_refused(
-            &r,
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "a guess",
-        );
-    }
+    wrong(token.clone(), 3).await;
     let (r, b) = confirm(token, PASSWORD).await;
     assert_refused(
         &r,

@@ -189,15 +189,19 @@ impl SoftKey {
     }
 }
 
+/// Starts a passkey registration for the browser's user, re-authenticated with the password.
+async fn start_registration(app: &TestApp, b: &mut Browser) -> Reply {
+    app.rpc(
+        b,
+        "start_passkey_registration",
+        &[("current_password", PASSWORD)],
+    )
+    .await
+}
+
 /// Registers a passkey named `name` for the browser's user; answers the authenticator's key.
 async fn register(app: &TestApp, b: &mut Browser, name: &str) -> SoftKey {
-    let r = app
-        .rpc(
-            b,
-            "start_passkey_registration",
-            &[("current_password", PASSWORD)],
-        )
-        .await;
+    let r = start_registration(app, b).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let options = r.json();
     assert_eq!(options["publicKey"]["rp"]["id"], RP_ID);
@@ -794,13 +798,7 @@ async fn an_account_holds_a_bounded_number_of_passkeys() {
         copy(i).await;
     }
     // One place left: a ceremony starts; another tab takes the place before it finishes.
-    let r = app
-        .rpc(
-            &mut b,
-            "start_passkey_registration",
-            &[("current_password", PASSWORD)],
-        )
-        .await;
+    let r = start_registration(&app, &mut b).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let (_, credential) = SoftKey::create(&r.json(), RP_ORIGIN);
     copy(PASSKEYS_MAX).await;
@@ -828,12 +826,6 @@ async fn an_account_holds_a_bounded_number_of_passkeys() {
     assert_eq!(app.snapshot().await, before, "rows changed");
     assert_eq!(app.count("session").await, sessions, "no session ended");
     // At the bound, no ceremony starts.
-    let r = app
-        .rpc(
-            &mut b,
-            "start_passkey_registration",
-            &[("current_password", PASSWORD)],
-        )
-        .await;
+    let r = start_registration(&app, &mut b).await;
     assert_refused(&r, StatusCode::CONFLICT, "conflict", "the 21st, started");
 }
