@@ -10,6 +10,7 @@ use app::access::ssr::SYSTEM_ORG_ID;
 use app::access::Role;
 use common::*;
 use http::StatusCode;
+use tower_sessions::ExpiredDeletion;
 
 async fn impersonate(app: &TestApp, b: &mut Browser, email: &str, reason: &str) -> Reply {
     app.rpc(
@@ -504,22 +505,21 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
     assert_eq!(ended.len(), 1);
     assert!(ended[0].2.contains("expired"), "{ended:?}");
 
-    // Ending the administrator's sessions ends an impersonating one too.
+    // Ending the administrator's sessions ends an impersonating one too, and records it
+    // (`an_impersonation_ended_without_a_request_records_its_end` has the other ways).
     assert_eq!(
         impersonate(&app, &mut b, "ann@example.org", "ticket 11")
             .await
             .status,
         StatusCode::OK
     );
-    let root: String =
-        sqlx::query_scalar("select user_id from app_user where email = 'root@example.org'")
-            .fetch_one(&app.state.db.reader)
-            .await
-            .unwrap();
-    app.delete_sessions_of(&root).await;
+    let mut laptop = app.signed_in("root@example.org").await;
+    let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.signed_in_as(&mut b).await, None);
-    // (Its row went with the others: the start's `until` bounds it; no end is recorded.)
-    assert_eq!(events(&app, "user.impersonation_ended").await.len(), 1);
+    let ended = events(&app, "user.impersonation_ended").await;
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert!(ended[1].2.contains("signed_out"), "{ended:?}");
 
     // The administrator's account disabled meanwhile: the session ends altogether.
     let mut c = app.signed_in("root2@example.org").await;
@@ -580,6 +580,110 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
     let ended = events(&app, "user.impersonation_ended").await;
     assert_eq!(ended.len(), recorded + 2, "{ended:?}");
     assert!(ended[recorded + 1].2.contains("inactive"), "{ended:?}");
+}
+
+/// A new session of root@example.org, impersonating ann@example.org.
+async fn root_as_ann(app: &TestApp, ticket: &str) -> Browser {
+    let mut b = app.signed_in("root@example.org").await;
+    let r = impersonate(app, &mut b, "ann@example.org", ticket).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    b
+}
+
+/// An impersonating session that ends with no request of its own to find it records its end
+/// all the same, once, with the administrator as actor and the user as subject: ended with
+/// the administrator's sessions (one by its handle, all of them by a disabled or deleted
+/// account: `signed_out`), or swept once idle, its tab closed (`inactive`). Sessions that were
+/// not impersonating record nothing.
+#[tokio::test]
+async fn an_impersonation_ended_without_a_request_records_its_end() {
+    let app = spawn().await;
+    let root = app.user("root@example.org", Some(Role::Owner)).await;
+    let boss = app.user("boss@example.org", Some(Role::Owner)).await;
+    let ann = app.user("ann@example.org", None).await;
+    let mut admins = app.signed_in("boss@example.org").await;
+    let ends = || async { events(&app, "user.impersonation_ended").await };
+    let check = |ended: &(Option<String>, Option<String>, String), why: &str| {
+        assert_eq!(ended.0.as_deref(), Some(root.as_str()), "{ended:?}");
+        assert_eq!(ended.1.as_deref(), Some(ann.as_str()), "{ended:?}");
+        assert!(ended.2.contains(&format!("\"why\":\"{why}\"")), "{ended:?}");
+    };
+
+    // Swept once idle: the impersonating session records `inactive`; another expired session
+    // (not impersonating) records nothing.
+    let b = root_as_ann(&app, "ticket 21").await;
+    app.signed_in("ann@example.org").await;
+    sqlx::query("update session set expires_at = 1 where user_id <> $1")
+        .bind(&boss)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    app::ssr::session_store::DbSessionStore::new(app.state.db.clone())
+        .delete_expired()
+        .await
+        .unwrap();
+    let ended = ends().await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    check(&ended[0], "inactive");
+    drop(b);
+
+    // Ended by its handle from the Users page.
+    let mut b = root_as_ann(&app, "ticket 22").await;
+    let listed = app
+        .rpc(&mut admins, "user_sessions", &[("user_id", &root)])
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let handle = listed.json()[0]["handle"].as_str().unwrap().to_owned();
+    let r = app
+        .rpc(
+            &mut admins,
+            "end_user_session",
+            &[("user_id", &root), ("handle", &handle)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    let ended = ends().await;
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    check(&ended[1], "signed_out");
+
+    // The administrator's account disabled by another: every session of theirs ends.
+    let mut b = root_as_ann(&app, "ticket 23").await;
+    let r = app
+        .rpc(
+            &mut admins,
+            "set_user_status",
+            &[("user_id", &root), ("active", "false")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    let ended = ends().await;
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    check(&ended[2], "signed_out");
+
+    // Re-enabled, then deleted.
+    let r = app
+        .rpc(
+            &mut admins,
+            "set_user_status",
+            &[("user_id", &root), ("active", "true")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut b = root_as_ann(&app, "ticket 24").await;
+    let r = app
+        .rpc(&mut admins, "delete_user", &[("user_id", &root)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    let ended = ends().await;
+    assert_eq!(ended.len(), 4, "{ended:?}");
+    check(&ended[3], "signed_out");
+
+    // Every start has exactly one end.
+    assert_eq!(events(&app, "user.impersonation_started").await.len(), 4);
+    assert_eq!(ends().await.len(), 4);
 }
 
 /// A page rendered on the server while impersonating runs its server functions in the

@@ -236,8 +236,8 @@ pub async fn end(db: &Db, session: &Session, why: &str) -> Result<Ending, AppErr
 /// longer may; `inactive`, the session timed out, its credentials changed, or the user was
 /// disabled), recording `user.impersonation_ended` with the reason. The session's row is the
 /// guard: of concurrent requests of the session, the one that deletes it records. A session
-/// whose row is gone already (ended by another action, swept once idle) records nothing here:
-/// its start's `until` bounds it. The caller flushes the session whatever happens here: a
+/// whose row is gone already records nothing here: whatever deleted it recorded the end
+/// ([`record_ended`]). The caller flushes the session whatever happens here: a
 /// failure to record is logged, and does not keep the session alive.
 pub async fn lapse(db: &Db, session: &Session, why: &str) {
     if let Err(e) = record_lapse(db, session, why).await {
@@ -283,19 +283,39 @@ async fn record_end(
             return Ok(false);
         }
     }
-    events::record(
-        tx,
-        Event {
-            kind: "user.impersonation_ended",
-            organization_id: Some(SYSTEM_ORG_ID),
-            actor_user_id: Some(admin),
-            subject_id: user,
-            source_ip: None,
-            data: serde_json::json!({ "why": why }),
-        },
-    )
-    .await?;
+    events::record(tx, end_event(admin, user, why)).await?;
     Ok(true)
+}
+
+/// Records `user.impersonation_ended` with `why`, in `tx`, for each impersonating session
+/// among `ended`: the rows a statement built by [`crate::ssr::session_store::ending`] deleted.
+/// A session that ends with no request to find it (swept once idle; ended with the
+/// administrator's other sessions by "sign out everywhere", a password change, a disabled
+/// account) leaves an end entry too. The deletion is the guard, as in [`end`]: a row another
+/// request or action deleted first is not among `ended`, so no end is recorded twice.
+/// Answers how many rows `ended` holds.
+pub async fn record_ended(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ended: &[crate::ssr::session_store::EndedRow],
+    why: &str,
+) -> Result<u64, sqlx::Error> {
+    for (admin, user) in ended {
+        if let Some(admin) = admin {
+            events::record(tx, end_event(admin, user.as_deref(), why)).await?;
+        }
+    }
+    Ok(ended.len() as u64)
+}
+
+fn end_event<'a>(admin: &'a str, user: Option<&'a str>, why: &str) -> Event<'a> {
+    Event {
+        kind: "user.impersonation_ended",
+        organization_id: Some(SYSTEM_ORG_ID),
+        actor_user_id: Some(admin),
+        subject_id: user,
+        source_ip: None,
+        data: serde_json::json!({ "why": why }),
+    }
 }
 
 /// Records a server function called while impersonating, with both identities.

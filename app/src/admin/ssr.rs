@@ -600,7 +600,6 @@ pub(crate) async fn erase(
     for sql in [
         "delete from role_assignment where user_id = $1",
         "delete from membership where user_id = $1",
-        "delete from session where user_id = $1",
         "delete from notification where user_id = $1",
         "delete from sign_in_failure where user_id = $1",
         "delete from totp_factor where user_id = $1",
@@ -610,5 +609,6 @@ pub(crate) async fn erase(
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }
+    crate::identity::sessions::end_all(tx, user_id, None).await?;
     Ok(revoked)
 }

@@ -137,12 +137,12 @@ pub(crate) async fn end_named(
         ));
     }
     // Conditional on the owner: a handle never reaches another user's session.
-    let ended = sqlx::query("delete from session where session_hash = $1 and user_id = $2")
-        .bind(&hash)
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let ended = end_where(
+        tx,
+        "delete from session where session_hash = $1 and user_id = $2",
+        [&hash, user_id],
+    )
+    .await?;
     if ended == 0 {
         return Err(AppError::not_found("session"));
     }
@@ -202,13 +202,30 @@ pub(crate) async fn end_all(
             return Err(AppError::unauthenticated());
         }
     }
-    let count = sqlx::query("delete from session where user_id = $1 and session_hash <> $2")
-        .bind(user_id)
-        .bind(keep.unwrap_or_default())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let count = end_where(
+        tx,
+        "delete from session where user_id = $1 and session_hash <> $2",
+        [user_id, keep.unwrap_or_default()],
+    )
+    .await?;
     Ok(Ended { count, stamp })
+}
+
+/// Deletes the sessions `delete` selects (its parameters `$1` and `$2`), inside `tx`;
+/// an administrator's impersonating session among them records its end (`signed_out`).
+/// Answers how many ended.
+async fn end_where(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    delete: &str,
+    [first, second]: [&str; 2],
+) -> Result<u64, AppError> {
+    let sql = crate::ssr::session_store::ending(crate::ssr::db::Backend::of(tx), delete);
+    let ended: Vec<crate::ssr::session_store::EndedRow> = sqlx::query_as(&sql)
+        .bind(first)
+        .bind(second)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(crate::admin::impersonation::record_ended(tx, &ended, "signed_out").await?)
 }
 
 async fn record(

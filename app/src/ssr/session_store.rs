@@ -81,12 +81,30 @@ pub async fn stored_credential<'e>(
         .and_then(|m| m.get(keys::CREDENTIAL)?.as_str().map(str::to_owned)))
 }
 
+/// SQL: the text value `key` of the session data `json` (a column or a parameter).
+fn field_in(backend: Backend, json: &str, key: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract({json}, '$.{key}')"),
+        Backend::Postgres => format!("({json}::jsonb ->> '{key}')"),
+    }
+}
+
 /// SQL: the credential stamp held in the session data `json` (a column or a parameter).
 fn stamp_in(backend: Backend, json: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("json_extract({json}, '$.{}')", keys::CREDENTIAL),
-        Backend::Postgres => format!("({json}::jsonb ->> '{}')", keys::CREDENTIAL),
-    }
+    field_in(backend, json, keys::CREDENTIAL)
+}
+
+/// What a statement ending sessions returns of each row it deleted: the administrator
+/// impersonating in it (`None` when nobody was) and the user impersonated.
+pub type EndedRow = (Option<String>, Option<String>);
+
+/// `delete` (a `delete from session where …` statement) returning an [`EndedRow`] per row.
+pub fn ending(backend: Backend, delete: &str) -> String {
+    format!(
+        "{delete} returning {}, {}",
+        field_in(backend, "data", keys::IMPERSONATOR),
+        field_in(backend, "data", keys::USER_ID)
+    )
 }
 
 /// SQL: the session data `json` with its credential stamp set to the text `stamp`.
@@ -233,11 +251,18 @@ impl ExpiredDeletion for DbSessionStore {
             }
             Backend::Sqlite => "delete from session where expires_at <= $1",
         };
-        sqlx::query(sql)
+        // An impersonating session swept once idle (its tab closed) records its end here:
+        // nothing else would.
+        let mut tx = self.db.writer.begin().await.map_err(backend)?;
+        let ended: Vec<EndedRow> = sqlx::query_as(&ending(self.db.backend, sql))
             .bind(now_ms())
-            .execute(&self.db.writer)
+            .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
+        crate::admin::impersonation::record_ended(&mut tx, &ended, "inactive")
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 }
