@@ -1470,6 +1470,82 @@ async fn invitations_sent_at_once_from_many_organizations_stay_within_the_bounds
     assert_eq!(total, 50);
 }
 
+/// One account owns at most 100 team organizations, also when it creates several at once
+/// (on PostgreSQL the creations take the account's row lock in turn; SQLite has one writer):
+/// past the bound, a clear refusal and nothing written.
+#[tokio::test]
+async fn an_account_owns_a_bounded_number_of_organizations_even_created_at_once() {
+    let t = team().await;
+    let owned = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from membership m join organization o on o.organization_id = m.organization_id
+             where m.user_id = $1 and m.role = 'owner' and o.kind = 'team'",
+        )
+        .bind(&t.owner_id)
+        .fetch_one(&t.app.state.db.writer)
+        .await
+        .unwrap()
+    };
+    // 98 owned: `team()`'s organization and 97 more.
+    let now = app::ssr::db::now_ms();
+    for i in 0..97 {
+        let org = format!("org_filled{i:03}");
+        sqlx::query(
+            "insert into organization (organization_id, name, slug, kind, created_at)
+             values ($1, $1, $2, 'team', $3)",
+        )
+        .bind(&org)
+        .bind(org.to_lowercase().replace('_', "-"))
+        .bind(now)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into membership (organization_id, user_id, role, created_at) values ($1, $2, 'owner', $3)",
+        )
+        .bind(&org)
+        .bind(&t.owner_id)
+        .bind(now)
+        .execute(&t.app.state.db.writer)
+        .await
+        .unwrap();
+    }
+    assert_eq!(owned().await, 98);
+    let calls = (0..6).map(|i| {
+        let (app, mut b) = (&t.app, t.owner.clone());
+        let name = format!("At once {i}");
+        async move {
+            app.rpc(&mut b, "create_organization", &[("name", name.as_str())])
+                .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let made = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_refused(r, StatusCode::CONFLICT, "conflict", "past the bound");
+        assert!(
+            r.body
+                .contains("most organizations one account may own (100)"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(made, 2, "exactly the two left under the bound");
+    assert_eq!(owned().await, 100);
+    let organizations: i64 =
+        sqlx::query_scalar("select count(*) from organization where name like 'At once %'")
+            .fetch_one(&t.app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(
+        organizations, 2,
+        "a refused creation leaves no organization behind"
+    );
+}
+
 /// While sign-up is closed, an invitation creates an account only when an instance
 /// administrator sent it: a member who can invite (in an organization of their own, say)
 /// cannot open sign-up. An account that exists joins either way.

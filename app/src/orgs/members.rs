@@ -60,9 +60,10 @@ pub async fn create_organization(
     let now = now_ms();
     let org_id = new_id("org");
     let mut tx = db.writer.begin().await?;
-    // The bound is decided in the statement that writes (under PostgreSQL's read committed,
-    // two creations at the very same moment may both pass: a bound against abuse, not an
-    // invariant).
+    // The bound is decided in the statement that writes, under the account's row lock: on
+    // PostgreSQL (read committed) two creations at once would otherwise both count the
+    // owned organizations before either wrote one.
+    lock_user(&mut tx, user_id).await?;
     let inserted = sqlx::query(
         "insert into organization (organization_id, name, slug, kind, created_at)
          select $1, $2, $3, 'team', $4
