@@ -510,6 +510,68 @@ async fn members_write_alone_cannot_spread_the_organizations_own_permissions() {
     assert_eq!(o.app.snapshot().await, before, "nothing written");
 }
 
+/// One rule for `roles:write`: it administers the organization's own permissions (it grants
+/// them to roles), so a key holding it, and not `refunds:issue`, gives a role granting that to
+/// a team and to a member alike; what it can never do is put the permission on a key
+/// (`key_permissions.rs`), and `members:write` alone cannot spread it (above).
+#[tokio::test]
+async fn roles_write_gives_a_role_of_the_organization_s_own_to_teams_and_members_alike() {
+    let o = org().await;
+    o.app.finance_team(&o.org).await;
+    let finance: String = sqlx::query_scalar(
+        "select role_id from role where organization_id = $1 and name = 'finance'",
+    )
+    .bind(&o.org)
+    .fetch_one(&o.app.state.db.reader)
+    .await
+    .unwrap();
+    let mut owner = o.owner.clone();
+    let ops = create_team(&o, &mut owner, "ops").await;
+    let (_, roles_key) = o
+        .app
+        .scoped_key(&o.org, json!({"roles": "write", "org": "read"}))
+        .await;
+    let r = o
+        .app
+        .api(
+            "PUT",
+            &format!("/api/v1/teams/{ops}/roles"),
+            Some(&roles_key),
+            Some(json!({"role_id": finance, "held": true})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = o
+        .app
+        .api(
+            "PUT",
+            &format!("/api/v1/roles/{finance}/members"),
+            Some(&roles_key),
+            Some(json!({"user_ids": [o.member_id], "assigned": true})),
+            IP,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()[0]["changed"], true, "{}", r.body);
+    let held: Vec<String> = sqlx::query_scalar(
+        "select role_id from team_role where team_id = $1
+         union all
+         select role_id from role_assignment where organization_id = $2 and user_id = $3",
+    )
+    .bind(&ops)
+    .bind(&o.org)
+    .bind(&o.member_id)
+    .fetch_all(&o.app.state.db.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        held,
+        vec![finance.clone(), finance],
+        "the team's and the member's"
+    );
+}
+
 /// The system organization has no teams, and the schema itself keeps a team's members in the
 /// team's organization: a row putting another organization's member into it is refused.
 #[tokio::test]

@@ -338,8 +338,11 @@ pub(crate) async fn add_to_role(
 
 /// Refuses unless the caller holds everything `roles` grant: the built-in permissions (the
 /// ceiling, as the change re-read it) and the organization's own ones (`refunds:issue`…),
-/// which a ceiling does not count. What giving or taking away roles (a member's, a team's)
-/// is held to.
+/// which a ceiling does not count. What `members:write` changes to who holds roles (a
+/// member's removal or base role, a team's members, deleting a team) are held to: unlike
+/// `roles:write`, which administers the organization's own permissions (it grants them to
+/// roles and gives those roles: [`assign`], a team's roles, held to [`within_ceiling`] only),
+/// `members:write` must not spread them.
 pub(crate) async fn within_reach(
     tx: &mut sqlx::AnyConnection,
     (ceiling, model): (Permissions, &AccessModel),

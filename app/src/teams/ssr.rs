@@ -4,7 +4,7 @@
 //! more than its editors could give.
 
 use super::{Team, TeamMember, TeamRole, NAME_MAX};
-use crate::access::roles::{begin, commit, own_role, record, within_reach, Change};
+use crate::access::roles::{begin, commit, own_role, record, within_ceiling, within_reach, Change};
 use crate::access::ssr::Grant;
 use crate::access::Permission;
 use crate::error::AppError;
@@ -294,7 +294,9 @@ pub async fn set_member(
 }
 
 /// Gives a team one of the organization's custom roles, or takes it away; only a role within
-/// the caller's ceiling, like assigning it to members one by one.
+/// the caller's ceiling, like assigning it to members one by one (`roles:write` administers
+/// the organization's own permissions: those are not held against it, see
+/// `docs/permissions.md`).
 pub async fn set_role(
     db: &Db,
     grant: &Grant,
@@ -312,13 +314,7 @@ pub async fn set_role(
         ),
         _ => e,
     })?;
-    within_reach(
-        &mut change.tx,
-        (change.ceiling, &change.model),
-        grant,
-        &[role_id],
-    )
-    .await?;
+    within_ceiling(change.ceiling, &change.model, org, &[role_id])?;
     let changed = if add {
         sqlx::query(
             "insert into team_role (team_id, role_id, created_at) values ($1, $2, $3)
