@@ -10,7 +10,6 @@ use app::access::ssr::SYSTEM_ORG_ID;
 use app::access::Role;
 use common::*;
 use http::StatusCode;
-use tower_sessions::ExpiredDeletion;
 
 async fn impersonate(app: &TestApp, b: &mut Browser, email: &str, reason: &str) -> Reply {
     app.rpc(
@@ -582,53 +581,57 @@ async fn the_time_limit_returns_the_session_and_a_disabled_administrator_loses_i
     assert!(ended[recorded + 1].2.contains("inactive"), "{ended:?}");
 }
 
-/// A new session of root@example.org, impersonating ann@example.org.
-async fn root_as_ann(app: &TestApp, ticket: &str) -> Browser {
-    let mut b = app.signed_in("root@example.org").await;
+/// A new session of `admin`, impersonating ann@example.org.
+async fn as_ann(app: &TestApp, admin: &str, ticket: &str) -> Browser {
+    let mut b = app.signed_in(admin).await;
     let r = impersonate(app, &mut b, "ann@example.org", ticket).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     b
 }
 
 /// An impersonating session that ends with no request of its own to find it records its end
-/// all the same, once, with the administrator as actor and the user as subject: ended with
-/// the administrator's sessions (one by its handle, all of them by a disabled or deleted
-/// account: `signed_out`), or swept once idle, its tab closed (`inactive`). Sessions that were
+/// all the same, once, with the administrator as actor, the user as subject, and why: swept
+/// once idle, its tab closed (`inactive`); or ended with the administrator's sessions — by
+/// another administrator (`ended_by_administrator`, `account_disabled`, `account_deleted`), or
+/// by themselves from another browser (`signed_out`, `credentials_changed`). Sessions that were
 /// not impersonating record nothing.
 #[tokio::test]
 async fn an_impersonation_ended_without_a_request_records_its_end() {
     let app = spawn().await;
     let root = app.user("root@example.org", Some(Role::Owner)).await;
+    let root2 = app.user("root2@example.org", Some(Role::Owner)).await;
     let boss = app.user("boss@example.org", Some(Role::Owner)).await;
     let ann = app.user("ann@example.org", None).await;
     let mut admins = app.signed_in("boss@example.org").await;
-    let ends = || async { events(&app, "user.impersonation_ended").await };
-    let check = |ended: &(Option<String>, Option<String>, String), why: &str| {
-        assert_eq!(ended.0.as_deref(), Some(root.as_str()), "{ended:?}");
-        assert_eq!(ended.1.as_deref(), Some(ann.as_str()), "{ended:?}");
-        assert!(ended.2.contains(&format!("\"why\":\"{why}\"")), "{ended:?}");
+    // The ends recorded so far; the last one is `admin`'s, of ann, for `why`.
+    let ended_for = |admin: String, why: &'static str, count: usize| {
+        let (app, ann) = (&app, ann.clone());
+        async move {
+            let ended = events(app, "user.impersonation_ended").await;
+            assert_eq!(ended.len(), count, "{ended:?}");
+            let last = &ended[count - 1];
+            assert_eq!(last.0.as_deref(), Some(admin.as_str()), "{ended:?}");
+            assert_eq!(last.1.as_deref(), Some(ann.as_str()), "{ended:?}");
+            assert!(last.2.contains(&format!("\"why\":\"{why}\"")), "{ended:?}");
+        }
     };
 
     // Swept once idle: the impersonating session records `inactive`; another expired session
     // (not impersonating) records nothing.
-    let b = root_as_ann(&app, "ticket 21").await;
+    as_ann(&app, "root@example.org", "ticket 21").await;
     app.signed_in("ann@example.org").await;
     sqlx::query("update session set expires_at = 1 where user_id <> $1")
         .bind(&boss)
         .execute(&app.state.db.writer)
         .await
         .unwrap();
-    app::ssr::session_store::DbSessionStore::new(app.state.db.clone())
-        .delete_expired()
+    app::identity::sessions::sweep_expired(&app.state.db)
         .await
         .unwrap();
-    let ended = ends().await;
-    assert_eq!(ended.len(), 1, "{ended:?}");
-    check(&ended[0], "inactive");
-    drop(b);
+    ended_for(root.clone(), "inactive", 1).await;
 
     // Ended by its handle from the Users page.
-    let mut b = root_as_ann(&app, "ticket 22").await;
+    let mut b = as_ann(&app, "root@example.org", "ticket 22").await;
     let listed = app
         .rpc(&mut admins, "user_sessions", &[("user_id", &root)])
         .await;
@@ -643,47 +646,55 @@ async fn an_impersonation_ended_without_a_request_records_its_end() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.signed_in_as(&mut b).await, None);
-    let ended = ends().await;
-    assert_eq!(ended.len(), 2, "{ended:?}");
-    check(&ended[1], "signed_out");
+    ended_for(root.clone(), "ended_by_administrator", 2).await;
 
     // The administrator's account disabled by another: every session of theirs ends.
-    let mut b = root_as_ann(&app, "ticket 23").await;
+    let mut b = as_ann(&app, "root@example.org", "ticket 23").await;
+    let status = |active: &'static str| {
+        let (app, mut admins, root) = (&app, admins.clone(), root.clone());
+        async move {
+            let form = [("user_id", root.as_str()), ("active", active)];
+            let r = app.rpc(&mut admins, "set_user_status", &form).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+    };
+    status("false").await;
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    ended_for(root.clone(), "account_disabled", 3).await;
+    status("true").await;
+
+    // The administrator signs their other sessions out, then changes their password, from
+    // another browser.
+    let mut laptop = app.signed_in("root@example.org").await;
+    let mut b = as_ann(&app, "root@example.org", "ticket 24").await;
+    let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.signed_in_as(&mut b).await, None);
+    ended_for(root.clone(), "signed_out", 4).await;
+    let mut b = as_ann(&app, "root@example.org", "ticket 25").await;
     let r = app
         .rpc(
-            &mut admins,
-            "set_user_status",
-            &[("user_id", &root), ("active", "false")],
+            &mut laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "an entirely new passphrase 25"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.signed_in_as(&mut b).await, None);
-    let ended = ends().await;
-    assert_eq!(ended.len(), 3, "{ended:?}");
-    check(&ended[2], "signed_out");
+    ended_for(root.clone(), "credentials_changed", 5).await;
 
-    // Re-enabled, then deleted.
+    // Another administrator's account deleted.
+    let mut b = as_ann(&app, "root2@example.org", "ticket 26").await;
     let r = app
-        .rpc(
-            &mut admins,
-            "set_user_status",
-            &[("user_id", &root), ("active", "true")],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let mut b = root_as_ann(&app, "ticket 24").await;
-    let r = app
-        .rpc(&mut admins, "delete_user", &[("user_id", &root)])
+        .rpc(&mut admins, "delete_user", &[("user_id", &root2)])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.signed_in_as(&mut b).await, None);
-    let ended = ends().await;
-    assert_eq!(ended.len(), 4, "{ended:?}");
-    check(&ended[3], "signed_out");
-
-    // Every start has exactly one end.
-    assert_eq!(events(&app, "user.impersonation_started").await.len(), 4);
-    assert_eq!(ends().await.len(), 4);
+    ended_for(root2.clone(), "account_deleted", 6).await;
+    assert_eq!(events(&app, "user.impersonation_started").await.len(), 6);
 }
 
 /// A page rendered on the server while impersonating runs its server functions in the

@@ -349,7 +349,6 @@ async fn a_stale_request_saving_the_kept_session_does_not_undo_its_new_stamp() {
 /// its own order: waiting would deadlock with it). The next sweep takes what it skipped.
 #[tokio::test]
 async fn the_session_sweep_skips_what_another_change_holds() {
-    use tower_sessions::session_store::ExpiredDeletion;
     if !on_postgres() {
         // The row is held by a second transaction; SQLite has one writer.
         return;
@@ -378,13 +377,13 @@ async fn the_session_sweep_skips_what_another_change_holds() {
     .fetch_one(&mut *holding)
     .await
     .unwrap();
-    let sweep = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
-    tokio::time::timeout(std::time::Duration::from_secs(5), sweep.delete_expired())
+    let sweep = || app::identity::sessions::sweep_expired(&app.state.db);
+    tokio::time::timeout(std::time::Duration::from_secs(5), sweep())
         .await
         .expect("the sweep does not wait for the held row")
         .unwrap();
     assert_eq!(count().await, 1, "the row nobody held went");
     holding.commit().await.unwrap();
-    sweep.delete_expired().await.unwrap();
+    sweep().await.unwrap();
     assert_eq!(count().await, 0, "the next sweep takes the skipped one");
 }

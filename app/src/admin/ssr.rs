@@ -277,9 +277,14 @@ pub async fn set_status(
     }
     let mut ended = 0;
     if !active {
-        ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
-            .await?
-            .count;
+        ended = crate::identity::sessions::end_all(
+            &mut change.tx,
+            user_id,
+            None,
+            crate::identity::sessions::Why::AccountDisabled,
+        )
+        .await?
+        .count;
         // What they handed out goes with them.
         crate::orgs::members::revoke_all_sent_by(&mut change.tx, user_id).await?;
     }
@@ -315,9 +320,14 @@ pub async fn end_sessions(
     source_ip: Option<&str>,
 ) -> Result<u64, AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    let ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
-        .await?
-        .count;
+    let ended = crate::identity::sessions::end_all(
+        &mut change.tx,
+        user_id,
+        None,
+        crate::identity::sessions::Why::EndedByAdministrator,
+    )
+    .await?
+    .count;
     record(
         &mut change.tx,
         grant,
@@ -359,7 +369,14 @@ pub async fn end_session(
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    crate::identity::sessions::end_named(&mut change.tx, user_id, handle, None).await?;
+    crate::identity::sessions::end_named(
+        &mut change.tx,
+        user_id,
+        handle,
+        None,
+        crate::identity::sessions::Why::EndedByAdministrator,
+    )
+    .await?;
     record(
         &mut change.tx,
         grant,
@@ -406,9 +423,14 @@ pub async fn reset_two_factor(
         .bind(user_id)
         .execute(&mut *change.tx)
         .await?;
-    let ended = crate::identity::sessions::end_all(&mut change.tx, user_id, None)
-        .await?
-        .count;
+    let ended = crate::identity::sessions::end_all(
+        &mut change.tx,
+        user_id,
+        None,
+        crate::identity::sessions::Why::EndedByAdministrator,
+    )
+    .await?
+    .count;
     record(
         &mut change.tx,
         grant,
@@ -609,6 +631,12 @@ pub(crate) async fn erase(
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }
-    crate::identity::sessions::end_all(tx, user_id, None).await?;
+    crate::identity::sessions::end_all(
+        tx,
+        user_id,
+        None,
+        crate::identity::sessions::Why::AccountDeleted,
+    )
+    .await?;
     Ok(revoked)
 }

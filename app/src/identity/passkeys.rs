@@ -338,7 +338,13 @@ pub async fn finish_registration(
         return Err(too_many());
     }
     let current = super::ssr::session_hash_of(session);
-    let ended = super::sessions::end_all(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_all(
+        &mut tx,
+        user_id,
+        current.as_deref(),
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     events::record(
         &mut tx,
         Event {
@@ -399,7 +405,13 @@ pub async fn remove(
     let Some(name) = name else {
         return Err(AppError::new(ErrorCode::NotFound, "no such passkey"));
     };
-    let ended = super::sessions::end_all(&mut tx, user_id, current_session.as_deref()).await?;
+    let ended = super::sessions::end_all(
+        &mut tx,
+        user_id,
+        current_session.as_deref(),
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     events::record(
         &mut tx,
         Event {

@@ -318,7 +318,13 @@ pub async fn set_password(
             "this link is not valid (it may have been used already); ask your administrator for a new one",
         ));
     }
-    super::sessions::end_all(&mut tx, &link.user_id, None).await?;
+    super::sessions::end_all(
+        &mut tx,
+        &link.user_id,
+        None,
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     sqlx::query("delete from sign_in_failure where user_id = $1")
         .bind(&link.user_id)
         .execute(&mut *tx)

@@ -253,7 +253,13 @@ pub async fn change_password(
             "your password or sessions changed meanwhile; sign in again and retry",
         ));
     }
-    let ended = super::sessions::end_all(&mut tx, user_id, None).await?;
+    let ended = super::sessions::end_all(
+        &mut tx,
+        user_id,
+        None,
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     crate::notify::ssr::enqueue_email(
         &mut tx,
         &email,

@@ -5,8 +5,9 @@
 
 use super::SessionView;
 use crate::error::AppError;
-use crate::ssr::db::{now_ms, rfc3339, Db};
+use crate::ssr::db::{now_ms, rfc3339, Backend, Db};
 use crate::ssr::keys;
+use crate::ssr::session_store::{ending, EndedRow};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -108,7 +109,7 @@ pub async fn revoke(
     wanted: &str,
 ) -> Result<(), AppError> {
     let mut tx = db.writer.begin().await?;
-    let ended = end_named(&mut tx, user_id, wanted, current).await?;
+    let ended = end_named(&mut tx, user_id, wanted, current, Why::SignedOut).await?;
     record(&mut tx, user_id, "session.revoked", ended).await?;
     tx.commit().await?;
     Ok(())
@@ -123,6 +124,7 @@ pub(crate) async fn end_named(
     user_id: &str,
     handle: &str,
     current: Option<&str>,
+    why: Why,
 ) -> Result<u64, AppError> {
     let hashes: Vec<String> =
         sqlx::query_scalar("select session_hash from session where user_id = $1")
@@ -141,6 +143,7 @@ pub(crate) async fn end_named(
         tx,
         "delete from session where session_hash = $1 and user_id = $2",
         [&hash, user_id],
+        why,
     )
     .await?;
     if ended == 0 {
@@ -153,7 +156,7 @@ pub(crate) async fn end_named(
 /// stamp the current session carries on with.
 pub async fn revoke_others(db: &Db, user_id: &str, current: &str) -> Result<Ended, AppError> {
     let mut tx = db.writer.begin().await?;
-    let ended = end_all(&mut tx, user_id, Some(current)).await?;
+    let ended = end_all(&mut tx, user_id, Some(current), Why::SignedOut).await?;
     record(&mut tx, user_id, "session.others_revoked", ended.count).await?;
     tx.commit().await?;
     Ok(ended)
@@ -186,6 +189,7 @@ pub(crate) async fn end_all(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     keep: Option<&str>,
+    why: Why,
 ) -> Result<Ended, AppError> {
     let user: Option<(String, i64)> = sqlx::query_as(
         "update app_user set session_epoch = session_epoch + 1 where user_id = $1 returning password_hash, session_epoch",
@@ -206,26 +210,79 @@ pub(crate) async fn end_all(
         tx,
         "delete from session where user_id = $1 and session_hash <> $2",
         [user_id, keep.unwrap_or_default()],
+        why,
     )
     .await?;
     Ok(Ended { count, stamp })
 }
 
+/// Deletes every expired session (the worker's sweep, every 10 minutes). An impersonating
+/// one among them, its tab closed, records its end (`inactive`): nothing else would. On
+/// PostgreSQL, rows another transaction holds are skipped (the next sweep takes them): a change
+/// ending a user's sessions deletes them in its own order, and a sweep waiting on one of those
+/// while holding another would deadlock with it. Answers how many went.
+pub async fn sweep_expired(db: &Db) -> Result<u64, AppError> {
+    let delete = match db.backend {
+        Backend::Postgres => {
+            "delete from session where session_hash in
+                (select session_hash from session where expires_at <= $1 for update skip locked)"
+        }
+        Backend::Sqlite => "delete from session where expires_at <= $1",
+    };
+    let mut tx = db.writer.begin().await?;
+    let ended: Vec<EndedRow> = sqlx::query_as(&ending(db.backend, delete))
+        .bind(now_ms())
+        .fetch_all(&mut *tx)
+        .await?;
+    let count = crate::admin::impersonation::record_ended(&mut tx, &ended, "inactive").await?;
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// Why a user's sessions end, as an impersonating one among them records it
+/// (`user.impersonation_ended`): the sessions are the administrator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// They signed out their other sessions, or one by its handle.
+    SignedOut,
+    /// They changed or reset their password, two-factor authentication or passkeys.
+    CredentialsChanged,
+    /// Another administrator ended their sessions or reset their two-factor authentication.
+    EndedByAdministrator,
+    /// Their account was disabled.
+    AccountDisabled,
+    /// Their account was deleted.
+    AccountDeleted,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::SignedOut => "signed_out",
+            Why::CredentialsChanged => "credentials_changed",
+            Why::EndedByAdministrator => "ended_by_administrator",
+            Why::AccountDisabled => "account_disabled",
+            Why::AccountDeleted => "account_deleted",
+        }
+    }
+}
+
 /// Deletes the sessions `delete` selects (its parameters `$1` and `$2`), inside `tx`;
-/// an administrator's impersonating session among them records its end (`signed_out`).
+/// an administrator's impersonating session among them records its end with `why`.
 /// Answers how many ended.
 async fn end_where(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     delete: &str,
     [first, second]: [&str; 2],
+    why: Why,
 ) -> Result<u64, AppError> {
-    let sql = crate::ssr::session_store::ending(crate::ssr::db::Backend::of(tx), delete);
-    let ended: Vec<crate::ssr::session_store::EndedRow> = sqlx::query_as(&sql)
+    let sql = ending(Backend::of(tx), delete);
+    let ended: Vec<EndedRow> = sqlx::query_as(&sql)
         .bind(first)
         .bind(second)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(crate::admin::impersonation::record_ended(tx, &ended, "signed_out").await?)
+    Ok(crate::admin::impersonation::record_ended(tx, &ended, why.as_str()).await?)
 }
 
 async fn record(

@@ -855,7 +855,13 @@ pub async fn confirm_enrolment(
     inserted?;
     let codes = issue_recovery_codes(&mut tx, &config.secret, user_id, now).await?;
     let current = super::ssr::session_hash_of(session);
-    let ended = super::sessions::end_all(&mut tx, user_id, current.as_deref()).await?;
+    let ended = super::sessions::end_all(
+        &mut tx,
+        user_id,
+        current.as_deref(),
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     events::record(
         &mut tx,
         Event {
@@ -909,7 +915,13 @@ pub async fn disable(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let ended = super::sessions::end_all(&mut tx, user_id, current_session).await?;
+    let ended = super::sessions::end_all(
+        &mut tx,
+        user_id,
+        current_session,
+        super::sessions::Why::CredentialsChanged,
+    )
+    .await?;
     events::record(
         &mut tx,
         Event {

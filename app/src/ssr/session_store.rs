@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
@@ -234,35 +234,6 @@ impl SessionStore for DbSessionStore {
             .execute(&self.db.writer)
             .await
             .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ExpiredDeletion for DbSessionStore {
-    async fn delete_expired(&self) -> session_store::Result<()> {
-        // On PostgreSQL, rows another transaction holds are skipped (the next sweep takes
-        // them): a change ending a user's sessions deletes them in its own order, and a sweep
-        // waiting on one of those while holding another would deadlock with it.
-        let sql = match self.db.backend {
-            Backend::Postgres => {
-                "delete from session where session_hash in
-                    (select session_hash from session where expires_at <= $1 for update skip locked)"
-            }
-            Backend::Sqlite => "delete from session where expires_at <= $1",
-        };
-        // An impersonating session swept once idle (its tab closed) records its end here:
-        // nothing else would.
-        let mut tx = self.db.writer.begin().await.map_err(backend)?;
-        let ended: Vec<EndedRow> = sqlx::query_as(&ending(self.db.backend, sql))
-            .bind(now_ms())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        crate::admin::impersonation::record_ended(&mut tx, &ended, "inactive")
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 }

@@ -141,16 +141,16 @@ impl Workers {
             },
         );
         w.periodic("session-sweep", 10 * MINUTE, state, |state| async move {
-            use tower_sessions::session_store::ExpiredDeletion;
-            app::ssr::session_store::DbSessionStore::new(state.db.clone())
-                .delete_expired()
-                .await
-                .map_err(|e| e.to_string())?;
-            // Sign-in failures out of the allowance's hour, and passkey ceremonies started and
-            // never finished: both tried, whichever fails.
+            // Expired sessions, sign-in failures out of the allowance's hour, and passkey
+            // ceremonies started and never finished: each tried, whichever fails.
+            let sessions = app::identity::sessions::sweep_expired(&state.db).await;
             let failures = app::identity::ssr::prune_sign_in_failures(&state.db, now_ms()).await;
             let ceremonies = app::identity::passkeys::delete_expired(&state.db).await;
-            failures.and(ceremonies).map(drop).map_err(|e| e.message)
+            sessions
+                .map(drop)
+                .and(failures.map(drop))
+                .and(ceremonies.map(drop))
+                .map_err(|e| e.message)
         });
         w
     }
