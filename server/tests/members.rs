@@ -1546,6 +1546,33 @@ async fn an_account_owns_a_bounded_number_of_organizations_even_created_at_once(
     );
 }
 
+/// An account disabled or deleted after its request's checks creates no organization: the
+/// creating statement asks for an active account itself.
+#[tokio::test]
+async fn a_disabled_or_deleted_account_creates_no_organization() {
+    let t = team().await;
+    let db = &t.app.state.db;
+    for change in [
+        "update app_user set status = 'disabled' where user_id = $1",
+        "update app_user set status = 'active', deleted_at = 1 where user_id = $1",
+    ] {
+        sqlx::query(change)
+            .bind(&t.owner_id)
+            .execute(&db.writer)
+            .await
+            .unwrap();
+        let before = t.app.snapshot().await;
+        let refused =
+            app::orgs::members::create_organization(db, &t.owner_id, "Too late", None).await;
+        assert_eq!(
+            refused.expect_err(change).code,
+            app::error::ErrorCode::Unauthenticated,
+            "{change}"
+        );
+        assert_eq!(t.app.snapshot().await, before, "nothing written: {change}");
+    }
+}
+
 /// While sign-up is closed, an invitation creates an account only when an instance
 /// administrator sent it: a member who can invite (in an organization of their own, say)
 /// cannot open sign-up. An account that exists joins either way.

@@ -590,6 +590,76 @@ async fn disabling_waits_for_a_change_holding_any_of_the_user_s_organizations() 
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
+/// An organization the user is creating while an administrator disables or deletes them
+/// counts: the administrator's change waits for the creation (which holds the account's row
+/// until it commits), then finds the user its only owner and is refused, instead of leaving
+/// an organization whose only owner is disabled, or gone.
+#[tokio::test]
+async fn an_organization_being_created_counts_when_its_owner_is_disabled_or_deleted() {
+    if !on_postgres() {
+        // SQLite has one writer: the creation is done, or not begun.
+        return;
+    }
+    let i = instance().await;
+    let app = &i.app;
+    let db = &app.state.db;
+    for (n, (endpoint, extra)) in [
+        ("set_user_status", Some(("active", "false"))),
+        ("delete_user", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The creation, caught before its commit, as `create_organization` makes it: the
+        // account's row held, the organization and its ownership written.
+        let org = format!("org_racing{n}");
+        let mut creating = db.writer.begin().await.unwrap();
+        sqlx::query("select user_id from app_user where user_id = $1 for no key update")
+            .bind(&i.member_id)
+            .fetch_one(&mut *creating)
+            .await
+            .unwrap();
+        sqlx::query(
+            "insert into organization (organization_id, name, slug, kind, created_at)
+             values ($1, $1, $1, 'team', 0)",
+        )
+        .bind(&org)
+        .execute(&mut *creating)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into membership (organization_id, user_id, role, created_at) values ($1, $2, 'owner', 0)",
+        )
+        .bind(&org)
+        .bind(&i.member_id)
+        .execute(&mut *creating)
+        .await
+        .unwrap();
+        let mut form = vec![("user_id", i.member_id.as_str())];
+        form.extend(extra);
+        let mut admin = i.admin.clone();
+        let change = app.rpc(&mut admin, endpoint, &form);
+        tokio::pin!(change);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(1000), &mut change).await;
+        assert!(waited.is_err(), "{endpoint} did not wait for the creation");
+        creating.commit().await.unwrap();
+        let r = change.await;
+        assert_refused(&r, StatusCode::CONFLICT, "conflict", endpoint);
+        assert!(r.body.contains(&org), "{}", r.body);
+        let (status, deleted): (String, Option<i64>) =
+            sqlx::query_as("select status, deleted_at from app_user where user_id = $1")
+                .bind(&i.member_id)
+                .fetch_one(&db.reader)
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), deleted), ("active", None), "{endpoint}");
+        // Someone else owns it now, so the next round starts from an account owning nothing
+        // alone.
+        app.add_member(&org, &i.admin_id, "owner").await;
+    }
+}
+
 /// Deleting your own account takes the `system` organization before your other ones, as an
 /// administrator's change (which holds `system` first) does: while it waits for `system` it
 /// holds none of the others, so the two cannot deadlock.

@@ -551,6 +551,10 @@ async fn refuse_if_sole_owner(
         .fetch_all(&mut **tx)
         .await?;
     }
+    // Then the account's row: an organization they are creating meanwhile holds it until it
+    // commits, so it is counted below, and none is created after (creating one needs an active
+    // account).
+    lock_row(tx, LockedRow::User(user_id), RowLock::NoKeyUpdate).await?;
     let sole = solely_owned(tx, user_id).await?;
     if sole.is_empty() {
         return Ok(());

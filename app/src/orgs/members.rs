@@ -68,7 +68,8 @@ pub async fn create_organization(
         "insert into organization (organization_id, name, slug, kind, created_at)
          select $1, $2, $3, 'team', $4
          where (select count(*) from membership m join organization o on o.organization_id = m.organization_id
-                where m.user_id = $5 and m.role = 'owner' and o.kind = 'team') < $6",
+                where m.user_id = $5 and m.role = 'owner' and o.kind = 'team') < $6
+           and exists (select 1 from app_user where user_id = $5 and status = 'active' and deleted_at is null)",
     )
     .bind(&org_id)
     .bind(name)
@@ -80,6 +81,17 @@ pub async fn create_organization(
     .await?
     .rows_affected();
     if inserted == 0 {
+        // The account was disabled or deleted a moment ago (the guard saw it active)...
+        let active: Option<i64> = sqlx::query_scalar(
+            "select 1 from app_user where user_id = $1 and status = 'active' and deleted_at is null",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if active.is_none() {
+            return Err(AppError::unauthenticated());
+        }
+        // ...or owns the most organizations it may.
         return Err(AppError::new(
             ErrorCode::Conflict,
             "you own the most organizations one account may own (100)",
