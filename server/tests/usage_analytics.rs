@@ -807,6 +807,48 @@ async fn a_report_waiting_for_the_raw_log_holds_no_rollup_turn() {
     assert_eq!(db.caches.get::<RawReaders>().organizations(), 0);
 }
 
+/// A report whose client goes away mid-query keeps its raw-log turn until the query ends: the
+/// database runs a dropped query on, and its connection stays taken until then, so a client
+/// asking and hanging up in a loop would otherwise hold every connection of the instance.
+#[tokio::test]
+async fn a_report_abandoned_mid_query_keeps_its_turn_until_the_query_ends() {
+    use app::usage::stats::{raw_turn, Reader};
+    if !on_postgres() {
+        // SQLite's readers never wait on a writer: nothing holds a query midway.
+        return;
+    }
+    let (app, org, admin) = with_admin_key().await;
+    let db = &app.state.db;
+    // The raw log held: the report reads the rollup, then waits on its raw-log query.
+    let mut lock = db.writer.begin().await.unwrap();
+    sqlx::query("lock table request_log in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let report = app.api("GET", "/api/v1/usage?range=30d", Some(&admin), None, IP);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_500), report)
+            .await
+            .is_err(),
+        "the report waits on the raw log"
+    );
+    // Its client is gone, its query is not: another member of the organization waits for the
+    // organization's one raw-log turn...
+    let other = Reader::new(&org, "usr_another_member");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), raw_turn(db, &other))
+            .await
+            .is_err(),
+        "the abandoned report still holds its turn"
+    );
+    // ...until the query ends.
+    lock.rollback().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), raw_turn(db, &other))
+        .await
+        .expect("the turn comes back once the query ends")
+        .unwrap();
+}
+
 /// A report waiting for a busy organization holds nothing of its person's: any member can
 /// keep an organization's one raw-log turn busy, and that must not hold up the same person's
 /// reports in their other organizations.

@@ -209,17 +209,22 @@ pub async fn list(
 ) -> Result<AuditPage, AppError> {
     let page = q.page.unwrap_or(1).clamp(1, 10_000);
     let f = filter(&reader.organization_id, q)?;
-    let _turn = crate::usage::stats::audit_turn(db, reader).await?;
-    let total = count_of(db, &f).await?;
-    let limit = format!(
-        "limit {AUDIT_PER_PAGE} offset {}",
-        (page - 1) * AUDIT_PER_PAGE
-    );
-    let entries = fetch(db, &f, "", &[], &limit)
-        .await?
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
+    let turn = crate::usage::stats::audit_turn(db, reader).await?;
+    let db = db.clone();
+    let (total, entries) = crate::usage::stats::under(turn, async move {
+        let total = count_of(&db, &f).await?;
+        let limit = format!(
+            "limit {AUDIT_PER_PAGE} offset {}",
+            (page - 1) * AUDIT_PER_PAGE
+        );
+        let entries = fetch(&db, &f, "", &[], &limit)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        Ok((total, entries))
+    })
+    .await?;
     Ok(AuditPage {
         entries,
         total,
@@ -259,8 +264,9 @@ impl Export {
         reader: &crate::usage::stats::Reader,
     ) -> Result<i64, AppError> {
         let reader = reader.in_organization(&self.organization_id);
-        let _turn = crate::usage::stats::audit_turn(db, &reader).await?;
-        count_of(db, &self.filter).await
+        let turn = crate::usage::stats::audit_turn(db, &reader).await?;
+        let (db, filter) = (db.clone(), self.filter.clone());
+        crate::usage::stats::under(turn, async move { count_of(&db, &filter).await }).await
     }
 
     /// The next entries after `cursor` (keyset: entries recorded meanwhile neither repeat nor

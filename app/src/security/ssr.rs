@@ -273,15 +273,21 @@ async fn used_scopes(
         sql.push_str(&format!(" and api_key_id = ${}", binds.len() + 1));
     }
     sql.push_str(" group by api_key_id, method, route");
-    let mut query =
-        sqlx::query_as::<_, (String, String, String)>(&sql).bind(now - lookback(config));
-    for b in &binds {
-        query = query.bind(b);
-    }
-    // A grouping over the raw log's lookback: one of the instance's raw-log turns.
-    let _turn = crate::usage::stats::raw_turn(db, reader).await?;
+    let since = now - lookback(config);
+    // A grouping over the raw log's lookback: one of the instance's raw-log turns, held until
+    // the query ends (`usage::stats::under`).
+    let turn = crate::usage::stats::raw_turn(db, reader).await?;
+    let db = db.clone();
+    let rows = crate::usage::stats::under(turn, async move {
+        let mut query = sqlx::query_as::<_, (String, String, String)>(&sql).bind(since);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        Ok(query.fetch_all(&db.reader).await?)
+    })
+    .await?;
     let mut used: BTreeMap<String, Scopes> = BTreeMap::new();
-    for (key, method, route) in query.fetch_all(&db.reader).await? {
+    for (key, method, route) in rows {
         let scopes = used.entry(key).or_default();
         if let Some((resource, access)) = needs(catalog, &method, &route) {
             let held = scopes.entry(resource).or_insert(Access::None);

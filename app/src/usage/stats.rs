@@ -18,6 +18,52 @@ pub struct Filter<'a> {
     pub route: Option<&'a str>,
 }
 
+impl Filter<'_> {
+    /// The same filters, owned (for reads run in a task of their own: [`under`]).
+    pub fn owned(&self) -> OwnedFilter {
+        OwnedFilter {
+            key_id: self.key_id.map(str::to_owned),
+            route: self.route.map(str::to_owned),
+        }
+    }
+}
+
+/// A [`Filter`] owning its strings.
+#[derive(Clone, Debug, Default)]
+pub struct OwnedFilter {
+    key_id: Option<String>,
+    route: Option<String>,
+}
+
+impl OwnedFilter {
+    pub fn as_filter(&self) -> Filter<'_> {
+        Filter {
+            key_id: self.key_id.as_deref(),
+            route: self.route.as_deref(),
+        }
+    }
+}
+
+/// Runs `reads` in a task of their own, holding `turn` until they end, and answers what they
+/// answer. A request that goes away (a closed tab, a client that hangs up) drops the future
+/// it awaited; but a query dropped midway runs on in the database, and its connection stays
+/// taken until the database is done with it. So the turn is held until then, not handed to
+/// the next report: otherwise a client asking for a heavy report and hanging up at once, in a
+/// loop, would hold every connection of the instance, past the turns meant to prevent it.
+/// (Waiting for a turn stays the request's own: a request gone while it waits waits no more.)
+pub async fn under<T, F>(turn: Turn, reads: F) -> Result<T, AppError>
+where
+    F: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(async move {
+        let _turn = turn;
+        reads.await
+    })
+    .await
+    .unwrap_or_else(|e| Err(AppError::internal(e)))
+}
+
 /// Longest key id or route template a filter takes, in bytes (both are ASCII).
 pub const FILTER_MAX: usize = 200;
 
@@ -70,9 +116,22 @@ pub async fn series(
     now: i64,
     tz_offset_minutes: i32,
 ) -> Result<RequestSeries, AppError> {
-    let _turn = rollup_turn(db, reader).await?;
-    let organization_id = reader.organization_id.as_str();
-    series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await
+    let turn = rollup_turn(db, reader).await?;
+    let (db, organization_id, filter) =
+        (db.clone(), reader.organization_id.clone(), filter.owned());
+    under(turn, async move {
+        let filter = filter.as_filter();
+        series_in_turn(
+            &db,
+            &organization_id,
+            range,
+            &filter,
+            now,
+            tz_offset_minutes,
+        )
+        .await
+    })
+    .await
 }
 
 /// [`series`] for a caller holding the organization's rollup turn already.
@@ -473,6 +532,37 @@ struct View<'a> {
     route: &'a str,
 }
 
+/// A [`View`]'s values, owned: what a report's reads take into their task ([`under`]).
+struct Scope {
+    db: Db,
+    organization_id: String,
+    window: (i64, i64),
+    key: String,
+    route: String,
+}
+
+impl Scope {
+    fn new(db: &Db, organization_id: &str, window: (i64, i64), filter: &Filter<'_>) -> Scope {
+        Scope {
+            db: db.clone(),
+            organization_id: organization_id.to_owned(),
+            window,
+            key: filter.key_id.unwrap_or("").to_owned(),
+            route: filter.route.unwrap_or("").to_owned(),
+        }
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            db: &self.db,
+            organization_id: &self.organization_id,
+            window: self.window,
+            key: &self.key,
+            route: &self.route,
+        }
+    }
+}
+
 impl View<'_> {
     fn query<'q>(
         &'q self,
@@ -571,8 +661,23 @@ pub async fn errors(
     // The rollup's turn, given back before the raw log's is asked for: a report waiting for
     // the slow raw read never holds a turn that every chart needs.
     let rollup = rollup_turn(db, reader).await?;
-    let series = series_in_turn(db, organization_id, range, filter, now, tz_offset_minutes).await?;
-    drop(rollup);
+    let series = {
+        let (db, organization_id, filter) =
+            (db.clone(), organization_id.to_owned(), filter.owned());
+        under(rollup, async move {
+            let filter = filter.as_filter();
+            series_in_turn(
+                &db,
+                &organization_id,
+                range,
+                &filter,
+                now,
+                tz_offset_minutes,
+            )
+            .await
+        })
+        .await?
+    };
     let error_rate: Vec<f64> = (0..series.starts.len())
         .map(|i| {
             let errors = series.client_errors[i] + series.rate_limited[i] + series.server_errors[i];
@@ -588,22 +693,27 @@ pub async fn errors(
         + series.rate_limited.iter().sum::<i64>()
         + series.server_errors.iter().sum::<i64>();
     let end = series.starts.last().map_or(0, |s| s + series.bucket_ms);
-    let view = View {
-        db,
-        organization_id,
-        window: (series.starts.first().copied().unwrap_or(0), end),
-        key: filter.key_id.unwrap_or(""),
-        route: filter.route.unwrap_or(""),
-    };
-    let _turn = raw_turn(db, reader).await?;
+    let window = (series.starts.first().copied().unwrap_or(0), end);
+    let scope = Scope::new(db, organization_id, window, filter);
+    let raw = raw_turn(db, reader).await?;
+    let (top_codes, top_keys, top_routes, recent) = under(raw, async move {
+        let view = scope.view();
+        Ok((
+            view.top_codes(10).await?,
+            view.top_keys(FAILED).await?,
+            view.top("route", FAILED).await?,
+            view.recent_errors(50).await?,
+        ))
+    })
+    .await?;
     Ok(ErrorReport {
         requests: series.total,
         errors,
         error_rate,
-        top_codes: view.top_codes(10).await?,
-        top_keys: view.top_keys(FAILED).await?,
-        top_routes: view.top("route", FAILED).await?,
-        recent: view.recent_errors(50).await?,
+        top_codes,
+        top_keys,
+        top_routes,
+        recent,
         series,
     })
 }
@@ -617,9 +727,11 @@ pub async fn org_totals(
     now: i64,
 ) -> Result<Vec<OrgTotal>, AppError> {
     let reader = reader.in_organization(crate::access::ssr::SYSTEM_ORG_ID);
-    let _turn = rollup_turn(db, &reader).await?;
+    let turn = rollup_turn(db, &reader).await?;
     let (start, size, count) = buckets(range, now, 0);
-    let rows = sqlx::query(
+    let db = db.clone();
+    let rows = under(turn, async move {
+        Ok(sqlx::query(
         "select u.organization_id, coalesce(o.name, u.organization_id) as name,
                 cast(sum(u.requests) as bigint) as n,
                 cast(sum(case when u.status_class <> '2xx' then u.requests else 0 end) as bigint) as e,
@@ -631,6 +743,8 @@ pub async fn org_totals(
     .bind(start)
     .bind(start + size * count)
     .fetch_all(&db.reader)
+    .await?)
+    })
     .await?;
     Ok(rows
         .iter()
@@ -655,19 +769,26 @@ pub async fn key_traffic(
     key_id: &str,
     since: i64,
 ) -> Result<(i64, i64), AppError> {
-    let _turn = rollup_turn(db, reader).await?;
-    let organization_id = reader.organization_id.as_str();
-    let r = sqlx::query(
-        "select cast(coalesce(sum(requests), 0) as bigint) as n,
-                cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
-         from usage_minute where organization_id = $1 and api_key_id = $2 and minute >= $3",
-    )
-    .bind(organization_id)
-    .bind(key_id)
-    .bind(since - since.rem_euclid(60_000))
-    .fetch_one(&db.reader)
-    .await?;
-    Ok((r.try_get("n")?, r.try_get("e")?))
+    let turn = rollup_turn(db, reader).await?;
+    let (db, organization_id, key_id) = (
+        db.clone(),
+        reader.organization_id.clone(),
+        key_id.to_owned(),
+    );
+    under(turn, async move {
+        let r = sqlx::query(
+            "select cast(coalesce(sum(requests), 0) as bigint) as n,
+                    cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
+             from usage_minute where organization_id = $1 and api_key_id = $2 and minute >= $3",
+        )
+        .bind(organization_id)
+        .bind(key_id)
+        .bind(since - since.rem_euclid(60_000))
+        .fetch_one(&db.reader)
+        .await?;
+        Ok((r.try_get("n")?, r.try_get("e")?))
+    })
+    .await
 }
 
 /// Totals, error rate, latency percentiles, top keys, routes and error codes, and the latest
@@ -681,69 +802,73 @@ pub async fn summary(
 ) -> Result<super::UsageSummary, AppError> {
     use super::UsageSummary;
     let (start, size, count) = buckets(range, now, 0);
-    let end = start + size * count;
-    let (key, route) = (filter.key_id.unwrap_or(""), filter.route.unwrap_or(""));
-    let organization_id = reader.organization_id.as_str();
+    let scope = std::sync::Arc::new(Scope::new(
+        db,
+        &reader.organization_id,
+        (start, start + size * count),
+        filter,
+    ));
     // Totals and top lists from the rollup, in its turn, given back before the raw log's is
     // asked for.
     let rollup = rollup_turn(db, reader).await?;
-    let totals = scoped(&format!(
-        "select cast(coalesce(sum(requests), 0) as bigint) as n,
-                cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
-         from usage_minute where {ROLLUP}"
-    ), organization_id, (start, end), key, route)
-    .fetch_one(&db.reader)
-    .await?;
-    let requests: i64 = totals.try_get("n")?;
-    let errors: i64 = totals.try_get("e")?;
-    let view = View {
-        db,
-        organization_id,
-        window: (start, end),
-        key,
-        route,
-    };
-    let top_keys = view.top_keys("").await?;
-    let top_routes = view.top("route", "").await?;
-    drop(rollup);
-    let _turn = raw_turn(db, reader).await?;
-    let top_error_codes = view.top_codes(5).await?;
-    // Nearest rank: the smallest value with at least p of the values at or below it, rank
-    // ceil(p * n). The three are read in one sort of the range, counted in the same statement
-    // (rows written or retired meanwhile cannot move the ranks off the rows).
-    let rows = scoped(
-        &format!(
-            "select rn, n, latency_us from
-            (select latency_us, row_number() over (order by latency_us) as rn, count(*) over () as n
-             from request_log where {RAW}) ranked
-         where rn = (50 * n + 99) / 100 or rn = (95 * n + 99) / 100 or rn = (99 * n + 99) / 100"
-        ),
-        organization_id,
-        (start, end),
-        key,
-        route,
-    )
-    .fetch_all(&db.reader)
-    .await?;
-    let mut percentiles = [0.0f64; 3];
-    if let Some(first) = rows.first() {
-        let logged: i64 = first.try_get("n")?;
-        let mut at = std::collections::HashMap::new();
-        for row in &rows {
-            at.insert(
-                row.try_get::<i64, _>("rn")?,
-                row.try_get::<i64, _>("latency_us")?,
-            );
+    let (requests, errors, top_keys, top_routes) = under(rollup, {
+        let scope = scope.clone();
+        async move {
+            let view = scope.view();
+            let totals = view
+                .query(&format!(
+                    "select cast(coalesce(sum(requests), 0) as bigint) as n,
+                        cast(coalesce(sum(case when status_class <> '2xx' then requests else 0 end), 0) as bigint) as e
+                     from usage_minute where {ROLLUP}"
+                ))
+                .fetch_one(&view.db.reader)
+                .await?;
+            let requests: i64 = totals.try_get("n")?;
+            let errors: i64 = totals.try_get("e")?;
+            let top_keys = view.top_keys("").await?;
+            let top_routes = view.top("route", "").await?;
+            Ok((requests, errors, top_keys, top_routes))
         }
-        for (slot, p) in percentiles.iter_mut().zip([50, 95, 99]) {
-            let rank = (p * logged + 99) / 100;
-            let us = at.get(&rank).copied().ok_or_else(|| {
-                AppError::internal(format!("latency rank {rank} of {logged} not found"))
-            })?;
-            *slot = us as f64 / 1000.0;
+    })
+    .await?;
+    let raw = raw_turn(db, reader).await?;
+    let (top_error_codes, percentiles, recent_errors) = under(raw, async move {
+        let view = scope.view();
+        let top_error_codes = view.top_codes(5).await?;
+        // Nearest rank: the smallest value with at least p of the values at or below it, rank
+        // ceil(p * n). The three are read in one sort of the range, counted in the same
+        // statement (rows written or retired meanwhile cannot move the ranks off the rows).
+        let rows = view
+            .query(&format!(
+                "select rn, n, latency_us from
+                (select latency_us, row_number() over (order by latency_us) as rn, count(*) over () as n
+                 from request_log where {RAW}) ranked
+             where rn = (50 * n + 99) / 100 or rn = (95 * n + 99) / 100 or rn = (99 * n + 99) / 100"
+            ))
+            .fetch_all(&view.db.reader)
+            .await?;
+        let mut percentiles = [0.0f64; 3];
+        if let Some(first) = rows.first() {
+            let logged: i64 = first.try_get("n")?;
+            let mut at = std::collections::HashMap::new();
+            for row in &rows {
+                at.insert(
+                    row.try_get::<i64, _>("rn")?,
+                    row.try_get::<i64, _>("latency_us")?,
+                );
+            }
+            for (slot, p) in percentiles.iter_mut().zip([50, 95, 99]) {
+                let rank = (p * logged + 99) / 100;
+                let us = at.get(&rank).copied().ok_or_else(|| {
+                    AppError::internal(format!("latency rank {rank} of {logged} not found"))
+                })?;
+                *slot = us as f64 / 1000.0;
+            }
         }
-    }
-    let recent_errors = view.recent_errors(20).await?;
+        let recent_errors = view.recent_errors(20).await?;
+        Ok((top_error_codes, percentiles, recent_errors))
+    })
+    .await?;
     Ok(UsageSummary {
         range: range.as_str().to_string(),
         requests,
