@@ -447,6 +447,58 @@ async fn an_address_gets_at_most_ten_bulk_emails_of_a_kind_an_hour() {
     );
 }
 
+/// Keys awaiting approval are bulk notices too (`BULK_KINDS`: sent after every other mail, see
+/// above): a member who creates key after key in an organization requiring approval emails
+/// each approver at most ten an hour, then one note; every notice is still in the app.
+#[tokio::test]
+async fn approval_requests_are_bulk_mail() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    // Not across an hour's end: the note is once per clock hour.
+    let into_hour = app::ssr::db::now_ms() % 3_600_000;
+    if into_hour > 3_600_000 - 60_000 {
+        tokio::time::sleep(Duration::from_millis((3_600_000 - into_hour + 100) as u64)).await;
+    }
+    for i in 0..12 {
+        let told = app::notify::ssr::key_awaits_approval(
+            &app.state.db,
+            "http://x",
+            &org,
+            &format!("key_pending{i:02}"),
+            &format!("pending {i}"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(told, 1, "ann, the owner, is told");
+    }
+    assert_eq!(
+        app.count("notification").await,
+        12,
+        "every notice is in the app"
+    );
+    let subjects: Vec<String> = sqlx::query_scalar(
+        "select subject from outbox_email where to_address = 'ann@example.org' and dedupe_key like 'approval:%'",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    let notices = subjects
+        .iter()
+        .filter(|s| s.ends_with("awaits your approval"))
+        .count();
+    let notes = subjects
+        .iter()
+        .filter(|s| *s == "More keys await your approval")
+        .count();
+    assert_eq!(
+        (notices, notes, subjects.len()),
+        (10, 1, 11),
+        "{subjects:?}"
+    );
+}
+
 /// Usage notices wait for a turn in memory before they open a transaction: with every turn
 /// held, a notice writes nothing and holds no connection; given back, it is written.
 #[tokio::test]
@@ -528,6 +580,79 @@ async fn a_link_that_failed_for_good_is_not_kept() {
     let (_, status, body) = row("eml_notice");
     assert_eq!(status, "failed");
     assert!(body.contains("token="), "another mail keeps its body");
+}
+
+/// A relay that answers every step slowly (each within its own timeout) cannot keep one
+/// message's exchange going past its limit, which is well inside the message's claim: the
+/// attempt fails and is retried, rather than another instance taking the lapsed claim and
+/// sending the message a second time.
+#[tokio::test]
+async fn a_slow_relay_cannot_stretch_a_send_past_its_claim() {
+    let app = spawn().await;
+    // An SMTP server that greets and answers every command after 300 ms.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = write.write_all(b"220 slow.example ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
+                        l if l.starts_with("EHLO") => b"250 slow.example\r\n",
+                        l if l.starts_with("DATA") => b"354 go on\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mailer = app::notify::mail::Mailer::new(
+        Some(&format!("smtp://127.0.0.1:{port}")),
+        "keyward@example.org",
+    )
+    .unwrap()
+    .with_send_limit(Duration::from_secs(1));
+    // Due an hour from now: the app's own mail worker (no relay configured) leaves it alone.
+    let now = app::ssr::db::now_ms() + 3_600_000;
+    sqlx::query(
+        "insert into outbox_email (outbox_email_id, to_address, subject, body_text, attempts, next_attempt_at, dedupe_key, created_at)
+         values ('eml_slow', 'a@example.org', 's', 'b', 0, $1, 'test:slow', $1)",
+    )
+    .bind(now)
+    .execute(&app.state.db.writer)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let sent = app::notify::mail::deliver_due(&app.state.db, &mailer, now + 1)
+        .await
+        .unwrap();
+    assert_eq!(sent, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "given up at the limit, not at the relay's pace"
+    );
+    let (status, attempts, error): (String, i64, Option<String>) = sqlx::query_as(
+        "select status, attempts, last_error from outbox_email where outbox_email_id = 'eml_slow'",
+    )
+    .fetch_one(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 1), "retried later");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("took longer than 1 s"),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -24,11 +24,17 @@ pub const MAX_ATTEMPTS: i64 = 8;
 pub const ROUND: i64 = 50;
 /// How long a taken message is reserved for the instance sending it.
 const CLAIM_MS: i64 = 60_000;
+/// The longest one message's SMTP exchange may take, all its steps together (each step has
+/// 20 s): well inside its claim, so a slow relay cannot keep sending a message after the claim
+/// lapsed and another instance took it (and sent it again). Past it, the attempt failed and is
+/// retried with backoff.
+pub const SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// A configured SMTP sender; a domain state plugged in at boot.
 pub struct Mailer {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: lettre::message::Mailbox,
+    send_limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -56,7 +62,16 @@ impl Mailer {
                     .build(),
             ),
         };
-        Ok(Mailer { transport, from })
+        Ok(Mailer {
+            transport,
+            from,
+            send_limit: SEND_LIMIT,
+        })
+    }
+
+    /// The same sender with another [`SEND_LIMIT`] (for tests: a shorter one).
+    pub fn with_send_limit(self, send_limit: std::time::Duration) -> Mailer {
+        Mailer { send_limit, ..self }
     }
 
     pub fn of(state: &crate::ssr::AppState) -> Result<&Mailer, crate::error::AppError> {
@@ -131,7 +146,15 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer, now: i64) -> Result<usize, sq
                 let to: String = r.try_get("to_address")?;
                 let subject: String = r.try_get("subject")?;
                 let body: String = r.try_get("body_text")?;
-                send(transport, &mailer.from, &to, &subject, body).await
+                let exchange = send(transport, &mailer.from, &to, &subject, body);
+                tokio::time::timeout(mailer.send_limit, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "the SMTP exchange took longer than {} s",
+                            mailer.send_limit.as_secs_f64()
+                        ))
+                    })
             }
         };
         match outcome {

@@ -110,10 +110,11 @@ pub async fn notify_in(
 }
 
 /// Kinds of notice that can come by the thousand, one per key (usage thresholds, expiry
-/// reminders). Their dedupe keys start with the kind and `:`; the mail worker sends them after
-/// every other message, and each address gets at most [`BULK_MAILS_PER_HOUR`] of each kind by
-/// email in any hour (the notices themselves are all in the app).
-pub const BULK_KINDS: [&str; 2] = ["usage", "expiry"];
+/// reminders, keys awaiting approval: a member may create many). Their dedupe keys start with
+/// the kind and `:`; the mail worker sends them after every other message, and each address
+/// gets at most [`BULK_MAILS_PER_HOUR`] of each kind by email in any hour (the notices
+/// themselves are all in the app).
+pub const BULK_KINDS: [&str; 3] = ["usage", "expiry", "approval"];
 
 /// Emails of one bulk kind an address is sent in a rolling hour before the rest stay in the app
 /// (with one email a clock hour saying so).
@@ -123,6 +124,7 @@ fn bulk_overflow_subject(kind: &str) -> String {
     match kind {
         "usage" => "More of your keys are near their rate limits".to_string(),
         "expiry" => "More of your keys expire soon".to_string(),
+        "approval" => "More keys await your approval".to_string(),
         other => format!("More {other} notices"),
     }
 }
