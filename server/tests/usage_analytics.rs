@@ -825,13 +825,24 @@ async fn a_report_abandoned_mid_query_keeps_its_turn_until_the_query_ends() {
         .execute(&mut *lock)
         .await
         .unwrap();
-    let report = app.api("GET", "/api/v1/usage?range=30d", Some(&admin), None, IP);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1_500), report)
-            .await
-            .is_err(),
-        "the report waits on the raw log"
-    );
+    // Boxed, so that dropping it below drops the request (as a client hanging up does).
+    let mut report = Box::pin(app.api("GET", "/api/v1/usage?range=30d", Some(&admin), None, IP));
+    // Until it holds the instance's raw-log turn (its query then waits on the lock).
+    let raw = db.caches.get::<app::usage::stats::RawReaders>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while raw.instance.available_permits() == app::usage::stats::RAW_READERS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the report took no turn"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut report)
+                .await
+                .is_err(),
+            "the report waits on the raw log"
+        );
+    }
+    drop(report);
     // Its client is gone, its query is not: another member of the organization waits for the
     // organization's one raw-log turn...
     let other = Reader::new(&org, "usr_another_member");
@@ -847,6 +858,26 @@ async fn a_report_abandoned_mid_query_keeps_its_turn_until_the_query_ends() {
         .await
         .expect("the turn comes back once the query ends")
         .unwrap();
+}
+
+/// An error inside a report's own task (its reads run apart from the request, see
+/// `usage::stats::under`) names the request's id, as the response's `x-request-id` does.
+#[tokio::test]
+async fn an_error_in_a_report_s_task_names_the_request() {
+    let (app, _org, admin) = with_admin_key().await;
+    sqlx::query("alter table usage_minute rename to usage_minute_gone")
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+    let r = app
+        .api("GET", "/api/v1/usage?range=1h", Some(&admin), None, IP)
+        .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let request_id = r.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        r.json()["error"]["message"],
+        json!(format!("internal error (id {request_id})")),
+    );
 }
 
 /// A report waiting for a busy organization holds nothing of its person's: any member can

@@ -40,6 +40,21 @@ pub fn context() -> Option<std::sync::Arc<RequestContext>> {
         .or_else(leptos::prelude::use_context::<std::sync::Arc<RequestContext>>)
 }
 
+/// Spawns `task` on tokio carrying the request being served (its id, for errors and logs) and
+/// the current tracing span: work a request hands to a task of its own still speaks for it.
+pub fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    let task = task.instrument(tracing::Span::current());
+    match context() {
+        Some(request) => tokio::spawn(REQUEST.scope(request, task)),
+        None => tokio::spawn(task),
+    }
+}
+
 /// Installs leptos' task spawner (once per process, before leptos_axum would install plain
 /// tokio): a task spawned while a request is served (a page's resources, the server
 /// functions they call) carries that request, however long it outlives the render.

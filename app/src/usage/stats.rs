@@ -51,12 +51,13 @@ impl OwnedFilter {
 /// the next report: otherwise a client asking for a heavy report and hanging up at once, in a
 /// loop, would hold every connection of the instance, past the turns meant to prevent it.
 /// (Waiting for a turn stays the request's own: a request gone while it waits waits no more.)
+/// The task carries the request: an error in it names the request's id.
 pub async fn under<T, F>(turn: Turn, reads: F) -> Result<T, AppError>
 where
     F: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::spawn(async move {
+    crate::ssr::request_id::spawn(async move {
         let _turn = turn;
         reads.await
     })
