@@ -245,7 +245,7 @@ async fn a_members_key_waits_does_not_verify_and_works_once_approved() {
         .collect();
     assert_eq!(kinds, ["created", "approved"]);
     let told: i64 = sqlx::query_scalar(
-        "select count(*) from notification where user_id = $1 and kind = 'approval' and title like '%was approved'",
+        "select count(*) from notification where user_id = $1 and kind = 'review' and title like '%was approved'",
     )
     .bind(&t.member_id)
     .fetch_one(&t.app.state.db.reader)

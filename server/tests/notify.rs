@@ -497,6 +497,51 @@ async fn approval_requests_are_bulk_mail() {
         (10, 1, 11),
         "{subjects:?}"
     );
+    // An import's one notice is of the same kind: past the cap too.
+    let pending: Vec<(String, String)> = (0..3)
+        .map(|i| (format!("key_imported{i}"), format!("imported {i}")))
+        .collect();
+    app::notify::ssr::keys_await_approval(&app.state.db, "http://x", &org, &pending, None)
+        .await
+        .unwrap();
+    let mailed: i64 = sqlx::query_scalar(
+        "select count(*) from outbox_email where to_address = 'ann@example.org' and subject like '%imported keys%'",
+    )
+    .fetch_one(&app.state.db.writer)
+    .await
+    .unwrap();
+    assert_eq!(mailed, 0, "in the app only, past the hour's ten");
+    assert_eq!(app.count("notification").await, 13);
+    // Reviews are their own kind, with their own allowance.
+    for i in 0..12 {
+        let told = app::notify::ssr::key_reviewed(
+            &app.state.db,
+            "http://x",
+            &org,
+            &format!("key_pending{i:02}"),
+            &format!("pending {i}"),
+            &ann,
+            true,
+        )
+        .await
+        .unwrap();
+        assert_eq!(told, 1);
+    }
+    let reviews: Vec<String> = sqlx::query_scalar(
+        "select subject from outbox_email where to_address = 'ann@example.org' and dedupe_key like 'review:%'",
+    )
+    .fetch_all(&app.state.db.writer)
+    .await
+    .unwrap();
+    let approved = reviews
+        .iter()
+        .filter(|s| s.ends_with("was approved"))
+        .count();
+    assert_eq!((approved, reviews.len()), (10, 11), "{reviews:?}");
+    assert!(
+        reviews.contains(&"More of your keys were reviewed".to_string()),
+        "{reviews:?}"
+    );
 }
 
 /// Usage notices wait for a turn in memory before they open a transaction: with every turn

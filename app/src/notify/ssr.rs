@@ -45,6 +45,12 @@ pub async fn notify_in(
 ) -> Result<usize, AppError> {
     let now = now_ms();
     let bulk = BULK_KINDS.contains(&message.kind);
+    // The mail worker and the per-address cap find a bulk notice by its dedupe key's prefix.
+    debug_assert!(
+        !bulk || message.dedupe.starts_with(&format!("{}:", message.kind)),
+        "a bulk notice's dedupe key starts with its kind: {}",
+        message.dedupe
+    );
     if bulk {
         // The per-address mail cap below counts under each recipient's row lock, taken in one
         // order so that two instances telling the same people cannot deadlock.
@@ -110,11 +116,12 @@ pub async fn notify_in(
 }
 
 /// Kinds of notice that can come by the thousand, one per key (usage thresholds, expiry
-/// reminders, keys awaiting approval: a member may create many). Their dedupe keys start with
-/// the kind and `:`; the mail worker sends them after every other message, and each address
-/// gets at most [`BULK_MAILS_PER_HOUR`] of each kind by email in any hour (the notices
-/// themselves are all in the app).
-pub const BULK_KINDS: [&str; 3] = ["usage", "expiry", "approval"];
+/// reminders, keys awaiting approval and their outcomes: a member may create many, a key
+/// holding `approvals:write` review many). Their dedupe keys start with the kind and `:`; the
+/// mail worker sends them after every other message, and each address gets at most
+/// [`BULK_MAILS_PER_HOUR`] of each kind by email in any hour (the notices themselves are all
+/// in the app).
+pub const BULK_KINDS: [&str; 4] = ["usage", "expiry", "approval", "review"];
 
 /// Emails of one bulk kind an address is sent in a rolling hour before the rest stay in the app
 /// (with one email a clock hour saying so).
@@ -125,6 +132,7 @@ fn bulk_overflow_subject(kind: &str) -> String {
         "usage" => "More of your keys are near their rate limits".to_string(),
         "expiry" => "More of your keys expire soon".to_string(),
         "approval" => "More keys await your approval".to_string(),
+        "review" => "More of your keys were reviewed".to_string(),
         other => format!("More {other} notices"),
     }
 }
@@ -481,7 +489,7 @@ pub async fn keys_await_approval(
             title: format!("{n} imported keys await your approval"),
             body: format!("An import created {n} keys in an organization that requires approval of new keys (the first: {first}). They do not work until someone with approvals:write approves them: filter the key list by status pending."),
             link: Some("/keys".to_string()),
-            dedupe: format!("approval-import:{first}"),
+            dedupe: format!("approval:import:{first}"),
         },
         origin,
     )
@@ -519,11 +527,11 @@ pub async fn key_reviewed(
         db,
         &[user],
         &Message {
-            kind: "approval",
+            kind: "review",
             title: format!("Key \"{name}\" was {verb}"),
             body,
             link: Some(format!("/keys/{organization_id}/{key_id}")),
-            dedupe: format!("reviewed:{key_id}"),
+            dedupe: format!("review:{key_id}"),
         },
         origin,
     )
