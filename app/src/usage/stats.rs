@@ -661,24 +661,7 @@ pub async fn errors(
     let organization_id = reader.organization_id.as_str();
     // The rollup's turn, given back before the raw log's is asked for: a report waiting for
     // the slow raw read never holds a turn that every chart needs.
-    let rollup = rollup_turn(db, reader).await?;
-    let series = {
-        let (db, organization_id, filter) =
-            (db.clone(), organization_id.to_owned(), filter.owned());
-        under(rollup, async move {
-            let filter = filter.as_filter();
-            series_in_turn(
-                &db,
-                &organization_id,
-                range,
-                &filter,
-                now,
-                tz_offset_minutes,
-            )
-            .await
-        })
-        .await?
-    };
+    let series = series(db, reader, range, filter, now, tz_offset_minutes).await?;
     let error_rate: Vec<f64> = (0..series.starts.len())
         .map(|i| {
             let errors = series.client_errors[i] + series.rate_limited[i] + series.server_errors[i];
