@@ -524,17 +524,9 @@ const ROLLUP: &str = "organization_id = $1 and minute >= $2 and minute < $3 and 
 /// Rollup rows of failed requests.
 const FAILED: &str = " and status_class <> '2xx'";
 
-/// One organization, window and filters: the top lists and recent errors read from it.
-struct View<'a> {
-    db: &'a Db,
-    organization_id: &'a str,
-    window: (i64, i64),
-    key: &'a str,
-    route: &'a str,
-}
-
-/// A [`View`]'s values, owned: what a report's reads take into their task ([`under`]).
-struct Scope {
+/// One organization, window and filters: the top lists and recent errors read from it. It
+/// owns what it reads with, so that a report's reads take it into their task ([`under`]).
+struct View {
     db: Db,
     organization_id: String,
     window: (i64, i64),
@@ -542,9 +534,9 @@ struct Scope {
     route: String,
 }
 
-impl Scope {
-    fn new(db: &Db, organization_id: &str, window: (i64, i64), filter: &Filter<'_>) -> Scope {
-        Scope {
+impl View {
+    fn new(db: &Db, organization_id: &str, window: (i64, i64), filter: &Filter<'_>) -> View {
+        View {
             db: db.clone(),
             organization_id: organization_id.to_owned(),
             window,
@@ -553,23 +545,17 @@ impl Scope {
         }
     }
 
-    fn view(&self) -> View<'_> {
-        View {
-            db: &self.db,
-            organization_id: &self.organization_id,
-            window: self.window,
-            key: &self.key,
-            route: &self.route,
-        }
-    }
-}
-
-impl View<'_> {
     fn query<'q>(
         &'q self,
         sql: &'q str,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        scoped(sql, self.organization_id, self.window, self.key, self.route)
+        scoped(
+            sql,
+            &self.organization_id,
+            self.window,
+            &self.key,
+            &self.route,
+        )
     }
 
     /// The five largest `column` values by requests in the rollup (`extra`: more conditions).
@@ -678,10 +664,9 @@ pub async fn errors(
         + series.server_errors.iter().sum::<i64>();
     let end = series.starts.last().map_or(0, |s| s + series.bucket_ms);
     let window = (series.starts.first().copied().unwrap_or(0), end);
-    let scope = Scope::new(db, organization_id, window, filter);
+    let view = View::new(db, organization_id, window, filter);
     let raw = raw_turn(db, reader).await?;
     let (top_codes, top_keys, top_routes, recent) = under(raw, async move {
-        let view = scope.view();
         Ok((
             view.top_codes(10).await?,
             view.top_keys(FAILED).await?,
@@ -715,19 +700,20 @@ pub async fn org_totals(
     let (start, size, count) = buckets(range, now, 0);
     let db = db.clone();
     let rows = under(turn, async move {
-        Ok(sqlx::query(
-        "select u.organization_id, coalesce(o.name, u.organization_id) as name,
-                cast(sum(u.requests) as bigint) as n,
-                cast(sum(case when u.status_class <> '2xx' then u.requests else 0 end) as bigint) as e,
-                count(distinct nullif(u.api_key_id, '')) as k
-         from usage_minute u left join organization o on o.organization_id = u.organization_id
-         where u.minute >= $1 and u.minute < $2 and u.organization_id <> ''
-         group by u.organization_id, o.name order by n desc, u.organization_id limit 200",
-    )
-    .bind(start)
-    .bind(start + size * count)
-    .fetch_all(&db.reader)
-    .await?)
+        let rows = sqlx::query(
+            "select u.organization_id, coalesce(o.name, u.organization_id) as name,
+                    cast(sum(u.requests) as bigint) as n,
+                    cast(sum(case when u.status_class <> '2xx' then u.requests else 0 end) as bigint) as e,
+                    count(distinct nullif(u.api_key_id, '')) as k
+             from usage_minute u left join organization o on o.organization_id = u.organization_id
+             where u.minute >= $1 and u.minute < $2 and u.organization_id <> ''
+             group by u.organization_id, o.name order by n desc, u.organization_id limit 200",
+        )
+        .bind(start)
+        .bind(start + size * count)
+        .fetch_all(&db.reader)
+        .await?;
+        Ok(rows)
     })
     .await?;
     Ok(rows
@@ -786,7 +772,7 @@ pub async fn summary(
 ) -> Result<super::UsageSummary, AppError> {
     use super::UsageSummary;
     let (start, size, count) = buckets(range, now, 0);
-    let scope = std::sync::Arc::new(Scope::new(
+    let view = std::sync::Arc::new(View::new(
         db,
         &reader.organization_id,
         (start, start + size * count),
@@ -796,9 +782,8 @@ pub async fn summary(
     // asked for.
     let rollup = rollup_turn(db, reader).await?;
     let (requests, errors, top_keys, top_routes) = under(rollup, {
-        let scope = scope.clone();
+        let view = view.clone();
         async move {
-            let view = scope.view();
             let totals = view
                 .query(&format!(
                     "select cast(coalesce(sum(requests), 0) as bigint) as n,
@@ -817,7 +802,6 @@ pub async fn summary(
     .await?;
     let raw = raw_turn(db, reader).await?;
     let (top_error_codes, percentiles, recent_errors) = under(raw, async move {
-        let view = scope.view();
         let top_error_codes = view.top_codes(5).await?;
         // Nearest rank: the smallest value with at least p of the values at or below it, rank
         // ceil(p * n). The three are read in one sort of the range, counted in the same
