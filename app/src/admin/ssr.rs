@@ -21,6 +21,7 @@ use crate::access::ssr::{Grant, SYSTEM_ORG_ID};
 use crate::access::{Permission, Role};
 use crate::error::AppError;
 use crate::identity::password_link::{self, Purpose};
+use crate::identity::sessions::{end_all, end_named, Why};
 use crate::identity::ssr::{insert_user, validate_display_name, validate_email};
 use crate::ssr::config::Config;
 use crate::ssr::db::{lock_row, now_ms, Backend, Db, LockedRow, RowLock};
@@ -277,14 +278,9 @@ pub async fn set_status(
     }
     let mut ended = 0;
     if !active {
-        ended = crate::identity::sessions::end_all(
-            &mut change.tx,
-            user_id,
-            None,
-            crate::identity::sessions::Why::AccountDisabled,
-        )
-        .await?
-        .count;
+        ended = end_all(&mut change.tx, user_id, None, Why::AccountDisabled)
+            .await?
+            .count;
         // What they handed out goes with them.
         crate::orgs::members::revoke_all_sent_by(&mut change.tx, user_id).await?;
     }
@@ -320,14 +316,9 @@ pub async fn end_sessions(
     source_ip: Option<&str>,
 ) -> Result<u64, AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    let ended = crate::identity::sessions::end_all(
-        &mut change.tx,
-        user_id,
-        None,
-        crate::identity::sessions::Why::EndedByAdministrator,
-    )
-    .await?
-    .count;
+    let ended = end_all(&mut change.tx, user_id, None, Why::EndedByAdministrator)
+        .await?
+        .count;
     record(
         &mut change.tx,
         grant,
@@ -369,12 +360,12 @@ pub async fn end_session(
     source_ip: Option<&str>,
 ) -> Result<(), AppError> {
     let mut change = change_on(db, grant, user_id).await?;
-    crate::identity::sessions::end_named(
+    end_named(
         &mut change.tx,
         user_id,
         handle,
         None,
-        crate::identity::sessions::Why::EndedByAdministrator,
+        Why::EndedByAdministrator,
     )
     .await?;
     record(
@@ -423,14 +414,9 @@ pub async fn reset_two_factor(
         .bind(user_id)
         .execute(&mut *change.tx)
         .await?;
-    let ended = crate::identity::sessions::end_all(
-        &mut change.tx,
-        user_id,
-        None,
-        crate::identity::sessions::Why::EndedByAdministrator,
-    )
-    .await?
-    .count;
+    let ended = end_all(&mut change.tx, user_id, None, Why::EndedByAdministrator)
+        .await?
+        .count;
     record(
         &mut change.tx,
         grant,
@@ -635,12 +621,6 @@ pub(crate) async fn erase(
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }
-    crate::identity::sessions::end_all(
-        tx,
-        user_id,
-        None,
-        crate::identity::sessions::Why::AccountDeleted,
-    )
-    .await?;
+    end_all(tx, user_id, None, Why::AccountDeleted).await?;
     Ok(revoked)
 }

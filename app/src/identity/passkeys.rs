@@ -8,6 +8,7 @@
 //! at most once, by the session that started it, within [`CEREMONY_MS`], on any instance. The
 //! client's response is checked against it; nothing of the state comes from the client.
 
+use super::sessions::Why;
 use super::two_factor::forget;
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::config::Config;
@@ -342,7 +343,7 @@ pub async fn finish_registration(
         &mut tx,
         user_id,
         current.as_deref(),
-        super::sessions::Why::CredentialsChanged,
+        Why::CredentialsChanged,
     )
     .await?;
     events::record(
@@ -409,7 +410,7 @@ pub async fn remove(
         &mut tx,
         user_id,
         current_session.as_deref(),
-        super::sessions::Why::CredentialsChanged,
+        Why::CredentialsChanged,
     )
     .await?;
     events::record(

@@ -8,6 +8,7 @@
 //! a link sent before a later password change no longer works either. A link is refused for a
 //! disabled or deleted account.
 
+use super::sessions::Why;
 use crate::error::AppError;
 use crate::ssr::config::Config;
 use crate::ssr::db::{new_id, now_ms, Db};
@@ -318,13 +319,7 @@ pub async fn set_password(
             "this link is not valid (it may have been used already); ask your administrator for a new one",
         ));
     }
-    super::sessions::end_all(
-        &mut tx,
-        &link.user_id,
-        None,
-        super::sessions::Why::CredentialsChanged,
-    )
-    .await?;
+    super::sessions::end_all(&mut tx, &link.user_id, None, Why::CredentialsChanged).await?;
     sqlx::query("delete from sign_in_failure where user_id = $1")
         .bind(&link.user_id)
         .execute(&mut *tx)

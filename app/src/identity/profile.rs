@@ -11,6 +11,7 @@
 //!   after the change the current address differs, so the same link no longer verifies. The new
 //!   address is checked for uniqueness when the link is used, so asking reveals nothing.
 
+use super::sessions::Why;
 use super::ssr::{authenticate, normalize_email, validate_display_name, validate_email};
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::config::Config;
@@ -253,13 +254,7 @@ pub async fn change_password(
             "your password or sessions changed meanwhile; sign in again and retry",
         ));
     }
-    let ended = super::sessions::end_all(
-        &mut tx,
-        user_id,
-        None,
-        super::sessions::Why::CredentialsChanged,
-    )
-    .await?;
+    let ended = super::sessions::end_all(&mut tx, user_id, None, Why::CredentialsChanged).await?;
     crate::notify::ssr::enqueue_email(
         &mut tx,
         &email,

@@ -22,6 +22,7 @@
 //! - **Required by an organization**: a member without a factor is signed in, but the session
 //!   can only enrol (and sign out) until it has one.
 
+use super::sessions::Why;
 use crate::error::{AppError, ErrorCode};
 use crate::ssr::config::Config;
 use crate::ssr::db::{now_ms, Db};
@@ -859,7 +860,7 @@ pub async fn confirm_enrolment(
         &mut tx,
         user_id,
         current.as_deref(),
-        super::sessions::Why::CredentialsChanged,
+        Why::CredentialsChanged,
     )
     .await?;
     events::record(
@@ -915,13 +916,9 @@ pub async fn disable(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let ended = super::sessions::end_all(
-        &mut tx,
-        user_id,
-        current_session,
-        super::sessions::Why::CredentialsChanged,
-    )
-    .await?;
+    let ended =
+        super::sessions::end_all(&mut tx, user_id, current_session, Why::CredentialsChanged)
+            .await?;
     events::record(
         &mut tx,
         Event {
