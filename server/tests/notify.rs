@@ -255,6 +255,148 @@ async fn expiry_reminders_go_once_each_at_30_7_and_1_days() {
     );
 }
 
+/// Sets `key_id` to expire at `at`.
+async fn expire_at(app: &TestApp, key_id: &str, at: i64) {
+    sqlx::query("update api_key set expires_at = $1 where api_key_id = $2")
+        .bind(at)
+        .bind(key_id)
+        .execute(&app.state.db.writer)
+        .await
+        .unwrap();
+}
+
+/// The hourly scan reads only keys whose reminder is due and unsent: a key told its reminder
+/// is not read again (no writer transaction per reminded key every hour) until its next
+/// reminder falls due or its expiry moves.
+#[tokio::test]
+async fn a_reminded_key_is_not_read_again_until_its_next_reminder() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let (later_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let now = app::ssr::db::now_ms();
+    let day = 86_400_000;
+    expire_at(&app, &key_id, now + 20 * day).await;
+    expire_at(&app, &later_id, now + 50 * day).await;
+    let due = |at: i64| {
+        let db = app.state.db.clone();
+        async move {
+            app::notify::ssr::due_expiry_reminders(&db, at, "", 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.key_id, d.days))
+                .collect::<Vec<_>>()
+        }
+    };
+    let scan = |at: i64| {
+        let db = app.state.db.clone();
+        async move {
+            app::notify::ssr::expiry_reminders(&db, "http://k", at)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        due(now).await,
+        vec![(key_id.clone(), 30)],
+        "beyond 30 days: not due"
+    );
+    assert_eq!(scan(now).await, 1);
+    assert_eq!(due(now + 3_600_000).await, vec![], "told: not read again");
+    assert_eq!(
+        due(now + 14 * day).await,
+        vec![(key_id.clone(), 7)],
+        "the next reminder"
+    );
+    // Extending the key starts its reminders over (the 30-day one is due again).
+    expire_at(&app, &key_id, now + 25 * day).await;
+    assert_eq!(
+        due(now + 3_600_000).await,
+        vec![(key_id.clone(), 30)],
+        "a new expiry"
+    );
+    // A page ends where the last one stopped.
+    expire_at(&app, &later_id, now + 10 * day).await;
+    let mut both = vec![key_id.clone(), later_id.clone()];
+    both.sort();
+    let first = app::notify::ssr::due_expiry_reminders(&app.state.db, now, "", 1)
+        .await
+        .unwrap();
+    let second = app::notify::ssr::due_expiry_reminders(&app.state.db, now, &first[0].key_id, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        vec![first[0].key_id.clone(), second[0].key_id.clone()],
+        both
+    );
+}
+
+/// One key whose reminder cannot be written does not stop the round: the others are told,
+/// the scan ends well, and the failed one is due again next round.
+#[tokio::test]
+async fn a_key_whose_reminder_fails_does_not_stop_the_others() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let now = app::ssr::db::now_ms();
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+        expire_at(&app, &key_id, now + 5 * 86_400_000).await;
+        keys.push(key_id);
+    }
+    keys.sort();
+    // The middle key (by id, the scan's order) cannot be claimed.
+    let broken = keys[1].clone();
+    let refuse = if on_postgres() {
+        vec![
+            "create function refuse_claim() returns trigger language plpgsql as $$
+             begin raise exception 'refused by the test'; end $$"
+                .to_string(),
+            format!(
+                "create trigger refuse_claim before update on api_key for each row
+                 when (new.api_key_id = '{broken}') execute function refuse_claim()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "create trigger refuse_claim before update on api_key
+             when new.api_key_id = '{broken}' begin select raise(abort, 'refused by the test'); end"
+        )]
+    };
+    for statement in refuse {
+        sqlx::query(&statement)
+            .execute(&app.state.db.writer)
+            .await
+            .unwrap();
+    }
+    let told = app::notify::ssr::expiry_reminders(&app.state.db, "http://k", now)
+        .await
+        .expect("the round ends well");
+    assert_eq!(told, 2, "the two other keys' owner");
+    let reminded: Vec<String> =
+        sqlx::query_scalar("select link from notification where kind = 'expiry' order by link")
+            .fetch_all(&app.state.db.writer)
+            .await
+            .unwrap();
+    assert_eq!(
+        reminded,
+        vec![
+            format!("/keys/{org}/{}", keys[0]),
+            format!("/keys/{org}/{}", keys[2])
+        ]
+    );
+    let due: Vec<String> = app::notify::ssr::due_expiry_reminders(&app.state.db, now, "", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key_id)
+        .collect();
+    assert_eq!(due, vec![broken], "tried again next round");
+}
+
 /// Sent and failed mail and read notifications go after 90 days; pending mail, unread
 /// notifications and anything recent stay.
 #[tokio::test]

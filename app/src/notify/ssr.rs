@@ -541,57 +541,153 @@ pub async fn key_reviewed(
 /// Reminders sent before a key expires, in days.
 pub const EXPIRY_REMINDERS: [i64; 3] = [30, 7, 1];
 
+/// How many keys one read of [`expiry_reminders`] takes (it pages through them by id).
+const EXPIRY_PAGE: i64 = 500;
+
+/// A key whose expiry reminder is due and not sent yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueReminder {
+    pub key_id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub expires_at: i64,
+    /// Which reminder: the smallest of [`EXPIRY_REMINDERS`] not before the expiry.
+    pub days: i64,
+}
+
+/// The reminder due for a key expiring at `expires_at` (after `now`) as an SQL expression over
+/// `expires_at` and `$1` (now): the smallest of [`EXPIRY_REMINDERS`] that applies.
+fn due_days_sql() -> String {
+    let mut days = EXPIRY_REMINDERS.to_vec();
+    days.sort_unstable();
+    let (widest, narrower) = days.split_last().expect("reminders");
+    let mut sql = String::from("case");
+    for d in narrower {
+        sql.push_str(&format!(
+            " when expires_at - $1 <= {} then {d}",
+            d * 86_400_000
+        ));
+    }
+    sql.push_str(&format!(" else {widest} end"));
+    sql
+}
+
+/// Up to `limit` keys, by id after `after`, whose expiry reminder is due at `now` and not
+/// sent: active, approved, not rolled, expiring within the widest reminder, and not yet told
+/// this reminder (or a nearer one) for this expiry.
+pub async fn due_expiry_reminders(
+    db: &Db,
+    now: i64,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<DueReminder>, AppError> {
+    let widest = EXPIRY_REMINDERS.iter().copied().max().unwrap_or(0);
+    let days = due_days_sql();
+    let rows = sqlx::query(&format!(
+        "select api_key_id, organization_id, name, expires_at, {days} as days from api_key
+         where expires_at > $1 and expires_at <= $2 and status = 'active' and approval <> 'pending'
+           and rolled_to_key_id is null and api_key_id > $3
+           and (reminded_expiry is null or reminded_expiry <> expires_at or reminded_days > {days})
+         order by api_key_id limit $4"
+    ))
+    .bind(now)
+    .bind(now + widest * 86_400_000)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&db.reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueReminder {
+                key_id: r.try_get("api_key_id")?,
+                organization_id: r.try_get("organization_id")?,
+                name: r.try_get("name")?,
+                expires_at: r.try_get("expires_at")?,
+                days: r.try_get("days")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
 /// Tells the owners of active keys expiring within 30, 7 and 1 day(s), each reminder once
 /// (the smallest that applies: a key created 5 days before expiry gets the 7-day one, not the
 /// 30-day one as well). Run hourly by the `expiry-reminders` worker; returns users told.
+///
+/// Only keys whose reminder is due and unsent are read, a page at a time, so a key already
+/// reminded costs the round nothing. A key that fails is logged and left for the next round;
+/// the others are still told.
 pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, AppError> {
-    let rows = sqlx::query(
-        "select api_key_id, organization_id, name, expires_at from api_key
-         where status = 'active' and approval <> 'pending' and expires_at is not null and expires_at > $1 and expires_at <= $2
-           and rolled_to_key_id is null",
-    )
-    .bind(now)
-    .bind(now + 30 * 86_400_000)
-    .fetch_all(&db.reader)
-    .await?;
     let mut told = 0;
-    for r in rows {
-        let key_id: String = r.try_get("api_key_id")?;
-        let org: String = r.try_get("organization_id")?;
-        let name: String = r.try_get("name")?;
-        let expires_at: i64 = r.try_get("expires_at")?;
-        let left = expires_at - now;
-        let Some(days) = EXPIRY_REMINDERS
-            .iter()
-            .copied()
-            .filter(|d| left <= d * 86_400_000)
-            .min()
-        else {
-            continue;
-        };
-        let users = key_recipients(db, &key_id).await?;
-        let when = if days == 1 {
-            "a day".to_string()
-        } else {
-            format!("{days} days")
-        };
-        told += notify(
-            db,
-            &users,
-            &Message {
-                kind: "expiry",
-                title: format!("Key \"{name}\" expires within {when}"),
-                body: format!(
-                    "The key {key_id} stops working at {}. Roll it (its successor keeps its settings) or extend its expiry on its page.",
-                    rfc3339(expires_at)
+    let mut after = String::new();
+    loop {
+        let due = due_expiry_reminders(db, now, &after, EXPIRY_PAGE).await?;
+        for key in &due {
+            match remind_expiry(db, origin, now, key).await {
+                Ok(n) => told += n,
+                Err(e) => tracing::warn!(
+                    key_id = %key.key_id,
+                    code = ?e.code,
+                    message = %e.message,
+                    "expiry reminder not sent; the next round tries again"
                 ),
-                link: Some(format!("/keys/{org}/{key_id}")),
-                dedupe: format!("expiry:{key_id}:{expires_at}:{days}"),
-            },
-            origin,
-        )
-        .await?;
+            }
+        }
+        match due.last() {
+            Some(last) if due.len() as i64 == EXPIRY_PAGE => after = last.key_id.clone(),
+            _ => return Ok(told),
+        }
     }
+}
+
+/// Claims `key`'s reminder (one conditional update: the key still expires then, is active,
+/// and was not told this reminder by another instance meanwhile) and tells its owners in the
+/// same transaction.
+async fn remind_expiry(
+    db: &Db,
+    origin: &str,
+    now: i64,
+    key: &DueReminder,
+) -> Result<usize, AppError> {
+    let users = key_recipients(db, &key.key_id).await?;
+    let mut tx = db.writer.begin().await?;
+    let claimed = sqlx::query(
+        "update api_key set reminded_expiry = $2, reminded_days = $3
+         where api_key_id = $1 and expires_at = $2 and status = 'active' and rolled_to_key_id is null
+           and (reminded_expiry is null or reminded_expiry <> $2 or reminded_days > $3)",
+    )
+    .bind(&key.key_id)
+    .bind(key.expires_at)
+    .bind(key.days)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(0);
+    }
+    let (days, name, key_id, expires_at) = (key.days, &key.name, &key.key_id, key.expires_at);
+    let when = if days == 1 {
+        "a day".to_string()
+    } else {
+        format!("{days} days")
+    };
+    let told = notify_in(
+        &mut tx,
+        &users,
+        &Message {
+            kind: "expiry",
+            title: format!("Key \"{name}\" expires within {when}"),
+            body: format!(
+                "The key {key_id} stops working at {}. Roll it (its successor keeps its settings) or extend its expiry on its page.",
+                rfc3339(expires_at)
+            ),
+            link: Some(format!("/keys/{}/{key_id}", key.organization_id)),
+            dedupe: format!("expiry:{key_id}:{expires_at}:{days}"),
+        },
+        origin,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(told)
 }
 
