@@ -1029,7 +1029,8 @@ async fn old_log_rows_go_after_the_retention_period() {
 
 /// Retention reaches every organization's rows and those without one (the log has no index
 /// on time alone; it walks the organizations), past its 10 000-row statements, and keeps
-/// every recent row.
+/// every recent row; the per-minute rollups go the same way, also past their 10 000-row
+/// statements.
 #[tokio::test]
 async fn retention_walks_every_organization_and_keeps_what_is_recent() {
     use app::usage::log::{enforce_retention, write_batch, LogEntry};
@@ -1040,7 +1041,8 @@ async fn retention_walks_every_organization_and_keeps_what_is_recent() {
         request_id: format!("req_{i:08}"),
         occurred_at: at,
         organization_id: org.map(str::to_string),
-        api_key_id: None,
+        // A rollup row per key and minute: over 10 000 old ones.
+        api_key_id: Some(format!("key_{i}")),
         method: "GET".into(),
         route: "/api/v1/me".into(),
         status: 200,
@@ -1053,7 +1055,8 @@ async fn retention_walks_every_organization_and_keeps_what_is_recent() {
     let mut batch = Vec::new();
     for (org, old_rows) in [(Some("org_a"), 10_050), (Some("org_b"), 3), (None, 2)] {
         for _ in 0..old_rows {
-            batch.push(entry(batch.len(), org, old + batch.len() as i64));
+            // Spread over minutes (about 60 a minute), so that rollups take several statements.
+            batch.push(entry(batch.len(), org, old - 1_000 * batch.len() as i64));
         }
         batch.push(entry(batch.len(), org, now));
     }
@@ -1068,6 +1071,17 @@ async fn retention_walks_every_organization_and_keeps_what_is_recent() {
     .unwrap();
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(left.iter().all(|(_, at)| *at == now), "{left:?}");
+    let rollups: Vec<i64> = sqlx::query_scalar("select minute from usage_minute")
+        .fetch_all(&db.reader)
+        .await
+        .unwrap();
+    assert!(!rollups.is_empty(), "the recent minute's rollups stay");
+    assert!(
+        rollups.iter().all(|m| *m == now - now.rem_euclid(60_000)),
+        "{} rollups, the oldest at {:?}",
+        rollups.len(),
+        rollups.iter().min()
+    );
 }
 
 /// Two instances' log writers add to the same per-minute rollups at once, and neither batch

@@ -369,11 +369,28 @@ pub async fn enforce_retention(db: &Db, now: i64, days: u32) -> Result<u64, sqlx
         total += delete_older(db, Some(&org), before).await?;
         after = org;
     }
-    sqlx::query("delete from usage_minute where minute < $1")
-        .bind(before - before.rem_euclid(60_000))
-        .execute(&db.writer)
-        .await?;
+    delete_old_rollups(db, before - before.rem_euclid(60_000)).await?;
     Ok(total)
+}
+
+/// Deletes the per-minute rollups before minute `before`, the oldest minutes first, about
+/// 10 000 rows a statement (whole minutes: the primary key leads with the minute), so that a
+/// long backlog never holds the writer in one statement.
+async fn delete_old_rollups(db: &Db, before: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(
+            "delete from usage_minute where minute < $1 and minute <= (select max(minute) from (select minute from usage_minute where minute < $1 order by minute limit 10000) as oldest)",
+        )
+        .bind(before)
+        .execute(&db.writer)
+        .await?
+        .rows_affected();
+        total += n;
+        if n < 10_000 {
+            return Ok(total);
+        }
+    }
 }
 
 /// Deletes one organization's rows (or those without one) older than `before`, the 10 000
