@@ -29,15 +29,18 @@ pub fn router(state: AppState) -> Router {
     request_id::init_executor();
     let config = state.config.clone();
     app::ssr::init_api_document(|| rest::openapi::document(config.link_base()).to_string());
-    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name(config.session_cookie_name())
-        .with_secure(config.secure_cookies())
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
-            config.session_idle.as_secs() as i64,
-        )));
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(
+        state.db.clone(),
+        config.session_absolute,
+    ))
+    .with_name(config.session_cookie_name())
+    .with_secure(config.secure_cookies())
+    .with_http_only(true)
+    .with_same_site(SameSite::Strict)
+    .with_path("/")
+    .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+        config.session_idle.as_secs() as i64,
+    )));
 
     // Once per process: route-list generation sets a process-wide "suppress resource loads"
     // flag, and a page rendering on another thread meanwhile (a second app in the same

@@ -768,7 +768,10 @@ async fn an_ended_session_is_not_written_back_by_a_request_in_flight() {
     use tower_sessions::SessionStore;
     let app = spawn().await;
     let user = app.user("inflight@example.org", None).await;
-    let store = app::ssr::session_store::DbSessionStore::new(app.state.db.clone());
+    let store = app::ssr::session_store::DbSessionStore::new(
+        app.state.db.clone(),
+        app.state.config.session_absolute,
+    );
     let mut record = signed_in_record(&user);
     store.create(&mut record).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_some());
@@ -796,7 +799,10 @@ async fn an_ended_session_is_not_revived_under_a_new_id() {
     let app = spawn().await;
     let db = &app.state.db;
     let user = app.user("renewed@example.org", None).await;
-    let store = Arc::new(app::ssr::session_store::DbSessionStore::new(db.clone()));
+    let store = Arc::new(app::ssr::session_store::DbSessionStore::new(
+        db.clone(),
+        app.state.config.session_absolute,
+    ));
     let signed_in = || async {
         let mut record = signed_in_record(&user);
         store.create(&mut record).await.unwrap();

@@ -747,6 +747,7 @@ async fn a_session_ended_while_its_start_runs_does_not_come_back_impersonating()
     let id = b.session_id();
     let store = std::sync::Arc::new(app::ssr::session_store::DbSessionStore::new(
         app.state.db.clone(),
+        app.state.config.session_absolute,
     ));
     let session = tower_sessions::Session::new(Some(id), store, None);
     // The request passed the guard (so it holds a grant); then the session was ended by name

@@ -324,10 +324,13 @@ async fn a_stale_request_saving_the_kept_session_does_not_undo_its_new_stamp() {
         data,
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
-    app::ssr::session_store::DbSessionStore::new(app.state.db.clone())
-        .save(&record)
-        .await
-        .unwrap();
+    app::ssr::session_store::DbSessionStore::new(
+        app.state.db.clone(),
+        app.state.config.session_absolute,
+    )
+    .save(&record)
+    .await
+    .unwrap();
     let (_, saved) = only_session(&app, &ann).await;
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(
@@ -386,4 +389,83 @@ async fn the_session_sweep_skips_what_another_change_holds() {
     holding.commit().await.unwrap();
     sweep().await.unwrap();
     assert_eq!(count().await, 0, "the next sweep takes the skipped one");
+}
+
+/// What an administrator sees of `user_id`: the session count on the Users page and the
+/// sessions listed on the user's page.
+async fn seen_by_admin(
+    app: &TestApp,
+    admin: &mut Browser,
+    email: &str,
+    user_id: &str,
+) -> (i64, usize) {
+    let r = app.rpc(admin, "list_users", &[("q", email)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let count = r.json()["users"][0]["sessions"].as_i64().unwrap();
+    let r = app
+        .rpc(admin, "user_sessions", &[("user_id", user_id)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    (count, r.json().as_array().unwrap().len())
+}
+
+/// A session that a race let outlive the end of its user's sessions (it holds the old
+/// credential stamp, and is over at its first request) is not listed before that request
+/// either: neither in "My sessions" nor on the user's page for an administrator.
+#[tokio::test]
+async fn a_session_holding_an_old_stamp_is_not_listed_before_its_first_request() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    app.user("admin@example.org", Some(app::access::Role::Admin))
+        .await;
+    let mut admin = app.signed_in("admin@example.org").await;
+    let _late = app.signed_in("ann@example.org").await;
+    let row = stored_row(&app, &ann).await;
+    let mut laptop = app.signed_in("ann@example.org").await;
+    let r = app.rpc(&mut laptop, "revoke_other_sessions", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    put_back(&app, &ann, &row).await;
+    assert_eq!(
+        app.count("session").await,
+        3,
+        "admin, laptop and the late row"
+    );
+    let listed = sessions(&app, &mut laptop).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(
+        seen_by_admin(&app, &mut admin, "ann@example.org", &ann)
+            .await
+            .1,
+        1,
+        "the administrator's list of ann's sessions"
+    );
+}
+
+/// A session past its absolute lifetime (counted from sign-in, however active) leaves the
+/// lists and counts and is swept without a request of its own: its stored end is the earlier
+/// of its idle and absolute deadlines.
+#[tokio::test]
+async fn a_session_past_its_absolute_lifetime_leaves_lists_and_counts_at_once() {
+    let app = spawn_with(|c| c.session_absolute = std::time::Duration::from_secs(4)).await;
+    let ann = app.user("ann@example.org", None).await;
+    app.user("admin@example.org", Some(app::access::Role::Admin))
+        .await;
+    let _phone = app.signed_in("ann@example.org").await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_200)).await;
+    // Signed in after ann's session lived its 4 s (the idle deadline is 30 minutes away).
+    let mut admin = app.signed_in("admin@example.org").await;
+    assert_eq!(
+        seen_by_admin(&app, &mut admin, "ann@example.org", &ann).await,
+        (0, 0),
+        "the session count and list"
+    );
+    assert_eq!(
+        app::identity::sessions::sweep_expired(&app.state.db)
+            .await
+            .unwrap(),
+        1,
+        "swept"
+    );
+    assert_eq!(app.count("session").await, 1, "the administrator's own");
 }

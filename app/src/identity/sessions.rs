@@ -63,7 +63,9 @@ pub fn device(user_agent: &str) -> String {
 }
 
 /// The user's live sessions, the most recently seen first; `current` is the stored hash of
-/// the caller's own session.
+/// the caller's own session. A session holding a credential stamp that is no longer the
+/// user's (a sign-in that finished while the user's sessions were being ended: it is over at
+/// its first request) is not listed.
 pub async fn list(
     db: &Db,
     user_id: &str,
@@ -76,11 +78,15 @@ pub async fn list(
     .bind(now_ms())
     .fetch_all(&db.reader)
     .await?;
+    let stamp = crate::identity::ssr::current_stamp(db, user_id).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let hash: String = row.try_get("session_hash")?;
         let data: serde_json::Value =
             serde_json::from_str(&row.try_get::<String, _>("data")?).unwrap_or_default();
+        if stamp.is_none() || data[keys::CREDENTIAL].as_str() != stamp.as_deref() {
+            continue;
+        }
         let signed_in_at = data[keys::SIGNED_IN_AT].as_i64().unwrap_or_default();
         let last_seen_at = data[keys::LAST_SEEN_AT].as_i64().unwrap_or(signed_in_at);
         let user_agent = data[keys::USER_AGENT].as_str().unwrap_or_default();

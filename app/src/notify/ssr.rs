@@ -623,7 +623,7 @@ pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, 
     loop {
         let due = due_expiry_reminders(db, now, &after, EXPIRY_PAGE).await?;
         for key in &due {
-            match remind_expiry(db, origin, now, key).await {
+            match remind_expiry(db, origin, key).await {
                 Ok(n) => told += n,
                 Err(e) => tracing::warn!(
                     key_id = %key.key_id,
@@ -643,12 +643,7 @@ pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, 
 /// Claims `key`'s reminder (one conditional update: the key still expires then, is active,
 /// and was not told this reminder by another instance meanwhile) and tells its owners in the
 /// same transaction.
-async fn remind_expiry(
-    db: &Db,
-    origin: &str,
-    now: i64,
-    key: &DueReminder,
-) -> Result<usize, AppError> {
+async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<usize, AppError> {
     let users = key_recipients(db, &key.key_id).await?;
     let mut tx = db.writer.begin().await?;
     let claimed = sqlx::query(

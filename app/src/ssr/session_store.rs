@@ -14,11 +14,29 @@ use tower_sessions::session_store::{self, SessionStore};
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: Db,
+    /// The absolute session lifetime, from sign-in (`Config::session_absolute`).
+    absolute: std::time::Duration,
 }
 
 impl DbSessionStore {
-    pub fn new(db: Db) -> Self {
-        DbSessionStore { db }
+    /// A store whose signed-in sessions end, as stored, at their idle deadline (the record's
+    /// expiry) or `absolute` after sign-in, whichever comes first.
+    pub fn new(db: Db, absolute: std::time::Duration) -> Self {
+        DbSessionStore { db, absolute }
+    }
+
+    /// When the stored session ends (ms): the record's expiry (the idle deadline), or the
+    /// absolute deadline from sign-in when that comes first. So a session past its absolute
+    /// lifetime stops loading, leaves the session lists and counts, and is swept, without
+    /// waiting for a request of its own to notice.
+    fn expires_ms(&self, record: &Record) -> i64 {
+        let idle = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        match record.data.get(keys::SIGNED_IN_AT).and_then(|v| v.as_i64()) {
+            Some(signed_in_at) => {
+                idle.min(signed_in_at.saturating_add(self.absolute.as_millis() as i64))
+            }
+            None => idle,
+        }
     }
 }
 
@@ -29,10 +47,6 @@ pub fn session_hash(id: &Id) -> String {
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
-}
-
-fn expires_ms(record: &Record) -> i64 {
-    (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// The stored form of a record.
@@ -158,7 +172,7 @@ impl SessionStore for DbSessionStore {
             .bind(session_hash(&record.id))
             .bind(stored.user_id)
             .bind(stored.data)
-            .bind(expires_ms(record))
+            .bind(self.expires_ms(record))
             .bind(stored.pending as i32)
             .execute(&self.db.writer)
             .await
@@ -196,7 +210,7 @@ impl SessionStore for DbSessionStore {
         .bind(session_hash(&record.id))
         .bind(stored.user_id)
         .bind(stored.data)
-        .bind(expires_ms(record))
+        .bind(self.expires_ms(record))
         .bind(stored.pending as i32)
         .execute(&self.db.writer)
         .await
