@@ -29,31 +29,44 @@ use crate::ssr::events::{self, Event};
 use crate::ssr::password;
 use sqlx::{Any, Row, Transaction};
 
-/// The users' summary rows (the system organization is `$1`), with their live sessions as of
-/// `now`.
-fn summary_sql(now: i64) -> String {
-    format!(
-        "select u.user_id, u.email, u.display_name,
-            case when u.deleted_at is not null then 'deleted' else u.status end as status,
-            u.created_at, m.role as system_role,
-            (select count(*) from session s where s.user_id = u.user_id and s.expires_at > {now} and s.pending = 0) as sessions,
-            (select count(*) from totp_factor f where f.user_id = u.user_id)
-              + (select count(*) from passkey p where p.user_id = u.user_id) as two_factor
-         from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1"
-    )
-}
+/// The users' summary rows (the system organization is `$1`), with what their live sessions
+/// are counted by ([`summaries`]).
+const SUMMARY_SQL: &str = "select u.user_id, u.email, u.display_name,
+        case when u.deleted_at is not null then 'deleted' else u.status end as status,
+        u.created_at, m.role as system_role, u.password_hash, u.session_epoch,
+        (select count(*) from totp_factor f where f.user_id = u.user_id)
+          + (select count(*) from passkey p where p.user_id = u.user_id) as two_factor
+     from app_user u left join membership m on m.user_id = u.user_id and m.organization_id = $1";
 
-fn summary(r: &sqlx::any::AnyRow) -> Result<UserSummary, sqlx::Error> {
-    Ok(UserSummary {
-        user_id: r.try_get("user_id")?,
-        email: r.try_get("email")?,
-        display_name: r.try_get("display_name")?,
-        status: r.try_get("status")?,
-        created_at: r.try_get("created_at")?,
-        system_role: r.try_get("system_role")?,
-        sessions: r.try_get("sessions")?,
-        two_factor: r.try_get::<i64, _>("two_factor")? > 0,
-    })
+/// The summaries of `rows` ([`SUMMARY_SQL`]), each with its live console sessions counted as
+/// the user's session list shows them (`identity::sessions::live_counts`: a session a race
+/// left holding an old credential stamp is not one).
+async fn summaries(db: &Db, rows: &[sqlx::any::AnyRow]) -> Result<Vec<UserSummary>, AppError> {
+    let mut users = Vec::with_capacity(rows.len());
+    let mut stamps = Vec::with_capacity(rows.len());
+    for r in rows {
+        let user_id: String = r.try_get("user_id")?;
+        let hash: String = r.try_get("password_hash")?;
+        stamps.push((
+            user_id.clone(),
+            crate::identity::ssr::credential_stamp(&hash, r.try_get("session_epoch")?),
+        ));
+        users.push(UserSummary {
+            user_id,
+            email: r.try_get("email")?,
+            display_name: r.try_get("display_name")?,
+            status: r.try_get("status")?,
+            created_at: r.try_get("created_at")?,
+            system_role: r.try_get("system_role")?,
+            sessions: 0,
+            two_factor: r.try_get::<i64, _>("two_factor")? > 0,
+        });
+    }
+    let counts = crate::identity::sessions::live_counts(db, &stamps).await?;
+    for user in &mut users {
+        user.sessions = counts.get(&user.user_id).copied().unwrap_or(0);
+    }
+    Ok(users)
 }
 
 /// `%`, `_` and `!` taken literally in a `like` pattern (with `escape '!'`, which reads the
@@ -115,8 +128,7 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
     .fetch_one(&db.reader)
     .await?;
     let rows = sqlx::query(&format!(
-        "{}{filter} order by u.created_at desc, u.user_id limit {USERS_PER_PAGE} offset {}",
-        summary_sql(now_ms()),
+        "{SUMMARY_SQL}{filter} order by u.created_at desc, u.user_id limit {USERS_PER_PAGE} offset {}",
         (page - 1) * USERS_PER_PAGE
     ))
     .bind(SYSTEM_ORG_ID)
@@ -125,7 +137,7 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
     .fetch_all(&db.reader)
     .await?;
     Ok(UserPage {
-        users: rows.iter().map(summary).collect::<Result<_, _>>()?,
+        users: summaries(db, &rows).await?,
         total: total as u64,
         page,
         per_page: USERS_PER_PAGE,
@@ -134,13 +146,14 @@ pub async fn list(db: &Db, query: &UserQuery) -> Result<UserPage, AppError> {
 
 /// One user (deleted ones included); not found when there is none.
 pub async fn get(db: &Db, user_id: &str) -> Result<UserSummary, AppError> {
-    let row = sqlx::query(&format!("{} where u.user_id = $2", summary_sql(now_ms())))
+    let row = sqlx::query(&format!("{SUMMARY_SQL} where u.user_id = $2"))
         .bind(SYSTEM_ORG_ID)
         .bind(user_id)
         .fetch_optional(&db.writer)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
-    Ok(summary(&row)?)
+    let mut summary = summaries(db, std::slice::from_ref(&row)).await?;
+    Ok(summary.remove(0))
 }
 
 async fn record(

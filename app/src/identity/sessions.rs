@@ -106,6 +106,45 @@ pub async fn list(
     Ok(out.into_iter().map(|(_, s)| s).collect())
 }
 
+/// How many live sessions each of `users` (a user id and the user's current credential stamp,
+/// [`crate::identity::ssr::credential_stamp`]) has, counted as [`list`] lists them: signed in,
+/// not expired, and holding that stamp. One statement for the lot.
+pub async fn live_counts(
+    db: &Db,
+    users: &[(String, String)],
+) -> Result<std::collections::HashMap<String, i64>, AppError> {
+    let mut counts = std::collections::HashMap::new();
+    if users.is_empty() {
+        return Ok(counts);
+    }
+    let ids = (2..users.len() + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "select user_id, {stamp} as stamp, count(*) as n from session
+         where user_id in ({ids}) and expires_at > $1 and pending = 0
+         group by user_id, {stamp}",
+        stamp = crate::ssr::session_store::stamp_in(db.backend, "data"),
+    );
+    let mut query = sqlx::query(&sql).bind(now_ms());
+    for (user_id, _) in users {
+        query = query.bind(user_id);
+    }
+    let stamps: std::collections::HashMap<&str, &str> = users
+        .iter()
+        .map(|(u, s)| (u.as_str(), s.as_str()))
+        .collect();
+    for row in query.fetch_all(&db.reader).await? {
+        let user_id: String = row.try_get("user_id")?;
+        let stamp: Option<String> = row.try_get("stamp")?;
+        if stamp.is_some() && stamp.as_deref() == stamps.get(user_id.as_str()).copied() {
+            *counts.entry(user_id).or_insert(0) += row.try_get::<i64, _>("n")?;
+        }
+    }
+    Ok(counts)
+}
+
 /// Signs out one of the user's sessions by its handle (not the current one: that is
 /// "Sign out"). Another user's session, or a gone one, is "not found".
 pub async fn revoke(

@@ -25,18 +25,29 @@ impl DbSessionStore {
         DbSessionStore { db, absolute }
     }
 
-    /// When the stored session ends (ms): the record's expiry (the idle deadline), or the
-    /// absolute deadline from sign-in when that comes first. So a session past its absolute
-    /// lifetime stops loading, leaves the session lists and counts, and is swept, without
-    /// waiting for a request of its own to notice.
     fn expires_ms(&self, record: &Record) -> i64 {
-        let idle = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
-        match record.data.get(keys::SIGNED_IN_AT).and_then(|v| v.as_i64()) {
-            Some(signed_in_at) => {
-                idle.min(signed_in_at.saturating_add(self.absolute.as_millis() as i64))
-            }
-            None => idle,
-        }
+        stored_end(record, self.absolute)
+    }
+}
+
+/// When a stored session ends (ms): the record's expiry (the idle deadline), or, for a
+/// signed-in session, the absolute deadline from sign-in when that comes first. So a session
+/// past its absolute lifetime stops loading, leaves the session lists and counts, and is
+/// swept, without waiting for a request of its own to notice. A sign-in waiting for its
+/// second step is not signed in: the sign-in time its browser's earlier session left in the
+/// data does not shorten it (the second step sets a new one).
+fn stored_end(record: &Record, absolute: std::time::Duration) -> i64 {
+    let idle = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+    let text = |key: &str| record.data.get(key).and_then(|v| v.as_str());
+    if text(keys::IMPERSONATOR)
+        .or_else(|| text(keys::USER_ID))
+        .is_none()
+    {
+        return idle;
+    }
+    match record.data.get(keys::SIGNED_IN_AT).and_then(|v| v.as_i64()) {
+        Some(signed_in_at) => idle.min(signed_in_at.saturating_add(absolute.as_millis() as i64)),
+        None => idle,
     }
 }
 
@@ -104,7 +115,7 @@ fn field_in(backend: Backend, json: &str, key: &str) -> String {
 }
 
 /// SQL: the credential stamp held in the session data `json` (a column or a parameter).
-fn stamp_in(backend: Backend, json: &str) -> String {
+pub(crate) fn stamp_in(backend: Backend, json: &str) -> String {
     field_in(backend, json, keys::CREDENTIAL)
 }
 
@@ -249,5 +260,53 @@ impl SessionStore for DbSessionStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_in_session_ends_at_its_absolute_deadline_a_waiting_one_at_its_idle_one() {
+        let hour = std::time::Duration::from_secs(3600);
+        let idle_at = time::OffsetDateTime::from_unix_timestamp(10_000).unwrap();
+        let record = |pairs: &[(&str, serde_json::Value)]| Record {
+            id: Id::default(),
+            data: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            expiry_date: idle_at,
+        };
+        let idle = 10_000_000;
+        let signed_in_at = (keys::SIGNED_IN_AT, serde_json::json!(9_000_000 - 3_600_000));
+        let user = (keys::USER_ID, serde_json::json!("usr_a"));
+        assert_eq!(
+            stored_end(&record(&[user.clone(), signed_in_at.clone()]), hour),
+            9_000_000,
+            "the absolute deadline comes first"
+        );
+        assert_eq!(
+            stored_end(
+                &record(&[user.clone(), (keys::SIGNED_IN_AT, serde_json::json!(idle))]),
+                hour
+            ),
+            idle,
+            "the idle deadline comes first"
+        );
+        assert_eq!(stored_end(&record(&[user]), hour), idle, "no sign-in time");
+        let waiting = (keys::PENDING_USER_ID, serde_json::json!("usr_a"));
+        assert_eq!(
+            stored_end(&record(&[waiting, signed_in_at.clone()]), hour),
+            idle,
+            "a sign-in waiting for its second step keeps its own deadline"
+        );
+        let acting = (keys::IMPERSONATOR, serde_json::json!("usr_root"));
+        assert_eq!(
+            stored_end(&record(&[acting, signed_in_at]), hour),
+            9_000_000,
+            "an impersonating session: the administrator's sign-in"
+        );
     }
 }
