@@ -333,6 +333,71 @@ async fn a_reminded_key_is_not_read_again_until_its_next_reminder() {
     );
 }
 
+/// A reminder read before another instance told it, or told a nearer one, is not told again
+/// and does not take the key back to an earlier reminder: the claim is conditional. And a
+/// round reads page after page until no key is due.
+#[tokio::test]
+async fn a_stale_reminder_is_refused_and_every_page_is_read() {
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let now = app::ssr::db::now_ms();
+    let day = 86_400_000;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+        expire_at(&app, &key_id, now + 20 * day).await;
+        keys.push(key_id);
+    }
+    let db = &app.state.db;
+    let read_early = app::notify::ssr::due_expiry_reminders(db, now, "", 100)
+        .await
+        .unwrap();
+    assert_eq!(read_early.len(), 3);
+    // Told, a page of one key at a time.
+    assert_eq!(
+        app::notify::ssr::expiry_reminders_in_pages(db, "http://k", now, 1)
+            .await
+            .unwrap(),
+        3,
+        "every page"
+    );
+    let refused = app::notify::ssr::remind_expiry(db, "http://k", &read_early[0])
+        .await
+        .unwrap();
+    assert_eq!(refused, 0, "told already");
+    // The 7-day reminder told, then a 30-day one read before it comes late.
+    let later = now + 14 * day;
+    let seven = app::notify::ssr::due_expiry_reminders(db, later, "", 100)
+        .await
+        .unwrap();
+    assert_eq!(seven.len(), 3);
+    assert_eq!(
+        app::notify::ssr::remind_expiry(db, "http://k", &seven[0])
+            .await
+            .unwrap(),
+        1
+    );
+    let stale = app::notify::ssr::DueReminder {
+        days: 30,
+        ..seven[0].clone()
+    };
+    assert_eq!(
+        app::notify::ssr::remind_expiry(db, "http://k", &stale)
+            .await
+            .unwrap(),
+        0
+    );
+    let due: Vec<String> = app::notify::ssr::due_expiry_reminders(db, later, "", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key_id)
+        .collect();
+    assert_eq!(due.len(), 2, "the first key stays told its 7-day reminder");
+    assert!(!due.contains(&seven[0].key_id));
+}
+
 /// One key whose reminder cannot be written does not stop the round: the others are told,
 /// the scan ends well, and the failed one is due again next round.
 #[tokio::test]

@@ -618,10 +618,20 @@ pub async fn due_expiry_reminders(
 /// reminded costs the round nothing. A key that fails is logged and left for the next round;
 /// the others are still told.
 pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, AppError> {
+    expiry_reminders_in_pages(db, origin, now, EXPIRY_PAGE).await
+}
+
+/// [`expiry_reminders`], reading `page` keys at a time.
+pub async fn expiry_reminders_in_pages(
+    db: &Db,
+    origin: &str,
+    now: i64,
+    page: i64,
+) -> Result<usize, AppError> {
     let mut told = 0;
     let mut after = String::new();
     loop {
-        let due = due_expiry_reminders(db, now, &after, EXPIRY_PAGE).await?;
+        let due = due_expiry_reminders(db, now, &after, page).await?;
         for key in &due {
             match remind_expiry(db, origin, key).await {
                 Ok(n) => told += n,
@@ -634,16 +644,16 @@ pub async fn expiry_reminders(db: &Db, origin: &str, now: i64) -> Result<usize, 
             }
         }
         match due.last() {
-            Some(last) if due.len() as i64 == EXPIRY_PAGE => after = last.key_id.clone(),
+            Some(last) if due.len() as i64 == page => after = last.key_id.clone(),
             _ => return Ok(told),
         }
     }
 }
 
 /// Claims `key`'s reminder (one conditional update: the key still expires then, is active,
-/// and was not told this reminder by another instance meanwhile) and tells its owners in the
-/// same transaction.
-async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<usize, AppError> {
+/// and was not told this reminder, or a nearer one, by another instance meanwhile) and tells
+/// its owners in the same transaction; 0 when the claim is refused.
+pub async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<usize, AppError> {
     let users = key_recipients(db, &key.key_id).await?;
     let mut tx = db.writer.begin().await?;
     let claimed = sqlx::query(

@@ -373,14 +373,16 @@ pub async fn enforce_retention(db: &Db, now: i64, days: u32) -> Result<u64, sqlx
     Ok(total)
 }
 
-/// Deletes the per-minute rollups before minute `before`, the oldest minutes first, about
-/// 10 000 rows a statement (whole minutes: the primary key leads with the minute), so that a
-/// long backlog never holds the writer in one statement.
+/// Deletes the per-minute rollups before minute `before`, oldest first, at most 10 000 rows
+/// a statement (by primary key, which leads with the minute: a minute holding more rows than
+/// that takes several), so that a long backlog never holds the writer in one statement.
 async fn delete_old_rollups(db: &Db, before: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let n = sqlx::query(
-            "delete from usage_minute where minute < $1 and minute <= (select max(minute) from (select minute from usage_minute where minute < $1 order by minute limit 10000) as oldest)",
+            "delete from usage_minute where (minute, organization_id, api_key_id, route, status_class) in
+                (select minute, organization_id, api_key_id, route, status_class from usage_minute
+                 where minute < $1 order by minute limit 10000)",
         )
         .bind(before)
         .execute(&db.writer)
