@@ -656,6 +656,15 @@ pub async fn expiry_reminders_in_pages(
 pub async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<usize, AppError> {
     let users = key_recipients(db, &key.key_id).await?;
     let mut tx = db.writer.begin().await?;
+    // The recipients' rows before the key's (the documented order: the account, then what
+    // hangs off it). `notify_in` takes them for its mail cap in any case; taken after the
+    // claim, they would deadlock with an account's deletion revoking its keys on PostgreSQL.
+    let mut sorted: Vec<&String> = users.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    for user_id in sorted {
+        crate::ssr::db::lock_user(&mut tx, user_id).await?;
+    }
     let claimed = sqlx::query(
         "update api_key set reminded_expiry = $2, reminded_days = $3
          where api_key_id = $1 and expires_at = $2 and status = 'active' and rolled_to_key_id is null
