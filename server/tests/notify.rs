@@ -398,6 +398,53 @@ async fn a_stale_reminder_is_refused_and_every_page_is_read() {
     assert!(!due.contains(&seven[0].key_id));
 }
 
+/// A reminder takes its recipients' rows before its key's, as an account's deletion does
+/// (the account, then the keys it revokes): the two running together on PostgreSQL wait for
+/// each other in turn instead of deadlocking.
+#[tokio::test]
+async fn a_reminder_and_an_account_deletion_do_not_deadlock() {
+    if !on_postgres() {
+        // One writer: the two cannot interleave.
+        return;
+    }
+    use app::ssr::db::{lock_row, LockedRow, RowLock};
+    let app = spawn().await;
+    let ann = app.user("ann@example.org", None).await;
+    let org = app.org_of(&ann).await;
+    let (key_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let now = app::ssr::db::now_ms();
+    expire_at(&app, &key_id, now + 5 * 86_400_000).await;
+    let due = app::notify::ssr::due_expiry_reminders(&app.state.db, now, "", 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    // The deletion, caught after it took the account's row.
+    let mut erase = app.state.db.writer.begin().await.unwrap();
+    lock_row(&mut erase, LockedRow::User(&ann), RowLock::Update)
+        .await
+        .unwrap();
+    let db = app.state.db.clone();
+    let reminder =
+        tokio::spawn(
+            async move { app::notify::ssr::remind_expiry(&db, "http://k", &due[0]).await },
+        );
+    until_a_lock_wait_on(&app.state.db).await;
+    // …then revoking the account's keys, as `erase` does.
+    sqlx::query("update api_key set status = 'revoked' where api_key_id = $1")
+        .bind(&key_id)
+        .execute(&mut *erase)
+        .await
+        .expect("the deletion goes on");
+    erase.commit().await.unwrap();
+    let told = reminder.await.unwrap().expect("the reminder ends well");
+    assert_eq!(told, 0, "the key was revoked meanwhile: nothing to remind");
+    assert_eq!(
+        app.count("notification").await,
+        0,
+        "no reminder for a revoked key"
+    );
+}
+
 /// One key whose reminder cannot be written does not stop the round: the others are told,
 /// the scan ends well, and the failed one is due again next round.
 #[tokio::test]
@@ -841,7 +888,8 @@ async fn a_link_that_failed_for_good_is_not_kept() {
 #[tokio::test]
 async fn a_slow_relay_cannot_stretch_a_send_past_its_claim() {
     let app = spawn().await;
-    // An SMTP server that greets and answers every command after 300 ms.
+    // An SMTP server that greets and answers every command after a second (the whole
+    // exchange would take about 8 s).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -850,10 +898,10 @@ async fn a_slow_relay_cannot_stretch_a_send_past_its_claim() {
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
                 let _ = write.write_all(b"220 slow.example ESMTP\r\n").await;
                 while let Ok(Some(line)) = lines.next_line().await {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
                     let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
                         l if l.starts_with("EHLO") => b"250 slow.example\r\n",
                         l if l.starts_with("DATA") => b"354 go on\r\n",
