@@ -704,16 +704,17 @@ async fn the_idle_timeout_slides_with_activity_and_the_absolute_one_does_not() {
 /// without it do.
 #[tokio::test]
 async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
-    let app = spawn_with(|c| c.session_idle = Duration::from_millis(3000)).await;
+    // Idle 6 s: a call 1.5 s after the last refresh would refresh it.
+    let app = spawn_with(|c| c.session_idle = Duration::from_millis(6000)).await;
     app.user("ann@example.org", None).await;
     let mut b = app.signed_in("ann@example.org").await;
     let t0 = tokio::time::Instant::now();
     let at = |ms: u64| tokio::time::sleep_until(t0 + Duration::from_millis(ms));
     b.background = true;
-    // Polled every 0.8 s for 2.4 s (each past the 0.75 s after which a call would refresh):
+    // Polled every 1.6 s for 4.8 s (each past the 1.5 s after which a call would refresh):
     // answered, and not one of them sends the session cookie again (nothing was saved).
     for i in 1..=3 {
-        at(800 * i).await;
+        at(1_600 * i).await;
         let r = app.rpc(&mut b, "unread_notifications", &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(
@@ -721,8 +722,8 @@ async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
             "a background call refreshed the session"
         );
     }
-    // The user's own call, 0.8 s later: the deadline had not moved, so the session is over.
-    at(3_200).await;
+    // The user's own call, 1.6 s later: the deadline had not moved, so the session is over.
+    at(6_400).await;
     b.background = false;
     assert_eq!(
         app.rpc(&mut b, "current_user", &[]).await.json(),
@@ -732,7 +733,7 @@ async fn the_page_s_own_calls_do_not_keep_an_idle_session_alive() {
 
     // The control: the same calls as the user's refresh the deadline (the cookie is sent again).
     let mut b = app.signed_in("ann@example.org").await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     let r = app.rpc(&mut b, "unread_notifications", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.headers.contains_key(http::header::SET_COOKIE));

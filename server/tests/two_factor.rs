@@ -582,7 +582,13 @@ async fn recovery_codes_asked_for_as_the_app_goes_are_not_issued() {
         None,
     );
     let finish = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if on_postgres() {
+            // The regeneration waits on the account's row lock (not merely starts late).
+            until_a_lock_wait_on(&app.state.db).await;
+        } else {
+            // One writer: the regeneration reads, then waits for it.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
         off.commit().await.unwrap();
     };
     let (codes, ()) = tokio::join!(regenerate, finish);
@@ -598,7 +604,25 @@ async fn an_organization_requiring_it_allows_only_enrolment_until_then() {
     let bob = app.user("bob@example.org", None).await;
     let org = app.org_of(&owner).await;
     app.add_member(&org, &bob, "member").await;
-    require_two_factor(&app, &org).await;
+    // Olga turns the requirement on through the policy page's call.
+    let mut olga = app.signed_in("olga@example.org").await;
+    let r = app
+        .rpc(
+            &mut olga,
+            "set_org_policy",
+            &[
+                ("organization_id", org.as_str()),
+                ("max_key_lifetime_days", ""),
+                ("require_two_factor", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stored = app::orgs::policy::get(&app.state.db, &org).await.unwrap();
+    assert!(stored.require_two_factor, "{stored:?}");
+    // Olga has no factor herself: her own session is held to enrolment from now on.
+    let r = app.rpc(&mut olga, "my_organizations", &[]).await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "two_factor_required", "olga");
 
     let mut b = Browser::default();
     let r = app
