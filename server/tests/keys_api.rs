@@ -1503,22 +1503,14 @@ async fn a_bulk_action_reports_every_key_whatever_fails() {
     // The database refuses the second key's timeline entry: the first stays disabled, the
     // second and third are untouched.
     let (x, y, z) = (ids[0].clone(), ids[2].clone(), ids[1].clone());
-    let refuse = if on_postgres() {
-        vec![
-            format!("create function refuse_key() returns trigger language plpgsql as $$ begin if new.api_key_id = '{y}' then raise exception 'refused by the test'; end if; return new; end $$"),
-            "create trigger refuse_key before insert on api_key_event for each row execute function refuse_key()".to_string(),
-        ]
-    } else {
-        vec![format!(
-            "create trigger refuse_key before insert on api_key_event when new.api_key_id = '{y}' begin select raise(abort, 'refused by the test'); end"
-        )]
-    };
-    for sql in refuse {
-        sqlx::query(&sql)
-            .execute(&app.state.db.writer)
-            .await
-            .unwrap();
-    }
+    refuse_rows(
+        &app,
+        "refuse_key",
+        "insert on api_key_event",
+        &format!("new.api_key_id = '{y}'"),
+        None,
+    )
+    .await;
     let r = bulk(&admin, "revoke", &[x.clone(), y.clone(), z.clone()]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let out = r.json();

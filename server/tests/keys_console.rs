@@ -623,22 +623,14 @@ async fn a_personal_token_acts_within_its_owners_current_permissions() {
 #[tokio::test]
 async fn a_row_the_database_refuses_does_not_lose_the_secrets_of_the_others() {
     let (app, _org, admin) = with_admin_key().await;
-    let statements: &[&str] = if on_postgres() {
-        &[
-            r#"create function refuse_second_row() returns trigger language plpgsql as $$ begin if new.detail like '%"row":2%' then raise exception 'refused by the test'; end if; return new; end $$"#,
-            "create trigger refuse_second_row before insert on api_key_event for each row execute function refuse_second_row()",
-        ]
-    } else {
-        &[
-            r#"create trigger refuse_second_row before insert on api_key_event when new.detail like '%"row":2%' begin select raise(abort, 'refused by the test'); end"#,
-        ]
-    };
-    for sql in statements {
-        sqlx::query(sql)
-            .execute(&app.state.db.writer)
-            .await
-            .unwrap();
-    }
+    refuse_rows(
+        &app,
+        "refuse_second_row",
+        "insert on api_key_event",
+        r#"new.detail like '%"row":2%'"#,
+        None,
+    )
+    .await;
     let before = app.count("api_key").await;
     let rows = json!([{"name": "first"}, {"name": "second"}, {"name": "third"}]).to_string();
     let r = import(&app, &admin, &rows, "application/json", false).await;

@@ -462,28 +462,14 @@ async fn a_key_whose_reminder_fails_does_not_stop_the_others() {
     keys.sort();
     // The middle key (by id, the scan's order) cannot be claimed.
     let broken = keys[1].clone();
-    let refuse = if on_postgres() {
-        vec![
-            "create function refuse_claim() returns trigger language plpgsql as $$
-             begin raise exception 'refused by the test'; end $$"
-                .to_string(),
-            format!(
-                "create trigger refuse_claim before update on api_key for each row
-                 when (new.api_key_id = '{broken}') execute function refuse_claim()"
-            ),
-        ]
-    } else {
-        vec![format!(
-            "create trigger refuse_claim before update on api_key
-             when new.api_key_id = '{broken}' begin select raise(abort, 'refused by the test'); end"
-        )]
-    };
-    for statement in refuse {
-        sqlx::query(&statement)
-            .execute(&app.state.db.writer)
-            .await
-            .unwrap();
-    }
+    refuse_rows(
+        &app,
+        "refuse_claim",
+        "update on api_key",
+        &format!("new.api_key_id = '{broken}'"),
+        None,
+    )
+    .await;
     let told = app::notify::ssr::expiry_reminders(&app.state.db, "http://k", now)
         .await
         .expect("the round ends well");

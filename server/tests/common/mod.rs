@@ -123,20 +123,44 @@ pub async fn until_a_lock_wait_on(db: &Db) {
 /// refuse the transaction recording one: SQLite aborts (an internal error), PostgreSQL raises
 /// a serialization failure (a collision, 503). [`allow_events`] takes it away.
 pub async fn refuse_events(app: &TestApp, kind: &str) {
+    refuse_rows(
+        app,
+        "refuse_event",
+        "insert on domain_event",
+        &format!("new.kind = '{kind}'"),
+        Some("40001"),
+    )
+    .await;
+}
+
+/// Makes the database refuse `operation` (`insert on domain_event`, `update on api_key`) of
+/// every row for which `when` (SQL over `new`, the same on both backends) holds, with a
+/// trigger named `name`: SQLite aborts; PostgreSQL raises `errcode` (`None`: a plain error).
+pub async fn refuse_rows(
+    app: &TestApp,
+    name: &str,
+    operation: &str,
+    when: &str,
+    errcode: Option<&str>,
+) {
     let refuse = if on_postgres() {
+        let errcode = errcode
+            .map(|c| format!(" using errcode = '{c}'"))
+            .unwrap_or_default();
         vec![
-            "create function refuse_event() returns trigger language plpgsql as $$
-             begin raise exception 'refused by the test' using errcode = '40001'; end $$"
-                .to_string(),
             format!(
-                "create trigger refuse_event before insert on domain_event for each row
-                 when (new.kind = '{kind}') execute function refuse_event()"
+                "create function {name}() returns trigger language plpgsql as $$
+                 begin raise exception 'refused by the test'{errcode}; end $$"
+            ),
+            format!(
+                "create trigger {name} before {operation} for each row
+                 when ({when}) execute function {name}()"
             ),
         ]
     } else {
         vec![format!(
-            "create trigger refuse_event before insert on domain_event
-             when new.kind = '{kind}' begin select raise(abort, 'refused by the test'); end"
+            "create trigger {name} before {operation}
+             when ({when}) begin select raise(abort, 'refused by the test'); end"
         )]
     };
     for statement in refuse {
