@@ -1975,3 +1975,84 @@ fn a_trusted_proxy_inside_the_metrics_networks_without_a_token_is_found() {
     c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
     assert_eq!(proxy_in_allowed_networks(&c), None, "elsewhere");
 }
+
+/// A service checking a key through `POST /api/v1/keys/verify` spends that key's limit, as
+/// the key's own requests do (one limiter for both, so together they never pass it), and is
+/// told where the key stands; past the limit the check answers `rate_limited`. The key's
+/// owners hear of 80 % as they would from its own traffic.
+#[tokio::test]
+async fn a_verification_counts_against_the_checked_key_s_limit() {
+    let (app, org, admin) = with_admin_key().await;
+    let (key_id, key) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    app.limit_key(IP, &admin, &key_id, 10, 3600).await;
+    let check = || {
+        let (app, admin, key) = (&app, admin.clone(), key.clone());
+        async move {
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/keys/verify",
+                    Some(&admin),
+                    Some(json!({ "key": key })),
+                    IP,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()
+        }
+    };
+    for remaining in (3..=9).rev() {
+        let v = check().await;
+        assert_eq!(v["valid"], true, "{v}");
+        assert_eq!(v["ratelimit"]["limit"], 10, "{v}");
+        assert_eq!(v["ratelimit"]["remaining"], remaining, "{v}");
+    }
+    // The key's own request takes the eighth place (80 %)…
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r, "ratelimit-remaining").as_deref(), Some("2"));
+    for remaining in [1, 0] {
+        let v = check().await;
+        assert_eq!(
+            (&v["valid"], &v["ratelimit"]["remaining"]),
+            (&json!(true), &json!(remaining)),
+            "{v}"
+        );
+    }
+    // …and past the limit a check is refused, saying when to try again.
+    let v = check().await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert_eq!(v["key_id"], key_id.as_str(), "{v}");
+    assert_eq!(v["ratelimit"]["remaining"], 0, "{v}");
+    assert!(v["ratelimit"]["reset"].as_u64().unwrap() > 0, "{v}");
+    let r = app.api("GET", "/api/v1/me", Some(&key), None, IP).await;
+    assert_eq!(r.status, 429, "the key's own requests share the limit");
+    // An unknown key spends nothing and says nothing of a limit.
+    let unknown = app::keys::format::generate(app::keys::format::Environment::Live);
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/keys/verify",
+            Some(&admin),
+            Some(json!({ "key": unknown })),
+            IP,
+        )
+        .await;
+    assert_eq!(r.json()["code"], "key_unknown", "{}", r.body);
+    assert!(r.json().get("ratelimit").is_none(), "{}", r.body);
+    // The owners were told of 80 %, 90 % and 100 % (written off the request path).
+    let mut told = 0;
+    for _ in 0..100 {
+        told =
+            sqlx::query_scalar::<_, i64>("select count(*) from notification where kind = 'usage'")
+                .fetch_one(&app.state.db.writer)
+                .await
+                .unwrap();
+        if told >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(told, 3, "80, 90 and 100 %");
+}

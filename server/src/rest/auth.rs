@@ -184,7 +184,7 @@ pub fn rate_limit_headers(headers: &mut http::HeaderMap, d: &Decision) {
 
 /// Tells the key's owners, off the request path, when this request took it to 80, 90 or
 /// 100 % of its limit (once per threshold and window, at most once an hour).
-fn tell_usage_thresholds(state: &AppState, key: &VerifiedKey, d: &Decision) {
+pub(crate) fn tell_usage_thresholds(state: &AppState, key: &VerifiedKey, d: &Decision) {
     let Ok(alerts) = app::notify::ssr::UsageAlerts::of(state) else {
         return;
     };

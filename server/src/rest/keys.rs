@@ -327,6 +327,20 @@ pub struct Verification {
     /// With `insufficient_permissions`: the required permissions the key lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,
+    /// The checked key's rate limit after this check, which counted against it (absent when
+    /// the key is not one of the organization's working keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit: Option<VerifiedRate>,
+}
+
+/// A checked key's limit, as `RateLimit-*` headers tell a caller of the API its own.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+pub struct VerifiedRate {
+    pub limit: u64,
+    /// Checks left in the current window.
+    pub remaining: u64,
+    /// Seconds until the count next goes down (after a refusal: until a check can pass).
+    pub reset: u64,
 }
 
 /// `POST /api/v1/keys/verify`: lets another service check a key Keyward issued. Only keys of
@@ -358,6 +372,7 @@ pub async fn verify(
         permissions: None,
         expires_at: None,
         missing: None,
+        ratelimit: None,
     };
     let required = body.permissions.clone().unwrap_or_default();
     if required.len() > 50 {
@@ -389,6 +404,29 @@ pub async fn verify(
     .await
     {
         Ok(key) => {
+            // A check counts against the checked key's limit, as a request of its own to the
+            // API does, whatever comes of it: one limiter, exact across instances.
+            let decision = app::usage::ssr::RateLimiter::of(&state)?
+                .check(&key.id, key.rate)
+                .await?;
+            let ratelimit = Some(VerifiedRate {
+                limit: decision.limit,
+                remaining: decision.remaining,
+                reset: decision.reset_secs(),
+            });
+            if !decision.admitted {
+                return Ok(Json(Verification {
+                    key_id: Some(key.id.clone()),
+                    org_id: Some(key.organization_id.clone()),
+                    ratelimit,
+                    ..refused(app::error::ErrorCode::RateLimited)
+                }));
+            }
+            super::auth::tell_usage_thresholds(&state, &key, &decision);
+            let refused = |code| Verification {
+                ratelimit: ratelimit.clone(),
+                ..refused(code)
+            };
             let principal = key.principal();
             let held = async {
                 let builtin =
@@ -446,6 +484,9 @@ pub async fn verify(
                     ..refused(app::error::ErrorCode::InsufficientPermissions)
                 }));
             }
+            if let Ok(cache) = KeyCache::of(&state) {
+                keys::touch(cache, &key.id);
+            }
             Ok(Json(Verification {
                 valid: true,
                 code: "valid".into(),
@@ -456,6 +497,7 @@ pub async fn verify(
                 expires_at: key.bounds.expires_at.map(keys::rfc3339),
                 missing: None,
                 permissions: Some(permissions),
+                ratelimit,
             }))
         }
         Err(e) if e.is_server_fault() => Err(e),

@@ -382,7 +382,7 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::POST, "/api/v1/keys/verify", Key(KeysRead), post(keys::verify), Doc {
             summary: "Verify a key",
-            description: "Lets another service check a key Keyward issued: validity, refusal code, scopes. Only keys of the caller's organization can be valid; any other is `key_unknown`. Pass `ip`, `method` and `path` to check allow-lists and endpoint rules too.",
+            description: "Lets another service check a key Keyward issued: validity, refusal code, scopes. Only keys of the caller's organization can be valid; any other is `key_unknown`. Pass `ip`, `method` and `path` to check allow-lists and endpoint rules too. Each check of a working key spends one of that key's requests, as its own requests do (one limiter): `ratelimit` tells where it stands, and past its limit the answer is `valid: false`, code `rate_limited`.",
             query: &[],
             body: Body::Json("VerifyBody", r#"{"key":"kw_live_…","ip":"203.0.113.7","method":"GET","path":"/api/v1/keys"}"#),
             ok: (200, Out::Json("Verification")), errors: &[INVALID],
