@@ -128,7 +128,9 @@ test("the key page edits settings, acts on the key and shows its timeline", asyn
   await settings.getByRole("button", { name: "Save changes" }).click();
   await expect(page.getByRole("heading", { name: "renamed key", level: 1 })).toBeVisible();
   const timeline = page.getByRole("list", { name: "Status history" });
-  await expect(timeline.getByRole("listitem").filter({ hasText: "edited" })).toContainText("office only from now on");
+  const edited = timeline.getByRole("listitem").filter({ hasText: "edited" });
+  await expect(edited).toContainText("office only from now on");
+  await expect(edited).toContainText("changed: name, ip_allowlist");
   let res = await page.request.get("/api/v1/me", { headers: { Authorization: `Bearer ${key}` } });
   expect((await res.json()).error.code).toBe("ip_not_allowed");
 

@@ -69,6 +69,7 @@ test("rolling with a grace period keeps old and new keys working", async ({ page
   const row = page.getByRole("row", { name: /deploy bot/ }).first();
   await row.getByRole("button", { name: "Roll" }).click();
   await row.getByLabel("Old key keeps working for").selectOption("3600");
+  await row.getByLabel("New key expires").selectOption("30");
   await row.getByRole("button", { name: "Roll key" }).click();
   const reveal = page.getByRole("region", { name: "New API key" });
   const fresh = await reveal.getByRole("textbox", { name: "New API key" }).inputValue();
@@ -80,6 +81,12 @@ test("rolling with a grace period keeps old and new keys working", async ({ page
   await expect(page.getByRole("row", { name: /deploy bot/ })).toHaveCount(2);
   // Newest first: the successor, then the key it replaced.
   expect(await listedKeyIds(page, "deploy bot")).toEqual([freshId, oldId]);
+  // The old key had no expiry; its successor was given 30 days.
+  const successor = await page.request.get(`/api/v1/keys/${freshId}`, { headers: { Authorization: `Bearer ${fresh}` } });
+  expect(successor.status()).toBe(200);
+  const days = (Date.parse((await successor.json()).expires_at) - Date.now()) / 86_400_000;
+  expect(days).toBeGreaterThan(29.9);
+  expect(days).toBeLessThanOrEqual(30);
 });
 
 test("revocation asks for confirmation and is final", async ({ page }) => {

@@ -2092,6 +2092,17 @@ async fn patch_edits_settings_with_the_same_rules_as_create() {
         .collect();
     assert_eq!(kinds, vec!["created", "edited", "edited"]);
     assert_eq!(history[1]["reason"], "lock down");
+    assert_eq!(
+        history[1]["detail"]["changed"],
+        json!(["name", "ip_allowlist"]),
+        "{history}"
+    );
+    // Scopes set by hand make the category custom; the expiry was cleared.
+    assert_eq!(
+        history[2]["detail"]["changed"],
+        json!(["category", "scopes", "expires_at"]),
+        "{history}"
+    );
 }
 
 /// A key exported as CSV and imported again keeps its restrictions: its endpoint rules, its
@@ -2177,4 +2188,140 @@ async fn a_csv_export_imported_again_keeps_the_key_s_restrictions() {
     );
     assert!(r.body.contains("endpoints must be JSON"), "{}", r.body);
     assert_eq!(app.count("api_key").await, before);
+}
+
+/// Rolling can give the successor a new expiry, or none; left out, the successor keeps the
+/// old key's. The organization's lifetime policy and a key acting's own expiry hold as on
+/// creation, and a refused roll writes nothing.
+#[tokio::test]
+async fn a_roll_can_set_the_successor_s_expiry_within_the_policy() {
+    let (app, org, admin) = with_admin_key().await;
+    let mut ann = app.signed_in("ann@example.org").await;
+    let (old_id, _) = app.scoped_key(&org, json!({"keys": "read"})).await;
+    let r = app
+        .rpc(
+            &mut ann,
+            "set_org_policy",
+            &[
+                ("organization_id", org.as_str()),
+                ("max_key_lifetime_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let roll = |key_id: String, caller: String, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.api(
+                "POST",
+                &format!("/api/v1/keys/{key_id}/roll"),
+                Some(&caller),
+                Some(body),
+                IP,
+            )
+            .await
+        }
+    };
+    let at = |days: i64| app::ssr::db::rfc3339(app::ssr::db::now_ms() + days * 86_400_000);
+    let before = app.snapshot().await;
+    // The key has no expiry, which the policy no longer allows: kept, it is refused…
+    let r = roll(old_id.clone(), admin.clone(), json!({"grace_seconds": 0})).await;
+    assert_refused(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "no expiry under the policy",
+    );
+    // …as are an expiry past the policy's 30 days, none, and one in the past.
+    for expires_at in [json!(at(40)), json!(null), json!("2020-01-01T00:00:00Z")] {
+        let r = roll(
+            old_id.clone(),
+            admin.clone(),
+            json!({"grace_seconds": 0, "expires_at": expires_at}),
+        )
+        .await;
+        assert_refused(&r, StatusCode::BAD_REQUEST, "invalid_input", "a bad expiry");
+    }
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "a refused roll writes nothing"
+    );
+    // Within it, the successor has the new expiry.
+    let ten = at(10);
+    let r = roll(
+        old_id.clone(),
+        admin.clone(),
+        json!({"grace_seconds": 60, "expires_at": ten}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let new_id = r.json()["id"].as_str().unwrap().to_string();
+    let successor = app
+        .api(
+            "GET",
+            &format!("/api/v1/keys/{new_id}"),
+            Some(&admin),
+            None,
+            IP,
+        )
+        .await
+        .json();
+    assert_eq!(
+        app::keys::rules::parse_rfc3339("x", successor["expires_at"].as_str().unwrap()).unwrap(),
+        app::keys::rules::parse_rfc3339("x", &ten).unwrap(),
+        "{successor}"
+    );
+    // Left out, the next successor keeps it.
+    let r = roll(new_id.clone(), admin.clone(), json!({"grace_seconds": 0})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["expires_at"], successor["expires_at"]);
+    let third = r.json()["id"].as_str().unwrap().to_string();
+    // A key acting that expires in 5 days may roll a key expiring in 3 (within its own
+    // restrictions), but cannot give the successor 20 days, nor none.
+    let _ = third;
+    let made = |name: &'static str, days: i64| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/keys",
+                    Some(&admin),
+                    Some(json!({"name": name, "category": "admin", "expires_at": at(days)})),
+                    IP,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            r.json()
+        }
+    };
+    let short = made("short-lived admin", 5).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let soon = made("soon", 3).await["id"].as_str().unwrap().to_string();
+    let before = app.snapshot().await;
+    for expires_at in [json!(at(20)), json!(null)] {
+        let r = roll(
+            soon.clone(),
+            short.clone(),
+            json!({"grace_seconds": 0, "expires_at": expires_at}),
+        )
+        .await;
+        assert_refused(
+            &r,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "past the acting key",
+        );
+    }
+    assert_eq!(app.snapshot().await, before);
+    let r = roll(
+        soon.clone(),
+        short.clone(),
+        json!({"grace_seconds": 0, "expires_at": at(4)}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }

@@ -268,21 +268,44 @@ pub async fn review_key(
     .await
 }
 
-/// Rolls a key; the old one works for `grace_seconds` more. Answers with the new secret.
+/// Rolls a key; the old one works for `grace_seconds` more. The new key expires
+/// `expires_in_days` from now (`never`: not at all; empty or absent: when the old one was to).
+/// Answers with the new secret.
 #[server(prefix = "/rpc", endpoint = "roll_key")]
 pub async fn roll_key(
     organization_id: String,
     key_id: String,
     grace_seconds: i64,
+    #[server(default)] expires_in_days: Option<String>,
 ) -> Result<CreatedKey, AppError> {
     use crate::ssr;
     let (caller, grant) = crate::access::guard::guard_in("roll_key", &organization_id).await?;
     ssr::respond(async move {
+        let expires_at = match expires_in_days.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("never") => Some(None),
+            Some(days) => {
+                let days: i64 = days
+                    .parse()
+                    .ok()
+                    .filter(|d| (1..=3660).contains(d))
+                    .ok_or_else(|| {
+                        AppError::invalid(
+                            "expires_in_days",
+                            "the new key expires in 1 to 3660 days, or never",
+                        )
+                    })?;
+                Some(Some(crate::ssr::db::rfc3339(
+                    crate::ssr::db::now_ms() + days * 86_400_000,
+                )))
+            }
+        };
         super::ssr::roll(
             &caller.state,
             acting!(caller, grant),
             &key_id,
             grace_seconds,
+            expires_at.as_ref().map(Option::as_deref),
             None,
         )
         .await

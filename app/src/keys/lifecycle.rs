@@ -204,11 +204,17 @@ pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
 /// personal token can only be rolled by its owner). The old key is marked rolled by a write
 /// conditional on it still being active and not yet rolled, so two racing rolls cannot both
 /// hand out a successor.
+/// The successor's expiry: `None` keeps the old key's; `Some(None)` gives none;
+/// `Some(Some(at))` (RFC 3339, in the future) sets one. Held to the organization's policy and,
+/// for a key acting, to its own expiry, as on creation.
+pub type RolledExpiry<'a> = Option<Option<&'a str>>;
+
 pub async fn roll(
     state: &AppState,
     acting: Acting<'_>,
     key_id: &str,
     grace_seconds: i64,
+    expires_at: RolledExpiry<'_>,
     reason: Option<&str>,
 ) -> Result<CreatedKey, AppError> {
     let (db, cache, pepper) = (&state.db, KeyCache::of(state)?, &state.config.secret);
@@ -220,8 +226,22 @@ pub async fn roll(
             "grace_seconds must be between 0 and 7776000 (90 days)",
         ));
     }
-    let old = row_fresh(db, org_id, key_id).await?;
     let now = now_ms();
+    let new_expiry = match expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(at)) => {
+            let at = super::rules::parse_rfc3339("expires_at", at)?;
+            if at <= now {
+                return Err(AppError::invalid(
+                    "expires_at",
+                    "expires_at must be in the future",
+                ));
+            }
+            Some(Some(at))
+        }
+    };
+    let old = row_fresh(db, org_id, key_id).await?;
     if old.status(now) != KeyStatus::Active {
         return Err(AppError::conflict(
             "status",
@@ -251,10 +271,14 @@ pub async fn roll(
         permissions: wire.permissions.clone(),
         endpoints: bounds.endpoints,
         ip_allowlist: bounds.ip_allowlist,
-        expires_at: old.expires_at,
+        expires_at: new_expiry.unwrap_or(old.expires_at),
         require_signature: wire.require_signature,
         metadata: wire.metadata.clone(),
     };
+    if new_expiry.is_some() {
+        // A key acting cannot give the successor more time than it has itself.
+        acting.grant.require_within(&settings.bounds())?;
+    }
     let secret = format::generate(settings.environment);
     let grace_ends = now + grace_seconds * 1000;
     let mut tx = acting.begin(db).await?;

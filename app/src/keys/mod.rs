@@ -253,6 +253,33 @@ pub struct KeyEvent {
     pub reason: Option<String>,
     pub source_ip: Option<String>,
     pub occurred_at: String,
+    /// What the entry records beyond its kind: for `edited`, the fields whose value changed
+    /// (`changed`; a limit change also the new `plan_id` or `rate_limit`); for `rolled`, the
+    /// successor (`rolled_to`) and when this key stops working (`stops_at`); for a successor's
+    /// `created`, `rolled_from`; for `enabled`/`disabled`, the status it came `from`; for
+    /// `imported`, the `source` and `row`; for `approved`/`rejected`, the `decision`.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+}
+
+impl KeyEvent {
+    /// The entry's detail in a line for people ("changed: name, ip_allowlist"), if it has one.
+    pub fn summary(&self) -> Option<String> {
+        let text = |k: &str| self.detail.get(k).and_then(|v| v.as_str());
+        if let Some(changed) = self.detail.get("changed").and_then(|v| v.as_array()) {
+            let names: Vec<&str> = changed.iter().filter_map(|v| v.as_str()).collect();
+            if !names.is_empty() {
+                return Some(format!("changed: {}", names.join(", ")));
+            }
+        }
+        if let Some(to) = text("rolled_to") {
+            return Some(match text("stops_at") {
+                Some(at) => format!("successor {to}; this key works until {at}"),
+                None => format!("successor {to}"),
+            });
+        }
+        text("rolled_from").map(|from| format!("successor of {from}"))
+    }
 }
 
 /// The outcome of one key in a bulk action.
@@ -392,10 +419,47 @@ pub struct KeyLimit {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_timeline_entry_says_what_it_changed() {
+        let entry = |kind: &str, detail: serde_json::Value| super::KeyEvent {
+            kind: kind.into(),
+            actor: None,
+            reason: None,
+            source_ip: None,
+            occurred_at: String::new(),
+            detail,
+        };
+        let edited = entry(
+            "edited",
+            serde_json::json!({"changed": ["name", "ip_allowlist"]}),
+        );
+        assert_eq!(
+            edited.summary().as_deref(),
+            Some("changed: name, ip_allowlist")
+        );
+        let rolled = entry(
+            "rolled",
+            serde_json::json!({"rolled_to": "key_b", "stops_at": "2026-12-01T00:00:00Z"}),
+        );
+        assert_eq!(
+            rolled.summary().as_deref(),
+            Some("successor key_b; this key works until 2026-12-01T00:00:00Z")
+        );
+        let successor = entry("created", serde_json::json!({"rolled_from": "key_a"}));
+        assert_eq!(successor.summary().as_deref(), Some("successor of key_a"));
+        assert_eq!(
+            entry("disabled", serde_json::json!({"from": "active"})).summary(),
+            None
+        );
+    }
 }

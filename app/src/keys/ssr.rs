@@ -644,7 +644,7 @@ pub async fn list(db: &Db, org_id: &str) -> Result<Vec<ApiKey>, AppError> {
 pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent>, AppError> {
     let key = row(db, org_id, key_id).await?;
     let rows = sqlx::query(
-        "select kind, actor, reason, source_ip, occurred_at from api_key_event
+        "select kind, actor, reason, source_ip, detail, occurred_at from api_key_event
          where api_key_id = $1 and organization_id = $2 order by occurred_at, api_key_event_id",
     )
     .bind(key_id)
@@ -660,6 +660,8 @@ pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent
                 reason: r.try_get("reason")?,
                 source_ip: r.try_get("source_ip")?,
                 occurred_at: rfc3339(r.try_get("occurred_at")?),
+                detail: serde_json::from_str(&r.try_get::<String, _>("detail")?)
+                    .unwrap_or_else(|_| serde_json::json!({})),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -672,6 +674,7 @@ pub async fn history(db: &Db, org_id: &str, key_id: &str) -> Result<Vec<KeyEvent
                 reason: None,
                 source_ip: None,
                 occurred_at: rfc3339(at),
+                detail: serde_json::json!({}),
             });
         }
     }

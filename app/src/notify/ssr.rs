@@ -692,7 +692,7 @@ pub async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<u
             kind: "expiry",
             title: format!("Key \"{name}\" expires within {when}"),
             body: format!(
-                "The key {key_id} stops working at {}. Roll it (its successor keeps its settings) or extend its expiry on its page.",
+                "The key {key_id} stops working at {}. Roll it (its successor keeps its settings, with the expiry you choose) or extend its expiry on its page.",
                 rfc3339(expires_at)
             ),
             link: Some(format!("/keys/{}/{key_id}", key.organization_id)),

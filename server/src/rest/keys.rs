@@ -257,6 +257,10 @@ pub struct RollBody {
     /// How long the old key keeps working (0 = stops now), up to 90 days.
     #[schema(minimum = 0, maximum = 7776000)]
     pub grace_seconds: i64,
+    /// The new key's expiry (RFC 3339, in the future); `null` for none; absent: the old key's.
+    #[serde(default, deserialize_with = "app::keys::present")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<Option<String>>,
     #[serde(default)]
     #[schema(max_length = 500)]
     pub reason: Option<String>,
@@ -274,6 +278,7 @@ pub async fn roll(
         Acting::new(&grant, ip.as_deref()),
         &id,
         body.grace_seconds,
+        body.expires_at.as_ref().map(Option::as_deref),
         body.reason.as_deref(),
     )
     .await?;

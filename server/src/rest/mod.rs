@@ -443,7 +443,7 @@ pub fn routes() -> Vec<RouteSpec> {
         )),
         spec(Method::POST, "/api/v1/keys/{id}/roll", Key(KeysWrite), post(keys::roll), Doc {
             summary: "Roll a key",
-            description: "Issues a new key with the same settings; the old one keeps working for `grace_seconds` (0 to 7776000), then stops. Answers with the new secret, once.",
+            description: "Issues a new key with the same settings; the old one keeps working for `grace_seconds` (0 to 7776000), then stops. The new key keeps the old one's expiry unless `expires_at` sets another (`null`: none), within the organization's lifetime policy. Answers with the new secret, once.",
             query: &[],
             body: Body::Json("RollBody", r#"{"grace_seconds":86400,"reason":"scheduled rotation"}"#),
             ok: (201, Out::Json("CreatedKey")), errors: &[INVALID, NOT_FOUND, CONFLICT],
@@ -726,7 +726,7 @@ pub fn routes() -> Vec<RouteSpec> {
         }),
         spec(Method::GET, "/api/v1/keys/{id}/history", Key(KeysRead), get(keys::history), Doc {
             summary: "Key timeline",
-            description: "Every transition of the key (created, imported, edited, disabled, enabled, rolled, revoked, expired) with actor, time, reason and source IP, oldest first.",
+            description: "Every transition of the key (created, imported, edited, disabled, enabled, rolled, revoked, expired) with actor, time, reason, source IP and `detail` (an edit's `changed` fields, a roll's successor), oldest first.",
             query: &[], body: Body::None, ok: (200, Out::JsonArray("KeyEvent")), errors: &[NOT_FOUND],
         }),
     ]

@@ -87,6 +87,7 @@ pub fn KeyPage() -> impl IntoView {
                                         " · " <crate::ui::time::Time at=e.occurred_at.clone() />
                                         {e.actor.clone().map(|a| format!(" · by {a}"))}
                                         {e.source_ip.clone().map(|ip| format!(" · from {ip}"))}
+                                        {e.summary().map(|s| view! { <div class="muted">{s}</div> })}
                                         {e.reason.clone().map(|r| view! { <div class="muted">{format!("Reason: {r}")}</div> })}
                                     </li>
                                 }).collect_view()}

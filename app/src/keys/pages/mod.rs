@@ -89,6 +89,7 @@ fn KeyActions(
     let rolling = RwSignal::new(false);
     let grace = RwSignal::new("3600".to_string());
     let custom_hours = RwSignal::new(String::new());
+    let expiry = RwSignal::new(String::new());
     let id = StoredValue::new(key.id.clone());
     let dispatch = move |action: &'static str| {
         move |_| {
@@ -106,6 +107,7 @@ fn KeyActions(
     let rollable = active && key.rolled_to_key_id.is_none();
     let grace_id = format!("grace-{}", key.id);
     let hours_id = StoredValue::new(format!("grace-hours-{}", key.id));
+    let expiry_id = format!("roll-expiry-{}", key.id);
     let name = key.name.clone();
     view! {
         <Show when=move || active>
@@ -141,6 +143,14 @@ fn KeyActions(
                     <label for=hours_id.get_value()>"Hours"</label>
                     <input id=hours_id.get_value() type="number" min="0" max="2160" on:input=move |ev| custom_hours.set(event_target_value(&ev)) />
                 </Show>
+                <label for=expiry_id.clone()>"New key expires"</label>
+                <select id=expiry_id.clone() on:change=move |ev| expiry.set(event_target_value(&ev))>
+                    <option value="" selected>"When the old key was to"</option>
+                    <option value="30">"In 30 days"</option>
+                    <option value="90">"In 90 days"</option>
+                    <option value="365">"In a year"</option>
+                    <option value="never">"Never"</option>
+                </select>
                 <button
                     type="button"
                     on:click=move |_| {
@@ -150,7 +160,12 @@ fn KeyActions(
                             "custom" => custom_hours.get_untracked().trim().parse::<i64>().map_or(-1, |h| h * 3600),
                             g => g.parse().unwrap_or(3600),
                         };
-                        roll.dispatch(RollKey { organization_id: org.get_untracked(), key_id: id.get_value(), grace_seconds });
+                        roll.dispatch(RollKey {
+                            organization_id: org.get_untracked(),
+                            key_id: id.get_value(),
+                            grace_seconds,
+                            expires_in_days: Some(expiry.get_untracked()),
+                        });
                         rolling.set(false);
                     }
                 >
