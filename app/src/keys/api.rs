@@ -152,6 +152,18 @@ pub async fn import_keys(
     .await
 }
 
+/// The instant (RFC 3339) `days` (a form's `expires_in_days`: 1 to 3660) after `now`;
+/// `refusal` is the message for anything else.
+#[cfg(feature = "ssr")]
+fn days_from_now(days: &str, now: i64, refusal: &str) -> Result<String, AppError> {
+    let days: i64 = days
+        .parse()
+        .ok()
+        .filter(|d| (1..=3660).contains(d))
+        .ok_or_else(|| AppError::invalid("expires_in_days", refusal))?;
+    Ok(crate::ssr::db::rfc3339(now + days * 86_400_000))
+}
+
 /// Creates a key; the answer carries the secret, shown once.
 #[server(prefix = "/rpc", endpoint = "create_key")]
 pub async fn create_key(
@@ -171,19 +183,11 @@ pub async fn create_key(
         let now = ssr::db::now_ms();
         let expires_at = match expires_in_days.trim() {
             "" => None,
-            days => {
-                let days: i64 = days
-                    .parse()
-                    .ok()
-                    .filter(|d| (1..=3660).contains(d))
-                    .ok_or_else(|| {
-                        AppError::invalid(
-                            "expires_in_days",
-                            "expiry must be a whole number of days between 1 and 3660",
-                        )
-                    })?;
-                Some(super::ssr::rfc3339(now + days * 86_400_000))
-            }
+            days => Some(days_from_now(
+                days,
+                now,
+                "expiry must be a whole number of days between 1 and 3660",
+            )?),
         };
         let new = super::NewKey {
             name,
@@ -284,21 +288,11 @@ pub async fn roll_key(
         let expires_at = match expires_in_days.as_deref().map(str::trim) {
             None | Some("") => None,
             Some("never") => Some(None),
-            Some(days) => {
-                let days: i64 = days
-                    .parse()
-                    .ok()
-                    .filter(|d| (1..=3660).contains(d))
-                    .ok_or_else(|| {
-                        AppError::invalid(
-                            "expires_in_days",
-                            "the new key expires in 1 to 3660 days, or never",
-                        )
-                    })?;
-                Some(Some(crate::ssr::db::rfc3339(
-                    crate::ssr::db::now_ms() + days * 86_400_000,
-                )))
-            }
+            Some(days) => Some(Some(days_from_now(
+                days,
+                ssr::db::now_ms(),
+                "the new key expires in 1 to 3660 days, or never",
+            )?)),
         };
         super::ssr::roll(
             &caller.state,

@@ -197,6 +197,11 @@ pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
     Ok(reason)
 }
 
+/// The successor's expiry: `None` keeps the old key's; `Some(None)` gives none;
+/// `Some(Some(at))` (RFC 3339, in the future) sets one. Held to the organization's policy and,
+/// for a key acting, to its own expiry, as on creation.
+pub type RolledExpiry<'a> = Option<Option<&'a str>>;
+
 /// Rolls a key: a new key with the same settings; the old one keeps working for
 /// `grace_seconds` (0 = stops now), then expires. Both timelines record it.
 ///
@@ -204,11 +209,6 @@ pub fn clean_reason(reason: Option<&str>) -> Result<Option<&str>, AppError> {
 /// personal token can only be rolled by its owner). The old key is marked rolled by a write
 /// conditional on it still being active and not yet rolled, so two racing rolls cannot both
 /// hand out a successor.
-/// The successor's expiry: `None` keeps the old key's; `Some(None)` gives none;
-/// `Some(Some(at))` (RFC 3339, in the future) sets one. Held to the organization's policy and,
-/// for a key acting, to its own expiry, as on creation.
-pub type RolledExpiry<'a> = Option<Option<&'a str>>;
-
 pub async fn roll(
     state: &AppState,
     acting: Acting<'_>,

@@ -35,6 +35,21 @@ pub async fn notify(
     Ok(told)
 }
 
+/// Takes `users`' row locks in `tx`, in one order (sorted), so that two instances telling the
+/// same people cannot deadlock.
+async fn lock_recipients(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    users: &[String],
+) -> Result<(), sqlx::Error> {
+    let mut sorted: Vec<&String> = users.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    for user_id in sorted {
+        crate::ssr::db::lock_user(&mut *tx, user_id).await?;
+    }
+    Ok(())
+}
+
 /// [`notify`] inside the caller's transaction: the notice is written if and only if the
 /// change it tells of is (an impersonation never starts untold).
 pub async fn notify_in(
@@ -52,14 +67,8 @@ pub async fn notify_in(
         message.dedupe
     );
     if bulk {
-        // The per-address mail cap below counts under each recipient's row lock, taken in one
-        // order so that two instances telling the same people cannot deadlock.
-        let mut sorted: Vec<&String> = users.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        for user_id in sorted {
-            crate::ssr::db::lock_user(&mut *tx, user_id).await?;
-        }
+        // The per-address mail cap below counts under each recipient's row lock.
+        lock_recipients(tx, users).await?;
     }
     let mut told = 0;
     for user_id in users {
@@ -659,12 +668,7 @@ pub async fn remind_expiry(db: &Db, origin: &str, key: &DueReminder) -> Result<u
     // The recipients' rows before the key's (the documented order: the account, then what
     // hangs off it). `notify_in` takes them for its mail cap in any case; taken after the
     // claim, they would deadlock with an account's deletion revoking its keys on PostgreSQL.
-    let mut sorted: Vec<&String> = users.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    for user_id in sorted {
-        crate::ssr::db::lock_user(&mut tx, user_id).await?;
-    }
+    lock_recipients(&mut tx, &users).await?;
     let claimed = sqlx::query(
         "update api_key set reminded_expiry = $2, reminded_days = $3
          where api_key_id = $1 and expires_at = $2 and status = 'active' and rolled_to_key_id is null

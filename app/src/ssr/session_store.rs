@@ -38,11 +38,7 @@ impl DbSessionStore {
 /// data does not shorten it (the second step sets a new one).
 fn stored_end(record: &Record, absolute: std::time::Duration) -> i64 {
     let idle = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
-    let text = |key: &str| record.data.get(key).and_then(|v| v.as_str());
-    if text(keys::IMPERSONATOR)
-        .or_else(|| text(keys::USER_ID))
-        .is_none()
-    {
+    if signed_in(record).is_none() {
         return idle;
     }
     match record.data.get(keys::SIGNED_IN_AT).and_then(|v| v.as_i64()) {
@@ -74,12 +70,21 @@ struct Stored {
     pending: bool,
 }
 
+/// Whose signed-in session `record` is: the administrator impersonating in it, else the user;
+/// `None` when nobody is signed in (a sign-in waiting for its second step included).
+fn signed_in(record: &Record) -> Option<&str> {
+    let text = |key: &str| record.data.get(key).and_then(|v| v.as_str());
+    text(keys::IMPERSONATOR).or_else(|| text(keys::USER_ID))
+}
+
 fn encode(record: &Record) -> session_store::Result<Stored> {
     let data = serde_json::to_string(&record.data)
         .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-    let text = |key: &str| record.data.get(key).and_then(|v| v.as_str());
-    let signed_in = text(keys::IMPERSONATOR).or_else(|| text(keys::USER_ID));
-    let waiting = text(keys::PENDING_USER_ID);
+    let signed_in = signed_in(record);
+    let waiting = record
+        .data
+        .get(keys::PENDING_USER_ID)
+        .and_then(|v| v.as_str());
     Ok(Stored {
         data,
         user_id: signed_in.or(waiting).map(str::to_owned),
